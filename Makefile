@@ -1,0 +1,44 @@
+# Kokeilu: `make run` runs the platform, `make test` runs every test. Both set up what they need.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install run stop status test test-unit kafka postgres schemas bench clean
+
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install           ## broker + four services (SQLite), in the background; `make stop` ends them
+	deploy/platform.sh start
+
+stop:
+	deploy/platform.sh stop
+
+status:
+	deploy/platform.sh status
+
+kafka:
+	deploy/kafka.sh start
+
+postgres:
+	deploy/postgres.sh start
+
+test: install kafka postgres   ## the whole suite against the real local broker and PostgreSQL
+	KOKEILU_TEST_POSTGRES_URL="$$(deploy/postgres.sh url)" $(PY) -m pytest
+
+test-unit: install
+	$(PY) -m pytest tests/unit
+
+schemas: install      ## regenerate schemas/ from the contract models
+	$(PY) -m kokeilu.contracts.schemas
+
+bench: install kafka  ## end-to-end benchmark; see bench/README.md
+	$(PY) -m bench.e2e
+
+clean: stop
+	rm -rf .local

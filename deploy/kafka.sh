@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Local single-node Apache Kafka (KRaft) for development and tests.
+#
+#   deploy/kafka.sh start    fetch the broker from Maven Central if needed, format storage once, start; no-op if running
+#   deploy/kafka.sh stop     stop the broker started here
+#   deploy/kafka.sh status   exit 0 and say so when the broker answers on its port
+#   deploy/kafka.sh reset    stop and delete the local data (topics, offsets)
+#
+# Environment: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), KOKEILU_LOCAL_DIR (<repo>/.local).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+HERE="$ROOT/deploy/kafka"
+LOCAL="${KOKEILU_LOCAL_DIR:-$ROOT/.local}"
+DIR="$LOCAL/kafka"
+LIBS="$DIR/libs"
+PORT="${KAFKA_PORT:-9092}"
+CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+PIDFILE="$DIR/broker.pid"
+CONF="$DIR/server.properties"
+
+log() { echo "kafka: $*" >&2; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+running_pid() {
+  [[ -f "$PIDFILE" ]] || return 1
+  local pid; pid="$(cat "$PIDFILE")"
+  kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+
+fetch() {
+  if [[ -f "$LIBS/.complete" ]] && cmp -s "$HERE/pom.xml" "$LIBS/.complete"; then return; fi
+  command -v mvn >/dev/null || { log "Maven (mvn) is needed to fetch the broker; apt-get install maven"; exit 1; }
+  log "fetching Apache Kafka from Maven Central into $LIBS"
+  rm -rf "$LIBS"; mkdir -p "$LIBS"
+  mvn -q -B -f "$HERE/pom.xml" dependency:copy-dependencies -DoutputDirectory="$LIBS" -DincludeScope=runtime
+  # kafka-tools pulls an slf4j 1.x API that would hide the log4j2 binding.
+  rm -f "$LIBS"/slf4j-api-1.*.jar
+  cp "$HERE/pom.xml" "$LIBS/.complete"
+}
+
+java_run() {
+  java -Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$HERE/log4j2.properties" -Dkafka.logs.dir="$DIR/logs" \
+    -cp "$LIBS/*" "$@"
+}
+
+start() {
+  if pid="$(running_pid)"; then log "already running (pid $pid) on 127.0.0.1:$PORT"; return 0; fi
+  if port_open "$PORT"; then log "something already listens on 127.0.0.1:$PORT; using it"; return 0; fi
+  fetch
+  mkdir -p "$DIR/logs" "$DIR/data"
+  sed -e "s#@PORT@#$PORT#g" -e "s#@CONTROLLER_PORT@#$CONTROLLER_PORT#g" -e "s#@DATA_DIR@#$DIR#g" \
+    "$HERE/server.properties" > "$CONF"
+  if [[ ! -f "$DIR/data/meta.properties" ]]; then
+    local cluster_id; cluster_id="$(java_run kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)"
+    log "formatting KRaft storage (cluster $cluster_id)"
+    java_run kafka.tools.StorageTool format -t "$cluster_id" -c "$CONF" >"$DIR/logs/format.log" 2>&1
+  fi
+  log "starting broker on 127.0.0.1:$PORT (logs: $DIR/logs/server.log)"
+  setsid java -Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$HERE/log4j2.properties" -Dkafka.logs.dir="$DIR/logs" \
+    -cp "$LIBS/*" kafka.Kafka "$CONF" </dev/null >"$DIR/logs/stdout.log" 2>&1 &
+  echo $! > "$PIDFILE"
+  for _ in $(seq 1 120); do
+    if ! running_pid >/dev/null; then log "broker exited; see $DIR/logs/"; tail -n 30 "$DIR/logs/stdout.log" >&2; exit 1; fi
+    if port_open "$PORT" && grep -q "Kafka Server started\|KafkaRaftServer.*started" "$DIR/logs/server.log" 2>/dev/null; then
+      log "ready"; return 0
+    fi
+    sleep 0.5
+  done
+  log "broker did not become ready in 60 s; see $DIR/logs/server.log"; exit 1
+}
+
+stop() {
+  if pid="$(running_pid)"; then
+    log "stopping (pid $pid)"; kill "$pid"
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -9 "$pid" 2>/dev/null || true
+  else
+    log "not running"
+  fi
+  rm -f "$PIDFILE"
+}
+
+status() {
+  if port_open "$PORT"; then log "running on 127.0.0.1:$PORT"; return 0; fi
+  log "not running"; return 1
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  reset) stop; rm -rf "$DIR/data" "$DIR/logs" ;;
+  *) echo "usage: $0 start|stop|status|reset" >&2; exit 2 ;;
+esac

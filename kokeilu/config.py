@@ -1,0 +1,66 @@
+"""Configuration from the environment, with working local defaults."""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class TokenConfig(BaseModel):
+    """One API token, configured by the SHA-256 of its secret, never the secret itself."""
+
+    name: str
+    sha256: str
+    scopes: list[str]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # Partitions for the platform's topics when it creates them; replication for a real cluster.
+    kokeilu_topic_partitions: int = 6
+    kokeilu_topic_replication: int = 1
+    kokeilu_data_dir: Path = REPO_ROOT / ".local" / "data"
+    # DATABASE_URL is per service process; default is a SQLite file per service.
+    database_url: str | None = None
+    kokeilu_admin_token: str | None = None
+    # JSON list of {"name", "sha256", "scopes"}; or a file with the same content.
+    kokeilu_tokens: str | None = None
+    kokeilu_tokens_file: Path | None = None
+    # Outbox relay: how often to look for rows when not woken by a commit in this process.
+    kokeilu_relay_interval_seconds: float = 0.5
+    kokeilu_consumer_max_records: int = 200
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return ",".join(part.strip() for part in value.split(",") if part.strip())
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        return self.kafka_bootstrap_servers.split(",")
+
+    def database_url_for(self, service: str) -> str:
+        if self.database_url:
+            return self.database_url
+        self.kokeilu_data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.kokeilu_data_dir / service}.db"
+
+    def tokens(self) -> list[TokenConfig]:
+        raw = self.kokeilu_tokens
+        if self.kokeilu_tokens_file:
+            raw = self.kokeilu_tokens_file.read_text()
+        if not raw:
+            return []
+        return [TokenConfig(**item) for item in json.loads(raw)]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,69 @@
+"""The catalogue of event types: which model is the `data` of which type, on which topic.
+
+This is the one place that ties a type name to its schema; validation, schema generation and
+the AsyncAPI document all read it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ValidationError
+
+from . import topics
+from .envelope import TYPE_PREFIX, CloudEvent, InvalidEvent, describe_validation_error
+from .evaluation import ScreeningCompleted
+from .notifications import DeliveryOutcome
+from .proposals import ProposalStatusChanged, ProposalSubmitted, Submission
+from .results import Result
+
+
+@dataclass(frozen=True)
+class EventType:
+    name: str  # full CloudEvents type
+    topic: str
+    model: type[BaseModel]
+    version: int = 1
+    summary: str = ""
+
+    @property
+    def short(self) -> str:
+        return self.name.removeprefix(TYPE_PREFIX)
+
+    @property
+    def dataschema(self) -> str:
+        return f"urn:kokeilu:schema:{self.name}:v{self.version}"
+
+
+INTAKE_PROPOSAL = EventType(TYPE_PREFIX + "intake.proposal", topics.INTAKE, Submission,
+                            summary="A city system submits a proposal.")
+PROPOSAL_SUBMITTED = EventType(TYPE_PREFIX + "proposal.submitted", topics.PROPOSALS, ProposalSubmitted,
+                               summary="A proposal entered the programme.")
+PROPOSAL_STATUS_CHANGED = EventType(TYPE_PREFIX + "proposal.status-changed", topics.PROPOSALS,
+                                    ProposalStatusChanged, summary="A proposal changed state.")
+SCREENING_COMPLETED = EventType(TYPE_PREFIX + "screening.completed", topics.EVALUATIONS, ScreeningCompleted,
+                                summary="Screening passed, or failed naming every failed rule.")
+RESULT_PUBLISHED = EventType(TYPE_PREFIX + "result.published", topics.RESULTS, Result,
+                             summary="A pilot entered the public results catalogue.")
+DELIVERY_SUCCEEDED = EventType(TYPE_PREFIX + "delivery.succeeded", topics.NOTIFICATIONS, DeliveryOutcome,
+                               summary="A notification reached its subscriber.")
+DELIVERY_FAILED = EventType(TYPE_PREFIX + "delivery.failed", topics.NOTIFICATIONS, DeliveryOutcome,
+                            summary="A notification could not be delivered after its last attempt.")
+
+ALL: tuple[EventType, ...] = (
+    INTAKE_PROPOSAL, PROPOSAL_SUBMITTED, PROPOSAL_STATUS_CHANGED, SCREENING_COMPLETED,
+    RESULT_PUBLISHED, DELIVERY_SUCCEEDED, DELIVERY_FAILED,
+)
+BY_NAME = {t.name: t for t in ALL}
+
+
+def decode(event: CloudEvent, topic: str | None = None) -> BaseModel:
+    """The typed `data` of an event; InvalidEvent when the type is unknown or the data does not fit."""
+    event_type = BY_NAME.get(event.type)
+    if event_type is None:
+        raise InvalidEvent(f"unknown event type {event.type!r}", event)
+    if topic is not None and event_type.topic != topic:
+        raise InvalidEvent(f"event type {event.type!r} does not belong on topic {topic!r}", event)
+    try:
+        return event_type.model.model_validate(event.data)
+    except ValidationError as exc:
+        raise InvalidEvent(f"invalid data for {event.type}: {describe_validation_error(exc)}", event) from None

@@ -1,0 +1,103 @@
+"""The CloudEvents 1.0 envelope in structured JSON mode, as Kokeilu puts it on every topic."""
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+CONTENT_TYPE = "application/cloudevents+json"
+TYPE_PREFIX = "fi.espoo.kokeilu."
+MAX_EVENT_BYTES = 512 * 1024
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CloudEvent(BaseModel):
+    """A CloudEvent with `data` kept as parsed JSON; `decode_data` gives the typed model."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str = Field(min_length=1, max_length=200)
+    source: str = Field(min_length=1, max_length=500)
+    type: str = Field(min_length=1, max_length=200)
+    time: datetime
+    subject: str | None = Field(default=None, max_length=200)
+    datacontenttype: Literal["application/json"] = "application/json"
+    dataschema: str | None = None
+    data: Any = None
+    correlationid: str | None = None
+    causationid: str | None = None
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+
+class InvalidEvent(ValueError):
+    """A record that is not a CloudEvent Kokeilu can process; `reason` says why, for the dead-letter topic."""
+
+    def __init__(self, reason: str, event: CloudEvent | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.event = event
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(root)"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def parse_envelope(raw: bytes | None) -> CloudEvent:
+    if raw is None:
+        raise InvalidEvent("empty record value (tombstone) where an event was expected")
+    if len(raw) > MAX_EVENT_BYTES:
+        raise InvalidEvent(f"event of {len(raw)} bytes exceeds the limit of {MAX_EVENT_BYTES}")
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidEvent(f"not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidEvent("not a CloudEvent: the JSON value is not an object")
+    try:
+        return CloudEvent.model_validate(body)
+    except ValidationError as exc:
+        raise InvalidEvent(f"not a valid CloudEvent: {describe_validation_error(exc)}") from None
+
+
+def new_event(
+    type_: str,
+    data: BaseModel,
+    *,
+    source: str,
+    subject: str,
+    dataschema: str | None = None,
+    cause: CloudEvent | None = None,
+    correlationid: str | None = None,
+) -> CloudEvent:
+    """A new event; `cause` carries the correlation id on and names itself as the causation."""
+    event_id = str(uuid.uuid4())
+    if cause is not None:
+        correlationid = cause.correlationid or cause.id
+    return CloudEvent(
+        id=event_id,
+        source=source,
+        type=type_,
+        time=utcnow(),
+        subject=subject,
+        dataschema=dataschema,
+        data=data.model_dump(mode="json", exclude_none=True),
+        correlationid=correlationid or event_id,
+        causationid=cause.id if cause is not None else None,
+    )

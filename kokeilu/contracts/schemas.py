@@ -1,0 +1,130 @@
+"""Generates the checked-in JSON Schemas and the AsyncAPI document from the models.
+
+    python -m kokeilu.contracts.schemas           # rewrite schemas/
+    python -m kokeilu.contracts.schemas --check   # exit 1 when schemas/ is stale
+
+Other departments build on these files, so they are part of the product: regenerate and commit
+them with every contract change (a test fails when they are stale).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from . import topics
+from .catalog import ALL, EventType
+from .envelope import CONTENT_TYPE
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+
+TOPIC_DESCRIPTIONS = {
+    topics.INTAKE: "Commands from integrated city systems (e-services portal, school systems, sensor platforms).",
+    topics.PROPOSALS: "Internal: the proposal lifecycle, published by the proposals service.",
+    topics.EVALUATIONS: "Internal: screening and evaluation outcomes, published by the evaluation service.",
+    topics.NOTIFICATIONS: "Internal: delivery outcomes, published by the notifications service.",
+    topics.RESULTS: "Public: the results catalogue, compacted, keyed by result id. No personal data.",
+    topics.DEADLETTER: "Records a consumer could not process, with headers naming source and error.",
+}
+
+
+def event_schema(event_type: EventType) -> dict:
+    data_schema = event_type.model.model_json_schema(mode="serialization")
+    defs = data_schema.pop("$defs", {})
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": event_type.dataschema,
+        "title": event_type.name,
+        "description": event_type.summary + " CloudEvents 1.0, structured JSON mode.",
+        "type": "object",
+        "required": ["specversion", "id", "source", "type", "time", "data"],
+        "properties": {
+            "specversion": {"const": "1.0"},
+            "id": {"type": "string", "minLength": 1},
+            "source": {"type": "string", "minLength": 1},
+            "type": {"const": event_type.name},
+            "time": {"type": "string", "format": "date-time"},
+            "subject": {"type": "string", "description": "The proposal id (also the record key)."},
+            "datacontenttype": {"const": "application/json"},
+            "dataschema": {"const": event_type.dataschema},
+            "correlationid": {"type": "string"},
+            "causationid": {"type": "string"},
+            "data": data_schema,
+        },
+    }
+    if defs:
+        schema["$defs"] = defs
+    return schema
+
+
+def asyncapi() -> dict:
+    channels, operations, messages = {}, {}, {}
+    for topic in topics.ALL:
+        in_topic = [t for t in ALL if t.topic == topic]
+        key = topic.replace(".", "_")
+        channels[key] = {
+            "address": topic,
+            "description": TOPIC_DESCRIPTIONS[topic],
+            "messages": {t.short.replace(".", "_").replace("-", "_"): {"$ref": f"#/components/messages/{t.short.replace('.', '_').replace('-', '_')}"} for t in in_topic},
+        }
+        if in_topic:
+            operations[f"receive_{key}"] = {
+                "action": "receive",
+                "channel": {"$ref": f"#/channels/{key}"},
+            }
+    for t in ALL:
+        messages[t.short.replace(".", "_").replace("-", "_")] = {
+            "name": t.name,
+            "summary": t.summary,
+            "contentType": CONTENT_TYPE,
+            "headers": {"type": "object", "properties": {"content-type": {"const": CONTENT_TYPE}}},
+            "bindings": {"kafka": {"key": {"type": "string", "description": "The proposal id (result id on the results topic)."}}},
+            "payload": {"$ref": f"events/{t.name}.v{t.version}.json"},
+        }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "Kokeilu events",
+            "version": "1.0.0",
+            "description": "Every topic of the Kokeilu platform. Every record is a CloudEvent in structured JSON mode; "
+                           "the record key is the aggregate id so one proposal's events stay in order.",
+            "license": {"name": "CC-BY-4.0"},
+        },
+        "defaultContentType": CONTENT_TYPE,
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages},
+    }
+
+
+def render() -> dict[Path, str]:
+    files = {SCHEMA_DIR / "events" / f"{t.name}.v{t.version}.json": event_schema(t) for t in ALL}
+    files[SCHEMA_DIR / "asyncapi.json"] = asyncapi()
+    return {path: json.dumps(body, indent=2, sort_keys=True) + "\n" for path, body in files.items()}
+
+
+def stale() -> list[Path]:
+    expected = render()
+    present = set((SCHEMA_DIR / "events").glob("*.json")) if (SCHEMA_DIR / "events").exists() else set()
+    out = [p for p, text in expected.items() if not p.exists() or p.read_text() != text]
+    out += sorted(present - set(expected))
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if "--check" in argv:
+        bad = stale()
+        for path in bad:
+            print(f"stale: {path}")
+        return 1 if bad else 0
+    (SCHEMA_DIR / "events").mkdir(parents=True, exist_ok=True)
+    for old in (SCHEMA_DIR / "events").glob("*.json"):
+        old.unlink()
+    for path, text in render().items():
+        path.write_text(text)
+    print(f"wrote {len(render())} files under {SCHEMA_DIR}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

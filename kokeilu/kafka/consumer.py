@@ -1,0 +1,215 @@
+"""The Kafka consumer entrypoint.
+
+    @consume(topics.PROPOSALS)
+    def on_proposal_event(self, event: CloudEvent, data): ...   # returns an outcome name
+
+For each record it parses the CloudEvent and its typed data, runs the service method in a
+worker (which applies it in one unit of work with the inbox), retries transient failures with
+backoff, and sends records it cannot process to the dead-letter topic through the outbox.
+Offsets are committed only after the records before them were applied or dead-lettered, so
+a crash redelivers and the inbox makes the redelivery change nothing.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from functools import partial
+
+from eventlet.event import Event
+from kafka import KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+from nameko.extensions import Entrypoint
+
+from kokeilu.config import get_settings
+from kokeilu.contracts import InvalidEvent, decode, parse_envelope, topics
+from kokeilu.errors import is_transient
+from kokeilu.extensions import StoreExtension, TopicsExtension
+from kokeilu.metrics import metrics_for
+from kokeilu.kafka.relay import OutboxRelay
+from kokeilu.store import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+DEADLETTER_HEADERS = ("source.topic", "source.partition", "source.offset", "consumer.group", "service", "error")
+
+
+class EventConsumer(Entrypoint):
+    store = StoreExtension()
+    topics = TopicsExtension()
+    # The relay that publishes the dead letters this entrypoint records.
+    relay = OutboxRelay()
+
+    def __init__(self, *topic_names: str, group: str | None = None, **kwargs):
+        self.topic_names = topic_names
+        self.group_suffix = group
+        super().__init__(**kwargs)
+
+    def setup(self):
+        self.settings = get_settings()
+        service = self.container.service_name
+        self.group = f"kokeilu.{service}" + (f".{self.group_suffix}" if self.group_suffix else "")
+        self.metrics = metrics_for(service)
+        self._stopping = False
+        self._done = threading.Event()
+        self.consumer: KafkaConsumer | None = None
+
+    def start(self):
+        self.container.spawn_managed_thread(self._run)
+
+    def stop(self):
+        self._stopping = True
+        self._done.wait()
+        super().stop()
+
+    def kill(self):
+        self._stopping = True
+        if self.consumer is not None:
+            self.consumer.close(autocommit=False)
+
+    # -- the loop -------------------------------------------------------------------------
+    def _connect(self) -> KafkaConsumer:
+        self.topics.ensure()
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap_servers,
+            group_id=self.group,
+            client_id=f"{self.group}-{id(self):x}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self.settings.kokeilu_consumer_max_records,
+            max_poll_interval_ms=300000,
+            session_timeout_ms=10000,
+            heartbeat_interval_ms=3000,
+        )
+        consumer.subscribe(list(self.topic_names))
+        return consumer
+
+    def _run(self):
+        delay = 0.2
+        try:
+            while not self._stopping:
+                try:
+                    if self.consumer is None:
+                        self.consumer = self._connect()
+                    self._poll_once()
+                    delay = 0.2
+                except Exception as exc:
+                    if self._stopping:
+                        break
+                    self.metrics.retries.labels(service=self.container.service_name, stage="consume").inc()
+                    log.warning("consumer %s failed (%s: %s); reconnecting in %.1fs",
+                                self.group, exc.__class__.__name__, exc, delay)
+                    self._close(commit=False)
+                    time.sleep(delay)
+                    delay = min(delay * 2, 10)
+        finally:
+            self._close(commit=False)
+            self._done.set()
+
+    def _close(self, commit: bool):
+        if self.consumer is not None:
+            try:
+                self.consumer.close(autocommit=commit)
+            except Exception:  # a consumer whose broker is gone may not close cleanly
+                pass
+            self.consumer = None
+
+    def _poll_once(self):
+        batch = self.consumer.poll(timeout_ms=500)
+        done: dict[TopicPartition, OffsetAndMetadata] = {}
+        try:
+            for tp, records in batch.items():
+                for record in records:
+                    if self._stopping:
+                        return
+                    if not self._process(record):
+                        return  # stopping during retries: leave the record for the next owner
+                    done[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
+        finally:
+            if done:
+                self.consumer.commit(offsets=done)
+            self._record_lag()
+
+    def _record_lag(self):
+        now = time.monotonic()
+        if now - getattr(self, "_lag_at", 0) < 5:
+            return
+        self._lag_at = now
+        lag: dict[str, int] = {t: 0 for t in self.topic_names}
+        for tp in self.consumer.assignment():
+            high = self.consumer.highwater(tp)
+            if high is None:
+                continue
+            try:
+                lag[tp.topic] += max(0, high - self.consumer.position(tp, timeout_ms=1000))
+            except Exception:
+                continue
+        for topic, value in lag.items():
+            self.metrics.consumer_lag.labels(service=self.container.service_name, topic=topic).set(value)
+
+    def _process(self, record) -> bool:
+        """Apply, or dead-letter, one record. False only when stopping interrupted a retry."""
+        service = self.container.service_name
+        started = time.perf_counter()
+        event_type = "unknown"
+        delay = 0.1
+        while True:
+            try:
+                try:
+                    event = parse_envelope(record.value)
+                    event_type = event.type
+                    data = decode(event, record.topic)
+                except InvalidEvent as exc:
+                    reason = "unparseable" if exc.event is None else "invalid"
+                    self._dead_letter(record, reason, exc.reason)
+                    outcome = "dead_lettered"
+                else:
+                    try:
+                        outcome = self._run_worker(event, data)
+                    except Exception as exc:
+                        if is_transient(exc):
+                            raise
+                        log.warning("event %s on %s failed permanently: %s", event.id, record.topic, exc)
+                        self._dead_letter(record, "failed", f"{exc.__class__.__name__}: {exc}")
+                        outcome = "dead_lettered"
+                break
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                if self._stopping:
+                    return False
+                self.metrics.retries.labels(service=service, stage="apply").inc()
+                log.warning("transient failure on %s[%s]@%s (%s); retrying in %.1fs",
+                            record.topic, record.partition, record.offset, exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 10)
+        self.metrics.events_consumed.labels(service=service, topic=record.topic, type=event_type,
+                                            outcome=outcome or "applied").inc()
+        self.metrics.processing.labels(service=service, topic=record.topic).observe(time.perf_counter() - started)
+        return True
+
+    def _run_worker(self, event, data):
+        done = Event()
+        self.container.spawn_worker(self, (event, data), {}, handle_result=partial(_handle_result, done))
+        return done.wait()
+
+    def _dead_letter(self, record, reason: str, error: str):
+        service = self.container.service_name
+        headers = dict(zip(DEADLETTER_HEADERS, (
+            record.topic, str(record.partition), str(record.offset), self.group, service, error[:2000])))
+        headers = {f"kokeilu.{k}": v for k, v in headers.items()}
+        headers["kokeilu.reason"] = reason
+        key = record.key.decode(errors="replace") if record.key is not None else None
+        with UnitOfWork(self.store.database, on_commit=self.relay.wake) as uow:
+            uow.add_outbox(topics.DEADLETTER, key, record.value, headers, "deadletter")
+            uow.commit()
+        self.metrics.dead_lettered.labels(service=service, topic=record.topic, reason=reason).inc()
+        log.warning("dead-lettered %s[%s]@%s: %s", record.topic, record.partition, record.offset, error)
+
+
+def _handle_result(done: Event, worker_ctx, result, exc_info):
+    done.send(result, exc_info)
+    return result, exc_info
+
+
+consume = EventConsumer.decorator

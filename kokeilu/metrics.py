@@ -1,0 +1,56 @@
+"""The metrics every service exposes, declared once, on a registry of the service's own.
+
+Names are prefixed `kokeilu_`, in base units; labels are of low cardinality (never an id).
+"""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["ServiceMetrics", "metrics_for", "CONTENT_TYPE_LATEST"]
+
+
+class ServiceMetrics:
+    def __init__(self, service: str):
+        self.service = service
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.events_consumed = Counter(
+            "kokeilu_events_consumed", "Records consumed, by topic, event type and outcome "
+            "(applied, duplicate, ignored, dead_lettered).", ["service", "topic", "type", "outcome"], registry=r)
+        self.events_published = Counter(
+            "kokeilu_events_published", "Records published from the outbox, by topic and event type.",
+            ["service", "topic", "type"], registry=r)
+        self.processing = Histogram(
+            "kokeilu_event_processing_seconds", "Time to apply one consumed event, retries included.",
+            ["service", "topic"], registry=r,
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+        self.dead_lettered = Counter(
+            "kokeilu_dead_lettered", "Records sent to the dead-letter topic, by source topic and reason "
+            "(unparseable, invalid, failed).", ["service", "topic", "reason"], registry=r)
+        self.retries = Counter(
+            "kokeilu_transient_retries", "Transient failures retried with backoff, by where they happened.",
+            ["service", "stage"], registry=r)
+        self.outbox_backlog = Gauge("kokeilu_outbox_backlog", "Outbox rows not yet published.", ["service"], registry=r)
+        self.consumer_lag = Gauge("kokeilu_consumer_lag", "Records behind the end of the topic, summed over partitions.",
+                                  ["service", "topic"], registry=r)
+        self.ready = Gauge("kokeilu_ready", "1 when the store and Kafka are reachable.", ["service"], registry=r)
+        self.http_requests = Counter(
+            "kokeilu_http_requests", "HTTP requests by route, method and status.",
+            ["service", "route", "method", "status"], registry=r)
+        self.http_duration = Histogram(
+            "kokeilu_http_request_duration_seconds", "HTTP request duration by route and method.",
+            ["service", "route", "method"], registry=r)
+
+    def latest(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+_BY_SERVICE: dict[str, ServiceMetrics] = {}
+
+
+def metrics_for(service: str) -> ServiceMetrics:
+    """The one ServiceMetrics of a service in this process (several containers may share it in tests)."""
+    if service not in _BY_SERVICE:
+        _BY_SERVICE[service] = ServiceMetrics(service)
+    return _BY_SERVICE[service]

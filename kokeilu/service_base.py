@@ -1,0 +1,37 @@
+"""What every Kokeilu service has: health endpoints and /metrics."""
+from __future__ import annotations
+
+from werkzeug.wrappers import Response
+
+from kokeilu.http import api, json_response
+from kokeilu.metrics import CONTENT_TYPE_LATEST, metrics_for
+from kokeilu.platform import Health
+
+
+class PlatformService:
+    """Base class of the four nameko services (`name` is set by each)."""
+
+    name = "kokeilu"
+    health = Health()
+
+    @api("GET", "/health/live", public=True)
+    def health_live(self, request):
+        return {"status": "live", "service": self.name}
+
+    @api("GET", "/health/ready", public=True)
+    def health_ready(self, request):
+        checks = self.health.ready()
+        ready = all(v == "ok" for v in checks.values())
+        return json_response({"status": "ready" if ready else "not_ready", "service": self.name, "checks": checks},
+                             200 if ready else 503)
+
+    @api("GET", "/metrics", public=True)
+    def metrics(self, request):
+        try:
+            self.refresh_metrics()
+        except Exception:  # a store outage must not hide the other metrics; readiness reports it
+            pass
+        return Response(metrics_for(self.name).latest(), mimetype=CONTENT_TYPE_LATEST)
+
+    def refresh_metrics(self) -> None:
+        """Extension point: update gauges read from the store just before a scrape."""

