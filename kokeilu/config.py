@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     # Partitions for the platform's topics when it creates them; replication for a real cluster.
     kokeilu_topic_partitions: int = 6
     kokeilu_topic_replication: int = 1
+    # Prepended to every topic name and consumer group: lets tests (or two environments sharing
+    # one cluster) keep to topics of their own. Empty in production.
+    kokeilu_topic_prefix: str = ""
     kokeilu_data_dir: Path = REPO_ROOT / ".local" / "data"
     # DATABASE_URL is per service process; default is a SQLite file per service.
     database_url: str | None = None
@@ -45,6 +48,12 @@ class Settings(BaseSettings):
     @property
     def bootstrap_servers(self) -> list[str]:
         return self.kafka_bootstrap_servers.split(",")
+
+    def physical_topic(self, logical: str) -> str:
+        return self.kokeilu_topic_prefix + logical
+
+    def logical_topic(self, physical: str) -> str:
+        return physical.removeprefix(self.kokeilu_topic_prefix)
 
     def database_url_for(self, service: str) -> str:
         if self.database_url:

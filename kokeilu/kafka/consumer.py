@@ -48,7 +48,7 @@ class EventConsumer(Entrypoint):
     def setup(self):
         self.settings = get_settings()
         service = self.container.service_name
-        self.group = f"kokeilu.{service}" + (f".{self.group_suffix}" if self.group_suffix else "")
+        self.group = f"{self.settings.kokeilu_topic_prefix}kokeilu.{service}" + (f".{self.group_suffix}" if self.group_suffix else "")
         self.metrics = metrics_for(service)
         self._stopping = False
         self._done = threading.Event()
@@ -81,7 +81,7 @@ class EventConsumer(Entrypoint):
             session_timeout_ms=10000,
             heartbeat_interval_ms=3000,
         )
-        consumer.subscribe(list(self.topic_names))
+        consumer.subscribe([self.settings.physical_topic(t) for t in self.topic_names])
         return consumer
 
     def _run(self):
@@ -141,7 +141,7 @@ class EventConsumer(Entrypoint):
             if high is None:
                 continue
             try:
-                lag[tp.topic] += max(0, high - self.consumer.position(tp, timeout_ms=1000))
+                lag[self.settings.logical_topic(tp.topic)] += max(0, high - self.consumer.position(tp, timeout_ms=1000))
             except Exception:
                 continue
         for topic, value in lag.items():
@@ -150,6 +150,7 @@ class EventConsumer(Entrypoint):
     def _process(self, record) -> bool:
         """Apply, or dead-letter, one record. False only when stopping interrupted a retry."""
         service = self.container.service_name
+        topic = self.settings.logical_topic(record.topic)
         started = time.perf_counter()
         event_type = "unknown"
         delay = 0.1
@@ -158,7 +159,7 @@ class EventConsumer(Entrypoint):
                 try:
                     event = parse_envelope(record.value)
                     event_type = event.type
-                    data = decode(event, record.topic)
+                    data = decode(event, topic)
                 except InvalidEvent as exc:
                     reason = "unparseable" if exc.event is None else "invalid"
                     self._dead_letter(record, reason, exc.reason)
@@ -169,7 +170,7 @@ class EventConsumer(Entrypoint):
                     except Exception as exc:
                         if is_transient(exc):
                             raise
-                        log.warning("event %s on %s failed permanently: %s", event.id, record.topic, exc)
+                        log.warning("event %s on %s failed permanently: %s", event.id, topic, exc)
                         self._dead_letter(record, "failed", f"{exc.__class__.__name__}: {exc}")
                         outcome = "dead_lettered"
                 break
@@ -183,9 +184,9 @@ class EventConsumer(Entrypoint):
                             record.topic, record.partition, record.offset, exc, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 10)
-        self.metrics.events_consumed.labels(service=service, topic=record.topic, type=event_type,
+        self.metrics.events_consumed.labels(service=service, topic=topic, type=event_type,
                                             outcome=outcome or "applied").inc()
-        self.metrics.processing.labels(service=service, topic=record.topic).observe(time.perf_counter() - started)
+        self.metrics.processing.labels(service=service, topic=topic).observe(time.perf_counter() - started)
         return True
 
     def _run_worker(self, event, data):
@@ -203,7 +204,8 @@ class EventConsumer(Entrypoint):
         with UnitOfWork(self.store.database, on_commit=self.relay.wake) as uow:
             uow.add_outbox(topics.DEADLETTER, key, record.value, headers, "deadletter")
             uow.commit()
-        self.metrics.dead_lettered.labels(service=service, topic=record.topic, reason=reason).inc()
+        self.metrics.dead_lettered.labels(service=service, topic=self.settings.logical_topic(record.topic),
+                                          reason=reason).inc()
         log.warning("dead-lettered %s[%s]@%s: %s", record.topic, record.partition, record.offset, error)
 
 

@@ -68,7 +68,7 @@ class OutboxRelay(SharedExtension):
         for row in rows:
             headers = [(k, v.encode()) for k, v in (row.headers or {}).items()]
             key = row.key.encode() if row.key is not None else None
-            futures.append((row, producer.send(row.topic, key=key, value=row.value, headers=headers)))
+            futures.append((row, producer.send(self.settings.physical_topic(row.topic), key=key, value=row.value, headers=headers)))
         producer.flush(timeout=60)
         for row, future in futures:
             future.get(timeout=60)  # raises if the broker did not acknowledge it

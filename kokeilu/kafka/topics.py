@@ -17,7 +17,7 @@ def topic_specs(settings: Settings) -> dict[str, dict]:
     specs = {}
     for name in topics.ALL:
         configs = {"cleanup.policy": "compact"} if name in topics.COMPACTED else {}
-        specs[name] = {
+        specs[settings.physical_topic(name)] = {
             "num_partitions": settings.kokeilu_topic_partitions,
             "replication_factor": settings.kokeilu_topic_replication,
             "configs": configs,

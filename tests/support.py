@@ -1,0 +1,190 @@
+"""Shared test utilities: real service processes, a probe on the real broker, waiting on conditions."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import requests
+from kafka import KafkaConsumer, KafkaProducer
+
+ROOT = Path(__file__).resolve().parent.parent
+BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+TOKEN = "test-admin-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+# A token that may only read proposals: configured by its hash, as production tokens are.
+READER = {"Authorization": "Bearer reader-token"}
+READER_TOKENS = json.dumps([{"name": "reader", "scopes": ["proposals:read", "catalogue:read"],
+                             "sha256": hashlib.sha256(b"reader-token").hexdigest()}])
+SERVICE_CLASSES = {"proposals": "ProposalsService", "evaluation": "EvaluationService",
+                   "notifications": "NotificationsService", "catalogue": "CatalogueService"}
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 30, interval: float = 0.1, what: str = "condition"):
+    """Poll `condition` until it returns something truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+            if value:
+                return value
+        except Exception as exc:  # the thing waited for may not answer yet
+            last_error = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_error})" if last_error else ""))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def submission(**overrides) -> dict:
+    body = {
+        "title": "Autonomous shuttle feeder for Kera station",
+        "summary": "A six-month shuttle pilot between Kera station and the new housing blocks.",
+        "focus_area": "smart_mobility", "environment": "kera",
+        "proposer": {"organisation": "Example Mobility Oy", "kind": "company", "contact_email": "pilot@example.com"},
+        "hypothesis": "A feeder shuttle raises rail use among new residents.",
+        "kpis": [{"name": "daily riders", "unit": "riders/day", "baseline": 0, "target": 200}],
+        "budget_eur": 45000, "duration_weeks": 26, "partners": ["Kera school"], "language": "en",
+    }
+    body.update(overrides)
+    return body
+
+
+class Platform:
+    """Services of one test, each a real `nameko run` process, on topics of their own (prefix)."""
+
+    def __init__(self, tmp: Path, prefix: str | None = None, extra_env: dict | None = None):
+        self.tmp = tmp
+        self.prefix = prefix or f"t{uuid.uuid4().hex[:10]}."
+        self.extra_env = extra_env or {}
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.ports: dict[str, int] = {}
+
+    def env(self, service: str, port: int) -> dict:
+        env = dict(os.environ)
+        env.update({
+            "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP, "KOKEILU_TOPIC_PREFIX": self.prefix,
+            "KOKEILU_DATA_DIR": str(self.tmp / "data"), "KOKEILU_ADMIN_TOKEN": TOKEN,
+            "WEB_SERVER_ADDRESS": f"127.0.0.1:{port}", "PYTHONPATH": str(ROOT),
+            "KOKEILU_TOPIC_PARTITIONS": "3", "KOKEILU_RELAY_INTERVAL_SECONDS": "0.2",
+            "KOKEILU_TOKENS": READER_TOKENS,
+        })
+        env.pop("DATABASE_URL", None)
+        env.update(self.extra_env)
+        return env
+
+    def start(self, *services: str) -> "Platform":
+        for service in services:
+            port = free_port()
+            log = open(self.tmp / f"{service}.log", "ab")
+            self.procs[service] = subprocess.Popen(
+                [sys.executable, "-W", "ignore::DeprecationWarning", "-m", "nameko", "run", "--config",
+                 f"services/{service}/config.yaml", f"services.{service}.service:{SERVICE_CLASSES[service]}"],
+                cwd=ROOT, env=self.env(service, port), stdout=log, stderr=subprocess.STDOUT)
+            self.ports[service] = port
+        for service in services:
+            wait_until(lambda: self._ready(service), timeout=90, what=f"{service} to be ready ({self.log(service)})")
+        return self
+
+    def _ready(self, service: str) -> bool:
+        if self.procs[service].poll() is not None:
+            raise AssertionError(f"{service} exited:\n{self.log_text(service)[-3000:]}")
+        return requests.get(self.url(service, "/health/ready"), timeout=2).status_code == 200
+
+    def url(self, service: str, path: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}{path}"
+
+    def get(self, service: str, path: str, **kw):
+        return requests.get(self.url(service, path), headers=kw.pop("headers", AUTH), timeout=10, **kw)
+
+    def post(self, service: str, path: str, body=None, **kw):
+        return requests.post(self.url(service, path), json=body, headers=kw.pop("headers", AUTH), timeout=10, **kw)
+
+    def delete(self, service: str, path: str, **kw):
+        return requests.delete(self.url(service, path), headers=kw.pop("headers", AUTH), timeout=10, **kw)
+
+    def log(self, service: str) -> Path:
+        return self.tmp / f"{service}.log"
+
+    def log_text(self, service: str) -> str:
+        return self.log(service).read_text(errors="replace")
+
+    def topic(self, logical: str) -> str:
+        return self.prefix + logical
+
+    def stop(self, *services: str, timeout: float = 30) -> dict[str, int]:
+        codes = {}
+        for service in services or list(self.procs):
+            proc = self.procs.pop(service, None)
+            if proc is None:
+                continue
+            proc.send_signal(signal.SIGTERM)
+            try:
+                codes[service] = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                codes[service] = proc.wait()
+        return codes
+
+
+class Probe:
+    """Reads and writes raw records on the real broker, outside any service."""
+
+    def __init__(self):
+        self.producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all")
+
+    def send(self, topic: str, value: bytes | dict | None, key: str | None = None, headers=None) -> None:
+        if isinstance(value, dict):
+            value = json.dumps(value).encode()
+        self.producer.send(topic, value=value, key=key.encode() if key else None, headers=headers or [])
+        self.producer.flush(timeout=30)
+
+    def records(self, topic: str, predicate: Callable = lambda r: True, count: int = 1, timeout: float = 30) -> list:
+        """Wait until `count` records on `topic` satisfy `predicate`; they are returned in offset order."""
+        consumer = KafkaConsumer(topic, bootstrap_servers=BOOTSTRAP, auto_offset_reset="earliest",
+                                 enable_auto_commit=False, group_id=None, consumer_timeout_ms=200)
+        found: list = []
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline and len(found) < count:
+                for batch in consumer.poll(timeout_ms=300).values():
+                    found.extend(r for r in batch if predicate(r))
+        finally:
+            consumer.close()
+        if len(found) < count:
+            raise AssertionError(f"timed out after {timeout}s: {len(found)} of {count} records on {topic}")
+        return found
+
+    def events(self, topic: str, type_: str, count: int = 1, timeout: float = 30, where: Callable = lambda e: True) -> list[dict]:
+        def match(record):
+            try:
+                event = json.loads(record.value)
+            except (TypeError, ValueError):
+                return False
+            return event.get("type") == type_ and where(event)
+        return [json.loads(r.value) for r in self.records(topic, match, count, timeout)]
+
+    def close(self):
+        self.producer.close()
+
+
+def cloudevent(type_: str, data, subject: str | None = None, source: str = "tests/probe", event_id: str | None = None) -> dict:
+    return {"specversion": "1.0", "id": event_id or str(uuid.uuid4()), "source": source, "type": type_,
+            "time": "2026-11-28T10:00:00Z", "subject": subject, "datacontenttype": "application/json", "data": data}
+
+
+def headers_of(record) -> dict[str, str]:
+    return {k: v.decode() for k, v in record.headers}
