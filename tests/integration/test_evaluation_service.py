@@ -1,0 +1,79 @@
+"""The evaluation service as a real process: screens proposal.submitted events from the broker."""
+import json
+import uuid
+
+import pytest
+
+from kokeilu.contracts import topics
+from tests.support import cloudevent, headers_of
+
+pytestmark = pytest.mark.kafka
+
+SCREENED = "fi.espoo.kokeilu.screening.completed"
+
+
+@pytest.fixture(scope="module")
+def evaluation(module_platform):
+    return module_platform.start("evaluation")
+
+
+def submitted(proposal_id: str, **overrides) -> dict:
+    data = {
+        "proposal_id": proposal_id, "title": "Reading buddies at Kera school",
+        "summary": "Older pupils read with younger ones twice a week, with a tablet app to log progress.",
+        "focus_area": "learning", "environment": "school",
+        "proposer": {"organisation": "Kera school", "kind": "school"},
+        "hypothesis": "Reading buddies raise reading fluency.",
+        "kpis": [{"name": "words per minute", "unit": "wpm", "baseline": 60, "target": 80}],
+        "budget_eur": 20000, "duration_weeks": 20, "language": "fi", "submitted_at": "2026-11-28T10:00:00Z",
+    }
+    data.update(overrides)
+    return cloudevent("fi.espoo.kokeilu.proposal.submitted", data, subject=proposal_id, source="kokeilu/proposals")
+
+
+def screening_of(platform, probe, proposal_id):
+    [event] = probe.events(platform.topic(topics.EVALUATIONS), SCREENED, where=lambda e: e["subject"] == proposal_id)
+    return event
+
+
+def test_a_complete_proposal_within_budget_passes(evaluation, probe):
+    pid = str(uuid.uuid4())
+    sent = submitted(pid)
+    probe.send(evaluation.topic(topics.PROPOSALS), sent, key=pid)
+    event = screening_of(evaluation, probe, pid)
+    assert event["data"]["passed"] is True and event["data"]["failed_rules"] == []
+    assert event["causationid"] == sent["id"]
+    view = evaluation.get("evaluation", f"/v1/evaluations/{pid}").json()
+    assert view["screening"]["passed"] is True
+
+
+def test_every_failed_rule_is_named(evaluation, probe):
+    pid = str(uuid.uuid4())
+    probe.send(evaluation.topic(topics.PROPOSALS), submitted(pid, hypothesis=None, kpis=[], budget_eur=1_000_000), key=pid)
+    event = screening_of(evaluation, probe, pid)
+    assert event["data"]["passed"] is False
+    rules = {f["rule"]: f["reason"] for f in event["data"]["failed_rules"]}
+    assert set(rules) == {"completeness", "budget_cap"}
+    assert "hypothesis" in rules["completeness"] and "KPI" in rules["completeness"]
+    assert "100,000" in rules["budget_cap"]
+
+
+def test_a_redelivered_event_is_screened_once(evaluation, probe):
+    pid = str(uuid.uuid4())
+    event = submitted(pid)
+    probe.send(evaluation.topic(topics.PROPOSALS), event, key=pid)
+    probe.send(evaluation.topic(topics.PROPOSALS), event, key=pid)
+    marker = str(uuid.uuid4())
+    probe.send(evaluation.topic(topics.PROPOSALS), submitted(marker), key=pid)  # same partition, after both
+    screening_of(evaluation, probe, marker)
+    same = probe.records(evaluation.topic(topics.EVALUATIONS), lambda r: r.key == pid.encode(), count=1)
+    assert len(same) == 1
+
+
+def test_a_malformed_proposal_event_is_dead_lettered(evaluation, probe):
+    value = json.dumps(cloudevent("fi.espoo.kokeilu.proposal.submitted", {"proposal_id": "x"})).encode()
+    probe.send(evaluation.topic(topics.PROPOSALS), value, key="x")
+    [dead] = probe.records(evaluation.topic(topics.DEADLETTER), lambda r: r.value == value)
+    headers = headers_of(dead)
+    assert headers["kokeilu.service"] == "evaluation" and headers["kokeilu.reason"] == "invalid"
+    assert "title" in headers["kokeilu.error"]

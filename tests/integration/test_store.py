@@ -1,0 +1,130 @@
+"""The store layer on SQLite and on a real PostgreSQL server: migrations, unit of work, outbox, inbox."""
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from kokeilu.contracts import CloudEvent, new_event
+from kokeilu.contracts import catalog as types
+from kokeilu.contracts.evaluation import ScreeningCompleted
+from kokeilu.store import OUTBOX, Database, OutboxReader, UnitOfWork
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = ["proposals", "evaluation", "notifications", "catalogue"]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    base = request.getfixturevalue("postgres_url")
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield base.rsplit("/", 1)[0] + "/" + name
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def screening_event(pid: str | None = None) -> CloudEvent:
+    pid = pid or str(uuid.uuid4())
+    return new_event(types.SCREENING_COMPLETED.name,
+                     ScreeningCompleted(proposal_id=pid, passed=True, screened_at=datetime.now(timezone.utc)),
+                     source="tests", subject=pid)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_service_migrates_to_head_and_again_without_change(database_url, service):
+    db = Database(database_url, ROOT / "services" / service / "migrations")
+    db.migrate()
+    db.migrate()
+    tables = set(sa.inspect(db.engine).get_table_names())
+    assert {"outbox", "inbox", "alembic_version"} <= tables
+    db.dispose()
+
+
+@pytest.fixture
+def database(database_url):
+    db = Database(database_url, ROOT / "services" / "evaluation" / "migrations")
+    db.migrate()
+    yield db
+    db.dispose()
+
+
+def test_outbox_rows_commit_with_the_change_or_not_at_all(database):
+    woken = []
+    with UnitOfWork(database, on_commit=lambda: woken.append(1)) as uow:
+        uow.publish(screening_event())
+        uow.commit()
+    with pytest.raises(RuntimeError):
+        with UnitOfWork(database) as uow:
+            uow.publish(screening_event())
+            raise RuntimeError("the change failed")
+    with UnitOfWork(database) as uow:
+        uow.publish(screening_event())  # left without commit: rolled back
+    assert OutboxReader(database).backlog() == 1
+    assert woken == [1]
+
+
+def test_the_inbox_says_first_time_once_per_consumer(database):
+    event = screening_event()
+    with UnitOfWork(database) as uow:
+        assert uow.first_time("catalogue", event) is True
+        uow.commit()
+    with UnitOfWork(database) as uow:
+        assert uow.first_time("catalogue", event) is False
+        assert uow.first_time("notifications", event) is True
+
+
+def test_the_relay_hands_rows_over_in_order_and_marks_them_sent(database):
+    pids = [str(uuid.uuid4()) for _ in range(5)]
+    for pid in pids:
+        with UnitOfWork(database) as uow:
+            uow.publish(screening_event(pid))
+            uow.commit()
+    reader = OutboxReader(database)
+    seen = []
+    assert reader.relay(3, lambda rows: seen.extend(r.key for r in rows)) == 3
+    assert reader.relay(10, lambda rows: seen.extend(r.key for r in rows)) == 2
+    assert seen == pids
+    assert reader.backlog() == 0
+
+
+def test_a_failed_publish_leaves_the_rows_unsent(database):
+    with UnitOfWork(database) as uow:
+        uow.publish(screening_event())
+        uow.commit()
+    reader = OutboxReader(database)
+
+    def broker_down(rows):
+        raise ConnectionError("broker unavailable")
+    with pytest.raises(ConnectionError):
+        reader.relay(10, broker_down)
+    assert reader.backlog() == 1
+
+
+def test_sent_rows_are_pruned_after_the_retention(database):
+    with UnitOfWork(database) as uow:
+        uow.publish(screening_event())
+        uow.commit()
+    reader = OutboxReader(database)
+    reader.relay(10, lambda rows: None)
+    from datetime import timedelta
+    assert reader.prune(timedelta(days=1)) == 0
+    assert reader.prune(timedelta(seconds=-1)) == 1
+    with database.transaction() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(OUTBOX)).scalar_one() == 0
+
+
+def test_timestamps_come_back_timezone_aware(database):
+    with UnitOfWork(database) as uow:
+        uow.publish(screening_event())
+        uow.commit()
+    with database.transaction() as conn:
+        created = conn.execute(sa.select(OUTBOX.c.created_at)).scalar_one()
+    assert created.tzinfo is not None
