@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     kokeilu_data_dir: Path = REPO_ROOT / ".local" / "data"
     # DATABASE_URL is per service process; default is a SQLite file per service.
     database_url: str | None = None
+    # How long a SQLite write waits for another writer before it counts as a transient failure.
+    kokeilu_sqlite_busy_timeout_seconds: float = 10
     kokeilu_admin_token: str | None = None
     # JSON list of {"name", "sha256", "scopes"}; or a file with the same content.
     kokeilu_tokens: str | None = None

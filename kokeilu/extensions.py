@@ -32,7 +32,8 @@ class StoreExtension(SharedExtension):
             # psycopg2 would block the whole process under eventlet.
             from psycogreen.eventlet import patch_psycopg
             patch_psycopg()
-        self.database = Database(url, migrations_dir(self.container.service_cls))
+        self.database = Database(url, migrations_dir(self.container.service_cls),
+                                 settings.kokeilu_sqlite_busy_timeout_seconds)
         delay = 0.2
         deadline = time.monotonic() + 120
         while True:

@@ -80,7 +80,7 @@ class Platform:
             "KOKEILU_DATA_DIR": str(self.tmp / "data"), "KOKEILU_ADMIN_TOKEN": TOKEN,
             "WEB_SERVER_ADDRESS": f"127.0.0.1:{port}", "PYTHONPATH": str(ROOT),
             "KOKEILU_TOPIC_PARTITIONS": "3", "KOKEILU_RELAY_INTERVAL_SECONDS": "0.2",
-            "KOKEILU_TOKENS": READER_TOKENS,
+            "KOKEILU_TOKENS": READER_TOKENS, "KOKEILU_SQLITE_BUSY_TIMEOUT_SECONDS": "1",
         })
         env.pop("DATABASE_URL", None)
         env.update(self.extra_env)

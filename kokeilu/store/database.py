@@ -13,9 +13,9 @@ from alembic.config import Config
 log = logging.getLogger(__name__)
 
 
-def make_engine(url: str) -> sa.Engine:
+def make_engine(url: str, busy_timeout_seconds: float = 10) -> sa.Engine:
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = sa.create_engine(url, connect_args={"timeout": busy_timeout_seconds, "check_same_thread": False})
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):
@@ -24,7 +24,7 @@ def make_engine(url: str) -> sa.Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_seconds * 1000)}")
             cur.close()
 
         # pysqlite's own transaction handling defers BEGIN; make it explicit and IMMEDIATE so a
@@ -49,9 +49,9 @@ class Database:
     while the other waits on it in a real (blocking) call, and the process stalls.
     """
 
-    def __init__(self, url: str, migrations: Path | None = None):
+    def __init__(self, url: str, migrations: Path | None = None, busy_timeout_seconds: float = 10):
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, busy_timeout_seconds)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self.migrations = migrations
         self._lock = threading.RLock()

@@ -13,6 +13,8 @@ CONSUMER = "catalogue"
 
 
 def _apply(event: CloudEvent, proposal_id: str, change, uow, contact_unit: str) -> str:
+    """Returns "published" when this event completed an entry and its result went to the outbox."""
+    outcome = "applied"
     with uow:
         if not uow.first_time(CONSUMER, event):
             return "duplicate"
@@ -22,9 +24,10 @@ def _apply(event: CloudEvent, proposal_id: str, change, uow, contact_unit: str) 
             uow.publish(new_event(types.RESULT_PUBLISHED.name, entry.result, source=SOURCE,
                                   subject=entry.result.result_id, dataschema=types.RESULT_PUBLISHED.dataschema,
                                   cause=event), key=entry.result.result_id)
+            outcome = "published"
         uow.entries.save(entry)
         uow.commit()
-    return "applied"
+    return outcome
 
 
 def on_proposal_submitted(event: CloudEvent, data: ProposalSubmitted, uow, contact_unit: str) -> str:

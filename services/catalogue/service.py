@@ -12,7 +12,7 @@ from kokeilu.kafka.consumer import consume
 from kokeilu.platform import Store
 from kokeilu import service_base
 
-from . import handlers
+from . import handlers, metrics
 from .store import CatalogueUnitOfWork
 
 
@@ -49,11 +49,21 @@ class CatalogueService(service_base.PlatformService):
     @consume(topics.PROPOSALS)
     def on_proposal_event(self, event, data):
         if isinstance(data, ProposalSubmitted):
-            return handlers.on_proposal_submitted(event, data, self.uow(), self.contact_unit)
+            return self._counted(handlers.on_proposal_submitted(event, data, self.uow(), self.contact_unit))
         return "ignored"
 
     @consume(topics.EVALUATIONS)
     def on_evaluation_event(self, event, data):
         if isinstance(data, ScreeningCompleted):
-            return handlers.on_screening_completed(event, data, self.uow(), self.contact_unit)
+            return self._counted(handlers.on_screening_completed(event, data, self.uow(), self.contact_unit))
         return "ignored"
+
+    @staticmethod
+    def _counted(outcome: str) -> str:
+        if outcome == "published":
+            metrics.results.labels(service="catalogue", event="published").inc()
+            return "applied"
+        return outcome
+
+    def refresh_metrics(self):
+        metrics.refresh(self.uow())

@@ -77,3 +77,27 @@ def test_a_malformed_proposal_event_is_dead_lettered(evaluation, probe):
     headers = headers_of(dead)
     assert headers["kokeilu.service"] == "evaluation" and headers["kokeilu.reason"] == "invalid"
     assert "title" in headers["kokeilu.error"]
+
+
+def test_a_locked_store_is_retried_until_it_frees_and_nothing_is_lost(evaluation, probe):
+    import sqlite3
+    import time
+
+    from tests.support import wait_until
+    db = sqlite3.connect(evaluation.tmp / "data" / "evaluation.db", timeout=30, isolation_level=None)
+    try:
+        db.execute("PRAGMA busy_timeout=0")
+        db.execute("BEGIN EXCLUSIVE")  # another writer holds the file: the service's writes fail as transient
+        pid = str(uuid.uuid4())
+        probe.send(evaluation.topic(topics.PROPOSALS), submitted(pid), key=pid)
+
+        def retried():
+            text = evaluation.get("evaluation", "/metrics", headers={}).text
+            return any(line.startswith('kokeilu_transient_retries_total{service="evaluation",stage="apply"}')
+                       for line in text.splitlines())
+        wait_until(retried, timeout=90, what="the consumer to retry the locked store")
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
+    event = screening_of(evaluation, probe, pid)
+    assert event["data"]["passed"] is True

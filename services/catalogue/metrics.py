@@ -1,0 +1,18 @@
+"""The catalogue's domain figures, on the service's registry."""
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+from kokeilu.metrics import metrics_for
+
+_registry = metrics_for("catalogue").registry
+
+results = Counter("kokeilu_results", "Result events published on the public results topic, by event "
+                  "(published, updated, withdrawn).", ["service", "event"], registry=_registry)
+catalogue_size = Gauge("kokeilu_catalogue_results", "Results in the catalogue (read from the store at scrape).",
+                       ["service"], registry=_registry)
+
+
+def refresh(uow) -> None:
+    with uow:
+        catalogue_size.labels(service="catalogue").set(uow.entries.count_published())
