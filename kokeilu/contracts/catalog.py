@@ -11,10 +11,11 @@ from pydantic import BaseModel, ValidationError
 
 from . import topics
 from .envelope import TYPE_PREFIX, CloudEvent, InvalidEvent, describe_validation_error
-from .evaluation import ScreeningCompleted
+from .evaluation import EvaluationDecided, EvaluationOpened, EvaluationOverdue, ScreeningCompleted
 from .notifications import DeliveryOutcome
-from .proposals import ProposalStatusChanged, ProposalSubmitted, Submission
-from .results import Result
+from .proposals import (IntakeMeasurement, IntakeRejected, MeasurementRecorded, PilotCompleted, PilotStarted,
+                        ProposalRevised, ProposalStatusChanged, ProposalSubmitted, Submission)
+from .results import Result, ResultWithdrawn
 
 
 @dataclass(frozen=True)
@@ -44,14 +45,42 @@ SCREENING_COMPLETED = EventType(TYPE_PREFIX + "screening.completed", topics.EVAL
                                 summary="Screening passed, or failed naming every failed rule.")
 RESULT_PUBLISHED = EventType(TYPE_PREFIX + "result.published", topics.RESULTS, Result,
                              summary="A pilot entered the public results catalogue.")
+# -- the experiment workflow -----------------------------------------------------------------
+INTAKE_MEASUREMENT = EventType(TYPE_PREFIX + "intake.measurement", topics.INTAKE, IntakeMeasurement,
+                               summary="A sensor platform or school system reports a KPI measurement.")
+PROPOSAL_INTAKE_REJECTED = EventType(TYPE_PREFIX + "proposal.intake-rejected", topics.PROPOSALS, IntakeRejected,
+                                     summary="An intake event was refused; says why, keyed by the intake event id.")
+PROPOSAL_REVISED = EventType(TYPE_PREFIX + "proposal.revised", topics.PROPOSALS, ProposalRevised,
+                             summary="A proposal was revised and goes back to screening.")
+PILOT_STARTED = EventType(TYPE_PREFIX + "pilot.started", topics.PROPOSALS, PilotStarted,
+                          summary="An approved proposal's pilot started.")
+MEASUREMENT_RECORDED = EventType(TYPE_PREFIX + "pilot.measurement-recorded", topics.PROPOSALS, MeasurementRecorded,
+                                 summary="A KPI measurement was recorded for a piloting proposal.")
+PILOT_COMPLETED = EventType(TYPE_PREFIX + "pilot.completed", topics.PROPOSALS, PilotCompleted,
+                            summary="A pilot ended with an outcome, actual KPI values and lessons learned.")
+EVALUATION_OPENED = EventType(TYPE_PREFIX + "evaluation.opened", topics.EVALUATIONS, EvaluationOpened,
+                              summary="An evaluation panel was assigned.")
+EVALUATION_DECIDED = EventType(TYPE_PREFIX + "evaluation.decided", topics.EVALUATIONS, EvaluationDecided,
+                               summary="The panel decided: approved, rejected or revision requested.")
+EVALUATION_OVERDUE = EventType(TYPE_PREFIX + "evaluation.overdue", topics.EVALUATIONS, EvaluationOverdue,
+                               summary="An evaluation stayed open past its SLA.")
+# -- results ----------------------------------------------------------------------------------
+RESULT_UPDATED = EventType(TYPE_PREFIX + "result.updated", topics.RESULTS, Result,
+                           summary="A result changed (status, decision, KPIs, outcome, lessons).")
+RESULT_WITHDRAWN = EventType(TYPE_PREFIX + "result.withdrawn", topics.RESULTS, ResultWithdrawn,
+                             summary="A result left the catalogue: rejected or withdrawn before its pilot.")
 DELIVERY_SUCCEEDED = EventType(TYPE_PREFIX + "delivery.succeeded", topics.NOTIFICATIONS, DeliveryOutcome,
                                summary="A notification reached its subscriber.")
 DELIVERY_FAILED = EventType(TYPE_PREFIX + "delivery.failed", topics.NOTIFICATIONS, DeliveryOutcome,
                             summary="A notification could not be delivered after its last attempt.")
 
 ALL: tuple[EventType, ...] = (
-    INTAKE_PROPOSAL, PROPOSAL_SUBMITTED, PROPOSAL_STATUS_CHANGED, SCREENING_COMPLETED,
-    RESULT_PUBLISHED, DELIVERY_SUCCEEDED, DELIVERY_FAILED,
+    INTAKE_PROPOSAL, INTAKE_MEASUREMENT,
+    PROPOSAL_SUBMITTED, PROPOSAL_REVISED, PROPOSAL_STATUS_CHANGED, PROPOSAL_INTAKE_REJECTED,
+    PILOT_STARTED, MEASUREMENT_RECORDED, PILOT_COMPLETED,
+    SCREENING_COMPLETED, EVALUATION_OPENED, EVALUATION_DECIDED, EVALUATION_OVERDUE,
+    RESULT_PUBLISHED, RESULT_UPDATED, RESULT_WITHDRAWN,
+    DELIVERY_SUCCEEDED, DELIVERY_FAILED,
 )
 BY_NAME = {t.name: t for t in ALL}
 

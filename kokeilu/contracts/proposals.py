@@ -38,9 +38,26 @@ class Language(str, Enum):
 
 
 class ProposalStatus(str, Enum):
+    """The lifecycle: submitted -> screening -> screening_failed | in_evaluation ->
+    approved | rejected | revision_requested -> piloting -> completed; withdrawn from any open
+    state; a revision_requested proposal is revised and goes back to screening."""
+
     submitted = "submitted"
+    screening = "screening"
     screening_failed = "screening_failed"
     in_evaluation = "in_evaluation"
+    approved = "approved"
+    rejected = "rejected"
+    revision_requested = "revision_requested"
+    piloting = "piloting"
+    completed = "completed"
+    withdrawn = "withdrawn"
+
+
+class PilotOutcome(str, Enum):
+    scale_up = "scale_up"
+    iterate = "iterate"
+    stop = "stop"
 
 
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
@@ -85,6 +102,7 @@ class Submission(Frozen):
     partners: list[str] = Field(default_factory=list, max_length=50)
     external_funding_sought: bool = False
     language: Language = Language.fi
+    school_name: str | None = Field(default=None, max_length=200, description="The named school, when environment is school.")
 
 
 class ProposalSubmitted(Frozen):
@@ -104,6 +122,84 @@ class ProposalSubmitted(Frozen):
     external_funding_sought: bool = False
     language: Language
     submitted_at: datetime
+    revision: int = 1
+    school_name: str | None = None
+
+
+class ProposalRevised(Frozen):
+    """`fi.espoo.kokeilu.proposal.revised`: a new revision of a proposal; it goes back to screening.
+    Carries the whole revised content (as proposal.submitted does), never contact details."""
+
+    proposal_id: str
+    revision: int
+    title: str
+    summary: str
+    focus_area: FocusArea
+    environment: Environment
+    proposer: PublicProposer
+    hypothesis: str | None = None
+    kpis: list[Kpi] = Field(default_factory=list)
+    budget_eur: float
+    duration_weeks: int
+    partners: list[str] = Field(default_factory=list)
+    external_funding_sought: bool = False
+    language: Language
+    school_name: str | None = None
+    revised_at: datetime
+
+
+class PilotStarted(Frozen):
+    """`fi.espoo.kokeilu.pilot.started`: an approved proposal's pilot began."""
+
+    proposal_id: str
+    started_at: datetime
+    planned_end: datetime | None = None
+
+
+class MeasurementRecorded(Frozen):
+    """`fi.espoo.kokeilu.pilot.measurement-recorded`: one KPI measurement of a piloting proposal."""
+
+    proposal_id: str
+    measurement_id: str
+    kpi: str
+    value: float
+    measured_at: datetime
+    source: str
+
+
+class KpiActual(Frozen):
+    name: str = Field(min_length=1, max_length=200)
+    actual: float
+
+
+class PilotCompleted(Frozen):
+    """`fi.espoo.kokeilu.pilot.completed`: the pilot ended with an outcome, actual KPI values and lessons."""
+
+    proposal_id: str
+    outcome: PilotOutcome
+    actual_kpis: list[KpiActual] = Field(default_factory=list)
+    lessons_learned: str
+    completed_at: datetime
+
+
+class IntakeMeasurement(Frozen):
+    """Data of `fi.espoo.kokeilu.intake.measurement`: a KPI measurement from a sensor platform or school system."""
+
+    proposal_id: str = Field(min_length=1, max_length=64)
+    kpi: str = Field(min_length=1, max_length=200)
+    value: float
+    measured_at: datetime
+
+
+class IntakeRejected(Frozen):
+    """`fi.espoo.kokeilu.proposal.intake-rejected`: tells a source system why its intake event was refused.
+    Keyed and `subject`ed by the intake event's id, so a system can follow its own submissions."""
+
+    intake_source: str
+    intake_id: str
+    intake_type: str | None = None
+    reason: str
+    rejected_at: datetime
 
 
 class ProposalStatusChanged(Frozen):
@@ -112,5 +208,6 @@ class ProposalStatusChanged(Frozen):
     proposal_id: str
     from_status: ProposalStatus
     to_status: ProposalStatus
+    action: str | None = None
     reason: str | None = None
     changed_at: datetime

@@ -7,13 +7,22 @@ from enum import Enum
 from pydantic import Field
 
 from .envelope import Frozen
-from .proposals import Environment, FocusArea, Kpi, ProposerKind
+from .proposals import Environment, FocusArea, Kpi, PilotOutcome, ProposerKind
 
 LICENCE = "CC-BY-4.0"
 
 
 class ResultStatus(str, Enum):
     in_evaluation = "in_evaluation"
+    planned = "planned"  # approved, pilot not started
+    piloting = "piloting"
+    completed = "completed"
+
+
+class ResultKpi(Kpi):
+    """A KPI with the actual value measured at the end of the pilot (when there is one)."""
+
+    actual: float | None = None
 
 
 class Result(Frozen):
@@ -32,9 +41,26 @@ class Result(Frozen):
     organisation: str | None = None
     partners: list[str] = Field(default_factory=list)
     hypothesis: str | None = None
-    kpis: list[Kpi] = Field(default_factory=list)
+    kpis: list[ResultKpi] = Field(default_factory=list)
     status: ResultStatus
+    outcome: PilotOutcome | None = None
+    lessons_learned: str | None = None
+    decision_rationale: str | None = None
+    school_name: str | None = None
+    budget_eur: float | None = None
+    duration_weeks: int | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
     licence: str = LICENCE
     contact_unit: str
     published_at: datetime
     updated_at: datetime
+
+
+class ResultWithdrawn(Frozen):
+    """`fi.espoo.kokeilu.result.withdrawn`: the proposal was rejected or withdrawn before its pilot."""
+
+    result_id: str
+    proposal_id: str
+    reason: str
+    withdrawn_at: datetime

@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from kokeilu.contracts.proposals import ProposalSubmitted, ProposerKind
-from kokeilu.contracts.results import Result, ResultStatus
+from kokeilu.contracts.results import Result, ResultKpi, ResultStatus
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Entry:
         result = Result(
             result_id=p.proposal_id, proposal_id=p.proposal_id, title=p.title, summary=p.summary,
             focus_area=p.focus_area, environment=p.environment, proposer_kind=p.proposer.kind,
-            organisation=organisation, partners=p.partners, hypothesis=p.hypothesis, kpis=p.kpis,
+            organisation=organisation, partners=p.partners, hypothesis=p.hypothesis, kpis=[ResultKpi(**k.model_dump()) for k in p.kpis],
             status=ResultStatus.in_evaluation, contact_unit=contact_unit, published_at=now, updated_at=now,
         )
         return replace(self, result=result)
