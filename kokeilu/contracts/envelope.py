@@ -26,7 +26,7 @@ class CloudEvent(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="allow")
 
-    specversion: Literal["1.0"] = "1.0"
+    specversion: Literal["1.0"]
     id: str = Field(min_length=1, max_length=200)
     source: str = Field(min_length=1, max_length=500)
     type: str = Field(min_length=1, max_length=200)
@@ -91,6 +91,7 @@ def new_event(
     if cause is not None:
         correlationid = cause.correlationid or cause.id
     return CloudEvent(
+        specversion="1.0",
         id=event_id,
         source=source,
         type=type_,

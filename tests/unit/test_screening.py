@@ -1,0 +1,198 @@
+"""The evaluation service: screening rules and the screening use case."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kokeilu.contracts import catalog as types
+from kokeilu.contracts import decode, topics
+from kokeilu.contracts.proposals import Environment, FocusArea
+from services.evaluation import handlers
+from services.evaluation.screening import (RULES, ScreeningPolicy, budget_cap, completeness, eligible_environment,
+                                           screen)
+
+from tests.unit.examples import a_proposal_submitted, an_event, redelivery_of
+from tests.unit.fakes import FakeEvaluationUnitOfWork
+
+POLICY = ScreeningPolicy()
+CAPS = {FocusArea.smart_mobility: 250_000, FocusArea.learning: 100_000, FocusArea.sustainable_development: 150_000}
+LONG_SUMMARY = "A six-month shuttle pilot between Kera station and the new housing blocks."
+
+
+def failed_rules(proposal, policy=POLICY) -> list[str]:
+    return [f.rule for f in screen(proposal, policy)]
+
+
+# completeness ------------------------------------------------------------------------------
+def test_a_complete_proposal_passes_completeness():
+    assert completeness(a_proposal_submitted(), POLICY) is None
+
+
+@pytest.mark.parametrize("hypothesis", [None, "", "   \n"])
+def test_a_proposal_without_a_hypothesis_fails_completeness_naming_it(hypothesis):
+    reason = completeness(a_proposal_submitted(hypothesis=hypothesis), POLICY)
+    assert reason == "missing a hypothesis"
+
+
+def test_a_proposal_without_kpis_fails_completeness_naming_them():
+    reason = completeness(a_proposal_submitted(kpis=[]), POLICY)
+    assert reason == "missing at least one KPI with baseline and target"
+
+
+def test_a_too_short_summary_fails_completeness_naming_the_minimum():
+    reason = completeness(a_proposal_submitted(summary="Short shuttle pilot."), POLICY)
+    assert reason == f"missing a summary of at least {POLICY.min_summary_chars} characters"
+
+
+def test_a_summary_padded_with_spaces_is_still_too_short():
+    assert completeness(a_proposal_submitted(summary="Short shuttle pilot." + " " * 60), POLICY) is not None
+
+
+def test_a_summary_of_exactly_the_minimum_passes():
+    assert completeness(a_proposal_submitted(summary="x" * POLICY.min_summary_chars), POLICY) is None
+
+
+def test_completeness_names_everything_missing_at_once():
+    reason = completeness(a_proposal_submitted(hypothesis=None, kpis=[], summary="Too short."), POLICY)
+    assert "a hypothesis" in reason
+    assert "at least one KPI" in reason
+    assert f"a summary of at least {POLICY.min_summary_chars} characters" in reason
+
+
+# budget cap --------------------------------------------------------------------------------
+@pytest.mark.parametrize("area, cap", CAPS.items(), ids=lambda v: getattr(v, "value", v))
+def test_a_budget_at_or_below_the_cap_of_its_focus_area_passes(area, cap):
+    assert budget_cap(a_proposal_submitted(focus_area=area, budget_eur=cap), POLICY) is None
+    assert budget_cap(a_proposal_submitted(focus_area=area, budget_eur=cap - 1), POLICY) is None
+    assert budget_cap(a_proposal_submitted(focus_area=area, budget_eur=0), POLICY) is None
+
+
+@pytest.mark.parametrize("area, cap", CAPS.items(), ids=lambda v: getattr(v, "value", v))
+def test_a_budget_over_the_cap_of_its_focus_area_fails_screening(area, cap):
+    reason = budget_cap(a_proposal_submitted(focus_area=area, budget_eur=cap + 1), POLICY)
+    assert reason is not None
+    assert area.value in reason
+    assert f"{cap:,.0f}" in reason
+
+
+def test_the_cap_is_that_of_the_proposals_own_focus_area():
+    budget = 200_000  # over the learning cap, under the smart mobility one
+    assert failed_rules(a_proposal_submitted(focus_area="learning", budget_eur=budget)) == ["budget_cap"]
+    assert failed_rules(a_proposal_submitted(focus_area="smart_mobility", budget_eur=budget)) == []
+
+
+def test_a_configured_cap_replaces_the_default():
+    policy = ScreeningPolicy(budget_cap_eur={**CAPS, FocusArea.learning: 80_000})
+    assert budget_cap(a_proposal_submitted(focus_area="learning", budget_eur=90_000), policy) is not None
+    assert budget_cap(a_proposal_submitted(focus_area="learning", budget_eur=80_000), policy) is None
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a policy that sets the cap of one focus area (the example in "
+                                       "services/evaluation/settings.py) replaces the whole dict, so the other "
+                                       "focus areas silently lose their cap and any budget passes")
+def test_configuring_one_focus_areas_cap_keeps_the_caps_of_the_others():
+    policy = ScreeningPolicy.model_validate({"budget_cap_eur": {"learning": 80_000}})
+    assert budget_cap(a_proposal_submitted(focus_area="smart_mobility", budget_eur=50_000_000), policy) is not None
+
+
+# eligible environment ----------------------------------------------------------------------
+def test_every_environment_is_eligible_by_default():
+    for env in Environment:
+        assert eligible_environment(a_proposal_submitted(environment=env), POLICY) is None
+
+
+def test_a_proposal_in_an_environment_the_policy_excludes_fails_naming_the_open_ones():
+    policy = ScreeningPolicy(eligible_environments=set(Environment) - {Environment.waterfront_walkway})
+    reason = eligible_environment(a_proposal_submitted(environment="waterfront_walkway"), policy)
+    assert reason is not None
+    assert "waterfront_walkway is not open" in reason
+    assert "kera" in reason and "west_metro" in reason
+    assert eligible_environment(a_proposal_submitted(environment="kera"), policy) is None
+
+
+# screen ------------------------------------------------------------------------------------
+def test_a_good_proposal_passes_every_rule():
+    assert screen(a_proposal_submitted(), POLICY) == []
+
+
+def test_screen_returns_every_failed_rule_not_just_the_first():
+    policy = ScreeningPolicy(eligible_environments={Environment.school})
+    bad = a_proposal_submitted(hypothesis=None, focus_area="learning", budget_eur=1_000_000, environment="kera")
+    failures = screen(bad, policy)
+    assert [f.rule for f in failures] == ["completeness", "budget_cap", "eligible_environment"]
+    assert all(f.reason for f in failures)
+
+
+@settings(max_examples=100, deadline=None)
+@given(hypothesis=st.sampled_from([None, "", "A shuttle raises rail use."]),
+       kpis=st.booleans(),
+       summary=st.sampled_from(["Too short.", LONG_SUMMARY]),
+       area=st.sampled_from(list(FocusArea)),
+       budget=st.floats(min_value=0, max_value=1_000_000, allow_nan=False),
+       env=st.sampled_from(list(Environment)),
+       open_envs=st.sets(st.sampled_from(list(Environment))))
+def test_screen_fails_exactly_the_rules_that_fail_on_their_own(hypothesis, kpis, summary, area, budget, env, open_envs):
+    policy = ScreeningPolicy(eligible_environments=open_envs)
+    proposal = a_proposal_submitted(hypothesis=hypothesis, summary=summary, focus_area=area, budget_eur=budget,
+                                    environment=env, **({} if kpis else {"kpis": []}))
+    expected = [name for name, rule in RULES.items() if rule(proposal, policy)]
+    assert failed_rules(proposal, policy) == expected
+    assert ("budget_cap" in expected) == (budget > CAPS[area])
+    assert ("eligible_environment" in expected) == (env not in open_envs)
+
+
+# use case ----------------------------------------------------------------------------------
+@pytest.fixture
+def uow():
+    return FakeEvaluationUnitOfWork()
+
+
+def submitted_event(**overrides):
+    data = a_proposal_submitted(**overrides)
+    return an_event(types.PROPOSAL_SUBMITTED, data, source="kokeilu/proposals"), data
+
+
+def test_a_passing_proposal_publishes_a_passed_screening(uow):
+    event, data = submitted_event()
+    assert handlers.on_proposal_submitted(event, data, uow, POLICY) == "applied"
+    [out] = uow.outbox
+    assert out.topic == topics.EVALUATIONS
+    assert out.key == data.proposal_id
+    outcome = decode(out.event, topics.EVALUATIONS)
+    assert outcome.proposal_id == data.proposal_id
+    assert outcome.passed is True
+    assert outcome.failed_rules == []
+    assert out.event.causationid == event.id
+    assert uow.screenings.get(data.proposal_id)["screening"]["passed"] is True
+
+
+def test_a_failing_proposal_publishes_a_screening_naming_the_failed_rules(uow):
+    event, data = submitted_event(hypothesis=None, focus_area="learning", budget_eur=500_000)
+    handlers.on_proposal_submitted(event, data, uow, POLICY)
+    [out] = uow.published_of(types.SCREENING_COMPLETED)
+    outcome = decode(out)
+    assert outcome.passed is False
+    assert [f.rule for f in outcome.failed_rules] == ["completeness", "budget_cap"]
+    assert "a hypothesis" in outcome.failed_rules[0].reason
+    stored = handlers.get_evaluation(data.proposal_id, uow)
+    assert [f["rule"] for f in stored["screening"]["failed_rules"]] == ["completeness", "budget_cap"]
+    assert stored["focus_area"] == "learning"
+
+
+def test_screening_uses_the_policy_it_is_given(uow):
+    event, data = submitted_event(environment="west_metro")
+    handlers.on_proposal_submitted(event, data, uow, ScreeningPolicy(eligible_environments={Environment.kera}))
+    assert [f.rule for f in decode(uow.published[0]).failed_rules] == ["eligible_environment"]
+
+
+def test_a_redelivered_proposal_is_screened_once(uow):
+    event, data = submitted_event()
+    assert handlers.on_proposal_submitted(event, data, uow, POLICY) == "applied"
+    assert handlers.on_proposal_submitted(redelivery_of(event), data, uow, POLICY) == "duplicate"
+    assert len(uow.published) == 1
+    assert len(uow.screenings.rows) == 1
+
+
+def test_no_evaluation_for_a_proposal_never_screened(uow):
+    assert handlers.get_evaluation("nope", uow) is None
