@@ -6,14 +6,16 @@
 #   deploy/kafka.sh status   exit 0 and say so when the broker answers on its port
 #   deploy/kafka.sh reset    stop and delete the local data (topics, offsets)
 #
-# Environment: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), KOKEILU_LOCAL_DIR (<repo>/.local).
+# Environment: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), KOKEILU_LOCAL_DIR (<repo>/.local),
+# KAFKA_DATA_DIR (data, logs and pid of this broker; <local>/kafka), KAFKA_LIBS_DIR (<local>/kafka/libs).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 HERE="$ROOT/deploy/kafka"
 LOCAL="${KOKEILU_LOCAL_DIR:-$ROOT/.local}"
 DIR="$LOCAL/kafka"
-LIBS="$DIR/libs"
+LIBS="${KAFKA_LIBS_DIR:-$LOCAL/kafka/libs}"
+DIR="${KAFKA_DATA_DIR:-$DIR}"
 PORT="${KAFKA_PORT:-9092}"
 CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
 PIDFILE="$DIR/broker.pid"

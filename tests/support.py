@@ -143,8 +143,9 @@ class Platform:
 class Probe:
     """Reads and writes raw records on the real broker, outside any service."""
 
-    def __init__(self):
-        self.producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all")
+    def __init__(self, bootstrap: str = BOOTSTRAP):
+        self.bootstrap = bootstrap
+        self.producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
 
     def send(self, topic: str, value: bytes | dict | None, key: str | None = None, headers=None) -> None:
         if isinstance(value, dict):
@@ -154,7 +155,7 @@ class Probe:
 
     def records(self, topic: str, predicate: Callable = lambda r: True, count: int = 1, timeout: float = 30) -> list:
         """Wait until `count` records on `topic` satisfy `predicate`; they are returned in offset order."""
-        consumer = KafkaConsumer(topic, bootstrap_servers=BOOTSTRAP, auto_offset_reset="earliest",
+        consumer = KafkaConsumer(topic, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest",
                                  enable_auto_commit=False, group_id=None, consumer_timeout_ms=200)
         found: list = []
         deadline = time.monotonic() + timeout

@@ -1,0 +1,54 @@
+"""A service that loses its broker keeps accepting work, says it is not ready, and recovers by
+itself when the broker returns, losing nothing. Runs a private broker so it can be stopped."""
+import os
+import subprocess
+
+import pytest
+
+from kokeilu.contracts import topics
+from tests.support import ROOT, Platform, Probe, free_port, submission, wait_until
+
+pytestmark = pytest.mark.kafka
+
+
+def kafka(action: str, port: int, controller: int, data_dir) -> None:
+    env = dict(os.environ, KAFKA_PORT=str(port), KAFKA_CONTROLLER_PORT=str(controller),
+               KAFKA_DATA_DIR=str(data_dir))
+    subprocess.run([str(ROOT / "deploy" / "kafka.sh"), action], env=env, check=True, capture_output=True, timeout=180)
+
+
+@pytest.fixture
+def private_broker(tmp_path):
+    port, controller = free_port(), free_port()
+    data_dir = tmp_path / "kafka"
+    kafka("start", port, controller, data_dir)
+    yield {"bootstrap": f"127.0.0.1:{port}", "control": lambda action: kafka(action, port, controller, data_dir)}
+    kafka("stop", port, controller, data_dir)
+
+
+def test_proposals_accepted_while_the_broker_is_down_are_published_when_it_returns(tmp_path, private_broker):
+    platform = Platform(tmp_path, extra_env={"KAFKA_BOOTSTRAP_SERVERS": private_broker["bootstrap"]})
+    try:
+        platform.start("proposals")
+        private_broker["control"]("stop")
+        wait_until(lambda: platform.get("proposals", "/health/ready", headers={}).status_code == 503,
+                   timeout=30, what="readiness to report Kafka unavailable")
+
+        ids = []
+        for i in range(3):
+            response = platform.post("proposals", "/v1/proposals", submission(title=f"While the broker is down {i}"))
+            assert response.status_code == 201, response.text
+            ids.append(response.json()["id"])
+
+        private_broker["control"]("start")
+        wait_until(lambda: platform.get("proposals", "/health/ready", headers={}).status_code == 200,
+                   timeout=60, what="readiness to recover")
+        probe = Probe(private_broker["bootstrap"])
+        try:
+            events = probe.events(platform.topic(topics.PROPOSALS), "fi.espoo.kokeilu.proposal.submitted",
+                                  count=3, timeout=90, where=lambda e: e["subject"] in ids)
+        finally:
+            probe.close()
+        assert sorted(e["subject"] for e in events) == sorted(ids)
+    finally:
+        platform.stop()
