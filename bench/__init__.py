@@ -1,0 +1,1 @@
+"""Benchmarks of the Kokeilu platform; see bench/README.md."""

@@ -1,0 +1,500 @@
+"""End-to-end benchmark: proposals submitted over HTTP until their results are published.
+
+Method
+------
+1. Start proposals, evaluation and catalogue as real `nameko run` processes
+   (`tests.support.Platform`) on topics of their own (a random prefix), SQLite stores in a
+   temporary directory, on the local broker. Notifications is not on the measured path
+   (submitted -> screened -> result published) and is not started.
+2. A watcher thread reads the prefixed `kokeilu.results.v1` from the beginning with a plain
+   KafkaConsumer (every partition assigned, no group) and stamps, with time.perf_counter, the
+   arrival of each `fi.espoo.kokeilu.result.published` event by its `data.proposal_id`.
+3. Warm-up: one proposal goes end to end before the clock starts and is not counted, so the
+   consumer groups own their partitions and the producers know their topics.
+4. N proposals are submitted with `POST /v1/proposals` from C worker threads, each stamped just
+   before its POST. The wait for their results is bounded by --deadline (from the first submit).
+5. End-to-end latency = result event observed - submit stamp. Wall time = first submit -> last
+   result observed; throughput = N / wall time.
+6. `GET /v1/results/{id}` must answer 200 for a sample of ids; each service's /metrics is
+   scraped once at the end.
+7. Baseline, same broker, same run, after the services have stopped: a bare kafka-python
+   consume -> transform -> produce loop over N ~1 KB proposal.submitted events between two
+   fresh 3-partition topics, with the relay's producer settings (acks=all, idempotent) and the
+   services' commit discipline (flush the batch, then commit its offsets). Its coordinator,
+   offsets and metadata are looked up before the clock starts, as the warm-up does for the
+   platform. Its throughput is the ceiling of what Python and this broker do on this machine
+   at that moment; platform / bare is the figure to compare between runs and machines.
+
+Figures are printed as a table and written to .local/bench/e2e-<timestamp>.json. The exit
+status is 1 when not every result arrived in time or the catalogue sample did not all answer 200.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import kafka
+import requests
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.structs import OffsetAndMetadata
+
+from kokeilu.contracts import new_event, utcnow
+from kokeilu.contracts.catalog import PROPOSAL_SUBMITTED, RESULT_PUBLISHED
+from kokeilu.contracts.proposals import ProposalSubmitted
+from kokeilu.contracts.topics import RESULTS
+from tests.support import BOOTSTRAP, ROOT, Platform, submission, wait_until
+
+SERVICES = ("proposals", "evaluation", "catalogue")
+PARTITIONS = 3            # what Platform gives the services' topics
+MAX_POLL_RECORDS = 200    # the services' default (kokeilu_consumer_max_records)
+OUT_DIR = ROOT / ".local" / "bench"
+HEADERS = [("content-type", b"application/cloudevents+json")]
+
+
+# -- measuring the platform ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Submitted:
+    proposal_id: str
+    submitted_at: float   # perf_counter just before the POST
+    answered_at: float    # perf_counter when the 201 came back
+
+
+class ResultWatcher:
+    """Stamps the arrival of each result.published event on one topic, in a thread of its own."""
+
+    def __init__(self, topic: str):
+        self.topic = topic
+        self.arrivals: dict[str, float] = {}
+        self.error: BaseException | None = None
+        self._changed = threading.Condition()
+        self._ready = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="result-watcher", daemon=True)
+
+    def start(self, timeout: float = 60) -> "ResultWatcher":
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise RuntimeError(f"result watcher not assigned to {self.topic} after {timeout}s")
+        if self.error:
+            raise RuntimeError(f"result watcher failed: {self.error!r}")
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=10)
+
+    def wait_for(self, ids: list[str], timeout: float) -> int:
+        """Wait until every id has arrived, or `timeout` seconds; return how many have."""
+        end = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                arrived = sum(1 for i in ids if i in self.arrivals)
+                left = end - time.monotonic()
+                if arrived == len(ids) or left <= 0 or self.error:
+                    return arrived
+                self._changed.wait(min(1.0, left))
+
+    def snapshot(self) -> dict[str, float]:
+        with self._changed:
+            return dict(self.arrivals)
+
+    def _run(self) -> None:
+        try:
+            consumer = KafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=None,
+                                     enable_auto_commit=False, auto_offset_reset="earliest")
+            try:
+                self._assign(consumer)
+                self._ready.set()
+                while not self._stopping.is_set():
+                    batch = consumer.poll(timeout_ms=200)
+                    self._note(batch.values(), time.perf_counter())
+            finally:
+                consumer.close()
+        except BaseException as exc:  # reported by start() and wait_for()
+            self.error = exc
+            self._ready.set()
+            with self._changed:
+                self._changed.notify_all()
+
+    def _assign(self, consumer: KafkaConsumer) -> None:
+        partitions = wait_until(lambda: consumer.partitions_for_topic(self.topic), timeout=60,
+                                what=f"partitions of {self.topic}")
+        assignment = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        consumer.assign(assignment)
+        consumer.seek_to_beginning(*assignment)
+
+    def _note(self, batches, now: float) -> None:
+        seen = []
+        for records in batches:
+            for record in records:
+                try:
+                    event = json.loads(record.value)
+                    if event.get("type") == RESULT_PUBLISHED.name:
+                        seen.append(event["data"]["proposal_id"])
+                except (TypeError, ValueError, KeyError):
+                    continue  # not ours to judge; the benchmark only counts results
+        if seen:
+            with self._changed:
+                for proposal_id in seen:
+                    self.arrivals.setdefault(proposal_id, now)
+                self._changed.notify_all()
+
+
+def submit_one(platform: Platform, title: str) -> Submitted:
+    body = submission(title=title)
+    started = time.perf_counter()
+    response = platform.post("proposals", "/v1/proposals", body)
+    answered = time.perf_counter()
+    if response.status_code != 201:
+        raise RuntimeError(f"POST /v1/proposals answered {response.status_code}: {response.text[:500]}")
+    return Submitted(response.json()["id"], started, answered)
+
+
+def submit_all(platform: Platform, n: int, concurrency: int) -> list[Submitted]:
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="submit") as pool:
+        return list(pool.map(lambda i: submit_one(platform, f"bench {i}"), range(n)))
+
+
+def warm_up(platform: Platform, watcher: ResultWatcher, timeout: float = 120) -> None:
+    first = submit_one(platform, "bench warm-up")
+    if watcher.wait_for([first.proposal_id], timeout) != 1:
+        raise RuntimeError(f"warm-up proposal {first.proposal_id} not published within {timeout}s")
+
+
+def check_catalogue(platform: Platform, ids: list[str], sample: int) -> dict:
+    chosen = random.sample(ids, min(sample, len(ids)))
+    answers = [platform.get("catalogue", f"/v1/results/{i}").status_code for i in chosen]
+    return {"checked": len(chosen), "ok": answers.count(200),
+            "failed": [i for i, code in zip(chosen, answers) if code != 200]}
+
+
+def percentile(ordered: list[float], p: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    rank = max(1, -(-len(ordered) * p // 100))  # ceil(n * p / 100)
+    return ordered[int(rank) - 1]
+
+
+def distribution_ms(seconds: list[float]) -> dict:
+    ordered = sorted(s * 1000 for s in seconds)
+    if not ordered:
+        return {}
+    return {"p50": percentile(ordered, 50), "p95": percentile(ordered, 95), "p99": percentile(ordered, 99),
+            "max": ordered[-1], "mean": sum(ordered) / len(ordered)}
+
+
+def platform_figures(submitted: list[Submitted], arrivals: dict[str, float]) -> dict:
+    done = [s for s in submitted if s.proposal_id in arrivals]
+    figures = {"proposals": len(submitted), "arrived": len(done),
+               "latency_ms": distribution_ms([arrivals[s.proposal_id] - s.submitted_at for s in done]),
+               "submit_http_ms": distribution_ms([s.answered_at - s.submitted_at for s in submitted])}
+    if len(done) == len(submitted):
+        wall = max(arrivals[s.proposal_id] for s in done) - min(s.submitted_at for s in submitted)
+        figures.update(wall_seconds=wall, throughput_per_s=len(submitted) / wall)
+    return figures
+
+
+def measure_platform(platform: Platform, n: int, concurrency: int, deadline: float, sample: int) -> dict:
+    platform.start(*SERVICES)
+    watcher = ResultWatcher(platform.topic(RESULTS)).start()
+    try:
+        warm_up(platform, watcher)
+        first_submit = time.monotonic()
+        submitted = submit_all(platform, n, concurrency)
+        ids = [s.proposal_id for s in submitted]
+        watcher.wait_for(ids, deadline - (time.monotonic() - first_submit))
+        if watcher.error:
+            raise RuntimeError(f"result watcher failed: {watcher.error!r}")
+        arrivals = watcher.snapshot()
+    finally:
+        watcher.stop()
+    figures = platform_figures(submitted, arrivals)
+    figures["concurrency"] = concurrency
+    figures["deadline_seconds"] = deadline
+    figures["catalogue_sample"] = check_catalogue(platform, [i for i in ids if i in arrivals], sample)
+    return figures
+
+
+# -- the services' own view -----------------------------------------------------------------
+
+SAMPLE_LINE = re.compile(r"^(?P<name>[A-Za-z_:][\w:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)")
+LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def scrape(platform: Platform, service: str) -> dict:
+    text = requests.get(platform.url(service, "/metrics"), timeout=10).text
+    by_outcome: dict[str, int] = {}
+    backlog = None
+    for line in text.splitlines():
+        match = SAMPLE_LINE.match(line)
+        if not match:
+            continue
+        name, value = match["name"], float(match["value"])
+        if name == "kokeilu_events_consumed_total":
+            outcome = dict(LABEL.findall(match["labels"] or "")).get("outcome", "unknown")
+            by_outcome[outcome] = by_outcome.get(outcome, 0) + int(value)
+        elif name == "kokeilu_outbox_backlog":
+            backlog = int(value)
+    return {"events_consumed_total": sum(by_outcome.values()), "by_outcome": by_outcome, "outbox_backlog": backlog}
+
+
+def scrape_or_error(platform: Platform, service: str) -> dict:
+    try:
+        return scrape(platform, service)
+    except requests.RequestException as exc:
+        return {"error": f"{exc.__class__.__name__}: {exc}"}
+
+
+# -- the bare loop baseline -----------------------------------------------------------------
+
+def proposal_submitted_event() -> bytes:
+    """A proposal.submitted CloudEvent as the proposals service publishes it (about 1 KB)."""
+    body = submission(title="bench baseline")
+    body["proposer"] = {k: v for k, v in body["proposer"].items() if k != "contact_email"}
+    proposal_id = str(uuid.uuid4())
+    data = ProposalSubmitted.model_validate({**body, "proposal_id": proposal_id, "submitted_at": utcnow()})
+    return new_event(PROPOSAL_SUBMITTED.name, data, source="kokeilu/proposals", subject=proposal_id,
+                     dataschema=PROPOSAL_SUBMITTED.dataschema).to_bytes()
+
+
+def transform(value: bytes) -> bytes:
+    """What a consumer does at least: parse the event and publish a new one caused by it."""
+    event = json.loads(value)
+    out = {**event, "id": str(uuid.uuid4()), "type": "fi.espoo.kokeilu.bench.transformed",
+           "time": utcnow().isoformat(), "causationid": event["id"]}
+    return json.dumps(out).encode()
+
+
+def relay_like_producer() -> KafkaProducer:
+    # The settings of kokeilu.kafka.relay.make_producer (not imported: it pulls in nameko/eventlet).
+    return KafkaProducer(bootstrap_servers=BOOTSTRAP, client_id="kokeilu-bench-loop", acks="all",
+                         enable_idempotence=True, linger_ms=5, retries=2147483647,
+                         max_in_flight_requests_per_connection=5, request_timeout_ms=15000,
+                         delivery_timeout_ms=60000)
+
+
+def fill(topic: str, n: int, value: bytes) -> None:
+    producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all")
+    try:
+        for _ in range(n):
+            producer.send(topic, key=str(uuid.uuid4()).encode(), value=value, headers=HEADERS)
+        producer.flush(timeout=60)
+    finally:
+        producer.close(timeout=10)
+
+
+def consume_transform_produce(source: str, sink: str, n: int, group: str, timeout: float) -> float:
+    """Seconds to move n records from source to sink, batch by batch: send, flush, commit."""
+    consumer = KafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=group, enable_auto_commit=False,
+                             auto_offset_reset="earliest", max_poll_records=MAX_POLL_RECORDS)
+    producer = relay_like_producer()
+    try:
+        assignment = [TopicPartition(source, p) for p in range(PARTITIONS)]
+        consumer.assign(assignment)
+        # Before the clock starts, as the platform's warm-up does: the group coordinator, the
+        # starting offsets and the sink's metadata.
+        for tp in assignment:
+            consumer.position(tp)
+        producer.partitions_for(sink)
+        produced = 0
+        started = time.perf_counter()
+        while produced < n:
+            if time.perf_counter() - started > timeout:
+                raise TimeoutError(f"bare loop moved {produced} of {n} records in {timeout}s")
+            offsets, futures = {}, []
+            for tp, records in consumer.poll(timeout_ms=500).items():
+                for record in records:
+                    futures.append(producer.send(sink, key=record.key, value=transform(record.value), headers=HEADERS))
+                offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
+            if offsets:
+                producer.flush(timeout=60)
+                for future in futures:
+                    future.get(timeout=60)
+                consumer.commit(offsets=offsets)
+                produced += len(futures)
+        return time.perf_counter() - started
+    finally:
+        consumer.close(autocommit=False)
+        producer.close(timeout=10)
+
+
+def bare_loop(n: int, timeout: float) -> dict:
+    name = f"bench-{uuid.uuid4().hex[:10]}"
+    source, sink = f"{name}.a", f"{name}.b"
+    admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP, client_id="kokeilu-bench")
+    try:
+        admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in (source, sink)], wait_for_metadata=True)
+        value = proposal_submitted_event()
+        fill(source, n, value)
+        seconds = consume_transform_produce(source, sink, n, group=name, timeout=timeout)
+        return {"messages": n, "message_bytes": len(value), "seconds": seconds, "throughput_per_s": n / seconds}
+    finally:
+        delete_topics(admin, lambda t: t in (source, sink))
+        admin.close()
+
+
+def delete_topics(admin: KafkaAdminClient, which) -> None:
+    try:
+        names = [t for t in admin.list_topics() if which(t)]
+        if names:
+            admin.delete_topics(names)
+    except Exception as exc:  # leftovers are harmless; say so and carry on
+        print(f"warning: could not delete topics: {exc!r}", file=sys.stderr)
+
+
+def delete_platform_topics(prefix: str) -> None:
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP, client_id="kokeilu-bench")
+    except Exception as exc:
+        print(f"warning: topics {prefix}* left on the broker: {exc!r}", file=sys.stderr)
+        return
+    try:
+        delete_topics(admin, lambda t: t.startswith(prefix))
+    finally:
+        admin.close()
+
+
+# -- report ---------------------------------------------------------------------------------
+
+def ms(d: dict, key: str) -> str:
+    return f"{d[key]:.0f}" if key in d else "-"
+
+
+def print_report(report: dict) -> None:
+    p, bare, meta = report["platform"], report.get("bare_loop"), report["run"]
+    lat, http = p["latency_ms"], p["submit_http_ms"]
+    rows = [
+        ("Kokeilu end-to-end benchmark", f"{meta['started_at']}, {meta['git']}, {meta['cpus']} CPUs, broker {meta['bootstrap']}"),
+        ("", ""),
+        ("platform", "proposals -> evaluation -> catalogue (notifications not started)"),
+        ("  proposals (concurrency)", f"{p['proposals']} ({p['concurrency']})"),
+        ("  results arrived", f"{p['arrived']} / {p['proposals']}"),
+        ("  wall time", f"{p['wall_seconds']:.2f} s, first submit -> last result" if "wall_seconds" in p else "-"),
+        ("  throughput", f"{p['throughput_per_s']:.1f} proposals/s" if "throughput_per_s" in p else "-"),
+        ("  latency p50/p95/p99/max", "/".join(ms(lat, k) for k in ("p50", "p95", "p99", "max")) + " ms"),
+        ("  POST p50/p95/max", "/".join(ms(http, k) for k in ("p50", "p95", "max")) + " ms"),
+        ("  catalogue GET sample", f"{p['catalogue_sample']['ok']} / {p['catalogue_sample']['checked']} answered 200"),
+    ]
+    if bare:
+        rows += [
+            ("", ""),
+            ("bare loop (ceiling)", "consume -> transform -> produce, acks=all, idempotent, commit per batch"),
+            ("  messages", f"{bare['messages']} x {bare['message_bytes']} B"),
+            ("  time", f"{bare['seconds']:.3f} s"),
+            ("  throughput", f"{bare['throughput_per_s']:.0f} msg/s"),
+            ("", ""),
+            ("platform / bare loop", f"{report['ratio']:.4f}" if "ratio" in report else "-"),
+        ]
+    width = max(len(label) for label, _ in rows) + 2
+    for label, value in rows:
+        print(f"{label:<{width}}{value}".rstrip())
+    print_metrics(report["metrics"])
+
+
+def print_metrics(metrics: dict) -> None:
+    print("\nservices' own view (/metrics at the end)")
+    print(f"  {'service':<12}{'consumed':>10}  {'by outcome':<44}{'outbox backlog':>14}")
+    for service, m in metrics.items():
+        if "error" in m:
+            print(f"  {service:<12}{'scrape failed: ' + m['error']}")
+            continue
+        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(m["by_outcome"].items()))
+        backlog = "-" if m["outbox_backlog"] is None else m["outbox_backlog"]
+        print(f"  {service:<12}{m['events_consumed_total']:>10}  {outcomes:<44}{backlog:>14}")
+
+
+def write_json(report: dict, stamp: str) -> Path:
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    path = OUT_DIR / f"e2e-{stamp}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    return path
+
+
+def succeeded(report: dict) -> bool:
+    p = report["platform"]
+    sample = p["catalogue_sample"]
+    return p["arrived"] == p["proposals"] and sample["ok"] == sample["checked"]
+
+
+# -- main -----------------------------------------------------------------------------------
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.e2e", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--proposals", "-n", type=int, default=200, help="proposals to submit (default 200)")
+    parser.add_argument("--concurrency", "-c", type=int, default=4, help="submitting threads (default 4)")
+    parser.add_argument("--deadline", type=float, default=300,
+                        help="seconds from the first submit to wait for every result (default 300)")
+    parser.add_argument("--sample", type=int, default=20, help="ids checked on the catalogue API (default 20)")
+    args = parser.parse_args(argv)
+    if args.proposals < 1 or args.concurrency < 1:
+        parser.error("--proposals and --concurrency must be at least 1")
+    return args
+
+
+def git_revision() -> str:
+    """The commit measured, with "+dirty" when the working tree has changes."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+    try:
+        commit = git("rev-parse", "--short", "HEAD") or "unknown"
+        return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def run_metadata(args: argparse.Namespace, started: datetime) -> dict:
+    return {"started_at": started.isoformat(timespec="seconds"), "git": git_revision(),
+            "cpus": os.cpu_count(), "bootstrap": BOOTSTRAP,
+            "python": sys.version.split()[0], "kafka_python": kafka.__version__,
+            "proposals": args.proposals, "concurrency": args.concurrency, "partitions": PARTITIONS}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = datetime.now(timezone.utc)
+    tmp = Path(tempfile.mkdtemp(prefix="kokeilu-bench-"))
+    platform = Platform(tmp)
+    report: dict = {"run": run_metadata(args, started)}
+    ok = False
+    try:
+        print(f"starting {', '.join(SERVICES)} (prefix {platform.prefix}) ...", file=sys.stderr)
+        report["platform"] = measure_platform(platform, args.proposals, args.concurrency, args.deadline, args.sample)
+        report["metrics"] = {s: scrape_or_error(platform, s) for s in SERVICES}
+        ok = succeeded(report)
+    finally:
+        platform.stop()
+        delete_platform_topics(platform.prefix)
+        if not ok:
+            print(f"service logs kept in {tmp}", file=sys.stderr)
+    if ok:
+        print("running the bare loop baseline ...", file=sys.stderr)
+        report["bare_loop"] = bare_loop(args.proposals, timeout=args.deadline)
+        report["ratio"] = report["platform"]["throughput_per_s"] / report["bare_loop"]["throughput_per_s"]
+        shutil.rmtree(tmp, ignore_errors=True)
+    print_report(report)
+    path = write_json(report, started.strftime("%Y%m%dT%H%M%SZ"))
+    print(f"\nfigures written to {path.relative_to(ROOT)}")
+    if not ok:
+        p = report["platform"]
+        print(f"FAILED: {p['arrived']} of {p['proposals']} results arrived within the {args.deadline:g} s deadline; "
+              f"catalogue sample {p['catalogue_sample']['ok']}/{p['catalogue_sample']['checked']}", file=sys.stderr)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
