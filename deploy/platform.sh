@@ -40,6 +40,17 @@ start() {
     "$ROOT/deploy/kafka.sh" start
   fi
   local token; token="$(admin_token)"
+  local smtp_host="${KOKEILU_SMTP_HOST:-}" smtp_port="${KOKEILU_SMTP_PORT:-}"
+  if [[ -z "$smtp_host" ]]; then
+    # No mail server given: a local sink keeps every e-mail the platform sends in a maildir.
+    smtp_host=127.0.0.1; smtp_port="${KOKEILU_LOCAL_SMTP_PORT:-8025}"
+    if ! [[ -f "$RUN/smtp.pid" ]] || ! kill -0 "$(cat "$RUN/smtp.pid")" 2>/dev/null; then
+      mkdir -p "$LOCAL/mail/tmp" "$LOCAL/mail/new" "$LOCAL/mail/cur"
+      setsid "$PY" -m aiosmtpd -n -u -l "127.0.0.1:$smtp_port" -c aiosmtpd.handlers.Mailbox "$LOCAL/mail" \
+        </dev/null >>"$LOGS/smtp.log" 2>&1 &
+      echo $! > "$RUN/smtp.pid"
+    fi
+  fi
   for entry in "${SERVICES[@]}"; do
     local name="${entry%%:*}" port="${entry##*:}"
     local pidfile="$RUN/$name.pid"
@@ -47,6 +58,7 @@ start() {
       echo "$name: already running (pid $(cat "$pidfile"))"; continue
     fi
     KOKEILU_ADMIN_TOKEN="$token" KAFKA_BOOTSTRAP_SERVERS="$BOOTSTRAP" PYTHONPATH="$ROOT" \
+      KOKEILU_SMTP_HOST="$smtp_host" KOKEILU_SMTP_PORT="${smtp_port:-25}" \
       WEB_SERVER_ADDRESS="${WEB_SERVER_HOST:-127.0.0.1}:$port" \
       setsid "$PY" -W ignore::DeprecationWarning -m nameko run --config "services/$name/config.yaml" \
       "services.$name.service:$(class_of "$name")" </dev/null >>"$LOGS/$name.log" 2>&1 &
@@ -65,6 +77,7 @@ start() {
   echo
   echo "admin token: ${KOKEILU_ADMIN_TOKEN:+(from KOKEILU_ADMIN_TOKEN)}${KOKEILU_ADMIN_TOKEN:-in $TOKEN_FILE}"
   echo "try: curl -H \"Authorization: Bearer \$(cat $TOKEN_FILE)\" http://127.0.0.1:8001/v1/proposals"
+  [[ -z "${KOKEILU_SMTP_HOST:-}" ]] && echo "e-mails go to the local sink: $LOCAL/mail (maildir)"
   echo "stop with: make stop"
 }
 
@@ -79,6 +92,7 @@ stop() {
     fi
     rm -f "$pidfile"
   done
+  if [[ -f "$RUN/smtp.pid" ]]; then kill "$(cat "$RUN/smtp.pid")" 2>/dev/null || true; rm -f "$RUN/smtp.pid"; fi
   if [[ "${1:-}" != "--keep-kafka" ]]; then "$ROOT/deploy/kafka.sh" stop; fi
 }
 

@@ -9,7 +9,7 @@ from kokeilu.config import Settings
 
 SCOPES = (
     "proposals:read", "proposals:write",
-    "evaluation:read", "evaluation:write",
+    "evaluation:read", "evaluation:write", "evaluation:manage",
     "subscriptions:write",
     "catalogue:read",
     "admin",

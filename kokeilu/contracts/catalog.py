@@ -14,7 +14,7 @@ from .envelope import TYPE_PREFIX, CloudEvent, InvalidEvent, describe_validation
 from .evaluation import EvaluationDecided, EvaluationOpened, EvaluationOverdue, ScreeningCompleted
 from .notifications import DeliveryOutcome
 from .proposals import (IntakeMeasurement, IntakeRejected, MeasurementRecorded, PilotCompleted, PilotStarted,
-                        ProposalRevised, ProposalStatusChanged, ProposalSubmitted, Submission)
+                        ProposalContact, ProposalRevised, ProposalStatusChanged, ProposalSubmitted, Submission)
 from .results import Result, ResultWithdrawn
 
 
@@ -64,6 +64,9 @@ EVALUATION_DECIDED = EventType(TYPE_PREFIX + "evaluation.decided", topics.EVALUA
                                summary="The panel decided: approved, rejected or revision requested.")
 EVALUATION_OVERDUE = EventType(TYPE_PREFIX + "evaluation.overdue", topics.EVALUATIONS, EvaluationOverdue,
                                summary="An evaluation stayed open past its SLA.")
+PROPOSAL_CONTACT_RECORDED = EventType(TYPE_PREFIX + "proposal.contact-recorded", topics.PROPOSALS, ProposalContact,
+                                      summary="Internal, personal data: the proposer's address, for notifications "
+                                              "only; never on a public topic.")
 # -- results ----------------------------------------------------------------------------------
 RESULT_UPDATED = EventType(TYPE_PREFIX + "result.updated", topics.RESULTS, Result,
                            summary="A result changed (status, decision, KPIs, outcome, lessons).")
@@ -76,7 +79,7 @@ DELIVERY_FAILED = EventType(TYPE_PREFIX + "delivery.failed", topics.NOTIFICATION
 
 ALL: tuple[EventType, ...] = (
     INTAKE_PROPOSAL, INTAKE_MEASUREMENT,
-    PROPOSAL_SUBMITTED, PROPOSAL_REVISED, PROPOSAL_STATUS_CHANGED, PROPOSAL_INTAKE_REJECTED,
+    PROPOSAL_SUBMITTED, PROPOSAL_REVISED, PROPOSAL_STATUS_CHANGED, PROPOSAL_INTAKE_REJECTED, PROPOSAL_CONTACT_RECORDED,
     PILOT_STARTED, MEASUREMENT_RECORDED, PILOT_COMPLETED,
     SCREENING_COMPLETED, EVALUATION_OPENED, EVALUATION_DECIDED, EVALUATION_OVERDUE,
     RESULT_PUBLISHED, RESULT_UPDATED, RESULT_WITHDRAWN,

@@ -211,3 +211,15 @@ class ProposalStatusChanged(Frozen):
     action: str | None = None
     reason: str | None = None
     changed_at: datetime
+
+
+class ProposalContact(Frozen):
+    """`fi.espoo.kokeilu.proposal.contact-recorded`: INTERNAL, personal data. The proposer's address,
+    so that notifications can tell them about their own proposal. Published by the proposals service
+    just before proposal.submitted (same key, so it arrives first); only notifications reads it, and it
+    never reaches a public topic. proposal.submitted itself stays free of contact details."""
+
+    proposal_id: str
+    contact_email: str = Field(pattern=EMAIL_PATTERN, max_length=254)
+    language: Language
+    recorded_at: datetime

@@ -3,6 +3,8 @@
     @consume(topics.PROPOSALS)
     def on_proposal_event(self, event: CloudEvent, data): ...   # returns an outcome name
 
+    @consume(topics.INTAKE, on_reject=handlers.intake_rejected)  # optional, see __init__
+
 For each record it parses the CloudEvent and its typed data, runs the service method in a
 worker (which applies it in one unit of work with the inbox), retries transient failures with
 backoff, and sends records it cannot process to the dead-letter topic through the outbox.
@@ -40,9 +42,13 @@ class EventConsumer(Entrypoint):
     # The relay that publishes the dead letters this entrypoint records.
     relay = OutboxRelay()
 
-    def __init__(self, *topic_names: str, group: str | None = None, **kwargs):
+    def __init__(self, *topic_names: str, group: str | None = None, on_reject=None, **kwargs):
+        """`on_reject(raw_value, event_or_None, reason, uow)`, when given, runs inside the unit of
+        work that dead-letters a record (so it can publish a rejection in the same transaction);
+        `event` is the parsed envelope when the record got that far."""
         self.topic_names = topic_names
         self.group_suffix = group
+        self.on_reject = on_reject
         super().__init__(**kwargs)
 
     def setup(self):
@@ -162,7 +168,7 @@ class EventConsumer(Entrypoint):
                     data = decode(event, topic)
                 except InvalidEvent as exc:
                     reason = "unparseable" if exc.event is None else "invalid"
-                    self._dead_letter(record, reason, exc.reason)
+                    self._dead_letter(record, reason, exc.reason, exc.event)
                     outcome = "dead_lettered"
                 else:
                     try:
@@ -171,7 +177,7 @@ class EventConsumer(Entrypoint):
                         if is_transient(exc):
                             raise
                         log.warning("event %s on %s failed permanently: %s", event.id, topic, exc)
-                        self._dead_letter(record, "failed", f"{exc.__class__.__name__}: {exc}")
+                        self._dead_letter(record, "failed", f"{exc.__class__.__name__}: {exc}", event, str(exc))
                         outcome = "dead_lettered"
                 break
             except Exception as exc:
@@ -194,7 +200,7 @@ class EventConsumer(Entrypoint):
         self.container.spawn_worker(self, (event, data), {}, handle_result=partial(_handle_result, done))
         return done.wait()
 
-    def _dead_letter(self, record, reason: str, error: str):
+    def _dead_letter(self, record, reason: str, error: str, event=None, message: str | None = None):
         service = self.container.service_name
         headers = dict(zip(DEADLETTER_HEADERS, (
             record.topic, str(record.partition), str(record.offset), self.group, service, error[:2000])))
@@ -203,10 +209,22 @@ class EventConsumer(Entrypoint):
         key = record.key.decode(errors="replace") if record.key is not None else None
         with UnitOfWork(self.store.database, on_commit=self.relay.wake) as uow:
             uow.add_outbox(topics.DEADLETTER, key, record.value, headers, "deadletter")
+            if self.on_reject is not None:
+                self._reject(uow, record, event, message or error)
             uow.commit()
         self.metrics.dead_lettered.labels(service=service, topic=self.settings.logical_topic(record.topic),
                                           reason=reason).inc()
         log.warning("dead-lettered %s[%s]@%s: %s", record.topic, record.partition, record.offset, error)
+
+    def _reject(self, uow, record, event, reason: str) -> None:
+        # In a savepoint: a failing callback must not stop the dead letter (nor stall the partition).
+        try:
+            with uow.conn.begin_nested():
+                self.on_reject(record.value, event, reason, uow)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.warning("on_reject failed for %s[%s]@%s: %s", record.topic, record.partition, record.offset, exc)
 
 
 def _handle_result(done: Event, worker_ctx, result, exc_info):

@@ -1,69 +1,90 @@
-"""The catalogue service: the results read model and the public results topic."""
+"""The catalogue service: the results read model, its search and open-data exports, and the
+public results topic."""
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import json
 
+from werkzeug.wrappers import Response
+
+from kokeilu import service_base
 from kokeilu.contracts import topics
-from kokeilu.contracts.evaluation import ScreeningCompleted
-from kokeilu.contracts.proposals import ProposalSubmitted
-from kokeilu.http import NotFound, api
+from kokeilu.http import ApiError, NotFound, api
 from kokeilu.kafka.consumer import consume
 from kokeilu.platform import Store
-from kokeilu import service_base
 
-from . import handlers, metrics
+from . import handlers, metrics, opendata
+from .search import BadCursor, SearchQuery
+from .settings import CatalogueSettings
 from .store import CatalogueUnitOfWork
 
 
-class CatalogueSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="KOKEILU_", extra="ignore")
-    contact_unit: str = "City of Espoo, experimentation programme"
-
-
-class ListQuery(BaseModel):
-    model_config = {"extra": "forbid"}
-    limit: int = Field(default=50, ge=1, le=200)
-    cursor: str | None = Field(default=None, max_length=64)
+def query_args(request) -> dict:
+    """Query parameters; a repeated one (status=a&status=b) is read as a list."""
+    return {k: ",".join(v) if len(v) > 1 else v[0] for k, v in request.args.lists()}
 
 
 class CatalogueService(service_base.PlatformService):
     name = "catalogue"
     uow = Store(CatalogueUnitOfWork)
-    contact_unit = CatalogueSettings().contact_unit
+    settings = CatalogueSettings()
+    contact_unit = settings.contact_unit
 
     @api("GET", "/v1/results/<proposal_id>", scope="catalogue:read")
     def get(self, request, proposal_id):
-        result = handlers.get_result(proposal_id, self.uow())
-        if result is None:
-            raise NotFound(f"no result for proposal {proposal_id}", {"proposal_id": "unknown"})
-        return result.model_dump(mode="json")
+        return self._result(proposal_id).model_dump(mode="json")
 
     @api("GET", "/v1/results", scope="catalogue:read")
     def list(self, request):
-        query = ListQuery.model_validate(request.args.to_dict())
-        items = handlers.list_results(self.uow(), query.limit, query.cursor)
-        cursor = items[-1].result_id if len(items) == query.limit else None
-        return {"items": [r.model_dump(mode="json") for r in items], "next_cursor": cursor}
+        query = SearchQuery.model_validate(query_args(request))
+        try:
+            page = handlers.search_results(query, self.uow())
+        except BadCursor as exc:
+            raise ApiError(str(exc), {"cursor": str(exc)}) from None
+        return {"items": [r.model_dump(mode="json") for r in page.items], "total": page.total,
+                "facets": page.facets, "next_cursor": page.next_cursor}
+
+    # Open data: public on purpose (no token), read-only, and the results carry no personal data.
+    @api("GET", "/v1/catalog.jsonld", public=True)
+    def catalog_jsonld(self, request):
+        body = opendata.catalog_jsonld(handlers.all_results(self.uow()), self.settings.public_base_url,
+                                       self.contact_unit)
+        return Response(_json(body), mimetype="application/ld+json")
+
+    @api("GET", "/v1/results.csv", public=True)
+    def results_csv(self, request):
+        body = opendata.results_csv(handlers.all_results(self.uow()), self.settings.public_base_url)
+        return Response(body, mimetype="text/csv", headers={
+            "Content-Disposition": 'attachment; filename="kokeilu-results.csv"'})
+
+    @api("GET", "/results/<proposal_id>", public=True)
+    def result_page(self, request, proposal_id):
+        html = opendata.result_page(self._result(proposal_id), self.settings.public_base_url)
+        return Response(html, mimetype="text/html")
+
+    def _result(self, proposal_id):
+        result = handlers.get_result(proposal_id, self.uow())
+        if result is None:
+            raise NotFound(f"no result for proposal {proposal_id}", {"proposal_id": "unknown"})
+        return result
 
     @consume(topics.PROPOSALS)
     def on_proposal_event(self, event, data):
-        if isinstance(data, ProposalSubmitted):
-            return self._counted(handlers.on_proposal_submitted(event, data, self.uow(), self.contact_unit))
-        return "ignored"
+        return self._counted(handlers.apply(event, data, self.uow(), self.contact_unit))
 
     @consume(topics.EVALUATIONS)
     def on_evaluation_event(self, event, data):
-        if isinstance(data, ScreeningCompleted):
-            return self._counted(handlers.on_screening_completed(event, data, self.uow(), self.contact_unit))
-        return "ignored"
+        return self._counted(handlers.apply(event, data, self.uow(), self.contact_unit))
 
     @staticmethod
     def _counted(outcome: str) -> str:
-        if outcome == "published":
-            metrics.results.labels(service="catalogue", event="published").inc()
+        if outcome in ("published", "updated", "withdrawn"):
+            metrics.results.labels(service="catalogue", event=outcome).inc()
             return "applied"
         return outcome
 
     def refresh_metrics(self):
         metrics.refresh(self.uow())
+
+
+def _json(body) -> str:
+    return json.dumps(body, ensure_ascii=False)

@@ -1,13 +1,22 @@
-"""The catalogue store: entries being assembled and the published results (the read model)."""
+"""The catalogue store: entries (the facts per proposal) and the published results, searchable.
+
+`results` holds one row per result in the catalogue, written in the same transaction as its
+entry; full-text search runs on SQLite's FTS5 (`results_fts`, kept beside it) or on
+PostgreSQL's full-text search over the same columns. The repository hides the difference.
+"""
 from __future__ import annotations
+
+from datetime import datetime
 
 import sqlalchemy as sa
 
-from kokeilu.contracts.proposals import ProposalSubmitted
-from kokeilu.contracts.results import Result
+from kokeilu.contracts.evaluation import Decision
+from kokeilu.contracts.proposals import PilotCompleted, ProposalSubmitted
+from kokeilu.contracts.results import Result, ResultWithdrawn
 from kokeilu.store import UnitOfWork, UtcDateTime, add_messaging_tables
 
-from .domain import Entry
+from .domain import Entry, Measurement
+from .search import SearchPage, SearchQuery, search
 
 metadata = sa.MetaData()
 add_messaging_tables(metadata)
@@ -19,23 +28,85 @@ entries = sa.Table(
     sa.Column("screening_passed", sa.Boolean(), nullable=True),
     sa.Column("result", sa.JSON(), nullable=True),
     sa.Column("published_at", UtcDateTime(), nullable=True, index=True),
+    sa.Column("facts", sa.JSON(), nullable=True),
+    sa.Column("withdrawn", sa.JSON(), nullable=True),
 )
+results = sa.Table(
+    "results", metadata,
+    sa.Column("result_id", sa.String(64), primary_key=True),
+    sa.Column("title", sa.String(200), nullable=False),
+    sa.Column("summary", sa.Text(), nullable=False),
+    sa.Column("lessons", sa.Text(), nullable=True),
+    sa.Column("focus_area", sa.String(40), nullable=False, index=True),
+    sa.Column("environment", sa.String(40), nullable=False, index=True),
+    sa.Column("status", sa.String(20), nullable=False, index=True),
+    sa.Column("outcome", sa.String(20), nullable=True),
+    sa.Column("year", sa.Integer(), nullable=False, index=True),
+    sa.Column("published_at", UtcDateTime(), nullable=False, index=True),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Column("document", sa.JSON(), nullable=False),
+)
+
+_TIMES = ("proposal_at", "first_seen_at", "screened_at", "passed_at", "decided_at", "closed_at", "started_at",
+          "started_event_at", "completed_event_at")
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.isoformat() if t is not None else None
+
+
+def _time(s: str | None) -> datetime | None:
+    return datetime.fromisoformat(s) if s else None
+
+
+def entry_to_json(e: Entry) -> dict:
+    return {
+        **{name: _iso(getattr(e, name)) for name in _TIMES},
+        "screening_passed": e.screening_passed, "ever_passed": e.ever_passed,
+        "decision": e.decision.value if e.decision else None, "rationale": e.rationale, "closed": e.closed,
+        "measurements": {k: {"value": m.value, "measured_at": m.measured_at.isoformat(), "id": m.measurement_id}
+                         for k, m in sorted(e.measurements.items())},
+        "completion": e.completion.model_dump(mode="json") if e.completion else None,
+    }
+
+
+def entry_from_row(row) -> Entry:
+    proposal = ProposalSubmitted.model_validate(row.proposal) if row.proposal else None
+    result = Result.model_validate(row.result) if row.result else None
+    withdrawn = ResultWithdrawn.model_validate(row.withdrawn) if row.withdrawn else None
+    f = row.facts
+    if f is None:  # a row from the first release: a proposal, its screening and maybe its result
+        at = result.published_at if result else None
+        return Entry(proposal_id=row.proposal_id, proposal=proposal, screening_passed=row.screening_passed,
+                     ever_passed=bool(row.screening_passed), passed_at=at, proposal_at=at,
+                     first_seen_at=at or (proposal.submitted_at if proposal else None), result=result)
+    return Entry(
+        proposal_id=row.proposal_id, proposal=proposal, **{name: _time(f.get(name)) for name in _TIMES},
+        screening_passed=f.get("screening_passed"), ever_passed=bool(f.get("ever_passed")),
+        decision=Decision(f["decision"]) if f.get("decision") else None, rationale=f.get("rationale"),
+        closed=f.get("closed"),
+        measurements={k: Measurement(m["value"], datetime.fromisoformat(m["measured_at"]), m["id"])
+                      for k, m in (f.get("measurements") or {}).items()},
+        completion=PilotCompleted.model_validate(f["completion"]) if f.get("completion") else None,
+        result=result, withdrawn=withdrawn,
+    )
+
+
+def result_row(r: Result) -> dict:
+    return dict(title=r.title, summary=r.summary, lessons=r.lessons_learned, focus_area=r.focus_area.value,
+                environment=r.environment.value, status=r.status.value,
+                outcome=r.outcome.value if r.outcome else None, year=r.published_at.year,
+                published_at=r.published_at, updated_at=r.updated_at, document=r.model_dump(mode="json"))
 
 
 class EntryRepository:
     def __init__(self, conn: sa.Connection):
         self.conn = conn
+        self.is_sqlite = conn.dialect.name == "sqlite"
 
     def get(self, proposal_id: str) -> Entry:
         row = self.conn.execute(sa.select(entries).where(entries.c.proposal_id == proposal_id)).first()
-        if row is None:
-            return Entry(proposal_id)
-        return Entry(
-            proposal_id=row.proposal_id,
-            proposal=ProposalSubmitted.model_validate(row.proposal) if row.proposal else None,
-            screening_passed=row.screening_passed,
-            result=Result.model_validate(row.result) if row.result else None,
-        )
+        return Entry(proposal_id) if row is None else entry_from_row(row)
 
     def save(self, e: Entry) -> None:
         values = dict(
@@ -43,28 +114,67 @@ class EntryRepository:
             screening_passed=e.screening_passed,
             result=e.result.model_dump(mode="json") if e.result else None,
             published_at=e.result.published_at if e.result else None,
+            facts=entry_to_json(e),
+            withdrawn=e.withdrawn.model_dump(mode="json") if e.withdrawn else None,
         )
         updated = self.conn.execute(entries.update().where(entries.c.proposal_id == e.proposal_id).values(**values))
         if updated.rowcount == 0:
             self.conn.execute(entries.insert().values(proposal_id=e.proposal_id, **values))
+        self._index(e.proposal_id, e.result)
+
+    def _index(self, result_id: str, r: Result | None) -> None:
+        """Keep `results` (and, on SQLite, its FTS5 index) in step with the entry, in the same transaction."""
+        existing = self.conn.execute(sa.select(results.c.document).where(results.c.result_id == result_id)).first()
+        if r is not None and existing is not None and existing.document == r.model_dump(mode="json"):
+            return
+        if existing is not None:
+            self.conn.execute(results.delete().where(results.c.result_id == result_id))
+            if self.is_sqlite:
+                self.conn.execute(sa.text("DELETE FROM results_fts WHERE result_id = :id"), {"id": result_id})
+        if r is not None:
+            self.conn.execute(results.insert().values(result_id=result_id, **result_row(r)))
+            if self.is_sqlite:
+                self.conn.execute(sa.text("INSERT INTO results_fts (result_id, title, summary, lessons) "
+                                          "VALUES (:id, :title, :summary, :lessons)"),
+                                  {"id": result_id, "title": r.title, "summary": r.summary,
+                                   "lessons": r.lessons_learned or ""})
 
     def published(self, limit: int, after: str | None) -> list[Result]:
-        query = (sa.select(entries.c.result, entries.c.proposal_id)
-                 .where(entries.c.published_at.is_not(None))
-                 .order_by(entries.c.published_at.desc(), entries.c.proposal_id.desc()))
+        """Newest first, after the result with id `after` (the first release's paging)."""
+        query = (sa.select(results.c.document).order_by(results.c.published_at.desc(), results.c.result_id.desc()))
         if after:
-            anchor = self.conn.execute(sa.select(entries.c.published_at).where(entries.c.proposal_id == after)).first()
-            if anchor and anchor.published_at:
+            anchor = self.conn.execute(sa.select(results.c.published_at).where(results.c.result_id == after)).first()
+            if anchor:
                 query = query.where(sa.or_(
-                    entries.c.published_at < anchor.published_at,
-                    sa.and_(entries.c.published_at == anchor.published_at, entries.c.proposal_id < after)))
-        return [Result.model_validate(r.result) for r in self.conn.execute(query.limit(limit))]
+                    results.c.published_at < anchor.published_at,
+                    sa.and_(results.c.published_at == anchor.published_at, results.c.result_id < after)))
+        return [Result.model_validate(r.document) for r in self.conn.execute(query.limit(limit))]
+
+    def search(self, query: SearchQuery) -> SearchPage:
+        return search(self.conn, results, query)
+
+    def all_results(self) -> list[Result]:
+        rows = self.conn.execute(sa.select(results.c.document).order_by(results.c.published_at.desc(),
+                                                                         results.c.result_id.desc()))
+        return [Result.model_validate(r.document) for r in rows]
+
+    def count_entries(self) -> int:
+        return self.conn.execute(sa.select(sa.func.count()).select_from(entries)).scalar_one()
 
     def count_published(self) -> int:
-        return self.conn.execute(sa.select(sa.func.count()).select_from(entries)
-                                 .where(entries.c.published_at.is_not(None))).scalar_one()
+        return self.conn.execute(sa.select(sa.func.count()).select_from(results)).scalar_one()
 
 
 class CatalogueUnitOfWork(UnitOfWork):
     def bind(self, conn):
         self.entries = EntryRepository(conn)
+
+
+class RebuildUnitOfWork(CatalogueUnitOfWork):
+    """A unit of work that records nothing to publish: a rebuild reproduces the read model from
+    the topics, and the events it derives were published long ago by the live service."""
+
+    discarded = 0
+
+    def publish(self, event, key=None) -> None:
+        RebuildUnitOfWork.discarded += 1

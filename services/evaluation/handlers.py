@@ -1,32 +1,188 @@
-"""Use cases of the evaluation service."""
+"""Use cases of the evaluation service: message first, then the unit of work (and the configuration)."""
 from __future__ import annotations
+
+from datetime import datetime, timedelta
 
 from kokeilu.contracts import CloudEvent, new_event, utcnow
 from kokeilu.contracts import catalog as types
-from kokeilu.contracts.evaluation import ScreeningCompleted
-from kokeilu.contracts.proposals import ProposalSubmitted
+from kokeilu.contracts.evaluation import EvaluationDecided, EvaluationOpened, EvaluationOverdue, ScreeningCompleted
+from kokeilu.contracts.proposals import ProposalRevised, ProposalStatus, ProposalStatusChanged, ProposalSubmitted
 
+from . import metrics
+from .domain import Evaluation, assign
 from .screening import ScreeningPolicy, screen
+from .settings import Workflow
 
 SOURCE = "kokeilu/evaluation"
 CONSUMER = "evaluation"
+# A proposal in one of these states is no longer open: the duplicate rule ignores it.
+CLOSED = {ProposalStatus.screening_failed, ProposalStatus.rejected, ProposalStatus.completed, ProposalStatus.withdrawn}
 
 
-def on_proposal_submitted(event: CloudEvent, proposal: ProposalSubmitted, uow, policy: ScreeningPolicy) -> str:
-    failures = screen(proposal, policy)
-    outcome = ScreeningCompleted(proposal_id=proposal.proposal_id, passed=not failures,
-                                 failed_rules=failures, screened_at=utcnow())
+class UnknownEvaluation(LookupError):
+    pass
+
+
+def _emit(uow, event_type, data, subject: str, cause: CloudEvent | None = None) -> None:
+    uow.publish(new_event(event_type.name, data, source=SOURCE, subject=subject,
+                          dataschema=event_type.dataschema, cause=cause))
+
+
+# proposals' events ---------------------------------------------------------------------------
+def on_proposal_submitted(event: CloudEvent, proposal: ProposalSubmitted, uow, policy: ScreeningPolicy,
+                          workflow: Workflow | None = None) -> str:
+    return _screen_and_open(event, proposal, uow, policy, workflow or Workflow())
+
+
+def on_proposal_revised(event: CloudEvent, revised: ProposalRevised, uow, policy: ScreeningPolicy,
+                        workflow: Workflow | None = None) -> str:
+    """A revision is screened again and, when it passes, evaluated by a new panel."""
+    content = ProposalSubmitted(**revised.model_dump(exclude={"revised_at"}), submitted_at=revised.revised_at)
+    return _screen_and_open(event, content, uow, policy, workflow or Workflow())
+
+
+def _screen_and_open(event: CloudEvent, proposal: ProposalSubmitted, uow, policy: ScreeningPolicy, wf: Workflow) -> str:
+    now = utcnow()
+    pid = proposal.proposal_id
+    opened = None
     with uow:
         if not uow.first_time(CONSUMER, event):
             return "duplicate"
-        uow.screenings.add(outcome, proposal.focus_area.value, proposal.title, proposal.submitted_at)
-        uow.publish(new_event(types.SCREENING_COMPLETED.name, outcome, source=SOURCE,
-                              subject=proposal.proposal_id, dataschema=types.SCREENING_COMPLETED.dataschema,
-                              cause=event))
+        failures = screen(proposal, policy, uow.known.open_titles())
+        outcome = ScreeningCompleted(proposal_id=pid, passed=not failures, failed_rules=failures, screened_at=now)
+        uow.screenings.add(outcome, proposal.focus_area.value, proposal.title, proposal.submitted_at, proposal.revision)
+        uow.known.upsert(pid, proposal.title, not failures, now)
+        _emit(uow, types.SCREENING_COMPLETED, outcome, pid, event)
+        current = uow.evaluations.current(pid)
+        if not failures and (current is None or current.revision < proposal.revision):
+            if current is not None:
+                uow.evaluations.save(current.close(now))
+            panel = wf.panels.get(proposal.focus_area.value, [])
+            evaluators = assign(panel, uow.evaluations.workload(), wf.evaluators_per_proposal)
+            opened = Evaluation.open(pid, proposal.revision, proposal.focus_area.value, proposal.title,
+                                     proposal.budget_eur, proposal.external_funding_sought, evaluators, now,
+                                     now + timedelta(hours=wf.evaluation_sla_hours))
+            uow.evaluations.add(opened)
+            _emit(uow, types.EVALUATION_OPENED,
+                  EvaluationOpened(proposal_id=pid, focus_area=opened.focus_area, evaluators=evaluators,
+                                   opened_at=now, due_at=opened.due_at), pid, event)
+        uow.commit()
+    metrics.observe_stage("screening", (now - proposal.submitted_at).total_seconds())
+    return "applied"
+
+
+def on_status_changed(event: CloudEvent, change: ProposalStatusChanged, uow) -> str:
+    """A closed proposal stops counting for the duplicate rule; a withdrawn one's evaluation closes."""
+    if change.to_status not in CLOSED:
+        return "ignored"
+    now = utcnow()
+    with uow:
+        if not uow.first_time(CONSUMER, event):
+            return "duplicate"
+        uow.known.close(change.proposal_id, now)
+        if change.to_status is ProposalStatus.withdrawn:
+            current = uow.evaluations.current(change.proposal_id, for_update=True)
+            if current is not None and current.status == "open":
+                uow.evaluations.save(current.close(now))
         uow.commit()
     return "applied"
 
 
-def get_evaluation(proposal_id: str, uow) -> dict | None:
+# evaluators' actions -------------------------------------------------------------------------
+def _current(uow, proposal_id: str) -> Evaluation:
+    evaluation = uow.evaluations.current(proposal_id, for_update=True)
+    if evaluation is None:
+        raise UnknownEvaluation(f"no evaluation for proposal {proposal_id}")
+    return evaluation
+
+
+def _conclude_if_quorum(uow, evaluation: Evaluation, wf: Workflow, now: datetime) -> Evaluation:
+    if evaluation.status != "open" or not evaluation.at_quorum:
+        return evaluation
+    decided = evaluation.conclude(wf.rubric, now)
+    o = decided.outcome
+    _emit(uow, types.EVALUATION_DECIDED, EvaluationDecided(
+        proposal_id=decided.proposal_id, decision=o.decision, weighted_score=o.weighted_score,
+        threshold=wf.rubric.approve_at, criterion_averages=o.criterion_averages, rationale=o.rationale,
+        disagreement=o.disagreement, external_funding_recommended=o.external_funding_recommended,
+        decided_at=now), decided.proposal_id)
+    uow.known.upsert(decided.proposal_id, decided.title, o.decision.value != "rejected", now)
+    return decided
+
+
+def _after(decided: Evaluation, before: Evaluation) -> None:
+    if decided.status == "decided" and before.status == "open":
+        metrics.observe_stage("evaluation", (decided.decided_at - decided.opened_at).total_seconds())
+        metrics.count_decision(decided.outcome.decision.value, decided.outcome.disagreement)
+
+
+def declare_conflict(proposal_id: str, evaluator: str, conflict: bool, reason: str | None, uow,
+                     wf: Workflow) -> Evaluation:
+    now = utcnow()
     with uow:
-        return uow.screenings.get(proposal_id)
+        before = _current(uow, proposal_id)
+        before.assignment(evaluator)  # NotAssigned before anything else
+        replacement = None
+        if conflict:
+            taken = {a.evaluator for a in before.assignments}
+            chosen = assign(wf.panels.get(before.focus_area, []), uow.evaluations.workload(), 1, exclude=taken)
+            replacement = chosen[0] if chosen else None
+        after = _conclude_if_quorum(uow, before.declare(evaluator, conflict, reason, now, replacement), wf, now)
+        uow.evaluations.save(after)
+        uow.commit()
+    _after(after, before)
+    return after
+
+
+def submit_scores(proposal_id: str, evaluator: str, scores: dict[str, int], comment: str | None, uow,
+                  wf: Workflow) -> Evaluation:
+    now = utcnow()
+    with uow:
+        before = _current(uow, proposal_id)
+        after = _conclude_if_quorum(uow, before.score(evaluator, scores, comment, now), wf, now)
+        uow.evaluations.save(after)
+        uow.commit()
+    _after(after, before)
+    return after
+
+
+def flag_overdue(uow, now: datetime | None = None) -> int:
+    """Emit evaluation.overdue once for each open evaluation past its due time."""
+    now = now or utcnow()
+    flagged = 0
+    with uow:
+        for evaluation in uow.evaluations.open_ones(due_before=now):
+            if not uow.evaluations.mark_overdue(evaluation, now):
+                continue  # another instance flagged it first
+            sla = (evaluation.due_at - evaluation.opened_at).total_seconds() / 3600
+            _emit(uow, types.EVALUATION_OVERDUE, EvaluationOverdue(
+                proposal_id=evaluation.proposal_id, opened_at=evaluation.opened_at, due_at=evaluation.due_at,
+                sla_hours=round(sla, 6)), evaluation.proposal_id)
+            flagged += 1
+        uow.commit()
+    metrics.count_overdue(flagged)
+    return flagged
+
+
+# queries -------------------------------------------------------------------------------------
+def get_evaluation(proposal_id: str, uow, viewer: str | None = None, manager: bool = False) -> dict | None:
+    with uow:
+        screening = uow.screenings.get(proposal_id)
+        evaluation = uow.evaluations.current(proposal_id)
+    if screening is None and evaluation is None:
+        return None
+    body = screening or {"proposal_id": proposal_id}
+    body["evaluation"] = evaluation.view(viewer, manager) if evaluation else None
+    return body
+
+
+def queue(evaluator: str, uow) -> list[dict]:
+    with uow:
+        items = uow.evaluations.queue(evaluator)
+    return [e.view(evaluator) for e in items]
+
+
+def open_evaluations(uow, overdue_only: bool = False) -> list[dict]:
+    with uow:
+        items = uow.evaluations.open_ones()
+    return [e.view(manager=True) for e in items if e.overdue_at is not None or not overdue_only]

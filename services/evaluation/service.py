@@ -1,15 +1,18 @@
-"""The evaluation service: screens proposals against the programme's rules."""
+"""The evaluation service: screens proposals, runs the panels and decides."""
 from __future__ import annotations
 
+from nameko.timer import timer
+
 from kokeilu.contracts import topics
-from kokeilu.contracts.proposals import ProposalSubmitted
+from kokeilu.contracts.proposals import ProposalRevised, ProposalStatusChanged, ProposalSubmitted
 from kokeilu.http import NotFound, api
 from kokeilu.kafka.consumer import consume
 from kokeilu.platform import Store
 from kokeilu import service_base
 
-from . import handlers
-from .settings import policy
+from . import handlers, metrics
+from .api import MANAGE, ConflictBody, ScoresBody, domain_errors, is_manager
+from .settings import policy, workflow
 from .store import EvaluationUnitOfWork
 
 
@@ -17,15 +20,49 @@ class EvaluationService(service_base.PlatformService):
     name = "evaluation"
     uow = Store(EvaluationUnitOfWork)
 
+    @api("GET", "/v1/evaluations/queue", scope="evaluation:write")
+    def queue(self, request):
+        return {"evaluator": request.principal.name, "items": handlers.queue(request.principal.name, self.uow())}
+
+    @api("GET", "/v1/evaluations", scope=MANAGE)
+    def list_open(self, request):
+        overdue = request.args.get("overdue", "").lower() in ("1", "true", "yes")
+        return {"items": handlers.open_evaluations(self.uow(), overdue)}
+
     @api("GET", "/v1/evaluations/<proposal_id>", scope="evaluation:read")
     def get(self, request, proposal_id):
-        evaluation = handlers.get_evaluation(proposal_id, self.uow())
+        evaluation = handlers.get_evaluation(proposal_id, self.uow(), request.principal.name, is_manager(request))
         if evaluation is None:
             raise NotFound(f"no evaluation for proposal {proposal_id}", {"proposal_id": "unknown"})
         return evaluation
 
+    @api("POST", "/v1/evaluations/<proposal_id>/conflict", scope="evaluation:write", body=ConflictBody)
+    def declare_conflict(self, request, proposal_id, body: ConflictBody):
+        with domain_errors():
+            e = handlers.declare_conflict(proposal_id, request.principal.name, body.conflict, body.reason,
+                                          self.uow(), workflow())
+        return e.view(request.principal.name, is_manager(request))
+
+    @api("POST", "/v1/evaluations/<proposal_id>/scores", scope="evaluation:write", body=ScoresBody)
+    def submit_scores(self, request, proposal_id, body: ScoresBody):
+        with domain_errors():
+            e = handlers.submit_scores(proposal_id, request.principal.name, body.scores, body.comment,
+                                       self.uow(), workflow())
+        return e.view(request.principal.name, is_manager(request))
+
     @consume(topics.PROPOSALS)
     def on_proposal_event(self, event, data):
         if isinstance(data, ProposalSubmitted):
-            return handlers.on_proposal_submitted(event, data, self.uow(), policy())
+            return handlers.on_proposal_submitted(event, data, self.uow(), policy(), workflow())
+        if isinstance(data, ProposalRevised):
+            return handlers.on_proposal_revised(event, data, self.uow(), policy(), workflow())
+        if isinstance(data, ProposalStatusChanged):
+            return handlers.on_status_changed(event, data, self.uow())
         return "ignored"
+
+    @timer(interval=workflow().overdue_check_seconds)
+    def check_overdue(self):
+        handlers.flag_overdue(self.uow())
+
+    def refresh_metrics(self):
+        metrics.refresh(self.uow(), workflow().panels)

@@ -1,10 +1,15 @@
-"""The evaluation store: screenings (one per proposal revision seen)."""
+"""The evaluation store: screenings, the proposals evaluation knows of (for the duplicate rule),
+evaluations and their assignments (panel, conflict declarations, score sheets)."""
 from __future__ import annotations
+
+from datetime import datetime
 
 import sqlalchemy as sa
 
-from kokeilu.contracts.evaluation import RuleFailure, ScreeningCompleted
+from kokeilu.contracts.evaluation import Decision, RuleFailure, ScreeningCompleted
 from kokeilu.store import UnitOfWork, UtcDateTime, add_messaging_tables
+
+from .domain import Assignment, Evaluation, Outcome
 
 metadata = sa.MetaData()
 add_messaging_tables(metadata)
@@ -18,18 +23,62 @@ screenings = sa.Table(
     sa.Column("failed_rules", sa.JSON(), nullable=False),
     sa.Column("submitted_at", UtcDateTime(), nullable=False),
     sa.Column("screened_at", UtcDateTime(), nullable=False),
+    sa.Column("revision", sa.Integer(), nullable=False, server_default="1"),  # 0002
 )
+
+known_proposals = sa.Table(
+    "known_proposals", metadata,
+    sa.Column("proposal_id", sa.String(64), primary_key=True),
+    sa.Column("title", sa.String(200), nullable=False),
+    sa.Column("is_open", sa.Boolean(), nullable=False, index=True),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+evaluations = sa.Table(
+    "evaluations", metadata,
+    sa.Column("proposal_id", sa.String(64), primary_key=True),
+    sa.Column("revision", sa.Integer(), primary_key=True),
+    sa.Column("focus_area", sa.String(40), nullable=False),
+    sa.Column("title", sa.String(200), nullable=False),
+    sa.Column("budget_eur", sa.Float(), nullable=False),
+    sa.Column("external_funding_sought", sa.Boolean(), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False, index=True),
+    sa.Column("opened_at", UtcDateTime(), nullable=False),
+    sa.Column("due_at", UtcDateTime(), nullable=False, index=True),
+    sa.Column("overdue_at", UtcDateTime(), nullable=True),
+    sa.Column("decided_at", UtcDateTime(), nullable=True),
+    sa.Column("outcome", sa.JSON(none_as_null=True), nullable=True),
+)
+
+assignments = sa.Table(
+    "assignments", metadata,
+    sa.Column("proposal_id", sa.String(64), primary_key=True),
+    sa.Column("revision", sa.Integer(), primary_key=True),
+    sa.Column("evaluator", sa.String(200), primary_key=True),
+    sa.Column("position", sa.Integer(), nullable=False),
+    sa.Column("assigned_at", UtcDateTime(), nullable=False),
+    sa.Column("recused", sa.Boolean(), nullable=False),
+    sa.Column("conflict", sa.Boolean(), nullable=True),
+    sa.Column("conflict_reason", sa.String(2000), nullable=True),
+    sa.Column("declared_at", UtcDateTime(), nullable=True),
+    sa.Column("scores", sa.JSON(none_as_null=True), nullable=True),
+    sa.Column("comment", sa.String(5000), nullable=True),
+    sa.Column("scored_at", UtcDateTime(), nullable=True),
+)
+sa.Index("ix_assignments_evaluator", assignments.c.evaluator)
 
 
 class ScreeningRepository:
     def __init__(self, conn: sa.Connection):
         self.conn = conn
 
-    def add(self, s: ScreeningCompleted, focus_area: str, title: str, submitted_at) -> None:
+    def add(self, s: ScreeningCompleted, focus_area: str, title: str, submitted_at, revision: int = 1) -> None:
+        """The latest screening of a proposal (a revision replaces the one before)."""
+        self.conn.execute(screenings.delete().where(screenings.c.proposal_id == s.proposal_id))
         self.conn.execute(screenings.insert().values(
             proposal_id=s.proposal_id, focus_area=focus_area, title=title, passed=s.passed,
             failed_rules=[f.model_dump(mode="json") for f in s.failed_rules],
-            submitted_at=submitted_at, screened_at=s.screened_at))
+            submitted_at=submitted_at, screened_at=s.screened_at, revision=revision))
 
     def get(self, proposal_id: str) -> dict | None:
         row = self.conn.execute(sa.select(screenings).where(screenings.c.proposal_id == proposal_id)).first()
@@ -37,6 +86,7 @@ class ScreeningRepository:
             return None
         return {
             "proposal_id": row.proposal_id, "title": row.title, "focus_area": row.focus_area,
+            "revision": row.revision,
             "screening": {
                 "passed": row.passed,
                 "failed_rules": [RuleFailure.model_validate(f).model_dump() for f in row.failed_rules],
@@ -46,6 +96,139 @@ class ScreeningRepository:
         }
 
 
+class KnownProposalRepository:
+    def __init__(self, conn: sa.Connection):
+        self.conn = conn
+
+    def upsert(self, proposal_id: str, title: str, is_open: bool, now: datetime) -> None:
+        self.conn.execute(known_proposals.delete().where(known_proposals.c.proposal_id == proposal_id))
+        self.conn.execute(known_proposals.insert().values(proposal_id=proposal_id, title=title, is_open=is_open,
+                                                          updated_at=now))
+
+    def close(self, proposal_id: str, now: datetime) -> None:
+        self.conn.execute(known_proposals.update().where(known_proposals.c.proposal_id == proposal_id)
+                          .values(is_open=False, updated_at=now))
+
+    def open_titles(self) -> list[tuple[str, str]]:
+        rows = self.conn.execute(sa.select(known_proposals.c.proposal_id, known_proposals.c.title)
+                                 .where(known_proposals.c.is_open.is_(True)))
+        return [(r.proposal_id, r.title) for r in rows]
+
+
+def _outcome_json(o: Outcome | None) -> dict | None:
+    if o is None:
+        return None
+    return {"decision": o.decision.value, "weighted_score": o.weighted_score, "criterion_averages": o.criterion_averages,
+            "disagreement": o.disagreement, "disagreement_on": list(o.disagreement_on),
+            "external_funding_recommended": o.external_funding_recommended, "rationale": o.rationale}
+
+
+def _outcome_of(j: dict | None) -> Outcome | None:
+    if not j:
+        return None
+    return Outcome(Decision(j["decision"]), j["weighted_score"], j["criterion_averages"], j["disagreement"],
+                   tuple(j["disagreement_on"]), j["external_funding_recommended"], j["rationale"])
+
+
+class EvaluationRepository:
+    def __init__(self, conn: sa.Connection):
+        self.conn = conn
+
+    def add(self, e: Evaluation) -> None:
+        self.conn.execute(evaluations.insert().values(proposal_id=e.proposal_id, revision=e.revision, **self._values(e)))
+        self._write_assignments(e)
+
+    def save(self, e: Evaluation) -> None:
+        self.conn.execute(evaluations.update().where(evaluations.c.proposal_id == e.proposal_id,
+                                                     evaluations.c.revision == e.revision).values(**self._values(e)))
+        self._write_assignments(e)
+
+    @staticmethod
+    def _values(e: Evaluation) -> dict:
+        return dict(focus_area=e.focus_area, title=e.title, budget_eur=e.budget_eur,
+                    external_funding_sought=e.external_funding_sought, status=e.status, opened_at=e.opened_at,
+                    due_at=e.due_at, overdue_at=e.overdue_at, decided_at=e.decided_at,
+                    outcome=_outcome_json(e.outcome))
+
+    def _write_assignments(self, e: Evaluation) -> None:
+        self.conn.execute(assignments.delete().where(assignments.c.proposal_id == e.proposal_id,
+                                                     assignments.c.revision == e.revision))
+        if e.assignments:
+            self.conn.execute(assignments.insert(), [dict(
+                proposal_id=e.proposal_id, revision=e.revision, evaluator=a.evaluator, position=i,
+                assigned_at=a.assigned_at, recused=a.recused, conflict=a.conflict, conflict_reason=a.conflict_reason,
+                declared_at=a.declared_at, scores=a.scores, comment=a.comment, scored_at=a.scored_at)
+                for i, a in enumerate(e.assignments)])
+
+    def _load(self, row) -> Evaluation:
+        rows = self.conn.execute(sa.select(assignments).where(
+            assignments.c.proposal_id == row.proposal_id, assignments.c.revision == row.revision)
+            .order_by(assignments.c.position))
+        return Evaluation(
+            proposal_id=row.proposal_id, revision=row.revision, focus_area=row.focus_area, title=row.title,
+            budget_eur=row.budget_eur, external_funding_sought=row.external_funding_sought, opened_at=row.opened_at,
+            due_at=row.due_at, status=row.status, overdue_at=row.overdue_at, decided_at=row.decided_at,
+            outcome=_outcome_of(row.outcome),
+            assignments=tuple(Assignment(
+                evaluator=a.evaluator, assigned_at=a.assigned_at, recused=a.recused, conflict=a.conflict,
+                conflict_reason=a.conflict_reason, declared_at=a.declared_at, scores=a.scores, comment=a.comment,
+                scored_at=a.scored_at) for a in rows))
+
+    def current(self, proposal_id: str, for_update: bool = False) -> Evaluation | None:
+        """The evaluation of the proposal's latest revision; `for_update` locks it (PostgreSQL) so
+        that two evaluators scoring at once do not overwrite each other."""
+        query = (sa.select(evaluations).where(evaluations.c.proposal_id == proposal_id)
+                 .order_by(evaluations.c.revision.desc()).limit(1))
+        if for_update:
+            query = query.with_for_update()
+        row = self.conn.execute(query).first()
+        return self._load(row) if row else None
+
+    def mark_overdue(self, e: Evaluation, now: datetime) -> bool:
+        """Set the overdue flag unless it is set already; True when this call set it."""
+        result = self.conn.execute(evaluations.update().where(
+            evaluations.c.proposal_id == e.proposal_id, evaluations.c.revision == e.revision,
+            evaluations.c.overdue_at.is_(None)).values(overdue_at=now))
+        return result.rowcount == 1
+
+    def open_ones(self, due_before: datetime | None = None) -> list[Evaluation]:
+        query = sa.select(evaluations).where(evaluations.c.status == "open")
+        if due_before is not None:
+            query = query.where(evaluations.c.due_at <= due_before, evaluations.c.overdue_at.is_(None))
+        return [self._load(r) for r in self.conn.execute(query.order_by(evaluations.c.opened_at))]
+
+    def workload(self) -> dict[str, int]:
+        """Open assignments not yet scored, per evaluator."""
+        query = (sa.select(assignments.c.evaluator, sa.func.count())
+                 .join(evaluations, sa.and_(evaluations.c.proposal_id == assignments.c.proposal_id,
+                                            evaluations.c.revision == assignments.c.revision))
+                 .where(evaluations.c.status == "open", assignments.c.recused.is_(False),
+                        assignments.c.scored_at.is_(None))
+                 .group_by(assignments.c.evaluator))
+        return {name: n for name, n in self.conn.execute(query)}
+
+    def queue(self, evaluator: str) -> list[Evaluation]:
+        query = (sa.select(evaluations)
+                 .join(assignments, sa.and_(evaluations.c.proposal_id == assignments.c.proposal_id,
+                                            evaluations.c.revision == assignments.c.revision))
+                 .where(evaluations.c.status == "open", assignments.c.evaluator == evaluator,
+                        assignments.c.recused.is_(False))
+                 .order_by(evaluations.c.due_at))
+        return [self._load(r) for r in self.conn.execute(query)]
+
+    def counts(self) -> dict[str, int]:
+        rows = self.conn.execute(sa.select(evaluations.c.status, (evaluations.c.overdue_at.is_not(None)).label("late"),
+                                           sa.func.count()).group_by(evaluations.c.status, "late"))
+        out: dict[str, int] = {}
+        for status, late, n in rows:
+            out[status] = out.get(status, 0) + n
+            if status == "open" and late:
+                out["open_overdue"] = out.get("open_overdue", 0) + n
+        return out
+
+
 class EvaluationUnitOfWork(UnitOfWork):
     def bind(self, conn):
         self.screenings = ScreeningRepository(conn)
+        self.known = KnownProposalRepository(conn)
+        self.evaluations = EvaluationRepository(conn)

@@ -1,16 +1,18 @@
 """Subscriptions, matching, and the retry policy of deliveries. No infrastructure here."""
 from __future__ import annotations
 
+import hashlib
+import hmac
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
 from kokeilu.contracts import BY_NAME
-from kokeilu.contracts.proposals import FocusArea
+from kokeilu.contracts.proposals import EMAIL_PATTERN, Environment, FocusArea, Language
 
 
 class SubscriptionFilter(BaseModel):
@@ -18,6 +20,8 @@ class SubscriptionFilter(BaseModel):
 
     types: list[str] = Field(default_factory=list, max_length=50)
     focus_areas: list[FocusArea] = Field(default_factory=list)
+    environments: list[Environment] = Field(default_factory=list)
+    proposal_id: str | None = Field(default=None, max_length=64)
 
     @field_validator("types")
     @classmethod
@@ -28,15 +32,49 @@ class SubscriptionFilter(BaseModel):
         return types
 
 
+Mode = Literal["immediate", "daily_digest"]
+
+
+def _check_channel(channel: str, url, email, mode: str) -> None:
+    if channel == "webhook" and url is None:
+        raise ValueError("a webhook subscription needs a url")
+    if channel == "email" and email is None:
+        raise ValueError("an e-mail subscription needs an email address")
+    if mode == "daily_digest" and channel != "email":
+        raise ValueError("a daily digest is an e-mail: use channel email")
+
+
 class NewSubscription(BaseModel):
-    """`POST /v1/subscriptions` body (DESIGN.md's shape)."""
+    """`POST /v1/subscriptions` body: DESIGN.md's shape, plus e-mail, digests and more filters."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     subscriber: str = Field(min_length=1, max_length=200)
-    channel: Literal["webhook"]
-    url: HttpUrl
+    channel: Literal["webhook", "email"]
+    url: HttpUrl | None = None
+    email: str | None = Field(default=None, pattern=EMAIL_PATTERN, max_length=254)
+    mode: Mode = "immediate"
+    # Language of digests; an immediate e-mail is in its proposal's language when that is known.
+    language: Language = Language.fi
     filter: SubscriptionFilter = SubscriptionFilter()
+
+    @model_validator(mode="after")
+    def _channel_has_an_address(self):
+        _check_channel(self.channel, self.url, self.email, self.mode)
+        return self
+
+
+class SubscriptionChange(BaseModel):
+    """`PATCH /v1/subscriptions/{id}` body: the fields to change (the channel stays)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    subscriber: str | None = Field(default=None, min_length=1, max_length=200)
+    url: HttpUrl | None = None
+    email: str | None = Field(default=None, pattern=EMAIL_PATTERN, max_length=254)
+    mode: Mode | None = None
+    language: Language | None = None
+    filter: SubscriptionFilter | None = None
 
 
 @dataclass(frozen=True)
@@ -44,16 +82,68 @@ class Subscription:
     id: str
     subscriber: str
     channel: str
-    url: str
+    url: str | None
     filter: SubscriptionFilter
     created_at: datetime
+    email: str | None = None
+    mode: str = "immediate"
+    secret: str | None = None
+    language: str = "fi"
 
-    def matches(self, event_type: str, focus_area: str | None) -> bool:
-        if self.filter.types and event_type not in self.filter.types:
+    def matches(self, event_type: str, focus_area: str | None, environment: str | None = None,
+                proposal_id: str | None = None) -> bool:
+        f = self.filter
+        if f.types and event_type not in f.types:
             return False
-        if self.filter.focus_areas:
-            return focus_area is not None and focus_area in {f.value for f in self.filter.focus_areas}
+        if f.proposal_id and proposal_id != f.proposal_id:
+            return False
+        if f.environments and (environment is None or environment not in {e.value for e in f.environments}):
+            return False
+        if f.focus_areas:
+            return focus_area is not None and focus_area in {a.value for a in f.focus_areas}
         return True
+
+    def changed(self, change: SubscriptionChange) -> "Subscription":
+        """This subscription with `change` applied; ValueError when the result is not a valid subscription."""
+        given = change.model_dump(exclude_unset=True)
+        values = dict(self.__dict__)
+        for name in ("subscriber", "mode"):
+            if name in given and given[name] is not None:
+                values[name] = given[name]
+        if "url" in given and change.url is not None:
+            values["url"] = str(change.url)
+        if "email" in given and change.email is not None:
+            values["email"] = change.email
+        if change.language is not None:
+            values["language"] = change.language.value
+        if change.filter is not None:
+            values["filter"] = change.filter
+        _check_channel(values["channel"], values["url"], values["email"], values["mode"])
+        return Subscription(**values)
+
+
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    """`Kokeilu-Signature` header value: `t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def verify_signature(secret: str, header: str, body: bytes, now: int, tolerance: int = 300) -> bool:
+    """What a receiver does: recompute, compare in constant time, refuse old timestamps (replays)."""
+    try:
+        parts = dict(p.split("=", 1) for p in header.split(","))
+        timestamp = int(parts["t"])
+    except (ValueError, KeyError):
+        return False
+    if abs(now - timestamp) > tolerance:
+        return False
+    return hmac.compare_digest(signature(secret, timestamp, body), f"t={timestamp},v1={parts.get('v1', '')}")
+
+
+def window_end(now: datetime, seconds: float) -> datetime:
+    """The end of the last closed digest window: windows of `seconds` aligned on the Unix epoch."""
+    epoch = now.timestamp()
+    return datetime.fromtimestamp(epoch - (epoch % seconds), tz=timezone.utc)
 
 
 class DeliveryStatus(str, Enum):
@@ -68,9 +158,14 @@ class RetryPolicy:
     base_seconds: float = 1.0
     cap_seconds: float = 300.0
 
-    def retryable(self, status_code: int | None) -> bool:
-        """Timeouts and connection errors (no status), 429 and 5xx are worth another try; other 4xx are not."""
-        return status_code is None or status_code == 429 or status_code >= 500
+    def retryable(self, status_code: int | None, channel: str = "webhook") -> bool:
+        """Timeouts and connection errors (no status) are worth another try; so are HTTP 429 and 5xx,
+        and SMTP's transient 4xx replies. Other HTTP 4xx and SMTP 5xx replies are final."""
+        if status_code is None:
+            return True
+        if channel == "email":
+            return 400 <= status_code < 500
+        return status_code == 429 or status_code >= 500
 
     def next_attempt(self, attempts: int, now: datetime, rng: random.Random | None = None) -> datetime:
         """Exponential backoff with full jitter after `attempts` tries."""

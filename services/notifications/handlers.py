@@ -1,29 +1,55 @@
 """Use cases of the notifications service."""
 from __future__ import annotations
 
+import json
+import secrets
 import time
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from kokeilu.contracts import CloudEvent, new_event, utcnow
 from kokeilu.contracts import catalog as types
 from kokeilu.contracts.notifications import DeliveryOutcome
+from kokeilu.contracts.proposals import ProposalContact, ProposalRevised, ProposalStatusChanged, ProposalSubmitted
 
-from .domain import DeliveryStatus, NewSubscription, RetryPolicy, Subscription
+from .domain import DeliveryStatus, NewSubscription, RetryPolicy, Subscription, SubscriptionChange, signature, window_end
 
 SOURCE = "kokeilu/notifications"
 CONSUMER = "notifications"
 LEASE = timedelta(seconds=60)
+# Status changes a proposer hears about (the step into screening is internal and immediate).
+PROPOSER_STATUSES = {"screening_failed", "in_evaluation", "approved", "rejected", "revision_requested",
+                     "piloting", "completed", "withdrawn"}
 
 # send(url, body, headers) -> (status code or None, error or None)
 Sender = Callable[[str, bytes, dict], "tuple[int | None, str | None]"]
+# mail(to, subject, body) -> (SMTP reply code or None, error or None)
+Mailer = Callable[[str, str, str], "tuple[int | None, str | None]"]
+# render(kind, payload: dict, language) -> (subject, body)
+Renderer = Callable[[str, dict, str], "tuple[str, str]"]
 
 
 def create_subscription(body: NewSubscription, uow) -> Subscription:
-    sub = Subscription(str(uuid.uuid4()), body.subscriber, body.channel, str(body.url), body.filter, utcnow())
+    """A new subscription; a webhook gets its signing secret (shown to the caller once, at creation)."""
+    secret = secrets.token_hex(32) if body.channel == "webhook" else None
+    sub = Subscription(str(uuid.uuid4()), body.subscriber, body.channel, str(body.url) if body.url else None,
+                       body.filter, utcnow(), email=body.email, mode=body.mode, secret=secret,
+                       language=body.language.value)
     with uow:
         uow.subscriptions.add(sub)
+        uow.commit()
+    return sub
+
+
+def update_subscription(subscription_id: str, change: SubscriptionChange, uow) -> Subscription | None:
+    """The changed subscription; None when there is none; ValueError when the change makes it invalid."""
+    with uow:
+        sub = uow.subscriptions.get(subscription_id)
+        if sub is None:
+            return None
+        sub = sub.changed(change)
+        uow.subscriptions.update(sub)
         uow.commit()
     return sub
 
@@ -40,48 +66,143 @@ def delete_subscription(subscription_id: str, uow) -> bool:
     return deleted
 
 
-def list_deliveries(uow, subscription_id: str | None, status: str | None, limit: int) -> list[dict]:
+def list_deliveries(uow, subscription_id: str | None, status: str | None, limit: int, **filters) -> list[dict]:
     with uow:
-        return uow.deliveries.list(subscription_id, status, limit)
+        return uow.deliveries.list(subscription_id, status, limit, **filters)
+
+
+def _remember(data, uow) -> None:
+    if isinstance(data, ProposalContact):
+        known = uow.subscriptions.proposal(data.proposal_id)
+        uow.subscriptions.remember_proposal(
+            data.proposal_id, known["focus_area"] if known else "", known.get("environment") if known else None,
+            data.language.value, known.get("title") if known else None, data.contact_email)
+    elif isinstance(data, (ProposalSubmitted, ProposalRevised)):
+        uow.subscriptions.remember_proposal(data.proposal_id, data.focus_area.value, data.environment.value,
+                                            data.language.value, data.title, None)
+
+
+def _email_payload(event: CloudEvent, facts: dict | None) -> bytes:
+    proposal = {"proposal_id": event.subject, "title": facts.get("title") if facts else None}
+    return json.dumps({"event": json.loads(event.to_bytes()), "proposal": proposal}).encode()
 
 
 def on_event(event: CloudEvent, data, uow) -> str:
-    """Queue a delivery of `event` to every active subscription whose filter matches."""
+    """Queue `event` for every active subscription whose filter matches (now, or for its digest),
+    and for the proposer when it is a status change of their own proposal."""
     proposal_id = getattr(data, "proposal_id", None)
     focus_area = getattr(data, "focus_area", None)
+    environment = getattr(data, "environment", None)
     with uow:
         if not uow.first_time(CONSUMER, event):
             return "duplicate"
-        if proposal_id and focus_area is not None:
+        if isinstance(data, ProposalContact):
+            _remember(data, uow)
+            uow.commit()
+            return "applied"  # personal data: remembered, never forwarded to a subscriber
+        if hasattr(uow.subscriptions, "remember_proposal"):
+            _remember(data, uow)
+        elif proposal_id and focus_area is not None:  # a store of the first release
             uow.subscriptions.remember_focus_area(proposal_id, focus_area.value)
-        area = focus_area.value if focus_area is not None else uow.subscriptions.focus_area_of(proposal_id)
+        facts = uow.subscriptions.proposal(proposal_id) if hasattr(uow.subscriptions, "proposal") else None
+        area = focus_area.value if focus_area is not None else (
+            (facts or {}).get("focus_area") or uow.subscriptions.focus_area_of(proposal_id))
+        env = environment.value if environment is not None else (facts or {}).get("environment")
         now = utcnow()
         payload = event.to_bytes()
         for sub in uow.subscriptions.active():
-            if sub.matches(event.type, area):
+            if not sub.matches(event.type, area or None, env, proposal_id):
+                continue
+            if sub.mode == "daily_digest":
+                uow.digests.add_item(sub.id, event.id, event.type, _email_payload(event, facts), now)
+            elif sub.channel == "email":
+                uow.deliveries.add(str(uuid.uuid4()), sub.id, event.id, event.type, _email_payload(event, facts), now,
+                                   kind="event", language=(facts or {}).get("language") or sub.language)
+            else:
                 uow.deliveries.add(str(uuid.uuid4()), sub.id, event.id, event.type, payload, now)
+        if (isinstance(data, ProposalStatusChanged) and data.to_status.value in PROPOSER_STATUSES
+                and facts and facts.get("contact_email")):
+            uow.deliveries.add(str(uuid.uuid4()), f"proposer:{proposal_id}", event.id, event.type,
+                               _email_payload(event, facts), now, kind="proposer", channel="email",
+                               recipient=facts["contact_email"], language=facts.get("language") or "fi")
         uow.commit()
     return "applied"
 
 
+def build_digests(uow_factory, window_seconds: float, now: datetime | None = None) -> list[int]:
+    """The digest job: once per window (whichever instance claims it first), group the items
+    recorded before the window closed into one e-mail per subscriber and address, queued as
+    deliveries (sent, retried and logged like any other). Returns the size of each digest."""
+    now = now or utcnow()
+    end = window_end(now, window_seconds)
+    with uow_factory() as uow:
+        if not uow.digests.claim_window(end, now):
+            return []
+        groups: dict[tuple[str, str], list] = {}
+        for item in uow.digests.pending(end):
+            groups.setdefault((item.subscriber, item.email), []).append(item)
+        sizes = []
+        for (subscriber, email), items in groups.items():
+            digest_id = str(uuid.uuid4())
+            seen, entries = set(), []
+            for item in items:
+                if item.event_id not in seen:  # one event matched by two subscriptions is listed once
+                    seen.add(item.event_id)
+                    entries.append(json.loads(item.payload))
+            body = {"subscriber": subscriber, "window_end": end.isoformat(), "items": entries}
+            uow.deliveries.add(digest_id, items[0].subscription_id, f"digest:{end.isoformat()}", "digest",
+                               json.dumps(body).encode(), now, kind="digest", channel="email", recipient=email,
+                               language=items[0].language)
+            uow.digests.mark([i.id for i in items], digest_id)
+            sizes.append(len(entries))
+        uow.digests.record_run(end, sum(sizes), len(sizes))
+        uow.commit()
+    return sizes
+
+
+def _send_one(d, send: Sender, mail: Mailer | None, render: Renderer | None):
+    channel = d.channel
+    if channel == "email":
+        if mail is None or render is None:
+            return None, "e-mail is not configured in this process"
+        try:
+            subject, text = render(getattr(d, "kind", "event"), json.loads(d.payload),
+                                   getattr(d, "language", None) or getattr(d, "subscription_language", None) or "fi")
+        except Exception as exc:  # a template that cannot render this payload will not next time either
+            return 554, f"could not render the e-mail: {exc.__class__.__name__}: {exc}"[:500]
+        return mail(d.url, subject, text)
+    headers = {"Content-Type": "application/cloudevents+json", "Kokeilu-Delivery-Id": d.id,
+               "Kokeilu-Event-Id": d.event_id, "Idempotency-Key": d.id}
+    secret = getattr(d, "secret", None)
+    if secret:
+        timestamp = int(time.time())
+        headers["Kokeilu-Timestamp"] = str(timestamp)
+        headers["Kokeilu-Signature"] = signature(secret, timestamp, d.payload)
+    return send(d.url, d.payload, headers)
+
+
 def deliver_due(uow_factory, send: Sender, policy: RetryPolicy, limit: int = 50,
-                observe: Callable[[str, str, float], None] | None = None) -> int:
-    """Send the deliveries that are due, outside any transaction, and record each attempt."""
+                observe: Callable[[str, str, float], None] | None = None,
+                mail: Mailer | None = None, render: Renderer | None = None,
+                run_all: Callable = lambda fn, items: list(map(fn, items))) -> int:
+    """Send the deliveries that are due, outside any transaction, and record each attempt.
+
+    `run_all(fn, deliveries)` runs the attempts: the service passes a green pool, so that one slow
+    receiver does not hold up the others."""
     with uow_factory() as uow:
         due = uow.deliveries.claim_due(utcnow(), limit, LEASE)
         uow.commit()
-    for d in due:
+
+    def attempt_one(d):
         attempt = d.attempts + 1
-        headers = {"Content-Type": "application/cloudevents+json", "Kokeilu-Delivery-Id": d.id,
-                   "Kokeilu-Event-Id": d.event_id, "Idempotency-Key": d.id}
         started = time.perf_counter()
-        status_code, error = send(d.url, d.payload, headers)
+        status_code, error = _send_one(d, send, mail, render)
         latency = time.perf_counter() - started
-        ok = status_code is not None and 200 <= status_code < 300
+        ok = status_code is not None and 200 <= status_code < 300 and error is None
         now = utcnow()
         if ok:
             status, next_at = DeliveryStatus.succeeded, None
-        elif policy.retryable(status_code) and attempt < policy.max_attempts:
+        elif policy.retryable(status_code, d.channel or "webhook") and attempt < policy.max_attempts:
             status, next_at = DeliveryStatus.pending, policy.next_attempt(attempt, now)
         else:
             status, next_at = DeliveryStatus.failed, None
@@ -98,4 +219,6 @@ def deliver_due(uow_factory, send: Sender, policy: RetryPolicy, limit: int = 50,
         if observe:
             observe(d.channel, "succeeded" if ok else ("retrying" if status is DeliveryStatus.pending else "dead_lettered"),
                     latency)
+
+    run_all(attempt_one, due)
     return len(due)

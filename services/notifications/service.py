@@ -1,19 +1,25 @@
-"""The notifications service: subscriptions, and webhooks for every matching event."""
+"""The notifications service: subscriptions; webhooks, e-mails and daily digests for matching
+events; e-mails to proposers about their own proposals."""
 from __future__ import annotations
 
+import time
+
+import eventlet
 from nameko.timer import timer
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from kokeilu import service_base
 from kokeilu.contracts import topics
-from kokeilu.http import NotFound, api
+from kokeilu.http import NotFound, Unprocessable, api
 from kokeilu.kafka.consumer import consume
 from kokeilu.metrics import metrics_for
 from kokeilu.platform import Store
-from kokeilu import service_base
 
 from . import handlers
-from .domain import DeliveryStatus, NewSubscription, RetryPolicy
+from .domain import NewSubscription, RetryPolicy, SubscriptionChange
+from .emails import MailSender
 from .store import NotificationsUnitOfWork
 from .webhook import WebhookSender
 
@@ -22,22 +28,53 @@ DELIVERIES = Counter("kokeilu_deliveries", "Delivery attempts by channel and out
                      "(succeeded, retrying, dead_lettered).", ["service", "channel", "outcome"], registry=_registry)
 DELIVERY_LATENCY = Histogram("kokeilu_delivery_latency_seconds", "Time one delivery attempt took.",
                              ["service", "channel"], registry=_registry)
+RETRIES = Counter("kokeilu_delivery_retries", "Delivery attempts that failed and were scheduled again.",
+                  ["service", "channel"], registry=_registry)
+DEAD_LETTERED = Counter("kokeilu_deliveries_dead_lettered", "Deliveries given up after their last attempt "
+                        "(listed by GET /v1/deliveries?status=dead_lettered).", ["service", "channel"],
+                        registry=_registry)
+DIGEST_SIZE = Histogram("kokeilu_digest_size_events", "Events grouped into one digest e-mail.", ["service"],
+                        registry=_registry, buckets=(1, 2, 5, 10, 20, 50, 100, 250, 1000))
+
+
+class NotificationSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KOKEILU_", extra="ignore")
+    digest_window_seconds: float = 86400  # one digest a day
+    delivery_max_attempts: int = 6
+    delivery_retry_base_seconds: float = 1.0
+    delivery_retry_cap_seconds: float = 300.0
+
+
+SETTINGS = NotificationSettings()
+# Attempts in flight at once: a slow receiver holds up only its own deliveries.
+DELIVERY_CONCURRENCY = 20
 
 
 def _observe(channel: str, outcome: str, latency: float) -> None:
     DELIVERIES.labels(service="notifications", channel=channel, outcome=outcome).inc()
     DELIVERY_LATENCY.labels(service="notifications", channel=channel).observe(latency)
+    if outcome == "retrying":
+        RETRIES.labels(service="notifications", channel=channel).inc()
+    elif outcome == "dead_lettered":
+        DEAD_LETTERED.labels(service="notifications", channel=channel).inc()
 
 
-def subscription_json(s) -> dict:
-    return {"id": s.id, "subscriber": s.subscriber, "channel": s.channel, "url": s.url,
-            "filter": s.filter.model_dump(mode="json"), "created_at": s.created_at.isoformat()}
+def subscription_json(s, with_secret: bool = False) -> dict:
+    body = {"id": s.id, "subscriber": s.subscriber, "channel": s.channel, "url": s.url, "email": s.email,
+            "mode": s.mode, "language": s.language, "filter": s.filter.model_dump(mode="json"),
+            "created_at": s.created_at.isoformat(), "signed": s.secret is not None}
+    if with_secret and s.secret:
+        body["secret"] = s.secret  # shown once: the receiver verifies signatures with it
+    return body
 
 
 class DeliveryQuery(BaseModel):
     model_config = {"extra": "forbid"}
-    subscription_id: str | None = Field(default=None, max_length=64)
-    status: DeliveryStatus | None = None
+    subscription_id: str | None = Field(default=None, max_length=80)
+    status: str | None = Field(default=None, pattern="^(pending|succeeded|failed|dead_lettered)$")
+    channel: str | None = Field(default=None, pattern="^(webhook|email)$")
+    event_type: str | None = Field(default=None, max_length=200)
+    kind: str | None = Field(default=None, pattern="^(event|proposer|digest)$")
     limit: int = Field(default=100, ge=1, le=500)
 
 
@@ -45,15 +82,27 @@ class NotificationsService(service_base.PlatformService):
     name = "notifications"
     uow = Store(NotificationsUnitOfWork)
     send = WebhookSender()
-    retry_policy = RetryPolicy()
+    mail = MailSender()
+    retry_policy = RetryPolicy(SETTINGS.delivery_max_attempts, SETTINGS.delivery_retry_base_seconds,
+                               SETTINGS.delivery_retry_cap_seconds)
 
     @api("POST", "/v1/subscriptions", scope="subscriptions:write", body=NewSubscription)
     def subscribe(self, request, body: NewSubscription):
-        return 201, subscription_json(handlers.create_subscription(body, self.uow()))
+        return 201, subscription_json(handlers.create_subscription(body, self.uow()), with_secret=True)
 
     @api("GET", "/v1/subscriptions", scope="subscriptions:write")
     def subscriptions(self, request):
         return {"items": [subscription_json(s) for s in handlers.list_subscriptions(self.uow())]}
+
+    @api("PATCH", "/v1/subscriptions/<subscription_id>", scope="subscriptions:write", body=SubscriptionChange)
+    def change(self, request, subscription_id, body: SubscriptionChange):
+        try:
+            sub = handlers.update_subscription(subscription_id, body, self.uow())
+        except ValueError as exc:
+            raise Unprocessable(str(exc), {"(body)": str(exc)}) from None
+        if sub is None:
+            raise NotFound(f"no subscription {subscription_id}", {"subscription_id": "unknown"})
+        return subscription_json(sub)
 
     @api("DELETE", "/v1/subscriptions/<subscription_id>", scope="subscriptions:write")
     def unsubscribe(self, request, subscription_id):
@@ -64,7 +113,8 @@ class NotificationsService(service_base.PlatformService):
     @api("GET", "/v1/deliveries", scope="subscriptions:write")
     def deliveries(self, request):
         q = DeliveryQuery.model_validate(request.args.to_dict())
-        return {"items": handlers.list_deliveries(self.uow(), q.subscription_id, q.status and q.status.value, q.limit)}
+        return {"items": handlers.list_deliveries(self.uow(), q.subscription_id, q.status, q.limit,
+                                                  channel=q.channel, event_type=q.event_type, kind=q.kind)}
 
     @consume(topics.PROPOSALS, topics.EVALUATIONS, topics.RESULTS)
     def on_event(self, event, data):
@@ -72,5 +122,17 @@ class NotificationsService(service_base.PlatformService):
 
     @timer(interval=0.5)
     def deliver(self):
-        while handlers.deliver_due(self.uow, self.send, self.retry_policy, observe=_observe):
-            pass
+        # Bounded, so that a stop is not held up for long; the timer comes back in half a second.
+        deadline = time.monotonic() + 5
+        pool = eventlet.GreenPool(DELIVERY_CONCURRENCY)
+        while handlers.deliver_due(self.uow, self.send, self.retry_policy, observe=_observe,
+                                   mail=self.mail.send, render=self.mail.render,
+                                   run_all=lambda fn, items: list(pool.imap(fn, items))):
+            if time.monotonic() > deadline:
+                break
+
+    @timer(interval=max(0.5, min(SETTINGS.digest_window_seconds / 10, 60)))
+    def digests(self):
+        """One job per digest window: the first run after a window closes builds its digests."""
+        for size in handlers.build_digests(self.uow, SETTINGS.digest_window_seconds):
+            DIGEST_SIZE.labels(service="notifications").observe(size)

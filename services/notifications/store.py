@@ -18,15 +18,25 @@ subscriptions = sa.Table(
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("subscriber", sa.String(200), nullable=False),
     sa.Column("channel", sa.String(20), nullable=False),
-    sa.Column("url", sa.String(2000), nullable=False),
+    sa.Column("url", sa.String(2000), nullable=True),
     sa.Column("filter", sa.JSON(), nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("deleted_at", UtcDateTime(), nullable=True),
+    sa.Column("email", sa.String(254), nullable=True),
+    sa.Column("mode", sa.String(20), nullable=False, server_default="immediate"),
+    sa.Column("secret", sa.String(100), nullable=True),
+    sa.Column("language", sa.String(5), nullable=False, server_default="fi"),
 )
+# What notifications knows of each proposal: for filters, the e-mail language, and the proposer's
+# address (personal data; it stays in this store and never goes on a topic).
 proposal_areas = sa.Table(
     "proposal_areas", metadata,
     sa.Column("proposal_id", sa.String(64), primary_key=True),
     sa.Column("focus_area", sa.String(40), nullable=False),
+    sa.Column("environment", sa.String(40), nullable=True),
+    sa.Column("language", sa.String(5), nullable=True),
+    sa.Column("title", sa.String(200), nullable=True),
+    sa.Column("contact_email", sa.String(254), nullable=True),
 )
 deliveries = sa.Table(
     "deliveries", metadata,
@@ -43,7 +53,31 @@ deliveries = sa.Table(
     sa.Column("last_error", sa.String(2000), nullable=True),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False, server_default="event"),
+    sa.Column("channel", sa.String(20), nullable=True),
+    sa.Column("recipient", sa.String(2000), nullable=True),
+    sa.Column("language", sa.String(5), nullable=True),
     sa.UniqueConstraint("subscription_id", "event_id", name="uq_delivery_per_event"),
+)
+# Events waiting for a subscription's next digest; `digest_id` is the delivery that carried them.
+digest_items = sa.Table(
+    "digest_items", metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("subscription_id", sa.String(64), nullable=False, index=True),
+    sa.Column("event_id", sa.String(200), nullable=False),
+    sa.Column("event_type", sa.String(200), nullable=False),
+    sa.Column("payload", sa.LargeBinary(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False, index=True),
+    sa.Column("digest_id", sa.String(64), nullable=True, index=True),
+    sa.UniqueConstraint("subscription_id", "event_id", name="uq_digest_item_per_event"),
+)
+# One row per digest window: the job that built it (an instance that finds the row there does nothing).
+digest_runs = sa.Table(
+    "digest_runs", metadata,
+    sa.Column("window_end", UtcDateTime(), primary_key=True),
+    sa.Column("ran_at", UtcDateTime(), nullable=False),
+    sa.Column("items", sa.Integer(), nullable=False),
+    sa.Column("digests", sa.Integer(), nullable=False),
 )
 attempts = sa.Table(
     "delivery_attempts", metadata,
@@ -59,7 +93,13 @@ attempts = sa.Table(
 
 def _subscription(row) -> Subscription:
     return Subscription(row.id, row.subscriber, row.channel, row.url,
-                        SubscriptionFilter.model_validate(row.filter), row.created_at)
+                        SubscriptionFilter.model_validate(row.filter), row.created_at,
+                        email=row.email, mode=row.mode, secret=row.secret, language=row.language)
+
+
+def _subscription_values(s: Subscription) -> dict:
+    return dict(subscriber=s.subscriber, channel=s.channel, url=s.url, filter=s.filter.model_dump(mode="json"),
+                email=s.email, mode=s.mode, secret=s.secret, language=s.language)
 
 
 class SubscriptionRepository:
@@ -67,9 +107,15 @@ class SubscriptionRepository:
         self.conn = conn
 
     def add(self, s: Subscription) -> None:
-        self.conn.execute(subscriptions.insert().values(
-            id=s.id, subscriber=s.subscriber, channel=s.channel, url=s.url,
-            filter=s.filter.model_dump(mode="json"), created_at=s.created_at))
+        self.conn.execute(subscriptions.insert().values(id=s.id, created_at=s.created_at, **_subscription_values(s)))
+
+    def get(self, subscription_id: str) -> Subscription | None:
+        row = self.conn.execute(sa.select(subscriptions).where(
+            subscriptions.c.id == subscription_id, subscriptions.c.deleted_at.is_(None))).first()
+        return _subscription(row) if row else None
+
+    def update(self, s: Subscription) -> None:
+        self.conn.execute(subscriptions.update().where(subscriptions.c.id == s.id).values(**_subscription_values(s)))
 
     def active(self) -> list[Subscription]:
         rows = self.conn.execute(sa.select(subscriptions).where(subscriptions.c.deleted_at.is_(None))
@@ -84,6 +130,22 @@ class SubscriptionRepository:
         if self.focus_area_of(proposal_id) is None:
             self.conn.execute(proposal_areas.insert().values(proposal_id=proposal_id, focus_area=focus_area))
 
+    def remember_proposal(self, proposal_id: str, focus_area: str, environment: str, language: str, title: str,
+                          contact_email: str | None) -> None:
+        """The latest facts of a proposal; a revision (which has no address) keeps the address known."""
+        values = dict(focus_area=focus_area, environment=environment, language=language, title=title)
+        if contact_email:
+            values["contact_email"] = contact_email
+        if self.conn.execute(proposal_areas.update().where(proposal_areas.c.proposal_id == proposal_id)
+                             .values(**values)).rowcount == 0:
+            self.conn.execute(proposal_areas.insert().values(proposal_id=proposal_id, **values))
+
+    def proposal(self, proposal_id: str | None) -> dict | None:
+        if not proposal_id:
+            return None
+        row = self.conn.execute(sa.select(proposal_areas).where(proposal_areas.c.proposal_id == proposal_id)).first()
+        return dict(row._mapping) if row else None
+
     def focus_area_of(self, proposal_id: str | None) -> str | None:
         if not proposal_id:
             return None
@@ -96,18 +158,25 @@ class DeliveryRepository:
         self.conn = conn
         self.is_sqlite = is_sqlite
 
-    def add(self, delivery_id, subscription_id, event_id, event_type, payload: bytes, now) -> None:
+    def add(self, delivery_id, subscription_id, event_id, event_type, payload: bytes, now, kind: str = "event",
+            channel: str | None = None, recipient: str | None = None, language: str | None = None) -> None:
+        """A delivery to a subscription; `channel`/`recipient` for one that has no subscription (the proposer)."""
         self.conn.execute(deliveries.insert().values(
             id=delivery_id, subscription_id=subscription_id, event_id=event_id, event_type=event_type,
             payload=payload, status=DeliveryStatus.pending.value, attempts=0, next_attempt_at=now,
-            created_at=now, updated_at=now))
+            created_at=now, updated_at=now, kind=kind, channel=channel, recipient=recipient, language=language))
 
     def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list:
         """Due deliveries, leased for `lease` so another instance does not send them too."""
         query = (sa.select(deliveries.c.id, deliveries.c.attempts, deliveries.c.payload, deliveries.c.event_id,
-                           deliveries.c.event_type, deliveries.c.subscription_id, subscriptions.c.url,
-                           subscriptions.c.channel)
-                 .join(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
+                           deliveries.c.event_type, deliveries.c.subscription_id, deliveries.c.kind,
+                           deliveries.c.language,
+                           sa.func.coalesce(deliveries.c.channel, subscriptions.c.channel).label("channel"),
+                           sa.func.coalesce(deliveries.c.recipient, subscriptions.c.email,
+                                            subscriptions.c.url).label("url"),
+                           subscriptions.c.secret, subscriptions.c.subscriber,
+                           subscriptions.c.language.label("subscription_language"))
+                 .outerjoin(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
                  .where(deliveries.c.status == DeliveryStatus.pending.value,
                         deliveries.c.next_attempt_at <= now,
                         sa.or_(deliveries.c.locked_until.is_(None), deliveries.c.locked_until < now))
@@ -129,12 +198,23 @@ class DeliveryRepository:
             attempts=attempt, status=status.value, next_attempt_at=next_attempt_at, locked_until=None,
             last_status_code=status_code, last_error=error, updated_at=at))
 
-    def list(self, subscription_id: str | None, status: str | None, limit: int) -> list[dict]:
-        query = sa.select(deliveries).order_by(deliveries.c.created_at.desc(), deliveries.c.id).limit(limit)
+    def list(self, subscription_id: str | None, status: str | None, limit: int, channel: str | None = None,
+             event_type: str | None = None, kind: str | None = None) -> list[dict]:
+        query = (sa.select(deliveries, sa.func.coalesce(deliveries.c.channel, subscriptions.c.channel).label("via"))
+                 .outerjoin(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
+                 .order_by(deliveries.c.created_at.desc(), deliveries.c.id).limit(limit))
         if subscription_id:
             query = query.where(deliveries.c.subscription_id == subscription_id)
+        if status == "dead_lettered":  # every delivery that failed for good waits in the dead-letter list
+            status = DeliveryStatus.failed.value
         if status:
             query = query.where(deliveries.c.status == status)
+        if channel:
+            query = query.where(sa.func.coalesce(deliveries.c.channel, subscriptions.c.channel) == channel)
+        if event_type:
+            query = query.where(deliveries.c.event_type == event_type)
+        if kind:
+            query = query.where(deliveries.c.kind == kind)
         rows = list(self.conn.execute(query))
         tries: dict[str, list] = {r.id: [] for r in rows}
         if rows:
@@ -145,13 +225,48 @@ class DeliveryRepository:
                     "latency_seconds": round(a.latency_seconds, 4), "error": a.error})
         return [{
             "id": r.id, "subscription_id": r.subscription_id, "event_id": r.event_id, "event_type": r.event_type,
-            "status": r.status, "attempts": tries[r.id],
+            "status": r.status, "dead_lettered": r.status == DeliveryStatus.failed.value,
+            "channel": r.via, "kind": r.kind, "attempts": tries[r.id],
             "next_attempt_at": r.next_attempt_at.isoformat() if r.next_attempt_at and r.status == "pending" else None,
             "created_at": r.created_at.isoformat(), "updated_at": r.updated_at.isoformat(),
         } for r in rows]
+
+
+class DigestRepository:
+    def __init__(self, conn):
+        self.conn = conn
+
+    def add_item(self, subscription_id: str, event_id: str, event_type: str, payload: bytes, now: datetime) -> None:
+        self.conn.execute(digest_items.insert().values(subscription_id=subscription_id, event_id=event_id,
+                                                       event_type=event_type, payload=payload, created_at=now))
+
+    def claim_window(self, end: datetime, now: datetime) -> bool:
+        """True for the one job that builds the digests of the window ending at `end`."""
+        if self.conn.execute(sa.select(digest_runs.c.window_end).where(digest_runs.c.window_end == end)).first():
+            return False
+        self.conn.execute(digest_runs.insert().values(window_end=end, ran_at=now, items=0, digests=0))
+        return True
+
+    def pending(self, before: datetime) -> list:
+        """Items not yet in a digest, recorded before `before`, with their subscription (still active)."""
+        return list(self.conn.execute(
+            sa.select(digest_items.c.id, digest_items.c.subscription_id, digest_items.c.event_id,
+                      digest_items.c.event_type, digest_items.c.payload, subscriptions.c.subscriber,
+                      subscriptions.c.email, subscriptions.c.language)
+            .join(subscriptions, subscriptions.c.id == digest_items.c.subscription_id)
+            .where(digest_items.c.digest_id.is_(None), digest_items.c.created_at < before,
+                   subscriptions.c.deleted_at.is_(None))
+            .order_by(digest_items.c.created_at, digest_items.c.id)))
+
+    def mark(self, item_ids: list[int], digest_id: str) -> None:
+        self.conn.execute(digest_items.update().where(digest_items.c.id.in_(item_ids)).values(digest_id=digest_id))
+
+    def record_run(self, end: datetime, items: int, digests: int) -> None:
+        self.conn.execute(digest_runs.update().where(digest_runs.c.window_end == end).values(items=items, digests=digests))
 
 
 class NotificationsUnitOfWork(UnitOfWork):
     def bind(self, conn):
         self.subscriptions = SubscriptionRepository(conn)
         self.deliveries = DeliveryRepository(conn, self.database.is_sqlite)
+        self.digests = DigestRepository(conn)

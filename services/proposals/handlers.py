@@ -1,46 +1,133 @@
-"""Use cases of the proposals service: message (command or event) first, then the unit of work."""
+"""Use cases of the proposals service: message (command or event) first, then the unit of work.
+
+Every change of state and the events that say so happen in one unit of work; metrics are
+counted after it commits.
+"""
 from __future__ import annotations
 
+import json
 import uuid
+from datetime import datetime
+from types import SimpleNamespace
 
 from kokeilu.contracts import CloudEvent, new_event, utcnow
 from kokeilu.contracts import catalog as types
-from kokeilu.contracts.evaluation import ScreeningCompleted
-from kokeilu.contracts.proposals import ProposalStatusChanged, Submission
+from kokeilu.contracts.evaluation import EvaluationDecided, ScreeningCompleted
+from kokeilu.contracts.proposals import (IntakeMeasurement, IntakeRejected, KpiActual, MeasurementRecorded,
+                                         PilotCompleted, PilotOutcome, PilotStarted, ProposalContact,
+                                         ProposalStatusChanged,
+                                         Submission)
 from kokeilu.errors import PermanentError
 
-from .domain import Proposal
+from . import metrics
+from .domain import DecisionRecord, IllegalTransition, MeasurementRefused, Proposal, Status
 
 SOURCE = "kokeilu/proposals"
 CONSUMER = "proposals"
+# Inbox name of the intake-rejected events: one rejection per intake event (source + id).
+REJECTIONS = "proposals.intake-rejections"
 
 
-def _publish_submitted(uow, proposal: Proposal, cause: CloudEvent | None = None) -> None:
-    uow.publish(new_event(types.PROPOSAL_SUBMITTED.name, proposal.submitted_event(), source=SOURCE,
-                          subject=proposal.id, dataschema=types.PROPOSAL_SUBMITTED.dataschema, cause=cause))
+class UnknownProposal(LookupError):
+    pass
+
+
+class IntakeRefused(PermanentError):
+    """An intake event that can never be applied; it is dead-lettered and the source is told why."""
+
+
+def _emit(uow, event_type, data, subject: str, cause: CloudEvent | None = None) -> None:
+    uow.publish(new_event(event_type.name, data, source=SOURCE, subject=subject,
+                          dataschema=event_type.dataschema, cause=cause))
+
+
+def _changed(uow, before: Proposal, after: Proposal, action: str, cause: CloudEvent | None = None,
+             reason: str | None = None) -> tuple[str, Status]:
+    _emit(uow, types.PROPOSAL_STATUS_CHANGED,
+          ProposalStatusChanged(proposal_id=after.id, from_status=before.status, to_status=after.status,
+                                action=action, reason=reason, changed_at=after.updated_at), after.id, cause)
+    return action, after.status
+
+
+def _count(*moves: tuple[str, Status]) -> None:
+    for action, status in moves:
+        metrics.count_transition(action, status)
+
+
+def _load(uow, proposal_id: str) -> Proposal:
+    proposal = uow.proposals.get(proposal_id)
+    if proposal is None:
+        raise UnknownProposal(f"no proposal {proposal_id}")
+    return proposal
+
+
+# submission ----------------------------------------------------------------------------------
+def _record_contact(uow, proposal: Proposal, now: datetime, cause: CloudEvent | None) -> None:
+    """The proposer's address, for notifications only (internal topic), just before the
+    submission or revision event with the same key, so that it is known when those arrive."""
+    s = proposal.submission
+    _emit(uow, types.PROPOSAL_CONTACT_RECORDED,
+          ProposalContact(proposal_id=proposal.id, contact_email=s.proposer.contact_email, language=s.language,
+                          recorded_at=now), proposal.id, cause)
+
+
+def _enter(uow, submission: Submission, source: str, cause: CloudEvent | None) -> tuple[Proposal, tuple]:
+    """A new proposal is submitted and goes to screening in the same transaction."""
+    now = utcnow()
+    submitted = Proposal.submit(str(uuid.uuid4()), submission, now, source)
+    screening = submitted.start_screening(now)
+    uow.proposals.add(screening)
+    _record_contact(uow, submitted, now, cause)
+    _emit(uow, types.PROPOSAL_SUBMITTED, submitted.submitted_event(), submitted.id, cause)
+    return screening, _changed(uow, submitted, screening, "start_screening", cause)
 
 
 def submit_proposal(submission: Submission, uow, source: str = "http", cause: CloudEvent | None = None) -> Proposal:
-    proposal = Proposal.submit(str(uuid.uuid4()), submission, utcnow(), source)
     with uow:
-        uow.proposals.add(proposal)
-        _publish_submitted(uow, proposal, cause)
+        proposal, move = _enter(uow, submission, source, cause)
         uow.commit()
+    _count(move)
     return proposal
 
 
 def on_intake(event: CloudEvent, submission: Submission, uow) -> str:
     """`intake.proposal` from a city system; idempotent on the event's source + id."""
-    proposal = Proposal.submit(str(uuid.uuid4()), submission, utcnow(), event.source)
     with uow:
         if not uow.first_time(CONSUMER, event):
+            metrics.count_intake(event.type, event.source, "duplicate")
             return "duplicate"
-        uow.proposals.add(proposal)
-        _publish_submitted(uow, proposal, event)
+        _, move = _enter(uow, submission, event.source, event)
         uow.commit()
+    _count(move)
+    metrics.count_intake(event.type, event.source, "accepted")
     return "applied"
 
 
+def revise(proposal_id: str, submission: Submission, uow) -> Proposal:
+    with uow:
+        before = _load(uow, proposal_id)
+        after = before.revise(submission, utcnow())
+        uow.proposals.save(after)
+        _record_contact(uow, after, after.updated_at, None)
+        _emit(uow, types.PROPOSAL_REVISED, after.revised_event(), after.id)
+        move = _changed(uow, before, after, "revise", reason=f"revision {after.revision}")
+        uow.commit()
+    _count(move)
+    return after
+
+
+def withdraw(proposal_id: str, reason: str | None, uow) -> Proposal:
+    with uow:
+        before = _load(uow, proposal_id)
+        after = before.withdraw(reason, utcnow())
+        uow.proposals.save(after)
+        move = _changed(uow, before, after, "withdraw", reason=reason)
+        uow.commit()
+    _count(move)
+    return after
+
+
+# evaluation's events -------------------------------------------------------------------------
 def on_screening_completed(event: CloudEvent, data: ScreeningCompleted, uow) -> str:
     with uow:
         if not uow.first_time(CONSUMER, event):
@@ -48,23 +135,159 @@ def on_screening_completed(event: CloudEvent, data: ScreeningCompleted, uow) -> 
         proposal = uow.proposals.get(data.proposal_id)
         if proposal is None:
             raise PermanentError(f"screening for unknown proposal {data.proposal_id}")
+        if proposal.status is Status.withdrawn:
+            uow.commit()  # it crossed the withdrawal: nothing to move
+            return "ignored"
         moved = proposal.record_screening(data.passed, list(data.failed_rules), utcnow())
         uow.proposals.save(moved)
         reason = None if data.passed else "; ".join(f"{f.rule}: {f.reason}" for f in data.failed_rules)
-        uow.publish(new_event(
-            types.PROPOSAL_STATUS_CHANGED.name,
-            ProposalStatusChanged(proposal_id=moved.id, from_status=proposal.status, to_status=moved.status,
-                                  reason=reason, changed_at=moved.updated_at),
-            source=SOURCE, subject=moved.id, dataschema=types.PROPOSAL_STATUS_CHANGED.dataschema, cause=event))
+        move = _changed(uow, proposal, moved, "pass_screening" if data.passed else "fail_screening", event, reason)
         uow.commit()
+    _count(move)
     return "applied"
 
 
+def on_evaluation_decided(event: CloudEvent, data: EvaluationDecided, uow) -> str:
+    with uow:
+        if not uow.first_time(CONSUMER, event):
+            return "duplicate"
+        proposal = uow.proposals.get(data.proposal_id)
+        if proposal is None:
+            raise PermanentError(f"decision for unknown proposal {data.proposal_id}")
+        if proposal.status is Status.withdrawn:
+            uow.commit()
+            return "ignored"
+        record = DecisionRecord(data.decision, data.weighted_score, data.rationale,
+                                data.external_funding_recommended, data.decided_at)
+        moved = proposal.record_decision(record, utcnow())
+        uow.proposals.save(moved)
+        move = _changed(uow, proposal, moved, move_action(moved), event, data.rationale)
+        uow.commit()
+    _count(move)
+    metrics.time_to_decision.labels(service="proposals", decision=data.decision.value).observe(
+        max(0.0, (data.decided_at - proposal.submitted_at).total_seconds()))
+    return "applied"
+
+
+def move_action(moved: Proposal) -> str:
+    return {Status.approved: "approve", Status.rejected: "reject",
+            Status.revision_requested: "request_revision"}[moved.status]
+
+
+# pilots --------------------------------------------------------------------------------------
+def start_pilot(proposal_id: str, planned_end: datetime | None, uow) -> Proposal:
+    with uow:
+        before = _load(uow, proposal_id)
+        after = before.start_pilot(utcnow(), planned_end)
+        uow.proposals.save(after)
+        _emit(uow, types.PILOT_STARTED, PilotStarted(proposal_id=after.id, started_at=after.pilot.started_at,
+                                                     planned_end=planned_end), after.id)
+        move = _changed(uow, before, after, "start_pilot")
+        uow.commit()
+    _count(move)
+    return after
+
+
+def _record(uow, proposal: Proposal, kpi: str, value: float, measured_at: datetime, source: str,
+            cause: CloudEvent | None) -> dict:
+    proposal.accept_measurement(kpi)
+    measurement = dict(id=str(uuid.uuid4()), proposal_id=proposal.id, kpi=kpi, value=value,
+                       measured_at=measured_at, source=source, recorded_at=utcnow())
+    uow.measurements.add(measurement)
+    _emit(uow, types.MEASUREMENT_RECORDED,
+          MeasurementRecorded(proposal_id=proposal.id, measurement_id=measurement["id"], kpi=kpi, value=value,
+                              measured_at=measured_at, source=source), proposal.id, cause)
+    return measurement
+
+
+def record_measurement(proposal_id: str, kpi: str, value: float, measured_at: datetime, source: str, uow) -> dict:
+    with uow:
+        measurement = _record(uow, _load(uow, proposal_id), kpi, value, measured_at, source, None)
+        uow.commit()
+    return measurement
+
+
+def on_intake_measurement(event: CloudEvent, data: IntakeMeasurement, uow) -> str:
+    """`intake.measurement`; a measurement that cannot be applied is refused permanently: the
+    consumer dead-letters it and `intake_rejected` tells the source why."""
+    with uow:
+        if not uow.first_time(CONSUMER, event):
+            metrics.count_intake(event.type, event.source, "duplicate")
+            return "duplicate"
+        proposal = uow.proposals.get(data.proposal_id)
+        if proposal is None:
+            raise IntakeRefused(f"unknown proposal {data.proposal_id}")
+        try:
+            _record(uow, proposal, data.kpi, data.value, data.measured_at, event.source, event)
+        except IllegalTransition:
+            raise IntakeRefused(f"proposal {proposal.id} is {proposal.status.value}, not piloting: "
+                                "measurements are recorded only for a running pilot") from None
+        except MeasurementRefused as exc:
+            raise IntakeRefused(str(exc)) from None
+        uow.commit()
+    metrics.count_intake(event.type, event.source, "accepted")
+    return "applied"
+
+
+def complete_pilot(proposal_id: str, outcome: PilotOutcome, actual: list[KpiActual], lessons: str, uow) -> Proposal:
+    with uow:
+        before = _load(uow, proposal_id)
+        after = before.complete_pilot(outcome, actual, lessons, utcnow())
+        uow.proposals.save(after)
+        _emit(uow, types.PILOT_COMPLETED,
+              PilotCompleted(proposal_id=after.id, outcome=outcome, actual_kpis=actual, lessons_learned=lessons,
+                             completed_at=after.pilot.completed_at), after.id)
+        move = _changed(uow, before, after, "complete_pilot", reason=outcome.value)
+        uow.commit()
+    _count(move)
+    return after
+
+
+# rejected intake -----------------------------------------------------------------------------
+def _intake_identity(raw: bytes | None, event: CloudEvent | None):
+    """Source, id and type of an intake record, when it parsed far enough to have them."""
+    if event is not None:
+        return event.source, event.id, event.type
+    try:
+        body = json.loads(raw or b"")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(body, dict):
+        return None
+    source, event_id, type_ = body.get("source"), body.get("id"), body.get("type")
+    if not (isinstance(source, str) and source and isinstance(event_id, (str, int)) and str(event_id)):
+        return None
+    return source[:500], str(event_id)[:200], type_[:200] if isinstance(type_, str) else None
+
+
+def intake_rejected(raw: bytes | None, event: CloudEvent | None, reason: str, uow) -> None:
+    """Called by the intake consumer inside the unit of work that dead-letters a record: tells
+    the source system why (once per source + id), when the record says who sent it."""
+    identity = _intake_identity(raw, event)
+    if identity is None:
+        metrics.count_intake("unknown", "unknown", "rejected")
+        return
+    source, intake_id, type_ = identity
+    if not uow.first_time(REJECTIONS, SimpleNamespace(source=source[:190], id=intake_id, type=type_ or "unknown")):
+        return
+    _emit(uow, types.PROPOSAL_INTAKE_REJECTED,
+          IntakeRejected(intake_source=source, intake_id=intake_id, intake_type=type_, reason=reason[:2000],
+                         rejected_at=utcnow()), intake_id, event)
+    metrics.count_intake(type_ or "unknown", source, "rejected")
+
+
+# queries -------------------------------------------------------------------------------------
 def get_proposal(proposal_id: str, uow) -> Proposal | None:
     with uow:
         return uow.proposals.get(proposal_id)
 
 
-def list_proposals(uow, status: str | None, limit: int, after: str | None) -> list[Proposal]:
+def list_proposals(uow, status: str | None, limit: int, after: str | None, **filters) -> list[Proposal]:
     with uow:
-        return uow.proposals.list(status=status, limit=limit, after=after)
+        return uow.proposals.list(status=status, limit=limit, after=after, **filters)
+
+
+def measurements_of(proposal_id: str, uow) -> list[dict]:
+    with uow:
+        _load(uow, proposal_id)
+        return uow.measurements.for_proposal(proposal_id)

@@ -1,16 +1,18 @@
-"""The proposals service: owns proposals; consumes intake and evaluation events."""
+"""The proposals service: owns proposals and pilots; consumes intake and evaluation events."""
 from __future__ import annotations
 
 from kokeilu.contracts import topics
-from kokeilu.contracts.evaluation import ScreeningCompleted
-from kokeilu.contracts.proposals import Submission
+from kokeilu.contracts.evaluation import EvaluationDecided, ScreeningCompleted
+from kokeilu.contracts.proposals import IntakeMeasurement, Submission
 from kokeilu.http import NotFound, api
 from kokeilu.kafka.consumer import consume
 from kokeilu.platform import Store
 from kokeilu import service_base
 
 from . import handlers
-from .api import ListQuery, proposal_json
+from .api import (CompletePilotBody, ListQuery, MeasurementBody, StartPilotBody, WithdrawBody, domain_errors,
+                  measurement_json, proposal_json)
+from .idempotency import idempotent
 from .metrics import refresh_state_gauge
 from .store import ProposalsUnitOfWork
 
@@ -21,7 +23,7 @@ class ProposalsService(service_base.PlatformService):
 
     @api("POST", "/v1/proposals", scope="proposals:write", body=Submission)
     def submit(self, request, body: Submission):
-        return 201, proposal_json(handlers.submit_proposal(body, self.uow()))
+        return idempotent(request, self.uow, lambda: (201, proposal_json(handlers.submit_proposal(body, self.uow()))))
 
     @api("GET", "/v1/proposals/<proposal_id>", scope="proposals:read")
     def get(self, request, proposal_id):
@@ -33,18 +35,62 @@ class ProposalsService(service_base.PlatformService):
     @api("GET", "/v1/proposals", scope="proposals:read")
     def list(self, request):
         query = ListQuery.model_validate(request.args.to_dict())
-        items = handlers.list_proposals(self.uow(), query.status and query.status.value, query.limit, query.cursor)
+        items = handlers.list_proposals(self.uow(), query.status and query.status.value, query.limit, query.cursor,
+                                        **query.filters())
         cursor = items[-1].id if len(items) == query.limit else None
         return {"items": [proposal_json(p) for p in items], "next_cursor": cursor}
 
-    @consume(topics.INTAKE)
+    @api("POST", "/v1/proposals/<proposal_id>/revise", scope="proposals:write", body=Submission)
+    def revise(self, request, proposal_id, body: Submission):
+        return self._act(request, lambda: handlers.revise(proposal_id, body, self.uow()))
+
+    @api("POST", "/v1/proposals/<proposal_id>/withdraw", scope="proposals:write", body=WithdrawBody)
+    def withdraw(self, request, proposal_id, body: WithdrawBody):
+        return self._act(request, lambda: handlers.withdraw(proposal_id, body.reason, self.uow()))
+
+    @api("POST", "/v1/proposals/<proposal_id>/pilot/start", scope="proposals:write", body=StartPilotBody)
+    def start_pilot(self, request, proposal_id, body: StartPilotBody):
+        return self._act(request, lambda: handlers.start_pilot(proposal_id, body.planned_end, self.uow()))
+
+    @api("POST", "/v1/proposals/<proposal_id>/pilot/complete", scope="proposals:write", body=CompletePilotBody)
+    def complete_pilot(self, request, proposal_id, body: CompletePilotBody):
+        return self._act(request, lambda: handlers.complete_pilot(
+            proposal_id, body.outcome, body.actual_kpis, body.lessons_learned, self.uow()))
+
+    @api("POST", "/v1/proposals/<proposal_id>/measurements", scope="proposals:write", body=MeasurementBody)
+    def record_measurement(self, request, proposal_id, body: MeasurementBody):
+        def work():
+            with domain_errors():
+                m = handlers.record_measurement(proposal_id, body.kpi, body.value, body.measured_at,
+                                                f"http:{request.principal.name}", self.uow())
+            return 201, measurement_json(m)
+        return idempotent(request, self.uow, work)
+
+    @api("GET", "/v1/proposals/<proposal_id>/measurements", scope="proposals:read")
+    def measurements(self, request, proposal_id):
+        with domain_errors():
+            return {"items": [measurement_json(m) for m in handlers.measurements_of(proposal_id, self.uow())]}
+
+    def _act(self, request, action):
+        def work():
+            with domain_errors():
+                return 200, proposal_json(action())
+        return idempotent(request, self.uow, work)
+
+    @consume(topics.INTAKE, on_reject=handlers.intake_rejected)
     def on_intake(self, event, data):
-        return handlers.on_intake(event, data, self.uow())
+        if isinstance(data, IntakeMeasurement):
+            return handlers.on_intake_measurement(event, data, self.uow())
+        if isinstance(data, Submission):
+            return handlers.on_intake(event, data, self.uow())
+        raise handlers.IntakeRefused(f"{event.type} is not an intake event")
 
     @consume(topics.EVALUATIONS)
     def on_evaluation(self, event, data):
         if isinstance(data, ScreeningCompleted):
             return handlers.on_screening_completed(event, data, self.uow())
+        if isinstance(data, EvaluationDecided):
+            return handlers.on_evaluation_decided(event, data, self.uow())
         return "ignored"
 
     def refresh_metrics(self):

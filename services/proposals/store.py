@@ -1,13 +1,15 @@
-"""The proposals store: tables, repository and unit of work."""
+"""The proposals store: tables, repositories and unit of work."""
 from __future__ import annotations
+
+from datetime import datetime
 
 import sqlalchemy as sa
 
-from kokeilu.contracts.evaluation import RuleFailure
-from kokeilu.contracts.proposals import Submission
+from kokeilu.contracts.evaluation import Decision, RuleFailure
+from kokeilu.contracts.proposals import KpiActual, PilotOutcome, Submission
 from kokeilu.store import UnitOfWork, UtcDateTime, add_messaging_tables
 
-from .domain import Proposal, Status
+from .domain import DecisionRecord, Pilot, Proposal, Status
 
 metadata = sa.MetaData()
 add_messaging_tables(metadata)
@@ -24,7 +26,68 @@ proposals = sa.Table(
     sa.Column("source", sa.String(500), nullable=False),
     sa.Column("submitted_at", UtcDateTime(), nullable=False, index=True),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
+    # 0002: the experiment workflow
+    sa.Column("revision", sa.Integer(), nullable=False, server_default="1"),
+    sa.Column("decision", sa.JSON(none_as_null=True), nullable=True),
+    sa.Column("pilot", sa.JSON(none_as_null=True), nullable=True),
+    sa.Column("withdrawn_reason", sa.String(2000), nullable=True),
 )
+
+measurements = sa.Table(
+    "measurements", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("proposal_id", sa.String(64), nullable=False, index=True),
+    sa.Column("kpi", sa.String(200), nullable=False),
+    sa.Column("value", sa.Float(), nullable=False),
+    sa.Column("measured_at", UtcDateTime(), nullable=False),
+    sa.Column("source", sa.String(500), nullable=False),
+    sa.Column("recorded_at", UtcDateTime(), nullable=False),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys", metadata,
+    sa.Column("principal", sa.String(200), primary_key=True),
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("route", sa.String(500), nullable=False),
+    sa.Column("status", sa.Integer(), nullable=False),
+    sa.Column("body", sa.JSON(), nullable=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+)
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _decision_json(d: DecisionRecord | None) -> dict | None:
+    if d is None:
+        return None
+    return {"decision": d.decision.value, "weighted_score": d.weighted_score, "rationale": d.rationale,
+            "external_funding_recommended": d.external_funding_recommended, "decided_at": d.decided_at.isoformat()}
+
+
+def _decision_of(j: dict | None) -> DecisionRecord | None:
+    if not j:
+        return None
+    return DecisionRecord(Decision(j["decision"]), j["weighted_score"], j["rationale"],
+                          j["external_funding_recommended"], _dt(j["decided_at"]))
+
+
+def pilot_json(p: Pilot | None) -> dict | None:
+    if p is None:
+        return None
+    return {"started_at": p.started_at.isoformat(), "planned_end": p.planned_end and p.planned_end.isoformat(),
+            "outcome": p.outcome and p.outcome.value, "actual_kpis": [a.model_dump(mode="json") for a in p.actual_kpis],
+            "lessons_learned": p.lessons_learned, "completed_at": p.completed_at and p.completed_at.isoformat()}
+
+
+def _pilot_of(j: dict | None) -> Pilot | None:
+    if not j:
+        return None
+    return Pilot(started_at=_dt(j["started_at"]), planned_end=_dt(j.get("planned_end")),
+                 outcome=PilotOutcome(j["outcome"]) if j.get("outcome") else None,
+                 actual_kpis=tuple(KpiActual.model_validate(a) for a in j.get("actual_kpis") or ()),
+                 lessons_learned=j.get("lessons_learned"), completed_at=_dt(j.get("completed_at")))
 
 
 def _row_to_proposal(row) -> Proposal:
@@ -32,6 +95,8 @@ def _row_to_proposal(row) -> Proposal:
         id=row.id, submission=Submission.model_validate(row.submission), status=Status(row.status),
         submitted_at=row.submitted_at, updated_at=row.updated_at, source=row.source,
         screening_failures=tuple(RuleFailure.model_validate(f) for f in row.screening_failures),
+        revision=row.revision or 1, decision=_decision_of(row.decision), pilot=_pilot_of(row.pilot),
+        withdrawn_reason=row.withdrawn_reason,
     )
 
 
@@ -53,16 +118,26 @@ class ProposalRepository:
             submission=p.submission.model_dump(mode="json"),
             screening_failures=[f.model_dump(mode="json") for f in p.screening_failures],
             source=p.source, submitted_at=p.submitted_at, updated_at=p.updated_at,
+            revision=p.revision, decision=_decision_json(p.decision), pilot=pilot_json(p.pilot),
+            withdrawn_reason=p.withdrawn_reason,
         )
 
     def get(self, proposal_id: str) -> Proposal | None:
         row = self.conn.execute(sa.select(proposals).where(proposals.c.id == proposal_id)).first()
         return _row_to_proposal(row) if row else None
 
-    def list(self, status: str | None = None, limit: int = 50, after: str | None = None) -> list[Proposal]:
+    def list(self, status: str | None = None, limit: int = 50, after: str | None = None, focus_area: str | None = None,
+             environment: str | None = None, submitted_from: datetime | None = None,
+             submitted_to: datetime | None = None) -> list[Proposal]:
         query = sa.select(proposals).order_by(proposals.c.submitted_at.desc(), proposals.c.id.desc())
-        if status:
-            query = query.where(proposals.c.status == status)
+        for column, value in ((proposals.c.status, status), (proposals.c.focus_area, focus_area),
+                              (proposals.c.environment, environment)):
+            if value:
+                query = query.where(column == value)
+        if submitted_from:
+            query = query.where(proposals.c.submitted_at >= submitted_from)
+        if submitted_to:
+            query = query.where(proposals.c.submitted_at < submitted_to)
         if after:
             anchor = self.conn.execute(sa.select(proposals.c.submitted_at).where(proposals.c.id == after)).first()
             if anchor:
@@ -76,6 +151,34 @@ class ProposalRepository:
         return {status: n for status, n in rows}
 
 
+class MeasurementRepository:
+    def __init__(self, conn: sa.Connection):
+        self.conn = conn
+
+    def add(self, m: dict) -> None:
+        self.conn.execute(measurements.insert().values(**m))
+
+    def for_proposal(self, proposal_id: str) -> list[dict]:
+        rows = self.conn.execute(sa.select(measurements).where(measurements.c.proposal_id == proposal_id)
+                                 .order_by(measurements.c.measured_at, measurements.c.id))
+        return [dict(r._mapping) for r in rows]
+
+
+class IdempotencyRepository:
+    def __init__(self, conn: sa.Connection):
+        self.conn = conn
+
+    def get(self, principal: str, key: str):
+        return self.conn.execute(sa.select(idempotency_keys).where(
+            idempotency_keys.c.principal == principal, idempotency_keys.c.key == key)).first()
+
+    def add(self, principal: str, key: str, route: str, status: int, body, now: datetime) -> None:
+        self.conn.execute(idempotency_keys.insert().values(
+            principal=principal, key=key, route=route, status=status, body=body, created_at=now))
+
+
 class ProposalsUnitOfWork(UnitOfWork):
     def bind(self, conn):
         self.proposals = ProposalRepository(conn)
+        self.measurements = MeasurementRepository(conn)
+        self.idempotency = IdempotencyRepository(conn)

@@ -19,7 +19,8 @@ def evaluation(module_platform):
 
 def submitted(proposal_id: str, **overrides) -> dict:
     data = {
-        "proposal_id": proposal_id, "title": "Reading buddies at Kera school",
+        # a title of its own: the duplicate rule fails near-identical titles of open proposals
+        "proposal_id": proposal_id, "title": f"Reading buddies {uuid.uuid4().hex}",
         "summary": "Older pupils read with younger ones twice a week, with a tablet app to log progress.",
         "focus_area": "learning", "environment": "school",
         "proposer": {"organisation": "Kera school", "kind": "school"},
@@ -66,7 +67,8 @@ def test_a_redelivered_event_is_screened_once(evaluation, probe):
     marker = str(uuid.uuid4())
     probe.send(evaluation.topic(topics.PROPOSALS), submitted(marker), key=pid)  # same partition, after both
     screening_of(evaluation, probe, marker)
-    same = probe.records(evaluation.topic(topics.EVALUATIONS), lambda r: r.key == pid.encode(), count=1)
+    same = probe.records(evaluation.topic(topics.EVALUATIONS),
+                         lambda r: r.key == pid.encode() and json.loads(r.value)["type"] == SCREENED, count=1)
     assert len(same) == 1
 
 

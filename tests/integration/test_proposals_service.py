@@ -22,7 +22,7 @@ def test_submitted_proposal_is_stored_and_published_without_contact_details(prop
     response = proposals.post("proposals", "/v1/proposals", submission())
     assert response.status_code == 201, response.text
     body = response.json()
-    assert body["status"] == "submitted" and body["id"]
+    assert body["status"] == "screening" and body["id"]  # submitted, and sent to screening at once
 
     [event] = probe.events(proposals.topic(topics.PROPOSALS), SUBMITTED, where=lambda e: e["subject"] == body["id"])
     assert event["data"]["proposal_id"] == body["id"]
@@ -35,8 +35,9 @@ def test_submitted_proposal_is_stored_and_published_without_contact_details(prop
 
 def test_record_key_is_the_proposal_id(proposals, probe):
     proposal_id = proposals.post("proposals", "/v1/proposals", submission()).json()["id"]
-    [record] = probe.records(proposals.topic(topics.PROPOSALS), lambda r: r.key == proposal_id.encode())
-    assert headers_of(record)["content-type"] == "application/cloudevents+json"
+    # proposal.submitted and its status-changed (to screening), both keyed by the proposal id
+    records = probe.records(proposals.topic(topics.PROPOSALS), lambda r: r.key == proposal_id.encode(), count=2)
+    assert all(headers_of(r)["content-type"] == "application/cloudevents+json" for r in records)
 
 
 def test_screening_outcome_moves_the_proposal(proposals, probe):
@@ -51,8 +52,8 @@ def test_screening_outcome_moves_the_proposal(proposals, probe):
     proposal = wait_until(failed, what="status screening_failed")
     assert proposal["screening_failures"] == [{"rule": "budget_cap", "reason": "too much"}]
     [changed] = probe.events(proposals.topic(topics.PROPOSALS), "fi.espoo.kokeilu.proposal.status-changed",
-                             where=lambda e: e["subject"] == proposal_id)
-    assert changed["data"]["to_status"] == "screening_failed"
+                             where=lambda e: e["subject"] == proposal_id and e["data"]["to_status"] == "screening_failed")
+    assert changed["data"]["from_status"] == "screening"
 
 
 @pytest.mark.parametrize("value, reason", [

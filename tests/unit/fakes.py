@@ -8,7 +8,8 @@ leaves without an exception; otherwise it is rolled back.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
@@ -17,6 +18,8 @@ from kokeilu.contracts.catalog import BY_NAME
 from kokeilu.contracts.evaluation import RuleFailure, ScreeningCompleted
 from kokeilu.contracts.results import Result
 from services.catalogue.domain import Entry
+from services.catalogue.search import FACETS, SearchPage, SearchQuery, decode_cursor, encode_cursor
+from services.evaluation.domain import Evaluation
 
 
 @dataclass(frozen=True)
@@ -113,10 +116,20 @@ class FakeProposalRepository:
     def get(self, proposal_id: str):
         return self.rows.get(proposal_id)
 
-    def list(self, status: str | None = None, limit: int = 50, after: str | None = None) -> list:
+    def list(self, status: str | None = None, limit: int = 50, after: str | None = None, focus_area: str | None = None,
+             environment: str | None = None, submitted_from: datetime | None = None,
+             submitted_to: datetime | None = None) -> list:
         ordered = sorted(self.rows.values(), key=lambda p: (p.submitted_at, p.id), reverse=True)
         if status:
             ordered = [p for p in ordered if p.status.value == status]
+        if focus_area:
+            ordered = [p for p in ordered if p.submission.focus_area.value == focus_area]
+        if environment:
+            ordered = [p for p in ordered if p.submission.environment.value == environment]
+        if submitted_from:
+            ordered = [p for p in ordered if p.submitted_at >= submitted_from]
+        if submitted_to:
+            ordered = [p for p in ordered if p.submitted_at < submitted_to]  # exclusive, as documented
         if after and after in self.rows:
             anchor = self.rows[after]
             ordered = [p for p in ordered if (p.submitted_at, p.id) < (anchor.submitted_at, anchor.id)]
@@ -129,12 +142,42 @@ class FakeProposalRepository:
         return counts
 
 
+class FakeMeasurementRepository:
+    def __init__(self):
+        self.rows: dict[str, dict] = {}
+
+    def add(self, m: dict) -> None:
+        if m["id"] in self.rows:
+            raise KeyError(f"duplicate measurement id {m['id']}")
+        self.rows[m["id"]] = dict(m)
+
+    def for_proposal(self, proposal_id: str) -> list[dict]:
+        mine = [dict(m) for m in self.rows.values() if m["proposal_id"] == proposal_id]
+        return sorted(mine, key=lambda m: (m["measured_at"], m["id"]))
+
+
+class FakeIdempotencyRepository:
+    def __init__(self):
+        self.rows: dict[tuple[str, str], SimpleNamespace] = {}
+
+    def get(self, principal: str, key: str):
+        return self.rows.get((principal, key))
+
+    def add(self, principal: str, key: str, route: str, status: int, body, now: datetime) -> None:
+        if (principal, key) in self.rows:
+            raise KeyError(f"duplicate idempotency key {key!r} of {principal}")
+        self.rows[(principal, key)] = SimpleNamespace(principal=principal, key=key, route=route, status=status,
+                                                      body=copy.deepcopy(body), created_at=now)
+
+
 class FakeProposalsUnitOfWork(FakeUnitOfWork):
-    repositories = ("proposals",)
+    repositories = ("proposals", "measurements", "idempotency")
 
     def __init__(self):
         super().__init__()
         self.proposals = FakeProposalRepository()
+        self.measurements = FakeMeasurementRepository()
+        self.idempotency = FakeIdempotencyRepository()
 
 
 # evaluation -------------------------------------------------------------------------------
@@ -142,10 +185,10 @@ class FakeScreeningRepository:
     def __init__(self):
         self.rows: dict[str, dict] = {}
 
-    def add(self, s: ScreeningCompleted, focus_area: str, title: str, submitted_at) -> None:
-        if s.proposal_id in self.rows:
-            raise KeyError(f"duplicate screening for {s.proposal_id}")
-        self.rows[s.proposal_id] = dict(outcome=s, focus_area=focus_area, title=title, submitted_at=submitted_at)
+    def add(self, s: ScreeningCompleted, focus_area: str, title: str, submitted_at, revision: int = 1) -> None:
+        """The latest screening of a proposal (a revision replaces the one before)."""
+        self.rows[s.proposal_id] = dict(outcome=s, focus_area=focus_area, title=title, submitted_at=submitted_at,
+                                        revision=revision)
 
     def get(self, proposal_id: str) -> dict | None:
         row = self.rows.get(proposal_id)
@@ -154,6 +197,7 @@ class FakeScreeningRepository:
         s: ScreeningCompleted = row["outcome"]
         return {
             "proposal_id": s.proposal_id, "title": row["title"], "focus_area": row["focus_area"],
+            "revision": row["revision"],
             "screening": {
                 "passed": s.passed,
                 "failed_rules": [RuleFailure.model_validate(f).model_dump() for f in s.failed_rules],
@@ -163,15 +207,91 @@ class FakeScreeningRepository:
         }
 
 
+class FakeKnownProposalRepository:
+    def __init__(self):
+        self.rows: dict[str, dict] = {}
+
+    def upsert(self, proposal_id: str, title: str, is_open: bool, now: datetime) -> None:
+        self.rows[proposal_id] = dict(title=title, is_open=is_open, updated_at=now)
+
+    def close(self, proposal_id: str, now: datetime) -> None:
+        if proposal_id in self.rows:
+            self.rows[proposal_id].update(is_open=False, updated_at=now)
+
+    def open_titles(self) -> list[tuple[str, str]]:
+        return [(pid, r["title"]) for pid, r in self.rows.items() if r["is_open"]]
+
+
+class FakeEvaluationRepository:
+    def __init__(self):
+        self.rows: dict[tuple[str, int], Evaluation] = {}
+
+    def add(self, e: Evaluation) -> None:
+        if (e.proposal_id, e.revision) in self.rows:
+            raise KeyError(f"duplicate evaluation of {e.proposal_id} revision {e.revision}")
+        self.rows[(e.proposal_id, e.revision)] = e
+
+    def save(self, e: Evaluation) -> None:
+        # the real UPDATE of a row never added changes nothing; a test should not rely on it
+        assert (e.proposal_id, e.revision) in self.rows, f"save() of an evaluation never added: {e.proposal_id}"
+        self.rows[(e.proposal_id, e.revision)] = e
+
+    def current(self, proposal_id: str, for_update: bool = False) -> Evaluation | None:
+        mine = [e for (pid, _), e in self.rows.items() if pid == proposal_id]
+        return max(mine, key=lambda e: e.revision) if mine else None
+
+    def mark_overdue(self, e: Evaluation, now: datetime) -> bool:
+        stored = self.rows.get((e.proposal_id, e.revision))
+        if stored is None or stored.overdue_at is not None:
+            return False
+        self.rows[(e.proposal_id, e.revision)] = replace(stored, overdue_at=now)
+        return True
+
+    def open_ones(self, due_before: datetime | None = None) -> list[Evaluation]:
+        found = [e for e in self.rows.values() if e.status == "open"]
+        if due_before is not None:
+            found = [e for e in found if e.due_at <= due_before and e.overdue_at is None]
+        return sorted(found, key=lambda e: e.opened_at)
+
+    def workload(self) -> dict[str, int]:
+        load: dict[str, int] = {}
+        for e in self.rows.values():
+            if e.status != "open":
+                continue
+            for a in e.assignments:
+                if not a.recused and a.scored_at is None:
+                    load[a.evaluator] = load.get(a.evaluator, 0) + 1
+        return load
+
+    def queue(self, evaluator: str) -> list[Evaluation]:
+        mine = [e for e in self.rows.values() if e.status == "open"
+                and any(a.evaluator == evaluator and not a.recused for a in e.assignments)]
+        return sorted(mine, key=lambda e: e.due_at)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for e in self.rows.values():
+            out[e.status] = out.get(e.status, 0) + 1
+            if e.status == "open" and e.overdue_at is not None:
+                out["open_overdue"] = out.get("open_overdue", 0) + 1
+        return out
+
+
 class FakeEvaluationUnitOfWork(FakeUnitOfWork):
-    repositories = ("screenings",)
+    repositories = ("screenings", "known", "evaluations")
 
     def __init__(self):
         super().__init__()
         self.screenings = FakeScreeningRepository()
+        self.known = FakeKnownProposalRepository()
+        self.evaluations = FakeEvaluationRepository()
 
 
 # catalogue --------------------------------------------------------------------------------
+def _words(text: str | None) -> set[str]:
+    return set(re.findall(r"\w+", (text or "").casefold()))
+
+
 class FakeEntryRepository:
     def __init__(self):
         self.rows: dict = {}
@@ -182,13 +302,51 @@ class FakeEntryRepository:
     def save(self, e) -> None:
         self.rows[e.proposal_id] = e
 
+    def _newest_first(self) -> list[Result]:
+        return sorted((e.result for e in self.rows.values() if e.result is not None),
+                      key=lambda r: (r.published_at, r.result_id), reverse=True)
+
     def published(self, limit: int, after: str | None) -> list[Result]:
-        done = sorted((e for e in self.rows.values() if e.result is not None),
-                      key=lambda e: (e.result.published_at, e.proposal_id), reverse=True)
+        done = self._newest_first()
         if after and after in self.rows and self.rows[after].result is not None:
-            anchor = self.rows[after]
-            done = [e for e in done if (e.result.published_at, e.proposal_id) < (anchor.result.published_at, after)]
-        return [e.result for e in done[:limit]]
+            anchor = self.rows[after].result
+            done = [r for r in done if (r.published_at, r.result_id) < (anchor.published_at, after)]
+        return done[:limit]
+
+    def search(self, query: SearchQuery) -> SearchPage:
+        """The filters, facets and orders of the real search; full text as "every word of `q` is a
+        word of the title, summary or lessons"; the cursor is an offset (it is opaque to callers)."""
+        found = self._newest_first()
+        for name in ("focus_area", "environment", "outcome", "status"):
+            wanted = {v.value for v in getattr(query, name)}
+            if wanted:
+                found = [r for r in found if getattr(r, name) is not None and getattr(r, name).value in wanted]
+        if query.year:
+            found = [r for r in found if r.published_at.year in set(query.year)]
+        if query.q:
+            terms = _words(query.q)
+            found = [r for r in found if terms <= (_words(r.title) | _words(r.summary) | _words(r.lessons_learned))]
+        facets: dict[str, dict[str, int]] = {}
+        for name in FACETS:
+            counts: dict[str, int] = {}
+            for r in found:
+                value = r.published_at.year if name == "year" else getattr(r, name)
+                if value is not None:
+                    key = str(getattr(value, "value", value))
+                    counts[key] = counts.get(key, 0) + 1
+            facets[name] = dict(sorted(counts.items()))
+        if query.order == "title":
+            found.sort(key=lambda r: (r.title, r.result_id))
+        offset = int(decode_cursor(query.cursor).get("o", 0)) if query.cursor else 0
+        page = found[offset:offset + query.limit]
+        more = offset + query.limit < len(found)
+        return SearchPage(page, len(found), facets, encode_cursor({"o": offset + len(page)}) if more else None)
+
+    def all_results(self) -> list[Result]:
+        return self._newest_first()
+
+    def count_entries(self) -> int:
+        return len(self.rows)
 
     def count_published(self) -> int:
         return sum(1 for e in self.rows.values() if e.result is not None)
@@ -207,12 +365,19 @@ class FakeSubscriptionRepository:
     def __init__(self):
         self.rows: dict = {}          # id -> Subscription, in creation order
         self.deleted: dict = {}       # id -> deleted_at
-        self.areas: dict[str, str] = {}
+        self.proposals: dict[str, dict] = {}  # proposal id -> what notifications knows of it
 
     def add(self, s) -> None:
         if s.id in self.rows:
             raise KeyError(f"duplicate subscription id {s.id}")
         self.rows[s.id] = s
+
+    def get(self, subscription_id: str):
+        return None if subscription_id in self.deleted else self.rows.get(subscription_id)
+
+    def update(self, s) -> None:
+        if s.id in self.rows:
+            self.rows[s.id] = s
 
     def active(self) -> list:
         return sorted((s for s in self.rows.values() if s.id not in self.deleted), key=lambda s: s.created_at)
@@ -224,10 +389,25 @@ class FakeSubscriptionRepository:
         return True
 
     def remember_focus_area(self, proposal_id: str, focus_area: str) -> None:
-        self.areas.setdefault(proposal_id, focus_area)
+        if self.focus_area_of(proposal_id) is None:
+            self.proposals[proposal_id] = dict(proposal_id=proposal_id, focus_area=focus_area, environment=None,
+                                               language=None, title=None, contact_email=None)
+
+    def remember_proposal(self, proposal_id: str, focus_area: str, environment: str, language: str, title: str,
+                          contact_email: str | None) -> None:
+        """The latest facts of a proposal; a revision (which has no address) keeps the address known."""
+        row = self.proposals.setdefault(proposal_id, dict(proposal_id=proposal_id, contact_email=None))
+        row.update(focus_area=focus_area, environment=environment, language=language, title=title)
+        if contact_email:
+            row["contact_email"] = contact_email
+
+    def proposal(self, proposal_id: str | None) -> dict | None:
+        row = self.proposals.get(proposal_id) if proposal_id else None
+        return dict(row) if row else None
 
     def focus_area_of(self, proposal_id: str | None) -> str | None:
-        return self.areas.get(proposal_id) if proposal_id else None
+        row = self.proposals.get(proposal_id) if proposal_id else None
+        return row["focus_area"] if row else None
 
 
 @dataclass
@@ -242,6 +422,10 @@ class FakeDelivery:
     next_attempt_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    kind: str = "event"
+    channel: str | None = None
+    recipient: str | None = None
+    language: str | None = None
     locked_until: datetime | None = None
     last_status_code: int | None = None
     last_error: str | None = None
@@ -253,13 +437,18 @@ class FakeDeliveryRepository:
         self.subscriptions = subscriptions
         self.rows: dict[str, FakeDelivery] = {}
 
-    def add(self, delivery_id, subscription_id, event_id, event_type, payload: bytes, now) -> None:
+    def add(self, delivery_id, subscription_id, event_id, event_type, payload: bytes, now, kind: str = "event",
+            channel: str | None = None, recipient: str | None = None, language: str | None = None) -> None:
         if delivery_id in self.rows:
             raise KeyError(f"duplicate delivery id {delivery_id}")
         if any(d.subscription_id == subscription_id and d.event_id == event_id for d in self.rows.values()):
             raise KeyError(f"a delivery of {event_id} to {subscription_id} exists")  # uq_delivery_per_event
         self.rows[delivery_id] = FakeDelivery(delivery_id, subscription_id, event_id, event_type, payload,
-                                              "pending", 0, now, now, now)
+                                              "pending", 0, now, now, now, kind, channel, recipient, language)
+
+    def _channel(self, d: FakeDelivery) -> str | None:
+        sub = self.subscriptions.rows.get(d.subscription_id)
+        return d.channel or (sub.channel if sub else None)
 
     def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list:
         due = sorted((d for d in self.rows.values()
@@ -269,10 +458,13 @@ class FakeDeliveryRepository:
         out = []
         for d in due:
             d.locked_until = now + lease
-            sub = self.subscriptions.rows[d.subscription_id]
-            out.append(SimpleNamespace(id=d.id, attempts=d.attempts, payload=d.payload, event_id=d.event_id,
-                                       event_type=d.event_type, subscription_id=d.subscription_id,
-                                       url=sub.url, channel=sub.channel))
+            sub = self.subscriptions.rows.get(d.subscription_id)  # none for a proposer's e-mail
+            out.append(SimpleNamespace(
+                id=d.id, attempts=d.attempts, payload=d.payload, event_id=d.event_id, event_type=d.event_type,
+                subscription_id=d.subscription_id, kind=d.kind, language=d.language, channel=self._channel(d),
+                url=d.recipient or (sub.email if sub else None) or (sub.url if sub else None),
+                secret=sub.secret if sub else None, subscriber=sub.subscriber if sub else None,
+                subscription_language=sub.language if sub else None))
         return out
 
     def record_attempt(self, delivery_id, attempt, at, status_code, latency, error, status, next_attempt_at) -> None:
@@ -282,27 +474,77 @@ class FakeDeliveryRepository:
         d.attempts, d.status, d.next_attempt_at, d.locked_until = attempt, status.value, next_attempt_at, None
         d.last_status_code, d.last_error, d.updated_at = status_code, error, at
 
-    def list(self, subscription_id: str | None, status: str | None, limit: int) -> list[dict]:
-        rows = sorted(self.rows.values(), key=lambda d: d.created_at, reverse=True)
+    def list(self, subscription_id: str | None, status: str | None, limit: int, channel: str | None = None,
+             event_type: str | None = None, kind: str | None = None) -> list[dict]:
+        rows = sorted(self.rows.values(), key=lambda d: d.id)
+        rows = sorted(rows, key=lambda d: d.created_at, reverse=True)
         if subscription_id:
             rows = [d for d in rows if d.subscription_id == subscription_id]
+        if status == "dead_lettered":  # every delivery that failed for good waits in the dead-letter list
+            status = "failed"
         if status:
             rows = [d for d in rows if d.status == status]
+        if channel:
+            rows = [d for d in rows if self._channel(d) == channel]
+        if event_type:
+            rows = [d for d in rows if d.event_type == event_type]
+        if kind:
+            rows = [d for d in rows if d.kind == kind]
         return [{
             "id": d.id, "subscription_id": d.subscription_id, "event_id": d.event_id, "event_type": d.event_type,
-            "status": d.status, "attempts": list(d.tries),
+            "status": d.status, "dead_lettered": d.status == "failed", "channel": self._channel(d), "kind": d.kind,
+            "attempts": list(d.tries),
             "next_attempt_at": d.next_attempt_at.isoformat() if d.next_attempt_at and d.status == "pending" else None,
             "created_at": d.created_at.isoformat(), "updated_at": d.updated_at.isoformat(),
         } for d in rows[:limit]]
 
 
+class FakeDigestRepository:
+    def __init__(self, subscriptions: FakeSubscriptionRepository):
+        self.subscriptions = subscriptions
+        self.items: dict[int, dict] = {}
+        self.runs: dict[datetime, dict] = {}
+
+    def add_item(self, subscription_id: str, event_id: str, event_type: str, payload: bytes, now: datetime) -> None:
+        if any(i["subscription_id"] == subscription_id and i["event_id"] == event_id for i in self.items.values()):
+            raise KeyError(f"{event_id} is queued for {subscription_id} already")  # uq_digest_item_per_event
+        item_id = max(self.items, default=0) + 1
+        self.items[item_id] = dict(id=item_id, subscription_id=subscription_id, event_id=event_id,
+                                   event_type=event_type, payload=payload, created_at=now, digest_id=None)
+
+    def claim_window(self, end: datetime, now: datetime) -> bool:
+        if end in self.runs:
+            return False
+        self.runs[end] = dict(ran_at=now, items=0, digests=0)
+        return True
+
+    def pending(self, before: datetime) -> list:
+        out = []
+        for i in sorted(self.items.values(), key=lambda i: (i["created_at"], i["id"])):
+            sub = self.subscriptions.get(i["subscription_id"])
+            if i["digest_id"] is None and i["created_at"] < before and sub is not None:
+                out.append(SimpleNamespace(id=i["id"], subscription_id=i["subscription_id"], event_id=i["event_id"],
+                                           event_type=i["event_type"], payload=i["payload"],
+                                           subscriber=sub.subscriber, email=sub.email, language=sub.language))
+        return out
+
+    def mark(self, item_ids: list[int], digest_id: str) -> None:
+        for item_id in item_ids:
+            self.items[item_id]["digest_id"] = digest_id
+
+    def record_run(self, end: datetime, items: int, digests: int) -> None:
+        if end in self.runs:
+            self.runs[end].update(items=items, digests=digests)
+
+
 class FakeNotificationsUnitOfWork(FakeUnitOfWork):
-    repositories = ("subscriptions", "deliveries")
+    repositories = ("subscriptions", "deliveries", "digests")
 
     def __init__(self):
         super().__init__()
         self.subscriptions = FakeSubscriptionRepository()
         self.deliveries = FakeDeliveryRepository(self.subscriptions)
+        self.digests = FakeDigestRepository(self.subscriptions)
 
 
 # collaborators ----------------------------------------------------------------------------

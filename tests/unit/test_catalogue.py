@@ -195,3 +195,40 @@ def test_a_published_result_never_contains_contact_details_or_a_residents_name(s
         assert not any(organisation in s for s in strings)
     else:
         assert wire["data"]["organisation"] == organisation
+
+
+# the fake's search answers as the real store's does ------------------------------------------
+@pytest.fixture
+def real_uow(tmp_path):
+    from services.catalogue.store import CatalogueUnitOfWork
+    from tests.unit.workflow.support import database
+    db = database(tmp_path, "catalogue")
+    yield lambda: CatalogueUnitOfWork(db)
+    db.dispose()
+
+
+@pytest.mark.parametrize("query", [
+    {}, {"focus_area": "learning"}, {"environment": "kera,school"}, {"q": "shuttle"}, {"q": "reading buddies"},
+    {"sort": "title"}, {"status": "in_evaluation", "limit": 1}, {"year": "2025"}, {"q": "nothing-matches-this"},
+], ids=lambda q: json.dumps(q))
+def test_the_fake_search_answers_as_the_real_one(uow, real_uow, query):
+    from services.catalogue.search import SearchQuery
+    bodies = [dict(title="Autonomous shuttle feeder for Kera station", focus_area="smart_mobility", environment="kera"),
+              dict(title="Reading buddies at Kera school", focus_area="learning", environment="school",
+                   summary="Older pupils read with younger ones twice a week, logging progress."),
+              dict(title="Bike lanes on the Waterfront Walkway", focus_area="sustainable_development",
+                   environment="waterfront_walkway")]
+    for n, body in enumerate(bodies):
+        data = a_proposal_submitted(f"7f0c6d9e-0000-4000-8000-00000000000{n}", **body)
+        for event in (proposal_event(data), screening_event(data.proposal_id)):
+            event = event.model_copy(update={"time": WHEN + timedelta(minutes=n)})
+            deliver(uow, event)
+            deliver(real_uow(), event)
+    q = SearchQuery.model_validate(query)
+    fake, real = handlers.search_results(q, uow), handlers.search_results(q, real_uow())
+    fake_ids, real_ids = [r.result_id for r in fake.items], [r.result_id for r in real.items]
+    if q.order == "relevance":  # ranking is the database's own (bm25 or ts_rank): compare what was found
+        fake_ids, real_ids = sorted(fake_ids), sorted(real_ids)
+    assert fake_ids == real_ids
+    assert (fake.total, fake.facets) == (real.total, real.facets)
+    assert (fake.next_cursor is None) == (real.next_cursor is None)

@@ -230,6 +230,8 @@ EXAMPLES: dict[str, dict] = {
     TYPE_PREFIX + "proposal.status-changed": {"proposal_id": PID, "from_status": "submitted",
                                               "to_status": "screening_failed", "reason": "budget_cap: over the cap",
                                               "changed_at": WHEN},
+    TYPE_PREFIX + "proposal.contact-recorded": {"proposal_id": PID, "contact_email": "pilot@example.com",
+                                                "language": "fi", "recorded_at": "2025-03-01T09:30:00+00:00"},
     TYPE_PREFIX + "proposal.intake-rejected": {"intake_source": "espoo/e-services", "intake_id": "42",
                                                "intake_type": TYPE_PREFIX + "intake.proposal",
                                                "reason": "budget_eur: must be >= 0", "rejected_at": WHEN},
@@ -301,6 +303,26 @@ def test_the_checked_in_result_schema_has_no_contact_details():
     text = json.dumps(schema_of(types.RESULT_PUBLISHED))
     assert "email" not in text.lower()
     assert "contact_email" not in json.dumps(schema_of(types.PROPOSAL_SUBMITTED))
+
+
+def test_only_the_intake_command_and_the_internal_contact_event_may_carry_an_email_address():
+    # Everything else (proposal.submitted/revised, every result and delivery event) is free of it.
+    carrying = {t.name for t in EVENT_TYPES if "email" in json.dumps(schema_of(t)).lower()}
+    assert carrying == {types.INTAKE_PROPOSAL.name, types.PROPOSAL_CONTACT_RECORDED.name}
+
+
+def test_the_contact_event_is_internal_to_the_proposals_topic():
+    assert types.PROPOSAL_CONTACT_RECORDED.topic == topics.PROPOSALS
+    assert all("email" not in json.dumps(schema_of(t)).lower() for t in EVENT_TYPES if t.topic == topics.RESULTS)
+
+
+def test_a_contact_event_with_a_malformed_address_is_refused():
+    body = {**EXAMPLES[types.PROPOSAL_CONTACT_RECORDED.name], "contact_email": "not an address"}
+    event = new_event(types.INTAKE_PROPOSAL.name, a_submission(), source="x", subject="s")
+    event = event.model_copy(update={"type": types.PROPOSAL_CONTACT_RECORDED.name, "data": body})
+    with pytest.raises(InvalidEvent) as caught:
+        decode(event, topics.PROPOSALS)
+    assert "contact_email" in caught.value.reason
 
 
 def test_example_times_are_rfc3339_with_an_offset():

@@ -12,10 +12,10 @@ from pydantic import ValidationError
 
 from kokeilu.contracts import catalog as types
 from kokeilu.contracts import decode, topics
-from kokeilu.contracts.proposals import FocusArea
+from kokeilu.contracts.proposals import FocusArea, ProposalContact, ProposalRevised, ProposalStatusChanged
 from services.notifications import handlers
 from services.notifications.domain import (DeliveryStatus, NewSubscription, RetryPolicy, Subscription,
-                                           SubscriptionFilter)
+                                           SubscriptionFilter, verify_signature)
 
 from tests.unit.examples import WHEN, a_proposal_submitted, a_screening, an_event, redelivery_of
 from tests.unit.fakes import FakeClock, FakeNotificationsUnitOfWork, FakeSender
@@ -102,9 +102,11 @@ def test_a_subscription_to_an_http_url_is_accepted(url):
     assert str(accepted).startswith(url)
 
 
-def test_a_subscription_to_another_channel_is_refused():
-    with pytest.raises(ValidationError):
-        new_subscription(channel="email")
+@pytest.mark.parametrize("channel", ["sms", "carrier_pigeon", ""])
+def test_a_subscription_to_an_unknown_channel_is_refused(channel):
+    with pytest.raises(ValidationError) as caught:
+        new_subscription(channel=channel)
+    assert "channel" in str(caught.value)
 
 
 # retry policy ------------------------------------------------------------------------------
@@ -197,11 +199,88 @@ def test_a_screening_outcome_uses_the_focus_area_remembered_from_its_proposal(uo
     assert mobility.id not in queued(uow)
 
 
-def test_the_first_focus_area_seen_for_a_proposal_is_the_one_remembered(uow):
+def a_revision(proposal, **changes) -> ProposalRevised:
+    body = proposal.model_dump(exclude={"submitted_at"})
+    body.update(revision=2, revised_at=WHEN + timedelta(days=1), **changes)
+    return ProposalRevised.model_validate(body)
+
+
+def test_a_revision_that_moves_the_proposal_to_another_focus_area_moves_its_later_events_too(uow):
+    learning = subscribe(uow, types_=[SCREENED], areas=[FocusArea.learning])
+    mobility = subscribe(uow, types_=[SCREENED], areas=[FocusArea.smart_mobility])
     proposal = a_proposal_submitted(focus_area="learning")
     notify(uow, an_event(types.PROPOSAL_SUBMITTED, proposal))
-    notify(uow, an_event(types.PROPOSAL_SUBMITTED, proposal.model_copy(update={"focus_area": FocusArea.smart_mobility})))
-    assert uow.subscriptions.focus_area_of(proposal.proposal_id) == "learning"
+    notify(uow, an_event(types.PROPOSAL_REVISED, a_revision(proposal, focus_area="smart_mobility")))
+    assert uow.subscriptions.focus_area_of(proposal.proposal_id) == "smart_mobility"
+    notify(uow, an_event(types.SCREENING_COMPLETED, a_screening(proposal.proposal_id)))
+    assert queued(uow) == {mobility.id: [SCREENED]}
+    assert learning.id not in queued(uow)
+
+
+# the proposer's contact (personal data) ------------------------------------------------------
+ADDRESS = "maija.proposer@example.fi"
+
+
+def contact_of(proposal_id: str, language: str = "sv"):
+    data = ProposalContact(proposal_id=proposal_id, contact_email=ADDRESS, language=language, recorded_at=WHEN)
+    return an_event(types.PROPOSAL_CONTACT_RECORDED, data, source="kokeilu/proposals")
+
+
+def status_change(proposal_id: str, from_: str, to: str):
+    data = ProposalStatusChanged(proposal_id=proposal_id, from_status=from_, to_status=to, changed_at=WHEN)
+    return an_event(types.PROPOSAL_STATUS_CHANGED, data, source="kokeilu/proposals")
+
+
+def test_the_contact_event_is_remembered_and_never_forwarded_to_any_subscriber(uow):
+    subscribe(uow)  # everything
+    subscribe(uow, types_=[types.PROPOSAL_CONTACT_RECORDED.name])
+    proposal = a_proposal_submitted(focus_area="learning")
+    assert notify(uow, contact_of(proposal.proposal_id)) == "applied"
+    notify(uow, an_event(types.PROPOSAL_SUBMITTED, proposal))
+    assert all(types.PROPOSAL_CONTACT_RECORDED.name not in kinds for kinds in queued(uow).values())
+    assert not any(ADDRESS.encode() in d.payload for d in uow.deliveries.rows.values())
+    facts = uow.subscriptions.proposal(proposal.proposal_id)
+    assert (facts["contact_email"], facts["language"], facts["focus_area"]) == (ADDRESS, "en", "learning")
+    notify(uow, an_event(types.PROPOSAL_REVISED, a_revision(proposal)))
+    assert uow.subscriptions.proposal(proposal.proposal_id)["contact_email"] == ADDRESS, \
+        "a revision (no address) keeps the known address"
+
+
+def test_the_proposer_is_emailed_about_later_status_changes_but_not_the_step_into_screening(uow, clock):
+    proposal = a_proposal_submitted()
+    pid = proposal.proposal_id
+    notify(uow, contact_of(pid))
+    notify(uow, an_event(types.PROPOSAL_SUBMITTED, proposal))
+    notify(uow, status_change(pid, "submitted", "screening"))
+    assert uow.deliveries.list(None, None, 10, kind="proposer") == []
+    notify(uow, status_change(pid, "screening", "in_evaluation"))
+    [listed] = uow.deliveries.list(None, None, 10, kind="proposer")
+    assert (listed["subscription_id"], listed["channel"]) == (f"proposer:{pid}", "email")
+    assert ADDRESS not in json.dumps(listed), "the delivery log never shows the address"
+    mails, rendered = [], []
+
+    def mail(to, subject, body):
+        mails.append((to, subject, body))
+        return 250, None
+
+    def render(kind, payload, language):
+        rendered.append((kind, payload["event"]["data"]["to_status"], language))
+        return "subject", "body"
+
+    assert handlers.deliver_due(lambda: uow, FakeSender((500, None)), POLICY, mail=mail, render=render) == 1
+    assert [m[0] for m in mails] == [ADDRESS]
+    assert rendered == [("proposer", "in_evaluation", "en")], "in the language of the proposal"
+    [(type_, outcome)] = outcomes(uow)
+    assert (type_, outcome.subscription_id, outcome.channel) == (types.DELIVERY_SUCCEEDED.name, f"proposer:{pid}",
+                                                                  "email")
+    assert ADDRESS not in uow.published[0].to_bytes().decode()
+
+
+def test_without_a_contact_event_no_proposer_email_is_queued(uow):
+    proposal = a_proposal_submitted()
+    notify(uow, an_event(types.PROPOSAL_SUBMITTED, proposal))
+    notify(uow, status_change(proposal.proposal_id, "screening", "in_evaluation"))
+    assert uow.deliveries.rows == {}
 
 
 @pytest.mark.xfail(strict=True, reason="BUG: proposal.submitted and screening.completed come from different topics "
@@ -270,6 +349,10 @@ def test_a_2xx_answer_marks_the_delivery_succeeded_and_says_so(uow, clock):
     assert headers["Idempotency-Key"] == headers["Kokeilu-Delivery-Id"] == delivery_id
     assert headers["Kokeilu-Event-Id"] == event.id
     assert headers["Content-Type"] == "application/cloudevents+json"
+    stamp = int(headers["Kokeilu-Timestamp"])
+    assert headers["Kokeilu-Signature"].startswith(f"t={stamp},v1=")
+    assert verify_signature(sub.secret, headers["Kokeilu-Signature"], body, stamp)
+    assert not verify_signature("another secret", headers["Kokeilu-Signature"], body, stamp)
     [d] = uow.deliveries.list(None, None, 10)
     assert d["status"] == "succeeded"
     assert [(a["attempt"], a["status_code"], a["error"]) for a in d["attempts"]] == [(1, 204, None)]

@@ -1,0 +1,165 @@
+"""Searching the catalogue: full text, filters, facets, sorting and cursor pagination.
+
+Full text runs on SQLite FTS5 (`results_fts`) or on PostgreSQL full-text search
+(`to_tsvector('simple', ...)` with `plainto_tsquery`), chosen by the connection's dialect.
+The cursor is opaque to clients: the sort key of the last item (keyset), or an offset for
+relevance, whose scores are not stable keys.
+"""
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from kokeilu.contracts.proposals import Environment, FocusArea, PilotOutcome
+from kokeilu.contracts.results import Result, ResultStatus
+
+FACETS = ("focus_area", "environment", "status", "outcome", "year")
+
+
+def _split(value):
+    if isinstance(value, str):
+        return [v for v in (p.strip() for p in value.split(",")) if v]
+    return value
+
+
+class SearchQuery(BaseModel):
+    """`GET /v1/results` query: every filter takes one value or a comma-separated list."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    q: str | None = Field(default=None, max_length=200)
+    focus_area: list[FocusArea] = Field(default_factory=list)
+    environment: list[Environment] = Field(default_factory=list)
+    outcome: list[PilotOutcome] = Field(default_factory=list)
+    status: list[ResultStatus] = Field(default_factory=list)
+    year: list[int] = Field(default_factory=list)
+    sort: Literal["newest", "title", "relevance"] | None = None
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: str | None = Field(default=None, max_length=500)
+
+    @field_validator("focus_area", "environment", "outcome", "status", "year", mode="before")
+    @classmethod
+    def _lists(cls, v):
+        return _split(v)
+
+    @field_validator("q")
+    @classmethod
+    def _blank_is_none(cls, v):
+        return v.strip() or None if v else None
+
+    @property
+    def order(self) -> str:
+        if self.sort:
+            return self.sort
+        return "relevance" if self.q else "newest"
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    items: list[Result]
+    total: int
+    facets: dict[str, dict[str, int]]
+    next_cursor: str | None
+
+
+class BadCursor(ValueError):
+    pass
+
+
+def encode_cursor(value: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> dict:
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(value, dict):
+            raise ValueError
+        return value
+    except ValueError:
+        raise BadCursor("not a cursor this API gave out") from None
+
+
+def _fts_terms(q: str) -> str:
+    """The words of `q` as FTS5 phrase tokens: no operator in a user's text is interpreted."""
+    return " ".join('"' + w.replace('"', '""') + '"' for w in q.split())
+
+
+def _text_match(conn, results: sa.Table, q: str):
+    """(where clause, relevance expression; higher is better)."""
+    if conn.dialect.name == "sqlite":
+        hits = (sa.select(sa.literal_column("result_id"), sa.literal_column("bm25(results_fts)").label("score"))
+                .select_from(sa.text("results_fts"))
+                .where(sa.text("results_fts MATCH :terms").bindparams(terms=_fts_terms(q))).subquery())
+        rank = sa.select(-hits.c.score).where(hits.c.result_id == results.c.result_id).scalar_subquery()
+        return results.c.result_id.in_(sa.select(hits.c.result_id)), rank
+    # The same expression as the GIN index of migration 0002, so that the index serves it.
+    document = sa.literal_column("to_tsvector('simple', results.title || ' ' || results.summary || ' ' || "
+                                 "coalesce(results.lessons, ''))")
+    tsquery = sa.func.plainto_tsquery("simple", q)
+    return document.op("@@")(tsquery), sa.func.ts_rank(document, tsquery)
+
+
+def search(conn: sa.Connection, results: sa.Table, query: SearchQuery) -> SearchPage:
+    where = []
+    for name in ("focus_area", "environment", "outcome", "status"):
+        values = getattr(query, name)
+        if values:
+            where.append(results.c[name].in_([v.value for v in values]))
+    if query.year:
+        where.append(results.c.year.in_(query.year))
+    rank = None
+    if query.q:
+        match, rank = _text_match(conn, results, query.q)
+        where.append(match)
+
+    total = conn.execute(sa.select(sa.func.count()).select_from(results).where(*where)).scalar_one()
+    facets = {}
+    for name in FACETS:
+        column = results.c[name]
+        rows = conn.execute(sa.select(column, sa.func.count()).where(*where, column.is_not(None))
+                            .group_by(column).order_by(column))
+        facets[name] = {str(value): count for value, count in rows}
+
+    order = query.order if (query.order != "relevance" or rank is not None) else "newest"
+    cursor = decode_cursor(query.cursor) if query.cursor else None
+    select = sa.select(results.c.document, results.c.result_id, results.c.title, results.c.published_at).where(*where)
+    offset = 0
+    if order == "newest":
+        select = select.order_by(results.c.published_at.desc(), results.c.result_id.desc())
+        if cursor:
+            at, rid = _cursor_fields(cursor, "p", "id")
+            at = datetime.fromisoformat(at)
+            select = select.where(sa.or_(results.c.published_at < at,
+                                         sa.and_(results.c.published_at == at, results.c.result_id < rid)))
+    elif order == "title":
+        select = select.order_by(results.c.title, results.c.result_id)
+        if cursor:
+            title, rid = _cursor_fields(cursor, "t", "id")
+            select = select.where(sa.or_(results.c.title > title,
+                                         sa.and_(results.c.title == title, results.c.result_id > rid)))
+    else:
+        select = select.order_by(rank.desc(), results.c.published_at.desc(), results.c.result_id.desc())
+        offset = int(_cursor_fields(cursor, "o")[0]) if cursor else 0
+        select = select.offset(offset)
+    rows = list(conn.execute(select.limit(query.limit + 1)))
+    more, rows = len(rows) > query.limit, rows[:query.limit]
+    next_cursor = None
+    if more and rows:
+        last = rows[-1]
+        next_cursor = encode_cursor({"newest": {"p": last.published_at.isoformat(), "id": last.result_id},
+                                     "title": {"t": last.title, "id": last.result_id},
+                                     "relevance": {"o": offset + len(rows)}}[order])
+    return SearchPage([Result.model_validate(r.document) for r in rows], total, facets, next_cursor)
+
+
+def _cursor_fields(cursor: dict, *names: str) -> list:
+    if any(n not in cursor for n in names):
+        raise BadCursor("this cursor belongs to another sort order")
+    return [cursor[n] for n in names]

@@ -1,0 +1,67 @@
+"""Helpers of the workflow unit tests: the services' real stores on a SQLite file of the test's
+own (migrated by Alembic), and readers of what a unit of work recorded in the outbox."""
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from kokeilu.contracts import CloudEvent, new_event
+from kokeilu.contracts.catalog import BY_NAME
+from kokeilu.contracts.proposals import Submission
+from kokeilu.store import INBOX, OUTBOX, Database
+
+ROOT = Path(__file__).resolve().parents[3]
+WHEN = datetime(2026, 11, 28, 10, 0, tzinfo=timezone.utc)
+
+
+def database(tmp_path: Path, service: str) -> Database:
+    db = Database(f"sqlite:///{tmp_path / service}.db", ROOT / "services" / service / "migrations")
+    db.migrate()
+    return db
+
+
+def outbox(db: Database, type_: str | None = None) -> list[CloudEvent]:
+    with db.transaction() as conn:
+        rows = list(conn.execute(sa.select(OUTBOX).order_by(OUTBOX.c.id)))
+    events = [CloudEvent.model_validate(json.loads(r.value)) for r in rows if r.event_type != "deadletter"]
+    return [e for e in events if type_ is None or e.type == type_ or e.type.endswith("." + type_)]
+
+
+def inbox_size(db: Database) -> int:
+    with db.transaction() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(INBOX)).scalar_one()
+
+
+def submission(**overrides) -> Submission:
+    body = {
+        "title": "Autonomous shuttle feeder for Kera station",
+        "summary": "A six-month shuttle pilot between Kera station and the new housing blocks.",
+        "focus_area": "smart_mobility", "environment": "kera",
+        "proposer": {"organisation": "Example Mobility Oy", "kind": "company", "contact_email": "pilot@example.com"},
+        "hypothesis": "A feeder shuttle raises rail use among new residents.",
+        "kpis": [{"name": "daily riders", "unit": "riders/day", "baseline": 0, "target": 200}],
+        "budget_eur": 45000, "duration_weeks": 26, "partners": ["Kera school"], "language": "en",
+    }
+    body.update(overrides)
+    return Submission.model_validate(body)
+
+
+def event(type_short: str, data, source: str = "tests", event_id: str | None = None,
+          subject: str | None = None) -> CloudEvent:
+    t = BY_NAME["fi.espoo.kokeilu." + type_short]
+    e = new_event(t.name, data, source=source, subject=subject or getattr(data, "proposal_id", None) or "x",
+                  dataschema=t.dataschema)
+    return e.model_copy(update={"id": event_id}) if event_id else e
+
+
+def redelivery(e: CloudEvent) -> CloudEvent:
+    """The same event again (same source and id), as a fresh object."""
+    return CloudEvent.model_validate(json.loads(e.to_bytes()))
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
