@@ -211,7 +211,9 @@ def test_alerts_watch_every_signal_operations_relies_on(alert_rules):
         "kokeilu_consumer_lag",
         "kokeilu_http_requests_total",
         "kokeilu_ready",
-        "kokeilu_deliveries_total",
+        "kokeilu_deliveries_dead_lettered_total",
+        "kokeilu_evaluations_overdue_total",
+        "kokeilu_intake_total",
         "up{",
     ):
         assert metric in expressions, f"no alert on {metric}"
@@ -226,8 +228,12 @@ def test_alerts_watch_every_signal_operations_relies_on(alert_rules):
 def test_every_alert_has_a_runbook_section_in_the_operations_guide(alert_rules):
     guide = (ROOT / "docs" / "operations.md").read_text()
     headings = set(re.findall(r"^#+\s+(\S+)", guide, flags=re.MULTILINE))
+    anchors = {heading.lower() for heading in headings}  # how Markdown renderers name the anchor
     for rule in alert_rules:
         assert rule["alert"] in headings, f"docs/operations.md has no section for {rule['alert']}"
+        path, _, anchor = rule["annotations"]["runbook"].partition("#")
+        assert path == "docs/operations.md", rule["alert"]
+        assert anchor == rule["alert"].lower() and anchor in anchors, f"{rule['alert']}: runbook anchor #{anchor}"
 
 
 # --- Grafana -------------------------------------------------------------------------------
@@ -275,8 +281,33 @@ def test_dashboard_shows_every_figure_operations_watches(dashboard):
         "kokeilu_proposals",
         "kokeilu_results_total",
         "kokeilu_deliveries_total",
+        "kokeilu_proposal_transitions_total",
+        "kokeilu_proposal_time_to_decision_seconds_bucket",
+        "kokeilu_intake_total",
+        "kokeilu_evaluations{",
+        "kokeilu_evaluator_load",
+        "kokeilu_evaluation_stage_seconds_bucket",
+        "kokeilu_evaluation_decisions_total",
+        "kokeilu_catalogue_results",
+        "kokeilu_delivery_latency_seconds_bucket",
+        "kokeilu_delivery_retries_total",
+        "kokeilu_deliveries_dead_lettered_total",
+        "kokeilu_digest_size_events_bucket",
     ):
         assert metric in expressions, f"no panel shows {metric}"
+
+
+def test_dashboard_rows_and_panels_do_not_overlap(dashboard):
+    rows = [p["title"] for p in dashboard["panels"] if p["type"] == "row"]
+    assert {"Experiment workflow", "Results and notifications"} <= set(rows)
+    taken: dict[tuple[int, int], str] = {}
+    for panel in dashboard["panels"]:
+        grid = panel["gridPos"]
+        assert grid["x"] >= 0 and grid["w"] > 0 and grid["x"] + grid["w"] <= 24, panel["title"]
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                assert (x, y) not in taken, f"{panel['title']} overlaps {taken[(x, y)]}"
+                taken[(x, y)] = panel["title"]
 
 
 # --- Dockerfile ----------------------------------------------------------------------------

@@ -21,6 +21,8 @@ class ScreeningCompleted(Frozen):
     passed: bool
     failed_rules: list[RuleFailure] = Field(default_factory=list)
     screened_at: datetime
+    # Lets a consumer filter by area without having seen proposal.submitted first (another topic).
+    focus_area: str | None = None
 
 
 class Decision(str, Enum):
@@ -54,6 +56,7 @@ class EvaluationDecided(Frozen):
     disagreement: bool = False
     external_funding_recommended: bool = False
     decided_at: datetime
+    focus_area: str | None = None
 
 
 class EvaluationOverdue(Frozen):

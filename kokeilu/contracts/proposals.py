@@ -105,8 +105,8 @@ class Submission(Frozen):
     school_name: str | None = Field(default=None, max_length=200, description="The named school, when environment is school.")
 
 
-class ProposalSubmitted(Frozen):
-    """`fi.espoo.kokeilu.proposal.submitted`: a proposal entered the programme."""
+class ProposalContent(Frozen):
+    """What other services know of a proposal's content: the submission without contact details."""
 
     proposal_id: str
     title: str
@@ -121,30 +121,21 @@ class ProposalSubmitted(Frozen):
     partners: list[str] = Field(default_factory=list)
     external_funding_sought: bool = False
     language: Language
-    submitted_at: datetime
-    revision: int = 1
     school_name: str | None = None
 
 
-class ProposalRevised(Frozen):
+class ProposalSubmitted(ProposalContent):
+    """`fi.espoo.kokeilu.proposal.submitted`: a proposal entered the programme."""
+
+    submitted_at: datetime
+    revision: int = 1
+
+
+class ProposalRevised(ProposalContent):
     """`fi.espoo.kokeilu.proposal.revised`: a new revision of a proposal; it goes back to screening.
     Carries the whole revised content (as proposal.submitted does), never contact details."""
 
-    proposal_id: str
     revision: int
-    title: str
-    summary: str
-    focus_area: FocusArea
-    environment: Environment
-    proposer: PublicProposer
-    hypothesis: str | None = None
-    kpis: list[Kpi] = Field(default_factory=list)
-    budget_eur: float
-    duration_weeks: int
-    partners: list[str] = Field(default_factory=list)
-    external_funding_sought: bool = False
-    language: Language
-    school_name: str | None = None
     revised_at: datetime
 
 

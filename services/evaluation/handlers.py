@@ -49,7 +49,8 @@ def _screen_and_open(event: CloudEvent, proposal: ProposalSubmitted, uow, policy
         if not uow.first_time(CONSUMER, event):
             return "duplicate"
         failures = screen(proposal, policy, uow.known.open_titles())
-        outcome = ScreeningCompleted(proposal_id=pid, passed=not failures, failed_rules=failures, screened_at=now)
+        outcome = ScreeningCompleted(proposal_id=pid, passed=not failures, failed_rules=failures, screened_at=now,
+                                     focus_area=proposal.focus_area.value)
         uow.screenings.add(outcome, proposal.focus_area.value, proposal.title, proposal.submitted_at, proposal.revision)
         uow.known.upsert(pid, proposal.title, not failures, now)
         _emit(uow, types.SCREENING_COMPLETED, outcome, pid, event)
@@ -105,7 +106,7 @@ def _conclude_if_quorum(uow, evaluation: Evaluation, wf: Workflow, now: datetime
         proposal_id=decided.proposal_id, decision=o.decision, weighted_score=o.weighted_score,
         threshold=wf.rubric.approve_at, criterion_averages=o.criterion_averages, rationale=o.rationale,
         disagreement=o.disagreement, external_funding_recommended=o.external_funding_recommended,
-        decided_at=now), decided.proposal_id)
+        decided_at=now, focus_area=decided.focus_area), decided.proposal_id)
     uow.known.upsert(decided.proposal_id, decided.title, o.decision.value != "rejected", now)
     return decided
 

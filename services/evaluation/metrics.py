@@ -12,6 +12,7 @@ evaluations = Gauge("kokeilu_evaluations", "Evaluations by status (open, decided
                     ["service", "status"], registry=_registry)
 overdue = Counter("kokeilu_evaluations_overdue", "Evaluations that went past their SLA (each counted once).",
                   ["service"], registry=_registry)
+overdue.labels(service="evaluation")  # exported as 0 from the start, so increase() alerts see the first one
 evaluator_load = Gauge("kokeilu_evaluator_load", "Open, unscored assignments per panel evaluator, read at scrape.",
                        ["service", "evaluator"], registry=_registry)
 stage_seconds = Histogram(

@@ -87,12 +87,17 @@ def _email_payload(event: CloudEvent, facts: dict | None) -> bytes:
     return json.dumps({"event": json.loads(event.to_bytes()), "proposal": proposal}).encode()
 
 
+def _plain(value):
+    return getattr(value, "value", value)
+
+
 def on_event(event: CloudEvent, data, uow) -> str:
     """Queue `event` for every active subscription whose filter matches (now, or for its digest),
     and for the proposer when it is a status change of their own proposal."""
     proposal_id = getattr(data, "proposal_id", None)
-    focus_area = getattr(data, "focus_area", None)
-    environment = getattr(data, "environment", None)
+    # Enums on proposal and result events, plain strings on evaluation events.
+    focus_area = _plain(getattr(data, "focus_area", None))
+    environment = _plain(getattr(data, "environment", None))
     with uow:
         if not uow.first_time(CONSUMER, event):
             return "duplicate"
@@ -103,11 +108,11 @@ def on_event(event: CloudEvent, data, uow) -> str:
         if hasattr(uow.subscriptions, "remember_proposal"):
             _remember(data, uow)
         elif proposal_id and focus_area is not None:  # a store of the first release
-            uow.subscriptions.remember_focus_area(proposal_id, focus_area.value)
+            uow.subscriptions.remember_focus_area(proposal_id, focus_area)
         facts = uow.subscriptions.proposal(proposal_id) if hasattr(uow.subscriptions, "proposal") else None
-        area = focus_area.value if focus_area is not None else (
+        area = focus_area if focus_area is not None else (
             (facts or {}).get("focus_area") or uow.subscriptions.focus_area_of(proposal_id))
-        env = environment.value if environment is not None else (facts or {}).get("environment")
+        env = environment if environment is not None else (facts or {}).get("environment")
         now = utcnow()
         payload = event.to_bytes()
         for sub in uow.subscriptions.active():

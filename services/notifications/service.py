@@ -33,6 +33,8 @@ RETRIES = Counter("kokeilu_delivery_retries", "Delivery attempts that failed and
 DEAD_LETTERED = Counter("kokeilu_deliveries_dead_lettered", "Deliveries given up after their last attempt "
                         "(listed by GET /v1/deliveries?status=dead_lettered).", ["service", "channel"],
                         registry=_registry)
+for _channel in ("webhook", "email"):  # exported as 0 from the start, so increase() alerts see the first one
+    DEAD_LETTERED.labels(service="notifications", channel=_channel)
 DIGEST_SIZE = Histogram("kokeilu_digest_size_events", "Events grouped into one digest e-mail.", ["service"],
                         registry=_registry, buckets=(1, 2, 5, 10, 20, 50, 100, 250, 1000))
 

@@ -46,10 +46,12 @@ def a_proposal_submitted(proposal_id: str | None = None, **overrides) -> Proposa
     return ProposalSubmitted.model_validate(body)
 
 
-def a_screening(proposal_id: str, passed: bool = True, failures: list[RuleFailure] | None = None) -> ScreeningCompleted:
+def a_screening(proposal_id: str, passed: bool = True, failures: list[RuleFailure] | None = None,
+                focus_area: str | None = None) -> ScreeningCompleted:
     if failures is None:
         failures = [] if passed else [RuleFailure(rule="budget_cap", reason="over the cap")]
-    return ScreeningCompleted(proposal_id=proposal_id, passed=passed, failed_rules=failures, screened_at=WHEN)
+    return ScreeningCompleted(proposal_id=proposal_id, passed=passed, failed_rules=failures, screened_at=WHEN,
+                              focus_area=focus_area)
 
 
 def an_event(event_type: types.EventType, data, *, source: str = "test/source", event_id: str | None = None,

@@ -283,13 +283,12 @@ def test_without_a_contact_event_no_proposer_email_is_queued(uow):
     assert uow.deliveries.rows == {}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: proposal.submitted and screening.completed come from different topics "
-                                       "and may be consumed in either order; a screening outcome seen first has no "
-                                       "focus area, so focus-area subscribers silently never hear of it")
 def test_a_screening_outcome_that_arrives_before_its_proposal_still_reaches_a_focus_area_subscriber(uow):
+    # proposal.submitted and screening.completed come from different topics, so either may be
+    # consumed first; the screening carries the focus area itself for that reason.
     learning = subscribe(uow, types_=[SCREENED], areas=[FocusArea.learning])
     proposal = a_proposal_submitted(focus_area="learning")
-    notify(uow, an_event(types.SCREENING_COMPLETED, a_screening(proposal.proposal_id)))
+    notify(uow, an_event(types.SCREENING_COMPLETED, a_screening(proposal.proposal_id, focus_area="learning")))
     notify(uow, an_event(types.PROPOSAL_SUBMITTED, proposal))
     assert queued(uow) == {learning.id: [SCREENED]}
 
@@ -437,3 +436,11 @@ def test_the_delivery_list_shows_every_attempt_of_one_subscription(uow, clock):
     assert handlers.list_deliveries(uow, other.id, None, 10) == []
     assert handlers.list_deliveries(uow, None, "succeeded", 10) == []
     assert json.dumps(listed)  # the API returns it as it is
+
+
+def test_an_evaluation_opened_event_with_a_plain_focus_area_is_matched(uow):
+    learning = subscribe(uow, types_=[types.EVALUATION_OPENED.name], areas=[FocusArea.learning])
+    opened = types.EVALUATION_OPENED.model(proposal_id="p-1", focus_area="learning", evaluators=["eva"],
+                                           opened_at=WHEN, due_at=WHEN)
+    assert notify(uow, an_event(types.EVALUATION_OPENED, opened)) == "applied"
+    assert queued(uow) == {learning.id: [types.EVALUATION_OPENED.name]}

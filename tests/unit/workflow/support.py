@@ -13,6 +13,7 @@ from kokeilu.contracts import CloudEvent, new_event
 from kokeilu.contracts.catalog import BY_NAME
 from kokeilu.contracts.proposals import Submission
 from kokeilu.store import INBOX, OUTBOX, Database
+from tests.support import submission as submission_body
 
 ROOT = Path(__file__).resolve().parents[3]
 WHEN = datetime(2026, 11, 28, 10, 0, tzinfo=timezone.utc)
@@ -37,17 +38,7 @@ def inbox_size(db: Database) -> int:
 
 
 def submission(**overrides) -> Submission:
-    body = {
-        "title": "Autonomous shuttle feeder for Kera station",
-        "summary": "A six-month shuttle pilot between Kera station and the new housing blocks.",
-        "focus_area": "smart_mobility", "environment": "kera",
-        "proposer": {"organisation": "Example Mobility Oy", "kind": "company", "contact_email": "pilot@example.com"},
-        "hypothesis": "A feeder shuttle raises rail use among new residents.",
-        "kpis": [{"name": "daily riders", "unit": "riders/day", "baseline": 0, "target": 200}],
-        "budget_eur": 45000, "duration_weeks": 26, "partners": ["Kera school"], "language": "en",
-    }
-    body.update(overrides)
-    return Submission.model_validate(body)
+    return Submission.model_validate(submission_body(**overrides))
 
 
 def event(type_short: str, data, source: str = "tests", event_id: str | None = None,
