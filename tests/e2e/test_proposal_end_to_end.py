@@ -3,6 +3,7 @@ import pytest
 
 from kokeilu.contracts import topics
 from tests.integration.test_notifications_service import Receiver
+from tests.integration.test_notify_delivery import Mailbox
 from tests.support import submission, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
@@ -10,9 +11,10 @@ pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 PUBLISHED = "fi.espoo.kokeilu.result.published"
 
 
-def test_a_submitted_proposal_reaches_the_catalogue_and_the_subscriber(platform, probe):
-    receiver = Receiver()
+def test_a_submitted_proposal_reaches_the_catalogue_the_subscriber_and_the_proposer(platform, probe):
+    receiver, mailbox = Receiver(), Mailbox()
     try:
+        platform.extra_env.update(KOKEILU_SMTP_HOST="127.0.0.1", KOKEILU_SMTP_PORT=str(mailbox.port))
         platform.start("proposals", "evaluation", "notifications", "catalogue")
         sub = platform.post("notifications", "/v1/subscriptions", {
             "subscriber": "Mobility department", "channel": "webhook", "url": receiver.url,
@@ -37,6 +39,10 @@ def test_a_submitted_proposal_reaches_the_catalogue_and_the_subscriber(platform,
         assert event["type"] == PUBLISHED
         assert "pilot@example.com" not in str(event)
 
+        # The proposer hears about their own proposal without subscribing, in its language.
+        [mail, *_] = wait_until(lambda: mailbox.to("pilot@example.com"), timeout=60, what="the proposer's e-mail")
+        assert submission()["title"] in mail["Subject"]
+
         [published] = probe.events(platform.topic(topics.RESULTS), PUBLISHED, where=lambda e: e["subject"] == pid)
         assert published["correlationid"]  # one correlation id follows the proposal through the services
 
@@ -44,3 +50,4 @@ def test_a_submitted_proposal_reaches_the_catalogue_and_the_subscriber(platform,
         assert codes == {"proposals": 0, "evaluation": 0, "notifications": 0, "catalogue": 0}  # graceful SIGTERM
     finally:
         receiver.close()
+        mailbox.close()
