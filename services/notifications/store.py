@@ -179,6 +179,8 @@ class DeliveryRepository:
                  .outerjoin(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
                  .where(deliveries.c.status == DeliveryStatus.pending.value,
                         deliveries.c.next_attempt_at <= now,
+                        # a deleted subscription gets nothing more (proposer e-mails have no subscription row)
+                        sa.or_(subscriptions.c.id.is_(None), subscriptions.c.deleted_at.is_(None)),
                         sa.or_(deliveries.c.locked_until.is_(None), deliveries.c.locked_until < now))
                  .order_by(deliveries.c.next_attempt_at).limit(limit))
         if not self.is_sqlite:

@@ -128,3 +128,27 @@ def test_timestamps_come_back_timezone_aware(database):
     with database.transaction() as conn:
         created = conn.execute(sa.select(OUTBOX.c.created_at)).scalar_one()
     assert created.tzinfo is not None
+
+
+def test_a_deleted_subscription_gets_no_more_attempts(database_url):
+    from services.notifications import handlers
+    from services.notifications.domain import NewSubscription
+    from services.notifications.store import NotificationsUnitOfWork
+    from kokeilu.contracts import utcnow
+
+    db = Database(database_url, ROOT / "services" / "notifications" / "migrations")
+    db.migrate()
+    uow = lambda: NotificationsUnitOfWork(db)  # noqa: E731
+    kept = handlers.create_subscription(NewSubscription(subscriber="A", channel="webhook", url="http://127.0.0.1/a"), uow())
+    gone = handlers.create_subscription(NewSubscription(subscriber="B", channel="webhook", url="http://127.0.0.1/b"), uow())
+    with uow() as u:
+        for sub in (kept, gone):
+            u.deliveries.add(str(uuid.uuid4()), sub.id, "e-1", "fi.espoo.kokeilu.result.published", b"{}", utcnow())
+        u.commit()
+    assert handlers.delete_subscription(gone.id, uow())
+    from datetime import timedelta
+    with uow() as u:
+        due = u.deliveries.claim_due(utcnow(), 10, timedelta(seconds=60))
+        u.commit()
+    assert [d.subscription_id for d in due] == [kept.id]
+    db.dispose()
