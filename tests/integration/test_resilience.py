@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from kokeilu.contracts import topics
-from tests.support import ROOT, Platform, Probe, free_port, submission, wait_until
+from tests.support import ROOT, Platform, Probe, cloudevent, free_port, submission, wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -47,8 +47,16 @@ def test_proposals_accepted_while_the_broker_is_down_are_published_when_it_retur
         try:
             events = probe.events(platform.topic(topics.PROPOSALS), "fi.espoo.kokeilu.proposal.submitted",
                                   count=3, timeout=90, where=lambda e: e["subject"] in ids)
+            assert sorted(e["subject"] for e in events) == sorted(ids)
+
+            # The consumer came back too: an outcome published now is applied.
+            probe.send(platform.topic(topics.EVALUATIONS), cloudevent(
+                "fi.espoo.kokeilu.screening.completed",
+                {"proposal_id": ids[0], "passed": True, "screened_at": "2026-11-28T10:00:00Z"},
+                subject=ids[0], source="kokeilu/evaluation"), key=ids[0])
+            wait_until(lambda: platform.get("proposals", f"/v1/proposals/{ids[0]}").json()["status"] == "in_evaluation",
+                       timeout=90, what="the consumer to apply an event after the broker returned")
         finally:
             probe.close()
-        assert sorted(e["subject"] for e in events) == sorted(ids)
     finally:
         platform.stop()
