@@ -14,6 +14,7 @@ from kokeilu.contracts.evaluation import Decision
 from kokeilu.contracts.proposals import PilotCompleted, ProposalSubmitted
 from kokeilu.contracts.results import Result, ResultWithdrawn
 from kokeilu.store import UnitOfWork, UtcDateTime, add_messaging_tables
+from kokeilu.store.paging import newest_first_after
 
 from .domain import Entry, Measurement
 from .search import SearchPage, SearchQuery, search
@@ -142,12 +143,7 @@ class EntryRepository:
     def published(self, limit: int, after: str | None) -> list[Result]:
         """Newest first, after the result with id `after` (the first release's paging)."""
         query = (sa.select(results.c.document).order_by(results.c.published_at.desc(), results.c.result_id.desc()))
-        if after:
-            anchor = self.conn.execute(sa.select(results.c.published_at).where(results.c.result_id == after)).first()
-            if anchor:
-                query = query.where(sa.or_(
-                    results.c.published_at < anchor.published_at,
-                    sa.and_(results.c.published_at == anchor.published_at, results.c.result_id < after)))
+        query = newest_first_after(self.conn, query, results.c.published_at, results.c.result_id, after)
         return [Result.model_validate(r.document) for r in self.conn.execute(query.limit(limit))]
 
     def search(self, query: SearchQuery) -> SearchPage:

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from kokeilu.contracts.evaluation import Decision, RuleFailure
 from kokeilu.contracts.proposals import KpiActual, PilotOutcome, Submission
 from kokeilu.store import UnitOfWork, UtcDateTime, add_messaging_tables
+from kokeilu.store.paging import newest_first_after
 
 from .domain import DecisionRecord, Pilot, Proposal, Status
 
@@ -138,12 +139,7 @@ class ProposalRepository:
             query = query.where(proposals.c.submitted_at >= submitted_from)
         if submitted_to:
             query = query.where(proposals.c.submitted_at < submitted_to)
-        if after:
-            anchor = self.conn.execute(sa.select(proposals.c.submitted_at).where(proposals.c.id == after)).first()
-            if anchor:
-                query = query.where(sa.or_(
-                    proposals.c.submitted_at < anchor.submitted_at,
-                    sa.and_(proposals.c.submitted_at == anchor.submitted_at, proposals.c.id < after)))
+        query = newest_first_after(self.conn, query, proposals.c.submitted_at, proposals.c.id, after)
         return [_row_to_proposal(r) for r in self.conn.execute(query.limit(limit))]
 
     def count_by_status(self) -> dict[str, int]:
