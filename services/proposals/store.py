@@ -172,6 +172,18 @@ class IdempotencyRepository:
         self.conn.execute(idempotency_keys.insert().values(
             principal=principal, key=key, route=route, status=status, body=body, created_at=now))
 
+    def complete(self, principal: str, key: str, status: int, body) -> None:
+        self.conn.execute(idempotency_keys.update().where(
+            idempotency_keys.c.principal == principal, idempotency_keys.c.key == key).values(status=status, body=body))
+
+    def retake(self, principal: str, key: str, now: datetime) -> None:
+        self.conn.execute(idempotency_keys.update().where(
+            idempotency_keys.c.principal == principal, idempotency_keys.c.key == key).values(created_at=now))
+
+    def release(self, principal: str, key: str) -> None:
+        self.conn.execute(idempotency_keys.delete().where(
+            idempotency_keys.c.principal == principal, idempotency_keys.c.key == key))
+
 
 class ProposalsUnitOfWork(UnitOfWork):
     def bind(self, conn):

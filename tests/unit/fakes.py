@@ -169,6 +169,16 @@ class FakeIdempotencyRepository:
         self.rows[(principal, key)] = SimpleNamespace(principal=principal, key=key, route=route, status=status,
                                                       body=copy.deepcopy(body), created_at=now)
 
+    def complete(self, principal: str, key: str, status: int, body) -> None:
+        row = self.rows[(principal, key)]
+        row.status, row.body = status, copy.deepcopy(body)
+
+    def retake(self, principal: str, key: str, now: datetime) -> None:
+        self.rows[(principal, key)].created_at = now
+
+    def release(self, principal: str, key: str) -> None:
+        self.rows.pop((principal, key), None)
+
 
 class FakeProposalsUnitOfWork(FakeUnitOfWork):
     repositories = ("proposals", "measurements", "idempotency")
