@@ -241,6 +241,7 @@ def scrape(platform: Platform, service: str) -> dict:
     text = requests.get(platform.url(service, "/metrics"), timeout=10).text
     by_outcome: dict[str, int] = {}
     backlog = None
+    processing = {"sum": 0.0, "count": 0.0}
     for line in text.splitlines():
         match = SAMPLE_LINE.match(line)
         if not match:
@@ -251,7 +252,11 @@ def scrape(platform: Platform, service: str) -> dict:
             by_outcome[outcome] = by_outcome.get(outcome, 0) + int(value)
         elif name == "kokeilu_outbox_backlog":
             backlog = int(value)
-    return {"events_consumed_total": sum(by_outcome.values()), "by_outcome": by_outcome, "outbox_backlog": backlog}
+        elif name in ("kokeilu_event_processing_seconds_sum", "kokeilu_event_processing_seconds_count"):
+            processing[name.rsplit("_", 1)[-1]] += value
+    mean_ms = 1000 * processing["sum"] / processing["count"] if processing["count"] else None
+    return {"events_consumed_total": sum(by_outcome.values()), "by_outcome": by_outcome, "outbox_backlog": backlog,
+            "mean_processing_ms": mean_ms}
 
 
 def scrape_or_error(platform: Platform, service: str) -> dict:
@@ -409,14 +414,15 @@ def print_report(report: dict) -> None:
 
 def print_metrics(metrics: dict) -> None:
     print("\nservices' own view (/metrics at the end)")
-    print(f"  {'service':<12}{'consumed':>10}  {'by outcome':<44}{'outbox backlog':>14}")
+    print(f"  {'service':<12}{'consumed':>10}  {'by outcome':<44}{'outbox backlog':>14}{'ms/record':>11}")
     for service, m in metrics.items():
         if "error" in m:
             print(f"  {service:<12}{'scrape failed: ' + m['error']}")
             continue
         outcomes = ", ".join(f"{k} {v}" for k, v in sorted(m["by_outcome"].items()))
         backlog = "-" if m["outbox_backlog"] is None else m["outbox_backlog"]
-        print(f"  {service:<12}{m['events_consumed_total']:>10}  {outcomes:<44}{backlog:>14}")
+        mean = "-" if m.get("mean_processing_ms") is None else f"{m['mean_processing_ms']:.1f}"
+        print(f"  {service:<12}{m['events_consumed_total']:>10}  {outcomes:<44}{backlog:>14}{mean:>11}")
 
 
 def write_json(report: dict, stamp: str) -> Path:

@@ -85,13 +85,19 @@ def duplicate(p: ProposalSubmitted, policy: ScreeningPolicy, open_proposals: Ite
     """Near-identical title to an open proposal (id, title) other than this one."""
     if policy.duplicate_title_similarity is None:
         return None
-    mine = normalise_title(p.title)
+    threshold = policy.duplicate_title_similarity
+    matcher = SequenceMatcher(None)
+    matcher.set_seq2(normalise_title(p.title))  # difflib caches what it learns about seq2
     best = None
     for other_id, other_title in open_proposals:
         if other_id == p.proposal_id:
             continue
-        ratio = SequenceMatcher(None, mine, normalise_title(other_title)).ratio()
-        if ratio >= policy.duplicate_title_similarity and (best is None or ratio > best[0]):
+        matcher.set_seq1(normalise_title(other_title))
+        # The quick upper bounds skip most titles without the full (quadratic) comparison.
+        if matcher.real_quick_ratio() < threshold or matcher.quick_ratio() < threshold:
+            continue
+        ratio = matcher.ratio()
+        if ratio >= threshold and (best is None or ratio > best[0]):
             best = (ratio, other_id, other_title)
     if best is None:
         return None
