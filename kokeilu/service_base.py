@@ -1,11 +1,15 @@
 """What every Kokeilu service has: health endpoints and /metrics."""
 from __future__ import annotations
 
+import logging
+
 from werkzeug.wrappers import Response
 
 from kokeilu.http import api, json_response
 from kokeilu.metrics import CONTENT_TYPE_LATEST, metrics_for
 from kokeilu.platform import Health
+
+log = logging.getLogger(__name__)
 
 
 class PlatformService:
@@ -29,8 +33,8 @@ class PlatformService:
     def metrics(self, request):
         try:
             self.refresh_metrics()
-        except Exception:  # a store outage must not hide the other metrics; readiness reports it
-            pass
+        except Exception as exc:  # a store outage must not hide the other metrics; readiness reports it
+            log.debug("metrics refresh failed: %s", exc)
         return Response(metrics_for(self.name).latest(), mimetype=CONTENT_TYPE_LATEST)
 
     def refresh_metrics(self) -> None:

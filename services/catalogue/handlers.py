@@ -64,15 +64,6 @@ def apply(event: CloudEvent, data, uow, contact_unit: str) -> str:
     return public or "applied"
 
 
-# The first release's entry points, kept for callers and tests that name them.
-def on_proposal_submitted(event: CloudEvent, data: ProposalSubmitted, uow, contact_unit: str) -> str:
-    return apply(event, data, uow, contact_unit)
-
-
-def on_screening_completed(event: CloudEvent, data: ScreeningCompleted, uow, contact_unit: str) -> str:
-    return apply(event, data, uow, contact_unit)
-
-
 def get_result(proposal_id: str, uow):
     with uow:
         return uow.entries.get(proposal_id).result

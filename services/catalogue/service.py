@@ -67,12 +67,8 @@ class CatalogueService(service_base.PlatformService):
             raise NotFound(f"no result for proposal {proposal_id}", {"proposal_id": "unknown"})
         return result
 
-    @consume(topics.PROPOSALS)
-    def on_proposal_event(self, event, data):
-        return self._counted(handlers.apply(event, data, self.uow(), self.contact_unit))
-
-    @consume(topics.EVALUATIONS)
-    def on_evaluation_event(self, event, data):
+    @consume(topics.PROPOSALS, topics.EVALUATIONS)
+    def on_workflow_event(self, event, data):
         return self._counted(handlers.apply(event, data, self.uow(), self.contact_unit))
 
     @staticmethod

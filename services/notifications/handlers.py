@@ -105,13 +105,9 @@ def on_event(event: CloudEvent, data, uow) -> str:
             _remember(data, uow)
             uow.commit()
             return "applied"  # personal data: remembered, never forwarded to a subscriber
-        if hasattr(uow.subscriptions, "remember_proposal"):
-            _remember(data, uow)
-        elif proposal_id and focus_area is not None:  # a store of the first release
-            uow.subscriptions.remember_focus_area(proposal_id, focus_area)
-        facts = uow.subscriptions.proposal(proposal_id) if hasattr(uow.subscriptions, "proposal") else None
-        area = focus_area if focus_area is not None else (
-            (facts or {}).get("focus_area") or uow.subscriptions.focus_area_of(proposal_id))
+        _remember(data, uow)
+        facts = uow.subscriptions.proposal(proposal_id)
+        area = focus_area if focus_area is not None else (facts or {}).get("focus_area")
         env = environment if environment is not None else (facts or {}).get("environment")
         now = utcnow()
         payload = event.to_bytes()

@@ -126,10 +126,6 @@ class SubscriptionRepository:
         return self.conn.execute(subscriptions.update().where(
             subscriptions.c.id == subscription_id, subscriptions.c.deleted_at.is_(None)).values(deleted_at=now)).rowcount > 0
 
-    def remember_focus_area(self, proposal_id: str, focus_area: str) -> None:
-        if self.focus_area_of(proposal_id) is None:
-            self.conn.execute(proposal_areas.insert().values(proposal_id=proposal_id, focus_area=focus_area))
-
     def remember_proposal(self, proposal_id: str, focus_area: str, environment: str, language: str, title: str,
                           contact_email: str | None) -> None:
         """The latest facts of a proposal; a revision (which has no address) keeps the address known."""
@@ -147,10 +143,7 @@ class SubscriptionRepository:
         return dict(row._mapping) if row else None
 
     def focus_area_of(self, proposal_id: str | None) -> str | None:
-        if not proposal_id:
-            return None
-        return self.conn.execute(sa.select(proposal_areas.c.focus_area)
-                                 .where(proposal_areas.c.proposal_id == proposal_id)).scalar_one_or_none()
+        return (self.proposal(proposal_id) or {}).get("focus_area")
 
 
 class DeliveryRepository:

@@ -128,45 +128,45 @@ def withdraw(proposal_id: str, reason: str | None, uow) -> Proposal:
 
 
 # evaluation's events -------------------------------------------------------------------------
-def on_screening_completed(event: CloudEvent, data: ScreeningCompleted, uow) -> str:
+def _follow(event: CloudEvent, proposal_id: str, what: str, uow, move) -> tuple[str, Proposal | None]:
+    """Apply one of evaluation's outcomes: `move(proposal)` gives (moved, action, reason).
+    An outcome that crossed a withdrawal changes nothing."""
     with uow:
         if not uow.first_time(CONSUMER, event):
-            return "duplicate"
-        proposal = uow.proposals.get(data.proposal_id)
+            return "duplicate", None
+        proposal = uow.proposals.get(proposal_id)
         if proposal is None:
-            raise PermanentError(f"screening for unknown proposal {data.proposal_id}")
+            raise PermanentError(f"{what} for unknown proposal {proposal_id}")
         if proposal.status is Status.withdrawn:
-            uow.commit()  # it crossed the withdrawal: nothing to move
-            return "ignored"
-        moved = proposal.record_screening(data.passed, list(data.failed_rules), utcnow())
+            uow.commit()
+            return "ignored", proposal
+        moved, action, reason = move(proposal)
         uow.proposals.save(moved)
-        reason = None if data.passed else "; ".join(f"{f.rule}: {f.reason}" for f in data.failed_rules)
-        move = _changed(uow, proposal, moved, "pass_screening" if data.passed else "fail_screening", event, reason)
+        change = _changed(uow, proposal, moved, action, event, reason)
         uow.commit()
-    _count(move)
-    return "applied"
+    _count(change)
+    return "applied", proposal
+
+
+def on_screening_completed(event: CloudEvent, data: ScreeningCompleted, uow) -> str:
+    def move(proposal: Proposal):
+        reason = None if data.passed else "; ".join(f"{f.rule}: {f.reason}" for f in data.failed_rules)
+        return (proposal.record_screening(data.passed, list(data.failed_rules), utcnow()),
+                "pass_screening" if data.passed else "fail_screening", reason)
+    return _follow(event, data.proposal_id, "screening", uow, move)[0]
 
 
 def on_evaluation_decided(event: CloudEvent, data: EvaluationDecided, uow) -> str:
-    with uow:
-        if not uow.first_time(CONSUMER, event):
-            return "duplicate"
-        proposal = uow.proposals.get(data.proposal_id)
-        if proposal is None:
-            raise PermanentError(f"decision for unknown proposal {data.proposal_id}")
-        if proposal.status is Status.withdrawn:
-            uow.commit()
-            return "ignored"
+    def move(proposal: Proposal):
         record = DecisionRecord(data.decision, data.weighted_score, data.rationale,
                                 data.external_funding_recommended, data.decided_at)
         moved = proposal.record_decision(record, utcnow())
-        uow.proposals.save(moved)
-        move = _changed(uow, proposal, moved, move_action(moved), event, data.rationale)
-        uow.commit()
-    _count(move)
-    metrics.time_to_decision.labels(service="proposals", decision=data.decision.value).observe(
-        max(0.0, (data.decided_at - proposal.submitted_at).total_seconds()))
-    return "applied"
+        return moved, move_action(moved), data.rationale
+    outcome, proposal = _follow(event, data.proposal_id, "decision", uow, move)
+    if outcome == "applied":
+        metrics.time_to_decision.labels(service="proposals", decision=data.decision.value).observe(
+            max(0.0, (data.decided_at - proposal.submitted_at).total_seconds()))
+    return outcome
 
 
 def move_action(moved: Proposal) -> str:

@@ -398,11 +398,6 @@ class FakeSubscriptionRepository:
         self.deleted[subscription_id] = now
         return True
 
-    def remember_focus_area(self, proposal_id: str, focus_area: str) -> None:
-        if self.focus_area_of(proposal_id) is None:
-            self.proposals[proposal_id] = dict(proposal_id=proposal_id, focus_area=focus_area, environment=None,
-                                               language=None, title=None, contact_email=None)
-
     def remember_proposal(self, proposal_id: str, focus_area: str, environment: str, language: str, title: str,
                           contact_email: str | None) -> None:
         """The latest facts of a proposal; a revision (which has no address) keeps the address known."""
@@ -416,8 +411,7 @@ class FakeSubscriptionRepository:
         return dict(row) if row else None
 
     def focus_area_of(self, proposal_id: str | None) -> str | None:
-        row = self.proposals.get(proposal_id) if proposal_id else None
-        return row["focus_area"] if row else None
+        return (self.proposal(proposal_id) or {}).get("focus_area")
 
 
 @dataclass

@@ -37,10 +37,7 @@ def screening_event(proposal_id, passed=True):
 
 
 def deliver(uow, event):
-    data = decode(event)
-    handler = handlers.on_proposal_submitted if event.type == types.PROPOSAL_SUBMITTED.name \
-        else handlers.on_screening_completed
-    return handler(event, data, uow, CONTACT_UNIT)
+    return handlers.apply(event, decode(event), uow, CONTACT_UNIT)
 
 
 # domain ------------------------------------------------------------------------------------
