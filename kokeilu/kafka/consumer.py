@@ -26,6 +26,7 @@ from nameko.extensions import Entrypoint
 from kokeilu.config import get_settings
 from kokeilu.contracts import InvalidEvent, decode, parse_envelope, topics
 from kokeilu.errors import is_transient
+from kokeilu.faults import crash_point
 from kokeilu.extensions import StoreExtension, TopicsExtension
 from kokeilu.metrics import metrics_for
 from kokeilu.kafka.relay import OutboxRelay
@@ -130,6 +131,7 @@ class EventConsumer(Entrypoint):
                         return
                     if not self._process(record):
                         return  # stopping during retries: leave the record for the next owner
+                    crash_point("consumer.applied")
                     done[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
         finally:
             if done:

@@ -11,6 +11,7 @@ from kafka import KafkaProducer
 from nameko.extensions import SharedExtension
 
 from kokeilu.config import get_settings
+from kokeilu.faults import crash_point
 from kokeilu.extensions import StoreExtension, TopicsExtension
 from kokeilu.metrics import metrics_for
 from kokeilu.store import OutboxReader
@@ -72,6 +73,7 @@ class OutboxRelay(SharedExtension):
         producer.flush(timeout=60)
         for row, future in futures:
             future.get(timeout=60)  # raises if the broker did not acknowledge it
+        crash_point("relay.published")
         for row, _ in futures:
             self.metrics.events_published.labels(
                 service=self.container.service_name, topic=row.topic, type=row.event_type).inc()

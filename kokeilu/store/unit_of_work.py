@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from kokeilu.contracts import CONTENT_TYPE, CloudEvent, utcnow
 from kokeilu.contracts.catalog import BY_NAME
+from kokeilu.faults import crash_point
 
 from .database import Database
 from .tables import add_messaging_tables
@@ -47,8 +48,10 @@ class UnitOfWork:
             # Roll back: leaving the block without commit() means the work was not wanted.
             self.conn.get_transaction().rollback()
         result = self._cm.__exit__(exc_type, exc, tb)
-        if exc_type is None and self._committed and self._published and self._on_commit:
-            self._on_commit()
+        if exc_type is None and self._committed:
+            crash_point("uow.committed")
+            if self._published and self._on_commit:
+                self._on_commit()
         return result
 
     # outbox ---------------------------------------------------------------------------
