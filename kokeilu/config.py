@@ -23,6 +23,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # How the services authenticate to the brokers: PLAINTEXT locally; SASL_SSL (SCRAM) in production.
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None
+    kafka_ssl_cafile: str | None = None
     # Partitions for the platform's topics when it creates them; replication for a real cluster.
     kokeilu_topic_partitions: int = 6
     kokeilu_topic_replication: int = 1
@@ -50,6 +56,16 @@ class Settings(BaseSettings):
     @property
     def bootstrap_servers(self) -> list[str]:
         return self.kafka_bootstrap_servers.split(",")
+
+    def kafka_client_options(self) -> dict:
+        """Connection options for every Kafka client a service makes (consumer, producer, admin)."""
+        options: dict = {"bootstrap_servers": self.bootstrap_servers, "security_protocol": self.kafka_security_protocol}
+        if self.kafka_sasl_mechanism:
+            options.update(sasl_mechanism=self.kafka_sasl_mechanism, sasl_plain_username=self.kafka_sasl_username,
+                           sasl_plain_password=self.kafka_sasl_password)
+        if self.kafka_ssl_cafile:
+            options["ssl_cafile"] = self.kafka_ssl_cafile
+        return options
 
     def physical_topic(self, logical: str) -> str:
         return self.kokeilu_topic_prefix + logical

@@ -78,7 +78,7 @@ class EventConsumer(Entrypoint):
     def _connect(self) -> KafkaConsumer:
         self.topics.ensure()
         consumer = KafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers,
+            **self.settings.kafka_client_options(),
             group_id=self.group,
             client_id=f"{self.group}-{id(self):x}",
             enable_auto_commit=False,

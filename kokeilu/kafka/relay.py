@@ -22,9 +22,9 @@ BATCH = 500
 KEEP_SENT = timedelta(days=1)
 
 
-def make_producer(bootstrap: list[str], client_id: str) -> KafkaProducer:
+def make_producer(settings, client_id: str) -> KafkaProducer:
     return KafkaProducer(
-        bootstrap_servers=bootstrap,
+        **settings.kafka_client_options(),
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
@@ -60,7 +60,7 @@ class OutboxRelay(SharedExtension):
     def _ensure_producer(self) -> KafkaProducer:
         if self.producer is None:
             self.topics.ensure()
-            self.producer = make_producer(self.settings.bootstrap_servers, f"{self.container.service_name}-relay")
+            self.producer = make_producer(self.settings, f"{self.container.service_name}-relay")
         return self.producer
 
     def _publish(self, rows) -> None:

@@ -32,7 +32,7 @@ def ensure_topics(settings: Settings, names: dict[str, dict] | None = None, dead
     delay = 0.2
     while True:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="kokeilu-admin")
+            admin = KafkaAdminClient(**settings.kafka_client_options(), client_id="kokeilu-admin")
             try:
                 existing = set(admin.list_topics())
                 missing = {n: s for n, s in specs.items() if n not in existing}
