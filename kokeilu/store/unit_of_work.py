@@ -22,33 +22,55 @@ class UnitOfWork:
     """Use as `with uow_factory() as uow: ...; uow.commit()`; leaving without commit rolls back.
 
     Services subclass it and bind their repositories in `bind(conn)`.
+
+    Entering a unit of work that is already open nests it in a savepoint of the same
+    transaction: the inner block's commit() keeps its changes (they become durable only when
+    the outer one commits), leaving it without commit() or by an exception undoes just them.
+    This is how a caller makes someone else's use case part of its own transaction (the
+    Idempotency-Key is recorded in the same transaction as the work it answers for).
     """
 
     def __init__(self, database: Database, on_commit: Callable[[], None] | None = None):
         self.database = database
         self._on_commit = on_commit
         self._published = 0
+        self._levels: list[list] = []  # per open level: [savepoint or None, committed]
 
     def bind(self, conn: sa.Connection) -> None:  # extension point
         """Create the service's repositories on this transaction's connection."""
 
     def __enter__(self):
+        if self._levels:
+            self._levels.append([self.conn.begin_nested(), False])
+            return self
         self._cm = self.database.transaction()
         self.conn = self._cm.__enter__()
-        self._committed = False
+        self._levels.append([None, False])
         self._published = 0
         self.bind(self.conn)
         return self
 
     def commit(self) -> None:
-        self._committed = True
+        self._levels[-1][1] = True
 
     def __exit__(self, exc_type, exc, tb):
-        if exc_type is None and not self._committed:
+        savepoint, committed = self._levels.pop()
+        if savepoint is not None:
+            if exc_type is None and committed:
+                savepoint.commit()
+            elif exc_type is None:
+                savepoint.rollback()
+            else:
+                try:
+                    savepoint.rollback()
+                except Exception:  # the outer transaction rolls back anyway; keep the first error
+                    pass
+            return False
+        if exc_type is None and not committed:
             # Roll back: leaving the block without commit() means the work was not wanted.
             self.conn.get_transaction().rollback()
         result = self._cm.__exit__(exc_type, exc, tb)
-        if exc_type is None and self._committed:
+        if exc_type is None and committed:
             crash_point("uow.committed")
             if self._published and self._on_commit:
                 self._on_commit()

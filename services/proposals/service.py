@@ -23,7 +23,7 @@ class ProposalsService(service_base.PlatformService):
 
     @api("POST", "/v1/proposals", scope="proposals:write", body=Submission)
     def submit(self, request, body: Submission):
-        return idempotent(request, self.uow, lambda: (201, proposal_json(handlers.submit_proposal(body, self.uow()))))
+        return idempotent(request, self.uow, lambda uow: (201, proposal_json(handlers.submit_proposal(body, uow))))
 
     @api("GET", "/v1/proposals/<proposal_id>", scope="proposals:read")
     def get(self, request, proposal_id):
@@ -42,27 +42,27 @@ class ProposalsService(service_base.PlatformService):
 
     @api("POST", "/v1/proposals/<proposal_id>/revise", scope="proposals:write", body=Submission)
     def revise(self, request, proposal_id, body: Submission):
-        return self._act(request, lambda: handlers.revise(proposal_id, body, self.uow()))
+        return self._act(request, lambda uow: handlers.revise(proposal_id, body, uow))
 
     @api("POST", "/v1/proposals/<proposal_id>/withdraw", scope="proposals:write", body=WithdrawBody)
     def withdraw(self, request, proposal_id, body: WithdrawBody):
-        return self._act(request, lambda: handlers.withdraw(proposal_id, body.reason, self.uow()))
+        return self._act(request, lambda uow: handlers.withdraw(proposal_id, body.reason, uow))
 
     @api("POST", "/v1/proposals/<proposal_id>/pilot/start", scope="proposals:write", body=StartPilotBody)
     def start_pilot(self, request, proposal_id, body: StartPilotBody):
-        return self._act(request, lambda: handlers.start_pilot(proposal_id, body.planned_end, self.uow()))
+        return self._act(request, lambda uow: handlers.start_pilot(proposal_id, body.planned_end, uow))
 
     @api("POST", "/v1/proposals/<proposal_id>/pilot/complete", scope="proposals:write", body=CompletePilotBody)
     def complete_pilot(self, request, proposal_id, body: CompletePilotBody):
-        return self._act(request, lambda: handlers.complete_pilot(
-            proposal_id, body.outcome, body.actual_kpis, body.lessons_learned, self.uow()))
+        return self._act(request, lambda uow: handlers.complete_pilot(
+            proposal_id, body.outcome, body.actual_kpis, body.lessons_learned, uow))
 
     @api("POST", "/v1/proposals/<proposal_id>/measurements", scope="proposals:write", body=MeasurementBody)
     def record_measurement(self, request, proposal_id, body: MeasurementBody):
-        def work():
+        def work(uow):
             with domain_errors():
                 m = handlers.record_measurement(proposal_id, body.kpi, body.value, body.measured_at,
-                                                f"http:{request.principal.name}", self.uow())
+                                                f"http:{request.principal.name}", uow)
             return 201, measurement_json(m)
         return idempotent(request, self.uow, work)
 
@@ -72,9 +72,9 @@ class ProposalsService(service_base.PlatformService):
             return {"items": [measurement_json(m) for m in handlers.measurements_of(proposal_id, self.uow())]}
 
     def _act(self, request, action):
-        def work():
+        def work(uow):
             with domain_errors():
-                return 200, proposal_json(action())
+                return 200, proposal_json(action(uow))
         return idempotent(request, self.uow, work)
 
     @consume(topics.INTAKE, on_reject=handlers.intake_rejected)

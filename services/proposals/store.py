@@ -168,17 +168,14 @@ class IdempotencyRepository:
         return self.conn.execute(sa.select(idempotency_keys).where(
             idempotency_keys.c.principal == principal, idempotency_keys.c.key == key)).first()
 
-    def add(self, principal: str, key: str, route: str, status: int, body, now: datetime) -> None:
+    def add(self, principal: str, key: str, route: str, now: datetime) -> None:
+        """Claim the key; its answer is written by complete() in the same transaction."""
         self.conn.execute(idempotency_keys.insert().values(
-            principal=principal, key=key, route=route, status=status, body=body, created_at=now))
+            principal=principal, key=key, route=route, status=0, body=None, created_at=now))
 
     def complete(self, principal: str, key: str, status: int, body) -> None:
         self.conn.execute(idempotency_keys.update().where(
             idempotency_keys.c.principal == principal, idempotency_keys.c.key == key).values(status=status, body=body))
-
-    def retake(self, principal: str, key: str, now: datetime) -> None:
-        self.conn.execute(idempotency_keys.update().where(
-            idempotency_keys.c.principal == principal, idempotency_keys.c.key == key).values(created_at=now))
 
     def release(self, principal: str, key: str) -> None:
         self.conn.execute(idempotency_keys.delete().where(

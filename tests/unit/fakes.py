@@ -46,13 +46,18 @@ class FakeUnitOfWork:
 
     # transaction ----------------------------------------------------------------------
     def __enter__(self):
-        assert not self._in_transaction, "nested `with uow:`"
+        # Nested: a savepoint, as in the real unit of work (its commit keeps its changes for the
+        # outer one; leaving without commit undoes only them).
         repos = [getattr(self, name) for name in self.repositories]
         # Repositories may refer to each other: keep those references, copy only their data.
         memo = {id(r): r for r in repos}
-        self._snapshot = copy.deepcopy({name: vars(getattr(self, name)) for name in self.repositories}, memo)
-        self._pending: list[Published] = []
-        self._pending_inbox: set[tuple[str, str]] = set()
+        snapshot = copy.deepcopy({name: vars(getattr(self, name)) for name in self.repositories}, memo)
+        if self._in_transaction:
+            self._levels.append((snapshot, len(self._pending), set(self._pending_inbox), self._committed))
+        else:
+            self._levels = [(snapshot, 0, set(), False)]
+            self._pending: list[Published] = []
+            self._pending_inbox: set[tuple[str, str]] = set()
         self._committed = False
         self._in_transaction = True
         return self
@@ -62,16 +67,24 @@ class FakeUnitOfWork:
         self._committed = True
 
     def __exit__(self, exc_type, exc, tb):
+        snapshot, pending, pending_inbox, outer_committed = self._levels.pop()
+        keep = exc_type is None and self._committed
+        if not keep:
+            for name, state in snapshot.items():
+                repo = getattr(self, name)
+                vars(repo).clear()
+                vars(repo).update(state)
+            del self._pending[pending:]
+            self._pending_inbox = pending_inbox
+        if self._levels:  # a savepoint ends; the outer transaction goes on
+            self._committed = outer_committed
+            return False
         self._in_transaction = False
-        if exc_type is None and self._committed:
+        if keep:
             self.outbox.extend(self._pending)
             self.inbox |= self._pending_inbox
             self.commits += 1
         else:
-            for name, state in self._snapshot.items():
-                repo = getattr(self, name)
-                vars(repo).clear()
-                vars(repo).update(state)
             self.rollbacks += 1
         return False
 
@@ -163,18 +176,15 @@ class FakeIdempotencyRepository:
     def get(self, principal: str, key: str):
         return self.rows.get((principal, key))
 
-    def add(self, principal: str, key: str, route: str, status: int, body, now: datetime) -> None:
+    def add(self, principal: str, key: str, route: str, now: datetime) -> None:
         if (principal, key) in self.rows:
             raise KeyError(f"duplicate idempotency key {key!r} of {principal}")
-        self.rows[(principal, key)] = SimpleNamespace(principal=principal, key=key, route=route, status=status,
-                                                      body=copy.deepcopy(body), created_at=now)
+        self.rows[(principal, key)] = SimpleNamespace(principal=principal, key=key, route=route, status=0,
+                                                      body=None, created_at=now)
 
     def complete(self, principal: str, key: str, status: int, body) -> None:
         row = self.rows[(principal, key)]
         row.status, row.body = status, copy.deepcopy(body)
-
-    def retake(self, principal: str, key: str, now: datetime) -> None:
-        self.rows[(principal, key)].created_at = now
 
     def release(self, principal: str, key: str) -> None:
         self.rows.pop((principal, key), None)
