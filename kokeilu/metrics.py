@@ -34,7 +34,10 @@ class ServiceMetrics:
         self.outbox_backlog = Gauge("kokeilu_outbox_backlog", "Outbox rows not yet published.", ["service"], registry=r)
         self.consumer_lag = Gauge("kokeilu_consumer_lag", "Records behind the end of the topic, summed over partitions.",
                                   ["service", "topic"], registry=r)
-        self.ready = Gauge("kokeilu_ready", "1 when the store and Kafka are reachable.", ["service"], registry=r)
+        self.ready = Gauge("kokeilu_ready", "1 when the service can take work: its store answers.", ["service"], registry=r)
+        self.kafka_connected = Gauge(
+            "kokeilu_kafka_connected", "1 when the brokers answered the service's last probe in time (every 5 s).",
+            ["service"], registry=r)
         self.http_requests = Counter(
             "kokeilu_http_requests", "HTTP requests by route, method and status.",
             ["service", "route", "method", "status"], registry=r)

@@ -5,15 +5,13 @@ work; the outbox relay that publishes what they record starts and stops with the
 """
 from __future__ import annotations
 
-import socket
-
 from nameko.extensions import DependencyProvider
 
-from kokeilu.config import get_settings
 from kokeilu.extensions import StoreExtension
+from kokeilu.kafka.monitor import KafkaMonitor
 from kokeilu.kafka.relay import OutboxRelay
 from kokeilu.metrics import metrics_for
-from kokeilu.store import UnitOfWork
+from kokeilu.store import OutboxReader, UnitOfWork
 
 
 class Store(DependencyProvider):
@@ -29,37 +27,39 @@ class Store(DependencyProvider):
         return lambda: uow_class(database, on_commit=relay.wake)
 
 
-def kafka_reachable(bootstrap: list[str], timeout: float = 1.0) -> bool:
-    for server in bootstrap:
-        host, _, port = server.rpartition(":")
-        try:
-            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
-                return True
-        except OSError:
-            continue
-    return False
-
-
 class Health(DependencyProvider):
-    """`ready()` is True when the store answers and a Kafka bootstrap server accepts connections."""
+    """Readiness and the platform's own gauges, read when asked (at a probe or a scrape).
+
+    Ready means: this instance can do its work now, that is, its store answers. Kafka is not
+    part of it: every write goes to the store with its events in the outbox, so a service
+    without its broker still takes work correctly and publishes it when the broker returns;
+    refusing work then would only move the failure to the caller. Kafka's state is reported
+    beside it (`checks.kafka`, `kokeilu_kafka_connected`), from the monitor's last probe.
+    """
 
     store = StoreExtension()
+    monitor = KafkaMonitor()
 
     def get_dependency(self, worker_ctx):
-        store, service = self.store, self.container.service_name
+        database, monitor, service = self.store.database, self.monitor, self.container.service_name
+        metrics = metrics_for(service)
 
         class Checker:
             @staticmethod
             def ready() -> dict[str, str]:
                 checks = {}
                 try:
-                    store.database.ping()
+                    database.ping()
                     checks["store"] = "ok"
                 except Exception as exc:
                     checks["store"] = f"unavailable: {exc.__class__.__name__}"
-                checks["kafka"] = "ok" if kafka_reachable(get_settings().bootstrap_servers) else "unavailable"
-                metrics_for(service).ready.labels(service=service).set(
-                    1 if all(v == "ok" for v in checks.values()) else 0)
+                checks["kafka"] = "ok" if monitor.connected else "unreachable"
+                metrics.ready.labels(service=service).set(1 if checks["store"] == "ok" else 0)
                 return checks
+
+            @staticmethod
+            def refresh_gauges() -> None:
+                """Gauges read from the store at scrape time: they move even while Kafka is down."""
+                metrics.outbox_backlog.labels(service=service).set(OutboxReader(database).backlog())
 
         return Checker()

@@ -25,16 +25,17 @@ class PlatformService:
     @api("GET", "/health/ready", public=True)
     def health_ready(self, request):
         checks = self.health.ready()
-        ready = all(v == "ok" for v in checks.values())
+        ready = checks["store"] == "ok"
         return json_response({"status": "ready" if ready else "not_ready", "service": self.name, "checks": checks},
                              200 if ready else 503)
 
     @api("GET", "/metrics", public=True)
     def metrics(self, request):
         try:
+            self.health.refresh_gauges()
             self.refresh_metrics()
         except Exception as exc:  # a store outage must not hide the other metrics; readiness reports it
-            log.debug("metrics refresh failed: %s", exc)
+            log.warning("metrics refresh failed: %s", exc)
         return Response(metrics_for(self.name).latest(), mimetype=CONTENT_TYPE_LATEST)
 
     def refresh_metrics(self) -> None:

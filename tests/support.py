@@ -108,13 +108,13 @@ class Platform:
         return f"http://127.0.0.1:{self.ports[service]}{path}"
 
     def get(self, service: str, path: str, **kw):
-        return requests.get(self.url(service, path), headers=kw.pop("headers", AUTH), timeout=10, **kw)
+        return requests.get(self.url(service, path), headers=kw.pop("headers", AUTH), timeout=kw.pop("timeout", 10), **kw)
 
     def post(self, service: str, path: str, body=None, **kw):
-        return requests.post(self.url(service, path), json=body, headers=kw.pop("headers", AUTH), timeout=10, **kw)
+        return requests.post(self.url(service, path), json=body, headers=kw.pop("headers", AUTH), timeout=kw.pop("timeout", 10), **kw)
 
     def delete(self, service: str, path: str, **kw):
-        return requests.delete(self.url(service, path), headers=kw.pop("headers", AUTH), timeout=10, **kw)
+        return requests.delete(self.url(service, path), headers=kw.pop("headers", AUTH), timeout=kw.pop("timeout", 10), **kw)
 
     def log(self, service: str) -> Path:
         return self.tmp / f"{service}.log"

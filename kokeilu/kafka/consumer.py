@@ -29,6 +29,7 @@ from kokeilu.errors import is_transient
 from kokeilu.faults import crash_point
 from kokeilu.extensions import StoreExtension, TopicsExtension
 from kokeilu.metrics import metrics_for
+from kokeilu.kafka.monitor import KafkaMonitor
 from kokeilu.kafka.relay import OutboxRelay
 from kokeilu.store import UnitOfWork
 
@@ -42,6 +43,7 @@ class EventConsumer(Entrypoint):
     topics = TopicsExtension()
     # The relay that publishes the dead letters this entrypoint records.
     relay = OutboxRelay()
+    monitor = KafkaMonitor()
 
     def __init__(self, *topic_names: str, group: str | None = None, on_reject=None, **kwargs):
         """`on_reject(raw_value, event_or_None, reason, uow)`, when given, runs inside the unit of
@@ -62,6 +64,7 @@ class EventConsumer(Entrypoint):
         self.consumer: KafkaConsumer | None = None
 
     def start(self):
+        self.monitor.watch(self.group, self.topic_names)
         self.container.spawn_managed_thread(self._run)
 
     def stop(self):
@@ -136,24 +139,6 @@ class EventConsumer(Entrypoint):
         finally:
             if done:
                 self.consumer.commit(offsets=done)
-            self._record_lag()
-
-    def _record_lag(self):
-        now = time.monotonic()
-        if now - getattr(self, "_lag_at", 0) < 5:
-            return
-        self._lag_at = now
-        lag: dict[str, int] = {t: 0 for t in self.topic_names}
-        for tp in self.consumer.assignment():
-            high = self.consumer.highwater(tp)
-            if high is None:
-                continue
-            try:
-                lag[self.settings.logical_topic(tp.topic)] += max(0, high - self.consumer.position(tp, timeout_ms=1000))
-            except Exception:
-                continue
-        for topic, value in lag.items():
-            self.metrics.consumer_lag.labels(service=self.container.service_name, topic=topic).set(value)
 
     def _process(self, record) -> bool:
         """Apply, or dead-letter, one record. False only when stopping interrupted a retry."""

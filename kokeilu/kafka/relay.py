@@ -90,12 +90,9 @@ class OutboxRelay(SharedExtension):
                 try:
                     sent = self.relay_once()
                     delay = 0.1
-                    if time.monotonic() - last_housekeeping > 10:
+                    if time.monotonic() - last_housekeeping > 60:
                         last_housekeeping = time.monotonic()
                         self.reader.prune(KEEP_SENT)
-                        self.metrics.outbox_backlog.labels(service=service).set(self.reader.backlog())
-                    elif sent:
-                        self.metrics.outbox_backlog.labels(service=service).set(self.reader.backlog())
                     if sent < BATCH:
                         self._wakeup.wait(self.settings.kokeilu_relay_interval_seconds)
                         self._wakeup.clear()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -11,6 +12,9 @@ from alembic import command
 from alembic.config import Config
 
 log = logging.getLogger(__name__)
+
+# What the SQLite driver may wait for a lock by itself (blocking the process), in milliseconds.
+DRIVER_BUSY_MS = 20
 
 
 def make_engine(url: str, busy_timeout_seconds: float = 10) -> sa.Engine:
@@ -24,7 +28,10 @@ def make_engine(url: str, busy_timeout_seconds: float = 10) -> sa.Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_seconds * 1000)}")
+            # The driver's own busy handler sleeps inside C: under eventlet that stalls every green
+            # thread of the process (liveness, unrelated requests). It only covers brief contention
+            # here; waiting for the write lock is done in _begin, where the sleep is green.
+            cur.execute(f"PRAGMA busy_timeout={DRIVER_BUSY_MS}")
             cur.close()
 
         # pysqlite's own transaction handling defers BEGIN; make it explicit and IMMEDIATE so a
@@ -35,7 +42,20 @@ def make_engine(url: str, busy_timeout_seconds: float = 10) -> sa.Engine:
 
         @sa.event.listens_for(engine, "begin")
         def _begin(conn):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            if conn.get_execution_options().get("kokeilu_read_only"):
+                conn.exec_driver_sql("BEGIN")  # a reader: WAL never makes it wait for the writer
+                return
+            deadline = time.monotonic() + busy_timeout_seconds
+            delay = 0.005
+            while True:
+                try:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                    return
+                except sa.exc.OperationalError as exc:
+                    if "locked" not in str(exc.orig) or time.monotonic() + delay > deadline:
+                        raise
+                time.sleep(delay)  # green under eventlet: the rest of the process goes on
+                delay = min(delay * 2, 0.1)
 
         return engine
     return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
@@ -76,8 +96,13 @@ class Database:
                 yield conn
 
     def ping(self) -> None:
-        with self.transaction() as conn:
-            conn.execute(sa.text("SELECT 1"))
+        """Raises unless the store answers a read (not queued behind this process's writers)."""
+        with self.engine.connect() as conn:
+            conn.execution_options(kokeilu_read_only=True)
+            if self.is_sqlite:
+                conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar_one()
+            else:
+                conn.exec_driver_sql("SELECT 1").scalar_one()
 
     def dispose(self) -> None:
         self.engine.dispose()

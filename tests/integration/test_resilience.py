@@ -1,6 +1,9 @@
-"""A service that loses its broker keeps accepting work, says it is not ready, and recovers by
-itself when the broker returns, losing nothing. Runs a private broker so it can be stopped."""
+"""A service that loses its broker keeps accepting work (it stays ready: its store answers),
+reports the broker unreachable and its growing outbox, and recovers by itself when the broker
+returns, losing nothing. Runs a private broker so it can be stopped and frozen."""
 import os
+import re
+import signal
 import subprocess
 
 import pytest
@@ -22,7 +25,8 @@ def private_broker(tmp_path):
     port, controller = free_port(), free_port()
     data_dir = tmp_path / "kafka"
     kafka("start", port, controller, data_dir)
-    yield {"bootstrap": f"127.0.0.1:{port}", "control": lambda action: kafka(action, port, controller, data_dir)}
+    yield {"bootstrap": f"127.0.0.1:{port}", "control": lambda action: kafka(action, port, controller, data_dir),
+           "pid": lambda: int((data_dir / "broker.pid").read_text())}
     kafka("stop", port, controller, data_dir)
 
 
@@ -30,19 +34,24 @@ def test_proposals_accepted_while_the_broker_is_down_are_published_when_it_retur
     platform = Platform(tmp_path, extra_env={"KAFKA_BOOTSTRAP_SERVERS": private_broker["bootstrap"]})
     try:
         platform.start("proposals")
+        wait_until(lambda: gauge(platform, "kokeilu_kafka_connected") == 1, timeout=30, what="the first probe")
         private_broker["control"]("stop")
-        wait_until(lambda: platform.get("proposals", "/health/ready", headers={}).status_code == 503,
-                   timeout=30, what="readiness to report Kafka unavailable")
+        wait_until(lambda: gauge(platform, "kokeilu_kafka_connected") == 0, timeout=30,
+                   what="the monitor to report the broker unreachable")
+        ready = platform.get("proposals", "/health/ready", headers={})
+        assert ready.status_code == 200 and ready.json()["checks"]["kafka"] == "unreachable"
 
         ids = []
         for i in range(3):
             response = platform.post("proposals", "/v1/proposals", submission(title=f"While the broker is down {i}"))
             assert response.status_code == 201, response.text
             ids.append(response.json()["id"])
+        # Three events per submission wait in the outbox, and the gauge says so while Kafka is down.
+        assert gauge(platform, "kokeilu_outbox_backlog") >= 9
 
         private_broker["control"]("start")
-        wait_until(lambda: platform.get("proposals", "/health/ready", headers={}).status_code == 200,
-                   timeout=60, what="readiness to recover")
+        wait_until(lambda: gauge(platform, "kokeilu_kafka_connected") == 1, timeout=60,
+                   what="the monitor to see the broker again")
         probe = Probe(private_broker["bootstrap"])
         try:
             events = probe.events(platform.topic(topics.PROPOSALS), "fi.espoo.kokeilu.proposal.submitted",
@@ -56,7 +65,61 @@ def test_proposals_accepted_while_the_broker_is_down_are_published_when_it_retur
                 subject=ids[0], source="kokeilu/evaluation"), key=ids[0])
             wait_until(lambda: platform.get("proposals", f"/v1/proposals/{ids[0]}").json()["status"] == "in_evaluation",
                        timeout=90, what="the consumer to apply an event after the broker returned")
+            wait_until(lambda: gauge(platform, "kokeilu_outbox_backlog") == 0, timeout=60, what="the outbox to drain")
         finally:
             probe.close()
     finally:
+        platform.stop()
+
+
+def gauge(platform, name: str, service: str = "proposals", **labels) -> float:
+    text = platform.get(service, "/metrics", headers={}).text
+    wanted = {"service": service, **labels}
+    for line in text.splitlines():
+        match = re.match(rf"{name}\{{(.*)\}} (\S+)$", line)
+        if match and dict(re.findall(r'(\w+)="([^"]*)"', match.group(1))) == wanted:
+            return float(match.group(2))
+    raise AssertionError(f"no {name}{wanted} in the metrics")
+
+
+def test_a_frozen_broker_is_reported_and_the_lag_of_a_stalled_consumer_keeps_moving(tmp_path, private_broker):
+    platform = Platform(tmp_path, extra_env={"KAFKA_BOOTSTRAP_SERVERS": private_broker["bootstrap"]})
+    probe = Probe(private_broker["bootstrap"])
+    try:
+        platform.start("proposals")
+        wait_until(lambda: gauge(platform, "kokeilu_kafka_connected") == 1, timeout=30, what="the first probe")
+        # A frozen broker still accepts TCP connections; only a real request shows it is gone.
+        os.kill(private_broker["pid"](), signal.SIGSTOP)
+        try:
+            wait_until(lambda: gauge(platform, "kokeilu_kafka_connected") == 0, timeout=30,
+                       what="the monitor to report the frozen broker")
+            assert platform.get("proposals", "/health/ready", headers={}).status_code == 200
+        finally:
+            os.kill(private_broker["pid"](), signal.SIGCONT)
+        wait_until(lambda: gauge(platform, "kokeilu_kafka_connected") == 1, timeout=60, what="the broker to thaw")
+
+        # Lag is measured from the group's committed offsets, not by the consumer loop: while the
+        # consumer is stuck retrying (its store locked from outside), the lag still shows the
+        # records waiting behind it.
+        import sqlite3
+        store = sqlite3.connect(tmp_path / "data" / "proposals.db", isolation_level=None)
+        store.execute("BEGIN IMMEDIATE")
+        try:
+            for i in range(5):
+                probe.send(platform.topic(topics.EVALUATIONS), cloudevent(
+                    "fi.espoo.kokeilu.screening.completed",
+                    {"proposal_id": f"p-{i}", "passed": True, "screened_at": "2026-11-28T10:00:00Z"},
+                    subject=f"p-{i}", source="kokeilu/evaluation"), key=f"p-{i}")
+            wait_until(lambda: gauge(platform, "kokeilu_consumer_lag", topic=topics.EVALUATIONS) == 5, timeout=30,
+                       what="the lag of the stalled consumer")
+            live = platform.get("proposals", "/health/live", headers={}, timeout=2)
+            assert live.status_code == 200  # a locked store does not stall the process
+        finally:
+            store.execute("ROLLBACK")
+            store.close()
+        # Unknown proposals: dead-lettered once the store is free, and the lag falls to 0.
+        wait_until(lambda: gauge(platform, "kokeilu_consumer_lag", topic=topics.EVALUATIONS) == 0, timeout=60,
+                   what="the lag to fall after the store is released")
+    finally:
+        probe.close()
         platform.stop()
