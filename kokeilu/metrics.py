@@ -7,7 +7,33 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["ServiceMetrics", "metrics_for", "CONTENT_TYPE_LATEST"]
+from kokeilu.contracts.catalog import BY_NAME
+
+__all__ = ["ServiceMetrics", "metrics_for", "CONTENT_TYPE_LATEST", "known_type", "BoundedValues"]
+
+
+def known_type(event_type: str) -> str:
+    """An event type as a label value: a type of the contract, `unknown` when the record did not
+    parse that far, else `other` (a record's type comes from outside: no unbounded series)."""
+    return event_type if event_type in BY_NAME or event_type == "unknown" else "other"
+
+
+class BoundedValues:
+    """Label values that come from outside with no closed list (e.g. intake sources): the first
+    `limit` distinct values are kept as they are, every later one is counted as `other`."""
+
+    def __init__(self, limit: int = 50, max_length: int = 100):
+        self.limit, self.max_length = limit, max_length
+        self._seen: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        value = value[:self.max_length]
+        if value in self._seen:
+            return value
+        if len(self._seen) < self.limit:
+            self._seen.add(value)
+            return value
+        return "other"
 
 
 class ServiceMetrics:

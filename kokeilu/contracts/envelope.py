@@ -68,6 +68,8 @@ def parse_envelope(raw: bytes | None) -> CloudEvent:
         body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidEvent(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidEvent("not JSON Kokeilu accepts: nested too deeply") from None
     if not isinstance(body, dict):
         raise InvalidEvent("not a CloudEvent: the JSON value is not an object")
     try:

@@ -24,18 +24,17 @@ from kafka.structs import OffsetAndMetadata
 from nameko.extensions import Entrypoint
 
 from kokeilu.config import get_settings
-from kokeilu.contracts import InvalidEvent, decode, parse_envelope, topics
+from kokeilu.contracts import InvalidEvent, decode, parse_envelope
 from kokeilu.errors import is_transient
 from kokeilu.faults import crash_point
 from kokeilu.extensions import StoreExtension, TopicsExtension
-from kokeilu.metrics import metrics_for
+from kokeilu.metrics import known_type, metrics_for
+from kokeilu.kafka.deadletter import dead_letter
 from kokeilu.kafka.monitor import KafkaMonitor
 from kokeilu.kafka.relay import OutboxRelay
 from kokeilu.store import UnitOfWork
 
 log = logging.getLogger(__name__)
-
-DEADLETTER_HEADERS = ("source.topic", "source.partition", "source.offset", "consumer.group", "service", "error")
 
 
 class EventConsumer(Entrypoint):
@@ -141,35 +140,28 @@ class EventConsumer(Entrypoint):
                 self.consumer.commit(offsets=done)
 
     def _process(self, record) -> bool:
-        """Apply, or dead-letter, one record. False only when stopping interrupted a retry."""
+        """Apply, or dead-letter, one record. False only when stopping interrupted a retry.
+
+        Whatever a record holds, it ends applied or dead-lettered and the partition moves on;
+        only a transient failure (store or broker briefly gone) holds it, retried with backoff.
+        """
         service = self.container.service_name
         topic = self.settings.logical_topic(record.topic)
         started = time.perf_counter()
-        event_type = "unknown"
         delay = 0.1
         while True:
             try:
-                try:
-                    event = parse_envelope(record.value)
-                    event_type = event.type
-                    data = decode(event, topic)
-                except InvalidEvent as exc:
-                    reason = "unparseable" if exc.event is None else "invalid"
-                    self._dead_letter(record, reason, exc.reason, exc.event)
-                    outcome = "dead_lettered"
-                else:
-                    try:
-                        outcome = self._run_worker(event, data)
-                    except Exception as exc:
-                        if is_transient(exc):
-                            raise
-                        log.warning("event %s on %s failed permanently: %s", event.id, topic, exc)
-                        self._dead_letter(record, "failed", f"{exc.__class__.__name__}: {exc}", event, str(exc))
-                        outcome = "dead_lettered"
+                outcome, event_type = self._apply(record, topic)
                 break
             except Exception as exc:
                 if not is_transient(exc):
-                    raise
+                    # Even the dead letter could not be stored whole: keep the partition moving
+                    # with one that names the record and the error but leaves its value out.
+                    log.error("dead letter for %s[%s]@%s could not be stored (%s: %s); storing it without its value",
+                              record.topic, record.partition, record.offset, exc.__class__.__name__, exc)
+                    self._dead_letter(record, "failed", f"{exc.__class__.__name__}: {exc}", keep_value=False)
+                    outcome, event_type = "dead_lettered", "unknown"
+                    break
                 if self._stopping:
                     return False
                 self.metrics.retries.labels(service=service, stage="apply").inc()
@@ -177,31 +169,53 @@ class EventConsumer(Entrypoint):
                             record.topic, record.partition, record.offset, exc, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 10)
-        self.metrics.events_consumed.labels(service=service, topic=topic, type=event_type,
+        self.metrics.events_consumed.labels(service=service, topic=topic, type=known_type(event_type),
                                             outcome=outcome or "applied").inc()
         self.metrics.processing.labels(service=service, topic=topic).observe(time.perf_counter() - started)
         return True
+
+    def _apply(self, record, topic: str) -> tuple[str | None, str]:
+        """(outcome, event type) of one attempt; raises only what is transient, or a failure to
+        store the dead letter."""
+        try:
+            event = parse_envelope(record.value)
+            data = decode(event, topic)
+        except InvalidEvent as exc:
+            self._dead_letter(record, "unparseable" if exc.event is None else "invalid", exc.reason, exc.event)
+            return "dead_lettered", exc.event.type if exc.event is not None else "unknown"
+        except Exception as exc:  # anything else a hostile record makes the parser raise
+            if is_transient(exc):
+                raise
+            self._dead_letter(record, "unparseable", f"{exc.__class__.__name__}: {exc}")
+            return "dead_lettered", "unknown"
+        try:
+            return self._run_worker(event, data), event.type
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.warning("event %s on %s failed permanently: %s", event.id, topic, exc)
+            self._dead_letter(record, "failed", f"{exc.__class__.__name__}: {exc}", event, str(exc))
+            return "dead_lettered", event.type
 
     def _run_worker(self, event, data):
         done = Event()
         self.container.spawn_worker(self, (event, data), {}, handle_result=partial(_handle_result, done))
         return done.wait()
 
-    def _dead_letter(self, record, reason: str, error: str, event=None, message: str | None = None):
+    def _dead_letter(self, record, reason: str, error: str, event=None, message: str | None = None,
+                     keep_value: bool = True):
         service = self.container.service_name
-        headers = dict(zip(DEADLETTER_HEADERS, (
-            record.topic, str(record.partition), str(record.offset), self.group, service, error[:2000])))
-        headers = {f"kokeilu.{k}": v for k, v in headers.items()}
-        headers["kokeilu.reason"] = reason
-        key = record.key.decode(errors="replace") if record.key is not None else None
+        letter = dead_letter(record.value if keep_value else None, record.key, reason, error, service,
+                             topic=record.topic, partition=record.partition, offset=record.offset,
+                             consumer_group=self.group)
         with UnitOfWork(self.store.database, on_commit=self.relay.wake) as uow:
-            uow.add_outbox(topics.DEADLETTER, key, record.value, headers, "deadletter")
-            if self.on_reject is not None:
+            uow.add_outbox(letter.topic, letter.key, letter.value, letter.headers, letter.event_type)
+            if self.on_reject is not None and keep_value:
                 self._reject(uow, record, event, message or error)
             uow.commit()
         self.metrics.dead_lettered.labels(service=service, topic=self.settings.logical_topic(record.topic),
                                           reason=reason).inc()
-        log.warning("dead-lettered %s[%s]@%s: %s", record.topic, record.partition, record.offset, error)
+        log.warning("dead-lettered %s[%s]@%s: %s", record.topic, record.partition, record.offset, letter.headers["kokeilu.error"][:300])
 
     def _reject(self, uow, record, event, reason: str) -> None:
         # In a savepoint: a failing callback must not stop the dead letter (nor stall the partition).

@@ -8,17 +8,24 @@ import time
 from datetime import timedelta
 
 from kafka import KafkaProducer
+from kafka.errors import (CorruptRecordError, InvalidRecordError, InvalidTopicError, MessageSizeTooLargeError,
+                          RecordListTooLargeError)
 from nameko.extensions import SharedExtension
 
 from kokeilu.config import get_settings
+from kokeilu.contracts import topics
+from kokeilu.kafka.deadletter import dead_letter
 from kokeilu.faults import crash_point
 from kokeilu.extensions import StoreExtension, TopicsExtension
 from kokeilu.metrics import metrics_for
-from kokeilu.store import OutboxReader
+from kokeilu.store import OutboxReader, Relayed
 
 log = logging.getLogger(__name__)
 
 BATCH = 500
+# What no retry changes: the record is too large for the brokers, or refused as invalid.
+UNSENDABLE = (MessageSizeTooLargeError, RecordListTooLargeError, InvalidRecordError, CorruptRecordError,
+              InvalidTopicError, UnicodeError, TypeError, ValueError)
 KEEP_SENT = timedelta(days=1)
 
 
@@ -63,20 +70,56 @@ class OutboxRelay(SharedExtension):
             self.producer = make_producer(self.settings, f"{self.container.service_name}-relay")
         return self.producer
 
-    def _publish(self, rows) -> None:
+    def _publish(self, rows) -> Relayed:
+        """Send rows in order. A row that no retry can ever send (too large, refused as invalid)
+        is parked: replaced by a dead letter, so it never blocks the rows behind it. A transient
+        failure stops the batch there: what was acknowledged before it is kept, the rest retried."""
         producer = self._ensure_producer()
-        futures = []
+        result = Relayed()
+        pending: list = []
         for row in rows:
-            headers = [(k, v.encode()) for k, v in (row.headers or {}).items()]
-            key = row.key.encode() if row.key is not None else None
-            futures.append((row, producer.send(self.settings.physical_topic(row.topic), key=key, value=row.value, headers=headers)))
-        producer.flush(timeout=60)
-        for row, future in futures:
-            future.get(timeout=60)  # raises if the broker did not acknowledge it
-        crash_point("relay.published")
-        for row, _ in futures:
+            try:
+                headers = [(k, v.encode()) for k, v in (row.headers or {}).items()]
+                key = row.key.encode() if row.key is not None else None
+                pending.append((row, producer.send(self.settings.physical_topic(row.topic), key=key, value=row.value,
+                                                   headers=headers)))
+            except UNSENDABLE as exc:
+                pending.append((row, exc))
+            except Exception as exc:  # e.g. no metadata in time: the broker is away
+                result.error = exc
+                break
+        try:
+            producer.flush(timeout=60)
+        except Exception:  # each record's own outcome says what happened to it, below
+            pass
+        for row, future in pending:
+            try:
+                if isinstance(future, Exception):
+                    raise future
+                future.get(timeout=60)  # raises if the broker did not acknowledge it
+            except UNSENDABLE as exc:
+                self._park(result, row, exc)
+                continue
+            except Exception as exc:
+                result.error = exc
+                break
+            result.sent.append(row.id)
             self.metrics.events_published.labels(
                 service=self.container.service_name, topic=row.topic, type=row.event_type).inc()
+        crash_point("relay.published")
+        return result
+
+    def _park(self, result: Relayed, row, exc: Exception) -> None:
+        service = self.container.service_name
+        error = f"{exc.__class__.__name__}: {exc}"
+        log.error("outbox row %s (%s on %s) can never be published (%s); parked on the dead-letter topic",
+                  row.id, row.event_type, row.topic, error)
+        if row.topic == topics.DEADLETTER:  # a dead letter that cannot be sent is not dead-lettered again
+            result.parked[row.id] = None
+            return
+        result.parked[row.id] = dead_letter(row.value, row.key, "unpublishable", error, service,
+                                            topic=row.topic, outbox_id=row.id)
+        self.metrics.dead_lettered.labels(service=service, topic=row.topic, reason="unpublishable").inc()
 
     def relay_once(self) -> int:
         return self.reader.relay(BATCH, self._publish)

@@ -3,6 +3,7 @@ publish (outbox) and the events applied (inbox), all or nothing."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -103,15 +104,27 @@ class UnitOfWork:
         return True
 
 
+@dataclass
+class Relayed:
+    """What one relay batch did: rows acknowledged by the brokers (in order), rows parked (with
+    the dead letter that replaces each, or None), and the transient error that stopped it."""
+
+    sent: list[int] = field(default_factory=list)
+    parked: dict[int, object] = field(default_factory=dict)
+    error: Exception | None = None
+
+
 class OutboxReader:
     """What the relay needs of the outbox, in short transactions of their own."""
 
     def __init__(self, database: Database):
         self.database = database
 
-    def relay(self, limit: int, publish: Callable[[list[sa.Row]], None]) -> int:
-        """Hand the oldest unsent rows to `publish` (which raises unless all were acknowledged),
-        then mark them sent. Returns how many were relayed.
+    def relay(self, limit: int, publish: Callable[[list[sa.Row]], "Relayed"]) -> int:
+        """Hand the oldest unsent rows to `publish`, then mark what it sent, and what it parked
+        (recording the dead letter that replaces each), in one transaction. Raises the
+        transient error that stopped `publish`, once that is done. Returns how many rows left
+        the backlog.
 
         On PostgreSQL the rows stay locked (SKIP LOCKED) while they are published, so several
         instances relay side by side without publishing a row twice. SQLite has one writer
@@ -122,17 +135,31 @@ class OutboxReader:
         if self.database.is_sqlite:
             with self.database.transaction() as conn:
                 rows = list(conn.execute(query))
-            if rows:
-                publish(rows)
-                with self.database.transaction() as conn:
-                    conn.execute(OUTBOX.update().where(OUTBOX.c.id.in_([r.id for r in rows])).values(sent_at=utcnow()))
-            return len(rows)
-        with self.database.transaction() as conn:
-            rows = list(conn.execute(query.with_for_update(skip_locked=True)))
-            if rows:
-                publish(rows)
-                conn.execute(OUTBOX.update().where(OUTBOX.c.id.in_([r.id for r in rows])).values(sent_at=utcnow()))
-            return len(rows)
+            if not rows:
+                return 0
+            result = publish(rows)
+            with self.database.transaction() as conn:
+                self._settle(conn, result)
+        else:
+            with self.database.transaction() as conn:
+                rows = list(conn.execute(query.with_for_update(skip_locked=True)))
+                if not rows:
+                    return 0
+                result = publish(rows)
+                self._settle(conn, result)
+        if result.error is not None:
+            raise result.error
+        return len(result.sent) + len(result.parked)
+
+    @staticmethod
+    def _settle(conn: sa.Connection, result: "Relayed") -> None:
+        now = utcnow()
+        done = result.sent + list(result.parked)
+        if done:
+            conn.execute(OUTBOX.update().where(OUTBOX.c.id.in_(done)).values(sent_at=now))
+        for letter in filter(None, result.parked.values()):
+            conn.execute(OUTBOX.insert().values(topic=letter.topic, key=letter.key, value=letter.value,
+                                                headers=letter.headers, event_type=letter.event_type, created_at=now))
 
     def backlog(self) -> int:
         with self.database.transaction() as conn:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 from kokeilu.contracts.proposals import ProposalStatus
-from kokeilu.metrics import metrics_for
+from kokeilu.metrics import BoundedValues, known_type, metrics_for
 
 _registry = metrics_for("proposals").registry
 
@@ -31,5 +31,10 @@ def count_transition(action: str, to_state: ProposalStatus) -> None:
     transitions.labels(service="proposals", action=action, to_state=to_state.value).inc()
 
 
+# Intake sources are the city's systems: a handful. A flood of invented ones counts as `other`.
+_sources = BoundedValues(limit=50)
+
+
 def count_intake(type_: str, source: str, outcome: str) -> None:
-    intake.labels(service="proposals", type=type_.rsplit(".", 1)[-1], source=source[:100], outcome=outcome).inc()
+    intake.labels(service="proposals", type=known_type(type_).rsplit(".", 1)[-1], source=_sources(source),
+                  outcome=outcome).inc()

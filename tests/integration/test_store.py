@@ -9,7 +9,8 @@ import sqlalchemy as sa
 from kokeilu.contracts import CloudEvent, new_event
 from kokeilu.contracts import catalog as types
 from kokeilu.contracts.evaluation import ScreeningCompleted
-from kokeilu.store import OUTBOX, Database, OutboxReader, UnitOfWork
+from kokeilu.kafka.deadletter import dead_letter
+from kokeilu.store import OUTBOX, Database, OutboxReader, Relayed, UnitOfWork
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ["proposals", "evaluation", "notifications", "catalogue"]
@@ -73,10 +74,50 @@ def test_the_relay_hands_rows_over_in_order_and_marks_them_sent(database):
             uow.commit()
     reader = OutboxReader(database)
     seen = []
-    assert reader.relay(3, lambda rows: seen.extend(r.key for r in rows)) == 3
-    assert reader.relay(10, lambda rows: seen.extend(r.key for r in rows)) == 2
+    assert reader.relay(3, lambda rows: sent(seen, rows)) == 3
+    assert reader.relay(10, lambda rows: sent(seen, rows)) == 2
     assert seen == pids
     assert reader.backlog() == 0
+
+
+def sent(seen: list, rows) -> Relayed:
+    seen.extend(r.key for r in rows)
+    return Relayed(sent=[r.id for r in rows])
+
+
+def test_a_row_that_can_never_be_sent_is_parked_as_a_dead_letter_and_the_rest_go_on(database):
+    pids = [str(uuid.uuid4()) for _ in range(3)]
+    for pid in pids:
+        with UnitOfWork(database) as uow:
+            uow.publish(screening_event(pid))
+            uow.commit()
+    reader = OutboxReader(database)
+
+    def middle_too_large(rows):
+        too_large = rows[1]
+        letter = dead_letter(too_large.value, too_large.key, "unpublishable", "MessageSizeTooLargeError: 2 MB",
+                             "tests", topic=too_large.topic, outbox_id=too_large.id)
+        return Relayed(sent=[rows[0].id, rows[2].id], parked={too_large.id: letter})
+    assert reader.relay(10, middle_too_large) == 3
+    # The dead letter is now the only row left to publish; nothing stays behind the parked row.
+    seen = []
+    assert reader.relay(10, lambda rows: sent(seen, rows)) == 1
+    assert seen == [pids[1]]
+    with database.transaction() as conn:
+        letter = conn.execute(sa.select(OUTBOX).where(OUTBOX.c.topic == "kokeilu.deadletter.v1")).one()
+    assert letter.headers["kokeilu.reason"] == "unpublishable" and letter.headers["kokeilu.source.topic"] == "kokeilu.evaluations.v1"
+    assert reader.backlog() == 0
+
+
+def test_a_transient_failure_keeps_what_was_acknowledged_before_it(database):
+    for _ in range(3):
+        with UnitOfWork(database) as uow:
+            uow.publish(screening_event())
+            uow.commit()
+    reader = OutboxReader(database)
+    with pytest.raises(ConnectionError):
+        reader.relay(10, lambda rows: Relayed(sent=[rows[0].id], error=ConnectionError("broker gone")))
+    assert reader.backlog() == 2
 
 
 def test_a_failed_publish_leaves_the_rows_unsent(database):
@@ -97,7 +138,7 @@ def test_sent_rows_are_pruned_after_the_retention(database):
         uow.publish(screening_event())
         uow.commit()
     reader = OutboxReader(database)
-    reader.relay(10, lambda rows: None)
+    reader.relay(10, lambda rows: Relayed(sent=[r.id for r in rows]))
     from datetime import timedelta
     assert reader.prune(timedelta(days=1)) == 0
     assert reader.prune(timedelta(seconds=-1)) == 1
