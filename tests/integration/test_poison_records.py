@@ -103,3 +103,32 @@ def test_garbage_is_dead_lettered_and_a_valid_proposal_after_it_reaches_the_cata
 def metric(platform, service: str, name: str) -> list[float]:
     text = platform.get(service, "/metrics", headers={}).text
     return [float(v) for v in re.findall(rf'^{name}\{{[^}}]*service="{service}"[^}}]*\}} (\S+)$', text, re.M)]
+
+
+def test_an_outbox_row_the_brokers_refuse_is_parked_and_the_rows_behind_it_are_published(platform, probe):
+    """The relay's side: a row larger than any broker accepts (here written into the store
+    directly, as a defect might) must not hold up the events recorded after it."""
+    import sqlite3
+    from datetime import datetime, timezone
+
+    platform.start("proposals")
+    store = sqlite3.connect(platform.tmp / "data" / "proposals.db", isolation_level=None)
+    try:
+        store.execute("BEGIN IMMEDIATE")
+        store.execute("INSERT INTO outbox (topic, key, value, headers, event_type, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                      (topics.PROPOSALS, "too-large", b"z" * 2_000_000, '{"content-type": "application/cloudevents+json"}',
+                       T + "proposal.submitted", datetime.now(timezone.utc).isoformat()))
+        store.execute("COMMIT")
+    finally:
+        store.close()
+    title = f"Behind a parked row {uuid.uuid4().hex[:8]}"
+    pid = platform.post("proposals", "/v1/proposals", submission(title=title)).json()["id"]
+
+    probe.events(platform.topic(topics.PROPOSALS), T + "proposal.submitted", where=lambda e: e["subject"] == pid,
+                 timeout=60)
+    [parked] = probe.records(platform.topic(topics.DEADLETTER), lambda r: r.key == b"too-large", timeout=60)
+    headers = headers_of(parked)
+    assert headers["kokeilu.reason"] == "unpublishable" and "MessageSizeTooLarge" in headers["kokeilu.error"]
+    assert headers["kokeilu.source.topic"] == topics.PROPOSALS and headers["kokeilu.value.truncated"] == "2000000"
+    wait_until(lambda: metric(platform, "proposals", "kokeilu_outbox_backlog") == [0.0], timeout=60,
+               what="the outbox to drain")
