@@ -132,20 +132,21 @@ def test_timestamps_come_back_timezone_aware(database):
 
 def test_a_deleted_subscription_gets_no_more_attempts(database_url):
     from services.notifications import handlers
-    from services.notifications.domain import NewSubscription
+    from services.notifications.domain import Caller, NewSubscription
     from services.notifications.store import NotificationsUnitOfWork
     from kokeilu.contracts import utcnow
 
     db = Database(database_url, ROOT / "services" / "notifications" / "migrations")
     db.migrate()
     uow = lambda: NotificationsUnitOfWork(db)  # noqa: E731
-    kept = handlers.create_subscription(NewSubscription(subscriber="A", channel="webhook", url="http://127.0.0.1/a"), uow())
-    gone = handlers.create_subscription(NewSubscription(subscriber="B", channel="webhook", url="http://127.0.0.1/b"), uow())
+    owner = Caller("dept")
+    kept = handlers.create_subscription(NewSubscription(subscriber="A", channel="webhook", url="http://127.0.0.1/a"), uow(), owner)
+    gone = handlers.create_subscription(NewSubscription(subscriber="B", channel="webhook", url="http://127.0.0.1/b"), uow(), owner)
     with uow() as u:
         for sub in (kept, gone):
             u.deliveries.add(str(uuid.uuid4()), sub.id, "e-1", "fi.espoo.kokeilu.result.published", b"{}", utcnow())
         u.commit()
-    assert handlers.delete_subscription(gone.id, uow())
+    assert handlers.delete_subscription(gone.id, uow(), owner)
     from datetime import timedelta
     with uow() as u:
         due = u.deliveries.claim_due(utcnow(), 10, timedelta(seconds=60))
