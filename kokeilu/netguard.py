@@ -6,7 +6,7 @@ in any notation (dotted, decimal `2130706433`, hex `0x7f000001`, short `127.1`: 
 turns them into the address that is checked), and no IPv6 form that embeds such an IPv4 address
 (IPv4-mapped `::ffff:127.0.0.1`, IPv4-compatible, 6to4 `2002::/16`, NAT64 `64:ff9b::/96`, Teredo).
 Names that point inward whatever DNS says (`localhost`, `*.localhost`, `*.internal`, `*.local`,
-`metadata.google.internal`) are refused before resolving.
+`metadata.google.internal`) are refused even when DNS gives a public answer.
 
 `AddressPolicy.parse(KOKEILU_WEBHOOK_ALLOWLIST)` adds explicit exceptions for local development
 and tests: comma-separated CIDRs or addresses (`127.0.0.0/8,::1`) whose addresses are allowed, and
@@ -123,29 +123,40 @@ class AddressPolicy:
             hosts.add(name)
         return cls(tuple(networks), frozenset(hosts))
 
-    def allows_address(self, ip: IPAddress) -> bool:
-        if is_public(ip):
-            return True
+    def listed(self, ip: IPAddress) -> bool:
+        """In one of the allow-list's networks (an IPv4-mapped address counts as its IPv4 address)."""
         candidates = [ip] + ([ip.ipv4_mapped] if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped else [])
         return any(c.version == net.version and c in net for c in candidates for net in self.networks)
+
+    def allows_address(self, ip: IPAddress) -> bool:
+        return is_public(ip) or self.listed(ip)
 
     def resolve(self, host: str, port: int, getaddrinfo: Resolver = socket.getaddrinfo) -> list[tuple[int, tuple]]:
         """Every (family, sockaddr) `host` resolves to, when each of them is allowed.
 
         AddressRefused when one is not (a name with one public and one inward address is refused
-        too); socket.gaierror when the name does not resolve."""
+        too); socket.gaierror when the name does not resolve. A name that points inward
+        (`localhost`, `*.internal` ...) is allowed only when all its addresses are in the allow-list."""
         name = _normal_host(host)
         if not name:
             raise AddressRefused("no host")
-        listed = name in self.hosts
-        if not listed and inward_name(name):
+        trusted = name in self.hosts
+        inward = not trusted and inward_name(name)
+        if inward and not self.networks:
             raise AddressRefused("address not allowed")
+        try:
+            answers = getaddrinfo(name, port, 0, socket.SOCK_STREAM)
+        except socket.gaierror:
+            if inward:
+                raise AddressRefused("address not allowed") from None
+            raise
         targets = []
-        for family, _type, _proto, _canon, sockaddr in getaddrinfo(name, port, 0, socket.SOCK_STREAM):
+        for family, _type, _proto, _canon, sockaddr in answers:
             if family not in (socket.AF_INET, socket.AF_INET6):
                 continue
             ip = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
-            if not listed and not self.allows_address(ip):
+            allowed = trusted or (self.listed(ip) if inward else self.allows_address(ip))
+            if not allowed:
                 raise AddressRefused("address not allowed")
             targets.append((family, sockaddr))
         if not targets:
