@@ -38,7 +38,8 @@ def _caused_by(exc: BaseException, kind: type) -> bool:
         for arg in getattr(exc, "args", ()):
             if isinstance(arg, BaseException) and _caused_by(arg, kind):
                 return True
-        exc = getattr(exc, "reason", None) or exc.__cause__ or exc.__context__
+        reason = getattr(exc, "reason", None)  # urllib3 errors keep their cause there (or a str)
+        exc = reason if isinstance(reason, BaseException) else (exc.__cause__ or exc.__context__)
     return False
 
 
@@ -70,8 +71,11 @@ def post(session: requests.Session, url: str, body: bytes, headers: dict, timeou
         response = session.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False, stream=True)
         response.close()
         return response.status_code, None
-    except (requests.RequestException, AddressRefused) as exc:
-        category = error_category(exc)
+    except Exception as exc:  # noqa: BLE001 - whatever went wrong, the attempt is recorded, not lost
+        try:
+            category = error_category(exc)
+        except Exception:  # noqa: BLE001
+            category = "request failed"
         log.warning("webhook delivery to %s failed: %s (%s: %s)", _host_of(url), category,
                     exc.__class__.__name__, exc)
         return None, category

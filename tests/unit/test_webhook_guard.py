@@ -213,3 +213,39 @@ def test_a_closed_port_is_connection_refused():
 
 def test_a_name_that_does_not_resolve_at_delivery_is_described_as_such():
     assert send(STRICT, "http://gone.example.org/hook", resolving({})) == (None, "name not resolved")
+
+
+# TLS: the connection goes to the checked address, the certificate is checked against the name ----
+@pytest.fixture
+def tls_receiver(tmp_path):
+    import shutil
+    import ssl
+    import subprocess
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a test certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=hooks.example.org", "-addext", "subjectAltName=DNS:hooks.example.org"],
+                   check=True, capture_output=True)
+    r = Receiver()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    r.server.socket = context.wrap_socket(r.server.socket, server_side=True)
+    r.cert = str(cert)
+    yield r
+    r.close()
+
+
+def test_a_tls_webhook_is_verified_against_its_host_name_though_the_connection_goes_to_the_checked_address(
+        tls_receiver):
+    dns = resolving({"hooks.example.org": ["127.0.0.1"], "other.example.org": ["127.0.0.1"]})
+    session = guarded_session(LOCAL, getaddrinfo=dns)
+    session.verify = tls_receiver.cert
+    try:
+        ok = post(session, f"https://hooks.example.org:{tls_receiver.port}/hook", b"{}", {}, timeout=5)
+        wrong_name = post(session, f"https://other.example.org:{tls_receiver.port}/hook", b"{}", {}, timeout=5)
+    finally:
+        session.close()
+    assert ok == (204, None)
+    assert wrong_name == (None, "tls error")
+    assert len(tls_receiver.hits) == 1
