@@ -228,3 +228,29 @@ def test_ids_codes_and_times_are_never_redacted():
             "to_status": "withdrawn", "changed_at": "2026-03-02T10:00:00Z", "reason": "Kera said no"}
     redacted = redact_event_data(types.PROPOSAL_STATUS_CHANGED.name, data, ("Kera",))
     assert redacted == {**data, "reason": f"{REDACTED} said no"}
+
+
+# e-mail errors say a code or a category, not the mail server's words ----------------------------
+def test_smtp_errors_are_reported_without_the_servers_text():
+    import socket as sockets
+
+    from aiosmtpd.controller import Controller
+
+    from services.notifications.emails import MailSettings, send_mail
+
+    class Refusing:
+        async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+            return "550 5.1.1 mailbox unknown on relay-7.internal.espoo (Postfix 3.7, user db v2)"
+
+    with sockets.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    controller = Controller(Refusing(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        refused = send_mail(MailSettings(host="127.0.0.1", port=port), "x@espoo.example", "s", "b")
+    finally:
+        controller.stop()
+    assert refused == (550, "recipient refused: SMTP 550")
+    assert send_mail(MailSettings(host="127.0.0.1", port=port, timeout_seconds=2), "x@espoo.example", "s", "b") == \
+        (None, "connection refused")
