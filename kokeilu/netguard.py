@@ -16,6 +16,9 @@ host names that are allowed whatever they resolve to.
 address, and connects to an address it checked: a name whose DNS answer changed since the
 subscription was made (DNS rebinding) cannot reach an inward address. TLS still verifies the
 certificate against the host name.
+
+(requests-hardened was considered: it checks only the first DNS answer and has no allow-list of
+networks or names, which local development and tests need; the technique is the same.)
 """
 from __future__ import annotations
 
