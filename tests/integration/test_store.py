@@ -153,3 +153,29 @@ def test_a_deleted_subscription_gets_no_more_attempts(database_url):
         u.commit()
     assert [d.subscription_id for d in due] == [kept.id]
     db.dispose()
+
+
+def test_subscription_owners_and_the_personal_data_flag_round_trip(database_url):
+    from services.notifications import handlers
+    from services.notifications.domain import Caller, NewSubscription
+    from services.notifications.store import NotificationsUnitOfWork
+    from kokeilu.contracts import utcnow
+
+    db = Database(database_url, ROOT / "services" / "notifications" / "migrations")
+    db.migrate()
+    uow = lambda: NotificationsUnitOfWork(db)  # noqa: E731
+    a, r = Caller("dept-a"), Caller("research", personal_data=True)
+    mine = handlers.create_subscription(NewSubscription(subscriber="A", channel="webhook", url="http://x.example/a"), uow(), a)
+    theirs = handlers.create_subscription(NewSubscription(subscriber="R", channel="webhook", url="http://x.example/r"), uow(), r)
+    with uow() as u:
+        for sub in (mine, theirs):
+            u.deliveries.add(str(uuid.uuid4()), sub.id, "e-1", "fi.espoo.kokeilu.result.published", b"{}", utcnow())
+        u.subscriptions.remember_proposal("p-1", "learning", "kera", "fi", "t", None, resident_name="Maija M", content=True)
+        u.commit()
+    assert [(s.owner, s.personal_data) for s in handlers.list_subscriptions(uow(), Caller("admin", admin=True))] == \
+        [("dept-a", False), ("research", True)]
+    assert [d["subscription_id"] for d in handlers.list_deliveries(uow(), None, None, 10, caller=a)] == [mine.id]
+    assert len(handlers.list_deliveries(uow(), None, None, 10, caller=Caller("admin", admin=True))) == 2
+    with uow() as u:
+        assert u.subscriptions.proposal("p-1")["resident_name"] == "Maija M"
+    db.dispose()
