@@ -179,3 +179,29 @@ def test_subscription_owners_and_the_personal_data_flag_round_trip(database_url)
     with uow() as u:
         assert u.subscriptions.proposal("p-1")["resident_name"] == "Maija M"
     db.dispose()
+
+
+def test_subscriptions_from_before_owners_belong_to_admin_and_carry_no_personal_data(database_url):
+    from alembic import command
+    from alembic.config import Config
+
+    from services.notifications import handlers
+    from services.notifications.domain import Caller
+
+    db = Database(database_url, ROOT / "services" / "notifications" / "migrations")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(db.migrations))
+    with db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0002")
+    with db.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO subscriptions (id, subscriber, channel, url, filter, created_at) "
+                             "VALUES ('old-1', 'Old dept', 'webhook', 'https://u:p@x.example/', '{}', :at)"),
+                     {"at": datetime.now(timezone.utc)})
+    db.migrate()
+    from services.notifications.store import NotificationsUnitOfWork
+    uow = lambda: NotificationsUnitOfWork(db)  # noqa: E731
+    [old] = handlers.list_subscriptions(uow(), Caller("admin", admin=True))
+    assert (old.id, old.owner, old.personal_data) == ("old-1", "admin", False)
+    assert handlers.list_subscriptions(uow(), Caller("old-dept")) == []
+    db.dispose()
