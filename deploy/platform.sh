@@ -59,6 +59,7 @@ start() {
     fi
     KOKEILU_ADMIN_TOKEN="$token" KAFKA_BOOTSTRAP_SERVERS="$BOOTSTRAP" PYTHONPATH="$ROOT" \
       KOKEILU_SMTP_HOST="$smtp_host" KOKEILU_SMTP_PORT="${smtp_port:-25}" \
+      KOKEILU_WEBHOOK_ALLOWLIST="${KOKEILU_WEBHOOK_ALLOWLIST-127.0.0.0/8,::1}" \
       WEB_SERVER_ADDRESS="${WEB_SERVER_HOST:-127.0.0.1}:$port" \
       setsid "$PY" -W ignore::DeprecationWarning -m nameko run --config "services/$name/config.yaml" \
       "services.$name.service:$(class_of "$name")" </dev/null >>"$LOGS/$name.log" 2>&1 &

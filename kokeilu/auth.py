@@ -11,6 +11,8 @@ SCOPES = (
     "proposals:read", "proposals:write",
     "evaluation:read", "evaluation:write", "evaluation:manage",
     "subscriptions:write",
+    # Webhooks and e-mails to the token's subscriptions carry residents' personal data unredacted.
+    "personal-data:read",
     "catalogue:read",
     "admin",
 )

@@ -81,6 +81,8 @@ class Platform:
             "WEB_SERVER_ADDRESS": f"127.0.0.1:{port}", "PYTHONPATH": str(ROOT),
             "KOKEILU_TOPIC_PARTITIONS": "3", "KOKEILU_RELAY_INTERVAL_SECONDS": "0.2",
             "KOKEILU_TOKENS": READER_TOKENS, "KOKEILU_SQLITE_BUSY_TIMEOUT_SECONDS": "1",
+            # Test receivers listen on 127.0.0.1, which the webhook address guard refuses otherwise.
+            "KOKEILU_WEBHOOK_ALLOWLIST": "127.0.0.0/8,::1",
         })
         env.pop("DATABASE_URL", None)
         env.update(self.extra_env)

@@ -20,6 +20,7 @@ from kokeilu.contracts.evaluation import Decision, EvaluationDecided, ScreeningC
 from kokeilu.contracts.proposals import (MeasurementRecorded, PilotCompleted, PilotStarted, ProposalRevised,
                                          ProposalStatus, ProposalStatusChanged, ProposalSubmitted, ProposerKind)
 from kokeilu.contracts.results import Result, ResultKpi, ResultStatus, ResultWithdrawn
+from kokeilu.privacy import redact
 
 # A proposal that reaches one of these before its pilot started leaves the catalogue.
 CLOSING = {ProposalStatus.rejected: "rejected", ProposalStatus.withdrawn: "withdrawn",
@@ -27,23 +28,8 @@ CLOSING = {ProposalStatus.rejected: "rejected", ProposalStatus.withdrawn: "withd
 
 Change = Literal["published", "updated", "withdrawn"]
 
-# Any word that could hold an e-mail address (an @ with a dot after it): in free text it never
-# reaches the public topic.
-_ADDRESS = re.compile(r"\S*@\S*\.\S*")
-REDACTED = "[…]"
 # What an id must look like before it is published (they are UUIDs; anything else is refused).
 SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-
-
-def redact(text: str | None, names: tuple[str, ...] = ()) -> str | None:
-    """Free text as it may be published: no e-mail address, and no name of a resident proposer."""
-    if text is None:
-        return None
-    text = _ADDRESS.sub(REDACTED, text)
-    for name in names:
-        if len(name.strip()) >= 3:
-            text = re.sub(re.escape(name.strip()), REDACTED, text, flags=re.IGNORECASE)
-    return text
 
 
 def _later(current: datetime | None, new: datetime) -> bool:

@@ -1,18 +1,23 @@
 """Subscriptions, matching, and the retry policy of deliveries. No infrastructure here."""
 from __future__ import annotations
 
+import copy
 import hashlib
 import hmac
 import random
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import Enum
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
 from kokeilu.contracts import BY_NAME
+from kokeilu.contracts.envelope import TYPE_PREFIX
 from kokeilu.contracts.proposals import EMAIL_PATTERN, Environment, FocusArea, Language
+from kokeilu.privacy import REDACTED, redact
 
 
 class SubscriptionFilter(BaseModel):
@@ -33,6 +38,23 @@ class SubscriptionFilter(BaseModel):
 
 
 Mode = Literal["immediate", "daily_digest"]
+
+
+def _no_credentials(url: HttpUrl | None) -> HttpUrl | None:
+    if url is not None and (url.username or url.password):
+        raise ValueError("a webhook URL must not carry credentials (user:password@); "
+                         "receivers verify deliveries with the signing secret instead")
+    return url
+
+
+def public_url(url: str | None) -> str | None:
+    """`url` without any user:password@ part (a URL stored before credentials were refused)."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
 def _check_channel(channel: str, url, email, mode: str) -> None:
@@ -58,6 +80,8 @@ class NewSubscription(BaseModel):
     language: Language = Language.fi
     filter: SubscriptionFilter = SubscriptionFilter()
 
+    _url_has_no_credentials = field_validator("url")(_no_credentials)
+
     @model_validator(mode="after")
     def _channel_has_an_address(self):
         _check_channel(self.channel, self.url, self.email, self.mode)
@@ -76,6 +100,21 @@ class SubscriptionChange(BaseModel):
     language: Language | None = None
     filter: SubscriptionFilter | None = None
 
+    _url_has_no_credentials = field_validator("url")(_no_credentials)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who calls the subscriptions API: the token's name; `admin` sees and manages every
+    subscription; `personal_data` is the personal-data scope (webhooks and e-mails unredacted)."""
+
+    name: str
+    admin: bool = False
+    personal_data: bool = False
+
+    def owns(self, subscription: "Subscription") -> bool:
+        return self.admin or subscription.owner == self.name
+
 
 @dataclass(frozen=True)
 class Subscription:
@@ -89,6 +128,10 @@ class Subscription:
     mode: str = "immediate"
     secret: str | None = None
     language: str = "fi"
+    # The token principal that created it (subscriptions made before owners existed: "admin").
+    owner: str = "admin"
+    # Whether its owner had the personal-data scope when it was made (or last changed by them).
+    personal_data: bool = False
 
     def matches(self, event_type: str, focus_area: str | None, environment: str | None = None,
                 proposal_id: str | None = None) -> bool:
@@ -122,6 +165,49 @@ class Subscription:
         return Subscription(**values)
 
 
+# -- personal data in what subscribers receive -----------------------------------------------
+# Keys of event data that are ids, codes, enums or times: never free text, left as they are.
+_STRUCTURAL = {"specversion", "language", "focus_area", "environment", "kind", "from_status", "to_status", "action",
+               "status", "outcome", "decision", "rule", "proposer_kind", "licence", "license", "intake_type",
+               "contact_unit", "channel", "event_type"}
+_ID_OR_TIME = re.compile(r"(^id$|_id$|_at$|^due_at$)")
+
+
+def _redact_tree(value: Any, names: tuple[str, ...], key: str | None = None) -> Any:
+    if isinstance(value, str):
+        if key is not None and (key in _STRUCTURAL or _ID_OR_TIME.search(key)):
+            return value
+        return redact(value, names)
+    if isinstance(value, list):
+        return [_redact_tree(v, names, key) for v in value]
+    if isinstance(value, dict):
+        return {k: _redact_tree(v, names, k) for k, v in value.items()}
+    return value
+
+
+def redact_event_data(event_type: str, data: Any, names: tuple[str, ...] = ()) -> Any:
+    """Event data as a subscriber without the personal-data scope receives it: every free-text
+    value without e-mail addresses and without `names` (a resident proposer's name), a resident
+    proposer's organisation (their own name) replaced by `[…]`, evaluators' names replaced by `[…]`.
+    Ids, codes, numbers and times are unchanged, so the data still fits its schema."""
+    if not isinstance(data, dict):
+        return data
+    data = copy.deepcopy(data)
+    proposer = data.get("proposer")
+    if isinstance(proposer, dict) and proposer.get("kind") == "resident":
+        proposer["organisation"] = REDACTED
+    if event_type == TYPE_PREFIX + "evaluation.opened" and isinstance(data.get("evaluators"), list):
+        data["evaluators"] = [REDACTED for _ in data["evaluators"]]
+    return _redact_tree(data, names)
+
+
+def resident_name(data: Any) -> str | None:
+    """The name of a resident proposer in proposal.submitted/revised data ("organisation"), if any."""
+    proposer = getattr(data, "proposer", None)
+    kind = getattr(getattr(proposer, "kind", None), "value", getattr(proposer, "kind", None))
+    return proposer.organisation if proposer is not None and kind == "resident" else None
+
+
 def signature(secret: str, timestamp: int, body: bytes) -> str:
     """`Kokeilu-Signature` header value: `t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`."""
     mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
@@ -146,6 +232,12 @@ def window_end(now: datetime, seconds: float) -> datetime:
     return datetime.fromtimestamp(epoch - (epoch % seconds), tz=timezone.utc)
 
 
+# The neutral reason of a delivery the address guard refused: permanent, never retried, and it
+# says nothing of what the name resolved to.
+ADDRESS_REFUSED = "refused: address not allowed"
+PERMANENT_ERRORS = frozenset({ADDRESS_REFUSED})
+
+
 class DeliveryStatus(str, Enum):
     pending = "pending"
     succeeded = "succeeded"
@@ -158,9 +250,12 @@ class RetryPolicy:
     base_seconds: float = 1.0
     cap_seconds: float = 300.0
 
-    def retryable(self, status_code: int | None, channel: str = "webhook") -> bool:
+    def retryable(self, status_code: int | None, channel: str = "webhook", error: str | None = None) -> bool:
         """Timeouts and connection errors (no status) are worth another try; so are HTTP 429 and 5xx,
-        and SMTP's transient 4xx replies. Other HTTP 4xx and SMTP 5xx replies are final."""
+        and SMTP's transient 4xx replies. Other HTTP 4xx and SMTP 5xx replies are final, and so is
+        a destination the address guard refuses."""
+        if error in PERMANENT_ERRORS:
+            return False
         if status_code is None:
             return True
         if channel == "email":

@@ -6,6 +6,7 @@ A template's first line is the subject, the rest the plain-text body. Templates 
 """
 from __future__ import annotations
 
+import logging
 import re
 import smtplib
 import socket
@@ -21,6 +22,7 @@ LANGUAGES = ("fi", "sv", "en")
 _env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=False,
                    undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
 _ADDRESS = re.compile(r"\S*@\S*")
+log = logging.getLogger(__name__)
 
 
 class MailSettings(BaseSettings):
@@ -47,9 +49,10 @@ def render(kind: str, payload: dict, language: str) -> tuple[str, str]:
 
 
 def send_mail(settings: MailSettings, to: str, subject: str, body: str) -> tuple[int | None, str | None]:
-    """Send one message. (250, None) when the server took it; the server's code and message when it
-    refused (4xx transient, 5xx final); (None, error) when it could not be reached. Errors never
-    carry the address (they end up in the delivery log and on kokeilu.notifications.v1)."""
+    """Send one message. (250, None) when the server took it; the server's code and a short reason
+    when it refused (4xx transient, 5xx final); (None, a category) when it could not be reached.
+    Errors never carry the address nor the server's own words (they end up in the delivery log,
+    shown to subscribers, and on kokeilu.notifications.v1); the detail goes to this service's log."""
     message = EmailMessage()
     message["From"], message["To"], message["Subject"] = settings.sender, to, subject
     message["Date"], message["Message-ID"] = formatdate(localtime=False), make_msgid(domain="kokeilu")
@@ -64,11 +67,20 @@ def send_mail(settings: MailSettings, to: str, subject: str, body: str) -> tuple
         return 250, None
     except smtplib.SMTPRecipientsRefused as exc:
         code, reply = next(iter(exc.recipients.values()))
-        return code, _clean(f"recipient refused: {code} {reply!r}")
+        return code, _logged(f"recipient refused: SMTP {code}", f"{code} {reply!r}")
     except smtplib.SMTPResponseException as exc:
-        return exc.smtp_code, _clean(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}")
-    except (smtplib.SMTPException, OSError, socket.timeout) as exc:
-        return None, _clean(f"{exc.__class__.__name__}: {exc}")
+        return exc.smtp_code, _logged(f"SMTP {exc.smtp_code}", repr(exc.smtp_error))
+    except (socket.timeout, TimeoutError) as exc:
+        return None, _logged("timeout", str(exc))
+    except ConnectionRefusedError as exc:
+        return None, _logged("connection refused", str(exc))
+    except (smtplib.SMTPException, OSError) as exc:
+        return None, _logged("connection error", f"{exc.__class__.__name__}: {exc}")
+
+
+def _logged(category: str, detail: str) -> str:
+    log.warning("e-mail delivery failed: %s (%s)", category, _clean(detail))
+    return category
 
 
 def _clean(error: str) -> str:

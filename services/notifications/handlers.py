@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 import uuid
@@ -11,9 +12,12 @@ from datetime import datetime, timedelta
 from kokeilu.contracts import CloudEvent, new_event, utcnow
 from kokeilu.contracts import catalog as types
 from kokeilu.contracts.notifications import DeliveryOutcome
+from kokeilu.contracts.evaluation import ScreeningCompleted
 from kokeilu.contracts.proposals import ProposalContact, ProposalRevised, ProposalStatusChanged, ProposalSubmitted
+from kokeilu.privacy import redact
 
-from .domain import DeliveryStatus, NewSubscription, RetryPolicy, Subscription, SubscriptionChange, signature, window_end
+from .domain import (Caller, DeliveryStatus, NewSubscription, RetryPolicy, Subscription, SubscriptionChange,
+                     redact_event_data, resident_name, signature, window_end)
 
 SOURCE = "kokeilu/notifications"
 CONSUMER = "notifications"
@@ -28,47 +32,70 @@ Sender = Callable[[str, bytes, dict], "tuple[int | None, str | None]"]
 Mailer = Callable[[str, str, str], "tuple[int | None, str | None]"]
 # render(kind, payload: dict, language) -> (subject, body)
 Renderer = Callable[[str, dict, str], "tuple[str, str]"]
+# check_url(url) raises when a webhook URL points somewhere it must not (kokeilu.netguard)
+UrlCheck = Callable[[str], None]
 
 
-def create_subscription(body: NewSubscription, uow) -> Subscription:
-    """A new subscription; a webhook gets its signing secret (shown to the caller once, at creation)."""
+def _no_check(url: str) -> None:
+    return None
+
+
+def create_subscription(body: NewSubscription, uow, caller: Caller, check_url: UrlCheck = _no_check) -> Subscription:
+    """A new subscription owned by `caller`; a webhook gets its signing secret (shown to the caller
+    once, at creation). `check_url` refuses a webhook URL that points inward (it raises)."""
+    if body.url is not None:
+        check_url(str(body.url))
     secret = secrets.token_hex(32) if body.channel == "webhook" else None
     sub = Subscription(str(uuid.uuid4()), body.subscriber, body.channel, str(body.url) if body.url else None,
                        body.filter, utcnow(), email=body.email, mode=body.mode, secret=secret,
-                       language=body.language.value)
+                       language=body.language.value, owner=caller.name, personal_data=caller.personal_data)
     with uow:
         uow.subscriptions.add(sub)
         uow.commit()
     return sub
 
 
-def update_subscription(subscription_id: str, change: SubscriptionChange, uow) -> Subscription | None:
-    """The changed subscription; None when there is none; ValueError when the change makes it invalid."""
+def update_subscription(subscription_id: str, change: SubscriptionChange, uow, caller: Caller,
+                        check_url: UrlCheck = _no_check) -> Subscription | None:
+    """The changed subscription; None when there is none that `caller` may manage; ValueError when
+    the change makes it invalid. A change by the owner records whether they have the personal-data
+    scope now; an admin changing another's subscription leaves that as it was."""
+    if change.url is not None:
+        check_url(str(change.url))
     with uow:
         sub = uow.subscriptions.get(subscription_id)
-        if sub is None:
+        if sub is None or not caller.owns(sub):
             return None
         sub = sub.changed(change)
+        if sub.owner == caller.name:
+            sub = Subscription(**{**sub.__dict__, "personal_data": caller.personal_data})
         uow.subscriptions.update(sub)
         uow.commit()
     return sub
 
 
-def list_subscriptions(uow) -> list[Subscription]:
+def list_subscriptions(uow, caller: Caller) -> list[Subscription]:
     with uow:
-        return uow.subscriptions.active()
+        return [s for s in uow.subscriptions.active() if caller.owns(s)]
 
 
-def delete_subscription(subscription_id: str, uow) -> bool:
+def delete_subscription(subscription_id: str, uow, caller: Caller) -> bool:
+    """False when there is no such subscription that `caller` may manage."""
     with uow:
+        sub = uow.subscriptions.get(subscription_id)
+        if sub is None or not caller.owns(sub):
+            return False
         deleted = uow.subscriptions.delete(subscription_id, utcnow())
         uow.commit()
     return deleted
 
 
-def list_deliveries(uow, subscription_id: str | None, status: str | None, limit: int, **filters) -> list[dict]:
+def list_deliveries(uow, subscription_id: str | None, status: str | None, limit: int, *, caller: Caller,
+                    **filters) -> list[dict]:
+    """Deliveries of `caller`'s subscriptions (an admin: every delivery, proposer e-mails too)."""
     with uow:
-        return uow.deliveries.list(subscription_id, status, limit, **filters)
+        return uow.deliveries.list(subscription_id, status, limit, owner=None if caller.admin else caller.name,
+                                   **filters)
 
 
 def _remember(data, uow) -> None:
@@ -79,12 +106,38 @@ def _remember(data, uow) -> None:
             data.language.value, known.get("title") if known else None, data.contact_email)
     elif isinstance(data, (ProposalSubmitted, ProposalRevised)):
         uow.subscriptions.remember_proposal(data.proposal_id, data.focus_area.value, data.environment.value,
-                                            data.language.value, data.title, None)
+                                            data.language.value, data.title, None,
+                                            resident_name=resident_name(data), content=True)
 
 
-def _email_payload(event: CloudEvent, facts: dict | None) -> bytes:
-    proposal = {"proposal_id": event.subject, "title": facts.get("title") if facts else None}
+def _email_payload(event: CloudEvent, facts: dict | None, names: tuple[str, ...] | None = None) -> bytes:
+    """What an e-mail is rendered from; with `names` (not None), redacted as for a subscriber
+    without the personal-data scope."""
+    title = facts.get("title") if facts else None
+    if names is not None:
+        title = redact(title, names)
+    proposal = {"proposal_id": event.subject, "title": title}
     return json.dumps({"event": json.loads(event.to_bytes()), "proposal": proposal}).encode()
+
+
+_REFERENCED_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def _resident_names(data, facts: dict | None, uow) -> tuple[str, ...]:
+    """Resident names that may be in this event's text: its own proposal's resident, and for a
+    screening that found a near-duplicate, the resident of the proposal whose title it quotes."""
+    names = {n for n in ((facts or {}).get("resident_name"), resident_name(data)) if n}
+    if isinstance(data, ScreeningCompleted):
+        for failure in data.failed_rules:
+            for other in set(_REFERENCED_ID.findall(failure.reason)):
+                name = (uow.subscriptions.proposal(other) or {}).get("resident_name")
+                if name:
+                    names.add(name)
+    return tuple(sorted(names, key=len, reverse=True))
+
+
+def _redacted(event: CloudEvent, names: tuple[str, ...]) -> CloudEvent:
+    return event.model_copy(update={"data": redact_event_data(event.type, event.data, names)})
 
 
 def _plain(value):
@@ -110,17 +163,21 @@ def on_event(event: CloudEvent, data, uow) -> str:
         area = focus_area if focus_area is not None else (facts or {}).get("focus_area")
         env = environment if environment is not None else (facts or {}).get("environment")
         now = utcnow()
-        payload = event.to_bytes()
+        names = _resident_names(data, facts, uow)
+        # A subscriber whose owner lacks the personal-data scope gets the event redacted.
+        redacted = _redacted(event, names)
         for sub in uow.subscriptions.active():
             if not sub.matches(event.type, area or None, env, proposal_id):
                 continue
+            sent, hidden = (event, None) if sub.personal_data else (redacted, names)
             if sub.mode == "daily_digest":
-                uow.digests.add_item(sub.id, event.id, event.type, _email_payload(event, facts), now)
+                uow.digests.add_item(sub.id, event.id, event.type, _email_payload(sent, facts, hidden), now)
             elif sub.channel == "email":
-                uow.deliveries.add(str(uuid.uuid4()), sub.id, event.id, event.type, _email_payload(event, facts), now,
+                uow.deliveries.add(str(uuid.uuid4()), sub.id, event.id, event.type,
+                                   _email_payload(sent, facts, hidden), now,
                                    kind="event", language=(facts or {}).get("language") or sub.language)
             else:
-                uow.deliveries.add(str(uuid.uuid4()), sub.id, event.id, event.type, payload, now)
+                uow.deliveries.add(str(uuid.uuid4()), sub.id, event.id, event.type, sent.to_bytes(), now)
         if (isinstance(data, ProposalStatusChanged) and data.to_status.value in PROPOSER_STATUSES
                 and facts and facts.get("contact_email")):
             uow.deliveries.add(str(uuid.uuid4()), f"proposer:{proposal_id}", event.id, event.type,
@@ -139,11 +196,12 @@ def build_digests(uow_factory, window_seconds: float, now: datetime | None = Non
     with uow_factory() as uow:
         if not uow.digests.claim_window(end, now):
             return []
-        groups: dict[tuple[str, str], list] = {}
+        # One digest per owner, subscriber and address: never one owner's items in another's digest.
+        groups: dict[tuple[str, str, str], list] = {}
         for item in uow.digests.pending(end):
-            groups.setdefault((item.subscriber, item.email), []).append(item)
+            groups.setdefault((item.owner, item.subscriber, item.email), []).append(item)
         sizes = []
-        for (subscriber, email), items in groups.items():
+        for (_owner, subscriber, email), items in groups.items():
             digest_id = str(uuid.uuid4())
             seen, entries = set(), []
             for item in items:
@@ -203,7 +261,7 @@ def deliver_due(uow_factory, send: Sender, policy: RetryPolicy, limit: int = 50,
         now = utcnow()
         if ok:
             status, next_at = DeliveryStatus.succeeded, None
-        elif policy.retryable(status_code, d.channel or "webhook") and attempt < policy.max_attempts:
+        elif policy.retryable(status_code, d.channel or "webhook", error) and attempt < policy.max_attempts:
             status, next_at = DeliveryStatus.pending, policy.next_attempt(attempt, now)
         else:
             status, next_at = DeliveryStatus.failed, None

@@ -15,10 +15,11 @@ from kokeilu.contracts import topics
 from kokeilu.http import NotFound, Unprocessable, api
 from kokeilu.kafka.consumer import consume
 from kokeilu.metrics import metrics_for
+from kokeilu.netguard import AddressPolicy, AddressRefused, UnresolvedHost
 from kokeilu.platform import Store
 
 from . import handlers
-from .domain import NewSubscription, RetryPolicy, SubscriptionChange
+from .domain import Caller, NewSubscription, RetryPolicy, SubscriptionChange, public_url
 from .emails import MailSender
 from .store import NotificationsUnitOfWork
 from .webhook import WebhookSender
@@ -45,9 +46,15 @@ class NotificationSettings(BaseSettings):
     delivery_max_attempts: int = 6
     delivery_retry_base_seconds: float = 1.0
     delivery_retry_cap_seconds: float = 300.0
+    # Webhook destinations allowed although they are not public (local development, tests):
+    # comma-separated CIDRs, addresses or host names, e.g. "127.0.0.0/8,::1". Empty: public only.
+    webhook_allowlist: str = ""
 
 
 SETTINGS = NotificationSettings()
+ADDRESS_POLICY = AddressPolicy.parse(SETTINGS.webhook_allowlist)
+# With it, a subscription's webhooks and e-mails carry residents' personal data unredacted.
+PERSONAL_DATA = "personal-data:read"
 # Attempts in flight at once: a slow receiver holds up only its own deliveries.
 DELIVERY_CONCURRENCY = 20
 
@@ -61,10 +68,28 @@ def _observe(channel: str, outcome: str, latency: float) -> None:
         DEAD_LETTERED.labels(service="notifications", channel=channel).inc()
 
 
+def caller(request) -> Caller:
+    principal = request.principal
+    return Caller(principal.name, admin="admin" in principal.scopes, personal_data=principal.has(PERSONAL_DATA))
+
+
+def check_webhook_url(url: str) -> None:
+    """422 naming `url` for a webhook that points inward (or at a name that does not resolve)."""
+    try:
+        ADDRESS_POLICY.check_url(url)
+    except AddressRefused:
+        message = "the webhook URL points to an address that is not allowed (loopback, private, link-local ...)"
+        raise Unprocessable(message, {"url": message}) from None
+    except UnresolvedHost:
+        message = "the webhook URL's host name does not resolve"
+        raise Unprocessable(message, {"url": message}) from None
+
+
 def subscription_json(s, with_secret: bool = False) -> dict:
-    body = {"id": s.id, "subscriber": s.subscriber, "channel": s.channel, "url": s.url, "email": s.email,
+    body = {"id": s.id, "subscriber": s.subscriber, "channel": s.channel, "url": public_url(s.url), "email": s.email,
             "mode": s.mode, "language": s.language, "filter": s.filter.model_dump(mode="json"),
-            "created_at": s.created_at.isoformat(), "signed": s.secret is not None}
+            "created_at": s.created_at.isoformat(), "signed": s.secret is not None, "owner": s.owner,
+            "personal_data": s.personal_data}
     if with_secret and s.secret:
         body["secret"] = s.secret  # shown once: the receiver verifies signatures with it
     return body
@@ -83,23 +108,26 @@ class DeliveryQuery(BaseModel):
 class NotificationsService(service_base.PlatformService):
     name = "notifications"
     uow = Store(NotificationsUnitOfWork)
-    send = WebhookSender()
+    send = WebhookSender(policy=ADDRESS_POLICY)
     mail = MailSender()
     retry_policy = RetryPolicy(SETTINGS.delivery_max_attempts, SETTINGS.delivery_retry_base_seconds,
                                SETTINGS.delivery_retry_cap_seconds)
 
     @api("POST", "/v1/subscriptions", scope="subscriptions:write", body=NewSubscription)
     def subscribe(self, request, body: NewSubscription):
-        return 201, subscription_json(handlers.create_subscription(body, self.uow()), with_secret=True)
+        sub = handlers.create_subscription(body, self.uow(), caller(request), check_url=check_webhook_url)
+        return 201, subscription_json(sub, with_secret=True)
 
+    # A subscription belongs to the token that made it: another token (but admin) gets 404 for it.
     @api("GET", "/v1/subscriptions", scope="subscriptions:write")
     def subscriptions(self, request):
-        return {"items": [subscription_json(s) for s in handlers.list_subscriptions(self.uow())]}
+        return {"items": [subscription_json(s) for s in handlers.list_subscriptions(self.uow(), caller(request))]}
 
     @api("PATCH", "/v1/subscriptions/<subscription_id>", scope="subscriptions:write", body=SubscriptionChange)
     def change(self, request, subscription_id, body: SubscriptionChange):
         try:
-            sub = handlers.update_subscription(subscription_id, body, self.uow())
+            sub = handlers.update_subscription(subscription_id, body, self.uow(), caller(request),
+                                               check_url=check_webhook_url)
         except ValueError as exc:
             raise Unprocessable(str(exc), {"(body)": str(exc)}) from None
         if sub is None:
@@ -108,7 +136,7 @@ class NotificationsService(service_base.PlatformService):
 
     @api("DELETE", "/v1/subscriptions/<subscription_id>", scope="subscriptions:write")
     def unsubscribe(self, request, subscription_id):
-        if not handlers.delete_subscription(subscription_id, self.uow()):
+        if not handlers.delete_subscription(subscription_id, self.uow(), caller(request)):
             raise NotFound(f"no subscription {subscription_id}", {"subscription_id": "unknown"})
         return 204, None
 
@@ -116,7 +144,8 @@ class NotificationsService(service_base.PlatformService):
     def deliveries(self, request):
         q = DeliveryQuery.model_validate(request.args.to_dict())
         return {"items": handlers.list_deliveries(self.uow(), q.subscription_id, q.status, q.limit,
-                                                  channel=q.channel, event_type=q.event_type, kind=q.kind)}
+                                                  caller=caller(request), channel=q.channel,
+                                                  event_type=q.event_type, kind=q.kind)}
 
     @consume(topics.PROPOSALS, topics.EVALUATIONS, topics.RESULTS)
     def on_event(self, event, data):

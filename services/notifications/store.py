@@ -26,6 +26,10 @@ subscriptions = sa.Table(
     sa.Column("mode", sa.String(20), nullable=False, server_default="immediate"),
     sa.Column("secret", sa.String(100), nullable=True),
     sa.Column("language", sa.String(5), nullable=False, server_default="fi"),
+    # The token principal that made it; rows from before owners existed belong to "admin".
+    sa.Column("owner", sa.String(200), nullable=False, server_default="admin", index=True),
+    # Whether the owner had the personal-data scope (otherwise what it receives is redacted).
+    sa.Column("personal_data", sa.Boolean(), nullable=False, server_default=sa.false()),
 )
 # What notifications knows of each proposal: for filters, the e-mail language, and the proposer's
 # address (personal data; it stays in this store and never goes on a topic).
@@ -37,6 +41,9 @@ proposal_areas = sa.Table(
     sa.Column("language", sa.String(5), nullable=True),
     sa.Column("title", sa.String(200), nullable=True),
     sa.Column("contact_email", sa.String(254), nullable=True),
+    # A resident proposer's name (their "organisation"): personal data, only to redact it from
+    # what subscribers without the personal-data scope receive.
+    sa.Column("resident_name", sa.String(200), nullable=True),
 )
 deliveries = sa.Table(
     "deliveries", metadata,
@@ -94,12 +101,14 @@ attempts = sa.Table(
 def _subscription(row) -> Subscription:
     return Subscription(row.id, row.subscriber, row.channel, row.url,
                         SubscriptionFilter.model_validate(row.filter), row.created_at,
-                        email=row.email, mode=row.mode, secret=row.secret, language=row.language)
+                        email=row.email, mode=row.mode, secret=row.secret, language=row.language,
+                        owner=row.owner, personal_data=bool(row.personal_data))
 
 
 def _subscription_values(s: Subscription) -> dict:
     return dict(subscriber=s.subscriber, channel=s.channel, url=s.url, filter=s.filter.model_dump(mode="json"),
-                email=s.email, mode=s.mode, secret=s.secret, language=s.language)
+                email=s.email, mode=s.mode, secret=s.secret, language=s.language, owner=s.owner,
+                personal_data=s.personal_data)
 
 
 class SubscriptionRepository:
@@ -127,11 +136,15 @@ class SubscriptionRepository:
             subscriptions.c.id == subscription_id, subscriptions.c.deleted_at.is_(None)).values(deleted_at=now)).rowcount > 0
 
     def remember_proposal(self, proposal_id: str, focus_area: str, environment: str, language: str, title: str,
-                          contact_email: str | None) -> None:
-        """The latest facts of a proposal; a revision (which has no address) keeps the address known."""
+                          contact_email: str | None, resident_name: str | None = None,
+                          content: bool = False) -> None:
+        """The latest facts of a proposal; a revision (which has no address) keeps the address known.
+        `content`: the facts come from the proposal's content, which says who the resident is (if any)."""
         values = dict(focus_area=focus_area, environment=environment, language=language, title=title)
         if contact_email:
             values["contact_email"] = contact_email
+        if content:
+            values["resident_name"] = resident_name
         if self.conn.execute(proposal_areas.update().where(proposal_areas.c.proposal_id == proposal_id)
                              .values(**values)).rowcount == 0:
             self.conn.execute(proposal_areas.insert().values(proposal_id=proposal_id, **values))
@@ -194,10 +207,13 @@ class DeliveryRepository:
             last_status_code=status_code, last_error=error, updated_at=at))
 
     def list(self, subscription_id: str | None, status: str | None, limit: int, channel: str | None = None,
-             event_type: str | None = None, kind: str | None = None) -> list[dict]:
+             event_type: str | None = None, kind: str | None = None, owner: str | None = None) -> list[dict]:
+        """Newest first; with `owner`, only deliveries of that principal's subscriptions."""
         query = (sa.select(deliveries, sa.func.coalesce(deliveries.c.channel, subscriptions.c.channel).label("via"))
                  .outerjoin(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
                  .order_by(deliveries.c.created_at.desc(), deliveries.c.id).limit(limit))
+        if owner is not None:
+            query = query.where(subscriptions.c.owner == owner)
         if subscription_id:
             query = query.where(deliveries.c.subscription_id == subscription_id)
         if status == "dead_lettered":  # every delivery that failed for good waits in the dead-letter list
@@ -247,7 +263,7 @@ class DigestRepository:
         return list(self.conn.execute(
             sa.select(digest_items.c.id, digest_items.c.subscription_id, digest_items.c.event_id,
                       digest_items.c.event_type, digest_items.c.payload, subscriptions.c.subscriber,
-                      subscriptions.c.email, subscriptions.c.language)
+                      subscriptions.c.email, subscriptions.c.language, subscriptions.c.owner)
             .join(subscriptions, subscriptions.c.id == digest_items.c.subscription_id)
             .where(digest_items.c.digest_id.is_(None), digest_items.c.created_at < before,
                    subscriptions.c.deleted_at.is_(None))

@@ -1,19 +1,100 @@
-"""The HTTP client that POSTs webhooks (a nameko DependencyProvider around a requests Session)."""
+"""The HTTP client that POSTs webhooks (a nameko DependencyProvider around a requests Session).
+
+Every connection goes through the address guard (kokeilu.netguard): the host is resolved and
+checked right before connecting, and the connection goes to an address that was checked. What a
+failed attempt records is a short category, never the peer's banner or body (the delivery log is
+shown to subscribers); the detail goes to this service's log."""
 from __future__ import annotations
+
+import logging
 
 import requests
 from nameko.extensions import DependencyProvider
+from urllib3.exceptions import NameResolutionError, ProtocolError
+
+from kokeilu.netguard import AddressPolicy, AddressRefused, GuardedAdapter
+
+from .domain import ADDRESS_REFUSED
+
+log = logging.getLogger(__name__)
+
+
+def guarded_session(policy: AddressPolicy, **adapter_kwargs) -> requests.Session:
+    """A session that sends only where `policy` allows: no proxies, no .netrc, no redirects followed."""
+    session = requests.Session()
+    session.trust_env = False
+    adapter = GuardedAdapter(policy, **adapter_kwargs)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def _caused_by(exc: BaseException, kind: type) -> bool:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, kind):
+            return True
+        for arg in getattr(exc, "args", ()):
+            if isinstance(arg, BaseException) and _caused_by(arg, kind):
+                return True
+        reason = getattr(exc, "reason", None)  # urllib3 errors keep their cause there (or a str)
+        exc = reason if isinstance(reason, BaseException) else (exc.__cause__ or exc.__context__)
+    return False
+
+
+def error_category(exc: BaseException) -> str:
+    """A short, neutral description of why an attempt failed."""
+    if _caused_by(exc, AddressRefused):
+        return ADDRESS_REFUSED
+    if isinstance(exc, requests.Timeout) or _caused_by(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "tls error"
+    if _caused_by(exc, NameResolutionError):
+        return "name not resolved"
+    if _caused_by(exc, ConnectionRefusedError):
+        return "connection refused"
+    if _caused_by(exc, ConnectionResetError):
+        return "connection reset"
+    if _caused_by(exc, ProtocolError):
+        return "invalid response"
+    if isinstance(exc, requests.ConnectionError):
+        return "connection error"
+    return "request failed"
+
+
+def post(session: requests.Session, url: str, body: bytes, headers: dict, timeout: float):
+    """(status code, None), or (None, a category) when no HTTP answer came."""
+    try:
+        # stream: the body is never read (nothing of it is stored or shown, and it may be huge)
+        response = session.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False, stream=True)
+        response.close()
+        return response.status_code, None
+    except Exception as exc:  # noqa: BLE001 - whatever went wrong, the attempt is recorded, not lost
+        try:
+            category = error_category(exc)
+        except Exception:  # noqa: BLE001
+            category = "request failed"
+        log.warning("webhook delivery to %s failed: %s (%s: %s)", _host_of(url), category,
+                    exc.__class__.__name__, exc)
+        return None, category
+
+
+def _host_of(url: str) -> str:
+    return requests.utils.urlparse(url).hostname or "?"
 
 
 class WebhookSender(DependencyProvider):
     """Gives workers `send(url, body, headers) -> (status_code | None, error | None)`."""
 
-    def __init__(self, timeout_seconds: float = 10.0, **kwargs):
+    def __init__(self, timeout_seconds: float = 10.0, policy: AddressPolicy | None = None, **kwargs):
         self.timeout = timeout_seconds
+        self.policy = policy
         super().__init__(**kwargs)
 
     def setup(self):
-        self.session = requests.Session()
+        self.session = guarded_session(self.policy or AddressPolicy())
 
     def stop(self):
         self.session.close()
@@ -22,12 +103,6 @@ class WebhookSender(DependencyProvider):
         session, timeout = self.session, self.timeout
 
         def send(url: str, body: bytes, headers: dict):
-            try:
-                response = session.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
-                return response.status_code, None
-            except requests.Timeout:
-                return None, f"timed out after {timeout}s"
-            except requests.RequestException as exc:
-                return None, f"{exc.__class__.__name__}: {exc}"[:500]
+            return post(session, url, body, headers, timeout)
 
         return send

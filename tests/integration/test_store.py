@@ -157,23 +157,76 @@ def test_timestamps_come_back_timezone_aware(database):
 
 def test_a_deleted_subscription_gets_no_more_attempts(database_url):
     from services.notifications import handlers
-    from services.notifications.domain import NewSubscription
+    from services.notifications.domain import Caller, NewSubscription
     from services.notifications.store import NotificationsUnitOfWork
     from kokeilu.contracts import utcnow
 
     db = Database(database_url, ROOT / "services" / "notifications" / "migrations")
     db.migrate()
     uow = lambda: NotificationsUnitOfWork(db)  # noqa: E731
-    kept = handlers.create_subscription(NewSubscription(subscriber="A", channel="webhook", url="http://127.0.0.1/a"), uow())
-    gone = handlers.create_subscription(NewSubscription(subscriber="B", channel="webhook", url="http://127.0.0.1/b"), uow())
+    owner = Caller("dept")
+    kept = handlers.create_subscription(NewSubscription(subscriber="A", channel="webhook", url="http://127.0.0.1/a"), uow(), owner)
+    gone = handlers.create_subscription(NewSubscription(subscriber="B", channel="webhook", url="http://127.0.0.1/b"), uow(), owner)
     with uow() as u:
         for sub in (kept, gone):
             u.deliveries.add(str(uuid.uuid4()), sub.id, "e-1", "fi.espoo.kokeilu.result.published", b"{}", utcnow())
         u.commit()
-    assert handlers.delete_subscription(gone.id, uow())
+    assert handlers.delete_subscription(gone.id, uow(), owner)
     from datetime import timedelta
     with uow() as u:
         due = u.deliveries.claim_due(utcnow(), 10, timedelta(seconds=60))
         u.commit()
     assert [d.subscription_id for d in due] == [kept.id]
+    db.dispose()
+
+
+def test_subscription_owners_and_the_personal_data_flag_round_trip(database_url):
+    from services.notifications import handlers
+    from services.notifications.domain import Caller, NewSubscription
+    from services.notifications.store import NotificationsUnitOfWork
+    from kokeilu.contracts import utcnow
+
+    db = Database(database_url, ROOT / "services" / "notifications" / "migrations")
+    db.migrate()
+    uow = lambda: NotificationsUnitOfWork(db)  # noqa: E731
+    a, r = Caller("dept-a"), Caller("research", personal_data=True)
+    mine = handlers.create_subscription(NewSubscription(subscriber="A", channel="webhook", url="http://x.example/a"), uow(), a)
+    theirs = handlers.create_subscription(NewSubscription(subscriber="R", channel="webhook", url="http://x.example/r"), uow(), r)
+    with uow() as u:
+        for sub in (mine, theirs):
+            u.deliveries.add(str(uuid.uuid4()), sub.id, "e-1", "fi.espoo.kokeilu.result.published", b"{}", utcnow())
+        u.subscriptions.remember_proposal("p-1", "learning", "kera", "fi", "t", None, resident_name="Maija M", content=True)
+        u.commit()
+    assert [(s.owner, s.personal_data) for s in handlers.list_subscriptions(uow(), Caller("admin", admin=True))] == \
+        [("dept-a", False), ("research", True)]
+    assert [d["subscription_id"] for d in handlers.list_deliveries(uow(), None, None, 10, caller=a)] == [mine.id]
+    assert len(handlers.list_deliveries(uow(), None, None, 10, caller=Caller("admin", admin=True))) == 2
+    with uow() as u:
+        assert u.subscriptions.proposal("p-1")["resident_name"] == "Maija M"
+    db.dispose()
+
+
+def test_subscriptions_from_before_owners_belong_to_admin_and_carry_no_personal_data(database_url):
+    from alembic import command
+    from alembic.config import Config
+
+    from services.notifications import handlers
+    from services.notifications.domain import Caller
+
+    db = Database(database_url, ROOT / "services" / "notifications" / "migrations")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(db.migrations))
+    with db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0002")
+    with db.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO subscriptions (id, subscriber, channel, url, filter, created_at) "
+                             "VALUES ('old-1', 'Old dept', 'webhook', 'https://u:p@x.example/', '{}', :at)"),
+                     {"at": datetime.now(timezone.utc)})
+    db.migrate()
+    from services.notifications.store import NotificationsUnitOfWork
+    uow = lambda: NotificationsUnitOfWork(db)  # noqa: E731
+    [old] = handlers.list_subscriptions(uow(), Caller("admin", admin=True))
+    assert (old.id, old.owner, old.personal_data) == ("old-1", "admin", False)
+    assert handlers.list_subscriptions(uow(), Caller("old-dept")) == []
     db.dispose()

@@ -409,12 +409,16 @@ class FakeSubscriptionRepository:
         return True
 
     def remember_proposal(self, proposal_id: str, focus_area: str, environment: str, language: str, title: str,
-                          contact_email: str | None) -> None:
+                          contact_email: str | None, resident_name: str | None = None,
+                          content: bool = False) -> None:
         """The latest facts of a proposal; a revision (which has no address) keeps the address known."""
-        row = self.proposals.setdefault(proposal_id, dict(proposal_id=proposal_id, contact_email=None))
+        row = self.proposals.setdefault(proposal_id, dict(proposal_id=proposal_id, contact_email=None,
+                                                          resident_name=None))
         row.update(focus_area=focus_area, environment=environment, language=language, title=title)
         if contact_email:
             row["contact_email"] = contact_email
+        if content:
+            row["resident_name"] = resident_name
 
     def proposal(self, proposal_id: str | None) -> dict | None:
         row = self.proposals.get(proposal_id) if proposal_id else None
@@ -489,9 +493,12 @@ class FakeDeliveryRepository:
         d.last_status_code, d.last_error, d.updated_at = status_code, error, at
 
     def list(self, subscription_id: str | None, status: str | None, limit: int, channel: str | None = None,
-             event_type: str | None = None, kind: str | None = None) -> list[dict]:
+             event_type: str | None = None, kind: str | None = None, owner: str | None = None) -> list[dict]:
         rows = sorted(self.rows.values(), key=lambda d: d.id)
         rows = sorted(rows, key=lambda d: d.created_at, reverse=True)
+        if owner is not None:
+            rows = [d for d in rows if d.subscription_id in self.subscriptions.rows
+                    and self.subscriptions.rows[d.subscription_id].owner == owner]
         if subscription_id:
             rows = [d for d in rows if d.subscription_id == subscription_id]
         if status == "dead_lettered":  # every delivery that failed for good waits in the dead-letter list
@@ -539,7 +546,8 @@ class FakeDigestRepository:
             if i["digest_id"] is None and i["created_at"] < before and sub is not None:
                 out.append(SimpleNamespace(id=i["id"], subscription_id=i["subscription_id"], event_id=i["event_id"],
                                            event_type=i["event_type"], payload=i["payload"],
-                                           subscriber=sub.subscriber, email=sub.email, language=sub.language))
+                                           subscriber=sub.subscriber, email=sub.email, language=sub.language,
+                                           owner=sub.owner))
         return out
 
     def mark(self, item_ids: list[int], digest_id: str) -> None:

@@ -14,7 +14,7 @@ from kokeilu.contracts import catalog as types
 from kokeilu.contracts import decode, topics
 from kokeilu.contracts.proposals import FocusArea, ProposalContact, ProposalRevised, ProposalStatusChanged
 from services.notifications import handlers
-from services.notifications.domain import (DeliveryStatus, NewSubscription, RetryPolicy, Subscription,
+from services.notifications.domain import (Caller, DeliveryStatus, NewSubscription, RetryPolicy, Subscription,
                                            SubscriptionFilter, verify_signature)
 
 from tests.unit.examples import WHEN, a_proposal_submitted, a_screening, an_event, redelivery_of
@@ -150,6 +150,10 @@ def test_the_next_attempt_is_always_in_the_future_and_never_past_the_cap(seed, a
 
 
 # on_event ----------------------------------------------------------------------------------
+DEPT = Caller("education-dept")
+ADMIN = Caller("admin", admin=True, personal_data=True)
+
+
 @pytest.fixture
 def uow():
     return FakeNotificationsUnitOfWork()
@@ -158,7 +162,7 @@ def uow():
 def subscribe(uow, types_=(), areas=(), url="https://example.org/hooks"):
     body = NewSubscription(subscriber="Dept", channel="webhook", url=url,
                            filter=SubscriptionFilter(types=list(types_), focus_areas=list(areas)))
-    return handlers.create_subscription(body, uow)
+    return handlers.create_subscription(body, uow, DEPT)
 
 
 def notify(uow, event):
@@ -295,9 +299,9 @@ def test_a_screening_outcome_that_arrives_before_its_proposal_still_reaches_a_fo
 
 def test_a_deleted_subscription_gets_nothing_new(uow):
     sub = subscribe(uow)
-    assert handlers.delete_subscription(sub.id, uow) is True
-    assert handlers.delete_subscription(sub.id, uow) is False
-    assert handlers.list_subscriptions(uow) == []
+    assert handlers.delete_subscription(sub.id, uow, DEPT) is True
+    assert handlers.delete_subscription(sub.id, uow, DEPT) is False
+    assert handlers.list_subscriptions(uow, DEPT) == []
     notify(uow, an_event(types.PROPOSAL_SUBMITTED, a_proposal_submitted()))
     assert queued(uow) == {}
 
@@ -431,10 +435,10 @@ def test_the_delivery_list_shows_every_attempt_of_one_subscription(uow, clock):
     sub, _, _ = queue_one(uow)
     other = subscribe(uow, types_=[PUBLISHED])
     run(uow, FakeSender((500, None)))
-    listed = handlers.list_deliveries(uow, sub.id, "pending", 10)
+    listed = handlers.list_deliveries(uow, sub.id, "pending", 10, caller=DEPT)
     assert [len(d["attempts"]) for d in listed] == [1]
-    assert handlers.list_deliveries(uow, other.id, None, 10) == []
-    assert handlers.list_deliveries(uow, None, "succeeded", 10) == []
+    assert handlers.list_deliveries(uow, other.id, None, 10, caller=DEPT) == []
+    assert handlers.list_deliveries(uow, None, "succeeded", 10, caller=DEPT) == []
     assert json.dumps(listed)  # the API returns it as it is
 
 

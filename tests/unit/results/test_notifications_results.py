@@ -12,13 +12,14 @@ from pydantic import ValidationError
 from kokeilu.contracts import decode, parse_envelope
 from kokeilu.store import Database
 from services.notifications import emails, handlers
-from services.notifications.domain import (NewSubscription, RetryPolicy, SubscriptionChange, signature,
+from services.notifications.domain import (Caller, NewSubscription, RetryPolicy, SubscriptionChange, signature,
                                            verify_signature, window_end)
 from services.notifications.store import NotificationsUnitOfWork
 from tests.unit.results import events as ev
 
 ROOT = Path(__file__).resolve().parents[3]
 STATUS = "fi.espoo.kokeilu.proposal.status-changed"
+ADMIN = Caller("admin", admin=True)
 
 
 def test_a_signature_verifies_only_with_its_secret_body_and_a_fresh_timestamp():
@@ -97,7 +98,7 @@ def test_one_digest_per_subscriber_per_window_from_one_job(uow_factory, monkeypa
     for address in ("edu@espoo.example", "env@espoo.example"):
         handlers.create_subscription(NewSubscription.model_validate({
             "subscriber": address.split("@")[0], "channel": "email", "email": address, "mode": "daily_digest",
-            "filter": {"types": [STATUS]}}), uow_factory())
+            "filter": {"types": [STATUS]}}), uow_factory(), ADMIN)
     day = datetime(2026, 3, 1, 9, tzinfo=timezone.utc)
     monkeypatch.setattr(handlers, "utcnow", lambda: day)
     for n in range(3):
@@ -106,16 +107,16 @@ def test_one_digest_per_subscriber_per_window_from_one_job(uow_factory, monkeypa
     sizes = handlers.build_digests(uow_factory, 86400, now=later)
     assert sizes == [3, 3]
     assert handlers.build_digests(uow_factory, 86400, now=later + timedelta(minutes=5)) == []  # the window's job ran
-    digests = handlers.list_deliveries(uow_factory(), None, "pending", 10, kind="digest")
+    digests = handlers.list_deliveries(uow_factory(), None, "pending", 10, kind="digest", caller=ADMIN)
     assert len(digests) == 2 and {d["channel"] for d in digests} == {"email"}
 
 
 def test_a_proposer_is_emailed_about_status_changes_only_when_their_address_is_known(uow_factory):
     apply(uow_factory, ev.submitted("p-1"))
     apply(uow_factory, ev.status("p-1", "screening", "in_evaluation"))
-    assert handlers.list_deliveries(uow_factory(), None, None, 10, kind="proposer") == []
+    assert handlers.list_deliveries(uow_factory(), None, None, 10, kind="proposer", caller=ADMIN) == []
     apply(uow_factory, ev.contact("p-2", "maija@example.fi"))
     apply(uow_factory, ev.submitted("p-2"))
     apply(uow_factory, ev.status("p-2", "screening", "in_evaluation"))
-    [delivery] = handlers.list_deliveries(uow_factory(), None, None, 10, kind="proposer")
+    [delivery] = handlers.list_deliveries(uow_factory(), None, None, 10, kind="proposer", caller=ADMIN)
     assert delivery["channel"] == "email" and "maija" not in json.dumps(delivery)
