@@ -24,6 +24,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 log = logging.getLogger(__name__)
 
 LIVE_PATH = "/health/live"
+# Connections past the limit that still get an answer (503, or the live probe's 200), each
+# for at most a second: a greenthread and a socket each, no worker.
+OVERFLOW_FACTOR = 4
 
 
 class HttpSettings(BaseSettings):
@@ -177,7 +180,7 @@ class HardenedWebServer(WebServer):
             if self.open_connections < settings.max_connections:
                 self.open_connections += 1
                 self.container.spawn_managed_thread(partial(self._serve, sock, addr))
-            elif self.overflow_connections < settings.max_connections:
+            elif self.overflow_connections < OVERFLOW_FACTOR * settings.max_connections:
                 self.overflow_connections += 1
                 eventlet.spawn_n(self._overloaded, sock)
             else:
