@@ -27,6 +27,8 @@ LIVE_PATH = "/health/live"
 # Connections past the limit that still get an answer (503, or the live probe's 200), each
 # for at most a second: a greenthread and a socket each, no worker.
 OVERFLOW_FACTOR = 4
+LINGER_SECONDS = 1
+LINGER_BYTES = 2 * 1024 * 1024
 
 
 class HttpSettings(BaseSettings):
@@ -56,6 +58,23 @@ def raw_error(status: int, reason: str, code: str, message: str, fields: dict | 
     lines = [f"HTTP/1.1 {status} {reason}", "Content-Type: application/json", f"Content-Length: {len(body)}",
              "Connection: close", *(f"{k}: {v}" for k, v in (headers or {}).items())]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def linger_close(sock, seconds: float = LINGER_SECONDS) -> None:
+    """Half-close, read and drop what the client still sends (bounded in time and bytes), close."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        drained = 0
+        with eventlet.Timeout(seconds, False):
+            while drained < LINGER_BYTES:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                drained += len(chunk)
+    except OSError:
+        pass
+    finally:
+        sock.close()
 
 
 def live_body(service: str) -> bytes:
@@ -137,6 +156,8 @@ class HardenedProtocol(HttpOnlyProtocol):
     def send_error(self, code, message=None, explain=None):
         """The stdlib's refusals (bad request line, bad version, too many headers) as JSON errors."""
         self.close_connection = True
+        if code >= 500:  # 505 HTTP Version Not Supported: the client's doing, so a 4xx here
+            code, message = 400, f"unsupported HTTP version: {message or code}"
         reason = self.responses.get(code, ("Error",))[0]
         text = message or reason
         try:
@@ -145,6 +166,15 @@ class HardenedProtocol(HttpOnlyProtocol):
             self.wfile.flush()
         except OSError:
             pass
+
+    def finish(self):
+        """Flush, then a lingering close: the response is not lost to a reset when input is left
+        unread (a refused or unread body), as it would be on a plain close."""
+        try:
+            wsgi.BaseHTTPServer.BaseHTTPRequestHandler.finish(self)
+        except OSError:
+            pass
+        linger_close(self.connection)
 
     def get_environ(self):
         env = super().get_environ()
@@ -216,9 +246,8 @@ class HardenedWebServer(WebServer):
             else:
                 sock.sendall(raw_error(503, "Service Unavailable", "overloaded",
                                        "too many open connections; try again shortly", headers={"Retry-After": "1"}))
-            sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass
         finally:
-            sock.close()
+            linger_close(sock, 0.5)
             self.overflow_connections -= 1
