@@ -16,6 +16,7 @@ import os
 import socket
 import uuid
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -43,6 +44,7 @@ def platform(tmp_path_factory):
     yield p
     p.stop()
     if REPORT:
+        Path(REPORT).parent.mkdir(parents=True, exist_ok=True)
         with open(REPORT, "w") as f:
             json.dump({"requests": sum(STATUSES.values()), "statuses": dict(sorted(STATUSES.items())),
                        "by_route": dict(sorted(BY_ROUTE.items()))}, f, indent=2)
