@@ -34,6 +34,10 @@ class BodyTimeout(ApiError):
     status, code = 408, "request_timeout"
 
 
+class LengthRequired(ApiError):
+    status, code = 411, "length_required"
+
+
 def http_error(exc: HTTPException) -> Response:
     return error_response(exc.code or 500, exc.name.lower().replace(" ", "_"), exc.description or exc.name)
 
@@ -56,7 +60,16 @@ class JsonWsgiApp(WsgiApp):
         except Exception:  # never eventlet's text/plain 500
             log.exception("unhandled error routing %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
             rv = error_response(500, "internal_error", "internal error; it has been logged")
+        _close_if_body_unread(environ)
         return rv(environ, start_response)
+
+
+def _close_if_body_unread(environ) -> None:
+    """A body the route did not read is not read afterwards either (eventlet would, to reuse the
+    connection, with no deadline): the connection closes after the answer instead."""
+    body = environ.get("eventlet.input")
+    if body is not None and (body.chunked_input or body.position < (body.content_length or 0)):
+        environ.get("kokeilu.close_connection", lambda: None)()
 
 
 class JsonWebServer(HardenedWebServer):
@@ -89,6 +102,10 @@ class Api(HttpRequestHandler):
 
     def _parse_body(self, request) -> BaseModel:
         close = request.environ.get("kokeilu.close_connection", lambda: None)
+        if request.headers.get("Transfer-Encoding"):
+            close()
+            raise LengthRequired("send the body with a Content-Length (chunked bodies are not read)",
+                                 {"Content-Length": "required"})
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             close()  # not worth reading what is left: the connection goes
             raise PayloadTooLarge(f"request body larger than {MAX_BODY_BYTES} bytes", {"(body)": "too large"})

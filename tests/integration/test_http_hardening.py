@@ -207,3 +207,15 @@ def test_live_answers_with_many_idle_connections_open_and_excess_connections_get
     # The idle connections go; the service serves again.
     wait_until(lambda: services.get("proposals", "/v1/proposals?limit=1").status_code == 200, timeout=20,
                what="the service to serve again once the idle connections are closed")
+
+
+def test_a_chunked_body_is_a_411_and_an_unread_body_closes_the_connection(services):
+    chunked = raw_exchange(services, "proposals", b"POST /v1/proposals HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                           b"test-admin-token\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
+    assert chunked.startswith(b"HTTP/1.1 411"), chunked
+    # A GET announcing a body it never sends: answered, then closed (not held waiting for the body).
+    started = time.monotonic()
+    unread = raw_exchange(services, "proposals", b"GET /v1/proposals?limit=1 HTTP/1.1\r\nHost: x\r\nAuthorization: "
+                          b"Bearer test-admin-token\r\nContent-Length: 100000\r\n\r\nabc")
+    assert unread.startswith(b"HTTP/1.1 200") and b"Connection: close" in unread, unread
+    assert time.monotonic() - started < 5
