@@ -205,7 +205,14 @@ class HardenedWebServer(WebServer):
     def run(self):
         settings: HttpSettings = self._serv.kokeilu_settings
         while self._is_accepting:
-            sock, addr = self._sock.accept()
+            try:
+                sock, addr = self._sock.accept()
+            except OSError as exc:  # e.g. out of file descriptors: wait, never end the accept loop
+                if not self._is_accepting:
+                    break
+                log.warning("accept failed: %s", exc)
+                eventlet.sleep(0.1)
+                continue
             sock.settimeout(self._serv.socket_timeout)
             if self.open_connections < settings.max_connections:
                 self.open_connections += 1
