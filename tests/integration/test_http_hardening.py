@@ -219,3 +219,21 @@ def test_a_chunked_body_is_a_411_and_an_unread_body_closes_the_connection(servic
                           b"Bearer test-admin-token\r\nContent-Length: 100000\r\n\r\nabc")
     assert unread.startswith(b"HTTP/1.1 200") and b"Connection: close" in unread, unread
     assert time.monotonic() - started < 5
+
+
+def test_a_kept_alive_connection_serves_again_and_is_closed_when_idle(services):
+    request = b"GET /v1/proposals?limit=1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-admin-token\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", services.ports["proposals"]), timeout=20) as s:
+        reader = s.makefile("rb")
+        for _ in range(2):  # two requests on one connection
+            s.sendall(request)
+            status = reader.readline()
+            assert status.startswith(b"HTTP/1.1 200"), status
+            length = 0
+            while (line := reader.readline()) != b"\r\n":
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            strict_json(reader.read(length))
+        started = time.monotonic()
+        assert reader.read() == b""  # the server closes it: idle timeout 5 s
+        assert 3 <= time.monotonic() - started < 15
