@@ -87,10 +87,10 @@ def check_request_text(args, path_values: dict) -> None:
     """Query parameters and path segments: no NUL or lone surrogates, path segments bounded."""
     fields = {}
     for key, values in args.lists():
-        for value in [key, *values]:
-            problem = text_problem(value)
-            if problem:
-                fields[repr(key)[1:-1] if value is key else key] = problem
+        key_problem = text_problem(key)
+        problem = key_problem or next(filter(None, map(text_problem, values)), None)
+        if problem:
+            fields[repr(key)[1:-1] if key_problem else key] = problem
     for key, value in path_values.items():
         if isinstance(value, str):
             problem = text_problem(value)

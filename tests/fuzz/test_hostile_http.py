@@ -99,5 +99,6 @@ def test_hostile_requests_never_get_a_5xx_and_errors_are_json(platform, ids):
     check()
     assert sum(STATUSES.values()) >= min(REQUESTS, 100)
     for service in ("proposals", "evaluation", "notifications", "catalogue"):
+        assert platform.get(service, "/health/live", headers={}).status_code == 200
         log = platform.log_text(service)
         assert "unhandled error" not in log and "thread exited with error" not in log, log[-3000:]
