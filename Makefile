@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run stop status test test-unit kafka postgres schemas bench clean
+.PHONY: install run stop status test test-unit fuzz kafka postgres schemas bench clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test: install kafka postgres   ## the whole suite against the real local broker 
 
 test-unit: install
 	$(PY) -m pytest tests/unit
+
+fuzz: install kafka postgres   ## the full fuzz run: 10 000 hostile requests (make test runs 300)
+	KOKEILU_TEST_POSTGRES_URL="$$(deploy/postgres.sh url)" KOKEILU_FUZZ_REQUESTS=$${KOKEILU_FUZZ_REQUESTS:-10000} \
+	  KOKEILU_FUZZ_REPORT=$${KOKEILU_FUZZ_REPORT:-.local/fuzz-report.json} $(PY) -m pytest tests/fuzz
 
 schemas: install      ## regenerate schemas/ from the contract models
 	$(PY) -m kokeilu.contracts.schemas

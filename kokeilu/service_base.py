@@ -20,6 +20,7 @@ class PlatformService:
 
     @api("GET", "/health/live", public=True)
     def health_live(self, request):
+        # GET is answered by kokeilu.http's WSGI app before any worker is taken; this serves HEAD.
         return {"status": "live", "service": self.name}
 
     @api("GET", "/health/ready", public=True)

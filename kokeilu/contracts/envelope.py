@@ -18,7 +18,9 @@ def utcnow() -> datetime:
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Finite numbers only: JSON has no NaN or infinity, and a null where a number was promised
+    # is an event every consumer refuses. Other bounds: contracts/bounds.py.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class CloudEvent(BaseModel):

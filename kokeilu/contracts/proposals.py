@@ -6,6 +6,7 @@ from enum import Enum
 
 from pydantic import Field
 
+from .bounds import Id, LongText, Measure, Name, Reason, text
 from .envelope import Frozen
 
 
@@ -61,26 +62,28 @@ class PilotOutcome(str, Enum):
 
 
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+MAX_KPIS = 30
+MAX_PARTNERS = 50
 
 
 class Proposer(Frozen):
-    organisation: str = Field(min_length=1, max_length=200)
+    organisation: Name
     kind: ProposerKind
-    contact_email: str = Field(pattern=EMAIL_PATTERN, max_length=254)
+    contact_email: text(254) = Field(pattern=EMAIL_PATTERN)
 
 
 class PublicProposer(Frozen):
     """The proposer as other services see it: no contact details."""
 
-    organisation: str = Field(min_length=1, max_length=200)
+    organisation: Name
     kind: ProposerKind
 
 
 class Kpi(Frozen):
-    name: str = Field(min_length=1, max_length=200)
-    unit: str = Field(min_length=1, max_length=50)
-    baseline: float
-    target: float
+    name: Name
+    unit: text(50, 1)
+    baseline: Measure
+    target: Measure
 
 
 class Submission(Frozen):
@@ -90,59 +93,59 @@ class Submission(Frozen):
     stored, and screening then fails it for completeness, saying what is missing.
     """
 
-    title: str = Field(min_length=3, max_length=200)
-    summary: str = Field(min_length=10, max_length=5000)
+    title: text(200, 3)
+    summary: text(5000, 10)
     focus_area: FocusArea
     environment: Environment
     proposer: Proposer
-    hypothesis: str | None = Field(default=None, max_length=5000)
-    kpis: list[Kpi] = Field(default_factory=list, max_length=30)
+    hypothesis: text(5000) | None = None
+    kpis: list[Kpi] = Field(default_factory=list, max_length=MAX_KPIS)
     budget_eur: float = Field(ge=0, le=100_000_000)
     duration_weeks: int = Field(ge=1, le=520)
-    partners: list[str] = Field(default_factory=list, max_length=50)
+    partners: list[Name] = Field(default_factory=list, max_length=MAX_PARTNERS)
     external_funding_sought: bool = False
     language: Language = Language.fi
-    school_name: str | None = Field(default=None, max_length=200, description="The named school, when environment is school.")
+    school_name: Name | None = Field(default=None, description="The named school, when environment is school.")
 
 
 class ProposalContent(Frozen):
     """What other services know of a proposal's content: the submission without contact details."""
 
-    proposal_id: str
-    title: str
-    summary: str
+    proposal_id: Id
+    title: text(200, 1)
+    summary: text(5000)
     focus_area: FocusArea
     environment: Environment
     proposer: PublicProposer
-    hypothesis: str | None = None
-    kpis: list[Kpi] = Field(default_factory=list)
-    budget_eur: float
-    duration_weeks: int
-    partners: list[str] = Field(default_factory=list)
+    hypothesis: text(5000) | None = None
+    kpis: list[Kpi] = Field(default_factory=list, max_length=MAX_KPIS)
+    budget_eur: float = Field(ge=0, le=100_000_000)
+    duration_weeks: int = Field(ge=1, le=520)
+    partners: list[Name] = Field(default_factory=list, max_length=MAX_PARTNERS)
     external_funding_sought: bool = False
     language: Language
-    school_name: str | None = None
+    school_name: Name | None = None
 
 
 class ProposalSubmitted(ProposalContent):
     """`fi.espoo.kokeilu.proposal.submitted`: a proposal entered the programme."""
 
     submitted_at: datetime
-    revision: int = 1
+    revision: int = Field(default=1, ge=1, le=1_000_000)
 
 
 class ProposalRevised(ProposalContent):
     """`fi.espoo.kokeilu.proposal.revised`: a new revision of a proposal; it goes back to screening.
     Carries the whole revised content (as proposal.submitted does), never contact details."""
 
-    revision: int
+    revision: int = Field(ge=1, le=1_000_000)
     revised_at: datetime
 
 
 class PilotStarted(Frozen):
     """`fi.espoo.kokeilu.pilot.started`: an approved proposal's pilot began."""
 
-    proposal_id: str
+    proposal_id: Id
     started_at: datetime
     planned_end: datetime | None = None
 
@@ -150,35 +153,35 @@ class PilotStarted(Frozen):
 class MeasurementRecorded(Frozen):
     """`fi.espoo.kokeilu.pilot.measurement-recorded`: one KPI measurement of a piloting proposal."""
 
-    proposal_id: str
-    measurement_id: str
-    kpi: str
-    value: float
+    proposal_id: Id
+    measurement_id: Id
+    kpi: Name
+    value: Measure
     measured_at: datetime
-    source: str
+    source: text(600, 1)
 
 
 class KpiActual(Frozen):
-    name: str = Field(min_length=1, max_length=200)
-    actual: float
+    name: Name
+    actual: Measure
 
 
 class PilotCompleted(Frozen):
     """`fi.espoo.kokeilu.pilot.completed`: the pilot ended with an outcome, actual KPI values and lessons."""
 
-    proposal_id: str
+    proposal_id: Id
     outcome: PilotOutcome
-    actual_kpis: list[KpiActual] = Field(default_factory=list)
-    lessons_learned: str
+    actual_kpis: list[KpiActual] = Field(default_factory=list, max_length=MAX_KPIS)
+    lessons_learned: LongText
     completed_at: datetime
 
 
 class IntakeMeasurement(Frozen):
     """Data of `fi.espoo.kokeilu.intake.measurement`: a KPI measurement from a sensor platform or school system."""
 
-    proposal_id: str = Field(min_length=1, max_length=64)
-    kpi: str = Field(min_length=1, max_length=200)
-    value: float
+    proposal_id: Id
+    kpi: Name
+    value: Measure
     measured_at: datetime
 
 
@@ -186,21 +189,21 @@ class IntakeRejected(Frozen):
     """`fi.espoo.kokeilu.proposal.intake-rejected`: tells a source system why its intake event was refused.
     Keyed and `subject`ed by the intake event's id, so a system can follow its own submissions."""
 
-    intake_source: str
-    intake_id: str
-    intake_type: str | None = None
-    reason: str
+    intake_source: text(500)
+    intake_id: text(200)
+    intake_type: text(200) | None = None
+    reason: Reason
     rejected_at: datetime
 
 
 class ProposalStatusChanged(Frozen):
     """`fi.espoo.kokeilu.proposal.status-changed`: a proposal moved from one state to another."""
 
-    proposal_id: str
+    proposal_id: Id
     from_status: ProposalStatus
     to_status: ProposalStatus
-    action: str | None = None
-    reason: str | None = None
+    action: text(64) | None = None
+    reason: Reason | None = None
     changed_at: datetime
 
 
@@ -210,7 +213,7 @@ class ProposalContact(Frozen):
     just before proposal.submitted (same key, so it arrives first); only notifications reads it, and it
     never reaches a public topic. proposal.submitted itself stays free of contact details."""
 
-    proposal_id: str
-    contact_email: str = Field(pattern=EMAIL_PATTERN, max_length=254)
+    proposal_id: Id
+    contact_email: text(254) = Field(pattern=EMAIL_PATTERN)
     language: Language
     recorded_at: datetime

@@ -1,33 +1,54 @@
 """The HTTP entrypoint every service route uses: bearer-token auth with scopes, JSON bodies and
-errors, and request metrics. Service methods stay a few lines long.
+errors, and request metrics. Service methods stay a few lines long. What is refused before a
+service sees a request is in inputs.py; the server's own limits (timeouts, connections) in server.py.
 
     @api("POST", "/v1/proposals", scope="proposals:write", body=Submission)
     def submit(self, request, body: Submission): ...
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 
+import eventlet
 from nameko.web.handlers import HttpRequestHandler
-from nameko.web.server import WebServer, WsgiApp
+from nameko.web.server import WsgiApp
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
 from kokeilu.auth import Forbidden, TokenRegistry, Unauthenticated
 from kokeilu.config import get_settings
+from kokeilu.errors import is_transient
 from kokeilu.metrics import metrics_for
 
-from .errors import ApiError, error_response, json_response, validation_fields
+from .errors import ApiError, PayloadTooLarge, error_response, json_response, validation_fields
+from .inputs import MAX_BODY_BYTES, check_event_size, check_request_text, parse_json_body
+from .server import LIVE_PATH, HardenedWebServer, http_settings, live_body
 
 log = logging.getLogger(__name__)
-MAX_BODY_BYTES = 1024 * 1024
+RETRY_AFTER_SECONDS = 1
+
+
+class BodyTimeout(ApiError):
+    status, code = 408, "request_timeout"
+
+
+class LengthRequired(ApiError):
+    status, code = 411, "length_required"
+
+
+def http_error(exc: HTTPException) -> Response:
+    return error_response(exc.code or 500, exc.name.lower().replace(" ", "_"), exc.description or exc.name)
 
 
 class JsonWsgiApp(WsgiApp):
     def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO") == LIVE_PATH and environ.get("REQUEST_METHOD") == "GET":
+            # Liveness is answered here, before routing, auth and nameko's worker pool: busy
+            # workers must not make a live process look dead.
+            rv = Response(live_body(self.server.container.service_name), mimetype="application/json")
+            return rv(environ, start_response)
         request = Request(environ, shallow=True)
         adapter = self.url_map.bind_to_environ(environ)
         try:
@@ -35,11 +56,23 @@ class JsonWsgiApp(WsgiApp):
             request.path_values = values
             rv = provider.handle_request(request)
         except HTTPException as exc:
-            rv = error_response(exc.code or 500, exc.name.lower().replace(" ", "_"), exc.description or exc.name)
+            rv = http_error(exc)
+        except Exception:  # never eventlet's text/plain 500
+            log.exception("unhandled error routing %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
+            rv = error_response(500, "internal_error", "internal error; it has been logged")
+        _close_if_body_unread(environ)
         return rv(environ, start_response)
 
 
-class JsonWebServer(WebServer):
+def _close_if_body_unread(environ) -> None:
+    """A body the route did not read is not read afterwards either (eventlet would, to reuse the
+    connection, with no deadline): the connection closes after the answer instead."""
+    body = environ.get("eventlet.input")
+    if body is not None and (body.chunked_input or body.position < (body.content_length or 0)):
+        environ.get("kokeilu.close_connection", lambda: None)()
+
+
+class JsonWebServer(HardenedWebServer):
     def get_wsgi_app(self):
         return JsonWsgiApp(self)
 
@@ -61,22 +94,34 @@ class Api(HttpRequestHandler):
         self.metrics = metrics_for(self.container.service_name)
 
     def get_entrypoint_parameters(self, request):
+        check_request_text(request.args, request.path_values)
         args, kwargs = super().get_entrypoint_parameters(request)
         if self.body_model is not None:
             kwargs = dict(kwargs, body=self._parse_body(request))
         return args, kwargs
 
     def _parse_body(self, request) -> BaseModel:
-        if request.content_length and request.content_length > MAX_BODY_BYTES:
-            raise ApiError(f"request body larger than {MAX_BODY_BYTES} bytes")
-        raw = request.get_data(cache=True)
+        close = request.environ.get("kokeilu.close_connection", lambda: None)
+        if request.headers.get("Transfer-Encoding"):
+            close()
+            raise LengthRequired("send the body with a Content-Length (chunked bodies are not read)",
+                                 {"Content-Length": "required"})
+        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+            close()  # not worth reading what is left: the connection goes
+            raise PayloadTooLarge(f"request body larger than {MAX_BODY_BYTES} bytes", {"(body)": "too large"})
+        timeout = http_settings().body_timeout_seconds
         try:
-            payload = json.loads(raw or b"null")
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ApiError(f"request body is not JSON: {exc}") from None
-        if not isinstance(payload, dict):
-            raise ApiError("request body must be a JSON object")
-        return self.body_model.model_validate(payload)
+            with eventlet.Timeout(timeout):
+                raw = request.get_data(cache=True)
+        except (eventlet.Timeout, OSError) as exc:
+            close()
+            if isinstance(exc, eventlet.Timeout):
+                raise BodyTimeout(f"the request body did not arrive within {timeout:g} seconds",
+                                  {"(body)": "timed out"}) from None
+            raise BodyTimeout(f"the request body could not be read: {exc}", {"(body)": "not received"}) from None
+        body = self.body_model.model_validate(parse_json_body(raw))
+        check_event_size(body)
+        return body
 
     def handle_request(self, request):
         started = time.perf_counter()
@@ -115,6 +160,13 @@ class Api(HttpRequestHandler):
             fields = validation_fields(exc)
             return error_response(422, "validation_failed",
                                   "the request is not valid: " + ", ".join(sorted(fields)), fields)
+        if isinstance(exc, HTTPException):  # werkzeug's: body too large, client gone mid-body ...
+            return http_error(exc)
+        if is_transient(exc):
+            log.warning("transient failure in %s %s: %s", self.method, self.url, exc)
+            response = error_response(503, "unavailable", "a dependency is briefly unavailable; try again shortly")
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return response
         log.error("unhandled error in %s %s", self.method, self.url, exc_info=exc)
         return error_response(500, "internal_error", "internal error; it has been logged")
 

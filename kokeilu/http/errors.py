@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 from pydantic import ValidationError
 from werkzeug.wrappers import Response
@@ -30,8 +31,28 @@ class Unprocessable(ApiError):
     status, code = 422, "validation_failed"
 
 
+class PayloadTooLarge(ApiError):
+    status, code = 413, "payload_too_large"
+
+
+def _finite(value):
+    """`value` with every NaN or infinity replaced by None: JSON has no such numbers."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def json_response(body, status: int = 200, headers: dict | None = None) -> Response:
-    return Response(json.dumps(body, default=str), status=status, headers=headers, mimetype="application/json")
+    """Strict JSON: a non-finite number (which no request can store any more) is written as null."""
+    try:
+        text = json.dumps(body, default=str, allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(body), default=str, allow_nan=False)
+    return Response(text, status=status, headers=headers, mimetype="application/json")
 
 
 def error_response(status: int, code: str, message: str, fields: dict | None = None, **extra) -> Response:

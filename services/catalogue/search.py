@@ -10,12 +10,12 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from kokeilu.contracts.bounds import Id, text
 from kokeilu.contracts.proposals import Environment, FocusArea, PilotOutcome
 from kokeilu.contracts.results import Result, ResultStatus
 
@@ -33,12 +33,12 @@ class SearchQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    q: str | None = Field(default=None, max_length=200)
-    focus_area: list[FocusArea] = Field(default_factory=list)
-    environment: list[Environment] = Field(default_factory=list)
-    outcome: list[PilotOutcome] = Field(default_factory=list)
-    status: list[ResultStatus] = Field(default_factory=list)
-    year: list[int] = Field(default_factory=list)
+    q: text(200) | None = None
+    focus_area: list[FocusArea] = Field(default_factory=list, max_length=10)
+    environment: list[Environment] = Field(default_factory=list, max_length=10)
+    outcome: list[PilotOutcome] = Field(default_factory=list, max_length=10)
+    status: list[ResultStatus] = Field(default_factory=list, max_length=10)
+    year: list[Annotated[int, Field(ge=1, le=9999)]] = Field(default_factory=list, max_length=50)
     sort: Literal["newest", "title", "relevance"] | None = None
     limit: int = Field(default=50, ge=1, le=200)
     cursor: str | None = Field(default=None, max_length=500)
@@ -70,6 +70,27 @@ class SearchPage:
 
 class BadCursor(ValueError):
     pass
+
+
+class _Cursor(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NewestCursor(_Cursor):
+    p: AwareDatetime
+    id: Id
+
+
+class TitleCursor(_Cursor):
+    t: text(200)
+    id: Id
+
+
+class RelevanceCursor(_Cursor):
+    o: int = Field(ge=0, le=1_000_000)
+
+
+CURSORS = {"newest": NewestCursor, "title": TitleCursor, "relevance": RelevanceCursor}
 
 
 def encode_cursor(value: dict) -> str:
@@ -128,25 +149,24 @@ def search(conn: sa.Connection, results: sa.Table, query: SearchQuery) -> Search
         facets[name] = {str(value): count for value, count in rows}
 
     order = query.order if (query.order != "relevance" or rank is not None) else "newest"
-    cursor = decode_cursor(query.cursor) if query.cursor else None
+    cursor = read_cursor(query.cursor, order) if query.cursor else None
     select = sa.select(results.c.document, results.c.result_id, results.c.title, results.c.published_at).where(*where)
     offset = 0
     if order == "newest":
         select = select.order_by(results.c.published_at.desc(), results.c.result_id.desc())
         if cursor:
-            at, rid = _cursor_fields(cursor, "p", "id")
-            at = datetime.fromisoformat(at)
+            at, rid = cursor.p, cursor.id
             select = select.where(sa.or_(results.c.published_at < at,
                                          sa.and_(results.c.published_at == at, results.c.result_id < rid)))
     elif order == "title":
         select = select.order_by(results.c.title, results.c.result_id)
         if cursor:
-            title, rid = _cursor_fields(cursor, "t", "id")
+            title, rid = cursor.t, cursor.id
             select = select.where(sa.or_(results.c.title > title,
                                          sa.and_(results.c.title == title, results.c.result_id > rid)))
     else:
         select = select.order_by(rank.desc(), results.c.published_at.desc(), results.c.result_id.desc())
-        offset = int(_cursor_fields(cursor, "o")[0]) if cursor else 0
+        offset = cursor.o if cursor else 0
         select = select.offset(offset)
     rows = list(conn.execute(select.limit(query.limit + 1)))
     more, rows = len(rows) > query.limit, rows[:query.limit]
@@ -159,7 +179,9 @@ def search(conn: sa.Connection, results: sa.Table, query: SearchQuery) -> Search
     return SearchPage([Result.model_validate(r.document) for r in rows], total, facets, next_cursor)
 
 
-def _cursor_fields(cursor: dict, *names: str) -> list:
-    if any(n not in cursor for n in names):
-        raise BadCursor("this cursor belongs to another sort order")
-    return [cursor[n] for n in names]
+def read_cursor(cursor: str, order: str) -> _Cursor:
+    """The cursor of a page in `order`; BadCursor if it is not one this API gave out for that order."""
+    try:
+        return CURSORS[order].model_validate(decode_cursor(cursor))
+    except ValidationError:
+        raise BadCursor("not a cursor of this sort order") from None

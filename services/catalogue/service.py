@@ -8,7 +8,7 @@ from werkzeug.wrappers import Response
 
 from kokeilu import service_base
 from kokeilu.contracts import topics
-from kokeilu.http import ApiError, NotFound, api
+from kokeilu.http import NotFound, Unprocessable, api
 from kokeilu.kafka.consumer import consume
 from kokeilu.platform import Store
 
@@ -39,7 +39,7 @@ class CatalogueService(service_base.PlatformService):
         try:
             page = handlers.search_results(query, self.uow())
         except BadCursor as exc:
-            raise ApiError(str(exc), {"cursor": str(exc)}) from None
+            raise Unprocessable(f"the request is not valid: cursor ({exc})", {"cursor": str(exc)}) from None
         return {"items": [r.model_dump(mode="json") for r in page.items], "total": page.total,
                 "facets": page.facets, "next_cursor": page.next_cursor}
 

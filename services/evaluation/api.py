@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from typing import Annotated
 
 from pydantic import BaseModel, Field
+
+from kokeilu.contracts.bounds import Reason, text
 
 from kokeilu.http import ApiError, Conflict, NotFound, Unprocessable
 
@@ -14,17 +17,19 @@ MANAGE = "evaluation:manage"
 
 
 class Body(BaseModel):
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "allow_inf_nan": False}
 
 
 class ConflictBody(Body):
     conflict: bool
-    reason: str | None = Field(default=None, max_length=2000)
+    reason: Reason | None = None
 
 
 class ScoresBody(Body):
-    scores: dict[str, int] = Field(description="0 to 5 for each criterion of the rubric")
-    comment: str | None = Field(default=None, max_length=5000)
+    # Bounded here; whether each fits the rubric (0 to 5, every criterion) the domain says.
+    scores: dict[text(64), Annotated[int, Field(ge=-1000, le=1000)]] = Field(
+        max_length=20, description="0 to 5 for each criterion of the rubric")
+    comment: text(5000) | None = None
 
 
 class NotAssignedError(ApiError):

@@ -24,8 +24,8 @@ class SubscriptionFilter(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     types: list[str] = Field(default_factory=list, max_length=50)
-    focus_areas: list[FocusArea] = Field(default_factory=list)
-    environments: list[Environment] = Field(default_factory=list)
+    focus_areas: list[FocusArea] = Field(default_factory=list, max_length=10)
+    environments: list[Environment] = Field(default_factory=list, max_length=10)
     proposal_id: str | None = Field(default=None, max_length=64)
 
     @field_validator("types")

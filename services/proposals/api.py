@@ -6,7 +6,8 @@ from datetime import datetime
 
 from pydantic import AwareDatetime, BaseModel, Field
 
-from kokeilu.contracts.proposals import Environment, FocusArea, KpiActual, PilotOutcome, ProposalStatus
+from kokeilu.contracts.bounds import LongText, Measure, Name, Reason
+from kokeilu.contracts.proposals import MAX_KPIS, Environment, FocusArea, KpiActual, PilotOutcome, ProposalStatus
 from kokeilu.http import Conflict, NotFound, Unprocessable
 
 from .domain import IllegalTransition, MeasurementRefused, Proposal
@@ -52,11 +53,11 @@ class ListQuery(BaseModel):
 
 
 class Body(BaseModel):
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "allow_inf_nan": False}
 
 
 class WithdrawBody(Body):
-    reason: str | None = Field(default=None, max_length=2000)
+    reason: Reason | None = None
 
 
 class StartPilotBody(Body):
@@ -64,15 +65,15 @@ class StartPilotBody(Body):
 
 
 class MeasurementBody(Body):
-    kpi: str = Field(min_length=1, max_length=200)
-    value: float
+    kpi: Name
+    value: Measure
     measured_at: AwareDatetime
 
 
 class CompletePilotBody(Body):
     outcome: PilotOutcome
-    actual_kpis: list[KpiActual] = Field(default_factory=list, max_length=30)
-    lessons_learned: str = Field(min_length=1, max_length=10000)
+    actual_kpis: list[KpiActual] = Field(default_factory=list, max_length=MAX_KPIS)
+    lessons_learned: LongText = Field(min_length=1)
 
 
 class IllegalTransitionError(Conflict):

@@ -98,7 +98,8 @@ def test_an_id_the_catalogue_would_not_publish_is_refused_for_good():
 
 # property: nothing personal on kokeilu.results.v1, whatever the proposer wrote ---------------
 ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-words = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=60)
+# No NUL: the contracts refuse it (kokeilu/contracts/bounds.py), as no store can hold it.
+words = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",), exclude_characters="\x00"), max_size=60)
 emails = st.from_regex(r"[a-z0-9._%+-]{1,20}@[a-z0-9-]{1,20}\.(fi|com|org)", fullmatch=True)
 # A resident's name: two capitalised words, so it cannot coincide with a field name or enum value.
 names = st.tuples(st.from_regex(r"[A-ZÄÖ][a-zäö]{2,10}", fullmatch=True),

@@ -1,0 +1,260 @@
+"""The web server under every service: nameko's eventlet.wsgi server with limits a public API needs.
+
+- a request's line and headers must arrive within `KOKEILU_HTTP_HEADER_TIMEOUT_SECONDS` of the
+  connection opening (or of its first byte, on a kept-alive connection), else the connection is closed;
+- a kept-alive connection idle for `KOKEILU_HTTP_IDLE_TIMEOUT_SECONDS` is closed;
+- a body must arrive within `KOKEILU_HTTP_BODY_TIMEOUT_SECONDS` (408 otherwise; see entrypoint.py);
+- no more than `KOKEILU_HTTP_MAX_CONNECTIONS` connections are served at once: one more gets a fast
+  503 with `Retry-After` (but `GET /health/live`, which is still answered);
+- a request with more than one `Content-Length`, or a malformed one, or one beside
+  `Transfer-Encoding`, gets 400; every error the server itself writes is JSON in the API's shape.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from functools import lru_cache, partial
+
+import eventlet
+from eventlet import wsgi
+from nameko.web.server import HttpOnlyProtocol, WebServer
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger(__name__)
+
+LIVE_PATH = "/health/live"
+# Connections past the limit that still get an answer (503, or the live probe's 200), each
+# for at most a second: a greenthread and a socket each, no worker.
+OVERFLOW_FACTOR = 4
+LINGER_SECONDS = 1
+LINGER_BYTES = 2 * 1024 * 1024
+
+
+class HttpSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KOKEILU_HTTP_", extra="ignore")
+
+    header_timeout_seconds: float = 10
+    body_timeout_seconds: float = 20
+    idle_timeout_seconds: float = 30
+    # Also the timeout of any one read or write on a connection (a client that stops reading).
+    socket_timeout_seconds: float = 30
+    max_connections: int = 256
+
+
+@lru_cache
+def http_settings() -> HttpSettings:
+    return HttpSettings()
+
+
+class HeaderTimeout(socket.timeout):
+    """The request line and headers did not arrive in time (a slow-header client)."""
+
+
+def raw_error(status: int, reason: str, code: str, message: str, fields: dict | None = None,
+              headers: dict | None = None) -> bytes:
+    """A whole HTTP/1.1 error response with the API's JSON body, closing the connection."""
+    body = json.dumps({"error": {"code": code, "message": message, "fields": fields or {}}}).encode()
+    lines = [f"HTTP/1.1 {status} {reason}", "Content-Type: application/json", f"Content-Length: {len(body)}",
+             "Connection: close", *(f"{k}: {v}" for k, v in (headers or {}).items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def linger_close(sock, seconds: float = LINGER_SECONDS) -> None:
+    """Half-close, read and drop what the client still sends (bounded in time and bytes), close."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        drained = 0
+        with eventlet.Timeout(seconds, False):
+            while drained < LINGER_BYTES:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                drained += len(chunk)
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
+def live_body(service: str) -> bytes:
+    return json.dumps({"status": "live", "service": service}).encode()
+
+
+class HardenedProtocol(HttpOnlyProtocol):
+    """eventlet's HttpProtocol with a header deadline, an idle timeout, strict framing headers and
+    JSON errors."""
+
+    requests_seen = 0
+    _header_timer = None
+
+    def _read_request_line(self):
+        settings: HttpSettings = self.server.kokeilu_settings
+        if self.requests_seen:
+            # A kept-alive connection: wait (idle) for the next request's first byte.
+            try:
+                self.connection.settimeout(settings.idle_timeout_seconds)
+                if not self.rfile.peek(1):
+                    return ""
+            except OSError:
+                return ""
+            finally:
+                self.connection.settimeout(self.server.socket_timeout)
+        self.requests_seen += 1
+        self._header_timer = eventlet.Timeout(settings.header_timeout_seconds, HeaderTimeout)
+        line = super()._read_request_line()
+        if len(line) >= self.server.url_length_limit:
+            self._cancel_header_timer()
+            self.wfile.write(raw_error(414, "URI Too Long", "uri_too_long",
+                                       f"request line longer than {self.server.url_length_limit} bytes"))
+            self.wfile.flush()
+            return ""
+        return line
+
+    def _cancel_header_timer(self):
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def handle_one_request(self):
+        try:
+            super().handle_one_request()
+        finally:
+            self._cancel_header_timer()
+
+    def parse_request(self):
+        try:
+            if not super().parse_request():
+                return False
+        except (wsgi.HeaderLineTooLong, wsgi.HeadersTooLarge):
+            self._refuse(431, "Request Header Fields Too Large", "headers_too_large", "request headers too large")
+            return False
+        finally:
+            self._cancel_header_timer()
+        lengths = self.headers.get_all("Content-Length") or []
+        if len(lengths) > 1:
+            self._refuse(400, "Bad Request", "bad_request", "more than one Content-Length header",
+                         {"Content-Length": "duplicated"})
+            return False
+        if lengths and not (lengths[0].strip().isdigit() and lengths[0].strip().isascii()):
+            self._refuse(400, "Bad Request", "bad_request", "Content-Length is not a non-negative integer",
+                         {"Content-Length": "malformed"})
+            return False
+        encodings = self.headers.get_all("Transfer-Encoding") or []
+        if encodings and (lengths or len(encodings) > 1 or encodings[0].strip().lower() != "chunked"):
+            self._refuse(400, "Bad Request", "bad_request",
+                         "Transfer-Encoding must be a single 'chunked', without Content-Length",
+                         {"Transfer-Encoding": "not supported here"})
+            return False
+        return True
+
+    def _refuse(self, status: int, reason: str, code: str, message: str, fields: dict | None = None):
+        self.close_connection = True
+        self.wfile.write(raw_error(status, reason, code, message, fields))
+        self.wfile.flush()
+
+    def send_error(self, code, message=None, explain=None):
+        """The stdlib's refusals (bad request line, bad version, too many headers) as JSON errors."""
+        self.close_connection = True
+        if code >= 500:  # 505 HTTP Version Not Supported: the client's doing, so a 4xx here
+            code, message = 400, f"unsupported HTTP version: {message or code}"
+        reason = self.responses.get(code, ("Error",))[0]
+        text = message or reason
+        try:
+            self.wfile.write(raw_error(code, reason, "bad_request" if code == 400 else reason.lower().replace(" ", "_"),
+                                       str(text)))
+            self.wfile.flush()
+        except OSError:
+            pass
+
+    def finish(self):
+        """Flush, then a lingering close: the response is not lost to a reset when input is left
+        unread (a refused or unread body), as it would be on a plain close."""
+        try:
+            wsgi.BaseHTTPServer.BaseHTTPRequestHandler.finish(self)
+        except OSError:
+            pass
+        linger_close(self.connection)
+
+    def get_environ(self):
+        env = super().get_environ()
+        env["kokeilu.close_connection"] = self._close_after_response
+        return env
+
+    def _close_after_response(self):
+        self.close_connection = 1
+
+
+class HardenedWebServer(WebServer):
+    """nameko's WebServer with the limits above. Subclasses give the WSGI app (`get_wsgi_app`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.open_connections = 0
+        self.overflow_connections = 0
+
+    def get_wsgi_server(self, sock, wsgi_app, protocol=HardenedProtocol, debug=False):
+        settings = http_settings()
+        server = wsgi.Server(sock, sock.getsockname(), wsgi_app, protocol=protocol, debug=debug,
+                             log=logging.getLogger("nameko.web.server"),
+                             keepalive=settings.idle_timeout_seconds,
+                             socket_timeout=settings.socket_timeout_seconds)
+        server.kokeilu_settings = settings
+        return server
+
+    def run(self):
+        settings: HttpSettings = self._serv.kokeilu_settings
+        while self._is_accepting:
+            try:
+                sock, addr = self._sock.accept()
+            except OSError as exc:  # e.g. out of file descriptors: wait, never end the accept loop
+                if not self._is_accepting:
+                    break
+                log.warning("accept failed: %s", exc)
+                eventlet.sleep(0.1)
+                continue
+            sock.settimeout(self._serv.socket_timeout)
+            if self.open_connections < settings.max_connections:
+                self.open_connections += 1
+                self.container.spawn_managed_thread(partial(self._serve, sock, addr))
+            elif self.overflow_connections < OVERFLOW_FACTOR * settings.max_connections:
+                self.overflow_connections += 1
+                eventlet.spawn_n(self._overloaded, sock)
+            else:
+                sock.close()  # far past the limit: not even a 503
+
+    def _serve(self, sock, addr):
+        try:
+            self.process_request(sock, addr)
+        except Exception as exc:  # a client's misbehaviour must never reach the container (it would kill it)
+            log.debug("connection from %s ended: %r", addr, exc)
+            try:
+                sock.close()
+            except OSError:
+                pass
+        finally:
+            self.open_connections -= 1
+
+    def _overloaded(self, sock):
+        """One connection past the limit: answer `GET /health/live` (from a reserved, cheap path) and
+        anything else with 503 and Retry-After, reading no more than the request head for one second."""
+        try:
+            head = b""
+            with eventlet.Timeout(1, False):
+                while b"\r\n\r\n" not in head and len(head) < 16384:
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        break
+                    head += chunk
+            if head.startswith(b"GET " + LIVE_PATH.encode() + b" ") or head.startswith(b"GET " + LIVE_PATH.encode() + b"?"):
+                body = live_body(self.container.service_name)
+                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                             b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            else:
+                sock.sendall(raw_error(503, "Service Unavailable", "overloaded",
+                                       "too many open connections; try again shortly", headers={"Retry-After": "1"}))
+        except OSError:
+            pass
+        finally:
+            linger_close(sock, 0.5)
+            self.overflow_connections -= 1

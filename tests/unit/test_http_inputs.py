@@ -1,0 +1,161 @@
+"""What the HTTP layer refuses at the door, and the contract bounds that keep every event carriable."""
+import json
+import math
+from datetime import datetime, timezone
+
+import pytest
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import OperationalError
+
+from kokeilu.contracts.bounds import MAX_MAGNITUDE
+from kokeilu.contracts.envelope import MAX_EVENT_BYTES, new_event
+from kokeilu.contracts.proposals import (MAX_KPIS, MAX_PARTNERS, PilotCompleted, ProposalSubmitted, Submission)
+from kokeilu.contracts.results import Result
+from kokeilu.http import ApiError, json_response
+from kokeilu.http.entrypoint import Api
+from kokeilu.http.inputs import (MAX_JSON_DEPTH, bad_text, check_event_size, check_request_text, json_depth,
+                                 parse_json_body)
+from services.catalogue.search import BadCursor, encode_cursor, read_cursor
+from services.evaluation.api import ScoresBody
+from services.proposals.api import CompletePilotBody, MeasurementBody
+from tests.support import submission
+from werkzeug.datastructures import MultiDict
+
+NOW = datetime(2026, 11, 28, 10, tzinfo=timezone.utc)
+# The costliest character in a JSON string: a control character is written as \u0001 (6 bytes).
+WORST = "\x01"
+
+
+def refused(call) -> ApiError:
+    with pytest.raises(ApiError) as info:
+        call()
+    return info.value
+
+
+def test_json_depth_counts_brackets_outside_strings_only():
+    assert json_depth(b'{"a": [1, {"b": []}]}') == 4
+    assert json_depth(b'{"a": "[[[[{{{{\\"]]]"}') == 1
+    assert json_depth(b"1") == 0
+
+
+@pytest.mark.parametrize("raw, status, field", [
+    (b"[" * 5000 + b"]" * 5000, 400, "(body)"),
+    (b'{"a":' * (MAX_JSON_DEPTH + 1) + b"1" + b"}" * (MAX_JSON_DEPTH + 1), 400, "(body)"),
+    (b"{nope", 400, "(body)"), (b"\xff\xfe", 400, "(body)"), (b"[1]", 400, "(body)"),
+    (b'{"n": ' + b"9" * 5000 + b"}", 400, "(body)"),
+    (b'{"title": "a\\u0000b"}', 422, "title"), (b'{"p": ["ok", "\\ud800"]}', 422, "p.1"),
+    (b'{"a": {"\\udc00": 1}}', 422, None),
+    (b" " * (1024 * 1024 + 1), 413, "(body)"),
+])
+def test_a_body_is_refused_with_the_right_status_naming_the_field(raw, status, field):
+    error = refused(lambda: parse_json_body(raw))
+    assert error.status == status
+    if field:
+        assert field in error.fields
+    json.dumps(error.fields, allow_nan=False)  # the names are printable JSON
+
+
+def test_a_json_object_within_the_limits_is_parsed():
+    assert parse_json_body(b'{"a": [1, {"b": "[[["}]}') == {"a": [1, {"b": "[[["}]}
+
+
+def test_bad_text_names_each_field():
+    assert bad_text({"a": "ok", "b": ["x", "y\x00"], "c": {"d": "\udfff"}}) == {
+        "b.1": "must not contain NUL characters", "c.d": "must not contain lone surrogates"}
+
+
+def test_query_and_path_values_with_nul_or_too_long_are_refused():
+    error = refused(lambda: check_request_text(MultiDict([("q", "a\x00")]), {"proposal_id": "x" * 201}))
+    assert error.status == 422 and set(error.fields) == {"q", "proposal_id"}
+    check_request_text(MultiDict([("q", "ok")]), {"proposal_id": "abc"})
+
+
+def test_an_event_too_large_for_a_topic_is_a_413_naming_the_largest_field():
+    class Big(BaseModel):
+        small: str
+        huge: str
+
+    error = refused(lambda: check_event_size(Big(small="a", huge="x" * MAX_EVENT_BYTES)))
+    assert error.status == 413 and "huge" in error.fields
+    check_event_size(Big(small="a", huge="x" * 1000))
+
+
+def largest_submission() -> dict:
+    return submission(title=WORST * 200, summary=WORST * 5000, hypothesis=WORST * 5000,
+                      proposer={"organisation": WORST * 200, "kind": "company", "contact_email": "a@b.fi"},
+                      kpis=[{"name": WORST * 200, "unit": WORST * 50, "baseline": -MAX_MAGNITUDE,
+                             "target": MAX_MAGNITUDE}] * MAX_KPIS,
+                      partners=[WORST * 200] * MAX_PARTNERS, school_name=WORST * 200)
+
+
+def test_the_largest_events_the_bounds_allow_fit_a_topic():
+    s = Submission.model_validate(largest_submission())
+    data = s.model_dump(exclude={"proposer"})
+    submitted = ProposalSubmitted(proposal_id="p" * 64, proposer={"organisation": s.proposer.organisation,
+                                                                 "kind": "company"},
+                                  submitted_at=NOW, **data)
+    body = CompletePilotBody(outcome="scale_up", lessons_learned=WORST * 10_000,
+                             actual_kpis=[{"name": WORST * 200, "actual": MAX_MAGNITUDE}] * MAX_KPIS)
+    completed = PilotCompleted(proposal_id="p" * 64, completed_at=NOW, **body.model_dump())
+    result = Result(result_id="p" * 64, proposal_id="p" * 64, status="completed", proposer_kind="company",
+                    organisation=WORST * 200, contact_unit=WORST * 200, lessons_learned=WORST * 10_000,
+                    decision_rationale=WORST * 10_000, published_at=NOW, updated_at=NOW,
+                    kpis=[{**k.model_dump(), "actual": 1.0} for k in s.kpis],
+                    **s.model_dump(include={"title", "summary", "focus_area", "environment", "partners",
+                                            "hypothesis", "school_name", "budget_eur", "duration_weeks"}))
+    for data in (submitted, completed, result):
+        event = new_event("fi.espoo.kokeilu.x", data, source="kokeilu/" + "s" * 480, subject="p" * 200,
+                          dataschema="https://kokeilu.example/" + "d" * 200)
+        assert len(event.to_bytes()) < MAX_EVENT_BYTES // 1.5, type(data).__name__
+        check_event_size(data)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, MAX_MAGNITUDE * 10])
+def test_numbers_that_become_stored_values_are_finite_and_bounded(value):
+    with pytest.raises(ValidationError):
+        Submission.model_validate(submission(kpis=[{"name": "k", "unit": "u", "baseline": value, "target": 1}]))
+    with pytest.raises(ValidationError):
+        MeasurementBody(kpi="k", value=value, measured_at=NOW)
+    with pytest.raises(ValidationError):
+        CompletePilotBody(outcome="stop", lessons_learned="l", actual_kpis=[{"name": "k", "actual": value}])
+
+
+def test_every_list_and_string_of_a_submission_is_bounded_item_by_item():
+    with pytest.raises(ValidationError) as info:
+        Submission.model_validate(submission(partners=["ok", "x" * 201], kpis=[{"name": "k", "unit": "u",
+                                                                                "baseline": 0, "target": 1}] * 31))
+    where = {".".join(map(str, e["loc"])) for e in info.value.errors()}
+    assert where == {"partners.1", "kpis"}
+    with pytest.raises(ValidationError):
+        ScoresBody(scores={str(i): 1 for i in range(21)})
+    with pytest.raises(ValidationError):
+        ScoresBody(scores={"impact": 10 ** 30})
+
+
+def test_json_responses_never_carry_nan():
+    response = json_response({"a": math.nan, "b": [math.inf, 1.5]})
+    assert json.loads(response.get_data(), parse_constant=lambda c: pytest.fail(c)) == {"a": None, "b": [None, 1.5]}
+
+
+def test_a_transient_store_failure_is_a_503_with_retry_after():
+    locked = OperationalError("INSERT ...", {}, Exception("database is locked"))
+    response = Api("GET", "/x").response_from_exception(locked)
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    assert json.loads(response.get_data())["error"]["code"] == "unavailable"
+    assert Api("GET", "/x").response_from_exception(RuntimeError("bug")).status_code == 500
+
+
+@pytest.mark.parametrize("cursor, order", [
+    ("garbage!", "newest"), (encode_cursor({"o": -1}), "relevance"), (encode_cursor({"o": 1.5}), "relevance"),
+    (encode_cursor({"p": "yesterday", "id": "x"}), "newest"), (encode_cursor({"p": "2026-11-28T10:00:00", "id": "x"}), "newest"),
+    (encode_cursor({"t": ["x"], "id": "x"}), "title"), (encode_cursor({"t": "x\x00", "id": "x"}), "title"),
+    (encode_cursor({"t": "x", "id": "y"}), "newest"), ("ää", "newest"),
+])
+def test_a_cursor_this_api_did_not_give_out_is_refused(cursor, order):
+    with pytest.raises(BadCursor):
+        read_cursor(cursor, order)
+
+
+def test_a_cursor_this_api_gave_out_is_read():
+    assert read_cursor(encode_cursor({"p": NOW.isoformat(), "id": "r1"}), "newest").p == NOW
+    assert read_cursor(encode_cursor({"o": 50}), "relevance").o == 50
