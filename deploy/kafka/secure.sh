@@ -119,20 +119,22 @@ scram_args() {
 }
 
 container() {
-  # The apache/kafka image: tools in /opt/kafka/bin, data volume on /var/lib/kafka/data,
+  # The apache/kafka image: Kafka in KAFKA_HOME (/opt/kafka), data volume on /var/lib/kafka/data,
   # certificates made by the kafka-certs service in /etc/kafka/secrets.
+  local home="${KAFKA_HOME:-/opt/kafka}"
   export KAFKA_SECRETS_DIR="${KAFKA_SECRETS_DIR:-/etc/kafka/secrets}" KAFKA_DATA_DIR="${KAFKA_DATA_DIR:-/var/lib/kafka}"
   export KAFKA_HOST="${KAFKA_HOST:-kafka}"
-  local conf=/opt/kafka/config/kokeilu-server.properties
+  local conf="$home/config/kokeilu-server.properties"
   [[ -f "$KAFKA_SECRETS_DIR/broker.p12" ]] || { log "no certificates in $KAFKA_SECRETS_DIR (the kafka-certs service makes them)"; exit 1; }
   config "$conf"
-  client_config /opt/kafka/config/admin-client.properties
+  # For the healthcheck and the CLI tools (--command-config): the admin user.
+  client_config "$home/config/admin-client.properties"
   if [[ ! -f "$KAFKA_DATA_DIR/data/meta.properties" ]]; then
     local args; mapfile -t args < <(scram_args)
     log "formatting KRaft storage (cluster ${CLUSTER_ID:?CLUSTER_ID}) with SCRAM users: $USERS"
-    /opt/kafka/bin/kafka-storage.sh format -t "$CLUSTER_ID" -c "$conf" "${args[@]}"
+    "$home/bin/kafka-storage.sh" format -t "$CLUSTER_ID" -c "$conf" "${args[@]}"
   fi
-  exec /opt/kafka/bin/kafka-server-start.sh "$conf"
+  exec "$home/bin/kafka-server-start.sh" "$conf"
 }
 
 case "${1:-}" in
