@@ -145,9 +145,19 @@ def test_kafka_init_then_each_service_logs_in_with_its_compose_password_and_sees
         settings = Settings(**{k.lower(): v for k, v in compose_broker.client_env(service).items()
                                if k.startswith("KAFKA_")})
         assert settings.kafka_sasl_username == service
-        admin = KafkaAdminClient(**settings.kafka_client_options(), client_id=f"check-{service}")
+        expected = set(access.writes) | set(access.reads)
+        seen: list[set] = []
+
+        def sees_its_topics(settings=settings, expected=expected, seen=seen) -> bool:
+            admin = KafkaAdminClient(**settings.kafka_client_options(), client_id="check")
+            try:
+                seen.append(set(admin.list_topics()))
+            finally:
+                admin.close()
+            return seen[-1] == expected
+
+        # ACLs reach the broker's authorizer through the metadata log, a moment after kafka-init.
         try:
-            visible = set(admin.list_topics())
-        finally:
-            admin.close()
-        assert visible == set(access.writes) | set(access.reads), service
+            wait_until(sees_its_topics, timeout=30, interval=0.5, what=f"{service} to see its topics")
+        except AssertionError:
+            pytest.fail(f"{service} sees {sorted(seen[-1]) if seen else 'nothing'}, not {sorted(expected)}")
