@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 
 import pytest
 from kafka.admin import ACLOperation, ACLResourcePatternType, ResourceType
@@ -11,7 +12,7 @@ from kokeilu.config import Settings
 from kokeilu.contracts import topics
 from kokeilu.kafka import acls
 from kokeilu.kafka.consumer import EventConsumer
-from tests.support import SERVICE_CLASSES
+from tests.support import ROOT, SERVICE_CLASSES
 
 # Which service owns (alone publishes) which topic; every service also writes dead letters.
 OWNER = {topics.PROPOSALS: "proposals", topics.EVALUATIONS: "evaluation", topics.NOTIFICATIONS: "notifications",
@@ -72,3 +73,15 @@ def test_no_principal_gets_more_than_read_and_write_nor_any_cluster_grant():
 def test_a_department_may_not_take_a_service_name_or_a_strange_one(name):
     with pytest.raises(ValueError):
         acls.principals((name,))
+
+
+def test_the_operations_guide_shows_the_table_the_code_applies():
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    section = guide[guide.index("### Principals and ACLs"):]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 4:
+            rows[re.findall(r"`([^`]+)`", cells[0])[0]] = [set(re.findall(r"`(kokeilu\.[a-z]+\.v1)`", c)) for c in cells[1:3]]
+    for user, access in {**acls.SERVICES, **acls.CITY_SYSTEMS, "department": acls.department("department")}.items():
+        assert rows[user] == [set(access.writes), set(access.reads)], user
