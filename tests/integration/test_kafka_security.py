@@ -95,16 +95,18 @@ def run_acls(broker: SecureBroker, prefix: str, *args: str) -> subprocess.Comple
 @pytest.fixture(scope="module")
 def platform(broker, tmp_path_factory):
     services = ("proposals", "evaluation", "catalogue")
-    p = Platform(tmp_path_factory.mktemp("secure-platform"),
-                 extra_env={k: v for k, v in broker.env("admin").items() if k not in ("KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD")},
-                 service_env={s: {"KAFKA_SASL_USERNAME": s, "KAFKA_SASL_PASSWORD": broker.passwords[s]} for s in services})
+    shared = {k: v for k, v in broker.env("admin").items() if k not in ("KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD")}
+    own = {s: {"KAFKA_SASL_USERNAME": s, "KAFKA_SASL_PASSWORD": broker.passwords[s]} for s in services}
+    p = Platform(tmp_path_factory.mktemp("secure-platform"), extra_env=shared, service_env=own)
     # The admin step of docker-compose.yml (kafka-init): topics and ACLs before any service starts.
     applied = run_acls(broker, p.prefix, "apply", "--department", "department")
     assert applied.returncode == 0, applied.stderr
     p.acl_output = applied.stdout
-    p.start(*services)
-    yield p
-    p.stop()
+    try:
+        p.start(*services)
+        yield p
+    finally:
+        p.stop()
 
 
 def read_all(broker: SecureBroker, user: str, topic: str) -> list:
