@@ -8,16 +8,33 @@
 #
 # Environment: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), KOKEILU_LOCAL_DIR (<repo>/.local),
 # KAFKA_DATA_DIR (data, logs and pid of this broker; <local>/kafka), KAFKA_LIBS_DIR (<local>/kafka/libs).
+#
+# KAFKA_SECURE=1 starts the secured broker of production instead (docs/operations.md, "Kafka
+# security"): SASL_SSL with SCRAM-SHA-512 on KAFKA_PORT (default 9094), the controller listener
+# on TLS with client certificates (KAFKA_CONTROLLER_PORT, default 9095), StandardAuthorizer with
+# nothing allowed unless an ACL says so; data in <local>/kafka-secure. On first start it makes a
+# CA and broker certificate (deploy/kafka/secure.sh) and formats storage with the SCRAM users
+# (admin, the four services, intake, department; passwords KAFKA_<USER>_PASSWORD, default
+# <user>-local-only). Then create topics and ACLs with
+#   KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9094 KAFKA_SECURITY_PROTOCOL=SASL_SSL \
+#   KAFKA_SASL_MECHANISM=SCRAM-SHA-512 KAFKA_SASL_USERNAME=admin KAFKA_SASL_PASSWORD=admin-local-only \
+#   KAFKA_SSL_CAFILE=.local/kafka-secure/secrets/ca.pem .venv/bin/python -m kokeilu.kafka.acls apply
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 HERE="$ROOT/deploy/kafka"
 LOCAL="${KOKEILU_LOCAL_DIR:-$ROOT/.local}"
-DIR="$LOCAL/kafka"
+SECURE="${KAFKA_SECURE:-0}"
 LIBS="${KAFKA_LIBS_DIR:-$LOCAL/kafka/libs}"
-DIR="${KAFKA_DATA_DIR:-$DIR}"
-PORT="${KAFKA_PORT:-9092}"
-CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+if [[ "$SECURE" == 1 ]]; then
+  DIR="${KAFKA_DATA_DIR:-$LOCAL/kafka-secure}"
+  PORT="${KAFKA_PORT:-9094}"
+  CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9095}"
+else
+  DIR="${KAFKA_DATA_DIR:-$LOCAL/kafka}"
+  PORT="${KAFKA_PORT:-9092}"
+  CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+fi
 PIDFILE="$DIR/broker.pid"
 CONF="$DIR/server.properties"
 
@@ -53,14 +70,25 @@ start() {
   if port_open "$PORT"; then log "something already listens on 127.0.0.1:$PORT; using it"; return 0; fi
   fetch
   mkdir -p "$DIR/logs" "$DIR/data"
-  sed -e "s#@PORT@#$PORT#g" -e "s#@CONTROLLER_PORT@#$CONTROLLER_PORT#g" -e "s#@DATA_DIR@#$DIR#g" \
-    "$HERE/server.properties" > "$CONF"
+  local scram=()
+  if [[ "$SECURE" == 1 ]]; then
+    "$HERE/secure.sh" certs "$DIR/secrets" "$DIR/secrets" 127.0.0.1 localhost
+    KAFKA_BIND_HOST=127.0.0.1 KAFKA_HOST=127.0.0.1 KAFKA_PORT="$PORT" KAFKA_CONTROLLER_PORT="$CONTROLLER_PORT" \
+      KAFKA_DATA_DIR="$DIR" KAFKA_SECRETS_DIR="$DIR/secrets" KAFKA_PARTITIONS=4 KAFKA_OFFSETS_PARTITIONS=4 \
+      "$HERE/secure.sh" config "$CONF"
+    KAFKA_SECRETS_DIR="$DIR/secrets" "$HERE/secure.sh" client-config "$DIR/secrets/admin-client.properties"
+    mapfile -t scram < <("$HERE/secure.sh" scram-args)
+  else
+    sed -e "s#@PORT@#$PORT#g" -e "s#@CONTROLLER_PORT@#$CONTROLLER_PORT#g" -e "s#@DATA_DIR@#$DIR#g" \
+      "$HERE/server.properties" > "$CONF"
+  fi
   if [[ ! -f "$DIR/data/meta.properties" ]]; then
     local cluster_id; cluster_id="$(java_run kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)"
     log "formatting KRaft storage (cluster $cluster_id)"
-    java_run kafka.tools.StorageTool format -t "$cluster_id" -c "$CONF" >"$DIR/logs/format.log" 2>&1
+    java_run kafka.tools.StorageTool format -t "$cluster_id" -c "$CONF" "${scram[@]}" >"$DIR/logs/format.log" 2>&1
   fi
-  log "starting broker on 127.0.0.1:$PORT (logs: $DIR/logs/server.log)"
+  local kind=""; [[ "$SECURE" == 1 ]] && kind="secured "
+  log "starting ${kind}broker on 127.0.0.1:$PORT (logs: $DIR/logs/server.log)"
   setsid java -Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$HERE/log4j2.properties" -Dkafka.logs.dir="$DIR/logs" \
     -cp "$LIBS/*" kafka.Kafka "$CONF" </dev/null >"$DIR/logs/stdout.log" 2>&1 &
@@ -95,6 +123,6 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   status) status ;;
-  reset) stop; rm -rf "$DIR/data" "$DIR/logs" ;;
+  reset) stop; rm -rf "$DIR/data" "$DIR/logs" "$DIR/secrets" ;;
   *) echo "usage: $0 start|stop|status|reset" >&2; exit 2 ;;
 esac

@@ -4,6 +4,13 @@ topic `kokeilu.results.v1` with kafka-python.
     python examples/results_consumer.py --bootstrap-servers 127.0.0.1:9092 --group education-dept \\
         --database results.db
 
+Against the production stack, which authenticates every client (docs/operations.md, "Kafka
+security"), give your department's user name and CA certificate, the password in the
+environment, and a group the department may use (kokeilu.department.<name>[.<anything>]):
+
+    KAFKA_SASL_PASSWORD=... python examples/results_consumer.py --bootstrap-servers kafka.example:9092 \\
+        --username education --cafile ca.pem --group kokeilu.department.education --database results.db
+
 The topic is compacted and keyed by result id, so a consumer that starts today reads the current
 state of every result from the beginning. Each record is a CloudEvent (structured JSON):
 `result.published` and `result.updated` carry the whole result (upsert it), `result.withdrawn`
@@ -15,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
 import time
 
@@ -70,11 +78,19 @@ def apply(db: sqlite3.Connection, value: bytes | None) -> str:
     return "upserted"
 
 
-def run(bootstrap: str, group: str, database: str, topic: str = TOPIC, idle_seconds: float | None = None) -> int:
-    """Consume until stopped (or, with `idle_seconds`, until nothing arrived for that long)."""
+def secured(username: str, password: str, cafile: str | None) -> dict:
+    """kafka-python options for a SCRAM-SHA-512 user over TLS (the production stack's listener)."""
+    return {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": username,
+            "sasl_plain_password": password, "ssl_cafile": cafile}
+
+
+def run(bootstrap: str, group: str, database: str, topic: str = TOPIC, idle_seconds: float | None = None,
+        security: dict | None = None) -> int:
+    """Consume until stopped (or, with `idle_seconds`, until nothing arrived for that long).
+    `security`: connection options such as `secured(...)` gives; none for a local broker."""
     db = open_table(database)
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
-                             enable_auto_commit=False)
+                             enable_auto_commit=False, **(security or {}))
     applied, quiet_since = 0, time.monotonic()
     try:
         while idle_seconds is None or time.monotonic() - quiet_since < idle_seconds:
@@ -100,8 +116,12 @@ def main() -> None:
     parser.add_argument("--group", required=True, help="your own consumer group, e.g. education-dept")
     parser.add_argument("--database", default="results.db")
     parser.add_argument("--topic", default=TOPIC)
+    parser.add_argument("--username", help="your department's Kafka user (SCRAM-SHA-512 over TLS); "
+                                           "the password is read from KAFKA_SASL_PASSWORD")
+    parser.add_argument("--cafile", help="the CA certificate that signed the broker's certificate")
     args = parser.parse_args()
-    run(args.bootstrap_servers, args.group, args.database, args.topic)
+    security = secured(args.username, os.environ["KAFKA_SASL_PASSWORD"], args.cafile) if args.username else None
+    run(args.bootstrap_servers, args.group, args.database, args.topic, security=security)
 
 
 if __name__ == "__main__":

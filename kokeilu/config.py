@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     kafka_sasl_username: str | None = None
     kafka_sasl_password: str | None = None
     kafka_ssl_cafile: str | None = None
+    # Check that the broker's certificate names the host connected to; off only for a test broker.
+    kafka_ssl_check_hostname: bool = True
     # Partitions for the platform's topics when it creates them; replication for a real cluster.
     kokeilu_topic_partitions: int = 6
     kokeilu_topic_replication: int = 1
@@ -65,6 +67,8 @@ class Settings(BaseSettings):
                            sasl_plain_password=self.kafka_sasl_password)
         if self.kafka_ssl_cafile:
             options["ssl_cafile"] = self.kafka_ssl_cafile
+        if self.kafka_security_protocol.upper().endswith("SSL"):
+            options["ssl_check_hostname"] = self.kafka_ssl_check_hostname
         return options
 
     def physical_topic(self, logical: str) -> str:

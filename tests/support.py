@@ -66,10 +66,13 @@ def submission(**overrides) -> dict:
 class Platform:
     """Services of one test, each a real `nameko run` process, on topics of their own (prefix)."""
 
-    def __init__(self, tmp: Path, prefix: str | None = None, extra_env: dict | None = None):
+    def __init__(self, tmp: Path, prefix: str | None = None, extra_env: dict | None = None,
+                 service_env: dict[str, dict] | None = None):
+        """`extra_env` goes to every service; `service_env[name]` to that one (e.g. its Kafka principal)."""
         self.tmp = tmp
         self.prefix = prefix or f"t{uuid.uuid4().hex[:10]}."
         self.extra_env = extra_env or {}
+        self.service_env = service_env or {}
         self.procs: dict[str, subprocess.Popen] = {}
         self.ports: dict[str, int] = {}
 
@@ -86,6 +89,7 @@ class Platform:
         })
         env.pop("DATABASE_URL", None)
         env.update(self.extra_env)
+        env.update(self.service_env.get(service, {}))
         return env
 
     def start(self, *services: str) -> "Platform":

@@ -11,13 +11,17 @@ so the stack does not use them.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 from jsonschema import Draft7Validator
+
+from kokeilu.kafka import acls
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -28,6 +32,7 @@ GRAFANA = ROOT / "deploy" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "kokeilu-overview.json"
 DOCKERFILE = ROOT / "Dockerfile"
 POSTGRES_INIT = ROOT / "deploy" / "postgres" / "init.sh"
+KAFKA_SECURE_SCRIPT = ROOT / "deploy" / "kafka" / "secure.sh"
 
 SERVICE_PORTS = {"proposals": 8001, "evaluation": 8002, "notifications": 8003, "catalogue": 8004}
 SEVERITIES = {"critical", "warning", "info"}
@@ -132,17 +137,107 @@ def test_infrastructure_services_have_healthchecks(compose, name):
     assert compose["services"][name]["healthcheck"]["test"]
 
 
-def test_kafka_is_a_single_kraft_node_that_creates_no_topics_by_itself(compose):
-    env = compose["services"]["kafka"]["environment"]
-    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
-    assert env["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://kafka:9092"
-    assert env["KAFKA_CONTROLLER_LISTENER_NAMES"] in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]
-    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"].startswith(f"{env['KAFKA_NODE_ID']}@")
-    assert str(env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"]).lower() == "false"
-    assert int(env["KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS"]) == 0
-    assert int(env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"]) == 1
-    assert int(env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"]) == 1
-    assert named_volumes(compose["services"]["kafka"])
+def compose_default(value) -> str:
+    """The value a compose variable takes when the environment does not set it."""
+    match = re.fullmatch(r"\$\{(\w+):-([^}]*)\}", str(value))
+    return match[2] if match else str(value)
+
+
+def compose_variable(value) -> str | None:
+    match = re.fullmatch(r"\$\{(\w+)(:-[^}]*)?\}", str(value))
+    return match[1] if match else None
+
+
+@pytest.fixture(scope="module")
+def kafka_config(compose, tmp_path_factory) -> dict[str, str]:
+    """server.properties as the kafka container renders it (deploy/kafka/secure.sh config)."""
+    tmp = tmp_path_factory.mktemp("kafka-config")
+    (tmp / "store-password").write_text("store-secret")
+    env = {key: compose_default(value) for key, value in compose["services"]["kafka"]["environment"].items()}
+    env.update(PATH=os.environ["PATH"], KAFKA_SECRETS_DIR=str(tmp), KAFKA_DATA_DIR="/var/lib/kafka")
+    subprocess.run(["bash", str(KAFKA_SECURE_SCRIPT), "config", str(tmp / "server.properties")], env=env, check=True,
+                   capture_output=True)
+    lines = (tmp / "server.properties").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
+
+
+def test_kafka_is_a_single_kraft_node_that_creates_no_topics_by_itself(compose, kafka_config):
+    kafka = compose["services"]["kafka"]
+    assert kafka["entrypoint"][-2:] == ["/opt/kokeilu/kafka/secure.sh", "container"]
+    assert mounted_path(compose, "kafka", "deploy/kafka") == "/opt/kokeilu/kafka"
+    assert kafka_config["process.roles"] == "broker,controller"
+    assert kafka_config["controller.quorum.voters"] == f"{kafka_config['node.id']}@kafka:9093"
+    assert kafka_config["log.dirs"] == "/var/lib/kafka/data"
+    assert ("kafka-data", "/var/lib/kafka/data") in [
+        tuple(v.split(":")[:2]) for v in kafka["volumes"] if isinstance(v, str)]
+    assert kafka_config["auto.create.topics.enable"] == "false"
+    assert int(kafka_config["group.initial.rebalance.delay.ms"]) == 0
+    assert int(kafka_config["offsets.topic.replication.factor"]) == 1
+    assert int(kafka_config["transaction.state.log.replication.factor"]) == 1
+    assert not re.search(r"@[A-Z_]+@", "\n".join(kafka_config.values())), "a placeholder was left unrendered"
+
+
+def test_kafka_listeners_authenticate_encrypt_and_authorise(compose, kafka_config):
+    assert kafka_config["advertised.listeners"] == "SASL_SSL://kafka:9092"
+    protocols = dict(item.split(":") for item in kafka_config["listener.security.protocol.map"].split(","))
+    listeners = [item.split("://")[0] for item in kafka_config["listeners"].split(",")]
+    assert {protocols[name] for name in listeners} == {"SASL_SSL", "SSL"}, "no listener may be PLAINTEXT"
+    assert protocols[kafka_config["controller.listener.names"]] == "SSL"
+    assert kafka_config["listener.name.controller.ssl.client.auth"] == "required"
+    assert kafka_config["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert kafka_config["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert kafka_config["allow.everyone.if.no.acl.found"] == "false"
+    assert set(kafka_config["super.users"].split(";")) == {"User:admin", "User:CN=kokeilu-broker"}
+    admin_password = compose_default(compose["services"]["kafka"]["environment"]["KAFKA_ADMIN_PASSWORD"])
+    assert f'username="admin" password="{admin_password}"' in kafka_config["listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config"]
+    assert "ports" not in compose["services"]["kafka"], "Kafka is for the stack's own network only"
+
+
+@pytest.mark.parametrize("name", sorted(SERVICE_PORTS))
+def test_each_service_is_its_own_kafka_principal(compose, name):
+    env = compose["services"][name]["environment"]
+    assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert env["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    assert env["KAFKA_SASL_USERNAME"] == name
+    assert name in acls.SERVICES
+    variable = compose_variable(env["KAFKA_SASL_PASSWORD"])
+    assert variable == acls.password_variable(name)
+    # The broker (SCRAM users at format) and kafka-init (credentials, ACLs) know the same password.
+    for other in ("kafka", "kafka-init"):
+        assert compose["services"][other]["environment"][variable] == env["KAFKA_SASL_PASSWORD"], other
+    ca_file = env["KAFKA_SSL_CAFILE"]
+    assert any(v.startswith("kafka-ca:") and ca_file.startswith(v.split(":")[1] + "/")
+               for v in compose["services"][name]["volumes"])
+    assert compose["services"][name]["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
+
+
+def test_service_kafka_principals_and_passwords_are_all_different(compose):
+    users = [compose["services"][name]["environment"]["KAFKA_SASL_USERNAME"] for name in SERVICE_PORTS]
+    passwords = [compose_default(compose["services"][name]["environment"]["KAFKA_SASL_PASSWORD"]) for name in SERVICE_PORTS]
+    assert len(set(users)) == len(users) == 4
+    assert len(set(passwords)) == 4 and all(p.endswith("-local-only") for p in passwords)
+
+
+def test_the_broker_gets_a_scram_user_for_every_principal_of_the_acl_table(compose):
+    kafka_env = compose["services"]["kafka"]["environment"]
+    for user in ["admin", *acls.principals()]:
+        assert acls.password_variable(user) in kafka_env, f"no SCRAM user {user} at format"
+    script = KAFKA_SECURE_SCRIPT.read_text()
+    default_users = re.search(r'USERS="\$\{KAFKA_SCRAM_USERS:-\$ADMIN_USER ([^}]*)\}"', script)[1].split()
+    assert set(default_users) == set(acls.principals())
+
+
+def test_kafka_init_applies_the_acls_as_admin_before_the_services_start(compose):
+    init = compose["services"]["kafka-init"]
+    assert init["command"][:4] == ["python", "-m", "kokeilu.kafka.acls", "apply"]
+    assert "--set-passwords" in init["command"]
+    env = init["environment"]
+    assert env["KAFKA_SASL_USERNAME"] == "admin"
+    assert env["KAFKA_SASL_PASSWORD"] == compose["services"]["kafka"]["environment"]["KAFKA_ADMIN_PASSWORD"]
+    assert init["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert compose["services"]["kafka"]["depends_on"]["kafka-certs"]["condition"] == "service_completed_successfully"
+    certs = compose["services"]["kafka-certs"]
+    assert "secure.sh certs /etc/kafka/secrets /etc/kokeilu/kafka-ca kafka" in " ".join(certs["entrypoint"])
 
 
 def test_every_mounted_file_exists_and_every_named_volume_is_declared(compose):

@@ -1,11 +1,17 @@
-"""Creates the platform's topics at start; idempotent, so every service may call it."""
+"""Creates the platform's topics at start; idempotent, so every service may call it.
+
+In a secured cluster (docs/operations.md, "Kafka security") the services may not create topics:
+the admin step (`python -m kokeilu.kafka.acls apply`) creates them, and a service that is refused
+here logs it and carries on; it sees, and needs, only the topics its ACLs let it describe."""
 from __future__ import annotations
 
 import logging
 import time
 
 from kafka.admin import KafkaAdminClient
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import (
+    ClusterAuthorizationFailedError, KafkaError, NoError, TopicAlreadyExistsError, TopicAuthorizationFailedError,
+    for_code)
 
 from kokeilu.config import Settings
 from kokeilu.contracts import topics
@@ -37,11 +43,7 @@ def ensure_topics(settings: Settings, names: dict[str, dict] | None = None, dead
                 existing = set(admin.list_topics())
                 missing = {n: s for n, s in specs.items() if n not in existing}
                 if missing:
-                    try:
-                        admin.create_topics(missing, wait_for_metadata=True)
-                        log.info("created topics %s", sorted(missing))
-                    except TopicAlreadyExistsError:
-                        pass  # another service created them at the same moment
+                    _create(admin, missing)
                 return
             finally:
                 admin.close()
@@ -51,3 +53,26 @@ def ensure_topics(settings: Settings, names: dict[str, dict] | None = None, dead
             log.warning("Kafka not reachable yet (%s); retrying in %.1fs", exc, delay)
             time.sleep(delay)
             delay = min(delay * 2, 5)
+
+
+def _create(admin: KafkaAdminClient, missing: dict[str, dict]) -> None:
+    result = admin.create_topics(missing, raise_errors=False)
+    created, refused = [], []
+    for topic in result["topics"]:
+        error = for_code(topic["error_code"])
+        if error is NoError:
+            created.append(topic["name"])
+        elif error is TopicAlreadyExistsError:
+            continue  # another service created it at the same moment
+        elif error in (TopicAuthorizationFailedError, ClusterAuthorizationFailedError):
+            refused.append(topic["name"])
+        else:
+            raise error(f"creating topic {topic['name']}: {topic.get('error_message')}")
+    if created:
+        admin.wait_for_topics(created)
+        log.info("created topics %s", sorted(created))
+    if refused:
+        # Not allowed to create (or even see) them: in a secured cluster the admin step creates
+        # the topics, and the ACLs decide which of them this principal may use.
+        log.info("not authorised to create topics %s; leaving them to the admin step "
+                 "(python -m kokeilu.kafka.acls apply)", sorted(refused))

@@ -42,8 +42,11 @@ def rebuild(database_url: str, bootstrap: list[str] | None = None, progress=None
     with RebuildUnitOfWork(database) as uow:
         if uow.entries.count_entries():
             raise SystemExit(f"{database_url} is not empty: a rebuild goes into a fresh store")
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap or settings.bootstrap_servers, group_id=None,
-                             enable_auto_commit=False, auto_offset_reset="earliest")
+    # The catalogue's own Kafka principal (KAFKA_SASL_*) in a secured cluster: it may read both topics.
+    options = settings.kafka_client_options()
+    if bootstrap:
+        options["bootstrap_servers"] = bootstrap
+    consumer = KafkaConsumer(**options, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest")
     counts = {"records": 0, "applied": 0, "ignored": 0, "duplicate": 0, "invalid": 0}
     try:
         partitions = []
