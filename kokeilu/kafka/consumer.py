@@ -88,9 +88,21 @@ class EventConsumer(Entrypoint):
             max_poll_records=self.settings.kokeilu_consumer_max_records,
             max_poll_interval_ms=300000,
             session_timeout_ms=10000,
+            # A safety net for partitions added later: they are seen within a minute, not five.
+            metadata_max_age_ms=60000,
             heartbeat_interval_ms=3000,
         )
-        consumer.subscribe([self.settings.physical_topic(t) for t in self.topic_names])
+        names = [self.settings.physical_topic(t) for t in self.topic_names]
+        # Join the group only once this client knows every topic's partitions: a member that
+        # joins before (topics just created by another service) is assigned nothing for them,
+        # and would idle until its next metadata refresh.
+        deadline = time.monotonic() + 60
+        while not all(consumer.partitions_for_topic(name) for name in names):
+            if time.monotonic() > deadline:
+                consumer.close(autocommit=False)
+                raise TimeoutError(f"no partition metadata for {names} after 60 s")
+            time.sleep(0.2)
+        consumer.subscribe(names)
         return consumer
 
     def _run(self):
