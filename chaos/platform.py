@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import requests
+from kafka import KafkaConsumer
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = {"proposals": "ProposalsService", "evaluation": "EvaluationService",
@@ -61,6 +62,14 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 class Broker:
     """A single-node KRaft broker of this run only, driven through deploy/kafka.sh."""
 
@@ -82,7 +91,19 @@ class Broker:
         """Start (or restart after a kill) and wait until it serves; the seconds that took."""
         started = time.monotonic()
         self._script("start")
+        # kafka.sh returns when the port is open and its log (appended across restarts) says
+        # started; a metadata answer says this broker really serves.
+        wait_for(self.serves, 120, f"the broker on {self.bootstrap} to answer a metadata request", interval=0.5)
         return time.monotonic() - started
+
+    def serves(self) -> bool:
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, request_timeout_ms=5000,
+                                 connections_max_idle_ms=10000)
+        try:
+            consumer.topics()
+            return True
+        finally:
+            consumer.close()
 
     @property
     def pid(self) -> int:
@@ -92,7 +113,12 @@ class Broker:
         """kill -9, and wait until the process is gone."""
         pid = self.pid
         os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: not _alive(pid), 30, f"broker pid {pid} to die")
+        # The leader thread turns zombie before the other threads are gone and the ports closed.
+        wait_for(lambda: not _alive(pid) and not _listening(self.port) and not _listening(self.controller_port),
+                 60, f"broker pid {pid} to die and close its ports")
+        # The dead broker may stay a zombie (its parent, init here, need not reap it at once), which
+        # `kill -0` in deploy/kafka.sh takes for a running broker: drop the stale pid file.
+        (self.data_dir / "broker.pid").unlink(missing_ok=True)
 
     def freeze(self) -> None:
         os.kill(self.pid, signal.SIGSTOP)

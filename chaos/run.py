@@ -54,8 +54,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--aimed", default=",".join(POINTS),
                    help="crash points to aim one kill at each, comma-separated, from "
                         f"{', '.join(POINTS)} (default: all three; '' for none)")
-    p.add_argument("--drain-timeout", type=float, default=900.0,
-                   help="seconds to wait for the pipeline to drain after the last fault (default 900)")
+    p.add_argument("--drain-timeout", type=float, default=600.0,
+                   help="seconds to wait for the pipeline to drain after the load and the last fault (default 600)")
     p.add_argument("--request-deadline", type=float, default=360.0,
                    help="seconds a client keeps retrying one proposal before it counts as not accepted (default 360)")
     p.add_argument("--run-dir", type=Path, default=None, help="where logs, stores, the broker and audit.json go "
