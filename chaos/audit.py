@@ -341,8 +341,8 @@ def render(report: dict) -> str:
     row("records that are not CloudEvents", report["unparseable_records"])
     add("Faults (time to ready = restart of the process -> its first 200 on /health/ready)")
     for f in report["faults"]:
-        row(f"{f['at']:>7.1f}s  {f['label']}"[:52], f"{f['ready_seconds']:.1f}s" if f.get("ready_seconds") is not None
-            else "-", f.get("note", ""))
+        ready = f"{f['ready_seconds']:.1f}s" if f.get("ready_seconds") is not None else "-"
+        add(f"  {f['at']:>7.1f}s  {f['label']:<45} ready {ready:>7}  {f.get('note', '')}".rstrip())
     add("Drain")
     row("time to drain (load and faults over -> nothing in flight)",
         f"{report['drain_seconds']}s" if report["drain_seconds"] is not None else "-",

@@ -321,8 +321,8 @@ class Run:
         response.raise_for_status()
         return response.json()
 
-    def _in_flight(self) -> str | None:
-        """What is still on its way, or None when nothing is."""
+    def _missing(self) -> str | None:
+        """Which expected messages or results have not arrived yet, or None when all have."""
         accepted = {p.id: p for p in self.driver.proposals if p.outcome == "accepted"}
         hooks: dict[str, set] = {}
         for w in self.webhooks.snapshot():
@@ -340,6 +340,11 @@ class Run:
         total = self._get("catalogue", "/v1/results?limit=1")["total"]
         if total < len(accepted):
             return f"{len(accepted) - total} catalogue results"
+        return None
+
+    def _busy(self) -> str | None:
+        """What the platform says it still has in hand (pending deliveries, outbox rows, consumer
+        lag), or None when it has nothing."""
         if pending := self._get("notifications", "/v1/deliveries?status=pending&limit=500")["items"]:
             return f"{len(pending)} pending deliveries"
         for service in SERVICES:
@@ -349,20 +354,32 @@ class Run:
                     return f"{service}: {line}"
         return None
 
-    def _wait_drained(self, timeout: float) -> bool:
+    def _wait_drained(self, timeout: float, quiet_seconds: float = 60) -> bool:
+        """Drained: every expected message and result arrived and the platform has nothing in hand.
+        When something never arrives (a loss), the wait ends once the platform has had nothing in
+        hand and nothing new has reached the receivers for `quiet_seconds`: no more is coming, and
+        the audit says what is missing. False when neither happened before `timeout`."""
         deadline = time.monotonic() + timeout
-        last_note, last_said = None, 0.0
+        quiet_since, received = None, -1
         while time.monotonic() < deadline:
             self._watchdog()
             try:
-                note = self._in_flight()
+                missing, busy = self._missing(), self._busy()
             except (requests.RequestException, KeyError, ValueError) as exc:
-                note = f"cannot tell yet ({exc.__class__.__name__})"
-            if note is None:
+                missing, busy = f"cannot tell yet ({exc.__class__.__name__})", "?"
+            if missing is None and busy is None:
                 return True
-            if note != last_note and time.monotonic() - last_said > 5:
-                self.activity = f"draining ({note} in flight)"
-                last_note, last_said = note, time.monotonic()
+            now_received = len(self.webhooks.received) + len(self.smtp.received)
+            if busy is None and now_received == received:
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since >= quiet_seconds:
+                    self.say(f"drain: the platform is idle and nothing has arrived for {quiet_seconds:.0f}s, "
+                             f"but {missing} never came")
+                    return True
+            else:
+                quiet_since = None
+            received = now_received
+            self.activity = f"draining ({missing or busy} in flight)"
             time.sleep(1)  # polling interval of a condition with a deadline
         return False
 
