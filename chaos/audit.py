@@ -228,7 +228,8 @@ def audit(*, proposals, load_stats, stored: list[dict], catalogue_ids: set[str],
             failures.append(f"{d['missing']} {d['channel']} misses for {d['name']} (e.g. {d['missing_example']})")
         if d["duplicates"]:
             failures.append(f"{d['duplicates']} {d['channel']} duplicates for {d['name']} (another "
-                            f"{'delivery id' if d['channel'] == 'webhook' else 'Message-ID'} for one fact)")
+                            f"{'delivery id' if d['channel'] == 'webhook' else 'Message-ID'} for one fact, "
+                            f"e.g. {d['duplicate_examples'][0]})")
         if d["bad_signatures"]:
             failures.append(f"{d['bad_signatures']} webhooks to {d['name']} with a bad signature")
     if not drained:
@@ -288,6 +289,7 @@ def _mailbox(name, channel, got, key, ident, accepted, types, bad_signatures,
         "name": name, "channel": channel, "received": len(got), "expected": len(accepted),
         "facts": len(ids_per_fact), "missing": len(missing), "missing_example": missing[0] if missing else None,
         "duplicates": sum(len(ids) - 1 for ids in ids_per_fact.values()),
+        "duplicate_examples": [str(k) for k, ids in ids_per_fact.items() if len(ids) > 1][:5],
         "redelivered_same_id": sum(n - 1 for n in repeats.values()),
         "bad_signatures": bad_signatures,
     }
