@@ -75,22 +75,27 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def plan_faults(args, rng: random.Random) -> list[dict]:
-    """The faults of the run, in order, each with the accepted count at which it is due."""
-    faults = [{"kind": "kill", "service": s} for s in SERVICES for _ in range(args.kills_per_service)]
-    faults += [{"kind": "broker-kill"} for _ in range(args.broker_kills)]
-    faults += [{"kind": "broker-freeze"} for _ in range(args.broker_freezes)]
-    rng.shuffle(faults)
-    # Due moments spread over the load; aimed kills are put in the first two thirds, so there is
-    # still traffic to trip their crash point.
-    for f in faults:
-        f["due"] = rng.uniform(0.05, 0.85)
-    for point in args.aimed:
-        faults.append({"kind": "aimed", "service": rng.choice(AIMED_TARGETS[point]), "point": point,
-                       "nth": rng.randint(2, 8) if point != "consumer.applied" else rng.randint(3, 30),
-                       "due": rng.uniform(0.05, 0.65)})
-    faults.sort(key=lambda f: f["due"])
-    for f in faults:
-        f["after_accepted"] = max(1, int(f.pop("due") * args.proposals))
+    """The faults of the run, in order, each with the accepted count at which it is due.
+
+    The load from 5% to 85% of the proposals is cut into one slot per fault and each fault falls
+    at a random moment of its slot, so faults are spread over the load rather than bunched.
+    Aimed kills get slots in the first three quarters, so there is still traffic to reach their
+    crash point."""
+    plain = [{"kind": "kill", "service": s} for s in SERVICES for _ in range(args.kills_per_service)]
+    plain += [{"kind": "broker-kill"} for _ in range(args.broker_kills)]
+    plain += [{"kind": "broker-freeze"} for _ in range(args.broker_freezes)]
+    rng.shuffle(plain)
+    aimed = [{"kind": "aimed", "service": rng.choice(AIMED_TARGETS[point]), "point": point,
+              "nth": rng.randint(2, 8) if point != "consumer.applied" else rng.randint(3, 30)}
+             for point in args.aimed]
+    total = len(plain) + len(aimed)
+    aimed_slots = set(rng.sample(range(max(len(aimed), int(total * 0.75))), len(aimed)))
+    faults, others, ours = [], iter(plain), iter(aimed)
+    for slot in range(total):
+        fault = next(ours) if slot in aimed_slots else next(others)
+        low = 0.05 + 0.8 * slot / total
+        fault["after_accepted"] = max(1, int(rng.uniform(low, low + 0.8 / total) * args.proposals))
+        faults.append(fault)
     return faults
 
 

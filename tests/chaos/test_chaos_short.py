@@ -31,6 +31,7 @@ def test_short_chaos_run_loses_nothing_and_does_nothing_twice(tmp_path):
     output = done.stdout[-6000:] + done.stderr[-3000:]
     assert (run_dir / "audit.json").exists(), f"the harness could not run (exit {done.returncode}):\n{output}"
     report = json.loads((run_dir / "audit.json").read_text())
+    why = "audit failures:\n" + "\n".join(report["failures"]) + f"\n(run: {run_dir})"
 
     # Every fault happened: each service and the broker killed once, the aimed kill tripped.
     kinds = [(f["kind"], f.get("service")) for f in report["faults"]]
@@ -42,16 +43,16 @@ def test_short_chaos_run_loses_nothing_and_does_nothing_twice(tmp_path):
     assert all(f["ready_seconds"] is not None for f in report["faults"]), report["faults"]
 
     # Nothing lost: every proposal accepted, and every accepted one at every stage.
-    assert report["load"]["accepted"] == PROPOSALS, (report["load"], output)
+    assert report["load"]["accepted"] == PROPOSALS, why
     assert report["drained"], output
-    assert report["stages"] == {name: PROPOSALS for name in report["stages"]}, report["stages"]
-    assert report["dead_letters"] == 0 and report["dead_lettered_deliveries"] == 0, report["dead_letter_reasons"]
+    assert report["stages"] == {name: PROPOSALS for name in report["stages"]}, why
+    assert report["dead_letters"] == 0 and report["dead_lettered_deliveries"] == 0, why
     for d in report["deliveries"]:
-        assert d["missing"] == 0 and d["duplicates"] == 0 and d["bad_signatures"] == 0, d
+        assert d["missing"] == 0 and d["duplicates"] == 0 and d["bad_signatures"] == 0, why
 
     # Nothing twice: no title stored twice, no fact with two event ids.
-    assert report["store"]["stored"] == PROPOSALS, report["store"]
-    assert set(report["double_effects"].values()) == {0}, report["double_effects"]
+    assert report["store"]["stored"] == PROPOSALS, why
+    assert set(report["double_effects"].values()) == {0}, why
 
-    assert report["ok"] and report["failures"] == [], report["failures"]
+    assert report["ok"] and report["failures"] == [], why
     assert done.returncode == 0, output
