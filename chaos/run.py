@@ -139,7 +139,7 @@ class Run:
         args = self.args
         self.say(f"chaos run in {self.run_dir} (seed {args.seed}): {args.proposals} proposals at {args.rate}/s")
         if not (args.kafka_libs / ".complete").exists():
-            raise HarnessError(f"no Kafka jars in {args.kafka_libs}: run `make kafka` once, or set KAFKA_LIBS_DIR")
+            raise HarnessError(f"no Kafka jars in {args.kafka_libs}: run `deploy/kafka.sh fetch` once (make chaos does), or set KAFKA_LIBS_DIR")
         threading.Thread(target=self._ticker, name="ticker", daemon=True).start()
         self.webhooks = WebhookSink().start()
         self.smtp = SmtpSink(free_port()).start()
@@ -413,7 +413,7 @@ def main(argv=None) -> int:
     report = None
     try:
         report = run.execute()
-    except (HarnessError, Exception) as exc:  # noqa: BLE001  (any failure of the harness itself is exit 2)
+    except Exception as exc:  # noqa: BLE001  (HarnessError or anything else: the run could not be done, exit 2)
         run.say(f"HARNESS ERROR: {exc}")
         traceback.print_exc()
         (run.run_dir / "error.txt").write_text(traceback.format_exc())
