@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run stop status test test-unit fuzz kafka postgres schemas bench clean
+.PHONY: install run stop status test test-unit fuzz kafka postgres schemas bench chaos clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ schemas: install      ## regenerate schemas/ from the contract models
 
 bench: install kafka  ## end-to-end benchmark; see bench/README.md
 	$(PY) -m bench.e2e
+
+chaos: install        ## chaos run: load, kill -9 everything, audit; `make chaos ARGS="--proposals 10000"`
+	deploy/kafka.sh fetch
+	$(PY) -m chaos $(ARGS)
 
 clean: stop
 	rm -rf .local

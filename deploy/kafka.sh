@@ -5,6 +5,7 @@
 #   deploy/kafka.sh stop     stop the broker started here
 #   deploy/kafka.sh status   exit 0 and say so when the broker answers on its port
 #   deploy/kafka.sh reset    stop and delete the local data (topics, offsets)
+#   deploy/kafka.sh fetch    only fetch the broker's jars (the chaos harness runs brokers of its own)
 #
 # Environment: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), KOKEILU_LOCAL_DIR (<repo>/.local),
 # KAFKA_DATA_DIR (data, logs and pid of this broker; <local>/kafka), KAFKA_LIBS_DIR (<local>/kafka/libs).
@@ -124,5 +125,6 @@ case "${1:-}" in
   stop) stop ;;
   status) status ;;
   reset) stop; rm -rf "$DIR/data" "$DIR/logs" "$DIR/secrets" ;;
-  *) echo "usage: $0 start|stop|status|reset" >&2; exit 2 ;;
+  fetch) fetch ;;
+  *) echo "usage: $0 start|stop|status|reset|fetch" >&2; exit 2 ;;
 esac
