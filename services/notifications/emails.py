@@ -48,14 +48,20 @@ def render(kind: str, payload: dict, language: str) -> tuple[str, str]:
     return subject.strip(), body.lstrip("\n")
 
 
-def send_mail(settings: MailSettings, to: str, subject: str, body: str) -> tuple[int | None, str | None]:
+def send_mail(settings: MailSettings, to: str, subject: str, body: str,
+              message_id: str | None = None) -> tuple[int | None, str | None]:
     """Send one message. (250, None) when the server took it; the server's code and a short reason
     when it refused (4xx transient, 5xx final); (None, a category) when it could not be reached.
     Errors never carry the address nor the server's own words (they end up in the delivery log,
     shown to subscribers, and on kokeilu.notifications.v1); the detail goes to this service's log."""
     message = EmailMessage()
     message["From"], message["To"], message["Subject"] = settings.sender, to, subject
-    message["Date"], message["Message-ID"] = formatdate(localtime=False), make_msgid(domain="kokeilu")
+    # One Message-ID per delivery, the same on every attempt: a message sent again after a crash
+    # (the server took it, the attempt was not recorded) is the same message, which mail
+    # systems and readers drop as a duplicate, as webhook receivers do by Idempotency-Key.
+    domain = settings.sender.rpartition("@")[2] or "kokeilu"
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = f"<{message_id}@{domain}>" if message_id else make_msgid(domain=domain)
     message.set_content(body)
     try:
         with smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout_seconds) as smtp:
@@ -88,7 +94,7 @@ def _clean(error: str) -> str:
 
 
 class MailSender(DependencyProvider):
-    """Gives workers `mail(to, subject, body) -> (code | None, error | None)` and `render`."""
+    """Gives workers `mail(to, subject, body, message_id) -> (code | None, error | None)` and `render`."""
 
     def setup(self):
         self.settings = MailSettings()
@@ -100,7 +106,7 @@ class MailSender(DependencyProvider):
             render = staticmethod(render)
 
             @staticmethod
-            def send(to: str, subject: str, body: str):
-                return send_mail(settings, to, subject, body)
+            def send(to: str, subject: str, body: str, message_id: str | None = None):
+                return send_mail(settings, to, subject, body, message_id)
 
         return Mail()
