@@ -10,6 +10,7 @@ import json
 import os
 import random
 import secrets
+import signal
 import sys
 import threading
 import time
@@ -407,13 +408,18 @@ class Run:
                 return ids
 
 
+def _stop_on_sigterm(signum, frame):
+    raise KeyboardInterrupt("SIGTERM")  # so that the finally below stops the services and the broker
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     run = Run(args)
     report = None
     try:
         report = run.execute()
-    except Exception as exc:  # noqa: BLE001  (HarnessError or anything else: the run could not be done, exit 2)
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001  (the run could not be done: exit 2)
         run.say(f"HARNESS ERROR: {exc}")
         traceback.print_exc()
         (run.run_dir / "error.txt").write_text(traceback.format_exc())
