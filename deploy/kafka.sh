@@ -46,7 +46,9 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 running_pid() {
   [[ -f "$PIDFILE" ]] || return 1
   local pid; pid="$(cat "$PIDFILE")"
-  kill -0 "$pid" 2>/dev/null && echo "$pid"
+  kill -0 "$pid" 2>/dev/null || return 1
+  # A broker killed with -9 whose parent has not reaped it yet is a zombie: not running.
+  [[ "$(ps -o stat= -p "$pid" 2>/dev/null)" != Z* ]] && echo "$pid"
 }
 
 fetch() {
@@ -90,13 +92,16 @@ start() {
   fi
   local kind=""; [[ "$SECURE" == 1 ]] && kind="secured "
   log "starting ${kind}broker on 127.0.0.1:$PORT (logs: $DIR/logs/server.log)"
+  # The log is appended across restarts: only what this start writes says it is ready.
+  local log_from; log_from=$(( $(stat -c %s "$DIR/logs/server.log" 2>/dev/null || echo 0) + 1 ))
   setsid java -Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$HERE/log4j2.properties" -Dkafka.logs.dir="$DIR/logs" \
     -cp "$LIBS/*" kafka.Kafka "$CONF" </dev/null >"$DIR/logs/stdout.log" 2>&1 &
   echo $! > "$PIDFILE"
   for _ in $(seq 1 120); do
     if ! running_pid >/dev/null; then log "broker exited; see $DIR/logs/"; tail -n 30 "$DIR/logs/stdout.log" >&2; exit 1; fi
-    if port_open "$PORT" && grep -q "Kafka Server started\|KafkaRaftServer.*started" "$DIR/logs/server.log" 2>/dev/null; then
+    if port_open "$PORT" && tail -c "+$log_from" "$DIR/logs/server.log" 2>/dev/null \
+        | grep -q "Kafka Server started\|KafkaRaftServer.*started"; then
       log "ready"; return 0
     fi
     sleep 0.5
