@@ -94,6 +94,10 @@ class Api(HttpRequestHandler):
         self.metrics = metrics_for(self.container.service_name)
 
     def get_entrypoint_parameters(self, request):
+        try:  # werkzeug decodes the query string as UTF-8 when it is first read, and raises otherwise
+            request.query_string.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ApiError("the query string is not UTF-8: percent-encode it", {"(query)": "not UTF-8"}) from None
         check_request_text(request.args, request.path_values)
         args, kwargs = super().get_entrypoint_parameters(request)
         if self.body_model is not None:

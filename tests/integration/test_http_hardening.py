@@ -137,6 +137,15 @@ def test_catalogue_search_refuses_bad_query_parameters_with_422(services, query,
     assert_error(services.get("catalogue", f"/v1/results?{query}"), 422, field)
 
 
+def test_a_query_string_that_is_not_utf8_is_a_400(services):
+    # Found by the fuzz suite: raw bytes that are not UTF-8 in the query string were a 500.
+    answer = raw_exchange(services, "proposals", b"GET /v1/proposals?status=%\x80 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                          b"Connection: close\r\nAuthorization: " + AUTH["Authorization"].encode() + b"\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), head
+    assert "(query)" in strict_json(body.decode())["error"]["fields"]
+
+
 def test_list_and_path_values_with_nul_are_refused(services):
     assert_error(services.get("proposals", "/v1/proposals?cursor=%00"), 422, "cursor")
     assert_error(services.get("proposals", "/v1/proposals/ab%00cd"), 422, "proposal_id")
