@@ -69,9 +69,9 @@ java_run() {
 }
 
 start() {
+  fetch  # always: tests and the chaos harness start brokers of their own from these jars
   if pid="$(running_pid)"; then log "already running (pid $pid) on 127.0.0.1:$PORT"; return 0; fi
   if port_open "$PORT"; then log "something already listens on 127.0.0.1:$PORT; using it"; return 0; fi
-  fetch
   mkdir -p "$DIR/logs" "$DIR/data"
   local scram=()
   if [[ "$SECURE" == 1 ]]; then
