@@ -99,29 +99,3 @@ def test_a_frozen_broker_is_reported_unreachable_while_the_service_stays_ready(t
     finally:
         platform.stop()
 
-
-def test_the_lag_of_a_stalled_consumer_keeps_moving_and_a_locked_store_does_not_stall_the_process(platform, probe):
-    """Lag is measured from the group's committed offsets, not by the consumer loop: while the
-    consumer is stuck retrying (its store locked from outside), the lag still shows the records
-    waiting behind it, and the process still answers."""
-    import sqlite3
-    platform.start("proposals")
-    wait_until(lambda: gauge(platform, "kokeilu_kafka_connected") == 1, timeout=30, what="the first probe")
-    store = sqlite3.connect(platform.tmp / "data" / "proposals.db", isolation_level=None)
-    store.execute("BEGIN IMMEDIATE")
-    try:
-        for i in range(5):
-            probe.send(platform.topic(topics.EVALUATIONS), cloudevent(
-                "fi.espoo.kokeilu.screening.completed",
-                {"proposal_id": f"p-{i}", "passed": True, "screened_at": "2026-11-28T10:00:00Z"},
-                subject=f"p-{i}", source="kokeilu/evaluation"), key=f"p-{i}")
-        wait_until(lambda: gauge(platform, "kokeilu_consumer_lag", topic=topics.EVALUATIONS) == 5, timeout=60,
-                   what="the lag of the stalled consumer")
-        live = platform.get("proposals", "/health/live", headers={}, timeout=2)
-        assert live.status_code == 200
-    finally:
-        store.execute("ROLLBACK")
-        store.close()
-    # Unknown proposals: dead-lettered once the store is free, and the lag falls to 0.
-    wait_until(lambda: gauge(platform, "kokeilu_consumer_lag", topic=topics.EVALUATIONS) == 0, timeout=60,
-               what="the lag to fall after the store is released")
