@@ -48,7 +48,11 @@ class Settings(BaseSettings):
     kokeilu_tokens_file: Path | None = None
     # Outbox relay: how often to look for rows when not woken by a commit in this process.
     kokeilu_relay_interval_seconds: float = 0.5
-    kokeilu_consumer_max_records: int = 200
+    # Records per poll (kafka-python max_poll_records), all applied in one transaction.
+    kokeilu_consumer_max_records: int = 500
+    # A batch's transaction commits after at most this long (on SQLite it holds the write lock,
+    # which HTTP requests wait for); the rest of the poll goes into the next transaction.
+    kokeilu_consumer_batch_seconds: float = 0.1
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

@@ -11,7 +11,9 @@ The points, each placed where a crash is most likely to expose a gap between two
 - `uow.committed`     a unit of work has committed; its caller has not seen the result yet
                       (no HTTP response sent, no offset committed, no metric counted)
 - `relay.published`   the broker acknowledged a relay batch; the rows are not yet marked sent
-- `consumer.applied`  a consumed record was applied; its offset is not yet committed
+- `consumer.applied`  a consumed record was applied inside its batch's transaction, which has
+                      not committed yet (a kill here is a kill in the middle of a batch)
+- `consumer.committed` a batch's transaction committed; its offsets are not committed yet
 
 The process kills itself with SIGKILL, exactly as `kill -9` would: no finally blocks, no flush.
 """
@@ -22,7 +24,7 @@ import signal
 import sys
 import threading
 
-POINTS = ("uow.committed", "relay.published", "consumer.applied")
+POINTS = ("uow.committed", "relay.published", "consumer.applied", "consumer.committed")
 
 
 def _parse(spec: str) -> dict[str, int]:

@@ -24,6 +24,11 @@ class Store(DependencyProvider):
 
     def get_dependency(self, worker_ctx):
         database, relay, uow_class = self.store.database, self.relay, self.uow_class
+        # A worker that applies a consumed record works inside its poll batch's transaction
+        # (kokeilu.kafka.consumer): its units of work are savepoints of that one transaction.
+        batch = getattr(worker_ctx.entrypoint, "batch", None)
+        if batch is not None:
+            return lambda: uow_class.joining(database, batch)
         return lambda: uow_class(database, on_commit=relay.wake)
 
 

@@ -5,11 +5,20 @@
 
     @consume(topics.INTAKE, on_reject=handlers.intake_rejected)  # optional, see __init__
 
-For each record it parses the CloudEvent and its typed data, runs the service method in a
-worker (which applies it in one unit of work with the inbox), retries transient failures with
-backoff, and sends records it cannot process to the dead-letter topic through the outbox.
-Offsets are committed only after the records before them were applied or dead-lettered, so
-a crash redelivers and the inbox makes the redelivery change nothing.
+Each poll batch is applied in ONE database transaction: for each record in turn it parses the
+CloudEvent and its typed data and runs the service method in a worker, inside a savepoint of
+that transaction (the method's own unit of work, with the inbox, nests in it); a record that
+fails for good is rolled back to its savepoint and dead-lettered through the outbox in the
+same transaction, so it is undone alone. Then the transaction commits (one fsync for the
+batch, its outbox rows woken to the relay together) and only then are the batch's offsets
+committed. A crash before the commit leaves nothing applied; a crash after it redelivers and
+the inbox makes the redelivery change nothing. A transient failure (store or broker briefly
+gone) rolls the batch back and retries it with backoff. Per-record metrics (count, outcome,
+processing time) are counted once the batch has committed.
+
+Records of one partition are applied in offset order, as before. A batch ends early after
+`KOKEILU_CONSUMER_BATCH_SECONDS`: on SQLite its transaction holds the store's write lock,
+which the service's HTTP requests wait for.
 """
 from __future__ import annotations
 
@@ -61,6 +70,9 @@ class EventConsumer(Entrypoint):
         self._stopping = False
         self._done = threading.Event()
         self.consumer: KafkaConsumer | None = None
+        # The open transaction of the poll batch being applied, for the workers it spawns
+        # (kokeilu.platform.Store hands them units of work inside it); None between batches.
+        self.batch = None
 
     def start(self):
         self.monitor.watch(self.group, self.topic_names)
@@ -136,98 +148,140 @@ class EventConsumer(Entrypoint):
             self.consumer = None
 
     def _poll_once(self):
-        batch = self.consumer.poll(timeout_ms=500)
-        done: dict[TopicPartition, OffsetAndMetadata] = {}
-        try:
-            for tp, records in batch.items():
-                for record in records:
-                    if self._stopping:
-                        return
-                    if not self._process(record):
-                        return  # stopping during retries: leave the record for the next owner
-                    crash_point("consumer.applied")
-                    done[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
-        finally:
-            if done:
-                self.consumer.commit(offsets=done)
+        records = [r for rs in self.consumer.poll(timeout_ms=500).values() for r in rs]
+        while records and not self._stopping:
+            applied = self._apply_batch(records)
+            if not applied:
+                return  # stopping during a retry: leave the records to the next owner
+            done: dict[TopicPartition, OffsetAndMetadata] = {}
+            for record in records[:applied]:
+                done[TopicPartition(record.topic, record.partition)] = OffsetAndMetadata(record.offset + 1, "", -1)
+            crash_point("consumer.committed")
+            self.consumer.commit(offsets=done)
+            records = records[applied:]
 
-    def _process(self, record) -> bool:
-        """Apply, or dead-letter, one record. False only when stopping interrupted a retry.
+    def _apply_batch(self, records) -> int:
+        """Apply the leading records in one transaction; how many (0 only when stopping).
 
-        Whatever a record holds, it ends applied or dead-lettered and the partition moves on;
-        only a transient failure (store or broker briefly gone) holds it, retried with backoff.
+        A transient failure (store or broker briefly gone) rolls the whole transaction back and
+        tries again with backoff: nothing of it was committed, so nothing is applied twice.
         """
-        service = self.container.service_name
-        topic = self.settings.logical_topic(record.topic)
-        started = time.perf_counter()
         delay = 0.1
         while True:
             try:
-                outcome, event_type = self._apply(record, topic)
-                break
+                return self._try_batch(records)
             except Exception as exc:
                 if not is_transient(exc):
-                    # Even the dead letter could not be stored whole: keep the partition moving
-                    # with one that names the record and the error but leaves its value out.
-                    log.error("dead letter for %s[%s]@%s could not be stored (%s: %s); storing it without its value",
-                              record.topic, record.partition, record.offset, exc.__class__.__name__, exc)
-                    self._dead_letter(record, "failed", f"{exc.__class__.__name__}: {exc}", keep_value=False)
-                    outcome, event_type = "dead_lettered", "unknown"
-                    break
+                    raise  # a bug in the batch machinery itself: the loop reconnects and redelivers
                 if self._stopping:
-                    return False
-                self.metrics.retries.labels(service=service, stage="apply").inc()
-                log.warning("transient failure on %s[%s]@%s (%s); retrying in %.1fs",
-                            record.topic, record.partition, record.offset, exc, delay)
+                    return 0
+                self.metrics.retries.labels(service=self.container.service_name, stage="apply").inc()
+                log.warning("transient failure applying a batch of %s from %s[%s]@%s (%s: %s); retrying in %.1fs",
+                            len(records), records[0].topic, records[0].partition, records[0].offset,
+                            exc.__class__.__name__, exc, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 10)
-        self.metrics.events_consumed.labels(service=service, topic=topic, type=known_type(event_type),
-                                            outcome=outcome or "applied").inc()
-        self.metrics.processing.labels(service=service, topic=topic).observe(time.perf_counter() - started)
-        return True
 
-    def _apply(self, record, topic: str) -> tuple[str | None, str]:
-        """(outcome, event type) of one attempt; raises only what is transient, or a failure to
-        store the dead letter."""
+    def _try_batch(self, records) -> int:
+        """One transaction: each record applied, or dead-lettered, in a savepoint of its own, so
+        one bad record is undone alone; the batch ends after the time budget (a transaction
+        holds SQLite's write lock, which the service's HTTP requests are waiting for). Metrics
+        are counted once the transaction has committed."""
+        service = self.container.service_name
+        budget = self.settings.kokeilu_consumer_batch_seconds
+        began = time.perf_counter()
+        counted = []
+        self._dead_lettered: list[tuple[str, str]] = []
+        with self.store.database.transaction() as conn:
+            self.batch = conn
+            try:
+                for record in records:
+                    if counted and (self._stopping or time.perf_counter() - began > budget):
+                        break
+                    started = time.perf_counter()
+                    topic = self.settings.logical_topic(record.topic)
+                    outcome, event_type = self._apply(conn, record, topic)
+                    counted.append((topic, known_type(event_type), outcome or "applied",
+                                    time.perf_counter() - started))
+                    crash_point("consumer.applied")
+            finally:
+                self.batch = None
+        self.relay.wake()
+        for topic, event_type, outcome, seconds in counted:
+            self.metrics.events_consumed.labels(service=service, topic=topic, type=event_type, outcome=outcome).inc()
+            self.metrics.processing.labels(service=service, topic=topic).observe(seconds)
+        for topic, reason in self._dead_lettered:
+            self.metrics.dead_lettered.labels(service=service, topic=topic, reason=reason).inc()
+        return len(counted)
+
+    def _apply(self, conn, record, topic: str) -> tuple[str | None, str]:
+        """(outcome, event type) of one record, in a savepoint of the batch's transaction.
+        Raises only what is transient."""
         try:
             event = parse_envelope(record.value)
             data = decode(event, topic)
         except InvalidEvent as exc:
-            self._dead_letter(record, "unparseable" if exc.event is None else "invalid", exc.reason, exc.event)
-            return "dead_lettered", exc.event.type if exc.event is not None else "unknown"
+            outcome = self._dead_letter(conn, record, "unparseable" if exc.event is None else "invalid", exc.reason,
+                                        exc.event)
+            return outcome, exc.event.type if exc.event is not None else "unknown"
         except Exception as exc:  # anything else a hostile record makes the parser raise
             if is_transient(exc):
                 raise
-            self._dead_letter(record, "unparseable", f"{exc.__class__.__name__}: {exc}")
-            return "dead_lettered", "unknown"
+            return self._dead_letter(conn, record, "unparseable", f"{exc.__class__.__name__}: {exc}"), "unknown"
+        savepoint = conn.begin_nested()
         try:
-            return self._run_worker(event, data), event.type
+            outcome = self._run_worker(event, data)
+            savepoint.commit()
+            return outcome, event.type
         except Exception as exc:
+            if savepoint.is_active:
+                savepoint.rollback()  # raises if the connection itself is gone: transient, retried
             if is_transient(exc):
                 raise
             log.warning("event %s on %s failed permanently: %s", event.id, topic, exc)
-            self._dead_letter(record, "failed", f"{exc.__class__.__name__}: {exc}", event, str(exc))
-            return "dead_lettered", event.type
+            return self._dead_letter(conn, record, "failed", f"{exc.__class__.__name__}: {exc}", event, str(exc)), event.type
 
     def _run_worker(self, event, data):
         done = Event()
         self.container.spawn_worker(self, (event, data), {}, handle_result=partial(_handle_result, done))
         return done.wait()
 
-    def _dead_letter(self, record, reason: str, error: str, event=None, message: str | None = None,
-                     keep_value: bool = True):
-        service = self.container.service_name
-        letter = dead_letter(record.value if keep_value else None, record.key, reason, error, service,
-                             topic=record.topic, partition=record.partition, offset=record.offset,
-                             consumer_group=self.group)
-        with UnitOfWork(self.store.database, on_commit=self.relay.wake) as uow:
+    def _dead_letter(self, conn, record, reason: str, error: str, event=None, message: str | None = None) -> str:
+        """Record the dead letter (and the rejection, if any) in the batch's transaction; the
+        outcome: "dead_lettered", or "duplicate" for a record dead-lettered before. When even
+        that fails for a reason no retry changes, one that names the record and the error but
+        leaves its value out keeps the partition moving."""
+        try:
+            if not self._store_dead_letter(conn, record, reason, error, event, message, keep_value=True):
+                return "duplicate"
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.error("dead letter for %s[%s]@%s could not be stored (%s: %s); storing it without its value",
+                      record.topic, record.partition, record.offset, exc.__class__.__name__, exc)
+            self._store_dead_letter(conn, record, "failed", f"{exc.__class__.__name__}: {exc}", keep_value=False)
+            reason = "failed"
+        self._dead_lettered.append((self.settings.logical_topic(record.topic), reason))
+        return "dead_lettered"
+
+    def _store_dead_letter(self, conn, record, reason: str, error: str, event=None, message: str | None = None,
+                           keep_value: bool = True) -> bool:
+        letter = dead_letter(record.value if keep_value else None, record.key, reason, error,
+                             self.container.service_name, topic=record.topic, partition=record.partition,
+                             offset=record.offset, consumer_group=self.group)
+        with UnitOfWork.joining(self.store.database, conn) as uow:
+            # A record is dead-lettered once, even when a crash between the batch's commit and
+            # its offsets' commit delivers it again (it has no event id the inbox could know).
+            if not uow.first_time_key(f"dead-letter:{self.group}", f"{record.topic}:{record.partition}:{record.offset}",
+                                      "dead-letter"):
+                return False
             uow.add_outbox(letter.topic, letter.key, letter.value, letter.headers, letter.event_type)
             if self.on_reject is not None and keep_value:
                 self._reject(uow, record, event, message or error)
             uow.commit()
-        self.metrics.dead_lettered.labels(service=service, topic=self.settings.logical_topic(record.topic),
-                                          reason=reason).inc()
-        log.warning("dead-lettered %s[%s]@%s: %s", record.topic, record.partition, record.offset, letter.headers["kokeilu.error"][:300])
+        log.warning("dead-lettered %s[%s]@%s: %s", record.topic, record.partition, record.offset,
+                    letter.headers["kokeilu.error"][:300])
+        return True
 
     def _reject(self, uow, record, event, reason: str) -> None:
         # In a savepoint: a failing callback must not stop the dead letter (nor stall the partition).

@@ -37,6 +37,18 @@ class UnitOfWork:
         self._published = 0
         self._levels: list[list] = []  # per open level: [savepoint or None, committed]
 
+    @classmethod
+    def joining(cls, database: Database, conn: sa.Connection) -> "UnitOfWork":
+        """A unit of work inside a transaction that its caller opened and will commit (a consumer
+        applying a poll batch): every block of it is a savepoint of that transaction, whose
+        commit() keeps its changes and whose failure undoes only them. Nothing is durable, and
+        no event is published, until the caller commits the whole transaction."""
+        uow = cls(database)
+        uow.conn = conn
+        uow._levels = [[None, True]]  # the caller's level: never left through this object
+        uow.bind(conn)
+        return uow
+
     def bind(self, conn: sa.Connection) -> None:  # extension point
         """Create the service's repositories on this transaction's connection."""
 
@@ -94,13 +106,15 @@ class UnitOfWork:
 
         Keyed on source + id, which is what makes a CloudEvent unique.
         """
-        event_id = f"{event.source}#{event.id}"
+        return self.first_time_key(consumer, f"{event.source}#{event.id}", event.type)
+
+    def first_time_key(self, consumer: str, key: str, kind: str) -> bool:
+        """Record that `consumer` handled what `key` names; False when it already did."""
         seen = self.conn.execute(sa.select(INBOX.c.event_id).where(
-            INBOX.c.consumer == consumer, INBOX.c.event_id == event_id)).first()
+            INBOX.c.consumer == consumer, INBOX.c.event_id == key)).first()
         if seen:
             return False
-        self.conn.execute(INBOX.insert().values(
-            consumer=consumer, event_id=event_id, event_type=event.type, applied_at=utcnow()))
+        self.conn.execute(INBOX.insert().values(consumer=consumer, event_id=key, event_type=kind, applied_at=utcnow()))
         return True
 
 

@@ -104,8 +104,11 @@ class FakeUnitOfWork:
 
     # inbox ----------------------------------------------------------------------------
     def first_time(self, consumer: str, event: CloudEvent) -> bool:
+        return self.first_time_key(consumer, f"{event.source}#{event.id}", event.type)
+
+    def first_time_key(self, consumer: str, key: str, kind: str) -> bool:
         assert self._in_transaction, "first_time() outside `with uow:`"
-        key = (consumer, f"{event.source}#{event.id}")
+        key = (consumer, key)
         if key in self.inbox or key in self._pending_inbox:
             return False
         self._pending_inbox.add(key)

@@ -1,0 +1,96 @@
+"""A service killed (SIGKILL, as `kill -9`) in the middle of a large batch, or between a batch's
+commit and its offsets' commit, applies every record exactly once after it restarts, and the bad
+records inside the batch are dead-lettered once each, alone.
+
+The intake topic is filled before proposals starts, so its first polls are full batches
+(KOKEILU_CONSUMER_MAX_RECORDS); the crash point fires inside the first one.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import uuid
+
+import pytest
+
+from kokeilu.config import Settings
+from kokeilu.contracts import topics
+from kokeilu.kafka.topics import ensure_topics
+from tests.support import BOOTSTRAP, cloudevent, headers_of, submission, wait_until
+
+pytestmark = pytest.mark.kafka
+
+T = "fi.espoo.kokeilu."
+RECORDS = 600
+BAD_EVERY = 40  # records 0, 40, 80, ... are bad: an unknown type, dead-lettered as invalid
+
+
+def fill_intake(platform, probe) -> tuple[dict[str, str], set[int]]:
+    """The intake topic, filled: title -> event id of each good record, and the indexes of the bad."""
+    ensure_topics(Settings(kafka_bootstrap_servers=BOOTSTRAP, kokeilu_topic_prefix=platform.prefix,
+                           kokeilu_topic_partitions=3))
+    run = uuid.uuid4().hex[:6]
+    good, bad = {}, set()
+    for i in range(RECORDS):
+        title = f"Batch crash pilot {run} number {i:04d} {uuid.uuid4().hex[:6]}"
+        event = cloudevent(T + "intake.proposal", submission(title=title), source="e-services-portal")
+        if i % BAD_EVERY == 0:
+            event["type"] = T + "intake.nonsense"
+            bad.add(i)
+        else:
+            good[title] = event["id"]
+        probe.producer.send(platform.topic(topics.INTAKE), value=json.dumps(event).encode(), key=f"k{i % 7}".encode())
+    probe.producer.flush(timeout=60)
+    return good, bad
+
+
+def consumed(platform, outcome: str) -> float:
+    total = 0.0
+    for line in platform.get("proposals", "/metrics", headers={}).text.splitlines():
+        if line.startswith("kokeilu_events_consumed_total{") and f'outcome="{outcome}"' in line \
+                and 'topic="kokeilu.intake.v1"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+@pytest.mark.parametrize("point", ["consumer.applied@150", "consumer.committed@1"])
+def test_a_kill_during_a_batch_applies_every_record_exactly_once(platform, probe, point):
+    good, bad = fill_intake(platform, probe)
+    platform.extra_env.update({"KOKEILU_CRASH_AT": point, "KOKEILU_CONSUMER_MAX_RECORDS": "500",
+                               "KOKEILU_CONSUMER_BATCH_SECONDS": "30"})
+    platform.start("proposals")
+    proc = platform.procs.pop("proposals")
+    assert proc.wait(timeout=120) == -signal.SIGKILL, platform.log_text("proposals")[-2000:]
+    assert f"crash point {point.split('@')[0]}" in platform.log_text("proposals")
+
+    del platform.extra_env["KOKEILU_CRASH_AT"]
+    platform.start("proposals")
+    wait_until(lambda: consumed(platform, "applied") + consumed(platform, "dead_lettered")
+               + consumed(platform, "duplicate") >= RECORDS,
+               timeout=180, what="the restarted service to consume the whole topic")
+
+    # Every good record became exactly one proposal, and exactly one proposal.submitted event.
+    def stored():
+        items, cursor = [], None
+        while True:
+            page = platform.get("proposals", "/v1/proposals?limit=200" + (f"&cursor={cursor}" if cursor else "")).json()
+            items += page["items"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return items
+    titles = [p["title"] for p in stored() if p["title"] in good]
+    assert sorted(titles) == sorted(good), f"{len(titles)} stored for {len(good)} good records"
+    submitted = probe.events(platform.topic(topics.PROPOSALS), T + "proposal.submitted", count=len(good), timeout=120,
+                             where=lambda e: e["data"]["title"] in good)
+    assert sorted(e["data"]["title"] for e in submitted) == sorted(good)  # none published twice
+
+    # Every bad record was dead-lettered once, alone: the good records around it were applied.
+    letters = probe.records(platform.topic(topics.DEADLETTER),
+                            lambda r: headers_of(r).get("kokeilu.source.topic") == platform.topic(topics.INTAKE),
+                            count=len(bad), timeout=120)
+    origins = [(headers_of(r)["kokeilu.source.partition"], headers_of(r)["kokeilu.source.offset"]) for r in letters]
+    assert len(origins) == len(set(origins)) == len(bad)
+
+    if point.startswith("consumer.committed"):
+        # The first batch was committed but not its offsets: redelivered, and recognised.
+        assert consumed(platform, "duplicate") > 0
