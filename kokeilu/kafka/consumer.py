@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass, field
 from functools import partial
 
 from eventlet.event import Event
@@ -42,6 +43,7 @@ from kokeilu.kafka.deadletter import dead_letter
 from kokeilu.kafka.monitor import KafkaMonitor
 from kokeilu.kafka.relay import OutboxRelay
 from kokeilu.store import UnitOfWork
+from kokeilu.store.unit_of_work import write_outbox
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +174,16 @@ class EventConsumer(Entrypoint):
                 return self._try_batch(records)
             except Exception as exc:
                 if not is_transient(exc):
-                    raise  # a bug in the batch machinery itself: the loop reconnects and redelivers
+                    # What the records did could not be stored (each record's own failures are
+                    # dead-lettered in its savepoint; this is the batch's commit itself). Find the
+                    # record: apply them one at a time; one that cannot be stored even alone is
+                    # dead-lettered without its value, so the partition moves on.
+                    log.error("a batch of %s from %s[%s]@%s could not be committed (%s: %s)", len(records),
+                              records[0].topic, records[0].partition, records[0].offset, exc.__class__.__name__, exc)
+                    if len(records) > 1:
+                        records = records[:1]
+                        continue
+                    return self._last_resort(records[0], f"{exc.__class__.__name__}: {exc}")
                 if self._stopping:
                     return 0
                 self.metrics.retries.labels(service=self.container.service_name, stage="apply").inc()
@@ -181,6 +192,19 @@ class EventConsumer(Entrypoint):
                             exc.__class__.__name__, exc, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 10)
+
+    def _last_resort(self, record, error: str) -> int:
+        with self.store.database.transaction() as conn:
+            batch = Batch(conn)
+            self._dead_lettered = []
+            self._store_dead_letter(batch, record, "failed", error, keep_value=False)
+            write_outbox(conn, batch.outbox)
+        self.relay.wake()
+        topic = self.settings.logical_topic(record.topic)
+        self.metrics.dead_lettered.labels(service=self.container.service_name, topic=topic, reason="failed").inc()
+        self.metrics.events_consumed.labels(service=self.container.service_name, topic=topic, type="unknown",
+                                            outcome="dead_lettered").inc()
+        return 1
 
     def _try_batch(self, records) -> int:
         """One transaction: each record applied, or dead-lettered, in a savepoint of its own, so
@@ -193,17 +217,18 @@ class EventConsumer(Entrypoint):
         counted = []
         self._dead_lettered: list[tuple[str, str]] = []
         with self.store.database.transaction() as conn:
-            self.batch = conn
+            self.batch = Batch(conn)
             try:
                 for record in records:
                     if counted and (self._stopping or time.perf_counter() - began > budget):
                         break
                     started = time.perf_counter()
                     topic = self.settings.logical_topic(record.topic)
-                    outcome, event_type = self._apply(conn, record, topic)
+                    outcome, event_type = self._apply(self.batch, record, topic)
                     counted.append((topic, known_type(event_type), outcome or "applied",
                                     time.perf_counter() - started))
                     crash_point("consumer.applied")
+                write_outbox(conn, self.batch.outbox)  # the whole batch's events, in one statement
             finally:
                 self.batch = None
         self.relay.wake()
@@ -214,62 +239,63 @@ class EventConsumer(Entrypoint):
             self.metrics.dead_lettered.labels(service=service, topic=topic, reason=reason).inc()
         return len(counted)
 
-    def _apply(self, conn, record, topic: str) -> tuple[str | None, str]:
+    def _apply(self, batch: "Batch", record, topic: str) -> tuple[str | None, str]:
         """(outcome, event type) of one record, in a savepoint of the batch's transaction.
         Raises only what is transient."""
         try:
             event = parse_envelope(record.value)
             data = decode(event, topic)
         except InvalidEvent as exc:
-            outcome = self._dead_letter(conn, record, "unparseable" if exc.event is None else "invalid", exc.reason,
+            outcome = self._dead_letter(batch, record, "unparseable" if exc.event is None else "invalid", exc.reason,
                                         exc.event)
             return outcome, exc.event.type if exc.event is not None else "unknown"
         except Exception as exc:  # anything else a hostile record makes the parser raise
             if is_transient(exc):
                 raise
-            return self._dead_letter(conn, record, "unparseable", f"{exc.__class__.__name__}: {exc}"), "unknown"
-        savepoint = conn.begin_nested()
+            return self._dead_letter(batch, record, "unparseable", f"{exc.__class__.__name__}: {exc}"), "unknown"
+        savepoint, recorded = batch.conn.begin_nested(), len(batch.outbox)
         try:
             outcome = self._run_worker(event, data)
             savepoint.commit()
             return outcome, event.type
         except Exception as exc:
+            del batch.outbox[recorded:]  # the events it recorded go with the rest of its work
             if savepoint.is_active:
                 savepoint.rollback()  # raises if the connection itself is gone: transient, retried
             if is_transient(exc):
                 raise
             log.warning("event %s on %s failed permanently: %s", event.id, topic, exc)
-            return self._dead_letter(conn, record, "failed", f"{exc.__class__.__name__}: {exc}", event, str(exc)), event.type
+            return self._dead_letter(batch, record, "failed", f"{exc.__class__.__name__}: {exc}", event, str(exc)), event.type
 
     def _run_worker(self, event, data):
         done = Event()
         self.container.spawn_worker(self, (event, data), {}, handle_result=partial(_handle_result, done))
         return done.wait()
 
-    def _dead_letter(self, conn, record, reason: str, error: str, event=None, message: str | None = None) -> str:
+    def _dead_letter(self, batch: "Batch", record, reason: str, error: str, event=None, message: str | None = None) -> str:
         """Record the dead letter (and the rejection, if any) in the batch's transaction; the
         outcome: "dead_lettered", or "duplicate" for a record dead-lettered before. When even
         that fails for a reason no retry changes, one that names the record and the error but
         leaves its value out keeps the partition moving."""
         try:
-            if not self._store_dead_letter(conn, record, reason, error, event, message, keep_value=True):
+            if not self._store_dead_letter(batch, record, reason, error, event, message, keep_value=True):
                 return "duplicate"
         except Exception as exc:
             if is_transient(exc):
                 raise
             log.error("dead letter for %s[%s]@%s could not be stored (%s: %s); storing it without its value",
                       record.topic, record.partition, record.offset, exc.__class__.__name__, exc)
-            self._store_dead_letter(conn, record, "failed", f"{exc.__class__.__name__}: {exc}", keep_value=False)
+            self._store_dead_letter(batch, record, "failed", f"{exc.__class__.__name__}: {exc}", keep_value=False)
             reason = "failed"
         self._dead_lettered.append((self.settings.logical_topic(record.topic), reason))
         return "dead_lettered"
 
-    def _store_dead_letter(self, conn, record, reason: str, error: str, event=None, message: str | None = None,
+    def _store_dead_letter(self, batch: "Batch", record, reason: str, error: str, event=None, message: str | None = None,
                            keep_value: bool = True) -> bool:
         letter = dead_letter(record.value if keep_value else None, record.key, reason, error,
                              self.container.service_name, topic=record.topic, partition=record.partition,
                              offset=record.offset, consumer_group=self.group)
-        with UnitOfWork.joining(self.store.database, conn) as uow:
+        with UnitOfWork.joining(self.store.database, batch.conn, batch.outbox) as uow:
             # A record is dead-lettered once, even when a crash between the batch's commit and
             # its offsets' commit delivers it again (it has no event id the inbox could know).
             if not uow.first_time_key(f"dead-letter:{self.group}", f"{record.topic}:{record.partition}:{record.offset}",
@@ -292,6 +318,15 @@ class EventConsumer(Entrypoint):
             if is_transient(exc):
                 raise
             log.warning("on_reject failed for %s[%s]@%s: %s", record.topic, record.partition, record.offset, exc)
+
+
+@dataclass
+class Batch:
+    """A poll batch being applied: its transaction's connection, and the outbox rows its records
+    recorded, written together just before it commits."""
+
+    conn: object
+    outbox: list[dict] = field(default_factory=list)
 
 
 def _handle_result(done: Event, worker_ctx, result, exc_info):

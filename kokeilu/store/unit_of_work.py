@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import sqlalchemy as sa
+import sqlalchemy.dialects.postgresql
+import sqlalchemy.dialects.sqlite
 
 from kokeilu.contracts import CONTENT_TYPE, CloudEvent, utcnow
 from kokeilu.contracts.catalog import BY_NAME
@@ -34,18 +36,23 @@ class UnitOfWork:
     def __init__(self, database: Database, on_commit: Callable[[], None] | None = None):
         self.database = database
         self._on_commit = on_commit
-        self._published = 0
-        self._levels: list[list] = []  # per open level: [savepoint or None, committed]
+        # Outbox rows recorded and not yet written: they are written together, in one statement,
+        # just before the transaction commits. Each open level: [savepoint or None, committed,
+        # how many rows were pending when it began].
+        self._outbox: list[dict] = []
+        self._levels: list[list] = []
 
     @classmethod
-    def joining(cls, database: Database, conn: sa.Connection) -> "UnitOfWork":
+    def joining(cls, database: Database, conn: sa.Connection, outbox: list[dict]) -> "UnitOfWork":
         """A unit of work inside a transaction that its caller opened and will commit (a consumer
         applying a poll batch): every block of it is a savepoint of that transaction, whose
-        commit() keeps its changes and whose failure undoes only them. Nothing is durable, and
-        no event is published, until the caller commits the whole transaction."""
+        commit() keeps its changes and whose failure undoes only them. The outbox rows it
+        records go to `outbox`, which the caller writes (`write_outbox`) before it commits.
+        Nothing is durable, and no event is published, until the caller commits."""
         uow = cls(database)
         uow.conn = conn
-        uow._levels = [[None, True]]  # the caller's level: never left through this object
+        uow._outbox = outbox
+        uow._levels = [[None, True, len(outbox)]]  # the caller's level: never left through this object
         uow.bind(conn)
         return uow
 
@@ -54,12 +61,12 @@ class UnitOfWork:
 
     def __enter__(self):
         if self._levels:
-            self._levels.append([self.conn.begin_nested(), False])
+            self._levels.append([self.conn.begin_nested(), False, len(self._outbox)])
             return self
         self._cm = self.database.transaction()
         self.conn = self._cm.__enter__()
-        self._levels.append([None, False])
-        self._published = 0
+        self._outbox = []
+        self._levels.append([None, False, 0])
         self.bind(self.conn)
         return self
 
@@ -67,9 +74,12 @@ class UnitOfWork:
         self._levels[-1][1] = True
 
     def __exit__(self, exc_type, exc, tb):
-        savepoint, committed = self._levels.pop()
+        savepoint, committed, pending = self._levels.pop()
+        keep = exc_type is None and committed
+        if not keep:
+            del self._outbox[pending:]
         if savepoint is not None:
-            if exc_type is None and committed:
+            if keep:
                 savepoint.commit()
             elif exc_type is None:
                 savepoint.rollback()
@@ -82,10 +92,17 @@ class UnitOfWork:
         if exc_type is None and not committed:
             # Roll back: leaving the block without commit() means the work was not wanted.
             self.conn.get_transaction().rollback()
+        published = len(self._outbox)
+        if keep:
+            try:
+                write_outbox(self.conn, self._outbox)
+            except BaseException as error:
+                self._cm.__exit__(type(error), error, error.__traceback__)
+                raise
         result = self._cm.__exit__(exc_type, exc, tb)
-        if exc_type is None and committed:
+        if keep:
             crash_point("uow.committed")
-            if self._published and self._on_commit:
+            if published and self._on_commit:
                 self._on_commit()
         return result
 
@@ -96,9 +113,8 @@ class UnitOfWork:
         self.add_outbox(topic, key or event.subject, event.to_bytes(), {"content-type": CONTENT_TYPE}, event.type)
 
     def add_outbox(self, topic: str, key: str | None, value: bytes | None, headers: dict[str, str], event_type: str) -> None:
-        self.conn.execute(OUTBOX.insert().values(
-            topic=topic, key=key, value=value, headers=headers, event_type=event_type, created_at=utcnow()))
-        self._published += 1
+        self._outbox.append({"topic": topic, "key": key, "value": value, "headers": headers,
+                             "event_type": event_type, "created_at": utcnow()})
 
     # inbox ----------------------------------------------------------------------------
     def first_time(self, consumer: str, event: CloudEvent) -> bool:
@@ -110,12 +126,22 @@ class UnitOfWork:
 
     def first_time_key(self, consumer: str, key: str, kind: str) -> bool:
         """Record that `consumer` handled what `key` names; False when it already did."""
-        seen = self.conn.execute(sa.select(INBOX.c.event_id).where(
-            INBOX.c.consumer == consumer, INBOX.c.event_id == key)).first()
-        if seen:
-            return False
-        self.conn.execute(INBOX.insert().values(consumer=consumer, event_id=key, event_type=kind, applied_at=utcnow()))
-        return True
+        insert = _INSERT_NEW[self.conn.dialect.name]
+        row = {"consumer": consumer, "event_id": key, "event_type": kind, "applied_at": utcnow()}
+        return self.conn.execute(insert, row).rowcount == 1
+
+
+def write_outbox(conn: sa.Connection, rows: list[dict]) -> None:
+    """Write recorded outbox rows, in order, in one statement (ids follow the order given)."""
+    if len(rows) == 1:
+        conn.execute(OUTBOX.insert(), rows[0])
+    elif rows:
+        conn.execute(OUTBOX.insert(), rows)
+
+
+# The inbox row, unless it is there already (one statement: checked and written at once).
+_INSERT_NEW = {"sqlite": sa.dialects.sqlite.insert(INBOX).on_conflict_do_nothing(),
+               "postgresql": sa.dialects.postgresql.insert(INBOX).on_conflict_do_nothing()}
 
 
 @dataclass
@@ -172,8 +198,8 @@ class OutboxReader:
         if done:
             conn.execute(OUTBOX.update().where(OUTBOX.c.id.in_(done)).values(sent_at=now))
         for letter in filter(None, result.parked.values()):
-            conn.execute(OUTBOX.insert().values(topic=letter.topic, key=letter.key, value=letter.value,
-                                                headers=letter.headers, event_type=letter.event_type, created_at=now))
+            conn.execute(OUTBOX.insert(), {"topic": letter.topic, "key": letter.key, "value": letter.value,
+                                           "headers": letter.headers, "event_type": letter.event_type, "created_at": now})
 
     def backlog(self) -> int:
         with self.database.transaction() as conn:

@@ -100,6 +100,9 @@ def result_row(r: Result) -> dict:
                 published_at=r.published_at, updated_at=r.updated_at, document=r.model_dump(mode="json"))
 
 
+_UPDATE_ENTRY = entries.update().where(entries.c.proposal_id == sa.bindparam("_id"))
+
+
 class EntryRepository:
     def __init__(self, conn: sa.Connection):
         self.conn = conn
@@ -118,9 +121,9 @@ class EntryRepository:
             facts=entry_to_json(e),
             withdrawn=e.withdrawn.model_dump(mode="json") if e.withdrawn else None,
         )
-        updated = self.conn.execute(entries.update().where(entries.c.proposal_id == e.proposal_id).values(**values))
+        updated = self.conn.execute(_UPDATE_ENTRY, {**values, "_id": e.proposal_id})
         if updated.rowcount == 0:
-            self.conn.execute(entries.insert().values(proposal_id=e.proposal_id, **values))
+            self.conn.execute(entries.insert(), {**values, "proposal_id": e.proposal_id})
         self._index(e.proposal_id, e.result)
 
     def _index(self, result_id: str, r: Result | None) -> None:
@@ -133,7 +136,7 @@ class EntryRepository:
             if self.is_sqlite:
                 self.conn.execute(sa.text("DELETE FROM results_fts WHERE result_id = :id"), {"id": result_id})
         if r is not None:
-            self.conn.execute(results.insert().values(result_id=result_id, **result_row(r)))
+            self.conn.execute(results.insert(), {**result_row(r), "result_id": result_id})
             if self.is_sqlite:
                 self.conn.execute(sa.text("INSERT INTO results_fts (result_id, title, summary, lessons) "
                                           "VALUES (:id, :title, :summary, :lessons)"),

@@ -145,9 +145,9 @@ class SubscriptionRepository:
             values["contact_email"] = contact_email
         if content:
             values["resident_name"] = resident_name
-        if self.conn.execute(proposal_areas.update().where(proposal_areas.c.proposal_id == proposal_id)
-                             .values(**values)).rowcount == 0:
-            self.conn.execute(proposal_areas.insert().values(proposal_id=proposal_id, **values))
+        update = proposal_areas.update().where(proposal_areas.c.proposal_id == sa.bindparam("_id"))
+        if self.conn.execute(update, {**values, "_id": proposal_id}).rowcount == 0:
+            self.conn.execute(proposal_areas.insert(), {**values, "proposal_id": proposal_id})
 
     def proposal(self, proposal_id: str | None) -> dict | None:
         if not proposal_id:
@@ -167,7 +167,7 @@ class DeliveryRepository:
     def add(self, delivery_id, subscription_id, event_id, event_type, payload: bytes, now, kind: str = "event",
             channel: str | None = None, recipient: str | None = None, language: str | None = None) -> None:
         """A delivery to a subscription; `channel`/`recipient` for one that has no subscription (the proposer)."""
-        self.conn.execute(deliveries.insert().values(
+        self.conn.execute(deliveries.insert(), dict(
             id=delivery_id, subscription_id=subscription_id, event_id=event_id, event_type=event_type,
             payload=payload, status=DeliveryStatus.pending.value, attempts=0, next_attempt_at=now,
             created_at=now, updated_at=now, kind=kind, channel=channel, recipient=recipient, language=language))
@@ -248,8 +248,8 @@ class DigestRepository:
         self.conn = conn
 
     def add_item(self, subscription_id: str, event_id: str, event_type: str, payload: bytes, now: datetime) -> None:
-        self.conn.execute(digest_items.insert().values(subscription_id=subscription_id, event_id=event_id,
-                                                       event_type=event_type, payload=payload, created_at=now))
+        self.conn.execute(digest_items.insert(), dict(subscription_id=subscription_id, event_id=event_id,
+                                                      event_type=event_type, payload=payload, created_at=now))
 
     def claim_window(self, end: datetime, now: datetime) -> bool:
         """True for the one job that builds the digests of the window ending at `end`."""

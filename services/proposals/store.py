@@ -101,15 +101,19 @@ def _row_to_proposal(row) -> Proposal:
     )
 
 
+# Statements built once: SQLAlchemy then only binds each call's values (no new statement to compile).
+_UPDATE_PROPOSAL = proposals.update().where(proposals.c.id == sa.bindparam("_id"))
+
+
 class ProposalRepository:
     def __init__(self, conn: sa.Connection):
         self.conn = conn
 
     def add(self, p: Proposal) -> None:
-        self.conn.execute(proposals.insert().values(**self._values(p), id=p.id))
+        self.conn.execute(proposals.insert(), {**self._values(p), "id": p.id})
 
     def save(self, p: Proposal) -> None:
-        self.conn.execute(proposals.update().where(proposals.c.id == p.id).values(**self._values(p)))
+        self.conn.execute(_UPDATE_PROPOSAL, {**self._values(p), "_id": p.id})
 
     @staticmethod
     def _values(p: Proposal) -> dict:
@@ -152,7 +156,7 @@ class MeasurementRepository:
         self.conn = conn
 
     def add(self, m: dict) -> None:
-        self.conn.execute(measurements.insert().values(**m))
+        self.conn.execute(measurements.insert(), m)
 
     def for_proposal(self, proposal_id: str) -> list[dict]:
         rows = self.conn.execute(sa.select(measurements).where(measurements.c.proposal_id == proposal_id)
