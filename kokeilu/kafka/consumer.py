@@ -43,7 +43,7 @@ from kokeilu.kafka.deadletter import dead_letter
 from kokeilu.kafka.monitor import KafkaMonitor
 from kokeilu.kafka.relay import OutboxRelay
 from kokeilu.store import UnitOfWork
-from kokeilu.store.unit_of_work import write_outbox
+from kokeilu.store.unit_of_work import Savepoint, write_outbox
 
 log = logging.getLogger(__name__)
 
@@ -253,14 +253,14 @@ class EventConsumer(Entrypoint):
             if is_transient(exc):
                 raise
             return self._dead_letter(batch, record, "unparseable", f"{exc.__class__.__name__}: {exc}"), "unknown"
-        savepoint, recorded = batch.conn.begin_nested(), len(batch.outbox)
+        savepoint, recorded = Savepoint(batch.conn), len(batch.outbox)
         try:
             outcome = self._run_worker(event, data)
             savepoint.commit()
             return outcome, event.type
         except Exception as exc:
             del batch.outbox[recorded:]  # the events it recorded go with the rest of its work
-            if savepoint.is_active:
+            if savepoint.is_active:  # not when releasing it failed: that fails the batch (below)
                 savepoint.rollback()  # raises if the connection itself is gone: transient, retried
             if is_transient(exc):
                 raise

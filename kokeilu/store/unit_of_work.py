@@ -6,9 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import itertools
+
 import sqlalchemy as sa
-import sqlalchemy.dialects.postgresql
-import sqlalchemy.dialects.sqlite
 
 from kokeilu.contracts import CONTENT_TYPE, CloudEvent, utcnow
 from kokeilu.contracts.catalog import BY_NAME
@@ -61,7 +61,7 @@ class UnitOfWork:
 
     def __enter__(self):
         if self._levels:
-            self._levels.append([self.conn.begin_nested(), False, len(self._outbox)])
+            self._levels.append([Savepoint(self.conn), False, len(self._outbox)])
             return self
         self._cm = self.database.transaction()
         self.conn = self._cm.__enter__()
@@ -131,6 +131,29 @@ class UnitOfWork:
         return self.conn.execute(insert, row).rowcount == 1
 
 
+class Savepoint:
+    """A savepoint of the connection's open transaction, by its SQL statements: what
+    Connection.begin_nested() does, at a fifth of its cost (it is taken for every record a
+    consumer applies). Release it with commit() or undo its work with rollback(), once."""
+
+    _names = itertools.count()
+
+    def __init__(self, conn: sa.Connection):
+        self.conn = conn
+        self.name = f"kokeilu_{next(self._names)}"
+        self.is_active = True
+        conn.exec_driver_sql(f"SAVEPOINT {self.name}")
+
+    def commit(self) -> None:
+        self.is_active = False
+        self.conn.exec_driver_sql(f"RELEASE SAVEPOINT {self.name}")
+
+    def rollback(self) -> None:
+        self.is_active = False
+        self.conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {self.name}")
+        self.conn.exec_driver_sql(f"RELEASE SAVEPOINT {self.name}")
+
+
 def write_outbox(conn: sa.Connection, rows: list[dict]) -> None:
     """Write recorded outbox rows, in order, in one statement (ids follow the order given)."""
     if len(rows) == 1:
@@ -139,9 +162,13 @@ def write_outbox(conn: sa.Connection, rows: list[dict]) -> None:
         conn.execute(OUTBOX.insert(), rows)
 
 
-# The inbox row, unless it is there already (one statement: checked and written at once).
-_INSERT_NEW = {"sqlite": sa.dialects.sqlite.insert(INBOX).on_conflict_do_nothing(),
-               "postgresql": sa.dialects.postgresql.insert(INBOX).on_conflict_do_nothing()}
+# The inbox row, unless it is there already (one statement: checked and written at once). As
+# text: the dialects' on_conflict_do_nothing() statements are not cached, and compiling one
+# costs more than the rest of the insert.
+_COLUMNS = "(consumer, event_id, event_type, applied_at) VALUES (:consumer, :event_id, :event_type, :applied_at)"
+_INSERT_NEW = {dialect: sa.text(statement).bindparams(sa.bindparam("applied_at", type_=INBOX.c.applied_at.type))
+               for dialect, statement in (("sqlite", f"INSERT OR IGNORE INTO inbox {_COLUMNS}"),
+                                          ("postgresql", f"INSERT INTO inbox {_COLUMNS} ON CONFLICT DO NOTHING"))}
 
 
 @dataclass
