@@ -45,26 +45,24 @@ class Health(DependencyProvider):
     store = StoreExtension()
     monitor = KafkaMonitor()
 
+    def setup(self):
+        self.service = self.container.service_name
+        self.metrics = metrics_for(self.service)
+
     def get_dependency(self, worker_ctx):
-        database, monitor, service = self.store.database, self.monitor, self.container.service_name
-        metrics = metrics_for(service)
+        return self  # every worker (each consumed record has one) shares it: it holds no state of its own
 
-        class Checker:
-            @staticmethod
-            def ready() -> dict[str, str]:
-                checks = {}
-                try:
-                    database.ping()
-                    checks["store"] = "ok"
-                except Exception as exc:
-                    checks["store"] = f"unavailable: {exc.__class__.__name__}"
-                checks["kafka"] = "ok" if monitor.connected else "unreachable"
-                metrics.ready.labels(service=service).set(1 if checks["store"] == "ok" else 0)
-                return checks
+    def ready(self) -> dict[str, str]:
+        checks = {}
+        try:
+            self.store.database.ping()
+            checks["store"] = "ok"
+        except Exception as exc:
+            checks["store"] = f"unavailable: {exc.__class__.__name__}"
+        checks["kafka"] = "ok" if self.monitor.connected else "unreachable"
+        self.metrics.ready.labels(service=self.service).set(1 if checks["store"] == "ok" else 0)
+        return checks
 
-            @staticmethod
-            def refresh_gauges() -> None:
-                """Gauges read from the store at scrape time: they move even while Kafka is down."""
-                metrics.outbox_backlog.labels(service=service).set(OutboxReader(database).backlog())
-
-        return Checker()
+    def refresh_gauges(self) -> None:
+        """Gauges read from the store at scrape time: they move even while Kafka is down."""
+        self.metrics.outbox_backlog.labels(service=self.service).set(OutboxReader(self.store.database).backlog())
