@@ -55,11 +55,16 @@ class EventConsumer(Entrypoint):
     relay = OutboxRelay()
     monitor = KafkaMonitor()
 
-    def __init__(self, *topic_names: str, group: str | None = None, on_reject=None, **kwargs):
+    def __init__(self, *topic_names: str, group: str | None = None, on_reject=None, types=None, **kwargs):
         """`on_reject(raw_value, event_or_None, reason, uow)`, when given, runs inside the unit of
         work that dead-letters a record (so it can publish a rejection in the same transaction);
-        `event` is the parsed envelope when the record got that far."""
+        `event` is the parsed envelope when the record got that far.
+
+        `types`, when given, are the event types (kokeilu.contracts.catalog entries) the method
+        handles: a valid event of another type is counted as ignored without a worker or a
+        savepoint (most of what some services read, e.g. contact records, is not theirs)."""
         self.topic_names = topic_names
+        self.types = None if types is None else frozenset(t.name for t in types)
         self.group_suffix = group
         self.on_reject = on_reject
         super().__init__(**kwargs)
@@ -253,6 +258,8 @@ class EventConsumer(Entrypoint):
             if is_transient(exc):
                 raise
             return self._dead_letter(batch, record, "unparseable", f"{exc.__class__.__name__}: {exc}"), "unknown"
+        if self.types is not None and event.type not in self.types:
+            return "ignored", event.type
         savepoint, recorded = Savepoint(batch.conn), len(batch.outbox)
         try:
             outcome = self._run_worker(event, data)

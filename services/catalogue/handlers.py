@@ -19,6 +19,11 @@ PUBLIC_TYPES = {"published": types.RESULT_PUBLISHED, "updated": types.RESULT_UPD
                 "withdrawn": types.RESULT_WITHDRAWN}
 
 
+# What _fact handles: the consumer counts other events as ignored without a worker.
+HANDLED = (types.PROPOSAL_SUBMITTED, types.PROPOSAL_REVISED, types.SCREENING_COMPLETED, types.EVALUATION_DECIDED,
+           types.PROPOSAL_STATUS_CHANGED, types.PILOT_STARTED, types.MEASUREMENT_RECORDED, types.PILOT_COMPLETED)
+
+
 def _fact(event: CloudEvent, data):
     """How an event changes an entry, or None when the catalogue does not care about it."""
     at = event.time

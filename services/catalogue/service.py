@@ -67,7 +67,7 @@ class CatalogueService(service_base.PlatformService):
             raise NotFound(f"no result for proposal {proposal_id}", {"proposal_id": "unknown"})
         return result
 
-    @consume(topics.PROPOSALS, topics.EVALUATIONS)
+    @consume(topics.PROPOSALS, topics.EVALUATIONS, types=handlers.HANDLED)
     def on_workflow_event(self, event, data):
         return self._counted(handlers.apply(event, data, self.uow(), self.contact_unit))
 

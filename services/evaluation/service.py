@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from nameko.timer import timer
 
+from kokeilu.contracts import catalog as types
 from kokeilu.contracts import topics
 from kokeilu.contracts.proposals import ProposalRevised, ProposalStatusChanged, ProposalSubmitted
 from kokeilu.http import NotFound, api
@@ -50,7 +51,7 @@ class EvaluationService(service_base.PlatformService):
                                        self.uow(), workflow())
         return e.view(request.principal.name, is_manager(request))
 
-    @consume(topics.PROPOSALS)
+    @consume(topics.PROPOSALS, types=(types.PROPOSAL_SUBMITTED, types.PROPOSAL_REVISED, types.PROPOSAL_STATUS_CHANGED))
     def on_proposal_event(self, event, data):
         if isinstance(data, ProposalSubmitted):
             return handlers.on_proposal_submitted(event, data, self.uow(), policy(), workflow())

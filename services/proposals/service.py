@@ -1,6 +1,7 @@
 """The proposals service: owns proposals and pilots; consumes intake and evaluation events."""
 from __future__ import annotations
 
+from kokeilu.contracts import catalog as types
 from kokeilu.contracts import topics
 from kokeilu.contracts.evaluation import EvaluationDecided, ScreeningCompleted
 from kokeilu.contracts.proposals import IntakeMeasurement, Submission
@@ -85,7 +86,7 @@ class ProposalsService(service_base.PlatformService):
             return handlers.on_intake(event, data, self.uow())
         raise handlers.IntakeRefused(f"{event.type} is not an intake event")
 
-    @consume(topics.EVALUATIONS)
+    @consume(topics.EVALUATIONS, types=(types.SCREENING_COMPLETED, types.EVALUATION_DECIDED))
     def on_evaluation(self, event, data):
         if isinstance(data, ScreeningCompleted):
             return handlers.on_screening_completed(event, data, self.uow())

@@ -229,3 +229,15 @@ def test_the_fake_search_answers_as_the_real_one(uow, real_uow, query):
     assert fake_ids == real_ids
     assert (fake.total, fake.facets) == (real.total, real.facets)
     assert (fake.next_cursor is None) == (real.next_cursor is None)
+
+
+def test_the_catalogue_declares_to_its_consumer_exactly_the_events_it_applies():
+    # The consumer skips other types without a worker (handlers.HANDLED): a type added to
+    # _fact but not to HANDLED would be silently ignored.
+    from types import SimpleNamespace
+
+    from kokeilu.contracts import catalog, topics
+    from services.catalogue import handlers
+    read = [t for t in catalog.ALL if t.topic in (topics.PROPOSALS, topics.EVALUATIONS)]
+    applied = {t.name for t in read if handlers._fact(SimpleNamespace(time=None), t.model.model_construct()) is not None}
+    assert applied == {t.name for t in handlers.HANDLED}
