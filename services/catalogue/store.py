@@ -100,7 +100,13 @@ def result_row(r: Result) -> dict:
                 published_at=r.published_at, updated_at=r.updated_at, document=r.model_dump(mode="json"))
 
 
+# Statements built once: SQLAlchemy then only binds each call's values (a consumed event runs them all).
 _UPDATE_ENTRY = entries.update().where(entries.c.proposal_id == sa.bindparam("_id"))
+_ENTRY = sa.select(entries).where(entries.c.proposal_id == sa.bindparam("id"))
+_DOCUMENT = sa.select(results.c.document).where(results.c.result_id == sa.bindparam("id"))
+_DELETE_RESULT = results.delete().where(results.c.result_id == sa.bindparam("id"))
+_DELETE_FTS = sa.text("DELETE FROM results_fts WHERE result_id = :id")
+_INSERT_FTS = sa.text("INSERT INTO results_fts (result_id, title, summary, lessons) VALUES (:id, :title, :summary, :lessons)")
 
 
 class EntryRepository:
@@ -109,7 +115,7 @@ class EntryRepository:
         self.is_sqlite = conn.dialect.name == "sqlite"
 
     def get(self, proposal_id: str) -> Entry:
-        row = self.conn.execute(sa.select(entries).where(entries.c.proposal_id == proposal_id)).first()
+        row = self.conn.execute(_ENTRY, {"id": proposal_id}).first()
         return Entry(proposal_id) if row is None else entry_from_row(row)
 
     def save(self, e: Entry) -> None:
@@ -128,20 +134,18 @@ class EntryRepository:
 
     def _index(self, result_id: str, r: Result | None) -> None:
         """Keep `results` (and, on SQLite, its FTS5 index) in step with the entry, in the same transaction."""
-        existing = self.conn.execute(sa.select(results.c.document).where(results.c.result_id == result_id)).first()
+        existing = self.conn.execute(_DOCUMENT, {"id": result_id}).first()
         if r is not None and existing is not None and existing.document == r.model_dump(mode="json"):
             return
         if existing is not None:
-            self.conn.execute(results.delete().where(results.c.result_id == result_id))
+            self.conn.execute(_DELETE_RESULT, {"id": result_id})
             if self.is_sqlite:
-                self.conn.execute(sa.text("DELETE FROM results_fts WHERE result_id = :id"), {"id": result_id})
+                self.conn.execute(_DELETE_FTS, {"id": result_id})
         if r is not None:
             self.conn.execute(results.insert(), {**result_row(r), "result_id": result_id})
             if self.is_sqlite:
-                self.conn.execute(sa.text("INSERT INTO results_fts (result_id, title, summary, lessons) "
-                                          "VALUES (:id, :title, :summary, :lessons)"),
-                                  {"id": result_id, "title": r.title, "summary": r.summary,
-                                   "lessons": r.lessons_learned or ""})
+                self.conn.execute(_INSERT_FTS, {"id": result_id, "title": r.title, "summary": r.summary,
+                                                "lessons": r.lessons_learned or ""})
 
     def published(self, limit: int, after: str | None) -> list[Result]:
         """Newest first, after the result with id `after` (the first release's paging)."""
