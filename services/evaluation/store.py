@@ -2,6 +2,7 @@
 evaluations and their assignments (panel, conflict declarations, score sheets)."""
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -66,6 +67,18 @@ assignments = sa.Table(
     sa.Column("scored_at", UtcDateTime(), nullable=True),
 )
 sa.Index("ix_assignments_evaluator", assignments.c.evaluator)
+
+# Open, unscored, unrecused assignments per evaluator (what assign() balances), kept by every
+# write of an evaluation in the same transaction: reading it costs the same with 10 or 100,000
+# open evaluations (migration 0003 builds it from the rows above).
+evaluator_workload = sa.Table(
+    "evaluator_workload", metadata,
+    sa.Column("evaluator", sa.String(200), primary_key=True),
+    sa.Column("open_assignments", sa.Integer(), nullable=False),
+)
+_ADD_WORKLOAD = sa.text(
+    "INSERT INTO evaluator_workload (evaluator, open_assignments) VALUES (:evaluator, :delta) "
+    "ON CONFLICT (evaluator) DO UPDATE SET open_assignments = evaluator_workload.open_assignments + :delta")
 
 
 class ScreeningRepository:
@@ -135,13 +148,24 @@ class EvaluationRepository:
         self.conn = conn
 
     def add(self, e: Evaluation) -> None:
-        self.conn.execute(evaluations.insert().values(proposal_id=e.proposal_id, revision=e.revision, **self._values(e)))
-        self._write_assignments(e)
+        self.conn.execute(evaluations.insert(), {"proposal_id": e.proposal_id, "revision": e.revision, **self._values(e)})
+        self._write_assignments(e, Counter())
 
     def save(self, e: Evaluation) -> None:
+        before = self._pending_assignments(e.proposal_id, e.revision)
         self.conn.execute(evaluations.update().where(evaluations.c.proposal_id == e.proposal_id,
                                                      evaluations.c.revision == e.revision).values(**self._values(e)))
-        self._write_assignments(e)
+        self._write_assignments(e, before)
+
+    def _pending_assignments(self, proposal_id: str, revision: int) -> Counter:
+        """What this evaluation, as stored, adds to each evaluator's workload."""
+        rows = self.conn.execute(
+            sa.select(assignments.c.evaluator)
+            .join(evaluations, sa.and_(evaluations.c.proposal_id == assignments.c.proposal_id,
+                                       evaluations.c.revision == assignments.c.revision))
+            .where(assignments.c.proposal_id == proposal_id, assignments.c.revision == revision,
+                   evaluations.c.status == "open", assignments.c.recused.is_(False), assignments.c.scored_at.is_(None)))
+        return Counter(r.evaluator for r in rows)
 
     @staticmethod
     def _values(e: Evaluation) -> dict:
@@ -150,7 +174,13 @@ class EvaluationRepository:
                     due_at=e.due_at, overdue_at=e.overdue_at, decided_at=e.decided_at,
                     outcome=_outcome_json(e.outcome))
 
-    def _write_assignments(self, e: Evaluation) -> None:
+    def _write_assignments(self, e: Evaluation, before: Counter) -> None:
+        after = Counter(a.evaluator for a in e.assignments
+                        if e.status == "open" and not a.recused and a.scored_at is None)
+        for evaluator in sorted(set(before) | set(after)):  # sorted: instances lock rows in one order
+            delta = after[evaluator] - before[evaluator]
+            if delta:
+                self.conn.execute(_ADD_WORKLOAD, {"evaluator": evaluator, "delta": delta})
         self.conn.execute(assignments.delete().where(assignments.c.proposal_id == e.proposal_id,
                                                      assignments.c.revision == e.revision))
         if e.assignments:
@@ -199,6 +229,11 @@ class EvaluationRepository:
 
     def workload(self) -> dict[str, int]:
         """Open assignments not yet scored, per evaluator."""
+        query = sa.select(evaluator_workload).where(evaluator_workload.c.open_assignments > 0)
+        return {r.evaluator: r.open_assignments for r in self.conn.execute(query)}
+
+    def counted_workload(self) -> dict[str, int]:
+        """The same, counted from the assignments themselves (what the kept counts must equal)."""
         query = (sa.select(assignments.c.evaluator, sa.func.count())
                  .join(evaluations, sa.and_(evaluations.c.proposal_id == assignments.c.proposal_id,
                                             evaluations.c.revision == assignments.c.revision))

@@ -230,3 +230,68 @@ def test_subscriptions_from_before_owners_belong_to_admin_and_carry_no_personal_
     assert (old.id, old.owner, old.personal_data) == ("old-1", "admin", False)
     assert handlers.list_subscriptions(uow(), Caller("old-dept")) == []
     db.dispose()
+
+
+def test_the_kept_workload_equals_the_counted_one_through_an_evaluations_life(database_url):
+    from services.evaluation.domain import Evaluation
+    from services.evaluation.settings import Workflow
+    from services.evaluation.store import EvaluationUnitOfWork
+    db = Database(database_url, ROOT / "services" / "evaluation" / "migrations")
+    db.migrate()
+    now = datetime(2026, 11, 28, 9, 0, tzinfo=timezone.utc)
+    rubric = Workflow().rubric
+    scores = {c: 4 for c in rubric.weights}
+
+    def step(change):
+        with EvaluationUnitOfWork(db) as uow:
+            change(uow)
+            uow.commit()
+        with EvaluationUnitOfWork(db) as uow:
+            kept, counted = uow.evaluations.workload(), uow.evaluations.counted_workload()
+        assert kept == counted
+        return kept
+
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    assert step(lambda uow: uow.evaluations.add(Evaluation.open(first, 1, "learning", "A", 1000, False,
+                                                                ["anna", "bert"], now, now))) == {"anna": 1, "bert": 1}
+    assert step(lambda uow: uow.evaluations.add(Evaluation.open(second, 1, "learning", "B", 1000, False,
+                                                                ["anna", "cecilia"], now, now))) == \
+        {"anna": 2, "bert": 1, "cecilia": 1}
+    # anna declares a conflict on the first and dora replaces her; bert scores it
+    step(lambda uow: uow.evaluations.save(uow.evaluations.current(first).declare("anna", True, "my company", now, "dora")))
+    assert step(lambda uow: uow.evaluations.save(uow.evaluations.current(first).declare("bert", False, None, now, None)
+                                                 .score("bert", scores, None, now))) == {"anna": 1, "cecilia": 1, "dora": 1}
+    # the second is closed (withdrawn): its assignments leave the workload
+    assert step(lambda uow: uow.evaluations.save(uow.evaluations.current(second).close(now))) == {"dora": 1}
+    # a second revision of the first opens while the first revision closes
+    def revise(uow):
+        uow.evaluations.save(uow.evaluations.current(first).close(now))
+        uow.evaluations.add(Evaluation.open(first, 2, "learning", "A2", 1000, False, ["bert", "erik"], now, now))
+    assert step(revise) == {"bert": 1, "erik": 1}
+
+
+def test_the_workload_migration_counts_the_evaluations_already_stored(database_url):
+    from alembic import command
+    from alembic.config import Config
+
+    from services.evaluation.store import EvaluationUnitOfWork
+    db = Database(database_url, ROOT / "services" / "evaluation" / "migrations")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(db.migrations))
+    cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    with db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0002")
+    now = datetime(2026, 11, 28, 9, 0, tzinfo=timezone.utc)
+    with db.engine.begin() as conn:  # rows as the release before wrote them
+        for pid, status, evaluators in (("p1", "open", ["anna", "bert"]), ("p2", "open", ["anna"]),
+                                        ("p3", "decided", ["anna"])):
+            conn.execute(sa.text("INSERT INTO evaluations (proposal_id, revision, focus_area, title, budget_eur, "
+                                 "external_funding_sought, status, opened_at, due_at) VALUES "
+                                 "(:p, 1, 'learning', 't', 1, false, :s, :now, :now)"), {"p": pid, "s": status, "now": now})
+            for i, name in enumerate(evaluators):
+                conn.execute(sa.text("INSERT INTO assignments (proposal_id, revision, evaluator, position, assigned_at, "
+                                     "recused) VALUES (:p, 1, :e, :i, :now, false)"), {"p": pid, "e": name, "i": i, "now": now})
+    db.migrate()
+    with EvaluationUnitOfWork(db) as uow:
+        assert uow.evaluations.workload() == uow.evaluations.counted_workload() == {"anna": 2, "bert": 1}

@@ -286,6 +286,9 @@ class FakeEvaluationRepository:
                     load[a.evaluator] = load.get(a.evaluator, 0) + 1
         return load
 
+    def counted_workload(self) -> dict[str, int]:
+        return self.workload()
+
     def queue(self, evaluator: str) -> list[Evaluation]:
         mine = [e for e in self.rows.values() if e.status == "open"
                 and any(a.evaluator == evaluator and not a.recused for a in e.assignments)]
