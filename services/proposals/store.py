@@ -103,6 +103,7 @@ def _row_to_proposal(row) -> Proposal:
 
 # Statements built once: SQLAlchemy then only binds each call's values (no new statement to compile).
 _UPDATE_PROPOSAL = proposals.update().where(proposals.c.id == sa.bindparam("_id"))
+_PROPOSAL = sa.select(proposals).where(proposals.c.id == sa.bindparam("id"))
 
 
 class ProposalRepository:
@@ -128,7 +129,7 @@ class ProposalRepository:
         )
 
     def get(self, proposal_id: str) -> Proposal | None:
-        row = self.conn.execute(sa.select(proposals).where(proposals.c.id == proposal_id)).first()
+        row = self.conn.execute(_PROPOSAL, {"id": proposal_id}).first()
         return _row_to_proposal(row) if row else None
 
     def list(self, status: str | None = None, limit: int = 50, after: str | None = None, focus_area: str | None = None,
