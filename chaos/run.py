@@ -25,12 +25,13 @@ from .load import LoadDriver, make_proposals
 from .platform import ROOT, SERVICES, Broker, HarnessError, Services, free_port, wait_for
 from .sinks import SmtpSink, WebhookSink
 
-POINTS = ("uow.committed", "relay.published", "consumer.applied")
+POINTS = ("uow.committed", "relay.published", "consumer.applied", "consumer.committed")
 # Where an aimed kill lands: uow.committed on proposals, so that a client's retry meets a crash
 # between a proposal's commit and its answer; the others on a service picked by the seed.
 AIMED_TARGETS = {"uow.committed": ("proposals",),
                  "relay.published": ("proposals", "evaluation", "catalogue", "notifications"),
-                 "consumer.applied": ("evaluation", "catalogue", "notifications", "proposals")}
+                 "consumer.applied": ("evaluation", "catalogue", "notifications", "proposals"),
+                 "consumer.committed": ("evaluation", "catalogue", "notifications", "proposals")}
 # The subscribers every run creates; each expects exactly one message per accepted proposal.
 # Every proposer also gets one e-mail (its proposal is being evaluated), checked as "proposers".
 SUBSCRIPTIONS = (
@@ -54,7 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--freeze-seconds", type=float, default=30.0, help="how long a freeze lasts (default 30)")
     p.add_argument("--aimed", default=",".join(POINTS),
                    help="crash points to aim one kill at each, comma-separated, from "
-                        f"{', '.join(POINTS)} (default: all three; '' for none)")
+                        f"{', '.join(POINTS)} (default: all; '' for none)")
     p.add_argument("--drain-timeout", type=float, default=600.0,
                    help="seconds to wait for the pipeline to drain after the load and the last fault (default 600)")
     p.add_argument("--request-deadline", type=float, default=360.0,
@@ -87,7 +88,7 @@ def plan_faults(args, rng: random.Random) -> list[dict]:
     plain += [{"kind": "broker-freeze"} for _ in range(args.broker_freezes)]
     rng.shuffle(plain)
     aimed = [{"kind": "aimed", "service": rng.choice(AIMED_TARGETS[point]), "point": point,
-              "nth": rng.randint(2, 8) if point != "consumer.applied" else rng.randint(3, 30)}
+              "nth": rng.randint(2, 8) if not point.startswith("consumer.") else rng.randint(3, 30)}
              for point in args.aimed]
     total = len(plain) + len(aimed)
     aimed_slots = set(rng.sample(range(max(len(aimed), int(total * 0.75))), len(aimed)))
