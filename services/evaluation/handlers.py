@@ -48,7 +48,9 @@ def _screen_and_open(event: CloudEvent, proposal: ProposalSubmitted, uow, policy
     with uow:
         if not uow.first_time(CONSUMER, event):
             return "duplicate"
-        failures = screen(proposal, policy, uow.known.open_titles())
+        # Only the open proposals the store's index finds similar enough to matter: flat, however many are open.
+        candidates = uow.known.near_duplicate_candidates(proposal.title) if policy.duplicate_title_similarity else []
+        failures = screen(proposal, policy, candidates)
         outcome = ScreeningCompleted(proposal_id=pid, passed=not failures, failed_rules=failures, screened_at=now,
                                      focus_area=proposal.focus_area.value)
         uow.screenings.add(outcome, proposal.focus_area.value, proposal.title, proposal.submitted_at, proposal.revision)

@@ -11,6 +11,7 @@ from kokeilu.contracts.evaluation import Decision, RuleFailure, ScreeningComplet
 from kokeilu.store import UnitOfWork, UtcDateTime, add_messaging_tables
 
 from .domain import Assignment, Evaluation, Outcome
+from .screening import title_keys
 
 metadata = sa.MetaData()
 add_messaging_tables(metadata)
@@ -34,6 +35,15 @@ known_proposals = sa.Table(
     sa.Column("is_open", sa.Boolean(), nullable=False, index=True),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
 )
+
+# The near-duplicate index (0004): each OPEN known proposal under its screening.title_keys, kept
+# in step with known_proposals in the same transaction (a closed proposal has no keys).
+title_keys_table = sa.Table(
+    "title_keys", metadata,
+    sa.Column("key", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("proposal_id", sa.String(64), primary_key=True),
+)
+sa.Index("ix_title_keys_proposal", title_keys_table.c.proposal_id)
 
 evaluations = sa.Table(
     "evaluations", metadata,
@@ -109,22 +119,37 @@ class ScreeningRepository:
         }
 
 
+_DELETE_KEYS = title_keys_table.delete().where(title_keys_table.c.proposal_id == sa.bindparam("id"))
+_CANDIDATES = (sa.select(known_proposals.c.proposal_id, known_proposals.c.title).distinct()
+               .join(title_keys_table, title_keys_table.c.proposal_id == known_proposals.c.proposal_id)
+               .where(title_keys_table.c.key.in_(sa.bindparam("keys", expanding=True)),
+                      known_proposals.c.is_open.is_(True)))
+
+
 class KnownProposalRepository:
     def __init__(self, conn: sa.Connection):
         self.conn = conn
 
     def upsert(self, proposal_id: str, title: str, is_open: bool, now: datetime) -> None:
+        """Remember a proposal's title and whether it is open; an open one is indexed under its
+        title's keys (a changed title replaces them)."""
         self.conn.execute(known_proposals.delete().where(known_proposals.c.proposal_id == proposal_id))
-        self.conn.execute(known_proposals.insert().values(proposal_id=proposal_id, title=title, is_open=is_open,
-                                                          updated_at=now))
+        self.conn.execute(known_proposals.insert(), dict(proposal_id=proposal_id, title=title, is_open=is_open,
+                                                         updated_at=now))
+        self.conn.execute(_DELETE_KEYS, {"id": proposal_id})
+        if is_open:
+            self.conn.execute(title_keys_table.insert(),
+                              [{"key": k, "proposal_id": proposal_id} for k in sorted(set(title_keys(title)))])
 
     def close(self, proposal_id: str, now: datetime) -> None:
         self.conn.execute(known_proposals.update().where(known_proposals.c.proposal_id == proposal_id)
                           .values(is_open=False, updated_at=now))
+        self.conn.execute(_DELETE_KEYS, {"id": proposal_id})
 
-    def open_titles(self) -> list[tuple[str, str]]:
-        rows = self.conn.execute(sa.select(known_proposals.c.proposal_id, known_proposals.c.title)
-                                 .where(known_proposals.c.is_open.is_(True)))
+    def near_duplicate_candidates(self, title: str) -> list[tuple[str, str]]:
+        """Open proposals (id, title) that share an index key with `title`: those the duplicate
+        rule may find near-identical (screening.title_keys says how likely a miss is)."""
+        rows = self.conn.execute(_CANDIDATES, {"keys": title_keys(title)})
         return [(r.proposal_id, r.title) for r in rows]
 
 

@@ -295,3 +295,47 @@ def test_the_workload_migration_counts_the_evaluations_already_stored(database_u
     db.migrate()
     with EvaluationUnitOfWork(db) as uow:
         assert uow.evaluations.workload() == uow.evaluations.counted_workload() == {"anna": 2, "bert": 1}
+
+
+def test_the_near_duplicate_index_follows_open_proposals_and_their_titles(database_url):
+    from services.evaluation.store import EvaluationUnitOfWork
+    db = Database(database_url, ROOT / "services" / "evaluation" / "migrations")
+    db.migrate()
+    now = datetime(2026, 11, 28, 9, 0, tzinfo=timezone.utc)
+    title = "Autonomous shuttle feeder for Kera station"
+    with EvaluationUnitOfWork(db) as uow:
+        uow.known.upsert("p1", title, True, now)
+        uow.known.upsert("p2", "Snow-melt cycle lanes in Otaniemi", True, now)
+        uow.known.upsert("p3", title, False, now)  # failed screening: not open, not a candidate
+        uow.commit()
+    with EvaluationUnitOfWork(db) as uow:
+        assert uow.known.near_duplicate_candidates("Autonomous shuttle feeder for Kera station 2027") == [("p1", title)]
+        uow.known.upsert("p1", "Library robot tutors", True, now)  # a revision with a new title
+        assert uow.known.near_duplicate_candidates(title) == []
+        assert uow.known.near_duplicate_candidates("Library robot tutor") == [("p1", "Library robot tutors")]
+        uow.known.close("p2", now)
+        assert uow.known.near_duplicate_candidates("Snow-melt cycle lanes in Otaniemi") == []
+
+
+def test_the_index_migration_indexes_the_proposals_already_open(database_url):
+    from alembic import command
+    from alembic.config import Config
+
+    from services.evaluation.store import EvaluationUnitOfWork
+    db = Database(database_url, ROOT / "services" / "evaluation" / "migrations")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(db.migrations))
+    cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    with db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0003")
+    now = datetime(2026, 11, 28, 9, 0, tzinfo=timezone.utc)
+    with db.engine.begin() as conn:
+        for pid, title, is_open in (("p1", "Stormwater sensors in Leppävaara", True),
+                                    ("p2", "Stormwater sensors in Leppävaara", False)):
+            conn.execute(sa.text("INSERT INTO known_proposals (proposal_id, title, is_open, updated_at) "
+                                 "VALUES (:p, :t, :o, :now)"), {"p": pid, "t": title, "o": is_open, "now": now})
+    db.migrate()
+    with EvaluationUnitOfWork(db) as uow:
+        assert uow.known.near_duplicate_candidates("Stormwater sensors in Leppavaara") == [
+            ("p1", "Stormwater sensors in Leppävaara")]

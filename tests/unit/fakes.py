@@ -20,6 +20,7 @@ from kokeilu.contracts.results import Result
 from services.catalogue.domain import Entry
 from services.catalogue.search import FACETS, SearchPage, SearchQuery, decode_cursor, encode_cursor
 from services.evaluation.domain import Evaluation
+from services.evaluation.screening import title_keys
 
 
 @dataclass(frozen=True)
@@ -241,8 +242,9 @@ class FakeKnownProposalRepository:
         if proposal_id in self.rows:
             self.rows[proposal_id].update(is_open=False, updated_at=now)
 
-    def open_titles(self) -> list[tuple[str, str]]:
-        return [(pid, r["title"]) for pid, r in self.rows.items() if r["is_open"]]
+    def near_duplicate_candidates(self, title: str) -> list[tuple[str, str]]:
+        keys = set(title_keys(title))
+        return [(pid, r["title"]) for pid, r in self.rows.items() if r["is_open"] and keys & set(title_keys(r["title"]))]
 
 
 class FakeEvaluationRepository:

@@ -10,8 +10,8 @@ from kokeilu.contracts import catalog as types
 from kokeilu.contracts import decode, topics
 from kokeilu.contracts.proposals import Environment, FocusArea
 from services.evaluation import handlers
-from services.evaluation.screening import (RULES, ScreeningPolicy, budget_cap, completeness, eligible_environment,
-                                           screen)
+from services.evaluation.screening import (RULES, ScreeningPolicy, budget_cap, completeness, duplicate,
+                                           eligible_environment, normalise_title, screen, title_keys)
 from services.evaluation.settings import EvaluationSettings, Workflow
 
 from tests.unit.examples import a_proposal_submitted, an_event, redelivery_of
@@ -222,3 +222,73 @@ def test_a_redelivered_proposal_is_screened_once(uow):
 
 def test_no_evaluation_for_a_proposal_never_screened(uow):
     assert handlers.get_evaluation("nope", uow) is None
+
+
+# The near-duplicate index (title_keys): the store looks candidates up by these keys ------------
+TITLES = [
+    "Autonomous shuttle feeder for Kera station", "Smart street lighting on the Waterfront Walkway",
+    "School meal waste tracking in Tapiola", "E-scooter parking hubs along the West Metro",
+    "Stormwater sensors in Leppävaara", "Älykäs katuvalaistus Matinkylässä asukkaille",
+    "Kouluruoan hävikin seuranta Espoonlahden kouluissa", "Library robot tutors for first graders",
+    "Snow-melt cycle lanes in Otaniemi", "Heat pump retrofit pilot for the Kera school",
+    "Demand responsive transit in Kalajärvi", "Air quality monitoring at metro stations",
+    "Harbour sauna rafts with local companies", "VR history lessons at Olari school",
+    "Robottibussi Keran asemalta uusille asuinalueille", "Green roof pilot on the Espoo cultural centre",
+]
+
+
+def edits(title: str, rnd) -> list[str]:
+    """Resubmissions as people make them: a typo, a word added, dropped or changed, two typos,
+    another case and punctuation."""
+    words = title.split()
+    i, j = rnd.randrange(len(title)), rnd.randrange(len(title))
+    w = rnd.randrange(len(words))
+    return [title[:i] + "x" + title[i + 1:], title + " 2027", " ".join(words[:w] + ["uusi"] + words[w:]),
+            " ".join(words[:w] + words[w + 1:]), " ".join(words[:w] + ["new"] + words[w + 1:]),
+            (title[:i] + "q" + title[i + 1:])[:j] + "z" + (title[:i] + "q" + title[i + 1:])[j + 1:],
+            title.upper() + "!", title.replace(" ", " - ", 1)]
+
+
+def test_a_resubmission_near_identical_to_an_open_title_shares_an_index_key():
+    import random
+    rnd = random.Random(20261128)
+    checked = 0
+    for title in TITLES:
+        keys = set(title_keys(title))
+        for _ in range(20):
+            for edited in edits(title, rnd):
+                if duplicate_ratio(title, edited) >= 0.9:
+                    checked += 1
+                    assert keys & set(title_keys(edited)), (title, edited)
+    assert checked > 1500
+
+
+def test_titles_identical_once_normalised_always_share_the_exact_key():
+    assert title_keys("Kera: SHUTTLE, feeder!")[-1] == title_keys("kera shuttle feeder")[-1]
+
+
+def test_unrelated_titles_share_no_index_key():
+    shared = [(a, b) for n, a in enumerate(TITLES) for b in TITLES[n + 1:] if set(title_keys(a)) & set(title_keys(b))]
+    assert shared == []
+
+
+def test_the_rule_finds_through_the_index_what_it_finds_among_every_open_proposal():
+    import random
+    rnd = random.Random(7)
+    uow = FakeEvaluationUnitOfWork()
+    with uow:
+        for n, title in enumerate(TITLES):
+            uow.known.upsert(f"p{n}", title, True, None)
+        uow.commit()
+    every = [(f"p{n}", t) for n, t in enumerate(TITLES)]
+    for title in TITLES:
+        for edited in edits(title, rnd):
+            proposal = a_proposal_submitted(title=edited)
+            with uow:
+                found = duplicate(proposal, POLICY, uow.known.near_duplicate_candidates(edited))
+            assert found == duplicate(proposal, POLICY, every), edited
+
+
+def duplicate_ratio(a: str, b: str) -> float:
+    from difflib import SequenceMatcher
+    return SequenceMatcher(None, normalise_title(a), normalise_title(b)).ratio()
