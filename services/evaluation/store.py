@@ -120,10 +120,14 @@ class ScreeningRepository:
 
 
 _DELETE_KEYS = title_keys_table.delete().where(title_keys_table.c.proposal_id == sa.bindparam("id"))
-_CANDIDATES = (sa.select(known_proposals.c.proposal_id, known_proposals.c.title).distinct()
-               .join(title_keys_table, title_keys_table.c.proposal_id == known_proposals.c.proposal_id)
-               .where(title_keys_table.c.key.in_(sa.bindparam("keys", expanding=True)),
-                      known_proposals.c.is_open.is_(True)))
+# Keys first (their primary key index), then those proposals by theirs. No condition on is_open
+# here: with one, SQLite's planner may start from every open proposal (is_open is indexed) and
+# the cost grows with them. Only open proposals have keys; the caller checks is_open anyway.
+_CANDIDATES = (sa.select(known_proposals.c.proposal_id, known_proposals.c.title, known_proposals.c.is_open)
+               .where(known_proposals.c.proposal_id.in_(
+                   sa.select(title_keys_table.c.proposal_id)
+                   .where(title_keys_table.c.key.in_(sa.bindparam("keys", expanding=True))).scalar_subquery()))
+               .order_by(known_proposals.c.proposal_id))
 
 
 class KnownProposalRepository:
@@ -150,7 +154,7 @@ class KnownProposalRepository:
         """Open proposals (id, title) that share an index key with `title`: those the duplicate
         rule may find near-identical (screening.title_keys says how likely a miss is)."""
         rows = self.conn.execute(_CANDIDATES, {"keys": title_keys(title)})
-        return [(r.proposal_id, r.title) for r in rows]
+        return [(r.proposal_id, r.title) for r in rows if r.is_open]
 
 
 def _outcome_json(o: Outcome | None) -> dict | None:
