@@ -26,7 +26,7 @@ def make_engine(url: str, busy_timeout_seconds: float = 10) -> sa.Engine:
             cur = dbapi_conn.cursor()
             # WAL lets readers in other processes (the rebuild tool, a second instance) run beside the writer.
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA foreign_keys=ON")
             # The driver's own busy handler sleeps inside C: under eventlet that stalls every green
             # thread of the process (liveness, unrelated requests). It only covers brief contention
