@@ -81,7 +81,7 @@ def oha_cmd(oha: str, url: str, body_file: Path, duration: float, connections: i
             rate: float | None = None) -> list[str]:
     cmd = [oha, "--no-tui", "--output-format", "json", "-m", "POST", "-T", "application/json",
            "-H", f"Authorization: Bearer {TOKEN}", "-Z", str(body_file), "-c", str(connections),
-           "-z", f"{duration:g}s", "-t", "10s"]
+           "-z", f"{duration:g}s", "--wait-ongoing-requests-after-deadline", "-t", "10s"]
     if rate is not None:
         cmd += ["-q", f"{rate:g}", "--latency-correction"]
     return cmd + [url]
