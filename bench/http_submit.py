@@ -87,16 +87,36 @@ def oha_cmd(oha: str, url: str, body_file: Path, duration: float, connections: i
     return cmd + [url]
 
 
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of a process so far (Linux /proc), or None."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+SERVICE_PID: int | None = None
+
+
 def run_oha(cmd: list[str]) -> dict:
+    cpu_before = cpu_seconds(SERVICE_PID)
     proc = subprocess.run(cmd, capture_output=True, text=True)
+    cpu_after = cpu_seconds(SERVICE_PID)
     if proc.returncode != 0:
         raise RuntimeError(f"oha failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
     raw = json.loads(proc.stdout)
     codes = {str(k): int(v) for k, v in raw.get("statusCodeDistribution", {}).items()}
     errors = {str(k): int(v) for k, v in raw.get("errorDistribution", {}).items()}
     pct = raw.get("latencyPercentiles", {})
+    answered = sum(codes.values())
+    cpu_ms = (None if cpu_before is None or cpu_after is None or not answered
+              else round((cpu_after - cpu_before) * 1000 / answered, 3))
     return {
         "requests_per_s": raw["summary"]["requestsPerSec"],
+        "service_cpu_ms_per_request": cpu_ms,
         "answered": sum(codes.values()),
         "status_codes": codes,
         "non_2xx": sum(n for code, n in codes.items() if not code.startswith("2")),
@@ -197,6 +217,8 @@ def run(args) -> dict:
     ok = False
     try:
         platform.start("proposals")
+        global SERVICE_PID
+        SERVICE_PID = platform.procs["proposals"].pid
         run_id = os.urandom(4).hex()
         bodies = tmp / "submissions.jsonl"
         bodies.write_text("\n".join(submission_lines(args.bodies, run_id)) + "\n")
@@ -261,13 +283,14 @@ def report(figures: dict) -> str:
         lines.append(f"{title}")
         lines.append(f"  saturation ({figures['connections']} conn)   {s['requests_per_s']:8.1f} req/s   "
                      f"p50/p99 {s['latency_ms'].get('p50')}/{s['latency_ms'].get('p99')} ms   "
-                     f"answered {s['answered']}, non-2xx {s['non_2xx']}, errors {s['error_count']}")
+                     f"answered {s['answered']}, non-2xx {s['non_2xx']}, errors {s['error_count']}, "
+                     f"service CPU {s['service_cpu_ms_per_request']} ms/req")
         for rate, r in f["fixed"].items():
             tag = " (half saturation)" if r.get("half_saturation") else ""
             lat = r["latency_ms"]
             lines.append(f"  fixed {rate:>5}/s{tag:<18} {r['requests_per_s']:8.1f} req/s   "
                          f"p50/p95/p99 {lat.get('p50')}/{lat.get('p95')}/{lat.get('p99')} ms   "
-                         f"non-2xx {r['non_2xx']}, errors {r['error_count']}")
+                         f"non-2xx {r['non_2xx']}, errors {r['error_count']}, CPU {r['service_cpu_ms_per_request']} ms/req")
         wrk = f.get("idempotency_key_saturation")
         if wrk:
             lines.append(f"  wrk, Idempotency-Key each    {wrk['requests_per_s']:8.1f} req/s   "

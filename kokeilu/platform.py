@@ -40,7 +40,17 @@ class Health(DependencyProvider):
     store = StoreExtension()
     monitor = KafkaMonitor()
 
+    def setup(self):
+        self._checker = None
+
     def get_dependency(self, worker_ctx):
+        # One checker per container, made on first use (the store is set up by then): every worker
+        # of every entrypoint is injected with it, so it must cost nothing per request.
+        if self._checker is None:
+            self._checker = self._make_checker()
+        return self._checker
+
+    def _make_checker(self):
         database, monitor, service = self.store.database, self.monitor, self.container.service_name
         metrics = metrics_for(service)
 
