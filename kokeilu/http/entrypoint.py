@@ -92,6 +92,16 @@ class Api(HttpRequestHandler):
         super().setup()
         self.tokens = TokenRegistry.from_settings(get_settings())
         self.metrics = metrics_for(self.container.service_name)
+        self._signatures_ok: set[tuple] = set()
+
+    def check_signature(self, args, kwargs):
+        """nameko binds the arguments to the method on every request (inspect.getcallargs); whether
+        they bind depends only on how many there are and the keywords' names, which a route fixes.
+        So each shape is checked once; a shape that does not bind is refused every time."""
+        shape = (len(args), tuple(kwargs))
+        if shape not in self._signatures_ok:
+            super().check_signature(args, kwargs)
+            self._signatures_ok.add(shape)
 
     def get_entrypoint_parameters(self, request):
         try:  # werkzeug decodes the query string as UTF-8 when it is first read, and raises otherwise

@@ -141,7 +141,9 @@ class OutboxRelay(SharedExtension):
                         last_housekeeping = time.monotonic()
                         self.reader.prune(KEEP_SENT)
                     if sent < BATCH:
-                        self._wakeup.wait(self.settings.kokeilu_relay_interval_seconds)
+                        woken = self._wakeup.wait(self.settings.kokeilu_relay_interval_seconds)
+                        if woken and self._running and self.settings.kokeilu_relay_linger_seconds > 0:
+                            time.sleep(self.settings.kokeilu_relay_linger_seconds)  # green: others go on
                         self._wakeup.clear()
                 except Exception as exc:
                     self.metrics.retries.labels(service=service, stage="relay").inc()

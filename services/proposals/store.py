@@ -101,9 +101,18 @@ def _row_to_proposal(row) -> Proposal:
     )
 
 
-# Statements built once: SQLAlchemy then only binds each call's values (no new statement to compile).
+# The write path's statements are built once and executed with parameters: building a statement
+# with .values(...) or .where(col == value) per call costs SQLAlchemy several times the execution
+# itself (a new statement object, its cache key, coercing every value), on every request.
+_INSERT_PROPOSAL = proposals.insert()
 _UPDATE_PROPOSAL = proposals.update().where(proposals.c.id == sa.bindparam("_id"))
-_PROPOSAL = sa.select(proposals).where(proposals.c.id == sa.bindparam("id"))
+_SELECT_PROPOSAL = sa.select(proposals).where(proposals.c.id == sa.bindparam("_id"))
+_INSERT_MEASUREMENT = measurements.insert()
+_KEY = (idempotency_keys.c.principal == sa.bindparam("_principal")) & (idempotency_keys.c.key == sa.bindparam("_key"))
+_SELECT_KEY = sa.select(idempotency_keys).where(_KEY)
+_INSERT_KEY = idempotency_keys.insert()
+_COMPLETE_KEY = idempotency_keys.update().where(_KEY).values(status=sa.bindparam("_status"), body=sa.bindparam("_body"))
+_DELETE_KEY = idempotency_keys.delete().where(_KEY)
 
 
 class ProposalRepository:
@@ -111,10 +120,10 @@ class ProposalRepository:
         self.conn = conn
 
     def add(self, p: Proposal) -> None:
-        self.conn.execute(proposals.insert(), {**self._values(p), "id": p.id})
+        self.conn.execute(_INSERT_PROPOSAL, dict(self._values(p), id=p.id))
 
     def save(self, p: Proposal) -> None:
-        self.conn.execute(_UPDATE_PROPOSAL, {**self._values(p), "_id": p.id})
+        self.conn.execute(_UPDATE_PROPOSAL, dict(self._values(p), _id=p.id))
 
     @staticmethod
     def _values(p: Proposal) -> dict:
@@ -129,7 +138,7 @@ class ProposalRepository:
         )
 
     def get(self, proposal_id: str) -> Proposal | None:
-        row = self.conn.execute(_PROPOSAL, {"id": proposal_id}).first()
+        row = self.conn.execute(_SELECT_PROPOSAL, {"_id": proposal_id}).first()
         return _row_to_proposal(row) if row else None
 
     def list(self, status: str | None = None, limit: int = 50, after: str | None = None, focus_area: str | None = None,
@@ -157,7 +166,7 @@ class MeasurementRepository:
         self.conn = conn
 
     def add(self, m: dict) -> None:
-        self.conn.execute(measurements.insert(), m)
+        self.conn.execute(_INSERT_MEASUREMENT, m)
 
     def for_proposal(self, proposal_id: str) -> list[dict]:
         rows = self.conn.execute(sa.select(measurements).where(measurements.c.proposal_id == proposal_id)
@@ -170,21 +179,18 @@ class IdempotencyRepository:
         self.conn = conn
 
     def get(self, principal: str, key: str):
-        return self.conn.execute(sa.select(idempotency_keys).where(
-            idempotency_keys.c.principal == principal, idempotency_keys.c.key == key)).first()
+        return self.conn.execute(_SELECT_KEY, {"_principal": principal, "_key": key}).first()
 
     def add(self, principal: str, key: str, route: str, now: datetime) -> None:
         """Claim the key; its answer is written by complete() in the same transaction."""
-        self.conn.execute(idempotency_keys.insert().values(
-            principal=principal, key=key, route=route, status=0, body=None, created_at=now))
+        self.conn.execute(_INSERT_KEY, dict(principal=principal, key=key, route=route, status=0, body=None,
+                                            created_at=now))
 
     def complete(self, principal: str, key: str, status: int, body) -> None:
-        self.conn.execute(idempotency_keys.update().where(
-            idempotency_keys.c.principal == principal, idempotency_keys.c.key == key).values(status=status, body=body))
+        self.conn.execute(_COMPLETE_KEY, {"_principal": principal, "_key": key, "_status": status, "_body": body})
 
     def release(self, principal: str, key: str) -> None:
-        self.conn.execute(idempotency_keys.delete().where(
-            idempotency_keys.c.principal == principal, idempotency_keys.c.key == key))
+        self.conn.execute(_DELETE_KEY, {"_principal": principal, "_key": key})
 
 
 class ProposalsUnitOfWork(UnitOfWork):

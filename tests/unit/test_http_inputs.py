@@ -159,3 +159,33 @@ def test_a_cursor_this_api_did_not_give_out_is_refused(cursor, order):
 def test_a_cursor_this_api_gave_out_is_read():
     assert read_cursor(encode_cursor({"p": NOW.isoformat(), "id": "r1"}), "newest").p == NOW
     assert read_cursor(encode_cursor({"o": 50}), "relevance").o == 50
+
+
+def test_a_routes_signature_check_is_remembered_per_shape_and_a_bad_shape_still_refused(monkeypatch):
+    from types import SimpleNamespace
+
+    from nameko.exceptions import IncorrectSignature
+    from nameko.extensions import Entrypoint
+
+    class Service:
+        def route(self, request, proposal_id, body=None):
+            pass
+
+    entry = Api("POST", "/x/<proposal_id>")
+    entry.method_name = "route"
+    entry.container = SimpleNamespace(service_cls=Service)
+    entry._signatures_ok = set()
+    calls = []
+    real = Entrypoint.check_signature
+
+    def counting(self, args, kwargs):
+        calls.append((args, kwargs))
+        return real(self, args, kwargs)
+    monkeypatch.setattr(Entrypoint, "check_signature", counting)
+    entry.check_signature(("req", "p1"), {"body": 1})
+    entry.check_signature(("req", "p2"), {"body": 2})
+    assert len(calls) == 1
+    for _ in range(2):
+        with pytest.raises(IncorrectSignature):
+            entry.check_signature(("req", "p1", "extra", "more"), {})
+    assert len(calls) == 3
