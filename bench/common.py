@@ -63,8 +63,24 @@ def admin_client() -> KafkaAdminClient:
     return KafkaAdminClient(bootstrap_servers=BOOTSTRAP, client_id="kokeilu-bench")
 
 
-def create_topics(admin: KafkaAdminClient, names: list[str], partitions: int = PARTITIONS) -> None:
-    admin.create_topics([NewTopic(t, partitions, 1) for t in names], wait_for_metadata=True)
+def create_topics(admin: KafkaAdminClient, names: list[str], partitions: int = PARTITIONS,
+                  configs: dict[str, dict] | None = None) -> None:
+    configs = configs or {}
+    admin.create_topics([NewTopic(t, partitions, 1, topic_configs=configs.get(t, {})) for t in names],
+                        wait_for_metadata=True)
+
+
+def create_platform_topics(prefix: str) -> None:
+    """Every topic of the platform under `prefix`, as the services would create them under
+    tests.support.Platform (3 partitions, the results topic compacted), so they can be filled
+    before a service starts."""
+    from kokeilu.contracts import topics
+    names = [prefix + t for t in topics.ALL]
+    admin = admin_client()
+    try:
+        create_topics(admin, names, configs={prefix + t: {"cleanup.policy": "compact"} for t in topics.COMPACTED})
+    finally:
+        admin.close()
 
 
 def delete_topics(admin: KafkaAdminClient, which) -> None:
@@ -148,6 +164,7 @@ LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 def parse_metrics(text: str) -> dict:
     by_outcome: dict[str, int] = {}
+    by_topic: dict[str, dict[str, int]] = {}
     by_type: dict[str, dict[str, int]] = {}
     backlog = None
     processing = {"sum": 0.0, "count": 0.0}
@@ -161,6 +178,8 @@ def parse_metrics(text: str) -> dict:
             labels = dict(LABEL.findall(match["labels"] or ""))
             outcome = labels.get("outcome", "unknown")
             by_outcome[outcome] = by_outcome.get(outcome, 0) + int(value)
+            per = by_topic.setdefault(labels.get("topic", "unknown"), {})
+            per[outcome] = per.get(outcome, 0) + int(value)
             per = by_type.setdefault(labels.get("type", "unknown").removeprefix("fi.espoo.kokeilu."), {})
             per[outcome] = per.get(outcome, 0) + int(value)
         elif name == "kokeilu_outbox_backlog":
@@ -171,7 +190,8 @@ def parse_metrics(text: str) -> dict:
             reason = dict(LABEL.findall(match["labels"] or "")).get("reason", "unknown")
             dead_by_reason[reason] = dead_by_reason.get(reason, 0) + int(value)
     mean_ms = 1000 * processing["sum"] / processing["count"] if processing["count"] else None
-    return {"events_consumed_total": sum(by_outcome.values()), "by_outcome": by_outcome, "by_type": by_type,
+    return {"events_consumed_total": sum(by_outcome.values()), "by_outcome": by_outcome, "by_topic": by_topic,
+            "by_type": by_type,
             "outbox_backlog": backlog, "mean_processing_ms": mean_ms, "dead_lettered_by_reason": dead_by_reason}
 
 
