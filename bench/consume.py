@@ -144,6 +144,7 @@ def run_stage(stage: Stage, n: int, deadline: float, keep_logs: bool = False) ->
             code = platform.stop(stage.service).get(stage.service)
             if code not in (0, None):
                 raise StageFailed(f"{stage.service} exited with {code} when stopped after seeding")
+            platform.ports.pop(stage.service, None)  # the restart listens elsewhere; the watcher waits for it
         records = stage.build(n, ctx)
         print(f"  {stage.name}: filling {len(records)} events ...", file=sys.stderr)
         fill((platform.topic(r.topic), r.key, r.value) for r in records)
