@@ -220,26 +220,40 @@ def confluent_available() -> bool:
         return False
 
 
-def measure_ceiling(n: int, repeats: int, with_services_settings: bool = True) -> dict:
-    """Every loop, interleaved run by run (so each sees the same stretch of a shared machine)."""
-    loops = ([SERVICES_LOOP] if with_services_settings else []) + [TUNED_LOOP]
-    if confluent_available():
-        loops.append(CONFLUENT_LOOP)
-    runs: dict[str, list[dict]] = {loop.name: [] for loop in loops}
-    for _ in range(max(1, repeats)):
-        for loop in loops:
+def loops_to_run() -> list[Loop]:
+    return [SERVICES_LOOP, TUNED_LOOP] + ([CONFLUENT_LOOP] if confluent_available() else [])
+
+
+def ceiling_runs(n: int, repeats: int, runs: dict[str, list[dict]] | None = None) -> dict[str, list[dict]]:
+    """`repeats` rounds of every loop, interleaved run by run (so each loop sees the same
+    stretches of a shared machine), added to `runs`."""
+    runs = runs if runs is not None else {}
+    value = proposal_submitted_event()
+    for _ in range(repeats):
+        for loop in loops_to_run():
             print(f"  ceiling: {loop.name}, {n} messages ...", file=sys.stderr)
-            runs[loop.name].append(run_once(loop, n, timeout=300))
+            runs.setdefault(loop.name, []).append(run_once(loop, n, timeout=300, value=value))
+    return runs
+
+
+def summarise(runs: dict[str, list[dict]]) -> dict:
+    """The median run of each loop; `reference` is the tuned kafka-python loop's msg/s."""
     result = {"crc32c": crc32c_implementation(), "loops": {}}
-    for loop in loops:
-        best = median_run(runs[loop.name])
-        result["loops"][loop.name] = dict(best, client=loop.client, consumer_options=loop.consumer_options,
+    for loop in loops_to_run():
+        if not runs.get(loop.name):
+            continue
+        result["loops"][loop.name] = dict(median_run(runs[loop.name]), client=loop.client,
+                                          consumer_options=loop.consumer_options,
                                           producer_options=loop.producer_options,
                                           runs_per_s=[round(r["throughput_per_s"]) for r in runs[loop.name]])
     result["reference"] = result["loops"][TUNED_LOOP.name]["throughput_per_s"]
     if CONFLUENT_LOOP.name in result["loops"]:
         result["confluent"] = result["loops"][CONFLUENT_LOOP.name]["throughput_per_s"]
     return result
+
+
+def measure_ceiling(n: int, repeats: int) -> dict:
+    return summarise(ceiling_runs(n, max(1, repeats)))
 
 
 # -- tuning ---------------------------------------------------------------------------------

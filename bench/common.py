@@ -42,7 +42,7 @@ def machine() -> dict:
             "kafka_python_crc32c": crc32c_implementation()}
     try:
         import confluent_kafka
-        meta["confluent_kafka"] = confluent_kafka.version()[0]
+        meta["confluent_kafka"] = getattr(confluent_kafka, "__version__", None) or str(confluent_kafka.version())
         meta["librdkafka"] = confluent_kafka.libversion()[0]
     except ImportError:
         meta["confluent_kafka"] = None
@@ -239,8 +239,9 @@ def percentile(ordered: list[float], p: float) -> float:
 
 
 def median_run(runs: list[dict], key: str = "throughput_per_s") -> dict:
+    """The median run (of an even number, the lower of the middle two: the cautious ceiling)."""
     ordered = sorted(runs, key=lambda r: r[key])
-    return ordered[len(ordered) // 2]
+    return ordered[(len(ordered) - 1) // 2]
 
 
 def write_json(report: dict, name: str) -> Path:
