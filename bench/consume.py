@@ -21,6 +21,9 @@ were consumed before the deadline, or when the service exited.
 """
 from __future__ import annotations
 
+import re
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -127,7 +130,32 @@ class Watcher:
             self._finished.set()
 
 
-def run_stage(stage: Stage, n: int, deadline: float, keep_logs: bool = False) -> dict:
+def start_profiler(pid: int, out: Path) -> subprocess.Popen:
+    """py-spy sampling the service (diagnostic only: it takes CPU from the service it watches)."""
+    spy = Path(sys.executable).parent / "py-spy"
+    if not spy.exists():
+        raise StageFailed(f"--py-spy needs {spy} (pip install py-spy)")
+    return subprocess.Popen([str(spy), "record", "--pid", str(pid), "--rate", "200", "--format", "raw",
+                             "--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def profile_summary(raw: Path, top: int = 30) -> list[tuple[str, float]]:
+    """Share of samples in which each function is on the stack (inclusive), largest first."""
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        total += int(count)
+        for frame in set(stack.split(";")):
+            name = re.sub(r" \(/[^)]*?/(site-packages|lib/python3\.\d+|wt-[^/]+)/", " (", frame)
+            name = re.sub(r":\d+\)$", ")", name)
+            inclusive[name] = inclusive.get(name, 0) + int(count)
+    return [(name, count / total) for name, count in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]] if total else []
+
+
+def run_stage(stage: Stage, n: int, deadline: float, keep_logs: bool = False, profile_dir: Path | None = None) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix=f"kokeilu-bench-{stage.name}-"))
     ctx: dict = {}
     ok = False
@@ -154,9 +182,16 @@ def run_stage(stage: Stage, n: int, deadline: float, keep_logs: bool = False) ->
         try:
             platform.start(stage.service)
             ready = time.perf_counter()
+            if profile_dir is not None:
+                profile_dir.mkdir(parents=True, exist_ok=True)
+                ctx["profile"] = profile_dir / f"{stage.name.replace(':', '-')}.raw"
+                ctx["profiler"] = start_profiler(platform.procs[stage.service].pid, ctx["profile"])
             finished = watcher.wait(deadline)
         finally:
             watcher.stop()
+            if "profiler" in ctx:
+                ctx["profiler"].send_signal(signal.SIGINT)
+                ctx["profiler"].wait(timeout=60)
         proc = platform.procs[stage.service]
         rss = rss_kib(proc.pid)
         cpu_end = cpu_seconds(proc.pid)
@@ -189,6 +224,8 @@ def run_stage(stage: Stage, n: int, deadline: float, keep_logs: bool = False) ->
         result["ok"] = dead == 0
         if dead:
             result["failure"] = f"{dead} events dead-lettered ({final['dead_lettered_by_reason']})"
+        if ctx.get("profile") and ctx["profile"].exists():
+            result["profile"] = {"raw": str(ctx["profile"]), "inclusive": profile_summary(ctx["profile"])}
         ok = result["ok"]
         return result
     except Exception as exc:
@@ -318,11 +355,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("services", nargs="*", default=list(STAGES) + ["intake"])
     parser.add_argument("-n", type=int, default=1000)
     parser.add_argument("--deadline", type=float, default=300)
+    parser.add_argument("--py-spy", type=Path, metavar="DIR",
+                        help="sample each service with py-spy while it consumes (raw profile to DIR) and print the "
+                             "functions most often on the stack; slows the service down, so its figures do not count")
     args = parser.parse_args(argv)
     failed = False
     for name in args.services:
-        result = run_stage(INTAKE_STAGE if name == "intake" else STAGES[name], args.n, args.deadline)
-        print(json.dumps(result, indent=1))
+        result = run_stage(INTAKE_STAGE if name == "intake" else STAGES[name], args.n, args.deadline,
+                           profile_dir=args.py_spy)
+        profile = result.pop("profile", None)
+        print(json.dumps({k: v for k, v in result.items() if k != "by_type"}, indent=1))
+        if profile:
+            print(f"{result['stage']}: share of samples with the function on the stack ({profile['raw']})")
+            for fn, share in profile["inclusive"]:
+                print(f"  {100 * share:5.1f}%  {fn}")
         failed |= not result["ok"]
     return 1 if failed else 0
 
