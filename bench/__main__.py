@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from tests.support import ROOT
 
 from . import ceiling, consume, e2e
-from .common import git_revision, machine, write_json
+from .common import clean_up_on_sigterm, git_revision, machine, write_json
 
 SERVICES = tuple(consume.STAGES)
 INTAKE_TARGET = 0.5  # issue 9: measurement intake at half the bare loop or better
@@ -160,6 +160,7 @@ def print_table(report: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    clean_up_on_sigterm()
     report = run(args)
     print_table(report)
     stamp = report["run"]["started_at"].replace("-", "").replace(":", "").replace("+0000", "Z")

@@ -37,7 +37,7 @@ from kokeilu.contracts.catalog import PROPOSAL_SUBMITTED
 from kokeilu.contracts.proposals import ProposalSubmitted
 from tests.support import BOOTSTRAP, submission
 
-from .common import (HEADERS, PARTITIONS, admin_client, create_topics, crc32c_implementation, delete_topics, fill,
+from .common import (HEADERS, clean_up_on_sigterm, PARTITIONS, admin_client, create_topics, crc32c_implementation, delete_topics, fill,
                      median_run, unique_name)
 
 # The services' own options (kokeilu.kafka.consumer and kokeilu.kafka.relay.make_producer; not
@@ -304,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="runs per loop; the median counts (default 3)")
     parser.add_argument("--tune", action="store_true", help="sweep the kafka-python options one at a time")
     args = parser.parse_args(argv)
+    clean_up_on_sigterm()
     if args.tune:
         tune(args.messages, args.repeats)
         return 0

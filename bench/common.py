@@ -57,6 +57,16 @@ def crc32c_implementation() -> str:
     return "pure Python (kafka.record._crc32c): install the crc32c package"
 
 
+def clean_up_on_sigterm() -> None:
+    """SIGTERM (e.g. from `timeout`) ends the run through the finally blocks, which stop the
+    services and delete the run's topics, instead of leaving them on a shared broker."""
+    import signal
+
+    def stop(signum, _frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, stop)
+
+
 # -- topics ---------------------------------------------------------------------------------
 
 def admin_client() -> KafkaAdminClient:

@@ -42,7 +42,7 @@ from kafka import KafkaConsumer, TopicPartition
 from tests.support import BOOTSTRAP, Platform, free_port, wait_until
 
 from . import events
-from .common import admin_client, cpu_seconds, create_platform_topics, delete_prefixed_topics, fill, parse_metrics, rss_kib
+from .common import admin_client, clean_up_on_sigterm, cpu_seconds, create_platform_topics, delete_prefixed_topics, fill, parse_metrics, rss_kib
 
 SCRAPE_INTERVAL = 0.1
 OFFSETS_INTERVAL = 0.05
@@ -409,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="sample each service with py-spy while it consumes (raw profile to DIR) and print the "
                              "functions most often on the stack; slows the service down, so its figures do not count")
     args = parser.parse_args(argv)
+    clean_up_on_sigterm()
     failed = False
     for name in args.services:
         result = run_stage(INTAKE_STAGE if name == "intake" else STAGES[name], args.n, args.deadline,

@@ -52,7 +52,7 @@ from kokeilu.contracts.topics import RESULTS
 from tests.support import ROOT, BOOTSTRAP, Platform, submission, wait_until
 
 from . import ceiling
-from .common import (PARTITIONS, delete_prefixed_topics, git_revision, machine, percentile,
+from .common import (PARTITIONS, clean_up_on_sigterm, delete_prefixed_topics, git_revision, machine, percentile,
                      scrape_or_error, write_json)
 
 SERVICES = ("proposals", "evaluation", "catalogue")
@@ -325,6 +325,7 @@ def run_platform(n: int, concurrency: int, deadline: float, sample: int) -> dict
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    clean_up_on_sigterm()
     started = datetime.now(timezone.utc)
     report: dict = {"run": run_metadata(args, started)}
     measured = run_platform(args.proposals, args.concurrency, args.deadline, args.sample)
