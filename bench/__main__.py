@@ -120,7 +120,7 @@ def print_table(report: dict) -> None:
     conf = c.get("confluent") if c else None
     ref = c["reference"] if c else None
     print()
-    head = f"{'stage':<26}{'events':>7}{'per s':>10}{'x kafka-py':>11}{'x confl.':>9}{'RSS MiB':>9}{'cpu ms/ev':>10}{'ms/ev':>7}  outcomes"
+    head = f"{'stage':<26}{'events':>7}{'per s':>10}{'x kafka-py':>11}{'x confl.':>9}{'RSS MiB':>9}{'cpu ms/ev':>10}{'ms/ev':>7}{'stall s':>8}  outcomes"
     print(head)
     print("-" * len(head))
     if c:
@@ -128,10 +128,12 @@ def print_table(report: dict) -> None:
             label = {"kafka-python, tuned": "ceiling kafka-python*", "kafka-python, services' settings":
                      "ceiling kp services' opts", "confluent-kafka": "ceiling confluent-kafka"}.get(name, name)
             print(f"{label:<26}{loop['messages']:>7}{loop['throughput_per_s']:>10.0f}{loop['throughput_per_s'] / ref:>11.3f}"
-                  f"{fmt(loop['throughput_per_s'] / conf if conf else None, '.3f'):>9}{'':>9}{'':>10}{'':>7}  "
+                  f"{fmt(loop['throughput_per_s'] / conf if conf else None, '.3f'):>9}{'':>9}{'':>10}{'':>7}{'':>8}  "
                   f"runs {loop['runs_per_s']}")
     for name, r in report["stages"].items():
         outcomes = ", ".join(f"{k} {v}" for k, v in sorted(r.get("by_outcome", {}).items()))
+        if r.get("retries_by_stage"):
+            outcomes += "; retries " + ", ".join(f"{k} {v}" for k, v in sorted(r["retries_by_stage"].items()))
         if name == "e2e" and r.get("metrics"):
             outcomes = "; ".join(f"{s} " + (", ".join(f"{k} {v}" for k, v in sorted(m.get("by_outcome", {}).items()))
                                              or "nothing yet") for s, m in r["metrics"].items())
@@ -139,7 +141,7 @@ def print_table(report: dict) -> None:
         line = (f"{name:<26}{r.get('events', '-'):>7}{fmt(r.get('throughput_per_s'), '.1f'):>10}"
                 f"{fmt(r.get('ratio'), '.4f'):>11}{fmt(r.get('ratio_confluent'), '.4f'):>9}"
                 f"{fmt(r.get('rss_mib'), '.0f'):>9}{fmt(r.get('cpu_ms_per_event'), '.1f'):>10}"
-                f"{fmt(r.get('mean_processing_ms'), '.1f'):>7}  {outcomes}")
+                f"{fmt(r.get('mean_processing_ms'), '.1f'):>7}{fmt(r.get('longest_stall_seconds'), '.2f'):>8}  {outcomes}")
         print(line + (f" ({unit})" if unit else ""))
         if not r.get("ok"):
             print(f"{'':<26}FAILED: {r.get('failure')}" + (f" (logs: {r['logs']})" if r.get("logs") else ""))
@@ -155,7 +157,7 @@ def print_table(report: dict) -> None:
               f"{'met' if r['target_met'] else 'NOT met'} ({r['ratio']:.4f})")
     print("per s: events consumed per second (e2e: proposals submitted -> result published per second); "
           "cpu ms/ev: the service's CPU time per event while consuming; ms/ev: its own mean "
-          "kokeilu_event_processing_seconds")
+          "kokeilu_event_processing_seconds; stall s: the longest time without a committed offset moving")
 
 
 def main(argv: list[str] | None = None) -> int:

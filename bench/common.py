@@ -179,6 +179,7 @@ def parse_metrics(text: str) -> dict:
     backlog = None
     processing = {"sum": 0.0, "count": 0.0}
     dead_by_reason: dict[str, int] = {}
+    retries: dict[str, int] = {}
     for line in text.splitlines():
         match = SAMPLE_LINE.match(line)
         if not match:
@@ -196,13 +197,17 @@ def parse_metrics(text: str) -> dict:
             backlog = int(value)
         elif name in ("kokeilu_event_processing_seconds_sum", "kokeilu_event_processing_seconds_count"):
             processing[name.rsplit("_", 1)[-1]] += value
+        elif name == "kokeilu_transient_retries_total":
+            stage = dict(LABEL.findall(match["labels"] or "")).get("stage", "unknown")
+            retries[stage] = retries.get(stage, 0) + int(value)
         elif name == "kokeilu_dead_lettered_total":
             reason = dict(LABEL.findall(match["labels"] or "")).get("reason", "unknown")
             dead_by_reason[reason] = dead_by_reason.get(reason, 0) + int(value)
     mean_ms = 1000 * processing["sum"] / processing["count"] if processing["count"] else None
     return {"events_consumed_total": sum(by_outcome.values()), "by_outcome": by_outcome, "by_topic": by_topic,
             "by_type": by_type,
-            "outbox_backlog": backlog, "mean_processing_ms": mean_ms, "dead_lettered_by_reason": dead_by_reason}
+            "outbox_backlog": backlog, "mean_processing_ms": mean_ms, "dead_lettered_by_reason": dead_by_reason,
+            "retries_by_stage": {k: v for k, v in retries.items() if v}}
 
 
 def scrape_url(url: str, timeout: float = 10) -> dict:

@@ -90,6 +90,7 @@ class Watcher:
         self.done_at: float | None = None
         self.consumed = 0
         self.cpu_at_start: float | None = None
+        self.progress: list[tuple[float, int]] = []  # (perf_counter, events committed), when it changed
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._finished = threading.Event()
@@ -158,6 +159,8 @@ class Watcher:
                     self.done_at = time.perf_counter()
                     self.consumed = done
                     return
+                if not self.progress or self.progress[-1][1] != done:
+                    self.progress.append((time.perf_counter(), done))
                 self.consumed = max(self.consumed, done)
                 time.sleep(OFFSETS_INTERVAL)
         finally:
@@ -248,6 +251,7 @@ def run_stage(stage: Stage, n: int, deadline: float, keep_logs: bool = False, pr
                   "consumed_per_metrics": sum(sum(final["by_topic"].get(t, {}).values()) for t in stage.topics),
                   "by_outcome": {}, "by_type": final["by_type"],
                   "dead_lettered_by_reason": final["dead_lettered_by_reason"],
+                  "retries_by_stage": final["retries_by_stage"],
                   "mean_processing_ms": final["mean_processing_ms"], "outbox_backlog": final["outbox_backlog"],
                   "rss_mib": round(rss / 1024, 1) if rss else None,
                   "ready_seconds": ready - launched}
@@ -263,6 +267,12 @@ def run_stage(stage: Stage, n: int, deadline: float, keep_logs: bool = False, pr
         result["start_from"] = "last scrape with nothing consumed" if watcher.last_zero is not None else \
             "process launch (consumption had begun before the first scrape)"
         result["seconds"] = watcher.done_at - start
+        # Committed events over time (s from start), so that a stall (a group rebalance, a
+        # store lock) shows; the longest time without progress is the figure to look at.
+        points = [(0.0, 0)] + [(round(t - start, 2), c) for t, c in watcher.progress] + \
+                 [(round(result["seconds"], 2), len(records))]
+        result["progress"] = points
+        result["longest_stall_seconds"] = round(max(b[0] - a[0] for a, b in zip(points, points[1:])), 2)
         result["throughput_per_s"] = len(records) / result["seconds"]
         if cpu_end is not None and watcher.cpu_at_start is not None:
             result["cpu_seconds"] = cpu_end - watcher.cpu_at_start
