@@ -37,8 +37,8 @@ from kokeilu.contracts.catalog import PROPOSAL_SUBMITTED
 from kokeilu.contracts.proposals import ProposalSubmitted
 from tests.support import BOOTSTRAP, submission
 
-from .common import (HEADERS, clean_up_on_sigterm, PARTITIONS, admin_client, create_topics, crc32c_implementation, delete_topics, fill,
-                     median_run, unique_name)
+from .common import (HEADERS, PARTITIONS, admin_client, clean_up_on_sigterm, create_topics, crc32c_implementation,
+                     delete_groups, delete_topics, fill, median_run, unique_name)
 
 # The services' own options (kokeilu.kafka.consumer and kokeilu.kafka.relay.make_producer; not
 # imported: they pull in nameko and eventlet).
@@ -201,6 +201,7 @@ def run_once(loop: Loop, n: int, timeout: float, value: bytes | None = None) -> 
         return {"messages": n, "message_bytes": len(value), "seconds": seconds, "throughput_per_s": n / seconds}
     finally:
         delete_topics(admin, lambda t: t in (source, sink))
+        delete_groups(admin, lambda g: g == name)
         admin.close()
 
 

@@ -102,7 +102,18 @@ def delete_topics(admin: KafkaAdminClient, which) -> None:
         print(f"warning: could not delete topics: {exc!r}", file=sys.stderr)
 
 
+def delete_groups(admin: KafkaAdminClient, which) -> None:
+    """Consumer groups the run made (they must be empty: their members stopped)."""
+    try:
+        names = [g["group_id"] for g in admin.list_groups() if which(g["group_id"])]
+        if names:
+            admin.delete_groups(names)
+    except Exception as exc:  # an empty group expires by itself; say so and carry on
+        print(f"warning: could not delete consumer groups: {exc!r}", file=sys.stderr)
+
+
 def delete_prefixed_topics(prefix: str) -> None:
+    """The topics and consumer groups of a run, named with its prefix."""
     try:
         admin = admin_client()
     except Exception as exc:
@@ -110,6 +121,7 @@ def delete_prefixed_topics(prefix: str) -> None:
         return
     try:
         delete_topics(admin, lambda t: t.startswith(prefix))
+        delete_groups(admin, lambda g: g.startswith(prefix))
     finally:
         admin.close()
 
