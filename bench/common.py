@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -277,14 +276,3 @@ def write_json(report: dict, name: str) -> Path:
     path.write_text(json.dumps(report, indent=2, default=str) + "\n")
     return path
 
-
-def deadline_wait(condition, timeout: float, interval: float, what: str):
-    """Like tests.support.wait_until, but exceptions from `condition` propagate at once."""
-    end = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)

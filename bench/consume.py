@@ -21,6 +21,7 @@ were consumed before the deadline, or when the service exited.
 """
 from __future__ import annotations
 
+import random
 import re
 import signal
 import subprocess
@@ -29,7 +30,7 @@ import tempfile
 import threading
 import time
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -308,11 +309,6 @@ def run_stage(stage: Stage, n: int, deadline: float, keep_logs: bool = False, pr
 def seed_running_pilots(platform: Platform, ctx: dict, count: int = PILOTS) -> None:
     """`count` proposals submitted over HTTP, screened and approved through evaluation's events
     (as the evaluation service would publish them), and started with POST /pilot/start."""
-    from datetime import datetime, timezone
-    from kokeilu.contracts.catalog import EVALUATION_DECIDED, SCREENING_COMPLETED
-    from kokeilu.contracts.evaluation import Decision, EvaluationDecided, ScreeningCompleted
-    import random
-
     rng = random.Random(7)
     ids = []
     for i in range(count):
@@ -321,15 +317,7 @@ def seed_running_pilots(platform: Platform, ctx: dict, count: int = PILOTS) -> N
         if response.status_code != 201:
             raise StageFailed(f"seeding: POST /v1/proposals answered {response.status_code}: {response.text[:300]}")
         ids.append(response.json()["id"])
-    now = datetime.now(timezone.utc)
-    outcomes = []
-    for pid in ids:
-        outcomes.append(events._record(SCREENING_COMPLETED, ScreeningCompleted(
-            proposal_id=pid, passed=True, screened_at=now), pid, events.EVALUATION_SOURCE)[0])
-        outcomes.append(events._record(EVALUATION_DECIDED, EvaluationDecided(
-            proposal_id=pid, decision=Decision.approved, weighted_score=4.0, threshold=3.0,
-            criterion_averages={"impact": 4.0}, rationale="Approved for the benchmark.", decided_at=now),
-            pid, events.EVALUATION_SOURCE)[0])
+    outcomes = [record for pid in ids for record in events.approval(pid)]
     fill((platform.topic(r.topic), r.key, r.value) for r in outcomes)
 
     def approved():

@@ -164,6 +164,19 @@ def workflow_stream(topics: set[str], n: int, seed: int = 1) -> list[Record]:
     return out[:n]
 
 
+def approval(pid: str) -> list[Record]:
+    """What evaluation publishes when a proposal passes screening and its panel approves it."""
+    now = datetime.now(timezone.utc)
+    return [
+        _record(types.SCREENING_COMPLETED, ScreeningCompleted(proposal_id=pid, passed=True, screened_at=now), pid,
+                EVALUATION_SOURCE)[0],
+        _record(types.EVALUATION_DECIDED, EvaluationDecided(
+            proposal_id=pid, decision=Decision.approved, weighted_score=4.0, threshold=3.0,
+            criterion_averages={"impact": 4.0}, rationale="Approved for the benchmark.", decided_at=now),
+            pid, EVALUATION_SOURCE)[0],
+    ]
+
+
 # -- intake ---------------------------------------------------------------------------------
 
 def intake_proposal(rng: random.Random, i: int) -> Record:
