@@ -41,8 +41,8 @@ fuzz: install kafka postgres   ## the full fuzz run: 10 000 hostile requests (ma
 schemas: install      ## regenerate schemas/ from the contract models
 	$(PY) -m kokeilu.contracts.schemas
 
-bench: install kafka  ## end-to-end benchmark; see bench/README.md
-	$(PY) -m bench.e2e
+bench: install kafka  ## ceiling, each stage and end to end in one table; `make bench ARGS="-n 5000"`; see bench/README.md
+	$(PY) -m bench $(ARGS)
 
 chaos: install        ## chaos run: load, kill -9 everything, audit; `make chaos ARGS="--proposals 10000"`
 	deploy/kafka.sh fetch

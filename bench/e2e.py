@@ -17,14 +17,15 @@ Method
    result observed; throughput = N / wall time.
 6. `GET /v1/results/{id}` must answer 200 for a sample of ids; each service's /metrics is
    scraped once at the end.
-7. Baseline, same broker, same run, after the services have stopped: a bare kafka-python
-   consume -> transform -> produce loop over N ~1 KB proposal.submitted events between two
-   fresh 3-partition topics, with the relay's producer settings (acks=all, idempotent) and the
-   services' commit discipline (flush the batch, then commit its offsets). Its coordinator,
-   offsets and metadata are looked up before the clock starts, as the warm-up does for the
-   platform. Its throughput is the ceiling of what Python and this broker do on this machine
-   at that moment; platform / bare is the figure to compare between runs and machines.
+7. Baseline, same broker, same run, after the services have stopped: the bare kafka-python
+   consume -> transform -> produce loop of bench/ceiling.py (acks=all, idempotent; flush the
+   batch, then commit its offsets), by default with its tuned options (the reference of
+   `python -m bench`), or with the services' own (`--bare-settings services`, what this
+   benchmark measured before bench/ceiling.py existed). Its throughput is the ceiling of what
+   Python and this broker do on this machine at that moment; platform / bare is the figure to
+   compare between runs and machines.
 
+`python -m bench --stages e2e` runs the same measurement next to the other stages.
 Figures are printed as a table and written to .local/bench/e2e-<timestamp>.json. The exit
 status is 1 when not every result arrived in time or the catalogue sample did not all answer 200.
 """
@@ -32,11 +33,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -47,23 +45,17 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import kafka
-import requests
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.structs import OffsetAndMetadata
+from kafka import KafkaConsumer, TopicPartition
 
-from kokeilu.contracts import new_event, utcnow
-from kokeilu.contracts.catalog import PROPOSAL_SUBMITTED, RESULT_PUBLISHED
-from kokeilu.contracts.proposals import ProposalSubmitted
+from kokeilu.contracts.catalog import RESULT_PUBLISHED
 from kokeilu.contracts.topics import RESULTS
-from tests.support import BOOTSTRAP, ROOT, Platform, submission, wait_until
+from tests.support import ROOT, BOOTSTRAP, Platform, submission, wait_until
+
+from . import ceiling
+from .common import (PARTITIONS, clean_up_on_sigterm, delete_prefixed_topics, git_revision, machine, percentile,
+                     scrape_or_error, write_json)
 
 SERVICES = ("proposals", "evaluation", "catalogue")
-PARTITIONS = 3            # what Platform gives the services' topics
-MAX_POLL_RECORDS = 200    # the services' default (kokeilu_consumer_max_records)
-OUT_DIR = ROOT / ".local" / "bench"
-HEADERS = [("content-type", b"application/cloudevents+json")]
 
 
 # -- measuring the platform ------------------------------------------------------------------
@@ -185,12 +177,6 @@ def check_catalogue(platform: Platform, ids: list[str], sample: int) -> dict:
             "failed": [i for i, code in zip(chosen, answers) if code != 200]}
 
 
-def percentile(ordered: list[float], p: float) -> float:
-    """Nearest-rank percentile of an ascending list."""
-    rank = max(1, -(-len(ordered) * p // 100))  # ceil(n * p / 100)
-    return ordered[int(rank) - 1]
-
-
 def distribution_ms(seconds: list[float]) -> dict:
     ordered = sorted(s * 1000 for s in seconds)
     if not ordered:
@@ -231,150 +217,6 @@ def measure_platform(platform: Platform, n: int, concurrency: int, deadline: flo
     return figures
 
 
-# -- the services' own view -----------------------------------------------------------------
-
-SAMPLE_LINE = re.compile(r"^(?P<name>[A-Za-z_:][\w:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)")
-LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
-def scrape(platform: Platform, service: str) -> dict:
-    text = requests.get(platform.url(service, "/metrics"), timeout=10).text
-    by_outcome: dict[str, int] = {}
-    backlog = None
-    processing = {"sum": 0.0, "count": 0.0}
-    for line in text.splitlines():
-        match = SAMPLE_LINE.match(line)
-        if not match:
-            continue
-        name, value = match["name"], float(match["value"])
-        if name == "kokeilu_events_consumed_total":
-            outcome = dict(LABEL.findall(match["labels"] or "")).get("outcome", "unknown")
-            by_outcome[outcome] = by_outcome.get(outcome, 0) + int(value)
-        elif name == "kokeilu_outbox_backlog":
-            backlog = int(value)
-        elif name in ("kokeilu_event_processing_seconds_sum", "kokeilu_event_processing_seconds_count"):
-            processing[name.rsplit("_", 1)[-1]] += value
-    mean_ms = 1000 * processing["sum"] / processing["count"] if processing["count"] else None
-    return {"events_consumed_total": sum(by_outcome.values()), "by_outcome": by_outcome, "outbox_backlog": backlog,
-            "mean_processing_ms": mean_ms}
-
-
-def scrape_or_error(platform: Platform, service: str) -> dict:
-    try:
-        return scrape(platform, service)
-    except requests.RequestException as exc:
-        return {"error": f"{exc.__class__.__name__}: {exc}"}
-
-
-# -- the bare loop baseline -----------------------------------------------------------------
-
-def proposal_submitted_event() -> bytes:
-    """A proposal.submitted CloudEvent as the proposals service publishes it (about 1 KB)."""
-    body = submission(title="bench baseline")
-    body["proposer"] = {k: v for k, v in body["proposer"].items() if k != "contact_email"}
-    proposal_id = str(uuid.uuid4())
-    data = ProposalSubmitted.model_validate({**body, "proposal_id": proposal_id, "submitted_at": utcnow()})
-    return new_event(PROPOSAL_SUBMITTED.name, data, source="kokeilu/proposals", subject=proposal_id,
-                     dataschema=PROPOSAL_SUBMITTED.dataschema).to_bytes()
-
-
-def transform(value: bytes) -> bytes:
-    """What a consumer does at least: parse the event and publish a new one caused by it."""
-    event = json.loads(value)
-    out = {**event, "id": str(uuid.uuid4()), "type": "fi.espoo.kokeilu.bench.transformed",
-           "time": utcnow().isoformat(), "causationid": event["id"]}
-    return json.dumps(out).encode()
-
-
-def relay_like_producer() -> KafkaProducer:
-    # The settings of kokeilu.kafka.relay.make_producer (not imported: it pulls in nameko/eventlet).
-    return KafkaProducer(bootstrap_servers=BOOTSTRAP, client_id="kokeilu-bench-loop", acks="all",
-                         enable_idempotence=True, linger_ms=5, retries=2147483647,
-                         max_in_flight_requests_per_connection=5, request_timeout_ms=15000,
-                         delivery_timeout_ms=60000)
-
-
-def fill(topic: str, n: int, value: bytes) -> None:
-    producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all")
-    try:
-        for _ in range(n):
-            producer.send(topic, key=str(uuid.uuid4()).encode(), value=value, headers=HEADERS)
-        producer.flush(timeout=60)
-    finally:
-        producer.close(timeout=10)
-
-
-def consume_transform_produce(source: str, sink: str, n: int, group: str, timeout: float) -> float:
-    """Seconds to move n records from source to sink, batch by batch: send, flush, commit."""
-    consumer = KafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=group, enable_auto_commit=False,
-                             auto_offset_reset="earliest", max_poll_records=MAX_POLL_RECORDS)
-    producer = relay_like_producer()
-    try:
-        assignment = [TopicPartition(source, p) for p in range(PARTITIONS)]
-        consumer.assign(assignment)
-        # Before the clock starts, as the platform's warm-up does: the group coordinator, the
-        # starting offsets and the sink's metadata.
-        for tp in assignment:
-            consumer.position(tp)
-        producer.partitions_for(sink)
-        produced = 0
-        started = time.perf_counter()
-        while produced < n:
-            if time.perf_counter() - started > timeout:
-                raise TimeoutError(f"bare loop moved {produced} of {n} records in {timeout}s")
-            offsets, futures = {}, []
-            for tp, records in consumer.poll(timeout_ms=500).items():
-                for record in records:
-                    futures.append(producer.send(sink, key=record.key, value=transform(record.value), headers=HEADERS))
-                offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
-            if offsets:
-                producer.flush(timeout=60)
-                for future in futures:
-                    future.get(timeout=60)
-                consumer.commit(offsets=offsets)
-                produced += len(futures)
-        return time.perf_counter() - started
-    finally:
-        consumer.close(autocommit=False)
-        producer.close(timeout=10)
-
-
-def bare_loop(n: int, timeout: float) -> dict:
-    name = f"bench-{uuid.uuid4().hex[:10]}"
-    source, sink = f"{name}.a", f"{name}.b"
-    admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP, client_id="kokeilu-bench")
-    try:
-        admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in (source, sink)], wait_for_metadata=True)
-        value = proposal_submitted_event()
-        fill(source, n, value)
-        seconds = consume_transform_produce(source, sink, n, group=name, timeout=timeout)
-        return {"messages": n, "message_bytes": len(value), "seconds": seconds, "throughput_per_s": n / seconds}
-    finally:
-        delete_topics(admin, lambda t: t in (source, sink))
-        admin.close()
-
-
-def delete_topics(admin: KafkaAdminClient, which) -> None:
-    try:
-        names = [t for t in admin.list_topics() if which(t)]
-        if names:
-            admin.delete_topics(names)
-    except Exception as exc:  # leftovers are harmless; say so and carry on
-        print(f"warning: could not delete topics: {exc!r}", file=sys.stderr)
-
-
-def delete_platform_topics(prefix: str) -> None:
-    try:
-        admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP, client_id="kokeilu-bench")
-    except Exception as exc:
-        print(f"warning: topics {prefix}* left on the broker: {exc!r}", file=sys.stderr)
-        return
-    try:
-        delete_topics(admin, lambda t: t.startswith(prefix))
-    finally:
-        admin.close()
-
-
 # -- report ---------------------------------------------------------------------------------
 
 def ms(d: dict, key: str) -> str:
@@ -399,7 +241,8 @@ def print_report(report: dict) -> None:
     if bare:
         rows += [
             ("", ""),
-            ("bare loop (ceiling)", "consume -> transform -> produce, acks=all, idempotent, commit per batch"),
+            ("bare loop (ceiling)", f"{bare.get('loop', '')}: consume -> transform -> produce, acks=all, "
+                                    "idempotent, commit per batch"),
             ("  messages", f"{bare['messages']} x {bare['message_bytes']} B"),
             ("  time", f"{bare['seconds']:.3f} s"),
             ("  throughput", f"{bare['throughput_per_s']:.0f} msg/s (median of {bare.get('runs_per_s')})"),
@@ -425,13 +268,6 @@ def print_metrics(metrics: dict) -> None:
         print(f"  {service:<12}{m['events_consumed_total']:>10}  {outcomes:<44}{backlog:>14}{mean:>11}")
 
 
-def write_json(report: dict, stamp: str) -> Path:
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    path = OUT_DIR / f"e2e-{stamp}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    return path
-
-
 def succeeded(report: dict) -> bool:
     p = report["platform"]
     sample = p["catalogue_sample"]
@@ -451,57 +287,58 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="messages per bare-loop run (default 5000: a few seconds, like the platform run, "
                              "so both see the same kind of machine)")
     parser.add_argument("--bare-repeats", type=int, default=3, help="bare-loop runs; the median counts (default 3)")
+    parser.add_argument("--bare-settings", choices=("tuned", "services"), default="tuned",
+                        help="the bare loop's client options: bench/ceiling.py's tuned ones (default), or the "
+                             "services' own (what this benchmark used before; its ratios are comparable with older runs)")
     args = parser.parse_args(argv)
     if args.proposals < 1 or args.concurrency < 1:
         parser.error("--proposals and --concurrency must be at least 1")
     return args
 
 
-def git_revision() -> str:
-    """The commit measured, with "+dirty" when the working tree has changes."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
-    try:
-        commit = git("rev-parse", "--short", "HEAD") or "unknown"
-        return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def run_metadata(args: argparse.Namespace, started: datetime) -> dict:
-    return {"started_at": started.isoformat(timespec="seconds"), "git": git_revision(),
-            "cpus": os.cpu_count(), "bootstrap": BOOTSTRAP,
-            "python": sys.version.split()[0], "kafka_python": kafka.__version__,
+    return {"started_at": started.isoformat(timespec="seconds"), "git": git_revision(), **machine(),
             "proposals": args.proposals, "concurrency": args.concurrency, "partitions": PARTITIONS}
+
+
+def run_platform(n: int, concurrency: int, deadline: float, sample: int) -> dict:
+    """The platform part: {"platform": figures, "metrics": each service's /metrics, "ok": bool}.
+    The services are stopped and their topics deleted before it returns."""
+    tmp = Path(tempfile.mkdtemp(prefix="kokeilu-bench-"))
+    platform = Platform(tmp)
+    out: dict = {"ok": False}
+    try:
+        print(f"starting {', '.join(SERVICES)} (prefix {platform.prefix}) ...", file=sys.stderr)
+        out["platform"] = measure_platform(platform, n, concurrency, deadline, sample)
+        out["metrics"] = {s: scrape_or_error(platform, s) for s in SERVICES}
+        out["ok"] = succeeded(out)
+    finally:
+        platform.stop()
+        delete_prefixed_topics(platform.prefix)
+        if out["ok"]:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            out["logs"] = str(tmp)
+            print(f"service logs kept in {tmp}", file=sys.stderr)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    clean_up_on_sigterm()
     started = datetime.now(timezone.utc)
-    tmp = Path(tempfile.mkdtemp(prefix="kokeilu-bench-"))
-    platform = Platform(tmp)
     report: dict = {"run": run_metadata(args, started)}
-    ok = False
-    try:
-        print(f"starting {', '.join(SERVICES)} (prefix {platform.prefix}) ...", file=sys.stderr)
-        report["platform"] = measure_platform(platform, args.proposals, args.concurrency, args.deadline, args.sample)
-        report["metrics"] = {s: scrape_or_error(platform, s) for s in SERVICES}
-        ok = succeeded(report)
-    finally:
-        platform.stop()
-        delete_platform_topics(platform.prefix)
-        if not ok:
-            print(f"service logs kept in {tmp}", file=sys.stderr)
+    measured = run_platform(args.proposals, args.concurrency, args.deadline, args.sample)
+    ok = measured.pop("ok")
+    report.update(measured)
     if ok:
-        print("running the bare loop baseline ...", file=sys.stderr)
-        runs = [bare_loop(max(args.proposals, args.bare_messages), timeout=args.deadline)
-                for _ in range(max(1, args.bare_repeats))]
-        report["bare_loop"] = dict(sorted(runs, key=lambda r: r["throughput_per_s"])[len(runs) // 2],
-                                   runs_per_s=[round(r["throughput_per_s"]) for r in runs])
+        loop = ceiling.TUNED_LOOP if args.bare_settings == "tuned" else ceiling.SERVICES_LOOP
+        print(f"running the bare loop baseline ({loop.name}) ...", file=sys.stderr)
+        report["bare_loop"] = ceiling.measure(loop, max(args.proposals, args.bare_messages), args.bare_repeats,
+                                              timeout=args.deadline)
         report["ratio"] = report["platform"]["throughput_per_s"] / report["bare_loop"]["throughput_per_s"]
-        shutil.rmtree(tmp, ignore_errors=True)
     print_report(report)
-    path = write_json(report, started.strftime("%Y%m%dT%H%M%SZ"))
+    path = write_json(report, f"e2e-{started.strftime('%Y%m%dT%H%M%SZ')}.json")
     print(f"\nfigures written to {path.relative_to(ROOT)}")
     if not ok:
         p = report["platform"]
