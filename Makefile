@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run stop status test test-unit fuzz kafka postgres schemas bench chaos clean
+.PHONY: install run stop status test test-unit fuzz kafka postgres schemas bench bench-http bench-screening chaos clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,13 @@ schemas: install      ## regenerate schemas/ from the contract models
 
 bench: install kafka  ## ceiling, each stage and end to end in one table; `make bench ARGS="-n 5000"`; see bench/README.md
 	$(PY) -m bench $(ARGS)
+
+bench-http: install kafka  ## HTTP submit with oha (installed by bench/http_install.sh); see bench/HTTP.md
+	bench/http_install.sh
+	$(PY) -m bench.http_submit $(ARGS)
+
+bench-screening: install postgres  ## screening with 100, 10,000 and 100,000 open proposals (SQLite and PostgreSQL)
+	$(PY) -m bench.screening --postgres "$$(deploy/postgres.sh url)" $(ARGS)
 
 chaos: install        ## chaos run: load, kill -9 everything, audit; `make chaos ARGS="--proposals 10000"`
 	deploy/kafka.sh fetch

@@ -86,7 +86,9 @@ class ProposalsService(service_base.PlatformService):
             return handlers.on_intake(event, data, self.uow())
         raise handlers.IntakeRefused(f"{event.type} is not an intake event")
 
-    @consume(topics.EVALUATIONS, types=(types.SCREENING_COMPLETED, types.EVALUATION_DECIDED))
+    # A group of its own (kokeilu.proposals.workflow): two consumers with different topics in one
+    # group make every join of either a rebalance of both (seconds without progress at start).
+    @consume(topics.EVALUATIONS, group="workflow", types=(types.SCREENING_COMPLETED, types.EVALUATION_DECIDED))
     def on_evaluation(self, event, data):
         if isinstance(data, ScreeningCompleted):
             return handlers.on_screening_completed(event, data, self.uow())
