@@ -172,7 +172,8 @@ class Database:
         path = self.engine.url.database if self.is_sqlite else None
         self.wal_sync = WalSync(os.path.abspath(path)) if path and path != ":memory:" else None
 
-    def migrate(self) -> None:
+    def migrate(self, revision: str = "head") -> None:
+        """Upgrade the schema to `revision` (tests stop at an older one to check a migration)."""
         if self.migrations is None:
             return
         cfg = Config()
@@ -180,7 +181,7 @@ class Database:
         cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, revision)
 
     @contextmanager
     def transaction(self):

@@ -271,17 +271,9 @@ def test_the_kept_workload_equals_the_counted_one_through_an_evaluations_life(da
 
 
 def test_the_workload_migration_counts_the_evaluations_already_stored(database_url):
-    from alembic import command
-    from alembic.config import Config
-
     from services.evaluation.store import EvaluationUnitOfWork
     db = Database(database_url, ROOT / "services" / "evaluation" / "migrations")
-    cfg = Config()
-    cfg.set_main_option("script_location", str(db.migrations))
-    cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
-    with db.engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0002")
+    db.migrate("0002")  # the schema of the release before
     now = datetime(2026, 11, 28, 9, 0, tzinfo=timezone.utc)
     with db.engine.begin() as conn:  # rows as the release before wrote them
         for pid, status, evaluators in (("p1", "open", ["anna", "bert"]), ("p2", "open", ["anna"]),
@@ -318,17 +310,9 @@ def test_the_near_duplicate_index_follows_open_proposals_and_their_titles(databa
 
 
 def test_the_index_migration_indexes_the_proposals_already_open(database_url):
-    from alembic import command
-    from alembic.config import Config
-
     from services.evaluation.store import EvaluationUnitOfWork
     db = Database(database_url, ROOT / "services" / "evaluation" / "migrations")
-    cfg = Config()
-    cfg.set_main_option("script_location", str(db.migrations))
-    cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
-    with db.engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0003")
+    db.migrate("0003")  # the schema of the release before
     now = datetime(2026, 11, 28, 9, 0, tzinfo=timezone.utc)
     with db.engine.begin() as conn:
         for pid, title, is_open in (("p1", "Stormwater sensors in Leppävaara", True),
