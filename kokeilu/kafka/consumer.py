@@ -6,7 +6,8 @@
     @consume(topics.INTAKE, on_reject=handlers.intake_rejected)  # optional, see __init__
 
 Each poll batch is applied in ONE database transaction: for each record in turn it parses the
-CloudEvent and its typed data and runs the service method in a worker, inside a savepoint of
+CloudEvent and its typed data and runs the service method in a nameko worker (inline, not from
+the worker pool: see _run_worker), inside a savepoint of
 that transaction (the method's own unit of work, with the inbox, nests in it); a record that
 fails for good is rolled back to its savepoint and dead-lettered through the outbox in the
 same transaction, so it is undone alone. Then the transaction commits (one fsync for the
@@ -28,9 +29,9 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 
-from eventlet.event import Event
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
+from nameko.containers import WorkerContext
 from nameko.extensions import Entrypoint
 
 from kokeilu.config import get_settings
@@ -275,9 +276,17 @@ class EventConsumer(Entrypoint):
             return self._dead_letter(batch, record, "failed", f"{exc.__class__.__name__}: {exc}", event, str(exc)), event.type
 
     def _run_worker(self, event, data):
-        done = Event()
-        self.container.spawn_worker(self, (event, data), {}, handle_result=partial(_handle_result, done))
-        return done.wait()
+        """Run the service method for one record as nameko's worker does (dependencies injected,
+        worker hooks run), but here, in the consumer's green thread, not through the service's
+        worker pool: the batch holds the store's lock, HTTP workers waiting for that lock can
+        fill the pool (max_workers), and a pooled spawn would then wait for them while they
+        wait for the batch: a deadlock. Inline, a record needs no free worker."""
+        worker_ctx = WorkerContext(self.container, self.container.service_cls(), self, (event, data), {})
+        outcome: dict = {}
+        self.container._run_worker(worker_ctx, partial(_keep_result, outcome))  # nameko 2.14's own worker run
+        if outcome["exc_info"] is not None:
+            raise outcome["exc_info"][1]
+        return outcome["result"]
 
     def _dead_letter(self, batch: "Batch", record, reason: str, error: str, event=None, message: str | None = None) -> str:
         """Record the dead letter (and the rejection, if any) in the batch's transaction; the
@@ -336,8 +345,8 @@ class Batch:
     outbox: list[dict] = field(default_factory=list)
 
 
-def _handle_result(done: Event, worker_ctx, result, exc_info):
-    done.send(result, exc_info)
+def _keep_result(outcome: dict, worker_ctx, result, exc_info):
+    outcome["result"], outcome["exc_info"] = result, exc_info
     return result, exc_info
 
 

@@ -94,3 +94,32 @@ def test_a_kill_during_a_batch_applies_every_record_exactly_once(platform, probe
     if point.startswith("consumer.committed"):
         # The first batch was committed but not its offsets: redelivered, and recognised.
         assert consumed(platform, "duplicate") > 0
+
+
+def test_http_requests_beyond_the_worker_pool_do_not_deadlock_a_batch(platform, probe):
+    # A batch holds the store's lock while it applies its records. HTTP requests that wait for
+    # that lock fill nameko's worker pool (max_workers 10): a record must not need a free
+    # worker, or the batch waits for the requests that wait for it.
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    good, bad = fill_intake(platform, probe)
+    platform.extra_env.update({"KOKEILU_CONSUMER_MAX_RECORDS": "500", "KOKEILU_CONSUMER_BATCH_SECONDS": "30"})
+    platform.start("proposals")
+    answers: list[int] = []
+
+    def submit_until_consumed(n: int) -> None:
+        while consumed(platform, "applied") + consumed(platform, "dead_lettered") < RECORDS:
+            try:
+                answers.append(platform.post("proposals", "/v1/proposals",
+                                             submission(title=f"Pool pressure {n} {uuid.uuid4().hex[:8]}"),
+                                             timeout=30).status_code)
+            except requests.RequestException as exc:
+                answers.append(exc.__class__.__name__)
+                return
+
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        list(pool.map(submit_until_consumed, range(30)))
+    assert answers and set(answers) == {201}, [a for a in answers if a != 201][:5]
+    assert consumed(platform, "applied") == len(good) and consumed(platform, "dead_lettered") == len(bad)
