@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 
+import sqlalchemy as sa
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 from nameko.containers import WorkerContext
@@ -202,47 +203,46 @@ class EventConsumer(Entrypoint):
     def _last_resort(self, record, error: str) -> int:
         with self.store.database.transaction() as conn:
             batch = Batch(conn)
-            self._dead_lettered = []
             self._store_dead_letter(batch, record, "failed", error, keep_value=False)
+            batch.dead_lettered.append((self.settings.logical_topic(record.topic), "failed"))
             write_outbox(conn, batch.outbox)
-        self.relay.wake()
-        topic = self.settings.logical_topic(record.topic)
-        self.metrics.dead_lettered.labels(service=self.container.service_name, topic=topic, reason="failed").inc()
-        self.metrics.events_consumed.labels(service=self.container.service_name, topic=topic, type="unknown",
-                                            outcome="dead_lettered").inc()
+        self._committed(batch, [(self.settings.logical_topic(record.topic), "unknown", "dead_lettered", 0.0)])
         return 1
+
+    def _committed(self, batch: "Batch", counted: list[tuple[str, str, str, float]]) -> None:
+        """After a batch's commit: its events to the relay, its records to the metrics."""
+        service = self.container.service_name
+        self.relay.wake()
+        for topic, event_type, outcome, seconds in counted:
+            self.metrics.events_consumed.labels(service=service, topic=topic, type=event_type, outcome=outcome).inc()
+            self.metrics.processing.labels(service=service, topic=topic).observe(seconds)
+        for topic, reason in batch.dead_lettered:
+            self.metrics.dead_lettered.labels(service=service, topic=topic, reason=reason).inc()
 
     def _try_batch(self, records) -> int:
         """One transaction: each record applied, or dead-lettered, in a savepoint of its own, so
         one bad record is undone alone; the batch ends after the time budget (a transaction
         holds SQLite's write lock, which the service's HTTP requests are waiting for). Metrics
         are counted once the transaction has committed."""
-        service = self.container.service_name
         budget = self.settings.kokeilu_consumer_batch_seconds
         began = time.perf_counter()
         counted = []
-        self._dead_lettered: list[tuple[str, str]] = []
         with self.store.database.transaction() as conn:
-            self.batch = Batch(conn)
+            batch = self.batch = Batch(conn)
             try:
                 for record in records:
                     if counted and (self._stopping or time.perf_counter() - began > budget):
                         break
                     started = time.perf_counter()
                     topic = self.settings.logical_topic(record.topic)
-                    outcome, event_type = self._apply(self.batch, record, topic)
+                    outcome, event_type = self._apply(batch, record, topic)
                     counted.append((topic, known_type(event_type), outcome or "applied",
                                     time.perf_counter() - started))
                     crash_point("consumer.applied")
-                write_outbox(conn, self.batch.outbox)  # the whole batch's events, in one statement
+                write_outbox(conn, batch.outbox)  # the whole batch's events, in one statement
             finally:
                 self.batch = None
-        self.relay.wake()
-        for topic, event_type, outcome, seconds in counted:
-            self.metrics.events_consumed.labels(service=service, topic=topic, type=event_type, outcome=outcome).inc()
-            self.metrics.processing.labels(service=service, topic=topic).observe(seconds)
-        for topic, reason in self._dead_lettered:
-            self.metrics.dead_lettered.labels(service=service, topic=topic, reason=reason).inc()
+        self._committed(batch, counted)
         return len(counted)
 
     def _apply(self, batch: "Batch", record, topic: str) -> tuple[str | None, str]:
@@ -303,7 +303,7 @@ class EventConsumer(Entrypoint):
                       record.topic, record.partition, record.offset, exc.__class__.__name__, exc)
             self._store_dead_letter(batch, record, "failed", f"{exc.__class__.__name__}: {exc}", keep_value=False)
             reason = "failed"
-        self._dead_lettered.append((self.settings.logical_topic(record.topic), reason))
+        batch.dead_lettered.append((self.settings.logical_topic(record.topic), reason))
         return "dead_lettered"
 
     def _store_dead_letter(self, batch: "Batch", record, reason: str, error: str, event=None, message: str | None = None,
@@ -338,11 +338,13 @@ class EventConsumer(Entrypoint):
 
 @dataclass
 class Batch:
-    """A poll batch being applied: its transaction's connection, and the outbox rows its records
-    recorded, written together just before it commits."""
+    """A poll batch being applied: its transaction's connection, the outbox rows its records
+    recorded (written together just before it commits) and its dead letters (topic, reason),
+    counted once it has committed."""
 
-    conn: object
+    conn: sa.Connection
     outbox: list[dict] = field(default_factory=list)
+    dead_lettered: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _keep_result(outcome: dict, worker_ctx, result, exc_info):
