@@ -156,9 +156,7 @@ class Savepoint:
 
 def write_outbox(conn: sa.Connection, rows: list[dict]) -> None:
     """Write recorded outbox rows, in order, in one statement (ids follow the order given)."""
-    if len(rows) == 1:
-        conn.execute(OUTBOX.insert(), rows[0])
-    elif rows:
+    if rows:
         conn.execute(OUTBOX.insert(), rows)
 
 
@@ -224,9 +222,9 @@ class OutboxReader:
         done = result.sent + list(result.parked)
         if done:
             conn.execute(OUTBOX.update().where(OUTBOX.c.id.in_(done)).values(sent_at=now))
-        for letter in filter(None, result.parked.values()):
-            conn.execute(OUTBOX.insert(), {"topic": letter.topic, "key": letter.key, "value": letter.value,
-                                           "headers": letter.headers, "event_type": letter.event_type, "created_at": now})
+        write_outbox(conn, [{"topic": letter.topic, "key": letter.key, "value": letter.value, "headers": letter.headers,
+                             "event_type": letter.event_type, "created_at": now}
+                            for letter in filter(None, result.parked.values())])
 
     def backlog(self) -> int:
         with self.database.transaction() as conn:
