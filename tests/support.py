@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import requests
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
@@ -92,18 +92,46 @@ class Platform:
         env.update(self.service_env.get(service, {}))
         return env
 
-    def start(self, *services: str) -> "Platform":
-        for service in services:
-            port = free_port()
-            log = open(self.tmp / f"{service}.log", "ab")
-            self.procs[service] = subprocess.Popen(
-                [sys.executable, "-W", "ignore::DeprecationWarning", "-m", "nameko", "run", "--config",
-                 f"services/{service}/config.yaml", f"services.{service}.service:{SERVICE_CLASSES[service]}"],
-                cwd=ROOT, env=self.env(service, port), stdout=log, stderr=subprocess.STDOUT)
-            self.ports[service] = port
-        for service in services:
-            wait_until(lambda: self._ready(service), timeout=90, what=f"{service} to be ready ({self.log(service)})")
+    def start(self, *instances: str) -> "Platform":
+        """Start each of `instances`: a service's name, or `service@N` for another instance of it
+        (same store and consumer group, a port of its own)."""
+        for instance in instances:
+            self.launch(instance)
+        for instance in instances:
+            self.wait_ready(instance)
         return self
+
+    def launch(self, instance: str) -> subprocess.Popen:
+        """Start `instance` without waiting for it to be ready."""
+        service = instance.split("@")[0]
+        port = free_port()
+        log = open(self.tmp / f"{instance}.log", "ab")
+        self.procs[instance] = subprocess.Popen(
+            [sys.executable, "-W", "ignore::DeprecationWarning", "-m", "nameko", "run", "--config",
+             f"services/{service}/config.yaml", f"services.{service}.service:{SERVICE_CLASSES[service]}"],
+            cwd=ROOT, env=self.env(service, port), stdout=log, stderr=subprocess.STDOUT)
+        self.ports[instance] = port
+        return self.procs[instance]
+
+    def wait_ready(self, instance: str, timeout: float = 90) -> None:
+        wait_until(lambda: self._ready(instance), timeout=timeout, what=f"{instance} to be ready ({self.log(instance)})")
+
+    def wait_for_members(self, service: str, members: int, timeout: float = 60) -> None:
+        """Wait until every consumer group of `service` is stable with `members` members (each
+        instance has partitions: work sent now is shared between them)."""
+        admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+        name = f"{self.prefix}kokeilu.{service}"
+
+        def stable():
+            groups = [g["group_id"] for g in admin.list_groups()
+                      if g["group_id"] == name or g["group_id"].startswith(name + ".")]
+            described = admin.describe_groups(groups) if groups else {}
+            return groups and all(d["group_state"] == "Stable" and len(d["members"]) == members
+                                  for d in described.values())
+        try:
+            wait_until(stable, timeout=timeout, what=f"{members} members in each consumer group of {service}")
+        finally:
+            admin.close()
 
     def _ready(self, service: str) -> bool:
         if self.procs[service].poll() is not None:

@@ -12,6 +12,8 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
+from .locks import hold
+
 log = logging.getLogger(__name__)
 
 # What the SQLite driver may wait for a lock by itself (blocking the process), in milliseconds.
@@ -180,6 +182,9 @@ class Database:
         cfg.set_main_option("script_location", str(self.migrations))
         cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
         with self.engine.begin() as conn:
+            # Instances started together (a Deployment's replicas) migrate one after another: the
+            # first upgrades, the others wait here and then find the schema at `revision`.
+            hold(conn, "kokeilu.migrations")
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
 

@@ -15,6 +15,7 @@ from kokeilu.contracts.catalog import BY_NAME
 from kokeilu.faults import crash_point
 
 from .database import Database
+from .locks import hold
 from .tables import add_messaging_tables
 
 _meta = sa.MetaData()
@@ -106,6 +107,14 @@ class UnitOfWork:
                 self._on_commit()
         return result
 
+    def lock(self, name: str) -> None:
+        """Hold `name` until this unit of work's transaction ends (for a consumer's batch: until
+        the batch commits). Another instance of the service that asks for it meanwhile waits:
+        how a rule that reads many rows and then writes (the duplicate rule, panel assignment)
+        stays true when instances apply events at the same moment. Take it before any row lock
+        the same work takes, so that two instances always lock in one order."""
+        hold(self.conn, name)
+
     # outbox ---------------------------------------------------------------------------
     def publish(self, event: CloudEvent, key: str | None = None) -> None:
         """Record an event to be published after commit, on the topic its type belongs to."""
@@ -191,10 +200,15 @@ class OutboxReader:
         transient error that stopped `publish`, once that is done. Returns how many rows left
         the backlog.
 
-        On PostgreSQL the rows stay locked (SKIP LOCKED) while they are published, so several
-        instances relay side by side without publishing a row twice. SQLite has one writer
-        process, and a transaction must not be held across network IO there, so it reads,
-        publishes outside the transaction and then marks.
+        On PostgreSQL one relay at a time publishes a store's outbox: several instances of a
+        service each run a relay, and the one that holds the lock reads, publishes and marks in
+        one transaction while the others wait for it. Two relays publishing different batches at
+        once could put a key's later events on the topic before its earlier ones (a batch
+        published beside the one before it). Rows are read in id order, and one key's rows get
+        their ids in the order of its changes: they are written when a transaction commits, and
+        two transactions that change the same aggregate are serialised by its row lock.
+        SQLite has one writer process, and a transaction must not be held across network IO
+        there, so it reads, publishes outside the transaction and then marks.
         """
         query = sa.select(OUTBOX).where(OUTBOX.c.sent_at.is_(None)).order_by(OUTBOX.c.id).limit(limit)
         if self.database.is_sqlite:
@@ -207,7 +221,8 @@ class OutboxReader:
                 self._settle(conn, result)
         else:
             with self.database.transaction() as conn:
-                rows = list(conn.execute(query.with_for_update(skip_locked=True)))
+                hold(conn, "kokeilu.outbox-relay")
+                rows = list(conn.execute(query))
                 if not rows:
                     return 0
                 result = publish(rows)

@@ -15,6 +15,8 @@ from .settings import Workflow
 
 SOURCE = "kokeilu/evaluation"
 CONSUMER = "evaluation"
+# Held by whatever reads the open proposals or the evaluators' workload to decide (UnitOfWork.lock).
+SCREENING_LOCK = "evaluation.screening-and-panels"
 # A proposal in one of these states is no longer open: the duplicate rule ignores it.
 CLOSED = {ProposalStatus.screening_failed, ProposalStatus.rejected, ProposalStatus.completed, ProposalStatus.withdrawn}
 
@@ -48,6 +50,10 @@ def _screen_and_open(event: CloudEvent, proposal: ProposalSubmitted, uow, policy
     with uow:
         if not uow.first_time(CONSUMER, event):
             return "duplicate"
+        # The duplicate rule and the panel's workload read what other screenings write: instances
+        # screening at the same moment take turns, or twins would both pass and two panels be
+        # chosen from one workload.
+        uow.lock(SCREENING_LOCK)
         # Only the open proposals the store's index finds similar enough to matter: flat, however many are open.
         candidates = uow.known.near_duplicate_candidates(proposal.title) if policy.duplicate_title_similarity else []
         failures = screen(proposal, policy, candidates)
@@ -123,6 +129,8 @@ def declare_conflict(proposal_id: str, evaluator: str, conflict: bool, reason: s
                      wf: Workflow) -> Evaluation:
     now = utcnow()
     with uow:
+        if conflict:  # a replacement is chosen from the workload: in turn with screenings
+            uow.lock(SCREENING_LOCK)
         before = _current(uow, proposal_id)
         before.assignment(evaluator)  # NotAssigned before anything else
         replacement = None

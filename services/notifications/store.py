@@ -5,10 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from kokeilu.store import UnitOfWork, UtcDateTime, add_messaging_tables
 
 from .domain import DeliveryStatus, Subscription, SubscriptionFilter
+
+_INSERT_FOR = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 metadata = sa.MetaData()
 add_messaging_tables(metadata)
@@ -252,11 +255,11 @@ class DigestRepository:
                                                       event_type=event_type, payload=payload, created_at=now))
 
     def claim_window(self, end: datetime, now: datetime) -> bool:
-        """True for the one job that builds the digests of the window ending at `end`."""
-        if self.conn.execute(sa.select(digest_runs.c.window_end).where(digest_runs.c.window_end == end)).first():
-            return False
-        self.conn.execute(digest_runs.insert().values(window_end=end, ran_at=now, items=0, digests=0))
-        return True
+        """True for the one job that builds the digests of the window ending at `end`: the run's
+        row is the claim. Another instance's job for the same window waits for this transaction
+        (the row's key) and then gets False, without an error."""
+        insert = _INSERT_FOR[self.conn.dialect.name](digest_runs).on_conflict_do_nothing()
+        return self.conn.execute(insert.values(window_end=end, ran_at=now, items=0, digests=0)).rowcount == 1
 
     def pending(self, before: datetime) -> list:
         """Items not yet in a digest, recorded before `before`, with their subscription (still active)."""

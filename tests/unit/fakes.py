@@ -43,6 +43,7 @@ class FakeUnitOfWork:
         self.inbox: set[tuple[str, str]] = set()   # committed (consumer, source#id)
         self.commits = 0
         self.rollbacks = 0
+        self.locks_taken: list[str] = []
         self._in_transaction = False
 
     # transaction ----------------------------------------------------------------------
@@ -88,6 +89,11 @@ class FakeUnitOfWork:
         else:
             self.rollbacks += 1
         return False
+
+    def lock(self, name: str) -> None:
+        """One process, one transaction at a time: nothing to wait for; the names taken are kept."""
+        assert self._in_transaction, "lock() outside `with uow:`"
+        self.locks_taken.append(name)
 
     # outbox ---------------------------------------------------------------------------
     def publish(self, event: CloudEvent, key: str | None = None) -> None:
