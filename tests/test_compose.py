@@ -15,6 +15,7 @@ import os
 import re
 import shlex
 import subprocess
+import shutil
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,11 @@ DASHBOARD = GRAFANA / "dashboards" / "kokeilu-overview.json"
 DOCKERFILE = ROOT / "Dockerfile"
 POSTGRES_INIT = ROOT / "deploy" / "postgres" / "init.sh"
 KAFKA_SECURE_SCRIPT = ROOT / "deploy" / "kafka" / "secure.sh"
+KAFKA_NODE_SCRIPT = ROOT / "deploy" / "compose" / "kafka-node.sh"
+GATEWAY_CONFIG = ROOT / "deploy" / "compose" / "gateway.conf"
+# The three KRaft nodes (each broker and controller) and the bootstrap list every client gets.
+KAFKA_NODES = ("kafka-1", "kafka-2", "kafka-3")
+BOOTSTRAP = ",".join(f"{node}:9092" for node in KAFKA_NODES)
 
 SERVICE_PORTS = {"proposals": 8001, "evaluation": 8002, "notifications": 8003, "catalogue": 8004}
 SEVERITIES = {"critical", "warning", "info"}
@@ -103,9 +109,11 @@ def test_compose_file_follows_the_compose_specification(compose):
 
 
 def test_stack_has_the_infrastructure_and_all_four_services(compose):
-    expected = {"kafka", "postgres", "prometheus", "grafana", *SERVICE_PORTS}
+    expected = {*KAFKA_NODES, "postgres", "prometheus", "grafana", "gateway", *SERVICE_PORTS}
     assert expected <= set(compose["services"])
-    assert compose["services"]["kafka"]["image"].startswith("apache/kafka:4.")
+    assert "kafka" not in compose["services"], "the single node is gone: three nodes, kafka-1..3"
+    for node in KAFKA_NODES:
+        assert compose["services"][node]["image"].startswith("apache/kafka:4.")
     assert compose["services"]["postgres"]["image"].startswith("postgres:")
 
 
@@ -116,10 +124,13 @@ def test_each_service_runs_its_own_code_on_its_port_and_checks_readiness(compose
     assert service["build"] == "."
     assert env["SERVICE"] == name
     assert env["WEB_SERVER_ADDRESS"] == f"0.0.0.0:{port}"
-    assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == BOOTSTRAP
+    assert str(env["KOKEILU_TOPIC_REPLICATION"]) == "3"
     assert env["KOKEILU_ADMIN_TOKEN"].startswith("${KOKEILU_ADMIN_TOKEN:?")
     assert re.fullmatch(rf"postgresql\+psycopg2://{name}:\S+@postgres:5432/{name}", env["DATABASE_URL"])
-    assert any(str(p).endswith(f"{port}:{port}") for p in service["ports"]), service["ports"]
+    # Two replicas; they cannot share a host port, so the gateway publishes it.
+    assert service["deploy"]["replicas"] >= 2
+    assert "ports" not in service, "replicas cannot share a published port: the gateway publishes it"
 
     healthcheck = service["healthcheck"]
     test = " ".join(healthcheck["test"]) if isinstance(healthcheck["test"], list) else healthcheck["test"]
@@ -127,12 +138,12 @@ def test_each_service_runs_its_own_code_on_its_port_and_checks_readiness(compose
     assert "curl" not in test, "python:3.11-slim has no curl"
     assert {"interval", "timeout", "retries"} <= set(healthcheck)
 
-    for dependency in ("kafka", "postgres"):
+    for dependency in (*KAFKA_NODES, "postgres"):
         assert service["depends_on"][dependency]["condition"] == "service_healthy"
     assert service["restart"] == "unless-stopped"
 
 
-@pytest.mark.parametrize("name", ["kafka", "postgres", "prometheus", "grafana"])
+@pytest.mark.parametrize("name", [*KAFKA_NODES, "postgres", "prometheus", "grafana", "gateway"])
 def test_infrastructure_services_have_healthchecks(compose, name):
     assert compose["services"][name]["healthcheck"]["test"]
 
@@ -148,37 +159,81 @@ def compose_variable(value) -> str | None:
     return match[1] if match else None
 
 
-@pytest.fixture(scope="module")
-def kafka_config(compose, tmp_path_factory) -> dict[str, str]:
-    """server.properties as the kafka container renders it (deploy/kafka/secure.sh config)."""
-    tmp = tmp_path_factory.mktemp("kafka-config")
+def render_kafka_node(compose: dict, node: str, tmp: Path) -> dict[str, str]:
+    """server.properties as the node's container renders it (deploy/compose/kafka-node.sh config,
+    through deploy/kafka/secure.sh), with the environment compose gives that node."""
     (tmp / "store-password").write_text("store-secret")
-    env = {key: compose_default(value) for key, value in compose["services"]["kafka"]["environment"].items()}
-    env.update(PATH=os.environ["PATH"], KAFKA_SECRETS_DIR=str(tmp), KAFKA_DATA_DIR="/var/lib/kafka")
-    subprocess.run(["bash", str(KAFKA_SECURE_SCRIPT), "config", str(tmp / "server.properties")], env=env, check=True,
+    env = {key: compose_default(value) for key, value in compose["services"][node]["environment"].items()}
+    # The scripts as the container mounts them: secure.sh beside kafka-node.sh's own mount.
+    assert env["KAFKA_SECURE_SCRIPT"] == mounted_path(compose, node, "deploy/kafka") + "/secure.sh"
+    env.update(PATH=os.environ["PATH"], KAFKA_SECRETS_DIR=str(tmp), KAFKA_DATA_DIR="/var/lib/kafka",
+               KAFKA_SECURE_SCRIPT=str(KAFKA_SECURE_SCRIPT))
+    subprocess.run(["bash", str(KAFKA_NODE_SCRIPT), "config", str(tmp / "server.properties")], env=env, check=True,
                    capture_output=True)
     lines = (tmp / "server.properties").read_text().splitlines()
     return dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
 
 
-def test_kafka_is_a_single_kraft_node_that_creates_no_topics_by_itself(compose, kafka_config):
-    kafka = compose["services"]["kafka"]
-    assert kafka["entrypoint"][-2:] == ["/opt/kokeilu/kafka/secure.sh", "container"]
-    assert mounted_path(compose, "kafka", "deploy/kafka") == "/opt/kokeilu/kafka"
-    assert kafka_config["process.roles"] == "broker,controller"
-    assert kafka_config["controller.quorum.voters"] == f"{kafka_config['node.id']}@kafka:9093"
-    assert kafka_config["log.dirs"] == "/var/lib/kafka/data"
-    assert ("kafka-data", "/var/lib/kafka/data") in [
-        tuple(v.split(":")[:2]) for v in kafka["volumes"] if isinstance(v, str)]
-    assert kafka_config["auto.create.topics.enable"] == "false"
-    assert int(kafka_config["group.initial.rebalance.delay.ms"]) == 0
-    assert int(kafka_config["offsets.topic.replication.factor"]) == 1
-    assert int(kafka_config["transaction.state.log.replication.factor"]) == 1
-    assert not re.search(r"@[A-Z_]+@", "\n".join(kafka_config.values())), "a placeholder was left unrendered"
+@pytest.fixture(scope="module")
+def kafka_configs(compose, tmp_path_factory) -> dict[str, dict[str, str]]:
+    return {node: render_kafka_node(compose, node, tmp_path_factory.mktemp(f"{node}-config")) for node in KAFKA_NODES}
+
+
+@pytest.fixture(scope="module")
+def kafka_config(kafka_configs) -> dict[str, str]:
+    return kafka_configs["kafka-1"]
+
+
+def test_kafka_is_three_kraft_nodes_that_create_no_topics_by_themselves(compose, kafka_configs):
+    voters = ",".join(f"{n + 1}@{node}:9093" for n, node in enumerate(KAFKA_NODES))
+    ids = set()
+    for node, config in kafka_configs.items():
+        kafka = compose["services"][node]
+        assert kafka["entrypoint"][-2:] == ["/opt/kokeilu/compose/kafka-node.sh", "container"]
+        assert mounted_path(compose, node, "deploy/kafka") == "/opt/kokeilu/kafka"
+        assert mounted_path(compose, node, "deploy/compose/kafka-node.sh") == "/opt/kokeilu/compose/kafka-node.sh"
+        assert config["process.roles"] == "broker,controller"
+        assert config["controller.quorum.voters"] == voters
+        assert config["advertised.listeners"] == f"SASL_SSL://{node}:9092"
+        ids.add(config["node.id"])
+        assert f"{config['node.id']}@{node}:9093" in voters.split(",")
+        assert config["log.dirs"] == "/var/lib/kafka/data"
+        assert (f"{node}-data", "/var/lib/kafka/data") in [
+            tuple(v.split(":")[:2]) for v in kafka["volumes"] if isinstance(v, str)]
+        assert config["auto.create.topics.enable"] == "false"
+        assert int(config["group.initial.rebalance.delay.ms"]) == 0
+        # Three replicas of everything; a write needs two of them (one node may be down).
+        assert int(config["default.replication.factor"]) == 3
+        assert int(config["offsets.topic.replication.factor"]) == 3
+        assert int(config["transaction.state.log.replication.factor"]) == 3
+        assert int(config["share.coordinator.state.topic.replication.factor"]) == 3
+        assert int(config["min.insync.replicas"]) == 2
+        assert int(config["transaction.state.log.min.isr"]) == 2
+        assert not re.search(r"@[A-Z_]+@", "\n".join(config.values())), "a placeholder was left unrendered"
+        assert compose["services"][node]["environment"]["CLUSTER_ID"] == compose["services"]["kafka-1"]["environment"]["CLUSTER_ID"]
+    assert len(ids) == 3
+    # Every node's name is in the one certificate the three share.
+    certs = " ".join(compose["services"]["kafka-certs"]["entrypoint"])
+    for node in KAFKA_NODES:
+        assert f" {node} " in certs
+
+
+def test_kafka_node_script_fails_when_the_template_no_longer_has_a_line_it_sets(compose, tmp_path):
+    template = tmp_path / "kafka"
+    shutil.copytree(KAFKA_SECURE_SCRIPT.parent, template)
+    properties = template / "server-secure.properties"
+    properties.write_text(properties.read_text().replace("node.id=1\n", ""))
+    (tmp_path / "store-password").write_text("store-secret")
+    env = {key: compose_default(value) for key, value in compose["services"]["kafka-1"]["environment"].items()}
+    env.update(PATH=os.environ["PATH"], KAFKA_SECRETS_DIR=str(tmp_path), KAFKA_DATA_DIR="/var/lib/kafka",
+               KAFKA_SECURE_SCRIPT=str(template / "secure.sh"))
+    result = subprocess.run(["bash", str(KAFKA_NODE_SCRIPT), "config", str(tmp_path / "out")], env=env,
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and "node.id" in result.stderr
 
 
 def test_kafka_listeners_authenticate_encrypt_and_authorise(compose, kafka_config):
-    assert kafka_config["advertised.listeners"] == "SASL_SSL://kafka:9092"
+    assert kafka_config["advertised.listeners"] == "SASL_SSL://kafka-1:9092"
     protocols = dict(item.split(":") for item in kafka_config["listener.security.protocol.map"].split(","))
     listeners = [item.split("://")[0] for item in kafka_config["listeners"].split(",")]
     assert {protocols[name] for name in listeners} == {"SASL_SSL", "SSL"}, "no listener may be PLAINTEXT"
@@ -188,9 +243,10 @@ def test_kafka_listeners_authenticate_encrypt_and_authorise(compose, kafka_confi
     assert kafka_config["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
     assert kafka_config["allow.everyone.if.no.acl.found"] == "false"
     assert set(kafka_config["super.users"].split(";")) == {"User:admin", "User:CN=kokeilu-broker"}
-    admin_password = compose_default(compose["services"]["kafka"]["environment"]["KAFKA_ADMIN_PASSWORD"])
+    admin_password = compose_default(compose["services"]["kafka-1"]["environment"]["KAFKA_ADMIN_PASSWORD"])
     assert f'username="admin" password="{admin_password}"' in kafka_config["listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config"]
-    assert "ports" not in compose["services"]["kafka"], "Kafka is for the stack's own network only"
+    for node in KAFKA_NODES:
+        assert "ports" not in compose["services"][node], "Kafka is for the stack's own network only"
 
 
 @pytest.mark.parametrize("name", sorted(SERVICE_PORTS))
@@ -202,8 +258,8 @@ def test_each_service_is_its_own_kafka_principal(compose, name):
     assert name in acls.SERVICES
     variable = compose_variable(env["KAFKA_SASL_PASSWORD"])
     assert variable == acls.password_variable(name)
-    # The broker (SCRAM users at format) and kafka-init (credentials, ACLs) know the same password.
-    for other in ("kafka", "kafka-init"):
+    # The brokers (SCRAM users at format) and kafka-init (credentials, ACLs) know the same password.
+    for other in (*KAFKA_NODES, "kafka-init"):
         assert compose["services"][other]["environment"][variable] == env["KAFKA_SASL_PASSWORD"], other
     ca_file = env["KAFKA_SSL_CAFILE"]
     assert any(v.startswith("kafka-ca:") and ca_file.startswith(v.split(":")[1] + "/")
@@ -218,10 +274,11 @@ def test_service_kafka_principals_and_passwords_are_all_different(compose):
     assert len(set(passwords)) == 4 and all(p.endswith("-local-only") for p in passwords)
 
 
-def test_the_broker_gets_a_scram_user_for_every_principal_of_the_acl_table(compose):
-    kafka_env = compose["services"]["kafka"]["environment"]
-    for user in ["admin", *acls.principals()]:
-        assert acls.password_variable(user) in kafka_env, f"no SCRAM user {user} at format"
+def test_the_brokers_get_a_scram_user_for_every_principal_of_the_acl_table(compose):
+    for node in KAFKA_NODES:
+        kafka_env = compose["services"][node]["environment"]
+        for user in ["admin", *acls.principals()]:
+            assert acls.password_variable(user) in kafka_env, f"no SCRAM user {user} at format of {node}"
     script = KAFKA_SECURE_SCRIPT.read_text()
     default_users = re.search(r'USERS="\$\{KAFKA_SCRAM_USERS:-\$ADMIN_USER ([^}]*)\}"', script)[1].split()
     assert set(default_users) == set(acls.principals())
@@ -233,11 +290,32 @@ def test_kafka_init_applies_the_acls_as_admin_before_the_services_start(compose)
     assert "--set-passwords" in init["command"]
     env = init["environment"]
     assert env["KAFKA_SASL_USERNAME"] == "admin"
-    assert env["KAFKA_SASL_PASSWORD"] == compose["services"]["kafka"]["environment"]["KAFKA_ADMIN_PASSWORD"]
-    assert init["depends_on"]["kafka"]["condition"] == "service_healthy"
-    assert compose["services"]["kafka"]["depends_on"]["kafka-certs"]["condition"] == "service_completed_successfully"
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == BOOTSTRAP
+    # The topics it creates are on all three brokers (the brokers' min.insync.replicas is 2).
+    assert str(env["KOKEILU_TOPIC_REPLICATION"]) == "3"
+    for node in KAFKA_NODES:
+        assert env["KAFKA_SASL_PASSWORD"] == compose["services"][node]["environment"]["KAFKA_ADMIN_PASSWORD"]
+        assert init["depends_on"][node]["condition"] == "service_healthy"
+        assert compose["services"][node]["depends_on"]["kafka-certs"]["condition"] == "service_completed_successfully"
     certs = compose["services"]["kafka-certs"]
-    assert "secure.sh certs /etc/kafka/secrets /etc/kokeilu/kafka-ca kafka" in " ".join(certs["entrypoint"])
+    assert "secure.sh certs /etc/kafka/secrets /etc/kokeilu/kafka-ca kafka-1 kafka-2 kafka-3" in " ".join(certs["entrypoint"])
+
+
+def test_the_gateway_publishes_each_service_port_and_spreads_it_over_the_replicas(compose):
+    gateway = compose["services"]["gateway"]
+    assert gateway["ports"] == ["127.0.0.1:8001-8004:8001-8004"]
+    assert mounted_path(compose, "gateway", "deploy/compose/gateway.conf") == "/etc/nginx/conf.d/default.conf"
+    config = GATEWAY_CONFIG.read_text()
+    # Docker's DNS, re-resolved: a replica that restarts (new address) or is added is found.
+    assert re.search(r"^resolver 127\.0\.0\.11 valid=\d+s", config, re.MULTILINE)
+    servers = dict(re.findall(r"listen (\d+);\s+location / \{\s+set \$upstream (\S+);\s+proxy_pass http://\$upstream;",
+                              config))
+    assert servers == {str(port): f"{name}:{port}" for name, port in SERVICE_PORTS.items()}
+    for name in SERVICE_PORTS:
+        assert name in gateway["depends_on"]
+    # The services refuse a body over 1 MiB with their own JSON 413; nginx must let it through.
+    body_limit = re.search(r"client_max_body_size (\d+)m;", config)
+    assert body_limit and int(body_limit[1]) > 1
 
 
 def test_every_mounted_file_exists_and_every_named_volume_is_declared(compose):
@@ -269,17 +347,15 @@ def test_each_service_database_password_matches_the_one_postgres_creates(compose
 # --- Prometheus ----------------------------------------------------------------------------
 
 
-def test_prometheus_scrapes_all_four_services_and_loads_the_alert_rules(compose):
+def test_prometheus_scrapes_every_replica_of_all_four_services_and_loads_the_alert_rules(compose):
     config = load_yaml(PROMETHEUS_CONFIG)
-    targets = {
-        target
-        for job in config["scrape_configs"]
-        if job.get("metrics_path", "/metrics") == "/metrics"
-        for static in job.get("static_configs", [])
-        for target in static["targets"]
-    }
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     for name, port in SERVICE_PORTS.items():
-        assert f"{name}:{port}" in targets
+        job = jobs[name]
+        assert job.get("metrics_path", "/metrics") == "/metrics"
+        # Each replica a target of its own: a static name would hit whichever replica answered.
+        assert "static_configs" not in job
+        assert job["dns_sd_configs"] == [{"names": [name], "type": "A", "port": port, "refresh_interval": "15s"}]
 
     config_in_container = mounted_path(compose, "prometheus", "deploy/prometheus/prometheus.yml")
     rules_in_container = mounted_path(compose, "prometheus", "deploy/prometheus/alerts.yml")
@@ -312,6 +388,10 @@ def test_alerts_watch_every_signal_operations_relies_on(alert_rules):
         "up{",
     ):
         assert metric in expressions, f"no alert on {metric}"
+    # With DNS discovery a service none of whose replicas runs has no `up` series to be 0.
+    down = next(rule["expr"] for rule in alert_rules if rule["alert"] == "KokeiluServiceDown")
+    for name in SERVICE_PORTS:
+        assert f'absent(up{{job="{name}"}})' in down, f"KokeiluServiceDown misses {name} with no replica left"
     durations = {rule["alert"]: rule.get("for") for rule in alert_rules}
     assert durations["KokeiluOutboxBacklog"] == "5m"
     assert durations["KokeiluConsumerLag"] == "10m"
