@@ -1,4 +1,6 @@
-"""Generates the checked-in JSON Schemas and the AsyncAPI document from the models.
+"""Generates the checked-in JSON Schemas, the AsyncAPI document and each service's OpenAPI
+document (schemas/openapi/<service>.json, from the service's route table: kokeilu/http/openapi.py)
+from the models.
 
     python -m kokeilu.contracts.schemas           # rewrite schemas/
     python -m kokeilu.contracts.schemas --check   # exit 1 when schemas/ is stale
@@ -97,15 +99,27 @@ def asyncapi() -> dict:
     }
 
 
+def openapi_documents() -> dict[Path, dict]:
+    """One OpenAPI 3.1 document per service. Imported here, not at the top: the contract models
+    themselves import no nameko, and only this reads the services' route tables."""
+    from kokeilu.http import openapi
+
+    return {SCHEMA_DIR / "openapi" / f"{service}.json": openapi.document(service) for service in openapi.SERVICES}
+
+
+GENERATED_DIRS = ("events", "openapi")
+
+
 def render() -> dict[Path, str]:
     files = {SCHEMA_DIR / "events" / f"{t.name}.v{t.version}.json": event_schema(t) for t in ALL}
     files[SCHEMA_DIR / "asyncapi.json"] = asyncapi()
+    files.update(openapi_documents())
     return {path: json.dumps(body, indent=2, sort_keys=True) + "\n" for path, body in files.items()}
 
 
 def stale() -> list[Path]:
     expected = render()
-    present = set((SCHEMA_DIR / "events").glob("*.json")) if (SCHEMA_DIR / "events").exists() else set()
+    present = {p for d in GENERATED_DIRS if (SCHEMA_DIR / d).exists() for p in (SCHEMA_DIR / d).glob("*.json")}
     out = [p for p, text in expected.items() if not p.exists() or p.read_text() != text]
     out += sorted(present - set(expected))
     return out
@@ -117,12 +131,14 @@ def main(argv: list[str]) -> int:
         for path in bad:
             print(f"stale: {path}")
         return 1 if bad else 0
-    (SCHEMA_DIR / "events").mkdir(parents=True, exist_ok=True)
-    for old in (SCHEMA_DIR / "events").glob("*.json"):
-        old.unlink()
-    for path, text in render().items():
+    files = render()
+    for directory in GENERATED_DIRS:
+        (SCHEMA_DIR / directory).mkdir(parents=True, exist_ok=True)
+        for old in (SCHEMA_DIR / directory).glob("*.json"):
+            old.unlink()
+    for path, text in files.items():
         path.write_text(text)
-    print(f"wrote {len(render())} files under {SCHEMA_DIR}")
+    print(f"wrote {len(files)} files under {SCHEMA_DIR}")
     return 0
 
 

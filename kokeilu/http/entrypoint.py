@@ -2,13 +2,21 @@
 errors, and request metrics. Service methods stay a few lines long. What is refused before a
 service sees a request is in inputs.py; the server's own limits (timeouts, connections) in server.py.
 
-    @api("POST", "/v1/proposals", scope="proposals:write", body=Submission)
+    @api("POST", "/v1/proposals", scope="proposals:write", body=Submission,
+         response=ProposalView, status=201, errors=(409,), idempotent=True, example={...})
     def submit(self, request, body: Submission): ...
+
+The route table (method, path, scope, body model) is also what the OpenAPI document is generated
+from (kokeilu/http/openapi.py); the arguments after `body` only describe the route there: the
+success `status` and `response` model, a `query` model, the `errors` a route raises beyond those
+every route of its kind can answer, `responses` of other statuses, whether it honours
+`Idempotency-Key`, its `media_type` when it is not JSON, and a request body `example`.
 """
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 
 import eventlet
 from nameko.web.handlers import HttpRequestHandler
@@ -28,6 +36,19 @@ from .server import LIVE_PATH, HardenedWebServer, http_settings, live_body
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 1
+
+
+@dataclass(frozen=True)
+class RouteDoc:
+    """What the OpenAPI document says of a route beyond its method, path, scope and body."""
+    response: type[BaseModel] | None = None
+    status: int = 200
+    query: type[BaseModel] | None = None
+    errors: tuple[int, ...] = ()
+    responses: dict[int, type[BaseModel]] = field(default_factory=dict)
+    idempotent: bool = False
+    media_type: str = "application/json"
+    example: dict | None = None
 
 
 class BodyTimeout(ApiError):
@@ -81,10 +102,17 @@ class Api(HttpRequestHandler):
     server = JsonWebServer()
 
     def __init__(self, method: str, url: str, scope: str | None = None, public: bool = False,
-                 body: type[BaseModel] | None = None, **kwargs):
+                 body: type[BaseModel] | None = None, *, response: type[BaseModel] | None = None,
+                 status: int = 200, query: type[BaseModel] | None = None, errors: tuple[int, ...] = (),
+                 responses: dict[int, type[BaseModel]] | None = None, idempotent: bool = False,
+                 media_type: str = "application/json", example: dict | None = None, **kwargs):
         self.scope = scope
         self.public = public
         self.body_model = body
+        # Only described in the OpenAPI document (kokeilu/http/openapi.py), not enforced here.
+        self.doc = RouteDoc(response=response, status=status, query=query, errors=tuple(errors),
+                            responses=dict(responses or {}), idempotent=idempotent, media_type=media_type,
+                            example=example)
         kwargs.setdefault("expected_exceptions", (ApiError, ValidationError))
         super().__init__(method, url, **kwargs)
 

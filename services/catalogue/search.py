@@ -60,6 +60,17 @@ class SearchQuery(BaseModel):
         return "relevance" if self.q else "newest"
 
 
+class ResultPage(BaseModel):
+    """`GET /v1/results`: what the route answers for a SearchPage (described in the OpenAPI document)."""
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[Result]
+    total: int = Field(description="How many results match, over every page.")
+    facets: dict[str, dict[str, int]] = Field(
+        description="Counts by value of each of " + ", ".join(f"`{f}`" for f in FACETS) + ", over the matches.")
+    next_cursor: str | None = Field(description="Pass back as `cursor` for the next page; null on the last one.")
+
+
 @dataclass(frozen=True)
 class SearchPage:
     items: list[Result]

@@ -8,12 +8,13 @@ from werkzeug.wrappers import Response
 
 from kokeilu import service_base
 from kokeilu.contracts import topics
+from kokeilu.contracts.results import Result
 from kokeilu.http import NotFound, Unprocessable, api
 from kokeilu.kafka.consumer import consume
 from kokeilu.platform import Store
 
 from . import handlers, metrics, opendata
-from .search import BadCursor, SearchQuery
+from .search import BadCursor, ResultPage, SearchQuery
 from .settings import CatalogueSettings
 from .store import CatalogueUnitOfWork
 
@@ -29,12 +30,14 @@ class CatalogueService(service_base.PlatformService):
     settings = CatalogueSettings()
     contact_unit = settings.contact_unit
 
-    @api("GET", "/v1/results/<proposal_id>", scope="catalogue:read")
+    @api("GET", "/v1/results/<proposal_id>", scope="catalogue:read", response=Result)
     def get(self, request, proposal_id):
+        """One result of the catalogue."""
         return self._result(proposal_id).model_dump(mode="json")
 
-    @api("GET", "/v1/results", scope="catalogue:read")
+    @api("GET", "/v1/results", scope="catalogue:read", query=SearchQuery, response=ResultPage)
     def list(self, request):
+        """Search the catalogue: full text, filters, facets, sorting and cursor pagination."""
         query = SearchQuery.model_validate(query_args(request))
         try:
             page = handlers.search_results(query, self.uow())
@@ -44,20 +47,23 @@ class CatalogueService(service_base.PlatformService):
                 "facets": page.facets, "next_cursor": page.next_cursor}
 
     # Open data: public on purpose (no token), read-only, and the results carry no personal data.
-    @api("GET", "/v1/catalog.jsonld", public=True)
+    @api("GET", "/v1/catalog.jsonld", public=True, media_type="application/ld+json")
     def catalog_jsonld(self, request):
+        """The catalogue as open data: DCAT-AP 3, JSON-LD."""
         body = opendata.catalog_jsonld(handlers.all_results(self.uow()), self.settings.public_base_url,
                                        self.contact_unit)
         return Response(_json(body), mimetype="application/ld+json")
 
-    @api("GET", "/v1/results.csv", public=True)
+    @api("GET", "/v1/results.csv", public=True, media_type="text/csv")
     def results_csv(self, request):
+        """Every result as CSV (open data)."""
         body = opendata.results_csv(handlers.all_results(self.uow()), self.settings.public_base_url)
         return Response(body, mimetype="text/csv", headers={
             "Content-Disposition": 'attachment; filename="kokeilu-results.csv"'})
 
-    @api("GET", "/results/<proposal_id>", public=True)
+    @api("GET", "/results/<proposal_id>", public=True, media_type="text/html")
     def result_page(self, request, proposal_id):
+        """A result's public web page (HTML with schema.org markup)."""
         html = opendata.result_page(self._result(proposal_id), self.settings.public_base_url)
         return Response(html, mimetype="text/html")
 

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from kokeilu.contracts.evaluation import Decision
 
 from kokeilu.contracts.bounds import Reason, text
 
@@ -30,6 +33,73 @@ class ScoresBody(Body):
     scores: dict[text(64), Annotated[int, Field(ge=-1000, le=1000)]] = Field(
         max_length=20, description="0 to 5 for each criterion of the rubric")
     comment: text(5000) | None = None
+
+
+class EvaluationListQuery(BaseModel):
+    """`GET /v1/evaluations` query (as the service reads it: `1`, `true` or `yes` mean true, anything else false)."""
+    overdue: Literal["true", "false", "1", "0", "yes", "no"] | None = Field(
+        default=None, description="Only the evaluations past their SLA.")
+
+
+# Responses: what Evaluation.view writes (described in the OpenAPI document).
+class View(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AssignmentView(View):
+    evaluator: str
+    recused: bool
+    conflict_declared: bool
+    conflict: bool | None
+    scored: bool
+    scores: dict[str, int] | None = Field(description="Hidden (null) until the panel has scored, but one's own.")
+    comment: str | None
+
+
+class EvaluationDecisionView(View):
+    decision: Decision
+    weighted_score: float
+    criterion_averages: dict[str, float]
+    disagreement: bool
+    external_funding_recommended: bool
+    rationale: str
+    decided_at: datetime
+
+
+class EvaluationView(View):
+    """An evaluation. Scores stay blind until quorum: before it, an evaluator sees only their own
+    sheet and a manager sees who has scored, never the numbers."""
+    model_config = ConfigDict(title="Evaluation")
+
+    proposal_id: str
+    revision: int
+    focus_area: str
+    title: str
+    status: Literal["open", "decided", "closed"]
+    opened_at: datetime
+    due_at: datetime
+    overdue: bool
+    scores_revealed: bool
+    criteria: list[str]
+    scored: int
+    assigned: int
+    assignments: list[AssignmentView] | None = Field(
+        default=None, description="Only for the panel's evaluators (their own) and managers.")
+    decision: EvaluationDecisionView | None = Field(default=None, description="Once decided.")
+
+
+class Queue(View):
+    evaluator: str
+    items: list[EvaluationView]
+
+
+class EvaluationList(View):
+    items: list[EvaluationView]
+
+
+CONFLICT_EXAMPLE = {"conflict": False}
+SCORES_EXAMPLE = {"scores": {"strategy_fit": 4, "feasibility": 4, "impact": 5, "sustainability": 4,
+                             "reuse_scalability": 4}, "comment": "A clear hypothesis and a realistic budget."}
 
 
 class NotAssignedError(ApiError):

@@ -12,7 +12,8 @@ from kokeilu.platform import Store
 from kokeilu import service_base
 
 from . import handlers, metrics
-from .api import MANAGE, ConflictBody, ScoresBody, domain_errors, is_manager
+from .api import (CONFLICT_EXAMPLE, MANAGE, SCORES_EXAMPLE, ConflictBody, EvaluationList, EvaluationListQuery,
+                  EvaluationView, Queue, ScoresBody, domain_errors, is_manager)
 from .settings import policy, workflow
 from .store import EvaluationUnitOfWork
 
@@ -21,31 +22,38 @@ class EvaluationService(service_base.PlatformService):
     name = "evaluation"
     uow = Store(EvaluationUnitOfWork)
 
-    @api("GET", "/v1/evaluations/queue", scope="evaluation:write")
+    @api("GET", "/v1/evaluations/queue", scope="evaluation:write", response=Queue)
     def queue(self, request):
+        """The open evaluations assigned to the token's evaluator."""
         return {"evaluator": request.principal.name, "items": handlers.queue(request.principal.name, self.uow())}
 
-    @api("GET", "/v1/evaluations", scope=MANAGE)
+    @api("GET", "/v1/evaluations", scope=MANAGE, query=EvaluationListQuery, response=EvaluationList)
     def list_open(self, request):
+        """Open evaluations (programme managers)."""
         overdue = request.args.get("overdue", "").lower() in ("1", "true", "yes")
         return {"items": handlers.open_evaluations(self.uow(), overdue)}
 
-    @api("GET", "/v1/evaluations/<proposal_id>", scope="evaluation:read")
+    @api("GET", "/v1/evaluations/<proposal_id>", scope="evaluation:read", response=EvaluationView)
     def get(self, request, proposal_id):
+        """The evaluation of a proposal."""
         evaluation = handlers.get_evaluation(proposal_id, self.uow(), request.principal.name, is_manager(request))
         if evaluation is None:
             raise NotFound(f"no evaluation for proposal {proposal_id}", {"proposal_id": "unknown"})
         return evaluation
 
-    @api("POST", "/v1/evaluations/<proposal_id>/conflict", scope="evaluation:write", body=ConflictBody)
+    @api("POST", "/v1/evaluations/<proposal_id>/conflict", scope="evaluation:write", body=ConflictBody,
+         response=EvaluationView, errors=(403, 409), example=CONFLICT_EXAMPLE)
     def declare_conflict(self, request, proposal_id, body: ConflictBody):
+        """Declare whether the token's evaluator has a conflict of interest (one who has is recused and replaced)."""
         with domain_errors():
             e = handlers.declare_conflict(proposal_id, request.principal.name, body.conflict, body.reason,
                                           self.uow(), workflow())
         return e.view(request.principal.name, is_manager(request))
 
-    @api("POST", "/v1/evaluations/<proposal_id>/scores", scope="evaluation:write", body=ScoresBody)
+    @api("POST", "/v1/evaluations/<proposal_id>/scores", scope="evaluation:write", body=ScoresBody,
+         response=EvaluationView, errors=(403, 409), example=SCORES_EXAMPLE)
     def submit_scores(self, request, proposal_id, body: ScoresBody):
+        """Score a proposal on the rubric (0 to 5 per criterion); at quorum the panel decides."""
         with domain_errors():
             e = handlers.submit_scores(proposal_id, request.principal.name, body.scores, body.comment,
                                        self.uow(), workflow())

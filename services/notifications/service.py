@@ -3,11 +3,13 @@ events; e-mails to proposers about their own proposals."""
 from __future__ import annotations
 
 import time
+from datetime import datetime
+from typing import Literal
 
 import eventlet
 from nameko.timer import timer
 from prometheus_client import Counter, Histogram
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kokeilu import service_base
@@ -19,7 +21,7 @@ from kokeilu.netguard import AddressPolicy, AddressRefused, UnresolvedHost
 from kokeilu.platform import Store
 
 from . import handlers
-from .domain import Caller, NewSubscription, RetryPolicy, SubscriptionChange, public_url
+from .domain import Caller, Mode, NewSubscription, RetryPolicy, SubscriptionChange, SubscriptionFilter, public_url
 from .emails import MailSender
 from .store import NotificationsUnitOfWork
 from .webhook import WebhookSender
@@ -95,6 +97,66 @@ def subscription_json(s, with_secret: bool = False) -> dict:
     return body
 
 
+# Responses: what subscription_json and the deliveries list write (described in the OpenAPI document).
+class View(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SubscriptionView(View):
+    model_config = ConfigDict(title="Subscription")
+    id: str
+    subscriber: str
+    channel: Literal["webhook", "email"]
+    url: str | None
+    email: str | None
+    mode: Mode
+    language: Literal["fi", "sv", "en"]
+    filter: SubscriptionFilter
+    created_at: datetime
+    signed: bool = Field(description="Webhook deliveries carry a Kokeilu-Signature.")
+    owner: str = Field(description="The token (principal) that made it.")
+    personal_data: bool = Field(description="Its deliveries carry residents' personal data unredacted.")
+    secret: str | None = Field(default=None, description="The signing secret: in the answer to its creation only.")
+
+
+class SubscriptionList(View):
+    items: list[SubscriptionView]
+
+
+class AttemptView(View):
+    attempt: int
+    at: datetime
+    status_code: int | None
+    latency_seconds: float
+    error: str | None
+
+
+class DeliveryView(View):
+    model_config = ConfigDict(title="Delivery")
+    id: str
+    subscription_id: str
+    event_id: str
+    event_type: str
+    status: Literal["pending", "succeeded", "failed"]
+    dead_lettered: bool
+    channel: Literal["webhook", "email"] | None
+    kind: Literal["event", "proposer", "digest"]
+    attempts: list[AttemptView]
+    next_attempt_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class DeliveryList(View):
+    items: list[DeliveryView] = Field(description="Newest first.")
+
+
+SUBSCRIPTION_EXAMPLE = {"subscriber": "Education department", "channel": "webhook",
+                        "url": "https://education.example.com/kokeilu/events",
+                        "filter": {"types": ["fi.espoo.kokeilu.result.published"], "focus_areas": ["learning"]}}
+CHANGE_EXAMPLE = {"mode": "daily_digest", "language": "sv"}
+
+
 class DeliveryQuery(BaseModel):
     model_config = {"extra": "forbid"}
     subscription_id: str | None = Field(default=None, max_length=80)
@@ -113,18 +175,23 @@ class NotificationsService(service_base.PlatformService):
     retry_policy = RetryPolicy(SETTINGS.delivery_max_attempts, SETTINGS.delivery_retry_base_seconds,
                                SETTINGS.delivery_retry_cap_seconds)
 
-    @api("POST", "/v1/subscriptions", scope="subscriptions:write", body=NewSubscription)
+    @api("POST", "/v1/subscriptions", scope="subscriptions:write", body=NewSubscription,
+         response=SubscriptionView, status=201, example=SUBSCRIPTION_EXAMPLE)
     def subscribe(self, request, body: NewSubscription):
+        """Subscribe a webhook or an e-mail address to events; the answer carries the signing secret, once."""
         sub = handlers.create_subscription(body, self.uow(), caller(request), check_url=check_webhook_url)
         return 201, subscription_json(sub, with_secret=True)
 
     # A subscription belongs to the token that made it: another token (but admin) gets 404 for it.
-    @api("GET", "/v1/subscriptions", scope="subscriptions:write")
+    @api("GET", "/v1/subscriptions", scope="subscriptions:write", response=SubscriptionList)
     def subscriptions(self, request):
+        """The token's subscriptions (admin: all)."""
         return {"items": [subscription_json(s) for s in handlers.list_subscriptions(self.uow(), caller(request))]}
 
-    @api("PATCH", "/v1/subscriptions/<subscription_id>", scope="subscriptions:write", body=SubscriptionChange)
+    @api("PATCH", "/v1/subscriptions/<subscription_id>", scope="subscriptions:write", body=SubscriptionChange,
+         response=SubscriptionView, example=CHANGE_EXAMPLE)
     def change(self, request, subscription_id, body: SubscriptionChange):
+        """Change a subscription (the channel stays)."""
         try:
             sub = handlers.update_subscription(subscription_id, body, self.uow(), caller(request),
                                                check_url=check_webhook_url)
@@ -134,14 +201,16 @@ class NotificationsService(service_base.PlatformService):
             raise NotFound(f"no subscription {subscription_id}", {"subscription_id": "unknown"})
         return subscription_json(sub)
 
-    @api("DELETE", "/v1/subscriptions/<subscription_id>", scope="subscriptions:write")
+    @api("DELETE", "/v1/subscriptions/<subscription_id>", scope="subscriptions:write", status=204)
     def unsubscribe(self, request, subscription_id):
+        """Delete a subscription."""
         if not handlers.delete_subscription(subscription_id, self.uow(), caller(request)):
             raise NotFound(f"no subscription {subscription_id}", {"subscription_id": "unknown"})
         return 204, None
 
-    @api("GET", "/v1/deliveries", scope="subscriptions:write")
+    @api("GET", "/v1/deliveries", scope="subscriptions:write", query=DeliveryQuery, response=DeliveryList)
     def deliveries(self, request):
+        """Deliveries of the token's subscriptions with every attempt (admin: all, proposer e-mails too)."""
         q = DeliveryQuery.model_validate(request.args.to_dict())
         return {"items": handlers.list_deliveries(self.uow(), q.subscription_id, q.status, q.limit,
                                                   caller=caller(request), channel=q.channel,

@@ -4,10 +4,12 @@ from __future__ import annotations
 from contextlib import contextmanager
 from datetime import datetime
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from kokeilu.contracts.bounds import LongText, Measure, Name, Reason
-from kokeilu.contracts.proposals import MAX_KPIS, Environment, FocusArea, KpiActual, PilotOutcome, ProposalStatus
+from kokeilu.contracts.evaluation import Decision, RuleFailure
+from kokeilu.contracts.proposals import (MAX_KPIS, Environment, FocusArea, KpiActual, PilotOutcome, ProposalStatus,
+                                         Submission)
 from kokeilu.http import Conflict, NotFound, Unprocessable
 
 from .domain import IllegalTransition, MeasurementRefused, Proposal
@@ -74,6 +76,83 @@ class CompletePilotBody(Body):
     outcome: PilotOutcome
     actual_kpis: list[KpiActual] = Field(default_factory=list, max_length=MAX_KPIS)
     lessons_learned: LongText = Field(min_length=1)
+
+
+# Responses: what proposal_json and measurement_json write (described in the OpenAPI document;
+# tests check the answers against it).
+class View(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DecisionView(View):
+    decision: Decision
+    weighted_score: float
+    rationale: str
+    decided_at: datetime
+    external_funding_recommended: bool
+
+
+class PilotView(View):
+    started_at: datetime
+    planned_end: datetime | None
+    outcome: PilotOutcome | None
+    actual_kpis: list[KpiActual]
+    lessons_learned: str | None
+    completed_at: datetime | None
+
+
+class ProposalView(Submission):
+    """A proposal: its submission (contact details included) and where it stands."""
+    model_config = ConfigDict(title="Proposal")
+
+    id: str
+    status: ProposalStatus
+    submitted_at: datetime
+    updated_at: datetime
+    source: str = Field(description="`http`, or the CloudEvents source of the intake event")
+    revision: int
+    allowed_actions: list[str] = Field(description="What may be done next (e.g. `withdraw`, `start_pilot`).")
+    screening_failures: list[RuleFailure]
+    decision: DecisionView | None
+    pilot: PilotView | None
+    withdrawn_reason: str | None
+
+
+class ProposalPage(View):
+    items: list[ProposalView] = Field(description="Newest first.")
+    next_cursor: str | None = Field(description="Pass back as `cursor` for the next page; null on the last one.")
+
+
+class MeasurementView(View):
+    model_config = ConfigDict(title="Measurement")
+    id: str
+    proposal_id: str
+    kpi: str
+    value: float
+    measured_at: datetime
+    source: str
+    recorded_at: datetime
+
+
+class MeasurementList(View):
+    items: list[MeasurementView] = Field(description="In order of measured_at.")
+
+
+# Request body examples for the OpenAPI document (a unit test checks each fits its model).
+SUBMISSION_EXAMPLE = {
+    "title": "Autonomous shuttle feeder for Kera station",
+    "summary": "A six-month shuttle pilot between Kera station and the new housing blocks.",
+    "focus_area": "smart_mobility", "environment": "kera",
+    "proposer": {"organisation": "Example Mobility Oy", "kind": "company", "contact_email": "pilot@example.com"},
+    "hypothesis": "A feeder shuttle raises rail use among new residents.",
+    "kpis": [{"name": "daily riders", "unit": "riders/day", "baseline": 0, "target": 200}],
+    "budget_eur": 45000, "duration_weeks": 26, "partners": ["Kera school"], "language": "en",
+}
+WITHDRAW_EXAMPLE = {"reason": "The consortium dissolved."}
+START_PILOT_EXAMPLE = {"planned_end": "2026-06-30T00:00:00Z"}
+MEASUREMENT_EXAMPLE = {"kpi": "daily riders", "value": 140.5, "measured_at": "2026-03-01T09:30:00Z"}
+COMPLETE_PILOT_EXAMPLE = {"outcome": "scale_up", "actual_kpis": [{"name": "daily riders", "actual": 230}],
+                          "lessons_learned": "Residents used the shuttle at peak hours."}
 
 
 class IllegalTransitionError(Conflict):

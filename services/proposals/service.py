@@ -11,8 +11,10 @@ from kokeilu.platform import Store
 from kokeilu import service_base
 
 from . import handlers
-from .api import (CompletePilotBody, ListQuery, MeasurementBody, StartPilotBody, WithdrawBody, domain_errors,
-                  measurement_json, proposal_json)
+from .api import (COMPLETE_PILOT_EXAMPLE, MEASUREMENT_EXAMPLE, START_PILOT_EXAMPLE, SUBMISSION_EXAMPLE,
+                  WITHDRAW_EXAMPLE, CompletePilotBody, ListQuery, MeasurementBody, MeasurementList, MeasurementView,
+                  ProposalPage, ProposalView, StartPilotBody, WithdrawBody, domain_errors, measurement_json,
+                  proposal_json)
 from .idempotency import idempotent
 from .metrics import refresh_state_gauge
 from .store import ProposalsUnitOfWork
@@ -22,44 +24,58 @@ class ProposalsService(service_base.PlatformService):
     name = "proposals"
     uow = Store(ProposalsUnitOfWork)
 
-    @api("POST", "/v1/proposals", scope="proposals:write", body=Submission)
+    @api("POST", "/v1/proposals", scope="proposals:write", body=Submission, response=ProposalView, status=201,
+         idempotent=True, example=SUBMISSION_EXAMPLE)
     def submit(self, request, body: Submission):
+        """Submit a proposal; it goes to screening."""
         return idempotent(request, self.uow, lambda uow: (201, proposal_json(handlers.submit_proposal(body, uow))))
 
-    @api("GET", "/v1/proposals/<proposal_id>", scope="proposals:read")
+    @api("GET", "/v1/proposals/<proposal_id>", scope="proposals:read", response=ProposalView)
     def get(self, request, proposal_id):
+        """One proposal."""
         proposal = handlers.get_proposal(proposal_id, self.uow())
         if proposal is None:
             raise NotFound(f"no proposal {proposal_id}", {"proposal_id": "unknown"})
         return proposal_json(proposal)
 
-    @api("GET", "/v1/proposals", scope="proposals:read")
+    @api("GET", "/v1/proposals", scope="proposals:read", query=ListQuery, response=ProposalPage)
     def list(self, request):
+        """Proposals, newest first, filtered, with cursor pagination."""
         query = ListQuery.model_validate(request.args.to_dict())
         items = handlers.list_proposals(self.uow(), query.status and query.status.value, query.limit, query.cursor,
                                         **query.filters())
         cursor = items[-1].id if len(items) == query.limit else None
         return {"items": [proposal_json(p) for p in items], "next_cursor": cursor}
 
-    @api("POST", "/v1/proposals/<proposal_id>/revise", scope="proposals:write", body=Submission)
+    @api("POST", "/v1/proposals/<proposal_id>/revise", scope="proposals:write", body=Submission,
+         response=ProposalView, errors=(409,), idempotent=True, example=SUBMISSION_EXAMPLE)
     def revise(self, request, proposal_id, body: Submission):
+        """Revise a proposal whose revision was requested; it goes back to screening."""
         return self._act(request, lambda uow: handlers.revise(proposal_id, body, uow))
 
-    @api("POST", "/v1/proposals/<proposal_id>/withdraw", scope="proposals:write", body=WithdrawBody)
+    @api("POST", "/v1/proposals/<proposal_id>/withdraw", scope="proposals:write", body=WithdrawBody,
+         response=ProposalView, errors=(409,), idempotent=True, example=WITHDRAW_EXAMPLE)
     def withdraw(self, request, proposal_id, body: WithdrawBody):
+        """Withdraw a proposal (from any open state but piloting)."""
         return self._act(request, lambda uow: handlers.withdraw(proposal_id, body.reason, uow))
 
-    @api("POST", "/v1/proposals/<proposal_id>/pilot/start", scope="proposals:write", body=StartPilotBody)
+    @api("POST", "/v1/proposals/<proposal_id>/pilot/start", scope="proposals:write", body=StartPilotBody,
+         response=ProposalView, errors=(409,), idempotent=True, example=START_PILOT_EXAMPLE)
     def start_pilot(self, request, proposal_id, body: StartPilotBody):
+        """Start the pilot of an approved proposal."""
         return self._act(request, lambda uow: handlers.start_pilot(proposal_id, body.planned_end, uow))
 
-    @api("POST", "/v1/proposals/<proposal_id>/pilot/complete", scope="proposals:write", body=CompletePilotBody)
+    @api("POST", "/v1/proposals/<proposal_id>/pilot/complete", scope="proposals:write", body=CompletePilotBody,
+         response=ProposalView, errors=(409,), idempotent=True, example=COMPLETE_PILOT_EXAMPLE)
     def complete_pilot(self, request, proposal_id, body: CompletePilotBody):
+        """Complete a pilot with its outcome, actual KPI values and lessons learned."""
         return self._act(request, lambda uow: handlers.complete_pilot(
             proposal_id, body.outcome, body.actual_kpis, body.lessons_learned, uow))
 
-    @api("POST", "/v1/proposals/<proposal_id>/measurements", scope="proposals:write", body=MeasurementBody)
+    @api("POST", "/v1/proposals/<proposal_id>/measurements", scope="proposals:write", body=MeasurementBody,
+         response=MeasurementView, status=201, errors=(409,), idempotent=True, example=MEASUREMENT_EXAMPLE)
     def record_measurement(self, request, proposal_id, body: MeasurementBody):
+        """Record a KPI measurement of a piloting proposal."""
         def work(uow):
             with domain_errors():
                 m = handlers.record_measurement(proposal_id, body.kpi, body.value, body.measured_at,
@@ -67,8 +83,9 @@ class ProposalsService(service_base.PlatformService):
             return 201, measurement_json(m)
         return idempotent(request, self.uow, work)
 
-    @api("GET", "/v1/proposals/<proposal_id>/measurements", scope="proposals:read")
+    @api("GET", "/v1/proposals/<proposal_id>/measurements", scope="proposals:read", response=MeasurementList)
     def measurements(self, request, proposal_id):
+        """The measurements of a proposal."""
         with domain_errors():
             return {"items": [measurement_json(m) for m in handlers.measurements_of(proposal_id, self.uow())]}
 
