@@ -222,7 +222,7 @@ def operation(method_name: str, fn, ep: Api, refs: dict, components: dict) -> di
     if doc.status != 204:
         if doc.response is not None:
             schema = refs[(doc.response, "serialization")]
-        elif doc.media_type == "application/json":
+        elif doc.media_type == "application/json" or doc.media_type.endswith("+json"):
             schema = {"type": "object", "description": "A JSON object (not described further)."}
         else:
             schema = {"type": "string"}

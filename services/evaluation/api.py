@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kokeilu.contracts.evaluation import Decision
+from kokeilu.contracts.evaluation import Decision, RuleFailure
 
 from kokeilu.contracts.bounds import Reason, text
 
@@ -86,6 +86,26 @@ class EvaluationView(View):
     assignments: list[AssignmentView] | None = Field(
         default=None, description="Only for the panel's evaluators (their own) and managers.")
     decision: EvaluationDecisionView | None = Field(default=None, description="Once decided.")
+
+
+class ScreeningView(View):
+    passed: bool
+    failed_rules: list[RuleFailure]
+    screened_at: datetime
+    time_in_screening_seconds: float
+
+
+class ProposalEvaluationView(View):
+    """`GET /v1/evaluations/{proposal_id}`: the proposal's screening and its current evaluation
+    (title, focus area, revision and screening are there once it has been screened)."""
+    model_config = ConfigDict(title="ProposalEvaluation")
+
+    proposal_id: str
+    title: str | None = None
+    focus_area: str | None = None
+    revision: int | None = None
+    screening: ScreeningView | None = None
+    evaluation: EvaluationView | None = Field(description="Null until a panel is opened (or when screening failed).")
 
 
 class Queue(View):

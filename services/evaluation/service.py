@@ -13,7 +13,7 @@ from kokeilu import service_base
 
 from . import handlers, metrics
 from .api import (CONFLICT_EXAMPLE, MANAGE, SCORES_EXAMPLE, ConflictBody, EvaluationList, EvaluationListQuery,
-                  EvaluationView, Queue, ScoresBody, domain_errors, is_manager)
+                  EvaluationView, ProposalEvaluationView, Queue, ScoresBody, domain_errors, is_manager)
 from .settings import policy, workflow
 from .store import EvaluationUnitOfWork
 
@@ -33,7 +33,7 @@ class EvaluationService(service_base.PlatformService):
         overdue = request.args.get("overdue", "").lower() in ("1", "true", "yes")
         return {"items": handlers.open_evaluations(self.uow(), overdue)}
 
-    @api("GET", "/v1/evaluations/<proposal_id>", scope="evaluation:read", response=EvaluationView)
+    @api("GET", "/v1/evaluations/<proposal_id>", scope="evaluation:read", response=ProposalEvaluationView)
     def get(self, request, proposal_id):
         """The evaluation of a proposal."""
         evaluation = handlers.get_evaluation(proposal_id, self.uow(), request.principal.name, is_manager(request))

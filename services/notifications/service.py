@@ -151,8 +151,9 @@ class DeliveryList(View):
     items: list[DeliveryView] = Field(description="Newest first.")
 
 
-SUBSCRIPTION_EXAMPLE = {"subscriber": "Education department", "channel": "webhook",
-                        "url": "https://education.example.com/kokeilu/events",
+# An e-mail digest (a webhook's URL must resolve to a public address when the subscription is made).
+SUBSCRIPTION_EXAMPLE = {"subscriber": "Education department", "channel": "email",
+                        "email": "kokeilu@education.example.com", "mode": "daily_digest", "language": "fi",
                         "filter": {"types": ["fi.espoo.kokeilu.result.published"], "focus_areas": ["learning"]}}
 CHANGE_EXAMPLE = {"mode": "daily_digest", "language": "sv"}
 
