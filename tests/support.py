@@ -1,6 +1,7 @@
 """Shared test utilities: real service processes, a probe on the real broker, waiting on conditions."""
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import requests
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+
+from services.proposals.api import SUBMISSION_EXAMPLE
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
@@ -50,15 +53,8 @@ def free_port() -> int:
 
 
 def submission(**overrides) -> dict:
-    body = {
-        "title": "Autonomous shuttle feeder for Kera station",
-        "summary": "A six-month shuttle pilot between Kera station and the new housing blocks.",
-        "focus_area": "smart_mobility", "environment": "kera",
-        "proposer": {"organisation": "Example Mobility Oy", "kind": "company", "contact_email": "pilot@example.com"},
-        "hypothesis": "A feeder shuttle raises rail use among new residents.",
-        "kpis": [{"name": "daily riders", "unit": "riders/day", "baseline": 0, "target": 200}],
-        "budget_eur": 45000, "duration_weeks": 26, "partners": ["Kera school"], "language": "en",
-    }
+    """A complete, valid proposal body: the OpenAPI document's example, with `overrides`."""
+    body = copy.deepcopy(SUBMISSION_EXAMPLE)
     body.update(overrides)
     return body
 
