@@ -17,7 +17,7 @@ from pathlib import Path
 import requests
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
-from services.proposals.api import SUBMISSION_EXAMPLE
+from kokeilu.contracts.proposals import SUBMISSION_EXAMPLE
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")

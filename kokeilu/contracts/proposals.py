@@ -108,6 +108,19 @@ class Submission(Frozen):
     school_name: Name | None = Field(default=None, description="The named school, when environment is school.")
 
 
+
+# A complete, valid submission: the OpenAPI document's example, and the tests' starting point.
+SUBMISSION_EXAMPLE = {
+    "title": "Autonomous shuttle feeder for Kera station",
+    "summary": "A six-month shuttle pilot between Kera station and the new housing blocks.",
+    "focus_area": "smart_mobility", "environment": "kera",
+    "proposer": {"organisation": "Example Mobility Oy", "kind": "company", "contact_email": "pilot@example.com"},
+    "hypothesis": "A feeder shuttle raises rail use among new residents.",
+    "kpis": [{"name": "daily riders", "unit": "riders/day", "baseline": 0, "target": 200}],
+    "budget_eur": 45000, "duration_weeks": 26, "partners": ["Kera school"], "language": "en",
+}
+
+
 class ProposalContent(Frozen):
     """What other services know of a proposal's content: the submission without contact details."""
 

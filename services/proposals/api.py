@@ -9,7 +9,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from kokeilu.contracts.bounds import LongText, Measure, Name, Reason
 from kokeilu.contracts.evaluation import Decision, RuleFailure
 from kokeilu.contracts.proposals import (MAX_KPIS, Environment, FocusArea, KpiActual, PilotOutcome, ProposalStatus,
-                                         Submission)
+                                         SUBMISSION_EXAMPLE, Submission)
 from kokeilu.http import Conflict, NotFound, Unprocessable
 
 from .domain import IllegalTransition, MeasurementRefused, Proposal
@@ -139,15 +139,6 @@ class MeasurementList(View):
 
 
 # Request body examples for the OpenAPI document (a unit test checks each fits its model).
-SUBMISSION_EXAMPLE = {
-    "title": "Autonomous shuttle feeder for Kera station",
-    "summary": "A six-month shuttle pilot between Kera station and the new housing blocks.",
-    "focus_area": "smart_mobility", "environment": "kera",
-    "proposer": {"organisation": "Example Mobility Oy", "kind": "company", "contact_email": "pilot@example.com"},
-    "hypothesis": "A feeder shuttle raises rail use among new residents.",
-    "kpis": [{"name": "daily riders", "unit": "riders/day", "baseline": 0, "target": 200}],
-    "budget_eur": 45000, "duration_weeks": 26, "partners": ["Kera school"], "language": "en",
-}
 WITHDRAW_EXAMPLE = {"reason": "The consortium dissolved."}
 START_PILOT_EXAMPLE = {"planned_end": "2026-06-30T00:00:00Z"}
 MEASUREMENT_EXAMPLE = {"kpi": "daily riders", "value": 140.5, "measured_at": "2026-03-01T09:30:00Z"}
