@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run stop status test test-unit fuzz kafka postgres schemas bench bench-http bench-screening chaos k8s-validate clean
+.PHONY: install run stop status cluster cluster-stop cluster-status test test-unit fuzz kafka postgres schemas bench bench-http bench-screening chaos k8s-validate clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,15 @@ stop:
 
 status:
 	deploy/platform.sh status
+
+cluster: install      ## three Kafka nodes, PostgreSQL, two instances of every service; `make cluster-stop` ends it
+	deploy/cluster.sh start
+
+cluster-stop:
+	deploy/cluster.sh stop
+
+cluster-status:
+	deploy/cluster.sh status
 
 kafka:
 	deploy/kafka.sh start

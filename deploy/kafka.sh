@@ -9,6 +9,8 @@
 #
 # Environment: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), KOKEILU_LOCAL_DIR (<repo>/.local),
 # KAFKA_DATA_DIR (data, logs and pid of this broker; <local>/kafka), KAFKA_LIBS_DIR (<local>/kafka/libs).
+# A node of a cluster (deploy/cluster.sh) also gets KAFKA_NODE_ID, KAFKA_QUORUM_VOTERS,
+# KAFKA_CLUSTER_ID (the same for every node), KAFKA_REPLICATION and KAFKA_MIN_ISR.
 #
 # KAFKA_SECURE=1 starts the secured broker of production instead (docs/operations.md, "Kafka
 # security"): SASL_SSL with SCRAM-SHA-512 on KAFKA_PORT (default 9094), the controller listener
@@ -36,6 +38,12 @@ else
   PORT="${KAFKA_PORT:-9092}"
   CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
 fi
+# A node of a cluster (deploy/cluster.sh): its id, the controller quorum, and the replication of
+# the topics it creates by default and of its internal topics. Alone: node 1, a quorum of itself.
+NODE_ID="${KAFKA_NODE_ID:-1}"
+VOTERS="${KAFKA_QUORUM_VOTERS:-$NODE_ID@127.0.0.1:$CONTROLLER_PORT}"
+REPLICATION="${KAFKA_REPLICATION:-1}"
+MIN_ISR="${KAFKA_MIN_ISR:-1}"
 PIDFILE="$DIR/broker.pid"
 CONF="$DIR/server.properties"
 
@@ -83,10 +91,12 @@ start() {
     mapfile -t scram < <("$HERE/secure.sh" scram-args)
   else
     sed -e "s#@PORT@#$PORT#g" -e "s#@CONTROLLER_PORT@#$CONTROLLER_PORT#g" -e "s#@DATA_DIR@#$DIR#g" \
-      "$HERE/server.properties" > "$CONF"
+      -e "s#@NODE_ID@#$NODE_ID#g" -e "s#@VOTERS@#$VOTERS#g" -e "s#@REPLICATION@#$REPLICATION#g" \
+      -e "s#@MIN_ISR@#$MIN_ISR#g" "$HERE/server.properties" > "$CONF"
   fi
   if [[ ! -f "$DIR/data/meta.properties" ]]; then
-    local cluster_id; cluster_id="$(java_run kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)"
+    local cluster_id="${KAFKA_CLUSTER_ID:-}"  # the nodes of one cluster share it
+    [[ -n "$cluster_id" ]] || cluster_id="$(java_run kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)"
     log "formatting KRaft storage (cluster $cluster_id)"
     java_run kafka.tools.StorageTool format -t "$cluster_id" -c "$CONF" "${scram[@]}" >"$DIR/logs/format.log" 2>&1
   fi

@@ -13,12 +13,13 @@ LOCAL="${KOKEILU_LOCAL_DIR:-$ROOT/.local}"
 LOGS="$LOCAL/logs"
 RUN="$LOCAL/run"
 PY="${PYTHON:-$ROOT/.venv/bin/python}"
-SERVICES=(proposals:8001 evaluation:8002 notifications:8003 catalogue:8004)
+# Instances to run, each `service[@n]:port` (deploy/cluster.sh runs two of each on PostgreSQL).
+read -r -a SERVICES <<< "${KOKEILU_INSTANCES:-proposals:8001 evaluation:8002 notifications:8003 catalogue:8004}"
 BOOTSTRAP="${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:9092}"
-TOKEN_FILE="$LOCAL/admin-token"
+TOKEN_FILE="${KOKEILU_ADMIN_TOKEN_FILE:-$LOCAL/admin-token}"
 
 class_of() {
-  case "$1" in
+  case "${1%%@*}" in
     proposals) echo ProposalsService ;; evaluation) echo EvaluationService ;;
     notifications) echo NotificationsService ;; catalogue) echo CatalogueService ;;
   esac
@@ -57,12 +58,16 @@ start() {
     if [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
       echo "$name: already running (pid $(cat "$pidfile"))"; continue
     fi
+    local service="${name%%@*}" database_url=""
+    # KOKEILU_DATABASE_URL_TEMPLATE: a URL with {service} in it, a database per service (default: SQLite).
+    [[ -n "${KOKEILU_DATABASE_URL_TEMPLATE:-}" ]] && database_url="${KOKEILU_DATABASE_URL_TEMPLATE//\{service\}/$service}"
+    DATABASE_URL="$database_url" \
     KOKEILU_ADMIN_TOKEN="$token" KAFKA_BOOTSTRAP_SERVERS="$BOOTSTRAP" PYTHONPATH="$ROOT" \
       KOKEILU_SMTP_HOST="$smtp_host" KOKEILU_SMTP_PORT="${smtp_port:-25}" \
       KOKEILU_WEBHOOK_ALLOWLIST="${KOKEILU_WEBHOOK_ALLOWLIST-127.0.0.0/8,::1}" \
       WEB_SERVER_ADDRESS="${WEB_SERVER_HOST:-127.0.0.1}:$port" \
-      setsid "$PY" -W ignore::DeprecationWarning -m nameko run --config "services/$name/config.yaml" \
-      "services.$name.service:$(class_of "$name")" </dev/null >>"$LOGS/$name.log" 2>&1 &
+      setsid "$PY" -W ignore::DeprecationWarning -m nameko run --config "services/$service/config.yaml" \
+      "services.$service.service:$(class_of "$name")" </dev/null >>"$LOGS/$name.log" 2>&1 &
     echo $! > "$pidfile"
   done
   for entry in "${SERVICES[@]}"; do
@@ -76,10 +81,10 @@ start() {
   done
   status
   echo
-  echo "admin token: ${KOKEILU_ADMIN_TOKEN:+(from KOKEILU_ADMIN_TOKEN)}${KOKEILU_ADMIN_TOKEN:-in $TOKEN_FILE}"
-  echo "try: curl -H \"Authorization: Bearer \$(cat $TOKEN_FILE)\" http://127.0.0.1:8001/v1/proposals"
+  if [[ -n "${KOKEILU_ADMIN_TOKEN:-}" ]]; then echo "admin token: the one in KOKEILU_ADMIN_TOKEN"; else echo "admin token: in $TOKEN_FILE"; fi
+  echo "try: curl -H \"Authorization: Bearer \$(cat $TOKEN_FILE)\" http://127.0.0.1:${SERVICES[0]##*:}/v1/proposals"
   [[ -z "${KOKEILU_SMTP_HOST:-}" ]] && echo "e-mails go to the local sink: $LOCAL/mail (maildir)"
-  echo "stop with: make stop"
+  echo "stop with: ${KOKEILU_STOP_COMMAND:-make stop}"
 }
 
 stop() {
@@ -98,7 +103,7 @@ stop() {
 }
 
 status() {
-  "$ROOT/deploy/kafka.sh" status || true
+  if [[ "$BOOTSTRAP" == "127.0.0.1:9092" || "$BOOTSTRAP" == "localhost:9092" ]]; then "$ROOT/deploy/kafka.sh" status || true; fi
   for entry in "${SERVICES[@]}"; do
     local name="${entry%%:*}" port="${entry##*:}" state="stopped"
     if [[ -f "$RUN/$name.pid" ]] && kill -0 "$(cat "$RUN/$name.pid")" 2>/dev/null; then state="running (pid $(cat "$RUN/$name.pid"))"; fi

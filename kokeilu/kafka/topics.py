@@ -23,6 +23,10 @@ def topic_specs(settings: Settings) -> dict[str, dict]:
     specs = {}
     for name in topics.ALL:
         configs = {"cleanup.policy": "compact"} if name in topics.COMPACTED else {}
+        if settings.kokeilu_topic_replication > 1:
+            # With acks=all a write needs this many replicas in sync: one replica may be lost (a
+            # broker down) and writes still go on, while no acknowledged write rests on one copy.
+            configs["min.insync.replicas"] = str(min(2, settings.kokeilu_topic_replication - 1))
         specs[settings.physical_topic(name)] = {
             "num_partitions": settings.kokeilu_topic_partitions,
             "replication_factor": settings.kokeilu_topic_replication,

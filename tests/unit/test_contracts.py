@@ -331,3 +331,13 @@ def test_example_times_are_rfc3339_with_an_offset():
     wire = json.loads(event.to_bytes())
     for value in (wire["time"], wire["data"]["published_at"]):
         assert datetime.fromisoformat(value.replace("Z", "+00:00")).utcoffset() is not None
+
+
+def test_replicated_topics_need_two_replicas_in_sync_and_one_node_topics_set_nothing():
+    from kokeilu.config import Settings
+    from kokeilu.kafka.topics import topic_specs
+    three = topic_specs(Settings(kokeilu_topic_replication=3))
+    assert {spec["configs"]["min.insync.replicas"] for spec in three.values()} == {"2"}
+    assert {spec["replication_factor"] for spec in three.values()} == {3}
+    assert {spec["configs"].get("min.insync.replicas") for spec in topic_specs(Settings(kokeilu_topic_replication=2)).values()} == {"1"}
+    assert all("min.insync.replicas" not in spec["configs"] for spec in topic_specs(Settings()).values())
