@@ -93,9 +93,11 @@ class LoadStats:
 class LoadDriver:
     """Submits `proposals` at `rate` per second from `concurrency` threads."""
 
-    def __init__(self, url: str, token: str, proposals: list[Proposal], rate: float, concurrency: int = 4,
+    def __init__(self, url: str | list[str], token: str, proposals: list[Proposal], rate: float, concurrency: int = 4,
                  deadline_seconds: float = 360, request_timeout: float = 10):
-        self.url = url
+        # Several instances: proposal i goes to instance i, and each retry to the next one, as a
+        # load balancer would send it (a killed instance's clients retry on the survivor).
+        self.urls = [url] if isinstance(url, str) else list(url)
         self.auth = {"Authorization": f"Bearer {token}"}
         self.proposals = proposals
         self.rate = rate
@@ -143,7 +145,7 @@ class LoadDriver:
                 due = self.started_at + i / self.rate
                 if (wait := due - time.monotonic()) > 0 and self._stopping.wait(wait):  # pacing, not waiting on a result
                     break
-                self._submit(session, self.proposals[i])
+                self._submit(session, self.proposals[i], i)
         finally:
             session.close()
             with self._lock:  # the last worker to finish sets it last
@@ -157,7 +159,7 @@ class LoadDriver:
                 else:
                     setattr(self.stats, name, getattr(self.stats, name) + value)
 
-    def _submit(self, session: requests.Session, p: Proposal) -> None:
+    def _submit(self, session: requests.Session, p: Proposal, index: int = 0) -> None:
         started = time.monotonic()
         deadline = started + self.deadline_seconds
         delay = 0.2
@@ -166,7 +168,8 @@ class LoadDriver:
             p.tries += 1
             retry_after = None
             try:
-                response = session.post(f"{self.url}/v1/proposals", json=p.body, headers=headers,
+                url = self.urls[(index + p.tries) % len(self.urls)]
+                response = session.post(f"{url}/v1/proposals", json=p.body, headers=headers,
                                          timeout=self.request_timeout)
             except requests.Timeout as exc:
                 self._count(timeouts=1)

@@ -7,16 +7,19 @@ so a run never touches `make run` (8001-8004) or the test broker (9092).
 """
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import requests
+import sqlalchemy as sa
 from kafka import KafkaConsumer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,17 +74,21 @@ def _listening(port: int) -> bool:
 
 
 class Broker:
-    """A single-node KRaft broker of this run only, driven through deploy/kafka.sh."""
+    """A KRaft node (broker and controller) of this run only, driven through deploy/kafka.sh: alone,
+    or node `node_id` of a cluster (`cluster`: the quorum's voters and the cluster id it shares)."""
 
-    def __init__(self, run_dir: Path, libs_dir: Path):
+    def __init__(self, run_dir: Path, libs_dir: Path, node_id: int = 1, cluster: dict[str, str] | None = None):
         self.port, self.controller_port = free_port(), free_port()
-        self.data_dir = run_dir / "kafka"
+        self.node_id = node_id
+        self.data_dir = run_dir / ("kafka" if cluster is None else f"kafka-{node_id}")
         self.libs_dir = libs_dir
+        self.cluster = cluster or {}
         self.bootstrap = f"127.0.0.1:{self.port}"
 
     def _script(self, action: str, timeout: float = 240) -> None:
         env = dict(os.environ, KAFKA_PORT=str(self.port), KAFKA_CONTROLLER_PORT=str(self.controller_port),
-                   KAFKA_DATA_DIR=str(self.data_dir), KAFKA_LIBS_DIR=str(self.libs_dir))
+                   KAFKA_DATA_DIR=str(self.data_dir), KAFKA_LIBS_DIR=str(self.libs_dir),
+                   KAFKA_NODE_ID=str(self.node_id), **self.cluster)
         done = subprocess.run([str(ROOT / "deploy" / "kafka.sh"), action], env=env, capture_output=True,
                               text=True, timeout=timeout)
         if done.returncode != 0:
@@ -134,15 +141,86 @@ class Broker:
         self._script("stop", timeout=90)
 
 
-class Services:
-    """The four services as `nameko run` processes, started, killed and restarted on the same ports."""
+class Cluster:
+    """Three KRaft nodes of this run, each a broker and a controller: topics replicated three times
+    with min.insync.replicas 2, so one node may be killed under load."""
 
-    def __init__(self, run_dir: Path, bootstrap: str, token: str, extra_env: dict[str, str]):
+    def __init__(self, run_dir: Path, libs_dir: Path, nodes: int = 3):
+        controller_ports = [free_port() for _ in range(nodes)]
+        settings = {"KAFKA_QUORUM_VOTERS": ",".join(f"{i + 1}@127.0.0.1:{port}" for i, port in enumerate(controller_ports)),
+                    "KAFKA_CLUSTER_ID": base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="),
+                    "KAFKA_REPLICATION": str(nodes), "KAFKA_MIN_ISR": str(nodes - 1)}
+        self.nodes = [Broker(run_dir, libs_dir, node_id=i + 1, cluster=settings) for i in range(nodes)]
+        for node, port in zip(self.nodes, controller_ports):
+            node.controller_port = port
+        self.bootstrap = ",".join(n.bootstrap for n in self.nodes)
+
+    def start(self) -> float:
+        """All nodes at once (a node is ready only with its quorum); the seconds that took."""
+        started = time.monotonic()
+        errors: list[BaseException] = []
+
+        def start(node):
+            try:
+                node.start()
+            except BaseException as exc:  # reported below, from the harness's thread
+                errors.append(exc)
+        threads = [threading.Thread(target=start, args=(n,)) for n in self.nodes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        return time.monotonic() - started
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+class Stores:
+    """A PostgreSQL database per service for this run, in the server `url` names; dropped at the end."""
+
+    def __init__(self, url: str, tag: str):
+        self.url = url
+        self.names = {service: f"chaos_{tag}_{service}".lower() for service in SERVICES}
+        self.admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+
+    def create(self) -> dict[str, str]:
+        with self.admin.connect() as conn:
+            for name in self.names.values():
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        base = self.url.rsplit("/", 1)[0]
+        return {service: f"{base}/{name}" for service, name in self.names.items()}
+
+    def drop(self) -> None:
+        with self.admin.connect() as conn:
+            for name in self.names.values():
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        self.admin.dispose()
+
+
+def service_of(instance: str) -> str:
+    """`evaluation@2` is an instance of evaluation."""
+    return instance.split("@")[0]
+
+
+class Services:
+    """The services' instances as `nameko run` processes, started, killed and restarted on the same
+    ports: one per service, or `instances` of each (`service`, `service@2`, ...) sharing a store."""
+
+    def __init__(self, run_dir: Path, bootstrap: str, token: str, extra_env: dict[str, str], instances: int = 1,
+                 database_urls: dict[str, str] | None = None):
         self.run_dir = run_dir
         self.bootstrap = bootstrap
         self.token = token
         self.extra_env = extra_env
-        self.ports = {name: free_port() for name in SERVICES}
+        self.database_urls = database_urls or {}
+        self.instances = {service: [service] + [f"{service}@{n}" for n in range(2, instances + 1)] for service in SERVICES}
+        self.all = [i for service in SERVICES for i in self.instances[service]]
+        self.ports = {name: free_port() for name in self.all}
         self.procs: dict[str, subprocess.Popen] = {}
         self.started_at: dict[str, float] = {}
         (run_dir / "logs").mkdir(parents=True, exist_ok=True)
@@ -153,13 +231,14 @@ class Services:
     def log(self, service: str) -> Path:
         return self.run_dir / "logs" / f"{service}.log"
 
-    def env(self, service: str, crash_at: str | None = None) -> dict[str, str]:
+    def env(self, instance: str, crash_at: str | None = None) -> dict[str, str]:
+        service = service_of(instance)
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "KOKEILU_CRASH_AT")}
         env.update({
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "KOKEILU_DATA_DIR": str(self.run_dir / "data"),
             "KOKEILU_ADMIN_TOKEN": self.token,
-            "WEB_SERVER_ADDRESS": f"127.0.0.1:{self.ports[service]}",
+            "WEB_SERVER_ADDRESS": f"127.0.0.1:{self.ports[instance]}",
             "PYTHONPATH": str(ROOT),
             "KOKEILU_TOPIC_PARTITIONS": "3",
             # Webhooks go to the harness's own receiver on loopback, which an SSRF guard refuses
@@ -167,6 +246,8 @@ class Services:
             "KOKEILU_WEBHOOK_ALLOWLIST": "127.0.0.0/8,::1",
         })
         env.update(self.extra_env)
+        if service in self.database_urls:
+            env["DATABASE_URL"] = self.database_urls[service]
         if crash_at:
             env["KOKEILU_CRASH_AT"] = crash_at
         return env
@@ -178,7 +259,8 @@ class Services:
         log.flush()
         self.procs[service] = subprocess.Popen(
             [sys.executable, "-W", "ignore::DeprecationWarning", "-m", "nameko", "run", "--config",
-             f"services/{service}/config.yaml", f"services.{service}.service:{SERVICES[service]}"],
+             f"services/{service_of(service)}/config.yaml",
+             f"services.{service_of(service)}.service:{SERVICES[service_of(service)]}"],
             cwd=ROOT, env=self.env(service, crash_at), stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)  # a Ctrl-C reaches the harness, which stops the services itself
         log.close()

@@ -22,7 +22,7 @@ import requests
 
 from . import audit as auditing
 from .load import LoadDriver, make_proposals
-from .platform import ROOT, SERVICES, Broker, HarnessError, Services, free_port, wait_for
+from .platform import ROOT, SERVICES, Broker, Cluster, HarnessError, Services, Stores, free_port, wait_for
 from .sinks import SmtpSink, WebhookSink
 
 POINTS = ("uow.committed", "relay.published", "consumer.applied", "consumer.committed")
@@ -62,6 +62,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="seconds a client keeps retrying one proposal before it counts as not accepted (default 360)")
     p.add_argument("--run-dir", type=Path, default=None, help="where logs, stores, the broker and audit.json go "
                    "(default .local/chaos/<time>-s<seed>)")
+    p.add_argument("--cluster", action="store_true",
+                   help="three Kafka nodes, two instances of every service on PostgreSQL (--postgres); a broker "
+                        "fault hits one node, a kill one instance")
+    p.add_argument("--postgres", default=os.environ.get("KOKEILU_TEST_POSTGRES_URL"),
+                   help="with --cluster: the PostgreSQL server the run makes its databases in "
+                        "(default $KOKEILU_TEST_POSTGRES_URL; `deploy/postgres.sh url`)")
+    p.add_argument("--outage-seconds", type=float, default=10.0,
+                   help="with --cluster: how long a killed Kafka node stays down, the load going on (default 10)")
     p.add_argument("--kafka-libs", type=Path, default=Path(os.environ.get("KAFKA_LIBS_DIR", ROOT / ".local/kafka/libs")),
                    help="the broker's jars (default $KAFKA_LIBS_DIR or .local/kafka/libs)")
     args = p.parse_args(argv)
@@ -71,6 +79,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--aimed: unknown crash points {unknown}; known: {', '.join(POINTS)}")
     if args.proposals < 1 or args.rate <= 0:
         p.error("--proposals and --rate must be positive")
+    if args.cluster and not args.postgres:
+        p.error("--cluster needs --postgres URL (or KOKEILU_TEST_POSTGRES_URL): `deploy/postgres.sh url`")
     if args.seed is None:
         args.seed = int(time.time()) % 1_000_000
     return args
@@ -115,7 +125,8 @@ class Run:
         self.warnings: list[str] = []
         self.activity = "starting"
         self._ticker_stop = threading.Event()
-        self.broker: Broker | None = None
+        self.broker: Broker | Cluster | None = None
+        self.stores: Stores | None = None
         self.services: Services | None = None
         self.webhooks: WebhookSink | None = None
         self.smtp: SmtpSink | None = None
@@ -145,23 +156,32 @@ class Run:
         threading.Thread(target=self._ticker, name="ticker", daemon=True).start()
         self.webhooks = WebhookSink().start()
         self.smtp = SmtpSink(free_port()).start()
-        self.broker = Broker(self.run_dir, args.kafka_libs)
+        extra_env, database_urls = {"KOKEILU_SMTP_HOST": "127.0.0.1", "KOKEILU_SMTP_PORT": str(self.smtp.port)}, {}
+        if args.cluster:
+            self.broker = Cluster(self.run_dir, args.kafka_libs)
+            self.stores = Stores(args.postgres, self.tag)
+            database_urls = self.stores.create()
+            extra_env["KOKEILU_TOPIC_REPLICATION"] = "3"
+            self.say(f"cluster: three Kafka nodes on {self.broker.bootstrap}; PostgreSQL databases "
+                     f"{', '.join(self.stores.names.values())}")
+        else:
+            self.broker = Broker(self.run_dir, args.kafka_libs)
         self.say(f"broker: starting on {self.broker.bootstrap}")
         self.broker.start()
-        self.services = Services(self.run_dir, self.broker.bootstrap, self.token, {
-            "KOKEILU_SMTP_HOST": "127.0.0.1", "KOKEILU_SMTP_PORT": str(self.smtp.port),
-        })
-        for service in SERVICES:
-            self.services.start(service)
-        for service in SERVICES:
-            seconds = self.services.wait_ready(service, timeout=180)
-            self.say(f"{service}: ready on port {self.services.ports[service]} after {seconds:.1f}s")
+        self.services = Services(self.run_dir, self.broker.bootstrap, self.token, extra_env,
+                                 instances=2 if args.cluster else 1, database_urls=database_urls)
+        for instance in self.services.all:
+            self.services.start(instance)
+        for instance in self.services.all:
+            seconds = self.services.wait_ready(instance, timeout=180)
+            self.say(f"{instance}: ready on port {self.services.ports[instance]} after {seconds:.1f}s")
         self._subscribe()
 
         faults = plan_faults(args, self.rng)
         self.say("fault plan: " + "; ".join(f"{self._label(f)} after {f['after_accepted']} accepted" for f in faults))
         proposals = make_proposals(args.proposals, args.seed, self.tag)
-        self.driver = LoadDriver(self.services.url("proposals"), self.token, proposals, args.rate,
+        self.driver = LoadDriver([self.services.url(i) for i in self.services.instances["proposals"]], self.token,
+                                 proposals, args.rate,
                                  args.concurrency, deadline_seconds=args.request_deadline).start()
         self.activity = "load"
         load_started = time.monotonic()
@@ -195,6 +215,13 @@ class Run:
             webhooks=self.webhooks.snapshot(), mails=self.smtp.snapshot(),
             dead_lettered_deliveries=self._get("notifications", "/v1/deliveries?status=dead_lettered&limit=500")["items"],
             faults=self.faults_done, drain_seconds=drain_seconds if drained else None, drained=drained)
+        if args.cluster:
+            # The cluster takes writes with a node down: proposals were accepted during each outage.
+            for fault in self.faults_done:
+                if fault["kind"] == "broker-kill" and fault["during_load"] and not fault.get("accepted_while_down"):
+                    report["failures"].append(f"no proposal accepted while {fault['label']} was down "
+                                              f"({fault.get('down_seconds')}s)")
+                    report["ok"] = False
         report.update(run=str(self.run_dir), seed=args.seed, warnings=self.warnings,
                       options={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                       elapsed_seconds=round(self.elapsed(), 1))
@@ -212,6 +239,12 @@ class Run:
                 self.broker.stop()
             except Exception as exc:  # keep going: the sinks still need stopping
                 print(f"chaos: could not stop the broker: {exc}", file=sys.stderr)
+        if self.stores:
+            try:
+                self.stores.drop()
+            except Exception as exc:  # the run's databases stay; say so
+                print(f"chaos: could not drop the run's databases {list(self.stores.names.values())}: {exc}",
+                      file=sys.stderr)
         for sink in (self.webhooks, self.smtp):
             if sink:
                 sink.stop()
@@ -220,21 +253,49 @@ class Run:
     @staticmethod
     def _label(f: dict) -> str:
         if f["kind"] == "kill":
-            return f"kill -9 {f['service']}"
+            return f"kill -9 {f.get('instance', f['service'])}"
+        if f.get("node"):
+            return {"broker-kill": "kill -9 Kafka node", "broker-freeze": "freeze Kafka node"}[f["kind"]] + f" {f['node']}"
         if f["kind"] == "aimed":
             return f"aimed kill {f['service']} at {f['point']}@{f['nth']}"
         return {"broker-kill": "kill -9 broker", "broker-freeze": "freeze broker"}[f["kind"]]
 
     def _inject(self, fault: dict) -> None:
+        if fault["kind"] == "kill":  # one of the service's instances
+            fault["instance"] = self.rng.choice(self.services.instances[fault["service"]])
+        if fault["kind"].startswith("broker-") and isinstance(self.broker, Cluster):
+            fault["node"] = self.rng.randint(1, len(self.broker.nodes))
         record = dict(fault, label=self._label(fault), at=round(self.elapsed(), 1),
                       accepted_before=self.driver.accepted(), during_load=not self.driver.done())
         self.activity = record["label"]
         self.say(f"fault: {record['label']} (accepted so far {record['accepted_before']})")
         kind = fault["kind"]
         if kind == "kill":
-            self.services.kill(fault["service"])
-            self.services.start(fault["service"])
-            record["ready_seconds"] = self.services.wait_ready(fault["service"])
+            self.services.kill(fault["instance"])
+            self.services.start(fault["instance"])
+            record["ready_seconds"] = self.services.wait_ready(fault["instance"])
+        elif kind == "broker-kill" and "node" in fault:
+            node = self.broker.nodes[fault["node"] - 1]
+            node.kill()
+            down_at, accepted_at = time.monotonic(), self.driver.accepted()
+            self._ticker_stop.wait(self.args.outage_seconds)  # the load goes on against two nodes
+            record["accepted_while_down"] = self.driver.accepted() - accepted_at
+            record["broker_ready_seconds"] = node.start()
+            record["down_seconds"] = round(time.monotonic() - down_at, 1)
+            restarted = time.monotonic()
+            self._wait_all_ready()
+            record["ready_seconds"] = time.monotonic() - restarted
+            record["note"] = (f"down {record['down_seconds']}s, {record['accepted_while_down']} proposals accepted "
+                              f"meanwhile; node ready {record['broker_ready_seconds']:.1f}s after restart")
+        elif kind == "broker-freeze" and "node" in fault:
+            node = self.broker.nodes[fault["node"] - 1]
+            node.freeze()
+            self._ticker_stop.wait(self.args.freeze_seconds)
+            node.thaw()
+            thawed = time.monotonic()
+            self._wait_all_ready()
+            record["ready_seconds"] = time.monotonic() - thawed
+            record["note"] = f"node frozen {self.args.freeze_seconds:.0f}s; ready counted from SIGCONT"
         elif kind == "broker-kill":
             self.broker.kill()
             record["broker_ready_seconds"] = self.broker.start()
@@ -282,7 +343,7 @@ class Run:
         record["ready_seconds"] = self.services.wait_ready(service)
 
     def _wait_all_ready(self, timeout: float = 240) -> None:
-        for service in SERVICES:
+        for service in self.services.all:
             wait_for(lambda: self.services.is_ready(service) or self._exited(service), timeout,
                      f"{service} to be ready again", interval=0.2)
             self._watchdog()
@@ -292,7 +353,7 @@ class Run:
 
     def _watchdog(self) -> None:
         """A service that died without being killed is restarted, and the run says so."""
-        for service in SERVICES:
+        for service in self.services.all:
             if not self.services.running(service):
                 code = self.services.procs[service].returncode
                 self.warnings.append(f"{service} exited by itself ({code}) at {self.elapsed():.1f}s; restarted")
@@ -354,7 +415,7 @@ class Run:
         lag), or None when it has nothing."""
         if pending := self._get("notifications", "/v1/deliveries?status=pending&limit=500")["items"]:
             return f"{len(pending)} pending deliveries"
-        for service in SERVICES:
+        for service in self.services.all:
             text = requests.get(self.services.url(service, "/metrics"), timeout=10).text
             for line in text.splitlines():
                 if line.startswith(("kokeilu_outbox_backlog{", "kokeilu_consumer_lag{")) and float(line.split()[-1]) > 0:
