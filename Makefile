@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run stop status cluster cluster-stop cluster-status test test-unit fuzz kafka postgres schemas bench bench-http bench-screening chaos k8s-validate clean
+.PHONY: install run stop status cluster cluster-stop cluster-status test test-unit fuzz kafka postgres schemas bench bench-http bench-screening chaos chaos-cluster k8s-validate clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,10 @@ bench-screening: install postgres  ## screening with 100, 10,000 and 100,000 ope
 chaos: install        ## chaos run: load, kill -9 everything, audit; `make chaos ARGS="--proposals 10000"`
 	deploy/kafka.sh fetch
 	$(PY) -m chaos $(ARGS)
+
+chaos-cluster: install postgres  ## the same on three Kafka nodes and two instances of every service on PostgreSQL
+	deploy/kafka.sh fetch
+	$(PY) -m chaos --cluster --postgres "$$(deploy/postgres.sh url)" $(ARGS)
 
 k8s-validate: install  ## render deploy/k8s (kubectl kustomize) and check it offline: schemas and what it says
 	$(PY) -m pytest tests/test_k8s.py

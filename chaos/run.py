@@ -279,8 +279,9 @@ class Run:
             node.kill()
             down_at, accepted_at = time.monotonic(), self.driver.accepted()
             self._ticker_stop.wait(self.args.outage_seconds)  # the load goes on against two nodes
-            record["accepted_while_down"] = self.driver.accepted() - accepted_at
             record["broker_ready_seconds"] = node.start()
+            # Down from the kill until the restarted node serves again.
+            record["accepted_while_down"] = self.driver.accepted() - accepted_at
             record["down_seconds"] = round(time.monotonic() - down_at, 1)
             restarted = time.monotonic()
             self._wait_all_ready()
