@@ -87,3 +87,9 @@ def search_results(query: SearchQuery, uow) -> SearchPage:
 def all_results(uow):
     with uow:
         return uow.entries.all_results()
+
+
+def open_data(uow):
+    """Every published result, and the language of each one's title and summary (by result id)."""
+    with uow:
+        return uow.entries.all_results(), uow.entries.languages()

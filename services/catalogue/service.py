@@ -46,12 +46,13 @@ class CatalogueService(service_base.PlatformService):
         return {"items": [r.model_dump(mode="json") for r in page.items], "total": page.total,
                 "facets": page.facets, "next_cursor": page.next_cursor}
 
-    # Open data: public on purpose (no token), read-only, and the results carry no personal data.
+    # Open data: public on purpose (no token), read-only, and the results carry no personal data
+    # (a Result is what the public topic kokeilu.results.v1 carries; unpublished results are 404).
     @api("GET", "/v1/catalog.jsonld", public=True, media_type="application/ld+json")
     def catalog_jsonld(self, request):
         """The catalogue as open data: DCAT-AP 3, JSON-LD."""
-        body = opendata.catalog_jsonld(handlers.all_results(self.uow()), self.settings.public_base_url,
-                                       self.contact_unit)
+        results, languages = handlers.open_data(self.uow())
+        body = opendata.catalog_jsonld(results, self.settings.public_base_url, self.contact_unit, languages)
         return Response(_json(body), mimetype="application/ld+json")
 
     @api("GET", "/v1/results.csv", public=True, media_type="text/csv")
@@ -61,11 +62,22 @@ class CatalogueService(service_base.PlatformService):
         return Response(body, mimetype="text/csv", headers={
             "Content-Disposition": 'attachment; filename="kokeilu-results.csv"'})
 
+    @api("GET", "/results", public=True, media_type="text/html")
+    def results_index(self, request):
+        """The published results: a public web page, the catalogue's homepage."""
+        html = opendata.results_index(handlers.all_results(self.uow()), self.settings.public_base_url)
+        return Response(html, mimetype="text/html")
+
     @api("GET", "/results/<proposal_id>", public=True, media_type="text/html")
     def result_page(self, request, proposal_id):
         """A result's public web page (HTML with schema.org markup)."""
         html = opendata.result_page(self._result(proposal_id), self.settings.public_base_url)
         return Response(html, mimetype="text/html")
+
+    @api("GET", "/results/<proposal_id>.json", public=True, response=Result)
+    def result_json(self, request, proposal_id):
+        """A published result as JSON, without a token (what the open-data links point at)."""
+        return self._result(proposal_id).model_dump(mode="json")
 
     def _result(self, proposal_id):
         result = handlers.get_result(proposal_id, self.uow())

@@ -161,6 +161,13 @@ class EntryRepository:
                                                                          results.c.result_id.desc()))
         return [Result.model_validate(r.document) for r in rows]
 
+    def languages(self) -> dict[str, str]:
+        """The language each published result's title and summary are written in (its proposal's), by id."""
+        rows = self.conn.execute(sa.select(entries.c.proposal_id, entries.c.proposal)
+                                 .join(results, results.c.result_id == entries.c.proposal_id))
+        return {row.proposal_id: row.proposal["language"] for row in rows
+                if isinstance(row.proposal, dict) and row.proposal.get("language")}
+
     def count_entries(self) -> int:
         return self.conn.execute(sa.select(sa.func.count()).select_from(entries)).scalar_one()
 

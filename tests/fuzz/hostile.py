@@ -95,10 +95,12 @@ ROUTES = [
                                                    "sort", "limit", "cursor")),
     Route("catalogue", "GET", "/v1/results/{pid}"),
     Route("catalogue", "GET", "/results/{pid}"),
+    Route("catalogue", "GET", "/results/{pid}.json"),
+    Route("catalogue", "GET", "/results"),
     Route("catalogue", "GET", "/v1/catalog.jsonld"),
     Route("catalogue", "GET", "/v1/results.csv"),
 ]
-JSON_ROUTES_200 = {r.path for r in ROUTES} - {"/results/{pid}", "/v1/results.csv"}
+JSON_ROUTES_200 = {r.path for r in ROUTES} - {"/results/{pid}", "/results", "/v1/results.csv"}
 
 good_query_values = st.sampled_from(["smart_mobility", "kera", "completed", "screening", "2026", "newest",
                                      "relevance", "title", "10", "true", "pilot", "2026-11-28T10:00:00Z",

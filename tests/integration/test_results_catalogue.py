@@ -133,9 +133,9 @@ def test_open_data_is_dcat_ap_json_ld_csv_and_an_html_page_per_result(catalogue,
         assert graph.value(catalog, prop) is not None, prop
     dataset = URIRef(f"http://127.0.0.1:8004/results/{pid}")
     assert (catalog, DCAT.dataset, dataset) in graph and (dataset, RDF.type, DCAT.Dataset) in graph
-    assert graph.value(dataset, DCTERMS.title) == Literal("Open <data> & pilots")
+    assert graph.value(dataset, DCTERMS.title) == Literal("Open <data> & pilots", lang="fi")  # the proposal's language
     assert graph.value(dataset, DCTERMS.identifier) == Literal(pid)
-    assert graph.value(dataset, DCTERMS.license) == URIRef("https://creativecommons.org/licenses/by/4.0/")
+    assert graph.value(dataset, DCTERMS.license) == URIRef("http://publications.europa.eu/resource/authority/licence/CC_BY_4_0")
     for prop in (DCTERMS.description, DCTERMS.publisher, DCTERMS.spatial, DCTERMS.temporal):
         assert graph.value(dataset, prop) is not None, prop
     period = graph.value(dataset, DCTERMS.temporal)
@@ -156,6 +156,8 @@ def test_open_data_is_dcat_ap_json_ld_csv_and_an_html_page_per_result(catalogue,
     markup = json.loads(ld)
     assert markup["@type"] == "Dataset" and markup["name"] == "Open <data> & pilots"
     assert requests.get(catalogue.url("catalogue", f"/results/{uuid.uuid4()}"), timeout=10).status_code == 404
+    as_json = requests.get(catalogue.url("catalogue", f"/results/{pid}.json"), timeout=10)  # public too
+    assert as_json.status_code == 200 and as_json.json()["title"] == "Open <data> & pilots"
 
 
 def test_a_rebuilt_catalogue_equals_the_live_one(catalogue, probe, tmp_path):

@@ -379,6 +379,10 @@ class FakeEntryRepository:
     def all_results(self) -> list[Result]:
         return self._newest_first()
 
+    def languages(self) -> dict[str, str]:
+        return {e.result.result_id: e.proposal.language.value for e in self.rows.values()
+                if e.result is not None and e.proposal is not None}
+
     def count_entries(self) -> int:
         return len(self.rows)
 
