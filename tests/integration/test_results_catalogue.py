@@ -11,7 +11,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from kokeilu.contracts import topics
+from kokeilu.contracts import BY_NAME, topics
 from tests.support import ROOT, wait_until
 from tests.unit.results import events as ev
 
@@ -27,7 +27,7 @@ def catalogue(module_platform):
 
 def send(platform, probe, *events):
     for event in events:
-        topic = topics.EVALUATIONS if event["source"] == "kokeilu/evaluation" else topics.PROPOSALS
+        topic = BY_NAME[event["type"]].topic  # by type: consumers never route on `source`
         probe.send(platform.topic(topic), event, key=event["subject"])
 
 
