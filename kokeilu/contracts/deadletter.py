@@ -25,8 +25,9 @@ REASONS: dict[str, str] = {
 
 # Every header a dead letter may carry (UTF-8 text, no NUL), and what it says.
 HEADERS: dict[str, str] = {
-    "kokeilu.source.topic": "The topic the record was read from; for reason `unpublishable`, the topic it was meant "
-                            "for. Logical name, with KOKEILU_TOPIC_PREFIX when one is set.",
+    "kokeilu.source.topic": "The topic the record was read from (its full name, after KOKEILU_TOPIC_PREFIX when one "
+                            "is set); for reason `unpublishable`, the topic the event was meant for (without the "
+                            "prefix).",
     "kokeilu.source.partition": "The partition the record was read from (a consumer's dead letters only).",
     "kokeilu.source.offset": "The record's offset in that partition (a consumer's dead letters only).",
     "kokeilu.consumer.group": "The consumer group that could not process it (a consumer's dead letters only).",
