@@ -62,11 +62,10 @@ def subject_description(event_type: EventType) -> str:
 
 def key_schema(event_type: EventType) -> dict:
     if event_type.topic == topics.INTAKE:
-        description = KEY_NOTES[topics.INTAKE]
-    else:
-        description = f"The event's `subject`, i.e. {event_type.subject[0].lower()}{event_type.subject[1:]}"
-        if event_type.topic in (topics.NOTIFICATIONS, topics.RESULTS) or event_type.subject == PROPOSAL_ID:
-            description += " " + KEY_NOTES[event_type.topic]
+        return {"type": ["string", "null"], "description": KEY_NOTES[topics.INTAKE]}
+    description = f"The event's `subject`, i.e. {event_type.subject[0].lower()}{event_type.subject[1:]}"
+    if event_type.topic in (topics.NOTIFICATIONS, topics.RESULTS) or event_type.subject == PROPOSAL_ID:
+        description += " " + KEY_NOTES[event_type.topic]
     return {"type": "string", "minLength": 1, "maxLength": 200, "description": description}
 
 
