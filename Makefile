@@ -11,9 +11,18 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $(STAMP)
 
-install: $(STAMP)
+# The official AsyncAPI parser, which tests/unit/test_asyncapi.py runs on schemas/asyncapi.json
+# (pinned in tools/asyncapi/package-lock.json; node_modules is not in git).
+ASYNCAPI := tools/asyncapi
+NPM_STAMP := $(ASYNCAPI)/node_modules/.installed
 
-run: install           ## broker + four services (SQLite), in the background; `make stop` ends them
+$(NPM_STAMP): $(ASYNCAPI)/package.json $(ASYNCAPI)/package-lock.json
+	cd $(ASYNCAPI) && npm ci --ignore-scripts --no-audit --no-fund --no-update-notifier --loglevel=error
+	touch $(NPM_STAMP)
+
+install: $(STAMP) $(NPM_STAMP)
+
+run: $(STAMP)          ## broker + four services (SQLite), in the background; `make stop` ends them (needs no Node.js)
 	deploy/platform.sh start
 
 stop:
@@ -49,6 +58,10 @@ fuzz: install kafka postgres   ## the full fuzz run: 10 000 hostile requests (ma
 
 schemas: install      ## regenerate schemas/ from the contract models
 	$(PY) -m kokeilu.contracts.schemas
+
+.PHONY: asyncapi
+asyncapi: install     ## validate schemas/asyncapi.json with the official parser; prints its diagnostics as JSON
+	node $(ASYNCAPI)/validate.js schemas/asyncapi.json
 
 bench: install kafka  ## ceiling, each stage and end to end in one table; `make bench ARGS="-n 5000"`; see bench/README.md
 	$(PY) -m bench $(ARGS)

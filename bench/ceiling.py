@@ -35,6 +35,7 @@ from kafka.structs import OffsetAndMetadata
 from kokeilu.contracts import new_event, utcnow
 from kokeilu.contracts.catalog import PROPOSAL_SUBMITTED
 from kokeilu.contracts.proposals import ProposalSubmitted
+from kokeilu.contracts.sources import service_source
 from tests.support import BOOTSTRAP, submission
 
 from .common import (HEADERS, PARTITIONS, admin_client, clean_up_on_sigterm, create_topics, crc32c_implementation,
@@ -60,7 +61,7 @@ def proposal_submitted_event() -> bytes:
     body["proposer"] = {k: v for k, v in body["proposer"].items() if k != "contact_email"}
     proposal_id = str(uuid.uuid4())
     data = ProposalSubmitted.model_validate({**body, "proposal_id": proposal_id, "submitted_at": utcnow()})
-    return new_event(PROPOSAL_SUBMITTED.name, data, source="kokeilu/proposals", subject=proposal_id,
+    return new_event(PROPOSAL_SUBMITTED.name, data, source=service_source("proposals"), subject=proposal_id,
                      dataschema=PROPOSAL_SUBMITTED.dataschema).to_bytes()
 
 

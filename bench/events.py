@@ -33,14 +33,15 @@ from kokeilu.contracts.evaluation import (Decision, EvaluationDecided, Evaluatio
 from kokeilu.contracts.proposals import (IntakeMeasurement, KpiActual, MeasurementRecorded, PilotCompleted,
                                          PilotOutcome, PilotStarted, ProposalContact, ProposalStatusChanged,
                                          ProposalSubmitted, Submission)
+from kokeilu.contracts.sources import service_source
 
 FOCUS = ("smart_mobility", "learning", "sustainable_development")
 ENVIRONMENTS = ("west_metro", "kera", "waterfront_walkway", "citywide")
 LANGUAGES = ("fi", "sv", "en")
 KINDS = ("company", "company", "company", "school", "resident", "research", "city_unit")
 KPI = "daily riders"
-PROPOSALS_SOURCE = "kokeilu/proposals"
-EVALUATION_SOURCE = "kokeilu/evaluation"
+PROPOSALS_SOURCE = service_source("proposals")
+EVALUATION_SOURCE = service_source("evaluation")
 INTAKE_SOURCE = "e-services-portal"
 SENSOR_SOURCE = "sensors/west-metro"
 

@@ -40,6 +40,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from kokeilu.contracts import topics
+from kokeilu.contracts.sources import service_source
 from tests.support import AUTH, BOOTSTRAP, ROOT, TOKEN, Platform, Probe, cloudevent, submission, wait_until
 
 OHA_VERSION = "1.16.0"
@@ -170,13 +171,13 @@ def running_pilot(platform: Platform) -> str:
         topic = platform.topic(topics.EVALUATIONS)
         probe.send(topic, cloudevent("fi.espoo.kokeilu.screening.completed", {
             "proposal_id": pid, "passed": True, "failed_rules": [], "screened_at": "2026-11-28T10:00:00Z"},
-            subject=pid, source="kokeilu/evaluation"), key=pid)
+            subject=pid, source=service_source("evaluation")), key=pid)
         wait_until(lambda: platform.get("proposals", f"/v1/proposals/{pid}").json()["status"] == "in_evaluation",
                    timeout=60, what="the bench proposal to pass screening")
         probe.send(topic, cloudevent("fi.espoo.kokeilu.evaluation.decided", {
             "proposal_id": pid, "decision": "approved", "weighted_score": 4.1, "threshold": 3.5,
             "criterion_averages": {"strategy_fit": 4.2}, "rationale": "Benchmark pilot.",
-            "decided_at": "2026-11-28T10:05:00Z"}, subject=pid, source="kokeilu/evaluation"), key=pid)
+            "decided_at": "2026-11-28T10:05:00Z"}, subject=pid, source=service_source("evaluation")), key=pid)
         wait_until(lambda: platform.get("proposals", f"/v1/proposals/{pid}").json()["status"] == "approved",
                    timeout=60, what="the bench proposal to be approved")
     finally:

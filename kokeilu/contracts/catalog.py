@@ -25,6 +25,8 @@ class EventType:
     model: type[BaseModel]
     version: int = 1
     summary: str = ""
+    # What the event's `subject` is; for the platform's own events it is also the record key.
+    subject: str = "The proposal id."
 
     @property
     def short(self) -> str:
@@ -36,20 +38,24 @@ class EventType:
 
 
 INTAKE_PROPOSAL = EventType(TYPE_PREFIX + "intake.proposal", topics.INTAKE, Submission,
-                            summary="A city system submits a proposal.")
+                            summary="A city system submits a proposal.",
+                            subject="Optional, chosen by the sending system (the platform assigns the proposal id).")
 PROPOSAL_SUBMITTED = EventType(TYPE_PREFIX + "proposal.submitted", topics.PROPOSALS, ProposalSubmitted,
                                summary="A proposal entered the programme.")
 PROPOSAL_STATUS_CHANGED = EventType(TYPE_PREFIX + "proposal.status-changed", topics.PROPOSALS,
                                     ProposalStatusChanged, summary="A proposal changed state.")
 SCREENING_COMPLETED = EventType(TYPE_PREFIX + "screening.completed", topics.EVALUATIONS, ScreeningCompleted,
                                 summary="Screening passed, or failed naming every failed rule.")
+RESULT_ID = "The result id (the id of the proposal the result comes from)."
 RESULT_PUBLISHED = EventType(TYPE_PREFIX + "result.published", topics.RESULTS, Result,
-                             summary="A pilot entered the public results catalogue.")
+                             summary="A pilot entered the public results catalogue.", subject=RESULT_ID)
 # -- the experiment workflow -----------------------------------------------------------------
 INTAKE_MEASUREMENT = EventType(TYPE_PREFIX + "intake.measurement", topics.INTAKE, IntakeMeasurement,
-                               summary="A sensor platform or school system reports a KPI measurement.")
+                               summary="A sensor platform or school system reports a KPI measurement.",
+                               subject="Optional, chosen by the sending system; the proposal id is recommended.")
 PROPOSAL_INTAKE_REJECTED = EventType(TYPE_PREFIX + "proposal.intake-rejected", topics.PROPOSALS, IntakeRejected,
-                                     summary="An intake event was refused; says why, keyed by the intake event id.")
+                                     summary="An intake event was refused; says why, keyed by the intake event id.",
+                                     subject="The `id` of the refused intake event.")
 PROPOSAL_REVISED = EventType(TYPE_PREFIX + "proposal.revised", topics.PROPOSALS, ProposalRevised,
                              summary="A proposal was revised and goes back to screening.")
 PILOT_STARTED = EventType(TYPE_PREFIX + "pilot.started", topics.PROPOSALS, PilotStarted,
@@ -69,13 +75,17 @@ PROPOSAL_CONTACT_RECORDED = EventType(TYPE_PREFIX + "proposal.contact-recorded",
                                               "only; never on a public topic.")
 # -- results ----------------------------------------------------------------------------------
 RESULT_UPDATED = EventType(TYPE_PREFIX + "result.updated", topics.RESULTS, Result,
-                           summary="A result changed (status, decision, KPIs, outcome, lessons).")
+                           summary="A result changed (status, decision, KPIs, outcome, lessons).", subject=RESULT_ID)
 RESULT_WITHDRAWN = EventType(TYPE_PREFIX + "result.withdrawn", topics.RESULTS, ResultWithdrawn,
-                             summary="A result left the catalogue: rejected or withdrawn before its pilot.")
+                             summary="A result left the catalogue: rejected or withdrawn before its pilot.",
+                             subject=RESULT_ID)
+SUBSCRIPTION_ID = ("The subscription id; for a notification to a proposal's own proposer (who has no subscription), "
+                   "`proposer:<proposal id>`.")
 DELIVERY_SUCCEEDED = EventType(TYPE_PREFIX + "delivery.succeeded", topics.NOTIFICATIONS, DeliveryOutcome,
-                               summary="A notification reached its subscriber.")
+                               summary="A notification reached its subscriber.", subject=SUBSCRIPTION_ID)
 DELIVERY_FAILED = EventType(TYPE_PREFIX + "delivery.failed", topics.NOTIFICATIONS, DeliveryOutcome,
-                            summary="A notification could not be delivered after its last attempt.")
+                            summary="A notification could not be delivered after its last attempt.",
+                            subject=SUBSCRIPTION_ID)
 
 ALL: tuple[EventType, ...] = (
     INTAKE_PROPOSAL, INTAKE_MEASUREMENT,

@@ -14,20 +14,10 @@ import json
 import sys
 from pathlib import Path
 
-from . import topics
+from .asyncapi import document as asyncapi_document, subject_description
 from .catalog import ALL, EventType
-from .envelope import CONTENT_TYPE
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
-
-TOPIC_DESCRIPTIONS = {
-    topics.INTAKE: "Commands from integrated city systems (e-services portal, school systems, sensor platforms).",
-    topics.PROPOSALS: "Internal: the proposal lifecycle, published by the proposals service.",
-    topics.EVALUATIONS: "Internal: screening and evaluation outcomes, published by the evaluation service.",
-    topics.NOTIFICATIONS: "Internal: delivery outcomes, published by the notifications service.",
-    topics.RESULTS: "Public: the results catalogue, compacted, keyed by result id. No personal data.",
-    topics.DEADLETTER: "Records a consumer could not process, with headers naming source and error.",
-}
 
 
 def event_schema(event_type: EventType) -> dict:
@@ -46,7 +36,7 @@ def event_schema(event_type: EventType) -> dict:
             "source": {"type": "string", "minLength": 1},
             "type": {"const": event_type.name},
             "time": {"type": "string", "format": "date-time"},
-            "subject": {"type": "string", "description": "The proposal id (also the record key)."},
+            "subject": {"type": "string", "description": subject_description(event_type)},
             "datacontenttype": {"const": "application/json"},
             "dataschema": {"const": event_type.dataschema},
             "correlationid": {"type": "string"},
@@ -60,43 +50,8 @@ def event_schema(event_type: EventType) -> dict:
 
 
 def asyncapi() -> dict:
-    channels, operations, messages = {}, {}, {}
-    for topic in topics.ALL:
-        in_topic = [t for t in ALL if t.topic == topic]
-        key = topic.replace(".", "_")
-        channels[key] = {
-            "address": topic,
-            "description": TOPIC_DESCRIPTIONS[topic],
-            "messages": {t.short.replace(".", "_").replace("-", "_"): {"$ref": f"#/components/messages/{t.short.replace('.', '_').replace('-', '_')}"} for t in in_topic},
-        }
-        if in_topic:
-            operations[f"receive_{key}"] = {
-                "action": "receive",
-                "channel": {"$ref": f"#/channels/{key}"},
-            }
-    for t in ALL:
-        messages[t.short.replace(".", "_").replace("-", "_")] = {
-            "name": t.name,
-            "summary": t.summary,
-            "contentType": CONTENT_TYPE,
-            "headers": {"type": "object", "properties": {"content-type": {"const": CONTENT_TYPE}}},
-            "bindings": {"kafka": {"key": {"type": "string", "description": "The proposal id (result id on the results topic)."}}},
-            "payload": {"$ref": f"events/{t.name}.v{t.version}.json"},
-        }
-    return {
-        "asyncapi": "3.0.0",
-        "info": {
-            "title": "Kokeilu events",
-            "version": "1.0.0",
-            "description": "Every topic of the Kokeilu platform. Every record is a CloudEvent in structured JSON mode; "
-                           "the record key is the aggregate id so one proposal's events stay in order.",
-            "license": {"name": "CC-BY-4.0"},
-        },
-        "defaultContentType": CONTENT_TYPE,
-        "channels": channels,
-        "operations": operations,
-        "components": {"messages": messages},
-    }
+    """The AsyncAPI 3.0 document: kokeilu/contracts/asyncapi.py."""
+    return asyncapi_document()
 
 
 def openapi_documents() -> dict[Path, dict]:

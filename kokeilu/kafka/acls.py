@@ -30,7 +30,7 @@ from kafka.admin import (
     ResourcePatternFilter, ResourceType, ScramMechanism, UserScramCredentialUpsertion)
 
 from kokeilu.config import Settings, get_settings
-from kokeilu.contracts import topics
+from kokeilu.contracts import flows
 from kokeilu.kafka.topics import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -46,28 +46,20 @@ class Access:
     group: str | None = None
 
 
-# The table. Service principals are named after the service (its KAFKA_SASL_USERNAME); their
-# groups are the ones kokeilu.kafka.consumer uses: <prefix>kokeilu.<service>[.<suffix>].
-SERVICES: dict[str, Access] = {
-    "proposals": Access(writes=(topics.PROPOSALS, topics.DEADLETTER),
-                        reads=(topics.INTAKE, topics.EVALUATIONS), group="kokeilu.proposals"),
-    "evaluation": Access(writes=(topics.EVALUATIONS, topics.DEADLETTER),
-                         reads=(topics.PROPOSALS,), group="kokeilu.evaluation"),
-    "notifications": Access(writes=(topics.NOTIFICATIONS, topics.DEADLETTER),
-                            reads=(topics.PROPOSALS, topics.EVALUATIONS, topics.RESULTS),
-                            group="kokeilu.notifications"),
-    "catalogue": Access(writes=(topics.RESULTS, topics.DEADLETTER),
-                        reads=(topics.PROPOSALS, topics.EVALUATIONS), group="kokeilu.catalogue"),
-}
+# The table, from kokeilu.contracts.flows (who publishes and consumes what). Service principals
+# are named after the service (its KAFKA_SASL_USERNAME); their groups are the ones
+# kokeilu.kafka.consumer uses: <prefix>kokeilu.<service>[.<suffix>].
+SERVICES: dict[str, Access] = {name: Access(writes=party.publishes, reads=party.consumes, group=f"kokeilu.{name}")
+                               for name, party in flows.SERVICES.items()}
 # City systems that send proposals and measurements in: write the intake topic, nothing else.
-CITY_SYSTEMS: dict[str, Access] = {"intake": Access(writes=(topics.INTAKE,))}
+CITY_SYSTEMS: dict[str, Access] = {"intake": Access(writes=flows.CITY_SYSTEMS.publishes)}
 DEFAULT_DEPARTMENTS = ("department",)
 DEPARTMENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
 def department(name: str) -> Access:
     """A city department: reads the public results topic, with consumer groups kokeilu.department.<name>[.*]."""
-    return Access(reads=(topics.RESULTS,), group=f"kokeilu.department.{name}")
+    return Access(reads=flows.DEPARTMENTS.consumes, group=f"kokeilu.department.{name}")
 
 
 def principals(departments=DEFAULT_DEPARTMENTS) -> dict[str, Access]:

@@ -1,4 +1,5 @@
-"""The one shape of a dead letter on `kokeilu.deadletter.v1`, whoever sets the record aside.
+"""The one shape of a dead letter on `kokeilu.deadletter.v1`, whoever sets the record aside
+(kokeilu/contracts/deadletter.py is its contract: every header and what it says).
 
 A dead letter keeps the original value (so it can be read and redriven) and says in headers
 where it came from and why. It must itself always be storable and publishable, whatever the
@@ -11,14 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kokeilu.contracts import topics
+from kokeilu.contracts import deadletter as contract, topics
+from kokeilu.contracts.deadletter import KEEP_BYTES, MAX_ERROR, MAX_HEADER, MAX_KEY
 from kokeilu.contracts.envelope import MAX_EVENT_BYTES
 
-KEEP_BYTES = 64 * 1024
-MAX_ERROR = 2000
-MAX_KEY = 200
-# Why a record was set aside.
-REASONS = ("unparseable", "invalid", "failed", "unpublishable")
+# Why a record was set aside (the contract says what each means, and names every header).
+REASONS = tuple(contract.REASONS)
 
 
 def clean(text: str, limit: int) -> str:
@@ -40,7 +39,7 @@ def dead_letter(value: bytes | None, key: bytes | str | None, reason: str, error
     """`source` names where the record was: topic, partition, offset, consumer_group, outbox_id."""
     assert reason in REASONS, reason
     headers = {f"kokeilu.source.{name.replace('_', '.')}" if name in ("topic", "partition", "offset")
-               else f"kokeilu.{name.replace('_', '.')}": clean(str(v), 500) for name, v in source.items()}
+               else f"kokeilu.{name.replace('_', '.')}": clean(str(v), MAX_HEADER) for name, v in source.items()}
     headers.update({"kokeilu.service": service, "kokeilu.reason": reason, "kokeilu.error": clean(error, MAX_ERROR)})
     if value is not None and len(value) > MAX_EVENT_BYTES:
         headers["kokeilu.value.truncated"] = str(len(value))

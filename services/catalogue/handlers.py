@@ -1,7 +1,7 @@
 """Use cases of the catalogue service: apply a workflow event to its entry and publish what changed."""
 from __future__ import annotations
 
-from kokeilu.contracts import CloudEvent, new_event, utcnow  # noqa: F401  (utcnow: patched by tests)
+from kokeilu.contracts import CloudEvent, new_event, service_source, utcnow  # noqa: F401  (utcnow: patched by tests)
 from kokeilu.contracts import catalog as types
 from kokeilu.contracts.evaluation import EvaluationDecided, ScreeningCompleted
 from kokeilu.contracts.proposals import (MeasurementRecorded, PilotCompleted, PilotStarted, ProposalRevised,
@@ -12,7 +12,7 @@ from kokeilu.errors import PermanentError
 from .domain import SAFE_ID, Entry
 from .search import SearchPage, SearchQuery
 
-SOURCE = "kokeilu/catalogue"
+SOURCE = service_source("catalogue")  # <KOKEILU_EVENT_SOURCE_BASE>services/catalogue
 CONSUMER = "catalogue"
 
 PUBLIC_TYPES = {"published": types.RESULT_PUBLISHED, "updated": types.RESULT_UPDATED,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from kokeilu.contracts import CloudEvent, new_event, utcnow
+from kokeilu.contracts import CloudEvent, new_event, service_source, utcnow
 from kokeilu.contracts import catalog as types
 from kokeilu.contracts.evaluation import EvaluationDecided, EvaluationOpened, EvaluationOverdue, ScreeningCompleted
 from kokeilu.contracts.proposals import ProposalRevised, ProposalStatus, ProposalStatusChanged, ProposalSubmitted
@@ -13,7 +13,7 @@ from .domain import Evaluation, assign
 from .screening import ScreeningPolicy, screen
 from .settings import Workflow
 
-SOURCE = "kokeilu/evaluation"
+SOURCE = service_source("evaluation")  # <KOKEILU_EVENT_SOURCE_BASE>services/evaluation
 CONSUMER = "evaluation"
 # Held by whatever reads the open proposals or the evaluators' workload to decide (UnitOfWork.lock).
 SCREENING_LOCK = "evaluation.screening-and-panels"

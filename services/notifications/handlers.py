@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from kokeilu.contracts import CloudEvent, new_event, utcnow
+from kokeilu.contracts import CloudEvent, new_event, service_source, utcnow
 from kokeilu.contracts import catalog as types
 from kokeilu.contracts.notifications import DeliveryOutcome
 from kokeilu.contracts.evaluation import ScreeningCompleted
@@ -19,7 +19,7 @@ from kokeilu.privacy import redact
 from .domain import (Caller, DeliveryStatus, NewSubscription, RetryPolicy, Subscription, SubscriptionChange,
                      redact_event_data, resident_name, signature, window_end)
 
-SOURCE = "kokeilu/notifications"
+SOURCE = service_source("notifications")  # <KOKEILU_EVENT_SOURCE_BASE>services/notifications
 CONSUMER = "notifications"
 LEASE = timedelta(seconds=60)
 # Status changes a proposer hears about (the step into screening is internal and immediate).

@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 from types import SimpleNamespace
 
-from kokeilu.contracts import CloudEvent, new_event, utcnow
+from kokeilu.contracts import CloudEvent, new_event, service_source, utcnow
 from kokeilu.contracts import catalog as types
 from kokeilu.contracts.evaluation import EvaluationDecided, ScreeningCompleted
 from kokeilu.contracts.proposals import (IntakeMeasurement, IntakeRejected, KpiActual, MeasurementRecorded,
@@ -22,7 +22,7 @@ from kokeilu.errors import PermanentError
 from . import metrics
 from .domain import DecisionRecord, IllegalTransition, MeasurementRefused, Proposal, Status
 
-SOURCE = "kokeilu/proposals"
+SOURCE = service_source("proposals")  # <KOKEILU_EVENT_SOURCE_BASE>services/proposals
 CONSUMER = "proposals"
 # Inbox name of the intake-rejected events: one rejection per intake event (source + id).
 REJECTIONS = "proposals.intake-rejections"

@@ -5,6 +5,7 @@ import uuid
 import pytest
 
 from kokeilu.contracts import topics
+from kokeilu.contracts.sources import service_source
 from tests.integration.test_evaluation_service import submitted
 from tests.support import cloudevent, wait_until
 
@@ -22,7 +23,7 @@ def screened(pid: str, passed: bool = True) -> dict:
     return cloudevent("fi.espoo.kokeilu.screening.completed",
                       {"proposal_id": pid, "passed": passed, "failed_rules": [] if passed else
                        [{"rule": "budget_cap", "reason": "over"}], "screened_at": "2026-11-28T10:01:00Z"},
-                      subject=pid, source="kokeilu/evaluation")
+                      subject=pid, source=service_source("evaluation"))
 
 
 @pytest.mark.parametrize("screening_first", [False, True])

@@ -5,6 +5,7 @@ import uuid
 import pytest
 
 from kokeilu.contracts import topics
+from kokeilu.contracts.sources import service_source
 from tests.support import cloudevent, headers_of
 
 pytestmark = pytest.mark.kafka
@@ -29,7 +30,7 @@ def submitted(proposal_id: str, **overrides) -> dict:
         "budget_eur": 20000, "duration_weeks": 20, "language": "fi", "submitted_at": "2026-11-28T10:00:00Z",
     }
     data.update(overrides)
-    return cloudevent("fi.espoo.kokeilu.proposal.submitted", data, subject=proposal_id, source="kokeilu/proposals")
+    return cloudevent("fi.espoo.kokeilu.proposal.submitted", data, subject=proposal_id, source=service_source("proposals"))
 
 
 def screening_of(platform, probe, proposal_id):

@@ -24,6 +24,7 @@ from kafka import KafkaProducer
 from alembic.script import ScriptDirectory
 
 from kokeilu.contracts import topics
+from kokeilu.contracts.sources import service_source
 from services.evaluation.domain import assign
 from services.evaluation.settings import DEFAULT_PANELS
 from tests.support import AUTH, BOOTSTRAP, ROOT, Platform, cloudevent, submission, wait_until
@@ -126,7 +127,7 @@ def proposal_submitted(pid: str, title: str, focus_area: str = "learning") -> di
             "hypothesis": "Reading buddies raise reading fluency.",
             "kpis": [{"name": "words per minute", "unit": "wpm", "baseline": 60, "target": 80}],
             "budget_eur": 20000, "duration_weeks": 20, "language": "fi", "submitted_at": "2026-11-28T10:00:00Z"}
-    return cloudevent(T + "proposal.submitted", data, subject=pid, source="kokeilu/proposals")
+    return cloudevent(T + "proposal.submitted", data, subject=pid, source=service_source("proposals"))
 
 
 def test_instances_started_at_once_on_an_empty_store_migrate_it_once(evaluation):

@@ -7,6 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from kokeilu.contracts import topics
+from kokeilu.contracts.sources import service_source
 from tests.support import cloudevent, free_port, wait_until
 
 pytestmark = pytest.mark.kafka
@@ -66,7 +67,7 @@ def result_event(pid: str, focus_area: str = "learning") -> dict:
         "result_id": pid, "proposal_id": pid, "title": "Reading buddies", "summary": "Pupils read together.",
         "focus_area": focus_area, "environment": "school", "proposer_kind": "school", "status": "in_evaluation",
         "contact_unit": "Espoo", "published_at": "2026-11-28T10:00:00Z", "updated_at": "2026-11-28T10:00:00Z"},
-        subject=pid, source="kokeilu/catalogue")
+        subject=pid, source=service_source("catalogue"))
 
 
 def subscribe(p, url, **filter_):

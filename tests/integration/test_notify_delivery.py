@@ -11,7 +11,7 @@ import pytest
 import requests
 from aiosmtpd.controller import Controller
 
-from kokeilu.contracts import topics
+from kokeilu.contracts import BY_NAME, topics
 from services.notifications.domain import verify_signature
 from tests.integration.test_notifications_service import Receiver
 from tests.support import AUTH, Platform, free_port, wait_until
@@ -83,7 +83,7 @@ class SigningReceiver(Receiver):
 
 def send(platform, probe, *events):
     for event in events:
-        topic = topics.EVALUATIONS if event["source"] == "kokeilu/evaluation" else topics.PROPOSALS
+        topic = BY_NAME[event["type"]].topic  # by type: consumers never route on `source`
         probe.send(platform.topic(topic), event, key=event["subject"])
 
 

@@ -9,6 +9,7 @@ import subprocess
 import pytest
 
 from kokeilu.contracts import topics
+from kokeilu.contracts.sources import service_source
 from tests.support import ROOT, Platform, Probe, cloudevent, free_port, submission, wait_until
 
 pytestmark = pytest.mark.kafka
@@ -62,7 +63,7 @@ def test_proposals_accepted_while_the_broker_is_down_are_published_when_it_retur
             probe.send(platform.topic(topics.EVALUATIONS), cloudevent(
                 "fi.espoo.kokeilu.screening.completed",
                 {"proposal_id": ids[0], "passed": True, "screened_at": "2026-11-28T10:00:00Z"},
-                subject=ids[0], source="kokeilu/evaluation"), key=ids[0])
+                subject=ids[0], source=service_source("evaluation")), key=ids[0])
             wait_until(lambda: platform.get("proposals", f"/v1/proposals/{ids[0]}").json()["status"] == "in_evaluation",
                        timeout=90, what="the consumer to apply an event after the broker returned")
             wait_until(lambda: gauge(platform, "kokeilu_outbox_backlog") == 0, timeout=60, what="the outbox to drain")

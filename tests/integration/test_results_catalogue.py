@@ -11,7 +11,8 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from kokeilu.contracts import topics
+from kokeilu.contracts import BY_NAME, topics
+from kokeilu.contracts.sources import service_source
 from tests.support import ROOT, wait_until
 from tests.unit.results import events as ev
 
@@ -27,7 +28,7 @@ def catalogue(module_platform):
 
 def send(platform, probe, *events):
     for event in events:
-        topic = topics.EVALUATIONS if event["source"] == "kokeilu/evaluation" else topics.PROPOSALS
+        topic = BY_NAME[event["type"]].topic  # by type: consumers never route on `source`
         probe.send(platform.topic(topic), event, key=event["subject"])
 
 
@@ -61,6 +62,7 @@ def test_a_result_follows_its_proposal_from_screening_to_a_completed_pilot(catal
                             where=lambda e: e["subject"] == pid)
     assert [e["data"]["status"] for e in on_topic][-1] == "completed"
     [published] = probe.events(catalogue.topic(topics.RESULTS), T + "published", where=lambda e: e["subject"] == pid)
+    assert published["source"] == service_source("catalogue")  # absolute: <base>services/catalogue
     records = probe.records(catalogue.topic(topics.RESULTS), lambda r: r.key == pid.encode(), count=5)
     assert {r.key for r in records} == {pid.encode()}  # keyed by result id: compaction keeps the latest
 

@@ -7,6 +7,7 @@ import pytest
 
 from examples import results_consumer
 from kokeilu.config import Settings
+from kokeilu.contracts.sources import service_source
 from kokeilu.kafka.topics import ensure_topics
 from tests.support import BOOTSTRAP, cloudevent
 
@@ -20,7 +21,7 @@ def result(pid, status, updated_at, title="Reading buddies"):
         "result_id": pid, "proposal_id": pid, "title": title, "summary": "Pupils read together.",
         "focus_area": "learning", "environment": "school", "proposer_kind": "school", "status": status,
         "contact_unit": "Espoo", "licence": "CC-BY-4.0", "published_at": "2026-03-01T10:00:00Z",
-        "updated_at": updated_at}, subject=pid, source="kokeilu/catalogue")
+        "updated_at": updated_at}, subject=pid, source=service_source("catalogue"))
 
 
 def test_the_example_consumer_keeps_a_table_of_current_results(probe, tmp_path):

@@ -12,6 +12,7 @@ from kokeilu.contracts import catalog as types
 from kokeilu.contracts import decode, topics
 from kokeilu.contracts.proposals import Environment, FocusArea, ProposerKind
 from kokeilu.contracts.results import LICENCE, ResultStatus
+from kokeilu.contracts.sources import service_source
 from services.catalogue import handlers
 from services.catalogue.domain import Entry
 from services.proposals.domain import Proposal
@@ -29,11 +30,11 @@ def uow():
 
 
 def proposal_event(data):
-    return an_event(types.PROPOSAL_SUBMITTED, data, source="kokeilu/proposals")
+    return an_event(types.PROPOSAL_SUBMITTED, data, source=service_source("proposals"))
 
 
 def screening_event(proposal_id, passed=True):
-    return an_event(types.SCREENING_COMPLETED, a_screening(proposal_id, passed), source="kokeilu/evaluation")
+    return an_event(types.SCREENING_COMPLETED, a_screening(proposal_id, passed), source=service_source("evaluation"))
 
 
 def deliver(uow, event):

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from kokeilu.contracts import catalog as types
 from kokeilu.contracts import decode, topics
 from kokeilu.contracts.proposals import FocusArea, ProposalContact, ProposalRevised, ProposalStatusChanged
+from kokeilu.contracts.sources import service_source
 from services.notifications import handlers
 from services.notifications.domain import (Caller, DeliveryStatus, NewSubscription, RetryPolicy, Subscription,
                                            SubscriptionFilter, verify_signature)
@@ -227,12 +228,12 @@ ADDRESS = "maija.proposer@example.fi"
 
 def contact_of(proposal_id: str, language: str = "sv"):
     data = ProposalContact(proposal_id=proposal_id, contact_email=ADDRESS, language=language, recorded_at=WHEN)
-    return an_event(types.PROPOSAL_CONTACT_RECORDED, data, source="kokeilu/proposals")
+    return an_event(types.PROPOSAL_CONTACT_RECORDED, data, source=service_source("proposals"))
 
 
 def status_change(proposal_id: str, from_: str, to: str):
     data = ProposalStatusChanged(proposal_id=proposal_id, from_status=from_, to_status=to, changed_at=WHEN)
-    return an_event(types.PROPOSAL_STATUS_CHANGED, data, source="kokeilu/proposals")
+    return an_event(types.PROPOSAL_STATUS_CHANGED, data, source=service_source("proposals"))
 
 
 def test_the_contact_event_is_remembered_and_never_forwarded_to_any_subscriber(uow):

@@ -13,6 +13,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from kokeilu.contracts import catalog as types
 from kokeilu.contracts import decode, topics
 from kokeilu.contracts.evaluation import Decision, EvaluationDecided, RuleFailure
+from kokeilu.contracts.sources import service_source
 from kokeilu.errors import PermanentError
 from services.proposals import handlers
 from services.proposals.domain import TRANSITIONS, IllegalTransition, Proposal, Status
@@ -39,7 +40,7 @@ def in_screening() -> Proposal:
 
 
 def screening_event(proposal_id: str, passed: bool, failures=None, **kw):
-    return an_event(types.SCREENING_COMPLETED, a_screening(proposal_id, passed, failures), source="kokeilu/evaluation", **kw)
+    return an_event(types.SCREENING_COMPLETED, a_screening(proposal_id, passed, failures), source=service_source("evaluation"), **kw)
 
 
 def screen(uow, proposal_id: str, passed: bool, failures=None):
@@ -305,7 +306,7 @@ def decided(proposal_id: str, decision: Decision):
     data = EvaluationDecided(proposal_id=proposal_id, decision=decision, weighted_score=3.0, threshold=3.5,
                              criterion_averages={"impact": 3.0}, rationale="Promising; KPIs need baselines.",
                              decided_at=WHEN)
-    return an_event(types.EVALUATION_DECIDED, data, source="kokeilu/evaluation")
+    return an_event(types.EVALUATION_DECIDED, data, source=service_source("evaluation"))
 
 
 def test_a_revision_publishes_the_contact_then_the_revision_without_it(uow):

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from kokeilu.contracts import catalog as types
 from kokeilu.contracts import decode, topics
 from kokeilu.contracts.proposals import Environment, FocusArea
+from kokeilu.contracts.sources import service_source
 from services.evaluation import handlers
 from services.evaluation.screening import (RULES, ScreeningPolicy, budget_cap, completeness, duplicate,
                                            eligible_environment, normalise_title, screen, title_keys)
@@ -164,7 +165,7 @@ def uow():
 
 def submitted_event(**overrides):
     data = a_proposal_submitted(**overrides)
-    return an_event(types.PROPOSAL_SUBMITTED, data, source="kokeilu/proposals"), data
+    return an_event(types.PROPOSAL_SUBMITTED, data, source=service_source("proposals")), data
 
 
 def test_a_passing_proposal_publishes_a_passed_screening_and_opens_its_evaluation(uow):

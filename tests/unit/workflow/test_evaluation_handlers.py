@@ -7,6 +7,7 @@ import pytest
 
 from kokeilu.contracts import decode, utcnow
 from kokeilu.contracts.proposals import ProposalRevised, ProposalStatusChanged, ProposalSubmitted
+from kokeilu.contracts.sources import service_source
 from services.evaluation import handlers
 from services.evaluation.domain import CRITERIA, NotAssigned
 from services.evaluation.screening import ScreeningPolicy
@@ -41,7 +42,7 @@ def submitted(pid=None, title=None, **overrides):
             "budget_eur": 20000, "duration_weeks": 20, "language": "fi", "submitted_at": WHEN,
             "external_funding_sought": True}
     data.update(overrides)
-    return event("proposal.submitted", ProposalSubmitted.model_validate(data), source="kokeilu/proposals")
+    return event("proposal.submitted", ProposalSubmitted.model_validate(data), source=service_source("proposals"))
 
 
 def screen(uow, e, wf=WF):
@@ -82,7 +83,7 @@ def test_a_closed_proposal_no_longer_counts_as_a_duplicate(db, uow):
     screen(uow, first)
     change = event("proposal.status-changed", ProposalStatusChanged(
         proposal_id=first.subject, from_status="in_evaluation", to_status="withdrawn", changed_at=WHEN),
-        source="kokeilu/proposals")
+        source=service_source("proposals"))
     assert handlers.on_status_changed(change, decode(change), uow()) == "applied"
     assert handlers.get_evaluation(first.subject, uow(), manager=True)["evaluation"]["status"] == "closed"
     again = submitted(title="Solar benches on the walkway")
@@ -128,7 +129,7 @@ def test_a_revision_is_screened_again_and_evaluated_by_a_new_panel(db, uow):
     screen(uow, e)
     revised = event("proposal.revised", ProposalRevised.model_validate({
         **decode(e).model_dump(exclude={"submitted_at"}), "revision": 2, "revised_at": WHEN}),
-        source="kokeilu/proposals")
+        source=service_source("proposals"))
     assert handlers.on_proposal_revised(revised, decode(revised), uow(), POLICY, WF) == "applied"
     assert len(of(db, pid, "screening.completed")) == 2, "its own earlier title is no duplicate"
     assert of(db, pid, "screening.completed")[1].data["passed"] is True

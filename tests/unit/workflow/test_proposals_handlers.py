@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from kokeilu.contracts.evaluation import Decision, EvaluationDecided, RuleFailure, ScreeningCompleted
 from kokeilu.contracts.proposals import IntakeMeasurement, KpiActual, PilotOutcome
+from kokeilu.contracts.sources import service_source
 from kokeilu.errors import PermanentError
 from services.proposals import handlers
 from services.proposals.domain import IllegalTransition, Status
@@ -32,14 +33,14 @@ def uow(db):
 def screened(pid, passed=True):
     return event("screening.completed", ScreeningCompleted(
         proposal_id=pid, passed=passed, screened_at=WHEN,
-        failed_rules=[] if passed else [RuleFailure(rule="budget_cap", reason="over")]), source="kokeilu/evaluation")
+        failed_rules=[] if passed else [RuleFailure(rule="budget_cap", reason="over")]), source=service_source("evaluation"))
 
 
 def decided(pid, decision=Decision.approved):
     return event("evaluation.decided", EvaluationDecided(
         proposal_id=pid, decision=decision, weighted_score=4.0, threshold=3.5,
         criterion_averages={"impact": 4.0}, rationale="Weighted score 4.00", decided_at=WHEN),
-        source="kokeilu/evaluation")
+        source=service_source("evaluation"))
 
 
 def mine(db, pid, type_=None):
