@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import copy
+import email
+import email.policy
 import hashlib
 import json
 import os
@@ -15,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import requests
+from aiosmtpd.controller import Controller
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 from kokeilu.contracts.proposals import SUBMISSION_EXAMPLE
@@ -219,3 +222,26 @@ def cloudevent(type_: str, data, subject: str | None = None, source: str = "test
 
 def headers_of(record) -> dict[str, str]:
     return {k: v.decode() for k, v in record.headers}
+
+
+class Mailbox:
+    """A real SMTP server on 127.0.0.1 that keeps every message it accepts."""
+
+    def __init__(self):
+        self.messages: list[email.message.EmailMessage] = []
+        mailbox = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                mailbox.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+                return "250 OK"
+
+        self.port = free_port()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def to(self, address: str) -> list:
+        return [m for m in self.messages if m["To"] == address]
+
+    def close(self):
+        self.controller.stop()

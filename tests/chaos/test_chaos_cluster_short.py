@@ -5,15 +5,12 @@ proposals instances; one instance of each service is killed with -9 and one Kafk
 and kept down for a while under the load. Nothing accepted may be lost, nothing may happen
 twice, and the cluster must take writes while the node is down.
 """
-import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from chaos.platform import SERVICES
-from tests.support import ROOT
+from tests.chaos.run_chaos import assert_nothing_lost_or_twice, run_chaos
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.postgres]
 
@@ -22,17 +19,10 @@ SEED = int(os.environ.get("KOKEILU_CHAOS_SEED", "11"))
 
 
 def test_a_cluster_losing_an_instance_of_each_service_and_a_kafka_node_loses_nothing(tmp_path, postgres_url):
-    run_dir = tmp_path / "run"
-    done = subprocess.run(
-        [sys.executable, "-m", "chaos", "--cluster", "--postgres", postgres_url, "--proposals", str(PROPOSALS),
-         "--rate", "3", "--seed", str(SEED), "--kills-per-service", "1", "--broker-kills", "1",
-         "--broker-freezes", "0", "--aimed", "", "--outage-seconds", "8", "--drain-timeout", "200",
-         "--request-deadline", "200", "--run-dir", str(run_dir)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
-    output = done.stdout[-6000:] + done.stderr[-3000:]
-    assert (run_dir / "audit.json").exists(), f"the harness could not run (exit {done.returncode}):\n{output}"
-    report = json.loads((run_dir / "audit.json").read_text())
-    why = "audit failures:\n" + "\n".join(report["failures"]) + f"\n(run: {run_dir})"
+    report, output, returncode = run_chaos(
+        tmp_path / "run", "--cluster", "--postgres", postgres_url, "--proposals", str(PROPOSALS), "--rate", "3",
+        "--seed", str(SEED), "--kills-per-service", "1", "--broker-kills", "1", "--broker-freezes", "0", "--aimed", "",
+        "--outage-seconds", "8", "--drain-timeout", "200", "--request-deadline", "200", timeout=600)
 
     # One instance of every service killed, and one Kafka node, while the load ran.
     kills = [f for f in report["faults"] if f["kind"] == "kill"]
@@ -44,14 +34,4 @@ def test_a_cluster_losing_an_instance_of_each_service_and_a_kafka_node_loses_not
     assert node["accepted_while_down"] > 0, node
     assert all(f["ready_seconds"] is not None for f in report["faults"]), report["faults"]
 
-    # Nothing lost, nothing twice.
-    assert report["load"]["accepted"] == PROPOSALS, why
-    assert report["drained"], output
-    assert report["stages"] == {name: PROPOSALS for name in report["stages"]}, why
-    assert report["dead_letters"] == 0 and report["dead_lettered_deliveries"] == 0, why
-    for d in report["deliveries"]:
-        assert d["missing"] == 0 and d["duplicates"] == 0 and d["bad_signatures"] == 0, why
-    assert report["store"]["stored"] == PROPOSALS, why
-    assert set(report["double_effects"].values()) == {0}, why
-    assert report["ok"] and report["failures"] == [], why
-    assert done.returncode == 0, output
+    assert_nothing_lost_or_twice(report, PROPOSALS, output, returncode)

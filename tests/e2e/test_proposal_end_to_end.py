@@ -3,8 +3,7 @@ import pytest
 
 from kokeilu.contracts import topics
 from tests.integration.test_notifications_service import Receiver
-from tests.integration.test_notify_delivery import Mailbox
-from tests.support import submission, wait_until
+from tests.support import Mailbox, submission, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 

@@ -4,6 +4,8 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
+from tests.support import Mailbox
+
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request, tmp_path):
@@ -19,3 +21,11 @@ def database_url(request, tmp_path):
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def mailbox():
+    """A real SMTP server of the module's own (tests.support.Mailbox)."""
+    m = Mailbox()
+    yield m
+    m.close()

@@ -346,14 +346,6 @@ DIGEST_WINDOW = 3
 
 
 @pytest.fixture(scope="module")
-def mailbox():
-    from tests.integration.test_notify_delivery import Mailbox
-    m = Mailbox()
-    yield m
-    m.close()
-
-
-@pytest.fixture(scope="module")
 def notifications(tmp_path_factory, databases, mailbox):
     url = databases()
     p = two_instances(tmp_path_factory, "notifications", url, KOKEILU_TOPIC_PARTITIONS=str(PARTITIONS),

@@ -1,20 +1,17 @@
 """Notifications end to end on the real broker, with the catalogue as a real process too: from a
 workflow event to a signed webhook received by a real local HTTP server, to e-mails received by a
 real local SMTP server (aiosmtpd), retries and dead letters, and one daily digest per subscriber."""
-import email
-import email.policy
 import io
 import time
 import uuid
 
 import pytest
 import requests
-from aiosmtpd.controller import Controller
 
 from kokeilu.contracts import BY_NAME, topics
 from services.notifications.domain import verify_signature
 from tests.integration.test_notifications_service import Receiver
-from tests.support import AUTH, Platform, free_port, wait_until
+from tests.support import AUTH, Platform, wait_until
 from tests.unit.results import events as ev
 
 pytestmark = pytest.mark.kafka
@@ -22,36 +19,6 @@ pytestmark = pytest.mark.kafka
 PUBLISHED = "fi.espoo.kokeilu.result.published"
 STATUS = "fi.espoo.kokeilu.proposal.status-changed"
 DIGEST_WINDOW = 4
-
-
-class Mailbox:
-    """A real SMTP server on 127.0.0.1 that keeps every message it accepts."""
-
-    def __init__(self):
-        self.messages: list[email.message.EmailMessage] = []
-        mailbox = self
-
-        class Handler:
-            async def handle_DATA(self, server, session, envelope):
-                mailbox.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
-                return "250 OK"
-
-        self.port = free_port()
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
-        self.controller.start()
-
-    def to(self, address: str) -> list:
-        return [m for m in self.messages if m["To"] == address]
-
-    def close(self):
-        self.controller.stop()
-
-
-@pytest.fixture(scope="module")
-def mailbox():
-    m = Mailbox()
-    yield m
-    m.close()
 
 
 @pytest.fixture(scope="module")
