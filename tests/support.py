@@ -173,6 +173,13 @@ class Platform:
         return codes
 
 
+def send_events(platform: "Platform", probe: "Probe", *events: dict) -> None:
+    """Put workflow events on the platform's topics, each on its type's topic, keyed by its subject."""
+    from kokeilu.contracts import BY_NAME
+    for event in events:
+        probe.send(platform.topic(BY_NAME[event["type"]].topic), event, key=event["subject"])
+
+
 class Probe:
     """Reads and writes raw records on the real broker, outside any service."""
 

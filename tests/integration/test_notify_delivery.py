@@ -8,10 +8,10 @@ import uuid
 import pytest
 import requests
 
-from kokeilu.contracts import BY_NAME, topics
+from kokeilu.contracts import topics
 from services.notifications.domain import verify_signature
 from tests.integration.test_notifications_service import Receiver
-from tests.support import AUTH, Platform, wait_until
+from tests.support import AUTH, Platform, wait_until, send_events
 from tests.unit.results import events as ev
 
 pytestmark = pytest.mark.kafka
@@ -48,12 +48,6 @@ class SigningReceiver(Receiver):
         self.server.RequestHandlerClass.do_POST = do_post
 
 
-def send(platform, probe, *events):
-    for event in events:
-        topic = BY_NAME[event["type"]].topic  # by type: consumers never route on `source`
-        probe.send(platform.topic(topic), event, key=event["subject"])
-
-
 def unsubscribe(platform, sub):
     """A test's webhook receiver goes away with the test: so does its subscription."""
     assert platform.delete("notifications", f"/v1/subscriptions/{sub['id']}").status_code == 204
@@ -73,7 +67,7 @@ def test_a_workflow_event_reaches_a_webhook_signed_through_the_catalogue(platfor
     try:
         assert len(sub["secret"]) == 64
         assert "secret" not in platform.get("notifications", "/v1/subscriptions").json()["items"][0]
-        send(platform, probe, ev.submitted(pid), ev.screened(pid))
+        send_events(platform, probe, ev.submitted(pid), ev.screened(pid))
         headers, raw = wait_until(lambda: next(((h, r) for h, r in receiver.raw if pid.encode() in r), None),
                                   timeout=60, what="the signed webhook")
         assert verify_signature(sub["secret"], headers["Kokeilu-Signature"], raw, int(time.time()))
@@ -90,7 +84,7 @@ def test_a_failing_webhook_is_retried_then_dead_lettered_and_visible(platform, p
     sub = subscribe(platform, channel="webhook", url=receiver.url, filter={"types": [PUBLISHED]})
     try:
         pid = str(uuid.uuid4())
-        send(platform, probe, ev.submitted(pid), ev.screened(pid))
+        send_events(platform, probe, ev.submitted(pid), ev.screened(pid))
         [failed] = probe.events(platform.topic(topics.NOTIFICATIONS), "fi.espoo.kokeilu.delivery.failed",
                                 where=lambda e: e["data"]["subscription_id"] == sub["id"], timeout=60)
         assert failed["data"]["attempts"] == 3 and failed["data"]["status_code"] == 503
@@ -108,7 +102,7 @@ def test_a_failing_webhook_is_retried_then_dead_lettered_and_visible(platform, p
 def test_a_proposer_gets_an_email_in_their_language_without_subscribing(platform, probe, mailbox):
     pid = str(uuid.uuid4())
     address = f"proposer-{pid[:8]}@example.fi"
-    send(platform, probe, ev.contact(pid, address, language="sv"), ev.submitted(pid, language="sv"),
+    send_events(platform, probe, ev.contact(pid, address, language="sv"), ev.submitted(pid, language="sv"),
          ev.status(pid, "screening", "in_evaluation"))
     [message] = wait_until(lambda: mailbox.to(address), timeout=60, what="the proposer's e-mail")
     assert message["Subject"] == "Ditt förslag utvärderas: Reading buddies at Kera school"
@@ -128,7 +122,7 @@ def test_an_email_subscriber_gets_each_matching_event_and_can_change_the_filter(
     changed = requests.patch(platform.url("notifications", f"/v1/subscriptions/{sub['id']}"), headers=AUTH,
                              json={"filter": {"types": [STATUS], "proposal_id": pid}}, timeout=10)
     assert changed.status_code == 200 and changed.json()["filter"]["proposal_id"] == pid
-    send(platform, probe, ev.submitted(pid, language="en"), ev.status(pid, "in_evaluation", "approved"))
+    send_events(platform, probe, ev.submitted(pid, language="en"), ev.status(pid, "in_evaluation", "approved"))
     [message] = wait_until(lambda: mailbox.to(address), timeout=60, what="the subscriber's e-mail")
     assert message["Subject"] == "Kokeilu: proposal.status-changed – Reading buddies at Kera school"
     assert "Status: approved" in message.get_content()
@@ -143,7 +137,7 @@ def test_a_daily_digest_groups_a_subscribers_events_into_one_email(platform, pro
     wait_until(lambda: time.time() % DIGEST_WINDOW < 0.5, timeout=DIGEST_WINDOW + 1, interval=0.05)
     pids = [str(uuid.uuid4()) for _ in range(3)]
     for n, pid in enumerate(pids):
-        send(platform, probe, ev.submitted(pid, environment="kera", title=f"Kera pilot {n} {tag}"), ev.screened(pid))
+        send_events(platform, probe, ev.submitted(pid, environment="kera", title=f"Kera pilot {n} {tag}"), ev.screened(pid))
     [digest] = wait_until(lambda: mailbox.to(address), timeout=60, what="the digest")
     body = digest.get_content()
     assert digest["Subject"] == "Kokeilu daily digest: 3 events"

@@ -11,9 +11,9 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from kokeilu.contracts import BY_NAME, topics
+from kokeilu.contracts import topics
 from kokeilu.contracts.sources import service_source
-from tests.support import ROOT, wait_until
+from tests.support import ROOT, wait_until, send_events
 from tests.unit.results import events as ev
 
 pytestmark = pytest.mark.kafka
@@ -26,12 +26,6 @@ def catalogue(module_platform):
     return module_platform.start("catalogue")
 
 
-def send(platform, probe, *events):
-    for event in events:
-        topic = BY_NAME[event["type"]].topic  # by type: consumers never route on `source`
-        probe.send(platform.topic(topic), event, key=event["subject"])
-
-
 def result_of(platform, pid, **expected):
     def current():
         response = platform.get("catalogue", f"/v1/results/{pid}")
@@ -42,15 +36,15 @@ def result_of(platform, pid, **expected):
 
 def test_a_result_follows_its_proposal_from_screening_to_a_completed_pilot(catalogue, probe):
     pid = str(uuid.uuid4())
-    send(catalogue, probe, ev.submitted(pid), ev.screened(pid))
+    send_events(catalogue, probe, ev.submitted(pid), ev.screened(pid))
     result_of(catalogue, pid, status="in_evaluation")
-    send(catalogue, probe, ev.decided(pid), ev.status(pid, "in_evaluation", "approved"))
+    send_events(catalogue, probe, ev.decided(pid), ev.status(pid, "in_evaluation", "approved"))
     planned = result_of(catalogue, pid, status="planned")
     assert planned["decision_rationale"].startswith("Strong fit")
-    send(catalogue, probe, ev.started(pid), ev.measured(pid, 71))
+    send_events(catalogue, probe, ev.started(pid), ev.measured(pid, 71))
     piloting = result_of(catalogue, pid, status="piloting")
     wait_until(lambda: catalogue.get("catalogue", f"/v1/results/{pid}").json()["kpis"][0]["actual"] == 71)
-    send(catalogue, probe, ev.completed(pid))
+    send_events(catalogue, probe, ev.completed(pid))
     done = result_of(catalogue, pid, status="completed")
     assert done["outcome"] == "scale_up" and done["lessons_learned"].startswith("Pairs")
     assert done["kpis"][0] == {"name": "words per minute", "unit": "wpm", "baseline": 60, "target": 80, "actual": 84}
@@ -70,12 +64,12 @@ def test_a_result_follows_its_proposal_from_screening_to_a_completed_pilot(catal
 @pytest.mark.parametrize("how", ["rejected", "withdrawn"])
 def test_a_proposal_rejected_or_withdrawn_before_its_pilot_leaves_the_catalogue(catalogue, probe, how):
     pid = str(uuid.uuid4())
-    send(catalogue, probe, ev.submitted(pid), ev.screened(pid))
+    send_events(catalogue, probe, ev.submitted(pid), ev.screened(pid))
     result_of(catalogue, pid, status="in_evaluation")
     if how == "rejected":
-        send(catalogue, probe, ev.decided(pid, "rejected"), ev.status(pid, "in_evaluation", "rejected"))
+        send_events(catalogue, probe, ev.decided(pid, "rejected"), ev.status(pid, "in_evaluation", "rejected"))
     else:
-        send(catalogue, probe, ev.status(pid, "in_evaluation", "withdrawn"))
+        send_events(catalogue, probe, ev.status(pid, "in_evaluation", "withdrawn"))
     [gone] = probe.events(catalogue.topic(topics.RESULTS), T + "withdrawn", where=lambda e: e["subject"] == pid)
     assert gone["data"]["reason"] == how
     wait_until(lambda: catalogue.get("catalogue", f"/v1/results/{pid}").status_code == 404)
@@ -83,7 +77,7 @@ def test_a_proposal_rejected_or_withdrawn_before_its_pilot_leaves_the_catalogue(
 
 def test_a_pilot_stopped_midway_keeps_its_lessons(catalogue, probe):
     pid = str(uuid.uuid4())
-    send(catalogue, probe, ev.submitted(pid), ev.screened(pid), ev.decided(pid), ev.started(pid),
+    send_events(catalogue, probe, ev.submitted(pid), ev.screened(pid), ev.decided(pid), ev.started(pid),
          ev.completed(pid, outcome="stop", lessons="Tablets were not charged at the start of lessons."),
          ev.status(pid, "piloting", "withdrawn", time="2026-08-02T00:00:00Z"))
     done = result_of(catalogue, pid, status="completed")
@@ -96,7 +90,7 @@ def test_search_filters_facets_sorting_and_cursor_pages(catalogue, probe):
     for n, (area, env) in enumerate([("learning", "school"), ("smart_mobility", "kera"), ("learning", "citywide")]):
         pid = str(uuid.uuid4())
         ids.append(pid)
-        send(catalogue, probe, ev.submitted(pid, title=f"Pilot {n} {tag}", focus_area=area, environment=env,
+        send_events(catalogue, probe, ev.submitted(pid, title=f"Pilot {n} {tag}", focus_area=area, environment=env,
                                             time=f"2026-03-0{n + 1}T10:00:00Z"),
              ev.screened(pid, time=f"2026-03-0{n + 1}T11:00:00Z"))
     for pid in ids:
@@ -121,11 +115,11 @@ def test_search_filters_facets_sorting_and_cursor_pages(catalogue, probe):
 
 
 def test_open_data_is_dcat_ap_json_ld_csv_and_an_html_page_per_result(catalogue, probe):
-    from rdflib import Graph, Literal, Namespace, URIRef
+    from rdflib import Graph, Literal, URIRef
     from rdflib.namespace import DCAT, DCTERMS, RDF
 
     pid = str(uuid.uuid4())
-    send(catalogue, probe, ev.submitted(pid, title="Open <data> & pilots"), ev.screened(pid))
+    send_events(catalogue, probe, ev.submitted(pid, title="Open <data> & pilots"), ev.screened(pid))
     result_of(catalogue, pid)
     response = requests.get(catalogue.url("catalogue", "/v1/catalog.jsonld"), timeout=10)  # public: no token
     assert response.status_code == 200 and response.headers["Content-Type"].startswith("application/ld+json")
@@ -165,9 +159,9 @@ def test_open_data_is_dcat_ap_json_ld_csv_and_an_html_page_per_result(catalogue,
 def test_a_rebuilt_catalogue_equals_the_live_one(catalogue, probe, tmp_path):
     # Out of order across topics, revisions of facts, a withdrawal: the rebuild must agree anyway.
     a, b, c = (str(uuid.uuid4()) for _ in range(3))
-    send(catalogue, probe, ev.screened(a), ev.submitted(a), ev.decided(a), ev.started(a), ev.measured(a, 70))
-    send(catalogue, probe, ev.submitted(b), ev.screened(b), ev.decided(b, "rejected"))
-    send(catalogue, probe, ev.submitted(c), ev.screened(c), ev.started(c), ev.completed(c))
+    send_events(catalogue, probe, ev.screened(a), ev.submitted(a), ev.decided(a), ev.started(a), ev.measured(a, 70))
+    send_events(catalogue, probe, ev.submitted(b), ev.screened(b), ev.decided(b, "rejected"))
+    send_events(catalogue, probe, ev.submitted(c), ev.screened(c), ev.started(c), ev.completed(c))
     result_of(catalogue, a, status="piloting")
     result_of(catalogue, c, status="completed")
     wait_until(lambda: catalogue.get("catalogue", f"/v1/results/{b}").status_code == 404)
