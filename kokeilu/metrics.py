@@ -70,6 +70,13 @@ class ServiceMetrics:
         self.http_duration = Histogram(
             "kokeilu_http_request_duration_seconds", "HTTP request duration by route and method.",
             ["service", "route", "method"], registry=r)
+        self.consumer_partitions = Gauge(
+            "kokeilu_consumer_assigned_partitions", "Partitions this instance's consumer of a group holds now "
+            "(0 while it is connecting or joining the group).", ["service", "group"], registry=r)
+        self.consumer_joined = Gauge(
+            "kokeilu_consumer_joined", "1 when this instance's consumer of a group has joined it and holds its "
+            "assignment (which may be no partitions, with more instances than partitions), 0 while connecting or "
+            "rejoining.", ["service", "group"], registry=r)
 
     def latest(self) -> bytes:
         return generate_latest(self.registry)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from nameko.extensions import DependencyProvider
 
+from kokeilu import tracing
 from kokeilu.extensions import StoreExtension
 from kokeilu.kafka.monitor import KafkaMonitor
 from kokeilu.kafka.relay import OutboxRelay
@@ -40,6 +41,15 @@ class Health(DependencyProvider):
     without its broker still takes work correctly and publishes it when the broker returns;
     refusing work then would only move the failure to the caller. Kafka's state is reported
     beside it (`checks.kafka`, `kokeilu_kafka_connected`), from the monitor's last probe.
+
+    Nor is a consumer's place in its group, which is reported beside it too
+    (`checks["consumer:<group>"]`: `connecting`, `joining`, or `N partitions`; the gauges
+    `kokeilu_consumer_joined` and `kokeilu_consumer_assigned_partitions`). Readiness decides
+    whether an instance gets HTTP requests; an instance that is rejoining its group after a
+    broker restart answers those correctly, and an instance may hold no partitions for good
+    (more instances than partitions) and still be the one to serve requests. Taking it out of
+    the load balancer while the group rebalances would turn a consumer pause into refused
+    requests. What a group that does not rejoin means is an alert (docs/operations.md).
     """
 
     store = StoreExtension()
@@ -60,9 +70,37 @@ class Health(DependencyProvider):
         except Exception as exc:
             checks["store"] = f"unavailable: {exc.__class__.__name__}"
         checks["kafka"] = "ok" if self.monitor.connected else "unreachable"
+        for group, state in self.monitor.membership.items():
+            checks[f"consumer:{group}"] = state
         self.metrics.ready.labels(service=self.service).set(1 if checks["store"] == "ok" else 0)
         return checks
 
     def refresh_gauges(self) -> None:
         """Gauges read from the store at scrape time: they move even while Kafka is down."""
         self.metrics.outbox_backlog.labels(service=self.service).set(OutboxReader(self.store.database).backlog())
+
+
+class Tracing(DependencyProvider):
+    """Sets up tracing for the service (kokeilu/tracing.py), and makes an HTTP request's span and
+    flow current in the green thread of the worker that answers it. (A consumer sets its
+    record's itself: it runs the worker in its own green thread.)"""
+
+    def setup(self):
+        tracing.configure(self.container.service_name)
+        self._attached: dict = {}
+
+    def stop(self):
+        tracing.shutdown()
+
+    def get_dependency(self, worker_ctx):
+        return None
+
+    def worker_setup(self, worker_ctx):
+        trace = getattr(worker_ctx.args[0], "kokeilu_trace", None) if worker_ctx.args else None
+        if trace is not None:
+            self._attached[worker_ctx] = tracing.attach(*trace)
+
+    def worker_teardown(self, worker_ctx):
+        tokens = self._attached.pop(worker_ctx, None)
+        if tokens is not None:
+            tracing.detach(tokens)

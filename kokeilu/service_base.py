@@ -11,7 +11,7 @@ from werkzeug.wrappers import Response
 from kokeilu.http import api, json_response
 from kokeilu.http.openapi import served
 from kokeilu.metrics import CONTENT_TYPE_LATEST, metrics_for
-from kokeilu.platform import Health
+from kokeilu.platform import Health, Tracing
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ class PlatformService:
 
     name = "kokeilu"
     health = Health()
+    tracing = Tracing()
 
     @api("GET", "/health/live", public=True, response=Live)
     def health_live(self, request):

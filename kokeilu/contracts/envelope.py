@@ -39,6 +39,9 @@ class CloudEvent(BaseModel):
     data: Any = None
     correlationid: str | None = None
     causationid: str | None = None
+    # The CloudEvents distributed-tracing extension: W3C Trace Context of the span that produced it.
+    traceparent: str | None = Field(default=None, max_length=512)
+    tracestate: str | None = Field(default=None, max_length=512)
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()
@@ -89,11 +92,15 @@ def new_event(
     dataschema: str | None = None,
     cause: CloudEvent | None = None,
     correlationid: str | None = None,
+    traceparent: str | None = None,
 ) -> CloudEvent:
-    """A new event; `cause` carries the correlation id on and names itself as the causation."""
+    """A new event; `cause` carries the correlation id and trace on and names itself as the
+    causation. (A unit of work puts the event in the flow in hand when it records it:
+    kokeilu/tracing.py.)"""
     event_id = str(uuid.uuid4())
     if cause is not None:
         correlationid = cause.correlationid or cause.id
+        traceparent = traceparent or cause.traceparent
     return CloudEvent(
         specversion="1.0",
         id=event_id,
@@ -105,4 +112,5 @@ def new_event(
         data=data.model_dump(mode="json", exclude_none=True),
         correlationid=correlationid or event_id,
         causationid=cause.id if cause is not None else None,
+        traceparent=traceparent,
     )

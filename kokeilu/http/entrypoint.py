@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
+from kokeilu import tracing
 from kokeilu.auth import Forbidden, TokenRegistry, Unauthenticated
 from kokeilu.config import get_settings
 from kokeilu.errors import is_transient
@@ -167,7 +168,13 @@ class Api(HttpRequestHandler):
 
     def handle_request(self, request):
         started = time.perf_counter()
-        response = self._authorized_response(request)
+        with tracing.serving(request.method, self.url, request.headers) as span:
+            # The worker runs in a green thread of its own: kokeilu.tracing.Tracing makes this
+            # span and flow current there.
+            request.kokeilu_trace = (span, tracing.current_flow())
+            response = self._authorized_response(request)
+            span.set_attribute("http.response.status_code", response.status_code)
+            response.headers["traceparent"] = tracing.traceparent_of(span.get_span_context())
         labels = dict(service=self.container.service_name, route=self.url, method=request.method)
         self.metrics.http_duration.labels(**labels).observe(time.perf_counter() - started)
         self.metrics.http_requests.labels(status=str(response.status_code), **labels).inc()

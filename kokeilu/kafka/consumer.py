@@ -30,11 +30,12 @@ from dataclasses import dataclass, field
 from functools import partial
 
 import sqlalchemy as sa
-from kafka import KafkaConsumer, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 from nameko.containers import WorkerContext
 from nameko.extensions import Entrypoint
 
+from kokeilu import tracing
 from kokeilu.config import get_settings
 from kokeilu.contracts import InvalidEvent, decode, parse_envelope
 from kokeilu.errors import is_transient
@@ -123,7 +124,8 @@ class EventConsumer(Entrypoint):
                 consumer.close(autocommit=False)
                 raise TimeoutError(f"no partition metadata for {names} after 60 s")
             time.sleep(0.2)
-        consumer.subscribe(names)
+        consumer.subscribe(names, listener=_Membership(self.monitor, self.group))
+        self.monitor.assigned(self.group, None, joining=True)
         return consumer
 
     def _run(self):
@@ -149,6 +151,7 @@ class EventConsumer(Entrypoint):
             self._done.set()
 
     def _close(self, commit: bool):
+        self.monitor.assigned(self.group, None)
         if self.consumer is not None:
             try:
                 self.consumer.close(autocommit=commit)
@@ -227,7 +230,9 @@ class EventConsumer(Entrypoint):
         budget = self.settings.kokeilu_consumer_batch_seconds
         began = time.perf_counter()
         counted = []
-        with self.store.database.transaction() as conn:
+        with tracing.span("apply batch", **{"messaging.consumer.group.name": self.group,
+                                            "messaging.batch.message_count": len(records)}), \
+                self.store.database.transaction() as conn:
             batch = self.batch = Batch(conn)
             try:
                 for record in records:
@@ -261,11 +266,17 @@ class EventConsumer(Entrypoint):
             return self._dead_letter(batch, record, "unparseable", f"{exc.__class__.__name__}: {exc}"), "unknown"
         if self.types is not None and event.type not in self.types:
             return "ignored", event.type
+        with tracing.consuming(event, topic, record.partition, record.offset, self.group) as span:
+            outcome = self._apply_event(batch, record, topic, event, data)
+            span.set_attribute("kokeilu.outcome", outcome or "applied")
+            return outcome, event.type
+
+    def _apply_event(self, batch: "Batch", record, topic: str, event, data) -> str | None:
         savepoint, recorded = Savepoint(batch.conn), len(batch.outbox)
         try:
             outcome = self._run_worker(event, data)
             savepoint.commit()
-            return outcome, event.type
+            return outcome
         except Exception as exc:
             del batch.outbox[recorded:]  # the events it recorded go with the rest of its work
             if savepoint.is_active:  # not when releasing it failed: that fails the batch (below)
@@ -273,7 +284,7 @@ class EventConsumer(Entrypoint):
             if is_transient(exc):
                 raise
             log.warning("event %s on %s failed permanently: %s", event.id, topic, exc)
-            return self._dead_letter(batch, record, "failed", f"{exc.__class__.__name__}: {exc}", event, str(exc)), event.type
+            return self._dead_letter(batch, record, "failed", f"{exc.__class__.__name__}: {exc}", event, str(exc))
 
     def _run_worker(self, event, data):
         """Run the service method for one record as nameko's worker does (dependencies injected,
@@ -334,6 +345,19 @@ class EventConsumer(Entrypoint):
             if is_transient(exc):
                 raise
             log.warning("on_reject failed for %s[%s]@%s: %s", record.topic, record.partition, record.offset, exc)
+
+
+class _Membership(ConsumerRebalanceListener):
+    """Tells the monitor (readiness, metrics) when the group takes partitions away and gives them."""
+
+    def __init__(self, monitor: KafkaMonitor, group: str):
+        self.monitor, self.group = monitor, group
+
+    def on_partitions_revoked(self, revoked):
+        self.monitor.assigned(self.group, None, joining=True)
+
+    def on_partitions_assigned(self, assigned):
+        self.monitor.assigned(self.group, len(assigned))
 
 
 @dataclass

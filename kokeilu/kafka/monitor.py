@@ -33,6 +33,7 @@ class KafkaMonitor(SharedExtension):
         self.service = self.container.service_name
         self.metrics = metrics_for(self.service)
         self.groups: dict[str, tuple[str, ...]] = {}  # consumer group -> logical topics
+        self.membership: dict[str, str] = {}  # consumer group -> where this instance's consumer stands
         self._stop = threading.Event()
         self._admin = None
         self._consumer = None
@@ -44,6 +45,15 @@ class KafkaMonitor(SharedExtension):
         self.groups[group] = topics
         for topic in topics:
             self.metrics.consumer_lag.labels(service=self.service, topic=topic)
+        self.assigned(group, None)
+
+    def assigned(self, group: str, partitions: int | None, joining: bool = False) -> None:
+        """A consumer says where it stands in its group: `partitions` held once it has joined;
+        None while it connects, or (`joining`) while the group rebalances."""
+        self.membership[group] = (f"{partitions} partitions" if partitions is not None
+                                  else "joining" if joining else "connecting")
+        self.metrics.consumer_partitions.labels(service=self.service, group=group).set(partitions or 0)
+        self.metrics.consumer_joined.labels(service=self.service, group=group).set(partitions is not None)
 
     def start(self):
         self.container.spawn_managed_thread(self._loop)

@@ -12,6 +12,7 @@ from kafka.errors import (CorruptRecordError, InvalidRecordError, InvalidTopicEr
                           RecordListTooLargeError)
 from nameko.extensions import SharedExtension
 
+from kokeilu import tracing
 from kokeilu.config import get_settings
 from kokeilu.contracts import topics
 from kokeilu.kafka.deadletter import dead_letter
@@ -108,6 +109,9 @@ class OutboxRelay(SharedExtension):
                 result.error = exc
                 break
             result.sent.append(row.id)
+            tracing.producer_span(f"send {row.topic}", (row.headers or {}).get("traceparent"),
+                                  **{"messaging.system": "kafka", "messaging.operation.type": "send",
+                                     "messaging.destination.name": row.topic})
             self.metrics.events_published.labels(
                 service=self.container.service_name, topic=row.topic, type=row.event_type).inc()
         crash_point("relay.published")

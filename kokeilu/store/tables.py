@@ -54,3 +54,24 @@ def create_messaging_tables(op) -> None:
     add_messaging_tables(metadata)
     bind = op.get_bind()
     metadata.create_all(bind)
+
+
+def add_flows_table(metadata: sa.MetaData) -> sa.Table:
+    """The flow (correlation id and the trace context it began in) of each aggregate this
+    service has published events about, by the events' subject: what keeps an aggregate's later
+    events, caused by an HTTP request or a timer rather than by an event, in its flow
+    (kokeilu/tracing.py). For the services that act on aggregates outside events."""
+    return sa.Table(
+        "flows", metadata,
+        sa.Column("subject", sa.String(200), primary_key=True),
+        sa.Column("correlation_id", sa.String(200), nullable=False),
+        sa.Column("traceparent", sa.String(512), nullable=True),
+        sa.Column("created_at", UtcDateTime(), nullable=False),
+    )
+
+
+def create_flows_table(op) -> None:
+    """For the migration that adds the flows table, from the one definition above."""
+    metadata = sa.MetaData()
+    add_flows_table(metadata)
+    metadata.create_all(op.get_bind())

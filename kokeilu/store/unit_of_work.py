@@ -10,16 +10,18 @@ import itertools
 
 import sqlalchemy as sa
 
+from kokeilu import tracing
 from kokeilu.contracts import CONTENT_TYPE, CloudEvent, utcnow
 from kokeilu.contracts.catalog import BY_NAME
 from kokeilu.faults import crash_point
 
 from .database import Database
 from .locks import hold
-from .tables import add_messaging_tables
+from .tables import add_flows_table, add_messaging_tables
 
 _meta = sa.MetaData()
 OUTBOX, INBOX = add_messaging_tables(_meta)
+FLOWS = add_flows_table(_meta)
 
 
 class UnitOfWork:
@@ -32,7 +34,15 @@ class UnitOfWork:
     the outer one commits), leaving it without commit() or by an exception undoes just them.
     This is how a caller makes someone else's use case part of its own transaction (the
     Idempotency-Key is recorded in the same transaction as the work it answers for).
+
+    Every event it records is put in the flow in hand (kokeilu/tracing.py): the correlation id
+    of the event or request being handled, and the current span as its `traceparent`. A
+    service that acts on its aggregates outside events (HTTP requests, timers) sets
+    `remembers_flows`: its store keeps each subject's flow, and every later event about the
+    same subject joins it.
     """
+
+    remembers_flows = False
 
     def __init__(self, database: Database, on_commit: Callable[[], None] | None = None):
         self.database = database
@@ -42,6 +52,7 @@ class UnitOfWork:
         # how many rows were pending when it began].
         self._outbox: list[dict] = []
         self._levels: list[list] = []
+        self._flows: dict[str, tuple[str, str | None]] = {}
 
     @classmethod
     def joining(cls, database: Database, conn: sa.Connection, outbox: list[dict]) -> "UnitOfWork":
@@ -64,8 +75,14 @@ class UnitOfWork:
         if self._levels:
             self._levels.append([Savepoint(self.conn), False, len(self._outbox)])
             return self
-        self._cm = self.database.transaction()
-        self.conn = self._cm.__enter__()
+        self._span = tracing.span("store transaction", **{"db.system.name": self.database.engine.dialect.name})
+        self._span.__enter__()
+        try:
+            self._cm = self.database.transaction()
+            self.conn = self._cm.__enter__()
+        except BaseException as error:
+            self._span.__exit__(type(error), error, error.__traceback__)
+            raise
         self._outbox = []
         self._levels.append([None, False, 0])
         self.bind(self.conn)
@@ -79,6 +96,7 @@ class UnitOfWork:
         keep = exc_type is None and committed
         if not keep:
             del self._outbox[pending:]
+            self._flows.clear()  # what it stored of flows may be undone with it: read again
         if savepoint is not None:
             if keep:
                 savepoint.commit()
@@ -94,13 +112,16 @@ class UnitOfWork:
             # Roll back: leaving the block without commit() means the work was not wanted.
             self.conn.get_transaction().rollback()
         published = len(self._outbox)
-        if keep:
-            try:
-                write_outbox(self.conn, self._outbox)
-            except BaseException as error:
-                self._cm.__exit__(type(error), error, error.__traceback__)
-                raise
-        result = self._cm.__exit__(exc_type, exc, tb)
+        try:
+            if keep:
+                try:
+                    write_outbox(self.conn, self._outbox)
+                except BaseException as error:
+                    self._cm.__exit__(type(error), error, error.__traceback__)
+                    raise
+            result = self._cm.__exit__(exc_type, exc, tb)
+        finally:
+            self._span.__exit__(exc_type, exc, tb)
         if keep:
             crash_point("uow.committed")
             if published and self._on_commit:
@@ -117,13 +138,51 @@ class UnitOfWork:
 
     # outbox ---------------------------------------------------------------------------
     def publish(self, event: CloudEvent, key: str | None = None) -> None:
-        """Record an event to be published after commit, on the topic its type belongs to."""
+        """Record an event to be published after commit, on the topic its type belongs to, in
+        the flow in hand."""
+        event = self._in_flow(event)
         topic = BY_NAME[event.type].topic
-        self.add_outbox(topic, key or event.subject, event.to_bytes(), {"content-type": CONTENT_TYPE}, event.type)
+        headers = {"content-type": CONTENT_TYPE}
+        if event.traceparent:  # also as a record header, where Kafka tooling looks for it
+            headers["traceparent"] = event.traceparent
+        self.add_outbox(topic, key or event.subject, event.to_bytes(), headers, event.type)
 
     def add_outbox(self, topic: str, key: str | None, value: bytes | None, headers: dict[str, str], event_type: str) -> None:
         self._outbox.append({"topic": topic, "key": key, "value": value, "headers": headers,
                              "event_type": event_type, "created_at": utcnow()})
+
+    def _in_flow(self, event: CloudEvent) -> CloudEvent:
+        """The event with the correlation id and trace context of the flow it belongs to: its
+        subject's remembered flow first (a proposal stays one flow, whoever acts on it); else
+        the cause's (set by new_event), or the request's when no event caused it; the current
+        span as its parent span."""
+        correlation, traceparent = event.correlationid, tracing.current_traceparent() or event.traceparent
+        flow = tracing.current_flow()
+        if event.causationid is None and flow is not None:
+            correlation = flow.correlation_id
+        if self.remembers_flows and event.subject:
+            remembered = self._flow_of(event.subject, correlation, traceparent)
+            if remembered is not None:
+                correlation, traceparent = remembered[0], tracing.continuing(remembered[1])
+        if (correlation, traceparent) == (event.correlationid, event.traceparent):
+            return event
+        return event.model_copy(update={"correlationid": correlation, "traceparent": traceparent})
+
+    def _flow_of(self, subject: str, correlation: str, traceparent: str | None) -> tuple[str, str | None] | None:
+        """The subject's remembered flow; None when there was none, and this one is now kept."""
+        known = self._flows.get(subject)
+        if known is not None:
+            return known
+        row = self.conn.execute(_FLOW_OF, {"subject": subject}).first()
+        if row is None:
+            insert = _INSERT_FLOW[self.conn.dialect.name]
+            if self.conn.execute(insert, {"subject": subject, "correlation_id": correlation,
+                                          "traceparent": traceparent, "created_at": utcnow()}).rowcount == 1:
+                self._flows[subject] = (correlation, traceparent)
+                return None
+            row = self.conn.execute(_FLOW_OF, {"subject": subject}).first()  # another instance's, just now
+        self._flows[subject] = (row.correlation_id, row.traceparent)
+        return self._flows[subject]
 
     # inbox ----------------------------------------------------------------------------
     def first_time(self, consumer: str, event: CloudEvent) -> bool:
@@ -176,6 +235,14 @@ _COLUMNS = "(consumer, event_id, event_type, applied_at) VALUES (:consumer, :eve
 _INSERT_NEW = {dialect: sa.text(statement).bindparams(sa.bindparam("applied_at", type_=INBOX.c.applied_at.type))
                for dialect, statement in (("sqlite", f"INSERT OR IGNORE INTO inbox {_COLUMNS}"),
                                           ("postgresql", f"INSERT INTO inbox {_COLUMNS} ON CONFLICT DO NOTHING"))}
+
+
+_FLOW_OF = sa.select(FLOWS.c.correlation_id, FLOWS.c.traceparent).where(FLOWS.c.subject == sa.bindparam("subject"))
+_FLOW_COLUMNS = ("(subject, correlation_id, traceparent, created_at) "
+                 "VALUES (:subject, :correlation_id, :traceparent, :created_at)")
+_INSERT_FLOW = {dialect: sa.text(statement).bindparams(sa.bindparam("created_at", type_=FLOWS.c.created_at.type))
+                for dialect, statement in (("sqlite", f"INSERT OR IGNORE INTO flows {_FLOW_COLUMNS}"),
+                                           ("postgresql", f"INSERT INTO flows {_FLOW_COLUMNS} ON CONFLICT DO NOTHING"))}
 
 
 @dataclass

@@ -8,13 +8,14 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from kokeilu.contracts.evaluation import Decision, RuleFailure, ScreeningCompleted
-from kokeilu.store import UnitOfWork, UtcDateTime, add_messaging_tables
+from kokeilu.store import UnitOfWork, UtcDateTime, add_flows_table, add_messaging_tables
 
 from .domain import Assignment, Evaluation, Outcome
 from .screening import title_keys
 
 metadata = sa.MetaData()
 add_messaging_tables(metadata)
+add_flows_table(metadata)
 
 screenings = sa.Table(
     "screenings", metadata,
@@ -292,6 +293,8 @@ class EvaluationRepository:
 
 
 class EvaluationUnitOfWork(UnitOfWork):
+    remembers_flows = True  # acts on proposals over HTTP and from timers, outside events
+
     def bind(self, conn):
         self.screenings = ScreeningRepository(conn)
         self.known = KnownProposalRepository(conn)

@@ -7,13 +7,14 @@ import sqlalchemy as sa
 
 from kokeilu.contracts.evaluation import Decision, RuleFailure
 from kokeilu.contracts.proposals import KpiActual, PilotOutcome, Submission
-from kokeilu.store import UnitOfWork, UtcDateTime, add_messaging_tables
+from kokeilu.store import UnitOfWork, UtcDateTime, add_flows_table, add_messaging_tables
 from kokeilu.store.paging import newest_first_after
 
 from .domain import DecisionRecord, Pilot, Proposal, Status
 
 metadata = sa.MetaData()
 add_messaging_tables(metadata)
+add_flows_table(metadata)
 
 proposals = sa.Table(
     "proposals", metadata,
@@ -194,6 +195,8 @@ class IdempotencyRepository:
 
 
 class ProposalsUnitOfWork(UnitOfWork):
+    remembers_flows = True  # acts on proposals over HTTP and from timers, outside events
+
     def bind(self, conn):
         self.proposals = ProposalRepository(conn)
         self.measurements = MeasurementRepository(conn)

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from kokeilu import tracing
 from kokeilu.contracts import CloudEvent, new_event
 from kokeilu.contracts import catalog as types
 from kokeilu.contracts.evaluation import ScreeningCompleted
@@ -323,3 +324,63 @@ def test_the_index_migration_indexes_the_proposals_already_open(database_url):
     with EvaluationUnitOfWork(db) as uow:
         assert uow.known.near_duplicate_candidates("Stormwater sensors in Leppavaara") == [
             ("p1", "Stormwater sensors in Leppävaara")]
+
+
+# flows (kokeilu/tracing.py): one correlation id and one trace per aggregate -------------------
+class FlowsUnitOfWork(UnitOfWork):
+    remembers_flows = True
+
+
+def recorded(database) -> list[CloudEvent]:
+    with database.transaction() as conn:
+        return [CloudEvent.model_validate_json(r.value) for r in conn.execute(sa.select(OUTBOX).order_by(OUTBOX.c.id))]
+
+
+def test_events_recorded_in_one_request_share_its_correlation_id_and_span(database):
+    with tracing.serving("POST", "/v1/test", {"X-Correlation-Id": "case-1"}) as span:
+        with FlowsUnitOfWork(database) as uow:
+            uow.publish(screening_event("p-1"))
+            uow.publish(screening_event("p-1"))
+            uow.commit()
+    events = recorded(database)
+    assert [e.correlationid for e in events] == ["case-1", "case-1"]
+    [traceparent] = {e.traceparent for e in events}  # the transaction's span, in the request's trace
+    assert tracing.trace_id_of(traceparent) == f"{span.get_span_context().trace_id:032x}"
+
+
+def test_a_later_request_about_the_same_subject_joins_its_flow_and_trace(database):
+    with tracing.serving("POST", "/v1/test", {}) as first:
+        with FlowsUnitOfWork(database) as uow:
+            uow.publish(screening_event("p-2"))
+            uow.commit()
+    with tracing.serving("POST", "/v1/test", {"X-Correlation-Id": "someone-else"}) as second:
+        with FlowsUnitOfWork(database) as uow:
+            uow.publish(screening_event("p-2"))
+            uow.publish(screening_event("p-3"))  # another subject: the request's own flow
+            uow.commit()
+    one, two, other = recorded(database)
+    assert one.correlationid == two.correlationid != "someone-else" and other.correlationid == "someone-else"
+    assert tracing.trace_id_of(two.traceparent) == tracing.trace_id_of(one.traceparent)
+    assert tracing.trace_id_of(one.traceparent) == f"{first.get_span_context().trace_id:032x}"
+    assert tracing.trace_id_of(other.traceparent) == f"{second.get_span_context().trace_id:032x}"
+
+
+def test_an_event_caused_by_another_carries_the_cause_on_and_a_stored_flow_is_undone_with_its_savepoint(database):
+    cause = screening_event("p-4").model_copy(update={"correlationid": "from-upstream",
+                                                      "traceparent": f"00-{'a' * 32}-{'b' * 16}-01"})
+    with tracing.consuming(cause, "kokeilu.proposals.v1", 0, 7, "g") as span:
+        with FlowsUnitOfWork(database) as uow:
+            with uow:  # a nested block that is undone: its flow row goes with it
+                uow.publish(new_event(types.SCREENING_COMPLETED.name, ScreeningCompleted(
+                    proposal_id="p-5", passed=True, screened_at=datetime.now(timezone.utc)),
+                    source="tests", subject="p-5", cause=cause))
+            uow.publish(new_event(types.SCREENING_COMPLETED.name, ScreeningCompleted(
+                proposal_id="p-4", passed=True, screened_at=datetime.now(timezone.utc)),
+                source="tests", subject="p-4", cause=cause))
+            uow.commit()
+    [event] = recorded(database)
+    assert event.correlationid == "from-upstream" and event.causationid == cause.id
+    # the consumer's span is a child of the producer's, and the event's of the consumer's
+    assert tracing.trace_id_of(event.traceparent) == f"{span.get_span_context().trace_id:032x}" == "a" * 32
+    with database.transaction() as conn:
+        assert [r.subject for r in conn.execute(sa.text("SELECT subject FROM flows"))] == ["p-4"]

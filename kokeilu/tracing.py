@@ -1,0 +1,215 @@
+"""Following one proposal across the services: correlation ids, W3C trace context, spans.
+
+Every event carries two things that join it to the work that caused it:
+
+- `correlationid` (a CloudEvents extension): the same for every event caused, directly or not,
+  by one submission or one intake event. Every event about a proposal carries the proposal's:
+  services that act on a proposal outside an event (an evaluator's score over HTTP, a timer)
+  look it up in their store's `flows` table (kokeilu.store.unit_of_work), where it was kept
+  when they first published about the proposal.
+- `traceparent` (the CloudEvents distributed-tracing extension, W3C Trace Context): the span
+  that produced it. A consumer's span for a record is a child of it, so one proposal is one
+  trace from the submission to the published result, whichever service did the work.
+
+Spans are made with OpenTelemetry: for HTTP requests (a `traceparent` request header is
+honoured, and every answer carries the request's), for each consumed record (a child of the
+producing span), for each unit of work's transaction and each relay send. They are exported
+with OTLP over HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`)
+is set, and not at all when it is not: ids are still made and carried, so correlation works
+without a collector. The OTel SDK's own environment variables apply (`OTEL_SERVICE_NAME`,
+`OTEL_TRACES_SAMPLER`, ...).
+
+What the work in hand belongs to is kept in context variables, which eventlet keeps per green
+thread: the consumer sets them around each record, the HTTP entrypoint around each request
+(`Tracing`, a nameko dependency every service has), and kokeilu.logs puts them in log lines.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
+
+from opentelemetry import context as otel_context, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import Link, NonRecordingSpan, SpanKind
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+_propagator = TraceContextTextMapPropagator()
+_provider: TracerProvider | None = None
+_provider_lock = threading.Lock()
+MAX_CORRELATION = 200
+
+
+@dataclass(frozen=True)
+class Flow:
+    """What the work in hand belongs to, for events and logs."""
+
+    correlation_id: str
+    event_id: str | None = None
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+
+
+_flow: ContextVar[Flow | None] = ContextVar("kokeilu_flow", default=None)
+
+
+def configure(service: str) -> None:
+    """Once per process: the tracer provider, with the OTLP exporter when an endpoint is set."""
+    global _provider
+    with _provider_lock:
+        if _provider is not None:
+            return
+        resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or f"kokeilu-{service}",
+                                    "service.namespace": "kokeilu"})
+        provider = TracerProvider(resource=resource)
+        if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        _provider = provider
+
+
+def shutdown() -> None:
+    """Export what is buffered (at a graceful stop)."""
+    if _provider is not None:
+        _provider.force_flush(5000)
+
+
+def tracer() -> trace.Tracer:
+    if _provider is None:
+        configure("kokeilu")
+    return _provider.get_tracer("kokeilu")
+
+
+def current_flow() -> Flow | None:
+    return _flow.get()
+
+
+def traceparent_of(span_context: trace.SpanContext) -> str | None:
+    if not span_context.is_valid:
+        return None
+    return f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-{int(span_context.trace_flags):02x}"
+
+
+def current_traceparent() -> str | None:
+    return traceparent_of(trace.get_current_span().get_span_context())
+
+
+def current_trace_id() -> str | None:
+    context = trace.get_current_span().get_span_context()
+    return f"{context.trace_id:032x}" if context.is_valid else None
+
+
+def trace_id_of(traceparent: str | None) -> str | None:
+    parent = _parent(traceparent)
+    return None if parent is None else f"{parent.trace_id:032x}"
+
+
+def _parent(traceparent: str | None) -> trace.SpanContext | None:
+    if not traceparent:
+        return None
+    context = _propagator.extract({"traceparent": traceparent})
+    span_context = trace.get_current_span(context).get_span_context()
+    return span_context if span_context.is_valid else None
+
+
+def valid_correlation(value: str | None) -> str | None:
+    """A caller's correlation id when it is printable text of sensible length, else None."""
+    if value and len(value) <= MAX_CORRELATION and value.isprintable() and value.strip() == value:
+        return value
+    return None
+
+
+@contextmanager
+def _within(span_name: str, kind: SpanKind, parent: trace.SpanContext | None, flow: Flow,
+            attributes: dict, links: list[Link] | None = None):
+    context = trace.set_span_in_context(NonRecordingSpan(parent)) if parent is not None else otel_context.Context()
+    token = _flow.set(flow)
+    try:
+        with tracer().start_as_current_span(span_name, context=context, kind=kind, attributes=attributes,
+                                            links=links) as span:
+            yield span
+    finally:
+        _flow.reset(token)
+
+
+def consuming(event, topic: str, partition: int, offset: int, group: str):
+    """Around applying one consumed event: a CONSUMER span, child of the span that produced it."""
+    flow = Flow(correlation_id=event.correlationid or event.id, event_id=event.id, topic=topic, partition=partition,
+                offset=offset)
+    attributes = {"messaging.system": "kafka", "messaging.operation.type": "process",
+                  "messaging.destination.name": topic, "messaging.consumer.group.name": group,
+                  "messaging.kafka.offset": offset, "messaging.destination.partition.id": str(partition),
+                  "messaging.message.id": event.id, "cloudevents.event_type": event.type,
+                  "cloudevents.event_source": event.source}
+    if event.subject:
+        attributes["cloudevents.event_subject"] = event.subject
+    return _within(f"process {topic}", SpanKind.CONSUMER, _parent(getattr(event, "traceparent", None)), flow,
+                   attributes)
+
+
+def serving(method: str, route: str, headers) -> "contextmanager":
+    """Around one HTTP request: a SERVER span, child of the caller's `traceparent` when it sent
+    one; the correlation id is the caller's `X-Correlation-Id` when valid, else a new one."""
+    correlation = valid_correlation(headers.get("X-Correlation-Id")) or str(uuid.uuid4())
+    return _within(f"{method} {route}", SpanKind.SERVER, _parent(headers.get("traceparent")),
+                   Flow(correlation_id=correlation), {"http.request.method": method, "http.route": route})
+
+
+def working(name: str):
+    """Around work that no request or event started (a timer): a root span of its own."""
+    return _within(name, SpanKind.INTERNAL, None, Flow(correlation_id=str(uuid.uuid4())), {})
+
+
+def attach(span: trace.Span, flow: Flow):
+    """Make `span` and `flow` current in this green thread (an HTTP worker runs in another green
+    thread than the one that began the request's span); returns what `detach` takes."""
+    return otel_context.attach(trace.set_span_in_context(span)), _flow.set(flow)
+
+
+def detach(tokens) -> None:
+    span_token, flow_token = tokens
+    _flow.reset(flow_token)
+    otel_context.detach(span_token)
+
+
+@contextmanager
+def span(name: str, kind: SpanKind = SpanKind.INTERNAL, **attributes):
+    """A child span of the current one (a store transaction, a relay send)."""
+    with tracer().start_as_current_span(name, kind=kind, attributes=attributes) as current:
+        yield current
+
+
+def producer_span(name: str, traceparent: str | None, **attributes) -> None:
+    """A PRODUCER span for one record sent, child of the span that produced the event (the
+    relay sends later, in another green thread: the event says where it belongs)."""
+    parent = _parent(traceparent)
+    context = trace.set_span_in_context(NonRecordingSpan(parent)) if parent is not None else otel_context.Context()
+    tracer().start_span(name, context=context, kind=SpanKind.PRODUCER, attributes=attributes).end()
+
+
+def continuing(traceparent: str | None) -> str | None:
+    """The traceparent for an event about an aggregate whose flow began in `traceparent`: the
+    current span's when it is in that trace already; otherwise a new span in that trace (a child
+    of where the flow began, linked to the current span), so the aggregate stays one trace even
+    when an evaluator's request or a timer, in traces of their own, acts on it."""
+    parent = _parent(traceparent)
+    here = trace.get_current_span().get_span_context()
+    if parent is None:
+        return traceparent_of(here)
+    if here.is_valid and here.trace_id == parent.trace_id:
+        return traceparent_of(here)
+    links = [Link(here)] if here.is_valid else None
+    started = tracer().start_span("continue flow", context=trace.set_span_in_context(NonRecordingSpan(parent)),
+                                  links=links)
+    started.end()
+    return traceparent_of(started.get_span_context())
+
+
+def with_flow(flow: Flow | None, **changes) -> Flow | None:
+    return replace(flow, **changes) if flow is not None else None
