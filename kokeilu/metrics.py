@@ -73,6 +73,10 @@ class ServiceMetrics:
         self.consumer_partitions = Gauge(
             "kokeilu_consumer_assigned_partitions", "Partitions this instance's consumer of a group holds now "
             "(0 while it is connecting or joining the group).", ["service", "group"], registry=r)
+        self.consumer_assignments = Counter(
+            "kokeilu_consumer_assignments", "Times this instance's consumer of a group was given its partitions "
+            "(each join and rejoin of the group: after a start, a rebalance, a broker's return).",
+            ["service", "group"], registry=r)
         self.consumer_joined = Gauge(
             "kokeilu_consumer_joined", "1 when this instance's consumer of a group has joined it and holds its "
             "assignment (which may be no partitions, with more instances than partitions), 0 while connecting or "

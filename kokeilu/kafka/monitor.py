@@ -54,6 +54,9 @@ class KafkaMonitor(SharedExtension):
                                   else "joining" if joining else "connecting")
         self.metrics.consumer_partitions.labels(service=self.service, group=group).set(partitions or 0)
         self.metrics.consumer_joined.labels(service=self.service, group=group).set(partitions is not None)
+        assignments = self.metrics.consumer_assignments.labels(service=self.service, group=group)
+        if partitions is not None:
+            assignments.inc()
 
     def start(self):
         self.container.spawn_managed_thread(self._loop)
