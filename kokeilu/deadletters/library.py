@@ -250,9 +250,13 @@ def skip_reason(letter: Letter) -> str | None:
     if letter.value is None:
         return ("no value (stored without it, or the original was a tombstone); the original is on "
                 + letter.describe_source())
+    if letter.truncated is not None and letter.unpublishable:
+        return (f"value cut to its first {len(letter.value)} bytes of {letter.truncated}; the whole event was outbox "
+                f"row {letter.source['outbox_id']} of {letter.service} (deleted a day after it was parked), larger "
+                "than the brokers accept: it cannot be redriven (a defect to report)")
     if letter.truncated is not None:
-        return (f"value cut to its first {len(letter.value)} bytes of {letter.truncated}: redrive the original from "
-                + letter.describe_source() + " instead")
+        return (f"value cut to its first {len(letter.value)} bytes of {letter.truncated}: the whole record is on "
+                + letter.describe_source() + " while that topic keeps it")
     if not letter.unpublishable and (letter.source_partition is None or letter.source_offset is None):
         return "no source partition and offset: not a dead letter this tool knows"
     return None

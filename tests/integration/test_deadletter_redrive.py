@@ -11,10 +11,7 @@ both are redriven, and the second is dropped by the inbox as a duplicate.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import uuid
 
 import pytest
@@ -22,23 +19,12 @@ from kafka import KafkaConsumer, TopicPartition
 
 from kokeilu.contracts import deadletter as contract, service_source, topics
 from tests.integration.workflow_support import drain
-from tests.support import BOOTSTRAP, ROOT, cloudevent, headers_of, submission, wait_until
+from tests.support import BOOTSTRAP, cloudevent, deadletters, headers_of, submission, wait_until
 
 pytestmark = pytest.mark.kafka
 
 T = "fi.espoo.kokeilu."
 CE = b"application/cloudevents+json"
-
-
-def deadletters(platform, *args: str) -> subprocess.CompletedProcess:
-    """The tool as an operator runs it, on the test's topics."""
-    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=BOOTSTRAP, KOKEILU_TOPIC_PREFIX=platform.prefix,
-               PYTHONPATH=str(ROOT))
-    env.pop("KAFKA_SASL_USERNAME", None)
-    done = subprocess.run([sys.executable, "-m", "kokeilu.deadletters", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, f"deadletters {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
-    return done
 
 
 def end_offsets(topic: str) -> dict[int, int]:
