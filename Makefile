@@ -59,7 +59,7 @@ fuzz: install kafka postgres   ## the full fuzz run: 10 000 hostile requests (ma
 schemas: install      ## regenerate schemas/ from the contract models
 	$(PY) -m kokeilu.contracts.schemas
 
-deadletters: install  ## list, show, redrive dead letters: `make deadletters ARGS="list --since 1h"`; docs/operations.md
+deadletters: $(STAMP)  ## list, show, redrive dead letters: `make deadletters ARGS="list --since 1h"`; docs/operations.md
 	$(PY) -m kokeilu.deadletters $(ARGS)
 
 .PHONY: asyncapi
