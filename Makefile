@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run stop status cluster cluster-stop cluster-status test test-unit fuzz kafka postgres schemas bench bench-http bench-screening chaos chaos-cluster k8s-validate clean
+.PHONY: install run stop status cluster cluster-stop cluster-status test test-unit fuzz kafka postgres schemas deadletters bench bench-http bench-screening chaos chaos-cluster k8s-validate clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,9 @@ fuzz: install kafka postgres   ## the full fuzz run: 10 000 hostile requests (ma
 
 schemas: install      ## regenerate schemas/ from the contract models
 	$(PY) -m kokeilu.contracts.schemas
+
+deadletters: $(STAMP)  ## list, show, redrive dead letters: `make deadletters ARGS="list --since 1h"`; docs/operations.md
+	$(PY) -m kokeilu.deadletters $(ARGS)
 
 .PHONY: asyncapi
 asyncapi: install     ## validate schemas/asyncapi.json with the official parser; prints its diagnostics as JSON

@@ -53,7 +53,12 @@ class ServiceMetrics:
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
         self.dead_lettered = Counter(
             "kokeilu_dead_lettered", "Records sent to the dead-letter topic, by source topic and reason "
-            "(unparseable, invalid, failed).", ["service", "topic", "reason"], registry=r)
+            "(unparseable, invalid, failed, unpublishable).", ["service", "topic", "reason"], registry=r)
+        self.redriven = Counter(
+            "kokeilu_redriven_records", "Records an operator redrove from the dead-letter topic (header "
+            "kokeilu.redrive.of) that this service consumed, by topic and outcome (applied; duplicate: the inbox "
+            "had applied the event already; ignored; dead_lettered: it failed again).",
+            ["service", "topic", "outcome"], registry=r)
         self.retries = Counter(
             "kokeilu_transient_retries", "Transient failures retried with backoff, by where they happened.",
             ["service", "stage"], registry=r)

@@ -173,6 +173,16 @@ class Platform:
         return codes
 
 
+def deadletters(platform: "Platform", *args: str) -> subprocess.CompletedProcess:
+    """`python -m kokeilu.deadletters ARGS` as an operator runs it, on the platform's topics; it must succeed."""
+    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=BOOTSTRAP, KOKEILU_TOPIC_PREFIX=platform.prefix,
+               PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-m", "kokeilu.deadletters", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"deadletters {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    return done
+
+
 def send_events(platform: "Platform", probe: "Probe", *events: dict) -> None:
     """Put workflow events on the platform's topics, each on its type's topic, keyed by its subject."""
     from kokeilu.contracts import BY_NAME

@@ -15,7 +15,7 @@ from .catalog import ALL, EventType
 from .envelope import CONTENT_TYPE, MAX_EVENT_BYTES
 from .sources import DEFAULT_SOURCE_BASE, SOURCE_BASE_VARIABLE, service_source
 
-VERSION = "1.1.0"
+VERSION = "1.2.0"
 KAFKA_BINDING = "0.5.0"
 DEAD_LETTER = "dead_letter"
 
@@ -77,7 +77,9 @@ def event_message(event_type: EventType) -> dict:
             "type": "string", "const": CONTENT_TYPE,
             "description": "CloudEvents Kafka protocol binding, structured content mode: the whole CloudEvent is "
                            "the record value." + ("" if published_by_platform else
-                                                  " Set it; the platform reads the value whatever the header says.")}},
+                                                  " Set it; the platform reads the value whatever the header says.")},
+            deadletter.REDRIVE_OF: {"type": "string", "pattern": deadletter.REDRIVE_OF_PATTERN,
+                                    "description": deadletter.REDRIVE_OF_DESCRIPTION}},
     }
     if published_by_platform:
         headers["required"] = ["content-type"]
@@ -112,11 +114,17 @@ def dead_letter_message() -> dict:
         "summary": "A record a service set aside: the original value, with headers saying where it was and why.",
         "description": "Written through the service's outbox, once per original record. A consumer's dead letter "
                        "names the record's topic, partition, offset and consumer group; the relay's (reason "
-                       "`unpublishable`) names the topic the event was meant for and its outbox row. The original "
-                       "record's headers are not kept.",
+                       "`unpublishable`) names the topic the event was meant for and its outbox row. "
+                       + deadletter.ORIGINAL_HEADERS + " Operators list, show and redrive dead letters with "
+                       "`python -m kokeilu.deadletters` (docs/operations.md, \"Dead letters: read, fix, redrive\"); "
+                       f"a redriven record carries `{deadletter.REDRIVE_OF}`.",
         "contentType": "application/octet-stream",
         "headers": {"type": "object", "required": list(deadletter.ALWAYS), "properties": properties,
-                    "additionalProperties": False},
+                    # Any other header is an original one, kept unchanged; none of them is in our namespace.
+                    "propertyNames": {"anyOf": [{"enum": list(deadletter.HEADERS)},
+                                                {"not": {"pattern": "^" + deadletter.NAMESPACE.replace(".", "\\.")}}]},
+                    "additionalProperties": {"type": "string", "maxLength": deadletter.MAX_HEADER,
+                                             "description": "An original header, unchanged."}},
         "payload": {"type": ["string", "null"], "format": "binary", "description": deadletter.VALUE},
         "bindings": {"kafka": {"key": {"type": ["string", "null"], "maxLength": deadletter.MAX_KEY,
                                        "description": deadletter.KEY},
@@ -125,7 +133,7 @@ def dead_letter_message() -> dict:
             "name": "invalid-intake",
             "summary": "An intake event whose data failed validation, set aside by the proposals service "
                        "(record key: the original's, e.g. `portal-42`).",
-            "headers": {"kokeilu.source.topic": topics.INTAKE, "kokeilu.source.partition": "3",
+            "headers": {"content-type": CONTENT_TYPE, "kokeilu.source.topic": topics.INTAKE, "kokeilu.source.partition": "3",
                         "kokeilu.source.offset": "1187", "kokeilu.consumer.group": "kokeilu.proposals",
                         "kokeilu.service": "proposals", "kokeilu.reason": "invalid",
                         "kokeilu.error": "invalid data for fi.espoo.kokeilu.intake.proposal: title: Field required"},

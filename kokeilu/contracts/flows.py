@@ -36,10 +36,14 @@ SERVICES: dict[str, Party] = {
 
 # Outside the platform. City systems (the e-services portal, school systems, sensor platforms)
 # send proposals and measurements in; departments read the public results; operators read the
-# dead letters (as the Kafka admin).
+# dead letters and redrive them to the topics they came from, recording each redrive
+# (`python -m kokeilu.deadletters`, as the Kafka admin).
 CITY_SYSTEMS = Party(publishes=(topics.INTAKE,), description="integrated city systems")
 DEPARTMENTS = Party(consumes=(topics.RESULTS,), description="city departments")
-OPERATORS = Party(consumes=(topics.DEADLETTER,), description="operators, as the Kafka admin")
+# A dead letter's source: a topic a service consumes, or (reason `unpublishable`) one it publishes.
+REDRIVE_TARGETS = tuple(t for t in topics.ALL if t != topics.DEADLETTER)
+OPERATORS = Party(publishes=REDRIVE_TARGETS + topics.OPERATIONS, consumes=(topics.DEADLETTER,) + topics.OPERATIONS,
+                  description="operators, as the Kafka admin: read dead letters, redrive them to their source topic")
 OUTSIDE: dict[str, Party] = {"city systems": CITY_SYSTEMS, "departments": DEPARTMENTS, "operators": OPERATORS}
 
 

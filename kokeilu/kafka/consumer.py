@@ -42,7 +42,7 @@ from kokeilu.errors import is_transient
 from kokeilu.faults import crash_point
 from kokeilu.extensions import StoreExtension, TopicsExtension
 from kokeilu.metrics import known_type, metrics_for
-from kokeilu.kafka.deadletter import dead_letter
+from kokeilu.kafka.deadletter import dead_letter, redrive_of
 from kokeilu.kafka.monitor import KafkaMonitor
 from kokeilu.kafka.relay import OutboxRelay
 from kokeilu.store import UnitOfWork
@@ -221,6 +221,8 @@ class EventConsumer(Entrypoint):
             self.metrics.processing.labels(service=service, topic=topic).observe(seconds)
         for topic, reason in batch.dead_lettered:
             self.metrics.dead_lettered.labels(service=service, topic=topic, reason=reason).inc()
+        for topic, outcome in batch.redriven:
+            self.metrics.redriven.labels(service=service, topic=topic, outcome=outcome).inc()
 
     def _try_batch(self, records) -> int:
         """One transaction: each record applied, or dead-lettered, in a savepoint of its own, so
@@ -241,6 +243,8 @@ class EventConsumer(Entrypoint):
                     started = time.perf_counter()
                     topic = self.settings.logical_topic(record.topic)
                     outcome, event_type = self._apply(batch, record, topic)
+                    if redrive_of(record.headers):
+                        batch.redriven.append((topic, outcome or "applied"))
                     counted.append((topic, known_type(event_type), outcome or "applied",
                                     time.perf_counter() - started))
                     crash_point("consumer.applied")
@@ -319,9 +323,11 @@ class EventConsumer(Entrypoint):
 
     def _store_dead_letter(self, batch: "Batch", record, reason: str, error: str, event=None, message: str | None = None,
                            keep_value: bool = True) -> bool:
+        # The last resort (keep_value=False) keeps nothing of the record's but its key and where it was.
         letter = dead_letter(record.value if keep_value else None, record.key, reason, error,
-                             self.container.service_name, topic=record.topic, partition=record.partition,
-                             offset=record.offset, consumer_group=self.group)
+                             self.container.service_name, original=record.headers if keep_value else None,
+                             topic=record.topic, partition=record.partition, offset=record.offset,
+                             consumer_group=self.group)
         with UnitOfWork.joining(self.store.database, batch.conn, batch.outbox) as uow:
             # A record is dead-lettered once, even when a crash between the batch's commit and
             # its offsets' commit delivers it again (it has no event id the inbox could know).
@@ -363,12 +369,14 @@ class _Membership(ConsumerRebalanceListener):
 @dataclass
 class Batch:
     """A poll batch being applied: its transaction's connection, the outbox rows its records
-    recorded (written together just before it commits) and its dead letters (topic, reason),
-    counted once it has committed."""
+    recorded (written together just before it commits), its dead letters (topic, reason) and
+    redriven records (topic, outcome), counted once it has committed."""
 
     conn: sa.Connection
     outbox: list[dict] = field(default_factory=list)
     dead_lettered: list[tuple[str, str]] = field(default_factory=list)
+    # Its records an operator redrove from the dead-letter topic: (topic, outcome).
+    redriven: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _keep_result(outcome: dict, worker_ctx, result, exc_info):

@@ -7,13 +7,18 @@ original was: header texts are made valid UTF-8 without NUL characters (PostgreS
 both), and a value larger than the platform's event limit is cut to its first 64 KiB, with
 `kokeilu.value.truncated` giving the original size: the whole record stays on its source topic
 at the partition and offset the headers name, for as long as that topic keeps it.
+
+The original record's headers go along unchanged, beside the `kokeilu.*` ones (the contract
+says which are left out, and why), so the value still reads as what it was (a CloudEvent in
+structured mode says so in `content-type`) and a redrive can restore them.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from kokeilu.contracts import deadletter as contract, topics
-from kokeilu.contracts.deadletter import KEEP_BYTES, MAX_ERROR, MAX_HEADER, MAX_KEY
+from kokeilu.contracts.deadletter import (KEEP_BYTES, MAX_ERROR, MAX_HEADER, MAX_KEY, MAX_ORIGINAL_HEADER_BYTES,
+                                         MAX_ORIGINAL_HEADERS, NAMESPACE, OMITTED, REDRIVE_OF)
 from kokeilu.contracts.envelope import MAX_EVENT_BYTES
 
 # Why a record was set aside (the contract says what each means, and names every header).
@@ -34,11 +39,62 @@ class DeadLetter:
     event_type: str = "deadletter"
 
 
+def _text(raw: bytes | str | None) -> str | None:
+    """`raw` as UTF-8 text without NUL, or None when it is not that (it cannot be kept as it is)."""
+    if raw is None:
+        return None
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    if "\x00" in raw:
+        return None
+    try:
+        raw.encode("utf-8")  # a lone surrogate, say, is no UTF-8
+    except UnicodeEncodeError:
+        return None
+    return raw
+
+
+def original_headers(headers) -> tuple[dict[str, str], list[str]]:
+    """The headers a dead letter keeps of the original record's, and the names it leaves out.
+
+    `headers`: a consumer record's [(name, bytes)], or an outbox row's {name: text}."""
+    items = list(headers.items()) if isinstance(headers, dict) else list(headers or ())
+    kept: dict[str, str] = {}
+    omitted: list[str] = []
+    size = 0
+    for name, raw in items:
+        text_name, value = _text(name), _text(raw)
+        fits = (text_name is not None and value is not None and len(value) <= MAX_HEADER
+                and len(kept) < MAX_ORIGINAL_HEADERS
+                and size + len(text_name.encode()) + len(value.encode()) <= MAX_ORIGINAL_HEADER_BYTES)
+        if not fits or text_name.startswith(NAMESPACE) or text_name in kept:
+            omitted.append(clean(name if isinstance(name, str) else name.decode("utf-8", "replace"), 100))
+            continue
+        kept[text_name] = value
+        size += len(text_name.encode()) + len(value.encode())
+    return kept, omitted
+
+
+def redrive_of(headers) -> str | None:
+    """The dead letter a consumed record was redriven from (`partition:offset`), if it was."""
+    for name, raw in headers or ():
+        if name == REDRIVE_OF:
+            return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    return None
+
+
 def dead_letter(value: bytes | None, key: bytes | str | None, reason: str, error: str, service: str,
-                **source: str | int) -> DeadLetter:
-    """`source` names where the record was: topic, partition, offset, consumer_group, outbox_id."""
+                original=None, **source: str | int) -> DeadLetter:
+    """`source` names where the record was: topic, partition, offset, consumer_group, outbox_id.
+    `original`: the original record's headers, kept as the contract says."""
     assert reason in REASONS, reason
-    headers = {f"kokeilu.source.{name.replace('_', '.')}" if name in ("topic", "partition", "offset")
+    headers, omitted = original_headers(original)
+    if omitted:
+        headers[OMITTED] = clean(",".join(omitted), MAX_HEADER)
+    headers |= {f"kokeilu.source.{name.replace('_', '.')}" if name in ("topic", "partition", "offset")
                else f"kokeilu.{name.replace('_', '.')}": clean(str(v), MAX_HEADER) for name, v in source.items()}
     headers.update({"kokeilu.service": service, "kokeilu.reason": reason, "kokeilu.error": clean(error, MAX_ERROR)})
     if value is not None and len(value) > MAX_EVENT_BYTES:

@@ -126,7 +126,7 @@ class OutboxRelay(SharedExtension):
             result.parked[row.id] = None
             return
         result.parked[row.id] = dead_letter(row.value, row.key, "unpublishable", error, service,
-                                            topic=row.topic, outbox_id=row.id)
+                                            original=row.headers, topic=row.topic, outbox_id=row.id)
         self.metrics.dead_lettered.labels(service=service, topic=row.topic, reason="unpublishable").inc()
 
     def relay_once(self) -> int:

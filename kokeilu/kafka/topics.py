@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 def topic_specs(settings: Settings) -> dict[str, dict]:
     specs = {}
-    for name in topics.ALL:
+    for name in topics.ALL + topics.OPERATIONS:
         configs = {"cleanup.policy": "compact"} if name in topics.COMPACTED else {}
         if settings.kokeilu_topic_replication > 1:
             # With acks=all a write needs this many replicas in sync: one replica may be lost (a

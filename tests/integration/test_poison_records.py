@@ -15,7 +15,7 @@ import uuid
 import pytest
 
 from kokeilu.contracts import topics
-from tests.support import cloudevent, headers_of, submission, wait_until
+from tests.support import cloudevent, deadletters, headers_of, submission, wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -130,5 +130,9 @@ def test_an_outbox_row_the_brokers_refuse_is_parked_and_the_rows_behind_it_are_p
     headers = headers_of(parked)
     assert headers["kokeilu.reason"] == "unpublishable" and "MessageSizeTooLarge" in headers["kokeilu.error"]
     assert headers["kokeilu.source.topic"] == topics.PROPOSALS and headers["kokeilu.value.truncated"] == "2000000"
+    assert headers["content-type"] == "application/cloudevents+json"  # the row's own header, kept
+    # Its value was cut: the dead-letter tool will not redrive it, and says where the whole is.
+    [step] = json.loads(deadletters(platform, "redrive", f"{parked.partition}:{parked.offset}", "--json").stdout)["skipped"]
+    assert "cut to its first 65536 bytes of 2000000" in step["why"] and "outbox row" in step["why"]
     wait_until(lambda: metric(platform, "proposals", "kokeilu_outbox_backlog") == [0.0], timeout=60,
                what="the outbox to drain")

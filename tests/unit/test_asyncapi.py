@@ -133,12 +133,28 @@ def dead_letter_headers(document):
     dead_letter(b"x" * 600_000, None, "unparseable", "too large", "catalogue",
                 topic=topics.PROPOSALS, partition=0, offset=9, consumer_group="p.kokeilu.catalogue"),
     dead_letter(b"{}", "pid", "unpublishable", "MessageSizeTooLargeError", "evaluation",
-                topic=topics.EVALUATIONS, outbox_id=42),
-], ids=["consumer", "truncated", "relay"])
+                original={"content-type": "application/cloudevents+json"}, topic=topics.EVALUATIONS, outbox_id=42),
+    dead_letter(b"{}", "k", "failed", "IllegalTransition", "proposals",
+                original=[("content-type", b"application/cloudevents+json"), ("traceparent", b"00-ab-cd-01"),
+                          ("kokeilu.service", b"spoofed"), ("binary", b"\xff\x00")],
+                topic=topics.EVALUATIONS, partition=1, offset=2, consumer_group="kokeilu.proposals.workflow"),
+], ids=["consumer", "truncated", "relay", "original-headers"])
 def test_the_dead_letters_the_code_builds_fit_the_documented_headers(dead_letter_headers, letter):
     assert letter.topic == topics.DEADLETTER
     assert list(dead_letter_headers.iter_errors(letter.headers)) == []
-    assert set(letter.headers) <= set(contract.HEADERS)
+    assert {name for name in letter.headers if name.startswith(contract.NAMESPACE)} <= set(contract.HEADERS)
+
+
+def test_the_documented_dead_letter_headers_refuse_a_kokeilu_header_of_no_contract(dead_letter_headers):
+    letter = dead_letter(b"{}", "k", "failed", "x", "proposals", topic=topics.EVALUATIONS, partition=0, offset=1)
+    assert list(dead_letter_headers.iter_errors({**letter.headers, "traceparent": "00-ab-cd-01"})) == []
+    assert list(dead_letter_headers.iter_errors({**letter.headers, "kokeilu.made.up": "1"})) != []
+
+
+def test_platform_events_document_the_redrive_header(document):
+    for t in types.ALL:
+        header = document["components"]["messages"][message_name(t)]["headers"]["properties"][contract.REDRIVE_OF]
+        assert header["pattern"] == contract.REDRIVE_OF_PATTERN and "redrove" in header["description"]
 
 
 def test_the_documented_dead_letter_example_fits_its_headers(document, dead_letter_headers):
