@@ -78,6 +78,8 @@ def event_message(event_type: EventType) -> dict:
             "description": "CloudEvents Kafka protocol binding, structured content mode: the whole CloudEvent is "
                            "the record value." + ("" if published_by_platform else
                                                   " Set it; the platform reads the value whatever the header says.")},
+            "traceparent": {"type": "string", "description": "The event's `traceparent` attribute (W3C Trace Context) "
+                                                         "repeated as a header, where Kafka tooling looks for it."},
             deadletter.REDRIVE_OF: {"type": "string", "pattern": deadletter.REDRIVE_OF_PATTERN,
                                     "description": deadletter.REDRIVE_OF_DESCRIPTION}},
     }

@@ -39,8 +39,13 @@ def event_schema(event_type: EventType) -> dict:
             "subject": {"type": "string", "description": subject_description(event_type)},
             "datacontenttype": {"const": "application/json"},
             "dataschema": {"const": event_type.dataschema},
-            "correlationid": {"type": "string"},
-            "causationid": {"type": "string"},
+            "correlationid": {"type": "string", "description": "The same for every event about one proposal, "
+                              "caused directly or not by one submission or intake event."},
+            "causationid": {"type": "string", "description": "The id of the event that caused this one."},
+            "traceparent": {"type": "string", "maxLength": 512,
+                            "description": "W3C Trace Context of the span that produced the event (CloudEvents "
+                                           "distributed-tracing extension); one proposal is one trace."},
+            "tracestate": {"type": "string", "maxLength": 512},
             "data": data_schema,
         },
     }
