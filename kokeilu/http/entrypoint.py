@@ -37,6 +37,8 @@ from .server import LIVE_PATH, HardenedWebServer, http_settings, live_body
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 1
+# Probes and scrapes, many a minute: no span (a trace each would bury the ones that matter).
+UNTRACED = ("/health/", "/metrics")
 
 
 @dataclass(frozen=True)
@@ -167,14 +169,20 @@ class Api(HttpRequestHandler):
         return body
 
     def handle_request(self, request):
-        started = time.perf_counter()
+        if self.url.startswith(UNTRACED):
+            return self._handle(request)
         with tracing.serving(request.method, self.url, request.headers) as span:
             # The worker runs in a green thread of its own: kokeilu.tracing.Tracing makes this
             # span and flow current there.
             request.kokeilu_trace = (span, tracing.current_flow())
-            response = self._authorized_response(request)
+            response = self._handle(request)
             span.set_attribute("http.response.status_code", response.status_code)
             response.headers["traceparent"] = tracing.traceparent_of(span.get_span_context())
+            return response
+
+    def _handle(self, request):
+        started = time.perf_counter()
+        response = self._authorized_response(request)
         labels = dict(service=self.container.service_name, route=self.url, method=request.method)
         self.metrics.http_duration.labels(**labels).observe(time.perf_counter() - started)
         self.metrics.http_requests.labels(status=str(response.status_code), **labels).inc()
