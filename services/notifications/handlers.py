@@ -28,11 +28,11 @@ PROPOSER_STATUSES = {"screening_failed", "in_evaluation", "approved", "rejected"
 
 # send(url, body, headers) -> (status code or None, error or None)
 Sender = Callable[[str, bytes, dict], "tuple[int | None, str | None]"]
-# mail(to, subject, body, message_id) -> (SMTP reply code or None, error or None); the message id
-# is the delivery's, the same on every attempt
-Mailer = Callable[[str, str, str, str], "tuple[int | None, str | None]"]
-# render(kind, payload: dict, language) -> (subject, body)
-Renderer = Callable[[str, dict, str], "tuple[str, str]"]
+# mail(to, rendered, message_id, unsubscribe_url) -> (SMTP reply code or None, error or None); the
+# message id is the delivery's, the same on every attempt
+Mailer = Callable[[str, object, str, "str | None"], "tuple[int | None, str | None]"]
+# render(kind, payload: dict, language, unsubscribe_url) -> the e-mail's words (emails.Rendered)
+Renderer = Callable[[str, dict, str, "str | None"], object]
 # check_url(url) raises when a webhook URL points somewhere it must not (kokeilu.netguard)
 UrlCheck = Callable[[str], None]
 
@@ -225,12 +225,13 @@ def _send_one(d, send: Sender, mail: Mailer | None, render: Renderer | None):
     if channel == "email":
         if mail is None or render is None:
             return None, "e-mail is not configured in this process"
+        link = None
         try:
-            subject, text = render(getattr(d, "kind", "event"), json.loads(d.payload),
-                                   getattr(d, "language", None) or getattr(d, "subscription_language", None) or "fi")
+            rendered = render(getattr(d, "kind", "event"), json.loads(d.payload),
+                              getattr(d, "language", None) or getattr(d, "subscription_language", None) or "fi", link)
         except Exception as exc:  # a template that cannot render this payload will not next time either
             return 554, f"could not render the e-mail: {exc.__class__.__name__}: {exc}"[:500]
-        return mail(d.url, subject, text, d.id)
+        return mail(d.url, rendered, d.id, link)
     headers = {"Content-Type": "application/cloudevents+json", "Kokeilu-Delivery-Id": d.id,
                "Kokeilu-Event-Id": d.event_id, "Idempotency-Key": d.id}
     secret = getattr(d, "secret", None)

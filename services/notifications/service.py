@@ -9,7 +9,7 @@ from typing import Literal
 import eventlet
 from nameko.timer import timer
 from prometheus_client import Counter, Histogram
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kokeilu import service_base
@@ -22,7 +22,7 @@ from kokeilu.platform import Store
 
 from . import handlers
 from .domain import Caller, Mode, NewSubscription, RetryPolicy, SubscriptionChange, SubscriptionFilter, public_url
-from .emails import MailSender
+from .emails import MailSender, check_domain
 from .store import NotificationsUnitOfWork
 from .webhook import WebhookSender
 
@@ -51,6 +51,13 @@ class NotificationSettings(BaseSettings):
     # Webhook destinations allowed although they are not public (local development, tests):
     # comma-separated CIDRs, addresses or host names, e.g. "127.0.0.0/8,::1". Empty: public only.
     webhook_allowlist: str = ""
+    # The domain of every e-mail's Message-ID (<delivery id@domain>): a full domain name of the city's.
+    mail_domain: str = "kokeilu.espoo.fi"
+
+    @field_validator("mail_domain")
+    @classmethod
+    def _full_domain(cls, value: str) -> str:
+        return check_domain(value)
 
 
 SETTINGS = NotificationSettings()
@@ -172,7 +179,7 @@ class NotificationsService(service_base.PlatformService):
     name = "notifications"
     uow = Store(NotificationsUnitOfWork)
     send = WebhookSender(policy=ADDRESS_POLICY)
-    mail = MailSender()
+    mail = MailSender(domain=SETTINGS.mail_domain)
     retry_policy = RetryPolicy(SETTINGS.delivery_max_attempts, SETTINGS.delivery_retry_base_seconds,
                                SETTINGS.delivery_retry_cap_seconds)
 
