@@ -246,3 +246,8 @@ class MailSender(DependencyProvider):
                 return send_mail(settings, message)
 
         return Mail()
+
+
+def unsubscribe_page(kind: str, done: bool) -> str:
+    """The HTML page of an unsubscribe link: a button (GET) or the confirmation (POST)."""
+    return _html_env.get_template("unsubscribe.j2").render(kind=kind, done=done)
