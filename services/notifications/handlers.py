@@ -258,7 +258,10 @@ def _send_one(d, send: Sender, mail: Mailer | None, render: Renderer | None, lin
     if channel == "email":
         if mail is None or render is None:
             return None, "e-mail is not configured in this process"
-        link = links(*unsubscribe_target(d)) if links is not None else None
+        try:
+            link = links(*unsubscribe_target(d)) if links is not None else None
+        except ValueError:  # an id no link can name (not a plain id): the e-mail goes without one
+            link = None
         try:
             rendered = render(getattr(d, "kind", "event"), json.loads(d.payload),
                               getattr(d, "language", None) or getattr(d, "subscription_language", None) or "fi", link)

@@ -199,3 +199,11 @@ def test_an_opt_out_for_a_proposal_not_known_yet_holds_when_it_arrives(uow_facto
     apply(uow_factory, ev.status("p-9", "screening", "in_evaluation"))
     assert deliver(uow_factory).sent == []
     assert handlers.list_deliveries(uow_factory(), None, None, 10, kind="proposer", caller=ADMIN) == []
+
+
+def test_an_email_whose_target_no_link_can_name_still_goes_out_without_a_link(uow_factory):
+    with uow_factory() as uow:
+        uow.deliveries.add("d-1", "proposer:not a plain id/..", "e-1", STATUS, json.dumps({}).encode(),
+                           datetime.now(timezone.utc), kind="proposer", channel="email", recipient="maija@example.fi")
+        uow.commit()
+    assert deliver(uow_factory).sent == [("maija@example.fi", "proposer", None)]
