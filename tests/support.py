@@ -242,14 +242,17 @@ def headers_of(record) -> dict[str, str]:
 
 
 class Mailbox:
-    """A real SMTP server on 127.0.0.1 that keeps every message it accepts."""
+    """A real SMTP server on 127.0.0.1 that keeps every message it accepts: parsed (policy=default)
+    in `messages`, and the bytes as received in `raw`, in the same order."""
 
     def __init__(self):
         self.messages: list[email.message.EmailMessage] = []
+        self.raw: list[bytes] = []
         mailbox = self
 
         class Handler:
             async def handle_DATA(self, server, session, envelope):
+                mailbox.raw.append(envelope.content)
                 mailbox.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
                 return "250 OK"
 
@@ -259,6 +262,10 @@ class Mailbox:
 
     def to(self, address: str) -> list:
         return [m for m in self.messages if m["To"] == address]
+
+    def raw_to(self, address: str) -> list[bytes]:
+        """The bytes of each message to `address`, as the server received them."""
+        return [raw for raw, m in zip(self.raw, self.messages) if m["To"] == address]
 
     def close(self):
         self.controller.stop()

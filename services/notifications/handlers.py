@@ -28,11 +28,14 @@ PROPOSER_STATUSES = {"screening_failed", "in_evaluation", "approved", "rejected"
 
 # send(url, body, headers) -> (status code or None, error or None)
 Sender = Callable[[str, bytes, dict], "tuple[int | None, str | None]"]
-# mail(to, subject, body, message_id) -> (SMTP reply code or None, error or None); the message id
-# is the delivery's, the same on every attempt
-Mailer = Callable[[str, str, str, str], "tuple[int | None, str | None]"]
-# render(kind, payload: dict, language) -> (subject, body)
-Renderer = Callable[[str, dict, str], "tuple[str, str]"]
+# mail(to, rendered, message_id, unsubscribe_url) -> (SMTP reply code or None, error or None); the
+# message id is the delivery's, the same on every attempt
+Mailer = Callable[[str, object, str, "str | None"], "tuple[int | None, str | None]"]
+# render(kind, payload: dict, language, unsubscribe_url) -> the e-mail's words (emails.Rendered)
+Renderer = Callable[[str, dict, str, "str | None"], object]
+# unsubscribe_url(kind, id) -> the signed link that stops this mail (unsubscribe.Links.url): kind
+# "s" a subscription, "d" a digest delivery, "p" a proposer's e-mails about one proposal
+LinkMaker = Callable[[str, str], str]
 # check_url(url) raises when a webhook URL points somewhere it must not (kokeilu.netguard)
 UrlCheck = Callable[[str], None]
 
@@ -89,6 +92,36 @@ def delete_subscription(subscription_id: str, uow, caller: Caller) -> bool:
         deleted = uow.subscriptions.delete(subscription_id, utcnow())
         uow.commit()
     return deleted
+
+
+def unsubscribe_target(d) -> tuple[str, str]:
+    """What an e-mail delivery's unsubscribe link stops: its subscription; for a digest, the
+    digest (every subscription it gathered); for a proposer, e-mails about that proposal."""
+    kind = getattr(d, "kind", "event")
+    if kind == "proposer":
+        return "p", d.subscription_id.removeprefix("proposer:")
+    if kind == "digest":
+        return "d", d.id
+    return "s", d.subscription_id
+
+
+def unsubscribe(kind: str, ident: str, uow) -> int:
+    """Follow a (verified) unsubscribe link: `kind` subscription deactivates the subscription,
+    digest every subscription whose items that digest carried, proposer records that the
+    proposer of that proposal wants no more e-mails about it. Idempotent: what is already
+    stopped stays so. Returns how many subscriptions (or proposals) it stopped just now."""
+    now = utcnow()
+    with uow:
+        if kind == "subscription":
+            stopped = int(uow.subscriptions.delete(ident, now))
+        elif kind == "digest":
+            stopped = sum(uow.subscriptions.delete(sid, now) for sid in uow.digests.subscriptions_of(ident))
+        elif kind == "proposer":
+            stopped = int(uow.subscriptions.opt_out_proposer(ident, now))
+        else:
+            raise ValueError(f"nothing to unsubscribe from: {kind}")
+        uow.commit()
+    return stopped
 
 
 def list_deliveries(uow, subscription_id: str | None, status: str | None, limit: int, *, caller: Caller,
@@ -180,7 +213,7 @@ def on_event(event: CloudEvent, data, uow) -> str:
             else:
                 uow.deliveries.add(str(uuid.uuid4()), sub.id, event.id, event.type, sent.to_bytes(), now)
         if (isinstance(data, ProposalStatusChanged) and data.to_status.value in PROPOSER_STATUSES
-                and facts and facts.get("contact_email")):
+                and facts and facts.get("contact_email") and not facts.get("proposer_opted_out_at")):
             uow.deliveries.add(str(uuid.uuid4()), f"proposer:{proposal_id}", event.id, event.type,
                                _email_payload(event, facts), now, kind="proposer", channel="email",
                                recipient=facts["contact_email"], language=facts.get("language") or "fi")
@@ -220,17 +253,21 @@ def build_digests(uow_factory, window_seconds: float, now: datetime | None = Non
     return sizes
 
 
-def _send_one(d, send: Sender, mail: Mailer | None, render: Renderer | None):
+def _send_one(d, send: Sender, mail: Mailer | None, render: Renderer | None, links: LinkMaker | None = None):
     channel = d.channel
     if channel == "email":
         if mail is None or render is None:
             return None, "e-mail is not configured in this process"
         try:
-            subject, text = render(getattr(d, "kind", "event"), json.loads(d.payload),
-                                   getattr(d, "language", None) or getattr(d, "subscription_language", None) or "fi")
+            link = links(*unsubscribe_target(d)) if links is not None else None
+        except ValueError:  # an id no link can name (not a plain id): the e-mail goes without one
+            link = None
+        try:
+            rendered = render(getattr(d, "kind", "event"), json.loads(d.payload),
+                              getattr(d, "language", None) or getattr(d, "subscription_language", None) or "fi", link)
         except Exception as exc:  # a template that cannot render this payload will not next time either
             return 554, f"could not render the e-mail: {exc.__class__.__name__}: {exc}"[:500]
-        return mail(d.url, subject, text, d.id)
+        return mail(d.url, rendered, d.id, link)
     headers = {"Content-Type": "application/cloudevents+json", "Kokeilu-Delivery-Id": d.id,
                "Kokeilu-Event-Id": d.event_id, "Idempotency-Key": d.id}
     secret = getattr(d, "secret", None)
@@ -243,7 +280,7 @@ def _send_one(d, send: Sender, mail: Mailer | None, render: Renderer | None):
 
 def deliver_due(uow_factory, send: Sender, policy: RetryPolicy, limit: int = 50,
                 observe: Callable[[str, str, float], None] | None = None,
-                mail: Mailer | None = None, render: Renderer | None = None,
+                mail: Mailer | None = None, render: Renderer | None = None, links: LinkMaker | None = None,
                 run_all: Callable = lambda fn, items: list(map(fn, items))) -> int:
     """Send the deliveries that are due, outside any transaction, and record each attempt.
 
@@ -256,7 +293,7 @@ def deliver_due(uow_factory, send: Sender, policy: RetryPolicy, limit: int = 50,
     def attempt_one(d):
         attempt = d.attempts + 1
         started = time.perf_counter()
-        status_code, error = _send_one(d, send, mail, render)
+        status_code, error = _send_one(d, send, mail, render, links)
         latency = time.perf_counter() - started
         ok = status_code is not None and 200 <= status_code < 300 and error is None
         now = utcnow()

@@ -2,6 +2,9 @@
 events; e-mails to proposers about their own proposals."""
 from __future__ import annotations
 
+import logging
+import os
+import re
 import time
 from datetime import datetime
 from typing import Literal
@@ -9,12 +12,13 @@ from typing import Literal
 import eventlet
 from nameko.timer import timer
 from prometheus_client import Counter, Histogram
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from werkzeug.wrappers import Response
 
 from kokeilu import service_base
 from kokeilu.contracts import topics
-from kokeilu.http import NotFound, Unprocessable, api
+from kokeilu.http import ApiError, NotFound, Unprocessable, api
 from kokeilu.kafka.consumer import consume
 from kokeilu.metrics import metrics_for
 from kokeilu.netguard import AddressPolicy, AddressRefused, UnresolvedHost
@@ -22,8 +26,9 @@ from kokeilu.platform import Store
 
 from . import handlers
 from .domain import Caller, Mode, NewSubscription, RetryPolicy, SubscriptionChange, SubscriptionFilter, public_url
-from .emails import MailSender
+from .emails import MailSender, check_domain, unsubscribe_page
 from .store import NotificationsUnitOfWork
+from .unsubscribe import MIN_SECRET_LENGTH, InvalidToken, UnsubscribeLinks
 from .webhook import WebhookSender
 
 _registry = metrics_for("notifications").registry
@@ -51,9 +56,45 @@ class NotificationSettings(BaseSettings):
     # Webhook destinations allowed although they are not public (local development, tests):
     # comma-separated CIDRs, addresses or host names, e.g. "127.0.0.0/8,::1". Empty: public only.
     webhook_allowlist: str = ""
+    # The domain of every e-mail's Message-ID (<delivery id@domain>): a full domain name of the city's.
+    mail_domain: str = "kokeilu.espoo.fi"
+    # The key that signs unsubscribe links (at least 32 characters). Unset: derived from the admin
+    # token, with a warning in the log (services/notifications/unsubscribe.py).
+    unsubscribe_secret: SecretStr | None = None
+    # Where this service's /v1/unsubscribe/<token> is reached from the readers' mail programs.
+    # Unset: this process's own address (WEB_SERVER_ADDRESS), right for a local run only.
+    unsubscribe_base_url: str | None = None
+
+    @field_validator("mail_domain")
+    @classmethod
+    def _full_domain(cls, value: str) -> str:
+        return check_domain(value)
+
+    @field_validator("unsubscribe_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_LENGTH:
+            raise ValueError(f"KOKEILU_UNSUBSCRIBE_SECRET must be at least {MIN_SECRET_LENGTH} characters")
+        return value
+
+    @field_validator("unsubscribe_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~/-]*)?", value):
+            raise ValueError("KOKEILU_UNSUBSCRIBE_BASE_URL is an http(s) URL with no query, e.g. "
+                             "https://kokeilu.espoo.fi/notifications")
+        return value.rstrip("/") if value else value
+
+    def unsubscribe_base(self) -> str:
+        if self.unsubscribe_base_url:
+            return self.unsubscribe_base_url
+        host, _, port = os.environ.get("WEB_SERVER_ADDRESS", "127.0.0.1:8003").rpartition(":")
+        host = "127.0.0.1" if host in ("", "0.0.0.0", "::", "[::]") else host
+        return f"http://{host}:{port}"
 
 
 SETTINGS = NotificationSettings()
+log = logging.getLogger(__name__)
 ADDRESS_POLICY = AddressPolicy.parse(SETTINGS.webhook_allowlist)
 # With it, a subscription's webhooks and e-mails carry residents' personal data unredacted.
 PERSONAL_DATA = "personal-data:read"
@@ -68,6 +109,10 @@ def _observe(channel: str, outcome: str, latency: float) -> None:
         RETRIES.labels(service="notifications", channel=channel).inc()
     elif outcome == "dead_lettered":
         DEAD_LETTERED.labels(service="notifications", channel=channel).inc()
+
+
+class InvalidLink(ApiError):
+    status, code = 400, "invalid_unsubscribe_link"
 
 
 def caller(request) -> Caller:
@@ -172,7 +217,9 @@ class NotificationsService(service_base.PlatformService):
     name = "notifications"
     uow = Store(NotificationsUnitOfWork)
     send = WebhookSender(policy=ADDRESS_POLICY)
-    mail = MailSender()
+    mail = MailSender(domain=SETTINGS.mail_domain)
+    links = UnsubscribeLinks(SETTINGS.unsubscribe_secret.get_secret_value() if SETTINGS.unsubscribe_secret else None,
+                             SETTINGS.unsubscribe_base())
     retry_policy = RetryPolicy(SETTINGS.delivery_max_attempts, SETTINGS.delivery_retry_base_seconds,
                                SETTINGS.delivery_retry_cap_seconds)
 
@@ -217,6 +264,37 @@ class NotificationsService(service_base.PlatformService):
                                                   caller=caller(request), channel=q.channel,
                                                   event_type=q.event_type, kind=q.kind)}
 
+    # Unsubscribe links (every e-mail has one): no bearer token, the link's signature is the authority.
+    @api("GET", "/v1/unsubscribe/<token>", public=True, media_type="text/html")
+    def unsubscribe_confirm_page(self, request, token):
+        """The page an e-mail's unsubscribe link opens, with a button that stops those e-mails.
+
+        Opening it changes nothing (mail scanners open links). The link's signature is the
+        authority: 400 (`invalid_unsubscribe_link`, naming the problem) for a link this service did
+        not make, or one altered or cut short."""
+        target = self._unsubscribe_target(token)
+        return Response(unsubscribe_page(target.kind, done=False), mimetype="text/html")
+
+    @api("POST", "/v1/unsubscribe/<token>", public=True, media_type="text/html")
+    def unsubscribe_one_click(self, request, token):
+        """One-click unsubscribe (RFC 8058): stop the e-mails the link came with.
+
+        What mail programs POST (`List-Unsubscribe=One-Click`; the body is not read), and what the
+        page's button sends. Stops the subscription (for a digest, every subscription it gathered)
+        or, in a proposer's e-mail, further e-mails about that proposal. Idempotent: 200 again for
+        what is stopped already. 400 (`invalid_unsubscribe_link`) for a link this service did not make."""
+        target = self._unsubscribe_target(token)
+        stopped = handlers.unsubscribe(target.kind, target.id, self.uow())
+        log.info("unsubscribe link followed: %s %s (%d stopped now)", target.kind, target.id, stopped)
+        return Response(unsubscribe_page(target.kind, done=True), mimetype="text/html")
+
+    def _unsubscribe_target(self, token):
+        try:
+            return self.links.verify(token)
+        except InvalidToken as exc:
+            raise InvalidLink(f"not a valid unsubscribe link: {exc.problem}; open the whole link from the e-mail",
+                           {"token": exc.problem}) from None
+
     @consume(topics.PROPOSALS, topics.EVALUATIONS, topics.RESULTS)
     def on_event(self, event, data):
         return handlers.on_event(event, data, self.uow())
@@ -227,7 +305,7 @@ class NotificationsService(service_base.PlatformService):
         deadline = time.monotonic() + 5
         pool = eventlet.GreenPool(DELIVERY_CONCURRENCY)
         while handlers.deliver_due(self.uow, self.send, self.retry_policy, observe=_observe,
-                                   mail=self.mail.send, render=self.mail.render,
+                                   mail=self.mail.send, render=self.mail.render, links=self.links.url,
                                    run_all=lambda fn, items: list(pool.imap(fn, items))):
             if time.monotonic() > deadline:
                 break

@@ -47,6 +47,9 @@ proposal_areas = sa.Table(
     # A resident proposer's name (their "organisation"): personal data, only to redact it from
     # what subscribers without the personal-data scope receive.
     sa.Column("resident_name", sa.String(200), nullable=True),
+    # When the proposer followed the unsubscribe link of an e-mail about this proposal: no more
+    # proposer e-mails about it (per proposal, not per address; see docs/operations.md "E-mail").
+    sa.Column("proposer_opted_out_at", UtcDateTime(), nullable=True),
 )
 deliveries = sa.Table(
     "deliveries", metadata,
@@ -161,6 +164,21 @@ class SubscriptionRepository:
     def focus_area_of(self, proposal_id: str | None) -> str | None:
         return (self.proposal(proposal_id) or {}).get("focus_area")
 
+    def opt_out_proposer(self, proposal_id: str, now: datetime) -> bool:
+        """Record that the proposer of `proposal_id` wants no more e-mails about it (the first time
+        counts). False when they had opted out already."""
+        update = (proposal_areas.update()
+                  .where(proposal_areas.c.proposal_id == proposal_id, proposal_areas.c.proposer_opted_out_at.is_(None))
+                  .values(proposer_opted_out_at=now))
+        if self.conn.execute(update).rowcount:
+            return True
+        if self.proposal(proposal_id) is not None:
+            return False
+        # Not known here (yet): remembered all the same, so no later e-mail about it goes out.
+        self.conn.execute(proposal_areas.insert(), dict(proposal_id=proposal_id, focus_area="",
+                                                        proposer_opted_out_at=now))
+        return True
+
 
 class DeliveryRepository:
     def __init__(self, conn, is_sqlite: bool):
@@ -190,6 +208,11 @@ class DeliveryRepository:
                         deliveries.c.next_attempt_at <= now,
                         # a deleted subscription gets nothing more (proposer e-mails have no subscription row)
                         sa.or_(subscriptions.c.id.is_(None), subscriptions.c.deleted_at.is_(None)),
+                        # nor does a proposer who opted out of e-mails about that proposal
+                        deliveries.c.subscription_id.not_in(
+                            sa.select(sa.literal("proposer:") + proposal_areas.c.proposal_id)
+                            .where(proposal_areas.c.proposer_opted_out_at.is_not(None))
+                            .scalar_subquery()),
                         sa.or_(deliveries.c.locked_until.is_(None), deliveries.c.locked_until < now))
                  .order_by(deliveries.c.next_attempt_at).limit(limit))
         if not self.is_sqlite:
@@ -271,6 +294,11 @@ class DigestRepository:
             .where(digest_items.c.digest_id.is_(None), digest_items.c.created_at < before,
                    subscriptions.c.deleted_at.is_(None))
             .order_by(digest_items.c.created_at, digest_items.c.id)))
+
+    def subscriptions_of(self, digest_id: str) -> list[str]:
+        """The subscriptions whose items the digest `digest_id` (its delivery) carried."""
+        return sorted(self.conn.execute(sa.select(digest_items.c.subscription_id).distinct()
+                                        .where(digest_items.c.digest_id == digest_id)).scalars())
 
     def mark(self, item_ids: list[int], digest_id: str) -> None:
         self.conn.execute(digest_items.update().where(digest_items.c.id.in_(item_ids)).values(digest_id=digest_id))

@@ -373,7 +373,7 @@ def test_a_digest_window_is_sent_once_by_two_instances(notifications, at_once, m
     at_once.flush(timeout=30)
 
     def listed() -> Counter:
-        return Counter({title: sum(m.get_content().count(title) for m in mailbox.to(address)) for title in titles})
+        return Counter({title: sum(m.get_body(("plain",)).get_content().count(title) for m in mailbox.to(address)) for title in titles})
     wait_until(lambda: all(listed().values()), timeout=60, what="every event in a digest")
     # Absence needs a window: two more digest windows close, and both instances' jobs run in each.
     time.sleep(2 * DIGEST_WINDOW)

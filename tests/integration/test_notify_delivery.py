@@ -106,7 +106,7 @@ def test_a_proposer_gets_an_email_in_their_language_without_subscribing(platform
          ev.status(pid, "screening", "in_evaluation"))
     [message] = wait_until(lambda: mailbox.to(address), timeout=60, what="the proposer's e-mail")
     assert message["Subject"] == "Ditt förslag utvärderas: Reading buddies at Kera school"
-    assert "Hej" in message.get_content()
+    assert "Hej" in message.get_body(("plain",)).get_content()
     deliveries = platform.get("notifications", "/v1/deliveries?kind=proposer&channel=email").json()["items"]
     assert any(d["status"] == "succeeded" for d in deliveries)
     assert address not in str(deliveries)
@@ -125,7 +125,7 @@ def test_an_email_subscriber_gets_each_matching_event_and_can_change_the_filter(
     send_events(platform, probe, ev.submitted(pid, language="en"), ev.status(pid, "in_evaluation", "approved"))
     [message] = wait_until(lambda: mailbox.to(address), timeout=60, what="the subscriber's e-mail")
     assert message["Subject"] == "Kokeilu: proposal.status-changed – Reading buddies at Kera school"
-    assert "Status: approved" in message.get_content()
+    assert "Status: approved" in message.get_body(("plain",)).get_content()
 
 
 def test_a_daily_digest_groups_a_subscribers_events_into_one_email(platform, probe, mailbox):
@@ -139,7 +139,7 @@ def test_a_daily_digest_groups_a_subscribers_events_into_one_email(platform, pro
     for n, pid in enumerate(pids):
         send_events(platform, probe, ev.submitted(pid, environment="kera", title=f"Kera pilot {n} {tag}"), ev.screened(pid))
     [digest] = wait_until(lambda: mailbox.to(address), timeout=60, what="the digest")
-    body = digest.get_content()
+    body = digest.get_body(("plain",)).get_content()
     assert digest["Subject"] == "Kokeilu daily digest: 3 events"
     assert all(f"Kera pilot {n} {tag}" in body for n in range(3))
     metrics = platform.get("notifications", "/metrics").text

@@ -207,6 +207,37 @@ def test_subscription_owners_and_the_personal_data_flag_round_trip(database_url)
     db.dispose()
 
 
+def test_a_proposers_opt_out_keeps_their_queued_emails_unclaimed_and_a_digest_knows_its_subscriptions(database_url):
+    from datetime import timedelta
+
+    from services.notifications.store import NotificationsUnitOfWork
+
+    db = Database(database_url, ROOT / "services" / "notifications" / "migrations")
+    db.migrate()
+    now = datetime.now(timezone.utc)
+    with NotificationsUnitOfWork(db) as u:
+        u.subscriptions.remember_proposal("p-1", "learning", "kera", "fi", "t", "maija@example.fi")
+        for pid in ("p-1", "p-2"):
+            u.deliveries.add(f"d-{pid}", f"proposer:{pid}", "e-1", "t", b"{}", now, kind="proposer", channel="email",
+                             recipient="maija@example.fi")
+        u.digests.add_item("s-1", "e-1", "t", b"{}", now)
+        u.digests.add_item("s-2", "e-1", "t", b"{}", now)
+        u.digests.add_item("s-3", "e-2", "t", b"{}", now)
+        u.digests.mark([1, 2], "digest-1")
+        assert u.subscriptions.opt_out_proposer("p-1", now) is True
+        assert u.subscriptions.opt_out_proposer("p-1", now + timedelta(seconds=1)) is False  # the first one counts
+        assert u.subscriptions.opt_out_proposer("p-unknown", now) is True
+        u.commit()
+    with NotificationsUnitOfWork(db) as u:
+        assert u.subscriptions.proposal("p-1")["proposer_opted_out_at"] == now
+        assert u.subscriptions.proposal("p-1")["contact_email"] == "maija@example.fi"
+        assert u.subscriptions.proposal("p-unknown")["proposer_opted_out_at"] == now
+        assert [d.id for d in u.deliveries.claim_due(now + timedelta(seconds=5), 10, timedelta(seconds=60))] == ["d-p-2"]
+        assert u.digests.subscriptions_of("digest-1") == ["s-1", "s-2"]
+        u.commit()
+    db.dispose()
+
+
 def test_subscriptions_from_before_owners_belong_to_admin_and_carry_no_personal_data(database_url):
     from alembic import command
     from alembic.config import Config

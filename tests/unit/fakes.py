@@ -431,7 +431,7 @@ class FakeSubscriptionRepository:
                           content: bool = False) -> None:
         """The latest facts of a proposal; a revision (which has no address) keeps the address known."""
         row = self.proposals.setdefault(proposal_id, dict(proposal_id=proposal_id, contact_email=None,
-                                                          resident_name=None))
+                                                          resident_name=None, proposer_opted_out_at=None))
         row.update(focus_area=focus_area, environment=environment, language=language, title=title)
         if contact_email:
             row["contact_email"] = contact_email
@@ -444,6 +444,15 @@ class FakeSubscriptionRepository:
 
     def focus_area_of(self, proposal_id: str | None) -> str | None:
         return (self.proposal(proposal_id) or {}).get("focus_area")
+
+    def opt_out_proposer(self, proposal_id: str, now: datetime) -> bool:
+        row = self.proposals.setdefault(proposal_id, dict(
+            proposal_id=proposal_id, focus_area="", environment=None, language=None, title=None,
+            contact_email=None, resident_name=None, proposer_opted_out_at=None))
+        if row["proposer_opted_out_at"] is not None:
+            return False
+        row["proposer_opted_out_at"] = now
+        return True
 
 
 @dataclass
@@ -487,8 +496,12 @@ class FakeDeliveryRepository:
         return d.channel or (sub.channel if sub else None)
 
     def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list:
+        opted_out = {f"proposer:{pid}" for pid, p in self.subscriptions.proposals.items()
+                     if p.get("proposer_opted_out_at") is not None}
         due = sorted((d for d in self.rows.values()
                       if d.status == "pending" and d.next_attempt_at <= now
+                      and d.subscription_id not in self.subscriptions.deleted
+                      and d.subscription_id not in opted_out
                       and (d.locked_until is None or d.locked_until < now)),
                      key=lambda d: d.next_attempt_at)[:limit]
         out = []
@@ -567,6 +580,9 @@ class FakeDigestRepository:
                                            subscriber=sub.subscriber, email=sub.email, language=sub.language,
                                            owner=sub.owner))
         return out
+
+    def subscriptions_of(self, digest_id: str) -> list[str]:
+        return sorted({i["subscription_id"] for i in self.items.values() if i["digest_id"] == digest_id})
 
     def mark(self, item_ids: list[int], digest_id: str) -> None:
         for item_id in item_ids:

@@ -264,18 +264,18 @@ def test_the_proposer_is_emailed_about_later_status_changes_but_not_the_step_int
     assert ADDRESS not in json.dumps(listed), "the delivery log never shows the address"
     mails, rendered = [], []
 
-    def mail(to, subject, body, message_id):
-        mails.append((to, subject, body, message_id))
+    def mail(to, words, message_id, unsubscribe_url):
+        mails.append((to, words, message_id, unsubscribe_url))
         return 250, None
 
-    def render(kind, payload, language):
+    def render(kind, payload, language, unsubscribe_url):
         rendered.append((kind, payload["event"]["data"]["to_status"], language))
-        return "subject", "body"
+        return "the e-mail's words"
 
     assert handlers.deliver_due(lambda: uow, FakeSender((500, None)), POLICY, mail=mail, render=render) == 1
     assert [m[0] for m in mails] == [ADDRESS]
     [delivery] = handlers.list_deliveries(uow, None, None, 10, caller=Caller("admin", admin=True))
-    assert mails[0][3] == delivery["id"], "the Message-ID is the delivery's, the same on every attempt"
+    assert mails[0][2] == delivery["id"], "the Message-ID is the delivery's, the same on every attempt"
     assert rendered == [("proposer", "in_evaluation", "en")], "in the language of the proposal"
     [(type_, outcome)] = outcomes(uow)
     assert (type_, outcome.subscription_id, outcome.channel) == (types.DELIVERY_SUCCEEDED.name, f"proposer:{pid}",

@@ -236,7 +236,7 @@ def test_smtp_errors_are_reported_without_the_servers_text():
 
     from aiosmtpd.controller import Controller
 
-    from services.notifications.emails import MailSettings, send_mail
+    from services.notifications.emails import MailSettings, Rendered, compose, send_mail
 
     class Refusing:
         async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -245,12 +245,14 @@ def test_smtp_errors_are_reported_without_the_servers_text():
     with sockets.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    message = compose("kokeilu@espoo.example", "x@espoo.example", Rendered("s", "b\n", "<p>b</p>\n", "fi"),
+                      domain="kokeilu.espoo.fi", message_id="d-1")
     controller = Controller(Refusing(), hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        refused = send_mail(MailSettings(host="127.0.0.1", port=port), "x@espoo.example", "s", "b")
+        refused = send_mail(MailSettings(host="127.0.0.1", port=port), message)
     finally:
         controller.stop()
     assert refused == (550, "recipient refused: SMTP 550")
-    assert send_mail(MailSettings(host="127.0.0.1", port=port, timeout_seconds=2), "x@espoo.example", "s", "b") == \
+    assert send_mail(MailSettings(host="127.0.0.1", port=port, timeout_seconds=2), message) == \
         (None, "connection refused")

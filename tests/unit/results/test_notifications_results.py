@@ -72,7 +72,7 @@ def test_smtp_replies_4xx_are_retried_and_5xx_are_final():
                                                ("en", "Your proposal was approved: Bus")])
 def test_a_proposer_email_is_in_the_proposals_language(language, subject):
     event = ev.status("p-1", "in_evaluation", "approved")
-    assert emails.render("proposer", {"event": event, "proposal": {"title": "Bus"}}, language)[0] == subject
+    assert emails.render("proposer", {"event": event, "proposal": {"title": "Bus"}}, language).subject == subject
 
 
 def test_windows_are_aligned_and_the_last_closed_one_is_named():
