@@ -180,7 +180,12 @@ def detach(tokens) -> None:
 
 @contextmanager
 def span(name: str, kind: SpanKind = SpanKind.INTERNAL, **attributes):
-    """A child span of the current one (a store transaction, a relay send)."""
+    """A child span of the current one (a store transaction, a consumer's batch); nothing when
+    no span is current: a timer's routine work (claiming due deliveries twice a second) would
+    otherwise start a trace of its own each time."""
+    if not trace.get_current_span().get_span_context().is_valid:
+        yield trace.INVALID_SPAN
+        return
     with tracer().start_as_current_span(name, kind=kind, attributes=attributes) as current:
         yield current
 

@@ -232,9 +232,7 @@ class EventConsumer(Entrypoint):
         budget = self.settings.kokeilu_consumer_batch_seconds
         began = time.perf_counter()
         counted = []
-        with tracing.span("apply batch", **{"messaging.consumer.group.name": self.group,
-                                            "messaging.batch.message_count": len(records)}), \
-                self.store.database.transaction() as conn:
+        with self.store.database.transaction() as conn:
             batch = self.batch = Batch(conn)
             try:
                 for record in records:

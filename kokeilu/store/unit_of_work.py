@@ -154,9 +154,11 @@ class UnitOfWork:
     def _in_flow(self, event: CloudEvent) -> CloudEvent:
         """The event with the correlation id and trace context of the flow it belongs to: its
         subject's remembered flow first (a proposal stays one flow, whoever acts on it); else
-        the cause's (set by new_event), or the request's when no event caused it; the current
-        span as its parent span."""
-        correlation, traceparent = event.correlationid, tracing.current_traceparent() or event.traceparent
+        the cause's (set by new_event), or the request's when no event caused it. Its parent span
+        is the current one when that is in the event's trace (a consumer's span for the record
+        that caused it), else a span made in the event's trace (tracing.continuing)."""
+        correlation = event.correlationid
+        traceparent = tracing.continuing(event.traceparent) if event.traceparent else tracing.current_traceparent()
         flow = tracing.current_flow()
         if event.causationid is None and flow is not None:
             correlation = flow.correlation_id

@@ -200,6 +200,7 @@ def on_event(event: CloudEvent, data, uow) -> str:
         names = _resident_names(data, facts, uow)
         # A subscriber whose owner lacks the personal-data scope gets the event redacted.
         redacted = _redacted(event, names)
+        flow = dict(correlation_id=event.correlationid or event.id, traceparent=event.traceparent)
         for sub in uow.subscriptions.active():
             if not sub.matches(event.type, area or None, env, proposal_id):
                 continue
@@ -209,14 +210,14 @@ def on_event(event: CloudEvent, data, uow) -> str:
             elif sub.channel == "email":
                 uow.deliveries.add(str(uuid.uuid4()), sub.id, event.id, event.type,
                                    _email_payload(sent, facts, hidden), now,
-                                   kind="event", language=(facts or {}).get("language") or sub.language)
+                                   kind="event", language=(facts or {}).get("language") or sub.language, **flow)
             else:
-                uow.deliveries.add(str(uuid.uuid4()), sub.id, event.id, event.type, sent.to_bytes(), now)
+                uow.deliveries.add(str(uuid.uuid4()), sub.id, event.id, event.type, sent.to_bytes(), now, **flow)
         if (isinstance(data, ProposalStatusChanged) and data.to_status.value in PROPOSER_STATUSES
                 and facts and facts.get("contact_email") and not facts.get("proposer_opted_out_at")):
             uow.deliveries.add(str(uuid.uuid4()), f"proposer:{proposal_id}", event.id, event.type,
                                _email_payload(event, facts), now, kind="proposer", channel="email",
-                               recipient=facts["contact_email"], language=facts.get("language") or "fi")
+                               recipient=facts["contact_email"], language=facts.get("language") or "fi", **flow)
         uow.commit()
     return "applied"
 
@@ -311,7 +312,8 @@ def deliver_due(uow_factory, send: Sender, policy: RetryPolicy, limit: int = 50,
                 uow.publish(new_event(outcome.name, DeliveryOutcome(
                     delivery_id=d.id, subscription_id=d.subscription_id, channel=d.channel, event_id=d.event_id,
                     event_type=d.event_type, attempts=attempt, status_code=status_code, error=error),
-                    source=SOURCE, subject=d.subscription_id, dataschema=outcome.dataschema))
+                    source=SOURCE, subject=d.subscription_id, dataschema=outcome.dataschema,
+                    correlationid=d.correlation_id, traceparent=d.traceparent))  # the delivered event's flow
             uow.commit()
         if observe:
             observe(d.channel, "succeeded" if ok else ("retrying" if status is DeliveryStatus.pending else "dead_lettered"),

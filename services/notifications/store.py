@@ -70,6 +70,9 @@ deliveries = sa.Table(
     sa.Column("channel", sa.String(20), nullable=True),
     sa.Column("recipient", sa.String(2000), nullable=True),
     sa.Column("language", sa.String(5), nullable=True),
+    # 0005: the flow of the event delivered (kokeilu/tracing.py), which its outcome event joins
+    sa.Column("correlation_id", sa.String(200), nullable=True),
+    sa.Column("traceparent", sa.String(512), nullable=True),
     sa.UniqueConstraint("subscription_id", "event_id", name="uq_delivery_per_event"),
 )
 # Events waiting for a subscription's next digest; `digest_id` is the delivery that carried them.
@@ -186,18 +189,21 @@ class DeliveryRepository:
         self.is_sqlite = is_sqlite
 
     def add(self, delivery_id, subscription_id, event_id, event_type, payload: bytes, now, kind: str = "event",
-            channel: str | None = None, recipient: str | None = None, language: str | None = None) -> None:
-        """A delivery to a subscription; `channel`/`recipient` for one that has no subscription (the proposer)."""
+            channel: str | None = None, recipient: str | None = None, language: str | None = None,
+            correlation_id: str | None = None, traceparent: str | None = None) -> None:
+        """A delivery to a subscription; `channel`/`recipient` for one that has no subscription (the
+        proposer); `correlation_id`/`traceparent`: the flow of the event it delivers."""
         self.conn.execute(deliveries.insert(), dict(
             id=delivery_id, subscription_id=subscription_id, event_id=event_id, event_type=event_type,
             payload=payload, status=DeliveryStatus.pending.value, attempts=0, next_attempt_at=now,
-            created_at=now, updated_at=now, kind=kind, channel=channel, recipient=recipient, language=language))
+            created_at=now, updated_at=now, kind=kind, channel=channel, recipient=recipient, language=language,
+            correlation_id=correlation_id, traceparent=traceparent))
 
     def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list:
         """Due deliveries, leased for `lease` so another instance does not send them too."""
         query = (sa.select(deliveries.c.id, deliveries.c.attempts, deliveries.c.payload, deliveries.c.event_id,
                            deliveries.c.event_type, deliveries.c.subscription_id, deliveries.c.kind,
-                           deliveries.c.language,
+                           deliveries.c.language, deliveries.c.correlation_id, deliveries.c.traceparent,
                            sa.func.coalesce(deliveries.c.channel, subscriptions.c.channel).label("channel"),
                            sa.func.coalesce(deliveries.c.recipient, subscriptions.c.email,
                                             subscriptions.c.url).label("url"),

@@ -20,7 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from kokeilu.contracts import topics
 from tests.integration.workflow_support import TOKENS, auth, drain
-from tests.support import Platform, cloudevent, submission, wait_until
+from tests.support import Platform, Receiver, cloudevent, submission, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
@@ -96,8 +96,13 @@ def test_every_event_about_a_proposal_shares_its_correlation_id_and_trace(tmp_pa
         "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_BSP_SCHEDULE_DELAY": "200",
         # an SLA of under two seconds: the overdue clock (a timer, no event behind it) speaks too
         "KOKEILU_EVALUATION_SLA_HOURS": "0.0005", "KOKEILU_OVERDUE_CHECK_SECONDS": "0.5"})
+    receiver = Receiver()
     try:
         platform.start(*SERVICES)
+        subscribed = platform.post("notifications", "/v1/subscriptions", {
+            "subscriber": "Mobility department", "channel": "webhook", "url": receiver.url,
+            "filter": {"types": [T + "result.published"], "focus_areas": ["smart_mobility"]}})
+        assert subscribed.status_code == 201, subscribed.text
         trace_id, correlation = uuid.uuid4().hex, f"city-case-{uuid.uuid4().hex[:8]}"
         caller = f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"
         created = platform.post("proposals", "/v1/proposals", submission(title=f"Traced pilot {uuid.uuid4().hex}"),
@@ -143,6 +148,11 @@ def test_every_event_about_a_proposal_shares_its_correlation_id_and_trace(tmp_pa
                 "result.published", "result.updated"} <= kinds, kinds
         assert {e["correlationid"] for e in seen} == {correlation}, [(e["type"], e["correlationid"]) for e in seen]
         assert {trace_of(e["traceparent"]) for e in seen} == {trace_id}, [(e["type"], e["traceparent"]) for e in seen]
+        # The department's webhook delivery of the result says so in the proposal's flow too.
+        [published] = [e for e in seen if e["type"] == T + "result.published"]
+        [delivered] = probe.events(platform.topic(topics.NOTIFICATIONS), T + "delivery.succeeded",
+                                   where=lambda e: e["data"]["event_id"] == published["id"])
+        assert delivered["correlationid"] == correlation and trace_of(delivered["traceparent"]) == trace_id
         [measured] = [e for e in seen if e["type"] == T + "pilot.measurement-recorded"]
         assert measured["causationid"] == sensor["id"]  # what caused it is still named
 
@@ -156,6 +166,7 @@ def test_every_event_about_a_proposal_shares_its_correlation_id_and_trace(tmp_pa
         assert any(service == "kokeilu-proposals" and name.startswith("send ") for service, name in names)
         assert ("kokeilu-proposals", "store transaction") in names
     finally:
+        receiver.close()
         codes = platform.stop()
     assert set(codes.values()) == {0}
 

@@ -2,8 +2,7 @@
 import pytest
 
 from kokeilu.contracts import topics
-from tests.integration.test_notifications_service import Receiver
-from tests.support import Mailbox, submission, wait_until
+from tests.support import Mailbox, Receiver, submission, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 

@@ -18,8 +18,7 @@ from kokeilu.store import Database
 from services.notifications import handlers
 from services.notifications.domain import ADDRESS_REFUSED, Caller, NewSubscription
 from services.notifications.store import NotificationsUnitOfWork
-from tests.integration.test_notifications_service import Receiver
-from tests.support import AUTH, READER_TOKENS, Platform, wait_until
+from tests.support import AUTH, READER_TOKENS, Platform, Receiver, wait_until
 from tests.unit.results import events as ev
 
 pytestmark = pytest.mark.kafka

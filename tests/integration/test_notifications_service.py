@@ -1,50 +1,15 @@
 """The notifications service as a real process: webhooks to a real local HTTP server."""
-import json
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from kokeilu.contracts import topics
 from kokeilu.contracts.sources import service_source
-from tests.support import cloudevent, free_port, wait_until
+from tests.support import Receiver, cloudevent, wait_until
 
 pytestmark = pytest.mark.kafka
 
 PUBLISHED = "fi.espoo.kokeilu.result.published"
-
-
-class Receiver:
-    """A real webhook receiver on 127.0.0.1 that answers with the statuses it is told to."""
-
-    def __init__(self, statuses=(204,)):
-        self.statuses = list(statuses)
-        self.received: list[tuple[dict, dict]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.received.append((dict(self.headers), json.loads(body)))
-                status = receiver.statuses.pop(0) if len(receiver.statuses) > 1 else receiver.statuses[0]
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.port = free_port()
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    def close(self):
-        self.server.shutdown()
 
 
 @pytest.fixture(scope="module")

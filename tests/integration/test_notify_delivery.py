@@ -10,8 +10,7 @@ import requests
 
 from kokeilu.contracts import topics
 from services.notifications.domain import verify_signature
-from tests.integration.test_notifications_service import Receiver
-from tests.support import AUTH, Platform, wait_until, send_events
+from tests.support import AUTH, Platform, Receiver, wait_until, send_events
 from tests.unit.results import events as ev
 
 pytestmark = pytest.mark.kafka

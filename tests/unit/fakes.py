@@ -471,6 +471,8 @@ class FakeDelivery:
     channel: str | None = None
     recipient: str | None = None
     language: str | None = None
+    correlation_id: str | None = None
+    traceparent: str | None = None
     locked_until: datetime | None = None
     last_status_code: int | None = None
     last_error: str | None = None
@@ -483,13 +485,15 @@ class FakeDeliveryRepository:
         self.rows: dict[str, FakeDelivery] = {}
 
     def add(self, delivery_id, subscription_id, event_id, event_type, payload: bytes, now, kind: str = "event",
-            channel: str | None = None, recipient: str | None = None, language: str | None = None) -> None:
+            channel: str | None = None, recipient: str | None = None, language: str | None = None,
+            correlation_id: str | None = None, traceparent: str | None = None) -> None:
         if delivery_id in self.rows:
             raise KeyError(f"duplicate delivery id {delivery_id}")
         if any(d.subscription_id == subscription_id and d.event_id == event_id for d in self.rows.values()):
             raise KeyError(f"a delivery of {event_id} to {subscription_id} exists")  # uq_delivery_per_event
         self.rows[delivery_id] = FakeDelivery(delivery_id, subscription_id, event_id, event_type, payload,
-                                              "pending", 0, now, now, now, kind, channel, recipient, language)
+                                              "pending", 0, now, now, now, kind, channel, recipient, language,
+                                              correlation_id, traceparent)
 
     def _channel(self, d: FakeDelivery) -> str | None:
         sub = self.subscriptions.rows.get(d.subscription_id)
@@ -513,7 +517,8 @@ class FakeDeliveryRepository:
                 subscription_id=d.subscription_id, kind=d.kind, language=d.language, channel=self._channel(d),
                 url=d.recipient or (sub.email if sub else None) or (sub.url if sub else None),
                 secret=sub.secret if sub else None, subscriber=sub.subscriber if sub else None,
-                subscription_language=sub.language if sub else None))
+                subscription_language=sub.language if sub else None, correlation_id=d.correlation_id,
+                traceparent=d.traceparent))
         return out
 
     def record_attempt(self, delivery_id, attempt, at, status_code, latency, error, status, next_attempt_at) -> None:
