@@ -6,7 +6,7 @@ figures keep moving while those are blocked (a broker down or frozen, a record t
 
 - `kokeilu_kafka_connected` is 1 when the last probe got its answers in time, 0 when not;
 - `kokeilu_consumer_lag` is end offset minus committed offset, summed over a topic's
-  partitions, per consumer group's topic. While the brokers cannot be asked it keeps its last
+  partitions, per consumer group (`group`, its name without the topic prefix) and topic. While the brokers cannot be asked it keeps its last
   value (it is not reset to 0, which would read as "all caught up").
 """
 from __future__ import annotations
@@ -43,7 +43,12 @@ class KafkaMonitor(SharedExtension):
         """A consumer entrypoint registers its group and topics."""
         self.groups[group] = topics
         for topic in topics:
-            self.metrics.consumer_lag.labels(service=self.service, topic=topic)
+            self._lag(group, topic)
+
+    def _lag(self, group: str, topic: str):
+        """The lag gauge of a (physical) group's topic: labelled with the group's logical name."""
+        return self.metrics.consumer_lag.labels(service=self.service, group=self.settings.logical_topic(group),
+                                                topic=topic)
 
     def start(self):
         self.container.spawn_managed_thread(self._loop)
@@ -98,7 +103,7 @@ class KafkaMonitor(SharedExtension):
                 position = done[tp].offset if tp in done and done[tp].offset >= 0 else starts[tp]
                 lag[self.settings.logical_topic(tp.topic)] += max(0, ends[tp] - position)
             for topic, value in lag.items():
-                self.metrics.consumer_lag.labels(service=self.service, topic=topic).set(value)
+                self._lag(group, topic).set(value)
 
     def _close(self):
         for client in (self._consumer, self._admin):
