@@ -488,8 +488,32 @@ def test_dashboard_shows_every_figure_operations_watches(dashboard):
         "kokeilu_delivery_retries_total",
         "kokeilu_deliveries_dead_lettered_total",
         "kokeilu_digest_size_events_bucket",
+        "kokeilu_proposal_state_seconds_bucket",
+        "kokeilu_kafka_connected",
     ):
         assert metric in expressions, f"no panel shows {metric}"
+    assert "by (service, group)" in expressions, "no panel shows consumer lag per group"
+
+
+# Read from the service's own database at every scrape: each instance of a service reports the
+# same figure, so summing over instances would double it with two replicas.
+STORE_GAUGES = ("kokeilu_outbox_backlog", "kokeilu_proposals{", "kokeilu_evaluations{", "kokeilu_evaluator_load",
+                "kokeilu_catalogue_results", "kokeilu_consumer_lag")
+
+
+def test_figures_every_instance_reads_from_the_one_database_are_not_summed_over_instances(dashboard, alert_rules):
+    expressions = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])] + [
+        r["expr"] for r in alert_rules]
+    checked = 0
+    for expr in expressions:
+        for gauge in STORE_GAUGES:
+            for match in re.finditer(re.escape(gauge), expr):
+                checked += 1
+                outer = re.findall(r"(\w+)\s*(?:by \([^)]*\)\s*)?\(", expr[:match.start()])
+                # the innermost aggregation around the gauge, or the sum over its instances' sum
+                assert outer and outer[-1] in ("max", "min") or (
+                    outer[-2:] == ["max", "sum"] and "instance" in expr), f"{gauge} summed over instances: {expr}"
+    assert checked >= len(STORE_GAUGES)
 
 
 def test_dashboard_rows_and_panels_do_not_overlap(dashboard):
