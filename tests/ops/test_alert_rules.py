@@ -5,20 +5,15 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.ops.tools import ALERT_RULES, ALERT_TESTS, ALERTMANAGER_CONFIG, PROMETHEUS_DIR, tool
+from tests.ops.tools import ALERT_RULES, ALERT_TESTS, ALERTMANAGER_CONFIG, PROMETHEUS_DIR, rules, tool
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(list(args), capture_output=True, text=True, timeout=120)
-
-
-def rules() -> list[dict]:
-    return [rule for group in yaml.safe_load(ALERT_RULES.read_text())["groups"] for rule in group["rules"]]
 
 
 def test_promtool_accepts_the_rules_and_the_prometheus_config():

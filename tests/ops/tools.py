@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
@@ -25,3 +26,8 @@ def tool(name: str) -> str:
         pytest.fail(f"{name} is not installed: `apt-get install {PACKAGES[name]}` (Debian's package; .ci/run "
                     f"installs it), so that the alert rules and dashboards are checked against the real thing")
     return path
+
+
+def rules() -> list[dict]:
+    """Every alert rule of deploy/prometheus/alerts.yml."""
+    return [rule for group in yaml.safe_load(ALERT_RULES.read_text())["groups"] for rule in group["rules"]]
