@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run stop status cluster cluster-stop cluster-status test test-unit fuzz kafka postgres schemas deadletters bench bench-http bench-screening chaos chaos-cluster k8s-validate clean
+.PHONY: install run stop status cluster cluster-stop cluster-status test test-unit test-ops fuzz kafka postgres schemas deadletters bench bench-http bench-screening chaos chaos-cluster k8s-validate clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,9 @@ test: install kafka postgres   ## the whole suite against the real local broker 
 
 test-unit: install
 	$(PY) -m pytest tests/unit
+
+test-ops: install kafka   ## alert rule unit tests (promtool), Alertmanager routing (amtool), and the platform live under a real Prometheus and Alertmanager
+	$(PY) -m pytest tests/ops
 
 fuzz: install kafka postgres   ## the full fuzz run: 10 000 hostile requests (make test runs 300)
 	KOKEILU_TEST_POSTGRES_URL="$$(deploy/postgres.sh url)" KOKEILU_FUZZ_REQUESTS=$${KOKEILU_FUZZ_REQUESTS:-10000} \

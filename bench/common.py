@@ -217,7 +217,7 @@ def parse_metrics(text: str) -> dict:
     mean_ms = 1000 * processing["sum"] / processing["count"] if processing["count"] else None
     return {"events_consumed_total": sum(by_outcome.values()), "by_outcome": by_outcome, "by_topic": by_topic,
             "by_type": by_type,
-            "outbox_backlog": backlog, "mean_processing_ms": mean_ms, "dead_lettered_by_reason": dead_by_reason,
+            "outbox_backlog": backlog, "mean_processing_ms": mean_ms, "dead_lettered_by_reason": {k: v for k, v in dead_by_reason.items() if v},
             "retries_by_stage": {k: v for k, v in retries.items() if v}}
 
 

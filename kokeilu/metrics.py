@@ -63,8 +63,9 @@ class ServiceMetrics:
             "kokeilu_transient_retries", "Transient failures retried with backoff, by where they happened.",
             ["service", "stage"], registry=r)
         self.outbox_backlog = Gauge("kokeilu_outbox_backlog", "Outbox rows not yet published.", ["service"], registry=r)
-        self.consumer_lag = Gauge("kokeilu_consumer_lag", "Records behind the end of the topic, summed over partitions.",
-                                  ["service", "topic"], registry=r)
+        self.consumer_lag = Gauge(
+            "kokeilu_consumer_lag", "Records behind the end of the topic, summed over partitions, by consumer group "
+            "(its name without the deployment's topic prefix) and topic.", ["service", "group", "topic"], registry=r)
         self.ready = Gauge("kokeilu_ready", "1 when the service can take work: its store answers.", ["service"], registry=r)
         self.kafka_connected = Gauge(
             "kokeilu_kafka_connected", "1 when the brokers answered the service's last probe in time (every 5 s).",

@@ -29,6 +29,7 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 COMPOSE_SCHEMA = Path(__file__).resolve().parent / "data" / "compose-spec.json"
 PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 ALERT_RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
+ALERTMANAGER_CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 GRAFANA = ROOT / "deploy" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "kokeilu-overview.json"
 DOCKERFILE = ROOT / "Dockerfile"
@@ -109,7 +110,7 @@ def test_compose_file_follows_the_compose_specification(compose):
 
 
 def test_stack_has_the_infrastructure_and_all_four_services(compose):
-    expected = {*KAFKA_NODES, "postgres", "prometheus", "grafana", "gateway", *SERVICE_PORTS}
+    expected = {*KAFKA_NODES, "postgres", "prometheus", "alertmanager", "grafana", "gateway", *SERVICE_PORTS}
     assert expected <= set(compose["services"])
     assert "kafka" not in compose["services"], "the single node is gone: three nodes, kafka-1..3"
     for node in KAFKA_NODES:
@@ -143,7 +144,7 @@ def test_each_service_runs_its_own_code_on_its_port_and_checks_readiness(compose
     assert service["restart"] == "unless-stopped"
 
 
-@pytest.mark.parametrize("name", [*KAFKA_NODES, "postgres", "prometheus", "grafana", "gateway"])
+@pytest.mark.parametrize("name", [*KAFKA_NODES, "postgres", "prometheus", "alertmanager", "grafana", "gateway"])
 def test_infrastructure_services_have_healthchecks(compose, name):
     assert compose["services"][name]["healthcheck"]["test"]
 
@@ -330,7 +331,7 @@ def test_every_mounted_file_exists_and_every_named_volume_is_declared(compose):
         if "build" in service:
             context = service["build"] if isinstance(service["build"], str) else service["build"]["context"]
             assert (ROOT / context / "Dockerfile").is_file()
-    assert mounts >= 5  # init script, prometheus config and rules, grafana provisioning and dashboards
+    assert mounts >= 6  # init script, prometheus config and rules, alertmanager, grafana provisioning and dashboards
 
 
 def test_each_service_database_password_matches_the_one_postgres_creates(compose):
@@ -361,6 +362,25 @@ def test_prometheus_scrapes_every_replica_of_all_four_services_and_loads_the_ale
     rules_in_container = mounted_path(compose, "prometheus", "deploy/prometheus/alerts.yml")
     loaded = {str(Path(config_in_container).parent / rule_file) for rule_file in config["rule_files"]}
     assert rules_in_container in loaded
+
+
+def test_prometheus_sends_its_alerts_to_the_stacks_alertmanager_which_reads_the_repos_routing(compose):
+    config = load_yaml(PROMETHEUS_CONFIG)
+    [alertmanagers] = config["alerting"]["alertmanagers"]
+    [targets] = [c["targets"] for c in alertmanagers["static_configs"]]
+    assert targets == ["alertmanager:9093"]
+    alertmanager = compose["services"]["alertmanager"]
+    assert alertmanager["image"].startswith("prom/alertmanager:v0.")
+    config_in_container = mounted_path(compose, "alertmanager", "deploy/alertmanager/alertmanager.yml")
+    assert f"--config.file={config_in_container}" in alertmanager["command"]
+    assert "--cluster.listen-address=" in alertmanager["command"], "one Alertmanager: no gossip port"
+    assert alertmanager["ports"] == ["127.0.0.1:9093:9093"]
+    assert compose["services"]["prometheus"]["depends_on"]["alertmanager"]
+    # Its e-mail goes to the stack's SMTP sink.
+    smarthost = load_yaml(ALERTMANAGER_CONFIG)["global"]["smtp_smarthost"]
+    host, port = smarthost.split(":")
+    assert host == "mailpit" and host in compose["services"] and port == "1025"
+    assert alertmanager["depends_on"]["mailpit"]
 
 
 def test_every_alert_has_an_expression_a_severity_and_words_for_operators(alert_rules):
@@ -468,8 +488,32 @@ def test_dashboard_shows_every_figure_operations_watches(dashboard):
         "kokeilu_delivery_retries_total",
         "kokeilu_deliveries_dead_lettered_total",
         "kokeilu_digest_size_events_bucket",
+        "kokeilu_proposal_state_seconds_bucket",
+        "kokeilu_kafka_connected",
     ):
         assert metric in expressions, f"no panel shows {metric}"
+    assert "by (service, group)" in expressions, "no panel shows consumer lag per group"
+
+
+# Read from the service's own database at every scrape: each instance of a service reports the
+# same figure, so summing over instances would double it with two replicas.
+STORE_GAUGES = ("kokeilu_outbox_backlog", "kokeilu_proposals{", "kokeilu_evaluations{", "kokeilu_evaluator_load",
+                "kokeilu_catalogue_results", "kokeilu_consumer_lag")
+
+
+def test_figures_every_instance_reads_from_the_one_database_are_not_summed_over_instances(dashboard, alert_rules):
+    expressions = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])] + [
+        r["expr"] for r in alert_rules]
+    checked = 0
+    for expr in expressions:
+        for gauge in STORE_GAUGES:
+            for match in re.finditer(re.escape(gauge), expr):
+                checked += 1
+                outer = re.findall(r"(\w+)\s*(?:by \([^)]*\)\s*)?\(", expr[:match.start()])
+                # the innermost aggregation around the gauge, or the sum over its instances' sum
+                assert outer and outer[-1] in ("max", "min") or (
+                    outer[-2:] == ["max", "sum"] and "instance" in expr), f"{gauge} summed over instances: {expr}"
+    assert checked >= len(STORE_GAUGES)
 
 
 def test_dashboard_rows_and_panels_do_not_overlap(dashboard):

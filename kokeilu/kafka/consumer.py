@@ -86,6 +86,11 @@ class EventConsumer(Entrypoint):
 
     def start(self):
         self.monitor.watch(self.group, self.topic_names)
+        # Exported at 0 from the start, so that increase() (KokeiluRecordsDeadLettered) sees the
+        # first dead letter after a restart, and the dashboard shows 0 rather than no data.
+        for topic in self.topic_names:
+            for reason in ("unparseable", "invalid", "failed"):
+                self.metrics.dead_lettered.labels(service=self.container.service_name, topic=topic, reason=reason)
         self.container.spawn_managed_thread(self._run)
 
     def stop(self):

@@ -6,7 +6,7 @@ figures keep moving while those are blocked (a broker down or frozen, a record t
 
 - `kokeilu_kafka_connected` is 1 when the last probe got its answers in time, 0 when not;
 - `kokeilu_consumer_lag` is end offset minus committed offset, summed over a topic's
-  partitions, per consumer group's topic. While the brokers cannot be asked it keeps its last
+  partitions, per consumer group (`group`, its name without the topic prefix) and topic. While the brokers cannot be asked it keeps its last
   value (it is not reset to 0, which would read as "all caught up").
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ class KafkaMonitor(SharedExtension):
         self.service = self.container.service_name
         self.metrics = metrics_for(self.service)
         self.groups: dict[str, tuple[str, ...]] = {}  # consumer group -> logical topics
-        self.membership: dict[str, str] = {}  # consumer group -> where this instance's consumer stands
+        self.membership: dict[str, str] = {}  # consumer group (logical) -> where this instance's consumer stands
         self._stop = threading.Event()
         self._admin = None
         self._consumer = None
@@ -44,17 +44,24 @@ class KafkaMonitor(SharedExtension):
         """A consumer entrypoint registers its group and topics."""
         self.groups[group] = topics
         for topic in topics:
-            self.metrics.consumer_lag.labels(service=self.service, topic=topic)
+            self._lag(group, topic)
         self.assigned(group, None)
+
+    def _lag(self, group: str, topic: str):
+        """The lag gauge of a (physical) group's topic: labelled with the group's logical name."""
+        return self.metrics.consumer_lag.labels(service=self.service, group=self.settings.logical_topic(group),
+                                                topic=topic)
 
     def assigned(self, group: str, partitions: int | None, joining: bool = False) -> None:
         """A consumer says where it stands in its group: `partitions` held once it has joined;
         None while it connects, or (`joining`) while the group rebalances."""
-        self.membership[group] = (f"{partitions} partitions" if partitions is not None
-                                  else "joining" if joining else "connecting")
-        self.metrics.consumer_partitions.labels(service=self.service, group=group).set(partitions or 0)
-        self.metrics.consumer_joined.labels(service=self.service, group=group).set(partitions is not None)
-        assignments = self.metrics.consumer_assignments.labels(service=self.service, group=group)
+        logical = self.settings.logical_topic(group)
+        self.membership[logical] = (f"{partitions} partitions" if partitions is not None
+                                    else "joining" if joining else "connecting")
+        labels = dict(service=self.service, group=logical)
+        self.metrics.consumer_partitions.labels(**labels).set(partitions or 0)
+        self.metrics.consumer_joined.labels(**labels).set(partitions is not None)
+        assignments = self.metrics.consumer_assignments.labels(**labels)
         if partitions is not None:
             assignments.inc()
 
@@ -111,7 +118,7 @@ class KafkaMonitor(SharedExtension):
                 position = done[tp].offset if tp in done and done[tp].offset >= 0 else starts[tp]
                 lag[self.settings.logical_topic(tp.topic)] += max(0, ends[tp] - position)
             for topic, value in lag.items():
-                self.metrics.consumer_lag.labels(service=self.service, topic=topic).set(value)
+                self._lag(group, topic).set(value)
 
     def _close(self):
         for client in (self._consumer, self._admin):

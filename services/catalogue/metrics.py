@@ -9,6 +9,8 @@ _registry = metrics_for("catalogue").registry
 
 results = Counter("kokeilu_results", "Result events published on the public results topic, by event "
                   "(published, updated, withdrawn).", ["service", "event"], registry=_registry)
+for _event in ("published", "updated", "withdrawn"):  # at 0 from the start, so increase() sees the first
+    results.labels(service="catalogue", event=_event)
 catalogue_size = Gauge("kokeilu_catalogue_results", "Results in the catalogue (read from the store at scrape).",
                        ["service"], registry=_registry)
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from kokeilu.contracts.evaluation import Decision
 from kokeilu.metrics import metrics_for
 
 _registry = metrics_for("evaluation").registry
@@ -21,6 +22,12 @@ stage_seconds = Histogram(
     buckets=(1, 10, 60, 600, 3600, 6 * 3600, 86400, 3 * 86400, 7 * 86400, 14 * 86400, 30 * 86400, 60 * 86400))
 decisions = Counter("kokeilu_evaluation_decisions", "Panel decisions, by decision and whether the scores disagreed.",
                     ["service", "decision", "disagreement"], registry=_registry)
+# Exported at 0 from the start, so that rate() and increase() see the first observation too.
+for _stage in ("screening", "evaluation"):
+    stage_seconds.labels(service=_S, stage=_stage)
+for _decision in Decision:
+    for _disagreement in ("false", "true"):
+        decisions.labels(service=_S, decision=_decision.value, disagreement=_disagreement)
 
 
 def observe_stage(stage: str, seconds: float) -> None:

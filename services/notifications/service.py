@@ -41,10 +41,17 @@ RETRIES = Counter("kokeilu_delivery_retries", "Delivery attempts that failed and
 DEAD_LETTERED = Counter("kokeilu_deliveries_dead_lettered", "Deliveries given up after their last attempt "
                         "(listed by GET /v1/deliveries?status=dead_lettered).", ["service", "channel"],
                         registry=_registry)
-for _channel in ("webhook", "email"):  # exported as 0 from the start, so increase() alerts see the first one
-    DEAD_LETTERED.labels(service="notifications", channel=_channel)
 DIGEST_SIZE = Histogram("kokeilu_digest_size_events", "Events grouped into one digest e-mail.", ["service"],
                         registry=_registry, buckets=(1, 2, 5, 10, 20, 50, 100, 250, 1000))
+# Exported at 0 from the start, so that increase() (the alerts) and rate() (the dashboard) see the
+# first one too, and "deliveries by outcome" shows every outcome, 0 while it does not happen.
+for _channel in ("webhook", "email"):
+    DEAD_LETTERED.labels(service="notifications", channel=_channel)
+    RETRIES.labels(service="notifications", channel=_channel)
+    DELIVERY_LATENCY.labels(service="notifications", channel=_channel)
+    for _outcome in ("succeeded", "retrying", "dead_lettered"):
+        DELIVERIES.labels(service="notifications", channel=_channel, outcome=_outcome)
+DIGEST_SIZE.labels(service="notifications")
 
 
 class NotificationSettings(BaseSettings):

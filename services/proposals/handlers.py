@@ -42,16 +42,18 @@ def _emit(uow, event_type, data, subject: str, cause: CloudEvent | None = None) 
 
 
 def _changed(uow, before: Proposal, after: Proposal, action: str, cause: CloudEvent | None = None,
-             reason: str | None = None) -> tuple[str, Status]:
+             reason: str | None = None) -> tuple[str, Status, Status, float]:
+    """The change event; returns what `_count` needs: the action, the new state, the state left
+    and the seconds spent in it (a proposal's `updated_at` moves only when its state does)."""
     _emit(uow, types.PROPOSAL_STATUS_CHANGED,
           ProposalStatusChanged(proposal_id=after.id, from_status=before.status, to_status=after.status,
                                 action=action, reason=reason, changed_at=after.updated_at), after.id, cause)
-    return action, after.status
+    return action, after.status, before.status, (after.updated_at - before.updated_at).total_seconds()
 
 
-def _count(*moves: tuple[str, Status]) -> None:
-    for action, status in moves:
-        metrics.count_transition(action, status)
+def _count(*moves: tuple[str, Status, Status, float]) -> None:
+    for action, status, left, seconds in moves:
+        metrics.count_transition(action, status, left, seconds)
 
 
 def _load(uow, proposal_id: str) -> Proposal:

@@ -194,3 +194,18 @@ def test_an_unparseable_record_is_answered_when_it_says_who_sent_it(db, uow, raw
         handlers.intake_rejected(raw, None, "not a valid CloudEvent", u)
         u.commit()
     assert len(outbox(db, "intake-rejected")) == before + (1 if told else 0)
+
+
+def test_each_state_a_proposal_leaves_is_timed_from_when_it_entered_it(db, uow):
+    from services.proposals import metrics
+
+    def count(state):
+        return metrics._registry.get_sample_value("kokeilu_proposal_state_seconds_count",
+                                                  {"service": "proposals", "state": state})
+    # Every state that can be left is exported before any proposal leaves it (rate() sees the first).
+    assert count("in_evaluation") is not None and count("completed") is None
+    before = {s: count(s) for s in ("submitted", "screening", "in_evaluation", "approved")}
+    to_piloting(uow)
+    assert {s: count(s) - before[s] for s in before} == {"submitted": 1, "screening": 1, "in_evaluation": 1,
+                                                          "approved": 1}
+    assert count("piloting") is not None
