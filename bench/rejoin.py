@@ -1,15 +1,17 @@
-"""How long after a broker restart a service's consumers hold their partitions again.
+"""How long after a broker restart a service consumes again.
 
     .venv/bin/python -m bench.rejoin [--outage 15] [--rounds 2] [--backoffs 30000,1000]
 
 For each value of KAFKA_RECONNECT_BACKOFF_MAX_MS (kafka-python's default is 30000; the
 platform's is 1000, kokeilu/config.py): a broker of this run only (chaos.platform.Broker, on
-ports of its own) and the catalogue service; wait until its consumer group is
-joined (`/health/ready` checks `consumer:<group>`), kill -9 the broker, keep it down for
-`--outage` seconds, start it again and time, from the moment it answers metadata requests,
-until its group has given it its partitions again
-(`kokeilu_consumer_assignments_total` moved and `/health/ready` says it holds partitions). Prints one line per round and the median per
-setting. Needs the broker's jars (KAFKA_LIBS_DIR or .local/kafka/libs: `make kafka` once).
+ports of its own) and the catalogue service; wait until its consumer has joined its group
+(`/health/ready`, `consumer:<group>`), kill -9 the broker, keep it down for `--outage` seconds,
+start it again, put one unreadable record on the topic the catalogue reads, and time, from the
+moment the broker answers metadata requests, until the catalogue has consumed that record
+(`kokeilu_events_consumed_total` moved: it dead-letters it). That covers reconnecting, finding
+the coordinator, rejoining the group when the member was dropped, and fetching. Prints one line
+per round and the median per setting. Needs the broker's jars (KAFKA_LIBS_DIR or
+.local/kafka/libs: `make kafka` once).
 """
 from __future__ import annotations
 
@@ -23,7 +25,10 @@ from pathlib import Path
 
 import requests
 
+from kafka import KafkaProducer
+
 from chaos.platform import Broker, Services, wait_for
+from kokeilu.contracts import topics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,10 +42,10 @@ def joined(services: Services, service: str) -> bool:
     return bool(groups) and all(v.endswith(" partitions") for v in groups.values())
 
 
-def assignments(services: Services, service: str) -> float:
+def consumed(services: Services, service: str) -> float:
     text = requests.get(services.url(service, "/metrics"), timeout=5).text
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("kokeilu_consumer_assignments_total{"))
+               if line.startswith("kokeilu_events_consumed_total{"))
 
 
 def run(backoff_ms: int, outage: float, rounds: int, libs: Path) -> list[float]:
@@ -56,18 +61,19 @@ def run(backoff_ms: int, outage: float, rounds: int, libs: Path) -> list[float]:
             services.wait_ready("catalogue")
             wait_for(lambda: joined(services, "catalogue"), 120, "the consumers to join")
             for n in range(rounds):
-                before = assignments(services, "catalogue")
-                groups = len(requests.get(services.url("catalogue", "/health/ready"), timeout=5).json()["checks"]) - 2
+                before = consumed(services, "catalogue")
                 broker.kill()
                 time.sleep(outage)  # the outage under test, not a wait for a condition
                 broker.start()
                 back = time.monotonic()
-                # Rejoined: every group given their partitions again since the broker went down.
-                wait_for(lambda: assignments(services, "catalogue") >= before + groups and joined(services, "catalogue"),
-                         180, "the consumers to rejoin", interval=0.1)
+                producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+                producer.send(topics.PROPOSALS, b"not an event").get(timeout=30)
+                producer.close()
+                wait_for(lambda: consumed(services, "catalogue") > before, 180, "the catalogue to consume again",
+                         interval=0.1)
                 times.append(time.monotonic() - back)
-                print(f"backoff max {backoff_ms:>6} ms, round {n + 1}: rejoined {times[-1]:.1f} s after the broker "
-                      f"answered again", flush=True)
+                print(f"backoff max {backoff_ms:>6} ms, round {n + 1}: consuming again {times[-1]:.1f} s after the "
+                      f"broker answered", flush=True)
         finally:
             services.stop_all()
             broker.stop()
