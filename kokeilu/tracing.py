@@ -15,8 +15,9 @@ Spans are made with OpenTelemetry: for HTTP requests (a `traceparent` request he
 honoured, and every answer carries the request's), for each consumed record (a child of the
 producing span), for each unit of work's transaction and each relay send. They are exported
 with OTLP over HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`)
-is set, and not at all when it is not: ids are still made and carried, so correlation works
-without a collector. The OTel SDK's own environment variables apply (`OTEL_SERVICE_NAME`,
+is set. When it is not, no span is recorded: ids are still made and carried (a request or
+an event without a trace starts one; a consumed event's trace goes on in what it causes), so
+correlation and traces in events and logs work without a collector, at next to no cost. The OTel SDK's own environment variables apply (`OTEL_SERVICE_NAME`,
 `OTEL_TRACES_SAMPLER`, ...).
 
 What the work in hand belongs to is kept in context variables, which eventlet keeps per green
@@ -26,19 +27,22 @@ thread: the consumer sets them around each record, the HTTP entrypoint around ea
 from __future__ import annotations
 
 import os
+import random
 import threading
 import uuid
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from opentelemetry import context as otel_context, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import Link, NonRecordingSpan, SpanKind
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 _propagator = TraceContextTextMapPropagator()
+_tracer: trace.Tracer | None = None
 _provider: TracerProvider | None = None
 _provider_lock = threading.Lock()
 MAX_CORRELATION = 200
@@ -59,19 +63,28 @@ _flow: ContextVar[Flow | None] = ContextVar("kokeilu_flow", default=None)
 
 
 def configure(service: str) -> None:
-    """Once per process: the tracer provider, with the OTLP exporter when an endpoint is set."""
-    global _provider
+    """Once per process. With an OTLP endpoint set: the SDK's tracer provider, exporting in
+    batches. Without one: no span is recorded at all, and ids are only made where a flow needs
+    new ones (a request without a traceparent, a span in another trace): nothing would read the
+    spans, and recording them cost a fifth of a consumer's time per record (bench/README.md)."""
+    global _provider, _tracer
     with _provider_lock:
-        if _provider is not None:
+        if _tracer is not None:
             return
-        resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or f"kokeilu-{service}",
-                                    "service.namespace": "kokeilu"})
-        provider = TracerProvider(resource=resource)
         if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
-            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-        _provider = provider
+            resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or f"kokeilu-{service}",
+                                        "service.namespace": "kokeilu"})
+            _provider = TracerProvider(resource=resource)
+            _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+            _tracer = _provider.get_tracer("kokeilu")
+        else:
+            _tracer = trace.NoOpTracer()
+
+
+def exporting() -> bool:
+    return _provider is not None
 
 
 def shutdown() -> None:
@@ -81,9 +94,15 @@ def shutdown() -> None:
 
 
 def tracer() -> trace.Tracer:
-    if _provider is None:
+    if _tracer is None:
         configure("kokeilu")
-    return _provider.get_tracer("kokeilu")
+    return _tracer
+
+
+def _new_span(trace_id: int | None) -> NonRecordingSpan:
+    """A span that is only ids (nothing records it): in trace `trace_id`, or in a new trace."""
+    return NonRecordingSpan(SpanContext(trace_id=trace_id or random.getrandbits(128), span_id=random.getrandbits(64),
+                                        is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED)))
 
 
 def current_flow() -> Flow | None:
@@ -110,6 +129,7 @@ def trace_id_of(traceparent: str | None) -> str | None:
     return None if parent is None else f"{parent.trace_id:032x}"
 
 
+@lru_cache(maxsize=4096)  # a consumer's events carry their cause's: parsed once, not per event
 def _parent(traceparent: str | None) -> trace.SpanContext | None:
     if not traceparent:
         return None
@@ -127,8 +147,15 @@ def valid_correlation(value: str | None) -> str | None:
 
 @contextmanager
 def _within(span_name: str, kind: SpanKind, parent: trace.SpanContext | None, flow: Flow,
-            attributes: dict, links: list[Link] | None = None):
-    context = trace.set_span_in_context(NonRecordingSpan(parent)) if parent is not None else otel_context.Context()
+            attributes: dict, links: list[Link] | None = None, own_ids: bool = False):
+    """`own_ids`: when nothing records spans, still give this one ids of its own (a request's
+    answer names its span; a request without a traceparent starts a trace)."""
+    if parent is not None:
+        context = trace.set_span_in_context(NonRecordingSpan(parent))
+    else:
+        context = otel_context.Context()
+    if own_ids and not exporting():
+        context = trace.set_span_in_context(_new_span(parent.trace_id if parent is not None else None))
     token = _flow.set(flow)
     try:
         with tracer().start_as_current_span(span_name, context=context, kind=kind, attributes=attributes,
@@ -149,8 +176,8 @@ def consuming(event, topic: str, partition: int, offset: int, group: str):
                   "cloudevents.event_source": event.source}
     if event.subject:
         attributes["cloudevents.event_subject"] = event.subject
-    return _within(f"process {topic}", SpanKind.CONSUMER, _parent(getattr(event, "traceparent", None)), flow,
-                   attributes)
+    parent = _parent(getattr(event, "traceparent", None))
+    return _within(f"process {topic}", SpanKind.CONSUMER, parent, flow, attributes, own_ids=parent is None)
 
 
 def serving(method: str, route: str, headers) -> "contextmanager":
@@ -158,12 +185,13 @@ def serving(method: str, route: str, headers) -> "contextmanager":
     one; the correlation id is the caller's `X-Correlation-Id` when valid, else a new one."""
     correlation = valid_correlation(headers.get("X-Correlation-Id")) or str(uuid.uuid4())
     return _within(f"{method} {route}", SpanKind.SERVER, _parent(headers.get("traceparent")),
-                   Flow(correlation_id=correlation), {"http.request.method": method, "http.route": route})
+                   Flow(correlation_id=correlation), {"http.request.method": method, "http.route": route},
+                   own_ids=True)
 
 
 def working(name: str):
     """Around work that no request or event started (a timer): a root span of its own."""
-    return _within(name, SpanKind.INTERNAL, None, Flow(correlation_id=str(uuid.uuid4())), {})
+    return _within(name, SpanKind.INTERNAL, None, Flow(correlation_id=str(uuid.uuid4())), {}, own_ids=True)
 
 
 def attach(span: trace.Span, flow: Flow):
@@ -193,6 +221,8 @@ def span(name: str, kind: SpanKind = SpanKind.INTERNAL, **attributes):
 def producer_span(name: str, traceparent: str | None, **attributes) -> None:
     """A PRODUCER span for one record sent, child of the span that produced the event (the
     relay sends later, in another green thread: the event says where it belongs)."""
+    if not exporting():
+        return
     parent = _parent(traceparent)
     context = trace.set_span_in_context(NonRecordingSpan(parent)) if parent is not None else otel_context.Context()
     tracer().start_span(name, context=context, kind=SpanKind.PRODUCER, attributes=attributes).end()
@@ -209,6 +239,8 @@ def continuing(traceparent: str | None) -> str | None:
         return traceparent_of(here)
     if here.is_valid and here.trace_id == parent.trace_id:
         return traceparent_of(here)
+    if not exporting():
+        return traceparent_of(_new_span(parent.trace_id).get_span_context())
     links = [Link(here)] if here.is_valid else None
     started = tracer().start_span("continue flow", context=trace.set_span_in_context(NonRecordingSpan(parent)),
                                   links=links)
