@@ -1,4 +1,4 @@
-"""Topic names (DESIGN.md). Domain topics are internal; `kokeilu.results.v1` is public."""
+"""Topic names (docs/architecture.md). Domain topics are internal; `kokeilu.results.v1` is public."""
 
 INTAKE = "kokeilu.intake.v1"
 PROPOSALS = "kokeilu.proposals.v1"

@@ -67,7 +67,7 @@ def _check_channel(channel: str, url, email, mode: str) -> None:
 
 
 class NewSubscription(BaseModel):
-    """`POST /v1/subscriptions` body: DESIGN.md's shape, plus e-mail, digests and more filters."""
+    """`POST /v1/subscriptions` body: a webhook or e-mail, now or in a daily digest, and a filter (docs/results.md)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
