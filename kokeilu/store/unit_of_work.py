@@ -36,13 +36,11 @@ class UnitOfWork:
     Idempotency-Key is recorded in the same transaction as the work it answers for).
 
     Every event it records is put in the flow in hand (kokeilu/tracing.py): the correlation id
-    of the event or request being handled, and the current span as its `traceparent`. A
-    service that acts on its aggregates outside events (HTTP requests, timers) sets
-    `remembers_flows`: its store keeps each subject's flow, and every later event about the
-    same subject joins it.
+    of the event or request being handled, and its trace. A use case that creates an aggregate
+    calls `remember_flow(id)`, so the store keeps that flow; one that acts on an aggregate
+    outside its events (an HTTP request, a timer, a sensor's measurement) calls `join_flow(id)`
+    first, and the events it records about the aggregate join the aggregate's flow.
     """
-
-    remembers_flows = False
 
     def __init__(self, database: Database, on_commit: Callable[[], None] | None = None):
         self.database = database
@@ -52,7 +50,7 @@ class UnitOfWork:
         # how many rows were pending when it began].
         self._outbox: list[dict] = []
         self._levels: list[list] = []
-        self._flows: dict[str, tuple[str, str | None]] = {}
+        self._joined: dict[str, tuple[str, str | None]] = {}
 
     @classmethod
     def joining(cls, database: Database, conn: sa.Connection, outbox: list[dict]) -> "UnitOfWork":
@@ -96,7 +94,7 @@ class UnitOfWork:
         keep = exc_type is None and committed
         if not keep:
             del self._outbox[pending:]
-            self._flows.clear()  # what it stored of flows may be undone with it: read again
+            self._joined.clear()  # what it stored of flows may be undone with it
         if savepoint is not None:
             if keep:
                 savepoint.commit()
@@ -151,40 +149,44 @@ class UnitOfWork:
         self._outbox.append({"topic": topic, "key": key, "value": value, "headers": headers,
                              "event_type": event_type, "created_at": utcnow()})
 
+    # flows ----------------------------------------------------------------------------
+    def remember_flow(self, subject: str) -> None:
+        """A new aggregate: keep the flow in hand (the request's or the consumed event's) as its
+        flow, unless it has one already (a replay)."""
+        flow = tracing.current_flow()
+        if flow is None:
+            return
+        row = {"subject": subject, "correlation_id": flow.correlation_id,
+               "traceparent": tracing.current_traceparent(), "created_at": utcnow()}
+        if self.conn.execute(_INSERT_FLOW[self.conn.dialect.name], row).rowcount == 1:
+            self._joined[subject] = (row["correlation_id"], row["traceparent"])
+
+    def join_flow(self, subject: str) -> None:
+        """What this unit of work records about `subject` from here on joins its remembered flow
+        (when it has one): an evaluator's score, a manager's pilot start, a timer, a sensor's
+        measurement act on a proposal whose flow began elsewhere."""
+        row = self.conn.execute(_FLOW_OF, {"subject": subject}).first()
+        if row is not None:
+            self._joined[subject] = (row.correlation_id, row.traceparent)
+
     def _in_flow(self, event: CloudEvent) -> CloudEvent:
         """The event with the correlation id and trace context of the flow it belongs to: its
-        subject's remembered flow first (a proposal stays one flow, whoever acts on it); else
-        the cause's (set by new_event), or the request's when no event caused it. Its parent span
-        is the current one when that is in the event's trace (a consumer's span for the record
-        that caused it), else a span made in the event's trace (tracing.continuing)."""
-        correlation = event.correlationid
-        traceparent = tracing.continuing(event.traceparent) if event.traceparent else tracing.current_traceparent()
-        flow = tracing.current_flow()
-        if event.causationid is None and flow is not None:
-            correlation = flow.correlation_id
-        if self.remembers_flows and event.subject:
-            remembered = self._flow_of(event.subject, correlation, traceparent)
-            if remembered is not None:
-                correlation, traceparent = remembered[0], tracing.continuing(remembered[1])
+        subject's joined flow first; else the cause's (set by new_event), or the request's when
+        no event caused it. Its parent span is the current one when that is in the event's
+        trace (a consumer's span for the record that caused it), else a span made in the
+        event's trace (tracing.continuing)."""
+        correlation, traceparent = event.correlationid, event.traceparent
+        joined = self._joined.get(event.subject) if self._joined else None
+        if joined is not None:
+            correlation, traceparent = joined
+        elif event.causationid is None:
+            flow = tracing.current_flow()
+            if flow is not None:
+                correlation = flow.correlation_id
+        traceparent = tracing.continuing(traceparent) if traceparent else tracing.current_traceparent()
         if (correlation, traceparent) == (event.correlationid, event.traceparent):
             return event
         return event.model_copy(update={"correlationid": correlation, "traceparent": traceparent})
-
-    def _flow_of(self, subject: str, correlation: str, traceparent: str | None) -> tuple[str, str | None] | None:
-        """The subject's remembered flow; None when there was none, and this one is now kept."""
-        known = self._flows.get(subject)
-        if known is not None:
-            return known
-        row = self.conn.execute(_FLOW_OF, {"subject": subject}).first()
-        if row is None:
-            insert = _INSERT_FLOW[self.conn.dialect.name]
-            if self.conn.execute(insert, {"subject": subject, "correlation_id": correlation,
-                                          "traceparent": traceparent, "created_at": utcnow()}).rowcount == 1:
-                self._flows[subject] = (correlation, traceparent)
-                return None
-            row = self.conn.execute(_FLOW_OF, {"subject": subject}).first()  # another instance's, just now
-        self._flows[subject] = (row.correlation_id, row.traceparent)
-        return self._flows[subject]
 
     # inbox ----------------------------------------------------------------------------
     def first_time(self, consumer: str, event: CloudEvent) -> bool:

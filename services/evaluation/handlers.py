@@ -50,6 +50,7 @@ def _screen_and_open(event: CloudEvent, proposal: ProposalSubmitted, uow, policy
     with uow:
         if not uow.first_time(CONSUMER, event):
             return "duplicate"
+        uow.remember_flow(pid)  # for the evaluators' actions and the overdue clock later
         # The duplicate rule and the panel's workload read what other screenings write: instances
         # screening at the same moment take turns, or twins would both pass and two panels be
         # chosen from one workload.
@@ -99,9 +100,11 @@ def on_status_changed(event: CloudEvent, change: ProposalStatusChanged, uow) -> 
 
 # evaluators' actions -------------------------------------------------------------------------
 def _current(uow, proposal_id: str) -> Evaluation:
+    """The evaluation an evaluator acts on; what the action publishes joins the proposal's flow."""
     evaluation = uow.evaluations.current(proposal_id, for_update=True)
     if evaluation is None:
         raise UnknownEvaluation(f"no evaluation for proposal {proposal_id}")
+    uow.join_flow(proposal_id)
     return evaluation
 
 
@@ -166,6 +169,7 @@ def flag_overdue(uow, now: datetime | None = None) -> int:
             if not uow.evaluations.mark_overdue(evaluation, now):
                 continue  # another instance flagged it first
             sla = (evaluation.due_at - evaluation.opened_at).total_seconds() / 3600
+            uow.join_flow(evaluation.proposal_id)
             _emit(uow, types.EVALUATION_OVERDUE, EvaluationOverdue(
                 proposal_id=evaluation.proposal_id, opened_at=evaluation.opened_at, due_at=evaluation.due_at,
                 sla_hours=round(sla, 6)), evaluation.proposal_id)

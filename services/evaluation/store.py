@@ -293,8 +293,6 @@ class EvaluationRepository:
 
 
 class EvaluationUnitOfWork(UnitOfWork):
-    remembers_flows = True  # acts on proposals over HTTP and from timers, outside events
-
     def bind(self, conn):
         self.screenings = ScreeningRepository(conn)
         self.known = KnownProposalRepository(conn)

@@ -56,10 +56,13 @@ def _count(*moves: tuple[str, Status, Status, float]) -> None:
         metrics.count_transition(action, status, left, seconds)
 
 
-def _load(uow, proposal_id: str) -> Proposal:
+def _load(uow, proposal_id: str, acting: bool = True) -> Proposal:
+    """The proposal; when `acting` on it (a request, not a query), what follows joins its flow."""
     proposal = uow.proposals.get(proposal_id)
     if proposal is None:
         raise UnknownProposal(f"no proposal {proposal_id}")
+    if acting:
+        uow.join_flow(proposal_id)
     return proposal
 
 
@@ -79,6 +82,7 @@ def _enter(uow, submission: Submission, source: str, cause: CloudEvent | None) -
     submitted = Proposal.submit(str(uuid.uuid4()), submission, now, source)
     screening = submitted.start_screening(now)
     uow.proposals.add(screening)
+    uow.remember_flow(submitted.id)  # the submission's flow is the proposal's from now on
     _record_contact(uow, submitted, now, cause)
     _emit(uow, types.PROPOSAL_SUBMITTED, submitted.submitted_event(), submitted.id, cause)
     return screening, _changed(uow, submitted, screening, "start_screening", cause)
@@ -219,6 +223,7 @@ def on_intake_measurement(event: CloudEvent, data: IntakeMeasurement, uow) -> st
         proposal = uow.proposals.get(data.proposal_id)
         if proposal is None:
             raise IntakeRefused(f"unknown proposal {data.proposal_id}")
+        uow.join_flow(proposal.id)  # the sensor's event is the cause; the proposal's flow goes on
         try:
             _record(uow, proposal, data.kpi, data.value, data.measured_at, event.source, event)
         except IllegalTransition:
@@ -291,5 +296,5 @@ def list_proposals(uow, status: str | None, limit: int, after: str | None, **fil
 
 def measurements_of(proposal_id: str, uow) -> list[dict]:
     with uow:
-        _load(uow, proposal_id)
+        _load(uow, proposal_id, acting=False)
         return uow.measurements.for_proposal(proposal_id)

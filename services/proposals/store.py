@@ -195,8 +195,6 @@ class IdempotencyRepository:
 
 
 class ProposalsUnitOfWork(UnitOfWork):
-    remembers_flows = True  # acts on proposals over HTTP and from timers, outside events
-
     def bind(self, conn):
         self.proposals = ProposalRepository(conn)
         self.measurements = MeasurementRepository(conn)

@@ -358,10 +358,6 @@ def test_the_index_migration_indexes_the_proposals_already_open(database_url):
 
 
 # flows (kokeilu/tracing.py): one correlation id and one trace per aggregate -------------------
-class FlowsUnitOfWork(UnitOfWork):
-    remembers_flows = True
-
-
 def recorded(database) -> list[CloudEvent]:
     with database.transaction() as conn:
         return [CloudEvent.model_validate_json(r.value) for r in conn.execute(sa.select(OUTBOX).order_by(OUTBOX.c.id))]
@@ -369,7 +365,7 @@ def recorded(database) -> list[CloudEvent]:
 
 def test_events_recorded_in_one_request_share_its_correlation_id_and_span(database):
     with tracing.serving("POST", "/v1/test", {"X-Correlation-Id": "case-1"}) as span:
-        with FlowsUnitOfWork(database) as uow:
+        with UnitOfWork(database) as uow:
             uow.publish(screening_event("p-1"))
             uow.publish(screening_event("p-1"))
             uow.commit()
@@ -381,11 +377,14 @@ def test_events_recorded_in_one_request_share_its_correlation_id_and_span(databa
 
 def test_a_later_request_about_the_same_subject_joins_its_flow_and_trace(database):
     with tracing.serving("POST", "/v1/test", {}) as first:
-        with FlowsUnitOfWork(database) as uow:
+        with UnitOfWork(database) as uow:
+            uow.remember_flow("p-2")  # a new aggregate
             uow.publish(screening_event("p-2"))
             uow.commit()
     with tracing.serving("POST", "/v1/test", {"X-Correlation-Id": "someone-else"}) as second:
-        with FlowsUnitOfWork(database) as uow:
+        with UnitOfWork(database) as uow:
+            uow.join_flow("p-2")  # acting on it later
+            uow.join_flow("p-3")  # no flow remembered: the request's own
             uow.publish(screening_event("p-2"))
             uow.publish(screening_event("p-3"))  # another subject: the request's own flow
             uow.commit()
@@ -396,15 +395,17 @@ def test_a_later_request_about_the_same_subject_joins_its_flow_and_trace(databas
     assert tracing.trace_id_of(other.traceparent) == f"{second.get_span_context().trace_id:032x}"
 
 
-def test_an_event_caused_by_another_carries_the_cause_on_and_a_stored_flow_is_undone_with_its_savepoint(database):
+def test_an_event_caused_by_another_carries_the_cause_on_and_a_remembered_flow_is_undone_with_its_savepoint(database):
     cause = screening_event("p-4").model_copy(update={"correlationid": "from-upstream",
                                                       "traceparent": f"00-{'a' * 32}-{'b' * 16}-01"})
     with tracing.consuming(cause, "kokeilu.proposals.v1", 0, 7, "g") as span:
-        with FlowsUnitOfWork(database) as uow:
+        with UnitOfWork(database) as uow:
             with uow:  # a nested block that is undone: its flow row goes with it
+                uow.remember_flow("p-5")
                 uow.publish(new_event(types.SCREENING_COMPLETED.name, ScreeningCompleted(
                     proposal_id="p-5", passed=True, screened_at=datetime.now(timezone.utc)),
                     source="tests", subject="p-5", cause=cause))
+            uow.remember_flow("p-4")
             uow.publish(new_event(types.SCREENING_COMPLETED.name, ScreeningCompleted(
                 proposal_id="p-4", passed=True, screened_at=datetime.now(timezone.utc)),
                 source="tests", subject="p-4", cause=cause))

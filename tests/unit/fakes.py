@@ -44,6 +44,9 @@ class FakeUnitOfWork:
         self.commits = 0
         self.rollbacks = 0
         self.locks_taken: list[str] = []
+        # The flows the use cases remember and join (the real unit of work keeps them in the store).
+        self.flows_remembered: list[str] = []
+        self.flows_joined: list[str] = []
         self._in_transaction = False
 
     # transaction ----------------------------------------------------------------------
@@ -110,6 +113,12 @@ class FakeUnitOfWork:
         return [e for e in self.published if e.type == name]
 
     # inbox ----------------------------------------------------------------------------
+    def remember_flow(self, subject: str) -> None:
+        self.flows_remembered.append(subject)
+
+    def join_flow(self, subject: str) -> None:
+        self.flows_joined.append(subject)
+
     def first_time(self, consumer: str, event: CloudEvent) -> bool:
         return self.first_time_key(consumer, f"{event.source}#{event.id}", event.type)
 

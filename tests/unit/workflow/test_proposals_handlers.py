@@ -209,3 +209,29 @@ def test_each_state_a_proposal_leaves_is_timed_from_when_it_entered_it(db, uow):
     assert {s: count(s) - before[s] for s in before} == {"submitted": 1, "screening": 1, "in_evaluation": 1,
                                                           "approved": 1}
     assert count("piloting") is not None
+
+
+def test_every_event_about_a_proposal_stays_in_the_flow_its_submission_began(db, uow):
+    """One correlation id and one trace per proposal (kokeilu/tracing.py), whoever acts on it."""
+    from kokeilu import tracing
+
+    with tracing.serving("POST", "/v1/proposals", {"X-Correlation-Id": "case-7"}):
+        p = handlers.submit_proposal(submission(), uow())
+    began = mine(db, p.id)[0].traceparent
+    for e in (screened(p.id), decided(p.id)):
+        e = e.model_copy(update={"correlationid": "case-7", "traceparent": began})  # as evaluation publishes them
+        with tracing.consuming(e, "kokeilu.evaluations.v1", 0, 1, "g"):
+            apply(e, uow)
+    with tracing.serving("POST", "/v1/proposals/{id}/pilot/start", {"X-Correlation-Id": "manager-request"}):
+        handlers.start_pilot(p.id, None, uow())
+    sensor = event("intake.measurement", IntakeMeasurement(proposal_id=p.id, kpi="daily riders", value=3,
+                                                            measured_at=WHEN), source="sensors/kera")
+    sensor = sensor.model_copy(update={"correlationid": "sensor-batch", "traceparent": f"00-{'5' * 32}-{'6' * 16}-01"})
+    with tracing.consuming(sensor, "kokeilu.intake.v1", 0, 2, "g"):
+        handlers.on_intake_measurement(sensor, _data(sensor), uow())
+    events = mine(db, p.id)
+    assert len(events) == 8
+    assert {e.correlationid for e in events} == {"case-7"}
+    assert len({tracing.trace_id_of(e.traceparent) for e in events}) == 1
+    [measured] = [e for e in events if e.type.endswith("measurement-recorded")]
+    assert measured.causationid == sensor.id
