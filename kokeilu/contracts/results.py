@@ -1,13 +1,14 @@
 """The public results contract (`kokeilu.results.v1`). No personal data, ever."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import Enum
 
 from pydantic import Field
 
 from .bounds import Id, LongText, Measure, Name, Reason, text
 from .envelope import Frozen
+from .evaluation import Decision
 from .proposals import MAX_KPIS, MAX_PARTNERS, Environment, FocusArea, Kpi, PilotOutcome, ProposerKind
 
 LICENCE = "CC-BY-4.0"
@@ -20,10 +21,31 @@ class ResultStatus(str, Enum):
     completed = "completed"
 
 
+# At most this many points of a KPI's series go into a published result: a longer pilot's days are
+# merged into periods of several days (each point says its first and last day), so that a result
+# stays far under the size a topic carries however long the pilot ran.
+MAX_SERIES_POINTS = 60
+
+
+class KpiPoint(Frozen):
+    """The measurements of a KPI over one period (a UTC day, or several merged days): how many
+    there were, their mean, minimum and maximum, and the last one measured."""
+
+    start: date
+    end: date
+    count: int = Field(ge=1)
+    mean: Measure
+    min: Measure
+    max: Measure
+    last: Measure
+
+
 class ResultKpi(Kpi):
-    """A KPI with the actual value measured at the end of the pilot (when there is one)."""
+    """A KPI with the actual value measured at the end of the pilot (when there is one), and its
+    measurements over time (per UTC day; in the public topic's events from the pilot's completion on)."""
 
     actual: Measure | None = None
+    series: list[KpiPoint] | None = Field(default=None, max_length=MAX_SERIES_POINTS)
 
 
 class Result(Frozen):
@@ -47,6 +69,10 @@ class Result(Frozen):
     outcome: PilotOutcome | None = None
     lessons_learned: LongText | None = None
     decision_rationale: LongText | None = None
+    decision: Decision | None = Field(default=None, description="The evaluation panel's decision.")
+    weighted_score: float | None = Field(default=None, ge=0, le=5)
+    criterion_averages: dict[text(64), float] | None = Field(
+        default=None, max_length=50, description="The panel's average score (0-5) per rubric criterion.")
     school_name: Name | None = None
     budget_eur: float | None = Field(default=None, ge=0, le=100_000_000)
     duration_weeks: int | None = Field(default=None, ge=1, le=520)
