@@ -9,7 +9,7 @@ from pydantic import Field
 from .bounds import Id, LongText, Measure, Name, Reason, text
 from .envelope import Frozen
 from .evaluation import Decision
-from .proposals import MAX_KPIS, MAX_PARTNERS, Environment, FocusArea, Kpi, PilotOutcome, ProposerKind
+from .proposals import MAX_KPIS, MAX_PARTNERS, Environment, FocusArea, Kpi, Language, PilotOutcome, ProposerKind
 
 LICENCE = "CC-BY-4.0"
 
@@ -58,6 +58,7 @@ class Result(Frozen):
     proposal_id: Id
     title: text(200, 1)
     summary: text(5000)
+    language: Language | None = Field(default=None, description="The language the proposal is written in.")
     focus_area: FocusArea
     environment: Environment
     proposer_kind: ProposerKind

@@ -214,7 +214,7 @@ class Entry:
                                   actual=value, series=points or None))
         published_at = max(t for t in (self.first_seen_at, self.passed_at) if t is not None)
         return Result(
-            result_id=p.proposal_id, proposal_id=p.proposal_id, title=text(p.title), summary=text(p.summary),
+            result_id=p.proposal_id, proposal_id=p.proposal_id, title=text(p.title), summary=text(p.summary), language=p.language,
             focus_area=p.focus_area, environment=p.environment, proposer_kind=p.proposer.kind,
             organisation=organisation, partners=[text(x) for x in p.partners], hypothesis=text(p.hypothesis),
             kpis=kpis, status=self.status(),
