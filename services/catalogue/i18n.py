@@ -427,13 +427,13 @@ class Translator:
             return f"{d.day} {_MONTHS_EN[d.month - 1]} {d.year}"
         return f"{d.day}.{d.month}.{d.year}"
 
-    def number(self, value: float | None, digits: int = 2) -> str:
-        """At most `digits` decimals, no trailing zeros; decimal comma and a narrow no-break space
+    def number(self, value: float | None, digits: int = 2, trim: bool = True) -> str:
+        """At most `digits` decimals (exactly `digits` when not `trim`); decimal comma and a narrow no-break space
         between thousands in Finnish and Swedish, as they write it."""
         if value is None:
             return "–"
         text = f"{value:,.{digits}f}"
-        if "." in text:
+        if "." in text and trim:
             text = text.rstrip("0").rstrip(".")
         if text in ("-0", ""):
             text = "0"

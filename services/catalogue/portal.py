@@ -164,14 +164,14 @@ def decision_summary(r: Result, t: i18n.Translator) -> list[str]:
         return []
     lines = [t("score", score=t.number(r.weighted_score), decision=t.code("decision", r.decision))]
     averages = r.criterion_averages or {}
-    if averages:
+    if len(averages) > 1:
         ranked = sorted(averages, key=lambda c: (averages[c], c))
         low, high = round(averages[ranked[0]], 1), round(averages[ranked[-1]], 1)
         if low == high:
-            lines.append(t("all_equal", v=t.number(low, 1)))
+            lines.append(t("all_equal", v=t.number(low, 1, trim=False)))
         else:
-            lines.append(t("strongest", best=t.code("criterion", ranked[-1]), best_v=t.number(high, 1),
-                           worst=t.code("criterion", ranked[0]), worst_v=t.number(low, 1)))
+            lines.append(t("strongest", best=t.code("criterion", ranked[-1]), best_v=t.number(high, 1, trim=False),
+                           worst=t.code("criterion", ranked[0]), worst_v=t.number(low, 1, trim=False)))
     return lines
 
 
