@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from enum import Enum
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .bounds import Id, LongText, Measure, Name, Reason, text
 from .envelope import Frozen
@@ -21,10 +21,17 @@ class ResultStatus(str, Enum):
     completed = "completed"
 
 
-# At most this many points of a KPI's series go into a published result: a longer pilot's days are
-# merged into periods of several days (each point says its first and last day), so that a result
-# stays far under the size a topic carries however long the pilot ran.
+# At most this many points of a KPI's series go into a published result, and at most MAX_SERIES_TOTAL
+# over all its KPIs: a longer pilot's days are merged into periods of several days (each point says its
+# first and last day), so that a result stays far under the size a topic carries however long the
+# pilot ran and however many KPIs it has.
 MAX_SERIES_POINTS = 60
+MAX_SERIES_TOTAL = 180
+
+
+def series_budget(kpis: int) -> int:
+    """How many points each of `kpis` KPIs' series may have in a result."""
+    return max(1, min(MAX_SERIES_POINTS, MAX_SERIES_TOTAL // max(kpis, 1)))
 
 
 class KpiPoint(Frozen):
@@ -83,6 +90,12 @@ class Result(Frozen):
     contact_unit: Name
     published_at: datetime
     updated_at: datetime
+
+    @model_validator(mode="after")
+    def _series_bounded(self):
+        if sum(len(k.series or ()) for k in self.kpis) > MAX_SERIES_TOTAL:
+            raise ValueError(f"the KPIs' series have more than {MAX_SERIES_TOTAL} points together")
+        return self
 
 
 class ResultWithdrawn(Frozen):

@@ -63,7 +63,8 @@ def apply(event: CloudEvent, data, uow, contact_unit: str) -> str:
         # The series go into the published result from the pilot's completion on (one result.updated
         # with the whole series), not with every measurement; until then the API and portal read
         # them from the store (live_series).
-        series = uow.entries.series(data.proposal_id) if entry.completion is not None else None
+        kpis = len(entry.proposal.kpis) if entry.proposal else 1
+        series = uow.entries.series(data.proposal_id, kpis) if entry.completion is not None else None
         entry, public = entry.reconcile(contact_unit, series)
         if public is not None:
             body = entry.withdrawn if public == "withdrawn" else entry.result
@@ -80,7 +81,7 @@ def get_result(proposal_id: str, uow):
     grow between its public events)."""
     with uow:
         result = uow.entries.get(proposal_id).result
-        return None if result is None else live_series(result, uow.entries.series(proposal_id))
+        return None if result is None else live_series(result, uow.entries.series(proposal_id, len(result.kpis)))
 
 
 def live_series(result, series: dict):

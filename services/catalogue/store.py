@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from kokeilu.contracts.evaluation import Decision
 from kokeilu.contracts.proposals import PilotCompleted, ProposalSubmitted
-from kokeilu.contracts.results import Result, ResultWithdrawn
+from kokeilu.contracts.results import Result, ResultWithdrawn, series_budget
 from kokeilu.store import UnitOfWork, UtcDateTime, add_messaging_tables
 from kokeilu.store.paging import newest_first_after
 
@@ -199,9 +199,9 @@ class EntryRepository:
             out.setdefault(r.kpi, []).append(DailyKpi(r.day, r.count, r.total, r.min, r.max, r.last))
         return out
 
-    def series(self, result_id: str) -> dict:
-        """Every KPI's series as a result carries it (at most MAX_SERIES_POINTS points each)."""
-        return {kpi: series_points(days) for kpi, days in self.daily(result_id).items()}
+    def series(self, result_id: str, kpis: int = 1) -> dict:
+        """Every KPI's series as a result of `kpis` KPIs carries it (contracts.results.series_budget)."""
+        return {kpi: series_points(days, series_budget(kpis)) for kpi, days in self.daily(result_id).items()}
 
     def published(self, limit: int, after: str | None) -> list[Result]:
         """Newest first, after the result with id `after` (the first release's paging)."""

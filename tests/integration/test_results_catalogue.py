@@ -47,7 +47,9 @@ def test_a_result_follows_its_proposal_from_screening_to_a_completed_pilot(catal
     send_events(catalogue, probe, ev.completed(pid))
     done = result_of(catalogue, pid, status="completed")
     assert done["outcome"] == "scale_up" and done["lessons_learned"].startswith("Pairs")
-    assert done["kpis"][0] == {"name": "words per minute", "unit": "wpm", "baseline": 60, "target": 80, "actual": 84}
+    assert done["kpis"][0] == {"name": "words per minute", "unit": "wpm", "baseline": 60, "target": 80, "actual": 84,
+                               "series": [{"start": "2026-05-01", "end": "2026-05-01", "count": 1, "mean": 71,
+                                           "min": 71, "max": 71, "last": 71}]}
     assert done["started_at"].startswith("2026-04-01") and done["completed_at"].startswith("2026-08-01")
     assert piloting["published_at"] == done["published_at"] == "2026-03-02T10:01:00Z"  # event times: rebuilds are exact
     assert done["updated_at"] == "2026-08-01T08:00:00Z"

@@ -406,9 +406,10 @@ class FakeEntryRepository:
         return {kpi: [d for _, (d, _) in sorted(days.items())]
                 for (rid, kpi), days in sorted(self.days.items()) if rid == result_id}
 
-    def series(self, result_id) -> dict:
+    def series(self, result_id, kpis: int = 1) -> dict:
+        from kokeilu.contracts.results import series_budget
         from services.catalogue.domain import series_points
-        return {kpi: series_points(days) for kpi, days in self.daily(result_id).items()}
+        return {kpi: series_points(days, series_budget(kpis)) for kpi, days in self.daily(result_id).items()}
 
 
 class FakeCatalogueUnitOfWork(FakeUnitOfWork):
