@@ -194,3 +194,20 @@ def test_a_rebuilt_catalogue_equals_the_live_one(catalogue, probe, tmp_path):
     assert {a, c} <= set(rebuilt) and b not in rebuilt
     assert rebuilt == live
     assert outbox == 0  # a rebuild publishes nothing
+
+
+def test_the_portal_refuses_unknown_values_naming_the_parameter_as_json_or_as_a_page(catalogue):
+    def get(path, accept="*/*"):
+        return requests.get(catalogue.url("catalogue", path), headers={"Accept": accept}, timeout=10)
+
+    for path, field in (("/portal/results?focus_area=nope", "focus_area"), ("/portal?lang=de", "lang"),
+                        ("/results?year=soon", "year"), ("/portal/results?after=garbage", "after")):
+        api = get(path)
+        assert api.status_code == 422 and api.json()["error"]["fields"].keys() == {field}, (path, api.text)
+        page = get(path, "text/html,application/xhtml+xml,*/*;q=0.8")
+        assert page.status_code == 422 and page.headers["Content-Type"].startswith("text/html")
+        assert field in page.text and "<h1>" in page.text
+    missing = get(f"/results/{uuid.uuid4()}/kpis.csv")
+    assert missing.status_code == 404 and missing.json()["error"]["fields"] == {"proposal_id": "unknown"}
+    assert get(f"/results/{uuid.uuid4()}", "text/html").status_code == 404
+    assert get("/portal/results?lang=sv&utm_source=mail").status_code == 200  # other parameters are ignored
