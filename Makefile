@@ -20,7 +20,15 @@ $(NPM_STAMP): $(ASYNCAPI)/package.json $(ASYNCAPI)/package-lock.json
 	cd $(ASYNCAPI) && npm ci --ignore-scripts --no-audit --no-fund --no-update-notifier --loglevel=error
 	touch $(NPM_STAMP)
 
-install: $(STAMP) $(NPM_STAMP)
+# axe-core, which tests/browser injects into the portal's pages (pinned in tools/axe/package-lock.json).
+AXE := tools/axe
+AXE_STAMP := $(AXE)/node_modules/.installed
+
+$(AXE_STAMP): $(AXE)/package.json $(AXE)/package-lock.json
+	cd $(AXE) && npm ci --ignore-scripts --no-audit --no-fund --no-update-notifier --loglevel=error
+	touch $(AXE_STAMP)
+
+install: $(STAMP) $(NPM_STAMP) $(AXE_STAMP)
 
 run: $(STAMP)          ## broker + four services (SQLite), in the background; `make stop` ends them (needs no Node.js)
 	deploy/platform.sh start

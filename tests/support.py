@@ -102,10 +102,10 @@ class Platform:
             self.wait_ready(instance)
         return self
 
-    def launch(self, instance: str) -> subprocess.Popen:
-        """Start `instance` without waiting for it to be ready."""
+    def launch(self, instance: str, port: int | None = None) -> subprocess.Popen:
+        """Start `instance` without waiting for it to be ready (on `port`, or a free one)."""
         service = instance.split("@")[0]
-        port = free_port()
+        port = port or free_port()
         log = open(self.tmp / f"{instance}.log", "ab")
         self.procs[instance] = subprocess.Popen(
             [sys.executable, "-W", "ignore::DeprecationWarning", "-m", "nameko", "run", "--config",

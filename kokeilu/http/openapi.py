@@ -192,7 +192,8 @@ def operation(method_name: str, fn, ep: Api, refs: dict, components: dict) -> di
                "schema": {"type": "string", "minLength": 1, "maxLength": MAX_PATH_VALUE}}
               for name in path_params(ep.url)]
     if doc.query is not None:
-        query = components.pop(refs[(doc.query, "validation")]["$ref"].rsplit("/", 1)[1])
+        # (a query model is no component of its own: _built drops it once every route has read it)
+        query = components[refs[(doc.query, "validation")]["$ref"].rsplit("/", 1)[1]]
         required = set(query.get("required", ()))
         for name, schema in query.get("properties", {}).items():
             schema = _without_null(schema)
@@ -289,6 +290,9 @@ def _built(cls: type, service: str) -> dict:
         fn = getattr(cls, method_name)
         paths.setdefault(openapi_path(ep.url), {})[ep.method.lower()] = operation(
             method_name, fn, ep, refs, components)
+    for ep in entrypoints:
+        if ep.doc.query is not None:
+            components.pop(refs[(ep.doc.query, "validation")]["$ref"].rsplit("/", 1)[1], None)
     _links(paths)
     used = {status for status, (name, *_rest) in ERRORS.items()
             if f'"#/components/responses/{name}"' in json.dumps(paths)}

@@ -11,15 +11,16 @@ No infrastructure here.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
 from kokeilu.contracts.evaluation import Decision, EvaluationDecided, ScreeningCompleted
 from kokeilu.contracts.proposals import (MeasurementRecorded, PilotCompleted, PilotStarted, ProposalRevised,
                                          ProposalStatus, ProposalStatusChanged, ProposalSubmitted, ProposerKind)
-from kokeilu.contracts.results import Result, ResultKpi, ResultStatus, ResultWithdrawn
+from kokeilu.contracts.results import MAX_SERIES_POINTS, KpiPoint, Result, ResultKpi, ResultStatus, ResultWithdrawn
 from kokeilu.privacy import redact
 
 # A proposal that reaches one of these before its pilot started leaves the catalogue.
@@ -44,6 +45,39 @@ class Measurement:
 
 
 @dataclass(frozen=True)
+class DailyKpi:
+    """One KPI's measurements on one UTC day, as the catalogue keeps them (store: kpi_series)."""
+    day: date
+    count: int
+    total: float
+    min: float
+    max: float
+    last: float
+
+
+def series_points(days: list[DailyKpi], max_points: int = MAX_SERIES_POINTS) -> list[KpiPoint]:
+    """A KPI's days as at most `max_points` points: one per day when they fit, else consecutive
+    periods of k days (k as small as makes them fit), each merged (counts and sums added, the
+    extremes kept, the last of its last day)."""
+    days = sorted(days, key=lambda d: d.day)
+    if not days:
+        return []
+    first = days[0].day
+    span = (days[-1].day - first).days + 1
+    k = max(1, math.ceil(span / max_points))
+    buckets: dict[int, list[DailyKpi]] = {}
+    for d in days:
+        buckets.setdefault((d.day - first).days // k, []).append(d)
+    points = []
+    for group in buckets.values():
+        count = sum(d.count for d in group)
+        points.append(KpiPoint(start=group[0].day, end=group[-1].day, count=count,
+                               mean=sum(d.total for d in group) / count, min=min(d.min for d in group),
+                               max=max(d.max for d in group), last=group[-1].last))
+    return points
+
+
+@dataclass(frozen=True)
 class Entry:
     proposal_id: str
     # proposal content: the highest revision seen, and when it (and the first revision) was recorded
@@ -59,6 +93,8 @@ class Entry:
     decision: Decision | None = None
     rationale: str | None = None
     decided_at: datetime | None = None
+    weighted_score: float | None = None
+    criterion_averages: dict[str, float] | None = None
     # a closing status (rejected, withdrawn, screening_failed) and when it happened
     closed: str | None = None
     closed_at: datetime | None = None
@@ -99,7 +135,8 @@ class Entry:
     def with_decision(self, d: EvaluationDecided) -> "Entry":
         if not _later(self.decided_at, d.decided_at):
             return self
-        return replace(self, decision=d.decision, rationale=d.rationale, decided_at=d.decided_at)
+        return replace(self, decision=d.decision, rationale=d.rationale, decided_at=d.decided_at,
+                       weighted_score=d.weighted_score, criterion_averages=dict(d.criterion_averages))
 
     def with_status(self, s: ProposalStatusChanged) -> "Entry":
         if s.to_status in CLOSING and _later(self.closed_at, s.changed_at):
@@ -151,8 +188,9 @@ class Entry:
         times += [m.measured_at for m in self.measurements.values()]
         return [t for t in times if t is not None]
 
-    def view(self, contact_unit: str) -> Result | None:
-        """The Result departments see, derived from the facts alone; None when not in the catalogue."""
+    def view(self, contact_unit: str, series: dict[str, list[KpiPoint]] | None = None) -> Result | None:
+        """The Result departments see, derived from the facts alone; None when not in the catalogue.
+        `series`, by KPI name, are the KPIs' measurements over time (from the catalogue's store)."""
         if not self.visible:
             return None
         p = self.proposal
@@ -171,25 +209,30 @@ class Entry:
             value = actual.get(k.name)
             if value is None and k.name in self.measurements:
                 value = self.measurements[k.name].value
+            points = (series or {}).get(k.name)
             kpis.append(ResultKpi(name=text(k.name), unit=text(k.unit), baseline=k.baseline, target=k.target,
-                                  actual=value))
+                                  actual=value, series=points or None))
         published_at = max(t for t in (self.first_seen_at, self.passed_at) if t is not None)
         return Result(
-            result_id=p.proposal_id, proposal_id=p.proposal_id, title=text(p.title), summary=text(p.summary),
+            result_id=p.proposal_id, proposal_id=p.proposal_id, title=text(p.title), summary=text(p.summary), language=p.language,
             focus_area=p.focus_area, environment=p.environment, proposer_kind=p.proposer.kind,
             organisation=organisation, partners=[text(x) for x in p.partners], hypothesis=text(p.hypothesis),
             kpis=kpis, status=self.status(),
             outcome=self.completion.outcome if self.completion else None,
             lessons_learned=text(self.completion.lessons_learned) if self.completion else None,
             decision_rationale=text(self.rationale) if self.decision is not None else None,
+            decision=self.decision,
+            weighted_score=self.weighted_score if self.decision is not None else None,
+            criterion_averages=self.criterion_averages if self.decision is not None else None,
             school_name=text(p.school_name), budget_eur=p.budget_eur, duration_weeks=p.duration_weeks,
             started_at=self.started_at, completed_at=self.completion.completed_at if self.completion else None,
             contact_unit=contact_unit, published_at=published_at, updated_at=max([published_at, *self._times()]),
         )
 
-    def reconcile(self, contact_unit: str) -> tuple["Entry", Change | None]:
+    def reconcile(self, contact_unit: str, series: dict[str, list[KpiPoint]] | None = None
+                  ) -> tuple["Entry", Change | None]:
         """Bring what is published in line with the view: the new entry and the public event due, if any."""
-        view = self.view(contact_unit)
+        view = self.view(contact_unit, series)
         if view is not None:
             if self.result is None:
                 return replace(self, result=view, withdrawn=None), "published"

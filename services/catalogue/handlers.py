@@ -57,8 +57,15 @@ def apply(event: CloudEvent, data, uow, contact_unit: str) -> str:
     with uow:
         if not uow.first_time(CONSUMER, event):
             return "duplicate"
+        if isinstance(data, MeasurementRecorded):  # its day of the KPI's series: one upsert, flat cost
+            uow.entries.record_measurement(data.proposal_id, data.kpi, data.value, data.measured_at)
         entry: Entry = change(uow.entries.get(data.proposal_id))
-        entry, public = entry.reconcile(contact_unit)
+        # The series go into the published result from the pilot's completion on (one result.updated
+        # with the whole series), not with every measurement; until then the API and portal read
+        # them from the store (live_series).
+        kpis = len(entry.proposal.kpis) if entry.proposal else 1
+        series = uow.entries.series(data.proposal_id, kpis) if entry.completion is not None else None
+        entry, public = entry.reconcile(contact_unit, series)
         if public is not None:
             body = entry.withdrawn if public == "withdrawn" else entry.result
             kind = PUBLIC_TYPES[public]
@@ -70,8 +77,25 @@ def apply(event: CloudEvent, data, uow, contact_unit: str) -> str:
 
 
 def get_result(proposal_id: str, uow):
+    """The published result, with its KPIs' series as they are now (a piloting result's series
+    grow between its public events)."""
     with uow:
-        return uow.entries.get(proposal_id).result
+        result = uow.entries.get(proposal_id).result
+        return None if result is None else live_series(result, uow.entries.series(proposal_id, len(result.kpis)))
+
+
+def live_series(result, series: dict):
+    if not series:
+        return result
+    kpis = [k.model_copy(update={"series": series.get(k.name) or k.series}) for k in result.kpis]
+    return result.model_copy(update={"kpis": kpis})
+
+
+def kpi_days(proposal_id: str, uow):
+    """The published result and every KPI's days (for the CSV); (None, {}) when not published."""
+    with uow:
+        result = uow.entries.get(proposal_id).result
+        return (None, {}) if result is None else (result, uow.entries.daily(proposal_id))
 
 
 def list_results(uow, limit: int, after: str | None):

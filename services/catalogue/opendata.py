@@ -1,5 +1,5 @@
-"""Open data: the catalogue as DCAT-AP 3 JSON-LD, as CSV, one HTML page and one JSON document per
-result (schema.org Dataset markup on the page), and an HTML index of the results. Pure functions of
+"""Open data: the catalogue as DCAT-AP 3 JSON-LD, as CSV, one JSON document per result, and the
+schema.org Dataset markup of each result's page (the pages themselves: portal.py). Pure functions of
 the published results (no personal data is in them).
 
 The DCAT-AP output validates against the SEMICeu DCAT-AP 3.0.1 SHACL shapes (core, range and
@@ -15,9 +15,6 @@ import csv
 import io
 import json
 from datetime import datetime
-from pathlib import Path
-
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from kokeilu.contracts.results import Result
 
@@ -76,14 +73,10 @@ CATALOGUE_TITLE = "Kokeilu: results of the City of Espoo's experimentation progr
 CATALOGUE_DESCRIPTION = ("Pilots run in Espoo's test environments with companies, schools and residents: what was "
                          "tried, where, with which KPIs, and what was learned. Licensed CC BY 4.0.")
 
-_templates = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
-                         autoescape=select_autoescape(["html", "j2"]))
-
-
 # -- public URLs --------------------------------------------------------------------------------
 def index_url(base: str) -> str:
-    """The public HTML list of results: the catalogue's home page."""
-    return f"{base.rstrip('/')}/results"
+    """The results portal's landing page: the catalogue's home page (services/catalogue/portal.py)."""
+    return f"{base.rstrip('/')}/portal"
 
 
 def page_url(base: str, r: Result) -> str:
@@ -285,17 +278,3 @@ def schema_org(r: Result, base: str) -> dict:
         "distribution": [{"@type": "DataDownload", "encodingFormat": "application/json",
                           "contentUrl": json_url(base, r)}],
     }
-
-
-def result_page(r: Result, base: str) -> str:
-    return _templates.get_template("result.html.j2").render(
-        r=r, ld=schema_org(r, base), place=PLACES[r.environment.value], licence_url=LICENCE_URL,
-        json_url=json_url(base, r), index_url=index_url(base), catalog_url=catalog_url(base),
-        csv_url=f"{base.rstrip('/')}/v1/results.csv")
-
-
-def results_index(results: list[Result], base: str) -> str:
-    return _templates.get_template("results.html.j2").render(
-        results=results, title=CATALOGUE_TITLE, description=CATALOGUE_DESCRIPTION, places=PLACES,
-        page_url=lambda r: page_url(base, r), licence_url=LICENCE_URL, catalog_url=catalog_url(base),
-        csv_url=f"{base.rstrip('/')}/v1/results.csv")

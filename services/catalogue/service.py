@@ -13,7 +13,7 @@ from kokeilu.http import NotFound, Unprocessable, api
 from kokeilu.kafka.consumer import consume
 from kokeilu.platform import Store
 
-from . import handlers, metrics, opendata
+from . import handlers, metrics, opendata, portal
 from .search import BadCursor, ResultPage, SearchQuery
 from .settings import CatalogueSettings
 from .store import CatalogueUnitOfWork
@@ -62,22 +62,104 @@ class CatalogueService(service_base.PlatformService):
         return Response(body, mimetype="text/csv", headers={
             "Content-Disposition": 'attachment; filename="kokeilu-results.csv"'})
 
-    @api("GET", "/results", public=True, media_type="text/html")
-    def results_index(self, request):
-        """The published results: a public web page, the catalogue's homepage."""
-        html = opendata.results_index(handlers.all_results(self.uow()), self.settings.public_base_url)
-        return Response(html, mimetype="text/html")
+    # The public portal (services/catalogue/portal.py): HTML for people, no token, no script.
+    @api("GET", "/portal", public=True, media_type="text/html", query=portal.LangQuery)
+    def portal_home(self, request):
+        """The results portal's landing page: search box, facets with counts, the latest results."""
+        def page(lang):
+            found = handlers.search_results(SearchQuery(limit=5), self.uow())
+            return portal.landing(found, lang, self.base)
+        return self._html(request, page)
 
-    @api("GET", "/results/<proposal_id>", public=True, media_type="text/html")
+    @api("GET", "/portal/results", public=True, media_type="text/html", query=portal.PortalQuery)
+    def portal_results(self, request):
+        """The portal's search: full text, facet filters (focus area, test environment, status, outcome,
+        year), cursor paging with `after`."""
+        return self._search_page(request)
+
+    @api("GET", "/results", public=True, media_type="text/html", query=portal.PortalQuery)
+    def results_index(self, request):
+        """The published results as a web page (the portal's result list)."""
+        return self._search_page(request)
+
+    @api("GET", "/portal/open-data", public=True, media_type="text/html", query=portal.LangQuery)
+    def portal_open_data(self, request):
+        """The open data and the public results topic, explained for the portal's readers."""
+        return self._html(request, lambda lang: portal.open_data_page(lang, self.base))
+
+    @api("GET", "/results/<proposal_id>", public=True, media_type="text/html", query=portal.LangQuery)
     def result_page(self, request, proposal_id):
-        """A result's public web page (HTML with schema.org markup)."""
-        html = opendata.result_page(self._result(proposal_id), self.settings.public_base_url)
-        return Response(html, mimetype="text/html")
+        """A result's public web page: facts, decision, KPIs and their charts over time, in fi, sv or en
+        (by default the result's own language), with schema.org markup."""
+        result = handlers.get_result(proposal_id, self.uow())
+        default = result.language.value if result is not None and result.language else portal.i18n.DEFAULT
+
+        def page(lang):
+            if result is None:
+                raise NotFound(f"no result for proposal {proposal_id}", {"proposal_id": "unknown"})
+            return portal.result_page(result, lang, self.base)
+        return self._html(request, page, own_language=default)
+
+    @api("GET", "/results/<proposal_id>/kpis.csv", public=True, media_type="text/csv")
+    def result_kpis_csv(self, request, proposal_id):
+        """A result's KPI measurements per UTC day (count, mean, min, max, last), as CSV (open data)."""
+        result, days = handlers.kpi_days(proposal_id, self.uow())
+        if result is None:
+            raise NotFound(f"no result for proposal {proposal_id}", {"proposal_id": "unknown"})
+        return Response(portal.kpis_csv(result, days), mimetype="text/csv", headers={
+            "Content-Disposition": f'attachment; filename="kokeilu-{proposal_id}-kpis.csv"'})
 
     @api("GET", "/results/<proposal_id>.json", public=True, response=Result)
     def result_json(self, request, proposal_id):
         """A published result as JSON, without a token (what the open-data links point at)."""
         return self._result(proposal_id).model_dump(mode="json")
+
+    @property
+    def base(self) -> str:
+        return self.settings.public_base_url
+
+    def _search_page(self, request):
+        args = query_args(request)
+
+        def page(lang):
+            query, filters = portal.search_query(args)
+            try:
+                found = handlers.search_results(query, self.uow())
+            except BadCursor:
+                raise portal.BadRequest("after", args.get("after", "")) from None
+            return portal.results_list(found, filters, args.get("after") or None, lang, self.base)
+        return self._html(request, page)
+
+    def _html(self, request, render, own_language: str | None = None) -> Response:
+        """A portal page in the language asked for (`lang`; else a result's `own_language`; else the
+        reader's Accept-Language); its errors as an HTML page for a browser (one that prefers
+        text/html), else as the API's JSON error, with the same status."""
+        html = request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
+        accept_language = None if own_language else request.headers.get("Accept-Language")
+        try:
+            lang = portal.language(request.args.get("lang"), accept_language, own_language or portal.i18n.DEFAULT)
+        except portal.BadRequest as exc:
+            lang = portal.i18n.pick(None, request.headers.get("Accept-Language"))
+            return self._bad_request(exc, lang, html)
+        try:
+            return Response(render(lang), mimetype="text/html")
+        except portal.BadRequest as exc:
+            return self._bad_request(exc, lang, html)
+        except NotFound as exc:
+            if not html:
+                raise
+            t = portal.i18n.Translator(lang)
+            return Response(portal.error_page(404, "not_found_title", t("not_found"), lang, self.base),
+                            status=404, mimetype="text/html")
+
+    def _bad_request(self, exc, lang: str, html: bool) -> Response:
+        if not html:
+            raise Unprocessable(f"the request is not valid: {exc.field}",
+                                {exc.field: f"not a value this page knows: {exc.value[:80]!r}"})
+        t = portal.i18n.Translator(lang)
+        message = t("bad_value", value=exc.value[:80], field=exc.field)
+        return Response(portal.error_page(422, "bad_request_title", message, lang, self.base), status=422,
+                        mimetype="text/html")
 
     def _result(self, proposal_id):
         result = handlers.get_result(proposal_id, self.uow())

@@ -6,17 +6,18 @@ PostgreSQL's full-text search over the same columns. The repository hides the di
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from kokeilu.contracts.evaluation import Decision
 from kokeilu.contracts.proposals import PilotCompleted, ProposalSubmitted
-from kokeilu.contracts.results import Result, ResultWithdrawn
+from kokeilu.contracts.results import Result, ResultWithdrawn, series_budget
 from kokeilu.store import UnitOfWork, UtcDateTime, add_messaging_tables
 from kokeilu.store.paging import newest_first_after
 
-from .domain import Entry, Measurement
+from .domain import DailyKpi, Entry, Measurement, series_points
 from .search import SearchPage, SearchQuery, search
 
 metadata = sa.MetaData()
@@ -48,6 +49,21 @@ results = sa.Table(
     sa.Column("document", sa.JSON(), nullable=False),
 )
 
+# A KPI's measurements per UTC day (migration 0003): one row per result, KPI and day, whatever the
+# number of measurements, each added by one upsert (record_measurement).
+kpi_series = sa.Table(
+    "kpi_series", metadata,
+    sa.Column("result_id", sa.String(64), primary_key=True),
+    sa.Column("kpi", sa.String(200), primary_key=True),
+    sa.Column("day", sa.Date(), primary_key=True),
+    sa.Column("count", sa.Integer(), nullable=False),
+    sa.Column("total", sa.Float(), nullable=False),
+    sa.Column("min", sa.Float(), nullable=False),
+    sa.Column("max", sa.Float(), nullable=False),
+    sa.Column("last", sa.Float(), nullable=False),
+    sa.Column("last_at", UtcDateTime(), nullable=False),
+)
+
 _TIMES = ("proposal_at", "first_seen_at", "screened_at", "passed_at", "decided_at", "closed_at", "started_at",
           "started_event_at", "completed_event_at")
 
@@ -65,6 +81,7 @@ def entry_to_json(e: Entry) -> dict:
         **{name: _iso(getattr(e, name)) for name in _TIMES},
         "screening_passed": e.screening_passed, "ever_passed": e.ever_passed,
         "decision": e.decision.value if e.decision else None, "rationale": e.rationale, "closed": e.closed,
+        "weighted_score": e.weighted_score, "criterion_averages": e.criterion_averages,
         "measurements": {k: {"value": m.value, "measured_at": m.measured_at.isoformat(), "id": m.measurement_id}
                          for k, m in sorted(e.measurements.items())},
         "completion": e.completion.model_dump(mode="json") if e.completion else None,
@@ -85,6 +102,7 @@ def entry_from_row(row) -> Entry:
         proposal_id=row.proposal_id, proposal=proposal, **{name: _time(f.get(name)) for name in _TIMES},
         screening_passed=f.get("screening_passed"), ever_passed=bool(f.get("ever_passed")),
         decision=Decision(f["decision"]) if f.get("decision") else None, rationale=f.get("rationale"),
+        weighted_score=f.get("weighted_score"), criterion_averages=f.get("criterion_averages"),
         closed=f.get("closed"),
         measurements={k: Measurement(m["value"], datetime.fromisoformat(m["measured_at"]), m["id"])
                       for k, m in (f.get("measurements") or {}).items()},
@@ -107,6 +125,26 @@ _DOCUMENT = sa.select(results.c.document).where(results.c.result_id == sa.bindpa
 _DELETE_RESULT = results.delete().where(results.c.result_id == sa.bindparam("id"))
 _DELETE_FTS = sa.text("DELETE FROM results_fts WHERE result_id = :id")
 _INSERT_FTS = sa.text("INSERT INTO results_fts (result_id, title, summary, lessons) VALUES (:id, :title, :summary, :lessons)")
+
+
+def _upsert_measurement(dialect: str):
+    """INSERT ... ON CONFLICT DO UPDATE (SQLite and PostgreSQL alike): the day's row is created or
+    added to in one statement; `last` is the value measured latest (ties: the later arrival)."""
+    insert = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(kpi_series)
+    new, old = insert.excluded, kpi_series.c
+    later = new.last_at >= old.last_at
+    return insert.on_conflict_do_update(
+        index_elements=[old.result_id, old.kpi, old.day],
+        set_={"count": old.count + 1, "total": old.total + new.total,
+              "min": sa.case((new.min < old.min, new.min), else_=old.min),
+              "max": sa.case((new.max > old.max, new.max), else_=old.max),
+              "last": sa.case((later, new.last), else_=old.last),
+              "last_at": sa.case((later, new.last_at), else_=old.last_at)})
+
+
+_UPSERT = {name: _upsert_measurement(name) for name in ("sqlite", "postgresql")}
+_SERIES = (sa.select(kpi_series).where(kpi_series.c.result_id == sa.bindparam("id"))
+           .order_by(kpi_series.c.kpi, kpi_series.c.day))
 
 
 class EntryRepository:
@@ -146,6 +184,24 @@ class EntryRepository:
             if self.is_sqlite:
                 self.conn.execute(_INSERT_FTS, {"id": result_id, "title": r.title, "summary": r.summary,
                                                 "lessons": r.lessons_learned or ""})
+
+    def record_measurement(self, result_id: str, kpi: str, value: float, measured_at: datetime) -> None:
+        """Add one measurement to its KPI's day (UTC): one statement, whatever the day held."""
+        at = measured_at.astimezone(timezone.utc)
+        self.conn.execute(_UPSERT[self.conn.dialect.name], {
+            "result_id": result_id, "kpi": kpi, "day": at.date(), "count": 1, "total": value, "min": value,
+            "max": value, "last": value, "last_at": at})
+
+    def daily(self, result_id: str) -> dict[str, list[DailyKpi]]:
+        """Every KPI's days, by KPI name, oldest first."""
+        out: dict[str, list[DailyKpi]] = {}
+        for r in self.conn.execute(_SERIES, {"id": result_id}):
+            out.setdefault(r.kpi, []).append(DailyKpi(r.day, r.count, r.total, r.min, r.max, r.last))
+        return out
+
+    def series(self, result_id: str, kpis: int = 1) -> dict:
+        """Every KPI's series as a result of `kpis` KPIs carries it (contracts.results.series_budget)."""
+        return {kpi: series_points(days, series_budget(kpis)) for kpi, days in self.daily(result_id).items()}
 
     def published(self, limit: int, after: str | None) -> list[Result]:
         """Newest first, after the result with id `after` (the first release's paging)."""

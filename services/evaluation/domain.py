@@ -132,9 +132,12 @@ def _rationale(decision, score, averages, n, rubric, spread_on, funding) -> str:
                Decision.revision_requested: f"revision requested (at least {rubric.revise_at}, below {rubric.approve_at})",
                Decision.rejected: f"rejected (below {rubric.revise_at})"}[decision]
     ranked = sorted(CRITERIA, key=lambda c: (averages[c], c))
-    text = (f"Weighted score {score:.2f} of {MAX_SCORE} from {n} evaluator{'s' if n != 1 else ''}: {verdict}. "
-            f"Strongest: {CRITERION_NAMES[ranked[-1]]} ({averages[ranked[-1]]:.1f}); "
-            f"weakest: {CRITERION_NAMES[ranked[0]]} ({averages[ranked[0]]:.1f}).")
+    text = f"Weighted score {score:.2f} of {MAX_SCORE} from {n} evaluator{'s' if n != 1 else ''}: {verdict}. "
+    if f"{averages[ranked[0]]:.1f}" == f"{averages[ranked[-1]]:.1f}":  # a tie as shown: no strongest or weakest
+        text += f"All criteria scored equally ({averages[ranked[0]]:.1f})."
+    else:
+        text += (f"Strongest: {CRITERION_NAMES[ranked[-1]]} ({averages[ranked[-1]]:.1f}); "
+                 f"weakest: {CRITERION_NAMES[ranked[0]]} ({averages[ranked[0]]:.1f}).")
     if spread_on:
         text += " The evaluators disagreed widely on " + ", ".join(CRITERION_NAMES[c] for c in spread_on) + "."
     if funding:

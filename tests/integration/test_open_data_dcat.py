@@ -150,7 +150,7 @@ def test_every_link_to_the_catalogue_answers_without_a_token(catalogue, catalog,
         page = f"{PUBLIC}/results/{published[name]}"
         assert page + ".json" in ours and page in ours
     [homepage] = catalog.objects(None, FOAF.homepage)
-    assert str(homepage) == f"{PUBLIC}/results"
+    assert str(homepage) == f"{PUBLIC}/portal"
     access = {str(u) for u in catalog.objects(None, DCAT.accessURL)} | {str(u) for u in catalog.objects(None, DCAT.downloadURL)}
     assert access and all("/v1/results" not in u for u in access)  # not the API, which wants a token
 

@@ -47,7 +47,9 @@ def test_a_result_follows_its_proposal_from_screening_to_a_completed_pilot(catal
     send_events(catalogue, probe, ev.completed(pid))
     done = result_of(catalogue, pid, status="completed")
     assert done["outcome"] == "scale_up" and done["lessons_learned"].startswith("Pairs")
-    assert done["kpis"][0] == {"name": "words per minute", "unit": "wpm", "baseline": 60, "target": 80, "actual": 84}
+    assert done["kpis"][0] == {"name": "words per minute", "unit": "wpm", "baseline": 60, "target": 80, "actual": 84,
+                               "series": [{"start": "2026-05-01", "end": "2026-05-01", "count": 1, "mean": 71,
+                                           "min": 71, "max": 71, "last": 71}]}
     assert done["started_at"].startswith("2026-04-01") and done["completed_at"].startswith("2026-08-01")
     assert piloting["published_at"] == done["published_at"] == "2026-03-02T10:01:00Z"  # event times: rebuilds are exact
     assert done["updated_at"] == "2026-08-01T08:00:00Z"
@@ -192,3 +194,20 @@ def test_a_rebuilt_catalogue_equals_the_live_one(catalogue, probe, tmp_path):
     assert {a, c} <= set(rebuilt) and b not in rebuilt
     assert rebuilt == live
     assert outbox == 0  # a rebuild publishes nothing
+
+
+def test_the_portal_refuses_unknown_values_naming_the_parameter_as_json_or_as_a_page(catalogue):
+    def get(path, accept="*/*"):
+        return requests.get(catalogue.url("catalogue", path), headers={"Accept": accept}, timeout=10)
+
+    for path, field in (("/portal/results?focus_area=nope", "focus_area"), ("/portal?lang=de", "lang"),
+                        ("/results?year=soon", "year"), ("/portal/results?after=garbage", "after")):
+        api = get(path)
+        assert api.status_code == 422 and api.json()["error"]["fields"].keys() == {field}, (path, api.text)
+        page = get(path, "text/html,application/xhtml+xml,*/*;q=0.8")
+        assert page.status_code == 422 and page.headers["Content-Type"].startswith("text/html")
+        assert field in page.text and "<h1>" in page.text
+    missing = get(f"/results/{uuid.uuid4()}/kpis.csv")
+    assert missing.status_code == 404 and missing.json()["error"]["fields"] == {"proposal_id": "unknown"}
+    assert get(f"/results/{uuid.uuid4()}", "text/html").status_code == 404
+    assert get("/portal/results?lang=sv&utm_source=mail").status_code == 200  # other parameters are ignored

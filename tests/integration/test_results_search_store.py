@@ -53,3 +53,30 @@ def test_full_text_filters_facets_and_pages(uow_factory):
     assert [r.result_id for r in first.items + second.items] == ["c", "b", "a"] and second.next_cursor is None
     relevance = search(uow_factory, q="kera", limit=1)
     assert len(search(uow_factory, q="kera", limit=1, cursor=relevance.next_cursor).items) == 1
+
+
+def test_a_kpi_series_is_one_row_per_day_however_many_measurements(uow_factory, database_url):
+    """Measurements go into their UTC day's row by one upsert each (count, sum, min, max, last); the
+    published result carries the series from the pilot's completion on, the API always."""
+    import sqlalchemy as sa
+
+    apply(uow_factory, ev.submitted("k"))
+    apply(uow_factory, ev.screened("k"))
+    apply(uow_factory, ev.decided("k"))
+    apply(uow_factory, ev.started("k"))
+    values = {"2026-05-01T06:00:00Z": 60, "2026-05-01T23:59:00Z": 66, "2026-05-01T12:00:00Z": 90,
+              "2026-05-02T00:00:00Z": 70, "2026-05-04T08:00:00+03:00": 72}
+    for at, value in values.items():
+        apply(uow_factory, ev.measured("k", value, time=at))
+    with uow_factory() as uow:
+        rows = uow.conn.execute(sa.text("SELECT count(*) FROM kpi_series")).scalar_one()
+        published = uow.entries.get("k").result
+    assert rows == 3
+    assert published.kpis[0].series is None  # not in the public events while piloting
+    [kpi] = handlers.get_result("k", uow_factory()).kpis
+    assert [(str(p.start), p.count, p.mean, p.min, p.max, p.last) for p in kpi.series] == [
+        ("2026-05-01", 3, 72.0, 60, 90, 66), ("2026-05-02", 1, 70, 70, 70, 70), ("2026-05-04", 1, 72, 72, 72, 72)]
+    apply(uow_factory, ev.completed("k"))
+    with uow_factory() as uow:
+        done = uow.entries.get("k").result
+    assert done.status.value == "completed" and done.kpis[0].series == kpi.series  # published on completion

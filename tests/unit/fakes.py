@@ -338,6 +338,7 @@ def _words(text: str | None) -> set[str]:
 class FakeEntryRepository:
     def __init__(self):
         self.rows: dict = {}
+        self.days: dict = {}  # (result id, kpi) -> {day: (DailyKpi, last measured at)}
 
     def get(self, proposal_id: str) -> Entry:
         return self.rows.get(proposal_id) or Entry(proposal_id)
@@ -397,6 +398,27 @@ class FakeEntryRepository:
 
     def count_published(self) -> int:
         return sum(1 for e in self.rows.values() if e.result is not None)
+
+    def record_measurement(self, result_id, kpi, value, measured_at) -> None:
+        from services.catalogue.domain import DailyKpi
+        days = self.days.setdefault((result_id, kpi), {})
+        day = measured_at.astimezone(timezone.utc).date()
+        d, at = days.get(day, (None, None))
+        if d is None:
+            days[day] = (DailyKpi(day, 1, value, value, value, value), measured_at)
+        else:
+            later = measured_at >= at
+            days[day] = (DailyKpi(day, d.count + 1, d.total + value, min(d.min, value), max(d.max, value),
+                                  value if later else d.last), measured_at if later else at)
+
+    def daily(self, result_id) -> dict:
+        return {kpi: [d for _, (d, _) in sorted(days.items())]
+                for (rid, kpi), days in sorted(self.days.items()) if rid == result_id}
+
+    def series(self, result_id, kpis: int = 1) -> dict:
+        from kokeilu.contracts.results import series_budget
+        from services.catalogue.domain import series_points
+        return {kpi: series_points(days, series_budget(kpis)) for kpi, days in self.daily(result_id).items()}
 
 
 class FakeCatalogueUnitOfWork(FakeUnitOfWork):

@@ -10,7 +10,7 @@ from sqlalchemy.exc import OperationalError
 from kokeilu.contracts.bounds import MAX_MAGNITUDE
 from kokeilu.contracts.envelope import MAX_EVENT_BYTES, new_event
 from kokeilu.contracts.proposals import (MAX_KPIS, MAX_PARTNERS, PilotCompleted, ProposalSubmitted, Submission)
-from kokeilu.contracts.results import Result
+from kokeilu.contracts.results import MAX_SERIES_TOTAL, Result
 from kokeilu.http import ApiError, json_response
 from kokeilu.http.entrypoint import Api
 from kokeilu.http.inputs import (MAX_JSON_DEPTH, bad_text, check_event_size, check_request_text, json_depth,
@@ -88,6 +88,10 @@ def largest_submission() -> dict:
                       partners=[WORST * 200] * MAX_PARTNERS, school_name=WORST * 200)
 
 
+SERIES_POINT = {"start": "2026-01-01", "end": "2026-12-31", "count": 10**12, "mean": -MAX_MAGNITUDE / 3,
+                "min": -MAX_MAGNITUDE, "max": MAX_MAGNITUDE, "last": -MAX_MAGNITUDE / 7}
+
+
 def test_the_largest_events_the_bounds_allow_fit_a_topic():
     s = Submission.model_validate(largest_submission())
     data = s.model_dump(exclude={"proposer"})
@@ -100,7 +104,10 @@ def test_the_largest_events_the_bounds_allow_fit_a_topic():
     result = Result(result_id="p" * 64, proposal_id="p" * 64, status="completed", proposer_kind="company",
                     organisation=WORST * 200, contact_unit=WORST * 200, lessons_learned=WORST * 10_000,
                     decision_rationale=WORST * 10_000, published_at=NOW, updated_at=NOW,
-                    kpis=[{**k.model_dump(), "actual": 1.0} for k in s.kpis],
+                    kpis=[{**k.model_dump(), "actual": 1.0, "series": [SERIES_POINT] * (MAX_SERIES_TOTAL // MAX_KPIS)}
+                          for k in s.kpis],
+                    decision="approved", weighted_score=5,
+                    criterion_averages={f"{WORST * 60}{i:04}": 5.0 for i in range(50)},
                     **s.model_dump(include={"title", "summary", "focus_area", "environment", "partners",
                                             "hypothesis", "school_name", "budget_eur", "duration_weeks"}))
     for data in (submitted, completed, result):
