@@ -284,7 +284,7 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.received.append((dict(self.headers), json.loads(body)))
+                receiver.record(self.path, dict(self.headers), json.loads(body))
                 status = receiver.statuses.pop(0) if len(receiver.statuses) > 1 else receiver.statuses[0]
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
@@ -296,6 +296,10 @@ class Receiver:
         self.port = free_port()
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def record(self, path: str, headers: dict, body) -> None:
+        """Keep one POST (a subclass keeps what it needs)."""
+        self.received.append((headers, body))
 
     @property
     def url(self):

@@ -13,20 +13,17 @@ ports and temporary storage, configured from the repository's own files:
 """
 from __future__ import annotations
 
-import json
 import re
 import signal
 import subprocess
-import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
 import yaml
 
 from tests.ops.tools import ALERT_RULES, ALERTMANAGER_CONFIG, tool
-from tests.support import free_port, wait_until
+from tests.support import Receiver, free_port, wait_until
 
 
 def seconds_for_minutes(duration: str) -> str:
@@ -148,27 +145,14 @@ class Alertmanager(Process):
         return requests.get(self.url + "/api/v2/alerts", timeout=5).json()
 
 
-class Webhook:
+class Webhook(Receiver):
     """Alertmanager's webhook receiver: keeps (path, body) of every POST."""
 
     def __init__(self):
-        self.received: list[tuple[str, dict]] = []
-        hook = self
+        super().__init__(statuses=(200,))
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                hook.received.append((urllib.parse.urlparse(self.path).path, json.loads(body)))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.port = free_port()
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def record(self, path: str, headers: dict, body) -> None:
+        self.received.append((urllib.parse.urlparse(path).path, body))
 
     @property
     def url(self) -> str:
@@ -178,6 +162,3 @@ class Webhook:
         """(receiver path, notification status, alert) of every alert in every notification."""
         return [(p, body["status"], alert) for p, body in list(self.received) if path in (None, p)
                 for alert in body["alerts"]]
-
-    def close(self):
-        self.server.shutdown()

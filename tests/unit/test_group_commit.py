@@ -6,7 +6,6 @@ import os
 import threading
 
 import pytest
-import sqlalchemy as sa
 
 from kokeilu.store import database as db_module
 from kokeilu.store.database import Database, WalSync

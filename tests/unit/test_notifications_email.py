@@ -10,7 +10,6 @@ from datetime import datetime, timezone
 from email import policy
 from email.generator import BytesGenerator
 from email.parser import BytesParser
-from email.utils import parsedate_to_datetime
 
 import pytest
 from hypothesis import given, settings

@@ -10,15 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from kokeilu.contracts import decode, parse_envelope
-from kokeilu.store import Database
 from services.notifications import handlers
 from services.notifications.domain import Caller, NewSubscription, RetryPolicy
-from services.notifications.store import NotificationsUnitOfWork
 from services.notifications.unsubscribe import InvalidToken, Links, Target, key_from
 
 from tests.unit.fakes import FakeSender
 from tests.unit.results import events as ev
+from tests.unit.workflow.support import apply_to_notifications, notifications_store
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = b"k" * 32
@@ -98,15 +96,10 @@ def test_the_default_link_base_is_this_process_own_address(monkeypatch):
 # following a link, on a real store -------------------------------------------------------------
 @pytest.fixture
 def uow_factory(tmp_path):
-    db = Database(f"sqlite:///{tmp_path / 'n.db'}", ROOT / "services" / "notifications" / "migrations")
-    db.migrate()
-    yield lambda: NotificationsUnitOfWork(db)
-    db.dispose()
+    yield from notifications_store(tmp_path)
 
 
-def apply(uow_factory, raw):
-    event = parse_envelope(json.dumps(raw).encode())
-    return handlers.on_event(event, decode(event), uow_factory())
+apply = apply_to_notifications
 
 
 class Outbox:

@@ -9,13 +9,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from kokeilu.contracts import decode, parse_envelope
-from kokeilu.store import Database
 from services.notifications import emails, handlers
 from services.notifications.domain import (Caller, NewSubscription, RetryPolicy, SubscriptionChange, signature,
                                            verify_signature, window_end)
-from services.notifications.store import NotificationsUnitOfWork
 from tests.unit.results import events as ev
+from tests.unit.workflow.support import apply_to_notifications, notifications_store
 
 ROOT = Path(__file__).resolve().parents[3]
 STATUS = "fi.espoo.kokeilu.proposal.status-changed"
@@ -83,15 +81,10 @@ def test_windows_are_aligned_and_the_last_closed_one_is_named():
 
 @pytest.fixture
 def uow_factory(tmp_path):
-    db = Database(f"sqlite:///{tmp_path / 'n.db'}", ROOT / "services" / "notifications" / "migrations")
-    db.migrate()
-    yield lambda: NotificationsUnitOfWork(db)
-    db.dispose()
+    yield from notifications_store(tmp_path)
 
 
-def apply(uow_factory, raw):
-    event = parse_envelope(json.dumps(raw).encode())
-    return handlers.on_event(event, decode(event), uow_factory())
+apply = apply_to_notifications
 
 
 def test_one_digest_per_subscriber_per_window_from_one_job(uow_factory, monkeypatch):

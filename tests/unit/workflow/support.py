@@ -25,6 +25,22 @@ def database(tmp_path: Path, service: str) -> Database:
     return db
 
 
+def notifications_store(tmp_path: Path):
+    """A fixture body: units of work of the notifications service on a store of the test's own."""
+    from services.notifications.store import NotificationsUnitOfWork
+    db = database(tmp_path, "notifications")
+    yield lambda: NotificationsUnitOfWork(db)
+    db.dispose()
+
+
+def apply_to_notifications(uow_factory, raw: dict) -> str:
+    """A raw event (as on a topic) applied by the notifications service's handler."""
+    from kokeilu.contracts import decode, parse_envelope
+    from services.notifications import handlers
+    event = parse_envelope(json.dumps(raw).encode())
+    return handlers.on_event(event, decode(event), uow_factory())
+
+
 def outbox(db: Database, type_: str | None = None) -> list[CloudEvent]:
     with db.transaction() as conn:
         rows = list(conn.execute(sa.select(OUTBOX).order_by(OUTBOX.c.id)))
