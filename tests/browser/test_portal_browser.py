@@ -16,7 +16,6 @@ import csv
 import io
 import shutil
 import uuid
-from pathlib import Path
 
 import pytest
 import requests

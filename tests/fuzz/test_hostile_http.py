@@ -14,7 +14,6 @@ import http.client
 import json
 import os
 import socket
-import uuid
 from collections import Counter
 from pathlib import Path
 

@@ -84,7 +84,6 @@ def test_a_malformed_proposal_event_is_dead_lettered(evaluation, probe):
 
 def test_a_locked_store_is_retried_until_it_frees_and_nothing_is_lost(evaluation, probe):
     import sqlite3
-    import time
 
     from tests.support import wait_until
     db = sqlite3.connect(evaluation.tmp / "data" / "evaluation.db", timeout=30, isolation_level=None)
