@@ -21,10 +21,16 @@ def test_an_unreachable_store_fails_the_ping():
 
 def test_readiness_reports_each_check(platform):
     platform.start("evaluation")
-    ready = wait_until(lambda: (r := platform.get("evaluation", "/health/ready", headers={})).json()["checks"]["kafka"]
-                       == "ok" and r, timeout=30, what="the first Kafka probe")
+    def probed():
+        r = platform.get("evaluation", "/health/ready", headers={})
+        checks = r.json()["checks"]
+        return checks["kafka"] == "ok" and checks.get("consumer:kokeilu.evaluation", "").endswith(" partitions") and r
+    ready = wait_until(probed, timeout=30, what="the first Kafka probe and the consumer's first assignment")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"store": "ok", "kafka": "ok"}
+    # its one consumer group, joined, with the topic's partitions (3 in tests)
+    assert ready.json()["checks"] == {"store": "ok", "kafka": "ok", "consumer:kokeilu.evaluation": "3 partitions"}
     metrics = platform.get("evaluation", "/metrics", headers={}).text
     assert 'kokeilu_ready{service="evaluation"} 1.0' in metrics
     assert 'kokeilu_kafka_connected{service="evaluation"} 1.0' in metrics
+    assert 'kokeilu_consumer_joined{group="kokeilu.evaluation",service="evaluation"} 1.0' in metrics
+    assert 'kokeilu_consumer_assigned_partitions{group="kokeilu.evaluation",service="evaluation"} 3.0' in metrics
