@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -31,10 +32,23 @@ class HarnessError(RuntimeError):
     """The harness could not do its part (start the platform, restart a process); exit status 2."""
 
 
+# Listening ports are chosen below Linux's ephemeral range (32768-60999 by default), where the
+# kernel picks the local ports of outgoing connections: a port chosen there (bind to port 0) can
+# be taken by any client's connection in the seconds before a broker or service binds it.
+LISTEN_PORTS = range(20000, 32768)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port on 127.0.0.1 that nothing listens on now, outside the ephemeral range."""
+    for _ in range(200):
+        port = random.choice(LISTEN_PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise HarnessError(f"no free port in {LISTEN_PORTS.start}-{LISTEN_PORTS.stop - 1} after 200 tries")
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.2):

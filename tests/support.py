@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ import requests
 from aiosmtpd.controller import Controller
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
+from chaos.platform import free_port  # noqa: F401  (the one way tests choose a port)
 from kokeilu.contracts.proposals import SUBMISSION_EXAMPLE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,12 +49,6 @@ def wait_until(condition: Callable[[], object], timeout: float = 30, interval: f
             last_error = exc
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_error})" if last_error else ""))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def submission(**overrides) -> dict:
