@@ -50,11 +50,11 @@ def _screen_and_open(event: CloudEvent, proposal: ProposalSubmitted, uow, policy
     with uow:
         if not uow.first_time(CONSUMER, event):
             return "duplicate"
-        uow.remember_flow(pid)  # for the evaluators' actions and the overdue clock later
         # The duplicate rule and the panel's workload read what other screenings write: instances
         # screening at the same moment take turns, or twins would both pass and two panels be
         # chosen from one workload.
         uow.lock(SCREENING_LOCK)
+        uow.remember_flow(pid)  # for the evaluators' actions and the overdue clock later (a row: after the lock)
         # Only the open proposals the store's index finds similar enough to matter: flat, however many are open.
         candidates = uow.known.near_duplicate_candidates(proposal.title) if policy.duplicate_title_similarity else []
         failures = screen(proposal, policy, candidates)
