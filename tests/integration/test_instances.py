@@ -256,7 +256,8 @@ def test_work_moves_between_instances_as_they_join_and_die_and_is_applied_once(t
                  service_env={"evaluation": {"DATABASE_URL": url}})
     try:
         p.start("evaluation")
-        topic, ours = p.topic(topics.PROPOSALS), [str(uuid.uuid4()) for _ in range(1200)]
+        # Enough that the first instance is still at it when the second has started (about 10 s later).
+        topic, ours = p.topic(topics.PROPOSALS), [str(uuid.uuid4()) for _ in range(2400)]
         for n, pid in enumerate(ours):
             send_to(at_once, topic, proposal_submitted(pid, f"Pilot {uuid.uuid4().hex} {uuid.uuid4().hex}"),
                     n % PARTITIONS)
