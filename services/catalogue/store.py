@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from kokeilu.contracts.evaluation import Decision
 from kokeilu.contracts.proposals import PilotCompleted, ProposalSubmitted
 from kokeilu.contracts.results import Result, ResultWithdrawn, series_budget
+from kokeilu.contracts import service_source
 from kokeilu.store import UnitOfWork, UtcDateTime, add_messaging_tables
 from kokeilu.store.paging import newest_first_after
 
@@ -231,7 +232,12 @@ class EntryRepository:
         return self.conn.execute(sa.select(sa.func.count()).select_from(results)).scalar_one()
 
 
+SOURCE = service_source("catalogue")  # <KOKEILU_EVENT_SOURCE_BASE>services/catalogue
+
+
 class CatalogueUnitOfWork(UnitOfWork):
+    source = SOURCE  # of every event this service publishes
+
     def bind(self, conn):
         self.entries = EntryRepository(conn)
 

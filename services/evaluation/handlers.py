@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from kokeilu.contracts import CloudEvent, new_event, service_source, utcnow
+from kokeilu.contracts import CloudEvent, utcnow
 from kokeilu.contracts import catalog as types
 from kokeilu.contracts.evaluation import EvaluationDecided, EvaluationOpened, EvaluationOverdue, ScreeningCompleted
 from kokeilu.contracts.proposals import ProposalRevised, ProposalStatus, ProposalStatusChanged, ProposalSubmitted
@@ -13,7 +13,6 @@ from .domain import Evaluation, assign
 from .screening import ScreeningPolicy, screen
 from .settings import Workflow
 
-SOURCE = service_source("evaluation")  # <KOKEILU_EVENT_SOURCE_BASE>services/evaluation
 CONSUMER = "evaluation"
 # Held by whatever reads the open proposals or the evaluators' workload to decide (UnitOfWork.lock).
 SCREENING_LOCK = "evaluation.screening-and-panels"
@@ -23,11 +22,6 @@ CLOSED = {ProposalStatus.screening_failed, ProposalStatus.rejected, ProposalStat
 
 class UnknownEvaluation(LookupError):
     pass
-
-
-def _emit(uow, event_type, data, subject: str, cause: CloudEvent | None = None) -> None:
-    uow.publish(new_event(event_type.name, data, source=SOURCE, subject=subject,
-                          dataschema=event_type.dataschema, cause=cause))
 
 
 # proposals' events ---------------------------------------------------------------------------
@@ -62,7 +56,7 @@ def _screen_and_open(event: CloudEvent, proposal: ProposalSubmitted, uow, policy
                                      focus_area=proposal.focus_area.value)
         uow.screenings.add(outcome, proposal.focus_area.value, proposal.title, proposal.submitted_at, proposal.revision)
         uow.known.upsert(pid, proposal.title, not failures, now)
-        _emit(uow, types.SCREENING_COMPLETED, outcome, pid, event)
+        uow.emit(types.SCREENING_COMPLETED, outcome, pid, event)
         current = uow.evaluations.current(pid)
         if not failures and (current is None or current.revision < proposal.revision):
             if current is not None:
@@ -73,9 +67,9 @@ def _screen_and_open(event: CloudEvent, proposal: ProposalSubmitted, uow, policy
                                      proposal.budget_eur, proposal.external_funding_sought, evaluators, now,
                                      now + timedelta(hours=wf.evaluation_sla_hours))
             uow.evaluations.add(opened)
-            _emit(uow, types.EVALUATION_OPENED,
-                  EvaluationOpened(proposal_id=pid, focus_area=opened.focus_area, evaluators=evaluators,
-                                   opened_at=now, due_at=opened.due_at), pid, event)
+            uow.emit(types.EVALUATION_OPENED,
+                     EvaluationOpened(proposal_id=pid, focus_area=opened.focus_area, evaluators=evaluators,
+                                      opened_at=now, due_at=opened.due_at), pid, event)
         uow.commit()
     metrics.observe_stage("screening", (now - proposal.submitted_at).total_seconds())
     return "applied"
@@ -113,7 +107,7 @@ def _conclude_if_quorum(uow, evaluation: Evaluation, wf: Workflow, now: datetime
         return evaluation
     decided = evaluation.conclude(wf.rubric, now)
     o = decided.outcome
-    _emit(uow, types.EVALUATION_DECIDED, EvaluationDecided(
+    uow.emit(types.EVALUATION_DECIDED, EvaluationDecided(
         proposal_id=decided.proposal_id, decision=o.decision, weighted_score=o.weighted_score,
         threshold=wf.rubric.approve_at, criterion_averages=o.criterion_averages, rationale=o.rationale,
         disagreement=o.disagreement, external_funding_recommended=o.external_funding_recommended,
@@ -170,7 +164,7 @@ def flag_overdue(uow, now: datetime | None = None) -> int:
                 continue  # another instance flagged it first
             sla = (evaluation.due_at - evaluation.opened_at).total_seconds() / 3600
             uow.join_flow(evaluation.proposal_id)
-            _emit(uow, types.EVALUATION_OVERDUE, EvaluationOverdue(
+            uow.emit(types.EVALUATION_OVERDUE, EvaluationOverdue(
                 proposal_id=evaluation.proposal_id, opened_at=evaluation.opened_at, due_at=evaluation.due_at,
                 sla_hours=round(sla, 6)), evaluation.proposal_id)
             flagged += 1

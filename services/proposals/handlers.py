@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 from types import SimpleNamespace
 
-from kokeilu.contracts import CloudEvent, new_event, service_source, utcnow
+from kokeilu.contracts import CloudEvent, utcnow
 from kokeilu.contracts import catalog as types
 from kokeilu.contracts.evaluation import EvaluationDecided, ScreeningCompleted
 from kokeilu.contracts.proposals import (IntakeMeasurement, IntakeRejected, KpiActual, MeasurementRecorded,
@@ -22,7 +22,6 @@ from kokeilu.errors import PermanentError
 from . import metrics
 from .domain import DecisionRecord, IllegalTransition, MeasurementRefused, Proposal, Status
 
-SOURCE = service_source("proposals")  # <KOKEILU_EVENT_SOURCE_BASE>services/proposals
 CONSUMER = "proposals"
 # Inbox name of the intake-rejected events: one rejection per intake event (source + id).
 REJECTIONS = "proposals.intake-rejections"
@@ -36,18 +35,13 @@ class IntakeRefused(PermanentError):
     """An intake event that can never be applied; it is dead-lettered and the source is told why."""
 
 
-def _emit(uow, event_type, data, subject: str, cause: CloudEvent | None = None) -> None:
-    uow.publish(new_event(event_type.name, data, source=SOURCE, subject=subject,
-                          dataschema=event_type.dataschema, cause=cause))
-
-
 def _changed(uow, before: Proposal, after: Proposal, action: str, cause: CloudEvent | None = None,
              reason: str | None = None) -> tuple[str, Status, Status, float]:
     """The change event; returns what `_count` needs: the action, the new state, the state left
     and the seconds spent in it (a proposal's `updated_at` moves only when its state does)."""
-    _emit(uow, types.PROPOSAL_STATUS_CHANGED,
-          ProposalStatusChanged(proposal_id=after.id, from_status=before.status, to_status=after.status,
-                                action=action, reason=reason, changed_at=after.updated_at), after.id, cause)
+    uow.emit(types.PROPOSAL_STATUS_CHANGED,
+             ProposalStatusChanged(proposal_id=after.id, from_status=before.status, to_status=after.status,
+                                   action=action, reason=reason, changed_at=after.updated_at), after.id, cause)
     return action, after.status, before.status, (after.updated_at - before.updated_at).total_seconds()
 
 
@@ -71,9 +65,9 @@ def _record_contact(uow, proposal: Proposal, now: datetime, cause: CloudEvent | 
     """The proposer's address, for notifications only (internal topic), just before the
     submission or revision event with the same key, so that it is known when those arrive."""
     s = proposal.submission
-    _emit(uow, types.PROPOSAL_CONTACT_RECORDED,
-          ProposalContact(proposal_id=proposal.id, contact_email=s.proposer.contact_email, language=s.language,
-                          recorded_at=now), proposal.id, cause)
+    uow.emit(types.PROPOSAL_CONTACT_RECORDED,
+             ProposalContact(proposal_id=proposal.id, contact_email=s.proposer.contact_email, language=s.language,
+                             recorded_at=now), proposal.id, cause)
 
 
 def _enter(uow, submission: Submission, source: str, cause: CloudEvent | None) -> tuple[Proposal, tuple]:
@@ -84,7 +78,7 @@ def _enter(uow, submission: Submission, source: str, cause: CloudEvent | None) -
     uow.proposals.add(screening)
     uow.remember_flow(submitted.id)  # the submission's flow is the proposal's from now on
     _record_contact(uow, submitted, now, cause)
-    _emit(uow, types.PROPOSAL_SUBMITTED, submitted.submitted_event(), submitted.id, cause)
+    uow.emit(types.PROPOSAL_SUBMITTED, submitted.submitted_event(), submitted.id, cause)
     return screening, _changed(uow, submitted, screening, "start_screening", cause)
 
 
@@ -115,7 +109,7 @@ def revise(proposal_id: str, submission: Submission, uow) -> Proposal:
         after = before.revise(submission, utcnow())
         uow.proposals.save(after)
         _record_contact(uow, after, after.updated_at, None)
-        _emit(uow, types.PROPOSAL_REVISED, after.revised_event(), after.id)
+        uow.emit(types.PROPOSAL_REVISED, after.revised_event(), after.id)
         move = _changed(uow, before, after, "revise", reason=f"revision {after.revision}")
         uow.commit()
     _count(move)
@@ -186,8 +180,8 @@ def start_pilot(proposal_id: str, planned_end: datetime | None, uow) -> Proposal
         before = _load(uow, proposal_id)
         after = before.start_pilot(utcnow(), planned_end)
         uow.proposals.save(after)
-        _emit(uow, types.PILOT_STARTED, PilotStarted(proposal_id=after.id, started_at=after.pilot.started_at,
-                                                     planned_end=planned_end), after.id)
+        uow.emit(types.PILOT_STARTED, PilotStarted(proposal_id=after.id, started_at=after.pilot.started_at,
+                                                        planned_end=planned_end), after.id)
         move = _changed(uow, before, after, "start_pilot")
         uow.commit()
     _count(move)
@@ -200,9 +194,9 @@ def _record(uow, proposal: Proposal, kpi: str, value: float, measured_at: dateti
     measurement = dict(id=str(uuid.uuid4()), proposal_id=proposal.id, kpi=kpi, value=value,
                        measured_at=measured_at, source=source, recorded_at=utcnow())
     uow.measurements.add(measurement)
-    _emit(uow, types.MEASUREMENT_RECORDED,
-          MeasurementRecorded(proposal_id=proposal.id, measurement_id=measurement["id"], kpi=kpi, value=value,
-                              measured_at=measured_at, source=source), proposal.id, cause)
+    uow.emit(types.MEASUREMENT_RECORDED,
+             MeasurementRecorded(proposal_id=proposal.id, measurement_id=measurement["id"], kpi=kpi, value=value,
+                                 measured_at=measured_at, source=source), proposal.id, cause)
     return measurement
 
 
@@ -241,9 +235,9 @@ def complete_pilot(proposal_id: str, outcome: PilotOutcome, actual: list[KpiActu
         before = _load(uow, proposal_id)
         after = before.complete_pilot(outcome, actual, lessons, utcnow())
         uow.proposals.save(after)
-        _emit(uow, types.PILOT_COMPLETED,
-              PilotCompleted(proposal_id=after.id, outcome=outcome, actual_kpis=actual, lessons_learned=lessons,
-                             completed_at=after.pilot.completed_at), after.id)
+        uow.emit(types.PILOT_COMPLETED,
+                 PilotCompleted(proposal_id=after.id, outcome=outcome, actual_kpis=actual, lessons_learned=lessons,
+                                completed_at=after.pilot.completed_at), after.id)
         move = _changed(uow, before, after, "complete_pilot", reason=outcome.value)
         uow.commit()
     _count(move)
@@ -277,9 +271,9 @@ def intake_rejected(raw: bytes | None, event: CloudEvent | None, reason: str, uo
     source, intake_id, type_ = identity
     if not uow.first_time(REJECTIONS, SimpleNamespace(source=source[:190], id=intake_id, type=type_ or "unknown")):
         return
-    _emit(uow, types.PROPOSAL_INTAKE_REJECTED,
-          IntakeRejected(intake_source=source, intake_id=intake_id, intake_type=type_, reason=reason[:2000],
-                         rejected_at=utcnow()), intake_id, event)
+    uow.emit(types.PROPOSAL_INTAKE_REJECTED,
+             IntakeRejected(intake_source=source, intake_id=intake_id, intake_type=type_, reason=reason[:2000],
+                            rejected_at=utcnow()), intake_id, event)
     metrics.count_intake(type_ or "unknown", source, "rejected")
 
 

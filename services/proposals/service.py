@@ -95,7 +95,8 @@ class ProposalsService(service_base.PlatformService):
                 return 200, proposal_json(action(uow))
         return idempotent(request, self.uow, work)
 
-    @consume(topics.INTAKE, on_reject=handlers.intake_rejected)
+    @consume(topics.INTAKE, on_reject=lambda raw, event, reason, uow: handlers.intake_rejected(
+        raw, event, reason, uow.sharing(ProposalsUnitOfWork)))
     def on_intake(self, event, data):
         if isinstance(data, IntakeMeasurement):
             return handlers.on_intake_measurement(event, data, self.uow())

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 
 from kokeilu.contracts.evaluation import Decision, RuleFailure
 from kokeilu.contracts.proposals import KpiActual, PilotOutcome, Submission
+from kokeilu.contracts import service_source
 from kokeilu.store import UnitOfWork, UtcDateTime, add_flows_table, add_messaging_tables
 from kokeilu.store.paging import newest_first_after
 
@@ -194,7 +195,12 @@ class IdempotencyRepository:
         self.conn.execute(_DELETE_KEY, {"_principal": principal, "_key": key})
 
 
+SOURCE = service_source("proposals")  # <KOKEILU_EVENT_SOURCE_BASE>services/proposals
+
+
 class ProposalsUnitOfWork(UnitOfWork):
+    source = SOURCE  # of every event this service publishes
+
     def bind(self, conn):
         self.proposals = ProposalRepository(conn)
         self.measurements = MeasurementRepository(conn)

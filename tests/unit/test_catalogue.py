@@ -15,6 +15,7 @@ from kokeilu.contracts.results import LICENCE, ResultStatus
 from kokeilu.contracts.sources import service_source
 from services.catalogue import handlers
 from services.catalogue.domain import Entry
+from services.catalogue.search import SearchQuery
 from services.proposals.domain import Proposal
 
 from tests.unit.examples import (WHEN, a_proposal_submitted, a_screening, a_submission, an_event, leaf_strings,
@@ -133,19 +134,20 @@ def test_a_failed_screening_never_publishes(uow, screening_first):
         deliver(uow, event)
     assert uow.published == []
     assert handlers.get_result(data.proposal_id, uow) is None
-    assert handlers.list_results(uow, 10, None) == []
+    assert handlers.search_results(SearchQuery(), uow).items == []
 
 
-def test_results_are_listed_newest_first_and_page_on(uow, monkeypatch):
+def test_results_are_listed_newest_first_and_page_on(uow):
     ids = []
     for n in range(3):
-        monkeypatch.setattr(handlers, "utcnow", lambda n=n: WHEN + timedelta(minutes=n))
-        data = a_proposal_submitted()
-        deliver(uow, proposal_event(data))
-        deliver(uow, screening_event(data.proposal_id))
+        data, at = a_proposal_submitted(), WHEN + timedelta(minutes=n)
+        for event in (proposal_event(data), screening_event(data.proposal_id)):
+            deliver(uow, event.model_copy(update={"time": at}))
         ids.append(data.proposal_id)
-    assert [r.proposal_id for r in handlers.list_results(uow, 10, None)] == ids[::-1]
-    assert [r.proposal_id for r in handlers.list_results(uow, 1, ids[2])] == [ids[1]]
+    first = handlers.search_results(SearchQuery(limit=2), uow)
+    assert [r.proposal_id for r in first.items] == [ids[2], ids[1]]
+    rest = handlers.search_results(SearchQuery(limit=2, cursor=first.next_cursor), uow)
+    assert [r.proposal_id for r in rest.items] == [ids[0]] and rest.next_cursor is None
 
 
 # property: the published Result never carries personal data ---------------------------------
@@ -211,7 +213,6 @@ def real_uow(tmp_path):
     {"sort": "title"}, {"status": "in_evaluation", "limit": 1}, {"year": "2025"}, {"q": "nothing-matches-this"},
 ], ids=lambda q: json.dumps(q))
 def test_the_fake_search_answers_as_the_real_one(uow, real_uow, query):
-    from services.catalogue.search import SearchQuery
     bodies = [dict(title="Autonomous shuttle feeder for Kera station", focus_area="smart_mobility", environment="kera"),
               dict(title="Reading buddies at Kera school", focus_area="learning", environment="school",
                    summary="Older pupils read with younger ones twice a week, logging progress."),
