@@ -9,7 +9,7 @@ from kokeilu.contracts.evaluation import EvaluationDecided, EvaluationOpened, Ev
 from kokeilu.contracts.proposals import ProposalRevised, ProposalStatus, ProposalStatusChanged, ProposalSubmitted
 
 from . import metrics
-from .domain import Evaluation, assign
+from .domain import Evaluation, UnknownEvaluation, assign
 from .screening import ScreeningPolicy, screen
 from .settings import Workflow
 
@@ -18,10 +18,6 @@ CONSUMER = "evaluation"
 SCREENING_LOCK = "evaluation.screening-and-panels"
 # A proposal in one of these states is no longer open: the duplicate rule ignores it.
 CLOSED = {ProposalStatus.screening_failed, ProposalStatus.rejected, ProposalStatus.completed, ProposalStatus.withdrawn}
-
-
-class UnknownEvaluation(LookupError):
-    pass
 
 
 # proposals' events ---------------------------------------------------------------------------
@@ -174,12 +170,13 @@ def flag_overdue(uow, now: datetime | None = None) -> int:
 
 
 # queries -------------------------------------------------------------------------------------
-def get_evaluation(proposal_id: str, uow, viewer: str | None = None, manager: bool = False) -> dict | None:
+def get_evaluation(proposal_id: str, uow, viewer: str | None = None, manager: bool = False) -> dict:
+    """The proposal's screening and current evaluation; UnknownEvaluation when it has neither."""
     with uow:
         screening = uow.screenings.get(proposal_id)
         evaluation = uow.evaluations.current(proposal_id)
     if screening is None and evaluation is None:
-        return None
+        raise UnknownEvaluation(f"no evaluation for proposal {proposal_id}")
     body = screening or {"proposal_id": proposal_id}
     body["evaluation"] = evaluation.view(viewer, manager) if evaluation else None
     return body

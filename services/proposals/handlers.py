@@ -20,15 +20,11 @@ from kokeilu.contracts.proposals import (IntakeMeasurement, IntakeRejected, KpiA
 from kokeilu.errors import PermanentError
 
 from . import metrics
-from .domain import DecisionRecord, IllegalTransition, MeasurementRefused, Proposal, Status
+from .domain import DecisionRecord, IllegalTransition, MeasurementRefused, Proposal, Status, UnknownProposal
 
 CONSUMER = "proposals"
 # Inbox name of the intake-rejected events: one rejection per intake event (source + id).
 REJECTIONS = "proposals.intake-rejections"
-
-
-class UnknownProposal(LookupError):
-    pass
 
 
 class IntakeRefused(PermanentError):
@@ -278,9 +274,9 @@ def intake_rejected(raw: bytes | None, event: CloudEvent | None, reason: str, uo
 
 
 # queries -------------------------------------------------------------------------------------
-def get_proposal(proposal_id: str, uow) -> Proposal | None:
+def get_proposal(proposal_id: str, uow) -> Proposal:
     with uow:
-        return uow.proposals.get(proposal_id)
+        return _load(uow, proposal_id, acting=False)
 
 
 def list_proposals(uow, status: str | None, limit: int, after: str | None, **filters) -> list[Proposal]:

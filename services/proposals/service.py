@@ -5,16 +5,15 @@ from kokeilu.contracts import catalog as types
 from kokeilu.contracts import topics
 from kokeilu.contracts.evaluation import EvaluationDecided, ScreeningCompleted
 from kokeilu.contracts.proposals import IntakeMeasurement, Submission
-from kokeilu.http import NotFound, api
+from kokeilu.http import api
 from kokeilu.kafka.consumer import consume
 from kokeilu.platform import Store
 from kokeilu import service_base
 
 from . import handlers
-from .api import (COMPLETE_PILOT_EXAMPLE, MEASUREMENT_EXAMPLE, START_PILOT_EXAMPLE, SUBMISSION_EXAMPLE,
+from .api import (COMPLETE_PILOT_EXAMPLE, ERRORS, MEASUREMENT_EXAMPLE, START_PILOT_EXAMPLE, SUBMISSION_EXAMPLE,
                   WITHDRAW_EXAMPLE, CompletePilotBody, ListQuery, MeasurementBody, MeasurementList, MeasurementView,
-                  ProposalPage, ProposalView, StartPilotBody, WithdrawBody, domain_errors, measurement_json,
-                  proposal_json)
+                  ProposalPage, ProposalView, StartPilotBody, WithdrawBody, measurement_json, proposal_json)
 from .idempotency import idempotent
 from .metrics import refresh_state_gauge
 from .store import ProposalsUnitOfWork
@@ -23,6 +22,7 @@ from .store import ProposalsUnitOfWork
 class ProposalsService(service_base.PlatformService):
     name = "proposals"
     uow = Store(ProposalsUnitOfWork)
+    errors = ERRORS
 
     @api("POST", "/v1/proposals", scope="proposals:write", body=Submission, response=ProposalView, status=201,
          idempotent=True, example=SUBMISSION_EXAMPLE)
@@ -33,10 +33,7 @@ class ProposalsService(service_base.PlatformService):
     @api("GET", "/v1/proposals/<proposal_id>", scope="proposals:read", response=ProposalView)
     def get(self, request, proposal_id):
         """One proposal."""
-        proposal = handlers.get_proposal(proposal_id, self.uow())
-        if proposal is None:
-            raise NotFound(f"no proposal {proposal_id}", {"proposal_id": "unknown"})
-        return proposal_json(proposal)
+        return proposal_json(handlers.get_proposal(proposal_id, self.uow()))
 
     @api("GET", "/v1/proposals", scope="proposals:read", query=ListQuery, response=ProposalPage)
     def list(self, request):
@@ -76,24 +73,16 @@ class ProposalsService(service_base.PlatformService):
          response=MeasurementView, status=201, errors=(409,), idempotent=True, example=MEASUREMENT_EXAMPLE)
     def record_measurement(self, request, proposal_id, body: MeasurementBody):
         """Record a KPI measurement of a piloting proposal."""
-        def work(uow):
-            with domain_errors():
-                m = handlers.record_measurement(proposal_id, body.kpi, body.value, body.measured_at,
-                                                f"http:{request.principal.name}", uow)
-            return 201, measurement_json(m)
-        return idempotent(request, self.uow, work)
+        return idempotent(request, self.uow, lambda uow: (201, measurement_json(handlers.record_measurement(
+            proposal_id, body.kpi, body.value, body.measured_at, f"http:{request.principal.name}", uow))))
 
     @api("GET", "/v1/proposals/<proposal_id>/measurements", scope="proposals:read", response=MeasurementList)
     def measurements(self, request, proposal_id):
         """The measurements of a proposal."""
-        with domain_errors():
-            return {"items": [measurement_json(m) for m in handlers.measurements_of(proposal_id, self.uow())]}
+        return {"items": [measurement_json(m) for m in handlers.measurements_of(proposal_id, self.uow())]}
 
     def _act(self, request, action):
-        def work(uow):
-            with domain_errors():
-                return 200, proposal_json(action(uow))
-        return idempotent(request, self.uow, work)
+        return idempotent(request, self.uow, lambda uow: (200, proposal_json(action(uow))))
 
     @consume(topics.INTAKE, on_reject=lambda raw, event, reason, uow: handlers.intake_rejected(
         raw, event, reason, uow.sharing(ProposalsUnitOfWork)))
