@@ -8,7 +8,6 @@ from kokeilu.contracts import catalog as types
 from kokeilu.contracts.evaluation import EvaluationDecided, EvaluationOpened, EvaluationOverdue, ScreeningCompleted
 from kokeilu.contracts.proposals import ProposalRevised, ProposalStatus, ProposalStatusChanged, ProposalSubmitted
 
-from . import metrics
 from .domain import Evaluation, UnknownEvaluation, assign
 from .screening import ScreeningPolicy, screen
 from .settings import Workflow
@@ -20,20 +19,41 @@ SCREENING_LOCK = "evaluation.screening-and-panels"
 CLOSED = {ProposalStatus.screening_failed, ProposalStatus.rejected, ProposalStatus.completed, ProposalStatus.withdrawn}
 
 
+class Figures:
+    """What the use cases report of what happened, after it is committed: the service passes its
+    metrics module, which has these functions; this one counts nothing."""
+
+    @staticmethod
+    def observe_stage(stage: str, seconds: float) -> None:
+        """Time a proposal spent in screening or in evaluation."""
+
+    @staticmethod
+    def count_decision(decision: str, disagreement: bool) -> None:
+        """A panel's decision."""
+
+    @staticmethod
+    def count_overdue(n: int) -> None:
+        """Evaluations that went past their SLA just now."""
+
+
+UNCOUNTED = Figures()
+
+
 # proposals' events ---------------------------------------------------------------------------
 def on_proposal_submitted(event: CloudEvent, proposal: ProposalSubmitted, uow, policy: ScreeningPolicy,
-                          workflow: Workflow | None = None) -> str:
-    return _screen_and_open(event, proposal, uow, policy, workflow or Workflow())
+                          workflow: Workflow | None = None, figures: Figures = UNCOUNTED) -> str:
+    return _screen_and_open(event, proposal, uow, policy, workflow or Workflow(), figures)
 
 
 def on_proposal_revised(event: CloudEvent, revised: ProposalRevised, uow, policy: ScreeningPolicy,
-                        workflow: Workflow | None = None) -> str:
+                        workflow: Workflow | None = None, figures: Figures = UNCOUNTED) -> str:
     """A revision is screened again and, when it passes, evaluated by a new panel."""
     content = ProposalSubmitted(**revised.model_dump(exclude={"revised_at"}), submitted_at=revised.revised_at)
-    return _screen_and_open(event, content, uow, policy, workflow or Workflow())
+    return _screen_and_open(event, content, uow, policy, workflow or Workflow(), figures)
 
 
-def _screen_and_open(event: CloudEvent, proposal: ProposalSubmitted, uow, policy: ScreeningPolicy, wf: Workflow) -> str:
+def _screen_and_open(event: CloudEvent, proposal: ProposalSubmitted, uow, policy: ScreeningPolicy, wf: Workflow,
+                     figures: Figures) -> str:
     now = utcnow()
     pid = proposal.proposal_id
     opened = None
@@ -67,7 +87,7 @@ def _screen_and_open(event: CloudEvent, proposal: ProposalSubmitted, uow, policy
                      EvaluationOpened(proposal_id=pid, focus_area=opened.focus_area, evaluators=evaluators,
                                       opened_at=now, due_at=opened.due_at), pid, event)
         uow.commit()
-    metrics.observe_stage("screening", (now - proposal.submitted_at).total_seconds())
+    figures.observe_stage("screening", (now - proposal.submitted_at).total_seconds())
     return "applied"
 
 
@@ -112,14 +132,14 @@ def _conclude_if_quorum(uow, evaluation: Evaluation, wf: Workflow, now: datetime
     return decided
 
 
-def _after(decided: Evaluation, before: Evaluation) -> None:
+def _after(decided: Evaluation, before: Evaluation, figures: Figures) -> None:
     if decided.status == "decided" and before.status == "open":
-        metrics.observe_stage("evaluation", (decided.decided_at - decided.opened_at).total_seconds())
-        metrics.count_decision(decided.outcome.decision.value, decided.outcome.disagreement)
+        figures.observe_stage("evaluation", (decided.decided_at - decided.opened_at).total_seconds())
+        figures.count_decision(decided.outcome.decision.value, decided.outcome.disagreement)
 
 
 def declare_conflict(proposal_id: str, evaluator: str, conflict: bool, reason: str | None, uow,
-                     wf: Workflow) -> Evaluation:
+                     wf: Workflow, figures: Figures = UNCOUNTED) -> Evaluation:
     now = utcnow()
     with uow:
         if conflict:  # a replacement is chosen from the workload: in turn with screenings
@@ -134,23 +154,23 @@ def declare_conflict(proposal_id: str, evaluator: str, conflict: bool, reason: s
         after = _conclude_if_quorum(uow, before.declare(evaluator, conflict, reason, now, replacement), wf, now)
         uow.evaluations.save(after)
         uow.commit()
-    _after(after, before)
+    _after(after, before, figures)
     return after
 
 
 def submit_scores(proposal_id: str, evaluator: str, scores: dict[str, int], comment: str | None, uow,
-                  wf: Workflow) -> Evaluation:
+                  wf: Workflow, figures: Figures = UNCOUNTED) -> Evaluation:
     now = utcnow()
     with uow:
         before = _current(uow, proposal_id)
         after = _conclude_if_quorum(uow, before.score(evaluator, scores, comment, now), wf, now)
         uow.evaluations.save(after)
         uow.commit()
-    _after(after, before)
+    _after(after, before, figures)
     return after
 
 
-def flag_overdue(uow, now: datetime | None = None) -> int:
+def flag_overdue(uow, now: datetime | None = None, figures: Figures = UNCOUNTED) -> int:
     """Emit evaluation.overdue once for each open evaluation past its due time."""
     now = now or utcnow()
     flagged = 0
@@ -165,7 +185,7 @@ def flag_overdue(uow, now: datetime | None = None) -> int:
                 sla_hours=round(sla, 6)), evaluation.proposal_id)
             flagged += 1
         uow.commit()
-    metrics.count_overdue(flagged)
+    figures.count_overdue(flagged)
     return flagged
 
 

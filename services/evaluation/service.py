@@ -44,7 +44,7 @@ class EvaluationService(service_base.PlatformService):
     def declare_conflict(self, request, proposal_id, body: ConflictBody):
         """Declare whether the token's evaluator has a conflict of interest (one who has is recused and replaced)."""
         e = handlers.declare_conflict(proposal_id, request.principal.name, body.conflict, body.reason, self.uow(),
-                                      workflow())
+                                      workflow(), metrics)
         return e.view(request.principal.name, is_manager(request))
 
     @api("POST", "/v1/evaluations/<proposal_id>/scores", scope="evaluation:write", body=ScoresBody,
@@ -52,22 +52,22 @@ class EvaluationService(service_base.PlatformService):
     def submit_scores(self, request, proposal_id, body: ScoresBody):
         """Score a proposal on the rubric (0 to 5 per criterion); at quorum the panel decides."""
         e = handlers.submit_scores(proposal_id, request.principal.name, body.scores, body.comment, self.uow(),
-                                   workflow())
+                                   workflow(), metrics)
         return e.view(request.principal.name, is_manager(request))
 
     @consume(topics.PROPOSALS, types=(types.PROPOSAL_SUBMITTED, types.PROPOSAL_REVISED, types.PROPOSAL_STATUS_CHANGED))
     def on_proposal_event(self, event, data):
         if isinstance(data, ProposalSubmitted):
-            return handlers.on_proposal_submitted(event, data, self.uow(), policy(), workflow())
+            return handlers.on_proposal_submitted(event, data, self.uow(), policy(), workflow(), metrics)
         if isinstance(data, ProposalRevised):
-            return handlers.on_proposal_revised(event, data, self.uow(), policy(), workflow())
+            return handlers.on_proposal_revised(event, data, self.uow(), policy(), workflow(), metrics)
         if isinstance(data, ProposalStatusChanged):
             return handlers.on_status_changed(event, data, self.uow())
         return "ignored"
 
     @timer(interval=workflow().overdue_check_seconds)
     def check_overdue(self):
-        handlers.flag_overdue(self.uow())
+        handlers.flag_overdue(self.uow(), figures=metrics)
 
     def refresh_metrics(self):
         metrics.refresh(self.uow(), workflow().panels)
