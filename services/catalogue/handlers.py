@@ -95,11 +95,6 @@ def kpi_days(proposal_id: str, uow):
         return (None, {}) if result is None else (result, uow.entries.daily(proposal_id))
 
 
-def list_results(uow, limit: int, after: str | None):
-    with uow:
-        return uow.entries.published(limit, after)
-
-
 def search_results(query: SearchQuery, uow) -> SearchPage:
     with uow:
         return uow.entries.search(query)

@@ -94,8 +94,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", required=True, help="the fresh store, e.g. sqlite:///rebuilt.db")
     parser.add_argument("--bootstrap-servers", default=None, help="default: KAFKA_BOOTSTRAP_SERVERS")
-    parser.add_argument("--from-beginning", action="store_true", default=True,
-                        help="read the topics from their first offset (the only mode; kept for clarity)")
     parser.add_argument("--every", type=int, default=500, help="print progress every N records")
     args = parser.parse_args(argv)
     bootstrap = args.bootstrap_servers.split(",") if args.bootstrap_servers else None

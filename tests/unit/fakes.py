@@ -364,13 +364,6 @@ class FakeEntryRepository:
         return sorted((e.result for e in self.rows.values() if e.result is not None),
                       key=lambda r: (r.published_at, r.result_id), reverse=True)
 
-    def published(self, limit: int, after: str | None) -> list[Result]:
-        done = self._newest_first()
-        if after and after in self.rows and self.rows[after].result is not None:
-            anchor = self.rows[after].result
-            done = [r for r in done if (r.published_at, r.result_id) < (anchor.published_at, after)]
-        return done[:limit]
-
     def search(self, query: SearchQuery) -> SearchPage:
         """The filters, facets and orders of the real search; full text as "every word of `q` is a
         word of the title, summary or lessons"; the cursor is an offset (it is opaque to callers)."""

@@ -43,20 +43,25 @@ def deliver(uow, event):
 
 
 # domain ------------------------------------------------------------------------------------
-def test_an_entry_is_ready_only_with_its_proposal_and_a_passed_screening():
+def published(entry: Entry):
+    """The result `entry` publishes, as the catalogue's use case has it reconcile (None if none)."""
+    return entry.reconcile(CONTACT_UNIT)[0].result
+
+
+def test_an_entry_is_published_only_with_its_proposal_and_a_passed_screening():
     entry = Entry("p-1")
-    assert not entry.ready_to_publish
-    assert not entry.with_proposal(a_proposal_submitted("p-1")).ready_to_publish
-    assert not entry.with_screening(True).ready_to_publish
-    assert not entry.with_proposal(a_proposal_submitted("p-1")).with_screening(False).ready_to_publish
+    for unready in (entry, entry.with_proposal(a_proposal_submitted("p-1")), entry.with_screening(True),
+                    entry.with_proposal(a_proposal_submitted("p-1")).with_screening(False)):
+        assert unready.reconcile(CONTACT_UNIT) == (unready, None)
     ready = entry.with_screening(True).with_proposal(a_proposal_submitted("p-1"))
-    assert ready.ready_to_publish
-    assert not ready.publish(WHEN, CONTACT_UNIT).ready_to_publish, "a published entry is not published again"
+    done, change = ready.reconcile(CONTACT_UNIT)
+    assert change == "published"
+    assert done.reconcile(CONTACT_UNIT) == (done, None), "a published entry is not published again"
 
 
 def test_a_published_result_says_what_the_catalogue_shows():
     p = a_proposal_submitted("p-1")
-    result = Entry("p-1").with_proposal(p).with_screening(True).publish(WHEN, CONTACT_UNIT).result
+    result = published(Entry("p-1").with_proposal(p, WHEN).with_screening(True))
     assert (result.result_id, result.proposal_id) == ("p-1", "p-1")
     assert (result.title, result.summary, result.hypothesis) == (p.title, p.summary, p.hypothesis)
     assert (result.focus_area, result.environment) == (p.focus_area, p.environment)
@@ -72,7 +77,7 @@ def test_a_published_result_says_what_the_catalogue_shows():
 
 def test_a_residents_organisation_is_left_out_of_the_result():
     p = a_proposal_submitted("p-1", proposer={"organisation": "Maija Meikäläinen", "kind": "resident"})
-    result = Entry("p-1").with_proposal(p).with_screening(True).publish(WHEN, CONTACT_UNIT).result
+    result = published(Entry("p-1").with_proposal(p).with_screening(True))
     assert result.organisation is None
     assert result.proposer_kind is ProposerKind.resident
     assert "Maija" not in result.model_dump_json()
@@ -81,8 +86,7 @@ def test_a_residents_organisation_is_left_out_of_the_result():
 @pytest.mark.parametrize("kind", [k for k in ProposerKind if k is not ProposerKind.resident])
 def test_an_organisations_name_is_shown_for_every_other_kind_of_proposer(kind):
     p = a_proposal_submitted("p-1", proposer={"organisation": "Kera school", "kind": kind})
-    assert Entry("p-1").with_proposal(p).with_screening(True).publish(WHEN, CONTACT_UNIT).result.organisation == \
-        "Kera school"
+    assert published(Entry("p-1").with_proposal(p).with_screening(True)).organisation == "Kera school"
 
 
 # use cases ---------------------------------------------------------------------------------
