@@ -23,9 +23,9 @@ import requests
 import sqlalchemy as sa
 from kafka import KafkaConsumer
 
+from services import SERVICES, nameko_target
+
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = {"proposals": "ProposalsService", "evaluation": "EvaluationService",
-            "notifications": "NotificationsService", "catalogue": "CatalogueService"}
 
 
 class HarnessError(RuntimeError):
@@ -274,7 +274,7 @@ class Services:
         self.procs[service] = subprocess.Popen(
             [sys.executable, "-W", "ignore::DeprecationWarning", "-m", "nameko", "run", "--config",
              f"services/{service_of(service)}/config.yaml",
-             f"services.{service_of(service)}.service:{SERVICES[service_of(service)]}"],
+             nameko_target(service_of(service))],
             cwd=ROOT, env=self.env(service, crash_at), stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)  # a Ctrl-C reaches the harness, which stops the services itself
         log.close()

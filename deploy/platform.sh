@@ -18,11 +18,9 @@ read -r -a SERVICES <<< "${KOKEILU_INSTANCES:-proposals:8001 evaluation:8002 not
 BOOTSTRAP="${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:9092}"
 TOKEN_FILE="${KOKEILU_ADMIN_TOKEN_FILE:-$LOCAL/admin-token}"
 
-class_of() {
-  case "${1%%@*}" in
-    proposals) echo ProposalsService ;; evaluation) echo EvaluationService ;;
-    notifications) echo NotificationsService ;; catalogue) echo CatalogueService ;;
-  esac
+# What `nameko run` is given for a service: services/__init__.py, the one list of the services.
+target_of() {
+  (cd "$ROOT" && "$PY" -c 'import sys; from services import nameko_target; print(nameko_target(sys.argv[1]))' "${1%%@*}")
 }
 
 admin_token() {
@@ -67,7 +65,7 @@ start() {
       KOKEILU_WEBHOOK_ALLOWLIST="${KOKEILU_WEBHOOK_ALLOWLIST-127.0.0.0/8,::1}" \
       WEB_SERVER_ADDRESS="${WEB_SERVER_HOST:-127.0.0.1}:$port" \
       setsid "$PY" -W ignore::DeprecationWarning -m nameko run --config "services/$service/config.yaml" \
-      "services.$service.service:$(class_of "$name")" </dev/null >>"$LOGS/$name.log" 2>&1 &
+      "$(target_of "$name")" </dev/null >>"$LOGS/$name.log" 2>&1 &
     echo $! > "$pidfile"
   done
   for entry in "${SERVICES[@]}"; do

@@ -23,6 +23,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 from chaos.platform import free_port  # noqa: F401  (the one way tests choose a port)
 from kokeilu.contracts.proposals import SUBMISSION_EXAMPLE
+from services import SERVICES, nameko_target
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
@@ -32,8 +33,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 READER = {"Authorization": "Bearer reader-token"}
 READER_TOKENS = json.dumps([{"name": "reader", "scopes": ["proposals:read", "catalogue:read"],
                              "sha256": hashlib.sha256(b"reader-token").hexdigest()}])
-SERVICE_CLASSES = {"proposals": "ProposalsService", "evaluation": "EvaluationService",
-                   "notifications": "NotificationsService", "catalogue": "CatalogueService"}
+SERVICE_CLASSES = SERVICES  # services/__init__.py: the one list of the services and their classes
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 30, interval: float = 0.1, what: str = "condition"):
@@ -103,7 +103,7 @@ class Platform:
         log = open(self.tmp / f"{instance}.log", "ab")
         self.procs[instance] = subprocess.Popen(
             [sys.executable, "-W", "ignore::DeprecationWarning", "-m", "nameko", "run", "--config",
-             f"services/{service}/config.yaml", f"services.{service}.service:{SERVICE_CLASSES[service]}"],
+             f"services/{service}/config.yaml", nameko_target(service)],
             cwd=ROOT, env=self.env(service, port), stdout=log, stderr=subprocess.STDOUT)
         self.ports[instance] = port
         return self.procs[instance]

@@ -150,8 +150,8 @@ def service_classes_in(service: str) -> set[str]:
 def known_settings() -> set[str]:
     """Every environment variable a Kokeilu service reads through a settings class."""
     from kokeilu.http.server import HttpSettings
-    from services.notifications.emails import MailSettings
-    from services.notifications.service import NotificationSettings
+    from services.notifications.settings import MailSettings
+    from services.notifications.settings import NotificationSettings
     names = set(OTHER_ENV)
     for cls in (Settings, HttpSettings, MailSettings, NotificationSettings, CatalogueSettings):
         prefix = cls.model_config.get("env_prefix", "")

@@ -6,6 +6,11 @@ service sees a request is in inputs.py; the server's own limits (timeouts, conne
          response=ProposalView, status=201, errors=(409,), idempotent=True, example={...})
     def submit(self, request, body: Submission): ...
 
+A route raises the domain's own exceptions; the service's `errors` map ({exception class:
+Refusal}) says how each is answered, and this entrypoint answers so (`response_from_exception`):
+
+    errors = {UnknownProposal: Refusal(404, "not_found", fields={"proposal_id": "unknown"})}
+
 The route table (method, path, scope, body model) is also what the OpenAPI document is generated
 from (kokeilu/http/openapi.py); the arguments after `body` only describe the route there: the
 success `status` and `response` model, a `query` model, the `errors` a route raises beyond those
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import eventlet
@@ -52,6 +58,23 @@ class RouteDoc:
     idempotent: bool = False
     media_type: str = "application/json"
     example: dict | None = None
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """How a domain exception is answered over HTTP (a service's `errors` map): `status` and
+    `code`; the message is the exception's text unless `message` makes it; `fields` (a dict, or
+    made from the exception) and `extra` (made from it) go into the error body beside them."""
+    status: int
+    code: str
+    fields: dict[str, str] | Callable[[Exception], dict[str, str]] | None = None
+    message: Callable[[Exception], str] = str
+    extra: Callable[[Exception], dict] | None = None
+
+    def response(self, exc: Exception) -> Response:
+        fields = self.fields(exc) if callable(self.fields) else self.fields
+        extra = self.extra(exc) if self.extra else {}
+        return error_response(self.status, self.code, self.message(exc), fields, **extra)
 
 
 class BodyTimeout(ApiError):
@@ -117,6 +140,7 @@ class Api(HttpRequestHandler):
                             responses=dict(responses or {}), idempotent=idempotent, media_type=media_type,
                             example=example)
         kwargs.setdefault("expected_exceptions", (ApiError, ValidationError))
+        self.errors: dict[type[Exception], Refusal] = {}  # the service's, from setup()
         super().__init__(method, url, **kwargs)
 
     def setup(self):
@@ -124,6 +148,10 @@ class Api(HttpRequestHandler):
         self.tokens = TokenRegistry.from_settings(get_settings())
         self.metrics = metrics_for(self.container.service_name)
         self._signatures_ok: set[tuple] = set()
+        # The service's domain exceptions and how each is answered (expected: logged as a warning).
+        self.errors = dict(getattr(self.container.service_cls, "errors", None) or {})
+        expected = self.expected_exceptions
+        self.expected_exceptions = (expected if isinstance(expected, tuple) else (expected,)) + tuple(self.errors)
 
     def check_signature(self, args, kwargs):
         """nameko binds the arguments to the method on every request (inspect.getcallargs); whether
@@ -217,6 +245,9 @@ class Api(HttpRequestHandler):
             fields = validation_fields(exc)
             return error_response(422, "validation_failed",
                                   "the request is not valid: " + ", ".join(sorted(fields)), fields)
+        refusal = self._refusal(exc)
+        if refusal is not None:
+            return refusal.response(exc)
         if isinstance(exc, HTTPException):  # werkzeug's: body too large, client gone mid-body ...
             return http_error(exc)
         if is_transient(exc):
@@ -226,6 +257,15 @@ class Api(HttpRequestHandler):
             return response
         log.error("unhandled error in %s %s", self.method, self.url, exc_info=exc)
         return error_response(500, "internal_error", "internal error; it has been logged")
+
+    def _refusal(self, exc: Exception) -> Refusal | None:
+        """The service's answer to `exc`, by its class or the nearest base class the map names."""
+        if self.errors:
+            for cls in type(exc).__mro__:
+                refusal = self.errors.get(cls)
+                if refusal is not None:
+                    return refusal
+        return None
 
 
 api = Api.decorator

@@ -11,7 +11,7 @@ import itertools
 import sqlalchemy as sa
 
 from kokeilu import tracing
-from kokeilu.contracts import CONTENT_TYPE, CloudEvent, utcnow
+from kokeilu.contracts import CONTENT_TYPE, CloudEvent, new_event, utcnow
 from kokeilu.contracts.catalog import BY_NAME
 from kokeilu.faults import crash_point
 
@@ -40,7 +40,12 @@ class UnitOfWork:
     calls `remember_flow(id)`, so the store keeps that flow; one that acts on an aggregate
     outside its events (an HTTP request, a timer, a sensor's measurement) calls `join_flow(id)`
     first, and the events it records about the aggregate join the aggregate's flow.
+
+    A service's subclass names the CloudEvents `source` of what it publishes; its use cases
+    record events with `emit`.
     """
+
+    source: str | None = None  # the service's CloudEvents source (kokeilu.contracts.service_source)
 
     def __init__(self, database: Database, on_commit: Callable[[], None] | None = None):
         self.database = database
@@ -134,7 +139,26 @@ class UnitOfWork:
         the same work takes, so that two instances always lock in one order."""
         hold(self.conn, name)
 
+    def sharing(self, cls: type["UnitOfWork"]) -> "UnitOfWork":
+        """This unit of work's open transaction and outbox as a `cls` (a service's own, with its
+        repositories and source): for a callback the platform runs in a unit of work of its own
+        (a consumer's on_reject). What it records goes with this one's work, all or nothing."""
+        return cls.joining(self.database, self.conn, self._outbox)
+
     # outbox ---------------------------------------------------------------------------
+    def emit(self, event_type, data, subject: str, cause: CloudEvent | None = None, *,
+             correlationid: str | None = None, traceparent: str | None = None) -> None:
+        """Record a new event of `event_type` (a kokeilu.contracts.catalog entry) from this
+        service's `source` about `subject`, keyed by it, to be published after commit. `cause`,
+        the event being handled, carries its correlation id and trace on and is named as the
+        causation; without one, `correlationid` and `traceparent` say the flow (else it is the
+        flow in hand). Then `publish` puts it in its subject's joined flow, if any."""
+        if self.source is None:
+            raise TypeError(f"{type(self).__name__} has no source: a service's unit of work names it")
+        self.publish(new_event(event_type.name, data, source=self.source, subject=subject,
+                               dataschema=event_type.dataschema, cause=cause, correlationid=correlationid,
+                               traceparent=traceparent))
+
     def publish(self, event: CloudEvent, key: str | None = None) -> None:
         """Record an event to be published after commit, on the topic its type belongs to, in
         the flow in hand."""

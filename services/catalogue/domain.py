@@ -246,13 +246,3 @@ class Entry:
                                    reason=self.withdrawal_reason or "screening_failed", withdrawn_at=withdrawn_at)
             return replace(self, result=None, withdrawn=gone), "withdrawn"
         return self, None
-
-    # -- compatibility with the first release's use cases --------------------------------------
-    @property
-    def ready_to_publish(self) -> bool:
-        return self.result is None and self.visible
-
-    def publish(self, now: datetime, contact_unit: str) -> "Entry":
-        """Publish the view with `now` as its times (kept for callers that do not track event times)."""
-        entry = replace(self, first_seen_at=now, passed_at=now, proposal_at=now)
-        return replace(entry, result=entry.view(contact_unit))

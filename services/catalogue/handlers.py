@@ -1,7 +1,7 @@
 """Use cases of the catalogue service: apply a workflow event to its entry and publish what changed."""
 from __future__ import annotations
 
-from kokeilu.contracts import CloudEvent, new_event, service_source, utcnow  # noqa: F401  (utcnow: patched by tests)
+from kokeilu.contracts import CloudEvent
 from kokeilu.contracts import catalog as types
 from kokeilu.contracts.evaluation import EvaluationDecided, ScreeningCompleted
 from kokeilu.contracts.proposals import (MeasurementRecorded, PilotCompleted, PilotStarted, ProposalRevised,
@@ -12,7 +12,6 @@ from kokeilu.errors import PermanentError
 from .domain import SAFE_ID, Entry
 from .search import SearchPage, SearchQuery
 
-SOURCE = service_source("catalogue")  # <KOKEILU_EVENT_SOURCE_BASE>services/catalogue
 CONSUMER = "catalogue"
 
 PUBLIC_TYPES = {"published": types.RESULT_PUBLISHED, "updated": types.RESULT_UPDATED,
@@ -68,9 +67,7 @@ def apply(event: CloudEvent, data, uow, contact_unit: str) -> str:
         entry, public = entry.reconcile(contact_unit, series)
         if public is not None:
             body = entry.withdrawn if public == "withdrawn" else entry.result
-            kind = PUBLIC_TYPES[public]
-            uow.publish(new_event(kind.name, body, source=SOURCE, subject=body.result_id,
-                                  dataschema=kind.dataschema, cause=event), key=body.result_id)
+            uow.emit(PUBLIC_TYPES[public], body, body.result_id, event)
         uow.entries.save(entry)
         uow.commit()
     return public or "applied"
@@ -96,11 +93,6 @@ def kpi_days(proposal_id: str, uow):
     with uow:
         result = uow.entries.get(proposal_id).result
         return (None, {}) if result is None else (result, uow.entries.daily(proposal_id))
-
-
-def list_results(uow, limit: int, after: str | None):
-    with uow:
-        return uow.entries.published(limit, after)
 
 
 def search_results(query: SearchQuery, uow) -> SearchPage:

@@ -25,7 +25,7 @@ from kokeilu.contracts import InvalidEvent, decode, parse_envelope, topics
 from kokeilu.store import Database
 
 from . import handlers
-from .settings import CatalogueSettings
+from .settings import settings as catalogue_settings
 from .store import RebuildUnitOfWork
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -35,7 +35,7 @@ SOURCES = (topics.PROPOSALS, topics.EVALUATIONS)
 def rebuild(database_url: str, bootstrap: list[str] | None = None, progress=None, every: int = 500) -> dict:
     """Apply every event on the source topics to the store at `database_url`; returns counts."""
     settings = get_settings()
-    contact_unit = CatalogueSettings().contact_unit
+    contact_unit = catalogue_settings().contact_unit
     say = progress or (lambda line: None)
     database = Database(database_url, MIGRATIONS, settings.kokeilu_sqlite_busy_timeout_seconds)
     database.migrate()
@@ -94,8 +94,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", required=True, help="the fresh store, e.g. sqlite:///rebuilt.db")
     parser.add_argument("--bootstrap-servers", default=None, help="default: KAFKA_BOOTSTRAP_SERVERS")
-    parser.add_argument("--from-beginning", action="store_true", default=True,
-                        help="read the topics from their first offset (the only mode; kept for clarity)")
     parser.add_argument("--every", type=int, default=500, help="print progress every N records")
     args = parser.parse_args(argv)
     bootstrap = args.bootstrap_servers.split(",") if args.bootstrap_servers else None

@@ -14,21 +14,16 @@ from kokeilu.kafka.consumer import consume
 from kokeilu.platform import Store
 
 from . import handlers, metrics, opendata, portal
+from .api import ERRORS, query_args
 from .search import BadCursor, ResultPage, SearchQuery
-from .settings import CatalogueSettings
+from .settings import settings
 from .store import CatalogueUnitOfWork
-
-
-def query_args(request) -> dict:
-    """Query parameters; a repeated one (status=a&status=b) is read as a list."""
-    return {k: ",".join(v) if len(v) > 1 else v[0] for k, v in request.args.lists()}
 
 
 class CatalogueService(service_base.PlatformService):
     name = "catalogue"
     uow = Store(CatalogueUnitOfWork)
-    settings = CatalogueSettings()
-    contact_unit = settings.contact_unit
+    errors = ERRORS
 
     @api("GET", "/v1/results/<proposal_id>", scope="catalogue:read", response=Result)
     def get(self, request, proposal_id):
@@ -38,11 +33,7 @@ class CatalogueService(service_base.PlatformService):
     @api("GET", "/v1/results", scope="catalogue:read", query=SearchQuery, response=ResultPage)
     def list(self, request):
         """Search the catalogue: full text, filters, facets, sorting and cursor pagination."""
-        query = SearchQuery.model_validate(query_args(request))
-        try:
-            page = handlers.search_results(query, self.uow())
-        except BadCursor as exc:
-            raise Unprocessable(f"the request is not valid: cursor ({exc})", {"cursor": str(exc)}) from None
+        page = handlers.search_results(SearchQuery.model_validate(query_args(request)), self.uow())
         return {"items": [r.model_dump(mode="json") for r in page.items], "total": page.total,
                 "facets": page.facets, "next_cursor": page.next_cursor}
 
@@ -52,13 +43,13 @@ class CatalogueService(service_base.PlatformService):
     def catalog_jsonld(self, request):
         """The catalogue as open data: DCAT-AP 3, JSON-LD."""
         results, languages = handlers.open_data(self.uow())
-        body = opendata.catalog_jsonld(results, self.settings.public_base_url, self.contact_unit, languages)
+        body = opendata.catalog_jsonld(results, settings().public_base_url, settings().contact_unit, languages)
         return Response(_json(body), mimetype="application/ld+json")
 
     @api("GET", "/v1/results.csv", public=True, media_type="text/csv")
     def results_csv(self, request):
         """Every result as CSV (open data)."""
-        body = opendata.results_csv(handlers.all_results(self.uow()), self.settings.public_base_url)
+        body = opendata.results_csv(handlers.all_results(self.uow()), settings().public_base_url)
         return Response(body, mimetype="text/csv", headers={
             "Content-Disposition": 'attachment; filename="kokeilu-results.csv"'})
 
@@ -116,7 +107,7 @@ class CatalogueService(service_base.PlatformService):
 
     @property
     def base(self) -> str:
-        return self.settings.public_base_url
+        return settings().public_base_url
 
     def _search_page(self, request):
         args = query_args(request)
@@ -169,7 +160,7 @@ class CatalogueService(service_base.PlatformService):
 
     @consume(topics.PROPOSALS, topics.EVALUATIONS, types=handlers.HANDLED)
     def on_workflow_event(self, event, data):
-        return self._counted(handlers.apply(event, data, self.uow(), self.contact_unit))
+        return self._counted(handlers.apply(event, data, self.uow(), settings().contact_unit))
 
     @staticmethod
     def _counted(outcome: str) -> str:

@@ -14,8 +14,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from kokeilu.contracts.evaluation import Decision
 from kokeilu.contracts.proposals import PilotCompleted, ProposalSubmitted
 from kokeilu.contracts.results import Result, ResultWithdrawn, series_budget
+from kokeilu.contracts import service_source
 from kokeilu.store import UnitOfWork, UtcDateTime, add_messaging_tables
-from kokeilu.store.paging import newest_first_after
 
 from .domain import DailyKpi, Entry, Measurement, series_points
 from .search import SearchPage, SearchQuery, search
@@ -203,12 +203,6 @@ class EntryRepository:
         """Every KPI's series as a result of `kpis` KPIs carries it (contracts.results.series_budget)."""
         return {kpi: series_points(days, series_budget(kpis)) for kpi, days in self.daily(result_id).items()}
 
-    def published(self, limit: int, after: str | None) -> list[Result]:
-        """Newest first, after the result with id `after` (the first release's paging)."""
-        query = (sa.select(results.c.document).order_by(results.c.published_at.desc(), results.c.result_id.desc()))
-        query = newest_first_after(self.conn, query, results.c.published_at, results.c.result_id, after)
-        return [Result.model_validate(r.document) for r in self.conn.execute(query.limit(limit))]
-
     def search(self, query: SearchQuery) -> SearchPage:
         return search(self.conn, results, query)
 
@@ -231,7 +225,12 @@ class EntryRepository:
         return self.conn.execute(sa.select(sa.func.count()).select_from(results)).scalar_one()
 
 
+SOURCE = service_source("catalogue")  # <KOKEILU_EVENT_SOURCE_BASE>services/catalogue
+
+
 class CatalogueUnitOfWork(UnitOfWork):
+    source = SOURCE  # of every event this service publishes
+
     def bind(self, conn):
         self.entries = EntryRepository(conn)
 

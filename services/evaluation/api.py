@@ -1,7 +1,7 @@
-"""Evaluation over HTTP: request bodies and the domain's refusals as HTTP errors."""
+"""Evaluation over HTTP: request bodies, responses, and how the domain's refusals are answered
+(ERRORS, read by the `api` entrypoint)."""
 from __future__ import annotations
 
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -11,10 +11,9 @@ from kokeilu.contracts.evaluation import Decision, RuleFailure
 
 from kokeilu.contracts.bounds import Reason, text
 
-from kokeilu.http import ApiError, Conflict, NotFound, Unprocessable
+from kokeilu.http.entrypoint import Refusal
 
-from .domain import EvaluationRefused, InvalidScores, NotAssigned
-from .handlers import UnknownEvaluation
+from .domain import EvaluationRefused, InvalidScores, NotAssigned, UnknownEvaluation
 
 MANAGE = "evaluation:manage"
 
@@ -122,22 +121,13 @@ SCORES_EXAMPLE = {"scores": {"strategy_fit": 4, "feasibility": 4, "impact": 5, "
                              "reuse_scalability": 4}, "comment": "A clear hypothesis and a realistic budget."}
 
 
-class NotAssignedError(ApiError):
-    status, code = 403, "not_assigned"
-
-
-@contextmanager
-def domain_errors():
-    try:
-        yield
-    except UnknownEvaluation as exc:
-        raise NotFound(str(exc), {"proposal_id": "unknown"}) from None
-    except NotAssigned as exc:
-        raise NotAssignedError(str(exc)) from None
-    except EvaluationRefused as exc:
-        raise Conflict(str(exc)) from None
-    except InvalidScores as exc:
-        raise Unprocessable(str(exc), {f"scores.{k}": v for k, v in exc.fields.items()}) from None
+ERRORS = {
+    UnknownEvaluation: Refusal(404, "not_found", fields={"proposal_id": "unknown"}),
+    NotAssigned: Refusal(403, "not_assigned"),
+    EvaluationRefused: Refusal(409, "conflict"),
+    InvalidScores: Refusal(422, "validation_failed",
+                           fields=lambda exc: {f"scores.{k}": v for k, v in exc.fields.items()}),
+}
 
 
 def is_manager(request) -> bool:

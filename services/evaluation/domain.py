@@ -41,6 +41,10 @@ class EvaluationRefused(Exception):
     """The step is not possible now (409)."""
 
 
+class UnknownEvaluation(LookupError):
+    """No evaluation of that proposal (404)."""
+
+
 class NotAssigned(Exception):
     """The evaluator is not (or no longer) assigned to this evaluation (403)."""
 

@@ -3,17 +3,15 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from kokeilu.contracts import CloudEvent, new_event, service_source, utcnow
+from kokeilu.contracts import CloudEvent, utcnow
 from kokeilu.contracts import catalog as types
 from kokeilu.contracts.evaluation import EvaluationDecided, EvaluationOpened, EvaluationOverdue, ScreeningCompleted
 from kokeilu.contracts.proposals import ProposalRevised, ProposalStatus, ProposalStatusChanged, ProposalSubmitted
 
-from . import metrics
-from .domain import Evaluation, assign
+from .domain import Evaluation, UnknownEvaluation, assign
 from .screening import ScreeningPolicy, screen
 from .settings import Workflow
 
-SOURCE = service_source("evaluation")  # <KOKEILU_EVENT_SOURCE_BASE>services/evaluation
 CONSUMER = "evaluation"
 # Held by whatever reads the open proposals or the evaluators' workload to decide (UnitOfWork.lock).
 SCREENING_LOCK = "evaluation.screening-and-panels"
@@ -21,29 +19,41 @@ SCREENING_LOCK = "evaluation.screening-and-panels"
 CLOSED = {ProposalStatus.screening_failed, ProposalStatus.rejected, ProposalStatus.completed, ProposalStatus.withdrawn}
 
 
-class UnknownEvaluation(LookupError):
-    pass
+class Figures:
+    """What the use cases report of what happened, after it is committed: the service passes its
+    metrics module, which has these functions; this one counts nothing."""
+
+    @staticmethod
+    def observe_stage(stage: str, seconds: float) -> None:
+        """Time a proposal spent in screening or in evaluation."""
+
+    @staticmethod
+    def count_decision(decision: str, disagreement: bool) -> None:
+        """A panel's decision."""
+
+    @staticmethod
+    def count_overdue(n: int) -> None:
+        """Evaluations that went past their SLA just now."""
 
 
-def _emit(uow, event_type, data, subject: str, cause: CloudEvent | None = None) -> None:
-    uow.publish(new_event(event_type.name, data, source=SOURCE, subject=subject,
-                          dataschema=event_type.dataschema, cause=cause))
+UNCOUNTED = Figures()
 
 
 # proposals' events ---------------------------------------------------------------------------
 def on_proposal_submitted(event: CloudEvent, proposal: ProposalSubmitted, uow, policy: ScreeningPolicy,
-                          workflow: Workflow | None = None) -> str:
-    return _screen_and_open(event, proposal, uow, policy, workflow or Workflow())
+                          workflow: Workflow | None = None, figures: Figures = UNCOUNTED) -> str:
+    return _screen_and_open(event, proposal, uow, policy, workflow or Workflow(), figures)
 
 
 def on_proposal_revised(event: CloudEvent, revised: ProposalRevised, uow, policy: ScreeningPolicy,
-                        workflow: Workflow | None = None) -> str:
+                        workflow: Workflow | None = None, figures: Figures = UNCOUNTED) -> str:
     """A revision is screened again and, when it passes, evaluated by a new panel."""
     content = ProposalSubmitted(**revised.model_dump(exclude={"revised_at"}), submitted_at=revised.revised_at)
-    return _screen_and_open(event, content, uow, policy, workflow or Workflow())
+    return _screen_and_open(event, content, uow, policy, workflow or Workflow(), figures)
 
 
-def _screen_and_open(event: CloudEvent, proposal: ProposalSubmitted, uow, policy: ScreeningPolicy, wf: Workflow) -> str:
+def _screen_and_open(event: CloudEvent, proposal: ProposalSubmitted, uow, policy: ScreeningPolicy, wf: Workflow,
+                     figures: Figures) -> str:
     now = utcnow()
     pid = proposal.proposal_id
     opened = None
@@ -62,7 +72,7 @@ def _screen_and_open(event: CloudEvent, proposal: ProposalSubmitted, uow, policy
                                      focus_area=proposal.focus_area.value)
         uow.screenings.add(outcome, proposal.focus_area.value, proposal.title, proposal.submitted_at, proposal.revision)
         uow.known.upsert(pid, proposal.title, not failures, now)
-        _emit(uow, types.SCREENING_COMPLETED, outcome, pid, event)
+        uow.emit(types.SCREENING_COMPLETED, outcome, pid, event)
         current = uow.evaluations.current(pid)
         if not failures and (current is None or current.revision < proposal.revision):
             if current is not None:
@@ -73,11 +83,11 @@ def _screen_and_open(event: CloudEvent, proposal: ProposalSubmitted, uow, policy
                                      proposal.budget_eur, proposal.external_funding_sought, evaluators, now,
                                      now + timedelta(hours=wf.evaluation_sla_hours))
             uow.evaluations.add(opened)
-            _emit(uow, types.EVALUATION_OPENED,
-                  EvaluationOpened(proposal_id=pid, focus_area=opened.focus_area, evaluators=evaluators,
-                                   opened_at=now, due_at=opened.due_at), pid, event)
+            uow.emit(types.EVALUATION_OPENED,
+                     EvaluationOpened(proposal_id=pid, focus_area=opened.focus_area, evaluators=evaluators,
+                                      opened_at=now, due_at=opened.due_at), pid, event)
         uow.commit()
-    metrics.observe_stage("screening", (now - proposal.submitted_at).total_seconds())
+    figures.observe_stage("screening", (now - proposal.submitted_at).total_seconds())
     return "applied"
 
 
@@ -113,7 +123,7 @@ def _conclude_if_quorum(uow, evaluation: Evaluation, wf: Workflow, now: datetime
         return evaluation
     decided = evaluation.conclude(wf.rubric, now)
     o = decided.outcome
-    _emit(uow, types.EVALUATION_DECIDED, EvaluationDecided(
+    uow.emit(types.EVALUATION_DECIDED, EvaluationDecided(
         proposal_id=decided.proposal_id, decision=o.decision, weighted_score=o.weighted_score,
         threshold=wf.rubric.approve_at, criterion_averages=o.criterion_averages, rationale=o.rationale,
         disagreement=o.disagreement, external_funding_recommended=o.external_funding_recommended,
@@ -122,14 +132,14 @@ def _conclude_if_quorum(uow, evaluation: Evaluation, wf: Workflow, now: datetime
     return decided
 
 
-def _after(decided: Evaluation, before: Evaluation) -> None:
+def _after(decided: Evaluation, before: Evaluation, figures: Figures) -> None:
     if decided.status == "decided" and before.status == "open":
-        metrics.observe_stage("evaluation", (decided.decided_at - decided.opened_at).total_seconds())
-        metrics.count_decision(decided.outcome.decision.value, decided.outcome.disagreement)
+        figures.observe_stage("evaluation", (decided.decided_at - decided.opened_at).total_seconds())
+        figures.count_decision(decided.outcome.decision.value, decided.outcome.disagreement)
 
 
 def declare_conflict(proposal_id: str, evaluator: str, conflict: bool, reason: str | None, uow,
-                     wf: Workflow) -> Evaluation:
+                     wf: Workflow, figures: Figures = UNCOUNTED) -> Evaluation:
     now = utcnow()
     with uow:
         if conflict:  # a replacement is chosen from the workload: in turn with screenings
@@ -144,23 +154,23 @@ def declare_conflict(proposal_id: str, evaluator: str, conflict: bool, reason: s
         after = _conclude_if_quorum(uow, before.declare(evaluator, conflict, reason, now, replacement), wf, now)
         uow.evaluations.save(after)
         uow.commit()
-    _after(after, before)
+    _after(after, before, figures)
     return after
 
 
 def submit_scores(proposal_id: str, evaluator: str, scores: dict[str, int], comment: str | None, uow,
-                  wf: Workflow) -> Evaluation:
+                  wf: Workflow, figures: Figures = UNCOUNTED) -> Evaluation:
     now = utcnow()
     with uow:
         before = _current(uow, proposal_id)
         after = _conclude_if_quorum(uow, before.score(evaluator, scores, comment, now), wf, now)
         uow.evaluations.save(after)
         uow.commit()
-    _after(after, before)
+    _after(after, before, figures)
     return after
 
 
-def flag_overdue(uow, now: datetime | None = None) -> int:
+def flag_overdue(uow, now: datetime | None = None, figures: Figures = UNCOUNTED) -> int:
     """Emit evaluation.overdue once for each open evaluation past its due time."""
     now = now or utcnow()
     flagged = 0
@@ -170,22 +180,23 @@ def flag_overdue(uow, now: datetime | None = None) -> int:
                 continue  # another instance flagged it first
             sla = (evaluation.due_at - evaluation.opened_at).total_seconds() / 3600
             uow.join_flow(evaluation.proposal_id)
-            _emit(uow, types.EVALUATION_OVERDUE, EvaluationOverdue(
+            uow.emit(types.EVALUATION_OVERDUE, EvaluationOverdue(
                 proposal_id=evaluation.proposal_id, opened_at=evaluation.opened_at, due_at=evaluation.due_at,
                 sla_hours=round(sla, 6)), evaluation.proposal_id)
             flagged += 1
         uow.commit()
-    metrics.count_overdue(flagged)
+    figures.count_overdue(flagged)
     return flagged
 
 
 # queries -------------------------------------------------------------------------------------
-def get_evaluation(proposal_id: str, uow, viewer: str | None = None, manager: bool = False) -> dict | None:
+def get_evaluation(proposal_id: str, uow, viewer: str | None = None, manager: bool = False) -> dict:
+    """The proposal's screening and current evaluation; UnknownEvaluation when it has neither."""
     with uow:
         screening = uow.screenings.get(proposal_id)
         evaluation = uow.evaluations.current(proposal_id)
     if screening is None and evaluation is None:
-        return None
+        raise UnknownEvaluation(f"no evaluation for proposal {proposal_id}")
     body = screening or {"proposal_id": proposal_id}
     body["evaluation"] = evaluation.view(viewer, manager) if evaluation else None
     return body

@@ -6,14 +6,14 @@ from nameko.timer import timer
 from kokeilu.contracts import catalog as types
 from kokeilu.contracts import topics
 from kokeilu.contracts.proposals import ProposalRevised, ProposalStatusChanged, ProposalSubmitted
-from kokeilu.http import NotFound, api
+from kokeilu.http import api
 from kokeilu.kafka.consumer import consume
 from kokeilu.platform import Store
 from kokeilu import service_base
 
 from . import handlers, metrics
-from .api import (CONFLICT_EXAMPLE, MANAGE, SCORES_EXAMPLE, ConflictBody, EvaluationList, EvaluationListQuery,
-                  EvaluationView, ProposalEvaluationView, Queue, ScoresBody, domain_errors, is_manager)
+from .api import (CONFLICT_EXAMPLE, ERRORS, MANAGE, SCORES_EXAMPLE, ConflictBody, EvaluationList, EvaluationListQuery,
+                  EvaluationView, ProposalEvaluationView, Queue, ScoresBody, is_manager)
 from .settings import policy, workflow
 from .store import EvaluationUnitOfWork
 
@@ -21,6 +21,7 @@ from .store import EvaluationUnitOfWork
 class EvaluationService(service_base.PlatformService):
     name = "evaluation"
     uow = Store(EvaluationUnitOfWork)
+    errors = ERRORS
 
     @api("GET", "/v1/evaluations/queue", scope="evaluation:write", response=Queue)
     def queue(self, request):
@@ -36,42 +37,37 @@ class EvaluationService(service_base.PlatformService):
     @api("GET", "/v1/evaluations/<proposal_id>", scope="evaluation:read", response=ProposalEvaluationView)
     def get(self, request, proposal_id):
         """The evaluation of a proposal."""
-        evaluation = handlers.get_evaluation(proposal_id, self.uow(), request.principal.name, is_manager(request))
-        if evaluation is None:
-            raise NotFound(f"no evaluation for proposal {proposal_id}", {"proposal_id": "unknown"})
-        return evaluation
+        return handlers.get_evaluation(proposal_id, self.uow(), request.principal.name, is_manager(request))
 
     @api("POST", "/v1/evaluations/<proposal_id>/conflict", scope="evaluation:write", body=ConflictBody,
          response=EvaluationView, errors=(403, 409), example=CONFLICT_EXAMPLE)
     def declare_conflict(self, request, proposal_id, body: ConflictBody):
         """Declare whether the token's evaluator has a conflict of interest (one who has is recused and replaced)."""
-        with domain_errors():
-            e = handlers.declare_conflict(proposal_id, request.principal.name, body.conflict, body.reason,
-                                          self.uow(), workflow())
+        e = handlers.declare_conflict(proposal_id, request.principal.name, body.conflict, body.reason, self.uow(),
+                                      workflow(), metrics)
         return e.view(request.principal.name, is_manager(request))
 
     @api("POST", "/v1/evaluations/<proposal_id>/scores", scope="evaluation:write", body=ScoresBody,
          response=EvaluationView, errors=(403, 409), example=SCORES_EXAMPLE)
     def submit_scores(self, request, proposal_id, body: ScoresBody):
         """Score a proposal on the rubric (0 to 5 per criterion); at quorum the panel decides."""
-        with domain_errors():
-            e = handlers.submit_scores(proposal_id, request.principal.name, body.scores, body.comment,
-                                       self.uow(), workflow())
+        e = handlers.submit_scores(proposal_id, request.principal.name, body.scores, body.comment, self.uow(),
+                                   workflow(), metrics)
         return e.view(request.principal.name, is_manager(request))
 
     @consume(topics.PROPOSALS, types=(types.PROPOSAL_SUBMITTED, types.PROPOSAL_REVISED, types.PROPOSAL_STATUS_CHANGED))
     def on_proposal_event(self, event, data):
         if isinstance(data, ProposalSubmitted):
-            return handlers.on_proposal_submitted(event, data, self.uow(), policy(), workflow())
+            return handlers.on_proposal_submitted(event, data, self.uow(), policy(), workflow(), metrics)
         if isinstance(data, ProposalRevised):
-            return handlers.on_proposal_revised(event, data, self.uow(), policy(), workflow())
+            return handlers.on_proposal_revised(event, data, self.uow(), policy(), workflow(), metrics)
         if isinstance(data, ProposalStatusChanged):
             return handlers.on_status_changed(event, data, self.uow())
         return "ignored"
 
     @timer(interval=workflow().overdue_check_seconds)
     def check_overdue(self):
-        handlers.flag_overdue(self.uow())
+        handlers.flag_overdue(self.uow(), figures=metrics)
 
     def refresh_metrics(self):
         metrics.refresh(self.uow(), workflow().panels)

@@ -41,12 +41,16 @@ class EvaluationSettings(BaseSettings):
 
 
 @lru_cache
+def settings() -> EvaluationSettings:
+    return EvaluationSettings()
+
+
 def policy() -> ScreeningPolicy:
-    return EvaluationSettings().screening_policy
+    return settings().screening_policy
 
 
 @lru_cache
 def workflow() -> Workflow:
-    s = EvaluationSettings()
+    s = settings()
     return Workflow(panels=s.panels, evaluators_per_proposal=s.evaluators_per_proposal, rubric=s.rubric,
                     evaluation_sla_hours=s.evaluation_sla_hours, overdue_check_seconds=s.overdue_check_seconds)

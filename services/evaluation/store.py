@@ -8,6 +8,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from kokeilu.contracts.evaluation import Decision, RuleFailure, ScreeningCompleted
+from kokeilu.contracts import service_source
 from kokeilu.store import UnitOfWork, UtcDateTime, add_flows_table, add_messaging_tables
 
 from .domain import Assignment, Evaluation, Outcome
@@ -292,7 +293,12 @@ class EvaluationRepository:
         return out
 
 
+SOURCE = service_source("evaluation")  # <KOKEILU_EVENT_SOURCE_BASE>services/evaluation
+
+
 class EvaluationUnitOfWork(UnitOfWork):
+    source = SOURCE  # of every event this service publishes
+
     def bind(self, conn):
         self.screenings = ScreeningRepository(conn)
         self.known = KnownProposalRepository(conn)

@@ -103,6 +103,10 @@ class SubscriptionChange(BaseModel):
     _url_has_no_credentials = field_validator("url")(_no_credentials)
 
 
+class InvalidChange(ValueError):
+    """A change that would leave a subscription invalid (e.g. a webhook without a URL)."""
+
+
 @dataclass(frozen=True)
 class Caller:
     """Who calls the subscriptions API: the token's name; `admin` sees and manages every
@@ -147,7 +151,7 @@ class Subscription:
         return True
 
     def changed(self, change: SubscriptionChange) -> "Subscription":
-        """This subscription with `change` applied; ValueError when the result is not a valid subscription."""
+        """This subscription with `change` applied; InvalidChange when the result is not a valid subscription."""
         given = change.model_dump(exclude_unset=True)
         values = dict(self.__dict__)
         for name in ("subscriber", "mode"):
@@ -161,7 +165,10 @@ class Subscription:
             values["language"] = change.language.value
         if change.filter is not None:
             values["filter"] = change.filter
-        _check_channel(values["channel"], values["url"], values["email"], values["mode"])
+        try:
+            _check_channel(values["channel"], values["url"], values["email"], values["mode"])
+        except ValueError as exc:
+            raise InvalidChange(str(exc)) from None
         return Subscription(**values)
 
 
@@ -266,3 +273,17 @@ class RetryPolicy:
         """Exponential backoff with full jitter after `attempts` tries."""
         ceiling = min(self.cap_seconds, self.base_seconds * (2 ** (attempts - 1)))
         return now + timedelta(seconds=(rng or random).uniform(ceiling / 2, ceiling))
+
+
+# -- e-mail ---------------------------------------------------------------------------------
+_DOMAIN_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+
+def check_domain(domain: str) -> str:
+    """`domain` (lower case) when it is a full domain name (at least two labels, an alphabetic
+    top-level label); ValueError otherwise."""
+    domain = domain.strip().lower().rstrip(".")
+    labels = domain.split(".")
+    if (len(domain) > 253 or len(labels) < 2 or not all(_DOMAIN_LABEL.fullmatch(label) for label in labels)
+            or not re.fullmatch(r"[a-z]{2,63}", labels[-1])):
+        raise ValueError(f"{domain!r} is not a full domain name (such as kokeilu.espoo.fi)")
+    return domain

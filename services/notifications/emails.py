@@ -28,7 +28,9 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from nameko.extensions import DependencyProvider
-from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .domain import check_domain
+from .settings import MailSettings, mail_settings
 
 LANGUAGES = ("fi", "sv", "en")
 _loader = FileSystemLoader(Path(__file__).parent / "templates")
@@ -46,18 +48,7 @@ POLICY = email_policy.default.clone(refold_source="none")
 MAX_LINE = 78           # RFC 5322's recommended line length, which the folding keeps to
 MAX_ENCODED_WORD = 75   # RFC 2047
 _Q_LITERAL = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
-_DOMAIN_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 
-
-class MailSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="KOKEILU_SMTP_", extra="ignore")
-    host: str = "127.0.0.1"
-    port: int = 25
-    sender: str = "kokeilu@espoo.example"
-    starttls: bool = False
-    username: str | None = None
-    password: str | None = None
-    timeout_seconds: float = 10
 
 
 @dataclass(frozen=True)
@@ -151,17 +142,6 @@ def _encoded_words(subject: str, first: int) -> str:
     return "\n ".join(words)
 
 
-def check_domain(domain: str) -> str:
-    """`domain` (lower case) when it is a full domain name (at least two labels, an alphabetic
-    top-level label); ValueError otherwise."""
-    domain = domain.strip().lower().rstrip(".")
-    labels = domain.split(".")
-    if (len(domain) > 253 or len(labels) < 2 or not all(_DOMAIN_LABEL.fullmatch(label) for label in labels)
-            or not re.fullmatch(r"[a-z]{2,63}", labels[-1])):
-        raise ValueError(f"{domain!r} is not a full domain name (such as kokeilu.espoo.fi)")
-    return domain
-
-
 def compose(sender: str, to: str, mail: Rendered, *, domain: str, message_id: str | None = None,
             unsubscribe_url: str | None = None, now: datetime | None = None) -> EmailMessage:
     """The message as it is sent: multipart/alternative (text/plain, then text/html), headers as
@@ -231,7 +211,7 @@ class MailSender(DependencyProvider):
         super().__init__(**kwargs)
 
     def setup(self):
-        self.settings = MailSettings()
+        self.settings = mail_settings()
 
     def get_dependency(self, worker_ctx):
         settings, domain = self.settings, self.domain

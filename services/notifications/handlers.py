@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from kokeilu.contracts import CloudEvent, new_event, service_source, utcnow
+from kokeilu.contracts import CloudEvent, utcnow
 from kokeilu.contracts import catalog as types
 from kokeilu.contracts.notifications import DeliveryOutcome
 from kokeilu.contracts.evaluation import ScreeningCompleted
@@ -19,7 +19,6 @@ from kokeilu.privacy import redact
 from .domain import (Caller, DeliveryStatus, NewSubscription, RetryPolicy, Subscription, SubscriptionChange,
                      redact_event_data, resident_name, signature, window_end)
 
-SOURCE = service_source("notifications")  # <KOKEILU_EVENT_SOURCE_BASE>services/notifications
 CONSUMER = "notifications"
 LEASE = timedelta(seconds=60)
 # Status changes a proposer hears about (the step into screening is internal and immediate).
@@ -309,11 +308,11 @@ def deliver_due(uow_factory, send: Sender, policy: RetryPolicy, limit: int = 50,
             uow.deliveries.record_attempt(d.id, attempt, now, status_code, latency, error, status, next_at)
             if status is not DeliveryStatus.pending:
                 outcome = types.DELIVERY_SUCCEEDED if ok else types.DELIVERY_FAILED
-                uow.publish(new_event(outcome.name, DeliveryOutcome(
+                uow.emit(outcome, DeliveryOutcome(
                     delivery_id=d.id, subscription_id=d.subscription_id, channel=d.channel, event_id=d.event_id,
                     event_type=d.event_type, attempts=attempt, status_code=status_code, error=error),
-                    source=SOURCE, subject=d.subscription_id, dataschema=outcome.dataschema,
-                    correlationid=d.correlation_id, traceparent=d.traceparent))  # the delivered event's flow
+                    d.subscription_id,
+                    correlationid=d.correlation_id, traceparent=d.traceparent)  # the delivered event's flow
             uow.commit()
         if observe:
             observe(d.channel, "succeeded" if ok else ("retrying" if status is DeliveryStatus.pending else "dead_lettered"),

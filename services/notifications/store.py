@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from kokeilu.contracts import service_source
 from kokeilu.store import UnitOfWork, UtcDateTime, add_messaging_tables
 
 from .domain import DeliveryStatus, Subscription, SubscriptionFilter
@@ -313,7 +314,12 @@ class DigestRepository:
         self.conn.execute(digest_runs.update().where(digest_runs.c.window_end == end).values(items=items, digests=digests))
 
 
+SOURCE = service_source("notifications")  # <KOKEILU_EVENT_SOURCE_BASE>services/notifications
+
+
 class NotificationsUnitOfWork(UnitOfWork):
+    source = SOURCE  # of every event this service publishes
+
     def bind(self, conn):
         self.subscriptions = SubscriptionRepository(conn)
         self.deliveries = DeliveryRepository(conn, self.database.is_sqlite)

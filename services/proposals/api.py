@@ -1,7 +1,7 @@
-"""How proposals look over HTTP: responses, request bodies, list query, and domain errors as HTTP errors."""
+"""How proposals look over HTTP: responses, request bodies, list query, and how the domain's
+refusals are answered (ERRORS, read by the `api` entrypoint)."""
 from __future__ import annotations
 
-from contextlib import contextmanager
 from datetime import datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -10,11 +10,9 @@ from kokeilu.contracts.bounds import LongText, Measure, Name, Reason
 from kokeilu.contracts.evaluation import Decision, RuleFailure
 from kokeilu.contracts.proposals import (MAX_KPIS, Environment, FocusArea, KpiActual, PilotOutcome, ProposalStatus,
                                          SUBMISSION_EXAMPLE, Submission)
-from kokeilu.http import Conflict, NotFound, Unprocessable
+from kokeilu.http.entrypoint import Refusal
 
-from .domain import IllegalTransition, MeasurementRefused, Proposal
-from .handlers import UnknownProposal
-from .store import pilot_json
+from .domain import IllegalTransition, MeasurementRefused, Proposal, UnknownProposal, pilot_json
 
 
 def proposal_json(p: Proposal) -> dict:
@@ -146,18 +144,10 @@ COMPLETE_PILOT_EXAMPLE = {"outcome": "scale_up", "actual_kpis": [{"name": "daily
                           "lessons_learned": "Residents used the shuttle at peak hours."}
 
 
-class IllegalTransitionError(Conflict):
-    code = "illegal_transition"
-
-
-@contextmanager
-def domain_errors():
-    """The domain's refusals as HTTP errors: 404 unknown, 409 illegal transition, 422 refused measurement."""
-    try:
-        yield
-    except UnknownProposal as exc:
-        raise NotFound(str(exc), {"proposal_id": "unknown"}) from None
-    except IllegalTransition as exc:
-        raise IllegalTransitionError(str(exc), current_status=exc.status.value, allowed_actions=exc.allowed) from None
-    except MeasurementRefused as exc:
-        raise Unprocessable(str(exc), {"kpi": str(exc)}) from None
+# The domain's refusals: 404 unknown, 409 illegal transition (with where the proposal stands), 422 refused measurement.
+ERRORS = {
+    UnknownProposal: Refusal(404, "not_found", fields={"proposal_id": "unknown"}),
+    IllegalTransition: Refusal(409, "illegal_transition",
+                               extra=lambda exc: {"current_status": exc.status.value, "allowed_actions": exc.allowed}),
+    MeasurementRefused: Refusal(422, "validation_failed", fields=lambda exc: {"kpi": str(exc)}),
+}

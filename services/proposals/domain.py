@@ -47,6 +47,10 @@ class MeasurementRefused(Exception):
     """A measurement that cannot belong to this proposal (wrong state or unknown KPI)."""
 
 
+class UnknownProposal(LookupError):
+    """No proposal with that id."""
+
+
 @dataclass(frozen=True)
 class Pilot:
     started_at: datetime
@@ -55,6 +59,15 @@ class Pilot:
     actual_kpis: tuple[KpiActual, ...] = ()
     lessons_learned: str | None = None
     completed_at: datetime | None = None
+
+
+def pilot_json(p: Pilot | None) -> dict | None:
+    """A pilot as JSON: how the store keeps it and the API shows it."""
+    if p is None:
+        return None
+    return {"started_at": p.started_at.isoformat(), "planned_end": p.planned_end and p.planned_end.isoformat(),
+            "outcome": p.outcome and p.outcome.value, "actual_kpis": [a.model_dump(mode="json") for a in p.actual_kpis],
+            "lessons_learned": p.lessons_learned, "completed_at": p.completed_at and p.completed_at.isoformat()}
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Use cases of the proposals service: message (command or event) first, then the unit of work.
 
-Every change of state and the events that say so happen in one unit of work; metrics are
-counted after it commits.
+Every change of state and the events that say so happen in one unit of work; what happened is
+reported to `figures` after it commits (the service passes its metrics module; by default it
+goes nowhere).
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import uuid
 from datetime import datetime
 from types import SimpleNamespace
 
-from kokeilu.contracts import CloudEvent, new_event, service_source, utcnow
+from kokeilu.contracts import CloudEvent, utcnow
 from kokeilu.contracts import catalog as types
 from kokeilu.contracts.evaluation import EvaluationDecided, ScreeningCompleted
 from kokeilu.contracts.proposals import (IntakeMeasurement, IntakeRejected, KpiActual, MeasurementRecorded,
@@ -19,41 +20,52 @@ from kokeilu.contracts.proposals import (IntakeMeasurement, IntakeRejected, KpiA
                                          Submission)
 from kokeilu.errors import PermanentError
 
-from . import metrics
-from .domain import DecisionRecord, IllegalTransition, MeasurementRefused, Proposal, Status
+from .domain import (DECISION_ACTIONS, DecisionRecord, IllegalTransition, MeasurementRefused, Proposal, Status,
+                     UnknownProposal)
 
-SOURCE = service_source("proposals")  # <KOKEILU_EVENT_SOURCE_BASE>services/proposals
 CONSUMER = "proposals"
 # Inbox name of the intake-rejected events: one rejection per intake event (source + id).
 REJECTIONS = "proposals.intake-rejections"
 
 
-class UnknownProposal(LookupError):
-    pass
+class Figures:
+    """What the use cases report of what happened, after it is committed: the service passes its
+    metrics module, which has these functions; this one counts nothing."""
+
+    @staticmethod
+    def count_transition(action: str, to_state: Status, from_state: Status | None = None,
+                         seconds_in_state: float | None = None) -> None:
+        """A change of state; with `from_state`, how long the proposal had been in it."""
+
+    @staticmethod
+    def count_intake(type_: str, source: str, outcome: str) -> None:
+        """An intake event accepted, rejected or seen before (duplicate)."""
+
+    @staticmethod
+    def observe_time_to_decision(decision: str, seconds: float) -> None:
+        """From submission (or the latest revision) to the panel's decision."""
+
+
+UNCOUNTED = Figures()
 
 
 class IntakeRefused(PermanentError):
     """An intake event that can never be applied; it is dead-lettered and the source is told why."""
 
 
-def _emit(uow, event_type, data, subject: str, cause: CloudEvent | None = None) -> None:
-    uow.publish(new_event(event_type.name, data, source=SOURCE, subject=subject,
-                          dataschema=event_type.dataschema, cause=cause))
-
-
 def _changed(uow, before: Proposal, after: Proposal, action: str, cause: CloudEvent | None = None,
              reason: str | None = None) -> tuple[str, Status, Status, float]:
     """The change event; returns what `_count` needs: the action, the new state, the state left
     and the seconds spent in it (a proposal's `updated_at` moves only when its state does)."""
-    _emit(uow, types.PROPOSAL_STATUS_CHANGED,
-          ProposalStatusChanged(proposal_id=after.id, from_status=before.status, to_status=after.status,
-                                action=action, reason=reason, changed_at=after.updated_at), after.id, cause)
+    uow.emit(types.PROPOSAL_STATUS_CHANGED,
+             ProposalStatusChanged(proposal_id=after.id, from_status=before.status, to_status=after.status,
+                                   action=action, reason=reason, changed_at=after.updated_at), after.id, cause)
     return action, after.status, before.status, (after.updated_at - before.updated_at).total_seconds()
 
 
-def _count(*moves: tuple[str, Status, Status, float]) -> None:
+def _count(figures, *moves: tuple[str, Status, Status, float]) -> None:
     for action, status, left, seconds in moves:
-        metrics.count_transition(action, status, left, seconds)
+        figures.count_transition(action, status, left, seconds)
 
 
 def _load(uow, proposal_id: str, acting: bool = True) -> Proposal:
@@ -71,9 +83,9 @@ def _record_contact(uow, proposal: Proposal, now: datetime, cause: CloudEvent | 
     """The proposer's address, for notifications only (internal topic), just before the
     submission or revision event with the same key, so that it is known when those arrive."""
     s = proposal.submission
-    _emit(uow, types.PROPOSAL_CONTACT_RECORDED,
-          ProposalContact(proposal_id=proposal.id, contact_email=s.proposer.contact_email, language=s.language,
-                          recorded_at=now), proposal.id, cause)
+    uow.emit(types.PROPOSAL_CONTACT_RECORDED,
+             ProposalContact(proposal_id=proposal.id, contact_email=s.proposer.contact_email, language=s.language,
+                             recorded_at=now), proposal.id, cause)
 
 
 def _enter(uow, submission: Submission, source: str, cause: CloudEvent | None) -> tuple[Proposal, tuple]:
@@ -84,57 +96,58 @@ def _enter(uow, submission: Submission, source: str, cause: CloudEvent | None) -
     uow.proposals.add(screening)
     uow.remember_flow(submitted.id)  # the submission's flow is the proposal's from now on
     _record_contact(uow, submitted, now, cause)
-    _emit(uow, types.PROPOSAL_SUBMITTED, submitted.submitted_event(), submitted.id, cause)
+    uow.emit(types.PROPOSAL_SUBMITTED, submitted.submitted_event(), submitted.id, cause)
     return screening, _changed(uow, submitted, screening, "start_screening", cause)
 
 
-def submit_proposal(submission: Submission, uow, source: str = "http", cause: CloudEvent | None = None) -> Proposal:
+def submit_proposal(submission: Submission, uow, source: str = "http", cause: CloudEvent | None = None,
+                    figures: Figures = UNCOUNTED) -> Proposal:
     with uow:
         proposal, move = _enter(uow, submission, source, cause)
         uow.commit()
-    _count(move)
+    _count(figures, move)
     return proposal
 
 
-def on_intake(event: CloudEvent, submission: Submission, uow) -> str:
+def on_intake(event: CloudEvent, submission: Submission, uow, figures: Figures = UNCOUNTED) -> str:
     """`intake.proposal` from a city system; idempotent on the event's source + id."""
     with uow:
         if not uow.first_time(CONSUMER, event):
-            metrics.count_intake(event.type, event.source, "duplicate")
+            figures.count_intake(event.type, event.source, "duplicate")
             return "duplicate"
         _, move = _enter(uow, submission, event.source, event)
         uow.commit()
-    _count(move)
-    metrics.count_intake(event.type, event.source, "accepted")
+    _count(figures, move)
+    figures.count_intake(event.type, event.source, "accepted")
     return "applied"
 
 
-def revise(proposal_id: str, submission: Submission, uow) -> Proposal:
+def revise(proposal_id: str, submission: Submission, uow, figures: Figures = UNCOUNTED) -> Proposal:
     with uow:
         before = _load(uow, proposal_id)
         after = before.revise(submission, utcnow())
         uow.proposals.save(after)
         _record_contact(uow, after, after.updated_at, None)
-        _emit(uow, types.PROPOSAL_REVISED, after.revised_event(), after.id)
+        uow.emit(types.PROPOSAL_REVISED, after.revised_event(), after.id)
         move = _changed(uow, before, after, "revise", reason=f"revision {after.revision}")
         uow.commit()
-    _count(move)
+    _count(figures, move)
     return after
 
 
-def withdraw(proposal_id: str, reason: str | None, uow) -> Proposal:
+def withdraw(proposal_id: str, reason: str | None, uow, figures: Figures = UNCOUNTED) -> Proposal:
     with uow:
         before = _load(uow, proposal_id)
         after = before.withdraw(reason, utcnow())
         uow.proposals.save(after)
         move = _changed(uow, before, after, "withdraw", reason=reason)
         uow.commit()
-    _count(move)
+    _count(figures, move)
     return after
 
 
 # evaluation's events -------------------------------------------------------------------------
-def _follow(event: CloudEvent, proposal_id: str, what: str, uow, move) -> tuple[str, Proposal | None]:
+def _follow(event: CloudEvent, proposal_id: str, what: str, uow, move, figures) -> tuple[str, Proposal | None]:
     """Apply one of evaluation's outcomes: `move(proposal)` gives (moved, action, reason).
     An outcome that crossed a withdrawal changes nothing."""
     with uow:
@@ -150,47 +163,41 @@ def _follow(event: CloudEvent, proposal_id: str, what: str, uow, move) -> tuple[
         uow.proposals.save(moved)
         change = _changed(uow, proposal, moved, action, event, reason)
         uow.commit()
-    _count(change)
+    _count(figures, change)
     return "applied", proposal
 
 
-def on_screening_completed(event: CloudEvent, data: ScreeningCompleted, uow) -> str:
+def on_screening_completed(event: CloudEvent, data: ScreeningCompleted, uow, figures: Figures = UNCOUNTED) -> str:
     def move(proposal: Proposal):
         reason = None if data.passed else "; ".join(f"{f.rule}: {f.reason}" for f in data.failed_rules)
         return (proposal.record_screening(data.passed, list(data.failed_rules), utcnow()),
                 "pass_screening" if data.passed else "fail_screening", reason)
-    return _follow(event, data.proposal_id, "screening", uow, move)[0]
+    return _follow(event, data.proposal_id, "screening", uow, move, figures)[0]
 
 
-def on_evaluation_decided(event: CloudEvent, data: EvaluationDecided, uow) -> str:
+def on_evaluation_decided(event: CloudEvent, data: EvaluationDecided, uow, figures: Figures = UNCOUNTED) -> str:
     def move(proposal: Proposal):
         record = DecisionRecord(data.decision, data.weighted_score, data.rationale,
                                 data.external_funding_recommended, data.decided_at)
         moved = proposal.record_decision(record, utcnow())
-        return moved, move_action(moved), data.rationale
-    outcome, proposal = _follow(event, data.proposal_id, "decision", uow, move)
+        return moved, DECISION_ACTIONS[record.decision], data.rationale
+    outcome, proposal = _follow(event, data.proposal_id, "decision", uow, move, figures)
     if outcome == "applied":
-        metrics.time_to_decision.labels(service="proposals", decision=data.decision.value).observe(
-            max(0.0, (data.decided_at - proposal.submitted_at).total_seconds()))
+        figures.observe_time_to_decision(data.decision.value, (data.decided_at - proposal.submitted_at).total_seconds())
     return outcome
 
 
-def move_action(moved: Proposal) -> str:
-    return {Status.approved: "approve", Status.rejected: "reject",
-            Status.revision_requested: "request_revision"}[moved.status]
-
-
 # pilots --------------------------------------------------------------------------------------
-def start_pilot(proposal_id: str, planned_end: datetime | None, uow) -> Proposal:
+def start_pilot(proposal_id: str, planned_end: datetime | None, uow, figures: Figures = UNCOUNTED) -> Proposal:
     with uow:
         before = _load(uow, proposal_id)
         after = before.start_pilot(utcnow(), planned_end)
         uow.proposals.save(after)
-        _emit(uow, types.PILOT_STARTED, PilotStarted(proposal_id=after.id, started_at=after.pilot.started_at,
-                                                     planned_end=planned_end), after.id)
+        uow.emit(types.PILOT_STARTED, PilotStarted(proposal_id=after.id, started_at=after.pilot.started_at,
+                                                        planned_end=planned_end), after.id)
         move = _changed(uow, before, after, "start_pilot")
         uow.commit()
-    _count(move)
+    _count(figures, move)
     return after
 
 
@@ -200,9 +207,9 @@ def _record(uow, proposal: Proposal, kpi: str, value: float, measured_at: dateti
     measurement = dict(id=str(uuid.uuid4()), proposal_id=proposal.id, kpi=kpi, value=value,
                        measured_at=measured_at, source=source, recorded_at=utcnow())
     uow.measurements.add(measurement)
-    _emit(uow, types.MEASUREMENT_RECORDED,
-          MeasurementRecorded(proposal_id=proposal.id, measurement_id=measurement["id"], kpi=kpi, value=value,
-                              measured_at=measured_at, source=source), proposal.id, cause)
+    uow.emit(types.MEASUREMENT_RECORDED,
+             MeasurementRecorded(proposal_id=proposal.id, measurement_id=measurement["id"], kpi=kpi, value=value,
+                                 measured_at=measured_at, source=source), proposal.id, cause)
     return measurement
 
 
@@ -213,12 +220,12 @@ def record_measurement(proposal_id: str, kpi: str, value: float, measured_at: da
     return measurement
 
 
-def on_intake_measurement(event: CloudEvent, data: IntakeMeasurement, uow) -> str:
+def on_intake_measurement(event: CloudEvent, data: IntakeMeasurement, uow, figures: Figures = UNCOUNTED) -> str:
     """`intake.measurement`; a measurement that cannot be applied is refused permanently: the
     consumer dead-letters it and `intake_rejected` tells the source why."""
     with uow:
         if not uow.first_time(CONSUMER, event):
-            metrics.count_intake(event.type, event.source, "duplicate")
+            figures.count_intake(event.type, event.source, "duplicate")
             return "duplicate"
         proposal = uow.proposals.get(data.proposal_id)
         if proposal is None:
@@ -232,21 +239,22 @@ def on_intake_measurement(event: CloudEvent, data: IntakeMeasurement, uow) -> st
         except MeasurementRefused as exc:
             raise IntakeRefused(str(exc)) from None
         uow.commit()
-    metrics.count_intake(event.type, event.source, "accepted")
+    figures.count_intake(event.type, event.source, "accepted")
     return "applied"
 
 
-def complete_pilot(proposal_id: str, outcome: PilotOutcome, actual: list[KpiActual], lessons: str, uow) -> Proposal:
+def complete_pilot(proposal_id: str, outcome: PilotOutcome, actual: list[KpiActual], lessons: str, uow,
+                   figures: Figures = UNCOUNTED) -> Proposal:
     with uow:
         before = _load(uow, proposal_id)
         after = before.complete_pilot(outcome, actual, lessons, utcnow())
         uow.proposals.save(after)
-        _emit(uow, types.PILOT_COMPLETED,
-              PilotCompleted(proposal_id=after.id, outcome=outcome, actual_kpis=actual, lessons_learned=lessons,
-                             completed_at=after.pilot.completed_at), after.id)
+        uow.emit(types.PILOT_COMPLETED,
+                 PilotCompleted(proposal_id=after.id, outcome=outcome, actual_kpis=actual, lessons_learned=lessons,
+                                completed_at=after.pilot.completed_at), after.id)
         move = _changed(uow, before, after, "complete_pilot", reason=outcome.value)
         uow.commit()
-    _count(move)
+    _count(figures, move)
     return after
 
 
@@ -267,26 +275,27 @@ def _intake_identity(raw: bytes | None, event: CloudEvent | None):
     return source[:500], str(event_id)[:200], type_[:200] if isinstance(type_, str) else None
 
 
-def intake_rejected(raw: bytes | None, event: CloudEvent | None, reason: str, uow) -> None:
+def intake_rejected(raw: bytes | None, event: CloudEvent | None, reason: str, uow,
+                    figures: Figures = UNCOUNTED) -> None:
     """Called by the intake consumer inside the unit of work that dead-letters a record: tells
     the source system why (once per source + id), when the record says who sent it."""
     identity = _intake_identity(raw, event)
     if identity is None:
-        metrics.count_intake("unknown", "unknown", "rejected")
+        figures.count_intake("unknown", "unknown", "rejected")
         return
     source, intake_id, type_ = identity
     if not uow.first_time(REJECTIONS, SimpleNamespace(source=source[:190], id=intake_id, type=type_ or "unknown")):
         return
-    _emit(uow, types.PROPOSAL_INTAKE_REJECTED,
-          IntakeRejected(intake_source=source, intake_id=intake_id, intake_type=type_, reason=reason[:2000],
-                         rejected_at=utcnow()), intake_id, event)
-    metrics.count_intake(type_ or "unknown", source, "rejected")
+    uow.emit(types.PROPOSAL_INTAKE_REJECTED,
+             IntakeRejected(intake_source=source, intake_id=intake_id, intake_type=type_, reason=reason[:2000],
+                            rejected_at=utcnow()), intake_id, event)
+    figures.count_intake(type_ or "unknown", source, "rejected")
 
 
 # queries -------------------------------------------------------------------------------------
-def get_proposal(proposal_id: str, uow) -> Proposal | None:
+def get_proposal(proposal_id: str, uow) -> Proposal:
     with uow:
-        return uow.proposals.get(proposal_id)
+        return _load(uow, proposal_id, acting=False)
 
 
 def list_proposals(uow, status: str | None, limit: int, after: str | None, **filters) -> list[Proposal]:

@@ -55,3 +55,7 @@ _sources = BoundedValues(limit=50)
 def count_intake(type_: str, source: str, outcome: str) -> None:
     intake.labels(service="proposals", type=known_type(type_).rsplit(".", 1)[-1], source=_sources(source),
                   outcome=outcome).inc()
+
+
+def observe_time_to_decision(decision: str, seconds: float) -> None:
+    time_to_decision.labels(service="proposals", decision=decision).observe(max(0.0, seconds))

@@ -5,38 +5,35 @@ from kokeilu.contracts import catalog as types
 from kokeilu.contracts import topics
 from kokeilu.contracts.evaluation import EvaluationDecided, ScreeningCompleted
 from kokeilu.contracts.proposals import IntakeMeasurement, Submission
-from kokeilu.http import NotFound, api
+from kokeilu.http import api
 from kokeilu.kafka.consumer import consume
 from kokeilu.platform import Store
 from kokeilu import service_base
 
-from . import handlers
-from .api import (COMPLETE_PILOT_EXAMPLE, MEASUREMENT_EXAMPLE, START_PILOT_EXAMPLE, SUBMISSION_EXAMPLE,
+from . import handlers, metrics
+from .api import (COMPLETE_PILOT_EXAMPLE, ERRORS, MEASUREMENT_EXAMPLE, START_PILOT_EXAMPLE, SUBMISSION_EXAMPLE,
                   WITHDRAW_EXAMPLE, CompletePilotBody, ListQuery, MeasurementBody, MeasurementList, MeasurementView,
-                  ProposalPage, ProposalView, StartPilotBody, WithdrawBody, domain_errors, measurement_json,
-                  proposal_json)
+                  ProposalPage, ProposalView, StartPilotBody, WithdrawBody, measurement_json, proposal_json)
 from .idempotency import idempotent
-from .metrics import refresh_state_gauge
 from .store import ProposalsUnitOfWork
 
 
 class ProposalsService(service_base.PlatformService):
     name = "proposals"
     uow = Store(ProposalsUnitOfWork)
+    errors = ERRORS
 
     @api("POST", "/v1/proposals", scope="proposals:write", body=Submission, response=ProposalView, status=201,
          idempotent=True, example=SUBMISSION_EXAMPLE)
     def submit(self, request, body: Submission):
         """Submit a proposal; it goes to screening."""
-        return idempotent(request, self.uow, lambda uow: (201, proposal_json(handlers.submit_proposal(body, uow))))
+        return idempotent(request, self.uow,
+                          lambda uow: (201, proposal_json(handlers.submit_proposal(body, uow, figures=metrics))))
 
     @api("GET", "/v1/proposals/<proposal_id>", scope="proposals:read", response=ProposalView)
     def get(self, request, proposal_id):
         """One proposal."""
-        proposal = handlers.get_proposal(proposal_id, self.uow())
-        if proposal is None:
-            raise NotFound(f"no proposal {proposal_id}", {"proposal_id": "unknown"})
-        return proposal_json(proposal)
+        return proposal_json(handlers.get_proposal(proposal_id, self.uow()))
 
     @api("GET", "/v1/proposals", scope="proposals:read", query=ListQuery, response=ProposalPage)
     def list(self, request):
@@ -51,56 +48,49 @@ class ProposalsService(service_base.PlatformService):
          response=ProposalView, errors=(409,), idempotent=True, example=SUBMISSION_EXAMPLE)
     def revise(self, request, proposal_id, body: Submission):
         """Revise a proposal whose revision was requested; it goes back to screening."""
-        return self._act(request, lambda uow: handlers.revise(proposal_id, body, uow))
+        return self._act(request, lambda uow: handlers.revise(proposal_id, body, uow, metrics))
 
     @api("POST", "/v1/proposals/<proposal_id>/withdraw", scope="proposals:write", body=WithdrawBody,
          response=ProposalView, errors=(409,), idempotent=True, example=WITHDRAW_EXAMPLE)
     def withdraw(self, request, proposal_id, body: WithdrawBody):
         """Withdraw a proposal (from any open state but piloting)."""
-        return self._act(request, lambda uow: handlers.withdraw(proposal_id, body.reason, uow))
+        return self._act(request, lambda uow: handlers.withdraw(proposal_id, body.reason, uow, metrics))
 
     @api("POST", "/v1/proposals/<proposal_id>/pilot/start", scope="proposals:write", body=StartPilotBody,
          response=ProposalView, errors=(409,), idempotent=True, example=START_PILOT_EXAMPLE)
     def start_pilot(self, request, proposal_id, body: StartPilotBody):
         """Start the pilot of an approved proposal."""
-        return self._act(request, lambda uow: handlers.start_pilot(proposal_id, body.planned_end, uow))
+        return self._act(request, lambda uow: handlers.start_pilot(proposal_id, body.planned_end, uow, metrics))
 
     @api("POST", "/v1/proposals/<proposal_id>/pilot/complete", scope="proposals:write", body=CompletePilotBody,
          response=ProposalView, errors=(409,), idempotent=True, example=COMPLETE_PILOT_EXAMPLE)
     def complete_pilot(self, request, proposal_id, body: CompletePilotBody):
         """Complete a pilot with its outcome, actual KPI values and lessons learned."""
         return self._act(request, lambda uow: handlers.complete_pilot(
-            proposal_id, body.outcome, body.actual_kpis, body.lessons_learned, uow))
+            proposal_id, body.outcome, body.actual_kpis, body.lessons_learned, uow, metrics))
 
     @api("POST", "/v1/proposals/<proposal_id>/measurements", scope="proposals:write", body=MeasurementBody,
          response=MeasurementView, status=201, errors=(409,), idempotent=True, example=MEASUREMENT_EXAMPLE)
     def record_measurement(self, request, proposal_id, body: MeasurementBody):
         """Record a KPI measurement of a piloting proposal."""
-        def work(uow):
-            with domain_errors():
-                m = handlers.record_measurement(proposal_id, body.kpi, body.value, body.measured_at,
-                                                f"http:{request.principal.name}", uow)
-            return 201, measurement_json(m)
-        return idempotent(request, self.uow, work)
+        return idempotent(request, self.uow, lambda uow: (201, measurement_json(handlers.record_measurement(
+            proposal_id, body.kpi, body.value, body.measured_at, f"http:{request.principal.name}", uow))))
 
     @api("GET", "/v1/proposals/<proposal_id>/measurements", scope="proposals:read", response=MeasurementList)
     def measurements(self, request, proposal_id):
         """The measurements of a proposal."""
-        with domain_errors():
-            return {"items": [measurement_json(m) for m in handlers.measurements_of(proposal_id, self.uow())]}
+        return {"items": [measurement_json(m) for m in handlers.measurements_of(proposal_id, self.uow())]}
 
     def _act(self, request, action):
-        def work(uow):
-            with domain_errors():
-                return 200, proposal_json(action(uow))
-        return idempotent(request, self.uow, work)
+        return idempotent(request, self.uow, lambda uow: (200, proposal_json(action(uow))))
 
-    @consume(topics.INTAKE, on_reject=handlers.intake_rejected)
+    @consume(topics.INTAKE, on_reject=lambda raw, event, reason, uow: handlers.intake_rejected(
+        raw, event, reason, uow.sharing(ProposalsUnitOfWork), metrics))
     def on_intake(self, event, data):
         if isinstance(data, IntakeMeasurement):
-            return handlers.on_intake_measurement(event, data, self.uow())
+            return handlers.on_intake_measurement(event, data, self.uow(), metrics)
         if isinstance(data, Submission):
-            return handlers.on_intake(event, data, self.uow())
+            return handlers.on_intake(event, data, self.uow(), metrics)
         raise handlers.IntakeRefused(f"{event.type} is not an intake event")
 
     # A group of its own (kokeilu.proposals.workflow): two consumers with different topics in one
@@ -108,10 +98,10 @@ class ProposalsService(service_base.PlatformService):
     @consume(topics.EVALUATIONS, group="workflow", types=(types.SCREENING_COMPLETED, types.EVALUATION_DECIDED))
     def on_evaluation(self, event, data):
         if isinstance(data, ScreeningCompleted):
-            return handlers.on_screening_completed(event, data, self.uow())
+            return handlers.on_screening_completed(event, data, self.uow(), metrics)
         if isinstance(data, EvaluationDecided):
-            return handlers.on_evaluation_decided(event, data, self.uow())
+            return handlers.on_evaluation_decided(event, data, self.uow(), metrics)
         return "ignored"
 
     def refresh_metrics(self):
-        refresh_state_gauge(self.uow())
+        metrics.refresh_state_gauge(self.uow())

@@ -7,10 +7,11 @@ import sqlalchemy as sa
 
 from kokeilu.contracts.evaluation import Decision, RuleFailure
 from kokeilu.contracts.proposals import KpiActual, PilotOutcome, Submission
+from kokeilu.contracts import service_source
 from kokeilu.store import UnitOfWork, UtcDateTime, add_flows_table, add_messaging_tables
 from kokeilu.store.paging import newest_first_after
 
-from .domain import DecisionRecord, Pilot, Proposal, Status
+from .domain import DecisionRecord, Pilot, Proposal, Status, pilot_json
 
 metadata = sa.MetaData()
 add_messaging_tables(metadata)
@@ -73,14 +74,6 @@ def _decision_of(j: dict | None) -> DecisionRecord | None:
         return None
     return DecisionRecord(Decision(j["decision"]), j["weighted_score"], j["rationale"],
                           j["external_funding_recommended"], _dt(j["decided_at"]))
-
-
-def pilot_json(p: Pilot | None) -> dict | None:
-    if p is None:
-        return None
-    return {"started_at": p.started_at.isoformat(), "planned_end": p.planned_end and p.planned_end.isoformat(),
-            "outcome": p.outcome and p.outcome.value, "actual_kpis": [a.model_dump(mode="json") for a in p.actual_kpis],
-            "lessons_learned": p.lessons_learned, "completed_at": p.completed_at and p.completed_at.isoformat()}
 
 
 def _pilot_of(j: dict | None) -> Pilot | None:
@@ -194,7 +187,12 @@ class IdempotencyRepository:
         self.conn.execute(_DELETE_KEY, {"_principal": principal, "_key": key})
 
 
+SOURCE = service_source("proposals")  # <KOKEILU_EVENT_SOURCE_BASE>services/proposals
+
+
 class ProposalsUnitOfWork(UnitOfWork):
+    source = SOURCE  # of every event this service publishes
+
     def bind(self, conn):
         self.proposals = ProposalRepository(conn)
         self.measurements = MeasurementRepository(conn)

@@ -172,7 +172,7 @@ def test_a_rebuilt_catalogue_equals_the_live_one(catalogue, probe, tmp_path):
     url = f"sqlite:///{tmp_path / 'rebuilt.db'}"
     env = catalogue.env("catalogue", 0)
     run = subprocess.run([sys.executable, "-m", "services.catalogue.rebuild", "--database-url", url,
-                          "--from-beginning", "--every", "5"],
+                          "--every", "5"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert "rebuilding from" in run.stderr and "done:" in run.stderr

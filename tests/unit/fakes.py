@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
-from kokeilu.contracts import CloudEvent
+from kokeilu.contracts import CloudEvent, new_event, service_source
 from kokeilu.contracts.catalog import BY_NAME
 from kokeilu.contracts.evaluation import RuleFailure, ScreeningCompleted
 from kokeilu.contracts.results import Result
@@ -37,6 +37,7 @@ class FakeUnitOfWork:
     """
 
     repositories: tuple[str, ...] = ()
+    source: str | None = None  # the service's, as on its real unit of work
 
     def __init__(self):
         self.outbox: list[Published] = []          # committed, in order
@@ -99,6 +100,17 @@ class FakeUnitOfWork:
         self.locks_taken.append(name)
 
     # outbox ---------------------------------------------------------------------------
+    def emit(self, event_type, data, subject: str, cause: CloudEvent | None = None, *,
+             correlationid: str | None = None, traceparent: str | None = None) -> None:
+        """As kokeilu.store.UnitOfWork.emit (without the flow the real one puts the event in)."""
+        assert self.source, f"{type(self).__name__} has no source"
+        self.publish(new_event(event_type.name, data, source=self.source, subject=subject,
+                               dataschema=event_type.dataschema, cause=cause, correlationid=correlationid,
+                               traceparent=traceparent))
+
+    def sharing(self, cls) -> "FakeUnitOfWork":
+        return self
+
     def publish(self, event: CloudEvent, key: str | None = None) -> None:
         assert self._in_transaction, "publish() outside `with uow:`"
         topic = BY_NAME[event.type].topic  # an unknown type fails here, as in the real outbox
@@ -210,6 +222,7 @@ class FakeIdempotencyRepository:
 
 
 class FakeProposalsUnitOfWork(FakeUnitOfWork):
+    source = service_source("proposals")
     repositories = ("proposals", "measurements", "idempotency")
 
     def __init__(self):
@@ -321,6 +334,7 @@ class FakeEvaluationRepository:
 
 
 class FakeEvaluationUnitOfWork(FakeUnitOfWork):
+    source = service_source("evaluation")
     repositories = ("screenings", "known", "evaluations")
 
     def __init__(self):
@@ -349,13 +363,6 @@ class FakeEntryRepository:
     def _newest_first(self) -> list[Result]:
         return sorted((e.result for e in self.rows.values() if e.result is not None),
                       key=lambda r: (r.published_at, r.result_id), reverse=True)
-
-    def published(self, limit: int, after: str | None) -> list[Result]:
-        done = self._newest_first()
-        if after and after in self.rows and self.rows[after].result is not None:
-            anchor = self.rows[after].result
-            done = [r for r in done if (r.published_at, r.result_id) < (anchor.published_at, after)]
-        return done[:limit]
 
     def search(self, query: SearchQuery) -> SearchPage:
         """The filters, facets and orders of the real search; full text as "every word of `q` is a
@@ -422,6 +429,7 @@ class FakeEntryRepository:
 
 
 class FakeCatalogueUnitOfWork(FakeUnitOfWork):
+    source = service_source("catalogue")
     repositories = ("entries",)
 
     def __init__(self):
@@ -630,6 +638,7 @@ class FakeDigestRepository:
 
 
 class FakeNotificationsUnitOfWork(FakeUnitOfWork):
+    source = service_source("notifications")
     repositories = ("subscriptions", "deliveries", "digests")
 
     def __init__(self):

@@ -15,6 +15,7 @@ from kokeilu.contracts.results import LICENCE, ResultStatus
 from kokeilu.contracts.sources import service_source
 from services.catalogue import handlers
 from services.catalogue.domain import Entry
+from services.catalogue.search import SearchQuery
 from services.proposals.domain import Proposal
 
 from tests.unit.examples import (WHEN, a_proposal_submitted, a_screening, a_submission, an_event, leaf_strings,
@@ -42,20 +43,25 @@ def deliver(uow, event):
 
 
 # domain ------------------------------------------------------------------------------------
-def test_an_entry_is_ready_only_with_its_proposal_and_a_passed_screening():
+def published(entry: Entry):
+    """The result `entry` publishes, as the catalogue's use case has it reconcile (None if none)."""
+    return entry.reconcile(CONTACT_UNIT)[0].result
+
+
+def test_an_entry_is_published_only_with_its_proposal_and_a_passed_screening():
     entry = Entry("p-1")
-    assert not entry.ready_to_publish
-    assert not entry.with_proposal(a_proposal_submitted("p-1")).ready_to_publish
-    assert not entry.with_screening(True).ready_to_publish
-    assert not entry.with_proposal(a_proposal_submitted("p-1")).with_screening(False).ready_to_publish
+    for unready in (entry, entry.with_proposal(a_proposal_submitted("p-1")), entry.with_screening(True),
+                    entry.with_proposal(a_proposal_submitted("p-1")).with_screening(False)):
+        assert unready.reconcile(CONTACT_UNIT) == (unready, None)
     ready = entry.with_screening(True).with_proposal(a_proposal_submitted("p-1"))
-    assert ready.ready_to_publish
-    assert not ready.publish(WHEN, CONTACT_UNIT).ready_to_publish, "a published entry is not published again"
+    done, change = ready.reconcile(CONTACT_UNIT)
+    assert change == "published"
+    assert done.reconcile(CONTACT_UNIT) == (done, None), "a published entry is not published again"
 
 
 def test_a_published_result_says_what_the_catalogue_shows():
     p = a_proposal_submitted("p-1")
-    result = Entry("p-1").with_proposal(p).with_screening(True).publish(WHEN, CONTACT_UNIT).result
+    result = published(Entry("p-1").with_proposal(p, WHEN).with_screening(True))
     assert (result.result_id, result.proposal_id) == ("p-1", "p-1")
     assert (result.title, result.summary, result.hypothesis) == (p.title, p.summary, p.hypothesis)
     assert (result.focus_area, result.environment) == (p.focus_area, p.environment)
@@ -71,7 +77,7 @@ def test_a_published_result_says_what_the_catalogue_shows():
 
 def test_a_residents_organisation_is_left_out_of_the_result():
     p = a_proposal_submitted("p-1", proposer={"organisation": "Maija Meikäläinen", "kind": "resident"})
-    result = Entry("p-1").with_proposal(p).with_screening(True).publish(WHEN, CONTACT_UNIT).result
+    result = published(Entry("p-1").with_proposal(p).with_screening(True))
     assert result.organisation is None
     assert result.proposer_kind is ProposerKind.resident
     assert "Maija" not in result.model_dump_json()
@@ -80,8 +86,7 @@ def test_a_residents_organisation_is_left_out_of_the_result():
 @pytest.mark.parametrize("kind", [k for k in ProposerKind if k is not ProposerKind.resident])
 def test_an_organisations_name_is_shown_for_every_other_kind_of_proposer(kind):
     p = a_proposal_submitted("p-1", proposer={"organisation": "Kera school", "kind": kind})
-    assert Entry("p-1").with_proposal(p).with_screening(True).publish(WHEN, CONTACT_UNIT).result.organisation == \
-        "Kera school"
+    assert published(Entry("p-1").with_proposal(p).with_screening(True)).organisation == "Kera school"
 
 
 # use cases ---------------------------------------------------------------------------------
@@ -133,19 +138,20 @@ def test_a_failed_screening_never_publishes(uow, screening_first):
         deliver(uow, event)
     assert uow.published == []
     assert handlers.get_result(data.proposal_id, uow) is None
-    assert handlers.list_results(uow, 10, None) == []
+    assert handlers.search_results(SearchQuery(), uow).items == []
 
 
-def test_results_are_listed_newest_first_and_page_on(uow, monkeypatch):
+def test_results_are_listed_newest_first_and_page_on(uow):
     ids = []
     for n in range(3):
-        monkeypatch.setattr(handlers, "utcnow", lambda n=n: WHEN + timedelta(minutes=n))
-        data = a_proposal_submitted()
-        deliver(uow, proposal_event(data))
-        deliver(uow, screening_event(data.proposal_id))
+        data, at = a_proposal_submitted(), WHEN + timedelta(minutes=n)
+        for event in (proposal_event(data), screening_event(data.proposal_id)):
+            deliver(uow, event.model_copy(update={"time": at}))
         ids.append(data.proposal_id)
-    assert [r.proposal_id for r in handlers.list_results(uow, 10, None)] == ids[::-1]
-    assert [r.proposal_id for r in handlers.list_results(uow, 1, ids[2])] == [ids[1]]
+    first = handlers.search_results(SearchQuery(limit=2), uow)
+    assert [r.proposal_id for r in first.items] == [ids[2], ids[1]]
+    rest = handlers.search_results(SearchQuery(limit=2, cursor=first.next_cursor), uow)
+    assert [r.proposal_id for r in rest.items] == [ids[0]] and rest.next_cursor is None
 
 
 # property: the published Result never carries personal data ---------------------------------
@@ -211,7 +217,6 @@ def real_uow(tmp_path):
     {"sort": "title"}, {"status": "in_evaluation", "limit": 1}, {"year": "2025"}, {"q": "nothing-matches-this"},
 ], ids=lambda q: json.dumps(q))
 def test_the_fake_search_answers_as_the_real_one(uow, real_uow, query):
-    from services.catalogue.search import SearchQuery
     bodies = [dict(title="Autonomous shuttle feeder for Kera station", focus_area="smart_mobility", environment="kera"),
               dict(title="Reading buddies at Kera school", focus_area="learning", environment="school",
                    summary="Older pupils read with younger ones twice a week, logging progress."),

@@ -236,7 +236,8 @@ def test_smtp_errors_are_reported_without_the_servers_text():
 
     from aiosmtpd.controller import Controller
 
-    from services.notifications.emails import MailSettings, Rendered, compose, send_mail
+    from services.notifications.emails import Rendered, compose, send_mail
+    from services.notifications.settings import MailSettings
 
     class Refusing:
         async def handle_RCPT(self, server, session, envelope, address, rcpt_options):

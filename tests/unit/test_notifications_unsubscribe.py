@@ -78,14 +78,14 @@ def test_a_short_key_is_refused():
 def test_settings_that_would_make_broken_links_or_headers_are_refused(monkeypatch, variable, value):
     from pydantic import ValidationError
 
-    from services.notifications.service import NotificationSettings
+    from services.notifications.settings import NotificationSettings
     monkeypatch.setenv(variable, value)
     with pytest.raises(ValidationError):
         NotificationSettings()
 
 
 def test_the_default_link_base_is_this_process_own_address(monkeypatch):
-    from services.notifications.service import NotificationSettings
+    from services.notifications.settings import NotificationSettings
     monkeypatch.delenv("KOKEILU_UNSUBSCRIBE_BASE_URL", raising=False)
     monkeypatch.setenv("WEB_SERVER_ADDRESS", "0.0.0.0:8003")
     assert NotificationSettings().unsubscribe_base() == "http://127.0.0.1:8003"

@@ -16,7 +16,7 @@ from kokeilu.contracts.evaluation import Decision, EvaluationDecided, RuleFailur
 from kokeilu.contracts.sources import service_source
 from kokeilu.errors import PermanentError
 from services.proposals import handlers
-from services.proposals.domain import TRANSITIONS, IllegalTransition, Proposal, Status
+from services.proposals.domain import TRANSITIONS, IllegalTransition, Proposal, Status, UnknownProposal
 
 from tests.unit.examples import (CONTACT_EMAIL, WHEN, a_screening, a_submission, an_event, leaf_strings,
                                  redelivery_of)
@@ -334,4 +334,5 @@ def test_listing_filters_by_status_newest_first(uow):
     assert handlers.list_proposals(uow, "submitted", 10, None) == [], "no proposal rests in submitted"
     assert [p.id for p in handlers.list_proposals(uow, "in_evaluation", 10, None)] == [second.id]
     assert handlers.get_proposal(second.id, uow).status is Status.in_evaluation
-    assert handlers.get_proposal("nope", uow) is None
+    with pytest.raises(UnknownProposal):
+        handlers.get_proposal("nope", uow)

@@ -11,6 +11,7 @@ from kokeilu.contracts import decode, topics
 from kokeilu.contracts.proposals import Environment, FocusArea
 from kokeilu.contracts.sources import service_source
 from services.evaluation import handlers
+from services.evaluation.domain import UnknownEvaluation
 from services.evaluation.screening import (RULES, ScreeningPolicy, budget_cap, completeness, duplicate,
                                            eligible_environment, normalise_title, screen, title_keys)
 from services.evaluation.settings import EvaluationSettings, Workflow
@@ -222,7 +223,8 @@ def test_a_redelivered_proposal_is_screened_once(uow):
 
 
 def test_no_evaluation_for_a_proposal_never_screened(uow):
-    assert handlers.get_evaluation("nope", uow) is None
+    with pytest.raises(UnknownEvaluation):
+        handlers.get_evaluation("nope", uow)
 
 
 # The near-duplicate index (title_keys): the store looks candidates up by these keys ------------

@@ -12,6 +12,7 @@ import pytest
 from kokeilu.contracts import catalog as types
 from kokeilu.contracts import decode
 from kokeilu.contracts.sources import DEFAULT_SOURCE_BASE, SOURCE_BASE_VARIABLE, service_source, source_base
+from kokeilu.store import UnitOfWork
 from services.catalogue import handlers as catalogue
 from tests.support import ROOT, SERVICE_CLASSES
 from tests.unit.examples import a_proposal_submitted, a_screening, an_event, redelivery_of
@@ -48,13 +49,16 @@ def test_a_base_that_is_not_an_absolute_uri_is_refused_naming_the_variable(base)
 
 @pytest.mark.parametrize("service", sorted(SERVICE_CLASSES))
 def test_every_service_publishes_with_its_absolute_source(service):
-    handlers = importlib.import_module(f"services.{service}.handlers")
-    assert handlers.SOURCE == service_source(service)
-    assert urlsplit(handlers.SOURCE).scheme
+    store = importlib.import_module(f"services.{service}.store")
+    uow_classes = [c for c in vars(store).values()
+                  if isinstance(c, type) and issubclass(c, UnitOfWork) and c is not UnitOfWork]
+    assert uow_classes and all(c.source == store.SOURCE for c in uow_classes)
+    assert store.SOURCE == service_source(service)
+    assert urlsplit(store.SOURCE).scheme
 
 
 def test_a_service_process_takes_the_base_from_its_environment():
-    script = "from services.proposals import handlers; print(handlers.SOURCE)"
+    script = "from services.proposals import store; print(store.ProposalsUnitOfWork.source)"
     env = {"PATH": "/usr/bin:/bin", SOURCE_BASE_VARIABLE: "https://kokeilu.staging.example/"}
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -62,7 +66,7 @@ def test_a_service_process_takes_the_base_from_its_environment():
 
 
 def test_an_invalid_base_stops_a_service_at_start_saying_why():
-    script = "from services.proposals import handlers"
+    script = "from services.proposals import store"
     env = {"PATH": "/usr/bin:/bin", SOURCE_BASE_VARIABLE: "kokeilu/"}
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and SOURCE_BASE_VARIABLE in out.stderr
