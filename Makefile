@@ -6,9 +6,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install run stop status cluster cluster-stop cluster-status test test-unit test-ops fuzz kafka postgres schemas deadletters bench bench-http bench-screening chaos chaos-cluster k8s-validate clean
 
-$(STAMP): requirements.txt
+# The venv gets the development set (runtime pins + tests, benches, linters); the image only requirements.txt.
+$(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $(STAMP)
 
 # The official AsyncAPI parser, which tests/unit/test_asyncapi.py runs on schemas/asyncapi.json
