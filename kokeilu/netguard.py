@@ -199,7 +199,7 @@ class _GuardedConnectionMixin:
                 return urllib3_connection.create_connection(
                     (str(sockaddr[0]), self.port), self.timeout, source_address=self.source_address,
                     socket_options=self.socket_options)
-            except socket.timeout as exc:
+            except TimeoutError as exc:
                 error = ConnectTimeoutError(self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})")
                 error.__cause__ = exc
             except OSError as exc:
