@@ -205,7 +205,7 @@ class _GuardedConnectionMixin:
             except OSError as exc:
                 error = NewConnectionError(self, f"Failed to establish a new connection: {exc}")
                 error.__cause__ = exc
-        raise error  # type: ignore[misc]  # targets is never empty
+        raise error  # targets is never empty
 
 
 class GuardedAdapter(HTTPAdapter):

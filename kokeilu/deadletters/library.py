@@ -394,7 +394,7 @@ def read_topic(settings: Settings, physical: str, timeout: float = 60) -> list |
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
         end = consumer.end_offsets(parts)
-        found = []
+        found: list = []
         deadline = time.monotonic() + timeout
         while any(consumer.position(tp) < end[tp] for tp in parts):
             if time.monotonic() > deadline:
