@@ -55,8 +55,8 @@ kafka:
 postgres:
 	deploy/postgres.sh start
 
-# Static checks, configured in pyproject.toml: ruff's lint rules on the whole tree, mypy (strict on
-# kokeilu/ and the services' domain and handlers, lighter on the modules pyproject.toml lists), and
+# Static checks, configured in pyproject.toml: ruff's lint rules on the whole tree, mypy (strict,
+# except on the modules pyproject.toml lists as not yet clean), and
 # `ruff format` on the files in FORMATTED only, until the tree is formatted in one pass.
 FORMATTED := $(wildcard services/*/ports.py)
 
