@@ -32,7 +32,7 @@ import time
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import requests
 
@@ -273,7 +273,7 @@ def run_stage(stage: Stage, n: int, deadline: float, keep_logs: bool = False, pr
         points = [(0.0, 0)] + [(round(t - start, 2), c) for t, c in watcher.progress] + \
                  [(round(result["seconds"], 2), len(records))]
         result["progress"] = points
-        result["longest_stall_seconds"] = round(max(b[0] - a[0] for a, b in zip(points, points[1:])), 2)
+        result["longest_stall_seconds"] = round(max(b[0] - a[0] for a, b in zip(points, points[1:], strict=False)), 2)
         result["throughput_per_s"] = len(records) / result["seconds"]
         if cpu_end is not None and watcher.cpu_at_start is not None:
             result["cpu_seconds"] = cpu_end - watcher.cpu_at_start

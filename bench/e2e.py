@@ -174,7 +174,7 @@ def check_catalogue(platform: Platform, ids: list[str], sample: int) -> dict:
     chosen = random.sample(ids, min(sample, len(ids)))
     answers = [platform.get("catalogue", f"/v1/results/{i}").status_code for i in chosen]
     return {"checked": len(chosen), "ok": answers.count(200),
-            "failed": [i for i, code in zip(chosen, answers) if code != 200]}
+            "failed": [i for i, code in zip(chosen, answers, strict=False) if code != 200]}
 
 
 def distribution_ms(seconds: list[float]) -> dict:

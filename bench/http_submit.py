@@ -35,13 +35,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from kokeilu.contracts import topics
 from kokeilu.contracts.sources import service_source
-from tests.support import AUTH, BOOTSTRAP, ROOT, TOKEN, Platform, Probe, cloudevent, submission, wait_until
+from tests.support import BOOTSTRAP, ROOT, TOKEN, Platform, Probe, cloudevent, submission, wait_until
 
 OHA_VERSION = "1.16.0"
 OUT_DIR = ROOT / ".local" / "bench"

@@ -119,7 +119,7 @@ def audit(*, proposals, load_stats, stored: list[dict], catalogue_ids: set[str],
         ids_by_title[item["title"]].append(item["id"])
         status_of[item["id"]] = item["status"]
     stored_twice = {t: ids for t, ids in ids_by_title.items() if len(ids) > 1}
-    accepted_not_stored = [i for i in accepted if i not in status_of]
+    [i for i in accepted if i not in status_of]
     strangers = [i for t, ids in ids_by_title.items() for i in ids if t not in by_title]
     orphans = [ids[0] for t, ids in ids_by_title.items() if t in by_title and by_title[t].outcome != "accepted"]
     in_evaluation = sum(1 for i in accepted if status_of.get(i) == "in_evaluation")

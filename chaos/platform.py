@@ -165,7 +165,7 @@ class Cluster:
                     "KAFKA_CLUSTER_ID": base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="),
                     "KAFKA_REPLICATION": str(nodes), "KAFKA_MIN_ISR": str(nodes - 1)}
         self.nodes = [Broker(run_dir, libs_dir, node_id=i + 1, cluster=settings) for i in range(nodes)]
-        for node, port in zip(self.nodes, controller_ports):
+        for node, port in zip(self.nodes, controller_ports, strict=False):
             node.controller_port = port
         self.bootstrap = ",".join(n.bootstrap for n in self.nodes)
 

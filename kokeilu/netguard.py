@@ -199,13 +199,13 @@ class _GuardedConnectionMixin:
                 return urllib3_connection.create_connection(
                     (str(sockaddr[0]), self.port), self.timeout, source_address=self.source_address,
                     socket_options=self.socket_options)
-            except socket.timeout as exc:
+            except TimeoutError as exc:
                 error = ConnectTimeoutError(self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})")
                 error.__cause__ = exc
             except OSError as exc:
                 error = NewConnectionError(self, f"Failed to establish a new connection: {exc}")
                 error.__cause__ = exc
-        raise error  # type: ignore[misc]  # targets is never empty
+        raise error  # targets is never empty
 
 
 class GuardedAdapter(HTTPAdapter):

@@ -96,6 +96,7 @@ def shutdown() -> None:
 def tracer() -> trace.Tracer:
     if _tracer is None:
         configure("kokeilu")
+    assert _tracer is not None
     return _tracer
 
 
@@ -180,7 +181,7 @@ def consuming(event, topic: str, partition: int, offset: int, group: str):
     return _within(f"process {topic}", SpanKind.CONSUMER, parent, flow, attributes, own_ids=parent is None)
 
 
-def serving(method: str, route: str, headers) -> "contextmanager":
+def serving(method: str, route: str, headers):
     """Around one HTTP request: a SERVER span, child of the caller's `traceparent` when it sent
     one; the correlation id is the caller's `X-Correlation-Id` when valid, else a new one."""
     correlation = valid_correlation(headers.get("X-Correlation-Id")) or str(uuid.uuid4())

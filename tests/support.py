@@ -261,7 +261,7 @@ class Mailbox:
 
     def raw_to(self, address: str) -> list[bytes]:
         """The bytes of each message to `address`, as the server received them."""
-        return [raw for raw, m in zip(self.raw, self.messages) if m["To"] == address]
+        return [raw for raw, m in zip(self.raw, self.messages, strict=False) if m["To"] == address]
 
     def close(self):
         self.controller.stop()

@@ -572,3 +572,23 @@ def test_dockerfile_installs_requirements_first_and_runs_unprivileged():
     assert users and users[-1] not in {"root", "0"}
     exposed = " ".join(arguments for keyword, arguments in instructions if keyword == "EXPOSE").split()
     assert {str(port) for port in SERVICE_PORTS.values()} <= set(exposed)
+
+
+def requirement_names(path: Path) -> set[str]:
+    names = set()
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            names.add(re.split(r"[=<>~!\[; ]", line, maxsplit=1)[0].lower().replace("_", "-"))
+    return names
+
+
+def test_the_image_installs_the_runtime_requirements_only():
+    runtime = requirement_names(ROOT / "requirements.txt")
+    dev_file = ROOT / "requirements-dev.txt"
+    assert "-r requirements.txt" in dev_file.read_text().splitlines()
+    development = requirement_names(dev_file)
+    assert not runtime & development, "a package pinned in both files"
+    assert {"nameko", "kafka-python", "sqlalchemy", "pydantic"} <= runtime
+    assert not {"pytest", "hypothesis", "schemathesis", "selenium", "ruff", "mypy"} & runtime
+    assert {"pytest", "hypothesis", "ruff", "mypy"} <= development

@@ -349,7 +349,7 @@ def table(letters, redrives: dict[str, Redrive]) -> str:
         rows.append((letter.id, letter.time.strftime("%Y-%m-%d %H:%M:%S"), letter.service, letter.reason, where,
                      _cut(_text(letter.key), 38), "yes" if done else "-", _cut(letter.error, 70)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1] for row in rows)
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1] for row in rows)
 
 
 def show_text(letter: Letter, redrives: dict[str, Redrive]) -> str:
@@ -394,7 +394,7 @@ def read_topic(settings: Settings, physical: str, timeout: float = 60) -> list |
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
         end = consumer.end_offsets(parts)
-        found = []
+        found: list = []
         deadline = time.monotonic() + timeout
         while any(consumer.position(tp) < end[tp] for tp in parts):
             if time.monotonic() > deadline:

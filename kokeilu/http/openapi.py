@@ -17,7 +17,7 @@ import importlib
 import inspect
 import json
 import re
-from functools import lru_cache
+from functools import cache
 
 from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
 from pydantic import BaseModel
@@ -268,7 +268,7 @@ def _links(paths: dict) -> None:
             match = re.fullmatch(re.escape(path) + r"/\{([^}]+)\}(/.*)?", other)
             if not match:
                 continue
-            for method, op in other_item.items():
+            for op in other_item.values():
                 links[op["operationId"]] = {"operationId": op["operationId"],
                                             "parameters": {match.group(1): "$response.body#/id"}}
         if links:
@@ -280,7 +280,7 @@ def document(service: str) -> dict:
     return build(service_class(service), service)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _built(cls: type, service: str) -> dict:
     found = routes(cls)
     entrypoints = [ep for _, ep in found]
@@ -347,7 +347,7 @@ def build(cls: type, service: str) -> dict:
     return copy.deepcopy(_built(cls, service))
 
 
-@lru_cache(maxsize=None)
+@cache
 def served(cls: type, service: str) -> bytes:
     """What `GET /openapi.json` answers: the document as JSON, built once per process."""
     return (json.dumps(_built(cls, service), indent=2, sort_keys=True) + "\n").encode()

@@ -236,7 +236,7 @@ class EventConsumer(Entrypoint):
         are counted once the transaction has committed."""
         budget = self.settings.kokeilu_consumer_batch_seconds
         began = time.perf_counter()
-        counted = []
+        counted: list[tuple] = []
         with self.store.database.transaction() as conn:
             batch = self.batch = Batch(conn)
             try:

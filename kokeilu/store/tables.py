@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import timezone
 
 import sqlalchemy as sa
+import sqlalchemy.dialects.postgresql
 
 JSONB = sa.JSON().with_variant(sa.dialects.postgresql.JSONB(), "postgresql")
 

@@ -198,7 +198,7 @@ def vocabulary(base: str) -> list[dict]:
         *({"@id": iri, "@type": "dct:MediaType", "skos:notation": iri.removeprefix(IANA)}
           for iri in MEDIA_TYPES.values()),
         *(_concept(iri, name, EU + "language", "dct:LinguisticSystem")
-          for iri, name in zip(LANGUAGES.values(), ("Finnish", "Swedish", "English"))),
+          for iri, name in zip(LANGUAGES.values(), ("Finnish", "Swedish", "English"), strict=True)),
         {"@id": ESPOO, **_location("espoo", "Espoo")},
         {"@id": LICENCE_URL, "@type": "foaf:Document"},
         {"@id": index_url(base), "@type": "foaf:Document"},

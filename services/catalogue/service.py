@@ -136,7 +136,7 @@ class CatalogueService(service_base.PlatformService):
             return Response(render(lang), mimetype="text/html")
         except portal.BadRequest as exc:
             return self._bad_request(exc, lang, html)
-        except NotFound as exc:
+        except NotFound:
             if not html:
                 raise
             t = portal.i18n.Translator(lang)

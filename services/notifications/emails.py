@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import re
 import smtplib
-import socket
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -185,7 +184,7 @@ def send_mail(settings: MailSettings, message: EmailMessage) -> tuple[int | None
         return code, _logged(f"recipient refused: SMTP {code}", f"{code} {reply!r}")
     except smtplib.SMTPResponseException as exc:
         return exc.smtp_code, _logged(f"SMTP {exc.smtp_code}", repr(exc.smtp_error))
-    except (socket.timeout, TimeoutError) as exc:
+    except TimeoutError as exc:
         return None, _logged("timeout", str(exc))
     except ConnectionRefusedError as exc:
         return None, _logged("connection refused", str(exc))

@@ -9,7 +9,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from kokeilu.contracts.bounds import LongText, Measure, Name, Reason
 from kokeilu.contracts.evaluation import Decision, RuleFailure
 from kokeilu.contracts.proposals import (MAX_KPIS, Environment, FocusArea, KpiActual, PilotOutcome, ProposalStatus,
-                                         SUBMISSION_EXAMPLE, Submission)
+                                         SUBMISSION_EXAMPLE as SUBMISSION_EXAMPLE, Submission)  # re-exported
 from kokeilu.http.entrypoint import Refusal
 
 from .domain import IllegalTransition, MeasurementRefused, Proposal, UnknownProposal, pilot_json

@@ -55,7 +55,7 @@ def raw_exchange(p: Platform, service: str, data: bytes, wait: float = 15) -> by
         try:
             while chunk := s.recv(65536):
                 got += chunk
-        except socket.timeout:
+        except TimeoutError:
             pass
         return got
 

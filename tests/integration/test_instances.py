@@ -337,7 +337,7 @@ def test_two_relays_publish_one_outbox_keeping_each_keys_order(proposals, probe)
     for r in records:
         seen[r.key.decode()].append(json.loads(r.value)["seq"])
     for key, seqs in seen.items():
-        out_of_order = sum(1 for a, b in zip(seqs, seqs[1:]) if b < a)
+        out_of_order = sum(1 for a, b in zip(seqs, seqs[1:], strict=False) if b < a)
         assert out_of_order == 0, f"{key}: {out_of_order} events published before an earlier one"
         assert sorted(seqs) == seqs and len(seqs) == len(set(seqs)) == 1200
 
@@ -368,7 +368,7 @@ def test_a_digest_window_is_sent_once_by_two_instances(notifications, at_once, m
     pids = [str(uuid.uuid4()) for _ in range(12)]
     titles = [f"Digest pilot {n:02d} {pid[:8]}" for n, pid in enumerate(pids)]
     topic = notifications.topic(topics.PROPOSALS)
-    for n, (pid, title) in enumerate(zip(pids, titles)):
+    for n, (pid, title) in enumerate(zip(pids, titles, strict=False)):
         send_to(at_once, topic, ev.submitted(pid, title=title), n % PARTITIONS)
         send_to(at_once, topic, ev.status(pid, "submitted", "screening"), n % PARTITIONS)
     at_once.flush(timeout=30)

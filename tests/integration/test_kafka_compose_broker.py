@@ -63,8 +63,8 @@ class ComposeBroker:
         self.tmp = tmp
         self.compose = load_yaml(COMPOSE_FILE)
         ports = free_ports(2 * len(NODES))
-        self.ports = dict(zip(NODES, ports[:len(NODES)]))
-        self.controller_ports = dict(zip(NODES, ports[len(NODES):]))
+        self.ports = dict(zip(NODES, ports[:len(NODES)], strict=False))
+        self.controller_ports = dict(zip(NODES, ports[len(NODES):], strict=False))
         self.port = self.ports["kafka-1"]
         self.homes = {node: tmp / node / "opt-kafka" for node in NODES}
         self.home = self.homes["kafka-1"]

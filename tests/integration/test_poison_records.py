@@ -61,7 +61,7 @@ def test_garbage_is_dead_lettered_and_a_valid_proposal_after_it_reaches_the_cata
     # travel on through evaluation to the catalogue.
     subjects = ["Footbridge lighting", "School lunch composting", "Metro station wayfinding", "Harbour sauna rafts",
                 "Library robot tutors", "Snow-melt cycle lanes"]  # unlike each other: screening refuses near-duplicates
-    titles = {key: f"{subject} after the garbage {uuid.uuid4().hex[:6]}" for key, subject in zip(KEYS, subjects)}
+    titles = {key: f"{subject} after the garbage {uuid.uuid4().hex[:6]}" for key, subject in zip(KEYS, subjects, strict=False)}
     for key, title in titles.items():
         probe.send(platform.topic(topics.INTAKE), cloudevent(T + "intake.proposal", submission(title=title),
                                                              source="e-services-portal"), key=key)

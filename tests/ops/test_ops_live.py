@@ -102,7 +102,7 @@ def run_the_programme(platform, mailbox, probe) -> None:
 
         # Two proposals by HTTP, one from a city system; a broken record and an invalid event too.
         pids = []
-        for n in range(2):
+        for _n in range(2):
             # titles apart, or screening fails the second as a near-duplicate of the first
             created = platform.post("proposals", "/v1/proposals", submission(title=f"Ops pilot {uuid.uuid4().hex}"),
                                     headers=MANAGER)
@@ -169,7 +169,7 @@ def test_every_dashboard_panel_shows_the_work_the_platform_has_done(ops, probe):
     assert len(queries) >= 35  # a dashboard that failed to load would give none
 
     # Each expression is valid before any work is done: a refused query fails now.
-    for dashboard, title, ref, expr in queries:
+    for _dashboard, _title, _ref, expr in queries:
         prometheus.query(expr)
 
     run_the_programme(platform, mailbox, probe)

@@ -45,7 +45,7 @@ def test_the_official_parser_accepts_the_checked_in_document():
     result = parse(DOCUMENT)
     for level in ("warnings", "infos"):
         for d in result[level]:
-            warnings.warn(f"AsyncAPI parser {level[:-1]} {d['code']} at {d['path']}: {d['message']}", UserWarning)
+            warnings.warn(f"AsyncAPI parser {level[:-1]} {d['code']} at {d['path']}: {d['message']}", UserWarning, stacklevel=1)
     assert result["parsed"], result["errors"]
     assert result["errors"] == [], json.dumps(result["errors"], indent=2)
     assert result["asyncapi"] == "3.0.0"

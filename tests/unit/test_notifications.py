@@ -126,7 +126,7 @@ def test_the_wait_grows_with_every_attempt_and_stays_within_the_cap():
     rng = random.Random(1234)
     waits = [(policy.next_attempt(n, WHEN, rng) - WHEN).total_seconds() for n in range(1, 13)]
     ceilings = [min(60.0, 2.0 ** (n - 1)) for n in range(1, 13)]
-    for wait, ceiling in zip(waits, ceilings):
+    for wait, ceiling in zip(waits, ceilings, strict=False):
         assert ceiling / 2 <= wait <= ceiling
     below_cap = waits[:7]  # ceilings 1, 2, 4 ... 64 -> the 7th is capped at 60
     assert below_cap == sorted(below_cap)

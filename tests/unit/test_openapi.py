@@ -104,7 +104,7 @@ def test_errors_are_the_platforms_error_body(service):
     doc = document(service)
     error = doc["components"]["schemas"]["Error"]
     assert error["required"] == ["error"]
-    for name, response in doc["components"]["responses"].items():
+    for _name, response in doc["components"]["responses"].items():
         assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
         assert set(response["content"]["application/json"]["example"]["error"]) >= {"code", "message", "fields"}
 

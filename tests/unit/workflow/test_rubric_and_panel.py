@@ -19,7 +19,7 @@ RUBRIC = Rubric()
 def sheet(*values) -> dict[str, int]:
     if len(values) == 1:
         values = values * len(CRITERIA)
-    return dict(zip(CRITERIA, values))
+    return dict(zip(CRITERIA, values, strict=False))
 
 
 def test_the_weighted_score_uses_the_configured_weights():
