@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import eventlet
 from nameko.web.handlers import HttpRequestHandler
@@ -67,9 +68,10 @@ class Refusal:
     made from the exception) and `extra` (made from it) go into the error body beside them."""
     status: int
     code: str
-    fields: dict[str, str] | Callable[[Exception], dict[str, str]] | None = None
-    message: Callable[[Exception], str] = str
-    extra: Callable[[Exception], dict] | None = None
+    # The callables take the exception of the map's key (typed Any: each entry knows its own class).
+    fields: dict[str, str] | Callable[[Any], dict[str, str]] | None = None
+    message: Callable[[Any], str] = str
+    extra: Callable[[Any], dict[str, Any]] | None = None
 
     def response(self, exc: Exception) -> Response:
         fields = self.fields(exc) if callable(self.fields) else self.fields

@@ -2,6 +2,8 @@
 (ERRORS, read by the `api` entrypoint). The portal's HTML pages are in portal.py."""
 from __future__ import annotations
 
+from werkzeug.wrappers import Request
+
 from kokeilu.http.entrypoint import Refusal
 
 from .search import BadCursor
@@ -12,6 +14,6 @@ ERRORS = {
 }
 
 
-def query_args(request) -> dict:
+def query_args(request: Request) -> dict[str, str]:
     """Query parameters; a repeated one (status=a&status=b) is read as a list."""
     return {k: ",".join(v) if len(v) > 1 else v[0] for k, v in request.args.lists()}

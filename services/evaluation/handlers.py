@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from kokeilu.contracts import CloudEvent, utcnow
 from kokeilu.contracts import catalog as types
@@ -19,9 +20,25 @@ SCREENING_LOCK = "evaluation.screening-and-panels"
 CLOSED = {ProposalStatus.screening_failed, ProposalStatus.rejected, ProposalStatus.completed, ProposalStatus.withdrawn}
 
 
-class Figures:
+class Figures(Protocol):
     """What the use cases report of what happened, after it is committed: the service passes its
-    metrics module, which has these functions; this one counts nothing."""
+    metrics module, which has these functions (a module satisfies this Protocol)."""
+
+    def observe_stage(self, stage: str, seconds: float) -> None:
+        """Time a proposal spent in screening or in evaluation."""
+        ...
+
+    def count_decision(self, decision: str, disagreement: bool) -> None:
+        """A panel's decision."""
+        ...
+
+    def count_overdue(self, n: int) -> None:
+        """Evaluations that went past their SLA just now."""
+        ...
+
+
+class Uncounted:
+    """Figures that count nothing (the default: unit tests of the use cases)."""
 
     @staticmethod
     def observe_stage(stage: str, seconds: float) -> None:
@@ -36,7 +53,7 @@ class Figures:
         """Evaluations that went past their SLA just now."""
 
 
-UNCOUNTED = Figures()
+UNCOUNTED: Figures = Uncounted()
 
 
 # proposals' events ---------------------------------------------------------------------------

@@ -3,7 +3,7 @@ domain's refusals are answered (ERRORS, read by the `api` entrypoint)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,7 +26,7 @@ ERRORS = {
 }
 
 
-def caller(request) -> Caller:
+def caller(request: Any) -> Caller:  # a werkzeug Request the api entrypoint gave `principal`
     principal = request.principal
     return Caller(principal.name, admin="admin" in principal.scopes, personal_data=principal.has(PERSONAL_DATA))
 
@@ -43,7 +43,7 @@ def check_webhook_url(url: str) -> None:
         raise Unprocessable(message, {"url": message}) from None
 
 
-def subscription_json(s, with_secret: bool = False) -> dict:
+def subscription_json(s: Any, with_secret: bool = False) -> dict[str, Any]:
     body = {"id": s.id, "subscriber": s.subscriber, "channel": s.channel, "url": public_url(s.url), "email": s.email,
             "mode": s.mode, "language": s.language, "filter": s.filter.model_dump(mode="json"),
             "created_at": s.created_at.isoformat(), "signed": s.secret is not None, "owner": s.owner,

@@ -10,6 +10,7 @@ import json
 import uuid
 from datetime import datetime
 from types import SimpleNamespace
+from typing import Protocol
 
 from kokeilu.contracts import CloudEvent, utcnow
 from kokeilu.contracts import catalog as types
@@ -28,9 +29,26 @@ CONSUMER = "proposals"
 REJECTIONS = "proposals.intake-rejections"
 
 
-class Figures:
+class Figures(Protocol):
     """What the use cases report of what happened, after it is committed: the service passes its
-    metrics module, which has these functions; this one counts nothing."""
+    metrics module, which has these functions (a module satisfies this Protocol)."""
+
+    def count_transition(self, action: str, to_state: Status, from_state: Status | None = None,
+                         seconds_in_state: float | None = None) -> None:
+        """A change of state; with `from_state`, how long the proposal had been in it."""
+        ...
+
+    def count_intake(self, type_: str, source: str, outcome: str) -> None:
+        """An intake event accepted, rejected or seen before (duplicate)."""
+        ...
+
+    def observe_time_to_decision(self, decision: str, seconds: float) -> None:
+        """From submission (or the latest revision) to the panel's decision."""
+        ...
+
+
+class Uncounted:
+    """Figures that count nothing (the default: unit tests of the use cases)."""
 
     @staticmethod
     def count_transition(action: str, to_state: Status, from_state: Status | None = None,
@@ -46,7 +64,7 @@ class Figures:
         """From submission (or the latest revision) to the panel's decision."""
 
 
-UNCOUNTED = Figures()
+UNCOUNTED: Figures = Uncounted()
 
 
 class IntakeRefused(PermanentError):
