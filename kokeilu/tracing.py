@@ -32,7 +32,7 @@ import threading
 import uuid
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 
 from opentelemetry import context as otel_context, trace
@@ -120,11 +120,6 @@ def current_traceparent() -> str | None:
     return traceparent_of(trace.get_current_span().get_span_context())
 
 
-def current_trace_id() -> str | None:
-    context = trace.get_current_span().get_span_context()
-    return f"{context.trace_id:032x}" if context.is_valid else None
-
-
 def trace_id_of(traceparent: str | None) -> str | None:
     parent = _parent(traceparent)
     return None if parent is None else f"{parent.trace_id:032x}"
@@ -148,7 +143,7 @@ def valid_correlation(value: str | None) -> str | None:
 
 @contextmanager
 def _within(span_name: str, kind: SpanKind, parent: trace.SpanContext | None, flow: Flow,
-            attributes: dict, links: list[Link] | None = None, own_ids: bool = False):
+            attributes: dict, own_ids: bool = False):
     """`own_ids`: when nothing records spans, still give this one ids of its own (a request's
     answer names its span; a request without a traceparent starts a trace)."""
     if parent is not None:
@@ -159,8 +154,7 @@ def _within(span_name: str, kind: SpanKind, parent: trace.SpanContext | None, fl
         context = trace.set_span_in_context(_new_span(parent.trace_id if parent is not None else None))
     token = _flow.set(flow)
     try:
-        with tracer().start_as_current_span(span_name, context=context, kind=kind, attributes=attributes,
-                                            links=links) as span:
+        with tracer().start_as_current_span(span_name, context=context, kind=kind, attributes=attributes) as span:
             yield span
     finally:
         _flow.reset(token)
@@ -188,11 +182,6 @@ def serving(method: str, route: str, headers):
     return _within(f"{method} {route}", SpanKind.SERVER, _parent(headers.get("traceparent")),
                    Flow(correlation_id=correlation), {"http.request.method": method, "http.route": route},
                    own_ids=True)
-
-
-def working(name: str):
-    """Around work that no request or event started (a timer): a root span of its own."""
-    return _within(name, SpanKind.INTERNAL, None, Flow(correlation_id=str(uuid.uuid4())), {}, own_ids=True)
 
 
 def attach(span: trace.Span, flow: Flow):
@@ -247,7 +236,3 @@ def continuing(traceparent: str | None) -> str | None:
                                   links=links)
     started.end()
     return traceparent_of(started.get_span_context())
-
-
-def with_flow(flow: Flow | None, **changes) -> Flow | None:
-    return replace(flow, **changes) if flow is not None else None

@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from kokeilu import tracing
 from kokeilu.contracts import topics
 from tests.integration.workflow_support import TOKENS, auth, drain
 from tests.support import Platform, Receiver, cloudevent, submission, wait_until
@@ -85,11 +86,6 @@ def about(pid: str):
     return match
 
 
-def trace_of(traceparent: str) -> str:
-    version, trace_id, span_id, flags = traceparent.split("-")
-    return trace_id
-
-
 def test_every_event_about_a_proposal_shares_its_correlation_id_and_trace(tmp_path, probe, collector):
     platform = Platform(tmp_path, extra_env={
         "KOKEILU_TOKENS": TOKENS, "KOKEILU_LOG_FORMAT": "json", "EVENTLET_TESTS": "1",  # as the image sets
@@ -108,7 +104,7 @@ def test_every_event_about_a_proposal_shares_its_correlation_id_and_trace(tmp_pa
         created = platform.post("proposals", "/v1/proposals", submission(title=f"Traced pilot {uuid.uuid4().hex}"),
                                 headers={**MANAGER, "traceparent": caller, "X-Correlation-Id": correlation})
         assert created.status_code == 201, created.text
-        assert trace_of(created.headers["traceparent"]) == trace_id  # the answer says where it was traced
+        assert tracing.trace_id_of(created.headers["traceparent"]) == trace_id  # the answer says where it was traced
         pid = created.json()["id"]
 
         def status():
@@ -147,12 +143,12 @@ def test_every_event_about_a_proposal_shares_its_correlation_id_and_trace(tmp_pa
                 "evaluation.decided", "pilot.started", "pilot.measurement-recorded", "pilot.completed",
                 "result.published", "result.updated"} <= kinds, kinds
         assert {e["correlationid"] for e in seen} == {correlation}, [(e["type"], e["correlationid"]) for e in seen]
-        assert {trace_of(e["traceparent"]) for e in seen} == {trace_id}, [(e["type"], e["traceparent"]) for e in seen]
+        assert {tracing.trace_id_of(e["traceparent"]) for e in seen} == {trace_id}, [(e["type"], e["traceparent"]) for e in seen]
         # The department's webhook delivery of the result says so in the proposal's flow too.
         [published] = [e for e in seen if e["type"] == T + "result.published"]
         [delivered] = probe.events(platform.topic(topics.NOTIFICATIONS), T + "delivery.succeeded",
                                    where=lambda e: e["data"]["event_id"] == published["id"])
-        assert delivered["correlationid"] == correlation and trace_of(delivered["traceparent"]) == trace_id
+        assert delivered["correlationid"] == correlation and tracing.trace_id_of(delivered["traceparent"]) == trace_id
         [measured] = [e for e in seen if e["type"] == T + "pilot.measurement-recorded"]
         assert measured["causationid"] == sensor["id"]  # what caused it is still named
 
