@@ -12,6 +12,8 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
+from kokeilu import tracing
+
 from .locks import hold
 
 log = logging.getLogger(__name__)
@@ -190,6 +192,14 @@ class Database:
 
     @contextmanager
     def transaction(self):
+        """One transaction, committed when the block ends without an exception (a span of its
+        own inside a traced request or record: kokeilu/tracing.py)."""
+        with tracing.span("store transaction", **{"db.system.name": self.engine.dialect.name}), \
+                self._transaction() as conn:
+            yield conn
+
+    @contextmanager
+    def _transaction(self):
         if self.is_sqlite:
             ticket = None
             with self._lock:

@@ -78,14 +78,8 @@ class UnitOfWork:
         if self._levels:
             self._levels.append([Savepoint(self.conn), False, len(self._outbox)])
             return self
-        self._span = tracing.span("store transaction", **{"db.system.name": self.database.engine.dialect.name})
-        self._span.__enter__()
-        try:
-            self._cm = self.database.transaction()
-            self.conn = self._cm.__enter__()
-        except BaseException as error:
-            self._span.__exit__(type(error), error, error.__traceback__)
-            raise
+        self._cm = self.database.transaction()
+        self.conn = self._cm.__enter__()
         self._outbox = []
         self._levels.append([None, False, 0])
         self.bind(self.conn)
@@ -115,16 +109,13 @@ class UnitOfWork:
             # Roll back: leaving the block without commit() means the work was not wanted.
             self.conn.get_transaction().rollback()
         published = len(self._outbox)
-        try:
-            if keep:
-                try:
-                    write_outbox(self.conn, self._outbox)
-                except BaseException as error:
-                    self._cm.__exit__(type(error), error, error.__traceback__)
-                    raise
-            result = self._cm.__exit__(exc_type, exc, tb)
-        finally:
-            self._span.__exit__(exc_type, exc, tb)
+        if keep:
+            try:
+                write_outbox(self.conn, self._outbox)
+            except BaseException as error:
+                self._cm.__exit__(type(error), error, error.__traceback__)
+                raise
+        result = self._cm.__exit__(exc_type, exc, tb)
         if keep:
             crash_point("uow.committed")
             if published and self._on_commit:
