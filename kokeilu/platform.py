@@ -49,7 +49,8 @@ class Health(DependencyProvider):
     broker restart answers those correctly, and an instance may hold no partitions for good
     (more instances than partitions) and still be the one to serve requests. Taking it out of
     the load balancer while the group rebalances would turn a consumer pause into refused
-    requests. What a group that does not rejoin means is an alert (docs/operations.md).
+    requests. A group that does not rejoin shows as `kokeilu_consumer_joined` 0 and as lag that
+    grows, which the KokeiluConsumerLag alert reports (docs/operations.md).
     """
 
     store = StoreExtension()
