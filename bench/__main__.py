@@ -12,11 +12,12 @@ around the other stages (half before, half after), so a machine that got busier 
 during the run shows as a spread in its runs. The exit status is 1 when a stage failed (events
 dead-lettered, not all consumed in time, results missing).
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from tests.support import ROOT
 
@@ -36,18 +37,31 @@ def parse_stages(text: str) -> list[str]:
             out.append(item)
         else:
             raise argparse.ArgumentTypeError(
-                f"unknown stage {item!r}: use ceiling, consume, consume:<{'|'.join(SERVICES)}>, intake, e2e")
+                f"unknown stage {item!r}: use ceiling, consume, consume:<{'|'.join(SERVICES)}>, intake, e2e"
+            )
     return list(dict.fromkeys(out))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("--stages", type=parse_stages, default=parse_stages("ceiling,consume,intake,e2e"),
-                   help="comma-separated (default ceiling,consume,intake,e2e)")
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    p.add_argument(
+        "--stages",
+        type=parse_stages,
+        default=parse_stages("ceiling,consume,intake,e2e"),
+        help="comma-separated (default ceiling,consume,intake,e2e)",
+    )
     p.add_argument("-n", "--events", type=int, default=1000, help="events per consume and intake stage (default 1000)")
-    p.add_argument("--ceiling-messages", type=int, default=10000,
-                   help="messages per ceiling run (default 10000: a few seconds each)")
+    p.add_argument(
+        "--ceiling-messages",
+        type=int,
+        default=10000,
+        help="messages per ceiling run (default 10000: a few seconds each)",
+    )
     p.add_argument("--repeats", type=int, default=3, help="ceiling runs per loop; the median counts (default 3)")
     p.add_argument("--e2e-proposals", type=int, default=200, help="proposals of the e2e stage (default 200)")
     p.add_argument("--concurrency", "-c", type=int, default=4, help="submitting threads of the e2e stage (default 4)")
@@ -60,12 +74,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 # -- running --------------------------------------------------------------------------------
 
+
 def run(args: argparse.Namespace) -> dict:
-    started = datetime.now(timezone.utc)
-    report: dict = {"run": {"started_at": started.isoformat(timespec="seconds"), "git": git_revision(), **machine(),
-                            "stages": args.stages, "events": args.events, "ceiling_messages": args.ceiling_messages,
-                            "e2e_proposals": args.e2e_proposals, "concurrency": args.concurrency},
-                    "stages": {}}
+    started = datetime.now(UTC)
+    report: dict = {
+        "run": {
+            "started_at": started.isoformat(timespec="seconds"),
+            "git": git_revision(),
+            **machine(),
+            "stages": args.stages,
+            "events": args.events,
+            "ceiling_messages": args.ceiling_messages,
+            "e2e_proposals": args.e2e_proposals,
+            "concurrency": args.concurrency,
+        },
+        "stages": {},
+    }
     runs: dict = {}
     with_ceiling = "ceiling" in args.stages
     others = [s for s in args.stages if s != "ceiling"]
@@ -77,8 +101,12 @@ def run(args: argparse.Namespace) -> dict:
         if stage == "e2e":
             out = e2e.run_platform(args.e2e_proposals, args.concurrency, args.deadline, sample=20)
             p = out.get("platform", {})
-            out.update(stage="e2e", service="proposals -> evaluation -> catalogue", events=args.e2e_proposals,
-                       throughput_per_s=p.get("throughput_per_s"))
+            out.update(
+                stage="e2e",
+                service="proposals -> evaluation -> catalogue",
+                events=args.e2e_proposals,
+                throughput_per_s=p.get("throughput_per_s"),
+            )
             if not out["ok"]:
                 out["failure"] = f"{p.get('arrived')} of {args.e2e_proposals} results arrived"
             report["stages"][stage] = out
@@ -105,17 +133,22 @@ def run(args: argparse.Namespace) -> dict:
 
 # -- the table ------------------------------------------------------------------------------
 
+
 def fmt(value, spec: str, missing: str = "-") -> str:
     return missing if value is None else format(value, spec)
 
 
 def print_table(report: dict) -> None:
     meta = report["run"]
-    print(f"Kokeilu benchmarks  {meta['started_at']}  commit {meta['git']}  {meta['cpus']} CPUs  "
-          f"load {'/'.join(str(x) for x in meta['loadavg'])} at start, "
-          f"{'/'.join(str(x) for x in meta['loadavg_end'])} at end")
-    print(f"python {meta['python']}, kafka-python {meta['kafka_python']} (CRC32C: {meta['kafka_python_crc32c']}), "
-          f"confluent-kafka {meta.get('confluent_kafka')} (librdkafka {meta.get('librdkafka')}), broker {meta['bootstrap']}")
+    print(
+        f"Kokeilu benchmarks  {meta['started_at']}  commit {meta['git']}  {meta['cpus']} CPUs  "
+        f"load {'/'.join(str(x) for x in meta['loadavg'])} at start, "
+        f"{'/'.join(str(x) for x in meta['loadavg_end'])} at end"
+    )
+    print(
+        f"python {meta['python']}, kafka-python {meta['kafka_python']} (CRC32C: {meta['kafka_python_crc32c']}), "
+        f"confluent-kafka {meta.get('confluent_kafka')} (librdkafka {meta.get('librdkafka')}), broker {meta['bootstrap']}"
+    )
     c = report.get("ceiling")
     conf = c.get("confluent") if c else None
     ref = c["reference"] if c else None
@@ -125,39 +158,54 @@ def print_table(report: dict) -> None:
     print("-" * len(head))
     if c:
         for name, loop in c["loops"].items():
-            label = {"kafka-python, tuned": "ceiling kafka-python*", "kafka-python, services' settings":
-                     "ceiling kp services' opts", "confluent-kafka": "ceiling confluent-kafka"}.get(name, name)
-            print(f"{label:<26}{loop['messages']:>7}{loop['throughput_per_s']:>10.0f}{loop['throughput_per_s'] / ref:>11.3f}"
-                  f"{fmt(loop['throughput_per_s'] / conf if conf else None, '.3f'):>9}{'':>9}{'':>10}{'':>7}{'':>8}  "
-                  f"runs {loop['runs_per_s']}")
+            label = {
+                "kafka-python, tuned": "ceiling kafka-python*",
+                "kafka-python, services' settings": "ceiling kp services' opts",
+                "confluent-kafka": "ceiling confluent-kafka",
+            }.get(name, name)
+            print(
+                f"{label:<26}{loop['messages']:>7}{loop['throughput_per_s']:>10.0f}{loop['throughput_per_s'] / ref:>11.3f}"
+                f"{fmt(loop['throughput_per_s'] / conf if conf else None, '.3f'):>9}{'':>9}{'':>10}{'':>7}{'':>8}  "
+                f"runs {loop['runs_per_s']}"
+            )
     for name, r in report["stages"].items():
         outcomes = ", ".join(f"{k} {v}" for k, v in sorted(r.get("by_outcome", {}).items()))
         if r.get("retries_by_stage"):
             outcomes += "; retries " + ", ".join(f"{k} {v}" for k, v in sorted(r["retries_by_stage"].items()))
         if name == "e2e" and r.get("metrics"):
-            outcomes = "; ".join(f"{s} " + (", ".join(f"{k} {v}" for k, v in sorted(m.get("by_outcome", {}).items()))
-                                             or "nothing yet") for s, m in r["metrics"].items())
+            outcomes = "; ".join(
+                f"{s} " + (", ".join(f"{k} {v}" for k, v in sorted(m.get("by_outcome", {}).items())) or "nothing yet")
+                for s, m in r["metrics"].items()
+            )
         unit = "proposals" if name == "e2e" else ""
-        line = (f"{name:<26}{r.get('events', '-'):>7}{fmt(r.get('throughput_per_s'), '.1f'):>10}"
-                f"{fmt(r.get('ratio'), '.4f'):>11}{fmt(r.get('ratio_confluent'), '.4f'):>9}"
-                f"{fmt(r.get('rss_mib'), '.0f'):>9}{fmt(r.get('cpu_ms_per_event'), '.1f'):>10}"
-                f"{fmt(r.get('mean_processing_ms'), '.1f'):>7}{fmt(r.get('longest_stall_seconds'), '.2f'):>8}  {outcomes}")
+        line = (
+            f"{name:<26}{r.get('events', '-'):>7}{fmt(r.get('throughput_per_s'), '.1f'):>10}"
+            f"{fmt(r.get('ratio'), '.4f'):>11}{fmt(r.get('ratio_confluent'), '.4f'):>9}"
+            f"{fmt(r.get('rss_mib'), '.0f'):>9}{fmt(r.get('cpu_ms_per_event'), '.1f'):>10}"
+            f"{fmt(r.get('mean_processing_ms'), '.1f'):>7}{fmt(r.get('longest_stall_seconds'), '.2f'):>8}  {outcomes}"
+        )
         print(line + (f" ({unit})" if unit else ""))
         if not r.get("ok"):
             print(f"{'':<26}FAILED: {r.get('failure')}" + (f" (logs: {r['logs']})" if r.get("logs") else ""))
     print()
     if c:
-        print("* the reference: every ratio is to the tuned kafka-python loop of this run "
-              f"({ref:.0f} msg/s); 'x confl.' to the confluent-kafka loop" + (f" ({conf:.0f} msg/s)" if conf else ""))
+        print(
+            "* the reference: every ratio is to the tuned kafka-python loop of this run "
+            f"({ref:.0f} msg/s); 'x confl.' to the confluent-kafka loop" + (f" ({conf:.0f} msg/s)" if conf else "")
+        )
     else:
         print("no ceiling stage: no ratios (add `ceiling` to --stages)")
     if "intake" in report["stages"] and "target_met" in report["stages"]["intake"]:
         r = report["stages"]["intake"]
-        print(f"intake target (issue 9): >= {r['target_ratio']:.2f} of the bare loop: "
-              f"{'met' if r['target_met'] else 'NOT met'} ({r['ratio']:.4f})")
-    print("per s: events consumed per second (e2e: proposals submitted -> result published per second); "
-          "cpu ms/ev: the service's CPU time per event while consuming; ms/ev: its own mean "
-          "kokeilu_event_processing_seconds; stall s: the longest time without a committed offset moving")
+        print(
+            f"intake target (issue 9): >= {r['target_ratio']:.2f} of the bare loop: "
+            f"{'met' if r['target_met'] else 'NOT met'} ({r['ratio']:.4f})"
+        )
+    print(
+        "per s: events consumed per second (e2e: proposals submitted -> result published per second); "
+        "cpu ms/ev: the service's CPU time per event while consuming; ms/ev: its own mean "
+        "kokeilu_event_processing_seconds; stall s: the longest time without a committed offset moving"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

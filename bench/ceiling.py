@@ -20,6 +20,7 @@ Every loop is run `repeats` times over topics of its own; the median counts.
     python -m bench.ceiling -n 5000 --repeats 3
     python -m bench.ceiling --tune -n 5000        # one option at a time around TUNED
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,19 @@ from kokeilu.contracts.proposals import ProposalSubmitted
 from kokeilu.contracts.sources import service_source
 from tests.support import BOOTSTRAP, submission
 
-from .common import (HEADERS, PARTITIONS, admin_client, clean_up_on_sigterm, create_topics, crc32c_implementation,
-                     delete_groups, delete_topics, fill, median_run, unique_name)
+from .common import (
+    HEADERS,
+    PARTITIONS,
+    admin_client,
+    clean_up_on_sigterm,
+    crc32c_implementation,
+    create_topics,
+    delete_groups,
+    delete_topics,
+    fill,
+    median_run,
+    unique_name,
+)
 
 # The services' own options (kokeilu.kafka.consumer and kokeilu.kafka.relay.make_producer; not
 # imported: they pull in nameko and eventlet).
@@ -49,8 +61,13 @@ SERVICES_PRODUCER = {"linger_ms": 5}
 # producer batches amortise kafka-python's per-call costs; a linger longer than the time to send
 # a poll's records keeps the sender thread from sending (and taking the GIL for) small batches
 # before the flush, which sends each partition's batch whole.
-TUNED_CONSUMER = {"max_poll_records": 2000, "max_partition_fetch_bytes": 4 * 1024 * 1024,
-                  "fetch_max_bytes": 16 * 1024 * 1024, "fetch_min_bytes": 64 * 1024, "fetch_max_wait_ms": 100}
+TUNED_CONSUMER = {
+    "max_poll_records": 2000,
+    "max_partition_fetch_bytes": 4 * 1024 * 1024,
+    "fetch_max_bytes": 16 * 1024 * 1024,
+    "fetch_min_bytes": 64 * 1024,
+    "fetch_max_wait_ms": 100,
+}
 TUNED_PRODUCER = {"linger_ms": 50, "batch_size": 256 * 1024}
 CONFLUENT_BATCH = 2000  # messages per Consumer.consume() call
 
@@ -61,32 +78,57 @@ def proposal_submitted_event() -> bytes:
     body["proposer"] = {k: v for k, v in body["proposer"].items() if k != "contact_email"}
     proposal_id = str(uuid.uuid4())
     data = ProposalSubmitted.model_validate({**body, "proposal_id": proposal_id, "submitted_at": utcnow()})
-    return new_event(PROPOSAL_SUBMITTED.name, data, source=service_source("proposals"), subject=proposal_id,
-                     dataschema=PROPOSAL_SUBMITTED.dataschema).to_bytes()
+    return new_event(
+        PROPOSAL_SUBMITTED.name,
+        data,
+        source=service_source("proposals"),
+        subject=proposal_id,
+        dataschema=PROPOSAL_SUBMITTED.dataschema,
+    ).to_bytes()
 
 
 def transform(value: bytes) -> bytes:
     """What a consumer does at least: parse the event and publish a new one caused by it."""
     event = json.loads(value)
-    out = {**event, "id": str(uuid.uuid4()), "type": "fi.espoo.kokeilu.bench.transformed",
-           "time": utcnow().isoformat(), "causationid": event["id"]}
+    out = {
+        **event,
+        "id": str(uuid.uuid4()),
+        "type": "fi.espoo.kokeilu.bench.transformed",
+        "time": utcnow().isoformat(),
+        "causationid": event["id"],
+    }
     return json.dumps(out).encode()
 
 
 # -- kafka-python ---------------------------------------------------------------------------
 
+
 def kafka_python_producer(**options) -> KafkaProducer:
     # The rest are the settings of kokeilu.kafka.relay.make_producer.
-    return KafkaProducer(bootstrap_servers=BOOTSTRAP, client_id="kokeilu-bench-loop", acks="all",
-                         enable_idempotence=True, retries=2147483647, max_in_flight_requests_per_connection=5,
-                         request_timeout_ms=15000, delivery_timeout_ms=60000, **options)
+    return KafkaProducer(
+        bootstrap_servers=BOOTSTRAP,
+        client_id="kokeilu-bench-loop",
+        acks="all",
+        enable_idempotence=True,
+        retries=2147483647,
+        max_in_flight_requests_per_connection=5,
+        request_timeout_ms=15000,
+        delivery_timeout_ms=60000,
+        **options,
+    )
 
 
-def kafka_python_loop(source: str, sink: str, n: int, group: str, timeout: float,
-                      consumer_options: dict, producer_options: dict) -> float:
+def kafka_python_loop(
+    source: str, sink: str, n: int, group: str, timeout: float, consumer_options: dict, producer_options: dict
+) -> float:
     """Seconds to move n records from source to sink, batch by batch: send, flush, commit."""
-    consumer = KafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=group, enable_auto_commit=False,
-                             auto_offset_reset="earliest", **consumer_options)
+    consumer = KafkaConsumer(
+        bootstrap_servers=BOOTSTRAP,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **consumer_options,
+    )
     producer = kafka_python_producer(**producer_options)
     try:
         assignment = [TopicPartition(source, p) for p in range(PARTITIONS)]
@@ -120,19 +162,35 @@ def kafka_python_loop(source: str, sink: str, n: int, group: str, timeout: float
 
 # -- confluent-kafka (librdkafka) -------------------------------------------------------------
 
+
 def confluent_loop(source: str, sink: str, n: int, group: str, timeout: float, batch: int = CONFLUENT_BATCH) -> float:
     from confluent_kafka import Consumer, KafkaException, Producer
     from confluent_kafka import TopicPartition as CTopicPartition
 
-    consumer = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": group, "enable.auto.commit": False,
-                         "auto.offset.reset": "earliest", "enable.partition.eof": False})
-    producer = Producer({"bootstrap.servers": BOOTSTRAP, "client.id": "kokeilu-bench-loop", "acks": "all",
-                         "enable.idempotence": True, "linger.ms": 5})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": BOOTSTRAP,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": False,
+        }
+    )
+    producer = Producer(
+        {
+            "bootstrap.servers": BOOTSTRAP,
+            "client.id": "kokeilu-bench-loop",
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 5,
+        }
+    )
     errors: list = []
 
     def delivered(err, _msg):
         if err is not None:
             errors.append(err)
+
     try:
         assignment = [CTopicPartition(source, p) for p in range(PARTITIONS)]
         consumer.assign(assignment)
@@ -154,8 +212,13 @@ def confluent_loop(source: str, sink: str, n: int, group: str, timeout: float, b
                     raise KafkaException(record.error())
                 while True:
                     try:
-                        producer.produce(sink, key=record.key(), value=transform(record.value()), headers=HEADERS,
-                                         on_delivery=delivered)
+                        producer.produce(
+                            sink,
+                            key=record.key(),
+                            value=transform(record.value()),
+                            headers=HEADERS,
+                            on_delivery=delivered,
+                        )
                         break
                     except BufferError:
                         producer.poll(0.05)
@@ -171,6 +234,7 @@ def confluent_loop(source: str, sink: str, n: int, group: str, timeout: float, b
 
 
 # -- running them ---------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Loop:
@@ -210,13 +274,20 @@ def measure(loop: Loop, n: int, repeats: int, timeout: float = 300) -> dict:
     """The median of `repeats` runs of one loop, with every run's figure."""
     runs = [run_once(loop, n, timeout) for _ in range(max(1, repeats))]
     best = median_run(runs)
-    return dict(best, loop=loop.name, client=loop.client, consumer_options=loop.consumer_options,
-                producer_options=loop.producer_options, runs_per_s=[round(r["throughput_per_s"]) for r in runs])
+    return dict(
+        best,
+        loop=loop.name,
+        client=loop.client,
+        consumer_options=loop.consumer_options,
+        producer_options=loop.producer_options,
+        runs_per_s=[round(r["throughput_per_s"]) for r in runs],
+    )
 
 
 def confluent_available() -> bool:
     try:
         import confluent_kafka  # noqa: F401
+
         return True
     except ImportError:
         return False
@@ -244,10 +315,13 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
     for loop in loops_to_run():
         if not runs.get(loop.name):
             continue
-        result["loops"][loop.name] = dict(median_run(runs[loop.name]), client=loop.client,
-                                          consumer_options=loop.consumer_options,
-                                          producer_options=loop.producer_options,
-                                          runs_per_s=[round(r["throughput_per_s"]) for r in runs[loop.name]])
+        result["loops"][loop.name] = dict(
+            median_run(runs[loop.name]),
+            client=loop.client,
+            consumer_options=loop.consumer_options,
+            producer_options=loop.producer_options,
+            runs_per_s=[round(r["throughput_per_s"]) for r in runs[loop.name]],
+        )
     result["reference"] = result["loops"][TUNED_LOOP.name]["throughput_per_s"]
     if CONFLUENT_LOOP.name in result["loops"]:
         result["confluent"] = result["loops"][CONFLUENT_LOOP.name]["throughput_per_s"]
@@ -260,21 +334,43 @@ def measure_ceiling(n: int, repeats: int) -> dict:
 
 # -- tuning ---------------------------------------------------------------------------------
 
+
 def tuning_grid() -> list[Loop]:
     """One option at a time around TUNED (and the services' settings as the start)."""
     loops = [SERVICES_LOOP, TUNED_LOOP]
     for records in (200, 500, 1000, 5000):
-        loops.append(Loop(f"max_poll_records={records}", "kafka-python",
-                          {**TUNED_CONSUMER, "max_poll_records": records}, TUNED_PRODUCER))
+        loops.append(
+            Loop(
+                f"max_poll_records={records}",
+                "kafka-python",
+                {**TUNED_CONSUMER, "max_poll_records": records},
+                TUNED_PRODUCER,
+            )
+        )
     for linger in (0, 5, 20, 200):
-        loops.append(Loop(f"linger_ms={linger}", "kafka-python", TUNED_CONSUMER, {**TUNED_PRODUCER, "linger_ms": linger}))
+        loops.append(
+            Loop(f"linger_ms={linger}", "kafka-python", TUNED_CONSUMER, {**TUNED_PRODUCER, "linger_ms": linger})
+        )
     for size in (16 * 1024, 64 * 1024, 1024 * 1024):
-        loops.append(Loop(f"batch_size={size // 1024}K", "kafka-python", TUNED_CONSUMER,
-                          {**TUNED_PRODUCER, "batch_size": size}))
-    loops.append(Loop("default fetch sizes (1M/partition, 50M)", "kafka-python",
-                      {k: v for k, v in TUNED_CONSUMER.items() if not k.endswith("fetch_bytes")}, TUNED_PRODUCER))
-    loops.append(Loop("fetch_min_bytes=1, fetch_max_wait_ms=500 (defaults)", "kafka-python",
-                      {**TUNED_CONSUMER, "fetch_min_bytes": 1, "fetch_max_wait_ms": 500}, TUNED_PRODUCER))
+        loops.append(
+            Loop(f"batch_size={size // 1024}K", "kafka-python", TUNED_CONSUMER, {**TUNED_PRODUCER, "batch_size": size})
+        )
+    loops.append(
+        Loop(
+            "default fetch sizes (1M/partition, 50M)",
+            "kafka-python",
+            {k: v for k, v in TUNED_CONSUMER.items() if not k.endswith("fetch_bytes")},
+            TUNED_PRODUCER,
+        )
+    )
+    loops.append(
+        Loop(
+            "fetch_min_bytes=1, fetch_max_wait_ms=500 (defaults)",
+            "kafka-python",
+            {**TUNED_CONSUMER, "fetch_min_bytes": 1, "fetch_max_wait_ms": 500},
+            TUNED_PRODUCER,
+        )
+    )
     return loops
 
 
@@ -284,8 +380,10 @@ def tune(n: int, repeats: int) -> list[dict]:
     for loop in tuning_grid():
         figures = sorted(n / run_once(loop, n, 300, value)["seconds"] for _ in range(repeats))
         rows.append({"loop": loop.name, "median_per_s": figures[len(figures) // 2], "runs_per_s": figures})
-        print(f"{loop.name:<48}{figures[len(figures) // 2]:>8.0f} msg/s   runs {', '.join(f'{f:.0f}' for f in figures)}",
-              flush=True)
+        print(
+            f"{loop.name:<48}{figures[len(figures) // 2]:>8.0f} msg/s   runs {', '.join(f'{f:.0f}' for f in figures)}",
+            flush=True,
+        )
     return rows
 
 
@@ -296,8 +394,10 @@ def print_ceiling(result: dict) -> None:
     for name, loop in result["loops"].items():
         ratio = f"{loop['throughput_per_s'] / ref:.3f}"
         ratio_c = f"{loop['throughput_per_s'] / conf:.3f}" if conf else "-"
-        print(f"  {name:<36}{loop['throughput_per_s']:>8.0f} msg/s  x{ratio} tuned  x{ratio_c} confluent   "
-              f"runs {loop['runs_per_s']}")
+        print(
+            f"  {name:<36}{loop['throughput_per_s']:>8.0f} msg/s  x{ratio} tuned  x{ratio_c} confluent   "
+            f"runs {loop['runs_per_s']}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,6 @@
 """Helpers shared by every benchmark: run metadata, topics, filling a topic, scraping /metrics,
 reading a process's memory, and writing the JSON report."""
+
 from __future__ import annotations
 
 import json
@@ -23,10 +24,13 @@ PARTITIONS = 3  # what tests.support.Platform gives the services' topics
 
 # -- run metadata ---------------------------------------------------------------------------
 
+
 def git_revision() -> str:
     """The commit measured, with "+dirty" when the working tree has changes."""
+
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+
     try:
         commit = git("rev-parse", "--short", "HEAD") or "unknown"
         return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
@@ -36,11 +40,17 @@ def git_revision() -> str:
 
 def machine() -> dict:
     """What the figures depend on: CPUs, load (1, 5, 15 min) and the client libraries."""
-    meta = {"cpus": os.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()],
-            "python": sys.version.split()[0], "kafka_python": kafka.__version__, "bootstrap": BOOTSTRAP,
-            "kafka_python_crc32c": crc32c_implementation()}
+    meta = {
+        "cpus": os.cpu_count(),
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+        "python": sys.version.split()[0],
+        "kafka_python": kafka.__version__,
+        "bootstrap": BOOTSTRAP,
+        "kafka_python_crc32c": crc32c_implementation(),
+    }
     try:
         import confluent_kafka
+
         meta["confluent_kafka"] = getattr(confluent_kafka, "__version__", None) or str(confluent_kafka.version())
         meta["librdkafka"] = confluent_kafka.libversion()[0]
     except ImportError:
@@ -51,6 +61,7 @@ def machine() -> dict:
 def crc32c_implementation() -> str:
     """Which CRC32C kafka-python checks and writes record batches with."""
     from kafka.record import util
+
     if util.crc32c_c is not None:
         return f"C ({util.crc32c_c.__module__ or 'crc32c'} package)"
     return "pure Python (kafka.record._crc32c): install the crc32c package"
@@ -63,20 +74,24 @@ def clean_up_on_sigterm() -> None:
 
     def stop(signum, _frame):
         raise SystemExit(128 + signum)
+
     signal.signal(signal.SIGTERM, stop)
 
 
 # -- topics ---------------------------------------------------------------------------------
 
+
 def admin_client() -> KafkaAdminClient:
     return KafkaAdminClient(bootstrap_servers=BOOTSTRAP, client_id="kokeilu-bench")
 
 
-def create_topics(admin: KafkaAdminClient, names: list[str], partitions: int = PARTITIONS,
-                  configs: dict[str, dict] | None = None) -> None:
+def create_topics(
+    admin: KafkaAdminClient, names: list[str], partitions: int = PARTITIONS, configs: dict[str, dict] | None = None
+) -> None:
     configs = configs or {}
-    admin.create_topics([NewTopic(t, partitions, 1, topic_configs=configs.get(t, {})) for t in names],
-                        wait_for_metadata=True)
+    admin.create_topics(
+        [NewTopic(t, partitions, 1, topic_configs=configs.get(t, {})) for t in names], wait_for_metadata=True
+    )
 
 
 def create_platform_topics(prefix: str) -> None:
@@ -84,6 +99,7 @@ def create_platform_topics(prefix: str) -> None:
     tests.support.Platform (3 partitions, the results topic compacted), so they can be filled
     before a service starts."""
     from kokeilu.contracts import topics
+
     names = [prefix + t for t in topics.ALL]
     admin = admin_client()
     try:
@@ -131,6 +147,7 @@ def unique_name(kind: str) -> str:
 
 # -- filling topics -------------------------------------------------------------------------
 
+
 def fill(records, timeout: float = 120) -> int:
     """Produce (topic, key, value) records with acks=all and wait for every acknowledgement.
 
@@ -143,12 +160,14 @@ def fill(records, timeout: float = 120) -> int:
         Producer = None
     if Producer is not None:
         errors: list = []
-        producer = Producer({"bootstrap.servers": BOOTSTRAP, "acks": "all", "linger.ms": 20,
-                             "enable.idempotence": True})
+        producer = Producer(
+            {"bootstrap.servers": BOOTSTRAP, "acks": "all", "linger.ms": 20, "enable.idempotence": True}
+        )
 
         def delivered(err, _msg):
             if err is not None:
                 errors.append(err)
+
         for topic, key, value in records:
             while True:
                 try:
@@ -163,6 +182,7 @@ def fill(records, timeout: float = 120) -> int:
             raise RuntimeError(f"filling: {left} records unacknowledged after {timeout}s, errors {errors[:3]}")
         return count
     from kafka import KafkaProducer
+
     producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", linger_ms=20, batch_size=256 * 1024)
     try:
         futures = []
@@ -215,10 +235,16 @@ def parse_metrics(text: str) -> dict:
             reason = dict(LABEL.findall(match["labels"] or "")).get("reason", "unknown")
             dead_by_reason[reason] = dead_by_reason.get(reason, 0) + int(value)
     mean_ms = 1000 * processing["sum"] / processing["count"] if processing["count"] else None
-    return {"events_consumed_total": sum(by_outcome.values()), "by_outcome": by_outcome, "by_topic": by_topic,
-            "by_type": by_type,
-            "outbox_backlog": backlog, "mean_processing_ms": mean_ms, "dead_lettered_by_reason": {k: v for k, v in dead_by_reason.items() if v},
-            "retries_by_stage": {k: v for k, v in retries.items() if v}}
+    return {
+        "events_consumed_total": sum(by_outcome.values()),
+        "by_outcome": by_outcome,
+        "by_topic": by_topic,
+        "by_type": by_type,
+        "outbox_backlog": backlog,
+        "mean_processing_ms": mean_ms,
+        "dead_lettered_by_reason": {k: v for k, v in dead_by_reason.items() if v},
+        "retries_by_stage": {k: v for k, v in retries.items() if v},
+    }
 
 
 def scrape_url(url: str, timeout: float = 10) -> dict:
@@ -258,6 +284,7 @@ def cpu_seconds(pid: int) -> float | None:
 
 # -- statistics and output ------------------------------------------------------------------
 
+
 def percentile(ordered: list[float], p: float) -> float:
     """Nearest-rank percentile of an ascending list."""
     rank = max(1, -(-len(ordered) * p // 100))  # ceil(n * p / 100)
@@ -275,4 +302,3 @@ def write_json(report: dict, name: str) -> Path:
     path = OUT_DIR / name
     path.write_text(json.dumps(report, indent=2, default=str) + "\n")
     return path
-

@@ -19,35 +19,44 @@ it commits and flushes), fill the topic, and start it again on the same store an
 A stage fails (and `python -m bench` exits 1) when any event was dead-lettered, when not all N
 were consumed before the deadline, or when the service exited.
 """
+
 from __future__ import annotations
 
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 
 import requests
+from kafka import KafkaConsumer, TopicPartition
 
 from chaos.sinks import SmtpSink, WebhookSink
 from kokeilu.contracts import topics
-from kafka import KafkaConsumer, TopicPartition
-
 from tests.support import BOOTSTRAP, Platform, free_port, wait_until
 
 from . import events
-from .common import admin_client, clean_up_on_sigterm, cpu_seconds, create_platform_topics, delete_prefixed_topics, fill, parse_metrics, rss_kib
+from .common import (
+    admin_client,
+    clean_up_on_sigterm,
+    cpu_seconds,
+    create_platform_topics,
+    delete_prefixed_topics,
+    fill,
+    parse_metrics,
+    rss_kib,
+)
 
 SCRAPE_INTERVAL = 0.1
 OFFSETS_INTERVAL = 0.05
-PILOTS = 20                # running pilots that the measurements are for
+PILOTS = 20  # running pilots that the measurements are for
 INTAKE_MEASUREMENT_SHARE = 0.2  # of the proposals stage's intake events
 
 
@@ -59,8 +68,8 @@ class StageFailed(RuntimeError):
 class Stage:
     name: str
     service: str
-    topics: tuple[str, ...]                      # logical input topics
-    build: Callable[[int, dict], list]           # (n, context from seed) -> [events.Record]
+    topics: tuple[str, ...]  # logical input topics
+    build: Callable[[int, dict], list]  # (n, context from seed) -> [events.Record]
     seed: Callable[[Platform, dict], None] | None = None
     extra_env: Callable[[dict], dict] = lambda ctx: {}
     describe: str = ""
@@ -69,6 +78,7 @@ class Stage:
 
 
 # -- watching a service ---------------------------------------------------------------------
+
 
 class Watcher:
     """Watches a service consume its pre-filled input, costing it as little as possible.
@@ -81,8 +91,7 @@ class Watcher:
     input topics' end offsets (a service commits a record's offset only after applying or
     dead-lettering it). run_stage then checks /metrics once: every outcome must add up to N."""
 
-    def __init__(self, platform: Platform, service: str, input_topics: tuple[str, ...], n: int,
-                 end_offsets: dict):
+    def __init__(self, platform: Platform, service: str, input_topics: tuple[str, ...], n: int, end_offsets: dict):
         self.platform, self.service, self.topics, self.n = platform, service, input_topics, n
         self.end_offsets = end_offsets  # {TopicPartition: offset} of the physical input topics
         self.group = f"{platform.prefix}kokeilu.{service}"
@@ -97,7 +106,7 @@ class Watcher:
         self._finished = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"watch-{service}", daemon=True)
 
-    def start(self) -> "Watcher":
+    def start(self) -> Watcher:
         self._thread.start()
         return self
 
@@ -154,8 +163,12 @@ class Watcher:
             while not self._stop.is_set():
                 self._alive()
                 committed = admin.list_group_offsets({self.group: list(self.end_offsets)}).get(self.group, {})
-                done = sum(min(committed[tp].offset, end) if tp in committed and committed[tp] is not None and committed[tp].offset >= 0 else 0
-                           for tp, end in self.end_offsets.items())
+                done = sum(
+                    min(committed[tp].offset, end)
+                    if tp in committed and committed[tp] is not None and committed[tp].offset >= 0
+                    else 0
+                    for tp, end in self.end_offsets.items()
+                )
                 if done >= target:
                     self.done_at = time.perf_counter()
                     self.consumed = done
@@ -182,8 +195,11 @@ def start_profiler(pid: int, out: Path) -> subprocess.Popen:
     spy = Path(sys.executable).parent / "py-spy"
     if not spy.exists():
         raise StageFailed(f"--py-spy needs {spy} (pip install py-spy)")
-    return subprocess.Popen([str(spy), "record", "--pid", str(pid), "--rate", "200", "--format", "raw",
-                             "--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [str(spy), "record", "--pid", str(pid), "--rate", "200", "--format", "raw", "--output", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def profile_summary(raw: Path, top: int = 30) -> list[tuple[str, float]]:
@@ -199,7 +215,11 @@ def profile_summary(raw: Path, top: int = 30) -> list[tuple[str, float]]:
             name = re.sub(r" \(/[^)]*?/(site-packages|lib/python3\.\d+|wt-[^/]+)/", " (", frame)
             name = re.sub(r":\d+\)$", ")", name)
             inclusive[name] = inclusive.get(name, 0) + int(count)
-    return [(name, count / total) for name, count in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]] if total else []
+    return (
+        [(name, count / total) for name, count in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]]
+        if total
+        else []
+    )
 
 
 def run_stage(stage: Stage, n: int, deadline: float, keep_logs: bool = False, profile_dir: Path | None = None) -> dict:
@@ -246,32 +266,47 @@ def run_stage(stage: Stage, n: int, deadline: float, keep_logs: bool = False, pr
         rss = rss_kib(proc.pid)
         cpu_end = cpu_seconds(proc.pid)
         final = parse_metrics(platform.get(stage.service, "/metrics").text)
-        result = {"stage": stage.name, "service": stage.service, "describe": stage.describe,
-                  "events": len(records), "mix": events.mix(records),
-                  "input_topics": list(stage.topics), "consumed": watcher.consumed,
-                  "consumed_per_metrics": sum(sum(final["by_topic"].get(t, {}).values()) for t in stage.topics),
-                  "by_outcome": {}, "by_type": final["by_type"],
-                  "dead_lettered_by_reason": final["dead_lettered_by_reason"],
-                  "retries_by_stage": final["retries_by_stage"],
-                  "mean_processing_ms": final["mean_processing_ms"], "outbox_backlog": final["outbox_backlog"],
-                  "rss_mib": round(rss / 1024, 1) if rss else None,
-                  "ready_seconds": ready - launched}
+        result = {
+            "stage": stage.name,
+            "service": stage.service,
+            "describe": stage.describe,
+            "events": len(records),
+            "mix": events.mix(records),
+            "input_topics": list(stage.topics),
+            "consumed": watcher.consumed,
+            "consumed_per_metrics": sum(sum(final["by_topic"].get(t, {}).values()) for t in stage.topics),
+            "by_outcome": {},
+            "by_type": final["by_type"],
+            "dead_lettered_by_reason": final["dead_lettered_by_reason"],
+            "retries_by_stage": final["retries_by_stage"],
+            "mean_processing_ms": final["mean_processing_ms"],
+            "outbox_backlog": final["outbox_backlog"],
+            "rss_mib": round(rss / 1024, 1) if rss else None,
+            "ready_seconds": ready - launched,
+        }
         for t in stage.topics:
             for outcome, count in final["by_topic"].get(t, {}).items():
                 result["by_outcome"][outcome] = result["by_outcome"].get(outcome, 0) + count
         if watcher.error:
             raise StageFailed(f"{stage.name}: {watcher.error!r}")
         if not finished or watcher.done_at is None:
-            raise StageFailed(f"{stage.name}: {watcher.consumed} of {len(records)} events consumed "
-                              f"within {deadline:g} s")
+            raise StageFailed(
+                f"{stage.name}: {watcher.consumed} of {len(records)} events consumed within {deadline:g} s"
+            )
         start = watcher.last_zero if watcher.last_zero is not None else launched
-        result["start_from"] = "last scrape with nothing consumed" if watcher.last_zero is not None else \
-            "process launch (consumption had begun before the first scrape)"
+        result["start_from"] = (
+            "last scrape with nothing consumed"
+            if watcher.last_zero is not None
+            else "process launch (consumption had begun before the first scrape)"
+        )
         result["seconds"] = watcher.done_at - start
         # Committed events over time (s from start), so that a stall (a group rebalance, a
         # store lock) shows; the longest time without progress is the figure to look at.
-        points = [(0.0, 0)] + [(round(t - start, 2), c) for t, c in watcher.progress] + \
-                 [(round(result["seconds"], 2), len(records))]
+        points = (
+            [(0.0, 0)]
+            + [(round(t - start, 2), c) for t, c in watcher.progress]
+            + [(round(result["seconds"], 2), len(records))]
+        )
         result["progress"] = points
         result["longest_stall_seconds"] = round(max(b[0] - a[0] for a, b in zip(points, points[1:], strict=False)), 2)
         result["throughput_per_s"] = len(records) / result["seconds"]
@@ -283,15 +318,22 @@ def run_stage(stage: Stage, n: int, deadline: float, keep_logs: bool = False, pr
         if dead:
             result["failure"] = f"{dead} events dead-lettered ({final['dead_lettered_by_reason']})"
         elif not result["ok"]:
-            result["failure"] = (f"offsets committed to the end, but /metrics counts {result['consumed_per_metrics']} "
-                                 f"of {len(records)} events consumed")
+            result["failure"] = (
+                f"offsets committed to the end, but /metrics counts {result['consumed_per_metrics']} "
+                f"of {len(records)} events consumed"
+            )
         if ctx.get("profile") and ctx["profile"].exists():
             result["profile"] = {"raw": str(ctx["profile"]), "inclusive": profile_summary(ctx["profile"])}
         ok = result["ok"]
         return result
     except Exception as exc:
-        return {"stage": stage.name, "service": stage.service, "ok": False,
-                "failure": f"{exc.__class__.__name__}: {exc}", "logs": str(tmp)}
+        return {
+            "stage": stage.name,
+            "service": stage.service,
+            "ok": False,
+            "failure": f"{exc.__class__.__name__}: {exc}",
+            "logs": str(tmp),
+        }
     finally:
         if platform is not None:
             platform.stop()
@@ -305,6 +347,7 @@ def run_stage(stage: Stage, n: int, deadline: float, keep_logs: bool = False, pr
 
 
 # -- seeding --------------------------------------------------------------------------------
+
 
 def seed_running_pilots(platform: Platform, ctx: dict, count: int = PILOTS) -> None:
     """`count` proposals submitted over HTTP, screened and approved through evaluation's events
@@ -322,6 +365,7 @@ def seed_running_pilots(platform: Platform, ctx: dict, count: int = PILOTS) -> N
 
     def approved():
         return all(platform.get("proposals", f"/v1/proposals/{pid}").json()["status"] == "approved" for pid in ids)
+
     wait_until(approved, timeout=120, interval=0.5, what=f"{count} seeded proposals to be approved")
     for pid in ids:
         response = platform.post("proposals", f"/v1/proposals/{pid}/pilot/start", {})
@@ -333,10 +377,19 @@ def seed_running_pilots(platform: Platform, ctx: dict, count: int = PILOTS) -> N
 SUBSCRIPTIONS = (  # what a few departments might have set up
     {"subscriber": "Mobility unit", "channel": "webhook", "filter": {"focus_areas": ["smart_mobility"]}},
     {"subscriber": "Results hub", "channel": "webhook", "filter": {"types": ["fi.espoo.kokeilu.result.published"]}},
-    {"subscriber": "Education department", "channel": "email", "email": "education@bench.example",
-     "filter": {"focus_areas": ["learning"]}},
-    {"subscriber": "Programme office", "channel": "email", "email": "office@bench.example",
-     "mode": "daily_digest", "filter": {}},
+    {
+        "subscriber": "Education department",
+        "channel": "email",
+        "email": "education@bench.example",
+        "filter": {"focus_areas": ["learning"]},
+    },
+    {
+        "subscriber": "Programme office",
+        "channel": "email",
+        "email": "office@bench.example",
+        "mode": "daily_digest",
+        "filter": {},
+    },
 )
 
 
@@ -367,51 +420,74 @@ WORKFLOW = {topics.PROPOSALS, topics.EVALUATIONS}
 
 STAGES = {
     "proposals": Stage(
-        "consume:proposals", "proposals", (topics.INTAKE,),
+        "consume:proposals",
+        "proposals",
+        (topics.INTAKE,),
         lambda n, ctx: events.intake_stream(n, ctx["pilots"], INTAKE_MEASUREMENT_SHARE),
         seed=seed_running_pilots,
         describe=f"intake: {100 - 100 * INTAKE_MEASUREMENT_SHARE:.0f}% intake.proposal (distinct titles), "
-                 f"{100 * INTAKE_MEASUREMENT_SHARE:.0f}% intake.measurement for {PILOTS} running pilots"),
+        f"{100 * INTAKE_MEASUREMENT_SHARE:.0f}% intake.measurement for {PILOTS} running pilots",
+    ),
     "evaluation": Stage(
-        "consume:evaluation", "evaluation", (topics.PROPOSALS,),
+        "consume:evaluation",
+        "evaluation",
+        (topics.PROPOSALS,),
         lambda n, ctx: events.workflow_stream({topics.PROPOSALS}, n),
-        describe="kokeilu.proposals.v1: whole proposal histories (submitted, status changes, pilots, ...)"),
+        describe="kokeilu.proposals.v1: whole proposal histories (submitted, status changes, pilots, ...)",
+    ),
     "catalogue": Stage(
-        "consume:catalogue", "catalogue", (topics.PROPOSALS, topics.EVALUATIONS),
+        "consume:catalogue",
+        "catalogue",
+        (topics.PROPOSALS, topics.EVALUATIONS),
         lambda n, ctx: events.workflow_stream(WORKFLOW, n),
-        describe="kokeilu.proposals.v1 + kokeilu.evaluations.v1: whole proposal histories"),
+        describe="kokeilu.proposals.v1 + kokeilu.evaluations.v1: whole proposal histories",
+    ),
     "notifications": Stage(
-        "consume:notifications", "notifications", (topics.PROPOSALS, topics.EVALUATIONS),
+        "consume:notifications",
+        "notifications",
+        (topics.PROPOSALS, topics.EVALUATIONS),
         lambda n, ctx: events.workflow_stream(WORKFLOW, n),
-        seed=seed_subscriptions, setup=notification_sinks, teardown=stop_sinks,
+        seed=seed_subscriptions,
+        setup=notification_sinks,
+        teardown=stop_sinks,
         extra_env=lambda ctx: {"KOKEILU_SMTP_HOST": "127.0.0.1", "KOKEILU_SMTP_PORT": str(ctx["smtp"].port)},
         describe=f"proposals + evaluations histories; {len(SUBSCRIPTIONS)} subscriptions (webhook, e-mail, "
-                 "digest) and proposer e-mails to local sinks"),
+        "digest) and proposer e-mails to local sinks",
+    ),
 }
 
 INTAKE_STAGE = Stage(
-    "intake", "proposals", (topics.INTAKE,),
+    "intake",
+    "proposals",
+    (topics.INTAKE,),
     lambda n, ctx: [events.intake_measurement(ctx["pilots"][i % len(ctx["pilots"])], float(i)) for i in range(n)],
     seed=seed_running_pilots,
-    describe=f"intake.measurement only, for {PILOTS} running pilots")
+    describe=f"intake.measurement only, for {PILOTS} running pilots",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
     import json
+
     parser = argparse.ArgumentParser(prog="python -m bench.consume", description=__doc__.split("\n\n")[0])
     parser.add_argument("services", nargs="*", default=list(STAGES) + ["intake"])
     parser.add_argument("-n", type=int, default=1000)
     parser.add_argument("--deadline", type=float, default=300)
-    parser.add_argument("--py-spy", type=Path, metavar="DIR",
-                        help="sample each service with py-spy while it consumes (raw profile to DIR) and print the "
-                             "functions most often on the stack; slows the service down, so its figures do not count")
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="DIR",
+        help="sample each service with py-spy while it consumes (raw profile to DIR) and print the "
+        "functions most often on the stack; slows the service down, so its figures do not count",
+    )
     args = parser.parse_args(argv)
     clean_up_on_sigterm()
     failed = False
     for name in args.services:
-        result = run_stage(INTAKE_STAGE if name == "intake" else STAGES[name], args.n, args.deadline,
-                           profile_dir=args.py_spy)
+        result = run_stage(
+            INTAKE_STAGE if name == "intake" else STAGES[name], args.n, args.deadline, profile_dir=args.py_spy
+        )
         profile = result.pop("profile", None)
         print(json.dumps({k: v for k, v in result.items() if k != "by_type"}, indent=1))
         if profile:

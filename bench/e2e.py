@@ -29,6 +29,7 @@ Method
 Figures are printed as a table and written to .local/bench/e2e-<timestamp>.json. The exit
 status is 1 when not every result arrived in time or the catalogue sample did not all answer 200.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,29 +43,38 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
 
 from kokeilu.contracts.catalog import RESULT_PUBLISHED
 from kokeilu.contracts.topics import RESULTS
-from tests.support import ROOT, BOOTSTRAP, Platform, submission, wait_until
+from tests.support import BOOTSTRAP, ROOT, Platform, submission, wait_until
 
 from . import ceiling
-from .common import (PARTITIONS, clean_up_on_sigterm, delete_prefixed_topics, git_revision, machine, percentile,
-                     scrape_or_error, write_json)
+from .common import (
+    PARTITIONS,
+    clean_up_on_sigterm,
+    delete_prefixed_topics,
+    git_revision,
+    machine,
+    percentile,
+    scrape_or_error,
+    write_json,
+)
 
 SERVICES = ("proposals", "evaluation", "catalogue")
 
 
 # -- measuring the platform ------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Submitted:
     proposal_id: str
-    submitted_at: float   # perf_counter just before the POST
-    answered_at: float    # perf_counter when the 201 came back
+    submitted_at: float  # perf_counter just before the POST
+    answered_at: float  # perf_counter when the 201 came back
 
 
 class ResultWatcher:
@@ -79,7 +89,7 @@ class ResultWatcher:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="result-watcher", daemon=True)
 
-    def start(self, timeout: float = 60) -> "ResultWatcher":
+    def start(self, timeout: float = 60) -> ResultWatcher:
         self._thread.start()
         if not self._ready.wait(timeout):
             raise RuntimeError(f"result watcher not assigned to {self.topic} after {timeout}s")
@@ -108,8 +118,9 @@ class ResultWatcher:
 
     def _run(self) -> None:
         try:
-            consumer = KafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=None,
-                                     enable_auto_commit=False, auto_offset_reset="earliest")
+            consumer = KafkaConsumer(
+                bootstrap_servers=BOOTSTRAP, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
+            )
             try:
                 self._assign(consumer)
                 self._ready.set()
@@ -125,8 +136,9 @@ class ResultWatcher:
                 self._changed.notify_all()
 
     def _assign(self, consumer: KafkaConsumer) -> None:
-        partitions = wait_until(lambda: consumer.partitions_for_topic(self.topic), timeout=60,
-                                what=f"partitions of {self.topic}")
+        partitions = wait_until(
+            lambda: consumer.partitions_for_topic(self.topic), timeout=60, what=f"partitions of {self.topic}"
+        )
         assignment = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         consumer.assign(assignment)
         consumer.seek_to_beginning(*assignment)
@@ -173,23 +185,34 @@ def warm_up(platform: Platform, watcher: ResultWatcher, timeout: float = 120) ->
 def check_catalogue(platform: Platform, ids: list[str], sample: int) -> dict:
     chosen = random.sample(ids, min(sample, len(ids)))
     answers = [platform.get("catalogue", f"/v1/results/{i}").status_code for i in chosen]
-    return {"checked": len(chosen), "ok": answers.count(200),
-            "failed": [i for i, code in zip(chosen, answers, strict=False) if code != 200]}
+    return {
+        "checked": len(chosen),
+        "ok": answers.count(200),
+        "failed": [i for i, code in zip(chosen, answers, strict=False) if code != 200],
+    }
 
 
 def distribution_ms(seconds: list[float]) -> dict:
     ordered = sorted(s * 1000 for s in seconds)
     if not ordered:
         return {}
-    return {"p50": percentile(ordered, 50), "p95": percentile(ordered, 95), "p99": percentile(ordered, 99),
-            "max": ordered[-1], "mean": sum(ordered) / len(ordered)}
+    return {
+        "p50": percentile(ordered, 50),
+        "p95": percentile(ordered, 95),
+        "p99": percentile(ordered, 99),
+        "max": ordered[-1],
+        "mean": sum(ordered) / len(ordered),
+    }
 
 
 def platform_figures(submitted: list[Submitted], arrivals: dict[str, float]) -> dict:
     done = [s for s in submitted if s.proposal_id in arrivals]
-    figures = {"proposals": len(submitted), "arrived": len(done),
-               "latency_ms": distribution_ms([arrivals[s.proposal_id] - s.submitted_at for s in done]),
-               "submit_http_ms": distribution_ms([s.answered_at - s.submitted_at for s in submitted])}
+    figures = {
+        "proposals": len(submitted),
+        "arrived": len(done),
+        "latency_ms": distribution_ms([arrivals[s.proposal_id] - s.submitted_at for s in done]),
+        "submit_http_ms": distribution_ms([s.answered_at - s.submitted_at for s in submitted]),
+    }
     if len(done) == len(submitted):
         wall = max(arrivals[s.proposal_id] for s in done) - min(s.submitted_at for s in submitted)
         figures.update(wall_seconds=wall, throughput_per_s=len(submitted) / wall)
@@ -219,6 +242,7 @@ def measure_platform(platform: Platform, n: int, concurrency: int, deadline: flo
 
 # -- report ---------------------------------------------------------------------------------
 
+
 def ms(d: dict, key: str) -> str:
     return f"{d[key]:.0f}" if key in d else "-"
 
@@ -227,7 +251,10 @@ def print_report(report: dict) -> None:
     p, bare, meta = report["platform"], report.get("bare_loop"), report["run"]
     lat, http = p["latency_ms"], p["submit_http_ms"]
     rows = [
-        ("Kokeilu end-to-end benchmark", f"{meta['started_at']}, {meta['git']}, {meta['cpus']} CPUs, broker {meta['bootstrap']}"),
+        (
+            "Kokeilu end-to-end benchmark",
+            f"{meta['started_at']}, {meta['git']}, {meta['cpus']} CPUs, broker {meta['bootstrap']}",
+        ),
         ("", ""),
         ("platform", "proposals -> evaluation -> catalogue (notifications not started)"),
         ("  proposals (concurrency)", f"{p['proposals']} ({p['concurrency']})"),
@@ -241,8 +268,10 @@ def print_report(report: dict) -> None:
     if bare:
         rows += [
             ("", ""),
-            ("bare loop (ceiling)", f"{bare.get('loop', '')}: consume -> transform -> produce, acks=all, "
-                                    "idempotent, commit per batch"),
+            (
+                "bare loop (ceiling)",
+                f"{bare.get('loop', '')}: consume -> transform -> produce, acks=all, idempotent, commit per batch",
+            ),
             ("  messages", f"{bare['messages']} x {bare['message_bytes']} B"),
             ("  time", f"{bare['seconds']:.3f} s"),
             ("  throughput", f"{bare['throughput_per_s']:.0f} msg/s (median of {bare.get('runs_per_s')})"),
@@ -276,20 +305,33 @@ def succeeded(report: dict) -> bool:
 
 # -- main -----------------------------------------------------------------------------------
 
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.e2e", description=__doc__.split("\n\n")[0])
     parser.add_argument("--proposals", "-n", type=int, default=200, help="proposals to submit (default 200)")
     parser.add_argument("--concurrency", "-c", type=int, default=4, help="submitting threads (default 4)")
-    parser.add_argument("--deadline", type=float, default=300,
-                        help="seconds from the first submit to wait for every result (default 300)")
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=300,
+        help="seconds from the first submit to wait for every result (default 300)",
+    )
     parser.add_argument("--sample", type=int, default=20, help="ids checked on the catalogue API (default 20)")
-    parser.add_argument("--bare-messages", type=int, default=5000,
-                        help="messages per bare-loop run (default 5000: a few seconds, like the platform run, "
-                             "so both see the same kind of machine)")
+    parser.add_argument(
+        "--bare-messages",
+        type=int,
+        default=5000,
+        help="messages per bare-loop run (default 5000: a few seconds, like the platform run, "
+        "so both see the same kind of machine)",
+    )
     parser.add_argument("--bare-repeats", type=int, default=3, help="bare-loop runs; the median counts (default 3)")
-    parser.add_argument("--bare-settings", choices=("tuned", "services"), default="tuned",
-                        help="the bare loop's client options: bench/ceiling.py's tuned ones (default), or the "
-                             "services' own (what this benchmark used before; its ratios are comparable with older runs)")
+    parser.add_argument(
+        "--bare-settings",
+        choices=("tuned", "services"),
+        default="tuned",
+        help="the bare loop's client options: bench/ceiling.py's tuned ones (default), or the "
+        "services' own (what this benchmark used before; its ratios are comparable with older runs)",
+    )
     args = parser.parse_args(argv)
     if args.proposals < 1 or args.concurrency < 1:
         parser.error("--proposals and --concurrency must be at least 1")
@@ -297,8 +339,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run_metadata(args: argparse.Namespace, started: datetime) -> dict:
-    return {"started_at": started.isoformat(timespec="seconds"), "git": git_revision(), **machine(),
-            "proposals": args.proposals, "concurrency": args.concurrency, "partitions": PARTITIONS}
+    return {
+        "started_at": started.isoformat(timespec="seconds"),
+        "git": git_revision(),
+        **machine(),
+        "proposals": args.proposals,
+        "concurrency": args.concurrency,
+        "partitions": PARTITIONS,
+    }
 
 
 def run_platform(n: int, concurrency: int, deadline: float, sample: int) -> dict:
@@ -326,7 +374,7 @@ def run_platform(n: int, concurrency: int, deadline: float, sample: int) -> dict
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     clean_up_on_sigterm()
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     report: dict = {"run": run_metadata(args, started)}
     measured = run_platform(args.proposals, args.concurrency, args.deadline, args.sample)
     ok = measured.pop("ok")
@@ -334,16 +382,20 @@ def main(argv: list[str] | None = None) -> int:
     if ok:
         loop = ceiling.TUNED_LOOP if args.bare_settings == "tuned" else ceiling.SERVICES_LOOP
         print(f"running the bare loop baseline ({loop.name}) ...", file=sys.stderr)
-        report["bare_loop"] = ceiling.measure(loop, max(args.proposals, args.bare_messages), args.bare_repeats,
-                                              timeout=args.deadline)
+        report["bare_loop"] = ceiling.measure(
+            loop, max(args.proposals, args.bare_messages), args.bare_repeats, timeout=args.deadline
+        )
         report["ratio"] = report["platform"]["throughput_per_s"] / report["bare_loop"]["throughput_per_s"]
     print_report(report)
     path = write_json(report, f"e2e-{started.strftime('%Y%m%dT%H%M%SZ')}.json")
     print(f"\nfigures written to {path.relative_to(ROOT)}")
     if not ok:
         p = report["platform"]
-        print(f"FAILED: {p['arrived']} of {p['proposals']} results arrived within the {args.deadline:g} s deadline; "
-              f"catalogue sample {p['catalogue_sample']['ok']}/{p['catalogue_sample']['checked']}", file=sys.stderr)
+        print(
+            f"FAILED: {p['arrived']} of {p['proposals']} results arrived within the {args.deadline:g} s deadline; "
+            f"catalogue sample {p['catalogue_sample']['ok']}/{p['catalogue_sample']['checked']}",
+            file=sys.stderr,
+        )
     return 0 if ok else 1
 
 

@@ -17,22 +17,31 @@ A service's stream keeps the events of the topics it consumes, history after his
 has N. Titles are six words from chaos.load.WORDS plus an index, far apart enough that the
 near-duplicate screening rule never fires (so a failed screening is always the planned one).
 """
+
 from __future__ import annotations
 
 import random
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from chaos.load import WORDS
-from kokeilu.contracts import new_event
 from kokeilu.contracts import catalog as types
-from kokeilu.contracts.evaluation import (Decision, EvaluationDecided, EvaluationOpened, RuleFailure,
-                                          ScreeningCompleted)
-from kokeilu.contracts.proposals import (IntakeMeasurement, KpiActual, MeasurementRecorded, PilotCompleted,
-                                         PilotOutcome, PilotStarted, ProposalContact, ProposalStatusChanged,
-                                         ProposalSubmitted, Submission)
+from kokeilu.contracts import new_event
+from kokeilu.contracts.evaluation import Decision, EvaluationDecided, EvaluationOpened, RuleFailure, ScreeningCompleted
+from kokeilu.contracts.proposals import (
+    IntakeMeasurement,
+    KpiActual,
+    MeasurementRecorded,
+    PilotCompleted,
+    PilotOutcome,
+    PilotStarted,
+    ProposalContact,
+    ProposalStatusChanged,
+    ProposalSubmitted,
+    Submission,
+)
 from kokeilu.contracts.sources import service_source
 
 FOCUS = ("smart_mobility", "learning", "sustainable_development")
@@ -48,15 +57,16 @@ SENSOR_SOURCE = "sensors/west-metro"
 
 @dataclass(frozen=True)
 class Record:
-    topic: str      # logical topic (kokeilu.proposals.v1, ...)
+    topic: str  # logical topic (kokeilu.proposals.v1, ...)
     key: bytes
     value: bytes
-    type: str       # short type, e.g. proposal.submitted
+    type: str  # short type, e.g. proposal.submitted
 
 
 def _record(event_type: types.EventType, data, subject: str, source: str, cause=None) -> tuple[Record, object]:
-    event = new_event(event_type.name, data, source=source, subject=subject, dataschema=event_type.dataschema,
-                      cause=cause)
+    event = new_event(
+        event_type.name, data, source=source, subject=subject, dataschema=event_type.dataschema, cause=cause
+    )
     return Record(event_type.topic, subject.encode(), event.to_bytes(), event_type.short), event
 
 
@@ -70,11 +80,16 @@ def submission(rng: random.Random, i: int, complete: bool = True) -> Submission:
     body = {
         "title": t,
         "summary": f"A pilot ({t}) in the {focus.replace('_', ' ')} programme, measured against its KPI for a season.",
-        "focus_area": focus, "environment": rng.choice(ENVIRONMENTS),
-        "proposer": {"organisation": f"Pilot {i} Oy", "kind": rng.choice(KINDS),
-                     "contact_email": f"proposer-{i}@bench.example"},
+        "focus_area": focus,
+        "environment": rng.choice(ENVIRONMENTS),
+        "proposer": {
+            "organisation": f"Pilot {i} Oy",
+            "kind": rng.choice(KINDS),
+            "contact_email": f"proposer-{i}@bench.example",
+        },
         "kpis": [{"name": KPI, "unit": "riders/day", "baseline": 0, "target": rng.randint(50, 500)}],
-        "budget_eur": rng.randrange(5_000, 75_000, 500), "duration_weeks": rng.randint(4, 52),
+        "budget_eur": rng.randrange(5_000, 75_000, 500),
+        "duration_weeks": rng.randint(4, 52),
         "partners": [f"Partner {rng.randint(1, 40)}" for _ in range(rng.randint(0, 3))],
         "language": rng.choice(LANGUAGES),
     }
@@ -86,71 +101,152 @@ def submission(rng: random.Random, i: int, complete: bool = True) -> Submission:
 
 
 def _changed(pid: str, before: str, after: str, action: str, at: datetime, reason: str | None = None):
-    return _record(types.PROPOSAL_STATUS_CHANGED,
-                   ProposalStatusChanged(proposal_id=pid, from_status=before, to_status=after, action=action,
-                                         reason=reason, changed_at=at), pid, PROPOSALS_SOURCE)[0]
+    return _record(
+        types.PROPOSAL_STATUS_CHANGED,
+        ProposalStatusChanged(
+            proposal_id=pid, from_status=before, to_status=after, action=action, reason=reason, changed_at=at
+        ),
+        pid,
+        PROPOSALS_SOURCE,
+    )[0]
 
 
 def history(rng: random.Random, i: int) -> list[Record]:
     """The events of one proposal's life, in the order the platform publishes them."""
     pid = str(uuid.uuid4())
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     passes = rng.random() >= 0.15
     sub = submission(rng, i, complete=passes)
     content = sub.model_dump(mode="json")
     contact = content["proposer"].pop("contact_email")
     out = [
-        _record(types.PROPOSAL_CONTACT_RECORDED, ProposalContact(proposal_id=pid, contact_email=contact,
-                language=sub.language, recorded_at=now), pid, PROPOSALS_SOURCE)[0],
-        _record(types.PROPOSAL_SUBMITTED, ProposalSubmitted.model_validate(
-            {**content, "proposal_id": pid, "submitted_at": now}), pid, PROPOSALS_SOURCE)[0],
+        _record(
+            types.PROPOSAL_CONTACT_RECORDED,
+            ProposalContact(proposal_id=pid, contact_email=contact, language=sub.language, recorded_at=now),
+            pid,
+            PROPOSALS_SOURCE,
+        )[0],
+        _record(
+            types.PROPOSAL_SUBMITTED,
+            ProposalSubmitted.model_validate({**content, "proposal_id": pid, "submitted_at": now}),
+            pid,
+            PROPOSALS_SOURCE,
+        )[0],
         _changed(pid, "submitted", "screening", "start_screening", now),
     ]
     if not passes:
         failure = RuleFailure(rule="completeness", reason="hypothesis and at least one KPI are required")
-        out += [_record(types.SCREENING_COMPLETED, ScreeningCompleted(proposal_id=pid, passed=False,
-                        failed_rules=[failure], screened_at=now, focus_area=sub.focus_area.value), pid,
-                        EVALUATION_SOURCE)[0],
-                _changed(pid, "screening", "screening_failed", "fail_screening", now, f"completeness: {failure.reason}")]
+        out += [
+            _record(
+                types.SCREENING_COMPLETED,
+                ScreeningCompleted(
+                    proposal_id=pid,
+                    passed=False,
+                    failed_rules=[failure],
+                    screened_at=now,
+                    focus_area=sub.focus_area.value,
+                ),
+                pid,
+                EVALUATION_SOURCE,
+            )[0],
+            _changed(pid, "screening", "screening_failed", "fail_screening", now, f"completeness: {failure.reason}"),
+        ]
         return out
     out += [
-        _record(types.SCREENING_COMPLETED, ScreeningCompleted(proposal_id=pid, passed=True, screened_at=now,
-                focus_area=sub.focus_area.value), pid, EVALUATION_SOURCE)[0],
-        _record(types.EVALUATION_OPENED, EvaluationOpened(proposal_id=pid, focus_area=sub.focus_area.value,
-                evaluators=["aino", "eero", "liisa"], opened_at=now, due_at=now + timedelta(days=14)), pid,
-                EVALUATION_SOURCE)[0],
+        _record(
+            types.SCREENING_COMPLETED,
+            ScreeningCompleted(proposal_id=pid, passed=True, screened_at=now, focus_area=sub.focus_area.value),
+            pid,
+            EVALUATION_SOURCE,
+        )[0],
+        _record(
+            types.EVALUATION_OPENED,
+            EvaluationOpened(
+                proposal_id=pid,
+                focus_area=sub.focus_area.value,
+                evaluators=["aino", "eero", "liisa"],
+                opened_at=now,
+                due_at=now + timedelta(days=14),
+            ),
+            pid,
+            EVALUATION_SOURCE,
+        )[0],
         _changed(pid, "screening", "in_evaluation", "pass_screening", now),
     ]
     if rng.random() >= 0.6:
         return out
     draw = rng.random()
-    decision, status, action = ((Decision.approved, "approved", "approve") if draw < 0.6 else
-                                (Decision.rejected, "rejected", "reject") if draw < 0.9 else
-                                (Decision.revision_requested, "revision_requested", "request_revision"))
+    decision, status, action = (
+        (Decision.approved, "approved", "approve")
+        if draw < 0.6
+        else (Decision.rejected, "rejected", "reject")
+        if draw < 0.9
+        else (Decision.revision_requested, "revision_requested", "request_revision")
+    )
     rationale = f"The panel found the pilot {decision.value.replace('_', ' ')} on the weighted rubric."
     out += [
-        _record(types.EVALUATION_DECIDED, EvaluationDecided(
-            proposal_id=pid, decision=decision, weighted_score=3.9 if status == "approved" else 2.4, threshold=3.0,
-            criterion_averages={"strategy_fit": 4.0, "feasibility": 3.7, "impact": 4.0, "sustainability": 3.7,
-                                "reuse_scalability": 3.3},
-            rationale=rationale, decided_at=now, focus_area=sub.focus_area.value), pid, EVALUATION_SOURCE)[0],
+        _record(
+            types.EVALUATION_DECIDED,
+            EvaluationDecided(
+                proposal_id=pid,
+                decision=decision,
+                weighted_score=3.9 if status == "approved" else 2.4,
+                threshold=3.0,
+                criterion_averages={
+                    "strategy_fit": 4.0,
+                    "feasibility": 3.7,
+                    "impact": 4.0,
+                    "sustainability": 3.7,
+                    "reuse_scalability": 3.3,
+                },
+                rationale=rationale,
+                decided_at=now,
+                focus_area=sub.focus_area.value,
+            ),
+            pid,
+            EVALUATION_SOURCE,
+        )[0],
         _changed(pid, "in_evaluation", status, action, now, rationale),
     ]
     if status != "approved" or rng.random() >= 0.7:
         return out
-    out += [_record(types.PILOT_STARTED, PilotStarted(proposal_id=pid, started_at=now), pid, PROPOSALS_SOURCE)[0],
-            _changed(pid, "approved", "piloting", "start_pilot", now)]
+    out += [
+        _record(types.PILOT_STARTED, PilotStarted(proposal_id=pid, started_at=now), pid, PROPOSALS_SOURCE)[0],
+        _changed(pid, "approved", "piloting", "start_pilot", now),
+    ]
     for k in range(3):
-        out.append(_record(types.MEASUREMENT_RECORDED, MeasurementRecorded(
-            proposal_id=pid, measurement_id=str(uuid.uuid4()), kpi=KPI, value=10 * (k + 1),
-            measured_at=now, source=SENSOR_SOURCE), pid, PROPOSALS_SOURCE)[0])
+        out.append(
+            _record(
+                types.MEASUREMENT_RECORDED,
+                MeasurementRecorded(
+                    proposal_id=pid,
+                    measurement_id=str(uuid.uuid4()),
+                    kpi=KPI,
+                    value=10 * (k + 1),
+                    measured_at=now,
+                    source=SENSOR_SOURCE,
+                ),
+                pid,
+                PROPOSALS_SOURCE,
+            )[0]
+        )
     if rng.random() >= 0.5:
         return out
-    out += [_record(types.PILOT_COMPLETED, PilotCompleted(
-                proposal_id=pid, outcome=PilotOutcome.scale_up, actual_kpis=[KpiActual(name=KPI, actual=120)],
-                lessons_learned="Riders came when the shuttle met every train.", completed_at=now), pid,
-                PROPOSALS_SOURCE)[0],
-            _changed(pid, "piloting", "completed", "complete_pilot", now, "scale_up")]
+    out += [
+        _record(
+            types.PILOT_COMPLETED,
+            PilotCompleted(
+                proposal_id=pid,
+                outcome=PilotOutcome.scale_up,
+                actual_kpis=[KpiActual(name=KPI, actual=120)],
+                lessons_learned="Riders came when the shuttle met every train.",
+                completed_at=now,
+            ),
+            pid,
+            PROPOSALS_SOURCE,
+        )[0],
+        _changed(pid, "piloting", "completed", "complete_pilot", now, "scale_up"),
+    ]
     return out
 
 
@@ -167,18 +263,33 @@ def workflow_stream(topics: set[str], n: int, seed: int = 1) -> list[Record]:
 
 def approval(pid: str) -> list[Record]:
     """What evaluation publishes when a proposal passes screening and its panel approves it."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return [
-        _record(types.SCREENING_COMPLETED, ScreeningCompleted(proposal_id=pid, passed=True, screened_at=now), pid,
-                EVALUATION_SOURCE)[0],
-        _record(types.EVALUATION_DECIDED, EvaluationDecided(
-            proposal_id=pid, decision=Decision.approved, weighted_score=4.0, threshold=3.0,
-            criterion_averages={"impact": 4.0}, rationale="Approved for the benchmark.", decided_at=now),
-            pid, EVALUATION_SOURCE)[0],
+        _record(
+            types.SCREENING_COMPLETED,
+            ScreeningCompleted(proposal_id=pid, passed=True, screened_at=now),
+            pid,
+            EVALUATION_SOURCE,
+        )[0],
+        _record(
+            types.EVALUATION_DECIDED,
+            EvaluationDecided(
+                proposal_id=pid,
+                decision=Decision.approved,
+                weighted_score=4.0,
+                threshold=3.0,
+                criterion_averages={"impact": 4.0},
+                rationale="Approved for the benchmark.",
+                decided_at=now,
+            ),
+            pid,
+            EVALUATION_SOURCE,
+        )[0],
     ]
 
 
 # -- intake ---------------------------------------------------------------------------------
+
 
 def intake_proposal(rng: random.Random, i: int) -> Record:
     event_id = f"portal-{uuid.uuid4()}"
@@ -187,9 +298,12 @@ def intake_proposal(rng: random.Random, i: int) -> Record:
 
 
 def intake_measurement(proposal_id: str, value: float) -> Record:
-    record, _ = _record(types.INTAKE_MEASUREMENT, IntakeMeasurement(
-        proposal_id=proposal_id, kpi=KPI, value=value, measured_at=datetime.now(timezone.utc)),
-        proposal_id, SENSOR_SOURCE)
+    record, _ = _record(
+        types.INTAKE_MEASUREMENT,
+        IntakeMeasurement(proposal_id=proposal_id, kpi=KPI, value=value, measured_at=datetime.now(UTC)),
+        proposal_id,
+        SENSOR_SOURCE,
+    )
     return record
 
 

@@ -24,6 +24,7 @@ Method
 Every answer must be 2xx, and oha must report no transport errors: otherwise the exit status
 is 1. Figures are printed and written to .local/bench/http-<timestamp>.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,7 +36,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from kokeilu.contracts import topics
@@ -62,26 +63,53 @@ def oha_version(oha: str) -> str:
 
 # -- bodies -----------------------------------------------------------------------------------
 
+
 def submission_lines(count: int, run: str) -> list[str]:
-    return [json.dumps(submission(title=f"HTTP bench {run} proposal {i}"), separators=(",", ":"))
-            for i in range(count)]
+    return [json.dumps(submission(title=f"HTTP bench {run} proposal {i}"), separators=(",", ":")) for i in range(count)]
 
 
 def measurement_lines(count: int) -> list[str]:
-    start = datetime(2027, 1, 1, tzinfo=timezone.utc)
-    return [json.dumps({"kpi": KPI, "value": float(i % 500),
-                        "measured_at": (start + timedelta(seconds=i)).isoformat().replace("+00:00", "Z")},
-                       separators=(",", ":"))
-            for i in range(count)]
+    start = datetime(2027, 1, 1, tzinfo=UTC)
+    return [
+        json.dumps(
+            {
+                "kpi": KPI,
+                "value": float(i % 500),
+                "measured_at": (start + timedelta(seconds=i)).isoformat().replace("+00:00", "Z"),
+            },
+            separators=(",", ":"),
+        )
+        for i in range(count)
+    ]
 
 
 # -- oha --------------------------------------------------------------------------------------
 
-def oha_cmd(oha: str, url: str, body_file: Path, duration: float, connections: int,
-            rate: float | None = None) -> list[str]:
-    cmd = [oha, "--no-tui", "--output-format", "json", "-m", "POST", "-T", "application/json",
-           "-H", f"Authorization: Bearer {TOKEN}", "-Z", str(body_file), "-c", str(connections),
-           "-z", f"{duration:g}s", "--wait-ongoing-requests-after-deadline", "-t", "10s"]
+
+def oha_cmd(
+    oha: str, url: str, body_file: Path, duration: float, connections: int, rate: float | None = None
+) -> list[str]:
+    cmd = [
+        oha,
+        "--no-tui",
+        "--output-format",
+        "json",
+        "-m",
+        "POST",
+        "-T",
+        "application/json",
+        "-H",
+        f"Authorization: Bearer {TOKEN}",
+        "-Z",
+        str(body_file),
+        "-c",
+        str(connections),
+        "-z",
+        f"{duration:g}s",
+        "--wait-ongoing-requests-after-deadline",
+        "-t",
+        "10s",
+    ]
     if rate is not None:
         cmd += ["-q", f"{rate:g}", "--latency-correction"]
     return cmd + [url]
@@ -112,8 +140,11 @@ def run_oha(cmd: list[str]) -> dict:
     errors = {str(k): int(v) for k, v in raw.get("errorDistribution", {}).items()}
     pct = raw.get("latencyPercentiles", {})
     answered = sum(codes.values())
-    cpu_ms = (None if cpu_before is None or cpu_after is None or not answered
-              else round((cpu_after - cpu_before) * 1000 / answered, 3))
+    cpu_ms = (
+        None
+        if cpu_before is None or cpu_after is None or not answered
+        else round((cpu_after - cpu_before) * 1000 / answered, 3)
+    )
     return {
         "requests_per_s": raw["summary"]["requestsPerSec"],
         "service_cpu_ms_per_request": cpu_ms,
@@ -122,7 +153,9 @@ def run_oha(cmd: list[str]) -> dict:
         "non_2xx": sum(n for code, n in codes.items() if not code.startswith("2")),
         "errors": errors,
         "error_count": sum(errors.values()),
-        "latency_ms": {k: round(pct[k] * 1000, 2) for k in ("p50", "p90", "p95", "p99", "p99.9") if pct.get(k) is not None},
+        "latency_ms": {
+            k: round(pct[k] * 1000, 2) for k in ("p50", "p90", "p95", "p99", "p99.9") if pct.get(k) is not None
+        },
         "max_ms": round(raw["summary"]["slowest"] * 1000, 2) if raw["summary"].get("slowest") is not None else None,
         "command": " ".join(cmd),
     }
@@ -157,28 +190,61 @@ def run_wrk(url: str, duration: float, connections: int) -> dict | None:
     total = int(re.search(r"(\d+) requests in", out).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
-    return {"requests_per_s": rps, "answered": total, "non_2xx": int(non2xx.group(1)) if non2xx else 0,
-            "socket_errors": socket_errors.group(1) if socket_errors else None, "command": " ".join(cmd)}
+    return {
+        "requests_per_s": rps,
+        "answered": total,
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": socket_errors.group(1) if socket_errors else None,
+        "command": " ".join(cmd),
+    }
 
 
 # -- a running pilot --------------------------------------------------------------------------
+
 
 def running_pilot(platform: Platform) -> str:
     pid = platform.post("proposals", "/v1/proposals", submission(title="HTTP bench pilot")).json()["id"]
     probe = Probe()
     try:
         topic = platform.topic(topics.EVALUATIONS)
-        probe.send(topic, cloudevent("fi.espoo.kokeilu.screening.completed", {
-            "proposal_id": pid, "passed": True, "failed_rules": [], "screened_at": "2026-11-28T10:00:00Z"},
-            subject=pid, source=service_source("evaluation")), key=pid)
-        wait_until(lambda: platform.get("proposals", f"/v1/proposals/{pid}").json()["status"] == "in_evaluation",
-                   timeout=60, what="the bench proposal to pass screening")
-        probe.send(topic, cloudevent("fi.espoo.kokeilu.evaluation.decided", {
-            "proposal_id": pid, "decision": "approved", "weighted_score": 4.1, "threshold": 3.5,
-            "criterion_averages": {"strategy_fit": 4.2}, "rationale": "Benchmark pilot.",
-            "decided_at": "2026-11-28T10:05:00Z"}, subject=pid, source=service_source("evaluation")), key=pid)
-        wait_until(lambda: platform.get("proposals", f"/v1/proposals/{pid}").json()["status"] == "approved",
-                   timeout=60, what="the bench proposal to be approved")
+        probe.send(
+            topic,
+            cloudevent(
+                "fi.espoo.kokeilu.screening.completed",
+                {"proposal_id": pid, "passed": True, "failed_rules": [], "screened_at": "2026-11-28T10:00:00Z"},
+                subject=pid,
+                source=service_source("evaluation"),
+            ),
+            key=pid,
+        )
+        wait_until(
+            lambda: platform.get("proposals", f"/v1/proposals/{pid}").json()["status"] == "in_evaluation",
+            timeout=60,
+            what="the bench proposal to pass screening",
+        )
+        probe.send(
+            topic,
+            cloudevent(
+                "fi.espoo.kokeilu.evaluation.decided",
+                {
+                    "proposal_id": pid,
+                    "decision": "approved",
+                    "weighted_score": 4.1,
+                    "threshold": 3.5,
+                    "criterion_averages": {"strategy_fit": 4.2},
+                    "rationale": "Benchmark pilot.",
+                    "decided_at": "2026-11-28T10:05:00Z",
+                },
+                subject=pid,
+                source=service_source("evaluation"),
+            ),
+            key=pid,
+        )
+        wait_until(
+            lambda: platform.get("proposals", f"/v1/proposals/{pid}").json()["status"] == "approved",
+            timeout=60,
+            what="the bench proposal to be approved",
+        )
     finally:
         probe.close()
     started = platform.post("proposals", f"/v1/proposals/{pid}/pilot/start", {})
@@ -189,12 +255,15 @@ def running_pilot(platform: Platform) -> str:
 
 # -- the run ----------------------------------------------------------------------------------
 
+
 def git_commit() -> str:
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                             check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
         return rev + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -204,15 +273,23 @@ def run(args) -> dict:
     """Runs the benchmark and returns its figures (a dict); raises when oha is missing."""
     oha = find_oha()
     if oha is None:
-        raise RuntimeError(f"oha not found: run bench/http_install.sh (installs oha {OHA_VERSION} into "
-                           ".local/tools/bin), or point OHA at one")
+        raise RuntimeError(
+            f"oha not found: run bench/http_install.sh (installs oha {OHA_VERSION} into "
+            ".local/tools/bin), or point OHA at one"
+        )
     tmp = Path(tempfile.mkdtemp(prefix="kokeilu-http-bench-"))
     platform = Platform(tmp, extra_env=dict(args.env))
     figures = {
-        "benchmark": "http_submit", "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "commit": git_commit(), "cpus": os.cpu_count(), "python": host.python_version(),
-        "broker": BOOTSTRAP, "load_generator": f"oha {oha_version(oha)}",
-        "duration_s": args.duration, "connections": args.connections, "rate_connections": args.rate_connections,
+        "benchmark": "http_submit",
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": git_commit(),
+        "cpus": os.cpu_count(),
+        "python": host.python_version(),
+        "broker": BOOTSTRAP,
+        "load_generator": f"oha {oha_version(oha)}",
+        "duration_s": args.duration,
+        "connections": args.connections,
+        "rate_connections": args.rate_connections,
     }
     ok = False
     try:
@@ -233,10 +310,11 @@ def run(args) -> dict:
             mbodies = tmp / "measurements.jsonl"
             mbodies.write_text("\n".join(measurement_lines(args.bodies)) + "\n")
             print(f"POST /v1/proposals/{pid}/measurements", file=sys.stderr, flush=True)
-            figures["measurements"] = drive(oha, platform.url("proposals", f"/v1/proposals/{pid}/measurements"),
-                                            mbodies, args, "measurements")
+            figures["measurements"] = drive(
+                oha, platform.url("proposals", f"/v1/proposals/{pid}/measurements"), mbodies, args, "measurements"
+            )
         metrics = platform.get("proposals", "/metrics").text
-        backlog = re.search(r'^kokeilu_outbox_backlog\{[^}]*\} ([\d.e+]+)', metrics, re.M)
+        backlog = re.search(r"^kokeilu_outbox_backlog\{[^}]*\} ([\d.e+]+)", metrics, re.M)
         figures["outbox_backlog_at_end"] = float(backlog.group(1)) if backlog else None
         ok = True
     finally:
@@ -273,28 +351,37 @@ def failures(figures: dict) -> list[str]:
 
 
 def report(figures: dict) -> str:
-    lines = [f"Kokeilu HTTP submit benchmark  {figures['started']}, {figures['commit']}, {figures['cpus']} CPUs, "
-             f"{figures['load_generator']}, broker {figures['broker']}", ""]
+    lines = [
+        f"Kokeilu HTTP submit benchmark  {figures['started']}, {figures['commit']}, {figures['cpus']} CPUs, "
+        f"{figures['load_generator']}, broker {figures['broker']}",
+        "",
+    ]
     for route, title in (("submit", "POST /v1/proposals"), ("measurements", "POST /v1/proposals/{id}/measurements")):
         if route not in figures:
             continue
         f = figures[route]
         s = f["saturation"]
         lines.append(f"{title}")
-        lines.append(f"  saturation ({figures['connections']} conn)   {s['requests_per_s']:8.1f} req/s   "
-                     f"p50/p99 {s['latency_ms'].get('p50')}/{s['latency_ms'].get('p99')} ms   "
-                     f"answered {s['answered']}, non-2xx {s['non_2xx']}, errors {s['error_count']}, "
-                     f"service CPU {s['service_cpu_ms_per_request']} ms/req")
+        lines.append(
+            f"  saturation ({figures['connections']} conn)   {s['requests_per_s']:8.1f} req/s   "
+            f"p50/p99 {s['latency_ms'].get('p50')}/{s['latency_ms'].get('p99')} ms   "
+            f"answered {s['answered']}, non-2xx {s['non_2xx']}, errors {s['error_count']}, "
+            f"service CPU {s['service_cpu_ms_per_request']} ms/req"
+        )
         for rate, r in f["fixed"].items():
             tag = " (half saturation)" if r.get("half_saturation") else ""
             lat = r["latency_ms"]
-            lines.append(f"  fixed {rate:>5}/s{tag:<18} {r['requests_per_s']:8.1f} req/s   "
-                         f"p50/p95/p99 {lat.get('p50')}/{lat.get('p95')}/{lat.get('p99')} ms   "
-                         f"non-2xx {r['non_2xx']}, errors {r['error_count']}, CPU {r['service_cpu_ms_per_request']} ms/req")
+            lines.append(
+                f"  fixed {rate:>5}/s{tag:<18} {r['requests_per_s']:8.1f} req/s   "
+                f"p50/p95/p99 {lat.get('p50')}/{lat.get('p95')}/{lat.get('p99')} ms   "
+                f"non-2xx {r['non_2xx']}, errors {r['error_count']}, CPU {r['service_cpu_ms_per_request']} ms/req"
+            )
         wrk = f.get("idempotency_key_saturation")
         if wrk:
-            lines.append(f"  wrk, Idempotency-Key each    {wrk['requests_per_s']:8.1f} req/s   "
-                         f"answered {wrk['answered']}, non-2xx {wrk['non_2xx']}")
+            lines.append(
+                f"  wrk, Idempotency-Key each    {wrk['requests_per_s']:8.1f} req/s   "
+                f"answered {wrk['answered']}, non-2xx {wrk['non_2xx']}"
+            )
         lines.append("")
     lines.append(f"outbox backlog at the end: {figures.get('outbox_backlog_at_end')}")
     lines.append("FAILED: " + "; ".join(figures["failures"]) if figures["failures"] else "all answers 2xx, no errors")
@@ -306,14 +393,24 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", "-d", type=float, default=15, help="seconds per measured run (default 15)")
     p.add_argument("--warmup", type=float, default=5, help="seconds of the unmeasured warm-up (default 5)")
     p.add_argument("--connections", "-c", type=int, default=16, help="connections at saturation (default 16)")
-    p.add_argument("--rate-connections", type=int, default=64,
-                   help="connections available at a fixed rate (default 64; enough that the rate is kept)")
+    p.add_argument(
+        "--rate-connections",
+        type=int,
+        default=64,
+        help="connections available at a fixed rate (default 64; enough that the rate is kept)",
+    )
     p.add_argument("--rates", type=float, nargs="*", default=[250], help="fixed rates besides half saturation")
     p.add_argument("--bodies", type=int, default=20000, help="distinct bodies oha picks from (default 20000)")
     p.add_argument("--no-measurements", dest="measurements", action="store_false", help="skip the measurements route")
     p.add_argument("--wrk", action="store_true", help="also a wrk run with a distinct Idempotency-Key per request")
-    p.add_argument("--env", action="append", default=[], type=lambda s: tuple(s.split("=", 1)),
-                   metavar="NAME=VALUE", help="extra environment for the service (e.g. KOKEILU_RELAY_INTERVAL_SECONDS=0.5)")
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        type=lambda s: tuple(s.split("=", 1)),
+        metavar="NAME=VALUE",
+        help="extra environment for the service (e.g. KOKEILU_RELAY_INTERVAL_SECONDS=0.5)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the service's log and store")
     return p
 
@@ -327,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(report(figures))
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    out = OUT_DIR / f"http-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json"
+    out = OUT_DIR / f"http-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     out.write_text(json.dumps(figures, indent=2))
     print(f"figures written to {out.relative_to(ROOT)}")
     return 1 if figures["failures"] else 0

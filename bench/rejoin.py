@@ -13,6 +13,7 @@ the coordinator, rejoining the group when the member was dropped, and fetching. 
 per round and the median per setting. Needs the broker's jars (KAFKA_LIBS_DIR or
 .local/kafka/libs: `make kafka` once).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,7 +25,6 @@ import time
 from pathlib import Path
 
 import requests
-
 from kafka import KafkaProducer
 
 from chaos.platform import Broker, Services, wait_for
@@ -44,8 +44,9 @@ def joined(services: Services, service: str) -> bool:
 
 def consumed(services: Services, service: str) -> float:
     text = requests.get(services.url(service, "/metrics"), timeout=5).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("kokeilu_events_consumed_total{"))
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("kokeilu_events_consumed_total{")
+    )
 
 
 def run(backoff_ms: int, outage: float, rounds: int, libs: Path) -> list[float]:
@@ -53,8 +54,12 @@ def run(backoff_ms: int, outage: float, rounds: int, libs: Path) -> list[float]:
         run_dir = Path(tmp)
         broker = Broker(run_dir, libs)
         broker.start()
-        services = Services(run_dir, broker.bootstrap, "rejoin-bench-token-0123456789abcdef",
-                            {"KAFKA_RECONNECT_BACKOFF_MAX_MS": str(backoff_ms)})
+        services = Services(
+            run_dir,
+            broker.bootstrap,
+            "rejoin-bench-token-0123456789abcdef",
+            {"KAFKA_RECONNECT_BACKOFF_MAX_MS": str(backoff_ms)},
+        )
         times = []
         try:
             services.start("catalogue")
@@ -69,11 +74,18 @@ def run(backoff_ms: int, outage: float, rounds: int, libs: Path) -> list[float]:
                 producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
                 producer.send(topics.PROPOSALS, b"not an event").get(timeout=30)
                 producer.close()
-                wait_for(lambda: consumed(services, "catalogue") > before, 180, "the catalogue to consume again",
-                         interval=0.1)
+                wait_for(
+                    lambda: consumed(services, "catalogue") > before,
+                    180,
+                    "the catalogue to consume again",
+                    interval=0.1,
+                )
                 times.append(time.monotonic() - back)
-                print(f"backoff max {backoff_ms:>6} ms, round {n + 1}: consuming again {times[-1]:.1f} s after the "
-                      f"broker answered", flush=True)
+                print(
+                    f"backoff max {backoff_ms:>6} ms, round {n + 1}: consuming again {times[-1]:.1f} s after the "
+                    f"broker answered",
+                    flush=True,
+                )
         finally:
             services.stop_all()
             broker.stop()
@@ -87,13 +99,16 @@ def main() -> None:
     parser.add_argument("--backoffs", default="30000,1000")
     args = parser.parse_args()
     libs = Path(os.environ.get("KAFKA_LIBS_DIR") or ROOT / ".local" / "kafka" / "libs")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
     print(f"commit {commit}, load {os.getloadavg()[0]:.2f}, outage {args.outage:g} s")
     results = {int(b): run(int(b), args.outage, args.rounds, libs) for b in args.backoffs.split(",")}
     for backoff, times in results.items():
-        print(f"KAFKA_RECONNECT_BACKOFF_MAX_MS={backoff}: median {statistics.median(times):.1f} s, "
-              f"max {max(times):.1f} s over {len(times)} restarts")
+        print(
+            f"KAFKA_RECONNECT_BACKOFF_MAX_MS={backoff}: median {statistics.median(times):.1f} s, "
+            f"max {max(times):.1f} s over {len(times)} restarts"
+        )
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ Method
 
 `python -m bench.screening [--sizes 100,10000,100000] [--measure 300] [--postgres URL]`
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,7 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -46,44 +47,209 @@ from services.evaluation.screening import ScreeningPolicy, title_keys  # noqa: E
 
 MIGRATIONS = ROOT / "services" / "evaluation" / "migrations"
 
-PLACES = ["Kera", "Leppävaara", "Tapiola", "Otaniemi", "Matinkylä", "Espoonlahti", "Espoon keskus", "Kalajärvi",
-          "Niittykumpu", "Kivenlahti", "Soukka", "Olari", "Haukilahti", "Westend", "Suurpelto", "Saunalahti",
-          "Karakallio", "Kilo", "Laajalahti", "Viherlaakso", "Perkkaa", "Mankkaa", "Nöykkiö", "Latokaski",
-          "the West Metro corridor", "the Waterfront Walkway", "Finnoo", "Lintuvaara", "Vanhakartano", "Auroranportti"]
-TOPICS_EN = ["autonomous shuttle feeder", "smart street lighting", "school meal waste tracking", "e-scooter parking",
-             "heat pump retrofit", "stormwater sensors", "bike counter network", "library robot", "snow plough routing",
-             "air quality monitoring", "noise mapping", "district heating optimisation", "carbon neutral playground",
-             "digital twin of the school yard", "demand responsive transit", "solar canopy parking",
-             "wooden modular classroom", "sensor based cleaning", "reuse centre logistics", "VR history lessons",
-             "AI tutoring for mathematics", "pedestrian flow analytics", "green roof pilot", "water leak detection",
-             "electric ferry charging", "micro mobility hub", "LED retrofit", "grey water reuse", "smart bins",
-             "traffic light priority for buses"]
-TOPICS_FI = ["älykäs katuvalaistus", "robottibussi", "kouluruoan hävikin seuranta", "sähköpotkulautojen pysäköinti",
-             "hulevesianturit", "lämpöpumppujen saneeraus", "pyörälaskurit", "kirjastorobotti", "aurausreittien optimointi",
-             "ilmanlaadun mittaus", "melukartoitus", "kaukolämmön optimointi", "hiilineutraali leikkipuisto",
-             "koulupihan digitaalinen kaksonen", "kutsuohjattu joukkoliikenne", "aurinkokatos pysäköintiin",
-             "puurakenteinen siirtokelpoinen luokka", "anturiohjattu siivous", "kierrätyskeskuksen logistiikka",
-             "virtuaalinen historian opetus", "tekoälytuutori matematiikkaan", "jalankulkijavirtojen analytiikka",
-             "viherkattokokeilu", "vesivuotojen tunnistus", "sähkölautan lataus", "liikkumispalvelujen keskittymä",
-             "harmaaveden uudelleenkäyttö", "älykkäät roska-astiat", "bussien liikennevaloetuudet"]
+PLACES = [
+    "Kera",
+    "Leppävaara",
+    "Tapiola",
+    "Otaniemi",
+    "Matinkylä",
+    "Espoonlahti",
+    "Espoon keskus",
+    "Kalajärvi",
+    "Niittykumpu",
+    "Kivenlahti",
+    "Soukka",
+    "Olari",
+    "Haukilahti",
+    "Westend",
+    "Suurpelto",
+    "Saunalahti",
+    "Karakallio",
+    "Kilo",
+    "Laajalahti",
+    "Viherlaakso",
+    "Perkkaa",
+    "Mankkaa",
+    "Nöykkiö",
+    "Latokaski",
+    "the West Metro corridor",
+    "the Waterfront Walkway",
+    "Finnoo",
+    "Lintuvaara",
+    "Vanhakartano",
+    "Auroranportti",
+]
+TOPICS_EN = [
+    "autonomous shuttle feeder",
+    "smart street lighting",
+    "school meal waste tracking",
+    "e-scooter parking",
+    "heat pump retrofit",
+    "stormwater sensors",
+    "bike counter network",
+    "library robot",
+    "snow plough routing",
+    "air quality monitoring",
+    "noise mapping",
+    "district heating optimisation",
+    "carbon neutral playground",
+    "digital twin of the school yard",
+    "demand responsive transit",
+    "solar canopy parking",
+    "wooden modular classroom",
+    "sensor based cleaning",
+    "reuse centre logistics",
+    "VR history lessons",
+    "AI tutoring for mathematics",
+    "pedestrian flow analytics",
+    "green roof pilot",
+    "water leak detection",
+    "electric ferry charging",
+    "micro mobility hub",
+    "LED retrofit",
+    "grey water reuse",
+    "smart bins",
+    "traffic light priority for buses",
+]
+TOPICS_FI = [
+    "älykäs katuvalaistus",
+    "robottibussi",
+    "kouluruoan hävikin seuranta",
+    "sähköpotkulautojen pysäköinti",
+    "hulevesianturit",
+    "lämpöpumppujen saneeraus",
+    "pyörälaskurit",
+    "kirjastorobotti",
+    "aurausreittien optimointi",
+    "ilmanlaadun mittaus",
+    "melukartoitus",
+    "kaukolämmön optimointi",
+    "hiilineutraali leikkipuisto",
+    "koulupihan digitaalinen kaksonen",
+    "kutsuohjattu joukkoliikenne",
+    "aurinkokatos pysäköintiin",
+    "puurakenteinen siirtokelpoinen luokka",
+    "anturiohjattu siivous",
+    "kierrätyskeskuksen logistiikka",
+    "virtuaalinen historian opetus",
+    "tekoälytuutori matematiikkaan",
+    "jalankulkijavirtojen analytiikka",
+    "viherkattokokeilu",
+    "vesivuotojen tunnistus",
+    "sähkölautan lataus",
+    "liikkumispalvelujen keskittymä",
+    "harmaaveden uudelleenkäyttö",
+    "älykkäät roska-astiat",
+    "bussien liikennevaloetuudet",
+]
 KINDS_EN = ["pilot", "trial", "experiment", "proof of concept", "field test", "demonstration", "pilot project"]
 KINDS_FI = ["kokeilu", "pilotti", "testaus", "demonstraatio", "kenttäkoe", "pilottihanke"]
-QUALIFIERS_EN = ["for residents", "for schools", "in winter conditions", "with local companies", "phase 2",
-                 "for elderly residents", "at night", "with open data", "2026", "2027", "for commuters", ""]
-QUALIFIERS_FI = ["asukkaille", "kouluille", "talviolosuhteissa", "paikallisten yritysten kanssa", "vaihe 2",
-                 "ikäihmisille", "öisin", "avoimella datalla", "2026", "2027", "työmatkalaisille", ""]
+QUALIFIERS_EN = [
+    "for residents",
+    "for schools",
+    "in winter conditions",
+    "with local companies",
+    "phase 2",
+    "for elderly residents",
+    "at night",
+    "with open data",
+    "2026",
+    "2027",
+    "for commuters",
+    "",
+]
+QUALIFIERS_FI = [
+    "asukkaille",
+    "kouluille",
+    "talviolosuhteissa",
+    "paikallisten yritysten kanssa",
+    "vaihe 2",
+    "ikäihmisille",
+    "öisin",
+    "avoimella datalla",
+    "2026",
+    "2027",
+    "työmatkalaisille",
+    "",
+]
 
 
-PARTNERS = ["Aalto University", "Omnia", "HSL", "Fortum", "Nokia", "Kone", "VTT", "Metropolia", "Laurea",
-            "Espoo Catering", "Länsimetro", "Caruna", "Helen", "Ramboll", "Sitowise", "YIT", "Skanska", "Lassila & Tikanoja",
-            "Tapiolan lukio", "Kauniaisten koulu", "Otaniemen lukio", "Leppävaaran koulu", "Mankkaan koulu",
-            "Espoon seurakunnat", "HUS", "Keva", "Sitra", "Business Finland", "Posti", "Elisa", "Telia", "DNA",
-            "Wolt", "Foodora", "Voi", "Tier", "Bolt", "Vianova", "Nuuka", "Fiksu Kaupunki Oy"]
+PARTNERS = [
+    "Aalto University",
+    "Omnia",
+    "HSL",
+    "Fortum",
+    "Nokia",
+    "Kone",
+    "VTT",
+    "Metropolia",
+    "Laurea",
+    "Espoo Catering",
+    "Länsimetro",
+    "Caruna",
+    "Helen",
+    "Ramboll",
+    "Sitowise",
+    "YIT",
+    "Skanska",
+    "Lassila & Tikanoja",
+    "Tapiolan lukio",
+    "Kauniaisten koulu",
+    "Otaniemen lukio",
+    "Leppävaaran koulu",
+    "Mankkaan koulu",
+    "Espoon seurakunnat",
+    "HUS",
+    "Keva",
+    "Sitra",
+    "Business Finland",
+    "Posti",
+    "Elisa",
+    "Telia",
+    "DNA",
+    "Wolt",
+    "Foodora",
+    "Voi",
+    "Tier",
+    "Bolt",
+    "Vianova",
+    "Nuuka",
+    "Fiksu Kaupunki Oy",
+]
 
 
-SYLLABLES = ["kuusi", "koivu", "haka", "mäki", "lahti", "niemi", "ranta", "kallio", "metsä", "pelto", "joki",
-             "harju", "laakso", "saari", "kivi", "lehto", "aho", "suo", "vuori", "salmi", "kangas", "nummi", "kumpu",
-             "tammi", "pihlaja", "kataja", "vaahtera", "ruusu", "lumi", "tähti"]
+SYLLABLES = [
+    "kuusi",
+    "koivu",
+    "haka",
+    "mäki",
+    "lahti",
+    "niemi",
+    "ranta",
+    "kallio",
+    "metsä",
+    "pelto",
+    "joki",
+    "harju",
+    "laakso",
+    "saari",
+    "kivi",
+    "lehto",
+    "aho",
+    "suo",
+    "vuori",
+    "salmi",
+    "kangas",
+    "nummi",
+    "kumpu",
+    "tammi",
+    "pihlaja",
+    "kataja",
+    "vaahtera",
+    "ruusu",
+    "lumi",
+    "tähti",
+]
 SITES = ["tie", "polku", "kuja", "puisto", "ranta", "kenttä", "aukio", "koulu", "päiväkoti", "kirjasto"]
 
 
@@ -112,32 +278,40 @@ def near_duplicate(rng: random.Random, title: str) -> str:
     """`title` with one small edit (a letter changed or a word added), as a resubmission might be."""
     if rng.random() < 0.5 and len(title) > 5:
         i = rng.randrange(len(title))
-        return (title[:i] + rng.choice("aeiouäö") + title[i + 1:])[:200]
+        return (title[:i] + rng.choice("aeiouäö") + title[i + 1 :])[:200]
     return (title + " uusi")[:200]
 
 
 def a_proposal(title: str, submitted_at: datetime) -> ProposalSubmitted:
-    return ProposalSubmitted.model_validate({
-        "proposal_id": str(uuid.uuid4()), "title": title,
-        "summary": "A six-month pilot in a real test environment of the city, with residents and companies.",
-        "focus_area": "smart_mobility", "environment": "kera",
-        "proposer": {"organisation": "Example Mobility Oy", "kind": "company"},
-        "hypothesis": "The pilot raises the use of the service among residents.",
-        "kpis": [{"name": "daily users", "unit": "users/day", "baseline": 0, "target": 200}],
-        "budget_eur": 45000, "duration_weeks": 26, "partners": [], "language": "en",
-        "submitted_at": submitted_at.isoformat()})
+    return ProposalSubmitted.model_validate(
+        {
+            "proposal_id": str(uuid.uuid4()),
+            "title": title,
+            "summary": "A six-month pilot in a real test environment of the city, with residents and companies.",
+            "focus_area": "smart_mobility",
+            "environment": "kera",
+            "proposer": {"organisation": "Example Mobility Oy", "kind": "company"},
+            "hypothesis": "The pilot raises the use of the service among residents.",
+            "kpis": [{"name": "daily users", "unit": "users/day", "baseline": 0, "target": 200}],
+            "budget_eur": 45000,
+            "duration_weeks": 26,
+            "partners": [],
+            "language": "en",
+            "submitted_at": submitted_at.isoformat(),
+        }
+    )
 
 
 def seed(db: Database, n: int, rng: random.Random) -> list[str]:
     """`n` open known proposals, inserted in bulk with what the repository would write (the
     proposal and its near-duplicate index keys)."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     titles = [a_title(rng) for _ in range(n)]
     batch = 5000
     with db.engine.begin() as conn:
         for i in range(0, n, batch):
             rows, keys = [], []
-            for title in titles[i:i + batch]:
+            for title in titles[i : i + batch]:
                 pid = str(uuid.uuid4())
                 rows.append(dict(proposal_id=pid, title=title, is_open=True, updated_at=now))
                 keys.extend(dict(key=k, proposal_id=pid) for k in sorted(set(title_keys(title))))
@@ -154,14 +328,20 @@ def screen_many(db: Database, proposals: list[ProposalSubmitted], policy: Screen
     duplicates = 0
     started = time.perf_counter()
     for p in proposals:
-        event = new_event(types.PROPOSAL_SUBMITTED.name, p, source="bench/screening", subject=p.proposal_id,
-                          dataschema=types.PROPOSAL_SUBMITTED.dataschema)
+        event = new_event(
+            types.PROPOSAL_SUBMITTED.name,
+            p,
+            source="bench/screening",
+            subject=p.proposal_id,
+            dataschema=types.PROPOSAL_SUBMITTED.dataschema,
+        )
         handlers.on_proposal_submitted(event, p, store.EvaluationUnitOfWork(db), policy)
     elapsed = time.perf_counter() - started
     with db.engine.connect() as conn:
         ids = [p.proposal_id for p in proposals]
-        for row in conn.execute(sa.select(store.screenings.c.failed_rules)
-                                .where(store.screenings.c.proposal_id.in_(ids))):
+        for row in conn.execute(
+            sa.select(store.screenings.c.failed_rules).where(store.screenings.c.proposal_id.in_(ids))
+        ):
             duplicates += any(f["rule"] == "duplicate" for f in row.failed_rules)
     return elapsed, duplicates
 
@@ -182,11 +362,19 @@ def fresh_database(kind: str, tmp: Path, size: int, postgres: str | None) -> tup
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
         admin.dispose()
+
     return db, drop
 
 
-def measure(sizes: list[int], measure_n: int = 300, warmup: int = 30, repeat: int = 1,
-            postgres: str | None = None, seed_value: int = 7, log=print) -> dict:
+def measure(
+    sizes: list[int],
+    measure_n: int = 300,
+    warmup: int = 30,
+    repeat: int = 1,
+    postgres: str | None = None,
+    seed_value: int = 7,
+    log=print,
+) -> dict:
     """Figures: for each store kind and size, proposals screened per second; and the ratio of the
     largest size's throughput to the smallest's."""
     policy = ScreeningPolicy()
@@ -205,20 +393,28 @@ def measure(sizes: list[int], measure_n: int = 300, warmup: int = 30, repeat: in
                         t0 = time.perf_counter()
                         stored = seed(db, size, rng)
                         seeded = time.perf_counter() - t0
-                        now = datetime.now(timezone.utc)
-                        titles = [near_duplicate(rng, rng.choice(stored)) if rng.random() < 0.03 else a_title(rng)
-                                  for _ in range(warmup + measure_n)]
+                        now = datetime.now(UTC)
+                        titles = [
+                            near_duplicate(rng, rng.choice(stored)) if rng.random() < 0.03 else a_title(rng)
+                            for _ in range(warmup + measure_n)
+                        ]
                         proposals = [a_proposal(t, now) for t in titles]
                         screen_many(db, proposals[:warmup], policy)
                         elapsed, dups = screen_many(db, proposals[warmup:], policy)
                     finally:
                         drop()
-                    run = {"open_proposals": size, "seconds": round(elapsed, 3),
-                           "per_second": round(measure_n / elapsed, 1),
-                           "ms_per_proposal": round(1000 * elapsed / measure_n, 3),
-                           "duplicates_found": dups, "seed_seconds": round(seeded, 1)}
-                    log(f"{kind:10} {size:>7} open: {run['per_second']:8.1f}/s "
-                        f"({run['ms_per_proposal']} ms each, {dups} duplicates, seeded in {run['seed_seconds']} s)")
+                    run = {
+                        "open_proposals": size,
+                        "seconds": round(elapsed, 3),
+                        "per_second": round(measure_n / elapsed, 1),
+                        "ms_per_proposal": round(1000 * elapsed / measure_n, 3),
+                        "duplicates_found": dups,
+                        "seed_seconds": round(seeded, 1),
+                    }
+                    log(
+                        f"{kind:10} {size:>7} open: {run['per_second']:8.1f}/s "
+                        f"({run['ms_per_proposal']} ms each, {dups} duplicates, seeded in {run['seed_seconds']} s)"
+                    )
                     if best is None or run["per_second"] > best["per_second"]:
                         best = run
                 per_size[str(size)] = best
@@ -231,8 +427,9 @@ def measure(sizes: list[int], measure_n: int = 300, warmup: int = 30, repeat: in
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.screening", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="100,10000,100000",
-                        help="open proposals in the store before measuring, comma separated")
+    parser.add_argument(
+        "--sizes", default="100,10000,100000", help="open proposals in the store before measuring, comma separated"
+    )
     parser.add_argument("--measure", type=int, default=300, help="fresh proposals screened per size")
     parser.add_argument("--warmup", type=int, default=30, help="proposals screened before the clock starts")
     parser.add_argument("--repeat", type=int, default=1, help="runs per size (the best is kept)")

@@ -1,4 +1,5 @@
 """`python -m chaos --help`: see chaos/run.py and docs/operations.md ("Chaos runs")."""
+
 import sys
 
 from .run import main

@@ -17,6 +17,7 @@ Definitions (docs/operations.md, "Chaos runs", explains them for operators):
   `proposal.submitted` event, screening, the catalogue, `result.published`, or an expected
   webhook or e-mail; a proposal the client never got its 201 for; a dead letter.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,14 @@ from collections.abc import Iterable
 from kafka import KafkaConsumer, TopicPartition
 
 PREFIX = "fi.espoo.kokeilu."
-TOPICS = ("kokeilu.proposals.v1", "kokeilu.evaluations.v1", "kokeilu.results.v1", "kokeilu.notifications.v1",
-          "kokeilu.deadletter.v1", "kokeilu.intake.v1")
+TOPICS = (
+    "kokeilu.proposals.v1",
+    "kokeilu.evaluations.v1",
+    "kokeilu.results.v1",
+    "kokeilu.notifications.v1",
+    "kokeilu.deadletter.v1",
+    "kokeilu.intake.v1",
+)
 
 
 def _proposal(event: dict):
@@ -64,8 +71,13 @@ def fact_of(event: dict):
 def read_topics(bootstrap: str, topics: Iterable[str], timeout: float = 300) -> dict[str, list]:
     """Every record on `topics` from the beginning to the end offsets of when it starts: per topic,
     a list of (partition, offset, key, headers, parsed event or None when it is not JSON)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                             auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
     try:
         partitions = []
         for topic in topics:
@@ -100,17 +112,31 @@ def read_topics(bootstrap: str, topics: Iterable[str], timeout: float = 300) -> 
         consumer.close()
 
 
-def audit(*, proposals, load_stats, stored: list[dict], catalogue_ids: set[str], topic_records: dict[str, list],
-          subscriptions: list[dict], webhooks, mails, dead_lettered_deliveries: list[dict], faults: list[dict],
-          drain_seconds: float | None, drained: bool) -> dict:
+def audit(
+    *,
+    proposals,
+    load_stats,
+    stored: list[dict],
+    catalogue_ids: set[str],
+    topic_records: dict[str, list],
+    subscriptions: list[dict],
+    webhooks,
+    mails,
+    dead_lettered_deliveries: list[dict],
+    faults: list[dict],
+    drain_seconds: float | None,
+    drained: bool,
+) -> dict:
     """Every figure of the run and the list of failures (losses and double effects)."""
     failures: list[str] = []
     accepted = {p.id: p for p in proposals if p.outcome == "accepted"}
     by_title = {p.title: p for p in proposals}
     not_accepted = [p for p in proposals if p.outcome != "accepted"]
     if not_accepted:
-        failures.append(f"{len(not_accepted)} proposals never got their 201 "
-                        f"(e.g. #{not_accepted[0].index}: {not_accepted[0].outcome}, {not_accepted[0].last_error})")
+        failures.append(
+            f"{len(not_accepted)} proposals never got their 201 "
+            f"(e.g. #{not_accepted[0].index}: {not_accepted[0].outcome}, {not_accepted[0].last_error})"
+        )
 
     # -- the proposals store ---------------------------------------------------------------------
     ids_by_title: dict[str, list[str]] = defaultdict(list)
@@ -159,8 +185,9 @@ def audit(*, proposals, load_stats, stored: list[dict], catalogue_ids: set[str],
     dead_letter_reasons = Counter()
     for _, _, _, headers, _ in dead_letters:
         h = {k: (v.decode(errors="replace") if isinstance(v, bytes) else v) for k, v in (headers or [])}
-        dead_letter_reasons[f"{h.get('kokeilu.service', '?')}: {h.get('kokeilu.reason', '?')} "
-                            f"({h.get('kokeilu.error', '')[:120]})"] += 1
+        dead_letter_reasons[
+            f"{h.get('kokeilu.service', '?')}: {h.get('kokeilu.reason', '?')} ({h.get('kokeilu.error', '')[:120]})"
+        ] += 1
 
     def missing(ids: set) -> list[str]:
         return [i for i in accepted if i not in ids]
@@ -189,9 +216,18 @@ def audit(*, proposals, load_stats, stored: list[dict], catalogue_ids: set[str],
             keys = lambda m: (m.proposal_id, m.event)  # noqa: E731
             ident = lambda m: m.message_id  # noqa: E731
             bad_signatures = 0
-        deliveries.append(_mailbox(sub["name"], sub["channel"], got, keys, ident, accepted,
-                                   {PREFIX + t for t in sub["types"]} if sub["channel"] == "webhook"
-                                   else {t for t in sub["types"]}, bad_signatures))
+        deliveries.append(
+            _mailbox(
+                sub["name"],
+                sub["channel"],
+                got,
+                keys,
+                ident,
+                accepted,
+                {PREFIX + t for t in sub["types"]} if sub["channel"] == "webhook" else {t for t in sub["types"]},
+                bad_signatures,
+            )
+        )
     # Proposers: each accepted proposal's own address gets one e-mail, about in_evaluation.
     proposer_mail = defaultdict(list)
     address_of = {p.contact_email: p for p in proposals}
@@ -200,9 +236,20 @@ def audit(*, proposals, load_stats, stored: list[dict], catalogue_ids: set[str],
             if rcpt in address_of:
                 proposer_mail[rcpt].append(m)
     got = [m for p in accepted.values() for m in proposer_mail.get(p.contact_email, [])]
-    deliveries.append(_mailbox("proposers", "email", got, lambda m: (m.recipients, m.proposal_id, m.subject),
-                               lambda m: m.message_id, accepted, None, 0,
-                               expected_key=lambda p: p.id, key_proposal=lambda k: k[1]))
+    deliveries.append(
+        _mailbox(
+            "proposers",
+            "email",
+            got,
+            lambda m: (m.recipients, m.proposal_id, m.subject),
+            lambda m: m.message_id,
+            accepted,
+            None,
+            0,
+            expected_key=lambda p: p.id,
+            key_proposal=lambda k: k[1],
+        )
+    )
 
     # -- verdict ---------------------------------------------------------------------------------
     for name, ids in stages.items():
@@ -227,9 +274,11 @@ def audit(*, proposals, load_stats, stored: list[dict], catalogue_ids: set[str],
         if d["missing"]:
             failures.append(f"{d['missing']} {d['channel']} misses for {d['name']} (e.g. {d['missing_example']})")
         if d["duplicates"]:
-            failures.append(f"{d['duplicates']} {d['channel']} duplicates for {d['name']} (another "
-                            f"{'delivery id' if d['channel'] == 'webhook' else 'Message-ID'} for one fact, "
-                            f"e.g. {d['duplicate_examples'][0]})")
+            failures.append(
+                f"{d['duplicates']} {d['channel']} duplicates for {d['name']} (another "
+                f"{'delivery id' if d['channel'] == 'webhook' else 'Message-ID'} for one fact, "
+                f"e.g. {d['duplicate_examples'][0]})"
+            )
         if d["bad_signatures"]:
             failures.append(f"{d['bad_signatures']} webhooks to {d['name']} with a bad signature")
     if not drained:
@@ -243,26 +292,37 @@ def audit(*, proposals, load_stats, stored: list[dict], catalogue_ids: set[str],
         "ok": not failures,
         "failures": failures,
         "load": {
-            "proposals": len(proposals), "accepted": len(accepted), "not_accepted": len(not_accepted),
+            "proposals": len(proposals),
+            "accepted": len(accepted),
+            "not_accepted": len(not_accepted),
             "not_accepted_outcomes": dict(Counter(p.outcome for p in not_accepted)),
             "replayed_201": sum(1 for p in accepted.values() if p.replayed),
-            "tries": sum(p.tries for p in proposals), "retries": load_stats.retries,
+            "tries": sum(p.tries for p in proposals),
+            "retries": load_stats.retries,
             "http_statuses": {str(k): v for k, v in sorted(load_stats.statuses.items())},
-            "server_errors_5xx": load_stats.server_errors, "connection_errors": load_stats.connection_errors,
+            "server_errors_5xx": load_stats.server_errors,
+            "connection_errors": load_stats.connection_errors,
             "timeouts": load_stats.timeouts,
             "slowest_accept_seconds": round(max((p.seconds for p in accepted.values()), default=0), 2),
         },
         "stages": {"accepted": len(accepted), **{name: len(accepted) - len(ids) for name, ids in stages.items()}},
-        "store": {"stored": len(status_of), "by_status": dict(Counter(status_of.values())),
-                  "titles_stored_twice": len(stored_twice), "stored_without_201": len(orphans),
-                  "in_evaluation_of_accepted": in_evaluation},
+        "store": {
+            "stored": len(status_of),
+            "by_status": dict(Counter(status_of.values())),
+            "titles_stored_twice": len(stored_twice),
+            "stored_without_201": len(orphans),
+            "in_evaluation_of_accepted": in_evaluation,
+        },
         "screening_failed": len(screened_failed & set(accepted)),
         "events_by_type": dict(sorted(count_by_type.items())),
-        "double_effects": {"proposal stored twice (same title)": len(stored_twice),
-                           **{short: doubles_by_type.get(short, 0) for short in sorted(count_by_type)}},
+        "double_effects": {
+            "proposal stored twice (same title)": len(stored_twice),
+            **{short: doubles_by_type.get(short, 0) for short in sorted(count_by_type)},
+        },
         "resent_same_id": dict(sorted(resent_by_type.items())),
         "unparseable_records": unparseable,
-        "dead_letters": len(dead_letters), "dead_letter_reasons": dict(dead_letter_reasons),
+        "dead_letters": len(dead_letters),
+        "dead_letter_reasons": dict(dead_letter_reasons),
         "dead_lettered_deliveries": len(dead_lettered_deliveries),
         "deliveries": deliveries,
         "faults": faults,
@@ -271,8 +331,9 @@ def audit(*, proposals, load_stats, stored: list[dict], catalogue_ids: set[str],
     }
 
 
-def _mailbox(name, channel, got, key, ident, accepted, types, bad_signatures,
-             expected_key=None, key_proposal=lambda k: k[0]) -> dict:
+def _mailbox(
+    name, channel, got, key, ident, accepted, types, bad_signatures, expected_key=None, key_proposal=lambda k: k[0]
+) -> dict:
     """Per receiver: received, expected, misses (an accepted proposal with nothing), duplicates
     (more than one distinct delivery id / Message-ID for one fact), redeliveries (the same one again)."""
     ids_per_fact: dict = defaultdict(set)
@@ -286,8 +347,13 @@ def _mailbox(name, channel, got, key, ident, accepted, types, bad_signatures,
     covered = {key_proposal(k) for k in ids_per_fact}
     missing = [i for i in accepted if i not in covered]
     return {
-        "name": name, "channel": channel, "received": len(got), "expected": len(accepted),
-        "facts": len(ids_per_fact), "missing": len(missing), "missing_example": missing[0] if missing else None,
+        "name": name,
+        "channel": channel,
+        "received": len(got),
+        "expected": len(accepted),
+        "facts": len(ids_per_fact),
+        "missing": len(missing),
+        "missing_example": missing[0] if missing else None,
         "duplicates": sum(len(ids) - 1 for ids in ids_per_fact.values()),
         "duplicate_examples": [str(k) for k, ids in ids_per_fact.items() if len(ids) > 1][:5],
         "redelivered_same_id": sum(n - 1 for n in repeats.values()),
@@ -311,30 +377,44 @@ def render(report: dict) -> str:
     add("Load (what the clients saw)")
     row("proposals sent", load["proposals"])
     row("accepted (201)", load["accepted"], f"{load['replayed_201']} of them replays of a stored answer")
-    row("never accepted (refused or deadline passed)", load["not_accepted"],
-        ", ".join(f"{k} {v}" for k, v in load["not_accepted_outcomes"].items()))
+    row(
+        "never accepted (refused or deadline passed)",
+        load["not_accepted"],
+        ", ".join(f"{k} {v}" for k, v in load["not_accepted_outcomes"].items()),
+    )
     row("retries (same Idempotency-Key)", load["retries"])
-    row("5xx seen", load["server_errors_5xx"],
-        ", ".join(f"{k}: {v}" for k, v in load["http_statuses"].items() if k != "201"))
+    row(
+        "5xx seen",
+        load["server_errors_5xx"],
+        ", ".join(f"{k}: {v}" for k, v in load["http_statuses"].items() if k != "201"),
+    )
     row("connection errors / timeouts", f"{load['connection_errors']} / {load['timeouts']}")
     add("Pipeline (of the accepted proposals, how many reached each stage)")
     for name, n in stages.items():
         row(name, n, "" if n == stages["accepted"] else f"MISSING {stages['accepted'] - n}")
     row("screening failed", report["screening_failed"])
-    row("stored proposals (all)", report["store"]["stored"],
-        ", ".join(f"{k} {v}" for k, v in report["store"]["by_status"].items()))
+    row(
+        "stored proposals (all)",
+        report["store"]["stored"],
+        ", ".join(f"{k} {v}" for k, v in report["store"]["by_status"].items()),
+    )
     add("Double effects (two event ids for one fact; must all be 0)")
     for name, n in report["double_effects"].items():
         row(name, n, "" if not n else "DOUBLE")
     if report["resent_same_id"]:
-        row("re-sent with the same event id (dropped by inboxes)", sum(report["resent_same_id"].values()),
-            ", ".join(f"{k} {v}" for k, v in report["resent_same_id"].items()))
+        row(
+            "re-sent with the same event id (dropped by inboxes)",
+            sum(report["resent_same_id"].values()),
+            ", ".join(f"{k} {v}" for k, v in report["resent_same_id"].items()),
+        )
     add("Subscribers")
     for d in report["deliveries"]:
-        row(f"{d['channel']} {d['name']}: received / facts / expected",
+        row(
+            f"{d['channel']} {d['name']}: received / facts / expected",
             f"{d['received']}/{d['facts']}/{d['expected']}",
             f"misses {d['missing']}, duplicates {d['duplicates']}, redelivered same id {d['redelivered_same_id']}"
-            + (f", bad signatures {d['bad_signatures']}" if d["bad_signatures"] else ""))
+            + (f", bad signatures {d['bad_signatures']}" if d["bad_signatures"] else ""),
+        )
     add("Dead letters")
     row("records on kokeilu.deadletter.v1", report["dead_letters"])
     for reason, n in report["dead_letter_reasons"].items():
@@ -346,9 +426,11 @@ def render(report: dict) -> str:
         ready = f"{f['ready_seconds']:.1f}s" if f.get("ready_seconds") is not None else "-"
         add(f"  {f['at']:>7.1f}s  {f['label']:<45} ready {ready:>7}  {f.get('note', '')}".rstrip())
     add("Drain")
-    row("time to drain (load and faults over -> nothing in flight)",
+    row(
+        "time to drain (load and faults over -> nothing in flight)",
         f"{report['drain_seconds']}s" if report["drain_seconds"] is not None else "-",
-        "" if report["drained"] else "DID NOT DRAIN")
+        "" if report["drained"] else "DID NOT DRAIN",
+    )
     add(rule)
     if report["failures"]:
         add("FAILURES")

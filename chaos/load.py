@@ -12,6 +12,7 @@ screening's near-duplicate rule (difflib ratio >= 0.9 on titles) never fires bet
 them. Budgets stay under every focus area's cap and no proposal uses the `school` environment,
 so every proposal passes screening and reaches the catalogue.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -43,16 +44,16 @@ class Proposal:
     """One proposal of the run, from its first try to its 201."""
 
     index: int
-    key: str           # Idempotency-Key, the same on every try
+    key: str  # Idempotency-Key, the same on every try
     title: str
     contact_email: str
     body: dict
     id: str | None = None
     tries: int = 0
-    replayed: bool = False    # the 201 was a replay of the stored answer (Idempotent-Replayed)
+    replayed: bool = False  # the 201 was a replay of the stored answer (Idempotent-Replayed)
     outcome: str = "pending"  # accepted | refused (a 4xx that is not retried) | unconfirmed (deadline passed)
     last_error: str | None = None
-    seconds: float = 0.0      # first try -> 201
+    seconds: float = 0.0  # first try -> 201
 
 
 def make_proposals(n: int, seed: int, run_tag: str) -> list[Proposal]:
@@ -65,12 +66,15 @@ def make_proposals(n: int, seed: int, run_tag: str) -> list[Proposal]:
         body = {
             "title": title,
             "summary": f"A chaos-run pilot ({title}) that exists to be counted from intake to the catalogue.",
-            "focus_area": focus, "environment": rng.choice(ENVIRONMENTS),
+            "focus_area": focus,
+            "environment": rng.choice(ENVIRONMENTS),
             "proposer": {"organisation": f"Chaos Pilot {i} Oy", "kind": "company", "contact_email": email},
             "hypothesis": "Every accepted proposal reaches the catalogue exactly once, whatever is killed.",
             "kpis": [{"name": "results published", "unit": "results", "baseline": 0, "target": 1}],
-            "budget_eur": rng.randrange(5_000, 95_000, 500), "duration_weeks": rng.randint(4, 52),
-            "partners": [], "language": rng.choice(LANGUAGES),
+            "budget_eur": rng.randrange(5_000, 95_000, 500),
+            "duration_weeks": rng.randint(4, 52),
+            "partners": [],
+            "language": rng.choice(LANGUAGES),
         }
         proposals.append(Proposal(i, f"chaos-{run_tag}-{i}-{uuid.UUID(int=rng.getrandbits(128))}", title, email, body))
     return proposals
@@ -93,8 +97,16 @@ class LoadStats:
 class LoadDriver:
     """Submits `proposals` at `rate` per second from `concurrency` threads."""
 
-    def __init__(self, url: str | list[str], token: str, proposals: list[Proposal], rate: float, concurrency: int = 4,
-                 deadline_seconds: float = 360, request_timeout: float = 10):
+    def __init__(
+        self,
+        url: str | list[str],
+        token: str,
+        proposals: list[Proposal],
+        rate: float,
+        concurrency: int = 4,
+        deadline_seconds: float = 360,
+        request_timeout: float = 10,
+    ):
         # Several instances: proposal i goes to instance i, and each retry to the next one, as a
         # load balancer would send it (a killed instance's clients retry on the survivor).
         self.urls = [url] if isinstance(url, str) else list(url)
@@ -112,10 +124,11 @@ class LoadDriver:
         self.started_at: float | None = None
         self.finished_at: float | None = None
 
-    def start(self) -> "LoadDriver":
+    def start(self) -> LoadDriver:
         self.started_at = time.monotonic()
-        self._threads = [threading.Thread(target=self._work, name=f"load-{i}", daemon=True)
-                         for i in range(self.concurrency)]
+        self._threads = [
+            threading.Thread(target=self._work, name=f"load-{i}", daemon=True) for i in range(self.concurrency)
+        ]
         for t in self._threads:
             t.start()
         return self
@@ -143,7 +156,9 @@ class LoadDriver:
                 if i >= len(self.proposals):
                     break
                 due = self.started_at + i / self.rate
-                if (wait := due - time.monotonic()) > 0 and self._stopping.wait(wait):  # pacing, not waiting on a result
+                if (wait := due - time.monotonic()) > 0 and self._stopping.wait(
+                    wait
+                ):  # pacing, not waiting on a result
                     break
                 self._submit(session, self.proposals[i], i)
         finally:
@@ -169,8 +184,9 @@ class LoadDriver:
             retry_after = None
             try:
                 url = self.urls[(index + p.tries) % len(self.urls)]
-                response = session.post(f"{url}/v1/proposals", json=p.body, headers=headers,
-                                         timeout=self.request_timeout)
+                response = session.post(
+                    f"{url}/v1/proposals", json=p.body, headers=headers, timeout=self.request_timeout
+                )
             except requests.Timeout as exc:
                 self._count(timeouts=1)
                 p.last_error = f"timeout: {exc.__class__.__name__}"

@@ -5,6 +5,7 @@ The broker is `deploy/kafka.sh` on free ports with a data directory inside the r
 session of its own, with its own log file, SQLite stores in the run directory and free ports,
 so a run never touches `make run` (8001-8004) or the test broker (9092).
 """
+
 from __future__ import annotations
 
 import base64
@@ -65,8 +66,10 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str, interva
         except Exception as exc:  # what we wait for may not answer yet
             last_error = exc
         if time.monotonic() >= deadline:
-            raise HarnessError(f"timed out after {timeout:.0f}s waiting for {what}"
-                               + (f" (last error: {last_error!r})" if last_error else ""))
+            raise HarnessError(
+                f"timed out after {timeout:.0f}s waiting for {what}"
+                + (f" (last error: {last_error!r})" if last_error else "")
+            )
         time.sleep(interval)
 
 
@@ -100,11 +103,18 @@ class Broker:
         self.bootstrap = f"127.0.0.1:{self.port}"
 
     def _script(self, action: str, timeout: float = 240) -> None:
-        env = dict(os.environ, KAFKA_PORT=str(self.port), KAFKA_CONTROLLER_PORT=str(self.controller_port),
-                   KAFKA_DATA_DIR=str(self.data_dir), KAFKA_LIBS_DIR=str(self.libs_dir),
-                   KAFKA_NODE_ID=str(self.node_id), **self.cluster)
-        done = subprocess.run([str(ROOT / "deploy" / "kafka.sh"), action], env=env, capture_output=True,
-                              text=True, timeout=timeout)
+        env = dict(
+            os.environ,
+            KAFKA_PORT=str(self.port),
+            KAFKA_CONTROLLER_PORT=str(self.controller_port),
+            KAFKA_DATA_DIR=str(self.data_dir),
+            KAFKA_LIBS_DIR=str(self.libs_dir),
+            KAFKA_NODE_ID=str(self.node_id),
+            **self.cluster,
+        )
+        done = subprocess.run(
+            [str(ROOT / "deploy" / "kafka.sh"), action], env=env, capture_output=True, text=True, timeout=timeout
+        )
         if done.returncode != 0:
             raise HarnessError(f"deploy/kafka.sh {action} failed ({done.returncode}): {done.stderr[-2000:]}")
 
@@ -118,8 +128,9 @@ class Broker:
         return time.monotonic() - started
 
     def serves(self) -> bool:
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, request_timeout_ms=5000,
-                                 connections_max_idle_ms=10000)
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.bootstrap, request_timeout_ms=5000, connections_max_idle_ms=10000
+        )
         try:
             consumer.topics()
             return True
@@ -135,8 +146,11 @@ class Broker:
         pid = self.pid
         os.kill(pid, signal.SIGKILL)
         # The leader thread turns zombie before the other threads are gone and the ports closed.
-        wait_for(lambda: not _alive(pid) and not _listening(self.port) and not _listening(self.controller_port),
-                 60, f"broker pid {pid} to die and close its ports")
+        wait_for(
+            lambda: not _alive(pid) and not _listening(self.port) and not _listening(self.controller_port),
+            60,
+            f"broker pid {pid} to die and close its ports",
+        )
         # The dead broker may stay a zombie (its parent, init here, need not reap it at once), which
         # `kill -0` in deploy/kafka.sh takes for a running broker: drop the stale pid file.
         (self.data_dir / "broker.pid").unlink(missing_ok=True)
@@ -161,9 +175,12 @@ class Cluster:
 
     def __init__(self, run_dir: Path, libs_dir: Path, nodes: int = 3):
         controller_ports = [free_port() for _ in range(nodes)]
-        settings = {"KAFKA_QUORUM_VOTERS": ",".join(f"{i + 1}@127.0.0.1:{port}" for i, port in enumerate(controller_ports)),
-                    "KAFKA_CLUSTER_ID": base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="),
-                    "KAFKA_REPLICATION": str(nodes), "KAFKA_MIN_ISR": str(nodes - 1)}
+        settings = {
+            "KAFKA_QUORUM_VOTERS": ",".join(f"{i + 1}@127.0.0.1:{port}" for i, port in enumerate(controller_ports)),
+            "KAFKA_CLUSTER_ID": base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="),
+            "KAFKA_REPLICATION": str(nodes),
+            "KAFKA_MIN_ISR": str(nodes - 1),
+        }
         self.nodes = [Broker(run_dir, libs_dir, node_id=i + 1, cluster=settings) for i in range(nodes)]
         for node, port in zip(self.nodes, controller_ports, strict=False):
             node.controller_port = port
@@ -179,6 +196,7 @@ class Cluster:
                 node.start()
             except BaseException as exc:  # reported below, from the harness's thread
                 errors.append(exc)
+
         threads = [threading.Thread(target=start, args=(n,)) for n in self.nodes]
         for t in threads:
             t.start()
@@ -225,14 +243,23 @@ class Services:
     """The services' instances as `nameko run` processes, started, killed and restarted on the same
     ports: one per service, or `instances` of each (`service`, `service@2`, ...) sharing a store."""
 
-    def __init__(self, run_dir: Path, bootstrap: str, token: str, extra_env: dict[str, str], instances: int = 1,
-                 database_urls: dict[str, str] | None = None):
+    def __init__(
+        self,
+        run_dir: Path,
+        bootstrap: str,
+        token: str,
+        extra_env: dict[str, str],
+        instances: int = 1,
+        database_urls: dict[str, str] | None = None,
+    ):
         self.run_dir = run_dir
         self.bootstrap = bootstrap
         self.token = token
         self.extra_env = extra_env
         self.database_urls = database_urls or {}
-        self.instances = {service: [service] + [f"{service}@{n}" for n in range(2, instances + 1)] for service in SERVICES}
+        self.instances = {
+            service: [service] + [f"{service}@{n}" for n in range(2, instances + 1)] for service in SERVICES
+        }
         self.all = [i for service in SERVICES for i in self.instances[service]]
         self.ports = {name: free_port() for name in self.all}
         self.procs: dict[str, subprocess.Popen] = {}
@@ -248,17 +275,19 @@ class Services:
     def env(self, instance: str, crash_at: str | None = None) -> dict[str, str]:
         service = service_of(instance)
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "KOKEILU_CRASH_AT")}
-        env.update({
-            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-            "KOKEILU_DATA_DIR": str(self.run_dir / "data"),
-            "KOKEILU_ADMIN_TOKEN": self.token,
-            "WEB_SERVER_ADDRESS": f"127.0.0.1:{self.ports[instance]}",
-            "PYTHONPATH": str(ROOT),
-            "KOKEILU_TOPIC_PARTITIONS": "3",
-            # Webhooks go to the harness's own receiver on loopback, which an SSRF guard refuses
-            # unless it is allowed.
-            "KOKEILU_WEBHOOK_ALLOWLIST": "127.0.0.0/8,::1",
-        })
+        env.update(
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+                "KOKEILU_DATA_DIR": str(self.run_dir / "data"),
+                "KOKEILU_ADMIN_TOKEN": self.token,
+                "WEB_SERVER_ADDRESS": f"127.0.0.1:{self.ports[instance]}",
+                "PYTHONPATH": str(ROOT),
+                "KOKEILU_TOPIC_PARTITIONS": "3",
+                # Webhooks go to the harness's own receiver on loopback, which an SSRF guard refuses
+                # unless it is allowed.
+                "KOKEILU_WEBHOOK_ALLOWLIST": "127.0.0.0/8,::1",
+            }
+        )
         env.update(self.extra_env)
         if service in self.database_urls:
             env["DATABASE_URL"] = self.database_urls[service]
@@ -268,15 +297,29 @@ class Services:
 
     def start(self, service: str, crash_at: str | None = None) -> None:
         log = open(self.log(service), "ab")
-        log.write(f"\n=== chaos: starting {service}{' with KOKEILU_CRASH_AT=' + crash_at if crash_at else ''} "
-                  f"at {time.strftime('%H:%M:%S')} ===\n".encode())
+        log.write(
+            f"\n=== chaos: starting {service}{' with KOKEILU_CRASH_AT=' + crash_at if crash_at else ''} "
+            f"at {time.strftime('%H:%M:%S')} ===\n".encode()
+        )
         log.flush()
         self.procs[service] = subprocess.Popen(
-            [sys.executable, "-W", "ignore::DeprecationWarning", "-m", "nameko", "run", "--config",
-             f"services/{service_of(service)}/config.yaml",
-             nameko_target(service_of(service))],
-            cwd=ROOT, env=self.env(service, crash_at), stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)  # a Ctrl-C reaches the harness, which stops the services itself
+            [
+                sys.executable,
+                "-W",
+                "ignore::DeprecationWarning",
+                "-m",
+                "nameko",
+                "run",
+                "--config",
+                f"services/{service_of(service)}/config.yaml",
+                nameko_target(service_of(service)),
+            ],
+            cwd=ROOT,
+            env=self.env(service, crash_at),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # a Ctrl-C reaches the harness, which stops the services itself
         log.close()
         self.started_at[service] = time.monotonic()
 
@@ -294,6 +337,7 @@ class Services:
             if proc.poll() is not None:
                 raise HarnessError(f"{service} exited ({proc.returncode}) before it was ready; see {self.log(service)}")
             return self.is_ready(service)
+
         wait_for(ready, timeout, f"{service} to be ready (log: {self.log(service)})", interval=0.1)
         return time.monotonic() - self.started_at[service]
 

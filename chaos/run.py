@@ -3,6 +3,7 @@
 Exit status: 0 when the audit finds no loss and no double effect, 1 when it finds any, 2 when
 the harness could not do its part (the platform did not start, a restart failed ...).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,10 +29,12 @@ from .sinks import SmtpSink, WebhookSink
 POINTS = ("uow.committed", "relay.published", "consumer.applied", "consumer.committed")
 # Where an aimed kill lands: uow.committed on proposals, so that a client's retry meets a crash
 # between a proposal's commit and its answer; the others on a service picked by the seed.
-AIMED_TARGETS = {"uow.committed": ("proposals",),
-                 "relay.published": ("proposals", "evaluation", "catalogue", "notifications"),
-                 "consumer.applied": ("evaluation", "catalogue", "notifications", "proposals"),
-                 "consumer.committed": ("evaluation", "catalogue", "notifications", "proposals")}
+AIMED_TARGETS = {
+    "uow.committed": ("proposals",),
+    "relay.published": ("proposals", "evaluation", "catalogue", "notifications"),
+    "consumer.applied": ("evaluation", "catalogue", "notifications", "proposals"),
+    "consumer.committed": ("evaluation", "catalogue", "notifications", "proposals"),
+}
 # The subscribers every run creates; each expects exactly one message per accepted proposal.
 # Every proposer also gets one e-mail (its proposal is being evaluated), checked as "proposers".
 SUBSCRIPTIONS = (
@@ -42,36 +45,71 @@ SUBSCRIPTIONS = (
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m chaos", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m chaos", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--proposals", type=int, default=2000, help="proposals to submit (default 2000)")
-    p.add_argument("--seed", type=int, default=None, help="seed of the titles and of the fault schedule "
-                   "(default: from the clock; printed, so a run can be repeated)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the titles and of the fault schedule "
+        "(default: from the clock; printed, so a run can be repeated)",
+    )
     p.add_argument("--rate", type=float, default=10.0, help="proposals per second (default 10)")
     p.add_argument("--concurrency", type=int, default=4, help="client threads (default 4)")
     p.add_argument("--kills-per-service", type=int, default=2, help="kill -9 of each service (default 2)")
     p.add_argument("--broker-kills", type=int, default=1, help="kill -9 of the broker (default 1)")
     p.add_argument("--broker-freezes", type=int, default=1, help="SIGSTOP ... SIGCONT of the broker (default 1)")
     p.add_argument("--freeze-seconds", type=float, default=30.0, help="how long a freeze lasts (default 30)")
-    p.add_argument("--aimed", default=",".join(POINTS),
-                   help="crash points to aim one kill at each, comma-separated, from "
-                        f"{', '.join(POINTS)} (default: all; '' for none)")
-    p.add_argument("--drain-timeout", type=float, default=600.0,
-                   help="seconds to wait for the pipeline to drain after the load and the last fault (default 600)")
-    p.add_argument("--request-deadline", type=float, default=360.0,
-                   help="seconds a client keeps retrying one proposal before it counts as not accepted (default 360)")
-    p.add_argument("--run-dir", type=Path, default=None, help="where logs, stores, the broker and audit.json go "
-                   "(default .local/chaos/<time>-s<seed>)")
-    p.add_argument("--cluster", action="store_true",
-                   help="three Kafka nodes, two instances of every service on PostgreSQL (--postgres); a broker "
-                        "fault hits one node, a kill one instance")
-    p.add_argument("--postgres", default=os.environ.get("KOKEILU_TEST_POSTGRES_URL"),
-                   help="with --cluster: the PostgreSQL server the run makes its databases in "
-                        "(default $KOKEILU_TEST_POSTGRES_URL; `deploy/postgres.sh url`)")
-    p.add_argument("--outage-seconds", type=float, default=10.0,
-                   help="with --cluster: how long a killed Kafka node stays down, the load going on (default 10)")
-    p.add_argument("--kafka-libs", type=Path, default=Path(os.environ.get("KAFKA_LIBS_DIR", ROOT / ".local/kafka/libs")),
-                   help="the broker's jars (default $KAFKA_LIBS_DIR or .local/kafka/libs)")
+    p.add_argument(
+        "--aimed",
+        default=",".join(POINTS),
+        help="crash points to aim one kill at each, comma-separated, from "
+        f"{', '.join(POINTS)} (default: all; '' for none)",
+    )
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=600.0,
+        help="seconds to wait for the pipeline to drain after the load and the last fault (default 600)",
+    )
+    p.add_argument(
+        "--request-deadline",
+        type=float,
+        default=360.0,
+        help="seconds a client keeps retrying one proposal before it counts as not accepted (default 360)",
+    )
+    p.add_argument(
+        "--run-dir",
+        type=Path,
+        default=None,
+        help="where logs, stores, the broker and audit.json go (default .local/chaos/<time>-s<seed>)",
+    )
+    p.add_argument(
+        "--cluster",
+        action="store_true",
+        help="three Kafka nodes, two instances of every service on PostgreSQL (--postgres); a broker "
+        "fault hits one node, a kill one instance",
+    )
+    p.add_argument(
+        "--postgres",
+        default=os.environ.get("KOKEILU_TEST_POSTGRES_URL"),
+        help="with --cluster: the PostgreSQL server the run makes its databases in "
+        "(default $KOKEILU_TEST_POSTGRES_URL; `deploy/postgres.sh url`)",
+    )
+    p.add_argument(
+        "--outage-seconds",
+        type=float,
+        default=10.0,
+        help="with --cluster: how long a killed Kafka node stays down, the load going on (default 10)",
+    )
+    p.add_argument(
+        "--kafka-libs",
+        type=Path,
+        default=Path(os.environ.get("KAFKA_LIBS_DIR", ROOT / ".local/kafka/libs")),
+        help="the broker's jars (default $KAFKA_LIBS_DIR or .local/kafka/libs)",
+    )
     args = p.parse_args(argv)
     args.aimed = [a.strip() for a in args.aimed.split(",") if a.strip()]
     unknown = [a for a in args.aimed if a not in POINTS]
@@ -97,9 +135,15 @@ def plan_faults(args, rng: random.Random) -> list[dict]:
     plain += [{"kind": "broker-kill"} for _ in range(args.broker_kills)]
     plain += [{"kind": "broker-freeze"} for _ in range(args.broker_freezes)]
     rng.shuffle(plain)
-    aimed = [{"kind": "aimed", "service": rng.choice(AIMED_TARGETS[point]), "point": point,
-              "nth": rng.randint(2, 8) if not point.startswith("consumer.") else rng.randint(3, 30)}
-             for point in args.aimed]
+    aimed = [
+        {
+            "kind": "aimed",
+            "service": rng.choice(AIMED_TARGETS[point]),
+            "point": point,
+            "nth": rng.randint(2, 8) if not point.startswith("consumer.") else rng.randint(3, 30),
+        }
+        for point in args.aimed
+    ]
     total = len(plain) + len(aimed)
     aimed_slots = set(rng.sample(range(max(len(aimed), int(total * 0.75))), len(aimed)))
     faults, others, ours = [], iter(plain), iter(aimed)
@@ -142,17 +186,26 @@ class Run:
     def _ticker(self) -> None:
         while not self._ticker_stop.wait(10):
             d = self.driver
-            load = (f"accepted {d.accepted()}/{len(d.proposals)}, retries {d.stats.retries}, "
-                    f"5xx {d.stats.server_errors}, conn errors {d.stats.connection_errors}") if d else "no load yet"
-            self.say(f"{self.activity}: {load}; webhooks {len(self.webhooks.received)}, "
-                     f"e-mails {len(self.smtp.received)}")
+            load = (
+                (
+                    f"accepted {d.accepted()}/{len(d.proposals)}, retries {d.stats.retries}, "
+                    f"5xx {d.stats.server_errors}, conn errors {d.stats.connection_errors}"
+                )
+                if d
+                else "no load yet"
+            )
+            self.say(
+                f"{self.activity}: {load}; webhooks {len(self.webhooks.received)}, e-mails {len(self.smtp.received)}"
+            )
 
     # -- the run ---------------------------------------------------------------------------------
     def execute(self) -> dict:
         args = self.args
         self.say(f"chaos run in {self.run_dir} (seed {args.seed}): {args.proposals} proposals at {args.rate}/s")
         if not (args.kafka_libs / ".complete").exists():
-            raise HarnessError(f"no Kafka jars in {args.kafka_libs}: run `deploy/kafka.sh fetch` once (make chaos does), or set KAFKA_LIBS_DIR")
+            raise HarnessError(
+                f"no Kafka jars in {args.kafka_libs}: run `deploy/kafka.sh fetch` once (make chaos does), or set KAFKA_LIBS_DIR"
+            )
         threading.Thread(target=self._ticker, name="ticker", daemon=True).start()
         self.webhooks = WebhookSink().start()
         self.smtp = SmtpSink(free_port()).start()
@@ -162,14 +215,22 @@ class Run:
             self.stores = Stores(args.postgres, self.tag)
             database_urls = self.stores.create()
             extra_env["KOKEILU_TOPIC_REPLICATION"] = "3"
-            self.say(f"cluster: three Kafka nodes on {self.broker.bootstrap}; PostgreSQL databases "
-                     f"{', '.join(self.stores.names.values())}")
+            self.say(
+                f"cluster: three Kafka nodes on {self.broker.bootstrap}; PostgreSQL databases "
+                f"{', '.join(self.stores.names.values())}"
+            )
         else:
             self.broker = Broker(self.run_dir, args.kafka_libs)
         self.say(f"broker: starting on {self.broker.bootstrap}")
         self.broker.start()
-        self.services = Services(self.run_dir, self.broker.bootstrap, self.token, extra_env,
-                                 instances=2 if args.cluster else 1, database_urls=database_urls)
+        self.services = Services(
+            self.run_dir,
+            self.broker.bootstrap,
+            self.token,
+            extra_env,
+            instances=2 if args.cluster else 1,
+            database_urls=database_urls,
+        )
         for instance in self.services.all:
             self.services.start(instance)
         for instance in self.services.all:
@@ -180,24 +241,38 @@ class Run:
         faults = plan_faults(args, self.rng)
         self.say("fault plan: " + "; ".join(f"{self._label(f)} after {f['after_accepted']} accepted" for f in faults))
         proposals = make_proposals(args.proposals, args.seed, self.tag)
-        self.driver = LoadDriver([self.services.url(i) for i in self.services.instances["proposals"]], self.token,
-                                 proposals, args.rate,
-                                 args.concurrency, deadline_seconds=args.request_deadline).start()
+        self.driver = LoadDriver(
+            [self.services.url(i) for i in self.services.instances["proposals"]],
+            self.token,
+            proposals,
+            args.rate,
+            args.concurrency,
+            deadline_seconds=args.request_deadline,
+        ).start()
         self.activity = "load"
         load_started = time.monotonic()
         for fault in faults:
             self.activity = f"waiting for {fault['after_accepted']} accepted"
-            wait_for(lambda: self.driver.accepted() >= fault["after_accepted"] or self.driver.done(),
-                     timeout=args.request_deadline + args.proposals / args.rate + 600,
-                     what=f"{fault['after_accepted']} proposals accepted", interval=0.2)
+            wait_for(
+                lambda: self.driver.accepted() >= fault["after_accepted"] or self.driver.done(),
+                timeout=args.request_deadline + args.proposals / args.rate + 600,
+                what=f"{fault['after_accepted']} proposals accepted",
+                interval=0.2,
+            )
             self._watchdog()
             self._inject(fault)
         self.activity = "load (faults done)"
-        wait_for(self.driver.done, timeout=args.request_deadline + args.proposals / args.rate + 600,
-                 what="the load to finish", interval=0.5)
+        wait_for(
+            self.driver.done,
+            timeout=args.request_deadline + args.proposals / args.rate + 600,
+            what="the load to finish",
+            interval=0.5,
+        )
         self._watchdog()
-        self.say(f"load: done in {self.driver.finished_at - load_started:.1f}s; "
-                 f"{self.driver.accepted()} of {args.proposals} accepted")
+        self.say(
+            f"load: done in {self.driver.finished_at - load_started:.1f}s; "
+            f"{self.driver.accepted()} of {args.proposals} accepted"
+        )
 
         self.activity = "draining"
         drain_started = time.monotonic()
@@ -208,24 +283,39 @@ class Run:
         self.activity = "auditing"
         self.say("audit: reading the stores, the catalogue and every topic from the beginning")
         report = auditing.audit(
-            proposals=proposals, load_stats=self.driver.stats, stored=self._stored_proposals(),
+            proposals=proposals,
+            load_stats=self.driver.stats,
+            stored=self._stored_proposals(),
             catalogue_ids=self._catalogue_ids(),
             topic_records=auditing.read_topics(self.broker.bootstrap, auditing.TOPICS),
             subscriptions=[dict(s, address=self._address(s)) for s in SUBSCRIPTIONS],
-            webhooks=self.webhooks.snapshot(), mails=self.smtp.snapshot(),
-            dead_lettered_deliveries=self._get("notifications", "/v1/deliveries?status=dead_lettered&limit=500")["items"],
-            faults=self.faults_done, drain_seconds=drain_seconds if drained else None, drained=drained)
+            webhooks=self.webhooks.snapshot(),
+            mails=self.smtp.snapshot(),
+            dead_lettered_deliveries=self._get("notifications", "/v1/deliveries?status=dead_lettered&limit=500")[
+                "items"
+            ],
+            faults=self.faults_done,
+            drain_seconds=drain_seconds if drained else None,
+            drained=drained,
+        )
         if args.cluster:
             # The cluster takes writes with a node down: proposals were accepted during each outage.
             for fault in self.faults_done:
                 if fault["kind"] == "broker-kill" and fault["during_load"] and not fault.get("accepted_while_down"):
-                    report["failures"].append(f"no proposal accepted while {fault['label']} was down "
-                                              f"({fault.get('down_seconds')}s)")
+                    report["failures"].append(
+                        f"no proposal accepted while {fault['label']} was down ({fault.get('down_seconds')}s)"
+                    )
                     report["ok"] = False
-        report.update(run=str(self.run_dir), seed=args.seed, warnings=self.warnings,
-                      options={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-                      elapsed_seconds=round(self.elapsed(), 1))
-        report["not_accepted_examples"] = [asdict(p) | {"body": None} for p in proposals if p.outcome != "accepted"][:20]
+        report.update(
+            run=str(self.run_dir),
+            seed=args.seed,
+            warnings=self.warnings,
+            options={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            elapsed_seconds=round(self.elapsed(), 1),
+        )
+        report["not_accepted_examples"] = [asdict(p) | {"body": None} for p in proposals if p.outcome != "accepted"][
+            :20
+        ]
         return report
 
     def close(self) -> None:
@@ -243,8 +333,10 @@ class Run:
             try:
                 self.stores.drop()
             except Exception as exc:  # the run's databases stay; say so
-                print(f"chaos: could not drop the run's databases {list(self.stores.names.values())}: {exc}",
-                      file=sys.stderr)
+                print(
+                    f"chaos: could not drop the run's databases {list(self.stores.names.values())}: {exc}",
+                    file=sys.stderr,
+                )
         for sink in (self.webhooks, self.smtp):
             if sink:
                 sink.stop()
@@ -255,7 +347,9 @@ class Run:
         if f["kind"] == "kill":
             return f"kill -9 {f.get('instance', f['service'])}"
         if f.get("node"):
-            return {"broker-kill": "kill -9 Kafka node", "broker-freeze": "freeze Kafka node"}[f["kind"]] + f" {f['node']}"
+            return {"broker-kill": "kill -9 Kafka node", "broker-freeze": "freeze Kafka node"}[
+                f["kind"]
+            ] + f" {f['node']}"
         if f["kind"] == "aimed":
             return f"aimed kill {f['service']} at {f['point']}@{f['nth']}"
         return {"broker-kill": "kill -9 broker", "broker-freeze": "freeze broker"}[f["kind"]]
@@ -265,8 +359,13 @@ class Run:
             fault["instance"] = self.rng.choice(self.services.instances[fault["service"]])
         if fault["kind"].startswith("broker-") and isinstance(self.broker, Cluster):
             fault["node"] = self.rng.randint(1, len(self.broker.nodes))
-        record = dict(fault, label=self._label(fault), at=round(self.elapsed(), 1),
-                      accepted_before=self.driver.accepted(), during_load=not self.driver.done())
+        record = dict(
+            fault,
+            label=self._label(fault),
+            at=round(self.elapsed(), 1),
+            accepted_before=self.driver.accepted(),
+            during_load=not self.driver.done(),
+        )
         self.activity = record["label"]
         self.say(f"fault: {record['label']} (accepted so far {record['accepted_before']})")
         kind = fault["kind"]
@@ -286,8 +385,10 @@ class Run:
             restarted = time.monotonic()
             self._wait_all_ready()
             record["ready_seconds"] = time.monotonic() - restarted
-            record["note"] = (f"down {record['down_seconds']}s, {record['accepted_while_down']} proposals accepted "
-                              f"meanwhile; node ready {record['broker_ready_seconds']:.1f}s after restart")
+            record["note"] = (
+                f"down {record['down_seconds']}s, {record['accepted_while_down']} proposals accepted "
+                f"meanwhile; node ready {record['broker_ready_seconds']:.1f}s after restart"
+            )
         elif kind == "broker-freeze" and "node" in fault:
             node = self.broker.nodes[fault["node"] - 1]
             node.freeze()
@@ -316,8 +417,10 @@ class Run:
             self._aimed(fault, record)
         self._wait_all_ready()
         self.faults_done.append(record)
-        self.say(f"fault: {record['label']} -> ready after {record.get('ready_seconds', 0):.1f}s"
-                 + (f" ({record['note']})" if record.get("note") else ""))
+        self.say(
+            f"fault: {record['label']} -> ready after {record.get('ready_seconds', 0):.1f}s"
+            + (f" ({record['note']})" if record.get("note") else "")
+        )
 
     def _aimed(self, fault: dict, record: dict) -> None:
         """Restart the service with its crash point armed, wait for it to kill itself, restart it."""
@@ -345,8 +448,12 @@ class Run:
 
     def _wait_all_ready(self, timeout: float = 240) -> None:
         for service in self.services.all:
-            wait_for(lambda: self.services.is_ready(service) or self._exited(service), timeout,
-                     f"{service} to be ready again", interval=0.2)
+            wait_for(
+                lambda: self.services.is_ready(service) or self._exited(service),
+                timeout,
+                f"{service} to be ready again",
+                interval=0.2,
+            )
             self._watchdog()
 
     def _exited(self, service: str) -> bool:
@@ -368,14 +475,18 @@ class Run:
 
     def _subscribe(self) -> None:
         for sub in SUBSCRIPTIONS:
-            body = {"subscriber": f"chaos {sub['name']}", "channel": sub["channel"],
-                    "filter": {"types": [auditing.PREFIX + t for t in sub["types"]]}}
+            body = {
+                "subscriber": f"chaos {sub['name']}",
+                "channel": sub["channel"],
+                "filter": {"types": [auditing.PREFIX + t for t in sub["types"]]},
+            }
             if sub["channel"] == "webhook":
                 body["url"] = self.webhooks.url(sub["name"])
             else:
                 body["email"] = self._address(sub)
-            response = requests.post(self.services.url("notifications", "/v1/subscriptions"), json=body,
-                                     headers=self._auth(), timeout=10)
+            response = requests.post(
+                self.services.url("notifications", "/v1/subscriptions"), json=body, headers=self._auth(), timeout=10
+            )
             if response.status_code != 201:
                 raise HarnessError(f"could not subscribe {sub['name']}: {response.status_code} {response.text[:500]}")
             if response.json().get("secret"):
@@ -419,7 +530,10 @@ class Run:
         for service in self.services.all:
             text = requests.get(self.services.url(service, "/metrics"), timeout=10).text
             for line in text.splitlines():
-                if line.startswith(("kokeilu_outbox_backlog{", "kokeilu_consumer_lag{")) and float(line.split()[-1]) > 0:
+                if (
+                    line.startswith(("kokeilu_outbox_backlog{", "kokeilu_consumer_lag{"))
+                    and float(line.split()[-1]) > 0
+                ):
                     return f"{service}: {line}"
         return None
 
@@ -442,8 +556,10 @@ class Run:
             if busy is None and now_received == received:
                 quiet_since = quiet_since or time.monotonic()
                 if time.monotonic() - quiet_since >= quiet_seconds:
-                    self.say(f"drain: the platform is idle and nothing has arrived for {quiet_seconds:.0f}s, "
-                             f"but {missing} never came")
+                    self.say(
+                        f"drain: the platform is idle and nothing has arrived for {quiet_seconds:.0f}s, "
+                        f"but {missing} never came"
+                    )
                     return True
             else:
                 quiet_since = None

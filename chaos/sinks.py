@@ -3,6 +3,7 @@
 Both record everything they get, in memory, and answer success at once (they play well-behaved
 subscribers, so every retry or duplicate the audit sees comes from the platform, not from them).
 """
+
 from __future__ import annotations
 
 import email
@@ -27,10 +28,10 @@ SUBSCRIBER_PREFIX = "Kokeilu: "
 class Webhook:
     """One POST received: which subscription (the path), the delivery and event it carries."""
 
-    subscription: str       # the last path segment, /hook/<name>
+    subscription: str  # the last path segment, /hook/<name>
     delivery_id: str | None  # Kokeilu-Delivery-Id
     idempotency_key: str | None
-    event_id: str | None     # Kokeilu-Event-Id
+    event_id: str | None  # Kokeilu-Event-Id
     event_type: str | None
     proposal_id: str | None  # data.proposal_id, else the CloudEvent subject
     signature_ok: bool | None  # None when the sink does not know the subscription's secret
@@ -44,7 +45,7 @@ class Mail:
     recipients: tuple[str, ...]
     subject: str
     message_id: str | None
-    event: str | None        # a subscriber e-mail's event type ("Kokeilu: result.published – ..."); None for a proposer's
+    event: str | None  # a subscriber e-mail's event type ("Kokeilu: result.published – ..."); None for a proposer's
     proposal_id: str | None  # the first UUID in the body (the proposal id line, in any of the three languages)
     received_at: float
 
@@ -92,7 +93,7 @@ class WebhookSink:
     def url(self, subscription: str) -> str:
         return f"http://127.0.0.1:{self.port}/hook/{subscription}"
 
-    def start(self) -> "WebhookSink":
+    def start(self) -> WebhookSink:
         self._thread.start()
         return self
 
@@ -109,10 +110,16 @@ class WebhookSink:
         except (ValueError, AttributeError):
             event_type = proposal_id = None
         secret = self.secrets.get(name)
-        receipt = Webhook(name, headers.get("Kokeilu-Delivery-Id"), headers.get("Idempotency-Key"),
-                          headers.get("Kokeilu-Event-Id"), event_type, proposal_id,
-                          None if secret is None else signature_valid(secret, headers.get("Kokeilu-Signature"), body),
-                          time.monotonic())
+        receipt = Webhook(
+            name,
+            headers.get("Kokeilu-Delivery-Id"),
+            headers.get("Idempotency-Key"),
+            headers.get("Kokeilu-Event-Id"),
+            event_type,
+            proposal_id,
+            None if secret is None else signature_valid(secret, headers.get("Kokeilu-Signature"), body),
+            time.monotonic(),
+        )
         with self._lock:
             self.received.append(receipt)
 
@@ -130,7 +137,7 @@ class SmtpSink:
         self.port = port
         self._controller = Controller(self, hostname="127.0.0.1", port=port)
 
-    def start(self) -> "SmtpSink":
+    def start(self) -> SmtpSink:
         self._controller.start()
         return self
 
@@ -146,8 +153,14 @@ class SmtpSink:
         if subject.startswith(SUBSCRIBER_PREFIX):
             event = subject.removeprefix(SUBSCRIBER_PREFIX).split(" ", 1)[0].strip()
         found = UUID.search(text)
-        mail = Mail(tuple(envelope.rcpt_tos), subject, message.get("Message-ID"), event,
-                    found.group(0) if found else None, time.monotonic())
+        mail = Mail(
+            tuple(envelope.rcpt_tos),
+            subject,
+            message.get("Message-ID"),
+            event,
+            found.group(0) if found else None,
+            time.monotonic(),
+        )
         with self._lock:
             self.received.append(mail)
         return "250 OK"

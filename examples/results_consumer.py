@@ -18,6 +18,7 @@ says the result left the catalogue (delete it). Applying a record twice changes 
 older version never overwrites a newer one (`updated_at`), so the consumer is idempotent: it
 commits its offsets after the rows are stored, and a redelivery after a crash is harmless.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,24 +74,51 @@ def apply(db: sqlite3.Connection, value: bytes | None) -> str:
                status = excluded.status, outcome = excluded.outcome, lessons_learned = excluded.lessons_learned,
                updated_at = excluded.updated_at, document = excluded.document
            WHERE excluded.updated_at >= results.updated_at""",
-        (data["result_id"], data["title"], data["focus_area"], data["environment"], data["status"],
-         data.get("outcome"), data.get("lessons_learned"), data["updated_at"], json.dumps(data)))
+        (
+            data["result_id"],
+            data["title"],
+            data["focus_area"],
+            data["environment"],
+            data["status"],
+            data.get("outcome"),
+            data.get("lessons_learned"),
+            data["updated_at"],
+            json.dumps(data),
+        ),
+    )
     return "upserted"
 
 
 def secured(username: str, password: str, cafile: str | None) -> dict:
     """kafka-python options for a SCRAM-SHA-512 user over TLS (the production stack's listener)."""
-    return {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": username,
-            "sasl_plain_password": password, "ssl_cafile": cafile}
+    return {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": username,
+        "sasl_plain_password": password,
+        "ssl_cafile": cafile,
+    }
 
 
-def run(bootstrap: str, group: str, database: str, topic: str = TOPIC, idle_seconds: float | None = None,
-        security: dict | None = None) -> int:
+def run(
+    bootstrap: str,
+    group: str,
+    database: str,
+    topic: str = TOPIC,
+    idle_seconds: float | None = None,
+    security: dict | None = None,
+) -> int:
     """Consume until stopped (or, with `idle_seconds`, until nothing arrived for that long).
     `security`: connection options such as `secured(...)` gives; none for a local broker."""
     db = open_table(database)
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
-                             enable_auto_commit=False, **(security or {}))
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        **(security or {}),
+    )
     applied, quiet_since = 0, time.monotonic()
     try:
         while idle_seconds is None or time.monotonic() - quiet_since < idle_seconds:
@@ -116,8 +144,10 @@ def main() -> None:
     parser.add_argument("--group", required=True, help="your own consumer group, e.g. education-dept")
     parser.add_argument("--database", default="results.db")
     parser.add_argument("--topic", default=TOPIC)
-    parser.add_argument("--username", help="your department's Kafka user (SCRAM-SHA-512 over TLS); "
-                                           "the password is read from KAFKA_SASL_PASSWORD")
+    parser.add_argument(
+        "--username",
+        help="your department's Kafka user (SCRAM-SHA-512 over TLS); the password is read from KAFKA_SASL_PASSWORD",
+    )
     parser.add_argument("--cafile", help="the CA certificate that signed the broker's certificate")
     args = parser.parse_args()
     security = secured(args.username, os.environ["KAFKA_SASL_PASSWORD"], args.cafile) if args.username else None

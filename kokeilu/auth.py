@@ -1,5 +1,6 @@
 """Bearer tokens with scopes. Tokens are configured by their SHA-256, never in plain text; the
 token in KOKEILU_ADMIN_TOKEN has every scope (bootstrapping and local use)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -8,8 +9,11 @@ from dataclasses import dataclass
 from kokeilu.config import Settings
 
 SCOPES = (
-    "proposals:read", "proposals:write",
-    "evaluation:read", "evaluation:write", "evaluation:manage",
+    "proposals:read",
+    "proposals:write",
+    "evaluation:read",
+    "evaluation:write",
+    "evaluation:manage",
     "subscriptions:write",
     # Webhooks and e-mails to the token's subscriptions carry residents' personal data unredacted.
     "personal-data:read",
@@ -46,7 +50,7 @@ class TokenRegistry:
         self._by_hash = by_hash
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "TokenRegistry":
+    def from_settings(cls, settings: Settings) -> TokenRegistry:
         by_hash = {t.sha256.lower(): Principal(t.name, frozenset(t.scopes)) for t in settings.tokens()}
         for principal in by_hash.values():
             unknown = principal.scopes - set(SCOPES)

@@ -1,4 +1,5 @@
 """Configuration from the environment, with working local defaults."""
+
 from __future__ import annotations
 
 import json
@@ -73,11 +74,17 @@ class Settings(BaseSettings):
 
     def kafka_client_options(self) -> dict:
         """Connection options for every Kafka client a service makes (consumer, producer, admin)."""
-        options: dict = {"bootstrap_servers": self.bootstrap_servers, "security_protocol": self.kafka_security_protocol,
-                         "reconnect_backoff_max_ms": self.kafka_reconnect_backoff_max_ms}
+        options: dict = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.kafka_security_protocol,
+            "reconnect_backoff_max_ms": self.kafka_reconnect_backoff_max_ms,
+        }
         if self.kafka_sasl_mechanism:
-            options.update(sasl_mechanism=self.kafka_sasl_mechanism, sasl_plain_username=self.kafka_sasl_username,
-                           sasl_plain_password=self.kafka_sasl_password)
+            options.update(
+                sasl_mechanism=self.kafka_sasl_mechanism,
+                sasl_plain_username=self.kafka_sasl_username,
+                sasl_plain_password=self.kafka_sasl_password,
+            )
         if self.kafka_ssl_cafile:
             options["ssl_cafile"] = self.kafka_ssl_cafile
         if self.kafka_security_protocol.upper().endswith("SSL"):

@@ -1,4 +1,5 @@
 """How a consumer tells a failure that will pass from one that will not."""
+
 from __future__ import annotations
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError

@@ -1,4 +1,5 @@
 """Shared nameko extensions: the service's database and its topics, one of each per container."""
+
 from __future__ import annotations
 
 import logging
@@ -31,9 +32,11 @@ class StoreExtension(SharedExtension):
         if url.startswith("postgresql"):
             # psycopg2 would block the whole process under eventlet.
             from psycogreen.eventlet import patch_psycopg
+
             patch_psycopg()
-        self.database = Database(url, migrations_dir(self.container.service_cls),
-                                 settings.kokeilu_sqlite_busy_timeout_seconds)
+        self.database = Database(
+            url, migrations_dir(self.container.service_cls), settings.kokeilu_sqlite_busy_timeout_seconds
+        )
         delay = 0.2
         deadline = time.monotonic() + 120
         while True:

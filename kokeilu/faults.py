@@ -17,6 +17,7 @@ The points, each placed where a crash is most likely to expose a gap between two
 
 The process kills itself with SIGKILL, exactly as `kill -9` would: no finally blocks, no flush.
 """
+
 from __future__ import annotations
 
 import os

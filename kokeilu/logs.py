@@ -6,6 +6,7 @@ compose stack and the Kubernetes manifests set). Both carry, when the line was w
 the service handled an event or a request: the correlation id, the trace id and span id, and
 for an event its id, topic, partition and offset (`ContextFilter`, from kokeilu/tracing.py).
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,9 +44,11 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
-        parts = [f"{name}={value}" for name in ("correlation_id", "event_id", "topic", "partition", "offset",
-                                                 "trace_id")
-                 if (value := getattr(record, name, None)) is not None]
+        parts = [
+            f"{name}={value}"
+            for name in ("correlation_id", "event_id", "topic", "partition", "offset", "trace_id")
+            if (value := getattr(record, name, None)) is not None
+        ]
         if not parts:
             return text
         first, newline, rest = text.partition("\n")

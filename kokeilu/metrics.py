@@ -2,6 +2,7 @@
 
 Names are prefixed `kokeilu_`, in base units; labels are of low cardinality (never an id).
 """
+
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -27,7 +28,7 @@ class BoundedValues:
         self._seen: set[str] = set()
 
     def __call__(self, value: str) -> str:
-        value = value[:self.max_length]
+        value = value[: self.max_length]
         if value in self._seen:
             return value
         if len(self._seen) < self.limit:
@@ -42,51 +43,95 @@ class ServiceMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.events_consumed = Counter(
-            "kokeilu_events_consumed", "Records consumed, by topic, event type and outcome "
-            "(applied, duplicate, ignored, dead_lettered).", ["service", "topic", "type", "outcome"], registry=r)
+            "kokeilu_events_consumed",
+            "Records consumed, by topic, event type and outcome (applied, duplicate, ignored, dead_lettered).",
+            ["service", "topic", "type", "outcome"],
+            registry=r,
+        )
         self.events_published = Counter(
-            "kokeilu_events_published", "Records published from the outbox, by topic and event type.",
-            ["service", "topic", "type"], registry=r)
+            "kokeilu_events_published",
+            "Records published from the outbox, by topic and event type.",
+            ["service", "topic", "type"],
+            registry=r,
+        )
         self.processing = Histogram(
-            "kokeilu_event_processing_seconds", "Time to apply one consumed event, retries included.",
-            ["service", "topic"], registry=r,
-            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+            "kokeilu_event_processing_seconds",
+            "Time to apply one consumed event, retries included.",
+            ["service", "topic"],
+            registry=r,
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
         self.dead_lettered = Counter(
-            "kokeilu_dead_lettered", "Records sent to the dead-letter topic, by source topic and reason "
-            "(unparseable, invalid, failed, unpublishable).", ["service", "topic", "reason"], registry=r)
+            "kokeilu_dead_lettered",
+            "Records sent to the dead-letter topic, by source topic and reason "
+            "(unparseable, invalid, failed, unpublishable).",
+            ["service", "topic", "reason"],
+            registry=r,
+        )
         self.redriven = Counter(
-            "kokeilu_redriven_records", "Records an operator redrove from the dead-letter topic (header "
+            "kokeilu_redriven_records",
+            "Records an operator redrove from the dead-letter topic (header "
             "kokeilu.redrive.of) that this service consumed, by topic and outcome (applied; duplicate: the inbox "
             "had applied the event already; ignored; dead_lettered: it failed again).",
-            ["service", "topic", "outcome"], registry=r)
+            ["service", "topic", "outcome"],
+            registry=r,
+        )
         self.retries = Counter(
-            "kokeilu_transient_retries", "Transient failures retried with backoff, by where they happened.",
-            ["service", "stage"], registry=r)
+            "kokeilu_transient_retries",
+            "Transient failures retried with backoff, by where they happened.",
+            ["service", "stage"],
+            registry=r,
+        )
         self.outbox_backlog = Gauge("kokeilu_outbox_backlog", "Outbox rows not yet published.", ["service"], registry=r)
         self.consumer_lag = Gauge(
-            "kokeilu_consumer_lag", "Records behind the end of the topic, summed over partitions, by consumer group "
-            "(its name without the deployment's topic prefix) and topic.", ["service", "group", "topic"], registry=r)
-        self.ready = Gauge("kokeilu_ready", "1 when the service can take work: its store answers.", ["service"], registry=r)
+            "kokeilu_consumer_lag",
+            "Records behind the end of the topic, summed over partitions, by consumer group "
+            "(its name without the deployment's topic prefix) and topic.",
+            ["service", "group", "topic"],
+            registry=r,
+        )
+        self.ready = Gauge(
+            "kokeilu_ready", "1 when the service can take work: its store answers.", ["service"], registry=r
+        )
         self.kafka_connected = Gauge(
-            "kokeilu_kafka_connected", "1 when the brokers answered the service's last probe in time (every 5 s).",
-            ["service"], registry=r)
+            "kokeilu_kafka_connected",
+            "1 when the brokers answered the service's last probe in time (every 5 s).",
+            ["service"],
+            registry=r,
+        )
         self.http_requests = Counter(
-            "kokeilu_http_requests", "HTTP requests by route, method and status.",
-            ["service", "route", "method", "status"], registry=r)
+            "kokeilu_http_requests",
+            "HTTP requests by route, method and status.",
+            ["service", "route", "method", "status"],
+            registry=r,
+        )
         self.http_duration = Histogram(
-            "kokeilu_http_request_duration_seconds", "HTTP request duration by route and method.",
-            ["service", "route", "method"], registry=r)
+            "kokeilu_http_request_duration_seconds",
+            "HTTP request duration by route and method.",
+            ["service", "route", "method"],
+            registry=r,
+        )
         self.consumer_partitions = Gauge(
-            "kokeilu_consumer_assigned_partitions", "Partitions this instance's consumer of a group holds now "
-            "(0 while it is connecting or joining the group).", ["service", "group"], registry=r)
+            "kokeilu_consumer_assigned_partitions",
+            "Partitions this instance's consumer of a group holds now (0 while it is connecting or joining the group).",
+            ["service", "group"],
+            registry=r,
+        )
         self.consumer_assignments = Counter(
-            "kokeilu_consumer_assignments", "Times this instance's consumer of a group was given its partitions "
+            "kokeilu_consumer_assignments",
+            "Times this instance's consumer of a group was given its partitions "
             "(each join and rejoin of the group: after a start, a rebalance, a broker's return).",
-            ["service", "group"], registry=r)
+            ["service", "group"],
+            registry=r,
+        )
         self.consumer_joined = Gauge(
-            "kokeilu_consumer_joined", "1 when this instance's consumer of a group has joined it and holds its "
+            "kokeilu_consumer_joined",
+            "1 when this instance's consumer of a group has joined it and holds its "
             "assignment (which may be no partitions, with more instances than partitions), 0 while connecting or "
-            "rejoining.", ["service", "group"], registry=r)
+            "rejoining.",
+            ["service", "group"],
+            registry=r,
+        )
 
     def latest(self) -> bytes:
         return generate_latest(self.registry)

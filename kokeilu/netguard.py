@@ -20,6 +20,7 @@ certificate against the host name.
 (requests-hardened was considered: it checks only the first DNS answer and has no allow-list of
 networks or names, which local development and tests need; the technique is the same.)
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -40,17 +41,37 @@ Resolver = Callable[..., list]  # socket.getaddrinfo's signature
 
 # Never a webhook's destination, besides what `ipaddress` calls private, reserved and so on
 # (some are missing from the tables of older Python releases).
-_BLOCKED = tuple(ipaddress.ip_network(n) for n in (
-    "0.0.0.0/8", "100.64.0.0/10", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "198.18.0.0/15",
-    "198.51.100.0/24", "203.0.113.0/24", "240.0.0.0/4",
-    "::/96", "64:ff9b:1::/48", "100::/64", "2001::/23", "2001:db8::/32", "3fff::/20", "5f00::/16",
-    "fc00::/7", "fe80::/10", "fec0::/10",
-))
+_BLOCKED = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",
+        "100.64.0.0/10",
+        "192.0.0.0/24",
+        "192.0.2.0/24",
+        "192.88.99.0/24",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "240.0.0.0/4",
+        "::/96",
+        "64:ff9b:1::/48",
+        "100::/64",
+        "2001::/23",
+        "2001:db8::/32",
+        "3fff::/20",
+        "5f00::/16",
+        "fc00::/7",
+        "fe80::/10",
+        "fec0::/10",
+    )
+)
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 _INWARD_NAMES = {"localhost", "metadata", "metadata.google.internal", "metadata.goog", "instance-data"}
 _INWARD_SUFFIXES = (".localhost", ".internal", ".local", ".localdomain", ".home.arpa")
-_HOST_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$")
+_HOST_NAME = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$"
+)
 
 
 class AddressRefused(Exception):
@@ -84,8 +105,15 @@ def is_public(ip: IPAddress) -> bool:
             return is_public(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
         if any(not is_public(v4) for v4 in embedded_ipv4(ip)):
             return False
-    if (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
-            or ip.is_unspecified or not ip.is_global):
+    if (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or not ip.is_global
+    ):
         return False
     return not any(ip.version == net.version and ip in net for net in _BLOCKED)
 
@@ -108,7 +136,7 @@ class AddressPolicy:
     hosts: frozenset[str] = field(default_factory=frozenset)
 
     @classmethod
-    def parse(cls, raw: str | None) -> "AddressPolicy":
+    def parse(cls, raw: str | None) -> AddressPolicy:
         """From `KOKEILU_WEBHOOK_ALLOWLIST`: comma-separated CIDRs, addresses or host names."""
         networks, hosts = [], set()
         for item in (raw or "").split(","):
@@ -197,10 +225,15 @@ class _GuardedConnectionMixin:
         for _family, sockaddr in targets:
             try:
                 return urllib3_connection.create_connection(
-                    (str(sockaddr[0]), self.port), self.timeout, source_address=self.source_address,
-                    socket_options=self.socket_options)
+                    (str(sockaddr[0]), self.port),
+                    self.timeout,
+                    source_address=self.source_address,
+                    socket_options=self.socket_options,
+                )
             except TimeoutError as exc:
-                error = ConnectTimeoutError(self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})")
+                error = ConnectTimeoutError(
+                    self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})"
+                )
                 error.__cause__ = exc
             except OSError as exc:
                 error = NewConnectionError(self, f"Failed to establish a new connection: {exc}")

@@ -3,6 +3,7 @@
 A service declares `uow = Store(MyUnitOfWork)` and gets, in every worker, a factory of units of
 work; the outbox relay that publishes what they record starts and stops with the service.
 """
+
 from __future__ import annotations
 
 from nameko.extensions import DependencyProvider

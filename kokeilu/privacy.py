@@ -3,6 +3,7 @@ residents wrote (the public results topic, webhooks and e-mails to subscribers).
 
 Pure functions, no infrastructure.
 """
+
 from __future__ import annotations
 
 import re

@@ -1,8 +1,8 @@
 """What every Kokeilu service has: health endpoints and /metrics."""
+
 from __future__ import annotations
 
 import logging
-
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -24,6 +24,7 @@ class Live(BaseModel):
 
 class Ready(BaseModel):
     """`ready` when the store answers; Kafka is reported beside it but does not make a service unready."""
+
     model_config = ConfigDict(extra="forbid", title="Ready")
     status: Literal["ready", "not_ready"]
     service: str
@@ -48,8 +49,9 @@ class PlatformService:
         """Readiness: 200 when the store answers, 503 when it does not."""
         checks = self.health.ready()
         ready = checks["store"] == "ok"
-        return json_response({"status": "ready" if ready else "not_ready", "service": self.name, "checks": checks},
-                             200 if ready else 503)
+        return json_response(
+            {"status": "ready" if ready else "not_ready", "service": self.name, "checks": checks}, 200 if ready else 503
+        )
 
     @api("GET", "/metrics", public=True, media_type="text/plain")
     def metrics(self, request):

@@ -24,6 +24,7 @@ What the work in hand belongs to is kept in context variables, which eventlet ke
 thread: the consumer sets them around each record, the HTTP entrypoint around each request
 (`Tracing`, a nameko dependency every service has), and kokeilu.logs puts them in log lines.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,7 +36,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 
-from opentelemetry import context as otel_context, trace
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
@@ -74,8 +76,13 @@ def configure(service: str) -> None:
         if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
-            resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or f"kokeilu-{service}",
-                                        "service.namespace": "kokeilu"})
+
+            resource = Resource.create(
+                {
+                    "service.name": os.environ.get("OTEL_SERVICE_NAME") or f"kokeilu-{service}",
+                    "service.namespace": "kokeilu",
+                }
+            )
             _provider = TracerProvider(resource=resource)
             _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
             _tracer = _provider.get_tracer("kokeilu")
@@ -102,8 +109,14 @@ def tracer() -> trace.Tracer:
 
 def _new_span(trace_id: int | None) -> NonRecordingSpan:
     """A span that is only ids (nothing records it): in trace `trace_id`, or in a new trace."""
-    return NonRecordingSpan(SpanContext(trace_id=trace_id or random.getrandbits(128), span_id=random.getrandbits(64),
-                                        is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED)))
+    return NonRecordingSpan(
+        SpanContext(
+            trace_id=trace_id or random.getrandbits(128),
+            span_id=random.getrandbits(64),
+            is_remote=False,
+            trace_flags=TraceFlags(TraceFlags.SAMPLED),
+        )
+    )
 
 
 def current_flow() -> Flow | None:
@@ -142,8 +155,14 @@ def valid_correlation(value: str | None) -> str | None:
 
 
 @contextmanager
-def _within(span_name: str, kind: SpanKind, parent: trace.SpanContext | None, flow: Flow,
-            attributes: dict, own_ids: bool = False):
+def _within(
+    span_name: str,
+    kind: SpanKind,
+    parent: trace.SpanContext | None,
+    flow: Flow,
+    attributes: dict,
+    own_ids: bool = False,
+):
     """`own_ids`: when nothing records spans, still give this one ids of its own (a request's
     answer names its span; a request without a traceparent starts a trace)."""
     if parent is not None:
@@ -162,13 +181,24 @@ def _within(span_name: str, kind: SpanKind, parent: trace.SpanContext | None, fl
 
 def consuming(event, topic: str, partition: int, offset: int, group: str):
     """Around applying one consumed event: a CONSUMER span, child of the span that produced it."""
-    flow = Flow(correlation_id=event.correlationid or event.id, event_id=event.id, topic=topic, partition=partition,
-                offset=offset)
-    attributes = {"messaging.system": "kafka", "messaging.operation.type": "process",
-                  "messaging.destination.name": topic, "messaging.consumer.group.name": group,
-                  "messaging.kafka.offset": offset, "messaging.destination.partition.id": str(partition),
-                  "messaging.message.id": event.id, "cloudevents.event_type": event.type,
-                  "cloudevents.event_source": event.source}
+    flow = Flow(
+        correlation_id=event.correlationid or event.id,
+        event_id=event.id,
+        topic=topic,
+        partition=partition,
+        offset=offset,
+    )
+    attributes = {
+        "messaging.system": "kafka",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": topic,
+        "messaging.consumer.group.name": group,
+        "messaging.kafka.offset": offset,
+        "messaging.destination.partition.id": str(partition),
+        "messaging.message.id": event.id,
+        "cloudevents.event_type": event.type,
+        "cloudevents.event_source": event.source,
+    }
     if event.subject:
         attributes["cloudevents.event_subject"] = event.subject
     parent = _parent(getattr(event, "traceparent", None))
@@ -179,9 +209,14 @@ def serving(method: str, route: str, headers):
     """Around one HTTP request: a SERVER span, child of the caller's `traceparent` when it sent
     one; the correlation id is the caller's `X-Correlation-Id` when valid, else a new one."""
     correlation = valid_correlation(headers.get("X-Correlation-Id")) or str(uuid.uuid4())
-    return _within(f"{method} {route}", SpanKind.SERVER, _parent(headers.get("traceparent")),
-                   Flow(correlation_id=correlation), {"http.request.method": method, "http.route": route},
-                   own_ids=True)
+    return _within(
+        f"{method} {route}",
+        SpanKind.SERVER,
+        _parent(headers.get("traceparent")),
+        Flow(correlation_id=correlation),
+        {"http.request.method": method, "http.route": route},
+        own_ids=True,
+    )
 
 
 def attach(span: trace.Span, flow: Flow):
@@ -232,7 +267,8 @@ def continuing(traceparent: str | None) -> str | None:
     if not exporting():
         return traceparent_of(_new_span(parent.trace_id).get_span_context())
     links = [Link(here)] if here.is_valid else None
-    started = tracer().start_span("continue flow", context=trace.set_span_in_context(NonRecordingSpan(parent)),
-                                  links=links)
+    started = tracer().start_span(
+        "continue flow", context=trace.set_span_in_context(NonRecordingSpan(parent)), links=links
+    )
     started.end()
     return traceparent_of(started.get_span_context())

@@ -3,8 +3,12 @@ runs (`nameko run services.<name>.service` finds it; the class is named too, for
 commands and the tests that check them). The one list of them: tests, chaos runs and
 deploy/platform.sh read it here."""
 
-SERVICES = {"proposals": "ProposalsService", "evaluation": "EvaluationService",
-            "notifications": "NotificationsService", "catalogue": "CatalogueService"}
+SERVICES = {
+    "proposals": "ProposalsService",
+    "evaluation": "EvaluationService",
+    "notifications": "NotificationsService",
+    "catalogue": "CatalogueService",
+}
 
 
 def nameko_target(service: str) -> str:

@@ -1,4 +1,5 @@
 """Shared test utilities: real service processes, a probe on the real broker, waiting on conditions."""
+
 from __future__ import annotations
 
 import copy
@@ -31,8 +32,15 @@ TOKEN = "test-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 # A token that may only read proposals: configured by its hash, as production tokens are.
 READER = {"Authorization": "Bearer reader-token"}
-READER_TOKENS = json.dumps([{"name": "reader", "scopes": ["proposals:read", "catalogue:read"],
-                             "sha256": hashlib.sha256(b"reader-token").hexdigest()}])
+READER_TOKENS = json.dumps(
+    [
+        {
+            "name": "reader",
+            "scopes": ["proposals:read", "catalogue:read"],
+            "sha256": hashlib.sha256(b"reader-token").hexdigest(),
+        }
+    ]
+)
 SERVICE_CLASSES = SERVICES  # services/__init__.py: the one list of the services and their classes
 
 
@@ -48,7 +56,9 @@ def wait_until(condition: Callable[[], object], timeout: float = 30, interval: f
         except Exception as exc:  # the thing waited for may not answer yet
             last_error = exc
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_error})" if last_error else ""))
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_error})" if last_error else "")
+    )
 
 
 def submission(**overrides) -> dict:
@@ -61,8 +71,13 @@ def submission(**overrides) -> dict:
 class Platform:
     """Services of one test, each a real `nameko run` process, on topics of their own (prefix)."""
 
-    def __init__(self, tmp: Path, prefix: str | None = None, extra_env: dict | None = None,
-                 service_env: dict[str, dict] | None = None):
+    def __init__(
+        self,
+        tmp: Path,
+        prefix: str | None = None,
+        extra_env: dict | None = None,
+        service_env: dict[str, dict] | None = None,
+    ):
         """`extra_env` goes to every service; `service_env[name]` to that one (e.g. its Kafka principal)."""
         self.tmp = tmp
         self.prefix = prefix or f"t{uuid.uuid4().hex[:10]}."
@@ -73,21 +88,28 @@ class Platform:
 
     def env(self, service: str, port: int) -> dict:
         env = dict(os.environ)
-        env.update({
-            "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP, "KOKEILU_TOPIC_PREFIX": self.prefix,
-            "KOKEILU_DATA_DIR": str(self.tmp / "data"), "KOKEILU_ADMIN_TOKEN": TOKEN,
-            "WEB_SERVER_ADDRESS": f"127.0.0.1:{port}", "PYTHONPATH": str(ROOT),
-            "KOKEILU_TOPIC_PARTITIONS": "3", "KOKEILU_RELAY_INTERVAL_SECONDS": "0.2",
-            "KOKEILU_TOKENS": READER_TOKENS, "KOKEILU_SQLITE_BUSY_TIMEOUT_SECONDS": "1",
-            # Test receivers listen on 127.0.0.1, which the webhook address guard refuses otherwise.
-            "KOKEILU_WEBHOOK_ALLOWLIST": "127.0.0.0/8,::1",
-        })
+        env.update(
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
+                "KOKEILU_TOPIC_PREFIX": self.prefix,
+                "KOKEILU_DATA_DIR": str(self.tmp / "data"),
+                "KOKEILU_ADMIN_TOKEN": TOKEN,
+                "WEB_SERVER_ADDRESS": f"127.0.0.1:{port}",
+                "PYTHONPATH": str(ROOT),
+                "KOKEILU_TOPIC_PARTITIONS": "3",
+                "KOKEILU_RELAY_INTERVAL_SECONDS": "0.2",
+                "KOKEILU_TOKENS": READER_TOKENS,
+                "KOKEILU_SQLITE_BUSY_TIMEOUT_SECONDS": "1",
+                # Test receivers listen on 127.0.0.1, which the webhook address guard refuses otherwise.
+                "KOKEILU_WEBHOOK_ALLOWLIST": "127.0.0.0/8,::1",
+            }
+        )
         env.pop("DATABASE_URL", None)
         env.update(self.extra_env)
         env.update(self.service_env.get(service, {}))
         return env
 
-    def start(self, *instances: str) -> "Platform":
+    def start(self, *instances: str) -> Platform:
         """Start each of `instances`: a service's name, or `service@N` for another instance of it
         (same store and consumer group, a port of its own)."""
         for instance in instances:
@@ -102,14 +124,29 @@ class Platform:
         port = port or free_port()
         log = open(self.tmp / f"{instance}.log", "ab")
         self.procs[instance] = subprocess.Popen(
-            [sys.executable, "-W", "ignore::DeprecationWarning", "-m", "nameko", "run", "--config",
-             f"services/{service}/config.yaml", nameko_target(service)],
-            cwd=ROOT, env=self.env(service, port), stdout=log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-W",
+                "ignore::DeprecationWarning",
+                "-m",
+                "nameko",
+                "run",
+                "--config",
+                f"services/{service}/config.yaml",
+                nameko_target(service),
+            ],
+            cwd=ROOT,
+            env=self.env(service, port),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         self.ports[instance] = port
         return self.procs[instance]
 
     def wait_ready(self, instance: str, timeout: float = 90) -> None:
-        wait_until(lambda: self._ready(instance), timeout=timeout, what=f"{instance} to be ready ({self.log(instance)})")
+        wait_until(
+            lambda: self._ready(instance), timeout=timeout, what=f"{instance} to be ready ({self.log(instance)})"
+        )
 
     def wait_for_members(self, service: str, members: int, timeout: float = 60) -> None:
         """Wait until every consumer group of `service` is stable with `members` members (each
@@ -118,11 +155,16 @@ class Platform:
         name = f"{self.prefix}kokeilu.{service}"
 
         def stable():
-            groups = [g["group_id"] for g in admin.list_groups()
-                      if g["group_id"] == name or g["group_id"].startswith(name + ".")]
+            groups = [
+                g["group_id"]
+                for g in admin.list_groups()
+                if g["group_id"] == name or g["group_id"].startswith(name + ".")
+            ]
             described = admin.describe_groups(groups) if groups else {}
-            return groups and all(d["group_state"] == "Stable" and len(d["members"]) == members
-                                  for d in described.values())
+            return groups and all(
+                d["group_state"] == "Stable" and len(d["members"]) == members for d in described.values()
+            )
+
         try:
             wait_until(stable, timeout=timeout, what=f"{members} members in each consumer group of {service}")
         finally:
@@ -137,13 +179,19 @@ class Platform:
         return f"http://127.0.0.1:{self.ports[service]}{path}"
 
     def get(self, service: str, path: str, **kw):
-        return requests.get(self.url(service, path), headers=kw.pop("headers", AUTH), timeout=kw.pop("timeout", 10), **kw)
+        return requests.get(
+            self.url(service, path), headers=kw.pop("headers", AUTH), timeout=kw.pop("timeout", 10), **kw
+        )
 
     def post(self, service: str, path: str, body=None, **kw):
-        return requests.post(self.url(service, path), json=body, headers=kw.pop("headers", AUTH), timeout=kw.pop("timeout", 10), **kw)
+        return requests.post(
+            self.url(service, path), json=body, headers=kw.pop("headers", AUTH), timeout=kw.pop("timeout", 10), **kw
+        )
 
     def delete(self, service: str, path: str, **kw):
-        return requests.delete(self.url(service, path), headers=kw.pop("headers", AUTH), timeout=kw.pop("timeout", 10), **kw)
+        return requests.delete(
+            self.url(service, path), headers=kw.pop("headers", AUTH), timeout=kw.pop("timeout", 10), **kw
+        )
 
     def log(self, service: str) -> Path:
         return self.tmp / f"{service}.log"
@@ -169,19 +217,27 @@ class Platform:
         return codes
 
 
-def deadletters(platform: "Platform", *args: str) -> subprocess.CompletedProcess:
+def deadletters(platform: Platform, *args: str) -> subprocess.CompletedProcess:
     """`python -m kokeilu.deadletters ARGS` as an operator runs it, on the platform's topics; it must succeed."""
-    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=BOOTSTRAP, KOKEILU_TOPIC_PREFIX=platform.prefix,
-               PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, "-m", "kokeilu.deadletters", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    env = dict(
+        os.environ, KAFKA_BOOTSTRAP_SERVERS=BOOTSTRAP, KOKEILU_TOPIC_PREFIX=platform.prefix, PYTHONPATH=str(ROOT)
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "kokeilu.deadletters", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, f"deadletters {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
     return done
 
 
-def send_events(platform: "Platform", probe: "Probe", *events: dict) -> None:
+def send_events(platform: Platform, probe: Probe, *events: dict) -> None:
     """Put workflow events on the platform's topics, each on its type's topic, keyed by its subject."""
     from kokeilu.contracts import BY_NAME
+
     for event in events:
         probe.send(platform.topic(BY_NAME[event["type"]].topic), event, key=event["subject"])
 
@@ -201,8 +257,14 @@ class Probe:
 
     def records(self, topic: str, predicate: Callable = lambda r: True, count: int = 1, timeout: float = 30) -> list:
         """Wait until `count` records on `topic` satisfy `predicate`; they are returned in offset order."""
-        consumer = KafkaConsumer(topic, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest",
-                                 enable_auto_commit=False, group_id=None, consumer_timeout_ms=200)
+        consumer = KafkaConsumer(
+            topic,
+            bootstrap_servers=self.bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
+            consumer_timeout_ms=200,
+        )
         found: list = []
         deadline = time.monotonic() + timeout
         try:
@@ -215,22 +277,35 @@ class Probe:
             raise AssertionError(f"timed out after {timeout}s: {len(found)} of {count} records on {topic}")
         return found
 
-    def events(self, topic: str, type_: str, count: int = 1, timeout: float = 30, where: Callable = lambda e: True) -> list[dict]:
+    def events(
+        self, topic: str, type_: str, count: int = 1, timeout: float = 30, where: Callable = lambda e: True
+    ) -> list[dict]:
         def match(record):
             try:
                 event = json.loads(record.value)
             except (TypeError, ValueError):
                 return False
             return event.get("type") == type_ and where(event)
+
         return [json.loads(r.value) for r in self.records(topic, match, count, timeout)]
 
     def close(self):
         self.producer.close()
 
 
-def cloudevent(type_: str, data, subject: str | None = None, source: str = "tests/probe", event_id: str | None = None) -> dict:
-    return {"specversion": "1.0", "id": event_id or str(uuid.uuid4()), "source": source, "type": type_,
-            "time": "2026-11-28T10:00:00Z", "subject": subject, "datacontenttype": "application/json", "data": data}
+def cloudevent(
+    type_: str, data, subject: str | None = None, source: str = "tests/probe", event_id: str | None = None
+) -> dict:
+    return {
+        "specversion": "1.0",
+        "id": event_id or str(uuid.uuid4()),
+        "source": source,
+        "type": type_,
+        "time": "2026-11-28T10:00:00Z",
+        "subject": subject,
+        "datacontenttype": "application/json",
+        "data": data,
+    }
 
 
 def headers_of(record) -> dict[str, str]:

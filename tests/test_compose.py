@@ -8,14 +8,15 @@ only draft-07 keywords, so it is checked with the Draft 7 validator; it knows no
 keys added to Compose later (for instance `healthcheck.start_interval`, top-level `name`),
 so the stack does not use them.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import re
 import shlex
-import subprocess
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -167,10 +168,18 @@ def render_kafka_node(compose: dict, node: str, tmp: Path) -> dict[str, str]:
     env = {key: compose_default(value) for key, value in compose["services"][node]["environment"].items()}
     # The scripts as the container mounts them: secure.sh beside kafka-node.sh's own mount.
     assert env["KAFKA_SECURE_SCRIPT"] == mounted_path(compose, node, "deploy/kafka") + "/secure.sh"
-    env.update(PATH=os.environ["PATH"], KAFKA_SECRETS_DIR=str(tmp), KAFKA_DATA_DIR="/var/lib/kafka",
-               KAFKA_SECURE_SCRIPT=str(KAFKA_SECURE_SCRIPT))
-    subprocess.run(["bash", str(KAFKA_NODE_SCRIPT), "config", str(tmp / "server.properties")], env=env, check=True,
-                   capture_output=True)
+    env.update(
+        PATH=os.environ["PATH"],
+        KAFKA_SECRETS_DIR=str(tmp),
+        KAFKA_DATA_DIR="/var/lib/kafka",
+        KAFKA_SECURE_SCRIPT=str(KAFKA_SECURE_SCRIPT),
+    )
+    subprocess.run(
+        ["bash", str(KAFKA_NODE_SCRIPT), "config", str(tmp / "server.properties")],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     lines = (tmp / "server.properties").read_text().splitlines()
     return dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
 
@@ -200,7 +209,8 @@ def test_kafka_is_three_kraft_nodes_that_create_no_topics_by_themselves(compose,
         assert f"{config['node.id']}@{node}:9093" in voters.split(",")
         assert config["log.dirs"] == "/var/lib/kafka/data"
         assert (f"{node}-data", "/var/lib/kafka/data") in [
-            tuple(v.split(":")[:2]) for v in kafka["volumes"] if isinstance(v, str)]
+            tuple(v.split(":")[:2]) for v in kafka["volumes"] if isinstance(v, str)
+        ]
         assert config["auto.create.topics.enable"] == "false"
         assert int(config["group.initial.rebalance.delay.ms"]) == 0
         # Three replicas of everything; a write needs two of them (one node may be down).
@@ -211,7 +221,10 @@ def test_kafka_is_three_kraft_nodes_that_create_no_topics_by_themselves(compose,
         assert int(config["min.insync.replicas"]) == 2
         assert int(config["transaction.state.log.min.isr"]) == 2
         assert not re.search(r"@[A-Z_]+@", "\n".join(config.values())), "a placeholder was left unrendered"
-        assert compose["services"][node]["environment"]["CLUSTER_ID"] == compose["services"]["kafka-1"]["environment"]["CLUSTER_ID"]
+        assert (
+            compose["services"][node]["environment"]["CLUSTER_ID"]
+            == compose["services"]["kafka-1"]["environment"]["CLUSTER_ID"]
+        )
     assert len(ids) == 3
     # Every node's name is in the one certificate the three share.
     certs = " ".join(compose["services"]["kafka-certs"]["entrypoint"])
@@ -226,10 +239,15 @@ def test_kafka_node_script_fails_when_the_template_no_longer_has_a_line_it_sets(
     properties.write_text(properties.read_text().replace("node.id=1\n", ""))
     (tmp_path / "store-password").write_text("store-secret")
     env = {key: compose_default(value) for key, value in compose["services"]["kafka-1"]["environment"].items()}
-    env.update(PATH=os.environ["PATH"], KAFKA_SECRETS_DIR=str(tmp_path), KAFKA_DATA_DIR="/var/lib/kafka",
-               KAFKA_SECURE_SCRIPT=str(template / "secure.sh"))
-    result = subprocess.run(["bash", str(KAFKA_NODE_SCRIPT), "config", str(tmp_path / "out")], env=env,
-                            capture_output=True, text=True)
+    env.update(
+        PATH=os.environ["PATH"],
+        KAFKA_SECRETS_DIR=str(tmp_path),
+        KAFKA_DATA_DIR="/var/lib/kafka",
+        KAFKA_SECURE_SCRIPT=str(template / "secure.sh"),
+    )
+    result = subprocess.run(
+        ["bash", str(KAFKA_NODE_SCRIPT), "config", str(tmp_path / "out")], env=env, capture_output=True, text=True
+    )
     assert result.returncode != 0 and "node.id" in result.stderr
 
 
@@ -245,7 +263,10 @@ def test_kafka_listeners_authenticate_encrypt_and_authorise(compose, kafka_confi
     assert kafka_config["allow.everyone.if.no.acl.found"] == "false"
     assert set(kafka_config["super.users"].split(";")) == {"User:admin", "User:CN=kokeilu-broker"}
     admin_password = compose_default(compose["services"]["kafka-1"]["environment"]["KAFKA_ADMIN_PASSWORD"])
-    assert f'username="admin" password="{admin_password}"' in kafka_config["listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config"]
+    assert (
+        f'username="admin" password="{admin_password}"'
+        in kafka_config["listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config"]
+    )
     for node in KAFKA_NODES:
         assert "ports" not in compose["services"][node], "Kafka is for the stack's own network only"
 
@@ -263,14 +284,18 @@ def test_each_service_is_its_own_kafka_principal(compose, name):
     for other in (*KAFKA_NODES, "kafka-init"):
         assert compose["services"][other]["environment"][variable] == env["KAFKA_SASL_PASSWORD"], other
     ca_file = env["KAFKA_SSL_CAFILE"]
-    assert any(v.startswith("kafka-ca:") and ca_file.startswith(v.split(":")[1] + "/")
-               for v in compose["services"][name]["volumes"])
+    assert any(
+        v.startswith("kafka-ca:") and ca_file.startswith(v.split(":")[1] + "/")
+        for v in compose["services"][name]["volumes"]
+    )
     assert compose["services"][name]["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
 
 
 def test_service_kafka_principals_and_passwords_are_all_different(compose):
     users = [compose["services"][name]["environment"]["KAFKA_SASL_USERNAME"] for name in SERVICE_PORTS]
-    passwords = [compose_default(compose["services"][name]["environment"]["KAFKA_SASL_PASSWORD"]) for name in SERVICE_PORTS]
+    passwords = [
+        compose_default(compose["services"][name]["environment"]["KAFKA_SASL_PASSWORD"]) for name in SERVICE_PORTS
+    ]
     assert len(set(users)) == len(users) == 4
     assert len(set(passwords)) == 4 and all(p.endswith("-local-only") for p in passwords)
 
@@ -299,7 +324,9 @@ def test_kafka_init_applies_the_acls_as_admin_before_the_services_start(compose)
         assert init["depends_on"][node]["condition"] == "service_healthy"
         assert compose["services"][node]["depends_on"]["kafka-certs"]["condition"] == "service_completed_successfully"
     certs = compose["services"]["kafka-certs"]
-    assert "secure.sh certs /etc/kafka/secrets /etc/kokeilu/kafka-ca kafka-1 kafka-2 kafka-3" in " ".join(certs["entrypoint"])
+    assert "secure.sh certs /etc/kafka/secrets /etc/kokeilu/kafka-ca kafka-1 kafka-2 kafka-3" in " ".join(
+        certs["entrypoint"]
+    )
 
 
 def test_the_gateway_publishes_each_service_port_and_spreads_it_over_the_replicas(compose):
@@ -309,8 +336,9 @@ def test_the_gateway_publishes_each_service_port_and_spreads_it_over_the_replica
     config = GATEWAY_CONFIG.read_text()
     # Docker's DNS, re-resolved: a replica that restarts (new address) or is added is found.
     assert re.search(r"^resolver 127\.0\.0\.11 valid=\d+s", config, re.MULTILINE)
-    servers = dict(re.findall(r"listen (\d+);\s+location / \{\s+set \$upstream (\S+);\s+proxy_pass http://\$upstream;",
-                              config))
+    servers = dict(
+        re.findall(r"listen (\d+);\s+location / \{\s+set \$upstream (\S+);\s+proxy_pass http://\$upstream;", config)
+    )
     assert servers == {str(port): f"{name}:{port}" for name, port in SERVICE_PORTS.items()}
     for name in SERVICE_PORTS:
         assert name in gateway["depends_on"]
@@ -497,22 +525,30 @@ def test_dashboard_shows_every_figure_operations_watches(dashboard):
 
 # Read from the service's own database at every scrape: each instance of a service reports the
 # same figure, so summing over instances would double it with two replicas.
-STORE_GAUGES = ("kokeilu_outbox_backlog", "kokeilu_proposals{", "kokeilu_evaluations{", "kokeilu_evaluator_load",
-                "kokeilu_catalogue_results", "kokeilu_consumer_lag")
+STORE_GAUGES = (
+    "kokeilu_outbox_backlog",
+    "kokeilu_proposals{",
+    "kokeilu_evaluations{",
+    "kokeilu_evaluator_load",
+    "kokeilu_catalogue_results",
+    "kokeilu_consumer_lag",
+)
 
 
 def test_figures_every_instance_reads_from_the_one_database_are_not_summed_over_instances(dashboard, alert_rules):
     expressions = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])] + [
-        r["expr"] for r in alert_rules]
+        r["expr"] for r in alert_rules
+    ]
     checked = 0
     for expr in expressions:
         for gauge in STORE_GAUGES:
             for match in re.finditer(re.escape(gauge), expr):
                 checked += 1
-                outer = re.findall(r"(\w+)\s*(?:by \([^)]*\)\s*)?\(", expr[:match.start()])
+                outer = re.findall(r"(\w+)\s*(?:by \([^)]*\)\s*)?\(", expr[: match.start()])
                 # the innermost aggregation around the gauge, or the sum over its instances' sum
-                assert outer and outer[-1] in ("max", "min") or (
-                    outer[-2:] == ["max", "sum"] and "instance" in expr), f"{gauge} summed over instances: {expr}"
+                assert outer and outer[-1] in ("max", "min") or (outer[-2:] == ["max", "sum"] and "instance" in expr), (
+                    f"{gauge} summed over instances: {expr}"
+                )
     assert checked >= len(STORE_GAUGES)
 
 

@@ -10,6 +10,7 @@ schemas: they are named in CUSTOM_KINDS, and their fields are checked by hand be
 Each property is a function that returns the problems it finds, so that the last tests can show
 it finds them in a broken copy of the manifests.
 """
+
 from __future__ import annotations
 
 import ast
@@ -61,10 +62,17 @@ def builds(tmp_path_factory) -> dict[str, list[dict]]:
     tmp = tmp_path_factory.mktemp("k8s-migrations")
     base = os.path.relpath(K8S / "base", tmp)
     component = os.path.relpath(K8S / "components" / "migration-jobs", tmp)
-    (tmp / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-        "resources": [base], "components": [component],
-        "images": [{"name": "kokeilu", "newName": "registry.example/kokeilu", "newTag": "9.9.9"}]}))
+    (tmp / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [base],
+                "components": [component],
+                "images": [{"name": "kokeilu", "newName": "registry.example/kokeilu", "newTag": "9.9.9"}],
+            }
+        )
+    )
     rendered["with-migration-jobs"] = kustomize(tmp)
     return rendered
 
@@ -150,8 +158,8 @@ def service_classes_in(service: str) -> set[str]:
 def known_settings() -> set[str]:
     """Every environment variable a Kokeilu service reads through a settings class."""
     from kokeilu.http.server import HttpSettings
-    from services.notifications.settings import MailSettings
-    from services.notifications.settings import NotificationSettings
+    from services.notifications.settings import MailSettings, NotificationSettings
+
     names = set(OTHER_ENV)
     for cls in (Settings, HttpSettings, MailSettings, NotificationSettings, CatalogueSettings):
         prefix = cls.model_config.get("env_prefix", "")
@@ -171,11 +179,15 @@ def schema_problems(objects: list[dict]) -> list[str]:
             try:
                 kubernetes_validate.validate(obj, version, strict=True)
             except kubernetes_validate.ValidationError as exc:
-                problems.append(f"{obj['kind']}/{obj['metadata'].get('name')} (Kubernetes {version}): "
-                                f"{'.'.join(map(str, exc.path))}: {exc.message}")
+                problems.append(
+                    f"{obj['kind']}/{obj['metadata'].get('name')} (Kubernetes {version}): "
+                    f"{'.'.join(map(str, exc.path))}: {exc.message}"
+                )
             except kubernetes_validate.utils.SchemaNotFoundError:
-                problems.append(f"{obj['kind']} ({obj['apiVersion']}) is not a Kubernetes {version} kind; "
-                                f"add it to CUSTOM_KINDS only if it is a custom resource checked by hand")
+                problems.append(
+                    f"{obj['kind']} ({obj['apiVersion']}) is not a Kubernetes {version} kind; "
+                    f"add it to CUSTOM_KINDS only if it is a custom resource checked by hand"
+                )
     return problems
 
 
@@ -203,14 +215,19 @@ def deployment_problems(objects: list[dict], min_replicas: int) -> list[str]:
         env = effective_env(objects, deployment)
         port = SERVICE_PORTS[service]
         if env.get("WEB_SERVER_ADDRESS") != f"0.0.0.0:{port}" or env.get("SERVICE") != service:
-            problems.append(f"{service}: WEB_SERVER_ADDRESS/SERVICE {env.get('WEB_SERVER_ADDRESS')}/{env.get('SERVICE')}")
+            problems.append(
+                f"{service}: WEB_SERVER_ADDRESS/SERVICE {env.get('WEB_SERVER_ADDRESS')}/{env.get('SERVICE')}"
+            )
         ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
         if ports.get("http") != port:
             problems.append(f"{service}: container port http is {ports.get('http')}, want {port}")
         # Probes: on the port the service listens on, at paths it serves, with the meaning those
         # paths have (live: the process works; ready: the store answers).
-        expected_paths = {"startupProbe": "/health/live", "livenessProbe": "/health/live",
-                          "readinessProbe": "/health/ready"}
+        expected_paths = {
+            "startupProbe": "/health/live",
+            "livenessProbe": "/health/live",
+            "readinessProbe": "/health/ready",
+        }
         for probe, path in expected_paths.items():
             get = c.get(probe, {}).get("httpGet")
             if not get:
@@ -234,7 +251,9 @@ def deployment_problems(objects: list[dict], min_replicas: int) -> list[str]:
             problems.append(f"{service}: cpu and memory requests and limits must all be set: {resources}")
         else:
             if mebibytes(requests["memory"]) < MEASURED_RSS_MIB:
-                problems.append(f"{service}: memory request {requests['memory']} is below the measured {MEASURED_RSS_MIB} MiB RSS")
+                problems.append(
+                    f"{service}: memory request {requests['memory']} is below the measured {MEASURED_RSS_MIB} MiB RSS"
+                )
             if mebibytes(limits["memory"]) < 2 * MEASURED_RSS_MIB:
                 problems.append(f"{service}: memory limit {limits['memory']} leaves no room above the measured RSS")
             if millicores(requests["cpu"]) > millicores(limits["cpu"]):
@@ -244,8 +263,12 @@ def deployment_problems(objects: list[dict], min_replicas: int) -> list[str]:
             problems.append(f"{service}: KAFKA_SASL_USERNAME must be {service}, its principal in kokeilu/kafka/acls.py")
         # Prometheus finds /metrics on the service's port.
         annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
-        if (annotations.get("prometheus.io/scrape") != "true" or annotations.get("prometheus.io/port") != str(port)
-                or annotations.get("prometheus.io/path") not in paths or annotations.get("prometheus.io/path") != "/metrics"):
+        if (
+            annotations.get("prometheus.io/scrape") != "true"
+            or annotations.get("prometheus.io/port") != str(port)
+            or annotations.get("prometheus.io/path") not in paths
+            or annotations.get("prometheus.io/path") != "/metrics"
+        ):
             problems.append(f"{service}: Prometheus annotations {annotations}")
     return problems
 
@@ -291,7 +314,9 @@ def service_and_pdb_problems(objects: list[dict]) -> list[str]:
             problems.append(f"{service}: no Deployment")
             continue
         labels, replicas = pod_labels(deployment), deployment["spec"].get("replicas", 1)
-        services = [s for s in of_kind(objects, "Service") if all(labels.get(k) == v for k, v in s["spec"]["selector"].items())]
+        services = [
+            s for s in of_kind(objects, "Service") if all(labels.get(k) == v for k, v in s["spec"]["selector"].items())
+        ]
         if len(services) != 1:
             problems.append(f"{service}: {len(services)} Services select its pods")
         else:
@@ -309,7 +334,9 @@ def service_and_pdb_problems(objects: list[dict]) -> list[str]:
 def secret_problems(objects: list[dict], secrets_in_build: bool) -> list[str]:
     """No secret in a ConfigMap; every secret a pod needs is a secretKeyRef, to a Secret that has it."""
     problems = []
-    secrets = {s["metadata"]["name"]: {**s.get("stringData", {}), **s.get("data", {})} for s in of_kind(objects, "Secret")}
+    secrets = {
+        s["metadata"]["name"]: {**s.get("stringData", {}), **s.get("data", {})} for s in of_kind(objects, "Secret")
+    }
     if not secrets_in_build and secrets:
         problems.append(f"Secrets {sorted(secrets)} are in the build; they are made outside git")
     secret_values = {v for values in secrets.values() for v in values.values() if len(v) > 2}
@@ -332,7 +359,9 @@ def secret_problems(objects: list[dict], secrets_in_build: bool) -> list[str]:
             if "secret" in volume and secrets_in_build:
                 wanted = [item["key"] for item in volume["secret"].get("items", [])]
                 if not set(wanted) <= set(secrets.get(volume["secret"]["secretName"], {})):
-                    problems.append(f"{name}: volume {volume['name']} needs {wanted} of {volume['secret']['secretName']}")
+                    problems.append(
+                        f"{name}: volume {volume['name']} needs {wanted} of {volume['secret']['secretName']}"
+                    )
     if secrets_in_build:
         for secret, values in secrets.items():
             for key, value in values.items():
@@ -347,19 +376,30 @@ def setting_problems(objects: list[dict]) -> list[str]:
     known = known_settings()
     problems = []
     for config_map in of_kind(objects, "ConfigMap"):
-        problems += [f"ConfigMap {config_map['metadata']['name']}: no service reads {key}"
-                     for key in config_map.get("data", {}) if key not in known]
+        problems += [
+            f"ConfigMap {config_map['metadata']['name']}: no service reads {key}"
+            for key in config_map.get("data", {})
+            if key not in known
+        ]
     for deployment in of_kind(objects, "Deployment"):
-        problems += [f"Deployment/{deployment['metadata']['name']}: no service reads {name}"
-                     for name in env_of(deployment) if name not in known]
+        problems += [
+            f"Deployment/{deployment['metadata']['name']}: no service reads {name}"
+            for name in env_of(deployment)
+            if name not in known
+        ]
     return problems
 
 
 def network_policy_problems(objects: list[dict]) -> list[str]:
     problems = []
     policies = of_kind(objects, "NetworkPolicy")
-    deny = [p for p in policies if not p["spec"].get("ingress") and not p["spec"].get("egress")
-            and set(p["spec"].get("policyTypes", [])) == {"Ingress", "Egress"}]
+    deny = [
+        p
+        for p in policies
+        if not p["spec"].get("ingress")
+        and not p["spec"].get("egress")
+        and set(p["spec"].get("policyTypes", [])) == {"Ingress", "Egress"}
+    ]
     for service in SERVICE_CLASSES:
         deployment = deployment_of(objects, service)
         if deployment is None:
@@ -377,16 +417,24 @@ def network_policy_problems(objects: list[dict]) -> list[str]:
         for rule in spec.get("ingress", []):
             if not rule.get("from") or [p["port"] for p in rule.get("ports", [])] != ["http"]:
                 problems.append(f"{service}: ingress rule {rule} is wider than the HTTP port from named peers")
-        sources = [peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
-                   for rule in spec.get("ingress", []) for peer in rule["from"]]
+        sources = [
+            peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+            for rule in spec.get("ingress", [])
+            for peer in rule["from"]
+        ]
         if {"ingress-nginx", "monitoring"} != set(sources):
             problems.append(f"{service}: ingress from {sources}, want the ingress controller and Prometheus")
-        egress_ports = {(p.get("protocol", "TCP"), p["port"]) for rule in spec.get("egress", []) for p in rule.get("ports", [])}
+        egress_ports = {
+            (p.get("protocol", "TCP"), p["port"]) for rule in spec.get("egress", []) for p in rule.get("ports", [])
+        }
         for needed in [("UDP", 53), ("TCP", 9093), ("TCP", 5432)]:
             if needed not in egress_ports:
                 problems.append(f"{service}: no egress to {needed} (DNS, Kafka, PostgreSQL)")
-        anywhere = [rule for rule in spec.get("egress", []) if not rule.get("to")
-                    or any("ipBlock" in peer for peer in rule["to"])]
+        anywhere = [
+            rule
+            for rule in spec.get("egress", [])
+            if not rule.get("to") or any("ipBlock" in peer for peer in rule["to"])
+        ]
         if service == "notifications":
             if ("TCP", 587) not in egress_ports:
                 problems.append("notifications: no egress to the mail relay (587)")
@@ -420,8 +468,12 @@ def service_monitor_problems(objects: list[dict]) -> list[str]:
         if not re.fullmatch(r"\d+s", endpoint.get("interval", "")):
             problems.append(f"ServiceMonitor endpoint interval {endpoint.get('interval')}")
     for service in SERVICE_CLASSES:
-        matching = [s for s in of_kind(objects, "Service") if selects(spec["selector"], s["metadata"].get("labels", {}))
-                    and s["spec"]["selector"].get("app.kubernetes.io/name") == service]
+        matching = [
+            s
+            for s in of_kind(objects, "Service")
+            if selects(spec["selector"], s["metadata"].get("labels", {}))
+            and s["spec"]["selector"].get("app.kubernetes.io/name") == service
+        ]
         if len(matching) != 1:
             problems.append(f"ServiceMonitor selects {len(matching)} Services of {service}")
             continue
@@ -465,7 +517,9 @@ def test_pods_run_unprivileged_on_a_read_only_root(builds, build):
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("build,secrets_in_build", [("base", True), ("production", False), ("with-migration-jobs", True)])
+@pytest.mark.parametrize(
+    "build,secrets_in_build", [("base", True), ("production", False), ("with-migration-jobs", True)]
+)
 def test_secrets_are_secrets_and_config_maps_hold_none(builds, build, secrets_in_build):
     problems = secret_problems(builds[build], secrets_in_build)
     assert not problems, "\n".join(problems)
@@ -475,8 +529,11 @@ def test_production_secrets_are_documented(builds):
     """Production makes the Secrets outside git: the README names each one the pods use."""
     readme = (K8S / "README.md").read_text()
     for deployment in of_kind(builds["production"], "Deployment"):
-        refs = {e["valueFrom"]["secretKeyRef"]["name"] for e in env_of(deployment).values()
-                if "secretKeyRef" in e.get("valueFrom", {})}
+        refs = {
+            e["valueFrom"]["secretKeyRef"]["name"]
+            for e in env_of(deployment).values()
+            if "secretKeyRef" in e.get("valueFrom", {})
+        }
         refs |= {v["secret"]["secretName"] for v in deployment["spec"]["template"]["spec"]["volumes"] if "secret" in v}
         for name in refs:
             assert name in readme, f"deploy/k8s/README.md does not say how to make the Secret {name}"
@@ -502,8 +559,9 @@ def test_production_pins_the_image_replicates_topics_and_is_scraped(builds):
         assert name and "/" in name and tag and tag != "latest", image
         env = effective_env(objects, deployment)
         assert env["KOKEILU_TOPIC_REPLICATION"] == "3"
-        assert int(env["KOKEILU_TOPIC_PARTITIONS"]) >= deployment["spec"]["replicas"], \
+        assert int(env["KOKEILU_TOPIC_PARTITIONS"]) >= deployment["spec"]["replicas"], (
             "more replicas than partitions: the extra consumers would sit idle"
+        )
     problems = service_monitor_problems(objects)
     assert not problems, "\n".join(problems)
     for hpa in of_kind(objects, "HorizontalPodAutoscaler"):
@@ -521,14 +579,24 @@ def test_migration_jobs_migrate_each_service_with_the_deployments_image(builds):
         script = " ".join(container(job)["command"])
         assert f'Path("services/{service}/migrations")' in script and ".migrate()" in script
         assert (ROOT / "services" / service / "migrations" / "env.py").is_file()
-        assert env_of(job)["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": f"kokeilu-{service}", "key": "DATABASE_URL"}
-        assert container(job)["image"] == container(deployment_of(objects, service))["image"] == "registry.example/kokeilu:9.9.9"
+        assert env_of(job)["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+            "name": f"kokeilu-{service}",
+            "key": "DATABASE_URL",
+        }
+        assert (
+            container(job)["image"]
+            == container(deployment_of(objects, service))["image"]
+            == "registry.example/kokeilu:9.9.9"
+        )
         assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
     # The service's NetworkPolicies (default deny; DNS and its database) apply to its Job too.
     assert not network_policy_problems(objects)
     for job in jobs:
         policies = [p for p in of_kind(objects, "NetworkPolicy") if selects(p["spec"]["podSelector"], pod_labels(job))]
-        assert {p["metadata"]["name"] for p in policies} == {"kokeilu-default-deny", pod_labels(job)["app.kubernetes.io/name"]}
+        assert {p["metadata"]["name"] for p in policies} == {
+            "kokeilu-default-deny",
+            pod_labels(job)["app.kubernetes.io/name"],
+        }
 
 
 # --- the checks find what they look for ----------------------------------------------------
@@ -545,44 +613,59 @@ def test_the_checks_find_a_broken_manifest(builds):
 
     def typo(d):
         d["spec"]["replica"] = d["spec"].pop("replicas")
-    assert any("'replica' was unexpected" in p for p in schema_problems([deployment_of(broken(base, "catalogue", typo), "catalogue")]))
+
+    assert any(
+        "'replica' was unexpected" in p
+        for p in schema_problems([deployment_of(broken(base, "catalogue", typo), "catalogue")])
+    )
 
     def wrong_class(d):
         container(d)["command"][-1] = "services.catalogue.service:CatalogService"
+
     assert any("command" in p for p in deployment_problems(broken(base, "catalogue", wrong_class), 2))
 
     def wrong_probe(d):
         container(d)["livenessProbe"]["httpGet"]["path"] = "/healthz"
-    assert any("livenessProbe asks /healthz" in p for p in deployment_problems(broken(base, "evaluation", wrong_probe), 2))
+
+    assert any(
+        "livenessProbe asks /healthz" in p for p in deployment_problems(broken(base, "evaluation", wrong_probe), 2)
+    )
 
     def ready_as_live(d):
         container(d)["livenessProbe"]["httpGet"]["path"] = "/health/ready"
+
     assert any("livenessProbe" in p for p in deployment_problems(broken(base, "evaluation", ready_as_live), 2))
 
     def one_replica(d):
         d["spec"]["replicas"] = 1
+
     assert any("1 replicas" in p for p in deployment_problems(broken(base, "proposals", one_replica), 2))
     assert any("PodDisruptionBudget" in p for p in service_and_pdb_problems(broken(base, "proposals", one_replica)))
 
     def no_limits(d):
         container(d)["resources"].pop("limits")
+
     assert any("limits" in p for p in deployment_problems(broken(base, "notifications", no_limits), 2))
 
     def root(d):
         container(d)["securityContext"]["readOnlyRootFilesystem"] = False
+
     assert any("writable" in p for p in security_problems(broken(base, "notifications", root)))
 
     def plain_password(d):
         container(d)["env"].append({"name": "KAFKA_SASL_PASSWORD", "value": "hunter2"})
+
     assert any("plain value" in p for p in secret_problems(broken(base, "proposals", plain_password), True))
 
     def misspelt_setting(d):
         container(d)["env"].append({"name": "KOKEILU_TOPIC_REPLICATON", "value": "3"})
+
     assert any("REPLICATON" in p for p in setting_problems(broken(base, "proposals", misspelt_setting)))
 
     leaky = copy.deepcopy(base)
     next(c for c in of_kind(leaky, "ConfigMap") if c["metadata"]["name"].startswith("kokeilu-config"))["data"][
-        "DATABASE_URL"] = "postgresql+psycopg2://proposals:pw@db/proposals"
+        "DATABASE_URL"
+    ] = "postgresql+psycopg2://proposals:pw@db/proposals"
     assert any("looks secret" in p for p in secret_problems(leaky, True))
 
     open_egress = copy.deepcopy(base)

@@ -8,6 +8,7 @@ Schema of the whole CloudEvent), and the dead letter (kokeilu/contracts/deadlett
 schemas.py writes it; tests/unit/test_asyncapi.py has the official parser (@asyncapi/parser,
 tools/asyncapi/) validate it.
 """
+
 from __future__ import annotations
 
 from . import deadletter, flows, topics
@@ -26,15 +27,15 @@ TOPIC_DESCRIPTIONS = {
     topics.NOTIFICATIONS: "Internal: delivery outcomes, published by the notifications service.",
     topics.RESULTS: "Public: the results catalogue, compacted, keyed by result id. No personal data.",
     topics.DEADLETTER: "Records a service could not process (or publish), kept with headers saying where they were "
-                       "and why. Read by operators, as the Kafka admin (docs/operations.md, "
-                       "KokeiluRecordsDeadLettered).",
+    "and why. Read by operators, as the Kafka admin (docs/operations.md, "
+    "KokeiluRecordsDeadLettered).",
 }
 
 # The record key of each topic's events, beyond "the event's `subject`".
 KEY_NOTES = {
     topics.INTAKE: "Chosen by the sending system; the platform does not read it. Recommended: the proposal id for "
-                   "`intake.measurement` (one proposal's measurements then stay in order), the event's `id` for "
-                   "`intake.proposal`.",
+    "`intake.measurement` (one proposal's measurements then stay in order), the event's `id` for "
+    "`intake.proposal`.",
     topics.PROPOSALS: "One proposal's events stay in order on one partition.",
     topics.EVALUATIONS: "One proposal's events stay in order on one partition.",
     topics.NOTIFICATIONS: "One subscription's outcomes stay in order on one partition.",
@@ -73,15 +74,25 @@ def event_message(event_type: EventType) -> dict:
     published_by_platform = event_type.topic != topics.INTAKE
     headers = {
         "type": "object",
-        "properties": {"content-type": {
-            "type": "string", "const": CONTENT_TYPE,
-            "description": "CloudEvents Kafka protocol binding, structured content mode: the whole CloudEvent is "
-                           "the record value." + ("" if published_by_platform else
-                                                  " Set it; the platform reads the value whatever the header says.")},
-            "traceparent": {"type": "string", "description": "The event's `traceparent` attribute (W3C Trace Context) "
-                                                         "repeated as a header, where Kafka tooling looks for it."},
-            deadletter.REDRIVE_OF: {"type": "string", "pattern": deadletter.REDRIVE_OF_PATTERN,
-                                    "description": deadletter.REDRIVE_OF_DESCRIPTION}},
+        "properties": {
+            "content-type": {
+                "type": "string",
+                "const": CONTENT_TYPE,
+                "description": "CloudEvents Kafka protocol binding, structured content mode: the whole CloudEvent is "
+                "the record value."
+                + ("" if published_by_platform else " Set it; the platform reads the value whatever the header says."),
+            },
+            "traceparent": {
+                "type": "string",
+                "description": "The event's `traceparent` attribute (W3C Trace Context) "
+                "repeated as a header, where Kafka tooling looks for it.",
+            },
+            deadletter.REDRIVE_OF: {
+                "type": "string",
+                "pattern": deadletter.REDRIVE_OF_PATTERN,
+                "description": deadletter.REDRIVE_OF_DESCRIPTION,
+            },
+        },
     }
     if published_by_platform:
         headers["required"] = ["content-type"]
@@ -115,32 +126,55 @@ def dead_letter_message() -> dict:
         "title": "Dead letter",
         "summary": "A record a service set aside: the original value, with headers saying where it was and why.",
         "description": "Written through the service's outbox, once per original record. A consumer's dead letter "
-                       "names the record's topic, partition, offset and consumer group; the relay's (reason "
-                       "`unpublishable`) names the topic the event was meant for and its outbox row. "
-                       + deadletter.ORIGINAL_HEADERS + " Operators list, show and redrive dead letters with "
-                       "`python -m kokeilu.deadletters` (docs/operations.md, \"Dead letters: read, fix, redrive\"); "
-                       f"a redriven record carries `{deadletter.REDRIVE_OF}`.",
+        "names the record's topic, partition, offset and consumer group; the relay's (reason "
+        "`unpublishable`) names the topic the event was meant for and its outbox row. "
+        + deadletter.ORIGINAL_HEADERS
+        + " Operators list, show and redrive dead letters with "
+        '`python -m kokeilu.deadletters` (docs/operations.md, "Dead letters: read, fix, redrive"); '
+        f"a redriven record carries `{deadletter.REDRIVE_OF}`.",
         "contentType": "application/octet-stream",
-        "headers": {"type": "object", "required": list(deadletter.ALWAYS), "properties": properties,
-                    # Any other header is an original one, kept unchanged; none of them is in our namespace.
-                    "propertyNames": {"anyOf": [{"enum": list(deadletter.HEADERS)},
-                                                {"not": {"pattern": "^" + deadletter.NAMESPACE.replace(".", "\\.")}}]},
-                    "additionalProperties": {"type": "string", "maxLength": deadletter.MAX_HEADER,
-                                             "description": "An original header, unchanged."}},
+        "headers": {
+            "type": "object",
+            "required": list(deadletter.ALWAYS),
+            "properties": properties,
+            # Any other header is an original one, kept unchanged; none of them is in our namespace.
+            "propertyNames": {
+                "anyOf": [
+                    {"enum": list(deadletter.HEADERS)},
+                    {"not": {"pattern": "^" + deadletter.NAMESPACE.replace(".", "\\.")}},
+                ]
+            },
+            "additionalProperties": {
+                "type": "string",
+                "maxLength": deadletter.MAX_HEADER,
+                "description": "An original header, unchanged.",
+            },
+        },
         "payload": {"type": ["string", "null"], "format": "binary", "description": deadletter.VALUE},
-        "bindings": {"kafka": {"key": {"type": ["string", "null"], "maxLength": deadletter.MAX_KEY,
-                                       "description": deadletter.KEY},
-                               "bindingVersion": KAFKA_BINDING}},
-        "examples": [{
-            "name": "invalid-intake",
-            "summary": "An intake event whose data failed validation, set aside by the proposals service "
-                       "(record key: the original's, e.g. `portal-42`).",
-            "headers": {"content-type": CONTENT_TYPE, "kokeilu.source.topic": topics.INTAKE, "kokeilu.source.partition": "3",
-                        "kokeilu.source.offset": "1187", "kokeilu.consumer.group": "kokeilu.proposals",
-                        "kokeilu.service": "proposals", "kokeilu.reason": "invalid",
-                        "kokeilu.error": "invalid data for fi.espoo.kokeilu.intake.proposal: title: Field required"},
-            "payload": '{"specversion": "1.0", "id": "portal-42", "source": "e-services-portal", ...}',
-        }],
+        "bindings": {
+            "kafka": {
+                "key": {"type": ["string", "null"], "maxLength": deadletter.MAX_KEY, "description": deadletter.KEY},
+                "bindingVersion": KAFKA_BINDING,
+            }
+        },
+        "examples": [
+            {
+                "name": "invalid-intake",
+                "summary": "An intake event whose data failed validation, set aside by the proposals service "
+                "(record key: the original's, e.g. `portal-42`).",
+                "headers": {
+                    "content-type": CONTENT_TYPE,
+                    "kokeilu.source.topic": topics.INTAKE,
+                    "kokeilu.source.partition": "3",
+                    "kokeilu.source.offset": "1187",
+                    "kokeilu.consumer.group": "kokeilu.proposals",
+                    "kokeilu.service": "proposals",
+                    "kokeilu.reason": "invalid",
+                    "kokeilu.error": "invalid data for fi.espoo.kokeilu.intake.proposal: title: Field required",
+                },
+                "payload": '{"specversion": "1.0", "id": "portal-42", "source": "e-services-portal", ...}',
+            }
+        ],
     }
 
 
@@ -180,8 +214,8 @@ def operations() -> dict[str, dict]:
                 "channel": {"$ref": f"#/channels/{name}"},
                 "title": f"Publish to {topic}",
                 "summary": f"The {_names(publishers)} service{'s' if len(publishers) > 1 else ''} "
-                           f"publish{'' if len(publishers) > 1 else 'es'} to {topic}, through the transactional "
-                           "outbox (idempotent producer, acks=all).",
+                f"publish{'' if len(publishers) > 1 else 'es'} to {topic}, through the transactional "
+                "outbox (idempotent producer, acks=all).",
                 "messages": refs,
             }
         if consumers:
@@ -191,13 +225,19 @@ def operations() -> dict[str, dict]:
                 "channel": {"$ref": f"#/channels/{name}"},
                 "title": f"Consume {topic}",
                 "summary": f"The {_names(consumers)} service{'s' if len(consumers) > 1 else ''} "
-                           f"consume{'' if len(consumers) > 1 else 's'} {topic}; each applies a record once "
-                           "(the inbox, keyed by `source` + `id`) and dead-letters what it cannot process.",
+                f"consume{'' if len(consumers) > 1 else 's'} {topic}; each applies a record once "
+                "(the inbox, keyed by `source` + `id`) and dead-letters what it cannot process.",
                 "messages": refs,
-                "bindings": {"kafka": {"groupId": {
-                    "type": "string", "pattern": f"^(.*)kokeilu\\.({groups})(\\..+)?$",
-                    "description": "kokeilu.<service>[.<suffix>], after KOKEILU_TOPIC_PREFIX when one is set."},
-                    "bindingVersion": KAFKA_BINDING}},
+                "bindings": {
+                    "kafka": {
+                        "groupId": {
+                            "type": "string",
+                            "pattern": f"^(.*)kokeilu\\.({groups})(\\..+)?$",
+                            "description": "kokeilu.<service>[.<suffix>], after KOKEILU_TOPIC_PREFIX when one is set.",
+                        },
+                        "bindingVersion": KAFKA_BINDING,
+                    }
+                },
             }
     return out
 
@@ -205,8 +245,10 @@ def operations() -> dict[str, dict]:
 def flow_table() -> str:
     rows = ["| topic | published by | consumed by |", "| --- | --- | --- |"]
     for topic in topics.ALL:
-        rows.append(f"| `{topic}` | {', '.join(flows.publishers(topic) + flows.outside(topic, 'publishes'))} | "
-                    f"{', '.join(flows.consumers(topic) + flows.outside(topic, 'consumes')) or '-'} |")
+        rows.append(
+            f"| `{topic}` | {', '.join(flows.publishers(topic) + flows.outside(topic, 'publishes'))} | "
+            f"{', '.join(flows.consumers(topic) + flows.outside(topic, 'consumes')) or '-'} |"
+        )
     return "\n".join(rows)
 
 
@@ -244,21 +286,28 @@ Topic names are the addresses below, after `KOKEILU_TOPIC_PREFIX` when one is se
                 "protocol": "kafka",
                 "title": "Local broker",
                 "description": "The single local broker of `make run` and the tests (`deploy/kafka.sh`): PLAINTEXT, "
-                               "no authentication, no ACLs.",
+                "no authentication, no ACLs.",
             },
             "production": {
                 "host": "{bootstrap}",
                 "protocol": "kafka-secure",
                 "title": "Production cluster",
                 "description": "The secured cluster: SASL_SSL, i.e. TLS (the cluster's CA) then SASL/SCRAM-SHA-512, "
-                               "and ACLs that let each principal write only what it publishes and read only what it "
-                               "consumes (docs/operations.md, \"Kafka security\").",
-                "variables": {"bootstrap": {
-                    "default": "kokeilu-kafka-bootstrap.kafka.svc:9093",
-                    "description": "A bootstrap broker: the Kubernetes cluster's bootstrap service (deploy/k8s), or "
-                                   "one of the compose stack's brokers.",
-                    "examples": ["kokeilu-kafka-bootstrap.kafka.svc:9093", "kafka-1:9092", "kafka-2:9092",
-                                 "kafka-3:9092"]}},
+                "and ACLs that let each principal write only what it publishes and read only what it "
+                'consumes (docs/operations.md, "Kafka security").',
+                "variables": {
+                    "bootstrap": {
+                        "default": "kokeilu-kafka-bootstrap.kafka.svc:9093",
+                        "description": "A bootstrap broker: the Kubernetes cluster's bootstrap service (deploy/k8s), or "
+                        "one of the compose stack's brokers.",
+                        "examples": [
+                            "kokeilu-kafka-bootstrap.kafka.svc:9093",
+                            "kafka-1:9092",
+                            "kafka-2:9092",
+                            "kafka-3:9092",
+                        ],
+                    }
+                },
                 "security": [{"$ref": f"#/components/securitySchemes/{SECURITY_SCHEME}"}],
             },
         },
@@ -266,14 +315,20 @@ Topic names are the addresses below, after `KOKEILU_TOPIC_PREFIX` when one is se
         "operations": operations(),
         "components": {
             "messages": {**{message_name(t): event_message(t) for t in ALL}, DEAD_LETTER: dead_letter_message()},
-            "securitySchemes": {SECURITY_SCHEME: {
-                "type": "scramSha512",
-                "description": "SASL/SCRAM-SHA-512 over TLS (Kafka SASL_SSL). Principals: each service under its own "
-                               "name, `intake` for city systems, one per department; the ACL table is "
-                               "kokeilu/contracts/flows.py, applied by `python -m kokeilu.kafka.acls apply`."}},
-            "correlationIds": {"correlationid": {
-                "description": "The CloudEvents `correlationid` extension: one id follows a proposal through every "
-                               "service (an event caused by another carries its correlation id on).",
-                "location": "$message.payload#/correlationid"}},
+            "securitySchemes": {
+                SECURITY_SCHEME: {
+                    "type": "scramSha512",
+                    "description": "SASL/SCRAM-SHA-512 over TLS (Kafka SASL_SSL). Principals: each service under its own "
+                    "name, `intake` for city systems, one per department; the ACL table is "
+                    "kokeilu/contracts/flows.py, applied by `python -m kokeilu.kafka.acls apply`.",
+                }
+            },
+            "correlationIds": {
+                "correlationid": {
+                    "description": "The CloudEvents `correlationid` extension: one id follows a proposal through every "
+                    "service (an event caused by another carries its correlation id on).",
+                    "location": "$message.payload#/correlationid",
+                }
+            },
         },
     }

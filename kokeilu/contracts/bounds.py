@@ -7,6 +7,7 @@
 
 With these bounds the largest possible event stays far under MAX_EVENT_BYTES (a test checks it).
 """
+
 from __future__ import annotations
 
 from typing import Annotated

@@ -1,9 +1,10 @@
 """The CloudEvents 1.0 envelope in structured JSON mode, as Kokeilu puts it on every topic."""
+
 from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -14,7 +15,7 @@ MAX_EVENT_BYTES = 512 * 1024
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Frozen(BaseModel):

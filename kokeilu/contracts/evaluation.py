@@ -1,4 +1,5 @@
 """Events the evaluation service publishes."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -5,6 +5,7 @@ The Kafka ACLs (kokeilu/kafka/acls.py) grant exactly this, and the AsyncAPI docu
 services publish, a `receive` operation for each topic they consume. A unit test checks the
 services' rows against their `@consume` entrypoints (tests/unit/test_kafka_acls.py).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,16 +23,26 @@ class Party:
 # The platform: its four services. Every service also publishes the dead letters of what it
 # could not process (or publish).
 SERVICES: dict[str, Party] = {
-    "proposals": Party(publishes=(topics.PROPOSALS, topics.DEADLETTER),
-                       consumes=(topics.INTAKE, topics.EVALUATIONS),
-                       description="proposals, revisions, pilots, KPI measurements"),
-    "evaluation": Party(publishes=(topics.EVALUATIONS, topics.DEADLETTER), consumes=(topics.PROPOSALS,),
-                        description="screening, panels, decisions, SLA clocks"),
-    "notifications": Party(publishes=(topics.NOTIFICATIONS, topics.DEADLETTER),
-                           consumes=(topics.PROPOSALS, topics.EVALUATIONS, topics.RESULTS),
-                           description="subscriptions, webhook and e-mail deliveries"),
-    "catalogue": Party(publishes=(topics.RESULTS, topics.DEADLETTER), consumes=(topics.PROPOSALS, topics.EVALUATIONS),
-                       description="the public results catalogue"),
+    "proposals": Party(
+        publishes=(topics.PROPOSALS, topics.DEADLETTER),
+        consumes=(topics.INTAKE, topics.EVALUATIONS),
+        description="proposals, revisions, pilots, KPI measurements",
+    ),
+    "evaluation": Party(
+        publishes=(topics.EVALUATIONS, topics.DEADLETTER),
+        consumes=(topics.PROPOSALS,),
+        description="screening, panels, decisions, SLA clocks",
+    ),
+    "notifications": Party(
+        publishes=(topics.NOTIFICATIONS, topics.DEADLETTER),
+        consumes=(topics.PROPOSALS, topics.EVALUATIONS, topics.RESULTS),
+        description="subscriptions, webhook and e-mail deliveries",
+    ),
+    "catalogue": Party(
+        publishes=(topics.RESULTS, topics.DEADLETTER),
+        consumes=(topics.PROPOSALS, topics.EVALUATIONS),
+        description="the public results catalogue",
+    ),
 }
 
 # Outside the platform. City systems (the e-services portal, school systems, sensor platforms)
@@ -42,8 +53,11 @@ CITY_SYSTEMS = Party(publishes=(topics.INTAKE,), description="integrated city sy
 DEPARTMENTS = Party(consumes=(topics.RESULTS,), description="city departments")
 # A dead letter's source: a topic a service consumes, or (reason `unpublishable`) one it publishes.
 REDRIVE_TARGETS = tuple(t for t in topics.ALL if t != topics.DEADLETTER)
-OPERATORS = Party(publishes=REDRIVE_TARGETS + topics.OPERATIONS, consumes=(topics.DEADLETTER,) + topics.OPERATIONS,
-                  description="operators, as the Kafka admin: read dead letters, redrive them to their source topic")
+OPERATORS = Party(
+    publishes=REDRIVE_TARGETS + topics.OPERATIONS,
+    consumes=(topics.DEADLETTER,) + topics.OPERATIONS,
+    description="operators, as the Kafka admin: read dead letters, redrive them to their source topic",
+)
 OUTSIDE: dict[str, Party] = {"city systems": CITY_SYSTEMS, "departments": DEPARTMENTS, "operators": OPERATORS}
 
 

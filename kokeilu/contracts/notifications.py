@@ -1,4 +1,5 @@
 """Events the notifications service publishes about its deliveries."""
+
 from __future__ import annotations
 
 from .envelope import Frozen

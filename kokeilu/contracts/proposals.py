@@ -1,4 +1,5 @@
 """The proposal: what a company, school or resident submits, and the events about it."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -108,16 +109,19 @@ class Submission(Frozen):
     school_name: Name | None = Field(default=None, description="The named school, when environment is school.")
 
 
-
 # A complete, valid submission: the OpenAPI document's example, and the tests' starting point.
 SUBMISSION_EXAMPLE = {
     "title": "Autonomous shuttle feeder for Kera station",
     "summary": "A six-month shuttle pilot between Kera station and the new housing blocks.",
-    "focus_area": "smart_mobility", "environment": "kera",
+    "focus_area": "smart_mobility",
+    "environment": "kera",
     "proposer": {"organisation": "Example Mobility Oy", "kind": "company", "contact_email": "pilot@example.com"},
     "hypothesis": "A feeder shuttle raises rail use among new residents.",
     "kpis": [{"name": "daily riders", "unit": "riders/day", "baseline": 0, "target": 200}],
-    "budget_eur": 45000, "duration_weeks": 26, "partners": ["Kera school"], "language": "en",
+    "budget_eur": 45000,
+    "duration_weeks": 26,
+    "partners": ["Kera school"],
+    "language": "en",
 }
 
 

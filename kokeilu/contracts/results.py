@@ -1,4 +1,5 @@
 """The public results contract (`kokeilu.results.v1`). No personal data, ever."""
+
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -80,7 +81,8 @@ class Result(Frozen):
     decision: Decision | None = Field(default=None, description="The evaluation panel's decision.")
     weighted_score: float | None = Field(default=None, ge=0, le=5)
     criterion_averages: dict[text(64), float] | None = Field(
-        default=None, max_length=50, description="The panel's average score (0-5) per rubric criterion.")
+        default=None, max_length=50, description="The panel's average score (0-5) per rubric criterion."
+    )
     school_name: Name | None = None
     budget_eur: float | None = Field(default=None, ge=0, le=100_000_000)
     duration_weeks: int | None = Field(default=None, ge=1, le=520)

@@ -8,13 +8,15 @@ from the models.
 Other departments build on these files, so they are part of the product: regenerate and commit
 them with every contract change (a test fails when they are stale).
 """
+
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
 
-from .asyncapi import document as asyncapi_document, subject_description
+from .asyncapi import document as asyncapi_document
+from .asyncapi import subject_description
 from .catalog import ALL, EventType
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
@@ -39,12 +41,18 @@ def event_schema(event_type: EventType) -> dict:
             "subject": {"type": "string", "description": subject_description(event_type)},
             "datacontenttype": {"const": "application/json"},
             "dataschema": {"const": event_type.dataschema},
-            "correlationid": {"type": "string", "description": "The same for every event about one proposal, "
-                              "caused directly or not by one submission or intake event."},
+            "correlationid": {
+                "type": "string",
+                "description": "The same for every event about one proposal, "
+                "caused directly or not by one submission or intake event.",
+            },
             "causationid": {"type": "string", "description": "The id of the event that caused this one."},
-            "traceparent": {"type": "string", "maxLength": 512,
-                            "description": "W3C Trace Context of the span that produced the event (CloudEvents "
-                                           "distributed-tracing extension); one proposal is one trace."},
+            "traceparent": {
+                "type": "string",
+                "maxLength": 512,
+                "description": "W3C Trace Context of the span that produced the event (CloudEvents "
+                "distributed-tracing extension); one proposal is one trace.",
+            },
             "tracestate": {"type": "string", "maxLength": 512},
             "data": data_schema,
         },

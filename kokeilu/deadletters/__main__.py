@@ -20,6 +20,7 @@ KAFKA_SASL_*, KAFKA_SSL_CAFILE; in a secured cluster, as `admin`) and reads the 
 KOKEILU_TOPIC_PREFIX. Exit status: 0 done, 1 a record could not be redriven (or its redrive not
 recorded), 2 a usage error or a missing topic or dead letter.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,24 +29,34 @@ import logging
 import sys
 
 from kokeilu.config import get_settings
-from kokeilu.contracts import deadletter as contract, topics
+from kokeilu.contracts import deadletter as contract
+from kokeilu.contracts import topics
 from kokeilu.deadletters import library
 from kokeilu.deadletters.library import Filter, ToolError
 
 
 def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--service", action="append", default=[], help="the service that set it aside (repeatable)")
-    parser.add_argument("--reason", action="append", default=[], choices=list(contract.REASONS),
-                        help="why it was set aside (repeatable)")
-    parser.add_argument("--topic", action="append", default=[],
-                        help="its source topic, e.g. kokeilu.intake.v1 (repeatable)")
+    parser.add_argument(
+        "--reason",
+        action="append",
+        default=[],
+        choices=list(contract.REASONS),
+        help="why it was set aside (repeatable)",
+    )
+    parser.add_argument(
+        "--topic", action="append", default=[], help="its source topic, e.g. kokeilu.intake.v1 (repeatable)"
+    )
     parser.add_argument("--since", help="dead-lettered at or after: ISO 8601 or a time ago (30m, 2h, 7d)")
     parser.add_argument("--until", help="dead-lettered before: ISO 8601 or a time ago")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m kokeilu.deadletters", description=__doc__.split("\n\n")[0],
-                                     epilog="Runbook: docs/operations.md, \"Dead letters: read, fix, redrive\".")
+    parser = argparse.ArgumentParser(
+        prog="python -m kokeilu.deadletters",
+        description=__doc__.split("\n\n")[0],
+        epilog='Runbook: docs/operations.md, "Dead letters: read, fix, redrive".',
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", help="list dead letters, oldest first")
     _filters(listing)
@@ -67,9 +78,14 @@ def _filter(args) -> Filter:
     ids = frozenset(getattr(args, "ids", None) or ())
     for letter_id in ids:
         library.parse_id(letter_id)
-    return Filter(services=frozenset(args.service), reasons=frozenset(args.reason), topics=frozenset(args.topic),
-                  since=library.parse_time(args.since) if args.since else None,
-                  until=library.parse_time(args.until) if args.until else None, ids=ids)
+    return Filter(
+        services=frozenset(args.service),
+        reasons=frozenset(args.reason),
+        topics=frozenset(args.topic),
+        since=library.parse_time(args.since) if args.since else None,
+        until=library.parse_time(args.until) if args.until else None,
+        ids=ids,
+    )
 
 
 def run(args, settings, out=sys.stdout) -> int:
@@ -79,19 +95,24 @@ def run(args, settings, out=sys.stdout) -> int:
         redrives = library.redrives(settings)
         shown = [library.letter(settings, letter_id) for letter_id in args.ids]
         if args.json:
-            print(json.dumps([library.detail(letter, redrives) for letter in shown], indent=2, ensure_ascii=False),
-                  file=out)
+            print(
+                json.dumps([library.detail(letter, redrives) for letter in shown], indent=2, ensure_ascii=False),
+                file=out,
+            )
         else:
             print("\n\n".join(library.show_text(letter, redrives) for letter in shown), file=out)
         return 0
 
     chosen = _filter(args)
     if args.command == "redrive" and chosen.empty and not args.all:
-        raise ToolError("redrive what? name dead letters (ID ...), filter them (--service, --reason, --topic, "
-                        "--since, --until), or say --all")
+        raise ToolError(
+            "redrive what? name dead letters (ID ...), filter them (--service, --reason, --topic, "
+            "--since, --until), or say --all"
+        )
     letters = [letter for letter in library.letters(settings) if chosen.matches(letter)]
-    if chosen.ids - {letter.id for letter in letters} and not (chosen.services or chosen.reasons or chosen.topics
-                                                                or chosen.since or chosen.until):
+    if chosen.ids - {letter.id for letter in letters} and not (
+        chosen.services or chosen.reasons or chosen.topics or chosen.since or chosen.until
+    ):
         missing = sorted(chosen.ids - {letter.id for letter in letters})
         raise ToolError(f"no dead letter {', '.join(missing)} on {settings.physical_topic(topics.DEADLETTER)}")
     redrives = library.redrives(settings)
@@ -99,10 +120,12 @@ def run(args, settings, out=sys.stdout) -> int:
     if args.command == "list":
         letters.sort(key=lambda letter: (letter.timestamp_ms, letter.partition, letter.offset))
         if args.limit is not None:
-            letters = letters[-args.limit:] if args.limit > 0 else []
+            letters = letters[-args.limit :] if args.limit > 0 else []
         if args.json:
-            print(json.dumps([library.summary(letter, redrives) for letter in letters], indent=2, ensure_ascii=False),
-                  file=out)
+            print(
+                json.dumps([library.summary(letter, redrives) for letter in letters], indent=2, ensure_ascii=False),
+                file=out,
+            )
         else:
             print(library.table(letters, redrives), file=out)
             print(f"{len(letters)} dead letter{'' if len(letters) == 1 else 's'}", file=out)

@@ -15,6 +15,7 @@ before the redrive is recorded: a tool stopped in between leaves a record sent a
 recorded, which the next redrive sends again; the consumers' inboxes (source + id) then drop
 the second copy of the event, so it is applied once.
 """
+
 from __future__ import annotations
 
 import base64
@@ -24,11 +25,12 @@ import re
 import socket
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
 from kokeilu.config import Settings
-from kokeilu.contracts import deadletter as contract, flows, topics
+from kokeilu.contracts import deadletter as contract
+from kokeilu.contracts import flows, topics
 
 REDRIVABLE_TOPICS = flows.REDRIVE_TARGETS
 ID = re.compile(r"^([0-9]+):([0-9]+)$")
@@ -51,12 +53,14 @@ def parse_time(text: str, now: datetime | None = None) -> datetime:
     """An ISO 8601 time (UTC when it names no zone), or a time ago: 30m, 2h, 7d."""
     match = RELATIVE.match(text.strip())
     if match:
-        return (now or datetime.now(timezone.utc)) - timedelta(**{UNITS[match.group(2)]: int(match.group(1))})
+        return (now or datetime.now(UTC)) - timedelta(**{UNITS[match.group(2)]: int(match.group(1))})
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise ToolError(f"time {text!r}: expected ISO 8601 (2026-11-28T10:00:00Z) or a time ago (30m, 2h, 7d)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        raise ToolError(
+            f"time {text!r}: expected ISO 8601 (2026-11-28T10:00:00Z) or a time ago (30m, 2h, 7d)"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _text(raw: bytes | None) -> str | None:
@@ -76,9 +80,16 @@ class Letter:
     prefix: str = ""  # KOKEILU_TOPIC_PREFIX of the topics it names
 
     @classmethod
-    def from_record(cls, record, prefix: str = "") -> "Letter":
-        return cls(record.partition, record.offset, record.timestamp, record.key, record.value,
-                   tuple((name, value if value is not None else b"") for name, value in record.headers or ()), prefix)
+    def from_record(cls, record, prefix: str = "") -> Letter:
+        return cls(
+            record.partition,
+            record.offset,
+            record.timestamp,
+            record.key,
+            record.value,
+            tuple((name, value if value is not None else b"") for name, value in record.headers or ()),
+            prefix,
+        )
 
     @property
     def id(self) -> str:
@@ -86,7 +97,7 @@ class Letter:
 
     @property
     def time(self) -> datetime:
-        return datetime.fromtimestamp(self.timestamp_ms / 1000, timezone.utc)
+        return datetime.fromtimestamp(self.timestamp_ms / 1000, UTC)
 
     @cached_property
     def meta(self) -> dict[str, str]:
@@ -183,12 +194,14 @@ class Filter:
         return not (self.services or self.reasons or self.topics or self.since or self.until or self.ids)
 
     def matches(self, letter: Letter) -> bool:
-        return ((not self.ids or letter.id in self.ids)
-                and (not self.services or letter.service in self.services)
-                and (not self.reasons or letter.reason in self.reasons)
-                and (not self.topics or letter.source_topic in {t.removeprefix(letter.prefix) for t in self.topics})
-                and (self.since is None or letter.time >= self.since)
-                and (self.until is None or letter.time < self.until))
+        return (
+            (not self.ids or letter.id in self.ids)
+            and (not self.services or letter.service in self.services)
+            and (not self.reasons or letter.reason in self.reasons)
+            and (not self.topics or letter.source_topic in {t.removeprefix(letter.prefix) for t in self.topics})
+            and (self.since is None or letter.time >= self.since)
+            and (self.until is None or letter.time < self.until)
+        )
 
 
 # -- redrives -------------------------------------------------------------------------------
@@ -208,7 +221,7 @@ class Redrive:
         return json.dumps(self.__dict__, sort_keys=True).encode()
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> "Redrive":
+    def from_bytes(cls, raw: bytes) -> Redrive:
         body = json.loads(raw)
         return cls(**{name: body.get(name) for name in cls.__dataclass_fields__})
 
@@ -248,15 +261,22 @@ def skip_reason(letter: Letter) -> str | None:
     if letter.source_topic not in REDRIVABLE_TOPICS:
         return f"source topic {letter.source_topic!r} is not a topic a redrive may write"
     if letter.value is None:
-        return ("no value (stored without it, or the original was a tombstone); the original is on "
-                + letter.describe_source())
+        return (
+            "no value (stored without it, or the original was a tombstone); the original is on "
+            + letter.describe_source()
+        )
     if letter.truncated is not None and letter.unpublishable:
-        return (f"value cut to its first {len(letter.value)} bytes of {letter.truncated}; the whole event was outbox "
-                f"row {letter.source['outbox_id']} of {letter.service} (deleted a day after it was parked), larger "
-                "than the brokers accept: it cannot be redriven (a defect to report)")
+        return (
+            f"value cut to its first {len(letter.value)} bytes of {letter.truncated}; the whole event was outbox "
+            f"row {letter.source['outbox_id']} of {letter.service} (deleted a day after it was parked), larger "
+            "than the brokers accept: it cannot be redriven (a defect to report)"
+        )
     if letter.truncated is not None:
-        return (f"value cut to its first {len(letter.value)} bytes of {letter.truncated}: the whole record is on "
-                + letter.describe_source() + " while that topic keeps it")
+        return (
+            f"value cut to its first {len(letter.value)} bytes of {letter.truncated}: the whole record is on "
+            + letter.describe_source()
+            + " while that topic keeps it"
+        )
     if not letter.unpublishable and (letter.source_partition is None or letter.source_offset is None):
         return "no source partition and offset: not a dead letter this tool knows"
     return None
@@ -284,8 +304,14 @@ def plan(letters, redrives: dict[str, Redrive]) -> list[Step]:
 
 def _source_order(letter: Letter):
     s = letter.source
-    return (s["topic"], s.get("partition") if s.get("partition") is not None else -1,
-            s.get("offset") if "offset" in s else (s.get("outbox_id") or 0), letter.time, letter.partition, letter.offset)
+    return (
+        s["topic"],
+        s.get("partition") if s.get("partition") is not None else -1,
+        s.get("offset") if "offset" in s else (s.get("outbox_id") or 0),
+        letter.time,
+        letter.partition,
+        letter.offset,
+    )
 
 
 def _where(to: dict | None) -> str:
@@ -311,10 +337,16 @@ def operator(settings: Settings) -> str:
 def summary(letter: Letter, redrives: dict[str, Redrive]) -> dict:
     done = redrives.get(letter.id)
     return {
-        "id": letter.id, "time": letter.time.isoformat().replace("+00:00", "Z"), "service": letter.service,
-        "reason": letter.reason, "source_topic": letter.source_topic, "source": letter.source,
-        "consumer_group": letter.meta.get("kokeilu.consumer.group"), "key": _text(letter.key),
-        "error": letter.error, "value_bytes": None if letter.value is None else len(letter.value),
+        "id": letter.id,
+        "time": letter.time.isoformat().replace("+00:00", "Z"),
+        "service": letter.service,
+        "reason": letter.reason,
+        "source_topic": letter.source_topic,
+        "source": letter.source,
+        "consumer_group": letter.meta.get("kokeilu.consumer.group"),
+        "key": _text(letter.key),
+        "error": letter.error,
+        "value_bytes": None if letter.value is None else len(letter.value),
         "value_truncated_from": letter.truncated,
         "original_headers": {name: _text(value) for name, value in letter.original_headers},
         "redriven": None if done is None else {"at": done.at, "to": done.redriven_to, "by": done.by},
@@ -336,26 +368,45 @@ def detail(letter: Letter, redrives: dict[str, Redrive]) -> dict:
 
 def _cut(text: str | None, width: int) -> str:
     text = (text or "-").replace("\n", " ")
-    return text if len(text) <= width else text[:width - 1] + "…"
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def table(letters, redrives: dict[str, Redrive]) -> str:
     rows = [("ID", "TIME (UTC)", "SERVICE", "REASON", "SOURCE", "KEY", "REDRIVEN", "ERROR")]
     for letter in letters:
         s = letter.source
-        where = (f"{s['topic']} outbox#{s['outbox_id']}" if letter.unpublishable
-                 else f"{s['topic']}[{s['partition']}]@{s['offset']}")
+        where = (
+            f"{s['topic']} outbox#{s['outbox_id']}"
+            if letter.unpublishable
+            else f"{s['topic']}[{s['partition']}]@{s['offset']}"
+        )
         done = redrives.get(letter.id)
-        rows.append((letter.id, letter.time.strftime("%Y-%m-%d %H:%M:%S"), letter.service, letter.reason, where,
-                     _cut(_text(letter.key), 38), "yes" if done else "-", _cut(letter.error, 70)))
+        rows.append(
+            (
+                letter.id,
+                letter.time.strftime("%Y-%m-%d %H:%M:%S"),
+                letter.service,
+                letter.reason,
+                where,
+                _cut(_text(letter.key), 38),
+                "yes" if done else "-",
+                _cut(letter.error, 70),
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1] for row in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1] for row in rows
+    )
 
 
 def show_text(letter: Letter, redrives: dict[str, Redrive]) -> str:
     d = detail(letter, redrives)
-    lines = [f"dead letter {letter.id}  {d['time']}", f"  service {letter.service}, reason {letter.reason}",
-             f"  source  {letter.describe_source()}", f"  key     {d['key'] if d['key'] is not None else '(none)'}"]
+    lines = [
+        f"dead letter {letter.id}  {d['time']}",
+        f"  service {letter.service}, reason {letter.reason}",
+        f"  source  {letter.describe_source()}",
+        f"  key     {d['key'] if d['key'] is not None else '(none)'}",
+    ]
     if d["redriven"]:
         lines.append(f"  redriven at {d['redriven']['at']} to {_where(d['redriven']['to'])} by {d['redriven']['by']}")
     why = skip_reason(letter)
@@ -377,14 +428,21 @@ def show_text(letter: Letter, redrives: dict[str, Redrive]) -> str:
 # -- the brokers -----------------------------------------------------------------------------
 def _consumer(settings: Settings):
     from kafka import KafkaConsumer
-    return KafkaConsumer(**settings.kafka_client_options(), group_id=None, enable_auto_commit=False,
-                         client_id="kokeilu-deadletters", allow_auto_create_topics=False)
+
+    return KafkaConsumer(
+        **settings.kafka_client_options(),
+        group_id=None,
+        enable_auto_commit=False,
+        client_id="kokeilu-deadletters",
+        allow_auto_create_topics=False,
+    )
 
 
 def read_topic(settings: Settings, physical: str, timeout: float = 60) -> list | None:
     """Every record of `physical` from its beginning to its end as of now, without a consumer
     group (assign and seek); None when there is no such topic."""
     from kafka import TopicPartition
+
     consumer = _consumer(settings)
     try:
         partitions = consumer.partitions_for_topic(physical)
@@ -408,6 +466,7 @@ def read_topic(settings: Settings, physical: str, timeout: float = 60) -> list |
 
 def read_one(settings: Settings, physical: str, partition: int, offset: int, timeout: float = 30):
     from kafka import TopicPartition
+
     consumer = _consumer(settings)
     try:
         partitions = consumer.partitions_for_topic(physical)
@@ -415,13 +474,17 @@ def read_one(settings: Settings, physical: str, partition: int, offset: int, tim
             raise ToolError(f"no topic {physical} (is KOKEILU_TOPIC_PREFIX right?)")
         tp = TopicPartition(physical, partition)
         if partition not in partitions:
-            raise ToolError(f"no dead letter {partition}:{offset}: {physical} has partitions "
-                            f"{', '.join(map(str, sorted(partitions)))}")
+            raise ToolError(
+                f"no dead letter {partition}:{offset}: {physical} has partitions "
+                f"{', '.join(map(str, sorted(partitions)))}"
+            )
         consumer.assign([tp])
         first, end = consumer.beginning_offsets([tp])[tp], consumer.end_offsets([tp])[tp]
         if not first <= offset < end:
-            raise ToolError(f"no dead letter {partition}:{offset}: partition {partition} holds offsets "
-                            + (f"{first} to {end - 1}" if end > first else "none"))
+            raise ToolError(
+                f"no dead letter {partition}:{offset}: partition {partition} holds offsets "
+                + (f"{first} to {end - 1}" if end > first else "none")
+            )
         consumer.seek(tp, offset)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -460,6 +523,7 @@ class Sender:
 
     def __init__(self, settings: Settings):
         from kokeilu.kafka.relay import make_producer
+
         self.producer = make_producer(settings, "kokeilu-deadletters")
 
     def send(self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]):
@@ -483,9 +547,11 @@ class Report:
 
     def lines(self) -> list[str]:
         verb = "would redrive" if self.dry_run else "redriven"
-        out = [f"{verb} {letter.id} ({letter.service}, {letter.reason}) to {to['topic']}"
-               + (f"[{to['partition']}]@{to['offset']}" if "offset" in to else "")
-               for letter, to in self.redriven]
+        out = [
+            f"{verb} {letter.id} ({letter.service}, {letter.reason}) to {to['topic']}"
+            + (f"[{to['partition']}]@{to['offset']}" if "offset" in to else "")
+            for letter, to in self.redriven
+        ]
         out += [f"skipped {letter.id}: {why}" for letter, why in self.skipped]
         out += [f"FAILED {letter.id}: {why}" for letter, why in self.failed]
         out += [f"NOT RECORDED {letter.id}: {why}" for letter, why in self.unrecorded]
@@ -493,22 +559,27 @@ class Report:
         for letter, _ in self.redriven:
             reasons[letter.reason] = reasons.get(letter.reason, 0) + 1
         by_reason = "by reason: " + ", ".join(f"{r} {n}" for r, n in sorted(reasons.items()))
-        out.append(f"{'dry run: ' if self.dry_run else ''}{len(self.redriven)} {verb}"
-                   + (f" ({by_reason})" if reasons else "")
-                   + f", {len(self.skipped)} skipped, {len(self.failed)} failed"
-                   + (f", {len(self.unrecorded)} redriven but not recorded" if self.unrecorded else ""))
+        out.append(
+            f"{'dry run: ' if self.dry_run else ''}{len(self.redriven)} {verb}"
+            + (f" ({by_reason})" if reasons else "")
+            + f", {len(self.skipped)} skipped, {len(self.failed)} failed"
+            + (f", {len(self.unrecorded)} redriven but not recorded" if self.unrecorded else "")
+        )
         return out
 
     def as_json(self) -> dict:
-        return {"dry_run": self.dry_run,
-                "redriven": [{"id": letter.id, "to": to} for letter, to in self.redriven],
-                "skipped": [{"id": letter.id, "why": why} for letter, why in self.skipped],
-                "failed": [{"id": letter.id, "error": why} for letter, why in self.failed],
-                "unrecorded": [{"id": letter.id, "error": why} for letter, why in self.unrecorded]}
+        return {
+            "dry_run": self.dry_run,
+            "redriven": [{"id": letter.id, "to": to} for letter, to in self.redriven],
+            "skipped": [{"id": letter.id, "why": why} for letter, why in self.skipped],
+            "failed": [{"id": letter.id, "error": why} for letter, why in self.failed],
+            "unrecorded": [{"id": letter.id, "error": why} for letter, why in self.unrecorded],
+        }
 
 
-def redrive(steps: list[Step], settings: Settings, sender=None, dry_run: bool = False, by: str = "",
-            timeout: float = 60) -> Report:
+def redrive(
+    steps: list[Step], settings: Settings, sender=None, dry_run: bool = False, by: str = "", timeout: float = 60
+) -> Report:
     """Perform `steps`: send each record, then record each one the brokers acknowledged."""
     report = Report(dry_run=dry_run)
     report.skipped = [(step.letter, step.skip) for step in steps if step.skip]
@@ -516,8 +587,9 @@ def redrive(steps: list[Step], settings: Settings, sender=None, dry_run: bool = 
     if dry_run or not todo:
         report.redriven = [(letter, {"topic": letter.target_topic}) for letter in todo] if dry_run else []
         return report
-    sent = [(letter, sender.send(letter.target_topic, letter.key, letter.value, redrive_headers(letter)))
-            for letter in todo]
+    sent = [
+        (letter, sender.send(letter.target_topic, letter.key, letter.value, redrive_headers(letter))) for letter in todo
+    ]
     sender.flush()
     marks = []
     redrives_topic = settings.physical_topic(topics.REDRIVES)
@@ -529,21 +601,40 @@ def redrive(steps: list[Step], settings: Settings, sender=None, dry_run: bool = 
             continue
         to = {"topic": meta.topic, "partition": meta.partition, "offset": meta.offset}
         report.redriven.append((letter, to))
-        record = Redrive(letter.id, letter.source, to, letter.service, letter.reason,
-                         datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"), by)
-        marks.append((letter, sender.send(redrives_topic, letter.id.encode(), record.to_bytes(),
-                                          [("content-type", b"application/json")])))
+        record = Redrive(
+            letter.id,
+            letter.source,
+            to,
+            letter.service,
+            letter.reason,
+            datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            by,
+        )
+        marks.append(
+            (
+                letter,
+                sender.send(
+                    redrives_topic, letter.id.encode(), record.to_bytes(), [("content-type", b"application/json")]
+                ),
+            )
+        )
     sender.flush()
     for letter, future in marks:
         try:
             future.get(timeout=timeout)
         except Exception as exc:
-            report.unrecorded.append((letter, f"{exc.__class__.__name__}: {exc}; a later redrive sends it again "
-                                              "(the consumers' inboxes drop the copy of an event applied)"))
+            report.unrecorded.append(
+                (
+                    letter,
+                    f"{exc.__class__.__name__}: {exc}; a later redrive sends it again "
+                    "(the consumers' inboxes drop the copy of an event applied)",
+                )
+            )
     return report
 
 
 def ensure_redrives_topic(settings: Settings) -> None:
     from kokeilu.kafka.topics import ensure_topics, topic_specs
+
     name = settings.physical_topic(topics.REDRIVES)
     ensure_topics(settings, {name: topic_specs(settings)[name]}, deadline_seconds=30)

@@ -17,6 +17,7 @@ success `status` and `response` model, a `query` model, the `errors` a route rai
 every route of its kind can answer, `responses` of other statuses, whether it honours
 `Idempotency-Key`, its `media_type` when it is not JSON, and a request body `example`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -51,6 +52,7 @@ UNTRACED = ("/health/", "/metrics")
 @dataclass(frozen=True)
 class RouteDoc:
     """What the OpenAPI document says of a route beyond its method, path, scope and body."""
+
     response: type[BaseModel] | None = None
     status: int = 200
     query: type[BaseModel] | None = None
@@ -66,6 +68,7 @@ class Refusal:
     """How a domain exception is answered over HTTP (a service's `errors` map): `status` and
     `code`; the message is the exception's text unless `message` makes it; `fields` (a dict, or
     made from the exception) and `extra` (made from it) go into the error body beside them."""
+
     status: int
     code: str
     # The callables take the exception of the map's key (typed Any: each entry knows its own class).
@@ -129,18 +132,38 @@ class JsonWebServer(HardenedWebServer):
 class Api(HttpRequestHandler):
     server = JsonWebServer()
 
-    def __init__(self, method: str, url: str, scope: str | None = None, public: bool = False,
-                 body: type[BaseModel] | None = None, *, response: type[BaseModel] | None = None,
-                 status: int = 200, query: type[BaseModel] | None = None, errors: tuple[int, ...] = (),
-                 responses: dict[int, type[BaseModel]] | None = None, idempotent: bool = False,
-                 media_type: str = "application/json", example: dict | None = None, **kwargs):
+    def __init__(
+        self,
+        method: str,
+        url: str,
+        scope: str | None = None,
+        public: bool = False,
+        body: type[BaseModel] | None = None,
+        *,
+        response: type[BaseModel] | None = None,
+        status: int = 200,
+        query: type[BaseModel] | None = None,
+        errors: tuple[int, ...] = (),
+        responses: dict[int, type[BaseModel]] | None = None,
+        idempotent: bool = False,
+        media_type: str = "application/json",
+        example: dict | None = None,
+        **kwargs,
+    ):
         self.scope = scope
         self.public = public
         self.body_model = body
         # Only described in the OpenAPI document (kokeilu/http/openapi.py), not enforced here.
-        self.doc = RouteDoc(response=response, status=status, query=query, errors=tuple(errors),
-                            responses=dict(responses or {}), idempotent=idempotent, media_type=media_type,
-                            example=example)
+        self.doc = RouteDoc(
+            response=response,
+            status=status,
+            query=query,
+            errors=tuple(errors),
+            responses=dict(responses or {}),
+            idempotent=idempotent,
+            media_type=media_type,
+            example=example,
+        )
         kwargs.setdefault("expected_exceptions", (ApiError, ValidationError))
         self.errors: dict[type[Exception], Refusal] = {}  # the service's, from setup()
         super().__init__(method, url, **kwargs)
@@ -179,8 +202,9 @@ class Api(HttpRequestHandler):
         close = request.environ.get("kokeilu.close_connection", lambda: None)
         if request.headers.get("Transfer-Encoding"):
             close()
-            raise LengthRequired("send the body with a Content-Length (chunked bodies are not read)",
-                                 {"Content-Length": "required"})
+            raise LengthRequired(
+                "send the body with a Content-Length (chunked bodies are not read)", {"Content-Length": "required"}
+            )
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             close()  # not worth reading what is left: the connection goes
             raise PayloadTooLarge(f"request body larger than {MAX_BODY_BYTES} bytes", {"(body)": "too large"})
@@ -191,8 +215,9 @@ class Api(HttpRequestHandler):
         except (eventlet.Timeout, OSError) as exc:
             close()
             if isinstance(exc, eventlet.Timeout):
-                raise BodyTimeout(f"the request body did not arrive within {timeout:g} seconds",
-                                  {"(body)": "timed out"}) from None
+                raise BodyTimeout(
+                    f"the request body did not arrive within {timeout:g} seconds", {"(body)": "timed out"}
+                ) from None
             raise BodyTimeout(f"the request body could not be read: {exc}", {"(body)": "not received"}) from None
         body = self.body_model.model_validate(parse_json_body(raw))
         check_event_size(body)
@@ -245,8 +270,9 @@ class Api(HttpRequestHandler):
             return error_response(exc.status, exc.code, exc.message, exc.fields, **exc.extra)
         if isinstance(exc, ValidationError):
             fields = validation_fields(exc)
-            return error_response(422, "validation_failed",
-                                  "the request is not valid: " + ", ".join(sorted(fields)), fields)
+            return error_response(
+                422, "validation_failed", "the request is not valid: " + ", ".join(sorted(fields)), fields
+            )
         refusal = self._refusal(exc)
         if refusal is not None:
             return refusal.response(exc)

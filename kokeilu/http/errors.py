@@ -1,4 +1,5 @@
 """API errors as JSON: {"error": {"code", "message", "fields"}}."""
+
 from __future__ import annotations
 
 import json

@@ -1,6 +1,7 @@
 """What the HTTP layer refuses before a service sees a request: bodies that are too large, not
 JSON, nested too deep, or carry text no store or topic can hold (NUL, lone surrogates), and
 query or path values with such text. Every refusal is an `ApiError` naming the field."""
+
 from __future__ import annotations
 
 import json
@@ -109,8 +110,12 @@ def check_event_size(body: BaseModel, limit: int = MAX_EVENT_BYTES) -> None:
     size = len(body.model_dump_json()) + ENVELOPE_ALLOWANCE
     if size <= limit:
         return
-    sizes = {name: len(json.dumps(value, default=str, ensure_ascii=False).encode())
-             for name, value in body.model_dump(mode="json").items()}
+    sizes = {
+        name: len(json.dumps(value, default=str, ensure_ascii=False).encode())
+        for name, value in body.model_dump(mode="json").items()
+    }
     largest = sorted(sizes, key=sizes.get, reverse=True)[:3]
-    raise PayloadTooLarge(f"the event this request would produce is about {size} bytes, more than the "
-                          f"{limit} bytes a topic carries", {name: f"{sizes[name]} bytes" for name in largest})
+    raise PayloadTooLarge(
+        f"the event this request would produce is about {size} bytes, more than the {limit} bytes a topic carries",
+        {name: f"{sizes[name]} bytes" for name in largest},
+    )

@@ -10,6 +10,7 @@ A route added to a service class is in its document at the next `make schemas`; 
 decorator says nothing more is documented as answering a JSON object with the errors every route
 of its kind can answer.
 """
+
 from __future__ import annotations
 
 import copy
@@ -52,23 +53,28 @@ ERROR_SCHEMA = {
     "description": "Every error of the API, including those the web server writes itself.",
     "required": ["error"],
     "additionalProperties": False,
-    "properties": {"error": {
-        "type": "object",
-        "required": ["code", "message", "fields"],
-        "additionalProperties": True,
-        "description": "Some errors carry more: a 403 `required_scope`; a 409 `illegal_transition` "
-                       "`current_status` and `allowed_actions`.",
-        "properties": {
-            "code": {"type": "string", "description": "Machine-readable, e.g. `validation_failed`."},
-            "message": {"type": "string"},
-            "fields": {"type": "object", "additionalProperties": {"type": "string"},
-                       "description": "What is wrong, by field: dotted paths, list items by index "
-                                      "(`proposer.contact_email`, `kpis.0.target`), `(body)` for the whole body."},
-            "required_scope": {"type": "string"},
-            "current_status": {"type": "string"},
-            "allowed_actions": {"type": "array", "items": {"type": "string"}},
-        },
-    }},
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "fields"],
+            "additionalProperties": True,
+            "description": "Some errors carry more: a 403 `required_scope`; a 409 `illegal_transition` "
+            "`current_status` and `allowed_actions`.",
+            "properties": {
+                "code": {"type": "string", "description": "Machine-readable, e.g. `validation_failed`."},
+                "message": {"type": "string"},
+                "fields": {
+                    "type": "object",
+                    "additionalProperties": {"type": "string"},
+                    "description": "What is wrong, by field: dotted paths, list items by index "
+                    "(`proposer.contact_email`, `kpis.0.target`), `(body)` for the whole body.",
+                },
+                "required_scope": {"type": "string"},
+                "current_status": {"type": "string"},
+                "allowed_actions": {"type": "array", "items": {"type": "string"}},
+            },
+        }
+    },
 }
 
 
@@ -78,38 +84,86 @@ def _error(code: str, message: str, **more) -> dict:
 
 # status: (component name, description, example, headers)
 ERRORS: dict[int, tuple[str, str, dict, dict]] = {
-    400: ("BadRequest", "The body is not a JSON object, or nests deeper than "
-          f"{MAX_JSON_DEPTH} levels, or the query string is not UTF-8, or the request's framing is malformed.",
-          _error("bad_request", "request body is not JSON: Expecting value: line 1 column 1 (char 0)",
-                 fields={"(body)": "not JSON"}), {}),
-    401: ("Unauthenticated", "No valid bearer token.",
-          _error("unauthenticated", "missing Authorization header; send 'Authorization: Bearer <token>'"),
-          {"WWW-Authenticate": {"description": "`Bearer realm=\"kokeilu\"`", "schema": {"type": "string"}}}),
-    403: ("Forbidden", "The token lacks the route's scope (the error names `required_scope`).",
-          _error("forbidden", "this token lacks the scope 'proposals:write'", required_scope="proposals:write"), {}),
-    404: ("NotFound", "No such id (the error names the path parameter).",
-          _error("not_found", "no proposal 7f0c6d9e-0000-4000-8000-000000000001", fields={"proposal_id": "unknown"}),
-          {}),
-    408: ("RequestTimeout", "An announced body did not arrive in time; the connection is closed.",
-          _error("request_timeout", "the request body did not arrive within 20 seconds", fields={"(body)": "timed out"}),
-          {}),
-    409: ("Conflict", "The action is not allowed in the current state.",
-          _error("illegal_transition", "cannot withdraw a proposal that is completed", current_status="completed",
-                 allowed_actions=[]), {}),
-    411: ("LengthRequired", "A chunked body: send it with a Content-Length.",
-          _error("length_required", "send the body with a Content-Length (chunked bodies are not read)",
-                 fields={"Content-Length": "required"}), {}),
-    413: ("PayloadTooLarge", f"A body over {MAX_BODY_BYTES} bytes, or one whose event would not fit on a topic.",
-          _error("payload_too_large", f"request body larger than {MAX_BODY_BYTES} bytes", fields={"(body)": "too large"}),
-          {}),
-    422: ("ValidationFailed", "A body, query or path value fails validation (NUL characters and lone surrogates "
-          f"included, path values longer than {MAX_PATH_VALUE} characters); `fields` names each.",
-          _error("validation_failed", "the request is not valid: proposer.contact_email",
-                 fields={"proposer.contact_email": "String should match pattern '^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$'"}), {}),
-    503: ("Unavailable", "Try again shortly: the store was briefly unavailable, or the service has more open "
-          "connections than it serves at once.",
-          _error("unavailable", "a dependency is briefly unavailable; try again shortly"),
-          {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}}),
+    400: (
+        "BadRequest",
+        "The body is not a JSON object, or nests deeper than "
+        f"{MAX_JSON_DEPTH} levels, or the query string is not UTF-8, or the request's framing is malformed.",
+        _error(
+            "bad_request",
+            "request body is not JSON: Expecting value: line 1 column 1 (char 0)",
+            fields={"(body)": "not JSON"},
+        ),
+        {},
+    ),
+    401: (
+        "Unauthenticated",
+        "No valid bearer token.",
+        _error("unauthenticated", "missing Authorization header; send 'Authorization: Bearer <token>'"),
+        {"WWW-Authenticate": {"description": '`Bearer realm="kokeilu"`', "schema": {"type": "string"}}},
+    ),
+    403: (
+        "Forbidden",
+        "The token lacks the route's scope (the error names `required_scope`).",
+        _error("forbidden", "this token lacks the scope 'proposals:write'", required_scope="proposals:write"),
+        {},
+    ),
+    404: (
+        "NotFound",
+        "No such id (the error names the path parameter).",
+        _error("not_found", "no proposal 7f0c6d9e-0000-4000-8000-000000000001", fields={"proposal_id": "unknown"}),
+        {},
+    ),
+    408: (
+        "RequestTimeout",
+        "An announced body did not arrive in time; the connection is closed.",
+        _error("request_timeout", "the request body did not arrive within 20 seconds", fields={"(body)": "timed out"}),
+        {},
+    ),
+    409: (
+        "Conflict",
+        "The action is not allowed in the current state.",
+        _error(
+            "illegal_transition",
+            "cannot withdraw a proposal that is completed",
+            current_status="completed",
+            allowed_actions=[],
+        ),
+        {},
+    ),
+    411: (
+        "LengthRequired",
+        "A chunked body: send it with a Content-Length.",
+        _error(
+            "length_required",
+            "send the body with a Content-Length (chunked bodies are not read)",
+            fields={"Content-Length": "required"},
+        ),
+        {},
+    ),
+    413: (
+        "PayloadTooLarge",
+        f"A body over {MAX_BODY_BYTES} bytes, or one whose event would not fit on a topic.",
+        _error("payload_too_large", f"request body larger than {MAX_BODY_BYTES} bytes", fields={"(body)": "too large"}),
+        {},
+    ),
+    422: (
+        "ValidationFailed",
+        "A body, query or path value fails validation (NUL characters and lone surrogates "
+        f"included, path values longer than {MAX_PATH_VALUE} characters); `fields` names each.",
+        _error(
+            "validation_failed",
+            "the request is not valid: proposer.contact_email",
+            fields={"proposer.contact_email": "String should match pattern '^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$'"},
+        ),
+        {},
+    ),
+    503: (
+        "Unavailable",
+        "Try again shortly: the store was briefly unavailable, or the service has more open "
+        "connections than it serves at once.",
+        _error("unavailable", "a dependency is briefly unavailable; try again shortly"),
+        {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
+    ),
 }
 
 
@@ -182,15 +236,25 @@ def operation(method_name: str, fn, ep: Api, refs: dict, components: dict) -> di
     summary, description = _summary(fn)
     doc = ep.doc
     op: dict = {"operationId": method_name, "summary": summary}
-    scope_text = ("Public: no token needed." if ep.public else
-                  f"Needs a bearer token with the scope `{ep.scope}` (or `admin`)." if ep.scope else
-                  "Needs a bearer token (any scope).")
+    scope_text = (
+        "Public: no token needed."
+        if ep.public
+        else f"Needs a bearer token with the scope `{ep.scope}` (or `admin`)."
+        if ep.scope
+        else "Needs a bearer token (any scope)."
+    )
     op["description"] = " ".join(filter(None, [description, scope_text]))
     op["security"] = [] if ep.public else [{"bearer": [ep.scope] if ep.scope else []}]
 
-    params = [{"name": name, "in": "path", "required": True,
-               "schema": {"type": "string", "minLength": 1, "maxLength": MAX_PATH_VALUE}}
-              for name in path_params(ep.url)]
+    params = [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "minLength": 1, "maxLength": MAX_PATH_VALUE},
+        }
+        for name in path_params(ep.url)
+    ]
     if doc.query is not None:
         # (a query model is no component of its own: _built drops it once every route has read it)
         query = components[refs[(doc.query, "validation")]["$ref"].rsplit("/", 1)[1]]
@@ -202,8 +266,9 @@ def operation(method_name: str, fn, ep: Api, refs: dict, components: dict) -> di
                 param["description"] = schema["description"]
             param["schema"] = schema
             if schema.get("type") == "array":
-                param["description"] = (param.get("description", "") + " Repeat the parameter, or give the "
-                                        "values comma-separated.").strip()
+                param["description"] = (
+                    param.get("description", "") + " Repeat the parameter, or give the values comma-separated."
+                ).strip()
                 param.update(style="form", explode=True)
             params.append(param)
     if doc.idempotent:
@@ -215,8 +280,11 @@ def operation(method_name: str, fn, ep: Api, refs: dict, components: dict) -> di
         media = {"schema": refs[(ep.body_model, "validation")]}
         if doc.example is not None:
             media["example"] = doc.example
-        op["requestBody"] = {"required": True, "description": f"JSON, at most {MAX_BODY_BYTES} bytes.",
-                             "content": {"application/json": media}}
+        op["requestBody"] = {
+            "required": True,
+            "description": f"JSON, at most {MAX_BODY_BYTES} bytes.",
+            "content": {"application/json": media},
+        }
 
     responses: dict = {}
     success: dict = {"description": "Success."}
@@ -229,9 +297,13 @@ def operation(method_name: str, fn, ep: Api, refs: dict, components: dict) -> di
             schema = {"type": "string"}
         success["content"] = {doc.media_type: {"schema": schema}}
     if doc.idempotent:
-        success["headers"] = {"Idempotent-Replayed": {
-            "description": "`true` when this is the stored answer to an earlier request with the same "
-                           "Idempotency-Key.", "schema": {"type": "string", "enum": ["true"]}}}
+        success["headers"] = {
+            "Idempotent-Replayed": {
+                "description": "`true` when this is the stored answer to an earlier request with the same "
+                "Idempotency-Key.",
+                "schema": {"type": "string", "enum": ["true"]},
+            }
+        }
     responses[str(doc.status)] = success
 
     statuses = {400, 422, 503} | set(doc.errors)
@@ -249,8 +321,10 @@ def operation(method_name: str, fn, ep: Api, refs: dict, components: dict) -> di
             schema = refs[(model, "serialization")]
             if status in statuses:  # the route's own body, or the platform's error (e.g. an overloaded server)
                 schema = {"anyOf": [schema, {"$ref": "#/components/schemas/Error"}]}
-            responses[str(status)] = {"description": ERRORS[status][1] if status in ERRORS else "See the schema.",
-                                      "content": _json_content(schema)}
+            responses[str(status)] = {
+                "description": ERRORS[status][1] if status in ERRORS else "See the schema.",
+                "content": _json_content(schema),
+            }
     op["responses"] = responses
     return op
 
@@ -269,8 +343,10 @@ def _links(paths: dict) -> None:
             if not match:
                 continue
             for op in other_item.values():
-                links[op["operationId"]] = {"operationId": op["operationId"],
-                                            "parameters": {match.group(1): "$response.body#/id"}}
+                links[op["operationId"]] = {
+                    "operationId": op["operationId"],
+                    "parameters": {match.group(1): "$response.body#/id"},
+                }
         if links:
             created["links"] = dict(sorted(links.items()))
 
@@ -288,14 +364,14 @@ def _built(cls: type, service: str) -> dict:
     paths: dict = {}
     for method_name, ep in found:
         fn = getattr(cls, method_name)
-        paths.setdefault(openapi_path(ep.url), {})[ep.method.lower()] = operation(
-            method_name, fn, ep, refs, components)
+        paths.setdefault(openapi_path(ep.url), {})[ep.method.lower()] = operation(method_name, fn, ep, refs, components)
     for ep in entrypoints:
         if ep.doc.query is not None:
             components.pop(refs[(ep.doc.query, "validation")]["$ref"].rsplit("/", 1)[1], None)
     _links(paths)
-    used = {status for status, (name, *_rest) in ERRORS.items()
-            if f'"#/components/responses/{name}"' in json.dumps(paths)}
+    used = {
+        status for status, (name, *_rest) in ERRORS.items() if f'"#/components/responses/{name}"' in json.dumps(paths)
+    }
     scope_lines = "\n".join(f"- `{s}`" for s in SCOPES)
     port = SERVICES.get(service, (None, None))[1]
     doc = {
@@ -307,9 +383,10 @@ def _built(cls: type, service: str) -> dict:
             "description": (
                 f"{DESCRIPTIONS.get(service, '')} Generated from the service's route table and models "
                 "(`python -m kokeilu.contracts.schemas`); the service serves it at `GET /openapi.json`.\n\n"
-                "Errors are always `{\"error\": {\"code\", \"message\", \"fields\"}}`. Every route but the "
+                'Errors are always `{"error": {"code", "message", "fields"}}`. Every route but the '
                 "public ones needs `Authorization: Bearer <token>` with the scope its `security` names "
-                "(`admin` has them all). No bad input gets a 5xx: a 503 means try again shortly."),
+                "(`admin` has them all). No bad input gets a 5xx: a 503 means try again shortly."
+            ),
             "license": {"name": "EUPL-1.2", "identifier": "EUPL-1.2"},
         },
         "servers": [{"url": f"http://127.0.0.1:{port}", "description": "`make run`"}] if port else [],
@@ -317,22 +394,36 @@ def _built(cls: type, service: str) -> dict:
         "paths": paths,
         "components": {
             "schemas": {**components, "Error": ERROR_SCHEMA},
-            "responses": {ERRORS[s][0]: {"description": ERRORS[s][1],
-                                         **({"headers": ERRORS[s][3]} if ERRORS[s][3] else {}),
-                                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"},
-                                                                          "example": ERRORS[s][2]}}}
-                          for s in sorted(used)},
-            "parameters": {"IdempotencyKey": {
-                "name": IDEMPOTENCY_HEADER, "in": "header", "required": False,
-                "description": "Any unique string per request (e.g. a UUID). A retry with the same key (same token, "
-                               "same route) gets the stored answer of the first request, never a second effect; "
-                               "a key used for another route is a 422.",
-                "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"}}},
-            "securitySchemes": {"bearer": {
-                "type": "http", "scheme": "bearer",
-                "description": "A token configured by its SHA-256 (`KOKEILU_TOKENS`), or `KOKEILU_ADMIN_TOKEN`. "
-                               "Each operation's security requirement names the scope it needs; `admin` has every "
-                               "scope. Scopes:\n" + scope_lines}},
+            "responses": {
+                ERRORS[s][0]: {
+                    "description": ERRORS[s][1],
+                    **({"headers": ERRORS[s][3]} if ERRORS[s][3] else {}),
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}, "example": ERRORS[s][2]}
+                    },
+                }
+                for s in sorted(used)
+            },
+            "parameters": {
+                "IdempotencyKey": {
+                    "name": IDEMPOTENCY_HEADER,
+                    "in": "header",
+                    "required": False,
+                    "description": "Any unique string per request (e.g. a UUID). A retry with the same key (same token, "
+                    "same route) gets the stored answer of the first request, never a second effect; "
+                    "a key used for another route is a 422.",
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"},
+                }
+            },
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A token configured by its SHA-256 (`KOKEILU_TOKENS`), or `KOKEILU_ADMIN_TOKEN`. "
+                    "Each operation's security requirement names the scope it needs; `admin` has every "
+                    "scope. Scopes:\n" + scope_lines,
+                }
+            },
         },
     }
     for op in (op for item in paths.values() for op in item.values()):

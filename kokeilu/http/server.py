@@ -9,6 +9,7 @@
 - a request with more than one `Content-Length`, or a malformed one, or one beside
   `Transfer-Encoding`, gets 400; every error the server itself writes is JSON in the API's shape.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,12 +52,18 @@ class HeaderTimeout(socket.timeout):
     """The request line and headers did not arrive in time (a slow-header client)."""
 
 
-def raw_error(status: int, reason: str, code: str, message: str, fields: dict | None = None,
-              headers: dict | None = None) -> bytes:
+def raw_error(
+    status: int, reason: str, code: str, message: str, fields: dict | None = None, headers: dict | None = None
+) -> bytes:
     """A whole HTTP/1.1 error response with the API's JSON body, closing the connection."""
     body = json.dumps({"error": {"code": code, "message": message, "fields": fields or {}}}).encode()
-    lines = [f"HTTP/1.1 {status} {reason}", "Content-Type: application/json", f"Content-Length: {len(body)}",
-             "Connection: close", *(f"{k}: {v}" for k, v in (headers or {}).items())]
+    lines = [
+        f"HTTP/1.1 {status} {reason}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+        *(f"{k}: {v}" for k, v in (headers or {}).items()),
+    ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
@@ -105,8 +112,14 @@ class HardenedProtocol(HttpOnlyProtocol):
         line = super()._read_request_line()
         if len(line) >= self.server.url_length_limit:
             self._cancel_header_timer()
-            self.wfile.write(raw_error(414, "URI Too Long", "uri_too_long",
-                                       f"request line longer than {self.server.url_length_limit} bytes"))
+            self.wfile.write(
+                raw_error(
+                    414,
+                    "URI Too Long",
+                    "uri_too_long",
+                    f"request line longer than {self.server.url_length_limit} bytes",
+                )
+            )
             self.wfile.flush()
             return ""
         return line
@@ -133,18 +146,32 @@ class HardenedProtocol(HttpOnlyProtocol):
             self._cancel_header_timer()
         lengths = self.headers.get_all("Content-Length") or []
         if len(lengths) > 1:
-            self._refuse(400, "Bad Request", "bad_request", "more than one Content-Length header",
-                         {"Content-Length": "duplicated"})
+            self._refuse(
+                400,
+                "Bad Request",
+                "bad_request",
+                "more than one Content-Length header",
+                {"Content-Length": "duplicated"},
+            )
             return False
         if lengths and not (lengths[0].strip().isdigit() and lengths[0].strip().isascii()):
-            self._refuse(400, "Bad Request", "bad_request", "Content-Length is not a non-negative integer",
-                         {"Content-Length": "malformed"})
+            self._refuse(
+                400,
+                "Bad Request",
+                "bad_request",
+                "Content-Length is not a non-negative integer",
+                {"Content-Length": "malformed"},
+            )
             return False
         encodings = self.headers.get_all("Transfer-Encoding") or []
         if encodings and (lengths or len(encodings) > 1 or encodings[0].strip().lower() != "chunked"):
-            self._refuse(400, "Bad Request", "bad_request",
-                         "Transfer-Encoding must be a single 'chunked', without Content-Length",
-                         {"Transfer-Encoding": "not supported here"})
+            self._refuse(
+                400,
+                "Bad Request",
+                "bad_request",
+                "Transfer-Encoding must be a single 'chunked', without Content-Length",
+                {"Transfer-Encoding": "not supported here"},
+            )
             return False
         return True
 
@@ -161,8 +188,9 @@ class HardenedProtocol(HttpOnlyProtocol):
         reason = self.responses.get(code, ("Error",))[0]
         text = message or reason
         try:
-            self.wfile.write(raw_error(code, reason, "bad_request" if code == 400 else reason.lower().replace(" ", "_"),
-                                       str(text)))
+            self.wfile.write(
+                raw_error(code, reason, "bad_request" if code == 400 else reason.lower().replace(" ", "_"), str(text))
+            )
             self.wfile.flush()
         except OSError:
             pass
@@ -195,10 +223,16 @@ class HardenedWebServer(WebServer):
 
     def get_wsgi_server(self, sock, wsgi_app, protocol=HardenedProtocol, debug=False):
         settings = http_settings()
-        server = wsgi.Server(sock, sock.getsockname(), wsgi_app, protocol=protocol, debug=debug,
-                             log=logging.getLogger("nameko.web.server"),
-                             keepalive=settings.idle_timeout_seconds,
-                             socket_timeout=settings.socket_timeout_seconds)
+        server = wsgi.Server(
+            sock,
+            sock.getsockname(),
+            wsgi_app,
+            protocol=protocol,
+            debug=debug,
+            log=logging.getLogger("nameko.web.server"),
+            keepalive=settings.idle_timeout_seconds,
+            socket_timeout=settings.socket_timeout_seconds,
+        )
         server.kokeilu_settings = settings
         return server
 
@@ -246,13 +280,24 @@ class HardenedWebServer(WebServer):
                     if not chunk:
                         break
                     head += chunk
-            if head.startswith(b"GET " + LIVE_PATH.encode() + b" ") or head.startswith(b"GET " + LIVE_PATH.encode() + b"?"):
+            if head.startswith(b"GET " + LIVE_PATH.encode() + b" ") or head.startswith(
+                b"GET " + LIVE_PATH.encode() + b"?"
+            ):
                 body = live_body(self.container.service_name)
-                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
-                             b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+                sock.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+                )
             else:
-                sock.sendall(raw_error(503, "Service Unavailable", "overloaded",
-                                       "too many open connections; try again shortly", headers={"Retry-After": "1"}))
+                sock.sendall(
+                    raw_error(
+                        503,
+                        "Service Unavailable",
+                        "overloaded",
+                        "too many open connections; try again shortly",
+                        headers={"Retry-After": "1"},
+                    )
+                )
         except OSError:
             pass
         finally:

@@ -16,6 +16,7 @@ read only the topics it consumes, with its own consumer groups; nothing may crea
 reconfigure topics but the admin. WRITE and READ imply DESCRIBE; WRITE on a topic also lets a
 producer be idempotent (Kafka 3.0+, KIP-679), so no cluster-level grant is needed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,18 @@ import sys
 from dataclasses import dataclass
 
 from kafka.admin import (
-    ACL, ACLFilter, ACLOperation, ACLPermissionType, ACLResourcePatternType, KafkaAdminClient, ResourcePattern,
-    ResourcePatternFilter, ResourceType, ScramMechanism, UserScramCredentialUpsertion)
+    ACL,
+    ACLFilter,
+    ACLOperation,
+    ACLPermissionType,
+    ACLResourcePatternType,
+    KafkaAdminClient,
+    ResourcePattern,
+    ResourcePatternFilter,
+    ResourceType,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
+)
 
 from kokeilu.config import Settings, get_settings
 from kokeilu.contracts import flows
@@ -49,8 +60,10 @@ class Access:
 # The table, from kokeilu.contracts.flows (who publishes and consumes what). Service principals
 # are named after the service (its KAFKA_SASL_USERNAME); their groups are the ones
 # kokeilu.kafka.consumer uses: <prefix>kokeilu.<service>[.<suffix>].
-SERVICES: dict[str, Access] = {name: Access(writes=party.publishes, reads=party.consumes, group=f"kokeilu.{name}")
-                               for name, party in flows.SERVICES.items()}
+SERVICES: dict[str, Access] = {
+    name: Access(writes=party.publishes, reads=party.consumes, group=f"kokeilu.{name}")
+    for name, party in flows.SERVICES.items()
+}
 # City systems that send proposals and measurements in: write the intake topic, nothing else.
 CITY_SYSTEMS: dict[str, Access] = {"intake": Access(writes=flows.CITY_SYSTEMS.publishes)}
 DEFAULT_DEPARTMENTS = ("department",)
@@ -71,10 +84,20 @@ def principals(departments=DEFAULT_DEPARTMENTS) -> dict[str, Access]:
     return table
 
 
-def _acl(user: str, operation: ACLOperation, resource: ResourceType, name: str,
-         pattern: ACLResourcePatternType = ACLResourcePatternType.LITERAL) -> ACL:
-    return ACL(principal=f"User:{user}", host="*", operation=operation, permission_type=ACLPermissionType.ALLOW,
-               resource_pattern=ResourcePattern(resource, name, pattern))
+def _acl(
+    user: str,
+    operation: ACLOperation,
+    resource: ResourceType,
+    name: str,
+    pattern: ACLResourcePatternType = ACLResourcePatternType.LITERAL,
+) -> ACL:
+    return ACL(
+        principal=f"User:{user}",
+        host="*",
+        operation=operation,
+        permission_type=ACLPermissionType.ALLOW,
+        resource_pattern=ResourcePattern(resource, name, pattern),
+    )
 
 
 def bindings(settings: Settings, departments=DEFAULT_DEPARTMENTS) -> set[ACL]:
@@ -105,8 +128,11 @@ def set_passwords(settings: Settings, passwords: dict[str, str]) -> None:
     admin = _admin(settings)
     try:
         result = admin.alter_user_scram_credentials(
-            [UserScramCredentialUpsertion(user, ScramMechanism.SCRAM_SHA_512, password)
-             for user, password in passwords.items()])
+            [
+                UserScramCredentialUpsertion(user, ScramMechanism.SCRAM_SHA_512, password)
+                for user, password in passwords.items()
+            ]
+        )
     finally:
         admin.close()
     failed = {user: error for user, error in result.items() if error}
@@ -115,9 +141,13 @@ def set_passwords(settings: Settings, passwords: dict[str, str]) -> None:
 
 
 def current(admin: KafkaAdminClient) -> set[ACL]:
-    everything = ACLFilter(principal=None, host=None, operation=ACLOperation.ANY,
-                           permission_type=ACLPermissionType.ANY,
-                           resource_pattern=ResourcePatternFilter(ResourceType.ANY, None, ACLResourcePatternType.ANY))
+    everything = ACLFilter(
+        principal=None,
+        host=None,
+        operation=ACLOperation.ANY,
+        permission_type=ACLPermissionType.ANY,
+        resource_pattern=ResourcePatternFilter(ResourceType.ANY, None, ACLResourcePatternType.ANY),
+    )
     acls, _ = admin.describe_acls(everything)
     return set(acls)
 
@@ -133,8 +163,11 @@ def apply(settings: Settings, departments=DEFAULT_DEPARTMENTS, passwords: dict[s
     admin = _admin(settings)
     try:
         existing = current(admin)
-        stale = [acl for acl in existing - wanted
-                 if acl.principal in managed and (acl.resource_pattern.resource_name or "").startswith(prefix)]
+        stale = [
+            acl
+            for acl in existing - wanted
+            if acl.principal in managed and (acl.resource_pattern.resource_name or "").startswith(prefix)
+        ]
         missing = sorted(wanted - existing, key=repr)
         if stale:
             admin.delete_acls(stale)
@@ -154,18 +187,27 @@ def describe_table(settings: Settings, departments=DEFAULT_DEPARTMENTS) -> str:
     lines = []
     for user, access in principals(departments).items():
         group = settings.physical_topic(access.group) + "[.*]" if access.group else "-"
-        lines.append(f"User:{user}\n  write: {', '.join(map(settings.physical_topic, access.writes)) or '-'}"
-                     f"\n  read:  {', '.join(map(settings.physical_topic, access.reads)) or '-'}\n  groups: {group}")
+        lines.append(
+            f"User:{user}\n  write: {', '.join(map(settings.physical_topic, access.writes)) or '-'}"
+            f"\n  read:  {', '.join(map(settings.physical_topic, access.reads)) or '-'}\n  groups: {group}"
+        )
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kokeilu.kafka.acls", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["apply", "show"])
-    parser.add_argument("--department", action="append", default=[],
-                        help="a department principal (repeatable); also KOKEILU_KAFKA_DEPARTMENTS")
-    parser.add_argument("--set-passwords", action="store_true",
-                        help="set the SCRAM credential of each principal whose KAFKA_<USER>_PASSWORD is set")
+    parser.add_argument(
+        "--department",
+        action="append",
+        default=[],
+        help="a department principal (repeatable); also KOKEILU_KAFKA_DEPARTMENTS",
+    )
+    parser.add_argument(
+        "--set-passwords",
+        action="store_true",
+        help="set the SCRAM credential of each principal whose KAFKA_<USER>_PASSWORD is set",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
@@ -183,11 +225,16 @@ def main(argv=None) -> int:
         return 0
     passwords = None
     if args.set_passwords:
-        passwords = {user: os.environ[password_variable(user)] for user in principals(departments)
-                     if os.environ.get(password_variable(user))}
+        passwords = {
+            user: os.environ[password_variable(user)]
+            for user in principals(departments)
+            if os.environ.get(password_variable(user))
+        }
     result = apply(settings, departments, passwords)
-    print(f"{result['wanted']} ACLs in the table; {len(result['created'])} created, {len(result['deleted'])} deleted"
-          + (f"; SCRAM credentials set for {', '.join(sorted(passwords))}" if passwords else ""))
+    print(
+        f"{result['wanted']} ACLs in the table; {len(result['created'])} created, {len(result['deleted'])} deleted"
+        + (f"; SCRAM credentials set for {', '.join(sorted(passwords))}" if passwords else "")
+    )
     return 0
 
 

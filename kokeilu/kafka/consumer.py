@@ -21,6 +21,7 @@ Records of one partition are applied in offset order, as before. A batch ends ea
 `KOKEILU_CONSUMER_BATCH_SECONDS`: on SQLite its transaction holds the store's write lock,
 which the service's HTTP requests wait for.
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,12 +40,12 @@ from kokeilu import tracing
 from kokeilu.config import get_settings
 from kokeilu.contracts import InvalidEvent, decode, parse_envelope
 from kokeilu.errors import is_transient
-from kokeilu.faults import crash_point
 from kokeilu.extensions import StoreExtension, TopicsExtension
-from kokeilu.metrics import known_type, metrics_for
+from kokeilu.faults import crash_point
 from kokeilu.kafka.deadletter import dead_letter, redrive_of
 from kokeilu.kafka.monitor import KafkaMonitor
 from kokeilu.kafka.relay import OutboxRelay
+from kokeilu.metrics import known_type, metrics_for
 from kokeilu.store import UnitOfWork
 from kokeilu.store.unit_of_work import Savepoint, write_outbox
 
@@ -75,7 +76,9 @@ class EventConsumer(Entrypoint):
     def setup(self):
         self.settings = get_settings()
         service = self.container.service_name
-        self.group = f"{self.settings.kokeilu_topic_prefix}kokeilu.{service}" + (f".{self.group_suffix}" if self.group_suffix else "")
+        self.group = f"{self.settings.kokeilu_topic_prefix}kokeilu.{service}" + (
+            f".{self.group_suffix}" if self.group_suffix else ""
+        )
         self.metrics = metrics_for(service)
         self._stopping = False
         self._done = threading.Event()
@@ -146,8 +149,13 @@ class EventConsumer(Entrypoint):
                     if self._stopping:
                         break
                     self.metrics.retries.labels(service=self.container.service_name, stage="consume").inc()
-                    log.warning("consumer %s failed (%s: %s); reconnecting in %.1fs",
-                                self.group, exc.__class__.__name__, exc, delay)
+                    log.warning(
+                        "consumer %s failed (%s: %s); reconnecting in %.1fs",
+                        self.group,
+                        exc.__class__.__name__,
+                        exc,
+                        delay,
+                    )
                     self._close(commit=False)
                     time.sleep(delay)
                     delay = min(delay * 2, 10)
@@ -193,8 +201,15 @@ class EventConsumer(Entrypoint):
                     # dead-lettered in its savepoint; this is the batch's commit itself). Find the
                     # record: apply them one at a time; one that cannot be stored even alone is
                     # dead-lettered without its value, so the partition moves on.
-                    log.error("a batch of %s from %s[%s]@%s could not be committed (%s: %s)", len(records),
-                              records[0].topic, records[0].partition, records[0].offset, exc.__class__.__name__, exc)
+                    log.error(
+                        "a batch of %s from %s[%s]@%s could not be committed (%s: %s)",
+                        len(records),
+                        records[0].topic,
+                        records[0].partition,
+                        records[0].offset,
+                        exc.__class__.__name__,
+                        exc,
+                    )
                     if len(records) > 1:
                         records = records[:1]
                         continue
@@ -202,9 +217,16 @@ class EventConsumer(Entrypoint):
                 if self._stopping:
                     return 0
                 self.metrics.retries.labels(service=self.container.service_name, stage="apply").inc()
-                log.warning("transient failure applying a batch of %s from %s[%s]@%s (%s: %s); retrying in %.1fs",
-                            len(records), records[0].topic, records[0].partition, records[0].offset,
-                            exc.__class__.__name__, exc, delay)
+                log.warning(
+                    "transient failure applying a batch of %s from %s[%s]@%s (%s: %s); retrying in %.1fs",
+                    len(records),
+                    records[0].topic,
+                    records[0].partition,
+                    records[0].offset,
+                    exc.__class__.__name__,
+                    exc,
+                    delay,
+                )
                 time.sleep(delay)
                 delay = min(delay * 2, 10)
 
@@ -217,7 +239,7 @@ class EventConsumer(Entrypoint):
         self._committed(batch, [(self.settings.logical_topic(record.topic), "unknown", "dead_lettered", 0.0)])
         return 1
 
-    def _committed(self, batch: "Batch", counted: list[tuple[str, str, str, float]]) -> None:
+    def _committed(self, batch: Batch, counted: list[tuple[str, str, str, float]]) -> None:
         """After a batch's commit: its events to the relay, its records to the metrics."""
         service = self.container.service_name
         self.relay.wake()
@@ -248,8 +270,7 @@ class EventConsumer(Entrypoint):
                     outcome, event_type = self._apply(batch, record, topic)
                     if redrive_of(record.headers):
                         batch.redriven.append((topic, outcome or "applied"))
-                    counted.append((topic, known_type(event_type), outcome or "applied",
-                                    time.perf_counter() - started))
+                    counted.append((topic, known_type(event_type), outcome or "applied", time.perf_counter() - started))
                     crash_point("consumer.applied")
                 write_outbox(conn, batch.outbox)  # the whole batch's events, in one statement
             finally:
@@ -257,15 +278,16 @@ class EventConsumer(Entrypoint):
         self._committed(batch, counted)
         return len(counted)
 
-    def _apply(self, batch: "Batch", record, topic: str) -> tuple[str | None, str]:
+    def _apply(self, batch: Batch, record, topic: str) -> tuple[str | None, str]:
         """(outcome, event type) of one record, in a savepoint of the batch's transaction.
         Raises only what is transient."""
         try:
             event = parse_envelope(record.value)
             data = decode(event, topic)
         except InvalidEvent as exc:
-            outcome = self._dead_letter(batch, record, "unparseable" if exc.event is None else "invalid", exc.reason,
-                                        exc.event)
+            outcome = self._dead_letter(
+                batch, record, "unparseable" if exc.event is None else "invalid", exc.reason, exc.event
+            )
             return outcome, exc.event.type if exc.event is not None else "unknown"
         except Exception as exc:  # anything else a hostile record makes the parser raise
             if is_transient(exc):
@@ -278,7 +300,7 @@ class EventConsumer(Entrypoint):
             span.set_attribute("kokeilu.outcome", outcome or "applied")
             return outcome, event.type
 
-    def _apply_event(self, batch: "Batch", record, topic: str, event, data) -> str | None:
+    def _apply_event(self, batch: Batch, record, topic: str, event, data) -> str | None:
         savepoint, recorded = Savepoint(batch.conn), len(batch.outbox)
         try:
             outcome = self._run_worker(event, data)
@@ -306,7 +328,9 @@ class EventConsumer(Entrypoint):
             raise outcome["exc_info"][1]
         return outcome["result"]
 
-    def _dead_letter(self, batch: "Batch", record, reason: str, error: str, event=None, message: str | None = None) -> str:
+    def _dead_letter(
+        self, batch: Batch, record, reason: str, error: str, event=None, message: str | None = None
+    ) -> str:
         """Record the dead letter (and the rejection, if any) in the batch's transaction; the
         outcome: "dead_lettered", or "duplicate" for a record dead-lettered before. When even
         that fails for a reason no retry changes, one that names the record and the error but
@@ -317,32 +341,60 @@ class EventConsumer(Entrypoint):
         except Exception as exc:
             if is_transient(exc):
                 raise
-            log.error("dead letter for %s[%s]@%s could not be stored (%s: %s); storing it without its value",
-                      record.topic, record.partition, record.offset, exc.__class__.__name__, exc)
+            log.error(
+                "dead letter for %s[%s]@%s could not be stored (%s: %s); storing it without its value",
+                record.topic,
+                record.partition,
+                record.offset,
+                exc.__class__.__name__,
+                exc,
+            )
             self._store_dead_letter(batch, record, "failed", f"{exc.__class__.__name__}: {exc}", keep_value=False)
             reason = "failed"
         batch.dead_lettered.append((self.settings.logical_topic(record.topic), reason))
         return "dead_lettered"
 
-    def _store_dead_letter(self, batch: "Batch", record, reason: str, error: str, event=None, message: str | None = None,
-                           keep_value: bool = True) -> bool:
+    def _store_dead_letter(
+        self,
+        batch: Batch,
+        record,
+        reason: str,
+        error: str,
+        event=None,
+        message: str | None = None,
+        keep_value: bool = True,
+    ) -> bool:
         # The last resort (keep_value=False) keeps nothing of the record's but its key and where it was.
-        letter = dead_letter(record.value if keep_value else None, record.key, reason, error,
-                             self.container.service_name, original=record.headers if keep_value else None,
-                             topic=record.topic, partition=record.partition, offset=record.offset,
-                             consumer_group=self.group)
+        letter = dead_letter(
+            record.value if keep_value else None,
+            record.key,
+            reason,
+            error,
+            self.container.service_name,
+            original=record.headers if keep_value else None,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            consumer_group=self.group,
+        )
         with UnitOfWork.joining(self.store.database, batch.conn, batch.outbox) as uow:
             # A record is dead-lettered once, even when a crash between the batch's commit and
             # its offsets' commit delivers it again (it has no event id the inbox could know).
-            if not uow.first_time_key(f"dead-letter:{self.group}", f"{record.topic}:{record.partition}:{record.offset}",
-                                      "dead-letter"):
+            if not uow.first_time_key(
+                f"dead-letter:{self.group}", f"{record.topic}:{record.partition}:{record.offset}", "dead-letter"
+            ):
                 return False
             uow.add_outbox(letter.topic, letter.key, letter.value, letter.headers, letter.event_type)
             if self.on_reject is not None and keep_value:
                 self._reject(uow, record, event, message or error)
             uow.commit()
-        log.warning("dead-lettered %s[%s]@%s: %s", record.topic, record.partition, record.offset,
-                    letter.headers["kokeilu.error"][:300])
+        log.warning(
+            "dead-lettered %s[%s]@%s: %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            letter.headers["kokeilu.error"][:300],
+        )
         return True
 
     def _reject(self, uow, record, event, reason: str) -> None:

@@ -12,13 +12,24 @@ The original record's headers go along unchanged, beside the `kokeilu.*` ones (t
 says which are left out, and why), so the value still reads as what it was (a CloudEvent in
 structured mode says so in `content-type`) and a redrive can restore them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kokeilu.contracts import deadletter as contract, topics
-from kokeilu.contracts.deadletter import (KEEP_BYTES, MAX_ERROR, MAX_HEADER, MAX_KEY, MAX_ORIGINAL_HEADER_BYTES,
-                                         MAX_ORIGINAL_HEADERS, NAMESPACE, OMITTED, REDRIVE_OF)
+from kokeilu.contracts import deadletter as contract
+from kokeilu.contracts import topics
+from kokeilu.contracts.deadletter import (
+    KEEP_BYTES,
+    MAX_ERROR,
+    MAX_HEADER,
+    MAX_KEY,
+    MAX_ORIGINAL_HEADER_BYTES,
+    MAX_ORIGINAL_HEADERS,
+    NAMESPACE,
+    OMITTED,
+    REDRIVE_OF,
+)
 from kokeilu.contracts.envelope import MAX_EVENT_BYTES
 
 # Why a record was set aside (the contract says what each means, and names every header).
@@ -67,9 +78,13 @@ def original_headers(headers) -> tuple[dict[str, str], list[str]]:
     size = 0
     for name, raw in items:
         text_name, value = _text(name), _text(raw)
-        fits = (text_name is not None and value is not None and len(value) <= MAX_HEADER
-                and len(kept) < MAX_ORIGINAL_HEADERS
-                and size + len(text_name.encode()) + len(value.encode()) <= MAX_ORIGINAL_HEADER_BYTES)
+        fits = (
+            text_name is not None
+            and value is not None
+            and len(value) <= MAX_HEADER
+            and len(kept) < MAX_ORIGINAL_HEADERS
+            and size + len(text_name.encode()) + len(value.encode()) <= MAX_ORIGINAL_HEADER_BYTES
+        )
         if not fits or text_name.startswith(NAMESPACE) or text_name in kept:
             omitted.append(clean(name if isinstance(name, str) else name.decode("utf-8", "replace"), 100))
             continue
@@ -86,16 +101,27 @@ def redrive_of(headers) -> str | None:
     return None
 
 
-def dead_letter(value: bytes | None, key: bytes | str | None, reason: str, error: str, service: str,
-                original=None, **source: str | int) -> DeadLetter:
+def dead_letter(
+    value: bytes | None,
+    key: bytes | str | None,
+    reason: str,
+    error: str,
+    service: str,
+    original=None,
+    **source: str | int,
+) -> DeadLetter:
     """`source` names where the record was: topic, partition, offset, consumer_group, outbox_id.
     `original`: the original record's headers, kept as the contract says."""
     assert reason in REASONS, reason
     headers, omitted = original_headers(original)
     if omitted:
         headers[OMITTED] = clean(",".join(omitted), MAX_HEADER)
-    headers |= {f"kokeilu.source.{name.replace('_', '.')}" if name in ("topic", "partition", "offset")
-               else f"kokeilu.{name.replace('_', '.')}": clean(str(v), MAX_HEADER) for name, v in source.items()}
+    headers |= {
+        f"kokeilu.source.{name.replace('_', '.')}"
+        if name in ("topic", "partition", "offset")
+        else f"kokeilu.{name.replace('_', '.')}": clean(str(v), MAX_HEADER)
+        for name, v in source.items()
+    }
     headers.update({"kokeilu.service": service, "kokeilu.reason": reason, "kokeilu.error": clean(error, MAX_ERROR)})
     if value is not None and len(value) > MAX_EVENT_BYTES:
         headers["kokeilu.value.truncated"] = str(len(value))

@@ -9,6 +9,7 @@ figures keep moving while those are blocked (a broker down or frozen, a record t
   partitions, per consumer group (`group`, its name without the topic prefix) and topic. While the brokers cannot be asked it keeps its last
   value (it is not reset to 0, which would read as "all caught up").
 """
+
 from __future__ import annotations
 
 import logging
@@ -49,15 +50,17 @@ class KafkaMonitor(SharedExtension):
 
     def _lag(self, group: str, topic: str):
         """The lag gauge of a (physical) group's topic: labelled with the group's logical name."""
-        return self.metrics.consumer_lag.labels(service=self.service, group=self.settings.logical_topic(group),
-                                                topic=topic)
+        return self.metrics.consumer_lag.labels(
+            service=self.service, group=self.settings.logical_topic(group), topic=topic
+        )
 
     def assigned(self, group: str, partitions: int | None, joining: bool = False) -> None:
         """A consumer says where it stands in its group: `partitions` held once it has joined;
         None while it connects, or (`joining`) while the group rebalances."""
         logical = self.settings.logical_topic(group)
-        self.membership[logical] = (f"{partitions} partitions" if partitions is not None
-                                    else "joining" if joining else "connecting")
+        self.membership[logical] = (
+            f"{partitions} partitions" if partitions is not None else "joining" if joining else "connecting"
+        )
         labels = dict(service=self.service, group=logical)
         self.metrics.consumer_partitions.labels(**labels).set(partitions or 0)
         self.metrics.consumer_joined.labels(**labels).set(partitions is not None)
@@ -90,11 +93,17 @@ class KafkaMonitor(SharedExtension):
     def _clients(self):
         if self._admin is None:
             options = self.settings.kafka_client_options()
-            self._admin = KafkaAdminClient(**options, client_id=f"{self.service}-monitor",
-                                           request_timeout_ms=TIMEOUT_MS)
-            self._consumer = KafkaConsumer(**options, client_id=f"{self.service}-monitor", group_id=None,
-                                           request_timeout_ms=TIMEOUT_MS, fetch_max_wait_ms=100,
-                                           enable_auto_commit=False)
+            self._admin = KafkaAdminClient(
+                **options, client_id=f"{self.service}-monitor", request_timeout_ms=TIMEOUT_MS
+            )
+            self._consumer = KafkaConsumer(
+                **options,
+                client_id=f"{self.service}-monitor",
+                group_id=None,
+                request_timeout_ms=TIMEOUT_MS,
+                fetch_max_wait_ms=100,
+                enable_auto_commit=False,
+            )
         return self._admin, self._consumer
 
     def probe(self) -> None:
@@ -105,9 +114,11 @@ class KafkaMonitor(SharedExtension):
             return
         committed = admin.list_group_offsets(list(self.groups))
         for group, topics in self.groups.items():
-            partitions = [TopicPartition(self.settings.physical_topic(t), p)
-                          for t in topics for p in sorted(consumer.partitions_for_topic(self.settings.physical_topic(t))
-                                                          or ())]
+            partitions = [
+                TopicPartition(self.settings.physical_topic(t), p)
+                for t in topics
+                for p in sorted(consumer.partitions_for_topic(self.settings.physical_topic(t)) or ())
+            ]
             if not partitions:
                 continue
             ends = consumer.end_offsets(partitions, timeout_ms=TIMEOUT_MS)

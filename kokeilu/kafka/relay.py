@@ -1,5 +1,6 @@
 """The outbox relay: publishes what units of work recorded, in order, with an idempotent
 producer (acks=all), and marks rows sent. The only code path that produces to Kafka."""
+
 from __future__ import annotations
 
 import logging
@@ -8,16 +9,21 @@ import time
 from datetime import timedelta
 
 from kafka import KafkaProducer
-from kafka.errors import (CorruptRecordError, InvalidRecordError, InvalidTopicError, MessageSizeTooLargeError,
-                          RecordListTooLargeError)
+from kafka.errors import (
+    CorruptRecordError,
+    InvalidRecordError,
+    InvalidTopicError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+)
 from nameko.extensions import SharedExtension
 
 from kokeilu import tracing
 from kokeilu.config import get_settings
 from kokeilu.contracts import topics
-from kokeilu.kafka.deadletter import dead_letter
-from kokeilu.faults import crash_point
 from kokeilu.extensions import StoreExtension, TopicsExtension
+from kokeilu.faults import crash_point
+from kokeilu.kafka.deadletter import dead_letter
 from kokeilu.metrics import metrics_for
 from kokeilu.store import OutboxReader, Relayed
 
@@ -25,8 +31,16 @@ log = logging.getLogger(__name__)
 
 BATCH = 500
 # What no retry changes: the record is too large for the brokers, or refused as invalid.
-UNSENDABLE = (MessageSizeTooLargeError, RecordListTooLargeError, InvalidRecordError, CorruptRecordError,
-              InvalidTopicError, UnicodeError, TypeError, ValueError)
+UNSENDABLE = (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    InvalidRecordError,
+    CorruptRecordError,
+    InvalidTopicError,
+    UnicodeError,
+    TypeError,
+    ValueError,
+)
 KEEP_SENT = timedelta(days=1)
 
 
@@ -86,8 +100,14 @@ class OutboxRelay(SharedExtension):
             try:
                 headers = [(k, v.encode()) for k, v in (row.headers or {}).items()]
                 key = row.key.encode() if row.key is not None else None
-                pending.append((row, producer.send(self.settings.physical_topic(row.topic), key=key, value=row.value,
-                                                   headers=headers)))
+                pending.append(
+                    (
+                        row,
+                        producer.send(
+                            self.settings.physical_topic(row.topic), key=key, value=row.value, headers=headers
+                        ),
+                    )
+                )
             except UNSENDABLE as exc:
                 pending.append((row, exc))
             except Exception as exc:  # e.g. no metadata in time: the broker is away
@@ -109,24 +129,37 @@ class OutboxRelay(SharedExtension):
                 result.error = exc
                 break
             result.sent.append(row.id)
-            tracing.producer_span(f"send {row.topic}", (row.headers or {}).get("traceparent"),
-                                  **{"messaging.system": "kafka", "messaging.operation.type": "send",
-                                     "messaging.destination.name": row.topic})
+            tracing.producer_span(
+                f"send {row.topic}",
+                (row.headers or {}).get("traceparent"),
+                **{
+                    "messaging.system": "kafka",
+                    "messaging.operation.type": "send",
+                    "messaging.destination.name": row.topic,
+                },
+            )
             self.metrics.events_published.labels(
-                service=self.container.service_name, topic=row.topic, type=row.event_type).inc()
+                service=self.container.service_name, topic=row.topic, type=row.event_type
+            ).inc()
         crash_point("relay.published")
         return result
 
     def _park(self, result: Relayed, row, exc: Exception) -> None:
         service = self.container.service_name
         error = f"{exc.__class__.__name__}: {exc}"
-        log.error("outbox row %s (%s on %s) can never be published (%s); parked on the dead-letter topic",
-                  row.id, row.event_type, row.topic, error)
+        log.error(
+            "outbox row %s (%s on %s) can never be published (%s); parked on the dead-letter topic",
+            row.id,
+            row.event_type,
+            row.topic,
+            error,
+        )
         if row.topic == topics.DEADLETTER:  # a dead letter that cannot be sent is not dead-lettered again
             result.parked[row.id] = None
             return
-        result.parked[row.id] = dead_letter(row.value, row.key, "unpublishable", error, service,
-                                            original=row.headers, topic=row.topic, outbox_id=row.id)
+        result.parked[row.id] = dead_letter(
+            row.value, row.key, "unpublishable", error, service, original=row.headers, topic=row.topic, outbox_id=row.id
+        )
         self.metrics.dead_lettered.labels(service=service, topic=row.topic, reason="unpublishable").inc()
 
     def relay_once(self) -> int:

@@ -3,6 +3,7 @@
 In a secured cluster (docs/operations.md, "Kafka security") the services may not create topics:
 the admin step (`python -m kokeilu.kafka.acls apply`) creates them, and a service that is refused
 here logs it and carries on; it sees, and needs, only the topics its ACLs let it describe."""
+
 from __future__ import annotations
 
 import logging
@@ -10,8 +11,13 @@ import time
 
 from kafka.admin import KafkaAdminClient
 from kafka.errors import (
-    ClusterAuthorizationFailedError, KafkaError, NoError, TopicAlreadyExistsError, TopicAuthorizationFailedError,
-    for_code)
+    ClusterAuthorizationFailedError,
+    KafkaError,
+    NoError,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+    for_code,
+)
 
 from kokeilu.config import Settings
 from kokeilu.contracts import topics
@@ -78,5 +84,7 @@ def _create(admin: KafkaAdminClient, missing: dict[str, dict]) -> None:
     if refused:
         # Not allowed to create (or even see) them: in a secured cluster the admin step creates
         # the topics, and the ACLs decide which of them this principal may use.
-        log.info("not authorised to create topics %s; leaving them to the admin step "
-                 "(python -m kokeilu.kafka.acls apply)", sorted(refused))
+        log.info(
+            "not authorised to create topics %s; leaving them to the admin step (python -m kokeilu.kafka.acls apply)",
+            sorted(refused),
+        )

@@ -1,4 +1,5 @@
 """A service's database: engine, migrations on start, and the guard SQLite needs under eventlet."""
+
 from __future__ import annotations
 
 import logging
@@ -83,6 +84,7 @@ def _blocking(fn):
     """Run `fn` (a disk wait) in a native thread under eventlet, so the other green threads go on."""
     if eventlet_patched():
         from eventlet import tpool
+
         return tpool.execute(fn)
     return fn()
 
@@ -194,8 +196,10 @@ class Database:
     def transaction(self):
         """One transaction, committed when the block ends without an exception (a span of its
         own inside a traced request or record: kokeilu/tracing.py)."""
-        with tracing.span("store transaction", **{"db.system.name": self.engine.dialect.name}), \
-                self._transaction() as conn:
+        with (
+            tracing.span("store transaction", **{"db.system.name": self.engine.dialect.name}),
+            self._transaction() as conn,
+        ):
             yield conn
 
     @contextmanager

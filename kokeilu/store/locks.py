@@ -6,6 +6,7 @@ second instance that asks for the same name waits until then. Locks are per data
 services never contend. SQLite needs none: a write transaction already holds the whole file,
 and only one process writes a SQLite store (docs/operations.md, "Several instances").
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -1,5 +1,6 @@
 """The body of every service's Alembic env.py: run migrations on the connection we are given
 (at service start) or on DATABASE_URL (from the alembic command line)."""
+
 from __future__ import annotations
 
 import sqlalchemy as sa

@@ -1,11 +1,13 @@
 """Keyset (cursor) pagination shared by the services' list queries."""
+
 from __future__ import annotations
 
 import sqlalchemy as sa
 
 
-def newest_first_after(conn: sa.Connection, query: sa.Select, time_col: sa.Column, id_col: sa.Column,
-                       after: str | None) -> sa.Select:
+def newest_first_after(
+    conn: sa.Connection, query: sa.Select, time_col: sa.Column, id_col: sa.Column, after: str | None
+) -> sa.Select:
     """Rows of `query` (ordered by `time_col` desc, `id_col` desc) strictly after the row whose id
     is `after`; stable under inserts, unlike an offset. An unknown cursor starts from the top."""
     if not after:

@@ -1,7 +1,8 @@
 """The outbox and inbox tables that every service's store has beside its own tables."""
+
 from __future__ import annotations
 
-from datetime import timezone
+from datetime import UTC
 
 import sqlalchemy as sa
 import sqlalchemy.dialects.postgresql
@@ -18,17 +19,18 @@ class UtcDateTime(sa.types.TypeDecorator):
     def process_bind_param(self, value, dialect):
         if value is not None and value.tzinfo is None:
             raise ValueError("naive datetime given to a UtcDateTime column")
-        return value.astimezone(timezone.utc) if value is not None else None
+        return value.astimezone(UTC) if value is not None else None
 
     def process_result_value(self, value, dialect):
         if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
+            return value.replace(tzinfo=UTC)
         return value
 
 
 def add_messaging_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
     outbox = sa.Table(
-        "outbox", metadata,
+        "outbox",
+        metadata,
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
         sa.Column("topic", sa.String(200), nullable=False),
         sa.Column("key", sa.String(200), nullable=True),
@@ -40,7 +42,8 @@ def add_messaging_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
     )
     sa.Index("ix_outbox_unsent", outbox.c.sent_at, outbox.c.id)
     inbox = sa.Table(
-        "inbox", metadata,
+        "inbox",
+        metadata,
         sa.Column("consumer", sa.String(200), primary_key=True),
         sa.Column("event_id", sa.String(400), primary_key=True),
         sa.Column("event_type", sa.String(200), nullable=False),
@@ -63,7 +66,8 @@ def add_flows_table(metadata: sa.MetaData) -> sa.Table:
     events, caused by an HTTP request or a timer rather than by an event, in its flow
     (kokeilu/tracing.py). For the services that act on aggregates outside events."""
     return sa.Table(
-        "flows", metadata,
+        "flows",
+        metadata,
         sa.Column("subject", sa.String(200), primary_key=True),
         sa.Column("correlation_id", sa.String(200), nullable=False),
         sa.Column("traceparent", sa.String(512), nullable=True),

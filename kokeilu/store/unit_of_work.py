@@ -1,12 +1,12 @@
 """Unit of work: one database transaction that changes a service's store, records the events to
 publish (outbox) and the events applied (inbox), all or nothing."""
+
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-
-import itertools
 
 import sqlalchemy as sa
 
@@ -58,7 +58,7 @@ class UnitOfWork:
         self._joined: dict[str, tuple[str, str | None]] = {}
 
     @classmethod
-    def joining(cls, database: Database, conn: sa.Connection, outbox: list[dict]) -> "UnitOfWork":
+    def joining(cls, database: Database, conn: sa.Connection, outbox: list[dict]) -> UnitOfWork:
         """A unit of work inside a transaction that its caller opened and will commit (a consumer
         applying a poll batch): every block of it is a savepoint of that transaction, whose
         commit() keeps its changes and whose failure undoes only them. The outbox rows it
@@ -130,15 +130,23 @@ class UnitOfWork:
         the same work takes, so that two instances always lock in one order."""
         hold(self.conn, name)
 
-    def sharing(self, cls: type["UnitOfWork"]) -> "UnitOfWork":
+    def sharing(self, cls: type[UnitOfWork]) -> UnitOfWork:
         """This unit of work's open transaction and outbox as a `cls` (a service's own, with its
         repositories and source): for a callback the platform runs in a unit of work of its own
         (a consumer's on_reject). What it records goes with this one's work, all or nothing."""
         return cls.joining(self.database, self.conn, self._outbox)
 
     # outbox ---------------------------------------------------------------------------
-    def emit(self, event_type, data, subject: str, cause: CloudEvent | None = None, *,
-             correlationid: str | None = None, traceparent: str | None = None) -> None:
+    def emit(
+        self,
+        event_type,
+        data,
+        subject: str,
+        cause: CloudEvent | None = None,
+        *,
+        correlationid: str | None = None,
+        traceparent: str | None = None,
+    ) -> None:
         """Record a new event of `event_type` (a kokeilu.contracts.catalog entry) from this
         service's `source` about `subject`, keyed by it, to be published after commit. `cause`,
         the event being handled, carries its correlation id and trace on and is named as the
@@ -146,9 +154,18 @@ class UnitOfWork:
         flow in hand). Then `publish` puts it in its subject's joined flow, if any."""
         if self.source is None:
             raise TypeError(f"{type(self).__name__} has no source: a service's unit of work names it")
-        self.publish(new_event(event_type.name, data, source=self.source, subject=subject,
-                               dataschema=event_type.dataschema, cause=cause, correlationid=correlationid,
-                               traceparent=traceparent))
+        self.publish(
+            new_event(
+                event_type.name,
+                data,
+                source=self.source,
+                subject=subject,
+                dataschema=event_type.dataschema,
+                cause=cause,
+                correlationid=correlationid,
+                traceparent=traceparent,
+            )
+        )
 
     def publish(self, event: CloudEvent, key: str | None = None) -> None:
         """Record an event to be published after commit, on the topic its type belongs to, in
@@ -160,9 +177,19 @@ class UnitOfWork:
             headers["traceparent"] = event.traceparent
         self.add_outbox(topic, key or event.subject, event.to_bytes(), headers, event.type)
 
-    def add_outbox(self, topic: str, key: str | None, value: bytes | None, headers: dict[str, str], event_type: str) -> None:
-        self._outbox.append({"topic": topic, "key": key, "value": value, "headers": headers,
-                             "event_type": event_type, "created_at": utcnow()})
+    def add_outbox(
+        self, topic: str, key: str | None, value: bytes | None, headers: dict[str, str], event_type: str
+    ) -> None:
+        self._outbox.append(
+            {
+                "topic": topic,
+                "key": key,
+                "value": value,
+                "headers": headers,
+                "event_type": event_type,
+                "created_at": utcnow(),
+            }
+        )
 
     # flows ----------------------------------------------------------------------------
     def remember_flow(self, subject: str) -> None:
@@ -171,8 +198,12 @@ class UnitOfWork:
         flow = tracing.current_flow()
         if flow is None:
             return
-        row = {"subject": subject, "correlation_id": flow.correlation_id,
-               "traceparent": tracing.current_traceparent(), "created_at": utcnow()}
+        row = {
+            "subject": subject,
+            "correlation_id": flow.correlation_id,
+            "traceparent": tracing.current_traceparent(),
+            "created_at": utcnow(),
+        }
         if self.conn.execute(_INSERT_FLOW[self.conn.dialect.name], row).rowcount == 1:
             self._joined[subject] = (row["correlation_id"], row["traceparent"])
 
@@ -251,17 +282,26 @@ def write_outbox(conn: sa.Connection, rows: list[dict]) -> None:
 # text: the dialects' on_conflict_do_nothing() statements are not cached, and compiling one
 # costs more than the rest of the insert.
 _COLUMNS = "(consumer, event_id, event_type, applied_at) VALUES (:consumer, :event_id, :event_type, :applied_at)"
-_INSERT_NEW = {dialect: sa.text(statement).bindparams(sa.bindparam("applied_at", type_=INBOX.c.applied_at.type))
-               for dialect, statement in (("sqlite", f"INSERT OR IGNORE INTO inbox {_COLUMNS}"),
-                                          ("postgresql", f"INSERT INTO inbox {_COLUMNS} ON CONFLICT DO NOTHING"))}
+_INSERT_NEW = {
+    dialect: sa.text(statement).bindparams(sa.bindparam("applied_at", type_=INBOX.c.applied_at.type))
+    for dialect, statement in (
+        ("sqlite", f"INSERT OR IGNORE INTO inbox {_COLUMNS}"),
+        ("postgresql", f"INSERT INTO inbox {_COLUMNS} ON CONFLICT DO NOTHING"),
+    )
+}
 
 
 _FLOW_OF = sa.select(FLOWS.c.correlation_id, FLOWS.c.traceparent).where(FLOWS.c.subject == sa.bindparam("subject"))
-_FLOW_COLUMNS = ("(subject, correlation_id, traceparent, created_at) "
-                 "VALUES (:subject, :correlation_id, :traceparent, :created_at)")
-_INSERT_FLOW = {dialect: sa.text(statement).bindparams(sa.bindparam("created_at", type_=FLOWS.c.created_at.type))
-                for dialect, statement in (("sqlite", f"INSERT OR IGNORE INTO flows {_FLOW_COLUMNS}"),
-                                           ("postgresql", f"INSERT INTO flows {_FLOW_COLUMNS} ON CONFLICT DO NOTHING"))}
+_FLOW_COLUMNS = (
+    "(subject, correlation_id, traceparent, created_at) VALUES (:subject, :correlation_id, :traceparent, :created_at)"
+)
+_INSERT_FLOW = {
+    dialect: sa.text(statement).bindparams(sa.bindparam("created_at", type_=FLOWS.c.created_at.type))
+    for dialect, statement in (
+        ("sqlite", f"INSERT OR IGNORE INTO flows {_FLOW_COLUMNS}"),
+        ("postgresql", f"INSERT INTO flows {_FLOW_COLUMNS} ON CONFLICT DO NOTHING"),
+    )
+}
 
 
 @dataclass
@@ -280,7 +320,7 @@ class OutboxReader:
     def __init__(self, database: Database):
         self.database = database
 
-    def relay(self, limit: int, publish: Callable[[list[sa.Row]], "Relayed"]) -> int:
+    def relay(self, limit: int, publish: Callable[[list[sa.Row]], Relayed]) -> int:
         """Hand the oldest unsent rows to `publish`, then mark what it sent, and what it parked
         (recording the dead letter that replaces each), in one transaction. Raises the
         transient error that stopped `publish`, once that is done. Returns how many rows left
@@ -318,18 +358,31 @@ class OutboxReader:
         return len(result.sent) + len(result.parked)
 
     @staticmethod
-    def _settle(conn: sa.Connection, result: "Relayed") -> None:
+    def _settle(conn: sa.Connection, result: Relayed) -> None:
         now = utcnow()
         done = result.sent + list(result.parked)
         if done:
             conn.execute(OUTBOX.update().where(OUTBOX.c.id.in_(done)).values(sent_at=now))
-        write_outbox(conn, [{"topic": letter.topic, "key": letter.key, "value": letter.value, "headers": letter.headers,
-                             "event_type": letter.event_type, "created_at": now}
-                            for letter in filter(None, result.parked.values())])
+        write_outbox(
+            conn,
+            [
+                {
+                    "topic": letter.topic,
+                    "key": letter.key,
+                    "value": letter.value,
+                    "headers": letter.headers,
+                    "event_type": letter.event_type,
+                    "created_at": now,
+                }
+                for letter in filter(None, result.parked.values())
+            ],
+        )
 
     def backlog(self) -> int:
         with self.database.transaction() as conn:
-            return conn.execute(sa.select(sa.func.count()).select_from(OUTBOX).where(OUTBOX.c.sent_at.is_(None))).scalar_one()
+            return conn.execute(
+                sa.select(sa.func.count()).select_from(OUTBOX).where(OUTBOX.c.sent_at.is_(None))
+            ).scalar_one()
 
     def prune(self, older_than: timedelta) -> int:
         with self.database.transaction() as conn:

@@ -1,5 +1,6 @@
 """The catalogue over HTTP: how query strings are read and how the domain's refusals are answered
 (ERRORS, read by the `api` entrypoint). The portal's HTML pages are in portal.py."""
+
 from __future__ import annotations
 
 from werkzeug.wrappers import Request
@@ -9,8 +10,12 @@ from kokeilu.http.entrypoint import Refusal
 from .search import BadCursor
 
 ERRORS = {
-    BadCursor: Refusal(422, "validation_failed", message=lambda exc: f"the request is not valid: cursor ({exc})",
-                       fields=lambda exc: {"cursor": str(exc)}),
+    BadCursor: Refusal(
+        422,
+        "validation_failed",
+        message=lambda exc: f"the request is not valid: cursor ({exc})",
+        fields=lambda exc: {"cursor": str(exc)},
+    ),
 }
 
 

@@ -3,6 +3,7 @@ marker per point, each point's range (min to max) as a vertical bar, and the KPI
 target as labelled horizontal lines, with both axes labelled. No script, no colour alone carries
 meaning (dashes differ, the lines are labelled in text), and it prints. `role="img"` with a title
 and description for screen readers; the numbers are also given as a table and CSV beside it."""
+
 from __future__ import annotations
 
 import math
@@ -64,49 +65,77 @@ def render(kpi: ResultKpi, chart_id: str, t: Translator) -> Chart | None:
 
     n = sum(p.count for p in points)
     title = t("chart_title", kpi=kpi.name)
-    description = t("chart_desc", n=n, start=t.date(first), end=t.date(last),
-                    low=t.number(min(p.mean for p in points)), high=t.number(max(p.mean for p in points)),
-                    unit=kpi.unit, last=t.number(points[-1].last), baseline=t.number(kpi.baseline),
-                    target=t.number(kpi.target))
-    out = [f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-           f'aria-labelledby="{chart_id}-title {chart_id}-desc" xmlns="http://www.w3.org/2000/svg" '
-           f'font-family="system-ui, sans-serif" font-size="14">',
-           f'<title id="{chart_id}-title">{escape(title)}</title>',
-           f'<desc id="{chart_id}-desc">{escape(description)}</desc>',
-           '<g aria-hidden="true">']
+    description = t(
+        "chart_desc",
+        n=n,
+        start=t.date(first),
+        end=t.date(last),
+        low=t.number(min(p.mean for p in points)),
+        high=t.number(max(p.mean for p in points)),
+        unit=kpi.unit,
+        last=t.number(points[-1].last),
+        baseline=t.number(kpi.baseline),
+        target=t.number(kpi.target),
+    )
+    out = [
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+        f'aria-labelledby="{chart_id}-title {chart_id}-desc" xmlns="http://www.w3.org/2000/svg" '
+        f'font-family="system-ui, sans-serif" font-size="14">',
+        f'<title id="{chart_id}-title">{escape(title)}</title>',
+        f'<desc id="{chart_id}-desc">{escape(description)}</desc>',
+        '<g aria-hidden="true">',
+    ]
     for v in ticks:  # horizontal grid and y labels
         out.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="{GRID}"/>')
-        out.append(f'<text x="{LEFT - 6}" y="{y(v) + 4:.1f}" text-anchor="end" fill="{INK}">{escape(t.number(v))}</text>')
-    out.append(f'<text x="14" y="{TOP + plot_h / 2:.1f}" transform="rotate(-90 14 {TOP + plot_h / 2:.1f})" '
-               f'text-anchor="middle" fill="{INK}">{escape(kpi.unit)}</text>')
+        out.append(
+            f'<text x="{LEFT - 6}" y="{y(v) + 4:.1f}" text-anchor="end" fill="{INK}">{escape(t.number(v))}</text>'
+        )
+    out.append(
+        f'<text x="14" y="{TOP + plot_h / 2:.1f}" transform="rotate(-90 14 {TOP + plot_h / 2:.1f})" '
+        f'text-anchor="middle" fill="{INK}">{escape(kpi.unit)}</text>'
+    )
     # x axis: first and last day, and the middle one when there is room
     out.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{TOP + plot_h}" y2="{TOP + plot_h}" stroke="{INK}"/>')
     x_labels = [(first, "start")] + ([(last, "end")] if last != first else [])
     for d, anchor in x_labels:
-        out.append(f'<text x="{x(d):.1f}" y="{TOP + plot_h + 18}" text-anchor="{anchor}" fill="{INK}">'
-                   f'{escape(t.date(d))}</text>')
-    out.append(f'<text x="{LEFT + plot_w / 2:.1f}" y="{HEIGHT - 8}" text-anchor="middle" fill="{INK}">'
-               f'{escape(t("period"))}</text>')
+        out.append(
+            f'<text x="{x(d):.1f}" y="{TOP + plot_h + 18}" text-anchor="{anchor}" fill="{INK}">'
+            f"{escape(t.date(d))}</text>"
+        )
+    out.append(
+        f'<text x="{LEFT + plot_w / 2:.1f}" y="{HEIGHT - 8}" text-anchor="middle" fill="{INK}">'
+        f"{escape(t('period'))}</text>"
+    )
     # baseline and target, labelled at the right (apart when they are close)
     label_y = {"baseline": y(kpi.baseline) + 4, "target": y(kpi.target) + 4}
     if abs(label_y["baseline"] - label_y["target"]) < 15:
         upper, lower = ("target", "baseline") if kpi.target >= kpi.baseline else ("baseline", "target")
         middle = (label_y["baseline"] + label_y["target"]) / 2
         label_y[upper], label_y[lower] = middle - 8, middle + 8
-    for key, value, colour, dash in (("baseline", kpi.baseline, BASELINE, "2 4"), ("target", kpi.target, TARGET, "8 4")):
-        out.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(value):.1f}" y2="{y(value):.1f}" stroke="{colour}" '
-                   f'stroke-width="2" stroke-dasharray="{dash}"/>')
-        out.append(f'<text x="{WIDTH - RIGHT + 6}" y="{label_y[key]:.1f}" fill="{colour}">'
-                   f'{escape(t(key))} {escape(t.number(value))}</text>')
+    for key, value, colour, dash in (
+        ("baseline", kpi.baseline, BASELINE, "2 4"),
+        ("target", kpi.target, TARGET, "8 4"),
+    ):
+        out.append(
+            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(value):.1f}" y2="{y(value):.1f}" stroke="{colour}" '
+            f'stroke-width="2" stroke-dasharray="{dash}"/>'
+        )
+        out.append(
+            f'<text x="{WIDTH - RIGHT + 6}" y="{label_y[key]:.1f}" fill="{colour}">'
+            f"{escape(t(key))} {escape(t.number(value))}</text>"
+        )
     # each point's range, then the mean line and its markers
     for p in points:
         if p.max > p.min:
-            out.append(f'<line x1="{x(_mid(p)):.1f}" x2="{x(_mid(p)):.1f}" y1="{y(p.min):.1f}" y2="{y(p.max):.1f}" '
-                       f'stroke="{RANGE}" stroke-width="3" stroke-linecap="round"/>')
+            out.append(
+                f'<line x1="{x(_mid(p)):.1f}" x2="{x(_mid(p)):.1f}" y1="{y(p.min):.1f}" y2="{y(p.max):.1f}" '
+                f'stroke="{RANGE}" stroke-width="3" stroke-linecap="round"/>'
+            )
     path = " ".join(f"{x(_mid(p)):.1f},{y(p.mean):.1f}" for p in points)
     out.append(f'<polyline points="{path}" fill="none" stroke="{MEAN}" stroke-width="2.5"/>')
     for p in points:
-        out.append(f'<circle cx="{x(_mid(p)):.1f}" cy="{y(p.mean):.1f}" r="4" fill="#fff" stroke="{MEAN}" '
-                   f'stroke-width="2"/>')
+        out.append(
+            f'<circle cx="{x(_mid(p)):.1f}" cy="{y(p.mean):.1f}" r="4" fill="#fff" stroke="{MEAN}" stroke-width="2"/>'
+        )
     out.append("</g></svg>")
     return Chart("".join(out), title, description)

@@ -9,6 +9,7 @@ view with what was last published and says which public event, if any, is due.
 
 No infrastructure here.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,14 +19,25 @@ from datetime import date, datetime
 from typing import Literal
 
 from kokeilu.contracts.evaluation import Decision, EvaluationDecided, ScreeningCompleted
-from kokeilu.contracts.proposals import (MeasurementRecorded, PilotCompleted, PilotStarted, ProposalRevised,
-                                         ProposalStatus, ProposalStatusChanged, ProposalSubmitted, ProposerKind)
+from kokeilu.contracts.proposals import (
+    MeasurementRecorded,
+    PilotCompleted,
+    PilotStarted,
+    ProposalRevised,
+    ProposalStatus,
+    ProposalStatusChanged,
+    ProposalSubmitted,
+    ProposerKind,
+)
 from kokeilu.contracts.results import MAX_SERIES_POINTS, KpiPoint, Result, ResultKpi, ResultStatus, ResultWithdrawn
 from kokeilu.privacy import redact
 
 # A proposal that reaches one of these before its pilot started leaves the catalogue.
-CLOSING = {ProposalStatus.rejected: "rejected", ProposalStatus.withdrawn: "withdrawn",
-           ProposalStatus.screening_failed: "screening_failed"}
+CLOSING = {
+    ProposalStatus.rejected: "rejected",
+    ProposalStatus.withdrawn: "withdrawn",
+    ProposalStatus.screening_failed: "screening_failed",
+}
 
 Change = Literal["published", "updated", "withdrawn"]
 
@@ -47,6 +59,7 @@ class Measurement:
 @dataclass(frozen=True)
 class DailyKpi:
     """One KPI's measurements on one UTC day, as the catalogue keeps them (store: kpi_series)."""
+
     day: date
     count: int
     total: float
@@ -71,9 +84,17 @@ def series_points(days: list[DailyKpi], max_points: int = MAX_SERIES_POINTS) -> 
     points = []
     for group in buckets.values():
         count = sum(d.count for d in group)
-        points.append(KpiPoint(start=group[0].day, end=group[-1].day, count=count,
-                               mean=sum(d.total for d in group) / count, min=min(d.min for d in group),
-                               max=max(d.max for d in group), last=group[-1].last))
+        points.append(
+            KpiPoint(
+                start=group[0].day,
+                end=group[-1].day,
+                count=count,
+                mean=sum(d.total for d in group) / count,
+                min=min(d.min for d in group),
+                max=max(d.max for d in group),
+                last=group[-1].last,
+            )
+        )
     return points
 
 
@@ -108,19 +129,19 @@ class Entry:
     withdrawn: ResultWithdrawn | None = None
 
     # -- facts --------------------------------------------------------------------------------
-    def with_proposal(self, p: ProposalSubmitted, at: datetime | None = None) -> "Entry":
+    def with_proposal(self, p: ProposalSubmitted, at: datetime | None = None) -> Entry:
         at = at or p.submitted_at
         first = min(self.first_seen_at, at) if self.first_seen_at else at
         if self.proposal is not None and p.revision < self.proposal.revision:
             return replace(self, first_seen_at=first)
         return replace(self, proposal=p, proposal_at=at, first_seen_at=first)
 
-    def with_revision(self, r: ProposalRevised, at: datetime) -> "Entry":
+    def with_revision(self, r: ProposalRevised, at: datetime) -> Entry:
         data = r.model_dump(exclude={"revised_at"})
         submitted_at = self.proposal.submitted_at if self.proposal else r.revised_at
         return self.with_proposal(ProposalSubmitted(**data, submitted_at=submitted_at), at)
 
-    def with_screening(self, passed: bool, screened_at: datetime | None = None, at: datetime | None = None) -> "Entry":
+    def with_screening(self, passed: bool, screened_at: datetime | None = None, at: datetime | None = None) -> Entry:
         entry = self
         if passed:
             first = min(entry.passed_at, at) if entry.passed_at and at else (entry.passed_at or at)
@@ -129,30 +150,38 @@ class Entry:
             entry = replace(entry, screening_passed=passed, screened_at=screened_at)
         return entry
 
-    def with_screening_event(self, s: ScreeningCompleted, at: datetime) -> "Entry":
+    def with_screening_event(self, s: ScreeningCompleted, at: datetime) -> Entry:
         return self.with_screening(s.passed, s.screened_at, at)
 
-    def with_decision(self, d: EvaluationDecided) -> "Entry":
+    def with_decision(self, d: EvaluationDecided) -> Entry:
         if not _later(self.decided_at, d.decided_at):
             return self
-        return replace(self, decision=d.decision, rationale=d.rationale, decided_at=d.decided_at,
-                       weighted_score=d.weighted_score, criterion_averages=dict(d.criterion_averages))
+        return replace(
+            self,
+            decision=d.decision,
+            rationale=d.rationale,
+            decided_at=d.decided_at,
+            weighted_score=d.weighted_score,
+            criterion_averages=dict(d.criterion_averages),
+        )
 
-    def with_status(self, s: ProposalStatusChanged) -> "Entry":
+    def with_status(self, s: ProposalStatusChanged) -> Entry:
         if s.to_status in CLOSING and _later(self.closed_at, s.changed_at):
             return replace(self, closed=CLOSING[s.to_status], closed_at=s.changed_at)
         return self
 
-    def with_pilot_started(self, p: PilotStarted, at: datetime) -> "Entry":
+    def with_pilot_started(self, p: PilotStarted, at: datetime) -> Entry:
         return replace(self, started_at=p.started_at, started_event_at=at)
 
-    def with_measurement(self, m: MeasurementRecorded) -> "Entry":
+    def with_measurement(self, m: MeasurementRecorded) -> Entry:
         current = self.measurements.get(m.kpi)
         if current is not None and (current.measured_at, current.measurement_id) >= (m.measured_at, m.measurement_id):
             return self
-        return replace(self, measurements={**self.measurements, m.kpi: Measurement(m.value, m.measured_at, m.measurement_id)})
+        return replace(
+            self, measurements={**self.measurements, m.kpi: Measurement(m.value, m.measured_at, m.measurement_id)}
+        )
 
-    def with_completion(self, c: PilotCompleted, at: datetime) -> "Entry":
+    def with_completion(self, c: PilotCompleted, at: datetime) -> Entry:
         return replace(self, completion=c, completed_event_at=at)
 
     # -- the public view --------------------------------------------------------------------
@@ -171,8 +200,12 @@ class Entry:
 
     @property
     def visible(self) -> bool:
-        return (self.proposal is not None and self.ever_passed and self.screening_passed is not False
-                and self.withdrawal_reason is None)
+        return (
+            self.proposal is not None
+            and self.ever_passed
+            and self.screening_passed is not False
+            and self.withdrawal_reason is None
+        )
 
     def status(self) -> ResultStatus:
         if self.completion is not None:
@@ -210,27 +243,50 @@ class Entry:
             if value is None and k.name in self.measurements:
                 value = self.measurements[k.name].value
             points = (series or {}).get(k.name)
-            kpis.append(ResultKpi(name=text(k.name), unit=text(k.unit), baseline=k.baseline, target=k.target,
-                                  actual=value, series=points or None))
+            kpis.append(
+                ResultKpi(
+                    name=text(k.name),
+                    unit=text(k.unit),
+                    baseline=k.baseline,
+                    target=k.target,
+                    actual=value,
+                    series=points or None,
+                )
+            )
         published_at = max(t for t in (self.first_seen_at, self.passed_at) if t is not None)
         return Result(
-            result_id=p.proposal_id, proposal_id=p.proposal_id, title=text(p.title), summary=text(p.summary), language=p.language,
-            focus_area=p.focus_area, environment=p.environment, proposer_kind=p.proposer.kind,
-            organisation=organisation, partners=[text(x) for x in p.partners], hypothesis=text(p.hypothesis),
-            kpis=kpis, status=self.status(),
+            result_id=p.proposal_id,
+            proposal_id=p.proposal_id,
+            title=text(p.title),
+            summary=text(p.summary),
+            language=p.language,
+            focus_area=p.focus_area,
+            environment=p.environment,
+            proposer_kind=p.proposer.kind,
+            organisation=organisation,
+            partners=[text(x) for x in p.partners],
+            hypothesis=text(p.hypothesis),
+            kpis=kpis,
+            status=self.status(),
             outcome=self.completion.outcome if self.completion else None,
             lessons_learned=text(self.completion.lessons_learned) if self.completion else None,
             decision_rationale=text(self.rationale) if self.decision is not None else None,
             decision=self.decision,
             weighted_score=self.weighted_score if self.decision is not None else None,
             criterion_averages=self.criterion_averages if self.decision is not None else None,
-            school_name=text(p.school_name), budget_eur=p.budget_eur, duration_weeks=p.duration_weeks,
-            started_at=self.started_at, completed_at=self.completion.completed_at if self.completion else None,
-            contact_unit=contact_unit, published_at=published_at, updated_at=max([published_at, *self._times()]),
+            school_name=text(p.school_name),
+            budget_eur=p.budget_eur,
+            duration_weeks=p.duration_weeks,
+            started_at=self.started_at,
+            completed_at=self.completion.completed_at if self.completion else None,
+            contact_unit=contact_unit,
+            published_at=published_at,
+            updated_at=max([published_at, *self._times()]),
         )
 
-    def reconcile(self, contact_unit: str, series: dict[str, list[KpiPoint]] | None = None
-                  ) -> tuple["Entry", Change | None]:
+    def reconcile(
+        self, contact_unit: str, series: dict[str, list[KpiPoint]] | None = None
+    ) -> tuple[Entry, Change | None]:
         """Bring what is published in line with the view: the new entry and the public event due, if any."""
         view = self.view(contact_unit, series)
         if view is not None:
@@ -240,9 +296,17 @@ class Entry:
                 return replace(self, result=view), "updated"
             return self, None
         if self.result is not None:
-            withdrawn_at = max([self.result.updated_at, *[t for t in (self.closed_at, self.decided_at, self.screened_at)
-                                                         if t is not None]])
-            gone = ResultWithdrawn(result_id=self.result.result_id, proposal_id=self.proposal_id,
-                                   reason=self.withdrawal_reason or "screening_failed", withdrawn_at=withdrawn_at)
+            withdrawn_at = max(
+                [
+                    self.result.updated_at,
+                    *[t for t in (self.closed_at, self.decided_at, self.screened_at) if t is not None],
+                ]
+            )
+            gone = ResultWithdrawn(
+                result_id=self.result.result_id,
+                proposal_id=self.proposal_id,
+                reason=self.withdrawal_reason or "screening_failed",
+                withdrawn_at=withdrawn_at,
+            )
             return replace(self, result=None, withdrawn=gone), "withdrawn"
         return self, None

@@ -1,12 +1,18 @@
 """Use cases of the catalogue service: apply a workflow event to its entry and publish what changed."""
+
 from __future__ import annotations
 
 from kokeilu.contracts import CloudEvent
 from kokeilu.contracts import catalog as types
 from kokeilu.contracts.evaluation import EvaluationDecided, ScreeningCompleted
-from kokeilu.contracts.proposals import (MeasurementRecorded, PilotCompleted, PilotStarted, ProposalRevised,
-                                         ProposalStatusChanged, ProposalSubmitted)
-
+from kokeilu.contracts.proposals import (
+    MeasurementRecorded,
+    PilotCompleted,
+    PilotStarted,
+    ProposalRevised,
+    ProposalStatusChanged,
+    ProposalSubmitted,
+)
 from kokeilu.errors import PermanentError
 
 from .domain import SAFE_ID, Entry
@@ -14,13 +20,24 @@ from .search import SearchPage, SearchQuery
 
 CONSUMER = "catalogue"
 
-PUBLIC_TYPES = {"published": types.RESULT_PUBLISHED, "updated": types.RESULT_UPDATED,
-                "withdrawn": types.RESULT_WITHDRAWN}
+PUBLIC_TYPES = {
+    "published": types.RESULT_PUBLISHED,
+    "updated": types.RESULT_UPDATED,
+    "withdrawn": types.RESULT_WITHDRAWN,
+}
 
 
 # What _fact handles: the consumer counts other events as ignored without a worker.
-HANDLED = (types.PROPOSAL_SUBMITTED, types.PROPOSAL_REVISED, types.SCREENING_COMPLETED, types.EVALUATION_DECIDED,
-           types.PROPOSAL_STATUS_CHANGED, types.PILOT_STARTED, types.MEASUREMENT_RECORDED, types.PILOT_COMPLETED)
+HANDLED = (
+    types.PROPOSAL_SUBMITTED,
+    types.PROPOSAL_REVISED,
+    types.SCREENING_COMPLETED,
+    types.EVALUATION_DECIDED,
+    types.PROPOSAL_STATUS_CHANGED,
+    types.PILOT_STARTED,
+    types.MEASUREMENT_RECORDED,
+    types.PILOT_COMPLETED,
+)
 
 
 def _fact(event: CloudEvent, data):

@@ -1,6 +1,7 @@
 """The portal's words in Finnish, Swedish and English: every label, every code's human name, dates
 and numbers in each locale's form. One dict per language with the same keys (a unit test checks
 that none is missing in any language, and that every code of the contracts has a name)."""
+
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -29,7 +30,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "language": "Kieli",
         "landing_title": "Mitä Espoon kokeiluista opittiin",
         "landing_intro": "Yritykset, koulut ja asukkaat kokeilevat ratkaisuja Espoon testiympäristöissä. "
-                         "Täältä löydät jokaisen kokeilun tavoitteet, mittarit ja opit – vapaasti käytettäväksi.",
+        "Täältä löydät jokaisen kokeilun tavoitteet, mittarit ja opit – vapaasti käytettäväksi.",
         "search": "Hae",
         "search_label": "Hae tuloksista",
         "search_hint": "Esimerkiksi: koulu, sukkulabussi, jäte",
@@ -82,7 +83,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "no_measurements": "Tälle kokeilulle ei ole vielä kirjattu mittauksia.",
         "chart_title": "{kpi}: päivän keskiarvo",
         "chart_desc": "{n} mittausta {start}–{end}. Päivän keskiarvo vaihteli välillä {low}–{high} {unit}; "
-                      "viimeisin arvo {last}. Lähtötaso {baseline}, tavoite {target}.",
+        "viimeisin arvo {last}. Lähtötaso {baseline}, tavoite {target}.",
         "mean": "Keskiarvo",
         "min": "Pienin",
         "max": "Suurin",
@@ -106,12 +107,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "as_json": "Tämä tulos JSON-muodossa",
         "topic_docs": "Julkinen tulosvirta kokeilu.results.v1",
         "topic_text": "Kehittäjät voivat tilata tulokset Kafka-aiheesta kokeilu.results.v1: tapahtumat "
-                      "result.published, result.updated ja result.withdrawn (CloudEvents, JSON), avaimena "
-                      "tuloksen tunniste. Aihe on tiivistetty (compacted): alusta luettuna se antaa jokaisen "
-                      "tuloksen nykytilan. Tapahtumissa ei ole henkilötietoja. Mittarien aikasarjat julkaistaan "
-                      "tapahtumassa, kun kokeilu päättyy; sitä ennen ne näkyvät tällä sivustolla ja JSON-muodossa.",
+        "result.published, result.updated ja result.withdrawn (CloudEvents, JSON), avaimena "
+        "tuloksen tunniste. Aihe on tiivistetty (compacted): alusta luettuna se antaa jokaisen "
+        "tuloksen nykytilan. Tapahtumissa ei ole henkilötietoja. Mittarien aikasarjat julkaistaan "
+        "tapahtumassa, kun kokeilu päättyy; sitä ennen ne näkyvät tällä sivustolla ja JSON-muodossa.",
         "topic_schemas": "Skeemat: schemas/events/fi.espoo.kokeilu.result.*.v1.json ja schemas/asyncapi.json "
-                         "ohjelmiston lähdekoodissa.",
+        "ohjelmiston lähdekoodissa.",
         "reuse": "Käytä vapaasti lisenssillä",
         "error_title": "Virhe",
         "not_found_title": "Sivua ei löytynyt",
@@ -132,7 +133,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "language": "Språk",
         "landing_title": "Vad Esbos försök har lärt oss",
         "landing_intro": "Företag, skolor och invånare prövar lösningar i Esbos testmiljöer. Här finns varje "
-                         "försöks mål, mätare och lärdomar – fritt att återanvända.",
+        "försöks mål, mätare och lärdomar – fritt att återanvända.",
         "search": "Sök",
         "search_label": "Sök bland resultaten",
         "search_hint": "Till exempel: skola, matarbuss, avfall",
@@ -185,7 +186,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "no_measurements": "Inga mätningar har registrerats för detta försök ännu.",
         "chart_title": "{kpi}: dagens medelvärde",
         "chart_desc": "{n} mätningar {start}–{end}. Dagens medelvärde låg mellan {low} och {high} {unit}; "
-                      "senaste värde {last}. Utgångsläge {baseline}, mål {target}.",
+        "senaste värde {last}. Utgångsläge {baseline}, mål {target}.",
         "mean": "Medelvärde",
         "min": "Minsta",
         "max": "Största",
@@ -209,12 +210,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "as_json": "Detta resultat som JSON",
         "topic_docs": "Den öppna resultatströmmen kokeilu.results.v1",
         "topic_text": "Utvecklare kan prenumerera på resultaten i Kafka-ämnet kokeilu.results.v1: händelserna "
-                      "result.published, result.updated och result.withdrawn (CloudEvents, JSON) med resultatets "
-                      "id som nyckel. Ämnet är komprimerat (compacted): läst från början ger det varje resultats "
-                      "nuvarande läge. Händelserna innehåller inga personuppgifter. Mätarnas tidsserier publiceras i "
-                      "händelsen när försöket avslutas; innan dess visas de på denna webbplats och som JSON.",
+        "result.published, result.updated och result.withdrawn (CloudEvents, JSON) med resultatets "
+        "id som nyckel. Ämnet är komprimerat (compacted): läst från början ger det varje resultats "
+        "nuvarande läge. Händelserna innehåller inga personuppgifter. Mätarnas tidsserier publiceras i "
+        "händelsen när försöket avslutas; innan dess visas de på denna webbplats och som JSON.",
         "topic_schemas": "Scheman: schemas/events/fi.espoo.kokeilu.result.*.v1.json och schemas/asyncapi.json "
-                         "i programvarans källkod.",
+        "i programvarans källkod.",
         "reuse": "Fri att återanvända under",
         "error_title": "Fel",
         "not_found_title": "Sidan hittades inte",
@@ -235,7 +236,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "language": "Language",
         "landing_title": "What Espoo's experiments taught us",
         "landing_intro": "Companies, schools and residents try out ideas in Espoo's test environments. Here are "
-                         "each pilot's goals, KPIs and lessons – free to reuse.",
+        "each pilot's goals, KPIs and lessons – free to reuse.",
         "search": "Search",
         "search_label": "Search the results",
         "search_hint": "For example: school, shuttle, waste",
@@ -288,7 +289,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "no_measurements": "No measurements have been recorded for this pilot yet.",
         "chart_title": "{kpi}: daily mean",
         "chart_desc": "{n} measurements from {start} to {end}. The daily mean ranged from {low} to {high} {unit}; "
-                      "latest value {last}. Baseline {baseline}, target {target}.",
+        "latest value {last}. Baseline {baseline}, target {target}.",
         "mean": "Mean",
         "min": "Min",
         "max": "Max",
@@ -312,12 +313,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "as_json": "This result as JSON",
         "topic_docs": "The public results topic kokeilu.results.v1",
         "topic_text": "Developers can subscribe to the results on the Kafka topic kokeilu.results.v1: the events "
-                      "result.published, result.updated and result.withdrawn (CloudEvents, JSON), keyed by result "
-                      "id. The topic is compacted: read from the beginning, it gives every result's current state. "
-                      "The events carry no personal data. KPI series are published in the event sent when a pilot "
-                      "completes; until then they are on this site and in the JSON.",
+        "result.published, result.updated and result.withdrawn (CloudEvents, JSON), keyed by result "
+        "id. The topic is compacted: read from the beginning, it gives every result's current state. "
+        "The events carry no personal data. KPI series are published in the event sent when a pilot "
+        "completes; until then they are on this site and in the JSON.",
         "topic_schemas": "Schemas: schemas/events/fi.espoo.kokeilu.result.*.v1.json and schemas/asyncapi.json "
-                         "in the platform's source.",
+        "in the platform's source.",
         "reuse": "Reuse freely under",
         "error_title": "Error",
         "not_found_title": "Page not found",
@@ -332,28 +333,64 @@ MESSAGES: dict[str, dict[str, str]] = {
 # Human names of every code a result carries, per language.
 CODES: dict[str, dict[str, dict[str, str]]] = {
     "focus_area": {
-        "fi": {"smart_mobility": "Älykäs liikkuminen", "learning": "Oppiminen",
-               "sustainable_development": "Kestävä kehitys"},
-        "sv": {"smart_mobility": "Smart mobilitet", "learning": "Lärande",
-               "sustainable_development": "Hållbar utveckling"},
-        "en": {"smart_mobility": "Smart mobility", "learning": "Learning",
-               "sustainable_development": "Sustainable development"},
+        "fi": {
+            "smart_mobility": "Älykäs liikkuminen",
+            "learning": "Oppiminen",
+            "sustainable_development": "Kestävä kehitys",
+        },
+        "sv": {
+            "smart_mobility": "Smart mobilitet",
+            "learning": "Lärande",
+            "sustainable_development": "Hållbar utveckling",
+        },
+        "en": {
+            "smart_mobility": "Smart mobility",
+            "learning": "Learning",
+            "sustainable_development": "Sustainable development",
+        },
     },
     "environment": {
-        "fi": {"west_metro": "Länsimetron kasvukäytävä", "kera": "Kera", "waterfront_walkway": "Rantaraitti",
-               "school": "Espoon koulut", "citywide": "Koko Espoo"},
-        "sv": {"west_metro": "Västmetrons tillväxtkorridor", "kera": "Kera", "waterfront_walkway": "Strandleden",
-               "school": "Esbos skolor", "citywide": "Hela Esbo"},
-        "en": {"west_metro": "West Metro growth corridor", "kera": "Kera", "waterfront_walkway": "Waterfront Walkway",
-               "school": "Schools of Espoo", "citywide": "All of Espoo"},
+        "fi": {
+            "west_metro": "Länsimetron kasvukäytävä",
+            "kera": "Kera",
+            "waterfront_walkway": "Rantaraitti",
+            "school": "Espoon koulut",
+            "citywide": "Koko Espoo",
+        },
+        "sv": {
+            "west_metro": "Västmetrons tillväxtkorridor",
+            "kera": "Kera",
+            "waterfront_walkway": "Strandleden",
+            "school": "Esbos skolor",
+            "citywide": "Hela Esbo",
+        },
+        "en": {
+            "west_metro": "West Metro growth corridor",
+            "kera": "Kera",
+            "waterfront_walkway": "Waterfront Walkway",
+            "school": "Schools of Espoo",
+            "citywide": "All of Espoo",
+        },
     },
     "status": {
-        "fi": {"in_evaluation": "Arvioitavana", "planned": "Hyväksytty, alkamassa", "piloting": "Käynnissä",
-               "completed": "Päättynyt"},
-        "sv": {"in_evaluation": "Under bedömning", "planned": "Godkänt, startar snart", "piloting": "Pågår",
-               "completed": "Avslutat"},
-        "en": {"in_evaluation": "Being evaluated", "planned": "Approved, not started", "piloting": "Running",
-               "completed": "Completed"},
+        "fi": {
+            "in_evaluation": "Arvioitavana",
+            "planned": "Hyväksytty, alkamassa",
+            "piloting": "Käynnissä",
+            "completed": "Päättynyt",
+        },
+        "sv": {
+            "in_evaluation": "Under bedömning",
+            "planned": "Godkänt, startar snart",
+            "piloting": "Pågår",
+            "completed": "Avslutat",
+        },
+        "en": {
+            "in_evaluation": "Being evaluated",
+            "planned": "Approved, not started",
+            "piloting": "Running",
+            "completed": "Completed",
+        },
     },
     "outcome": {
         "fi": {"scale_up": "Laajennetaan", "iterate": "Kehitetään ja kokeillaan uudelleen", "stop": "Lopetetaan"},
@@ -366,27 +403,67 @@ CODES: dict[str, dict[str, dict[str, str]]] = {
         "en": {"approved": "approved", "rejected": "rejected", "revision_requested": "revision requested"},
     },
     "criterion": {
-        "fi": {"strategy_fit": "sopivuus kaupunkistrategiaan", "feasibility": "toteutettavuus",
-               "impact": "vaikuttavuus", "sustainability": "kestävyys",
-               "reuse_scalability": "monistettavuus ja skaalautuvuus"},
-        "sv": {"strategy_fit": "förenlighet med stadsstrategin", "feasibility": "genomförbarhet",
-               "impact": "genomslag", "sustainability": "hållbarhet",
-               "reuse_scalability": "återanvändning och skalbarhet"},
-        "en": {"strategy_fit": "fit with the city strategy", "feasibility": "feasibility", "impact": "impact",
-               "sustainability": "sustainability", "reuse_scalability": "reuse and scalability"},
+        "fi": {
+            "strategy_fit": "sopivuus kaupunkistrategiaan",
+            "feasibility": "toteutettavuus",
+            "impact": "vaikuttavuus",
+            "sustainability": "kestävyys",
+            "reuse_scalability": "monistettavuus ja skaalautuvuus",
+        },
+        "sv": {
+            "strategy_fit": "förenlighet med stadsstrategin",
+            "feasibility": "genomförbarhet",
+            "impact": "genomslag",
+            "sustainability": "hållbarhet",
+            "reuse_scalability": "återanvändning och skalbarhet",
+        },
+        "en": {
+            "strategy_fit": "fit with the city strategy",
+            "feasibility": "feasibility",
+            "impact": "impact",
+            "sustainability": "sustainability",
+            "reuse_scalability": "reuse and scalability",
+        },
     },
     "proposer_kind": {
-        "fi": {"company": "Yritys", "school": "Koulu", "resident": "Asukas", "research": "Tutkimuslaitos",
-               "city_unit": "Kaupungin yksikkö"},
-        "sv": {"company": "Företag", "school": "Skola", "resident": "Invånare", "research": "Forskningsinstitut",
-               "city_unit": "Stadens enhet"},
-        "en": {"company": "Company", "school": "School", "resident": "Resident", "research": "Research institute",
-               "city_unit": "City unit"},
+        "fi": {
+            "company": "Yritys",
+            "school": "Koulu",
+            "resident": "Asukas",
+            "research": "Tutkimuslaitos",
+            "city_unit": "Kaupungin yksikkö",
+        },
+        "sv": {
+            "company": "Företag",
+            "school": "Skola",
+            "resident": "Invånare",
+            "research": "Forskningsinstitut",
+            "city_unit": "Stadens enhet",
+        },
+        "en": {
+            "company": "Company",
+            "school": "School",
+            "resident": "Resident",
+            "research": "Research institute",
+            "city_unit": "City unit",
+        },
     },
 }
 
-_MONTHS_EN = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-              "November", "December")
+_MONTHS_EN = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 
 
 def pick(requested: str | None, accept_language: str | None = None, default: str = DEFAULT) -> str:

@@ -9,6 +9,7 @@ types, ADMS licence and publisher types, and GeoNames; since a validator usually
 vocabularies at hand, each term used is described in the document itself (its class, label and
 concept scheme), as the range shapes need.
 """
+
 from __future__ import annotations
 
 import csv
@@ -34,8 +35,13 @@ THEMES = {  # the EU data theme vocabulary, as DCAT-AP asks
     "learning": EU + "data-theme/EDUC",
     "sustainable_development": EU + "data-theme/ENVI",
 }
-PLACES = {"west_metro": "West Metro growth corridor, Espoo", "kera": "Kera, Espoo",
-          "waterfront_walkway": "Waterfront Walkway, Espoo", "school": "Schools of Espoo", "citywide": "Espoo"}
+PLACES = {
+    "west_metro": "West Metro growth corridor, Espoo",
+    "kera": "Kera, Espoo",
+    "waterfront_walkway": "Waterfront Walkway, Espoo",
+    "school": "Schools of Espoo",
+    "citywide": "Espoo",
+}
 
 
 def _box(west: float, south: float, east: float, north: float) -> str:
@@ -70,8 +76,11 @@ CONTEXT = {
     "locn": "http://www.w3.org/ns/locn#",
 }
 CATALOGUE_TITLE = "Kokeilu: results of the City of Espoo's experimentation programme"
-CATALOGUE_DESCRIPTION = ("Pilots run in Espoo's test environments with companies, schools and residents: what was "
-                         "tried, where, with which KPIs, and what was learned. Licensed CC BY 4.0.")
+CATALOGUE_DESCRIPTION = (
+    "Pilots run in Espoo's test environments with companies, schools and residents: what was "
+    "tried, where, with which KPIs, and what was learned. Licensed CC BY 4.0."
+)
+
 
 # -- public URLs --------------------------------------------------------------------------------
 def index_url(base: str) -> str:
@@ -106,14 +115,17 @@ def _agent(name: str) -> dict:
 
 
 def _contact(name: str, base: str) -> dict:
-    return {"@type": ["vcard:Kind", "vcard:Organization"], "vcard:fn": name,
-            "vcard:hasURL": {"@id": index_url(base)}}
+    return {"@type": ["vcard:Kind", "vcard:Organization"], "vcard:fn": name, "vcard:hasURL": {"@id": index_url(base)}}
 
 
 def _location(key: str, name: str) -> dict:
     bbox, centroid = AREAS[key]
-    return {"@type": "dct:Location", "locn:geographicName": _text(name, "en"),
-            "dcat:bbox": {"@value": bbox, "@type": GEO_WKT}, "dcat:centroid": {"@value": centroid, "@type": GEO_WKT}}
+    return {
+        "@type": "dct:Location",
+        "locn:geographicName": _text(name, "en"),
+        "dcat:bbox": {"@value": bbox, "@type": GEO_WKT},
+        "dcat:centroid": {"@value": centroid, "@type": GEO_WKT},
+    }
 
 
 def _period(r: Result) -> dict:
@@ -125,10 +137,17 @@ def _period(r: Result) -> dict:
 
 
 def _distribution(iri: str, kind: str, title: str, description: str, url: str, download: bool) -> dict:
-    d = {"@id": iri, "@type": "dcat:Distribution", "dct:title": _text(title, "en"),
-         "dct:description": _text(description, "en"), "dcat:accessURL": {"@id": url},
-         "dct:format": {"@id": FILE_TYPE + kind}, "dcat:mediaType": {"@id": MEDIA_TYPES[kind]},
-         "dct:license": {"@id": LICENCE}, "dcatap:availability": {"@id": STABLE}}
+    d = {
+        "@id": iri,
+        "@type": "dcat:Distribution",
+        "dct:title": _text(title, "en"),
+        "dct:description": _text(description, "en"),
+        "dcat:accessURL": {"@id": url},
+        "dct:format": {"@id": FILE_TYPE + kind},
+        "dcat:mediaType": {"@id": MEDIA_TYPES[kind]},
+        "dct:license": {"@id": LICENCE},
+        "dcatap:availability": {"@id": STABLE},
+    }
     if download:
         d["dcat:downloadURL"] = {"@id": url}
     return d
@@ -161,11 +180,23 @@ def dataset(r: Result, base: str, language: str | None = None) -> dict:
         "dcat:keyword": [_text(k, "en") for k in keywords],
         "dcat:landingPage": {"@id": page},
         "dcat:distribution": [
-            _distribution(page + "#html", "HTML", "Result page",
-                          "The result as a web page, with schema.org Dataset markup.", page, download=False),
-            _distribution(page + "#json", "JSON", "Result as JSON",
-                          "The result as a JSON document, as on the public topic kokeilu.results.v1 "
-                          "(schema fi.espoo.kokeilu.result.published.v1).", json_url(base, r), download=True),
+            _distribution(
+                page + "#html",
+                "HTML",
+                "Result page",
+                "The result as a web page, with schema.org Dataset markup.",
+                page,
+                download=False,
+            ),
+            _distribution(
+                page + "#json",
+                "JSON",
+                "Result as JSON",
+                "The result as a JSON document, as on the public topic kokeilu.results.v1 "
+                "(schema fi.espoo.kokeilu.result.published.v1).",
+                json_url(base, r),
+                download=True,
+            ),
         ],
     }
     if language in LANGUAGES:
@@ -174,8 +205,12 @@ def dataset(r: Result, base: str, language: str | None = None) -> dict:
 
 
 def _concept(iri: str, label: str, scheme: str, *types: str) -> dict:
-    return {"@id": iri, "@type": ["skos:Concept", *types], "skos:prefLabel": _text(label, "en"),
-            "skos:inScheme": {"@id": scheme}}
+    return {
+        "@id": iri,
+        "@type": ["skos:Concept", *types],
+        "skos:prefLabel": _text(label, "en"),
+        "skos:inScheme": {"@id": scheme},
+    }
 
 
 def _scheme(iri: str, title: str) -> dict:
@@ -186,8 +221,13 @@ def vocabulary(base: str) -> list[dict]:
     """The terms the catalogue uses, each with the class DCAT-AP expects of it, a label and its
     concept scheme (the EU vocabularies say the same; a validator without them needs it here)."""
     return [
-        {**_concept(LICENCE, "Creative Commons Attribution 4.0 International", EU + "licence", "dct:LicenseDocument"),
-         "dct:type": {"@id": LICENCE_TYPE}, "foaf:page": {"@id": LICENCE_URL}},
+        {
+            **_concept(
+                LICENCE, "Creative Commons Attribution 4.0 International", EU + "licence", "dct:LicenseDocument"
+            ),
+            "dct:type": {"@id": LICENCE_TYPE},
+            "foaf:page": {"@id": LICENCE_URL},
+        },
         _concept(LICENCE_TYPE, "Attribution", ADMS + "licencetype/1.0"),
         _concept(PUBLISHER_TYPE, "Local Authority", ADMS + "publishertype/1.0"),
         _concept(THEMES["smart_mobility"], "Transport", DATA_THEMES),
@@ -195,16 +235,23 @@ def vocabulary(base: str) -> list[dict]:
         _concept(THEMES["sustainable_development"], "Environment", DATA_THEMES),
         _concept(STABLE, "stable", EU + "planned-availability"),
         *(_concept(FILE_TYPE + kind, kind, EU + "file-type", "dct:MediaTypeOrExtent") for kind in MEDIA_TYPES),
-        *({"@id": iri, "@type": "dct:MediaType", "skos:notation": iri.removeprefix(IANA)}
-          for iri in MEDIA_TYPES.values()),
-        *(_concept(iri, name, EU + "language", "dct:LinguisticSystem")
-          for iri, name in zip(LANGUAGES.values(), ("Finnish", "Swedish", "English"), strict=True)),
+        *(
+            {"@id": iri, "@type": "dct:MediaType", "skos:notation": iri.removeprefix(IANA)}
+            for iri in MEDIA_TYPES.values()
+        ),
+        *(
+            _concept(iri, name, EU + "language", "dct:LinguisticSystem")
+            for iri, name in zip(LANGUAGES.values(), ("Finnish", "Swedish", "English"), strict=True)
+        ),
         {"@id": ESPOO, **_location("espoo", "Espoo")},
         {"@id": LICENCE_URL, "@type": "foaf:Document"},
         {"@id": index_url(base), "@type": "foaf:Document"},
-        _scheme(DATA_THEMES, "Data theme"), _scheme(EU + "licence", "Licence"),
-        _scheme(EU + "planned-availability", "Planned availability"), _scheme(EU + "file-type", "File type"),
-        _scheme(EU + "language", "Language"), _scheme(ADMS + "licencetype/1.0", "Licence type"),
+        _scheme(DATA_THEMES, "Data theme"),
+        _scheme(EU + "licence", "Licence"),
+        _scheme(EU + "planned-availability", "Planned availability"),
+        _scheme(EU + "file-type", "File type"),
+        _scheme(EU + "language", "Language"),
+        _scheme(ADMS + "licencetype/1.0", "Licence type"),
         _scheme(ADMS + "publishertype/1.0", "Publisher type"),
     ]
 
@@ -233,10 +280,32 @@ def catalog_jsonld(results: list[Result], base: str, publisher: str, languages: 
 
 
 # -- CSV ----------------------------------------------------------------------------------------
-CSV_COLUMNS = ("result_id", "title", "summary", "focus_area", "environment", "status", "outcome", "proposer_kind",
-               "organisation", "partners", "school_name", "hypothesis", "kpis", "budget_eur", "duration_weeks",
-               "decision_rationale", "lessons_learned", "started_at", "completed_at", "published_at", "updated_at",
-               "licence", "contact_unit", "url")
+CSV_COLUMNS = (
+    "result_id",
+    "title",
+    "summary",
+    "focus_area",
+    "environment",
+    "status",
+    "outcome",
+    "proposer_kind",
+    "organisation",
+    "partners",
+    "school_name",
+    "hypothesis",
+    "kpis",
+    "budget_eur",
+    "duration_weeks",
+    "decision_rationale",
+    "lessons_learned",
+    "started_at",
+    "completed_at",
+    "published_at",
+    "updated_at",
+    "licence",
+    "contact_unit",
+    "url",
+)
 
 
 def _cell(value) -> str:
@@ -264,17 +333,25 @@ def results_csv(results: list[Result], base: str) -> str:
 def schema_org(r: Result, base: str) -> dict:
     page = page_url(base, r)
     return {
-        "@context": "https://schema.org", "@type": "Dataset", "@id": page, "url": page, "identifier": r.result_id,
-        "name": r.title, "description": r.summary, "license": LICENCE_URL,
+        "@context": "https://schema.org",
+        "@type": "Dataset",
+        "@id": page,
+        "url": page,
+        "identifier": r.result_id,
+        "name": r.title,
+        "description": r.summary,
+        "license": LICENCE_URL,
         "isAccessibleForFree": True,
         "creator": {"@type": "Organization", "name": r.contact_unit},
         "publisher": {"@type": "Organization", "name": r.contact_unit},
         "spatialCoverage": {"@type": "Place", "name": PLACES[r.environment.value]},
         "temporalCoverage": f"{(r.started_at or r.published_at).date().isoformat()}/"
-                            f"{r.completed_at.date().isoformat() if r.completed_at else '..'}",
+        f"{r.completed_at.date().isoformat() if r.completed_at else '..'}",
         "keywords": [r.focus_area.value, r.environment.value, r.status.value],
-        "datePublished": r.published_at.isoformat(), "dateModified": r.updated_at.isoformat(),
+        "datePublished": r.published_at.isoformat(),
+        "dateModified": r.updated_at.isoformat(),
         "includedInDataCatalog": {"@type": "DataCatalog", "name": CATALOGUE_TITLE, "url": index_url(base)},
-        "distribution": [{"@type": "DataDownload", "encodingFormat": "application/json",
-                          "contentUrl": json_url(base, r)}],
+        "distribution": [
+            {"@type": "DataDownload", "encodingFormat": "application/json", "contentUrl": json_url(base, r)}
+        ],
     }

@@ -10,6 +10,7 @@ Every page takes `?lang=fi|sv|en`; without it a result shows in its own language
 pages in the best language of Accept-Language (Finnish by default). Pure functions of what the
 handlers read; the service routes call them.
 """
+
 from __future__ import annotations
 
 import csv
@@ -18,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
-from jinja2 import Environment as Jinja, FileSystemLoader, select_autoescape
+from jinja2 import Environment as Jinja
+from jinja2 import FileSystemLoader, select_autoescape
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kokeilu.contracts.bounds import text
@@ -32,19 +34,27 @@ PAGE_SIZE = 20
 FILTERS = ("focus_area", "environment", "status", "outcome", "year")
 CODE_KINDS = {"focus_area": "focus_area", "environment": "environment", "status": "status", "outcome": "outcome"}
 
-_templates = Jinja(loader=FileSystemLoader(Path(__file__).parent / "templates"),
-                         autoescape=select_autoescape(["html", "j2"]), trim_blocks=True, lstrip_blocks=True)
+_templates = Jinja(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(["html", "j2"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 
 
 class LangQuery(BaseModel):
     """The language of a portal page."""
+
     model_config = ConfigDict(extra="allow")
-    lang: i18n.Lang | None = Field(default=None, description="fi, sv or en; by default the result's own language "
-                                                              "(other pages: Accept-Language, else fi).")
+    lang: i18n.Lang | None = Field(
+        default=None,
+        description="fi, sv or en; by default the result's own language (other pages: Accept-Language, else fi).",
+    )
 
 
 class PortalQuery(LangQuery):
     """`GET /portal/results`: the catalogue's search, as a web page (one value per filter, or several)."""
+
     q: text(200) | None = Field(default=None, description="Full text over title, summary and lessons learned.")
     focus_area: FocusArea | None = None
     environment: Environment | None = None
@@ -112,13 +122,17 @@ def search_query(args: dict) -> tuple[SearchQuery, dict]:
         query = SearchQuery.model_validate({**filters, "cursor": args.get("after") or None, "limit": PAGE_SIZE})
     except ValidationError as exc:
         where = str(exc.errors()[0]["loc"][0]) if exc.errors()[0]["loc"] else "q"
-        raise BadRequest("after" if where == "cursor" else where, str(args.get(where if where != "cursor" else "after")))
+        raise BadRequest(
+            "after" if where == "cursor" else where, str(args.get(where if where != "cursor" else "after"))
+        )
     return query, filters
 
 
 def _switch(lang: str, url_for) -> list[dict]:
-    return [{"code": code, "name": i18n.NATIVE[code], "url": url_for(code), "current": code == lang}
-            for code in i18n.LANGUAGES]
+    return [
+        {"code": code, "name": i18n.NATIVE[code], "url": url_for(code), "current": code == lang}
+        for code in i18n.LANGUAGES
+    ]
 
 
 def _render(template: str, lang: str, base: str, switch, **context) -> str:
@@ -139,18 +153,27 @@ def _facet_options(t: i18n.Translator, page: SearchPage) -> dict[str, list[tuple
 
 def landing(page: SearchPage, lang: str, base: str) -> str:
     t = i18n.Translator(lang)
-    return _render("portal.html.j2", lang, base, lambda code: Urls(base).home(code),
-                   page=page, facets=_facet_options(t, page))
+    return _render(
+        "portal.html.j2", lang, base, lambda code: Urls(base).home(code), page=page, facets=_facet_options(t, page)
+    )
 
 
 def results_list(page: SearchPage, filters: dict, after: str | None, lang: str, base: str) -> str:
     t = i18n.Translator(lang)
     urls = Urls(base)
     # every facet value a filter can take (the counts are over the current matches)
-    return _render("results.html.j2", lang, base, lambda code: urls.results(code, after=after, **filters),
-                   page=page, filters=filters, after=after, facets=_facet_options(t, page),
-                   next_url=urls.results(lang, after=page.next_cursor, **filters) if page.next_cursor else None,
-                   first_url=urls.results(lang, **filters) if after else None)
+    return _render(
+        "results.html.j2",
+        lang,
+        base,
+        lambda code: urls.results(code, after=after, **filters),
+        page=page,
+        filters=filters,
+        after=after,
+        facets=_facet_options(t, page),
+        next_url=urls.results(lang, after=page.next_cursor, **filters) if page.next_cursor else None,
+        first_url=urls.results(lang, **filters) if after else None,
+    )
 
 
 def open_data_page(lang: str, base: str) -> str:
@@ -170,23 +193,46 @@ def decision_summary(r: Result, t: i18n.Translator) -> list[str]:
         if low == high:
             lines.append(t("all_equal", v=t.number(low, 1, trim=False)))
         else:
-            lines.append(t("strongest", best=t.code("criterion", ranked[-1]), best_v=t.number(high, 1, trim=False),
-                           worst=t.code("criterion", ranked[0]), worst_v=t.number(low, 1, trim=False)))
+            lines.append(
+                t(
+                    "strongest",
+                    best=t.code("criterion", ranked[-1]),
+                    best_v=t.number(high, 1, trim=False),
+                    worst=t.code("criterion", ranked[0]),
+                    worst_v=t.number(low, 1, trim=False),
+                )
+            )
     return lines
 
 
 def result_page(r: Result, lang: str, base: str) -> str:
     t = i18n.Translator(lang)
     charts = [(k, chart.render(k, f"kpi-{i}", t)) for i, k in enumerate(r.kpis)]
-    return _render("result.html.j2", lang, base, lambda code: Urls(base).result(r, code), r=r,
-                   ld=opendata.schema_org(r, base), place=t.code("environment", r.environment),
-                   licence_url=opendata.LICENCE_URL, decision_lines=decision_summary(r, t), charts=charts,
-                   content_lang=(r.language.value if r.language else None))
+    return _render(
+        "result.html.j2",
+        lang,
+        base,
+        lambda code: Urls(base).result(r, code),
+        r=r,
+        ld=opendata.schema_org(r, base),
+        place=t.code("environment", r.environment),
+        licence_url=opendata.LICENCE_URL,
+        decision_lines=decision_summary(r, t),
+        charts=charts,
+        content_lang=(r.language.value if r.language else None),
+    )
 
 
 def error_page(status: int, title_key: str, message: str, lang: str, base: str) -> str:
-    return _render("error.html.j2", lang, base, lambda code: Urls(base).home(code), status=status,
-                   title_key=title_key, message=message)
+    return _render(
+        "error.html.j2",
+        lang,
+        base,
+        lambda code: Urls(base).home(code),
+        status=status,
+        title_key=title_key,
+        message=message,
+    )
 
 
 KPI_CSV_COLUMNS = ("result_id", "kpi", "unit", "baseline", "target", "day", "count", "mean", "min", "max", "last")
@@ -199,6 +245,19 @@ def kpis_csv(r: Result, days: dict) -> str:
     writer.writerow(KPI_CSV_COLUMNS)
     for k in r.kpis:
         for d in days.get(k.name, []):
-            writer.writerow([r.result_id, opendata._cell(k.name), opendata._cell(k.unit), k.baseline, k.target,
-                             d.day.isoformat(), d.count, d.total / d.count, d.min, d.max, d.last])
+            writer.writerow(
+                [
+                    r.result_id,
+                    opendata._cell(k.name),
+                    opendata._cell(k.unit),
+                    k.baseline,
+                    k.target,
+                    d.day.isoformat(),
+                    d.count,
+                    d.total / d.count,
+                    d.min,
+                    d.max,
+                    d.last,
+                ]
+            )
     return out.getvalue()

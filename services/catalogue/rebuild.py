@@ -11,6 +11,7 @@ arrive in), the rebuilt catalogue equals the live one. Progress goes to stderr.
 
 To switch over: stop the catalogue, point its DATABASE_URL at the rebuilt store, start it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,8 +74,7 @@ def rebuild(database_url: str, bootstrap: list[str] | None = None, progress=None
         with RebuildUnitOfWork(database) as uow:
             size = uow.entries.count_published()
         counts["results"] = size
-        say(f"done: {counts['records']} records, {size} results in the catalogue "
-            f"({time.monotonic() - started:.1f}s)")
+        say(f"done: {counts['records']} records, {size} results in the catalogue ({time.monotonic() - started:.1f}s)")
         return counts
     finally:
         consumer.close()
@@ -97,8 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=500, help="print progress every N records")
     args = parser.parse_args(argv)
     bootstrap = args.bootstrap_servers.split(",") if args.bootstrap_servers else None
-    counts = rebuild(args.database_url, bootstrap, progress=lambda line: print(line, file=sys.stderr, flush=True),
-                     every=args.every)
+    counts = rebuild(
+        args.database_url, bootstrap, progress=lambda line: print(line, file=sys.stderr, flush=True), every=args.every
+    )
     print(" ".join(f"{k}={v}" for k, v in counts.items()))
     return 0
 

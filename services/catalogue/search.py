@@ -5,6 +5,7 @@ Full text runs on SQLite FTS5 (`results_fts`) or on PostgreSQL full-text search
 The cursor is opaque to clients: the sort key of the last item (keyset), or an offset for
 relevance, whose scores are not stable keys.
 """
+
 from __future__ import annotations
 
 import base64
@@ -62,12 +63,14 @@ class SearchQuery(BaseModel):
 
 class ResultPage(BaseModel):
     """`GET /v1/results`: what the route answers for a SearchPage (described in the OpenAPI document)."""
+
     model_config = ConfigDict(extra="forbid")
 
     items: list[Result]
     total: int = Field(description="How many results match, over every page.")
     facets: dict[str, dict[str, int]] = Field(
-        description="Counts by value of each of " + ", ".join(f"`{f}`" for f in FACETS) + ", over the matches.")
+        description="Counts by value of each of " + ", ".join(f"`{f}`" for f in FACETS) + ", over the matches."
+    )
     next_cursor: str | None = Field(description="Pass back as `cursor` for the next page; null on the last one.")
 
 
@@ -126,14 +129,18 @@ def _fts_terms(q: str) -> str:
 def _text_match(conn, results: sa.Table, q: str):
     """(where clause, relevance expression; higher is better)."""
     if conn.dialect.name == "sqlite":
-        hits = (sa.select(sa.literal_column("result_id"), sa.literal_column("bm25(results_fts)").label("score"))
-                .select_from(sa.text("results_fts"))
-                .where(sa.text("results_fts MATCH :terms").bindparams(terms=_fts_terms(q))).subquery())
+        hits = (
+            sa.select(sa.literal_column("result_id"), sa.literal_column("bm25(results_fts)").label("score"))
+            .select_from(sa.text("results_fts"))
+            .where(sa.text("results_fts MATCH :terms").bindparams(terms=_fts_terms(q)))
+            .subquery()
+        )
         rank = sa.select(-hits.c.score).where(hits.c.result_id == results.c.result_id).scalar_subquery()
         return results.c.result_id.in_(sa.select(hits.c.result_id)), rank
     # The same expression as the GIN index of migration 0002, so that the index serves it.
-    document = sa.literal_column("to_tsvector('simple', results.title || ' ' || results.summary || ' ' || "
-                                 "coalesce(results.lessons, ''))")
+    document = sa.literal_column(
+        "to_tsvector('simple', results.title || ' ' || results.summary || ' ' || coalesce(results.lessons, ''))"
+    )
     tsquery = sa.func.plainto_tsquery("simple", q)
     return document.op("@@")(tsquery), sa.func.ts_rank(document, tsquery)
 
@@ -155,8 +162,9 @@ def search(conn: sa.Connection, results: sa.Table, query: SearchQuery) -> Search
     facets = {}
     for name in FACETS:
         column = results.c[name]
-        rows = conn.execute(sa.select(column, sa.func.count()).where(*where, column.is_not(None))
-                            .group_by(column).order_by(column))
+        rows = conn.execute(
+            sa.select(column, sa.func.count()).where(*where, column.is_not(None)).group_by(column).order_by(column)
+        )
         facets[name] = {str(value): count for value, count in rows}
 
     order = query.order if (query.order != "relevance" or rank is not None) else "newest"
@@ -167,26 +175,32 @@ def search(conn: sa.Connection, results: sa.Table, query: SearchQuery) -> Search
         select = select.order_by(results.c.published_at.desc(), results.c.result_id.desc())
         if cursor:
             at, rid = cursor.p, cursor.id
-            select = select.where(sa.or_(results.c.published_at < at,
-                                         sa.and_(results.c.published_at == at, results.c.result_id < rid)))
+            select = select.where(
+                sa.or_(results.c.published_at < at, sa.and_(results.c.published_at == at, results.c.result_id < rid))
+            )
     elif order == "title":
         select = select.order_by(results.c.title, results.c.result_id)
         if cursor:
             title, rid = cursor.t, cursor.id
-            select = select.where(sa.or_(results.c.title > title,
-                                         sa.and_(results.c.title == title, results.c.result_id > rid)))
+            select = select.where(
+                sa.or_(results.c.title > title, sa.and_(results.c.title == title, results.c.result_id > rid))
+            )
     else:
         select = select.order_by(rank.desc(), results.c.published_at.desc(), results.c.result_id.desc())
         offset = cursor.o if cursor else 0
         select = select.offset(offset)
     rows = list(conn.execute(select.limit(query.limit + 1)))
-    more, rows = len(rows) > query.limit, rows[:query.limit]
+    more, rows = len(rows) > query.limit, rows[: query.limit]
     next_cursor = None
     if more and rows:
         last = rows[-1]
-        next_cursor = encode_cursor({"newest": {"p": last.published_at.isoformat(), "id": last.result_id},
-                                     "title": {"t": last.title, "id": last.result_id},
-                                     "relevance": {"o": offset + len(rows)}}[order])
+        next_cursor = encode_cursor(
+            {
+                "newest": {"p": last.published_at.isoformat(), "id": last.result_id},
+                "title": {"t": last.title, "id": last.result_id},
+                "relevance": {"o": offset + len(rows)},
+            }[order]
+        )
     return SearchPage([Result.model_validate(r.document) for r in rows], total, facets, next_cursor)
 
 

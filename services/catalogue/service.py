@@ -1,5 +1,6 @@
 """The catalogue service: the results read model, its search and open-data exports, and the
 public results topic."""
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,12 @@ class CatalogueService(service_base.PlatformService):
     def list(self, request):
         """Search the catalogue: full text, filters, facets, sorting and cursor pagination."""
         page = handlers.search_results(SearchQuery.model_validate(query_args(request)), self.uow())
-        return {"items": [r.model_dump(mode="json") for r in page.items], "total": page.total,
-                "facets": page.facets, "next_cursor": page.next_cursor}
+        return {
+            "items": [r.model_dump(mode="json") for r in page.items],
+            "total": page.total,
+            "facets": page.facets,
+            "next_cursor": page.next_cursor,
+        }
 
     # Open data: public on purpose (no token), read-only, and the results carry no personal data
     # (a Result is what the public topic kokeilu.results.v1 carries; unpublished results are 404).
@@ -50,16 +55,19 @@ class CatalogueService(service_base.PlatformService):
     def results_csv(self, request):
         """Every result as CSV (open data)."""
         body = opendata.results_csv(handlers.all_results(self.uow()), settings().public_base_url)
-        return Response(body, mimetype="text/csv", headers={
-            "Content-Disposition": 'attachment; filename="kokeilu-results.csv"'})
+        return Response(
+            body, mimetype="text/csv", headers={"Content-Disposition": 'attachment; filename="kokeilu-results.csv"'}
+        )
 
     # The public portal (services/catalogue/portal.py): HTML for people, no token, no script.
     @api("GET", "/portal", public=True, media_type="text/html", query=portal.LangQuery)
     def portal_home(self, request):
         """The results portal's landing page: search box, facets with counts, the latest results."""
+
         def page(lang):
             found = handlers.search_results(SearchQuery(limit=5), self.uow())
             return portal.landing(found, lang, self.base)
+
         return self._html(request, page)
 
     @api("GET", "/portal/results", public=True, media_type="text/html", query=portal.PortalQuery)
@@ -89,6 +97,7 @@ class CatalogueService(service_base.PlatformService):
             if result is None:
                 raise NotFound(f"no result for proposal {proposal_id}", {"proposal_id": "unknown"})
             return portal.result_page(result, lang, self.base)
+
         return self._html(request, page, own_language=default)
 
     @api("GET", "/results/<proposal_id>/kpis.csv", public=True, media_type="text/csv")
@@ -97,8 +106,11 @@ class CatalogueService(service_base.PlatformService):
         result, days = handlers.kpi_days(proposal_id, self.uow())
         if result is None:
             raise NotFound(f"no result for proposal {proposal_id}", {"proposal_id": "unknown"})
-        return Response(portal.kpis_csv(result, days), mimetype="text/csv", headers={
-            "Content-Disposition": f'attachment; filename="kokeilu-{proposal_id}-kpis.csv"'})
+        return Response(
+            portal.kpis_csv(result, days),
+            mimetype="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="kokeilu-{proposal_id}-kpis.csv"'},
+        )
 
     @api("GET", "/results/<proposal_id>.json", public=True, response=Result)
     def result_json(self, request, proposal_id):
@@ -119,6 +131,7 @@ class CatalogueService(service_base.PlatformService):
             except BadCursor:
                 raise portal.BadRequest("after", args.get("after", "")) from None
             return portal.results_list(found, filters, args.get("after") or None, lang, self.base)
+
         return self._html(request, page)
 
     def _html(self, request, render, own_language: str | None = None) -> Response:
@@ -140,17 +153,23 @@ class CatalogueService(service_base.PlatformService):
             if not html:
                 raise
             t = portal.i18n.Translator(lang)
-            return Response(portal.error_page(404, "not_found_title", t("not_found"), lang, self.base),
-                            status=404, mimetype="text/html")
+            return Response(
+                portal.error_page(404, "not_found_title", t("not_found"), lang, self.base),
+                status=404,
+                mimetype="text/html",
+            )
 
     def _bad_request(self, exc, lang: str, html: bool) -> Response:
         if not html:
-            raise Unprocessable(f"the request is not valid: {exc.field}",
-                                {exc.field: f"not a value this page knows: {exc.value[:80]!r}"})
+            raise Unprocessable(
+                f"the request is not valid: {exc.field}",
+                {exc.field: f"not a value this page knows: {exc.value[:80]!r}"},
+            )
         t = portal.i18n.Translator(lang)
         message = t("bad_value", value=exc.value[:80], field=exc.field)
-        return Response(portal.error_page(422, "bad_request_title", message, lang, self.base), status=422,
-                        mimetype="text/html")
+        return Response(
+            portal.error_page(422, "bad_request_title", message, lang, self.base), status=422, mimetype="text/html"
+        )
 
     def _result(self, proposal_id):
         result = handlers.get_result(proposal_id, self.uow())

@@ -1,4 +1,5 @@
 """The catalogue's own settings (the platform's are in kokeilu.config), read once through `settings()`."""
+
 from __future__ import annotations
 
 from functools import lru_cache

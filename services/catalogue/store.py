@@ -4,17 +4,18 @@
 entry; full-text search runs on SQLite's FTS5 (`results_fts`, kept beside it) or on
 PostgreSQL's full-text search over the same columns. The repository hides the difference.
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from kokeilu.contracts import service_source
 from kokeilu.contracts.evaluation import Decision
 from kokeilu.contracts.proposals import PilotCompleted, ProposalSubmitted
 from kokeilu.contracts.results import Result, ResultWithdrawn, series_budget
-from kokeilu.contracts import service_source
 from kokeilu.store import UnitOfWork, UtcDateTime, add_messaging_tables
 
 from .domain import DailyKpi, Entry, Measurement, series_points
@@ -24,7 +25,8 @@ metadata = sa.MetaData()
 add_messaging_tables(metadata)
 
 entries = sa.Table(
-    "entries", metadata,
+    "entries",
+    metadata,
     sa.Column("proposal_id", sa.String(64), primary_key=True),
     sa.Column("proposal", sa.JSON(), nullable=True),
     sa.Column("screening_passed", sa.Boolean(), nullable=True),
@@ -34,7 +36,8 @@ entries = sa.Table(
     sa.Column("withdrawn", sa.JSON(), nullable=True),
 )
 results = sa.Table(
-    "results", metadata,
+    "results",
+    metadata,
     sa.Column("result_id", sa.String(64), primary_key=True),
     sa.Column("title", sa.String(200), nullable=False),
     sa.Column("summary", sa.Text(), nullable=False),
@@ -52,7 +55,8 @@ results = sa.Table(
 # A KPI's measurements per UTC day (migration 0003): one row per result, KPI and day, whatever the
 # number of measurements, each added by one upsert (record_measurement).
 kpi_series = sa.Table(
-    "kpi_series", metadata,
+    "kpi_series",
+    metadata,
     sa.Column("result_id", sa.String(64), primary_key=True),
     sa.Column("kpi", sa.String(200), primary_key=True),
     sa.Column("day", sa.Date(), primary_key=True),
@@ -64,8 +68,17 @@ kpi_series = sa.Table(
     sa.Column("last_at", UtcDateTime(), nullable=False),
 )
 
-_TIMES = ("proposal_at", "first_seen_at", "screened_at", "passed_at", "decided_at", "closed_at", "started_at",
-          "started_event_at", "completed_event_at")
+_TIMES = (
+    "proposal_at",
+    "first_seen_at",
+    "screened_at",
+    "passed_at",
+    "decided_at",
+    "closed_at",
+    "started_at",
+    "started_event_at",
+    "completed_event_at",
+)
 
 
 def _iso(t: datetime | None) -> str | None:
@@ -79,11 +92,17 @@ def _time(s: str | None) -> datetime | None:
 def entry_to_json(e: Entry) -> dict:
     return {
         **{name: _iso(getattr(e, name)) for name in _TIMES},
-        "screening_passed": e.screening_passed, "ever_passed": e.ever_passed,
-        "decision": e.decision.value if e.decision else None, "rationale": e.rationale, "closed": e.closed,
-        "weighted_score": e.weighted_score, "criterion_averages": e.criterion_averages,
-        "measurements": {k: {"value": m.value, "measured_at": m.measured_at.isoformat(), "id": m.measurement_id}
-                         for k, m in sorted(e.measurements.items())},
+        "screening_passed": e.screening_passed,
+        "ever_passed": e.ever_passed,
+        "decision": e.decision.value if e.decision else None,
+        "rationale": e.rationale,
+        "closed": e.closed,
+        "weighted_score": e.weighted_score,
+        "criterion_averages": e.criterion_averages,
+        "measurements": {
+            k: {"value": m.value, "measured_at": m.measured_at.isoformat(), "id": m.measurement_id}
+            for k, m in sorted(e.measurements.items())
+        },
         "completion": e.completion.model_dump(mode="json") if e.completion else None,
     }
 
@@ -95,27 +114,51 @@ def entry_from_row(row) -> Entry:
     f = row.facts
     if f is None:  # a row from the first release: a proposal, its screening and maybe its result
         at = result.published_at if result else None
-        return Entry(proposal_id=row.proposal_id, proposal=proposal, screening_passed=row.screening_passed,
-                     ever_passed=bool(row.screening_passed), passed_at=at, proposal_at=at,
-                     first_seen_at=at or (proposal.submitted_at if proposal else None), result=result)
+        return Entry(
+            proposal_id=row.proposal_id,
+            proposal=proposal,
+            screening_passed=row.screening_passed,
+            ever_passed=bool(row.screening_passed),
+            passed_at=at,
+            proposal_at=at,
+            first_seen_at=at or (proposal.submitted_at if proposal else None),
+            result=result,
+        )
     return Entry(
-        proposal_id=row.proposal_id, proposal=proposal, **{name: _time(f.get(name)) for name in _TIMES},
-        screening_passed=f.get("screening_passed"), ever_passed=bool(f.get("ever_passed")),
-        decision=Decision(f["decision"]) if f.get("decision") else None, rationale=f.get("rationale"),
-        weighted_score=f.get("weighted_score"), criterion_averages=f.get("criterion_averages"),
+        proposal_id=row.proposal_id,
+        proposal=proposal,
+        **{name: _time(f.get(name)) for name in _TIMES},
+        screening_passed=f.get("screening_passed"),
+        ever_passed=bool(f.get("ever_passed")),
+        decision=Decision(f["decision"]) if f.get("decision") else None,
+        rationale=f.get("rationale"),
+        weighted_score=f.get("weighted_score"),
+        criterion_averages=f.get("criterion_averages"),
         closed=f.get("closed"),
-        measurements={k: Measurement(m["value"], datetime.fromisoformat(m["measured_at"]), m["id"])
-                      for k, m in (f.get("measurements") or {}).items()},
+        measurements={
+            k: Measurement(m["value"], datetime.fromisoformat(m["measured_at"]), m["id"])
+            for k, m in (f.get("measurements") or {}).items()
+        },
         completion=PilotCompleted.model_validate(f["completion"]) if f.get("completion") else None,
-        result=result, withdrawn=withdrawn,
+        result=result,
+        withdrawn=withdrawn,
     )
 
 
 def result_row(r: Result) -> dict:
-    return dict(title=r.title, summary=r.summary, lessons=r.lessons_learned, focus_area=r.focus_area.value,
-                environment=r.environment.value, status=r.status.value,
-                outcome=r.outcome.value if r.outcome else None, year=r.published_at.year,
-                published_at=r.published_at, updated_at=r.updated_at, document=r.model_dump(mode="json"))
+    return dict(
+        title=r.title,
+        summary=r.summary,
+        lessons=r.lessons_learned,
+        focus_area=r.focus_area.value,
+        environment=r.environment.value,
+        status=r.status.value,
+        outcome=r.outcome.value if r.outcome else None,
+        year=r.published_at.year,
+        published_at=r.published_at,
+        updated_at=r.updated_at,
+        document=r.model_dump(mode="json"),
+    )
 
 
 # Statements built once: SQLAlchemy then only binds each call's values (a consumed event runs them all).
@@ -124,7 +167,9 @@ _ENTRY = sa.select(entries).where(entries.c.proposal_id == sa.bindparam("id"))
 _DOCUMENT = sa.select(results.c.document).where(results.c.result_id == sa.bindparam("id"))
 _DELETE_RESULT = results.delete().where(results.c.result_id == sa.bindparam("id"))
 _DELETE_FTS = sa.text("DELETE FROM results_fts WHERE result_id = :id")
-_INSERT_FTS = sa.text("INSERT INTO results_fts (result_id, title, summary, lessons) VALUES (:id, :title, :summary, :lessons)")
+_INSERT_FTS = sa.text(
+    "INSERT INTO results_fts (result_id, title, summary, lessons) VALUES (:id, :title, :summary, :lessons)"
+)
 
 
 def _upsert_measurement(dialect: str):
@@ -135,16 +180,23 @@ def _upsert_measurement(dialect: str):
     later = new.last_at >= old.last_at
     return insert.on_conflict_do_update(
         index_elements=[old.result_id, old.kpi, old.day],
-        set_={"count": old.count + 1, "total": old.total + new.total,
-              "min": sa.case((new.min < old.min, new.min), else_=old.min),
-              "max": sa.case((new.max > old.max, new.max), else_=old.max),
-              "last": sa.case((later, new.last), else_=old.last),
-              "last_at": sa.case((later, new.last_at), else_=old.last_at)})
+        set_={
+            "count": old.count + 1,
+            "total": old.total + new.total,
+            "min": sa.case((new.min < old.min, new.min), else_=old.min),
+            "max": sa.case((new.max > old.max, new.max), else_=old.max),
+            "last": sa.case((later, new.last), else_=old.last),
+            "last_at": sa.case((later, new.last_at), else_=old.last_at),
+        },
+    )
 
 
 _UPSERT = {name: _upsert_measurement(name) for name in ("sqlite", "postgresql")}
-_SERIES = (sa.select(kpi_series).where(kpi_series.c.result_id == sa.bindparam("id"))
-           .order_by(kpi_series.c.kpi, kpi_series.c.day))
+_SERIES = (
+    sa.select(kpi_series)
+    .where(kpi_series.c.result_id == sa.bindparam("id"))
+    .order_by(kpi_series.c.kpi, kpi_series.c.day)
+)
 
 
 class EntryRepository:
@@ -182,15 +234,28 @@ class EntryRepository:
         if r is not None:
             self.conn.execute(results.insert(), {**result_row(r), "result_id": result_id})
             if self.is_sqlite:
-                self.conn.execute(_INSERT_FTS, {"id": result_id, "title": r.title, "summary": r.summary,
-                                                "lessons": r.lessons_learned or ""})
+                self.conn.execute(
+                    _INSERT_FTS,
+                    {"id": result_id, "title": r.title, "summary": r.summary, "lessons": r.lessons_learned or ""},
+                )
 
     def record_measurement(self, result_id: str, kpi: str, value: float, measured_at: datetime) -> None:
         """Add one measurement to its KPI's day (UTC): one statement, whatever the day held."""
-        at = measured_at.astimezone(timezone.utc)
-        self.conn.execute(_UPSERT[self.conn.dialect.name], {
-            "result_id": result_id, "kpi": kpi, "day": at.date(), "count": 1, "total": value, "min": value,
-            "max": value, "last": value, "last_at": at})
+        at = measured_at.astimezone(UTC)
+        self.conn.execute(
+            _UPSERT[self.conn.dialect.name],
+            {
+                "result_id": result_id,
+                "kpi": kpi,
+                "day": at.date(),
+                "count": 1,
+                "total": value,
+                "min": value,
+                "max": value,
+                "last": value,
+                "last_at": at,
+            },
+        )
 
     def daily(self, result_id: str) -> dict[str, list[DailyKpi]]:
         """Every KPI's days, by KPI name, oldest first."""
@@ -207,16 +272,23 @@ class EntryRepository:
         return search(self.conn, results, query)
 
     def all_results(self) -> list[Result]:
-        rows = self.conn.execute(sa.select(results.c.document).order_by(results.c.published_at.desc(),
-                                                                         results.c.result_id.desc()))
+        rows = self.conn.execute(
+            sa.select(results.c.document).order_by(results.c.published_at.desc(), results.c.result_id.desc())
+        )
         return [Result.model_validate(r.document) for r in rows]
 
     def languages(self) -> dict[str, str]:
         """The language each published result's title and summary are written in (its proposal's), by id."""
-        rows = self.conn.execute(sa.select(entries.c.proposal_id, entries.c.proposal)
-                                 .join(results, results.c.result_id == entries.c.proposal_id))
-        return {row.proposal_id: row.proposal["language"] for row in rows
-                if isinstance(row.proposal, dict) and row.proposal.get("language")}
+        rows = self.conn.execute(
+            sa.select(entries.c.proposal_id, entries.c.proposal).join(
+                results, results.c.result_id == entries.c.proposal_id
+            )
+        )
+        return {
+            row.proposal_id: row.proposal["language"]
+            for row in rows
+            if isinstance(row.proposal, dict) and row.proposal.get("language")
+        }
 
     def count_entries(self) -> int:
         return self.conn.execute(sa.select(sa.func.count()).select_from(entries)).scalar_one()

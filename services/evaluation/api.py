@@ -1,5 +1,6 @@
 """Evaluation over HTTP: request bodies, responses, and how the domain's refusals are answered
 (ERRORS, read by the `api` entrypoint)."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -7,10 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kokeilu.contracts.evaluation import Decision, RuleFailure
-
 from kokeilu.contracts.bounds import Reason, text
-
+from kokeilu.contracts.evaluation import Decision, RuleFailure
 from kokeilu.http.entrypoint import Refusal
 
 from .domain import EvaluationRefused, InvalidScores, NotAssigned, UnknownEvaluation
@@ -30,14 +29,17 @@ class ConflictBody(Body):
 class ScoresBody(Body):
     # Bounded here; whether each fits the rubric (0 to 5, every criterion) the domain says.
     scores: dict[text(64), Annotated[int, Field(ge=-1000, le=1000)]] = Field(
-        max_length=20, description="0 to 5 for each criterion of the rubric")
+        max_length=20, description="0 to 5 for each criterion of the rubric"
+    )
     comment: text(5000) | None = None
 
 
 class EvaluationListQuery(BaseModel):
     """`GET /v1/evaluations` query (as the service reads it: `1`, `true` or `yes` mean true, anything else false)."""
+
     overdue: Literal["true", "false", "1", "0", "yes", "no"] | None = Field(
-        default=None, description="Only the evaluations past their SLA.")
+        default=None, description="Only the evaluations past their SLA."
+    )
 
 
 # Responses: what Evaluation.view writes (described in the OpenAPI document).
@@ -68,6 +70,7 @@ class EvaluationDecisionView(View):
 class EvaluationView(View):
     """An evaluation. Scores stay blind until quorum: before it, an evaluator sees only their own
     sheet and a manager sees who has scored, never the numbers."""
+
     model_config = ConfigDict(title="Evaluation")
 
     proposal_id: str
@@ -83,7 +86,8 @@ class EvaluationView(View):
     scored: int
     assigned: int
     assignments: list[AssignmentView] | None = Field(
-        default=None, description="Only for the panel's evaluators (their own) and managers.")
+        default=None, description="Only for the panel's evaluators (their own) and managers."
+    )
     decision: EvaluationDecisionView | None = Field(default=None, description="Once decided.")
 
 
@@ -97,6 +101,7 @@ class ScreeningView(View):
 class ProposalEvaluationView(View):
     """`GET /v1/evaluations/{proposal_id}`: the proposal's screening and its current evaluation
     (title, focus area, revision and screening are there once it has been screened)."""
+
     model_config = ConfigDict(title="ProposalEvaluation")
 
     proposal_id: str
@@ -117,16 +122,19 @@ class EvaluationList(View):
 
 
 CONFLICT_EXAMPLE = {"conflict": False}
-SCORES_EXAMPLE = {"scores": {"strategy_fit": 4, "feasibility": 4, "impact": 5, "sustainability": 4,
-                             "reuse_scalability": 4}, "comment": "A clear hypothesis and a realistic budget."}
+SCORES_EXAMPLE = {
+    "scores": {"strategy_fit": 4, "feasibility": 4, "impact": 5, "sustainability": 4, "reuse_scalability": 4},
+    "comment": "A clear hypothesis and a realistic budget.",
+}
 
 
 ERRORS = {
     UnknownEvaluation: Refusal(404, "not_found", fields={"proposal_id": "unknown"}),
     NotAssigned: Refusal(403, "not_assigned"),
     EvaluationRefused: Refusal(409, "conflict"),
-    InvalidScores: Refusal(422, "validation_failed",
-                           fields=lambda exc: {f"scores.{k}": v for k, v in exc.fields.items()}),
+    InvalidScores: Refusal(
+        422, "validation_failed", fields=lambda exc: {f"scores.{k}": v for k, v in exc.fields.items()}
+    ),
 }
 
 

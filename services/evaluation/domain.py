@@ -1,5 +1,6 @@
 """The evaluation of one proposal revision: panel, conflicts of interest, blind scores and the
 decision by the rubric. No infrastructure here."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -10,19 +11,31 @@ from pydantic import BaseModel, Field, model_validator
 from kokeilu.contracts.evaluation import Decision
 
 CRITERIA = ("strategy_fit", "feasibility", "impact", "sustainability", "reuse_scalability")
-CRITERION_NAMES = {"strategy_fit": "fit with the city strategy", "feasibility": "feasibility", "impact": "impact",
-                   "sustainability": "sustainability", "reuse_scalability": "reuse and scalability"}
+CRITERION_NAMES = {
+    "strategy_fit": "fit with the city strategy",
+    "feasibility": "feasibility",
+    "impact": "impact",
+    "sustainability": "sustainability",
+    "reuse_scalability": "reuse and scalability",
+}
 MAX_SCORE = 5
 
 
 class Rubric(BaseModel):
     """Weights of the criteria and the decision rules (KOKEILU_RUBRIC, JSON)."""
 
-    weights: dict[str, float] = Field(default_factory=lambda: {
-        "strategy_fit": 0.30, "feasibility": 0.20, "impact": 0.20, "sustainability": 0.15, "reuse_scalability": 0.15})
-    approve_at: float = 3.5        # weighted score >= this: approved
-    revise_at: float = 2.5         # >= this (and below approve_at): revision requested; below: rejected
-    disagreement_spread: int = 3   # max - min of any criterion >= this raises the disagreement flag
+    weights: dict[str, float] = Field(
+        default_factory=lambda: {
+            "strategy_fit": 0.30,
+            "feasibility": 0.20,
+            "impact": 0.20,
+            "sustainability": 0.15,
+            "reuse_scalability": 0.15,
+        }
+    )
+    approve_at: float = 3.5  # weighted score >= this: approved
+    revise_at: float = 2.5  # >= this (and below approve_at): revision requested; below: rejected
+    disagreement_spread: int = 3  # max - min of any criterion >= this raises the disagreement flag
     external_funding_min_score: float = 4.0
     external_funding_min_budget_eur: float = 200_000
 
@@ -60,7 +73,7 @@ class InvalidScores(ValueError):
 def assign(panel: list[str], load: dict[str, int], n: int, exclude: set[str] = frozenset()) -> list[str]:
     """The `n` least-loaded panel members not excluded; ties go by name, so the choice is deterministic."""
     candidates = sorted((m for m in dict.fromkeys(panel) if m not in exclude), key=lambda m: (load.get(m, 0), m))
-    return candidates[:max(0, n)]
+    return candidates[: max(0, n)]
 
 
 def check_scores(scores: dict[str, int]) -> dict[str, int]:
@@ -110,7 +123,9 @@ def weighted(averages: dict[str, float], weights: dict[str, float]) -> float:
     return round(sum(weights[c] * averages[c] for c in CRITERIA) / sum(weights.values()), 6)
 
 
-def decide(score_sheets: list[dict[str, int]], rubric: Rubric, budget_eur: float, external_funding_sought: bool) -> Outcome:
+def decide(
+    score_sheets: list[dict[str, int]], rubric: Rubric, budget_eur: float, external_funding_sought: bool
+) -> Outcome:
     """The panel's decision from its score sheets (at least one)."""
     if not score_sheets:
         raise EvaluationRefused("no scores to decide on")
@@ -122,26 +137,43 @@ def decide(score_sheets: list[dict[str, int]], rubric: Rubric, budget_eur: float
         decision = Decision.revision_requested
     else:
         decision = Decision.rejected
-    spread_on = tuple(c for c in CRITERIA
-                      if max(s[c] for s in score_sheets) - min(s[c] for s in score_sheets) >= rubric.disagreement_spread)
-    funding = (decision is Decision.approved and external_funding_sought
-               and (score >= rubric.external_funding_min_score or budget_eur >= rubric.external_funding_min_budget_eur))
+    spread_on = tuple(
+        c
+        for c in CRITERIA
+        if max(s[c] for s in score_sheets) - min(s[c] for s in score_sheets) >= rubric.disagreement_spread
+    )
+    funding = (
+        decision is Decision.approved
+        and external_funding_sought
+        and (score >= rubric.external_funding_min_score or budget_eur >= rubric.external_funding_min_budget_eur)
+    )
     rationale = _rationale(decision, score, averages, len(score_sheets), rubric, spread_on, funding)
-    return Outcome(decision, round(score, 3), {c: round(a, 3) for c, a in averages.items()}, bool(spread_on),
-                   spread_on, funding, rationale)
+    return Outcome(
+        decision,
+        round(score, 3),
+        {c: round(a, 3) for c, a in averages.items()},
+        bool(spread_on),
+        spread_on,
+        funding,
+        rationale,
+    )
 
 
 def _rationale(decision, score, averages, n, rubric, spread_on, funding) -> str:
-    verdict = {Decision.approved: f"approved (at least {rubric.approve_at})",
-               Decision.revision_requested: f"revision requested (at least {rubric.revise_at}, below {rubric.approve_at})",
-               Decision.rejected: f"rejected (below {rubric.revise_at})"}[decision]
+    verdict = {
+        Decision.approved: f"approved (at least {rubric.approve_at})",
+        Decision.revision_requested: f"revision requested (at least {rubric.revise_at}, below {rubric.approve_at})",
+        Decision.rejected: f"rejected (below {rubric.revise_at})",
+    }[decision]
     ranked = sorted(CRITERIA, key=lambda c: (averages[c], c))
     text = f"Weighted score {score:.2f} of {MAX_SCORE} from {n} evaluator{'s' if n != 1 else ''}: {verdict}. "
     if f"{averages[ranked[0]]:.1f}" == f"{averages[ranked[-1]]:.1f}":  # a tie as shown: no strongest or weakest
         text += f"All criteria scored equally ({averages[ranked[0]]:.1f})."
     else:
-        text += (f"Strongest: {CRITERION_NAMES[ranked[-1]]} ({averages[ranked[-1]]:.1f}); "
-                 f"weakest: {CRITERION_NAMES[ranked[0]]} ({averages[ranked[0]]:.1f}).")
+        text += (
+            f"Strongest: {CRITERION_NAMES[ranked[-1]]} ({averages[ranked[-1]]:.1f}); "
+            f"weakest: {CRITERION_NAMES[ranked[0]]} ({averages[ranked[0]]:.1f})."
+        )
     if spread_on:
         text += " The evaluators disagreed widely on " + ", ".join(CRITERION_NAMES[c] for c in spread_on) + "."
     if funding:
@@ -166,10 +198,29 @@ class Evaluation:
     outcome: Outcome | None = None
 
     @classmethod
-    def open(cls, proposal_id: str, revision: int, focus_area: str, title: str, budget_eur: float,
-             external_funding_sought: bool, evaluators: list[str], now: datetime, due_at: datetime) -> "Evaluation":
-        return cls(proposal_id, revision, focus_area, title, budget_eur, external_funding_sought, now, due_at,
-                   tuple(Assignment(e, now) for e in evaluators))
+    def open(
+        cls,
+        proposal_id: str,
+        revision: int,
+        focus_area: str,
+        title: str,
+        budget_eur: float,
+        external_funding_sought: bool,
+        evaluators: list[str],
+        now: datetime,
+        due_at: datetime,
+    ) -> Evaluation:
+        return cls(
+            proposal_id,
+            revision,
+            focus_area,
+            title,
+            budget_eur,
+            external_funding_sought,
+            now,
+            due_at,
+            tuple(Assignment(e, now) for e in evaluators),
+        )
 
     @property
     def active(self) -> list[Assignment]:
@@ -189,11 +240,13 @@ class Evaluation:
         if self.status != "open":
             raise EvaluationRefused(f"the evaluation of proposal {self.proposal_id} is {self.status}")
 
-    def _with(self, updated: Assignment, *added: Assignment) -> "Evaluation":
+    def _with(self, updated: Assignment, *added: Assignment) -> Evaluation:
         kept = tuple(updated if (a.evaluator == updated.evaluator) else a for a in self.assignments)
         return replace(self, assignments=kept + added)
 
-    def declare(self, evaluator: str, conflict: bool, reason: str | None, now: datetime, replacement: str | None) -> "Evaluation":
+    def declare(
+        self, evaluator: str, conflict: bool, reason: str | None, now: datetime, replacement: str | None
+    ) -> Evaluation:
         """A declaration of conflict (or none); a conflicted evaluator is recused and `replacement`
         (chosen from the panel by the caller) assigned instead."""
         self._open_check()
@@ -204,7 +257,7 @@ class Evaluation:
         added = (Assignment(replacement, now),) if conflict and replacement else ()
         return self._with(declared, *added)
 
-    def score(self, evaluator: str, scores: dict[str, int], comment: str | None, now: datetime) -> "Evaluation":
+    def score(self, evaluator: str, scores: dict[str, int], comment: str | None, now: datetime) -> Evaluation:
         self._open_check()
         a = self.assignment(evaluator)
         if a.conflict is None:
@@ -218,20 +271,20 @@ class Evaluation:
         """Every assigned evaluator (recused ones aside) has scored."""
         return bool(self.active) and all(a.scores is not None for a in self.active)
 
-    def conclude(self, rubric: Rubric, now: datetime) -> "Evaluation":
+    def conclude(self, rubric: Rubric, now: datetime) -> Evaluation:
         self._open_check()
         if not self.at_quorum:
             raise EvaluationRefused("not every assigned evaluator has scored")
         outcome = decide([a.scores for a in self.active], rubric, self.budget_eur, self.external_funding_sought)
         return replace(self, status="decided", decided_at=now, outcome=outcome)
 
-    def close(self, now: datetime) -> "Evaluation":
+    def close(self, now: datetime) -> Evaluation:
         return replace(self, status="closed", decided_at=now) if self.status == "open" else self
 
     def is_overdue(self, now: datetime) -> bool:
         return self.status == "open" and self.overdue_at is None and now >= self.due_at
 
-    def mark_overdue(self, now: datetime) -> "Evaluation":
+    def mark_overdue(self, now: datetime) -> Evaluation:
         return replace(self, overdue_at=now)
 
     # what each reader may see -------------------------------------------------------------------
@@ -240,26 +293,46 @@ class Evaluation:
         manager sees who has scored, never the numbers."""
         revealed = self.at_quorum or self.status == "decided"
         body = {
-            "proposal_id": self.proposal_id, "revision": self.revision, "focus_area": self.focus_area,
-            "title": self.title, "status": self.status, "opened_at": self.opened_at.isoformat(),
-            "due_at": self.due_at.isoformat(), "overdue": self.overdue_at is not None,
-            "scores_revealed": revealed, "criteria": list(CRITERIA),
-            "scored": sum(1 for a in self.active if a.scores is not None), "assigned": len(self.active),
+            "proposal_id": self.proposal_id,
+            "revision": self.revision,
+            "focus_area": self.focus_area,
+            "title": self.title,
+            "status": self.status,
+            "opened_at": self.opened_at.isoformat(),
+            "due_at": self.due_at.isoformat(),
+            "overdue": self.overdue_at is not None,
+            "scores_revealed": revealed,
+            "criteria": list(CRITERIA),
+            "scored": sum(1 for a in self.active if a.scores is not None),
+            "assigned": len(self.active),
         }
         if manager or viewer in {a.evaluator for a in self.assignments}:
-            body["assignments"] = [self._assignment_view(a, revealed or a.evaluator == viewer)
-                                   for a in self.assignments if manager or a.evaluator == viewer or revealed]
+            body["assignments"] = [
+                self._assignment_view(a, revealed or a.evaluator == viewer)
+                for a in self.assignments
+                if manager or a.evaluator == viewer or revealed
+            ]
         if self.outcome is not None:
             o = self.outcome
-            body["decision"] = {"decision": o.decision.value, "weighted_score": o.weighted_score,
-                                "criterion_averages": o.criterion_averages, "disagreement": o.disagreement,
-                                "external_funding_recommended": o.external_funding_recommended,
-                                "rationale": o.rationale, "decided_at": self.decided_at.isoformat()}
+            body["decision"] = {
+                "decision": o.decision.value,
+                "weighted_score": o.weighted_score,
+                "criterion_averages": o.criterion_averages,
+                "disagreement": o.disagreement,
+                "external_funding_recommended": o.external_funding_recommended,
+                "rationale": o.rationale,
+                "decided_at": self.decided_at.isoformat(),
+            }
         return body
 
     @staticmethod
     def _assignment_view(a: Assignment, show_scores: bool) -> dict:
-        return {"evaluator": a.evaluator, "recused": a.recused, "conflict_declared": a.conflict is not None,
-                "conflict": a.conflict, "scored": a.scores is not None,
-                "scores": a.scores if show_scores else None, "comment": a.comment if show_scores else None}
-
+        return {
+            "evaluator": a.evaluator,
+            "recused": a.recused,
+            "conflict_declared": a.conflict is not None,
+            "conflict": a.conflict,
+            "scored": a.scores is not None,
+            "scores": a.scores if show_scores else None,
+            "comment": a.comment if show_scores else None,
+        }

@@ -1,4 +1,5 @@
 """Use cases of the evaluation service: message first, then the unit of work (and the configuration)."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -57,20 +58,33 @@ UNCOUNTED: Figures = Uncounted()
 
 
 # proposals' events ---------------------------------------------------------------------------
-def on_proposal_submitted(event: CloudEvent, proposal: ProposalSubmitted, uow, policy: ScreeningPolicy,
-                          workflow: Workflow | None = None, figures: Figures = UNCOUNTED) -> str:
+def on_proposal_submitted(
+    event: CloudEvent,
+    proposal: ProposalSubmitted,
+    uow,
+    policy: ScreeningPolicy,
+    workflow: Workflow | None = None,
+    figures: Figures = UNCOUNTED,
+) -> str:
     return _screen_and_open(event, proposal, uow, policy, workflow or Workflow(), figures)
 
 
-def on_proposal_revised(event: CloudEvent, revised: ProposalRevised, uow, policy: ScreeningPolicy,
-                        workflow: Workflow | None = None, figures: Figures = UNCOUNTED) -> str:
+def on_proposal_revised(
+    event: CloudEvent,
+    revised: ProposalRevised,
+    uow,
+    policy: ScreeningPolicy,
+    workflow: Workflow | None = None,
+    figures: Figures = UNCOUNTED,
+) -> str:
     """A revision is screened again and, when it passes, evaluated by a new panel."""
     content = ProposalSubmitted(**revised.model_dump(exclude={"revised_at"}), submitted_at=revised.revised_at)
     return _screen_and_open(event, content, uow, policy, workflow or Workflow(), figures)
 
 
-def _screen_and_open(event: CloudEvent, proposal: ProposalSubmitted, uow, policy: ScreeningPolicy, wf: Workflow,
-                     figures: Figures) -> str:
+def _screen_and_open(
+    event: CloudEvent, proposal: ProposalSubmitted, uow, policy: ScreeningPolicy, wf: Workflow, figures: Figures
+) -> str:
     now = utcnow()
     pid = proposal.proposal_id
     opened = None
@@ -85,8 +99,13 @@ def _screen_and_open(event: CloudEvent, proposal: ProposalSubmitted, uow, policy
         # Only the open proposals the store's index finds similar enough to matter: flat, however many are open.
         candidates = uow.known.near_duplicate_candidates(proposal.title) if policy.duplicate_title_similarity else []
         failures = screen(proposal, policy, candidates)
-        outcome = ScreeningCompleted(proposal_id=pid, passed=not failures, failed_rules=failures, screened_at=now,
-                                     focus_area=proposal.focus_area.value)
+        outcome = ScreeningCompleted(
+            proposal_id=pid,
+            passed=not failures,
+            failed_rules=failures,
+            screened_at=now,
+            focus_area=proposal.focus_area.value,
+        )
         uow.screenings.add(outcome, proposal.focus_area.value, proposal.title, proposal.submitted_at, proposal.revision)
         uow.known.upsert(pid, proposal.title, not failures, now)
         uow.emit(types.SCREENING_COMPLETED, outcome, pid, event)
@@ -96,13 +115,30 @@ def _screen_and_open(event: CloudEvent, proposal: ProposalSubmitted, uow, policy
                 uow.evaluations.save(current.close(now))
             panel = wf.panels.get(proposal.focus_area.value, [])
             evaluators = assign(panel, uow.evaluations.workload(), wf.evaluators_per_proposal)
-            opened = Evaluation.open(pid, proposal.revision, proposal.focus_area.value, proposal.title,
-                                     proposal.budget_eur, proposal.external_funding_sought, evaluators, now,
-                                     now + timedelta(hours=wf.evaluation_sla_hours))
+            opened = Evaluation.open(
+                pid,
+                proposal.revision,
+                proposal.focus_area.value,
+                proposal.title,
+                proposal.budget_eur,
+                proposal.external_funding_sought,
+                evaluators,
+                now,
+                now + timedelta(hours=wf.evaluation_sla_hours),
+            )
             uow.evaluations.add(opened)
-            uow.emit(types.EVALUATION_OPENED,
-                     EvaluationOpened(proposal_id=pid, focus_area=opened.focus_area, evaluators=evaluators,
-                                      opened_at=now, due_at=opened.due_at), pid, event)
+            uow.emit(
+                types.EVALUATION_OPENED,
+                EvaluationOpened(
+                    proposal_id=pid,
+                    focus_area=opened.focus_area,
+                    evaluators=evaluators,
+                    opened_at=now,
+                    due_at=opened.due_at,
+                ),
+                pid,
+                event,
+            )
         uow.commit()
     figures.observe_stage("screening", (now - proposal.submitted_at).total_seconds())
     return "applied"
@@ -140,11 +176,22 @@ def _conclude_if_quorum(uow, evaluation: Evaluation, wf: Workflow, now: datetime
         return evaluation
     decided = evaluation.conclude(wf.rubric, now)
     o = decided.outcome
-    uow.emit(types.EVALUATION_DECIDED, EvaluationDecided(
-        proposal_id=decided.proposal_id, decision=o.decision, weighted_score=o.weighted_score,
-        threshold=wf.rubric.approve_at, criterion_averages=o.criterion_averages, rationale=o.rationale,
-        disagreement=o.disagreement, external_funding_recommended=o.external_funding_recommended,
-        decided_at=now, focus_area=decided.focus_area), decided.proposal_id)
+    uow.emit(
+        types.EVALUATION_DECIDED,
+        EvaluationDecided(
+            proposal_id=decided.proposal_id,
+            decision=o.decision,
+            weighted_score=o.weighted_score,
+            threshold=wf.rubric.approve_at,
+            criterion_averages=o.criterion_averages,
+            rationale=o.rationale,
+            disagreement=o.disagreement,
+            external_funding_recommended=o.external_funding_recommended,
+            decided_at=now,
+            focus_area=decided.focus_area,
+        ),
+        decided.proposal_id,
+    )
     uow.known.upsert(decided.proposal_id, decided.title, o.decision.value != "rejected", now)
     return decided
 
@@ -155,8 +202,15 @@ def _after(decided: Evaluation, before: Evaluation, figures: Figures) -> None:
         figures.count_decision(decided.outcome.decision.value, decided.outcome.disagreement)
 
 
-def declare_conflict(proposal_id: str, evaluator: str, conflict: bool, reason: str | None, uow,
-                     wf: Workflow, figures: Figures = UNCOUNTED) -> Evaluation:
+def declare_conflict(
+    proposal_id: str,
+    evaluator: str,
+    conflict: bool,
+    reason: str | None,
+    uow,
+    wf: Workflow,
+    figures: Figures = UNCOUNTED,
+) -> Evaluation:
     now = utcnow()
     with uow:
         if conflict:  # a replacement is chosen from the workload: in turn with screenings
@@ -175,8 +229,15 @@ def declare_conflict(proposal_id: str, evaluator: str, conflict: bool, reason: s
     return after
 
 
-def submit_scores(proposal_id: str, evaluator: str, scores: dict[str, int], comment: str | None, uow,
-                  wf: Workflow, figures: Figures = UNCOUNTED) -> Evaluation:
+def submit_scores(
+    proposal_id: str,
+    evaluator: str,
+    scores: dict[str, int],
+    comment: str | None,
+    uow,
+    wf: Workflow,
+    figures: Figures = UNCOUNTED,
+) -> Evaluation:
     now = utcnow()
     with uow:
         before = _current(uow, proposal_id)
@@ -197,9 +258,16 @@ def flag_overdue(uow, now: datetime | None = None, figures: Figures = UNCOUNTED)
                 continue  # another instance flagged it first
             sla = (evaluation.due_at - evaluation.opened_at).total_seconds() / 3600
             uow.join_flow(evaluation.proposal_id)
-            uow.emit(types.EVALUATION_OVERDUE, EvaluationOverdue(
-                proposal_id=evaluation.proposal_id, opened_at=evaluation.opened_at, due_at=evaluation.due_at,
-                sla_hours=round(sla, 6)), evaluation.proposal_id)
+            uow.emit(
+                types.EVALUATION_OVERDUE,
+                EvaluationOverdue(
+                    proposal_id=evaluation.proposal_id,
+                    opened_at=evaluation.opened_at,
+                    due_at=evaluation.due_at,
+                    sla_hours=round(sla, 6),
+                ),
+                evaluation.proposal_id,
+            )
             flagged += 1
         uow.commit()
     figures.count_overdue(flagged)

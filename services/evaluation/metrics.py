@@ -1,4 +1,5 @@
 """The evaluation service's domain figures, on the service's registry."""
+
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -9,19 +10,38 @@ from kokeilu.metrics import metrics_for
 _registry = metrics_for("evaluation").registry
 _S = "evaluation"
 
-evaluations = Gauge("kokeilu_evaluations", "Evaluations by status (open, decided, closed; open_overdue), read at scrape.",
-                    ["service", "status"], registry=_registry)
-overdue = Counter("kokeilu_evaluations_overdue", "Evaluations that went past their SLA (each counted once).",
-                  ["service"], registry=_registry)
+evaluations = Gauge(
+    "kokeilu_evaluations",
+    "Evaluations by status (open, decided, closed; open_overdue), read at scrape.",
+    ["service", "status"],
+    registry=_registry,
+)
+overdue = Counter(
+    "kokeilu_evaluations_overdue",
+    "Evaluations that went past their SLA (each counted once).",
+    ["service"],
+    registry=_registry,
+)
 overdue.labels(service="evaluation")  # exported as 0 from the start, so increase() alerts see the first one
-evaluator_load = Gauge("kokeilu_evaluator_load", "Open, unscored assignments per panel evaluator, read at scrape.",
-                       ["service", "evaluator"], registry=_registry)
+evaluator_load = Gauge(
+    "kokeilu_evaluator_load",
+    "Open, unscored assignments per panel evaluator, read at scrape.",
+    ["service", "evaluator"],
+    registry=_registry,
+)
 stage_seconds = Histogram(
-    "kokeilu_evaluation_stage_seconds", "SLA clocks: time a proposal spent in screening and in evaluation.",
-    ["service", "stage"], registry=_registry,
-    buckets=(1, 10, 60, 600, 3600, 6 * 3600, 86400, 3 * 86400, 7 * 86400, 14 * 86400, 30 * 86400, 60 * 86400))
-decisions = Counter("kokeilu_evaluation_decisions", "Panel decisions, by decision and whether the scores disagreed.",
-                    ["service", "decision", "disagreement"], registry=_registry)
+    "kokeilu_evaluation_stage_seconds",
+    "SLA clocks: time a proposal spent in screening and in evaluation.",
+    ["service", "stage"],
+    registry=_registry,
+    buckets=(1, 10, 60, 600, 3600, 6 * 3600, 86400, 3 * 86400, 7 * 86400, 14 * 86400, 30 * 86400, 60 * 86400),
+)
+decisions = Counter(
+    "kokeilu_evaluation_decisions",
+    "Panel decisions, by decision and whether the scores disagreed.",
+    ["service", "decision", "disagreement"],
+    registry=_registry,
+)
 # Exported at 0 from the start, so that rate() and increase() see the first observation too.
 for _stage in ("screening", "evaluation"):
     stage_seconds.labels(service=_S, stage=_stage)

@@ -5,6 +5,7 @@ new function in RULES; the policy (caps, eligible environments) comes from confi
 duplicate rule also looks at the other open proposals, so it takes them as a third argument:
 the candidates the store finds by `title_keys` (below), not every open proposal.
 """
+
 from __future__ import annotations
 
 import random
@@ -15,15 +16,16 @@ from difflib import SequenceMatcher
 from hashlib import blake2b
 
 import numpy as np
-
 from pydantic import BaseModel, Field, field_validator
 
 from kokeilu.contracts.evaluation import RuleFailure
 from kokeilu.contracts.proposals import Environment, FocusArea, ProposalSubmitted
 
-
 DEFAULT_BUDGET_CAPS_EUR: dict[FocusArea, float] = {
-    FocusArea.smart_mobility: 250_000, FocusArea.learning: 100_000, FocusArea.sustainable_development: 150_000}
+    FocusArea.smart_mobility: 250_000,
+    FocusArea.learning: 100_000,
+    FocusArea.sustainable_development: 150_000,
+}
 
 
 class ScreeningPolicy(BaseModel):
@@ -118,9 +120,8 @@ def title_keys(title: str) -> list[int]:
     Changing KEY_BANDS, KEY_ROWS or the seeds changes every key: the stored ones must then be
     rebuilt (as migration 0004 builds them)."""
     normalised = normalise_title(title)
-    grams = {normalised[i:i + 3] for i in range(max(1, len(normalised) - 2))}
-    x = np.array([int.from_bytes(blake2b(g.encode(), digest_size=4).digest(), "big") for g in grams],
-                 dtype=np.uint64)
+    grams = {normalised[i : i + 3] for i in range(max(1, len(normalised) - 2))}
+    x = np.array([int.from_bytes(blake2b(g.encode(), digest_size=4).digest(), "big") for g in grams], dtype=np.uint64)
     signature = ((_A * x[None, :] + _B) % _P).min(axis=1).reshape(KEY_BANDS, KEY_ROWS)
     keys = [_hash63(band.tobytes(), i) for i, band in enumerate(signature)]
     keys.append(_hash63(normalised.encode(), KEY_BANDS))
@@ -150,8 +151,9 @@ def duplicate(p: ProposalSubmitted, policy: ScreeningPolicy, open_proposals: Ite
     return f"title is near-identical ({best[0]:.0%}) to open proposal {best[1]} ({best[2]!r})"
 
 
-def screen(proposal: ProposalSubmitted, policy: ScreeningPolicy,
-           open_proposals: Iterable[tuple[str, str]] = ()) -> list[RuleFailure]:
+def screen(
+    proposal: ProposalSubmitted, policy: ScreeningPolicy, open_proposals: Iterable[tuple[str, str]] = ()
+) -> list[RuleFailure]:
     """Every failed rule, with its reason; an empty list means the proposal passes."""
     failures = []
     for name, rule in RULES.items():

@@ -1,19 +1,32 @@
 """The evaluation service: screens proposals, runs the panels and decides."""
+
 from __future__ import annotations
 
 from nameko.timer import timer
 
+from kokeilu import service_base
 from kokeilu.contracts import catalog as types
 from kokeilu.contracts import topics
 from kokeilu.contracts.proposals import ProposalRevised, ProposalStatusChanged, ProposalSubmitted
 from kokeilu.http import api
 from kokeilu.kafka.consumer import consume
 from kokeilu.platform import Store
-from kokeilu import service_base
 
 from . import handlers, metrics
-from .api import (CONFLICT_EXAMPLE, ERRORS, MANAGE, SCORES_EXAMPLE, ConflictBody, EvaluationList, EvaluationListQuery,
-                  EvaluationView, ProposalEvaluationView, Queue, ScoresBody, is_manager)
+from .api import (
+    CONFLICT_EXAMPLE,
+    ERRORS,
+    MANAGE,
+    SCORES_EXAMPLE,
+    ConflictBody,
+    EvaluationList,
+    EvaluationListQuery,
+    EvaluationView,
+    ProposalEvaluationView,
+    Queue,
+    ScoresBody,
+    is_manager,
+)
 from .settings import policy, workflow
 from .store import EvaluationUnitOfWork
 
@@ -39,20 +52,36 @@ class EvaluationService(service_base.PlatformService):
         """The evaluation of a proposal."""
         return handlers.get_evaluation(proposal_id, self.uow(), request.principal.name, is_manager(request))
 
-    @api("POST", "/v1/evaluations/<proposal_id>/conflict", scope="evaluation:write", body=ConflictBody,
-         response=EvaluationView, errors=(403, 409), example=CONFLICT_EXAMPLE)
+    @api(
+        "POST",
+        "/v1/evaluations/<proposal_id>/conflict",
+        scope="evaluation:write",
+        body=ConflictBody,
+        response=EvaluationView,
+        errors=(403, 409),
+        example=CONFLICT_EXAMPLE,
+    )
     def declare_conflict(self, request, proposal_id, body: ConflictBody):
         """Declare whether the token's evaluator has a conflict of interest (one who has is recused and replaced)."""
-        e = handlers.declare_conflict(proposal_id, request.principal.name, body.conflict, body.reason, self.uow(),
-                                      workflow(), metrics)
+        e = handlers.declare_conflict(
+            proposal_id, request.principal.name, body.conflict, body.reason, self.uow(), workflow(), metrics
+        )
         return e.view(request.principal.name, is_manager(request))
 
-    @api("POST", "/v1/evaluations/<proposal_id>/scores", scope="evaluation:write", body=ScoresBody,
-         response=EvaluationView, errors=(403, 409), example=SCORES_EXAMPLE)
+    @api(
+        "POST",
+        "/v1/evaluations/<proposal_id>/scores",
+        scope="evaluation:write",
+        body=ScoresBody,
+        response=EvaluationView,
+        errors=(403, 409),
+        example=SCORES_EXAMPLE,
+    )
     def submit_scores(self, request, proposal_id, body: ScoresBody):
         """Score a proposal on the rubric (0 to 5 per criterion); at quorum the panel decides."""
-        e = handlers.submit_scores(proposal_id, request.principal.name, body.scores, body.comment, self.uow(),
-                                   workflow(), metrics)
+        e = handlers.submit_scores(
+            proposal_id, request.principal.name, body.scores, body.comment, self.uow(), workflow(), metrics
+        )
         return e.view(request.principal.name, is_manager(request))
 
     @consume(topics.PROPOSALS, types=(types.PROPOSAL_SUBMITTED, types.PROPOSAL_REVISED, types.PROPOSAL_STATUS_CHANGED))

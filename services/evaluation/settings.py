@@ -1,4 +1,5 @@
 """Evaluation configuration from the environment (KOKEILU_-prefixed; JSON for structured values)."""
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -52,5 +53,10 @@ def policy() -> ScreeningPolicy:
 @lru_cache
 def workflow() -> Workflow:
     s = settings()
-    return Workflow(panels=s.panels, evaluators_per_proposal=s.evaluators_per_proposal, rubric=s.rubric,
-                    evaluation_sla_hours=s.evaluation_sla_hours, overdue_check_seconds=s.overdue_check_seconds)
+    return Workflow(
+        panels=s.panels,
+        evaluators_per_proposal=s.evaluators_per_proposal,
+        rubric=s.rubric,
+        evaluation_sla_hours=s.evaluation_sla_hours,
+        overdue_check_seconds=s.overdue_check_seconds,
+    )

@@ -1,5 +1,6 @@
 """The evaluation store: screenings, the proposals evaluation knows of (for the duplicate rule),
 evaluations and their assignments (panel, conflict declarations, score sheets)."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -7,8 +8,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from kokeilu.contracts.evaluation import Decision, RuleFailure, ScreeningCompleted
 from kokeilu.contracts import service_source
+from kokeilu.contracts.evaluation import Decision, RuleFailure, ScreeningCompleted
 from kokeilu.store import UnitOfWork, UtcDateTime, add_flows_table, add_messaging_tables
 
 from .domain import Assignment, Evaluation, Outcome
@@ -19,7 +20,8 @@ add_messaging_tables(metadata)
 add_flows_table(metadata)
 
 screenings = sa.Table(
-    "screenings", metadata,
+    "screenings",
+    metadata,
     sa.Column("proposal_id", sa.String(64), primary_key=True),
     sa.Column("focus_area", sa.String(40), nullable=False),
     sa.Column("title", sa.String(200), nullable=False),
@@ -31,7 +33,8 @@ screenings = sa.Table(
 )
 
 known_proposals = sa.Table(
-    "known_proposals", metadata,
+    "known_proposals",
+    metadata,
     sa.Column("proposal_id", sa.String(64), primary_key=True),
     sa.Column("title", sa.String(200), nullable=False),
     sa.Column("is_open", sa.Boolean(), nullable=False, index=True),
@@ -41,14 +44,16 @@ known_proposals = sa.Table(
 # The near-duplicate index (0004): each OPEN known proposal under its screening.title_keys, kept
 # in step with known_proposals in the same transaction (a closed proposal has no keys).
 title_keys_table = sa.Table(
-    "title_keys", metadata,
+    "title_keys",
+    metadata,
     sa.Column("key", sa.BigInteger(), primary_key=True, autoincrement=False),
     sa.Column("proposal_id", sa.String(64), primary_key=True),
 )
 sa.Index("ix_title_keys_proposal", title_keys_table.c.proposal_id)
 
 evaluations = sa.Table(
-    "evaluations", metadata,
+    "evaluations",
+    metadata,
     sa.Column("proposal_id", sa.String(64), primary_key=True),
     sa.Column("revision", sa.Integer(), primary_key=True),
     sa.Column("focus_area", sa.String(40), nullable=False),
@@ -64,7 +69,8 @@ evaluations = sa.Table(
 )
 
 assignments = sa.Table(
-    "assignments", metadata,
+    "assignments",
+    metadata,
     sa.Column("proposal_id", sa.String(64), primary_key=True),
     sa.Column("revision", sa.Integer(), primary_key=True),
     sa.Column("evaluator", sa.String(200), primary_key=True),
@@ -84,13 +90,15 @@ sa.Index("ix_assignments_evaluator", assignments.c.evaluator)
 # write of an evaluation in the same transaction: reading it costs the same with 10 or 100,000
 # open evaluations (migration 0003 builds it from the rows above).
 evaluator_workload = sa.Table(
-    "evaluator_workload", metadata,
+    "evaluator_workload",
+    metadata,
     sa.Column("evaluator", sa.String(200), primary_key=True),
     sa.Column("open_assignments", sa.Integer(), nullable=False),
 )
 _ADD_WORKLOAD = sa.text(
     "INSERT INTO evaluator_workload (evaluator, open_assignments) VALUES (:evaluator, :delta) "
-    "ON CONFLICT (evaluator) DO UPDATE SET open_assignments = evaluator_workload.open_assignments + :delta")
+    "ON CONFLICT (evaluator) DO UPDATE SET open_assignments = evaluator_workload.open_assignments + :delta"
+)
 
 
 class ScreeningRepository:
@@ -100,17 +108,27 @@ class ScreeningRepository:
     def add(self, s: ScreeningCompleted, focus_area: str, title: str, submitted_at, revision: int = 1) -> None:
         """The latest screening of a proposal (a revision replaces the one before)."""
         self.conn.execute(screenings.delete().where(screenings.c.proposal_id == s.proposal_id))
-        self.conn.execute(screenings.insert().values(
-            proposal_id=s.proposal_id, focus_area=focus_area, title=title, passed=s.passed,
-            failed_rules=[f.model_dump(mode="json") for f in s.failed_rules],
-            submitted_at=submitted_at, screened_at=s.screened_at, revision=revision))
+        self.conn.execute(
+            screenings.insert().values(
+                proposal_id=s.proposal_id,
+                focus_area=focus_area,
+                title=title,
+                passed=s.passed,
+                failed_rules=[f.model_dump(mode="json") for f in s.failed_rules],
+                submitted_at=submitted_at,
+                screened_at=s.screened_at,
+                revision=revision,
+            )
+        )
 
     def get(self, proposal_id: str) -> dict | None:
         row = self.conn.execute(sa.select(screenings).where(screenings.c.proposal_id == proposal_id)).first()
         if row is None:
             return None
         return {
-            "proposal_id": row.proposal_id, "title": row.title, "focus_area": row.focus_area,
+            "proposal_id": row.proposal_id,
+            "title": row.title,
+            "focus_area": row.focus_area,
             "revision": row.revision,
             "screening": {
                 "passed": row.passed,
@@ -125,11 +143,17 @@ _DELETE_KEYS = title_keys_table.delete().where(title_keys_table.c.proposal_id ==
 # Keys first (their primary key index), then those proposals by theirs. No condition on is_open
 # here: with one, SQLite's planner may start from every open proposal (is_open is indexed) and
 # the cost grows with them. Only open proposals have keys; the caller checks is_open anyway.
-_CANDIDATES = (sa.select(known_proposals.c.proposal_id, known_proposals.c.title, known_proposals.c.is_open)
-               .where(known_proposals.c.proposal_id.in_(
-                   sa.select(title_keys_table.c.proposal_id)
-                   .where(title_keys_table.c.key.in_(sa.bindparam("keys", expanding=True))).scalar_subquery()))
-               .order_by(known_proposals.c.proposal_id))
+_CANDIDATES = (
+    sa.select(known_proposals.c.proposal_id, known_proposals.c.title, known_proposals.c.is_open)
+    .where(
+        known_proposals.c.proposal_id.in_(
+            sa.select(title_keys_table.c.proposal_id)
+            .where(title_keys_table.c.key.in_(sa.bindparam("keys", expanding=True)))
+            .scalar_subquery()
+        )
+    )
+    .order_by(known_proposals.c.proposal_id)
+)
 
 
 class KnownProposalRepository:
@@ -140,16 +164,22 @@ class KnownProposalRepository:
         """Remember a proposal's title and whether it is open; an open one is indexed under its
         title's keys (a changed title replaces them)."""
         self.conn.execute(known_proposals.delete().where(known_proposals.c.proposal_id == proposal_id))
-        self.conn.execute(known_proposals.insert(), dict(proposal_id=proposal_id, title=title, is_open=is_open,
-                                                         updated_at=now))
+        self.conn.execute(
+            known_proposals.insert(), dict(proposal_id=proposal_id, title=title, is_open=is_open, updated_at=now)
+        )
         self.conn.execute(_DELETE_KEYS, {"id": proposal_id})
         if is_open:
-            self.conn.execute(title_keys_table.insert(),
-                              [{"key": k, "proposal_id": proposal_id} for k in sorted(set(title_keys(title)))])
+            self.conn.execute(
+                title_keys_table.insert(),
+                [{"key": k, "proposal_id": proposal_id} for k in sorted(set(title_keys(title)))],
+            )
 
     def close(self, proposal_id: str, now: datetime) -> None:
-        self.conn.execute(known_proposals.update().where(known_proposals.c.proposal_id == proposal_id)
-                          .values(is_open=False, updated_at=now))
+        self.conn.execute(
+            known_proposals.update()
+            .where(known_proposals.c.proposal_id == proposal_id)
+            .values(is_open=False, updated_at=now)
+        )
         self.conn.execute(_DELETE_KEYS, {"id": proposal_id})
 
     def near_duplicate_candidates(self, title: str) -> list[tuple[str, str]]:
@@ -162,16 +192,29 @@ class KnownProposalRepository:
 def _outcome_json(o: Outcome | None) -> dict | None:
     if o is None:
         return None
-    return {"decision": o.decision.value, "weighted_score": o.weighted_score, "criterion_averages": o.criterion_averages,
-            "disagreement": o.disagreement, "disagreement_on": list(o.disagreement_on),
-            "external_funding_recommended": o.external_funding_recommended, "rationale": o.rationale}
+    return {
+        "decision": o.decision.value,
+        "weighted_score": o.weighted_score,
+        "criterion_averages": o.criterion_averages,
+        "disagreement": o.disagreement,
+        "disagreement_on": list(o.disagreement_on),
+        "external_funding_recommended": o.external_funding_recommended,
+        "rationale": o.rationale,
+    }
 
 
 def _outcome_of(j: dict | None) -> Outcome | None:
     if not j:
         return None
-    return Outcome(Decision(j["decision"]), j["weighted_score"], j["criterion_averages"], j["disagreement"],
-                   tuple(j["disagreement_on"]), j["external_funding_recommended"], j["rationale"])
+    return Outcome(
+        Decision(j["decision"]),
+        j["weighted_score"],
+        j["criterion_averages"],
+        j["disagreement"],
+        tuple(j["disagreement_on"]),
+        j["external_funding_recommended"],
+        j["rationale"],
+    )
 
 
 class EvaluationRepository:
@@ -179,67 +222,133 @@ class EvaluationRepository:
         self.conn = conn
 
     def add(self, e: Evaluation) -> None:
-        self.conn.execute(evaluations.insert(), {"proposal_id": e.proposal_id, "revision": e.revision, **self._values(e)})
+        self.conn.execute(
+            evaluations.insert(), {"proposal_id": e.proposal_id, "revision": e.revision, **self._values(e)}
+        )
         self._write_assignments(e, Counter())
 
     def save(self, e: Evaluation) -> None:
         before = self._pending_assignments(e.proposal_id, e.revision)
-        self.conn.execute(evaluations.update().where(evaluations.c.proposal_id == e.proposal_id,
-                                                     evaluations.c.revision == e.revision).values(**self._values(e)))
+        self.conn.execute(
+            evaluations.update()
+            .where(evaluations.c.proposal_id == e.proposal_id, evaluations.c.revision == e.revision)
+            .values(**self._values(e))
+        )
         self._write_assignments(e, before)
 
     def _pending_assignments(self, proposal_id: str, revision: int) -> Counter:
         """What this evaluation, as stored, adds to each evaluator's workload."""
         rows = self.conn.execute(
             sa.select(assignments.c.evaluator)
-            .join(evaluations, sa.and_(evaluations.c.proposal_id == assignments.c.proposal_id,
-                                       evaluations.c.revision == assignments.c.revision))
-            .where(assignments.c.proposal_id == proposal_id, assignments.c.revision == revision,
-                   evaluations.c.status == "open", assignments.c.recused.is_(False), assignments.c.scored_at.is_(None)))
+            .join(
+                evaluations,
+                sa.and_(
+                    evaluations.c.proposal_id == assignments.c.proposal_id,
+                    evaluations.c.revision == assignments.c.revision,
+                ),
+            )
+            .where(
+                assignments.c.proposal_id == proposal_id,
+                assignments.c.revision == revision,
+                evaluations.c.status == "open",
+                assignments.c.recused.is_(False),
+                assignments.c.scored_at.is_(None),
+            )
+        )
         return Counter(r.evaluator for r in rows)
 
     @staticmethod
     def _values(e: Evaluation) -> dict:
-        return dict(focus_area=e.focus_area, title=e.title, budget_eur=e.budget_eur,
-                    external_funding_sought=e.external_funding_sought, status=e.status, opened_at=e.opened_at,
-                    due_at=e.due_at, overdue_at=e.overdue_at, decided_at=e.decided_at,
-                    outcome=_outcome_json(e.outcome))
+        return dict(
+            focus_area=e.focus_area,
+            title=e.title,
+            budget_eur=e.budget_eur,
+            external_funding_sought=e.external_funding_sought,
+            status=e.status,
+            opened_at=e.opened_at,
+            due_at=e.due_at,
+            overdue_at=e.overdue_at,
+            decided_at=e.decided_at,
+            outcome=_outcome_json(e.outcome),
+        )
 
     def _write_assignments(self, e: Evaluation, before: Counter) -> None:
-        after = Counter(a.evaluator for a in e.assignments
-                        if e.status == "open" and not a.recused and a.scored_at is None)
+        after = Counter(
+            a.evaluator for a in e.assignments if e.status == "open" and not a.recused and a.scored_at is None
+        )
         for evaluator in sorted(set(before) | set(after)):  # sorted: instances lock rows in one order
             delta = after[evaluator] - before[evaluator]
             if delta:
                 self.conn.execute(_ADD_WORKLOAD, {"evaluator": evaluator, "delta": delta})
-        self.conn.execute(assignments.delete().where(assignments.c.proposal_id == e.proposal_id,
-                                                     assignments.c.revision == e.revision))
+        self.conn.execute(
+            assignments.delete().where(assignments.c.proposal_id == e.proposal_id, assignments.c.revision == e.revision)
+        )
         if e.assignments:
-            self.conn.execute(assignments.insert(), [dict(
-                proposal_id=e.proposal_id, revision=e.revision, evaluator=a.evaluator, position=i,
-                assigned_at=a.assigned_at, recused=a.recused, conflict=a.conflict, conflict_reason=a.conflict_reason,
-                declared_at=a.declared_at, scores=a.scores, comment=a.comment, scored_at=a.scored_at)
-                for i, a in enumerate(e.assignments)])
+            self.conn.execute(
+                assignments.insert(),
+                [
+                    dict(
+                        proposal_id=e.proposal_id,
+                        revision=e.revision,
+                        evaluator=a.evaluator,
+                        position=i,
+                        assigned_at=a.assigned_at,
+                        recused=a.recused,
+                        conflict=a.conflict,
+                        conflict_reason=a.conflict_reason,
+                        declared_at=a.declared_at,
+                        scores=a.scores,
+                        comment=a.comment,
+                        scored_at=a.scored_at,
+                    )
+                    for i, a in enumerate(e.assignments)
+                ],
+            )
 
     def _load(self, row) -> Evaluation:
-        rows = self.conn.execute(sa.select(assignments).where(
-            assignments.c.proposal_id == row.proposal_id, assignments.c.revision == row.revision)
-            .order_by(assignments.c.position))
+        rows = self.conn.execute(
+            sa.select(assignments)
+            .where(assignments.c.proposal_id == row.proposal_id, assignments.c.revision == row.revision)
+            .order_by(assignments.c.position)
+        )
         return Evaluation(
-            proposal_id=row.proposal_id, revision=row.revision, focus_area=row.focus_area, title=row.title,
-            budget_eur=row.budget_eur, external_funding_sought=row.external_funding_sought, opened_at=row.opened_at,
-            due_at=row.due_at, status=row.status, overdue_at=row.overdue_at, decided_at=row.decided_at,
+            proposal_id=row.proposal_id,
+            revision=row.revision,
+            focus_area=row.focus_area,
+            title=row.title,
+            budget_eur=row.budget_eur,
+            external_funding_sought=row.external_funding_sought,
+            opened_at=row.opened_at,
+            due_at=row.due_at,
+            status=row.status,
+            overdue_at=row.overdue_at,
+            decided_at=row.decided_at,
             outcome=_outcome_of(row.outcome),
-            assignments=tuple(Assignment(
-                evaluator=a.evaluator, assigned_at=a.assigned_at, recused=a.recused, conflict=a.conflict,
-                conflict_reason=a.conflict_reason, declared_at=a.declared_at, scores=a.scores, comment=a.comment,
-                scored_at=a.scored_at) for a in rows))
+            assignments=tuple(
+                Assignment(
+                    evaluator=a.evaluator,
+                    assigned_at=a.assigned_at,
+                    recused=a.recused,
+                    conflict=a.conflict,
+                    conflict_reason=a.conflict_reason,
+                    declared_at=a.declared_at,
+                    scores=a.scores,
+                    comment=a.comment,
+                    scored_at=a.scored_at,
+                )
+                for a in rows
+            ),
+        )
 
     def current(self, proposal_id: str, for_update: bool = False) -> Evaluation | None:
         """The evaluation of the proposal's latest revision; `for_update` locks it (PostgreSQL) so
         that two evaluators scoring at once do not overwrite each other."""
-        query = (sa.select(evaluations).where(evaluations.c.proposal_id == proposal_id)
-                 .order_by(evaluations.c.revision.desc()).limit(1))
+        query = (
+            sa.select(evaluations)
+            .where(evaluations.c.proposal_id == proposal_id)
+            .order_by(evaluations.c.revision.desc())
+            .limit(1)
+        )
         if for_update:
             query = query.with_for_update()
         row = self.conn.execute(query).first()
@@ -247,9 +356,15 @@ class EvaluationRepository:
 
     def mark_overdue(self, e: Evaluation, now: datetime) -> bool:
         """Set the overdue flag unless it is set already; True when this call set it."""
-        result = self.conn.execute(evaluations.update().where(
-            evaluations.c.proposal_id == e.proposal_id, evaluations.c.revision == e.revision,
-            evaluations.c.overdue_at.is_(None)).values(overdue_at=now))
+        result = self.conn.execute(
+            evaluations.update()
+            .where(
+                evaluations.c.proposal_id == e.proposal_id,
+                evaluations.c.revision == e.revision,
+                evaluations.c.overdue_at.is_(None),
+            )
+            .values(overdue_at=now)
+        )
         return result.rowcount == 1
 
     def open_ones(self, due_before: datetime | None = None) -> list[Evaluation]:
@@ -265,26 +380,43 @@ class EvaluationRepository:
 
     def counted_workload(self) -> dict[str, int]:
         """The same, counted from the assignments themselves (what the kept counts must equal)."""
-        query = (sa.select(assignments.c.evaluator, sa.func.count())
-                 .join(evaluations, sa.and_(evaluations.c.proposal_id == assignments.c.proposal_id,
-                                            evaluations.c.revision == assignments.c.revision))
-                 .where(evaluations.c.status == "open", assignments.c.recused.is_(False),
-                        assignments.c.scored_at.is_(None))
-                 .group_by(assignments.c.evaluator))
+        query = (
+            sa.select(assignments.c.evaluator, sa.func.count())
+            .join(
+                evaluations,
+                sa.and_(
+                    evaluations.c.proposal_id == assignments.c.proposal_id,
+                    evaluations.c.revision == assignments.c.revision,
+                ),
+            )
+            .where(evaluations.c.status == "open", assignments.c.recused.is_(False), assignments.c.scored_at.is_(None))
+            .group_by(assignments.c.evaluator)
+        )
         return {name: n for name, n in self.conn.execute(query)}
 
     def queue(self, evaluator: str) -> list[Evaluation]:
-        query = (sa.select(evaluations)
-                 .join(assignments, sa.and_(evaluations.c.proposal_id == assignments.c.proposal_id,
-                                            evaluations.c.revision == assignments.c.revision))
-                 .where(evaluations.c.status == "open", assignments.c.evaluator == evaluator,
-                        assignments.c.recused.is_(False))
-                 .order_by(evaluations.c.due_at))
+        query = (
+            sa.select(evaluations)
+            .join(
+                assignments,
+                sa.and_(
+                    evaluations.c.proposal_id == assignments.c.proposal_id,
+                    evaluations.c.revision == assignments.c.revision,
+                ),
+            )
+            .where(
+                evaluations.c.status == "open", assignments.c.evaluator == evaluator, assignments.c.recused.is_(False)
+            )
+            .order_by(evaluations.c.due_at)
+        )
         return [self._load(r) for r in self.conn.execute(query)]
 
     def counts(self) -> dict[str, int]:
-        rows = self.conn.execute(sa.select(evaluations.c.status, (evaluations.c.overdue_at.is_not(None)).label("late"),
-                                           sa.func.count()).group_by(evaluations.c.status, "late"))
+        rows = self.conn.execute(
+            sa.select(
+                evaluations.c.status, (evaluations.c.overdue_at.is_not(None)).label("late"), sa.func.count()
+            ).group_by(evaluations.c.status, "late")
+        )
         out: dict[str, int] = {}
         for status, late, n in rows:
             out[status] = out.get(status, 0) + n

@@ -1,5 +1,6 @@
 """Notifications over HTTP: responses, request bodies and queries, who is calling, and how the
 domain's refusals are answered (ERRORS, read by the `api` entrypoint)."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -20,9 +21,12 @@ PERSONAL_DATA = "personal-data:read"
 
 ERRORS = {
     InvalidChange: Refusal(422, "validation_failed", fields=lambda exc: {"(body)": str(exc)}),
-    InvalidToken: Refusal(400, "invalid_unsubscribe_link", fields=lambda exc: {"token": exc.problem},
-                          message=lambda exc: f"not a valid unsubscribe link: {exc.problem}; "
-                                              "open the whole link from the e-mail"),
+    InvalidToken: Refusal(
+        400,
+        "invalid_unsubscribe_link",
+        fields=lambda exc: {"token": exc.problem},
+        message=lambda exc: f"not a valid unsubscribe link: {exc.problem}; open the whole link from the e-mail",
+    ),
 }
 
 
@@ -44,10 +48,20 @@ def check_webhook_url(url: str) -> None:
 
 
 def subscription_json(s: Any, with_secret: bool = False) -> dict[str, Any]:
-    body = {"id": s.id, "subscriber": s.subscriber, "channel": s.channel, "url": public_url(s.url), "email": s.email,
-            "mode": s.mode, "language": s.language, "filter": s.filter.model_dump(mode="json"),
-            "created_at": s.created_at.isoformat(), "signed": s.secret is not None, "owner": s.owner,
-            "personal_data": s.personal_data}
+    body = {
+        "id": s.id,
+        "subscriber": s.subscriber,
+        "channel": s.channel,
+        "url": public_url(s.url),
+        "email": s.email,
+        "mode": s.mode,
+        "language": s.language,
+        "filter": s.filter.model_dump(mode="json"),
+        "created_at": s.created_at.isoformat(),
+        "signed": s.secret is not None,
+        "owner": s.owner,
+        "personal_data": s.personal_data,
+    }
     if with_secret and s.secret:
         body["secret"] = s.secret  # shown once: the receiver verifies signatures with it
     return body
@@ -108,9 +122,14 @@ class DeliveryList(View):
 
 
 # An e-mail digest (a webhook's URL must resolve to a public address when the subscription is made).
-SUBSCRIPTION_EXAMPLE = {"subscriber": "Education department", "channel": "email",
-                        "email": "kokeilu@education.example.com", "mode": "daily_digest", "language": "fi",
-                        "filter": {"types": ["fi.espoo.kokeilu.result.published"], "focus_areas": ["learning"]}}
+SUBSCRIPTION_EXAMPLE = {
+    "subscriber": "Education department",
+    "channel": "email",
+    "email": "kokeilu@education.example.com",
+    "mode": "daily_digest",
+    "language": "fi",
+    "filter": {"types": ["fi.espoo.kokeilu.result.published"], "focus_areas": ["learning"]},
+}
 CHANGE_EXAMPLE = {"mode": "daily_digest", "language": "sv"}
 
 

@@ -1,4 +1,5 @@
 """Subscriptions, matching, and the retry policy of deliveries. No infrastructure here."""
+
 from __future__ import annotations
 
 import copy
@@ -7,7 +8,7 @@ import hmac
 import random
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -42,8 +43,10 @@ Mode = Literal["immediate", "daily_digest"]
 
 def _no_credentials(url: HttpUrl | None) -> HttpUrl | None:
     if url is not None and (url.username or url.password):
-        raise ValueError("a webhook URL must not carry credentials (user:password@); "
-                         "receivers verify deliveries with the signing secret instead")
+        raise ValueError(
+            "a webhook URL must not carry credentials (user:password@); "
+            "receivers verify deliveries with the signing secret instead"
+        )
     return url
 
 
@@ -116,7 +119,7 @@ class Caller:
     admin: bool = False
     personal_data: bool = False
 
-    def owns(self, subscription: "Subscription") -> bool:
+    def owns(self, subscription: Subscription) -> bool:
         return self.admin or subscription.owner == self.name
 
 
@@ -137,8 +140,9 @@ class Subscription:
     # Whether its owner had the personal-data scope when it was made (or last changed by them).
     personal_data: bool = False
 
-    def matches(self, event_type: str, focus_area: str | None, environment: str | None = None,
-                proposal_id: str | None = None) -> bool:
+    def matches(
+        self, event_type: str, focus_area: str | None, environment: str | None = None, proposal_id: str | None = None
+    ) -> bool:
         f = self.filter
         if f.types and event_type not in f.types:
             return False
@@ -150,7 +154,7 @@ class Subscription:
             return focus_area is not None and focus_area in {a.value for a in f.focus_areas}
         return True
 
-    def changed(self, change: SubscriptionChange) -> "Subscription":
+    def changed(self, change: SubscriptionChange) -> Subscription:
         """This subscription with `change` applied; InvalidChange when the result is not a valid subscription."""
         given = change.model_dump(exclude_unset=True)
         values = dict(self.__dict__)
@@ -174,9 +178,27 @@ class Subscription:
 
 # -- personal data in what subscribers receive -----------------------------------------------
 # Keys of event data that are ids, codes, enums or times: never free text, left as they are.
-_STRUCTURAL = {"specversion", "language", "focus_area", "environment", "kind", "from_status", "to_status", "action",
-               "status", "outcome", "decision", "rule", "proposer_kind", "licence", "license", "intake_type",
-               "contact_unit", "channel", "event_type"}
+_STRUCTURAL = {
+    "specversion",
+    "language",
+    "focus_area",
+    "environment",
+    "kind",
+    "from_status",
+    "to_status",
+    "action",
+    "status",
+    "outcome",
+    "decision",
+    "rule",
+    "proposer_kind",
+    "licence",
+    "license",
+    "intake_type",
+    "contact_unit",
+    "channel",
+    "event_type",
+}
 _ID_OR_TIME = re.compile(r"(^id$|_id$|_at$|^due_at$)")
 
 
@@ -236,7 +258,7 @@ def verify_signature(secret: str, header: str, body: bytes, now: int, tolerance:
 def window_end(now: datetime, seconds: float) -> datetime:
     """The end of the last closed digest window: windows of `seconds` aligned on the Unix epoch."""
     epoch = now.timestamp()
-    return datetime.fromtimestamp(epoch - (epoch % seconds), tz=timezone.utc)
+    return datetime.fromtimestamp(epoch - (epoch % seconds), tz=UTC)
 
 
 # The neutral reason of a delivery the address guard refused: permanent, never retried, and it
@@ -278,12 +300,17 @@ class RetryPolicy:
 # -- e-mail ---------------------------------------------------------------------------------
 _DOMAIN_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 
+
 def check_domain(domain: str) -> str:
     """`domain` (lower case) when it is a full domain name (at least two labels, an alphabetic
     top-level label); ValueError otherwise."""
     domain = domain.strip().lower().rstrip(".")
     labels = domain.split(".")
-    if (len(domain) > 253 or len(labels) < 2 or not all(_DOMAIN_LABEL.fullmatch(label) for label in labels)
-            or not re.fullmatch(r"[a-z]{2,63}", labels[-1])):
+    if (
+        len(domain) > 253
+        or len(labels) < 2
+        or not all(_DOMAIN_LABEL.fullmatch(label) for label in labels)
+        or not re.fullmatch(r"[a-z]{2,63}", labels[-1])
+    ):
         raise ValueError(f"{domain!r} is not a full domain name (such as kokeilu.espoo.fi)")
     return domain

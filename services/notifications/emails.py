@@ -12,6 +12,7 @@ domain, and `List-Unsubscribe` + `List-Unsubscribe-Post` (RFC 8058 one-click) wh
 unsubscribe link. The subject is encoded here (RFC 2047), not by the email package's folder,
 which in CPython 3.11 loses the space between adjacent encoded words; see `encode_subject`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -19,7 +20,7 @@ import re
 import smtplib
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email import policy as email_policy
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -34,8 +35,8 @@ from .settings import MailSettings, mail_settings
 LANGUAGES = ("fi", "sv", "en")
 _loader = FileSystemLoader(Path(__file__).parent / "templates")
 _options = dict(loader=_loader, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-_text_env = Environment(autoescape=False, **_options)   # the subject and the text/plain part
-_html_env = Environment(autoescape=True, **_options)    # the text/html part: every value escaped
+_text_env = Environment(autoescape=False, **_options)  # the subject and the text/plain part
+_html_env = Environment(autoescape=True, **_options)  # the text/html part: every value escaped
 _ADDRESS = re.compile(r"\S*@\S*")
 log = logging.getLogger(__name__)
 
@@ -44,15 +45,15 @@ log = logging.getLogger(__name__)
 # otherwise refold them with its folder, which loses spaces between encoded words and would
 # encode a long List-Unsubscribe URL as if it were text.
 POLICY = email_policy.default.clone(refold_source="none")
-MAX_LINE = 78           # RFC 5322's recommended line length, which the folding keeps to
-MAX_ENCODED_WORD = 75   # RFC 2047
+MAX_LINE = 78  # RFC 5322's recommended line length, which the folding keeps to
+MAX_ENCODED_WORD = 75  # RFC 2047
 _Q_LITERAL = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
-
 
 
 @dataclass(frozen=True)
 class Rendered:
     """An e-mail's words: one subject line, the text/plain and the text/html part, and the language."""
+
     subject: str
     text: str
     html: str
@@ -65,8 +66,9 @@ def short_type(event_type: str) -> str:
 
 def clean_subject(subject: str) -> str:
     """One line: control characters and every run of white space become one space; no lone surrogates."""
-    subject = "".join(" " if unicodedata.category(c) == "Cc" else "\ufffd" if unicodedata.category(c) == "Cs" else c
-                      for c in subject)
+    subject = "".join(
+        " " if unicodedata.category(c) == "Cc" else "\ufffd" if unicodedata.category(c) == "Cs" else c for c in subject
+    )
     return " ".join(subject.split())
 
 
@@ -98,7 +100,7 @@ def encode_subject(subject: str, name: str = "Subject") -> str:
     encoded word: a decoder drops the white space *between* two encoded words (RFC 2047 6.2),
     which is how CPython 3.11's own folder loses the space between two words (gh-144156)."""
     subject = clean_subject(subject)
-    first = MAX_LINE - len(name) - 2   # "Subject: " starts the first line
+    first = MAX_LINE - len(name) - 2  # "Subject: " starts the first line
     plain = _fold_plain(subject, first)
     return plain if plain is not None else _encoded_words(subject, first)
 
@@ -141,8 +143,16 @@ def _encoded_words(subject: str, first: int) -> str:
     return "\n ".join(words)
 
 
-def compose(sender: str, to: str, mail: Rendered, *, domain: str, message_id: str | None = None,
-            unsubscribe_url: str | None = None, now: datetime | None = None) -> EmailMessage:
+def compose(
+    sender: str,
+    to: str,
+    mail: Rendered,
+    *,
+    domain: str,
+    message_id: str | None = None,
+    unsubscribe_url: str | None = None,
+    now: datetime | None = None,
+) -> EmailMessage:
     """The message as it is sent: multipart/alternative (text/plain, then text/html), headers as
     the module's docstring says. One Message-ID per delivery, the same on every attempt: a
     message sent again after a crash (the server took it, the attempt was not recorded) is the
@@ -151,18 +161,18 @@ def compose(sender: str, to: str, mail: Rendered, *, domain: str, message_id: st
     message = EmailMessage(policy=POLICY)
     message["From"], message["To"] = sender, to
     message.set_raw("Subject", encode_subject(mail.subject))
-    message["Date"] = format_datetime((now or datetime.now(timezone.utc)).astimezone(timezone.utc))
+    message["Date"] = format_datetime((now or datetime.now(UTC)).astimezone(UTC))
     message.set_raw("Message-ID", f"<{message_id}@{domain}>" if message_id else make_msgid(domain=domain))
-    message["Auto-Submitted"] = "auto-generated"   # RFC 3834: no out-of-office replies to it
+    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no out-of-office replies to it
     if unsubscribe_url:
         if not re.fullmatch(r"https?://[!-~]+", unsubscribe_url) or any(c in unsubscribe_url for c in "<>"):
             raise ValueError("an unsubscribe URL is an http(s) URL of printable ASCII without < or >")
         message.set_raw("List-Unsubscribe", f"<{unsubscribe_url}>")
-        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"   # RFC 8058
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"  # RFC 8058
     # Quoted-printable: 7-bit clean for any server, whether it offers 8BITMIME or not.
     message.set_content(mail.text, subtype="plain", charset="utf-8", cte="quoted-printable")
     message.add_alternative(mail.html, subtype="html", charset="utf-8", cte="quoted-printable")
-    message["Content-Language"] = mail.language   # after the content: set_content drops Content-* headers
+    message["Content-Language"] = mail.language  # after the content: set_content drops Content-* headers
     return message
 
 
@@ -220,8 +230,9 @@ class MailSender(DependencyProvider):
 
             @staticmethod
             def send(to: str, mail: Rendered, message_id: str | None = None, unsubscribe_url: str | None = None):
-                message = compose(settings.sender, to, mail, domain=domain, message_id=message_id,
-                                  unsubscribe_url=unsubscribe_url)
+                message = compose(
+                    settings.sender, to, mail, domain=domain, message_id=message_id, unsubscribe_url=unsubscribe_url
+                )
                 return send_mail(settings, message)
 
         return Mail()

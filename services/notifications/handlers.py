@@ -1,4 +1,5 @@
 """Use cases of the notifications service."""
+
 from __future__ import annotations
 
 import json
@@ -11,19 +12,37 @@ from datetime import datetime, timedelta
 
 from kokeilu.contracts import CloudEvent, utcnow
 from kokeilu.contracts import catalog as types
-from kokeilu.contracts.notifications import DeliveryOutcome
 from kokeilu.contracts.evaluation import ScreeningCompleted
+from kokeilu.contracts.notifications import DeliveryOutcome
 from kokeilu.contracts.proposals import ProposalContact, ProposalRevised, ProposalStatusChanged, ProposalSubmitted
 from kokeilu.privacy import redact
 
-from .domain import (Caller, DeliveryStatus, NewSubscription, RetryPolicy, Subscription, SubscriptionChange,
-                     redact_event_data, resident_name, signature, window_end)
+from .domain import (
+    Caller,
+    DeliveryStatus,
+    NewSubscription,
+    RetryPolicy,
+    Subscription,
+    SubscriptionChange,
+    redact_event_data,
+    resident_name,
+    signature,
+    window_end,
+)
 
 CONSUMER = "notifications"
 LEASE = timedelta(seconds=60)
 # Status changes a proposer hears about (the step into screening is internal and immediate).
-PROPOSER_STATUSES = {"screening_failed", "in_evaluation", "approved", "rejected", "revision_requested",
-                     "piloting", "completed", "withdrawn"}
+PROPOSER_STATUSES = {
+    "screening_failed",
+    "in_evaluation",
+    "approved",
+    "rejected",
+    "revision_requested",
+    "piloting",
+    "completed",
+    "withdrawn",
+}
 
 # send(url, body, headers) -> (status code or None, error or None)
 Sender = Callable[[str, bytes, dict], "tuple[int | None, str | None]"]
@@ -49,17 +68,29 @@ def create_subscription(body: NewSubscription, uow, caller: Caller, check_url: U
     if body.url is not None:
         check_url(str(body.url))
     secret = secrets.token_hex(32) if body.channel == "webhook" else None
-    sub = Subscription(str(uuid.uuid4()), body.subscriber, body.channel, str(body.url) if body.url else None,
-                       body.filter, utcnow(), email=body.email, mode=body.mode, secret=secret,
-                       language=body.language.value, owner=caller.name, personal_data=caller.personal_data)
+    sub = Subscription(
+        str(uuid.uuid4()),
+        body.subscriber,
+        body.channel,
+        str(body.url) if body.url else None,
+        body.filter,
+        utcnow(),
+        email=body.email,
+        mode=body.mode,
+        secret=secret,
+        language=body.language.value,
+        owner=caller.name,
+        personal_data=caller.personal_data,
+    )
     with uow:
         uow.subscriptions.add(sub)
         uow.commit()
     return sub
 
 
-def update_subscription(subscription_id: str, change: SubscriptionChange, uow, caller: Caller,
-                        check_url: UrlCheck = _no_check) -> Subscription | None:
+def update_subscription(
+    subscription_id: str, change: SubscriptionChange, uow, caller: Caller, check_url: UrlCheck = _no_check
+) -> Subscription | None:
     """The changed subscription; None when there is none that `caller` may manage; ValueError when
     the change makes it invalid. A change by the owner records whether they have the personal-data
     scope now; an admin changing another's subscription leaves that as it was."""
@@ -123,24 +154,38 @@ def unsubscribe(kind: str, ident: str, uow) -> int:
     return stopped
 
 
-def list_deliveries(uow, subscription_id: str | None, status: str | None, limit: int, *, caller: Caller,
-                    **filters) -> list[dict]:
+def list_deliveries(
+    uow, subscription_id: str | None, status: str | None, limit: int, *, caller: Caller, **filters
+) -> list[dict]:
     """Deliveries of `caller`'s subscriptions (an admin: every delivery, proposer e-mails too)."""
     with uow:
-        return uow.deliveries.list(subscription_id, status, limit, owner=None if caller.admin else caller.name,
-                                   **filters)
+        return uow.deliveries.list(
+            subscription_id, status, limit, owner=None if caller.admin else caller.name, **filters
+        )
 
 
 def _remember(data, uow) -> None:
     if isinstance(data, ProposalContact):
         known = uow.subscriptions.proposal(data.proposal_id)
         uow.subscriptions.remember_proposal(
-            data.proposal_id, known["focus_area"] if known else "", known.get("environment") if known else None,
-            data.language.value, known.get("title") if known else None, data.contact_email)
+            data.proposal_id,
+            known["focus_area"] if known else "",
+            known.get("environment") if known else None,
+            data.language.value,
+            known.get("title") if known else None,
+            data.contact_email,
+        )
     elif isinstance(data, (ProposalSubmitted, ProposalRevised)):
-        uow.subscriptions.remember_proposal(data.proposal_id, data.focus_area.value, data.environment.value,
-                                            data.language.value, data.title, None,
-                                            resident_name=resident_name(data), content=True)
+        uow.subscriptions.remember_proposal(
+            data.proposal_id,
+            data.focus_area.value,
+            data.environment.value,
+            data.language.value,
+            data.title,
+            None,
+            resident_name=resident_name(data),
+            content=True,
+        )
 
 
 def _email_payload(event: CloudEvent, facts: dict | None, names: tuple[str, ...] | None = None) -> bytes:
@@ -207,16 +252,39 @@ def on_event(event: CloudEvent, data, uow) -> str:
             if sub.mode == "daily_digest":
                 uow.digests.add_item(sub.id, event.id, event.type, _email_payload(sent, facts, hidden), now)
             elif sub.channel == "email":
-                uow.deliveries.add(str(uuid.uuid4()), sub.id, event.id, event.type,
-                                   _email_payload(sent, facts, hidden), now,
-                                   kind="event", language=(facts or {}).get("language") or sub.language, **flow)
+                uow.deliveries.add(
+                    str(uuid.uuid4()),
+                    sub.id,
+                    event.id,
+                    event.type,
+                    _email_payload(sent, facts, hidden),
+                    now,
+                    kind="event",
+                    language=(facts or {}).get("language") or sub.language,
+                    **flow,
+                )
             else:
                 uow.deliveries.add(str(uuid.uuid4()), sub.id, event.id, event.type, sent.to_bytes(), now, **flow)
-        if (isinstance(data, ProposalStatusChanged) and data.to_status.value in PROPOSER_STATUSES
-                and facts and facts.get("contact_email") and not facts.get("proposer_opted_out_at")):
-            uow.deliveries.add(str(uuid.uuid4()), f"proposer:{proposal_id}", event.id, event.type,
-                               _email_payload(event, facts), now, kind="proposer", channel="email",
-                               recipient=facts["contact_email"], language=facts.get("language") or "fi", **flow)
+        if (
+            isinstance(data, ProposalStatusChanged)
+            and data.to_status.value in PROPOSER_STATUSES
+            and facts
+            and facts.get("contact_email")
+            and not facts.get("proposer_opted_out_at")
+        ):
+            uow.deliveries.add(
+                str(uuid.uuid4()),
+                f"proposer:{proposal_id}",
+                event.id,
+                event.type,
+                _email_payload(event, facts),
+                now,
+                kind="proposer",
+                channel="email",
+                recipient=facts["contact_email"],
+                language=facts.get("language") or "fi",
+                **flow,
+            )
         uow.commit()
     return "applied"
 
@@ -243,9 +311,18 @@ def build_digests(uow_factory, window_seconds: float, now: datetime | None = Non
                     seen.add(item.event_id)
                     entries.append(json.loads(item.payload))
             body = {"subscriber": subscriber, "window_end": end.isoformat(), "items": entries}
-            uow.deliveries.add(digest_id, items[0].subscription_id, f"digest:{end.isoformat()}", "digest",
-                               json.dumps(body).encode(), now, kind="digest", channel="email", recipient=email,
-                               language=items[0].language)
+            uow.deliveries.add(
+                digest_id,
+                items[0].subscription_id,
+                f"digest:{end.isoformat()}",
+                "digest",
+                json.dumps(body).encode(),
+                now,
+                kind="digest",
+                channel="email",
+                recipient=email,
+                language=items[0].language,
+            )
             uow.digests.mark([i.id for i in items], digest_id)
             sizes.append(len(entries))
         uow.digests.record_run(end, sum(sizes), len(sizes))
@@ -263,13 +340,21 @@ def _send_one(d, send: Sender, mail: Mailer | None, render: Renderer | None, lin
         except ValueError:  # an id no link can name (not a plain id): the e-mail goes without one
             link = None
         try:
-            rendered = render(getattr(d, "kind", "event"), json.loads(d.payload),
-                              getattr(d, "language", None) or getattr(d, "subscription_language", None) or "fi", link)
+            rendered = render(
+                getattr(d, "kind", "event"),
+                json.loads(d.payload),
+                getattr(d, "language", None) or getattr(d, "subscription_language", None) or "fi",
+                link,
+            )
         except Exception as exc:  # a template that cannot render this payload will not next time either
             return 554, f"could not render the e-mail: {exc.__class__.__name__}: {exc}"[:500]
         return mail(d.url, rendered, d.id, link)
-    headers = {"Content-Type": "application/cloudevents+json", "Kokeilu-Delivery-Id": d.id,
-               "Kokeilu-Event-Id": d.event_id, "Idempotency-Key": d.id}
+    headers = {
+        "Content-Type": "application/cloudevents+json",
+        "Kokeilu-Delivery-Id": d.id,
+        "Kokeilu-Event-Id": d.event_id,
+        "Idempotency-Key": d.id,
+    }
     secret = getattr(d, "secret", None)
     if secret:
         timestamp = int(time.time())
@@ -278,10 +363,17 @@ def _send_one(d, send: Sender, mail: Mailer | None, render: Renderer | None, lin
     return send(d.url, d.payload, headers)
 
 
-def deliver_due(uow_factory, send: Sender, policy: RetryPolicy, limit: int = 50,
-                observe: Callable[[str, str, float], None] | None = None,
-                mail: Mailer | None = None, render: Renderer | None = None, links: LinkMaker | None = None,
-                run_all: Callable = lambda fn, items: list(map(fn, items))) -> int:
+def deliver_due(
+    uow_factory,
+    send: Sender,
+    policy: RetryPolicy,
+    limit: int = 50,
+    observe: Callable[[str, str, float], None] | None = None,
+    mail: Mailer | None = None,
+    render: Renderer | None = None,
+    links: LinkMaker | None = None,
+    run_all: Callable = lambda fn, items: list(map(fn, items)),
+) -> int:
     """Send the deliveries that are due, outside any transaction, and record each attempt.
 
     `run_all(fn, deliveries)` runs the attempts: the service passes a green pool, so that one slow
@@ -308,15 +400,29 @@ def deliver_due(uow_factory, send: Sender, policy: RetryPolicy, limit: int = 50,
             uow.deliveries.record_attempt(d.id, attempt, now, status_code, latency, error, status, next_at)
             if status is not DeliveryStatus.pending:
                 outcome = types.DELIVERY_SUCCEEDED if ok else types.DELIVERY_FAILED
-                uow.emit(outcome, DeliveryOutcome(
-                    delivery_id=d.id, subscription_id=d.subscription_id, channel=d.channel, event_id=d.event_id,
-                    event_type=d.event_type, attempts=attempt, status_code=status_code, error=error),
+                uow.emit(
+                    outcome,
+                    DeliveryOutcome(
+                        delivery_id=d.id,
+                        subscription_id=d.subscription_id,
+                        channel=d.channel,
+                        event_id=d.event_id,
+                        event_type=d.event_type,
+                        attempts=attempt,
+                        status_code=status_code,
+                        error=error,
+                    ),
                     d.subscription_id,
-                    correlationid=d.correlation_id, traceparent=d.traceparent)  # the delivered event's flow
+                    correlationid=d.correlation_id,
+                    traceparent=d.traceparent,
+                )  # the delivered event's flow
             uow.commit()
         if observe:
-            observe(d.channel, "succeeded" if ok else ("retrying" if status is DeliveryStatus.pending else "dead_lettered"),
-                    latency)
+            observe(
+                d.channel,
+                "succeeded" if ok else ("retrying" if status is DeliveryStatus.pending else "dead_lettered"),
+                latency,
+            )
 
     run_all(attempt_one, due)
     return len(due)

@@ -1,5 +1,6 @@
 """The notifications service: subscriptions; webhooks, e-mails and daily digests for matching
 events; e-mails to proposers about their own proposals."""
+
 from __future__ import annotations
 
 import logging
@@ -16,8 +17,18 @@ from kokeilu.kafka.consumer import consume
 from kokeilu.platform import Store
 
 from . import handlers, metrics
-from .api import (CHANGE_EXAMPLE, ERRORS, SUBSCRIPTION_EXAMPLE, DeliveryList, DeliveryQuery, SubscriptionList,
-                  SubscriptionView, caller, check_webhook_url, subscription_json)
+from .api import (
+    CHANGE_EXAMPLE,
+    ERRORS,
+    SUBSCRIPTION_EXAMPLE,
+    DeliveryList,
+    DeliveryQuery,
+    SubscriptionList,
+    SubscriptionView,
+    caller,
+    check_webhook_url,
+    subscription_json,
+)
 from .domain import NewSubscription, SubscriptionChange
 from .emails import MailSender, unsubscribe_page
 from .settings import address_policy, settings
@@ -41,8 +52,15 @@ class NotificationsService(service_base.PlatformService):
     links = UnsubscribeLinks(settings().unsubscribe_key(), settings().unsubscribe_base())
     retry_policy = settings().retry_policy()
 
-    @api("POST", "/v1/subscriptions", scope="subscriptions:write", body=NewSubscription,
-         response=SubscriptionView, status=201, example=SUBSCRIPTION_EXAMPLE)
+    @api(
+        "POST",
+        "/v1/subscriptions",
+        scope="subscriptions:write",
+        body=NewSubscription,
+        response=SubscriptionView,
+        status=201,
+        example=SUBSCRIPTION_EXAMPLE,
+    )
     def subscribe(self, request, body: NewSubscription):
         """Subscribe a webhook or an e-mail address to events; the answer carries the signing secret, once."""
         sub = handlers.create_subscription(body, self.uow(), caller(request), check_url=check_webhook_url)
@@ -54,12 +72,19 @@ class NotificationsService(service_base.PlatformService):
         """The token's subscriptions (admin: all)."""
         return {"items": [subscription_json(s) for s in handlers.list_subscriptions(self.uow(), caller(request))]}
 
-    @api("PATCH", "/v1/subscriptions/<subscription_id>", scope="subscriptions:write", body=SubscriptionChange,
-         response=SubscriptionView, example=CHANGE_EXAMPLE)
+    @api(
+        "PATCH",
+        "/v1/subscriptions/<subscription_id>",
+        scope="subscriptions:write",
+        body=SubscriptionChange,
+        response=SubscriptionView,
+        example=CHANGE_EXAMPLE,
+    )
     def change(self, request, subscription_id, body: SubscriptionChange):
         """Change a subscription (the channel stays)."""
-        sub = handlers.update_subscription(subscription_id, body, self.uow(), caller(request),
-                                           check_url=check_webhook_url)
+        sub = handlers.update_subscription(
+            subscription_id, body, self.uow(), caller(request), check_url=check_webhook_url
+        )
         if sub is None:
             raise NotFound(f"no subscription {subscription_id}", {"subscription_id": "unknown"})
         return subscription_json(sub)
@@ -75,9 +100,18 @@ class NotificationsService(service_base.PlatformService):
     def deliveries(self, request):
         """Deliveries of the token's subscriptions with every attempt (admin: all, proposer e-mails too)."""
         q = DeliveryQuery.model_validate(request.args.to_dict())
-        return {"items": handlers.list_deliveries(self.uow(), q.subscription_id, q.status, q.limit,
-                                                  caller=caller(request), channel=q.channel,
-                                                  event_type=q.event_type, kind=q.kind)}
+        return {
+            "items": handlers.list_deliveries(
+                self.uow(),
+                q.subscription_id,
+                q.status,
+                q.limit,
+                caller=caller(request),
+                channel=q.channel,
+                event_type=q.event_type,
+                kind=q.kind,
+            )
+        }
 
     # Unsubscribe links (every e-mail has one): no bearer token, the link's signature is the authority.
     @api("GET", "/v1/unsubscribe/<token>", public=True, media_type="text/html")
@@ -111,9 +145,16 @@ class NotificationsService(service_base.PlatformService):
         # Bounded, so that a stop is not held up for long; the timer comes back in half a second.
         deadline = time.monotonic() + 5
         pool = eventlet.GreenPool(DELIVERY_CONCURRENCY)
-        while handlers.deliver_due(self.uow, self.send, self.retry_policy, observe=metrics.observe_delivery,
-                                   mail=self.mail.send, render=self.mail.render, links=self.links.url,
-                                   run_all=lambda fn, items: list(pool.imap(fn, items))):
+        while handlers.deliver_due(
+            self.uow,
+            self.send,
+            self.retry_policy,
+            observe=metrics.observe_delivery,
+            mail=self.mail.send,
+            render=self.mail.render,
+            links=self.links.url,
+            run_all=lambda fn, items: list(pool.imap(fn, items)),
+        ):
             if time.monotonic() > deadline:
                 break
 

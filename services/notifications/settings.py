@@ -1,5 +1,6 @@
 """The notifications service's own settings (the platform's are in kokeilu.config), each read
 once through its cached accessor."""
+
 from __future__ import annotations
 
 import os
@@ -49,8 +50,10 @@ class NotificationSettings(BaseSettings):
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~/-]*)?", value):
-            raise ValueError("KOKEILU_UNSUBSCRIBE_BASE_URL is an http(s) URL with no query, e.g. "
-                             "https://kokeilu.espoo.fi/notifications")
+            raise ValueError(
+                "KOKEILU_UNSUBSCRIBE_BASE_URL is an http(s) URL with no query, e.g. "
+                "https://kokeilu.espoo.fi/notifications"
+            )
         return value.rstrip("/") if value else value
 
     def unsubscribe_base(self) -> str:
@@ -61,7 +64,9 @@ class NotificationSettings(BaseSettings):
         return f"http://{host}:{port}"
 
     def retry_policy(self) -> RetryPolicy:
-        return RetryPolicy(self.delivery_max_attempts, self.delivery_retry_base_seconds, self.delivery_retry_cap_seconds)
+        return RetryPolicy(
+            self.delivery_max_attempts, self.delivery_retry_base_seconds, self.delivery_retry_cap_seconds
+        )
 
     def unsubscribe_key(self) -> str | None:
         return self.unsubscribe_secret.get_secret_value() if self.unsubscribe_secret else None
@@ -69,6 +74,7 @@ class NotificationSettings(BaseSettings):
 
 class MailSettings(BaseSettings):
     """The mail server every e-mail goes through (KOKEILU_SMTP_*)."""
+
     model_config = SettingsConfigDict(env_prefix="KOKEILU_SMTP_", extra="ignore")
     host: str = "127.0.0.1"
     port: int = 25
@@ -77,7 +83,6 @@ class MailSettings(BaseSettings):
     username: str | None = None
     password: str | None = None
     timeout_seconds: float = 10
-
 
 
 @lru_cache

@@ -1,5 +1,6 @@
 """The notifications store: subscriptions, a small projection of proposals (for focus-area
 filters on events that do not carry it), deliveries and every attempt."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -18,7 +19,8 @@ metadata = sa.MetaData()
 add_messaging_tables(metadata)
 
 subscriptions = sa.Table(
-    "subscriptions", metadata,
+    "subscriptions",
+    metadata,
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("subscriber", sa.String(200), nullable=False),
     sa.Column("channel", sa.String(20), nullable=False),
@@ -38,7 +40,8 @@ subscriptions = sa.Table(
 # What notifications knows of each proposal: for filters, the e-mail language, and the proposer's
 # address (personal data; it stays in this store and never goes on a topic).
 proposal_areas = sa.Table(
-    "proposal_areas", metadata,
+    "proposal_areas",
+    metadata,
     sa.Column("proposal_id", sa.String(64), primary_key=True),
     sa.Column("focus_area", sa.String(40), nullable=False),
     sa.Column("environment", sa.String(40), nullable=True),
@@ -53,7 +56,8 @@ proposal_areas = sa.Table(
     sa.Column("proposer_opted_out_at", UtcDateTime(), nullable=True),
 )
 deliveries = sa.Table(
-    "deliveries", metadata,
+    "deliveries",
+    metadata,
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("subscription_id", sa.String(64), nullable=False, index=True),
     sa.Column("event_id", sa.String(200), nullable=False),
@@ -78,7 +82,8 @@ deliveries = sa.Table(
 )
 # Events waiting for a subscription's next digest; `digest_id` is the delivery that carried them.
 digest_items = sa.Table(
-    "digest_items", metadata,
+    "digest_items",
+    metadata,
     sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
     sa.Column("subscription_id", sa.String(64), nullable=False, index=True),
     sa.Column("event_id", sa.String(200), nullable=False),
@@ -90,14 +95,16 @@ digest_items = sa.Table(
 )
 # One row per digest window: the job that built it (an instance that finds the row there does nothing).
 digest_runs = sa.Table(
-    "digest_runs", metadata,
+    "digest_runs",
+    metadata,
     sa.Column("window_end", UtcDateTime(), primary_key=True),
     sa.Column("ran_at", UtcDateTime(), nullable=False),
     sa.Column("items", sa.Integer(), nullable=False),
     sa.Column("digests", sa.Integer(), nullable=False),
 )
 attempts = sa.Table(
-    "delivery_attempts", metadata,
+    "delivery_attempts",
+    metadata,
     sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
     sa.Column("delivery_id", sa.String(64), nullable=False, index=True),
     sa.Column("attempt", sa.Integer(), nullable=False),
@@ -109,16 +116,35 @@ attempts = sa.Table(
 
 
 def _subscription(row) -> Subscription:
-    return Subscription(row.id, row.subscriber, row.channel, row.url,
-                        SubscriptionFilter.model_validate(row.filter), row.created_at,
-                        email=row.email, mode=row.mode, secret=row.secret, language=row.language,
-                        owner=row.owner, personal_data=bool(row.personal_data))
+    return Subscription(
+        row.id,
+        row.subscriber,
+        row.channel,
+        row.url,
+        SubscriptionFilter.model_validate(row.filter),
+        row.created_at,
+        email=row.email,
+        mode=row.mode,
+        secret=row.secret,
+        language=row.language,
+        owner=row.owner,
+        personal_data=bool(row.personal_data),
+    )
 
 
 def _subscription_values(s: Subscription) -> dict:
-    return dict(subscriber=s.subscriber, channel=s.channel, url=s.url, filter=s.filter.model_dump(mode="json"),
-                email=s.email, mode=s.mode, secret=s.secret, language=s.language, owner=s.owner,
-                personal_data=s.personal_data)
+    return dict(
+        subscriber=s.subscriber,
+        channel=s.channel,
+        url=s.url,
+        filter=s.filter.model_dump(mode="json"),
+        email=s.email,
+        mode=s.mode,
+        secret=s.secret,
+        language=s.language,
+        owner=s.owner,
+        personal_data=s.personal_data,
+    )
 
 
 class SubscriptionRepository:
@@ -129,25 +155,41 @@ class SubscriptionRepository:
         self.conn.execute(subscriptions.insert().values(id=s.id, created_at=s.created_at, **_subscription_values(s)))
 
     def get(self, subscription_id: str) -> Subscription | None:
-        row = self.conn.execute(sa.select(subscriptions).where(
-            subscriptions.c.id == subscription_id, subscriptions.c.deleted_at.is_(None))).first()
+        row = self.conn.execute(
+            sa.select(subscriptions).where(subscriptions.c.id == subscription_id, subscriptions.c.deleted_at.is_(None))
+        ).first()
         return _subscription(row) if row else None
 
     def update(self, s: Subscription) -> None:
         self.conn.execute(subscriptions.update().where(subscriptions.c.id == s.id).values(**_subscription_values(s)))
 
     def active(self) -> list[Subscription]:
-        rows = self.conn.execute(sa.select(subscriptions).where(subscriptions.c.deleted_at.is_(None))
-                                 .order_by(subscriptions.c.created_at))
+        rows = self.conn.execute(
+            sa.select(subscriptions).where(subscriptions.c.deleted_at.is_(None)).order_by(subscriptions.c.created_at)
+        )
         return [_subscription(r) for r in rows]
 
     def delete(self, subscription_id: str, now: datetime) -> bool:
-        return self.conn.execute(subscriptions.update().where(
-            subscriptions.c.id == subscription_id, subscriptions.c.deleted_at.is_(None)).values(deleted_at=now)).rowcount > 0
+        return (
+            self.conn.execute(
+                subscriptions.update()
+                .where(subscriptions.c.id == subscription_id, subscriptions.c.deleted_at.is_(None))
+                .values(deleted_at=now)
+            ).rowcount
+            > 0
+        )
 
-    def remember_proposal(self, proposal_id: str, focus_area: str, environment: str, language: str, title: str,
-                          contact_email: str | None, resident_name: str | None = None,
-                          content: bool = False) -> None:
+    def remember_proposal(
+        self,
+        proposal_id: str,
+        focus_area: str,
+        environment: str,
+        language: str,
+        title: str,
+        contact_email: str | None,
+        resident_name: str | None = None,
+        content: bool = False,
+    ) -> None:
         """The latest facts of a proposal; a revision (which has no address) keeps the address known.
         `content`: the facts come from the proposal's content, which says who the resident is (if any)."""
         values = dict(focus_area=focus_area, environment=environment, language=language, title=title)
@@ -171,16 +213,19 @@ class SubscriptionRepository:
     def opt_out_proposer(self, proposal_id: str, now: datetime) -> bool:
         """Record that the proposer of `proposal_id` wants no more e-mails about it (the first time
         counts). False when they had opted out already."""
-        update = (proposal_areas.update()
-                  .where(proposal_areas.c.proposal_id == proposal_id, proposal_areas.c.proposer_opted_out_at.is_(None))
-                  .values(proposer_opted_out_at=now))
+        update = (
+            proposal_areas.update()
+            .where(proposal_areas.c.proposal_id == proposal_id, proposal_areas.c.proposer_opted_out_at.is_(None))
+            .values(proposer_opted_out_at=now)
+        )
         if self.conn.execute(update).rowcount:
             return True
         if self.proposal(proposal_id) is not None:
             return False
         # Not known here (yet): remembered all the same, so no later e-mail about it goes out.
-        self.conn.execute(proposal_areas.insert(), dict(proposal_id=proposal_id, focus_area="",
-                                                        proposer_opted_out_at=now))
+        self.conn.execute(
+            proposal_areas.insert(), dict(proposal_id=proposal_id, focus_area="", proposer_opted_out_at=now)
+        )
         return True
 
 
@@ -189,62 +234,135 @@ class DeliveryRepository:
         self.conn = conn
         self.is_sqlite = is_sqlite
 
-    def add(self, delivery_id, subscription_id, event_id, event_type, payload: bytes, now, kind: str = "event",
-            channel: str | None = None, recipient: str | None = None, language: str | None = None,
-            correlation_id: str | None = None, traceparent: str | None = None) -> None:
+    def add(
+        self,
+        delivery_id,
+        subscription_id,
+        event_id,
+        event_type,
+        payload: bytes,
+        now,
+        kind: str = "event",
+        channel: str | None = None,
+        recipient: str | None = None,
+        language: str | None = None,
+        correlation_id: str | None = None,
+        traceparent: str | None = None,
+    ) -> None:
         """A delivery to a subscription; `channel`/`recipient` for one that has no subscription (the
         proposer); `correlation_id`/`traceparent`: the flow of the event it delivers."""
-        self.conn.execute(deliveries.insert(), dict(
-            id=delivery_id, subscription_id=subscription_id, event_id=event_id, event_type=event_type,
-            payload=payload, status=DeliveryStatus.pending.value, attempts=0, next_attempt_at=now,
-            created_at=now, updated_at=now, kind=kind, channel=channel, recipient=recipient, language=language,
-            correlation_id=correlation_id, traceparent=traceparent))
+        self.conn.execute(
+            deliveries.insert(),
+            dict(
+                id=delivery_id,
+                subscription_id=subscription_id,
+                event_id=event_id,
+                event_type=event_type,
+                payload=payload,
+                status=DeliveryStatus.pending.value,
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+                updated_at=now,
+                kind=kind,
+                channel=channel,
+                recipient=recipient,
+                language=language,
+                correlation_id=correlation_id,
+                traceparent=traceparent,
+            ),
+        )
 
     def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list:
         """Due deliveries, leased for `lease` so another instance does not send them too."""
-        query = (sa.select(deliveries.c.id, deliveries.c.attempts, deliveries.c.payload, deliveries.c.event_id,
-                           deliveries.c.event_type, deliveries.c.subscription_id, deliveries.c.kind,
-                           deliveries.c.language, deliveries.c.correlation_id, deliveries.c.traceparent,
-                           sa.func.coalesce(deliveries.c.channel, subscriptions.c.channel).label("channel"),
-                           sa.func.coalesce(deliveries.c.recipient, subscriptions.c.email,
-                                            subscriptions.c.url).label("url"),
-                           subscriptions.c.secret, subscriptions.c.subscriber,
-                           subscriptions.c.language.label("subscription_language"))
-                 .outerjoin(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
-                 .where(deliveries.c.status == DeliveryStatus.pending.value,
-                        deliveries.c.next_attempt_at <= now,
-                        # a deleted subscription gets nothing more (proposer e-mails have no subscription row)
-                        sa.or_(subscriptions.c.id.is_(None), subscriptions.c.deleted_at.is_(None)),
-                        # nor does a proposer who opted out of e-mails about that proposal
-                        deliveries.c.subscription_id.not_in(
-                            sa.select(sa.literal("proposer:") + proposal_areas.c.proposal_id)
-                            .where(proposal_areas.c.proposer_opted_out_at.is_not(None))
-                            .scalar_subquery()),
-                        sa.or_(deliveries.c.locked_until.is_(None), deliveries.c.locked_until < now))
-                 .order_by(deliveries.c.next_attempt_at).limit(limit))
+        query = (
+            sa.select(
+                deliveries.c.id,
+                deliveries.c.attempts,
+                deliveries.c.payload,
+                deliveries.c.event_id,
+                deliveries.c.event_type,
+                deliveries.c.subscription_id,
+                deliveries.c.kind,
+                deliveries.c.language,
+                deliveries.c.correlation_id,
+                deliveries.c.traceparent,
+                sa.func.coalesce(deliveries.c.channel, subscriptions.c.channel).label("channel"),
+                sa.func.coalesce(deliveries.c.recipient, subscriptions.c.email, subscriptions.c.url).label("url"),
+                subscriptions.c.secret,
+                subscriptions.c.subscriber,
+                subscriptions.c.language.label("subscription_language"),
+            )
+            .outerjoin(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
+            .where(
+                deliveries.c.status == DeliveryStatus.pending.value,
+                deliveries.c.next_attempt_at <= now,
+                # a deleted subscription gets nothing more (proposer e-mails have no subscription row)
+                sa.or_(subscriptions.c.id.is_(None), subscriptions.c.deleted_at.is_(None)),
+                # nor does a proposer who opted out of e-mails about that proposal
+                deliveries.c.subscription_id.not_in(
+                    sa.select(sa.literal("proposer:") + proposal_areas.c.proposal_id)
+                    .where(proposal_areas.c.proposer_opted_out_at.is_not(None))
+                    .scalar_subquery()
+                ),
+                sa.or_(deliveries.c.locked_until.is_(None), deliveries.c.locked_until < now),
+            )
+            .order_by(deliveries.c.next_attempt_at)
+            .limit(limit)
+        )
         if not self.is_sqlite:
             query = query.with_for_update(of=deliveries, skip_locked=True)
         rows = list(self.conn.execute(query))
         if rows:
-            self.conn.execute(deliveries.update().where(deliveries.c.id.in_([r.id for r in rows]))
-                              .values(locked_until=now + lease))
+            self.conn.execute(
+                deliveries.update().where(deliveries.c.id.in_([r.id for r in rows])).values(locked_until=now + lease)
+            )
         return rows
 
-    def record_attempt(self, delivery_id, attempt, at, status_code, latency, error, status: DeliveryStatus,
-                       next_attempt_at) -> None:
-        self.conn.execute(attempts.insert().values(
-            delivery_id=delivery_id, attempt=attempt, at=at, status_code=status_code,
-            latency_seconds=latency, error=error))
-        self.conn.execute(deliveries.update().where(deliveries.c.id == delivery_id).values(
-            attempts=attempt, status=status.value, next_attempt_at=next_attempt_at, locked_until=None,
-            last_status_code=status_code, last_error=error, updated_at=at))
+    def record_attempt(
+        self, delivery_id, attempt, at, status_code, latency, error, status: DeliveryStatus, next_attempt_at
+    ) -> None:
+        self.conn.execute(
+            attempts.insert().values(
+                delivery_id=delivery_id,
+                attempt=attempt,
+                at=at,
+                status_code=status_code,
+                latency_seconds=latency,
+                error=error,
+            )
+        )
+        self.conn.execute(
+            deliveries.update()
+            .where(deliveries.c.id == delivery_id)
+            .values(
+                attempts=attempt,
+                status=status.value,
+                next_attempt_at=next_attempt_at,
+                locked_until=None,
+                last_status_code=status_code,
+                last_error=error,
+                updated_at=at,
+            )
+        )
 
-    def list(self, subscription_id: str | None, status: str | None, limit: int, channel: str | None = None,
-             event_type: str | None = None, kind: str | None = None, owner: str | None = None) -> list[dict]:
+    def list(
+        self,
+        subscription_id: str | None,
+        status: str | None,
+        limit: int,
+        channel: str | None = None,
+        event_type: str | None = None,
+        kind: str | None = None,
+        owner: str | None = None,
+    ) -> list[dict]:
         """Newest first; with `owner`, only deliveries of that principal's subscriptions."""
-        query = (sa.select(deliveries, sa.func.coalesce(deliveries.c.channel, subscriptions.c.channel).label("via"))
-                 .outerjoin(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
-                 .order_by(deliveries.c.created_at.desc(), deliveries.c.id).limit(limit))
+        query = (
+            sa.select(deliveries, sa.func.coalesce(deliveries.c.channel, subscriptions.c.channel).label("via"))
+            .outerjoin(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
+            .order_by(deliveries.c.created_at.desc(), deliveries.c.id)
+            .limit(limit)
+        )
         if owner is not None:
             query = query.where(subscriptions.c.owner == owner)
         if subscription_id:
@@ -262,18 +380,37 @@ class DeliveryRepository:
         rows = list(self.conn.execute(query))
         tries: dict[str, list] = {r.id: [] for r in rows}
         if rows:
-            for a in self.conn.execute(sa.select(attempts).where(attempts.c.delivery_id.in_(list(tries)))
-                                       .order_by(attempts.c.attempt)):
-                tries[a.delivery_id].append({
-                    "attempt": a.attempt, "at": a.at.isoformat(), "status_code": a.status_code,
-                    "latency_seconds": round(a.latency_seconds, 4), "error": a.error})
-        return [{
-            "id": r.id, "subscription_id": r.subscription_id, "event_id": r.event_id, "event_type": r.event_type,
-            "status": r.status, "dead_lettered": r.status == DeliveryStatus.failed.value,
-            "channel": r.via, "kind": r.kind, "attempts": tries[r.id],
-            "next_attempt_at": r.next_attempt_at.isoformat() if r.next_attempt_at and r.status == "pending" else None,
-            "created_at": r.created_at.isoformat(), "updated_at": r.updated_at.isoformat(),
-        } for r in rows]
+            for a in self.conn.execute(
+                sa.select(attempts).where(attempts.c.delivery_id.in_(list(tries))).order_by(attempts.c.attempt)
+            ):
+                tries[a.delivery_id].append(
+                    {
+                        "attempt": a.attempt,
+                        "at": a.at.isoformat(),
+                        "status_code": a.status_code,
+                        "latency_seconds": round(a.latency_seconds, 4),
+                        "error": a.error,
+                    }
+                )
+        return [
+            {
+                "id": r.id,
+                "subscription_id": r.subscription_id,
+                "event_id": r.event_id,
+                "event_type": r.event_type,
+                "status": r.status,
+                "dead_lettered": r.status == DeliveryStatus.failed.value,
+                "channel": r.via,
+                "kind": r.kind,
+                "attempts": tries[r.id],
+                "next_attempt_at": r.next_attempt_at.isoformat()
+                if r.next_attempt_at and r.status == "pending"
+                else None,
+                "created_at": r.created_at.isoformat(),
+                "updated_at": r.updated_at.isoformat(),
+            }
+            for r in rows
+        ]
 
 
 class DigestRepository:
@@ -281,8 +418,16 @@ class DigestRepository:
         self.conn = conn
 
     def add_item(self, subscription_id: str, event_id: str, event_type: str, payload: bytes, now: datetime) -> None:
-        self.conn.execute(digest_items.insert(), dict(subscription_id=subscription_id, event_id=event_id,
-                                                      event_type=event_type, payload=payload, created_at=now))
+        self.conn.execute(
+            digest_items.insert(),
+            dict(
+                subscription_id=subscription_id,
+                event_id=event_id,
+                event_type=event_type,
+                payload=payload,
+                created_at=now,
+            ),
+        )
 
     def claim_window(self, end: datetime, now: datetime) -> bool:
         """True for the one job that builds the digests of the window ending at `end`: the run's
@@ -293,25 +438,44 @@ class DigestRepository:
 
     def pending(self, before: datetime) -> list:
         """Items not yet in a digest, recorded before `before`, with their subscription (still active)."""
-        return list(self.conn.execute(
-            sa.select(digest_items.c.id, digest_items.c.subscription_id, digest_items.c.event_id,
-                      digest_items.c.event_type, digest_items.c.payload, subscriptions.c.subscriber,
-                      subscriptions.c.email, subscriptions.c.language, subscriptions.c.owner)
-            .join(subscriptions, subscriptions.c.id == digest_items.c.subscription_id)
-            .where(digest_items.c.digest_id.is_(None), digest_items.c.created_at < before,
-                   subscriptions.c.deleted_at.is_(None))
-            .order_by(digest_items.c.created_at, digest_items.c.id)))
+        return list(
+            self.conn.execute(
+                sa.select(
+                    digest_items.c.id,
+                    digest_items.c.subscription_id,
+                    digest_items.c.event_id,
+                    digest_items.c.event_type,
+                    digest_items.c.payload,
+                    subscriptions.c.subscriber,
+                    subscriptions.c.email,
+                    subscriptions.c.language,
+                    subscriptions.c.owner,
+                )
+                .join(subscriptions, subscriptions.c.id == digest_items.c.subscription_id)
+                .where(
+                    digest_items.c.digest_id.is_(None),
+                    digest_items.c.created_at < before,
+                    subscriptions.c.deleted_at.is_(None),
+                )
+                .order_by(digest_items.c.created_at, digest_items.c.id)
+            )
+        )
 
     def subscriptions_of(self, digest_id: str) -> list[str]:
         """The subscriptions whose items the digest `digest_id` (its delivery) carried."""
-        return sorted(self.conn.execute(sa.select(digest_items.c.subscription_id).distinct()
-                                        .where(digest_items.c.digest_id == digest_id)).scalars())
+        return sorted(
+            self.conn.execute(
+                sa.select(digest_items.c.subscription_id).distinct().where(digest_items.c.digest_id == digest_id)
+            ).scalars()
+        )
 
     def mark(self, item_ids: list[int], digest_id: str) -> None:
         self.conn.execute(digest_items.update().where(digest_items.c.id.in_(item_ids)).values(digest_id=digest_id))
 
     def record_run(self, end: datetime, items: int, digests: int) -> None:
-        self.conn.execute(digest_runs.update().where(digest_runs.c.window_end == end).values(items=items, digests=digests))
+        self.conn.execute(
+            digest_runs.update().where(digest_runs.c.window_end == end).values(items=items, digests=digests)
+        )
 
 
 SOURCE = service_source("notifications")  # <KOKEILU_EVENT_SOURCE_BASE>services/notifications

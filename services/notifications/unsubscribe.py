@@ -8,6 +8,7 @@ immediate e-mail, `d:<delivery id>` for a digest, which may gather several subsc
 HMAC-SHA256 of the payload under the service's key. Links do not expire (an old e-mail's link
 still works); changing the key invalidates every link sent before.
 """
+
 from __future__ import annotations
 
 import base64
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 
 KINDS = {"s": "subscription", "d": "digest", "p": "proposer"}
 MIN_SECRET_LENGTH = 32
-_DOMAIN = b"kokeilu-unsubscribe-v1:"   # what a signature is over: nothing else signed with the key matches
+_DOMAIN = b"kokeilu-unsubscribe-v1:"  # what a signature is over: nothing else signed with the key matches
 _ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _B64 = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -100,12 +101,16 @@ def key_from(secret: str | None, admin_token: str | None) -> bytes:
     if secret:
         return secret.encode("utf-8")
     if admin_token:
-        log.warning("KOKEILU_UNSUBSCRIBE_SECRET is not set: unsubscribe links are signed with a key derived "
-                    "from the admin token (set a secret of its own, at least %d characters, in production)",
-                    MIN_SECRET_LENGTH)
+        log.warning(
+            "KOKEILU_UNSUBSCRIBE_SECRET is not set: unsubscribe links are signed with a key derived "
+            "from the admin token (set a secret of its own, at least %d characters, in production)",
+            MIN_SECRET_LENGTH,
+        )
         return hmac.new(admin_token.encode("utf-8"), b"kokeilu-unsubscribe-key", hashlib.sha256).digest()
-    log.error("neither KOKEILU_UNSUBSCRIBE_SECRET nor KOKEILU_ADMIN_TOKEN is set: unsubscribe links are "
-              "signed with a random key and stop working when this process restarts")
+    log.error(
+        "neither KOKEILU_UNSUBSCRIBE_SECRET nor KOKEILU_ADMIN_TOKEN is set: unsubscribe links are "
+        "signed with a random key and stop working when this process restarts"
+    )
     return secrets.token_bytes(32)
 
 
@@ -118,6 +123,7 @@ class UnsubscribeLinks(DependencyProvider):
 
     def setup(self):
         from kokeilu.config import get_settings
+
         self.links = Links(key_from(self.secret, get_settings().kokeilu_admin_token), self.base_url)
 
     def get_dependency(self, worker_ctx):

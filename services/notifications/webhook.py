@@ -4,6 +4,7 @@ Every connection goes through the address guard (kokeilu.netguard): the host is 
 checked right before connecting, and the connection goes to an address that was checked. What a
 failed attempt records is a short category, never the peer's banner or body (the delivery log is
 shown to subscribers); the detail goes to this service's log."""
+
 from __future__ import annotations
 
 import logging
@@ -76,8 +77,7 @@ def post(session: requests.Session, url: str, body: bytes, headers: dict, timeou
             category = error_category(exc)
         except Exception:  # noqa: BLE001
             category = "request failed"
-        log.warning("webhook delivery to %s failed: %s (%s: %s)", _host_of(url), category,
-                    exc.__class__.__name__, exc)
+        log.warning("webhook delivery to %s failed: %s (%s: %s)", _host_of(url), category, exc.__class__.__name__, exc)
         return None, category
 
 

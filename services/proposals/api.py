@@ -1,5 +1,6 @@
 """How proposals look over HTTP: responses, request bodies, list query, and how the domain's
 refusals are answered (ERRORS, read by the `api` entrypoint)."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -8,8 +9,16 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from kokeilu.contracts.bounds import LongText, Measure, Name, Reason
 from kokeilu.contracts.evaluation import Decision, RuleFailure
-from kokeilu.contracts.proposals import (MAX_KPIS, Environment, FocusArea, KpiActual, PilotOutcome, ProposalStatus,
-                                         SUBMISSION_EXAMPLE as SUBMISSION_EXAMPLE, Submission)  # re-exported
+from kokeilu.contracts.proposals import (
+    MAX_KPIS,
+    Environment,
+    FocusArea,
+    KpiActual,
+    PilotOutcome,
+    ProposalStatus,
+    Submission,
+)
+from kokeilu.contracts.proposals import SUBMISSION_EXAMPLE as SUBMISSION_EXAMPLE  # re-exported
 from kokeilu.http.entrypoint import Refusal
 
 from .domain import IllegalTransition, MeasurementRefused, Proposal, UnknownProposal, pilot_json
@@ -18,15 +27,25 @@ from .domain import IllegalTransition, MeasurementRefused, Proposal, UnknownProp
 def proposal_json(p: Proposal) -> dict:
     body = p.submission.model_dump(mode="json")
     body.update(
-        id=p.id, status=p.status.value, submitted_at=p.submitted_at.isoformat(),
-        updated_at=p.updated_at.isoformat(), source=p.source, revision=p.revision,
+        id=p.id,
+        status=p.status.value,
+        submitted_at=p.submitted_at.isoformat(),
+        updated_at=p.updated_at.isoformat(),
+        source=p.source,
+        revision=p.revision,
         allowed_actions=p.allowed_actions(),
         screening_failures=[f.model_dump(mode="json") for f in p.screening_failures],
-        decision=None if p.decision is None else {
-            "decision": p.decision.decision.value, "weighted_score": p.decision.weighted_score,
-            "rationale": p.decision.rationale, "decided_at": p.decision.decided_at.isoformat(),
-            "external_funding_recommended": p.decision.external_funding_recommended},
-        pilot=pilot_json(p.pilot), withdrawn_reason=p.withdrawn_reason,
+        decision=None
+        if p.decision is None
+        else {
+            "decision": p.decision.decision.value,
+            "weighted_score": p.decision.weighted_score,
+            "rationale": p.decision.rationale,
+            "decided_at": p.decision.decided_at.isoformat(),
+            "external_funding_recommended": p.decision.external_funding_recommended,
+        },
+        pilot=pilot_json(p.pilot),
+        withdrawn_reason=p.withdrawn_reason,
     )
     return body
 
@@ -47,9 +66,12 @@ class ListQuery(BaseModel):
     cursor: str | None = Field(default=None, max_length=64)
 
     def filters(self) -> dict:
-        return dict(focus_area=self.focus_area and self.focus_area.value,
-                    environment=self.environment and self.environment.value,
-                    submitted_from=self.submitted_from, submitted_to=self.submitted_to)
+        return dict(
+            focus_area=self.focus_area and self.focus_area.value,
+            environment=self.environment and self.environment.value,
+            submitted_from=self.submitted_from,
+            submitted_to=self.submitted_to,
+        )
 
 
 class Body(BaseModel):
@@ -101,6 +123,7 @@ class PilotView(View):
 
 class ProposalView(Submission):
     """A proposal: its submission (contact details included) and where it stands."""
+
     model_config = ConfigDict(title="Proposal")
 
     id: str
@@ -140,14 +163,20 @@ class MeasurementList(View):
 WITHDRAW_EXAMPLE = {"reason": "The consortium dissolved."}
 START_PILOT_EXAMPLE = {"planned_end": "2026-06-30T00:00:00Z"}
 MEASUREMENT_EXAMPLE = {"kpi": "daily riders", "value": 140.5, "measured_at": "2026-03-01T09:30:00Z"}
-COMPLETE_PILOT_EXAMPLE = {"outcome": "scale_up", "actual_kpis": [{"name": "daily riders", "actual": 230}],
-                          "lessons_learned": "Residents used the shuttle at peak hours."}
+COMPLETE_PILOT_EXAMPLE = {
+    "outcome": "scale_up",
+    "actual_kpis": [{"name": "daily riders", "actual": 230}],
+    "lessons_learned": "Residents used the shuttle at peak hours.",
+}
 
 
 # The domain's refusals: 404 unknown, 409 illegal transition (with where the proposal stands), 422 refused measurement.
 ERRORS = {
     UnknownProposal: Refusal(404, "not_found", fields={"proposal_id": "unknown"}),
-    IllegalTransition: Refusal(409, "illegal_transition",
-                               extra=lambda exc: {"current_status": exc.status.value, "allowed_actions": exc.allowed}),
+    IllegalTransition: Refusal(
+        409,
+        "illegal_transition",
+        extra=lambda exc: {"current_status": exc.status.value, "allowed_actions": exc.allowed},
+    ),
     MeasurementRefused: Refusal(422, "validation_failed", fields=lambda exc: {"kpi": str(exc)}),
 }

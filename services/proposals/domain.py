@@ -1,12 +1,20 @@
 """The proposal aggregate and its lifecycle rules. No infrastructure here."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from kokeilu.contracts.evaluation import Decision, RuleFailure
-from kokeilu.contracts.proposals import (KpiActual, PilotOutcome, ProposalRevised, ProposalStatus, ProposalSubmitted,
-                                         PublicProposer, Submission)
+from kokeilu.contracts.proposals import (
+    KpiActual,
+    PilotOutcome,
+    ProposalRevised,
+    ProposalStatus,
+    ProposalSubmitted,
+    PublicProposer,
+    Submission,
+)
 
 Status = ProposalStatus
 
@@ -15,11 +23,18 @@ Status = ProposalStatus
 # a state to itself (record_measurement) is allowed there but changes no state.
 TRANSITIONS: dict[Status, dict[str, Status]] = {
     Status.submitted: {"start_screening": Status.screening, "withdraw": Status.withdrawn},
-    Status.screening: {"pass_screening": Status.in_evaluation, "fail_screening": Status.screening_failed,
-                       "withdraw": Status.withdrawn},
+    Status.screening: {
+        "pass_screening": Status.in_evaluation,
+        "fail_screening": Status.screening_failed,
+        "withdraw": Status.withdrawn,
+    },
     Status.screening_failed: {},
-    Status.in_evaluation: {"approve": Status.approved, "reject": Status.rejected,
-                           "request_revision": Status.revision_requested, "withdraw": Status.withdrawn},
+    Status.in_evaluation: {
+        "approve": Status.approved,
+        "reject": Status.rejected,
+        "request_revision": Status.revision_requested,
+        "withdraw": Status.withdrawn,
+    },
     Status.approved: {"start_pilot": Status.piloting, "withdraw": Status.withdrawn},
     Status.rejected: {},
     Status.revision_requested: {"revise": Status.screening, "withdraw": Status.withdrawn},
@@ -29,14 +44,17 @@ TRANSITIONS: dict[Status, dict[str, Status]] = {
     Status.withdrawn: {},
 }
 
-DECISION_ACTIONS = {Decision.approved: "approve", Decision.rejected: "reject",
-                    Decision.revision_requested: "request_revision"}
+DECISION_ACTIONS = {
+    Decision.approved: "approve",
+    Decision.rejected: "reject",
+    Decision.revision_requested: "request_revision",
+}
 
 TERMINAL = frozenset(s for s, moves in TRANSITIONS.items() if not moves)
 
 
 class IllegalTransition(Exception):
-    def __init__(self, proposal: "Proposal", action: str):
+    def __init__(self, proposal: Proposal, action: str):
         super().__init__(f"cannot {action.replace('_', ' ')} a proposal that is {proposal.status.value}")
         self.status = proposal.status
         self.action = action
@@ -65,9 +83,14 @@ def pilot_json(p: Pilot | None) -> dict | None:
     """A pilot as JSON: how the store keeps it and the API shows it."""
     if p is None:
         return None
-    return {"started_at": p.started_at.isoformat(), "planned_end": p.planned_end and p.planned_end.isoformat(),
-            "outcome": p.outcome and p.outcome.value, "actual_kpis": [a.model_dump(mode="json") for a in p.actual_kpis],
-            "lessons_learned": p.lessons_learned, "completed_at": p.completed_at and p.completed_at.isoformat()}
+    return {
+        "started_at": p.started_at.isoformat(),
+        "planned_end": p.planned_end and p.planned_end.isoformat(),
+        "outcome": p.outcome and p.outcome.value,
+        "actual_kpis": [a.model_dump(mode="json") for a in p.actual_kpis],
+        "lessons_learned": p.lessons_learned,
+        "completed_at": p.completed_at and p.completed_at.isoformat(),
+    }
 
 
 @dataclass(frozen=True)
@@ -94,7 +117,7 @@ class Proposal:
     withdrawn_reason: str | None = None
 
     @classmethod
-    def submit(cls, proposal_id: str, submission: Submission, now: datetime, source: str) -> "Proposal":
+    def submit(cls, proposal_id: str, submission: Submission, now: datetime, source: str) -> Proposal:
         return cls(proposal_id, submission, Status.submitted, now, now, source)
 
     def allowed_actions(self) -> list[str]:
@@ -107,29 +130,30 @@ class Proposal:
             raise IllegalTransition(self, action)
         return target
 
-    def _move(self, action: str, now: datetime, **changes) -> "Proposal":
+    def _move(self, action: str, now: datetime, **changes) -> Proposal:
         return replace(self, status=self.check(action), updated_at=now, **changes)
 
     # transitions ---------------------------------------------------------------------------
-    def start_screening(self, now: datetime) -> "Proposal":
+    def start_screening(self, now: datetime) -> Proposal:
         return self._move("start_screening", now)
 
-    def record_screening(self, passed: bool, failures: list[RuleFailure], now: datetime) -> "Proposal":
+    def record_screening(self, passed: bool, failures: list[RuleFailure], now: datetime) -> Proposal:
         if passed:
             return self._move("pass_screening", now, screening_failures=())
         return self._move("fail_screening", now, screening_failures=tuple(failures))
 
-    def record_decision(self, decision: DecisionRecord, now: datetime) -> "Proposal":
+    def record_decision(self, decision: DecisionRecord, now: datetime) -> Proposal:
         return self._move(DECISION_ACTIONS[decision.decision], now, decision=decision)
 
-    def revise(self, submission: Submission, now: datetime) -> "Proposal":
-        return self._move("revise", now, submission=submission, revision=self.revision + 1,
-                          screening_failures=(), decision=None)
+    def revise(self, submission: Submission, now: datetime) -> Proposal:
+        return self._move(
+            "revise", now, submission=submission, revision=self.revision + 1, screening_failures=(), decision=None
+        )
 
-    def withdraw(self, reason: str | None, now: datetime) -> "Proposal":
+    def withdraw(self, reason: str | None, now: datetime) -> Proposal:
         return self._move("withdraw", now, withdrawn_reason=reason)
 
-    def start_pilot(self, now: datetime, planned_end: datetime | None) -> "Proposal":
+    def start_pilot(self, now: datetime, planned_end: datetime | None) -> Proposal:
         return self._move("start_pilot", now, pilot=Pilot(started_at=now, planned_end=planned_end))
 
     def accept_measurement(self, kpi: str) -> None:
@@ -137,27 +161,42 @@ class Proposal:
         self.check("record_measurement")
         names = {k.name for k in self.submission.kpis}
         if kpi not in names:
-            raise MeasurementRefused(f"proposal {self.id} has no KPI named {kpi!r} (its KPIs: {', '.join(sorted(names)) or 'none'})")
+            raise MeasurementRefused(
+                f"proposal {self.id} has no KPI named {kpi!r} (its KPIs: {', '.join(sorted(names)) or 'none'})"
+            )
 
-    def complete_pilot(self, outcome: PilotOutcome, actual: list[KpiActual], lessons: str, now: datetime) -> "Proposal":
+    def complete_pilot(self, outcome: PilotOutcome, actual: list[KpiActual], lessons: str, now: datetime) -> Proposal:
         target = self.check("complete_pilot")
         names = {k.name for k in self.submission.kpis}
         unknown = sorted({a.name for a in actual} - names)
         if unknown:
             raise MeasurementRefused(f"actual values given for KPIs the proposal does not have: {', '.join(unknown)}")
-        pilot = replace(self.pilot or Pilot(started_at=now), outcome=outcome, actual_kpis=tuple(actual),
-                        lessons_learned=lessons, completed_at=now)
+        pilot = replace(
+            self.pilot or Pilot(started_at=now),
+            outcome=outcome,
+            actual_kpis=tuple(actual),
+            lessons_learned=lessons,
+            completed_at=now,
+        )
         return replace(self, status=target, updated_at=now, pilot=pilot)
 
     # events --------------------------------------------------------------------------------
     def _public_content(self) -> dict:
         s = self.submission
         return dict(
-            proposal_id=self.id, title=s.title, summary=s.summary, focus_area=s.focus_area,
+            proposal_id=self.id,
+            title=s.title,
+            summary=s.summary,
+            focus_area=s.focus_area,
             environment=s.environment,
             proposer=PublicProposer(organisation=s.proposer.organisation, kind=s.proposer.kind),
-            hypothesis=s.hypothesis, kpis=s.kpis, budget_eur=s.budget_eur, duration_weeks=s.duration_weeks,
-            partners=s.partners, external_funding_sought=s.external_funding_sought, language=s.language,
+            hypothesis=s.hypothesis,
+            kpis=s.kpis,
+            budget_eur=s.budget_eur,
+            duration_weeks=s.duration_weeks,
+            partners=s.partners,
+            external_funding_sought=s.external_funding_sought,
+            language=s.language,
             school_name=s.school_name,
         )
 

@@ -4,6 +4,7 @@ Every change of state and the events that say so happen in one unit of work; wha
 reported to `figures` after it commits (the service passes its metrics module; by default it
 goes nowhere).
 """
+
 from __future__ import annotations
 
 import json
@@ -15,14 +16,29 @@ from typing import Protocol
 from kokeilu.contracts import CloudEvent, utcnow
 from kokeilu.contracts import catalog as types
 from kokeilu.contracts.evaluation import EvaluationDecided, ScreeningCompleted
-from kokeilu.contracts.proposals import (IntakeMeasurement, IntakeRejected, KpiActual, MeasurementRecorded,
-                                         PilotCompleted, PilotOutcome, PilotStarted, ProposalContact,
-                                         ProposalStatusChanged,
-                                         Submission)
+from kokeilu.contracts.proposals import (
+    IntakeMeasurement,
+    IntakeRejected,
+    KpiActual,
+    MeasurementRecorded,
+    PilotCompleted,
+    PilotOutcome,
+    PilotStarted,
+    ProposalContact,
+    ProposalStatusChanged,
+    Submission,
+)
 from kokeilu.errors import PermanentError
 
-from .domain import (DECISION_ACTIONS, DecisionRecord, IllegalTransition, MeasurementRefused, Proposal, Status,
-                     UnknownProposal)
+from .domain import (
+    DECISION_ACTIONS,
+    DecisionRecord,
+    IllegalTransition,
+    MeasurementRefused,
+    Proposal,
+    Status,
+    UnknownProposal,
+)
 
 CONSUMER = "proposals"
 # Inbox name of the intake-rejected events: one rejection per intake event (source + id).
@@ -33,8 +49,9 @@ class Figures(Protocol):
     """What the use cases report of what happened, after it is committed: the service passes its
     metrics module, which has these functions (a module satisfies this Protocol)."""
 
-    def count_transition(self, action: str, to_state: Status, from_state: Status | None = None,
-                         seconds_in_state: float | None = None) -> None:
+    def count_transition(
+        self, action: str, to_state: Status, from_state: Status | None = None, seconds_in_state: float | None = None
+    ) -> None:
         """A change of state; with `from_state`, how long the proposal had been in it."""
         ...
 
@@ -51,8 +68,9 @@ class Uncounted:
     """Figures that count nothing (the default: unit tests of the use cases)."""
 
     @staticmethod
-    def count_transition(action: str, to_state: Status, from_state: Status | None = None,
-                         seconds_in_state: float | None = None) -> None:
+    def count_transition(
+        action: str, to_state: Status, from_state: Status | None = None, seconds_in_state: float | None = None
+    ) -> None:
         """A change of state; with `from_state`, how long the proposal had been in it."""
 
     @staticmethod
@@ -71,13 +89,24 @@ class IntakeRefused(PermanentError):
     """An intake event that can never be applied; it is dead-lettered and the source is told why."""
 
 
-def _changed(uow, before: Proposal, after: Proposal, action: str, cause: CloudEvent | None = None,
-             reason: str | None = None) -> tuple[str, Status, Status, float]:
+def _changed(
+    uow, before: Proposal, after: Proposal, action: str, cause: CloudEvent | None = None, reason: str | None = None
+) -> tuple[str, Status, Status, float]:
     """The change event; returns what `_count` needs: the action, the new state, the state left
     and the seconds spent in it (a proposal's `updated_at` moves only when its state does)."""
-    uow.emit(types.PROPOSAL_STATUS_CHANGED,
-             ProposalStatusChanged(proposal_id=after.id, from_status=before.status, to_status=after.status,
-                                   action=action, reason=reason, changed_at=after.updated_at), after.id, cause)
+    uow.emit(
+        types.PROPOSAL_STATUS_CHANGED,
+        ProposalStatusChanged(
+            proposal_id=after.id,
+            from_status=before.status,
+            to_status=after.status,
+            action=action,
+            reason=reason,
+            changed_at=after.updated_at,
+        ),
+        after.id,
+        cause,
+    )
     return action, after.status, before.status, (after.updated_at - before.updated_at).total_seconds()
 
 
@@ -101,9 +130,14 @@ def _record_contact(uow, proposal: Proposal, now: datetime, cause: CloudEvent | 
     """The proposer's address, for notifications only (internal topic), just before the
     submission or revision event with the same key, so that it is known when those arrive."""
     s = proposal.submission
-    uow.emit(types.PROPOSAL_CONTACT_RECORDED,
-             ProposalContact(proposal_id=proposal.id, contact_email=s.proposer.contact_email, language=s.language,
-                             recorded_at=now), proposal.id, cause)
+    uow.emit(
+        types.PROPOSAL_CONTACT_RECORDED,
+        ProposalContact(
+            proposal_id=proposal.id, contact_email=s.proposer.contact_email, language=s.language, recorded_at=now
+        ),
+        proposal.id,
+        cause,
+    )
 
 
 def _enter(uow, submission: Submission, source: str, cause: CloudEvent | None) -> tuple[Proposal, tuple]:
@@ -118,8 +152,9 @@ def _enter(uow, submission: Submission, source: str, cause: CloudEvent | None) -
     return screening, _changed(uow, submitted, screening, "start_screening", cause)
 
 
-def submit_proposal(submission: Submission, uow, source: str = "http", cause: CloudEvent | None = None,
-                    figures: Figures = UNCOUNTED) -> Proposal:
+def submit_proposal(
+    submission: Submission, uow, source: str = "http", cause: CloudEvent | None = None, figures: Figures = UNCOUNTED
+) -> Proposal:
     with uow:
         proposal, move = _enter(uow, submission, source, cause)
         uow.commit()
@@ -188,17 +223,23 @@ def _follow(event: CloudEvent, proposal_id: str, what: str, uow, move, figures) 
 def on_screening_completed(event: CloudEvent, data: ScreeningCompleted, uow, figures: Figures = UNCOUNTED) -> str:
     def move(proposal: Proposal):
         reason = None if data.passed else "; ".join(f"{f.rule}: {f.reason}" for f in data.failed_rules)
-        return (proposal.record_screening(data.passed, list(data.failed_rules), utcnow()),
-                "pass_screening" if data.passed else "fail_screening", reason)
+        return (
+            proposal.record_screening(data.passed, list(data.failed_rules), utcnow()),
+            "pass_screening" if data.passed else "fail_screening",
+            reason,
+        )
+
     return _follow(event, data.proposal_id, "screening", uow, move, figures)[0]
 
 
 def on_evaluation_decided(event: CloudEvent, data: EvaluationDecided, uow, figures: Figures = UNCOUNTED) -> str:
     def move(proposal: Proposal):
-        record = DecisionRecord(data.decision, data.weighted_score, data.rationale,
-                                data.external_funding_recommended, data.decided_at)
+        record = DecisionRecord(
+            data.decision, data.weighted_score, data.rationale, data.external_funding_recommended, data.decided_at
+        )
         moved = proposal.record_decision(record, utcnow())
         return moved, DECISION_ACTIONS[record.decision], data.rationale
+
     outcome, proposal = _follow(event, data.proposal_id, "decision", uow, move, figures)
     if outcome == "applied":
         figures.observe_time_to_decision(data.decision.value, (data.decided_at - proposal.submitted_at).total_seconds())
@@ -211,23 +252,44 @@ def start_pilot(proposal_id: str, planned_end: datetime | None, uow, figures: Fi
         before = _load(uow, proposal_id)
         after = before.start_pilot(utcnow(), planned_end)
         uow.proposals.save(after)
-        uow.emit(types.PILOT_STARTED, PilotStarted(proposal_id=after.id, started_at=after.pilot.started_at,
-                                                        planned_end=planned_end), after.id)
+        uow.emit(
+            types.PILOT_STARTED,
+            PilotStarted(proposal_id=after.id, started_at=after.pilot.started_at, planned_end=planned_end),
+            after.id,
+        )
         move = _changed(uow, before, after, "start_pilot")
         uow.commit()
     _count(figures, move)
     return after
 
 
-def _record(uow, proposal: Proposal, kpi: str, value: float, measured_at: datetime, source: str,
-            cause: CloudEvent | None) -> dict:
+def _record(
+    uow, proposal: Proposal, kpi: str, value: float, measured_at: datetime, source: str, cause: CloudEvent | None
+) -> dict:
     proposal.accept_measurement(kpi)
-    measurement = dict(id=str(uuid.uuid4()), proposal_id=proposal.id, kpi=kpi, value=value,
-                       measured_at=measured_at, source=source, recorded_at=utcnow())
+    measurement = dict(
+        id=str(uuid.uuid4()),
+        proposal_id=proposal.id,
+        kpi=kpi,
+        value=value,
+        measured_at=measured_at,
+        source=source,
+        recorded_at=utcnow(),
+    )
     uow.measurements.add(measurement)
-    uow.emit(types.MEASUREMENT_RECORDED,
-             MeasurementRecorded(proposal_id=proposal.id, measurement_id=measurement["id"], kpi=kpi, value=value,
-                                 measured_at=measured_at, source=source), proposal.id, cause)
+    uow.emit(
+        types.MEASUREMENT_RECORDED,
+        MeasurementRecorded(
+            proposal_id=proposal.id,
+            measurement_id=measurement["id"],
+            kpi=kpi,
+            value=value,
+            measured_at=measured_at,
+            source=source,
+        ),
+        proposal.id,
+        cause,
+    )
     return measurement
 
 
@@ -252,8 +314,10 @@ def on_intake_measurement(event: CloudEvent, data: IntakeMeasurement, uow, figur
         try:
             _record(uow, proposal, data.kpi, data.value, data.measured_at, event.source, event)
         except IllegalTransition:
-            raise IntakeRefused(f"proposal {proposal.id} is {proposal.status.value}, not piloting: "
-                                "measurements are recorded only for a running pilot") from None
+            raise IntakeRefused(
+                f"proposal {proposal.id} is {proposal.status.value}, not piloting: "
+                "measurements are recorded only for a running pilot"
+            ) from None
         except MeasurementRefused as exc:
             raise IntakeRefused(str(exc)) from None
         uow.commit()
@@ -261,15 +325,24 @@ def on_intake_measurement(event: CloudEvent, data: IntakeMeasurement, uow, figur
     return "applied"
 
 
-def complete_pilot(proposal_id: str, outcome: PilotOutcome, actual: list[KpiActual], lessons: str, uow,
-                   figures: Figures = UNCOUNTED) -> Proposal:
+def complete_pilot(
+    proposal_id: str, outcome: PilotOutcome, actual: list[KpiActual], lessons: str, uow, figures: Figures = UNCOUNTED
+) -> Proposal:
     with uow:
         before = _load(uow, proposal_id)
         after = before.complete_pilot(outcome, actual, lessons, utcnow())
         uow.proposals.save(after)
-        uow.emit(types.PILOT_COMPLETED,
-                 PilotCompleted(proposal_id=after.id, outcome=outcome, actual_kpis=actual, lessons_learned=lessons,
-                                completed_at=after.pilot.completed_at), after.id)
+        uow.emit(
+            types.PILOT_COMPLETED,
+            PilotCompleted(
+                proposal_id=after.id,
+                outcome=outcome,
+                actual_kpis=actual,
+                lessons_learned=lessons,
+                completed_at=after.pilot.completed_at,
+            ),
+            after.id,
+        )
         move = _changed(uow, before, after, "complete_pilot", reason=outcome.value)
         uow.commit()
     _count(figures, move)
@@ -293,8 +366,9 @@ def _intake_identity(raw: bytes | None, event: CloudEvent | None):
     return source[:500], str(event_id)[:200], type_[:200] if isinstance(type_, str) else None
 
 
-def intake_rejected(raw: bytes | None, event: CloudEvent | None, reason: str, uow,
-                    figures: Figures = UNCOUNTED) -> None:
+def intake_rejected(
+    raw: bytes | None, event: CloudEvent | None, reason: str, uow, figures: Figures = UNCOUNTED
+) -> None:
     """Called by the intake consumer inside the unit of work that dead-letters a record: tells
     the source system why (once per source + id), when the record says who sent it."""
     identity = _intake_identity(raw, event)
@@ -304,9 +378,14 @@ def intake_rejected(raw: bytes | None, event: CloudEvent | None, reason: str, uo
     source, intake_id, type_ = identity
     if not uow.first_time(REJECTIONS, SimpleNamespace(source=source[:190], id=intake_id, type=type_ or "unknown")):
         return
-    uow.emit(types.PROPOSAL_INTAKE_REJECTED,
-             IntakeRejected(intake_source=source, intake_id=intake_id, intake_type=type_, reason=reason[:2000],
-                            rejected_at=utcnow()), intake_id, event)
+    uow.emit(
+        types.PROPOSAL_INTAKE_REJECTED,
+        IntakeRejected(
+            intake_source=source, intake_id=intake_id, intake_type=type_, reason=reason[:2000], rejected_at=utcnow()
+        ),
+        intake_id,
+        event,
+    )
     figures.count_intake(type_ or "unknown", source, "rejected")
 
 

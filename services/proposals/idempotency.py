@@ -12,6 +12,7 @@ before the commit. So:
   replays its answer, or, if the first was refused and rolled back, does the work itself;
 - a refused request (an exception: 4xx or otherwise) changes nothing and keeps no key.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -47,8 +48,7 @@ def _once(uow, principal: str, key: str, route: str, work):
         stored = uow.idempotency.get(principal, key)
         if stored is not None:
             if stored.route != route:
-                raise Unprocessable(f"this {HEADER} was used for another request ({stored.route})",
-                                    {HEADER: "reused"})
+                raise Unprocessable(f"this {HEADER} was used for another request ({stored.route})", {HEADER: "reused"})
             return _replay(stored.status, stored.body)
         uow.idempotency.add(principal, key, route, utcnow())
         status, body = work(uow)

@@ -1,6 +1,8 @@
 """The proposals service: owns proposals and pilots; consumes intake and evaluation events."""
+
 from __future__ import annotations
 
+from kokeilu import service_base
 from kokeilu.contracts import catalog as types
 from kokeilu.contracts import topics
 from kokeilu.contracts.evaluation import EvaluationDecided, ScreeningCompleted
@@ -8,12 +10,27 @@ from kokeilu.contracts.proposals import IntakeMeasurement, Submission
 from kokeilu.http import api
 from kokeilu.kafka.consumer import consume
 from kokeilu.platform import Store
-from kokeilu import service_base
 
 from . import handlers, metrics
-from .api import (COMPLETE_PILOT_EXAMPLE, ERRORS, MEASUREMENT_EXAMPLE, START_PILOT_EXAMPLE, SUBMISSION_EXAMPLE,
-                  WITHDRAW_EXAMPLE, CompletePilotBody, ListQuery, MeasurementBody, MeasurementList, MeasurementView,
-                  ProposalPage, ProposalView, StartPilotBody, WithdrawBody, measurement_json, proposal_json)
+from .api import (
+    COMPLETE_PILOT_EXAMPLE,
+    ERRORS,
+    MEASUREMENT_EXAMPLE,
+    START_PILOT_EXAMPLE,
+    SUBMISSION_EXAMPLE,
+    WITHDRAW_EXAMPLE,
+    CompletePilotBody,
+    ListQuery,
+    MeasurementBody,
+    MeasurementList,
+    MeasurementView,
+    ProposalPage,
+    ProposalView,
+    StartPilotBody,
+    WithdrawBody,
+    measurement_json,
+    proposal_json,
+)
 from .idempotency import idempotent
 from .store import ProposalsUnitOfWork
 
@@ -23,12 +40,21 @@ class ProposalsService(service_base.PlatformService):
     uow = Store(ProposalsUnitOfWork)
     errors = ERRORS
 
-    @api("POST", "/v1/proposals", scope="proposals:write", body=Submission, response=ProposalView, status=201,
-         idempotent=True, example=SUBMISSION_EXAMPLE)
+    @api(
+        "POST",
+        "/v1/proposals",
+        scope="proposals:write",
+        body=Submission,
+        response=ProposalView,
+        status=201,
+        idempotent=True,
+        example=SUBMISSION_EXAMPLE,
+    )
     def submit(self, request, body: Submission):
         """Submit a proposal; it goes to screening."""
-        return idempotent(request, self.uow,
-                          lambda uow: (201, proposal_json(handlers.submit_proposal(body, uow, figures=metrics))))
+        return idempotent(
+            request, self.uow, lambda uow: (201, proposal_json(handlers.submit_proposal(body, uow, figures=metrics)))
+        )
 
     @api("GET", "/v1/proposals/<proposal_id>", scope="proposals:read", response=ProposalView)
     def get(self, request, proposal_id):
@@ -39,42 +65,98 @@ class ProposalsService(service_base.PlatformService):
     def list(self, request):
         """Proposals, newest first, filtered, with cursor pagination."""
         query = ListQuery.model_validate(request.args.to_dict())
-        items = handlers.list_proposals(self.uow(), query.status and query.status.value, query.limit, query.cursor,
-                                        **query.filters())
+        items = handlers.list_proposals(
+            self.uow(), query.status and query.status.value, query.limit, query.cursor, **query.filters()
+        )
         cursor = items[-1].id if len(items) == query.limit else None
         return {"items": [proposal_json(p) for p in items], "next_cursor": cursor}
 
-    @api("POST", "/v1/proposals/<proposal_id>/revise", scope="proposals:write", body=Submission,
-         response=ProposalView, errors=(409,), idempotent=True, example=SUBMISSION_EXAMPLE)
+    @api(
+        "POST",
+        "/v1/proposals/<proposal_id>/revise",
+        scope="proposals:write",
+        body=Submission,
+        response=ProposalView,
+        errors=(409,),
+        idempotent=True,
+        example=SUBMISSION_EXAMPLE,
+    )
     def revise(self, request, proposal_id, body: Submission):
         """Revise a proposal whose revision was requested; it goes back to screening."""
         return self._act(request, lambda uow: handlers.revise(proposal_id, body, uow, metrics))
 
-    @api("POST", "/v1/proposals/<proposal_id>/withdraw", scope="proposals:write", body=WithdrawBody,
-         response=ProposalView, errors=(409,), idempotent=True, example=WITHDRAW_EXAMPLE)
+    @api(
+        "POST",
+        "/v1/proposals/<proposal_id>/withdraw",
+        scope="proposals:write",
+        body=WithdrawBody,
+        response=ProposalView,
+        errors=(409,),
+        idempotent=True,
+        example=WITHDRAW_EXAMPLE,
+    )
     def withdraw(self, request, proposal_id, body: WithdrawBody):
         """Withdraw a proposal (from any open state but piloting)."""
         return self._act(request, lambda uow: handlers.withdraw(proposal_id, body.reason, uow, metrics))
 
-    @api("POST", "/v1/proposals/<proposal_id>/pilot/start", scope="proposals:write", body=StartPilotBody,
-         response=ProposalView, errors=(409,), idempotent=True, example=START_PILOT_EXAMPLE)
+    @api(
+        "POST",
+        "/v1/proposals/<proposal_id>/pilot/start",
+        scope="proposals:write",
+        body=StartPilotBody,
+        response=ProposalView,
+        errors=(409,),
+        idempotent=True,
+        example=START_PILOT_EXAMPLE,
+    )
     def start_pilot(self, request, proposal_id, body: StartPilotBody):
         """Start the pilot of an approved proposal."""
         return self._act(request, lambda uow: handlers.start_pilot(proposal_id, body.planned_end, uow, metrics))
 
-    @api("POST", "/v1/proposals/<proposal_id>/pilot/complete", scope="proposals:write", body=CompletePilotBody,
-         response=ProposalView, errors=(409,), idempotent=True, example=COMPLETE_PILOT_EXAMPLE)
+    @api(
+        "POST",
+        "/v1/proposals/<proposal_id>/pilot/complete",
+        scope="proposals:write",
+        body=CompletePilotBody,
+        response=ProposalView,
+        errors=(409,),
+        idempotent=True,
+        example=COMPLETE_PILOT_EXAMPLE,
+    )
     def complete_pilot(self, request, proposal_id, body: CompletePilotBody):
         """Complete a pilot with its outcome, actual KPI values and lessons learned."""
-        return self._act(request, lambda uow: handlers.complete_pilot(
-            proposal_id, body.outcome, body.actual_kpis, body.lessons_learned, uow, metrics))
+        return self._act(
+            request,
+            lambda uow: handlers.complete_pilot(
+                proposal_id, body.outcome, body.actual_kpis, body.lessons_learned, uow, metrics
+            ),
+        )
 
-    @api("POST", "/v1/proposals/<proposal_id>/measurements", scope="proposals:write", body=MeasurementBody,
-         response=MeasurementView, status=201, errors=(409,), idempotent=True, example=MEASUREMENT_EXAMPLE)
+    @api(
+        "POST",
+        "/v1/proposals/<proposal_id>/measurements",
+        scope="proposals:write",
+        body=MeasurementBody,
+        response=MeasurementView,
+        status=201,
+        errors=(409,),
+        idempotent=True,
+        example=MEASUREMENT_EXAMPLE,
+    )
     def record_measurement(self, request, proposal_id, body: MeasurementBody):
         """Record a KPI measurement of a piloting proposal."""
-        return idempotent(request, self.uow, lambda uow: (201, measurement_json(handlers.record_measurement(
-            proposal_id, body.kpi, body.value, body.measured_at, f"http:{request.principal.name}", uow))))
+        return idempotent(
+            request,
+            self.uow,
+            lambda uow: (
+                201,
+                measurement_json(
+                    handlers.record_measurement(
+                        proposal_id, body.kpi, body.value, body.measured_at, f"http:{request.principal.name}", uow
+                    )
+                ),
+            ),
+        )
 
     @api("GET", "/v1/proposals/<proposal_id>/measurements", scope="proposals:read", response=MeasurementList)
     def measurements(self, request, proposal_id):
@@ -84,8 +166,12 @@ class ProposalsService(service_base.PlatformService):
     def _act(self, request, action):
         return idempotent(request, self.uow, lambda uow: (200, proposal_json(action(uow))))
 
-    @consume(topics.INTAKE, on_reject=lambda raw, event, reason, uow: handlers.intake_rejected(
-        raw, event, reason, uow.sharing(ProposalsUnitOfWork), metrics))
+    @consume(
+        topics.INTAKE,
+        on_reject=lambda raw, event, reason, uow: handlers.intake_rejected(
+            raw, event, reason, uow.sharing(ProposalsUnitOfWork), metrics
+        ),
+    )
     def on_intake(self, event, data):
         if isinstance(data, IntakeMeasurement):
             return handlers.on_intake_measurement(event, data, self.uow(), metrics)

@@ -1,13 +1,14 @@
 """The proposals store: tables, repositories and unit of work."""
+
 from __future__ import annotations
 
 from datetime import datetime
 
 import sqlalchemy as sa
 
+from kokeilu.contracts import service_source
 from kokeilu.contracts.evaluation import Decision, RuleFailure
 from kokeilu.contracts.proposals import KpiActual, PilotOutcome, Submission
-from kokeilu.contracts import service_source
 from kokeilu.store import UnitOfWork, UtcDateTime, add_flows_table, add_messaging_tables
 from kokeilu.store.paging import newest_first_after
 
@@ -18,7 +19,8 @@ add_messaging_tables(metadata)
 add_flows_table(metadata)
 
 proposals = sa.Table(
-    "proposals", metadata,
+    "proposals",
+    metadata,
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("status", sa.String(40), nullable=False, index=True),
     sa.Column("focus_area", sa.String(40), nullable=False, index=True),
@@ -37,7 +39,8 @@ proposals = sa.Table(
 )
 
 measurements = sa.Table(
-    "measurements", metadata,
+    "measurements",
+    metadata,
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("proposal_id", sa.String(64), nullable=False, index=True),
     sa.Column("kpi", sa.String(200), nullable=False),
@@ -48,7 +51,8 @@ measurements = sa.Table(
 )
 
 idempotency_keys = sa.Table(
-    "idempotency_keys", metadata,
+    "idempotency_keys",
+    metadata,
     sa.Column("principal", sa.String(200), primary_key=True),
     sa.Column("key", sa.String(200), primary_key=True),
     sa.Column("route", sa.String(500), nullable=False),
@@ -65,32 +69,52 @@ def _dt(value: str | None) -> datetime | None:
 def _decision_json(d: DecisionRecord | None) -> dict | None:
     if d is None:
         return None
-    return {"decision": d.decision.value, "weighted_score": d.weighted_score, "rationale": d.rationale,
-            "external_funding_recommended": d.external_funding_recommended, "decided_at": d.decided_at.isoformat()}
+    return {
+        "decision": d.decision.value,
+        "weighted_score": d.weighted_score,
+        "rationale": d.rationale,
+        "external_funding_recommended": d.external_funding_recommended,
+        "decided_at": d.decided_at.isoformat(),
+    }
 
 
 def _decision_of(j: dict | None) -> DecisionRecord | None:
     if not j:
         return None
-    return DecisionRecord(Decision(j["decision"]), j["weighted_score"], j["rationale"],
-                          j["external_funding_recommended"], _dt(j["decided_at"]))
+    return DecisionRecord(
+        Decision(j["decision"]),
+        j["weighted_score"],
+        j["rationale"],
+        j["external_funding_recommended"],
+        _dt(j["decided_at"]),
+    )
 
 
 def _pilot_of(j: dict | None) -> Pilot | None:
     if not j:
         return None
-    return Pilot(started_at=_dt(j["started_at"]), planned_end=_dt(j.get("planned_end")),
-                 outcome=PilotOutcome(j["outcome"]) if j.get("outcome") else None,
-                 actual_kpis=tuple(KpiActual.model_validate(a) for a in j.get("actual_kpis") or ()),
-                 lessons_learned=j.get("lessons_learned"), completed_at=_dt(j.get("completed_at")))
+    return Pilot(
+        started_at=_dt(j["started_at"]),
+        planned_end=_dt(j.get("planned_end")),
+        outcome=PilotOutcome(j["outcome"]) if j.get("outcome") else None,
+        actual_kpis=tuple(KpiActual.model_validate(a) for a in j.get("actual_kpis") or ()),
+        lessons_learned=j.get("lessons_learned"),
+        completed_at=_dt(j.get("completed_at")),
+    )
 
 
 def _row_to_proposal(row) -> Proposal:
     return Proposal(
-        id=row.id, submission=Submission.model_validate(row.submission), status=Status(row.status),
-        submitted_at=row.submitted_at, updated_at=row.updated_at, source=row.source,
+        id=row.id,
+        submission=Submission.model_validate(row.submission),
+        status=Status(row.status),
+        submitted_at=row.submitted_at,
+        updated_at=row.updated_at,
+        source=row.source,
         screening_failures=tuple(RuleFailure.model_validate(f) for f in row.screening_failures),
-        revision=row.revision or 1, decision=_decision_of(row.decision), pilot=_pilot_of(row.pilot),
+        revision=row.revision or 1,
+        decision=_decision_of(row.decision),
+        pilot=_pilot_of(row.pilot),
         withdrawn_reason=row.withdrawn_reason,
     )
 
@@ -122,12 +146,18 @@ class ProposalRepository:
     @staticmethod
     def _values(p: Proposal) -> dict:
         return dict(
-            status=p.status.value, focus_area=p.submission.focus_area.value,
-            environment=p.submission.environment.value, title=p.submission.title,
+            status=p.status.value,
+            focus_area=p.submission.focus_area.value,
+            environment=p.submission.environment.value,
+            title=p.submission.title,
             submission=p.submission.model_dump(mode="json"),
             screening_failures=[f.model_dump(mode="json") for f in p.screening_failures],
-            source=p.source, submitted_at=p.submitted_at, updated_at=p.updated_at,
-            revision=p.revision, decision=_decision_json(p.decision), pilot=pilot_json(p.pilot),
+            source=p.source,
+            submitted_at=p.submitted_at,
+            updated_at=p.updated_at,
+            revision=p.revision,
+            decision=_decision_json(p.decision),
+            pilot=pilot_json(p.pilot),
             withdrawn_reason=p.withdrawn_reason,
         )
 
@@ -135,12 +165,22 @@ class ProposalRepository:
         row = self.conn.execute(_SELECT_PROPOSAL, {"_id": proposal_id}).first()
         return _row_to_proposal(row) if row else None
 
-    def list(self, status: str | None = None, limit: int = 50, after: str | None = None, focus_area: str | None = None,
-             environment: str | None = None, submitted_from: datetime | None = None,
-             submitted_to: datetime | None = None) -> list[Proposal]:
+    def list(
+        self,
+        status: str | None = None,
+        limit: int = 50,
+        after: str | None = None,
+        focus_area: str | None = None,
+        environment: str | None = None,
+        submitted_from: datetime | None = None,
+        submitted_to: datetime | None = None,
+    ) -> list[Proposal]:
         query = sa.select(proposals).order_by(proposals.c.submitted_at.desc(), proposals.c.id.desc())
-        for column, value in ((proposals.c.status, status), (proposals.c.focus_area, focus_area),
-                              (proposals.c.environment, environment)):
+        for column, value in (
+            (proposals.c.status, status),
+            (proposals.c.focus_area, focus_area),
+            (proposals.c.environment, environment),
+        ):
             if value:
                 query = query.where(column == value)
         if submitted_from:
@@ -163,8 +203,11 @@ class MeasurementRepository:
         self.conn.execute(_INSERT_MEASUREMENT, m)
 
     def for_proposal(self, proposal_id: str) -> list[dict]:
-        rows = self.conn.execute(sa.select(measurements).where(measurements.c.proposal_id == proposal_id)
-                                 .order_by(measurements.c.measured_at, measurements.c.id))
+        rows = self.conn.execute(
+            sa.select(measurements)
+            .where(measurements.c.proposal_id == proposal_id)
+            .order_by(measurements.c.measured_at, measurements.c.id)
+        )
         return [dict(r._mapping) for r in rows]
 
 
@@ -177,8 +220,9 @@ class IdempotencyRepository:
 
     def add(self, principal: str, key: str, route: str, now: datetime) -> None:
         """Claim the key; its answer is written by complete() in the same transaction."""
-        self.conn.execute(_INSERT_KEY, dict(principal=principal, key=key, route=route, status=0, body=None,
-                                            created_at=now))
+        self.conn.execute(
+            _INSERT_KEY, dict(principal=principal, key=key, route=route, status=0, body=None, created_at=now)
+        )
 
     def complete(self, principal: str, key: str, status: int, body) -> None:
         self.conn.execute(_COMPLETE_KEY, {"_principal": principal, "_key": key, "_status": status, "_body": body})

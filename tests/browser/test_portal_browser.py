@@ -10,6 +10,7 @@ wider than a 390 px screen.
 
 Screenshots: .local/screenshots/<page>-<width>.png (docs/images/ holds a copy of one of each).
 """
+
 from __future__ import annotations
 
 import csv
@@ -32,16 +33,25 @@ SHOTS = ROOT / ".local" / "screenshots"
 MANAGER = auth("manager")
 WIDTHS = (390, 1280)
 TAG = uuid.uuid4().hex[:8]  # in every title of this run, so that a search finds exactly ours
-MEASUREMENTS = [("2026-05-04T07:30:00Z", 40), ("2026-05-04T16:00:00Z", 58), ("2026-05-05T08:00:00Z", 95),
-                ("2026-05-06T08:00:00Z", 120), ("2026-05-06T17:45:00Z", 150), ("2026-05-08T08:00:00Z", 210)]
+MEASUREMENTS = [
+    ("2026-05-04T07:30:00Z", 40),
+    ("2026-05-04T16:00:00Z", 58),
+    ("2026-05-05T08:00:00Z", 95),
+    ("2026-05-06T08:00:00Z", 120),
+    ("2026-05-06T17:45:00Z", 150),
+    ("2026-05-08T08:00:00Z", 210),
+]
 
 
 @pytest.fixture(scope="module")
 def portal(tmp_path_factory):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    p = Platform(tmp_path_factory.mktemp("portal"), extra_env={"KOKEILU_TOKENS": TOKENS},
-                 service_env={"catalogue": {"KOKEILU_PUBLIC_BASE_URL": base}})
+    p = Platform(
+        tmp_path_factory.mktemp("portal"),
+        extra_env={"KOKEILU_TOKENS": TOKENS},
+        service_env={"catalogue": {"KOKEILU_PUBLIC_BASE_URL": base}},
+    )
     p.launch("proposals")
     p.launch("evaluation")
     p.launch("catalogue", port=port)
@@ -72,22 +82,41 @@ def _public(portal, path):
 @pytest.fixture(scope="module")
 def pilots(portal):
     """A completed pilot with streamed measurements (en), and two results still in evaluation (fi, sv)."""
-    shuttle = _submit(portal, title=f"Autonomous shuttle feeder for Kera station {TAG}", language="en",
-                      kpis=[{"name": "daily riders", "unit": "riders/day", "baseline": 0, "target": 200}])
-    reading = _submit(portal, title=f"Lukukaverit Keran koulussa {TAG}", language="fi", focus_area="learning",
-                      environment="school", school_name="Keran koulu",
-                      summary="Isommat oppilaat lukevat pienempien kanssa kahdesti viikossa.",
-                      hypothesis="Lukukaverit parantavat lukusujuvuutta.",
-                      kpis=[{"name": "sanaa minuutissa", "unit": "sanaa/min", "baseline": 60, "target": 80}])
-    litter = _submit(portal, title=f"Skräpsensorer på Strandleden {TAG}", language="sv",
-                     focus_area="sustainable_development", environment="waterfront_walkway",
-                     summary="Sensorer i papperskorgarna längs Strandleden säger när de behöver tömmas.",
-                     kpis=[{"name": "tömningar per vecka", "unit": "st/vecka", "baseline": 40, "target": 25}])
+    shuttle = _submit(
+        portal,
+        title=f"Autonomous shuttle feeder for Kera station {TAG}",
+        language="en",
+        kpis=[{"name": "daily riders", "unit": "riders/day", "baseline": 0, "target": 200}],
+    )
+    reading = _submit(
+        portal,
+        title=f"Lukukaverit Keran koulussa {TAG}",
+        language="fi",
+        focus_area="learning",
+        environment="school",
+        school_name="Keran koulu",
+        summary="Isommat oppilaat lukevat pienempien kanssa kahdesti viikossa.",
+        hypothesis="Lukukaverit parantavat lukusujuvuutta.",
+        kpis=[{"name": "sanaa minuutissa", "unit": "sanaa/min", "baseline": 60, "target": 80}],
+    )
+    litter = _submit(
+        portal,
+        title=f"Skräpsensorer på Strandleden {TAG}",
+        language="sv",
+        focus_area="sustainable_development",
+        environment="waterfront_walkway",
+        summary="Sensorer i papperskorgarna längs Strandleden säger när de behöver tömmas.",
+        kpis=[{"name": "tömningar per vecka", "unit": "st/vecka", "baseline": 40, "target": 25}],
+    )
     _wait_status(portal, shuttle, "in_evaluation")
     view = portal.get("evaluation", f"/v1/evaluations/{shuttle}", headers=MANAGER).json()
     for name in [a["evaluator"] for a in view["evaluation"]["assignments"] if not a["recused"]]:
-        assert portal.post("evaluation", f"/v1/evaluations/{shuttle}/conflict", {"conflict": False},
-                           headers=auth(name)).status_code == 200
+        assert (
+            portal.post(
+                "evaluation", f"/v1/evaluations/{shuttle}/conflict", {"conflict": False}, headers=auth(name)
+            ).status_code
+            == 200
+        )
         sheet = dict.fromkeys(("strategy_fit", "feasibility", "impact", "sustainability", "reuse_scalability"), 4)
         scored = portal.post("evaluation", f"/v1/evaluations/{shuttle}/scores", {"scores": sheet}, headers=auth(name))
         assert scored.status_code == 200, scored.text
@@ -95,21 +124,31 @@ def pilots(portal):
     started = portal.post("proposals", f"/v1/proposals/{shuttle}/pilot/start", {}, headers=MANAGER)
     assert started.status_code == 200, started.text
     for at, value in MEASUREMENTS:
-        recorded = portal.post("proposals", f"/v1/proposals/{shuttle}/measurements",
-                               {"kpi": "daily riders", "value": value, "measured_at": at}, headers=MANAGER)
+        recorded = portal.post(
+            "proposals",
+            f"/v1/proposals/{shuttle}/measurements",
+            {"kpi": "daily riders", "value": value, "measured_at": at},
+            headers=MANAGER,
+        )
         assert recorded.status_code in (200, 201), recorded.text
-    completed = portal.post("proposals", f"/v1/proposals/{shuttle}/pilot/complete", {
-        "outcome": "iterate", "actual_kpis": [{"name": "daily riders", "actual": 180}],
-        "lessons_learned": "Riders came once the timetable met every train; winter needs a second vehicle."},
-        headers=MANAGER)
+    completed = portal.post(
+        "proposals",
+        f"/v1/proposals/{shuttle}/pilot/complete",
+        {
+            "outcome": "iterate",
+            "actual_kpis": [{"name": "daily riders", "actual": 180}],
+            "lessons_learned": "Riders came once the timetable met every train; winter needs a second vehicle.",
+        },
+        headers=MANAGER,
+    )
     assert completed.status_code == 200, completed.text
 
     def caught_up():
         done = _public(portal, f"/results/{shuttle}.json")
         series = done.json()["kpis"][0].get("series") if done.status_code == 200 else None
         others = all(_public(portal, f"/results/{pid}.json").status_code == 200 for pid in (reading, litter))
-        return (done.json()["status"] == "completed" and series and sum(p["count"] for p in series) == 6
-                and others)
+        return done.json()["status"] == "completed" and series and sum(p["count"] for p in series) == 6 and others
+
     wait_until(caught_up, timeout=90, what="the catalogue to show the completed pilot with its series")
     return {"shuttle": shuttle, "reading": reading, "litter": litter}
 
@@ -121,8 +160,15 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--hide-scrollbars", "--window-size=1280,900", "--lang=en-GB"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--window-size=1280,900",
+        "--lang=en-GB",
+    ):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
@@ -132,8 +178,10 @@ def browser():
 
 
 def _viewport(driver, width: int, height: int = 900) -> None:
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600})
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600},
+    )
 
 
 def _axe(driver) -> list[dict]:
@@ -153,10 +201,12 @@ def _check_page(driver, name: str) -> None:
     """axe at each width, no horizontal overflow at 390 px, and a full-page screenshot of each."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     from selenium.webdriver.common.by import By
+
     # no script but the schema.org data: every page works without JavaScript
     assert driver.find_elements(By.CSS_SELECTOR, "script:not([type='application/ld+json'])") == [], name
     assert driver.switch_to.active_element.tag_name == "body"
     from selenium.webdriver.common.keys import Keys
+
     driver.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)  # the first stop: the skip link
     assert driver.switch_to.active_element.get_attribute("class") == "skip", name
     for width in WIDTHS:
@@ -215,7 +265,9 @@ def test_a_reader_searches_filters_opens_a_result_and_switches_its_language(port
     assert _lang(driver) == "en"
     chart = driver.find_element(By.CSS_SELECTOR, "figure.kpi svg[role=img]")
     labelled = chart.get_attribute("aria-labelledby").split()
-    assert [driver.find_element(By.ID, i).get_attribute("textContent") for i in labelled][0] == "daily riders: daily mean"
+    assert [driver.find_element(By.ID, i).get_attribute("textContent") for i in labelled][
+        0
+    ] == "daily riders: daily mean"
     description = driver.find_element(By.ID, labelled[1]).get_attribute("textContent")
     assert "6 measurements from 4 May 2026 to 8 May 2026" in description and "target 200" in description
     assert len(chart.find_elements(By.TAG_NAME, "circle")) == 4  # four days measured
@@ -227,8 +279,11 @@ def test_a_reader_searches_filters_opens_a_result_and_switches_its_language(port
     csv_url = driver.find_element(By.CSS_SELECTOR, "a[type='text/csv']").get_attribute("href")
     rows = list(csv.DictReader(io.StringIO(requests.get(csv_url, timeout=10).text)))
     assert [(r["day"], r["count"], r["mean"], r["last"]) for r in rows] == [
-        ("2026-05-04", "2", "49.0", "58.0"), ("2026-05-05", "1", "95.0", "95.0"),
-        ("2026-05-06", "2", "135.0", "150.0"), ("2026-05-08", "1", "210.0", "210.0")]
+        ("2026-05-04", "2", "49.0", "58.0"),
+        ("2026-05-05", "1", "95.0", "95.0"),
+        ("2026-05-06", "2", "135.0", "150.0"),
+        ("2026-05-08", "1", "210.0", "210.0"),
+    ]
     driver.execute_script("document.querySelector('details').open = true")  # the table, in the shots
     _check_page(driver, "result")
 

@@ -1,4 +1,5 @@
 """Running the chaos harness from a test, and what every short run must show."""
+
 import json
 import subprocess
 import sys
@@ -9,8 +10,13 @@ from tests.support import ROOT
 
 def run_chaos(run_dir: Path, *options: str, timeout: float) -> tuple[dict, str, int]:
     """`python -m chaos` as an operator runs it: (its audit.json, the end of its output, its exit status)."""
-    done = subprocess.run([sys.executable, "-m", "chaos", *options, "--run-dir", str(run_dir)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, "-m", "chaos", *options, "--run-dir", str(run_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     output = done.stdout[-6000:] + done.stderr[-3000:]
     assert (run_dir / "audit.json").exists(), f"the harness could not run (exit {done.returncode}):\n{output}"
     return json.loads((run_dir / "audit.json").read_text()), output, done.returncode

@@ -5,6 +5,7 @@ proposals instances; one instance of each service is killed with -9 and one Kafk
 and kept down for a while under the load. Nothing accepted may be lost, nothing may happen
 twice, and the cluster must take writes while the node is down.
 """
+
 import os
 
 import pytest
@@ -20,9 +21,32 @@ SEED = int(os.environ.get("KOKEILU_CHAOS_SEED", "11"))
 
 def test_a_cluster_losing_an_instance_of_each_service_and_a_kafka_node_loses_nothing(tmp_path, postgres_url):
     report, output, returncode = run_chaos(
-        tmp_path / "run", "--cluster", "--postgres", postgres_url, "--proposals", str(PROPOSALS), "--rate", "3",
-        "--seed", str(SEED), "--kills-per-service", "1", "--broker-kills", "1", "--broker-freezes", "0", "--aimed", "",
-        "--outage-seconds", "8", "--drain-timeout", "200", "--request-deadline", "200", timeout=600)
+        tmp_path / "run",
+        "--cluster",
+        "--postgres",
+        postgres_url,
+        "--proposals",
+        str(PROPOSALS),
+        "--rate",
+        "3",
+        "--seed",
+        str(SEED),
+        "--kills-per-service",
+        "1",
+        "--broker-kills",
+        "1",
+        "--broker-freezes",
+        "0",
+        "--aimed",
+        "",
+        "--outage-seconds",
+        "8",
+        "--drain-timeout",
+        "200",
+        "--request-deadline",
+        "200",
+        timeout=600,
+    )
 
     # One instance of every service killed, and one Kafka node, while the load ran.
     kills = [f for f in report["faults"] if f["kind"] == "kill"]

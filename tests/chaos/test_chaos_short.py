@@ -6,6 +6,7 @@ broker once, and proposals once more by its own crash point right after a commit
 The harness runs as it does for an operator (`python -m chaos`, its own broker and services);
 the test checks the figures of its audit.json, not only its exit status.
 """
+
 import os
 
 import pytest
@@ -20,14 +21,33 @@ SEED = int(os.environ.get("KOKEILU_CHAOS_SEED", "7"))  # the fault schedule; set
 
 def test_short_chaos_run_loses_nothing_and_does_nothing_twice(tmp_path):
     report, output, returncode = run_chaos(
-        tmp_path / "run", "--proposals", str(PROPOSALS), "--rate", "4", "--seed", str(SEED),
-        "--kills-per-service", "1", "--broker-kills", "1", "--broker-freezes", "0", "--aimed", "uow.committed",
-        "--drain-timeout", "150", "--request-deadline", "200", timeout=560)
+        tmp_path / "run",
+        "--proposals",
+        str(PROPOSALS),
+        "--rate",
+        "4",
+        "--seed",
+        str(SEED),
+        "--kills-per-service",
+        "1",
+        "--broker-kills",
+        "1",
+        "--broker-freezes",
+        "0",
+        "--aimed",
+        "uow.committed",
+        "--drain-timeout",
+        "150",
+        "--request-deadline",
+        "200",
+        timeout=560,
+    )
 
     # Every fault happened: each service and the broker killed once, the aimed kill tripped.
     kinds = [(f["kind"], f.get("service")) for f in report["faults"]]
     assert sorted(k for k in kinds if k[0] == "kill") == sorted(
-        ("kill", s) for s in ("proposals", "evaluation", "notifications", "catalogue")), kinds
+        ("kill", s) for s in ("proposals", "evaluation", "notifications", "catalogue")
+    ), kinds
     assert ("broker-kill", None) in kinds, kinds
     aimed = [f for f in report["faults"] if f["kind"] == "aimed"]
     assert len(aimed) == 1 and aimed[0]["crashed"], aimed

@@ -18,6 +18,7 @@ By hand, against `make run` (see docs/api.md):
     .venv/bin/python -m schemathesis.cli run http://127.0.0.1:8001/openapi.json \\
         -H "Authorization: Bearer $(cat .local/admin-token)" --checks all
 """
+
 from __future__ import annotations
 
 import json
@@ -37,27 +38,60 @@ pytestmark = pytest.mark.kafka
 # proposals first: what it creates flows (through Kafka) to evaluation and catalogue, so their
 # routes are exercised past their 404s too.
 SERVICES = ("proposals", "evaluation", "notifications", "catalogue")
-CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",
-          "response_headers_conformance", "response_schema_conformance")
+CHECKS = (
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_headers_conformance",
+    "response_schema_conformance",
+)
 EXAMPLES = int(os.environ.get("KOKEILU_SCHEMATHESIS_EXAMPLES", "25"))
 
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
-    p = Platform(tmp_path_factory.mktemp("schemathesis"), extra_env={
-        # Nothing listens there: e-mail deliveries fail and are retried, which is fine here.
-        "KOKEILU_SMTP_HOST": "127.0.0.1", "KOKEILU_SMTP_PORT": str(free_port()),
-        "KOKEILU_SQLITE_BUSY_TIMEOUT_SECONDS": "10"})
+    p = Platform(
+        tmp_path_factory.mktemp("schemathesis"),
+        extra_env={
+            # Nothing listens there: e-mail deliveries fail and are retried, which is fine here.
+            "KOKEILU_SMTP_HOST": "127.0.0.1",
+            "KOKEILU_SMTP_PORT": str(free_port()),
+            "KOKEILU_SQLITE_BUSY_TIMEOUT_SECONDS": "10",
+        },
+    )
     p.start(*SERVICES)
     yield p
     p.stop()
 
 
 def schemathesis(url: str, base_url: str, workdir, junit) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-W", "ignore", "-m", "schemathesis.cli", "run", url, "--url", base_url,
-               "-H", f"Authorization: Bearer {TOKEN}", "--checks", ",".join(CHECKS),
-               "--max-examples", str(EXAMPLES), "--generation-deterministic", "--workers", "1",
-               "--request-timeout", "30", "--no-color", "--report", "junit", "--report-junit-path", str(junit)]
+    command = [
+        sys.executable,
+        "-W",
+        "ignore",
+        "-m",
+        "schemathesis.cli",
+        "run",
+        url,
+        "--url",
+        base_url,
+        "-H",
+        f"Authorization: Bearer {TOKEN}",
+        "--checks",
+        ",".join(CHECKS),
+        "--max-examples",
+        str(EXAMPLES),
+        "--generation-deterministic",
+        "--workers",
+        "1",
+        "--request-timeout",
+        "30",
+        "--no-color",
+        "--report",
+        "junit",
+        "--report-junit-path",
+        str(junit),
+    ]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     # Run where it may leave its files (report directory, caches): the test's own directory.
     return subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
@@ -76,8 +110,9 @@ def failures(junit) -> list[str]:
 def test_every_answer_conforms_to_the_services_openapi_document(platform, service, tmp_path):
     served = requests.get(platform.url(service, "/openapi.json"), timeout=10)
     assert served.status_code == 200 and served.headers["Content-Type"] == "application/json"
-    assert served.json() == json.loads((SCHEMA_DIR / "openapi" / f"{service}.json").read_text()), \
+    assert served.json() == json.loads((SCHEMA_DIR / "openapi" / f"{service}.json").read_text()), (
         "the served document differs from the checked-in one: run `make schemas`"
+    )
 
     junit = tmp_path / "junit.xml"
     run = schemathesis(platform.url(service, "/openapi.json"), platform.url(service, ""), tmp_path, junit)
@@ -87,6 +122,10 @@ def test_every_answer_conforms_to_the_services_openapi_document(platform, servic
     assert not found, "\n\n".join(found) + "\n\n" + report
     assert run.returncode == 0, report
     tested = {case.get("name") for case in ET.parse(junit).getroot().iter("testcase")}
-    documented = {f"{method.upper()} {path}" for path, item in served.json()["paths"].items() for method in item
-                  if path != "/openapi.json"}  # schemathesis leaves out the document's own route
+    documented = {
+        f"{method.upper()} {path}"
+        for path, item in served.json()["paths"].items()
+        for method in item
+        if path != "/openapi.json"
+    }  # schemathesis leaves out the document's own route
     assert documented <= tested, f"not tested: {sorted(documented - tested)}"

@@ -1,4 +1,5 @@
 """One proposal through all four services, each a separate process, on the real broker."""
+
 import pytest
 
 from kokeilu.contracts import topics
@@ -14,26 +15,44 @@ def test_a_submitted_proposal_reaches_the_catalogue_the_subscriber_and_the_propo
     try:
         platform.extra_env.update(KOKEILU_SMTP_HOST="127.0.0.1", KOKEILU_SMTP_PORT=str(mailbox.port))
         platform.start("proposals", "evaluation", "notifications", "catalogue")
-        sub = platform.post("notifications", "/v1/subscriptions", {
-            "subscriber": "Mobility department", "channel": "webhook", "url": receiver.url,
-            "filter": {"types": [PUBLISHED], "focus_areas": ["smart_mobility"]}})
+        sub = platform.post(
+            "notifications",
+            "/v1/subscriptions",
+            {
+                "subscriber": "Mobility department",
+                "channel": "webhook",
+                "url": receiver.url,
+                "filter": {"types": [PUBLISHED], "focus_areas": ["smart_mobility"]},
+            },
+        )
         assert sub.status_code == 201, sub.text
 
         created = platform.post("proposals", "/v1/proposals", submission())
         assert created.status_code == 201, created.text
         pid = created.json()["id"]
 
-        result = wait_until(lambda: platform.get("catalogue", f"/v1/results/{pid}").json().get("result_id") and
-                            platform.get("catalogue", f"/v1/results/{pid}").json(),
-                            timeout=60, what="the catalogue to show the proposal")
+        result = wait_until(
+            lambda: (
+                platform.get("catalogue", f"/v1/results/{pid}").json().get("result_id")
+                and platform.get("catalogue", f"/v1/results/{pid}").json()
+            ),
+            timeout=60,
+            what="the catalogue to show the proposal",
+        )
         assert result["title"] == submission()["title"] and "contact_email" not in str(result)
 
-        status = wait_until(lambda: platform.get("proposals", f"/v1/proposals/{pid}").json()["status"] == "in_evaluation",
-                            timeout=60, what="proposals to record the screening")
+        status = wait_until(
+            lambda: platform.get("proposals", f"/v1/proposals/{pid}").json()["status"] == "in_evaluation",
+            timeout=60,
+            what="proposals to record the screening",
+        )
         assert status
 
-        _, event = wait_until(lambda: next((r for r in receiver.received if r[1]["subject"] == pid), None),
-                              timeout=60, what="the webhook receiver to get the notification")
+        _, event = wait_until(
+            lambda: next((r for r in receiver.received if r[1]["subject"] == pid), None),
+            timeout=60,
+            what="the webhook receiver to get the notification",
+        )
         assert event["type"] == PUBLISHED
         assert "pilot@example.com" not in str(event)
 

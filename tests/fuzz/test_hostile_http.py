@@ -8,6 +8,7 @@ processes. Whatever arrives, the answer is never a 5xx, and every error is JSON 
 
 KOKEILU_FUZZ_REPORT names a file for the figures (requests, status distribution).
 """
+
 from __future__ import annotations
 
 import http.client
@@ -33,28 +34,44 @@ BY_ROUTE: Counter = Counter()
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
-    p = Platform(tmp_path_factory.mktemp("fuzz"), extra_env={
-        # A request whose body never fully arrives waits this long (the suite sends whole requests).
-        "KOKEILU_HTTP_BODY_TIMEOUT_SECONDS": "2", "KOKEILU_HTTP_HEADER_TIMEOUT_SECONDS": "5",
-        # Nothing listens there: e-mail deliveries fail and are retried, which is fine here.
-        "KOKEILU_SMTP_HOST": "127.0.0.1", "KOKEILU_SMTP_PORT": str(free_port()),
-        "KOKEILU_SQLITE_BUSY_TIMEOUT_SECONDS": "10"})
+    p = Platform(
+        tmp_path_factory.mktemp("fuzz"),
+        extra_env={
+            # A request whose body never fully arrives waits this long (the suite sends whole requests).
+            "KOKEILU_HTTP_BODY_TIMEOUT_SECONDS": "2",
+            "KOKEILU_HTTP_HEADER_TIMEOUT_SECONDS": "5",
+            # Nothing listens there: e-mail deliveries fail and are retried, which is fine here.
+            "KOKEILU_SMTP_HOST": "127.0.0.1",
+            "KOKEILU_SMTP_PORT": str(free_port()),
+            "KOKEILU_SQLITE_BUSY_TIMEOUT_SECONDS": "10",
+        },
+    )
     p.start("proposals", "evaluation", "notifications", "catalogue")
     yield p
     p.stop()
     if REPORT:
         Path(REPORT).parent.mkdir(parents=True, exist_ok=True)
         with open(REPORT, "w") as f:
-            json.dump({"requests": sum(STATUSES.values()), "statuses": dict(sorted(STATUSES.items())),
-                       "by_route": dict(sorted(BY_ROUTE.items()))}, f, indent=2)
+            json.dump(
+                {
+                    "requests": sum(STATUSES.values()),
+                    "statuses": dict(sorted(STATUSES.items())),
+                    "by_route": dict(sorted(BY_ROUTE.items())),
+                },
+                f,
+                indent=2,
+            )
 
 
 @pytest.fixture(scope="module")
 def ids(platform):
     """A real proposal and subscription, so that hostile bodies also reach routes past their 404."""
     pid = platform.post("proposals", "/v1/proposals", submission(title="Fuzz target")).json()["id"]
-    sub = platform.post("notifications", "/v1/subscriptions", {
-        "subscriber": "Fuzz target", "channel": "email", "email": "fuzz@example.com", "mode": "daily_digest"})
+    sub = platform.post(
+        "notifications",
+        "/v1/subscriptions",
+        {"subscriber": "Fuzz target", "channel": "email", "email": "fuzz@example.com", "mode": "daily_digest"},
+    )
     assert sub.status_code == 201, sub.text
     return pid, sub.json()["id"]
 
@@ -73,14 +90,21 @@ def exchange(port: int, raw: bytes, method: str) -> tuple[int, dict, bytes]:
 def strict_json(body: bytes):
     def refuse(constant):
         raise ValueError(f"{constant} is not JSON")
+
     return json.loads(body, parse_constant=refuse)
 
 
 def test_hostile_requests_never_get_a_5xx_and_errors_are_json(platform, ids):
     pid, sid = ids
 
-    @settings(max_examples=REQUESTS, deadline=None, database=None, derandomize=False,
-              suppress_health_check=list(HealthCheck), print_blob=True)
+    @settings(
+        max_examples=REQUESTS,
+        deadline=None,
+        database=None,
+        derandomize=False,
+        suppress_health_check=list(HealthCheck),
+        print_blob=True,
+    )
     @given(request=hostile_requests(pid, sid))
     def check(request):
         method = request.raw.split(b" ", 1)[0].decode("latin-1")

@@ -1,4 +1,5 @@
 """Fixtures of the store-level integration tests."""
+
 import uuid
 
 import pytest

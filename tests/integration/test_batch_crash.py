@@ -5,6 +5,7 @@ records inside the batch are dead-lettered once each, alone.
 The intake topic is filled before proposals starts, so its first polls are full batches
 (KOKEILU_CONSUMER_MAX_RECORDS); the crash point fires inside the first one.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,9 @@ BAD_EVERY = 40  # records 0, 40, 80, ... are bad: an unknown type, dead-lettered
 
 def fill_intake(platform, probe) -> tuple[dict[str, str], set[int]]:
     """The intake topic, filled: title -> event id of each good record, and the indexes of the bad."""
-    ensure_topics(Settings(kafka_bootstrap_servers=BOOTSTRAP, kokeilu_topic_prefix=platform.prefix,
-                           kokeilu_topic_partitions=3))
+    ensure_topics(
+        Settings(kafka_bootstrap_servers=BOOTSTRAP, kokeilu_topic_prefix=platform.prefix, kokeilu_topic_partitions=3)
+    )
     run = uuid.uuid4().hex[:6]
     good, bad = {}, set()
     for i in range(RECORDS):
@@ -47,8 +49,11 @@ def fill_intake(platform, probe) -> tuple[dict[str, str], set[int]]:
 def consumed(platform, outcome: str) -> float:
     total = 0.0
     for line in platform.get("proposals", "/metrics", headers={}).text.splitlines():
-        if line.startswith("kokeilu_events_consumed_total{") and f'outcome="{outcome}"' in line \
-                and 'topic="kokeilu.intake.v1"' in line:
+        if (
+            line.startswith("kokeilu_events_consumed_total{")
+            and f'outcome="{outcome}"' in line
+            and 'topic="kokeilu.intake.v1"' in line
+        ):
             total += float(line.rsplit(" ", 1)[1])
     return total
 
@@ -56,8 +61,9 @@ def consumed(platform, outcome: str) -> float:
 @pytest.mark.parametrize("point", ["consumer.applied@150", "consumer.committed@1"])
 def test_a_kill_during_a_batch_applies_every_record_exactly_once(platform, probe, point):
     good, bad = fill_intake(platform, probe)
-    platform.extra_env.update({"KOKEILU_CRASH_AT": point, "KOKEILU_CONSUMER_MAX_RECORDS": "500",
-                               "KOKEILU_CONSUMER_BATCH_SECONDS": "30"})
+    platform.extra_env.update(
+        {"KOKEILU_CRASH_AT": point, "KOKEILU_CONSUMER_MAX_RECORDS": "500", "KOKEILU_CONSUMER_BATCH_SECONDS": "30"}
+    )
     platform.start("proposals")
     proc = platform.procs.pop("proposals")
     assert proc.wait(timeout=120) == -signal.SIGKILL, platform.log_text("proposals")[-2000:]
@@ -65,9 +71,14 @@ def test_a_kill_during_a_batch_applies_every_record_exactly_once(platform, probe
 
     del platform.extra_env["KOKEILU_CRASH_AT"]
     platform.start("proposals")
-    wait_until(lambda: consumed(platform, "applied") + consumed(platform, "dead_lettered")
-               + consumed(platform, "duplicate") >= RECORDS,
-               timeout=180, what="the restarted service to consume the whole topic")
+    wait_until(
+        lambda: (
+            consumed(platform, "applied") + consumed(platform, "dead_lettered") + consumed(platform, "duplicate")
+            >= RECORDS
+        ),
+        timeout=180,
+        what="the restarted service to consume the whole topic",
+    )
 
     # Every good record became exactly one proposal, and exactly one proposal.submitted event.
     def stored():
@@ -78,16 +89,25 @@ def test_a_kill_during_a_batch_applies_every_record_exactly_once(platform, probe
             cursor = page.get("next_cursor")
             if not cursor:
                 return items
+
     titles = [p["title"] for p in stored() if p["title"] in good]
     assert sorted(titles) == sorted(good), f"{len(titles)} stored for {len(good)} good records"
-    submitted = probe.events(platform.topic(topics.PROPOSALS), T + "proposal.submitted", count=len(good), timeout=120,
-                             where=lambda e: e["data"]["title"] in good)
+    submitted = probe.events(
+        platform.topic(topics.PROPOSALS),
+        T + "proposal.submitted",
+        count=len(good),
+        timeout=120,
+        where=lambda e: e["data"]["title"] in good,
+    )
     assert sorted(e["data"]["title"] for e in submitted) == sorted(good)  # none published twice
 
     # Every bad record was dead-lettered once, alone: the good records around it were applied.
-    letters = probe.records(platform.topic(topics.DEADLETTER),
-                            lambda r: headers_of(r).get("kokeilu.source.topic") == platform.topic(topics.INTAKE),
-                            count=len(bad), timeout=120)
+    letters = probe.records(
+        platform.topic(topics.DEADLETTER),
+        lambda r: headers_of(r).get("kokeilu.source.topic") == platform.topic(topics.INTAKE),
+        count=len(bad),
+        timeout=120,
+    )
     origins = [(headers_of(r)["kokeilu.source.partition"], headers_of(r)["kokeilu.source.offset"]) for r in letters]
     assert len(origins) == len(set(origins)) == len(bad)
 
@@ -112,9 +132,14 @@ def test_http_requests_beyond_the_worker_pool_do_not_deadlock_a_batch(platform, 
     def submit_until_consumed(n: int) -> None:
         while consumed(platform, "applied") + consumed(platform, "dead_lettered") < RECORDS:
             try:
-                answers.append(platform.post("proposals", "/v1/proposals",
-                                             submission(title=f"Pool pressure {n} {uuid.uuid4().hex[:8]}"),
-                                             timeout=30).status_code)
+                answers.append(
+                    platform.post(
+                        "proposals",
+                        "/v1/proposals",
+                        submission(title=f"Pool pressure {n} {uuid.uuid4().hex[:8]}"),
+                        timeout=30,
+                    ).status_code
+                )
             except requests.RequestException as exc:
                 answers.append(exc.__class__.__name__)
                 return

@@ -1,5 +1,6 @@
 """A process killed at a commit boundary (a crash point, as `kill -9` would) loses nothing and
 does nothing twice when the client retries."""
+
 import signal
 import uuid
 
@@ -54,5 +55,13 @@ def test_a_crash_between_the_broker_ack_and_marking_rows_sent_loses_and_doubles_
     assert first_id in (None, retry.json()["id"])
     stored = [p for p in platform.get("proposals", "/v1/proposals?limit=200").json()["items"] if p["title"] == title]
     assert len(stored) == 1
-    wait_until(lambda: platform.get("proposals", "/metrics", headers={}).text.count(
-        'kokeilu_outbox_backlog{service="proposals"} 0.0') == 1, timeout=60, what="the outbox to drain after restart")
+    wait_until(
+        lambda: (
+            platform.get("proposals", "/metrics", headers={}).text.count(
+                'kokeilu_outbox_backlog{service="proposals"} 0.0'
+            )
+            == 1
+        ),
+        timeout=60,
+        what="the outbox to drain after restart",
+    )

@@ -1,4 +1,5 @@
 """The evaluation service as a real process: screens proposal.submitted events from the broker."""
+
 import json
 import uuid
 
@@ -21,16 +22,23 @@ def evaluation(module_platform):
 def submitted(proposal_id: str, **overrides) -> dict:
     data = {
         # a title of its own: the duplicate rule fails near-identical titles of open proposals
-        "proposal_id": proposal_id, "title": f"Reading buddies {uuid.uuid4().hex}",
+        "proposal_id": proposal_id,
+        "title": f"Reading buddies {uuid.uuid4().hex}",
         "summary": "Older pupils read with younger ones twice a week, with a tablet app to log progress.",
-        "focus_area": "learning", "environment": "school",
+        "focus_area": "learning",
+        "environment": "school",
         "proposer": {"organisation": "Kera school", "kind": "school"},
         "hypothesis": "Reading buddies raise reading fluency.",
         "kpis": [{"name": "words per minute", "unit": "wpm", "baseline": 60, "target": 80}],
-        "budget_eur": 20000, "duration_weeks": 20, "language": "fi", "submitted_at": "2026-11-28T10:00:00Z",
+        "budget_eur": 20000,
+        "duration_weeks": 20,
+        "language": "fi",
+        "submitted_at": "2026-11-28T10:00:00Z",
     }
     data.update(overrides)
-    return cloudevent("fi.espoo.kokeilu.proposal.submitted", data, subject=proposal_id, source=service_source("proposals"))
+    return cloudevent(
+        "fi.espoo.kokeilu.proposal.submitted", data, subject=proposal_id, source=service_source("proposals")
+    )
 
 
 def screening_of(platform, probe, proposal_id):
@@ -51,7 +59,9 @@ def test_a_complete_proposal_within_budget_passes(evaluation, probe):
 
 def test_every_failed_rule_is_named(evaluation, probe):
     pid = str(uuid.uuid4())
-    probe.send(evaluation.topic(topics.PROPOSALS), submitted(pid, hypothesis=None, kpis=[], budget_eur=1_000_000), key=pid)
+    probe.send(
+        evaluation.topic(topics.PROPOSALS), submitted(pid, hypothesis=None, kpis=[], budget_eur=1_000_000), key=pid
+    )
     event = screening_of(evaluation, probe, pid)
     assert event["data"]["passed"] is False
     rules = {f["rule"]: f["reason"] for f in event["data"]["failed_rules"]}
@@ -68,8 +78,11 @@ def test_a_redelivered_event_is_screened_once(evaluation, probe):
     marker = str(uuid.uuid4())
     probe.send(evaluation.topic(topics.PROPOSALS), submitted(marker), key=pid)  # same partition, after both
     screening_of(evaluation, probe, marker)
-    same = probe.records(evaluation.topic(topics.EVALUATIONS),
-                         lambda r: r.key == pid.encode() and json.loads(r.value)["type"] == SCREENED, count=1)
+    same = probe.records(
+        evaluation.topic(topics.EVALUATIONS),
+        lambda r: r.key == pid.encode() and json.loads(r.value)["type"] == SCREENED,
+        count=1,
+    )
     assert len(same) == 1
 
 
@@ -86,6 +99,7 @@ def test_a_locked_store_is_retried_until_it_frees_and_nothing_is_lost(evaluation
     import sqlite3
 
     from tests.support import wait_until
+
     db = sqlite3.connect(evaluation.tmp / "data" / "evaluation.db", timeout=30, isolation_level=None)
     try:
         db.execute("PRAGMA busy_timeout=0")
@@ -95,8 +109,11 @@ def test_a_locked_store_is_retried_until_it_frees_and_nothing_is_lost(evaluation
 
         def retried():
             text = evaluation.get("evaluation", "/metrics", headers={}).text
-            return any(line.startswith('kokeilu_transient_retries_total{service="evaluation",stage="apply"}')
-                       for line in text.splitlines())
+            return any(
+                line.startswith('kokeilu_transient_retries_total{service="evaluation",stage="apply"}')
+                for line in text.splitlines()
+            )
+
         wait_until(retried, timeout=90, what="the consumer to retry the locked store")
     finally:
         db.execute("ROLLBACK")

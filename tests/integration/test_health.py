@@ -1,4 +1,5 @@
 """Readiness means the store answers; Kafka's state is reported beside it, from the monitor's probe."""
+
 import socket
 
 import pytest
@@ -21,10 +22,12 @@ def test_an_unreachable_store_fails_the_ping():
 
 def test_readiness_reports_each_check(platform):
     platform.start("evaluation")
+
     def probed():
         r = platform.get("evaluation", "/health/ready", headers={})
         checks = r.json()["checks"]
         return checks["kafka"] == "ok" and checks.get("consumer:kokeilu.evaluation", "").endswith(" partitions") and r
+
     ready = wait_until(probed, timeout=30, what="the first Kafka probe and the consumer's first assignment")
     assert ready.status_code == 200
     # its one consumer group, joined, with the topic's partitions (3 in tests)

@@ -1,6 +1,7 @@
 """Hostile input against real service processes (issue 8): what the API accepts the platform can
 carry, bad input is a 4xx JSON error naming the field (never a 500), and the server sheds slow,
 idle and malformed connections. Raw sockets where `requests` would not send the bytes."""
+
 import json
 import socket
 import sqlite3
@@ -14,8 +15,12 @@ from tests.support import AUTH, Platform, submission, wait_until
 
 pytestmark = pytest.mark.kafka
 
-TIMEOUTS = {"KOKEILU_HTTP_HEADER_TIMEOUT_SECONDS": "2", "KOKEILU_HTTP_BODY_TIMEOUT_SECONDS": "2",
-            "KOKEILU_HTTP_IDLE_TIMEOUT_SECONDS": "5", "KOKEILU_HTTP_MAX_CONNECTIONS": "20"}
+TIMEOUTS = {
+    "KOKEILU_HTTP_HEADER_TIMEOUT_SECONDS": "2",
+    "KOKEILU_HTTP_BODY_TIMEOUT_SECONDS": "2",
+    "KOKEILU_HTTP_IDLE_TIMEOUT_SECONDS": "5",
+    "KOKEILU_HTTP_MAX_CONNECTIONS": "20",
+}
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +33,17 @@ def services(tmp_path_factory):
 
 def strict_json(text: str):
     """json.loads that refuses NaN and Infinity, which are not JSON."""
+
     def refuse(constant):
         raise ValueError(f"not JSON: {constant}")
+
     return json.loads(text, parse_constant=refuse)
 
 
 def post_raw(p: Platform, path: str, body: bytes | str, service: str = "proposals"):
-    return requests.post(p.url(service, path), data=body, timeout=30,
-                         headers=dict(AUTH, **{"Content-Type": "application/json"}))
+    return requests.post(
+        p.url(service, path), data=body, timeout=30, headers=dict(AUTH, **{"Content-Type": "application/json"})
+    )
 
 
 def assert_error(response, status: int, field: str | None = None) -> dict:
@@ -87,7 +95,9 @@ def test_a_partner_of_600000_characters_is_refused_item_by_item(services):
 
 def test_an_infinite_actual_kpi_or_a_nan_measurement_is_refused(services):
     pid = created(services)
-    complete = '{"outcome": "scale_up", "lessons_learned": "ok", "actual_kpis": [{"name": "riders", "actual": Infinity}]}'
+    complete = (
+        '{"outcome": "scale_up", "lessons_learned": "ok", "actual_kpis": [{"name": "riders", "actual": Infinity}]}'
+    )
     assert_error(post_raw(services, f"/v1/proposals/{pid}/pilot/complete", complete), 422, "actual_kpis.0.actual")
     measure = '{"kpi": "riders", "value": NaN, "measured_at": "2026-11-28T10:00:00Z"}'
     assert_error(post_raw(services, f"/v1/proposals/{pid}/measurements", measure), 422, "value")
@@ -102,9 +112,17 @@ def test_responses_are_strict_json(services):
 
 
 # Finding 7: 500s on bad input --------------------------------------------------------------------
-@pytest.mark.parametrize("route", ["/v1/proposals", "/v1/proposals/{pid}/revise", "/v1/proposals/{pid}/withdraw",
-                                   "/v1/proposals/{pid}/pilot/start", "/v1/proposals/{pid}/measurements",
-                                   "/v1/proposals/{pid}/pilot/complete"])
+@pytest.mark.parametrize(
+    "route",
+    [
+        "/v1/proposals",
+        "/v1/proposals/{pid}/revise",
+        "/v1/proposals/{pid}/withdraw",
+        "/v1/proposals/{pid}/pilot/start",
+        "/v1/proposals/{pid}/measurements",
+        "/v1/proposals/{pid}/pilot/complete",
+    ],
+)
 def test_deeply_nested_json_is_a_400_on_every_route_with_a_body(services, route):
     path = route.format(pid=str(uuid.uuid4()))
     for body in (b"[" * 1000 + b"]" * 1000, b'{"title": ' * 5000 + b"1" + b"}" * 5000):
@@ -125,22 +143,33 @@ def test_an_integer_of_5000_digits_is_a_400(services):
     assert_error(post_raw(services, "/v1/proposals", body), 400, "(body)")
 
 
-@pytest.mark.parametrize("query, field", [
-    ("q=%00", "q"), ("year=12345678901234567890", "year.0"), ("year=2026,-3", "year.1"),
-    ("cursor=not-a-cursor", "cursor"), ("cursor=W10", "cursor"),  # "[]"
-    ("cursor=eyJvIjogLTV9&q=pilot", "cursor"),  # {"o": -5}
-    ("cursor=eyJwIjogWzFdLCAiaWQiOiB7fX0", "cursor"),  # {"p": [1], "id": {}}
-    ("cursor=eyJ0IjogMX0&sort=title", "cursor"),  # {"t": 1}
-    ("cursor=%C3%A4%C3%A4", "cursor"), ("limit=1e3", "limit"),
-])
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ("q=%00", "q"),
+        ("year=12345678901234567890", "year.0"),
+        ("year=2026,-3", "year.1"),
+        ("cursor=not-a-cursor", "cursor"),
+        ("cursor=W10", "cursor"),  # "[]"
+        ("cursor=eyJvIjogLTV9&q=pilot", "cursor"),  # {"o": -5}
+        ("cursor=eyJwIjogWzFdLCAiaWQiOiB7fX0", "cursor"),  # {"p": [1], "id": {}}
+        ("cursor=eyJ0IjogMX0&sort=title", "cursor"),  # {"t": 1}
+        ("cursor=%C3%A4%C3%A4", "cursor"),
+        ("limit=1e3", "limit"),
+    ],
+)
 def test_catalogue_search_refuses_bad_query_parameters_with_422(services, query, field):
     assert_error(services.get("catalogue", f"/v1/results?{query}"), 422, field)
 
 
 def test_a_query_string_that_is_not_utf8_is_a_400(services):
     # Found by the fuzz suite: raw bytes that are not UTF-8 in the query string were a 500.
-    answer = raw_exchange(services, "proposals", b"GET /v1/proposals?status=%\x80 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                          b"Connection: close\r\nAuthorization: " + AUTH["Authorization"].encode() + b"\r\n\r\n")
+    answer = raw_exchange(
+        services,
+        "proposals",
+        b"GET /v1/proposals?status=%\x80 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Connection: close\r\nAuthorization: " + AUTH["Authorization"].encode() + b"\r\n\r\n",
+    )
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400"), head
     assert "(query)" in strict_json(body.decode())["error"]["fields"]
@@ -181,8 +210,10 @@ def test_a_silent_connection_is_closed_after_the_header_timeout(services):
 
 
 def test_a_body_announced_but_not_sent_times_out_with_408(services):
-    head = (b"POST /v1/proposals HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-admin-token\r\n"
-            b"Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"title\": ")
+    head = (
+        b"POST /v1/proposals HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-admin-token\r\n"
+        b'Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{"title": '
+    )
     started = time.monotonic()
     got = raw_exchange(services, "proposals", head)
     assert time.monotonic() - started < 12
@@ -190,10 +221,16 @@ def test_a_body_announced_but_not_sent_times_out_with_408(services):
     assert strict_json(got.split(b"\r\n\r\n", 1)[1])["error"]["code"] == "request_timeout"
 
 
-@pytest.mark.parametrize("headers", [b"Content-Length: 2\r\nContent-Length: 2\r\n",
-                                     b"Content-Length: 2\r\nContent-Length: 3\r\n",
-                                     b"Content-Length: 2, 2\r\n", b"Content-Length: +2\r\n",
-                                     b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        b"Content-Length: 2\r\nContent-Length: 2\r\n",
+        b"Content-Length: 2\r\nContent-Length: 3\r\n",
+        b"Content-Length: 2, 2\r\n",
+        b"Content-Length: +2\r\n",
+        b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n",
+    ],
+)
 def test_duplicated_or_conflicting_content_length_is_a_400(services, headers):
     got = raw_exchange(services, "proposals", b"POST /v1/proposals HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n{}")
     assert got.startswith(b"HTTP/1.1 400"), got
@@ -204,8 +241,11 @@ def test_live_answers_with_many_idle_connections_open_and_excess_connections_get
     port = services.ports["proposals"]
     idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(60)]  # the limit is 20
     try:
-        live = wait_until(lambda: requests.get(services.url("proposals", "/health/live"), timeout=3),
-                          timeout=10, what="/health/live to answer while 60 idle connections are open")
+        live = wait_until(
+            lambda: requests.get(services.url("proposals", "/health/live"), timeout=3),
+            timeout=10,
+            what="/health/live to answer while 60 idle connections are open",
+        )
         assert live.status_code == 200 and live.json() == {"status": "live", "service": "proposals"}
         busy = requests.get(services.url("proposals", "/v1/proposals"), headers=AUTH, timeout=5)
         assert_error(busy, 503)
@@ -214,18 +254,29 @@ def test_live_answers_with_many_idle_connections_open_and_excess_connections_get
         for s in idle:
             s.close()
     # The idle connections go; the service serves again.
-    wait_until(lambda: services.get("proposals", "/v1/proposals?limit=1").status_code == 200, timeout=20,
-               what="the service to serve again once the idle connections are closed")
+    wait_until(
+        lambda: services.get("proposals", "/v1/proposals?limit=1").status_code == 200,
+        timeout=20,
+        what="the service to serve again once the idle connections are closed",
+    )
 
 
 def test_a_chunked_body_is_a_411_and_an_unread_body_closes_the_connection(services):
-    chunked = raw_exchange(services, "proposals", b"POST /v1/proposals HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
-                           b"test-admin-token\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
+    chunked = raw_exchange(
+        services,
+        "proposals",
+        b"POST /v1/proposals HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+        b"test-admin-token\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    )
     assert chunked.startswith(b"HTTP/1.1 411"), chunked
     # A GET announcing a body it never sends: answered, then closed (not held waiting for the body).
     started = time.monotonic()
-    unread = raw_exchange(services, "proposals", b"GET /v1/proposals?limit=1 HTTP/1.1\r\nHost: x\r\nAuthorization: "
-                          b"Bearer test-admin-token\r\nContent-Length: 100000\r\n\r\nabc")
+    unread = raw_exchange(
+        services,
+        "proposals",
+        b"GET /v1/proposals?limit=1 HTTP/1.1\r\nHost: x\r\nAuthorization: "
+        b"Bearer test-admin-token\r\nContent-Length: 100000\r\n\r\nabc",
+    )
     assert unread.startswith(b"HTTP/1.1 200") and b"Connection: close" in unread, unread
     assert time.monotonic() - started < 5
 

@@ -1,5 +1,6 @@
 """Idempotency-Key on the real stores (SQLite and PostgreSQL): two requests racing with one key
 do the work once and get the same answer; the key is never committed without its work."""
+
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -24,8 +25,9 @@ def database(database_url):
 
 
 def request(key: str):
-    return SimpleNamespace(headers={"Idempotency-Key": key}, method="POST", path="/v1/proposals",
-                           principal=SimpleNamespace(name="portal"))
+    return SimpleNamespace(
+        headers={"Idempotency-Key": key}, method="POST", path="/v1/proposals", principal=SimpleNamespace(name="portal")
+    )
 
 
 def test_racing_requests_with_one_key_do_the_work_once(database):
@@ -74,6 +76,7 @@ def test_work_that_fails_leaves_neither_key_nor_work(database):
     def failing(u):
         handlers.submit_proposal(a_submission(), u)
         raise RuntimeError("the process dies here")
+
     with pytest.raises(RuntimeError):
         idempotent(request("fail-1"), uow, failing)
     with uow() as u:

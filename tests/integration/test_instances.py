@@ -6,6 +6,7 @@ implementation named in its docstring.
 What these tests read back is mostly the store's outbox: it holds, in commit order, every event an
 instance decided to publish, so it shows what each instance did and in which order.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,8 @@ from collections import Counter, defaultdict
 import pytest
 import requests
 import sqlalchemy as sa
-from kafka import KafkaProducer
 from alembic.script import ScriptDirectory
+from kafka import KafkaProducer
 
 from kokeilu.contracts import topics
 from kokeilu.contracts.sources import service_source
@@ -60,7 +61,9 @@ def outbox(url: str, event_type: str) -> list[dict]:
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(sa.text("SELECT value FROM outbox WHERE event_type = :t ORDER BY id"), {"t": T + event_type})
+            rows = conn.execute(
+                sa.text("SELECT value FROM outbox WHERE event_type = :t ORDER BY id"), {"t": T + event_type}
+            )
             return [json.loads(bytes(r.value)) for r in rows]
     finally:
         engine.dispose()
@@ -70,8 +73,9 @@ def outbox_count(url: str, event_type: str) -> int:
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
-            return conn.execute(sa.text("SELECT count(*) FROM outbox WHERE event_type = :t"),
-                                {"t": T + event_type}).scalar_one()
+            return conn.execute(
+                sa.text("SELECT count(*) FROM outbox WHERE event_type = :t"), {"t": T + event_type}
+            ).scalar_one()
     finally:
         engine.dispose()
 
@@ -79,8 +83,11 @@ def outbox_count(url: str, event_type: str) -> int:
 def consumed(platform: Platform, instance: str) -> float:
     """Records an instance has applied, from its own metrics."""
     text = platform.get(instance, "/metrics").text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("kokeilu_events_consumed_total{") and 'outcome="applied"' in line)
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("kokeilu_events_consumed_total{") and 'outcome="applied"' in line
+    )
 
 
 def send_to(producer, topic: str, event: dict, partition: int) -> None:
@@ -112,21 +119,35 @@ def evaluation(tmp_path_factory, databases):
     # Learning has no panel here: screening its proposals writes no workload row, whose lock would
     # make two instances' screenings take turns by chance (and hide the race the twins look for).
     panels = {"sustainable_development": DEFAULT_PANELS["sustainable_development"]}
-    p = two_instances(tmp_path_factory, "evaluation", url, KOKEILU_TOPIC_PARTITIONS=str(PARTITIONS),
-                      KOKEILU_PANELS=json.dumps(panels),
-                      KOKEILU_EVALUATION_SLA_HOURS="0.0005", KOKEILU_OVERDUE_CHECK_SECONDS="0.3")
+    p = two_instances(
+        tmp_path_factory,
+        "evaluation",
+        url,
+        KOKEILU_TOPIC_PARTITIONS=str(PARTITIONS),
+        KOKEILU_PANELS=json.dumps(panels),
+        KOKEILU_EVALUATION_SLA_HOURS="0.0005",
+        KOKEILU_OVERDUE_CHECK_SECONDS="0.3",
+    )
     p.database_url = url
     yield p
     p.stop()
 
 
 def proposal_submitted(pid: str, title: str, focus_area: str = "learning") -> dict:
-    data = {"proposal_id": pid, "title": title,
-            "summary": "Older pupils read with younger ones twice a week, with a tablet app to log progress.",
-            "focus_area": focus_area, "environment": "school", "proposer": {"organisation": "Kera school", "kind": "school"},
-            "hypothesis": "Reading buddies raise reading fluency.",
-            "kpis": [{"name": "words per minute", "unit": "wpm", "baseline": 60, "target": 80}],
-            "budget_eur": 20000, "duration_weeks": 20, "language": "fi", "submitted_at": "2026-11-28T10:00:00Z"}
+    data = {
+        "proposal_id": pid,
+        "title": title,
+        "summary": "Older pupils read with younger ones twice a week, with a tablet app to log progress.",
+        "focus_area": focus_area,
+        "environment": "school",
+        "proposer": {"organisation": "Kera school", "kind": "school"},
+        "hypothesis": "Reading buddies raise reading fluency.",
+        "kpis": [{"name": "words per minute", "unit": "wpm", "baseline": 60, "target": 80}],
+        "budget_eur": 20000,
+        "duration_weeks": 20,
+        "language": "fi",
+        "submitted_at": "2026-11-28T10:00:00Z",
+    }
     return cloudevent(T + "proposal.submitted", data, subject=pid, source=service_source("proposals"))
 
 
@@ -162,9 +183,16 @@ database.migrate()
 def test_migrations_started_at_the_same_instant_by_three_processes_all_succeed(databases, service):
     """Naive: all three find no schema, all three create it, and two fail on the first's tables."""
     url, at = databases(), time.time() + 3  # time enough to import; then all three go at once
-    procs = [subprocess.Popen([sys.executable, "-c", MIGRATE_AT.format(service=service), url, str(at)], cwd=ROOT,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE, text=True)
-             for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", MIGRATE_AT.format(service=service), url, str(at)],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
     errors = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], "\n".join(e[-1500:] for e in errors)
     engine = sa.create_engine(url)
@@ -190,14 +218,21 @@ def test_near_duplicates_screened_at_once_by_two_instances_pass_once(evaluation,
         pairs.append(twins)
     # Work behind the twins on every partition: each instance's batch stays open (uncommitted) a while.
     for n in range(150):
-        send_to(at_once, topic, proposal_submitted(str(uuid.uuid4()), f"Filler {uuid.uuid4().hex} {uuid.uuid4().hex}"),
-                n % PARTITIONS)
+        send_to(
+            at_once,
+            topic,
+            proposal_submitted(str(uuid.uuid4()), f"Filler {uuid.uuid4().hex} {uuid.uuid4().hex}"),
+            n % PARTITIONS,
+        )
     at_once.flush(timeout=30)
     ours = {pid for twins in pairs for pid in twins}
 
     def screened():
-        found = {e["subject"]: e for e in outbox(evaluation.database_url, "screening.completed") if e["subject"] in ours}
+        found = {
+            e["subject"]: e for e in outbox(evaluation.database_url, "screening.completed") if e["subject"] in ours
+        }
         return found if len(found) == len(ours) else None
+
     found = wait_until(screened, timeout=90, what="every proposal screened")
     passed = {pid for pid, e in found.items() if e["data"]["passed"]}
     twice = [twins for twins in pairs if set(twins) <= passed]
@@ -214,19 +249,25 @@ def test_panels_assigned_by_two_instances_follow_the_workload_one_after_another(
     focus, topic = "sustainable_development", evaluation.topic(topics.PROPOSALS)
     ours = [str(uuid.uuid4()) for _ in range(40)]
     for n, pid in enumerate(ours):
-        send_to(at_once, topic, proposal_submitted(pid, f"Waterfront sensors, section {n} {uuid.uuid4().hex}", focus),
-                n % PARTITIONS)
+        send_to(
+            at_once,
+            topic,
+            proposal_submitted(pid, f"Waterfront sensors, section {n} {uuid.uuid4().hex}", focus),
+            n % PARTITIONS,
+        )
     at_once.flush(timeout=30)
 
     def opened():
         events = [e for e in outbox(evaluation.database_url, "evaluation.opened") if e["data"]["focus_area"] == focus]
         return events if len(events) == len(ours) else None
+
     events = wait_until(opened, timeout=90, what="an evaluation opened for every proposal")
     load: Counter = Counter()
     for event in events:
         expected = assign(DEFAULT_PANELS[focus], load, 3)
         assert event["data"]["evaluators"] == expected, (
-            f"{event['subject']} got {event['data']['evaluators']} with the workload at {dict(load)}")
+            f"{event['subject']} got {event['data']['evaluators']} with the workload at {dict(load)}"
+        )
         load.update(expected)
     assert max(load.values()) - min(load.values()) <= 1, load
 
@@ -237,8 +278,11 @@ def test_each_overdue_evaluation_is_flagged_once_by_two_clocks(evaluation, probe
     seconds, and said so once."""
     opened = {e["subject"] for e in outbox(evaluation.database_url, "evaluation.opened")}
     assert opened, "the tests above open evaluations"
-    wait_until(lambda: opened <= {e["subject"] for e in outbox(evaluation.database_url, "evaluation.overdue")},
-               timeout=60, what="every evaluation flagged overdue")
+    wait_until(
+        lambda: opened <= {e["subject"] for e in outbox(evaluation.database_url, "evaluation.overdue")},
+        timeout=60,
+        what="every evaluation flagged overdue",
+    )
     # Absence needs a window to be seen in: both clocks run at least five more times in it.
     time.sleep(1.5)
     flagged = Counter(e["subject"] for e in outbox(evaluation.database_url, "evaluation.overdue"))
@@ -251,16 +295,19 @@ def test_work_moves_between_instances_as_they_join_and_die_and_is_applied_once(t
     survivor). Naive: offsets committed before the store, or no inbox: events lost or applied
     twice. Every proposal is screened exactly once, by one instance or the other."""
     url = databases()
-    p = Platform(tmp_path_factory.mktemp("moves"), extra_env={"KOKEILU_TOPIC_PARTITIONS": str(PARTITIONS),
-                                                             "KOKEILU_PANELS": json.dumps({})},
-                 service_env={"evaluation": {"DATABASE_URL": url}})
+    p = Platform(
+        tmp_path_factory.mktemp("moves"),
+        extra_env={"KOKEILU_TOPIC_PARTITIONS": str(PARTITIONS), "KOKEILU_PANELS": json.dumps({})},
+        service_env={"evaluation": {"DATABASE_URL": url}},
+    )
     try:
         p.start("evaluation")
         # Enough that the first instance is still at it when the second has started (about 10 s later).
         topic, ours = p.topic(topics.PROPOSALS), [str(uuid.uuid4()) for _ in range(2400)]
         for n, pid in enumerate(ours):
-            send_to(at_once, topic, proposal_submitted(pid, f"Pilot {uuid.uuid4().hex} {uuid.uuid4().hex}"),
-                    n % PARTITIONS)
+            send_to(
+                at_once, topic, proposal_submitted(pid, f"Pilot {uuid.uuid4().hex} {uuid.uuid4().hex}"), n % PARTITIONS
+            )
         at_once.flush(timeout=60)
 
         wait_until(lambda: outbox_count(url, "screening.completed"), timeout=60, what="the first instance at work")
@@ -270,8 +317,12 @@ def test_work_moves_between_instances_as_they_join_and_die_and_is_applied_once(t
         p.procs["evaluation"].kill()  # -9: no graceful stop, a batch may be half applied
         p.procs["evaluation"].wait()
         assert before_kill < len(ours), "all was done before the kill: the test needs more work to move"
-        wait_until(lambda: outbox_count(url, "screening.completed") >= len(ours), timeout=180, interval=0.5,
-                   what="the survivor to screen the rest")
+        wait_until(
+            lambda: outbox_count(url, "screening.completed") >= len(ours),
+            timeout=180,
+            interval=0.5,
+            what="the survivor to screen the rest",
+        )
         # Absence needs a window: what the killed instance had left in flight is redelivered by now.
         time.sleep(1)
         done = Counter(e["subject"] for e in outbox(url, "screening.completed"))
@@ -299,8 +350,13 @@ def test_one_idempotency_key_racing_to_two_instances_makes_one_proposal(proposal
 
         def post(instance):
             start.wait()
-            answers[instance] = requests.post(proposals.url(instance, "/v1/proposals"), json=submission(title=title),
-                                              headers={**AUTH, "Idempotency-Key": key}, timeout=30)
+            answers[instance] = requests.post(
+                proposals.url(instance, "/v1/proposals"),
+                json=submission(title=title),
+                headers={**AUTH, "Idempotency-Key": key},
+                timeout=30,
+            )
+
         threads = [threading.Thread(target=post, args=(i,)) for i in ("proposals", "proposals@2")]
         for t in threads:
             t.start()
@@ -321,18 +377,35 @@ def test_two_relays_publish_one_outbox_keeping_each_keys_order(proposals, probe)
     Here 6,000 events of five keys are committed at once, for both relays to find."""
     run = uuid.uuid4().hex[:8]
     keys = [f"order-{run}-{k}" for k in range(5)]
-    rows = [{"topic": topics.PROPOSALS, "key": keys[n % 5], "value": json.dumps({"run": run, "seq": n}).encode(),
-             "headers": json.dumps({}), "event_type": T + "test.ordered", "created_at": "2026-11-28T10:00:00Z"}
-            for n in range(6000)]
+    rows = [
+        {
+            "topic": topics.PROPOSALS,
+            "key": keys[n % 5],
+            "value": json.dumps({"run": run, "seq": n}).encode(),
+            "headers": json.dumps({}),
+            "event_type": T + "test.ordered",
+            "created_at": "2026-11-28T10:00:00Z",
+        }
+        for n in range(6000)
+    ]
     engine = sa.create_engine(proposals.database_url)
     try:
         with engine.begin() as conn:
-            conn.execute(sa.text("INSERT INTO outbox (topic, key, value, headers, event_type, created_at) "
-                                 "VALUES (:topic, :key, :value, :headers, :event_type, :created_at)"), rows)
+            conn.execute(
+                sa.text(
+                    "INSERT INTO outbox (topic, key, value, headers, event_type, created_at) "
+                    "VALUES (:topic, :key, :value, :headers, :event_type, :created_at)"
+                ),
+                rows,
+            )
     finally:
         engine.dispose()
-    records = probe.records(proposals.topic(topics.PROPOSALS), lambda r: r.key is not None and r.key.decode() in keys,
-                            count=len(rows), timeout=120)
+    records = probe.records(
+        proposals.topic(topics.PROPOSALS),
+        lambda r: r.key is not None and r.key.decode() in keys,
+        count=len(rows),
+        timeout=120,
+    )
     seen: dict[str, list[int]] = defaultdict(list)
     for r in records:
         seen[r.key.decode()].append(json.loads(r.value)["seq"])
@@ -349,9 +422,15 @@ DIGEST_WINDOW = 3
 @pytest.fixture(scope="module")
 def notifications(tmp_path_factory, databases, mailbox):
     url = databases()
-    p = two_instances(tmp_path_factory, "notifications", url, KOKEILU_TOPIC_PARTITIONS=str(PARTITIONS),
-                      KOKEILU_SMTP_HOST="127.0.0.1", KOKEILU_SMTP_PORT=str(mailbox.port),
-                      KOKEILU_DIGEST_WINDOW_SECONDS=str(DIGEST_WINDOW))
+    p = two_instances(
+        tmp_path_factory,
+        "notifications",
+        url,
+        KOKEILU_TOPIC_PARTITIONS=str(PARTITIONS),
+        KOKEILU_SMTP_HOST="127.0.0.1",
+        KOKEILU_SMTP_PORT=str(mailbox.port),
+        KOKEILU_DIGEST_WINDOW_SECONDS=str(DIGEST_WINDOW),
+    )
     yield p
     p.stop()
 
@@ -360,10 +439,20 @@ def test_a_digest_window_is_sent_once_by_two_instances(notifications, at_once, m
     """Naive: each instance's digest job runs when the window closes and sends its own digest of
     the same items. Every event goes out in exactly one digest e-mail."""
     from tests.unit.results import events as ev
+
     address = f"digest-{uuid.uuid4().hex[:8]}@espoo.example"
-    response = notifications.post("notifications", "/v1/subscriptions", {
-        "subscriber": "Education department", "channel": "email", "email": address, "mode": "daily_digest",
-        "language": "en", "filter": {"types": [T + "proposal.status-changed"]}})
+    response = notifications.post(
+        "notifications",
+        "/v1/subscriptions",
+        {
+            "subscriber": "Education department",
+            "channel": "email",
+            "email": address,
+            "mode": "daily_digest",
+            "language": "en",
+            "filter": {"types": [T + "proposal.status-changed"]},
+        },
+    )
     assert response.status_code == 201, response.text
     pids = [str(uuid.uuid4()) for _ in range(12)]
     titles = [f"Digest pilot {n:02d} {pid[:8]}" for n, pid in enumerate(pids)]
@@ -374,7 +463,13 @@ def test_a_digest_window_is_sent_once_by_two_instances(notifications, at_once, m
     at_once.flush(timeout=30)
 
     def listed() -> Counter:
-        return Counter({title: sum(m.get_body(("plain",)).get_content().count(title) for m in mailbox.to(address)) for title in titles})
+        return Counter(
+            {
+                title: sum(m.get_body(("plain",)).get_content().count(title) for m in mailbox.to(address))
+                for title in titles
+            }
+        )
+
     wait_until(lambda: all(listed().values()), timeout=60, what="every event in a digest")
     # Absence needs a window: two more digest windows close, and both instances' jobs run in each.
     time.sleep(2 * DIGEST_WINDOW)

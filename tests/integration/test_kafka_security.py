@@ -8,6 +8,7 @@ event from a principal that may not write the topic is refused by the broker and
 reaches the topic; a department reads the public results but nothing internal; clients that do
 not authenticate (or do not trust the broker's CA) cannot connect.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,11 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ACLOperation, KafkaAdminClient, ResourceType
 from kafka.errors import (
-    ClusterAuthorizationFailedError, GroupAuthorizationFailedError, KafkaTimeoutError, TopicAuthorizationFailedError)
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    KafkaTimeoutError,
+    TopicAuthorizationFailedError,
+)
 
 from examples import results_consumer
 from kokeilu.config import Settings
@@ -48,16 +53,25 @@ class SecureBroker:
 
     def options(self, user: str, password: str | None = None) -> dict:
         """kafka-python options of `user` (what Settings.kafka_client_options gives a service)."""
-        return {"bootstrap_servers": self.bootstrap, "security_protocol": "SASL_SSL",
-                "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": user,
-                "sasl_plain_password": self.passwords[user] if password is None else password,
-                "ssl_cafile": self.cafile}
+        return {
+            "bootstrap_servers": self.bootstrap,
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_plain_username": user,
+            "sasl_plain_password": self.passwords[user] if password is None else password,
+            "ssl_cafile": self.cafile,
+        }
 
     def env(self, user: str) -> dict[str, str]:
         """The environment a process of `user` gets (docker-compose.yml sets the same variables)."""
-        return {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
-                "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "KAFKA_SASL_USERNAME": user,
-                "KAFKA_SASL_PASSWORD": self.passwords[user], "KAFKA_SSL_CAFILE": self.cafile}
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "KAFKA_SASL_USERNAME": user,
+            "KAFKA_SASL_PASSWORD": self.passwords[user],
+            "KAFKA_SSL_CAFILE": self.cafile,
+        }
 
 
 def distinct_ports(n: int) -> list[int]:
@@ -73,12 +87,17 @@ def broker(tmp_path_factory):
     port, controller = distinct_ports(2)
     # Random passwords rather than the -local-only defaults: what the environment says is what counts.
     passwords = {user: secrets.token_hex(12) for user in USERS}
-    env = {**os.environ, "KAFKA_SECURE": "1", "KAFKA_DATA_DIR": str(data), "KAFKA_PORT": str(port),
-           "KAFKA_CONTROLLER_PORT": str(controller),
-           **{acls.password_variable(user): password for user, password in passwords.items()}}
+    env = {
+        **os.environ,
+        "KAFKA_SECURE": "1",
+        "KAFKA_DATA_DIR": str(data),
+        "KAFKA_PORT": str(port),
+        "KAFKA_CONTROLLER_PORT": str(controller),
+        **{acls.password_variable(user): password for user, password in passwords.items()},
+    }
     try:
         started = subprocess.run([str(KAFKA_SH), "start"], env=env, capture_output=True, text=True, timeout=240)
-        logs = (data / "logs" / "server.log")
+        logs = data / "logs" / "server.log"
         assert started.returncode == 0, started.stderr + (logs.read_text()[-3000:] if logs.exists() else "")
         yield SecureBroker(f"127.0.0.1:{port}", str(data / "secrets" / "ca.pem"), passwords, data)
     finally:
@@ -86,10 +105,21 @@ def broker(tmp_path_factory):
 
 
 def run_acls(broker: SecureBroker, prefix: str, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, **broker.env("admin"), "KOKEILU_TOPIC_PREFIX": prefix, "KOKEILU_TOPIC_PARTITIONS": "3",
-           "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "kokeilu.kafka.acls", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        **broker.env("admin"),
+        "KOKEILU_TOPIC_PREFIX": prefix,
+        "KOKEILU_TOPIC_PARTITIONS": "3",
+        "PYTHONPATH": str(ROOT),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "kokeilu.kafka.acls", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -119,9 +149,14 @@ def read_all(broker: SecureBroker, user: str, topic: str) -> list:
         consumer.seek_to_beginning(*partitions)
         end = consumer.end_offsets(partitions)
         records = []
-        wait_until(lambda: (records.extend(r for batch in consumer.poll(timeout_ms=300).values() for r in batch)
-                            or all(consumer.position(tp) >= end[tp] for tp in partitions)),
-                   timeout=30, what=f"reading {topic} to its end as {user}")
+        wait_until(
+            lambda: (
+                records.extend(r for batch in consumer.poll(timeout_ms=300).values() for r in batch)
+                or all(consumer.position(tp) >= end[tp] for tp in partitions)
+            ),
+            timeout=30,
+            what=f"reading {topic} to its end as {user}",
+        )
         return records
     finally:
         consumer.close()
@@ -143,7 +178,9 @@ def test_the_admin_step_creates_the_topics_and_exactly_the_acls_of_the_table(bro
     admin = KafkaAdminClient(**broker.options("admin"))
     try:
         assert {platform.topic(t) for t in topics.ALL} <= set(admin.list_topics())
-        on_this_prefix = {a for a in acls.current(admin) if a.resource_pattern.resource_name.startswith(platform.prefix)}
+        on_this_prefix = {
+            a for a in acls.current(admin) if a.resource_pattern.resource_name.startswith(platform.prefix)
+        }
         assert on_this_prefix == wanted
         # A grant made by hand, outside the table, is taken away by the next apply.
         extra = acls._acl("department", ACLOperation.WRITE, ResourceType.TOPIC, platform.topic(topics.RESULTS))
@@ -193,8 +230,13 @@ def test_a_forged_event_from_an_unauthorised_principal_is_refused(broker, platfo
     pid = submit(platform)
     wait_until(lambda: status_of(platform, pid) == "in_evaluation", timeout=60, what=f"{pid} to be in_evaluation")
     forged_id = f"forged-{uuid.uuid4()}"
-    forged = cloudevent(T + type_, {"proposal_id": pid, "outcome": "approved", "status": "approved"},
-                        subject=pid, source="evaluation", event_id=forged_id)
+    forged = cloudevent(
+        T + type_,
+        {"proposal_id": pid, "outcome": "approved", "status": "approved"},
+        subject=pid,
+        source="evaluation",
+        event_id=forged_id,
+    )
     producer = KafkaProducer(**broker.options(user), acks="all", enable_idempotence=False, retries=0)
     try:
         with pytest.raises(TopicAuthorizationFailedError):
@@ -219,7 +261,9 @@ def test_an_idempotent_producer_of_another_principal_is_refused_too(broker, plat
     try:
         with pytest.raises(Exception) as refused:
             producer.send(platform.topic(topics.RESULTS), key=b"k", value=b"{}").get(timeout=30)
-        assert "ClusterAuthorizationFailed" in str(refused.value) or isinstance(refused.value, ClusterAuthorizationFailedError)
+        assert "ClusterAuthorizationFailed" in str(refused.value) or isinstance(
+            refused.value, ClusterAuthorizationFailedError
+        )
     finally:
         producer.close(timeout=5)
 
@@ -233,8 +277,9 @@ def test_a_department_reads_the_public_results_but_nothing_internal(broker, plat
     security = results_consumer.secured("department", broker.passwords["department"], broker.cafile)
 
     def kept() -> bool:
-        results_consumer.run(broker.bootstrap, group, database, platform.topic(topics.RESULTS), idle_seconds=2,
-                             security=security)
+        results_consumer.run(
+            broker.bootstrap, group, database, platform.topic(topics.RESULTS), idle_seconds=2, security=security
+        )
         return sqlite3.connect(database).execute("SELECT status FROM results WHERE result_id = ?", (pid,)).fetchone()
 
     assert wait_until(kept, timeout=60, interval=0, what="the department to keep the published result")
@@ -249,8 +294,12 @@ def test_a_department_reads_the_public_results_but_nothing_internal(broker, plat
         consumer.close()
 
     # Another's consumer group (here the catalogue's) is refused.
-    consumer = KafkaConsumer(platform.topic(topics.RESULTS), **broker.options("department"),
-                             group_id=f"{platform.prefix}kokeilu.catalogue", auto_offset_reset="earliest")
+    consumer = KafkaConsumer(
+        platform.topic(topics.RESULTS),
+        **broker.options("department"),
+        group_id=f"{platform.prefix}kokeilu.catalogue",
+        auto_offset_reset="earliest",
+    )
     try:
         with pytest.raises(GroupAuthorizationFailedError):
             for _ in range(50):  # bounded: the refusal comes with the first join

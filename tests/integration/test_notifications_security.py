@@ -2,6 +2,7 @@
 belong to their token, webhooks cannot be pointed inward (at subscription time or, after a DNS
 change, at delivery time), delivery errors do not fingerprint internal ports, and residents'
 personal data reaches a webhook only when the subscription's owner has `personal-data:read`."""
+
 import hashlib
 import json
 import socket
@@ -38,9 +39,14 @@ def bearer(name: str) -> dict:
     return {"Authorization": f"Bearer {name}-token"}
 
 
-TOKENS = json.dumps(json.loads(READER_TOKENS) + [
-    token("dept-a", "subscriptions:write"), token("dept-b", "subscriptions:write"),
-    token("research", "subscriptions:write", "personal-data:read")])
+TOKENS = json.dumps(
+    json.loads(READER_TOKENS)
+    + [
+        token("dept-a", "subscriptions:write"),
+        token("dept-b", "subscriptions:write"),
+        token("research", "subscriptions:write", "personal-data:read"),
+    ]
+)
 DEPT_A, DEPT_B, RESEARCH = bearer("dept-a"), bearer("dept-b"), bearer("research")
 
 
@@ -55,8 +61,9 @@ def platform(tmp_path_factory):
 @pytest.fixture(scope="module")
 def strict(tmp_path_factory):
     """As in production: no allow-list, public addresses only."""
-    p = Platform(tmp_path_factory.mktemp("notif-strict"), extra_env={
-        "KOKEILU_TOKENS": TOKENS, "KOKEILU_WEBHOOK_ALLOWLIST": ""})
+    p = Platform(
+        tmp_path_factory.mktemp("notif-strict"), extra_env={"KOKEILU_TOKENS": TOKENS, "KOKEILU_WEBHOOK_ALLOWLIST": ""}
+    )
     yield p.start("notifications")
     p.stop()
 
@@ -66,8 +73,12 @@ def patch(p, path, body, headers):
 
 
 def subscribe(p, headers, url, **filter_):
-    response = p.post("notifications", "/v1/subscriptions", {
-        "subscriber": "Some department", "channel": "webhook", "url": url, "filter": filter_}, headers=headers)
+    response = p.post(
+        "notifications",
+        "/v1/subscriptions",
+        {"subscriber": "Some department", "channel": "webhook", "url": url, "filter": filter_},
+        headers=headers,
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -91,13 +102,19 @@ def test_a_department_cannot_see_change_or_delete_another_departments_subscripti
         redirected = patch(platform, path, {"url": "http://127.0.0.1:9/steal"}, DEPT_B)
         assert redirected.status_code == 404 and redirected.json()["error"]["code"] == "not_found"
         assert platform.delete("notifications", path, headers=DEPT_B).status_code == 404
-        assert sub["id"] in [s["id"] for s in platform.get("notifications", "/v1/subscriptions",
-                                                           headers=DEPT_A).json()["items"]]
+        assert sub["id"] in [
+            s["id"] for s in platform.get("notifications", "/v1/subscriptions", headers=DEPT_A).json()["items"]
+        ]
 
         pid = str(uuid.uuid4())
         probe.send(platform.topic(topics.PROPOSALS), ev.status(pid, "in_evaluation", "approved"), key=pid)
-        wait_until(lambda: [d for d in deliveries(platform, DEPT_A, f"?subscription_id={sub['id']}")
-                            if d["status"] == "succeeded"], timeout=60, what="dept-a's delivery")
+        wait_until(
+            lambda: [
+                d for d in deliveries(platform, DEPT_A, f"?subscription_id={sub['id']}") if d["status"] == "succeeded"
+            ],
+            timeout=60,
+            what="dept-a's delivery",
+        )
         assert [d for d in deliveries(platform, DEPT_B) if d["subscription_id"] == sub["id"]] == []
         assert deliveries(platform, DEPT_B, f"?subscription_id={sub['id']}") == []
 
@@ -112,8 +129,12 @@ def test_a_department_cannot_see_change_or_delete_another_departments_subscripti
 
 
 def test_a_webhook_url_with_credentials_is_refused_naming_url(platform):
-    response = platform.post("notifications", "/v1/subscriptions", {
-        "subscriber": "x", "channel": "webhook", "url": "https://user:hunter2@hooks.example.org/k"}, headers=DEPT_A)
+    response = platform.post(
+        "notifications",
+        "/v1/subscriptions",
+        {"subscriber": "x", "channel": "webhook", "url": "https://user:hunter2@hooks.example.org/k"},
+        headers=DEPT_A,
+    )
     assert response.status_code == 422
     assert list(response.json()["error"]["fields"]) == ["url"] and "hunter2" not in response.text
 
@@ -121,15 +142,27 @@ def test_a_webhook_url_with_credentials_is_refused_naming_url(platform):
 # finding 5: SSRF --------------------------------------------------------------------------------
 def test_inward_webhook_urls_are_refused_when_subscribing_and_when_changing(strict):
     own = strict.ports["notifications"]
-    urls = [f"http://127.0.0.1:{own}/v1/subscriptions", "http://localhost:8001/", "http://0.0.0.0:8003/",
-            "http://2130706433:8003/", "http://0x7f000001:8003/", "http://127.1:8003/",
-            "http://[::ffff:127.0.0.1]:8003/", "http://[::1]:8003/", "http://169.254.169.254/latest/meta-data/",
-            "http://metadata.google.internal/computeMetadata/v1/", "http://10.0.0.1/", "http://[fe80::1]/",
-            "http://127.0.0.1:9092/", "http://[2002:7f00:1::]/"]
+    urls = [
+        f"http://127.0.0.1:{own}/v1/subscriptions",
+        "http://localhost:8001/",
+        "http://0.0.0.0:8003/",
+        "http://2130706433:8003/",
+        "http://0x7f000001:8003/",
+        "http://127.1:8003/",
+        "http://[::ffff:127.0.0.1]:8003/",
+        "http://[::1]:8003/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://metadata.google.internal/computeMetadata/v1/",
+        "http://10.0.0.1/",
+        "http://[fe80::1]/",
+        "http://127.0.0.1:9092/",
+        "http://[2002:7f00:1::]/",
+    ]
     refused = {}
     for url in urls:
-        response = strict.post("notifications", "/v1/subscriptions",
-                               {"subscriber": "x", "channel": "webhook", "url": url}, headers=DEPT_A)
+        response = strict.post(
+            "notifications", "/v1/subscriptions", {"subscriber": "x", "channel": "webhook", "url": url}, headers=DEPT_A
+        )
         refused[url] = (response.status_code, list(response.json()["error"]["fields"]))
     assert refused == {url: (422, ["url"]) for url in urls}
     assert strict.get("notifications", "/v1/subscriptions", headers=DEPT_A).json()["items"] == []
@@ -144,15 +177,25 @@ def test_a_webhook_whose_name_resolves_inward_by_delivery_time_is_refused_then(s
     """As if `url` resolved to a public address when it was subscribed and its DNS changed since:
     the row is written straight to the store, past the subscription-time check."""
     receiver = Receiver()
-    db = Database(f"sqlite:///{strict.tmp / 'data' / 'notifications.db'}", ROOT / "services" / "notifications" / "migrations")
+    db = Database(
+        f"sqlite:///{strict.tmp / 'data' / 'notifications.db'}", ROOT / "services" / "notifications" / "migrations"
+    )
     try:
-        body = NewSubscription(subscriber="Rebinding", channel="webhook", url=f"http://localhost:{receiver.port}/hook",
-                               filter={"types": [STATUS]})
+        body = NewSubscription(
+            subscriber="Rebinding",
+            channel="webhook",
+            url=f"http://localhost:{receiver.port}/hook",
+            filter={"types": [STATUS]},
+        )
         sub = handlers.create_subscription(body, NotificationsUnitOfWork(db), Caller("dept-a"))
         pid = str(uuid.uuid4())
         probe.send(strict.topic(topics.PROPOSALS), ev.status(pid, "in_evaluation", "approved"), key=pid)
-        [failed] = probe.events(strict.topic(topics.NOTIFICATIONS), "fi.espoo.kokeilu.delivery.failed",
-                                where=lambda e: e["data"]["subscription_id"] == sub.id, timeout=60)
+        [failed] = probe.events(
+            strict.topic(topics.NOTIFICATIONS),
+            "fi.espoo.kokeilu.delivery.failed",
+            where=lambda e: e["data"]["subscription_id"] == sub.id,
+            timeout=60,
+        )
         assert (failed["data"]["attempts"], failed["data"]["error"]) == (1, ADDRESS_REFUSED), "final at once"
         [logged] = deliveries(strict, DEPT_A, f"?subscription_id={sub.id}")
         assert logged["dead_lettered"] and [a["error"] for a in logged["attempts"]] == [ADDRESS_REFUSED]
@@ -176,13 +219,17 @@ def test_delivery_errors_do_not_show_what_answered_on_an_internal_port(platform,
                 return
             conn.sendall(b"220 smtp.internal.espoo ESMTP Postfix (Debian/GNU)\r\n")
             conn.close()
+
     threading.Thread(target=smtp_banner, daemon=True).start()
     try:
         sub = subscribe(platform, DEPT_A, f"http://127.0.0.1:{port}/", types=[STATUS])
         pid = str(uuid.uuid4())
         probe.send(platform.topic(topics.PROPOSALS), ev.status(pid, "in_evaluation", "approved"), key=pid)
-        [delivery] = wait_until(lambda: [d for d in deliveries(platform, DEPT_A, f"?subscription_id={sub['id']}")
-                                         if d["attempts"]], timeout=60, what="a first attempt")
+        [delivery] = wait_until(
+            lambda: [d for d in deliveries(platform, DEPT_A, f"?subscription_id={sub['id']}") if d["attempts"]],
+            timeout=60,
+            what="a first attempt",
+        )
         errors = {a["error"] for a in delivery["attempts"]}
         assert errors <= {"invalid response", "connection reset", "connection error"}, errors
         assert "ESMTP" not in json.dumps(delivery) and "Postfix" not in json.dumps(delivery)
@@ -199,9 +246,13 @@ def test_a_residents_name_reaches_a_webhook_redacted_without_the_scope_and_as_wr
         trusted = subscribe(platform, RESEARCH, trusted_receiver.url, types=[SUBMITTED, COMPLETED])
         assert (plain["personal_data"], trusted["personal_data"]) == (False, True)
         pid = str(uuid.uuid4())
-        submitted = ev.submitted(pid, title=f"Benches by {RESIDENT}", proposer={"organisation": RESIDENT, "kind": "resident"},
-                                 summary=f"I am {RESIDENT} (maija@example.fi) and I propose benches.",
-                                 partners=[f"{RESIDENT}'s neighbours"])
+        submitted = ev.submitted(
+            pid,
+            title=f"Benches by {RESIDENT}",
+            proposer={"organisation": RESIDENT, "kind": "resident"},
+            summary=f"I am {RESIDENT} (maija@example.fi) and I propose benches.",
+            partners=[f"{RESIDENT}'s neighbours"],
+        )
         completed = ev.completed(pid, lessons=f"{RESIDENT} learned that benches need backs.")
         for event in (submitted, completed):
             probe.send(platform.topic(topics.PROPOSALS), event, key=pid)
@@ -209,6 +260,7 @@ def test_a_residents_name_reaches_a_webhook_redacted_without_the_scope_and_as_wr
         def both(receiver):
             got = {body["type"]: body for _, body in receiver.received if body["subject"] == pid}
             return got if len(got) == 2 else None
+
         plain_got = wait_until(lambda: both(plain_receiver), timeout=60, what="dept-a's two webhooks")
         trusted_got = wait_until(lambda: both(trusted_receiver), timeout=60, what="research's two webhooks")
 

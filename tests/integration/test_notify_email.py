@@ -4,12 +4,13 @@ with Python's email package (policy=default): every header parses without a defe
 keeps every word in fi, sv and en, both parts (text and HTML) are there, and the List-Unsubscribe
 link works: POSTed (RFC 8058 one-click) it stops the subscription, or the proposer's e-mails about
 that proposal, and no further e-mail goes there."""
+
 from __future__ import annotations
 
 import html
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email import policy
 from email.parser import BytesParser
 
@@ -29,25 +30,42 @@ TITLES = {
     "sv": "Läsvänner på Kera skola – Sähköpotkulautojenpysäköintialueet och cykelparkering",
     "en": "A long English title about an autonomous shuttle feeder between Kera station and the new housing blocks",
 }
-PROPOSER_SUBJECT = {"fi": "Ehdotuksesi on arvioitavana: ", "sv": "Ditt förslag utvärderas: ",
-                    "en": "Your proposal is being evaluated: "}
+PROPOSER_SUBJECT = {
+    "fi": "Ehdotuksesi on arvioitavana: ",
+    "sv": "Ditt förslag utvärderas: ",
+    "en": "Your proposal is being evaluated: ",
+}
 
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory, mailbox):
     # No KOKEILU_UNSUBSCRIBE_SECRET nor _BASE_URL: the key is derived from the admin token and the
     # links point at the process's own address, as in `make run`.
-    p = Platform(tmp_path_factory.mktemp("notify-email"), extra_env={
-        "KOKEILU_SMTP_HOST": "127.0.0.1", "KOKEILU_SMTP_PORT": str(mailbox.port), "KOKEILU_MAIL_DOMAIN": DOMAIN,
-        "KOKEILU_DELIVERY_MAX_ATTEMPTS": "3", "KOKEILU_DELIVERY_RETRY_BASE_SECONDS": "0.2"})
+    p = Platform(
+        tmp_path_factory.mktemp("notify-email"),
+        extra_env={
+            "KOKEILU_SMTP_HOST": "127.0.0.1",
+            "KOKEILU_SMTP_PORT": str(mailbox.port),
+            "KOKEILU_MAIL_DOMAIN": DOMAIN,
+            "KOKEILU_DELIVERY_MAX_ATTEMPTS": "3",
+            "KOKEILU_DELIVERY_RETRY_BASE_SECONDS": "0.2",
+        },
+    )
     yield p.start("notifications")
     p.stop()
 
 
 def subscribe(platform, address, pid):
-    response = platform.post("notifications", "/v1/subscriptions", {
-        "subscriber": "Education department", "channel": "email", "email": address,
-        "filter": {"types": [STATUS], "proposal_id": pid}})
+    response = platform.post(
+        "notifications",
+        "/v1/subscriptions",
+        {
+            "subscriber": "Education department",
+            "channel": "email",
+            "email": address,
+            "filter": {"types": [STATUS], "proposal_id": pid},
+        },
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -70,7 +88,7 @@ def check_mail(platform, message, *, subject, language, delivery_id, title):
     assert message["Auto-Submitted"] == "auto-generated"
     assert message["Content-Language"] == language
     assert str(message["Date"]).endswith(" +0000")
-    assert abs(message["Date"].datetime - datetime.now(timezone.utc)) < timedelta(minutes=5)
+    assert abs(message["Date"].datetime - datetime.now(UTC)) < timedelta(minutes=5)
     assert message["Message-ID"] == f"<{delivery_id}@{DOMAIN}>"
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     [link] = re.fullmatch(r"<([^<>]+)>", str(message["List-Unsubscribe"])).groups()
@@ -96,16 +114,27 @@ def delivery_ids(platform, subscription_id):
 
 @pytest.mark.parametrize("language", ["fi", "sv", "en"])
 def test_a_subscribers_email_parses_cleanly_keeps_its_subject_and_one_click_stops_the_subscription(
-        platform, probe, mailbox, language):
+    platform, probe, mailbox, language
+):
     pid, tag = str(uuid.uuid4()), uuid.uuid4().hex[:8]
     address, witness = f"edu-{tag}@espoo.example", f"witness-{tag}@espoo.example"
     sub = subscribe(platform, address, pid)
-    send_events(platform, probe, ev.submitted(pid, language=language, title=TITLES[language]),
-                ev.status(pid, "in_evaluation", "approved"))
+    send_events(
+        platform,
+        probe,
+        ev.submitted(pid, language=language, title=TITLES[language]),
+        ev.status(pid, "in_evaluation", "approved"),
+    )
     message = parsed_mail(mailbox, address)
     [delivery_id] = delivery_ids(platform, sub["id"])
-    link = check_mail(platform, message, subject=f"Kokeilu: proposal.status-changed – {TITLES[language]}",
-                      language=language, delivery_id=delivery_id, title=TITLES[language])
+    link = check_mail(
+        platform,
+        message,
+        subject=f"Kokeilu: proposal.status-changed – {TITLES[language]}",
+        language=language,
+        delivery_id=delivery_id,
+        title=TITLES[language],
+    )
 
     # Opening the link (as a mail scanner does) changes nothing: a page with a button.
     opened = requests.get(link, timeout=10)
@@ -135,13 +164,23 @@ def test_a_subscribers_email_parses_cleanly_keeps_its_subject_and_one_click_stop
 def test_a_proposer_can_opt_out_of_emails_about_their_proposal_with_the_link(platform, probe, mailbox, language):
     pid, tag = str(uuid.uuid4()), uuid.uuid4().hex[:8]
     address, witness = f"proposer-{tag}@example.fi", f"witness-{tag}@espoo.example"
-    send_events(platform, probe, ev.contact(pid, address, language=language),
-                ev.submitted(pid, language=language, title=TITLES[language]),
-                ev.status(pid, "screening", "in_evaluation"))
+    send_events(
+        platform,
+        probe,
+        ev.contact(pid, address, language=language),
+        ev.submitted(pid, language=language, title=TITLES[language]),
+        ev.status(pid, "screening", "in_evaluation"),
+    )
     message = parsed_mail(mailbox, address)
     [delivery_id] = delivery_ids(platform, f"proposer:{pid}")
-    link = check_mail(platform, message, subject=PROPOSER_SUBJECT[language] + TITLES[language],
-                      language=language, delivery_id=delivery_id, title=TITLES[language])
+    link = check_mail(
+        platform,
+        message,
+        subject=PROPOSER_SUBJECT[language] + TITLES[language],
+        language=language,
+        delivery_id=delivery_id,
+        title=TITLES[language],
+    )
 
     clicked = requests.post(link, data="List-Unsubscribe=One-Click", headers=ONE_CLICK, timeout=10)
     assert clicked.status_code == 200, clicked.text

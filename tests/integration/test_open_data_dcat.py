@@ -2,6 +2,7 @@
 broker: its DCAT-AP 3 output passes the SEMICeu DCAT-AP 3.0.1 SHACL shapes (tests/data/dcat-ap-3.0.1)
 with no result at all, and every link to the catalogue in the DCAT output, the schema.org markup and
 the HTML pages answers 200 without a token."""
+
 import json
 import re
 import uuid
@@ -10,7 +11,7 @@ import pytest
 import requests
 
 from kokeilu.contracts import topics
-from tests.support import AUTH, ROOT, Platform, wait_until, send_events
+from tests.support import AUTH, ROOT, Platform, send_events, wait_until
 from tests.unit.results import events as ev
 
 pytestmark = pytest.mark.kafka
@@ -32,7 +33,7 @@ def catalogue(tmp_path_factory):
 def local(platform, url: str) -> str:
     """The catalogue's own address for a public URL (the proxy's job), without the fragment."""
     assert url.startswith(PUBLIC + "/"), url
-    return platform.url("catalogue", url[len(PUBLIC):].split("#")[0])
+    return platform.url("catalogue", url[len(PUBLIC) :].split("#")[0])
 
 
 def public_get(platform, url: str):
@@ -45,35 +46,85 @@ def published(catalogue, probe):
     one rejected (withdrawn from the catalogue) and one that failed screening (never in it)."""
     ids = {name: str(uuid.uuid4()) for name in ("fi", "sv", "en", "done", "resident", "rejected", "failed")}
     p = ids
-    send_events(catalogue, probe,
-         ev.submitted(p["fi"], title="Lukukaverit Keran koulussa", language="fi", school_name="Keran koulu",
-                      summary="Isommat oppilaat lukevat pienempien kanssa kahdesti viikossa."),
-         ev.screened(p["fi"]),
-         ev.submitted(p["sv"], title="Matarbuss till Kera station", language="sv", focus_area="smart_mobility",
-                      environment="kera", summary="En självkörande matarbuss mellan Kera station och nya bostäder."),
-         ev.screened(p["sv"]), ev.decided(p["sv"]),
-         ev.submitted(p["en"], title="Litter sensors on the Waterfront Walkway", language="en",
-                      focus_area="sustainable_development", environment="waterfront_walkway"),
-         ev.screened(p["en"]), ev.decided(p["en"]), ev.started(p["en"]), ev.measured(p["en"], 71),
-         ev.submitted(p["done"], title="Länsimetron liityntäpyörät", language="fi", focus_area="smart_mobility",
-                      environment="west_metro"),
-         ev.screened(p["done"]), ev.decided(p["done"]), ev.started(p["done"]), ev.completed(p["done"]),
-         ev.submitted(p["resident"], title="Community compost for the whole city", language="en",
-                      focus_area="sustainable_development", environment="citywide",
-                      proposer={"organisation": "Maija Meikäläinen", "kind": "resident"}),
-         ev.screened(p["resident"]),
-         ev.submitted(p["rejected"]), ev.screened(p["rejected"]),
-         ev.submitted(p["failed"]), ev.screened(p["failed"], passed=False))
-    expected = {"fi": "in_evaluation", "sv": "planned", "en": "piloting", "done": "completed",
-                "resident": "in_evaluation"}
+    send_events(
+        catalogue,
+        probe,
+        ev.submitted(
+            p["fi"],
+            title="Lukukaverit Keran koulussa",
+            language="fi",
+            school_name="Keran koulu",
+            summary="Isommat oppilaat lukevat pienempien kanssa kahdesti viikossa.",
+        ),
+        ev.screened(p["fi"]),
+        ev.submitted(
+            p["sv"],
+            title="Matarbuss till Kera station",
+            language="sv",
+            focus_area="smart_mobility",
+            environment="kera",
+            summary="En självkörande matarbuss mellan Kera station och nya bostäder.",
+        ),
+        ev.screened(p["sv"]),
+        ev.decided(p["sv"]),
+        ev.submitted(
+            p["en"],
+            title="Litter sensors on the Waterfront Walkway",
+            language="en",
+            focus_area="sustainable_development",
+            environment="waterfront_walkway",
+        ),
+        ev.screened(p["en"]),
+        ev.decided(p["en"]),
+        ev.started(p["en"]),
+        ev.measured(p["en"], 71),
+        ev.submitted(
+            p["done"],
+            title="Länsimetron liityntäpyörät",
+            language="fi",
+            focus_area="smart_mobility",
+            environment="west_metro",
+        ),
+        ev.screened(p["done"]),
+        ev.decided(p["done"]),
+        ev.started(p["done"]),
+        ev.completed(p["done"]),
+        ev.submitted(
+            p["resident"],
+            title="Community compost for the whole city",
+            language="en",
+            focus_area="sustainable_development",
+            environment="citywide",
+            proposer={"organisation": "Maija Meikäläinen", "kind": "resident"},
+        ),
+        ev.screened(p["resident"]),
+        ev.submitted(p["rejected"]),
+        ev.screened(p["rejected"]),
+        ev.submitted(p["failed"]),
+        ev.screened(p["failed"], passed=False),
+    )
+    expected = {
+        "fi": "in_evaluation",
+        "sv": "planned",
+        "en": "piloting",
+        "done": "completed",
+        "resident": "in_evaluation",
+    }
     for name, status in expected.items():
-        wait_until(lambda: (r := public_get(catalogue, f"{PUBLIC}/results/{p[name]}.json")).status_code == 200
-                   and r.json()["status"] == status, what=f"{name} result {status}")
+        wait_until(
+            lambda: (
+                (r := public_get(catalogue, f"{PUBLIC}/results/{p[name]}.json")).status_code == 200
+                and r.json()["status"] == status
+            ),
+            what=f"{name} result {status}",
+        )
     wait_until(lambda: public_get(catalogue, f"{PUBLIC}/results/{p['en']}.json").json()["kpis"][0]["actual"] == 71)
     # Rejected once it was in the catalogue (the two topics' records reach the catalogue in no
     # fixed order: a decision applied before the proposal was known would never publish a result).
-    wait_until(lambda: public_get(catalogue, f"{PUBLIC}/results/{p['rejected']}.json").status_code == 200,
-               what="the rejected proposal's result published before its decision")
+    wait_until(
+        lambda: public_get(catalogue, f"{PUBLIC}/results/{p['rejected']}.json").status_code == 200,
+        what="the rejected proposal's result published before its decision",
+    )
     send_events(catalogue, probe, ev.decided(p["rejected"], "rejected"))
     return ids
 
@@ -100,8 +151,10 @@ def test_the_controlled_vocabulary_shapes_only_warn_where_no_eu_term_exists(cata
     from rdflib.namespace import DCTERMS, SH
 
     results, text = validate(catalog, "mdr-vocabularies.shape.ttl")
-    assert {(severity, path) for severity, path, _ in results} <= {(SH.Warning, DCTERMS.publisher),
-                                                                   (SH.Warning, DCTERMS.spatial)}, text
+    assert {(severity, path) for severity, path, _ in results} <= {
+        (SH.Warning, DCTERMS.publisher),
+        (SH.Warning, DCTERMS.spatial),
+    }, text
 
 
 def validate(data, shapes):
@@ -112,8 +165,10 @@ def validate(data, shapes):
 
     graph = Graph().parse(SHAPES / shapes, format="turtle")
     _, report, text = shacl(data, shacl_graph=graph, inference="none", allow_warnings=False)
-    results = [(report.value(r, SH.resultSeverity), report.value(r, SH.resultPath), report.value(r, SH.focusNode))
-               for r in report.objects(None, SH.result)]
+    results = [
+        (report.value(r, SH.resultSeverity), report.value(r, SH.resultPath), report.value(r, SH.focusNode))
+        for r in report.objects(None, SH.result)
+    ]
     return results, text
 
 
@@ -151,7 +206,9 @@ def test_every_link_to_the_catalogue_answers_without_a_token(catalogue, catalog,
         assert page + ".json" in ours and page in ours
     [homepage] = catalog.objects(None, FOAF.homepage)
     assert str(homepage) == f"{PUBLIC}/portal"
-    access = {str(u) for u in catalog.objects(None, DCAT.accessURL)} | {str(u) for u in catalog.objects(None, DCAT.downloadURL)}
+    access = {str(u) for u in catalog.objects(None, DCAT.accessURL)} | {
+        str(u) for u in catalog.objects(None, DCAT.downloadURL)
+    }
     assert access and all("/v1/results" not in u for u in access)  # not the API, which wants a token
 
     # the schema.org markup and the links of each result's page and of the index
@@ -197,8 +254,9 @@ def test_the_public_json_of_a_result_is_the_public_result_and_nothing_else(catal
 def test_an_unpublished_or_unknown_result_is_a_json_404(catalogue, probe, published, name):
     pid = published[name] if name else str(uuid.uuid4())
     if name == "rejected":  # it was in the catalogue until the decision
-        probe.events(catalogue.topic(topics.RESULTS), "fi.espoo.kokeilu.result.withdrawn",
-                     where=lambda e: e["subject"] == pid)
+        probe.events(
+            catalogue.topic(topics.RESULTS), "fi.espoo.kokeilu.result.withdrawn", where=lambda e: e["subject"] == pid
+        )
     for path in (f"/results/{pid}.json", f"/results/{pid}"):
         response = public_get(catalogue, PUBLIC + path)
         assert response.status_code == 404 and response.headers["Content-Type"].startswith("application/json")

@@ -1,4 +1,5 @@
 """The proposals service as a real process against the real broker and a SQLite store."""
+
 import json
 import uuid
 
@@ -42,27 +43,45 @@ def test_record_key_is_the_proposal_id(proposals, probe):
 
 def test_screening_outcome_moves_the_proposal(proposals, probe):
     proposal_id = proposals.post("proposals", "/v1/proposals", submission()).json()["id"]
-    probe.send(proposals.topic(topics.EVALUATIONS), cloudevent(SCREENED, {
-        "proposal_id": proposal_id, "passed": False, "screened_at": "2026-11-28T10:00:00Z",
-        "failed_rules": [{"rule": "budget_cap", "reason": "too much"}]}, subject=proposal_id), key=proposal_id)
+    probe.send(
+        proposals.topic(topics.EVALUATIONS),
+        cloudevent(
+            SCREENED,
+            {
+                "proposal_id": proposal_id,
+                "passed": False,
+                "screened_at": "2026-11-28T10:00:00Z",
+                "failed_rules": [{"rule": "budget_cap", "reason": "too much"}],
+            },
+            subject=proposal_id,
+        ),
+        key=proposal_id,
+    )
 
     def failed():
         p = proposals.get("proposals", f"/v1/proposals/{proposal_id}").json()
         return p if p["status"] == "screening_failed" else None
+
     proposal = wait_until(failed, what="status screening_failed")
     assert proposal["screening_failures"] == [{"rule": "budget_cap", "reason": "too much"}]
-    [changed] = probe.events(proposals.topic(topics.PROPOSALS), "fi.espoo.kokeilu.proposal.status-changed",
-                             where=lambda e: e["subject"] == proposal_id and e["data"]["to_status"] == "screening_failed")
+    [changed] = probe.events(
+        proposals.topic(topics.PROPOSALS),
+        "fi.espoo.kokeilu.proposal.status-changed",
+        where=lambda e: e["subject"] == proposal_id and e["data"]["to_status"] == "screening_failed",
+    )
     assert changed["data"]["from_status"] == "screening"
 
 
-@pytest.mark.parametrize("value, reason", [
-    (b"this is not json", "unparseable"),
-    (b"[1, 2, 3]", "unparseable"),
-    (json.dumps({"specversion": "1.0", "id": "x"}).encode(), "unparseable"),
-    (json.dumps(cloudevent("fi.espoo.kokeilu.nonsense", {})).encode(), "invalid"),
-    (json.dumps(cloudevent("fi.espoo.kokeilu.intake.proposal", {"title": "no"})).encode(), "invalid"),
-])
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        (b"this is not json", "unparseable"),
+        (b"[1, 2, 3]", "unparseable"),
+        (json.dumps({"specversion": "1.0", "id": "x"}).encode(), "unparseable"),
+        (json.dumps(cloudevent("fi.espoo.kokeilu.nonsense", {})).encode(), "invalid"),
+        (json.dumps(cloudevent("fi.espoo.kokeilu.intake.proposal", {"title": "no"})).encode(), "invalid"),
+    ],
+)
 def test_bad_intake_records_are_dead_lettered_and_the_consumer_carries_on(proposals, probe, value, reason):
     intake = proposals.topic(topics.INTAKE)
     probe.send(intake, value, key="bad")
@@ -82,32 +101,47 @@ def test_bad_intake_records_are_dead_lettered_and_the_consumer_carries_on(propos
     def listed():
         items = proposals.get("proposals", "/v1/proposals").json()["items"]
         return [p for p in items if p["title"] == title]
+
     [created] = wait_until(listed, what="the good intake event to be applied")
     assert created["source"] == "portal"
 
 
 def test_the_same_intake_event_twice_gives_one_proposal(proposals, probe):
-    event = cloudevent("fi.espoo.kokeilu.intake.proposal", submission(title="Sent twice by the portal"),
-                       source="e-services-portal", event_id="portal-42")
+    event = cloudevent(
+        "fi.espoo.kokeilu.intake.proposal",
+        submission(title="Sent twice by the portal"),
+        source="e-services-portal",
+        event_id="portal-42",
+    )
     probe.send(proposals.topic(topics.INTAKE), event, key="portal-42")
     probe.send(proposals.topic(topics.INTAKE), event, key="portal-42")
-    marker = cloudevent("fi.espoo.kokeilu.intake.proposal", submission(title="Marker after the duplicate"),
-                        source="e-services-portal", event_id="portal-43")
+    marker = cloudevent(
+        "fi.espoo.kokeilu.intake.proposal",
+        submission(title="Marker after the duplicate"),
+        source="e-services-portal",
+        event_id="portal-43",
+    )
     probe.send(proposals.topic(topics.INTAKE), marker, key="portal-42")  # same key: same partition, after both
 
     def titles():
         return [p["title"] for p in proposals.get("proposals", "/v1/proposals").json()["items"]]
+
     wait_until(lambda: "Marker after the duplicate" in titles(), what="marker to arrive")
     assert titles().count("Sent twice by the portal") == 1
 
 
-@pytest.mark.parametrize("body, field", [
-    (submission(focus_area="space"), "focus_area"),
-    (submission(budget_eur=-5), "budget_eur"),
-    (submission(proposer={"organisation": "X", "kind": "company", "contact_email": "not-an-email"}),
-     "proposer.contact_email"),
-    ({k: v for k, v in submission().items() if k != "title"}, "title"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        (submission(focus_area="space"), "focus_area"),
+        (submission(budget_eur=-5), "budget_eur"),
+        (
+            submission(proposer={"organisation": "X", "kind": "company", "contact_email": "not-an-email"}),
+            "proposer.contact_email",
+        ),
+        ({k: v for k, v in submission().items() if k != "title"}, "title"),
+    ],
+)
 def test_invalid_submission_gets_422_naming_the_field(proposals, body, field):
     response = proposals.post("proposals", "/v1/proposals", body)
     assert response.status_code == 422
@@ -116,6 +150,7 @@ def test_invalid_submission_gets_422_naming_the_field(proposals, body, field):
 
 def test_body_that_is_not_json_gets_400(proposals):
     import requests
+
     response = requests.post(proposals.url("proposals", "/v1/proposals"), data=b"{nope", headers=AUTH, timeout=5)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "bad_request"

@@ -1,6 +1,7 @@
 """A service that loses its broker keeps accepting work (it stays ready: its store answers),
 reports the broker unreachable and its growing outbox, and recovers by itself when the broker
 returns, losing nothing. Runs a private broker so it can be stopped and frozen."""
+
 import os
 import re
 import signal
@@ -16,8 +17,7 @@ pytestmark = pytest.mark.kafka
 
 
 def kafka(action: str, port: int, controller: int, data_dir) -> None:
-    env = dict(os.environ, KAFKA_PORT=str(port), KAFKA_CONTROLLER_PORT=str(controller),
-               KAFKA_DATA_DIR=str(data_dir))
+    env = dict(os.environ, KAFKA_PORT=str(port), KAFKA_CONTROLLER_PORT=str(controller), KAFKA_DATA_DIR=str(data_dir))
     subprocess.run([str(ROOT / "deploy" / "kafka.sh"), action], env=env, check=True, capture_output=True, timeout=180)
 
 
@@ -26,8 +26,11 @@ def private_broker(tmp_path):
     port, controller = free_port(), free_port()
     data_dir = tmp_path / "kafka"
     kafka("start", port, controller, data_dir)
-    yield {"bootstrap": f"127.0.0.1:{port}", "control": lambda action: kafka(action, port, controller, data_dir),
-           "pid": lambda: int((data_dir / "broker.pid").read_text())}
+    yield {
+        "bootstrap": f"127.0.0.1:{port}",
+        "control": lambda action: kafka(action, port, controller, data_dir),
+        "pid": lambda: int((data_dir / "broker.pid").read_text()),
+    }
     kafka("stop", port, controller, data_dir)
 
 
@@ -37,8 +40,11 @@ def test_proposals_accepted_while_the_broker_is_down_are_published_when_it_retur
         platform.start("proposals")
         wait_until(lambda: gauge(platform, "kokeilu_kafka_connected") == 1, timeout=30, what="the first probe")
         private_broker["control"]("stop")
-        wait_until(lambda: gauge(platform, "kokeilu_kafka_connected") == 0, timeout=30,
-                   what="the monitor to report the broker unreachable")
+        wait_until(
+            lambda: gauge(platform, "kokeilu_kafka_connected") == 0,
+            timeout=30,
+            what="the monitor to report the broker unreachable",
+        )
         ready = platform.get("proposals", "/health/ready", headers={})
         assert ready.status_code == 200 and ready.json()["checks"]["kafka"] == "unreachable"
 
@@ -51,21 +57,38 @@ def test_proposals_accepted_while_the_broker_is_down_are_published_when_it_retur
         assert gauge(platform, "kokeilu_outbox_backlog") >= 9
 
         private_broker["control"]("start")
-        wait_until(lambda: gauge(platform, "kokeilu_kafka_connected") == 1, timeout=60,
-                   what="the monitor to see the broker again")
+        wait_until(
+            lambda: gauge(platform, "kokeilu_kafka_connected") == 1,
+            timeout=60,
+            what="the monitor to see the broker again",
+        )
         probe = Probe(private_broker["bootstrap"])
         try:
-            events = probe.events(platform.topic(topics.PROPOSALS), "fi.espoo.kokeilu.proposal.submitted",
-                                  count=3, timeout=90, where=lambda e: e["subject"] in ids)
+            events = probe.events(
+                platform.topic(topics.PROPOSALS),
+                "fi.espoo.kokeilu.proposal.submitted",
+                count=3,
+                timeout=90,
+                where=lambda e: e["subject"] in ids,
+            )
             assert sorted(e["subject"] for e in events) == sorted(ids)
 
             # The consumer came back too: an outcome published now is applied.
-            probe.send(platform.topic(topics.EVALUATIONS), cloudevent(
-                "fi.espoo.kokeilu.screening.completed",
-                {"proposal_id": ids[0], "passed": True, "screened_at": "2026-11-28T10:00:00Z"},
-                subject=ids[0], source=service_source("evaluation")), key=ids[0])
-            wait_until(lambda: platform.get("proposals", f"/v1/proposals/{ids[0]}").json()["status"] == "in_evaluation",
-                       timeout=90, what="the consumer to apply an event after the broker returned")
+            probe.send(
+                platform.topic(topics.EVALUATIONS),
+                cloudevent(
+                    "fi.espoo.kokeilu.screening.completed",
+                    {"proposal_id": ids[0], "passed": True, "screened_at": "2026-11-28T10:00:00Z"},
+                    subject=ids[0],
+                    source=service_source("evaluation"),
+                ),
+                key=ids[0],
+            )
+            wait_until(
+                lambda: platform.get("proposals", f"/v1/proposals/{ids[0]}").json()["status"] == "in_evaluation",
+                timeout=90,
+                what="the consumer to apply an event after the broker returned",
+            )
             wait_until(lambda: gauge(platform, "kokeilu_outbox_backlog") == 0, timeout=60, what="the outbox to drain")
         finally:
             probe.close()
@@ -91,12 +114,14 @@ def test_a_frozen_broker_is_reported_unreachable_while_the_service_stays_ready(t
         # A frozen broker still accepts TCP connections; only a real request shows it is gone.
         os.kill(private_broker["pid"](), signal.SIGSTOP)
         try:
-            wait_until(lambda: gauge(platform, "kokeilu_kafka_connected") == 0, timeout=30,
-                       what="the monitor to report the frozen broker")
+            wait_until(
+                lambda: gauge(platform, "kokeilu_kafka_connected") == 0,
+                timeout=30,
+                what="the monitor to report the frozen broker",
+            )
             assert platform.get("proposals", "/health/ready", headers={}).status_code == 200
         finally:
             os.kill(private_broker["pid"](), signal.SIGCONT)
         wait_until(lambda: gauge(platform, "kokeilu_kafka_connected") == 1, timeout=60, what="the broker to thaw")
     finally:
         platform.stop()
-

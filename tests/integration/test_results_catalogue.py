@@ -1,5 +1,6 @@
 """The results catalogue as a real process on the real broker: the lifecycle of a result on the
 public topic, search, open data, and a rebuild from the topics that equals the live catalogue."""
+
 import csv
 import io
 import json
@@ -13,7 +14,7 @@ import sqlalchemy as sa
 
 from kokeilu.contracts import topics
 from kokeilu.contracts.sources import service_source
-from tests.support import ROOT, wait_until, send_events
+from tests.support import ROOT, send_events, wait_until
 from tests.unit.results import events as ev
 
 pytestmark = pytest.mark.kafka
@@ -31,6 +32,7 @@ def result_of(platform, pid, **expected):
         response = platform.get("catalogue", f"/v1/results/{pid}")
         body = response.json() if response.status_code == 200 else None
         return body if body and all(body.get(k) == v for k, v in expected.items()) else None
+
     return wait_until(current, timeout=30, what=f"result {pid} with {expected}")
 
 
@@ -47,15 +49,23 @@ def test_a_result_follows_its_proposal_from_screening_to_a_completed_pilot(catal
     send_events(catalogue, probe, ev.completed(pid))
     done = result_of(catalogue, pid, status="completed")
     assert done["outcome"] == "scale_up" and done["lessons_learned"].startswith("Pairs")
-    assert done["kpis"][0] == {"name": "words per minute", "unit": "wpm", "baseline": 60, "target": 80, "actual": 84,
-                               "series": [{"start": "2026-05-01", "end": "2026-05-01", "count": 1, "mean": 71,
-                                           "min": 71, "max": 71, "last": 71}]}
+    assert done["kpis"][0] == {
+        "name": "words per minute",
+        "unit": "wpm",
+        "baseline": 60,
+        "target": 80,
+        "actual": 84,
+        "series": [
+            {"start": "2026-05-01", "end": "2026-05-01", "count": 1, "mean": 71, "min": 71, "max": 71, "last": 71}
+        ],
+    }
     assert done["started_at"].startswith("2026-04-01") and done["completed_at"].startswith("2026-08-01")
     assert piloting["published_at"] == done["published_at"] == "2026-03-02T10:01:00Z"  # event times: rebuilds are exact
     assert done["updated_at"] == "2026-08-01T08:00:00Z"
 
-    on_topic = probe.events(catalogue.topic(topics.RESULTS), T + "updated", count=4,
-                            where=lambda e: e["subject"] == pid)
+    on_topic = probe.events(
+        catalogue.topic(topics.RESULTS), T + "updated", count=4, where=lambda e: e["subject"] == pid
+    )
     assert [e["data"]["status"] for e in on_topic][-1] == "completed"
     [published] = probe.events(catalogue.topic(topics.RESULTS), T + "published", where=lambda e: e["subject"] == pid)
     assert published["source"] == service_source("catalogue")  # absolute: <base>services/catalogue
@@ -79,9 +89,16 @@ def test_a_proposal_rejected_or_withdrawn_before_its_pilot_leaves_the_catalogue(
 
 def test_a_pilot_stopped_midway_keeps_its_lessons(catalogue, probe):
     pid = str(uuid.uuid4())
-    send_events(catalogue, probe, ev.submitted(pid), ev.screened(pid), ev.decided(pid), ev.started(pid),
-         ev.completed(pid, outcome="stop", lessons="Tablets were not charged at the start of lessons."),
-         ev.status(pid, "piloting", "withdrawn", time="2026-08-02T00:00:00Z"))
+    send_events(
+        catalogue,
+        probe,
+        ev.submitted(pid),
+        ev.screened(pid),
+        ev.decided(pid),
+        ev.started(pid),
+        ev.completed(pid, outcome="stop", lessons="Tablets were not charged at the start of lessons."),
+        ev.status(pid, "piloting", "withdrawn", time="2026-08-02T00:00:00Z"),
+    )
     done = result_of(catalogue, pid, status="completed")
     assert done["outcome"] == "stop" and "Tablets" in done["lessons_learned"]
 
@@ -92,9 +109,14 @@ def test_search_filters_facets_sorting_and_cursor_pages(catalogue, probe):
     for n, (area, env) in enumerate([("learning", "school"), ("smart_mobility", "kera"), ("learning", "citywide")]):
         pid = str(uuid.uuid4())
         ids.append(pid)
-        send_events(catalogue, probe, ev.submitted(pid, title=f"Pilot {n} {tag}", focus_area=area, environment=env,
-                                            time=f"2026-03-0{n + 1}T10:00:00Z"),
-             ev.screened(pid, time=f"2026-03-0{n + 1}T11:00:00Z"))
+        send_events(
+            catalogue,
+            probe,
+            ev.submitted(
+                pid, title=f"Pilot {n} {tag}", focus_area=area, environment=env, time=f"2026-03-0{n + 1}T10:00:00Z"
+            ),
+            ev.screened(pid, time=f"2026-03-0{n + 1}T11:00:00Z"),
+        )
     for pid in ids:
         result_of(catalogue, pid)
     found = catalogue.get("catalogue", f"/v1/results?q={tag}").json()
@@ -105,8 +127,9 @@ def test_search_filters_facets_sorting_and_cursor_pages(catalogue, probe):
     assert [r["title"] for r in learning["items"]] == [f"Pilot 0 {tag}", f"Pilot 2 {tag}"]
     pages, cursor = [], None
     while True:
-        page = catalogue.get("catalogue", f"/v1/results?q={tag}&sort=newest&limit=2"
-                             + (f"&cursor={cursor}" if cursor else "")).json()
+        page = catalogue.get(
+            "catalogue", f"/v1/results?q={tag}&sort=newest&limit=2" + (f"&cursor={cursor}" if cursor else "")
+        ).json()
         pages.append([r["result_id"] for r in page["items"]])
         cursor = page["next_cursor"]
         if not cursor:
@@ -133,7 +156,9 @@ def test_open_data_is_dcat_ap_json_ld_csv_and_an_html_page_per_result(catalogue,
     assert (catalog, DCAT.dataset, dataset) in graph and (dataset, RDF.type, DCAT.Dataset) in graph
     assert graph.value(dataset, DCTERMS.title) == Literal("Open <data> & pilots", lang="fi")  # the proposal's language
     assert graph.value(dataset, DCTERMS.identifier) == Literal(pid)
-    assert graph.value(dataset, DCTERMS.license) == URIRef("http://publications.europa.eu/resource/authority/licence/CC_BY_4_0")
+    assert graph.value(dataset, DCTERMS.license) == URIRef(
+        "http://publications.europa.eu/resource/authority/licence/CC_BY_4_0"
+    )
     for prop in (DCTERMS.description, DCTERMS.publisher, DCTERMS.spatial, DCTERMS.temporal):
         assert graph.value(dataset, prop) is not None, prop
     period = graph.value(dataset, DCTERMS.temporal)
@@ -143,7 +168,9 @@ def test_open_data_is_dcat_ap_json_ld_csv_and_an_html_page_per_result(catalogue,
     for d in distributions:
         assert graph.value(d, DCAT.accessURL) is not None and graph.value(d, DCTERMS.license) is not None
 
-    rows = list(csv.DictReader(io.StringIO(requests.get(catalogue.url("catalogue", "/v1/results.csv"), timeout=10).text)))
+    rows = list(
+        csv.DictReader(io.StringIO(requests.get(catalogue.url("catalogue", "/v1/results.csv"), timeout=10).text))
+    )
     [row] = [r for r in rows if r["result_id"] == pid]
     assert row["title"] == "Open <data> & pilots" and row["licence"] == "CC-BY-4.0"
 
@@ -171,9 +198,14 @@ def test_a_rebuilt_catalogue_equals_the_live_one(catalogue, probe, tmp_path):
 
     url = f"sqlite:///{tmp_path / 'rebuilt.db'}"
     env = catalogue.env("catalogue", 0)
-    run = subprocess.run([sys.executable, "-m", "services.catalogue.rebuild", "--database-url", url,
-                          "--every", "5"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-m", "services.catalogue.rebuild", "--database-url", url, "--every", "5"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
     assert "rebuilding from" in run.stderr and "done:" in run.stderr
 
@@ -187,8 +219,10 @@ def test_a_rebuilt_catalogue_equals_the_live_one(catalogue, probe, tmp_path):
             break
     engine = sa.create_engine(url)
     with engine.connect() as conn:
-        rebuilt = {row.result_id: json.loads(row.document) if isinstance(row.document, str) else row.document
-                   for row in conn.execute(sa.text("SELECT result_id, document FROM results"))}
+        rebuilt = {
+            row.result_id: json.loads(row.document) if isinstance(row.document, str) else row.document
+            for row in conn.execute(sa.text("SELECT result_id, document FROM results"))
+        }
         outbox = conn.execute(sa.text("SELECT count(*) FROM outbox")).scalar_one()
     engine.dispose()
     assert {a, c} <= set(rebuilt) and b not in rebuilt
@@ -200,8 +234,12 @@ def test_the_portal_refuses_unknown_values_naming_the_parameter_as_json_or_as_a_
     def get(path, accept="*/*"):
         return requests.get(catalogue.url("catalogue", path), headers={"Accept": accept}, timeout=10)
 
-    for path, field in (("/portal/results?focus_area=nope", "focus_area"), ("/portal?lang=de", "lang"),
-                        ("/results?year=soon", "year"), ("/portal/results?after=garbage", "after")):
+    for path, field in (
+        ("/portal/results?focus_area=nope", "focus_area"),
+        ("/portal?lang=de", "lang"),
+        ("/results?year=soon", "year"),
+        ("/portal/results?after=garbage", "after"),
+    ):
         api = get(path)
         assert api.status_code == 422 and api.json()["error"]["fields"].keys() == {field}, (path, api.text)
         page = get(path, "text/html,application/xhtml+xml,*/*;q=0.8")

@@ -1,4 +1,5 @@
 """The department's example consumer (examples/results_consumer.py) against the real broker."""
+
 import json
 import sqlite3
 import uuid
@@ -17,24 +18,46 @@ T = "fi.espoo.kokeilu.result."
 
 
 def result(pid, status, updated_at, title="Reading buddies"):
-    return cloudevent(T + ("published" if status == "in_evaluation" else "updated"), {
-        "result_id": pid, "proposal_id": pid, "title": title, "summary": "Pupils read together.",
-        "focus_area": "learning", "environment": "school", "proposer_kind": "school", "status": status,
-        "contact_unit": "Espoo", "licence": "CC-BY-4.0", "published_at": "2026-03-01T10:00:00Z",
-        "updated_at": updated_at}, subject=pid, source=service_source("catalogue"))
+    return cloudevent(
+        T + ("published" if status == "in_evaluation" else "updated"),
+        {
+            "result_id": pid,
+            "proposal_id": pid,
+            "title": title,
+            "summary": "Pupils read together.",
+            "focus_area": "learning",
+            "environment": "school",
+            "proposer_kind": "school",
+            "status": status,
+            "contact_unit": "Espoo",
+            "licence": "CC-BY-4.0",
+            "published_at": "2026-03-01T10:00:00Z",
+            "updated_at": updated_at,
+        },
+        subject=pid,
+        source=service_source("catalogue"),
+    )
 
 
 def test_the_example_consumer_keeps_a_table_of_current_results(probe, tmp_path):
     topic = f"t{uuid.uuid4().hex[:10]}.kokeilu.results.v1"
     # Created as the platform creates the real one: compacted.
-    ensure_topics(Settings(), {topic: {"num_partitions": 3, "replication_factor": 1,
-                                       "configs": {"cleanup.policy": "compact"}}})
+    ensure_topics(
+        Settings(), {topic: {"num_partitions": 3, "replication_factor": 1, "configs": {"cleanup.policy": "compact"}}}
+    )
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
     probe.send(topic, result(a, "in_evaluation", "2026-03-01T10:00:00Z"), key=a)
     probe.send(topic, result(a, "piloting", "2026-04-01T10:00:00Z"), key=a)
     probe.send(topic, result(b, "in_evaluation", "2026-03-01T10:00:00Z"), key=b)
-    probe.send(topic, cloudevent(T + "withdrawn", {"result_id": b, "proposal_id": b, "reason": "rejected",
-                                                   "withdrawn_at": "2026-03-05T10:00:00Z"}, subject=b), key=b)
+    probe.send(
+        topic,
+        cloudevent(
+            T + "withdrawn",
+            {"result_id": b, "proposal_id": b, "reason": "rejected", "withdrawn_at": "2026-03-05T10:00:00Z"},
+            subject=b,
+        ),
+        key=b,
+    )
     database = str(tmp_path / "department.db")
     assert results_consumer.run(BOOTSTRAP, f"dept-{uuid.uuid4().hex[:6]}", database, topic, idle_seconds=3) == 4
 

@@ -1,4 +1,5 @@
 """Catalogue search on the real store, SQLite FTS5 and PostgreSQL full-text search alike."""
+
 import json
 
 import pytest
@@ -30,12 +31,16 @@ def search(uow_factory, **q):
 
 
 def test_full_text_filters_facets_and_pages(uow_factory):
-    texts = [("a", "Snow ploughs on the Waterfront Walkway", "learning", "waterfront_walkway"),
-             ("b", "Reading buddies at Kera school", "learning", "school"),
-             ("c", "Shuttle feeder for Kera station", "smart_mobility", "kera")]
+    texts = [
+        ("a", "Snow ploughs on the Waterfront Walkway", "learning", "waterfront_walkway"),
+        ("b", "Reading buddies at Kera school", "learning", "school"),
+        ("c", "Shuttle feeder for Kera station", "smart_mobility", "kera"),
+    ]
     for n, (pid, title, area, env) in enumerate(texts):
-        apply(uow_factory, ev.submitted(pid, title=title, focus_area=area, environment=env,
-                                        time=f"2026-03-0{n + 1}T10:00:00Z"))
+        apply(
+            uow_factory,
+            ev.submitted(pid, title=title, focus_area=area, environment=env, time=f"2026-03-0{n + 1}T10:00:00Z"),
+        )
         apply(uow_factory, ev.screened(pid, time=f"2026-03-0{n + 1}T11:00:00Z"))
     apply(uow_factory, ev.started("c"))
     apply(uow_factory, ev.completed("c", lessons="Riders loved the winter timetable"))
@@ -64,8 +69,13 @@ def test_a_kpi_series_is_one_row_per_day_however_many_measurements(uow_factory, 
     apply(uow_factory, ev.screened("k"))
     apply(uow_factory, ev.decided("k"))
     apply(uow_factory, ev.started("k"))
-    values = {"2026-05-01T06:00:00Z": 60, "2026-05-01T23:59:00Z": 66, "2026-05-01T12:00:00Z": 90,
-              "2026-05-02T00:00:00Z": 70, "2026-05-04T08:00:00+03:00": 72}
+    values = {
+        "2026-05-01T06:00:00Z": 60,
+        "2026-05-01T23:59:00Z": 66,
+        "2026-05-01T12:00:00Z": 90,
+        "2026-05-02T00:00:00Z": 70,
+        "2026-05-04T08:00:00+03:00": 72,
+    }
     for at, value in values.items():
         apply(uow_factory, ev.measured("k", value, time=at))
     with uow_factory() as uow:
@@ -75,7 +85,10 @@ def test_a_kpi_series_is_one_row_per_day_however_many_measurements(uow_factory, 
     assert published.kpis[0].series is None  # not in the public events while piloting
     [kpi] = handlers.get_result("k", uow_factory()).kpis
     assert [(str(p.start), p.count, p.mean, p.min, p.max, p.last) for p in kpi.series] == [
-        ("2026-05-01", 3, 72.0, 60, 90, 66), ("2026-05-02", 1, 70, 70, 70, 70), ("2026-05-04", 1, 72, 72, 72, 72)]
+        ("2026-05-01", 3, 72.0, 60, 90, 66),
+        ("2026-05-02", 1, 70, 70, 70, 70),
+        ("2026-05-04", 1, 72, 72, 72, 72),
+    ]
     apply(uow_factory, ev.completed("k"))
     with uow_factory() as uow:
         done = uow.entries.get("k").result

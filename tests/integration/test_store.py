@@ -1,6 +1,7 @@
 """The store layer on SQLite and on a real PostgreSQL server: migrations, unit of work, outbox, inbox."""
+
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,9 +20,12 @@ SERVICES = ["proposals", "evaluation", "notifications", "catalogue"]
 
 def screening_event(pid: str | None = None) -> CloudEvent:
     pid = pid or str(uuid.uuid4())
-    return new_event(types.SCREENING_COMPLETED.name,
-                     ScreeningCompleted(proposal_id=pid, passed=True, screened_at=datetime.now(timezone.utc)),
-                     source="tests", subject=pid)
+    return new_event(
+        types.SCREENING_COMPLETED.name,
+        ScreeningCompleted(proposal_id=pid, passed=True, screened_at=datetime.now(UTC)),
+        source="tests",
+        subject=pid,
+    )
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -96,9 +100,17 @@ def test_a_row_that_can_never_be_sent_is_parked_as_a_dead_letter_and_the_rest_go
 
     def middle_too_large(rows):
         too_large = rows[1]
-        letter = dead_letter(too_large.value, too_large.key, "unpublishable", "MessageSizeTooLargeError: 2 MB",
-                             "tests", topic=too_large.topic, outbox_id=too_large.id)
+        letter = dead_letter(
+            too_large.value,
+            too_large.key,
+            "unpublishable",
+            "MessageSizeTooLargeError: 2 MB",
+            "tests",
+            topic=too_large.topic,
+            outbox_id=too_large.id,
+        )
         return Relayed(sent=[rows[0].id, rows[2].id], parked={too_large.id: letter})
+
     assert reader.relay(10, middle_too_large) == 3
     # The dead letter is now the only row left to publish; nothing stays behind the parked row.
     seen = []
@@ -106,7 +118,10 @@ def test_a_row_that_can_never_be_sent_is_parked_as_a_dead_letter_and_the_rest_go
     assert seen == [pids[1]]
     with database.transaction() as conn:
         letter = conn.execute(sa.select(OUTBOX).where(OUTBOX.c.topic == "kokeilu.deadletter.v1")).one()
-    assert letter.headers["kokeilu.reason"] == "unpublishable" and letter.headers["kokeilu.source.topic"] == "kokeilu.evaluations.v1"
+    assert (
+        letter.headers["kokeilu.reason"] == "unpublishable"
+        and letter.headers["kokeilu.source.topic"] == "kokeilu.evaluations.v1"
+    )
     assert reader.backlog() == 0
 
 
@@ -129,6 +144,7 @@ def test_a_failed_publish_leaves_the_rows_unsent(database):
 
     def broker_down(rows):
         raise ConnectionError("broker unavailable")
+
     with pytest.raises(ConnectionError):
         reader.relay(10, broker_down)
     assert reader.backlog() == 1
@@ -141,6 +157,7 @@ def test_sent_rows_are_pruned_after_the_retention(database):
     reader = OutboxReader(database)
     reader.relay(10, lambda rows: Relayed(sent=[r.id for r in rows]))
     from datetime import timedelta
+
     assert reader.prune(timedelta(days=1)) == 0
     assert reader.prune(timedelta(seconds=-1)) == 1
     with database.transaction() as conn:
@@ -157,23 +174,28 @@ def test_timestamps_come_back_timezone_aware(database):
 
 
 def test_a_deleted_subscription_gets_no_more_attempts(database_url):
+    from kokeilu.contracts import utcnow
     from services.notifications import handlers
     from services.notifications.domain import Caller, NewSubscription
     from services.notifications.store import NotificationsUnitOfWork
-    from kokeilu.contracts import utcnow
 
     db = Database(database_url, ROOT / "services" / "notifications" / "migrations")
     db.migrate()
     uow = lambda: NotificationsUnitOfWork(db)  # noqa: E731
     owner = Caller("dept")
-    kept = handlers.create_subscription(NewSubscription(subscriber="A", channel="webhook", url="http://127.0.0.1/a"), uow(), owner)
-    gone = handlers.create_subscription(NewSubscription(subscriber="B", channel="webhook", url="http://127.0.0.1/b"), uow(), owner)
+    kept = handlers.create_subscription(
+        NewSubscription(subscriber="A", channel="webhook", url="http://127.0.0.1/a"), uow(), owner
+    )
+    gone = handlers.create_subscription(
+        NewSubscription(subscriber="B", channel="webhook", url="http://127.0.0.1/b"), uow(), owner
+    )
     with uow() as u:
         for sub in (kept, gone):
             u.deliveries.add(str(uuid.uuid4()), sub.id, "e-1", "fi.espoo.kokeilu.result.published", b"{}", utcnow())
         u.commit()
     assert handlers.delete_subscription(gone.id, uow(), owner)
     from datetime import timedelta
+
     with uow() as u:
         due = u.deliveries.claim_due(utcnow(), 10, timedelta(seconds=60))
         u.commit()
@@ -182,24 +204,32 @@ def test_a_deleted_subscription_gets_no_more_attempts(database_url):
 
 
 def test_subscription_owners_and_the_personal_data_flag_round_trip(database_url):
+    from kokeilu.contracts import utcnow
     from services.notifications import handlers
     from services.notifications.domain import Caller, NewSubscription
     from services.notifications.store import NotificationsUnitOfWork
-    from kokeilu.contracts import utcnow
 
     db = Database(database_url, ROOT / "services" / "notifications" / "migrations")
     db.migrate()
     uow = lambda: NotificationsUnitOfWork(db)  # noqa: E731
     a, r = Caller("dept-a"), Caller("research", personal_data=True)
-    mine = handlers.create_subscription(NewSubscription(subscriber="A", channel="webhook", url="http://x.example/a"), uow(), a)
-    theirs = handlers.create_subscription(NewSubscription(subscriber="R", channel="webhook", url="http://x.example/r"), uow(), r)
+    mine = handlers.create_subscription(
+        NewSubscription(subscriber="A", channel="webhook", url="http://x.example/a"), uow(), a
+    )
+    theirs = handlers.create_subscription(
+        NewSubscription(subscriber="R", channel="webhook", url="http://x.example/r"), uow(), r
+    )
     with uow() as u:
         for sub in (mine, theirs):
             u.deliveries.add(str(uuid.uuid4()), sub.id, "e-1", "fi.espoo.kokeilu.result.published", b"{}", utcnow())
-        u.subscriptions.remember_proposal("p-1", "learning", "kera", "fi", "t", None, resident_name="Maija M", content=True)
+        u.subscriptions.remember_proposal(
+            "p-1", "learning", "kera", "fi", "t", None, resident_name="Maija M", content=True
+        )
         u.commit()
-    assert [(s.owner, s.personal_data) for s in handlers.list_subscriptions(uow(), Caller("admin", admin=True))] == \
-        [("dept-a", False), ("research", True)]
+    assert [(s.owner, s.personal_data) for s in handlers.list_subscriptions(uow(), Caller("admin", admin=True))] == [
+        ("dept-a", False),
+        ("research", True),
+    ]
     assert [d["subscription_id"] for d in handlers.list_deliveries(uow(), None, None, 10, caller=a)] == [mine.id]
     assert len(handlers.list_deliveries(uow(), None, None, 10, caller=Caller("admin", admin=True))) == 2
     with uow() as u:
@@ -214,12 +244,21 @@ def test_a_proposers_opt_out_keeps_their_queued_emails_unclaimed_and_a_digest_kn
 
     db = Database(database_url, ROOT / "services" / "notifications" / "migrations")
     db.migrate()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with NotificationsUnitOfWork(db) as u:
         u.subscriptions.remember_proposal("p-1", "learning", "kera", "fi", "t", "maija@example.fi")
         for pid in ("p-1", "p-2"):
-            u.deliveries.add(f"d-{pid}", f"proposer:{pid}", "e-1", "t", b"{}", now, kind="proposer", channel="email",
-                             recipient="maija@example.fi")
+            u.deliveries.add(
+                f"d-{pid}",
+                f"proposer:{pid}",
+                "e-1",
+                "t",
+                b"{}",
+                now,
+                kind="proposer",
+                channel="email",
+                recipient="maija@example.fi",
+            )
         u.digests.add_item("s-1", "e-1", "t", b"{}", now)
         u.digests.add_item("s-2", "e-1", "t", b"{}", now)
         u.digests.add_item("s-3", "e-2", "t", b"{}", now)
@@ -232,7 +271,9 @@ def test_a_proposers_opt_out_keeps_their_queued_emails_unclaimed_and_a_digest_kn
         assert u.subscriptions.proposal("p-1")["proposer_opted_out_at"] == now
         assert u.subscriptions.proposal("p-1")["contact_email"] == "maija@example.fi"
         assert u.subscriptions.proposal("p-unknown")["proposer_opted_out_at"] == now
-        assert [d.id for d in u.deliveries.claim_due(now + timedelta(seconds=5), 10, timedelta(seconds=60))] == ["d-p-2"]
+        assert [d.id for d in u.deliveries.claim_due(now + timedelta(seconds=5), 10, timedelta(seconds=60))] == [
+            "d-p-2"
+        ]
         assert u.digests.subscriptions_of("digest-1") == ["s-1", "s-2"]
         u.commit()
     db.dispose()
@@ -252,11 +293,16 @@ def test_subscriptions_from_before_owners_belong_to_admin_and_carry_no_personal_
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "0002")
     with db.engine.begin() as conn:
-        conn.execute(sa.text("INSERT INTO subscriptions (id, subscriber, channel, url, filter, created_at) "
-                             "VALUES ('old-1', 'Old dept', 'webhook', 'https://u:p@x.example/', '{}', :at)"),
-                     {"at": datetime.now(timezone.utc)})
+        conn.execute(
+            sa.text(
+                "INSERT INTO subscriptions (id, subscriber, channel, url, filter, created_at) "
+                "VALUES ('old-1', 'Old dept', 'webhook', 'https://u:p@x.example/', '{}', :at)"
+            ),
+            {"at": datetime.now(UTC)},
+        )
     db.migrate()
     from services.notifications.store import NotificationsUnitOfWork
+
     uow = lambda: NotificationsUnitOfWork(db)  # noqa: E731
     [old] = handlers.list_subscriptions(uow(), Caller("admin", admin=True))
     assert (old.id, old.owner, old.personal_data) == ("old-1", "admin", False)
@@ -268,9 +314,10 @@ def test_the_kept_workload_equals_the_counted_one_through_an_evaluations_life(da
     from services.evaluation.domain import Evaluation
     from services.evaluation.settings import Workflow
     from services.evaluation.store import EvaluationUnitOfWork
+
     db = Database(database_url, ROOT / "services" / "evaluation" / "migrations")
     db.migrate()
-    now = datetime(2026, 11, 28, 9, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
     rubric = Workflow().rubric
     scores = {c: 4 for c in rubric.weights}
 
@@ -284,38 +331,66 @@ def test_the_kept_workload_equals_the_counted_one_through_an_evaluations_life(da
         return kept
 
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
-    assert step(lambda uow: uow.evaluations.add(Evaluation.open(first, 1, "learning", "A", 1000, False,
-                                                                ["anna", "bert"], now, now))) == {"anna": 1, "bert": 1}
-    assert step(lambda uow: uow.evaluations.add(Evaluation.open(second, 1, "learning", "B", 1000, False,
-                                                                ["anna", "cecilia"], now, now))) == \
-        {"anna": 2, "bert": 1, "cecilia": 1}
+    assert step(
+        lambda uow: uow.evaluations.add(
+            Evaluation.open(first, 1, "learning", "A", 1000, False, ["anna", "bert"], now, now)
+        )
+    ) == {"anna": 1, "bert": 1}
+    assert step(
+        lambda uow: uow.evaluations.add(
+            Evaluation.open(second, 1, "learning", "B", 1000, False, ["anna", "cecilia"], now, now)
+        )
+    ) == {"anna": 2, "bert": 1, "cecilia": 1}
     # anna declares a conflict on the first and dora replaces her; bert scores it
-    step(lambda uow: uow.evaluations.save(uow.evaluations.current(first).declare("anna", True, "my company", now, "dora")))
-    assert step(lambda uow: uow.evaluations.save(uow.evaluations.current(first).declare("bert", False, None, now, None)
-                                                 .score("bert", scores, None, now))) == {"anna": 1, "cecilia": 1, "dora": 1}
+    step(
+        lambda uow: uow.evaluations.save(
+            uow.evaluations.current(first).declare("anna", True, "my company", now, "dora")
+        )
+    )
+    assert step(
+        lambda uow: uow.evaluations.save(
+            uow.evaluations.current(first).declare("bert", False, None, now, None).score("bert", scores, None, now)
+        )
+    ) == {"anna": 1, "cecilia": 1, "dora": 1}
     # the second is closed (withdrawn): its assignments leave the workload
     assert step(lambda uow: uow.evaluations.save(uow.evaluations.current(second).close(now))) == {"dora": 1}
+
     # a second revision of the first opens while the first revision closes
     def revise(uow):
         uow.evaluations.save(uow.evaluations.current(first).close(now))
         uow.evaluations.add(Evaluation.open(first, 2, "learning", "A2", 1000, False, ["bert", "erik"], now, now))
+
     assert step(revise) == {"bert": 1, "erik": 1}
 
 
 def test_the_workload_migration_counts_the_evaluations_already_stored(database_url):
     from services.evaluation.store import EvaluationUnitOfWork
+
     db = Database(database_url, ROOT / "services" / "evaluation" / "migrations")
     db.migrate("0002")  # the schema of the release before
-    now = datetime(2026, 11, 28, 9, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
     with db.engine.begin() as conn:  # rows as the release before wrote them
-        for pid, status, evaluators in (("p1", "open", ["anna", "bert"]), ("p2", "open", ["anna"]),
-                                        ("p3", "decided", ["anna"])):
-            conn.execute(sa.text("INSERT INTO evaluations (proposal_id, revision, focus_area, title, budget_eur, "
-                                 "external_funding_sought, status, opened_at, due_at) VALUES "
-                                 "(:p, 1, 'learning', 't', 1, false, :s, :now, :now)"), {"p": pid, "s": status, "now": now})
+        for pid, status, evaluators in (
+            ("p1", "open", ["anna", "bert"]),
+            ("p2", "open", ["anna"]),
+            ("p3", "decided", ["anna"]),
+        ):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO evaluations (proposal_id, revision, focus_area, title, budget_eur, "
+                    "external_funding_sought, status, opened_at, due_at) VALUES "
+                    "(:p, 1, 'learning', 't', 1, false, :s, :now, :now)"
+                ),
+                {"p": pid, "s": status, "now": now},
+            )
             for i, name in enumerate(evaluators):
-                conn.execute(sa.text("INSERT INTO assignments (proposal_id, revision, evaluator, position, assigned_at, "
-                                     "recused) VALUES (:p, 1, :e, :i, :now, false)"), {"p": pid, "e": name, "i": i, "now": now})
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO assignments (proposal_id, revision, evaluator, position, assigned_at, "
+                        "recused) VALUES (:p, 1, :e, :i, :now, false)"
+                    ),
+                    {"p": pid, "e": name, "i": i, "now": now},
+                )
     db.migrate()
     with EvaluationUnitOfWork(db) as uow:
         assert uow.evaluations.workload() == uow.evaluations.counted_workload() == {"anna": 2, "bert": 1}
@@ -323,9 +398,10 @@ def test_the_workload_migration_counts_the_evaluations_already_stored(database_u
 
 def test_the_near_duplicate_index_follows_open_proposals_and_their_titles(database_url):
     from services.evaluation.store import EvaluationUnitOfWork
+
     db = Database(database_url, ROOT / "services" / "evaluation" / "migrations")
     db.migrate()
-    now = datetime(2026, 11, 28, 9, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
     title = "Autonomous shuttle feeder for Kera station"
     with EvaluationUnitOfWork(db) as uow:
         uow.known.upsert("p1", title, True, now)
@@ -343,18 +419,26 @@ def test_the_near_duplicate_index_follows_open_proposals_and_their_titles(databa
 
 def test_the_index_migration_indexes_the_proposals_already_open(database_url):
     from services.evaluation.store import EvaluationUnitOfWork
+
     db = Database(database_url, ROOT / "services" / "evaluation" / "migrations")
     db.migrate("0003")  # the schema of the release before
-    now = datetime(2026, 11, 28, 9, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
     with db.engine.begin() as conn:
-        for pid, title, is_open in (("p1", "Stormwater sensors in Leppävaara", True),
-                                    ("p2", "Stormwater sensors in Leppävaara", False)):
-            conn.execute(sa.text("INSERT INTO known_proposals (proposal_id, title, is_open, updated_at) "
-                                 "VALUES (:p, :t, :o, :now)"), {"p": pid, "t": title, "o": is_open, "now": now})
+        for pid, title, is_open in (
+            ("p1", "Stormwater sensors in Leppävaara", True),
+            ("p2", "Stormwater sensors in Leppävaara", False),
+        ):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO known_proposals (proposal_id, title, is_open, updated_at) VALUES (:p, :t, :o, :now)"
+                ),
+                {"p": pid, "t": title, "o": is_open, "now": now},
+            )
     db.migrate()
     with EvaluationUnitOfWork(db) as uow:
         assert uow.known.near_duplicate_candidates("Stormwater sensors in Leppavaara") == [
-            ("p1", "Stormwater sensors in Leppävaara")]
+            ("p1", "Stormwater sensors in Leppävaara")
+        ]
 
 
 # flows (kokeilu/tracing.py): one correlation id and one trace per aggregate -------------------
@@ -396,19 +480,32 @@ def test_a_later_request_about_the_same_subject_joins_its_flow_and_trace(databas
 
 
 def test_an_event_caused_by_another_carries_the_cause_on_and_a_remembered_flow_is_undone_with_its_savepoint(database):
-    cause = screening_event("p-4").model_copy(update={"correlationid": "from-upstream",
-                                                      "traceparent": f"00-{'a' * 32}-{'b' * 16}-01"})
+    cause = screening_event("p-4").model_copy(
+        update={"correlationid": "from-upstream", "traceparent": f"00-{'a' * 32}-{'b' * 16}-01"}
+    )
     with tracing.consuming(cause, "kokeilu.proposals.v1", 0, 7, "g") as span:
         with UnitOfWork(database) as uow:
             with uow:  # a nested block that is undone: its flow row goes with it
                 uow.remember_flow("p-5")
-                uow.publish(new_event(types.SCREENING_COMPLETED.name, ScreeningCompleted(
-                    proposal_id="p-5", passed=True, screened_at=datetime.now(timezone.utc)),
-                    source="tests", subject="p-5", cause=cause))
+                uow.publish(
+                    new_event(
+                        types.SCREENING_COMPLETED.name,
+                        ScreeningCompleted(proposal_id="p-5", passed=True, screened_at=datetime.now(UTC)),
+                        source="tests",
+                        subject="p-5",
+                        cause=cause,
+                    )
+                )
             uow.remember_flow("p-4")
-            uow.publish(new_event(types.SCREENING_COMPLETED.name, ScreeningCompleted(
-                proposal_id="p-4", passed=True, screened_at=datetime.now(timezone.utc)),
-                source="tests", subject="p-4", cause=cause))
+            uow.publish(
+                new_event(
+                    types.SCREENING_COMPLETED.name,
+                    ScreeningCompleted(proposal_id="p-4", passed=True, screened_at=datetime.now(UTC)),
+                    source="tests",
+                    subject="p-4",
+                    cause=cause,
+                )
+            )
             uow.commit()
     [event] = recorded(database)
     assert event.correlationid == "from-upstream" and event.causationid == cause.id

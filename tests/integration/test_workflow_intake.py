@@ -1,6 +1,7 @@
 """Bad intake events of every kind end in the dead-letter topic with a reason, the source system
 is told why (proposal.intake-rejected) whenever the record says who sent it, and the consumer
 goes on with the next record."""
+
 from __future__ import annotations
 
 import json
@@ -48,10 +49,21 @@ def bad_records(eid: str, screening_pid: str) -> dict[str, tuple[bytes | None, s
         "unknown type": (json.dumps(dict(envelope, type=T + "intake.nonsense")).encode(), "invalid", True),
         "type of another topic": (json.dumps(dict(envelope, type=T + "proposal.submitted")).encode(), "invalid", True),
         "proposal missing fields": (json.dumps(dict(envelope, data={"title": "no"})).encode(), "invalid", True),
-        "proposal with wrong values": (json.dumps(dict(envelope, data=submission(budget_eur=-1))).encode(), "invalid", True),
-        "measurement missing fields": (json.dumps(measurement("p", eid) | {"data": {"proposal_id": "p"}}).encode(),
-                                       "invalid", True),
-        "measurement for an unknown proposal": (json.dumps(measurement("no-such-proposal", eid)).encode(), "failed", True),
+        "proposal with wrong values": (
+            json.dumps(dict(envelope, data=submission(budget_eur=-1))).encode(),
+            "invalid",
+            True,
+        ),
+        "measurement missing fields": (
+            json.dumps(measurement("p", eid) | {"data": {"proposal_id": "p"}}).encode(),
+            "invalid",
+            True,
+        ),
+        "measurement for an unknown proposal": (
+            json.dumps(measurement("no-such-proposal", eid)).encode(),
+            "failed",
+            True,
+        ),
         "measurement in the wrong state": (json.dumps(measurement(screening_pid, eid)).encode(), "failed", True),
         "oversized": (json.dumps(huge).encode(), "unparseable", True),
     }
@@ -61,8 +73,9 @@ CASES = list(bad_records("x", "y"))
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_a_bad_intake_record_is_dead_lettered_with_its_reason_and_the_consumer_goes_on(proposals, probe,
-                                                                                       screening_pid, case):
+def test_a_bad_intake_record_is_dead_lettered_with_its_reason_and_the_consumer_goes_on(
+    proposals, probe, screening_pid, case
+):
     eid = f"{case.replace(' ', '-')}-{uuid.uuid4().hex[:8]}"
     value, reason, told = bad_records(eid, screening_pid)[case]
     intake = proposals.topic(topics.INTAKE)
@@ -74,13 +87,14 @@ def test_a_bad_intake_record_is_dead_lettered_with_its_reason_and_the_consumer_g
     headers = headers_of(dead)
     assert headers["kokeilu.reason"] == reason and headers["kokeilu.error"]
     if value is not None and len(value) > MAX_EVENT_BYTES:  # kept cut short, saying how large it was
-        assert dead.value == value[:64 * 1024] and headers["kokeilu.value.truncated"] == str(len(value))
+        assert dead.value == value[: 64 * 1024] and headers["kokeilu.value.truncated"] == str(len(value))
     else:
         assert dead.value == value
 
     def applied():  # the record after the bad one (same key, same partition) is applied
         items = proposals.get("proposals", "/v1/proposals?limit=200").json()["items"]
         return [p for p in items if p["title"] == title]
+
     wait_until(applied, what="the next intake record to be applied")
 
     rejections = drain(proposals.topic(topics.PROPOSALS), lambda e: e.get("type") == REJECTED and e["subject"] == eid)
@@ -108,8 +122,13 @@ def test_a_rejected_event_sent_twice_is_answered_once(proposals, probe):
 def test_the_list_filters_and_pages(proposals):
     marker = uuid.uuid4().hex
     for env in ("kera", "school", "kera"):
-        proposals.post("proposals", "/v1/proposals", submission(title=f"Filter {env} {marker}", environment=env,
-                                                                school_name="Kera school" if env == "school" else None))
+        proposals.post(
+            "proposals",
+            "/v1/proposals",
+            submission(
+                title=f"Filter {env} {marker}", environment=env, school_name="Kera school" if env == "school" else None
+            ),
+        )
     page = proposals.get("proposals", "/v1/proposals?environment=kera&status=screening&limit=1").json()
     assert len(page["items"]) == 1 and page["next_cursor"]
     seen, cursor = [], None
@@ -121,7 +140,9 @@ def test_the_list_filters_and_pages(proposals):
         if not cursor:
             break
     assert seen == [f"Filter kera {marker}"] * 2
-    assert all(p["environment"] == "kera" for p in proposals.get("proposals", "/v1/proposals?environment=kera").json()["items"])
+    assert all(
+        p["environment"] == "kera" for p in proposals.get("proposals", "/v1/proposals?environment=kera").json()["items"]
+    )
     future = proposals.get("proposals", "/v1/proposals?submitted_from=2999-01-01T00:00:00Z").json()
     assert future["items"] == []
     assert proposals.get("proposals", "/v1/proposals?focus_area=space").status_code == 422

@@ -1,6 +1,7 @@
 """The experiment workflow end to end on the real broker: intake -> screening -> panel ->
 conflicts -> blind scores -> decision -> pilot -> measurement -> completion, with the
 proposals and evaluation services as real processes."""
+
 from __future__ import annotations
 
 import re
@@ -20,10 +21,15 @@ MANAGER = auth("manager")
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
-    p = Platform(tmp_path_factory.mktemp("workflow"), extra_env={
-        "KOKEILU_TOKENS": TOKENS,
-        # an SLA of under two seconds, so that the overdue clock is seen to run
-        "KOKEILU_EVALUATION_SLA_HOURS": "0.0005", "KOKEILU_OVERDUE_CHECK_SECONDS": "0.5"})
+    p = Platform(
+        tmp_path_factory.mktemp("workflow"),
+        extra_env={
+            "KOKEILU_TOKENS": TOKENS,
+            # an SLA of under two seconds, so that the overdue clock is seen to run
+            "KOKEILU_EVALUATION_SLA_HOURS": "0.0005",
+            "KOKEILU_OVERDUE_CHECK_SECONDS": "0.5",
+        },
+    )
     p.start("proposals", "evaluation")
     yield p
     p.stop()
@@ -50,8 +56,9 @@ def unique_title(words: str) -> str:
 
 
 def in_evaluation_via_http(platform, **overrides) -> tuple[str, list[str]]:
-    created = platform.post("proposals", "/v1/proposals", submission(title=unique_title("Kera pilot"), **overrides),
-                            headers=MANAGER)
+    created = platform.post(
+        "proposals", "/v1/proposals", submission(title=unique_title("Kera pilot"), **overrides), headers=MANAGER
+    )
     assert created.status_code == 201, created.text
     pid = created.json()["id"]
     wait_status(platform, pid, "in_evaluation")
@@ -61,8 +68,12 @@ def in_evaluation_via_http(platform, **overrides) -> tuple[str, list[str]]:
 
 def score_all(platform, pid, evaluators, value):
     for name in evaluators:
-        assert platform.post("evaluation", f"/v1/evaluations/{pid}/conflict", {"conflict": False},
-                             headers=auth(name)).status_code == 200
+        assert (
+            platform.post(
+                "evaluation", f"/v1/evaluations/{pid}/conflict", {"conflict": False}, headers=auth(name)
+            ).status_code
+            == 200
+        )
         sheet = {c: value for c in ("strategy_fit", "feasibility", "impact", "sustainability", "reuse_scalability")}
         response = platform.post("evaluation", f"/v1/evaluations/{pid}/scores", {"scores": sheet}, headers=auth(name))
         assert response.status_code == 200, response.text
@@ -70,18 +81,28 @@ def score_all(platform, pid, evaluators, value):
 
 def test_the_whole_path_from_intake_to_a_completed_pilot(platform, probe):
     title = unique_title("Autonomous shuttle feeder")
-    intake = cloudevent(T + "intake.proposal", submission(title=title, external_funding_sought=True),
-                        source="e-services-portal", event_id=f"portal-{uuid.uuid4().hex[:8]}")
+    intake = cloudevent(
+        T + "intake.proposal",
+        submission(title=title, external_funding_sought=True),
+        source="e-services-portal",
+        event_id=f"portal-{uuid.uuid4().hex[:8]}",
+    )
     probe.send(platform.topic(topics.INTAKE), intake, key=intake["id"])
 
     def created():
-        items = platform.get("proposals", "/v1/proposals?status=in_evaluation&focus_area=smart_mobility",
-                             headers=MANAGER).json()["items"]
+        items = platform.get(
+            "proposals", "/v1/proposals?status=in_evaluation&focus_area=smart_mobility", headers=MANAGER
+        ).json()["items"]
         return [p for p in items if p["title"] == title]
+
     [proposal] = wait_until(created, timeout=45, what="the intake proposal to pass screening")
     pid = proposal["id"]
     assert proposal["source"] == "e-services-portal" and proposal["allowed_actions"] == [
-        "approve", "reject", "request_revision", "withdraw"]
+        "approve",
+        "reject",
+        "request_revision",
+        "withdraw",
+    ]
 
     opened = wait_event(platform, probe, topics.EVALUATIONS, "evaluation.opened", pid)
     panel = opened["data"]["evaluators"]
@@ -90,8 +111,12 @@ def test_the_whole_path_from_intake_to_a_completed_pilot(platform, probe):
 
     # conflict of interest: the first evaluator is recused and the spare panel member steps in
     conflicted = panel[0]
-    declared = platform.post("evaluation", f"/v1/evaluations/{pid}/conflict",
-                             {"conflict": True, "reason": "I advise the proposer"}, headers=auth(conflicted))
+    declared = platform.post(
+        "evaluation",
+        f"/v1/evaluations/{pid}/conflict",
+        {"conflict": True, "reason": "I advise the proposer"},
+        headers=auth(conflicted),
+    )
     assert declared.status_code == 200, declared.text
     queue = platform.get("evaluation", "/v1/evaluations/queue", headers=auth(spare)).json()["items"]
     assert pid in [item["proposal_id"] for item in queue]
@@ -107,10 +132,18 @@ def test_the_whole_path_from_intake_to_a_completed_pilot(platform, probe):
 
     panel = panel[1:] + [spare]
     for i, name in enumerate(panel):
-        assert platform.post("evaluation", f"/v1/evaluations/{pid}/conflict", {"conflict": False},
-                             headers=auth(name)).status_code == 200
-        scored = platform.post("evaluation", f"/v1/evaluations/{pid}/scores",
-                               {"scores": sheet, "comment": "fits the Espoo Story"}, headers=auth(name))
+        assert (
+            platform.post(
+                "evaluation", f"/v1/evaluations/{pid}/conflict", {"conflict": False}, headers=auth(name)
+            ).status_code
+            == 200
+        )
+        scored = platform.post(
+            "evaluation",
+            f"/v1/evaluations/{pid}/scores",
+            {"scores": sheet, "comment": "fits the Espoo Story"},
+            headers=auth(name),
+        )
         assert scored.status_code == 200, scored.text
         if i == 0:  # blind: the next evaluator sees no one else's numbers yet
             other = platform.get("evaluation", f"/v1/evaluations/{pid}", headers=auth(panel[1])).json()["evaluation"]
@@ -127,24 +160,40 @@ def test_the_whole_path_from_intake_to_a_completed_pilot(platform, probe):
     assert started.status_code == 200 and started.json()["status"] == "piloting"
     wait_event(platform, probe, topics.PROPOSALS, "pilot.started", pid)
 
-    measurement = cloudevent(T + "intake.measurement", {"proposal_id": pid, "kpi": "daily riders", "value": 87,
-                                                         "measured_at": "2026-12-01T08:00:00Z"},
-                             source="sensors/kera", event_id=f"sensor-{uuid.uuid4().hex[:8]}")
+    measurement = cloudevent(
+        T + "intake.measurement",
+        {"proposal_id": pid, "kpi": "daily riders", "value": 87, "measured_at": "2026-12-01T08:00:00Z"},
+        source="sensors/kera",
+        event_id=f"sensor-{uuid.uuid4().hex[:8]}",
+    )
     probe.send(platform.topic(topics.INTAKE), measurement, key=pid)
     probe.send(platform.topic(topics.INTAKE), measurement, key=pid)  # redelivered by the sensor platform
-    wrong_kpi = cloudevent(T + "intake.measurement", {"proposal_id": pid, "kpi": "co2 saved", "value": 1,
-                                                       "measured_at": "2026-12-01T08:00:00Z"},
-                           source="sensors/kera", event_id=f"sensor-{uuid.uuid4().hex[:8]}")
+    wrong_kpi = cloudevent(
+        T + "intake.measurement",
+        {"proposal_id": pid, "kpi": "co2 saved", "value": 1, "measured_at": "2026-12-01T08:00:00Z"},
+        source="sensors/kera",
+        event_id=f"sensor-{uuid.uuid4().hex[:8]}",
+    )
     probe.send(platform.topic(topics.INTAKE), wrong_kpi, key=pid)
-    rejected = probe.events(platform.topic(topics.PROPOSALS), T + "proposal.intake-rejected",
-                            where=lambda e: e["subject"] == wrong_kpi["id"])[0]
+    rejected = probe.events(
+        platform.topic(topics.PROPOSALS),
+        T + "proposal.intake-rejected",
+        where=lambda e: e["subject"] == wrong_kpi["id"],
+    )[0]
     assert "co2 saved" in rejected["data"]["reason"] and rejected["data"]["intake_source"] == "sensors/kera"
     items = platform.get("proposals", f"/v1/proposals/{pid}/measurements", headers=MANAGER).json()["items"]
     assert [(m["kpi"], m["value"], m["source"]) for m in items] == [("daily riders", 87, "sensors/kera")]
 
-    completed = platform.post("proposals", f"/v1/proposals/{pid}/pilot/complete", {
-        "outcome": "scale_up", "actual_kpis": [{"name": "daily riders", "actual": 240}],
-        "lessons_learned": "Residents took the shuttle to the station every morning."}, headers=MANAGER)
+    completed = platform.post(
+        "proposals",
+        f"/v1/proposals/{pid}/pilot/complete",
+        {
+            "outcome": "scale_up",
+            "actual_kpis": [{"name": "daily riders", "actual": 240}],
+            "lessons_learned": "Residents took the shuttle to the station every morning.",
+        },
+        headers=MANAGER,
+    )
     assert completed.status_code == 200, completed.text
     assert completed.json()["status"] == "completed" and completed.json()["pilot"]["outcome"] == "scale_up"
     done = wait_event(platform, probe, topics.PROPOSALS, "pilot.completed", pid)
@@ -156,10 +205,17 @@ def test_the_whole_path_from_intake_to_a_completed_pilot(platform, probe):
     assert len(events(platform, topics.EVALUATIONS, "evaluation.overdue", pid)) == 1
 
     metrics = platform.get("proposals", "/metrics", headers={}).text
-    assert 'kokeilu_proposal_transitions_total{action="complete_pilot",service="proposals",to_state="completed"}' in metrics
+    assert (
+        'kokeilu_proposal_transitions_total{action="complete_pilot",service="proposals",to_state="completed"}'
+        in metrics
+    )
     assert 'outcome="accepted"' in metrics and 'outcome="rejected"' in metrics
-    decided_count = re.search(r'^kokeilu_proposal_time_to_decision_seconds_count\{decision="approved",'
-                              r'service="proposals"\} (\S+)$', metrics, re.M)
+    decided_count = re.search(
+        r'^kokeilu_proposal_time_to_decision_seconds_count\{decision="approved",'
+        r'service="proposals"\} (\S+)$',
+        metrics,
+        re.M,
+    )
     assert decided_count and float(decided_count[1]) >= 1  # the series is exported at 0 from the start
     emetrics = platform.get("evaluation", "/metrics", headers={}).text
     assert "kokeilu_evaluations_overdue_total" in emetrics and "kokeilu_evaluator_load{" in emetrics
@@ -169,12 +225,22 @@ def test_a_revision_requested_proposal_is_revised_and_screened_again(platform, p
     pid, panel = in_evaluation_via_http(platform)
     score_all(platform, pid, panel, 3)  # 3.0: between revise_at and approve_at
     wait_status(platform, pid, "revision_requested")
-    revised = platform.post("proposals", f"/v1/proposals/{pid}/revise",
-                            submission(title=unique_title("Kera pilot, revised")), headers=MANAGER)
+    revised = platform.post(
+        "proposals",
+        f"/v1/proposals/{pid}/revise",
+        submission(title=unique_title("Kera pilot, revised")),
+        headers=MANAGER,
+    )
     assert revised.status_code == 200 and revised.json()["revision"] == 2
     wait_status(platform, pid, "in_evaluation")
-    opened = wait_event(platform, probe, topics.EVALUATIONS, "evaluation.opened", pid,
-                        where=lambda e: e["time"] > revised.json()["updated_at"])
+    opened = wait_event(
+        platform,
+        probe,
+        topics.EVALUATIONS,
+        "evaluation.opened",
+        pid,
+        where=lambda e: e["time"] > revised.json()["updated_at"],
+    )
     assert len(opened["data"]["evaluators"]) == 3
     view = platform.get("evaluation", f"/v1/evaluations/{pid}", headers=MANAGER).json()
     assert view["evaluation"]["revision"] == 2 and view["evaluation"]["scored"] == 0
@@ -185,30 +251,46 @@ def test_an_illegal_transition_is_409_with_the_state_and_the_allowed_actions(pla
     early = platform.post("proposals", f"/v1/proposals/{pid}/pilot/start", {}, headers=MANAGER)
     assert early.status_code == 409
     assert early.json()["error"] == {
-        "code": "illegal_transition", "message": "cannot start pilot a proposal that is in_evaluation", "fields": {},
-        "current_status": "in_evaluation", "allowed_actions": ["approve", "reject", "request_revision", "withdraw"]}
-    assert platform.post("proposals", f"/v1/proposals/{pid}/withdraw", {"reason": "moved on"},
-                         headers=MANAGER).json()["status"] == "withdrawn"
+        "code": "illegal_transition",
+        "message": "cannot start pilot a proposal that is in_evaluation",
+        "fields": {},
+        "current_status": "in_evaluation",
+        "allowed_actions": ["approve", "reject", "request_revision", "withdraw"],
+    }
+    assert (
+        platform.post("proposals", f"/v1/proposals/{pid}/withdraw", {"reason": "moved on"}, headers=MANAGER).json()[
+            "status"
+        ]
+        == "withdrawn"
+    )
     again = platform.post("proposals", f"/v1/proposals/{pid}/withdraw", {}, headers=MANAGER)
     assert again.status_code == 409 and again.json()["error"]["allowed_actions"] == []
-    wait_until(lambda: platform.get("evaluation", f"/v1/evaluations/{pid}", headers=MANAGER)
-               .json()["evaluation"]["status"] == "closed", what="the evaluation to close")
+    wait_until(
+        lambda: (
+            platform.get("evaluation", f"/v1/evaluations/{pid}", headers=MANAGER).json()["evaluation"]["status"]
+            == "closed"
+        ),
+        what="the evaluation to close",
+    )
 
 
 def test_an_evaluator_acts_only_on_what_they_are_assigned(platform):
     pid, panel = in_evaluation_via_http(platform)
-    outsider = platform.post("evaluation", f"/v1/evaluations/{pid}/conflict", {"conflict": False},
-                             headers=auth("outsider"))
+    outsider = platform.post(
+        "evaluation", f"/v1/evaluations/{pid}/conflict", {"conflict": False}, headers=auth("outsider")
+    )
     assert outsider.status_code == 403
     reader = platform.post("evaluation", f"/v1/evaluations/{pid}/scores", {"scores": {}}, headers=auth("reader"))
     assert reader.status_code == 403 and reader.json()["error"]["required_scope"] == "evaluation:write"
     assert platform.get("evaluation", "/v1/evaluations", headers=auth(panel[0])).status_code == 403
-    before = platform.post("evaluation", f"/v1/evaluations/{pid}/scores", {"scores": {"impact": 3}},
-                           headers=auth(panel[0]))
+    before = platform.post(
+        "evaluation", f"/v1/evaluations/{pid}/scores", {"scores": {"impact": 3}}, headers=auth(panel[0])
+    )
     assert before.status_code == 409 and "declare" in before.json()["error"]["message"]
     platform.post("evaluation", f"/v1/evaluations/{pid}/conflict", {"conflict": False}, headers=auth(panel[0]))
-    bad = platform.post("evaluation", f"/v1/evaluations/{pid}/scores", {"scores": {"impact": 9}},
-                        headers=auth(panel[0]))
+    bad = platform.post(
+        "evaluation", f"/v1/evaluations/{pid}/scores", {"scores": {"impact": 9}}, headers=auth(panel[0])
+    )
     assert bad.status_code == 422 and {"scores.impact", "scores.feasibility"} <= set(bad.json()["error"]["fields"])
 
 

@@ -1,4 +1,5 @@
 """Shared by the workflow integration tests: tokens of a panel and a manager, and reading a topic to its end."""
+
 from __future__ import annotations
 
 import hashlib
@@ -15,9 +16,13 @@ def _token(name: str, scopes: list[str]) -> dict:
     return {"name": name, "scopes": scopes, "sha256": hashlib.sha256(f"{name}-token".encode()).hexdigest()}
 
 
-TOKENS = json.dumps([_token(n, ["evaluation:read", "evaluation:write"]) for n in EVALUATORS + ["outsider"]] + [
-    _token("manager", ["evaluation:read", "evaluation:manage", "proposals:read", "proposals:write"]),
-    _token("reader", ["proposals:read", "evaluation:read"])])
+TOKENS = json.dumps(
+    [_token(n, ["evaluation:read", "evaluation:write"]) for n in EVALUATORS + ["outsider"]]
+    + [
+        _token("manager", ["evaluation:read", "evaluation:manage", "proposals:read", "proposals:write"]),
+        _token("reader", ["proposals:read", "evaluation:read"]),
+    ]
+)
 
 
 def auth(name: str) -> dict:

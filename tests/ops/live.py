@@ -11,6 +11,7 @@ ports and temporary storage, configured from the repository's own files:
   at /<receiver name>, so it can read the alerts' labels), and the waits before the first
   notification (`group_wait`) cut to a second.
 """
+
 from __future__ import annotations
 
 import re
@@ -56,6 +57,7 @@ class Process:
             if self.proc.poll() is not None:
                 raise AssertionError(f"{self.name} exited: {self.log.read_text(errors='replace')[-3000:]}")
             return requests.get(self.url + "/-/ready", timeout=2).status_code == 200
+
         wait_until(ready, timeout=timeout, what=f"{self.name} to be ready ({self.log})")
 
     def stop(self) -> None:
@@ -83,16 +85,26 @@ class Prometheus(Process):
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
             "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}]},
             # One job per service, named as in deploy/prometheus/prometheus.yml.
-            "scrape_configs": [{"job_name": name, "static_configs": [{"targets": [f"127.0.0.1:{p}"]}]}
-                               for name, p in targets.items()],
+            "scrape_configs": [
+                {"job_name": name, "static_configs": [{"targets": [f"127.0.0.1:{p}"]}]} for name, p in targets.items()
+            ],
         }
         self.config_file.write_text(yaml.safe_dump(self.config, sort_keys=False))
-        super().__init__("prometheus", [
-            tool("prometheus"), f"--config.file={self.config_file}", f"--storage.tsdb.path={tmp / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn",
-            # A firing alert is sent again every second, not every minute: one sent while the
-            # notifier has no Alertmanager (before discovery settles) is dropped, not queued.
-            "--rules.alert.resend-delay=1s"], tmp / "prometheus.log", port)
+        super().__init__(
+            "prometheus",
+            [
+                tool("prometheus"),
+                f"--config.file={self.config_file}",
+                f"--storage.tsdb.path={tmp / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+                # A firing alert is sent again every second, not every minute: one sent while the
+                # notifier has no Alertmanager (before discovery settles) is dropped, not queued.
+                "--rules.alert.resend-delay=1s",
+            ],
+            tmp / "prometheus.log",
+            port,
+        )
 
     def load_rules(self) -> int:
         """Add the alert rules (SIGHUP: Prometheus reloads its config); the number of rules loaded."""
@@ -103,10 +115,14 @@ class Prometheus(Process):
         def loaded():
             groups = requests.get(self.url + "/api/v1/rules", timeout=5).json()["data"]["groups"]
             return sum(len(group["rules"]) for group in groups)
+
         count = wait_until(loaded, timeout=30, what="Prometheus to load the alert rules")
         # A reload discovers the Alertmanagers anew (after a few seconds): until then alerts are dropped.
-        wait_until(lambda: requests.get(self.url + "/api/v1/alertmanagers", timeout=5).json()["data"]
-                   ["activeAlertmanagers"], timeout=30, what="Prometheus to find the Alertmanager")
+        wait_until(
+            lambda: requests.get(self.url + "/api/v1/alertmanagers", timeout=5).json()["data"]["activeAlertmanagers"],
+            timeout=30,
+            what="Prometheus to find the Alertmanager",
+        )
         return count
 
     def query(self, expr: str) -> dict:
@@ -117,11 +133,13 @@ class Prometheus(Process):
             raise AssertionError(f"{expr}: {body.get('errorType')}: {body.get('error')}")
         return body["data"]
 
-
     def notifier(self) -> list[str]:
         """Prometheus' own figures of what it sent to Alertmanager (for a failure's message)."""
-        return [line for line in requests.get(self.url + "/metrics", timeout=5).text.splitlines()
-                if line.startswith("prometheus_notifications_")]
+        return [
+            line
+            for line in requests.get(self.url + "/metrics", timeout=5).text.splitlines()
+            if line.startswith("prometheus_notifications_")
+        ]
 
 
 class Alertmanager(Process):
@@ -134,12 +152,22 @@ class Alertmanager(Process):
             route["group_wait"] = "1s"
         for receiver in config["receivers"]:
             receiver.setdefault("webhook_configs", []).append(
-                {"url": f"{webhook_url}/{receiver['name']}", "send_resolved": True})
+                {"url": f"{webhook_url}/{receiver['name']}", "send_resolved": True}
+            )
         (tmp / "alertmanager.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-        super().__init__("alertmanager", [
-            tool("prometheus-alertmanager"), f"--config.file={tmp / 'alertmanager.yml'}",
-            f"--storage.path={tmp / 'alertmanager'}", f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=", "--log.level=warn"], tmp / "alertmanager.log", port)
+        super().__init__(
+            "alertmanager",
+            [
+                tool("prometheus-alertmanager"),
+                f"--config.file={tmp / 'alertmanager.yml'}",
+                f"--storage.path={tmp / 'alertmanager'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--cluster.listen-address=",
+                "--log.level=warn",
+            ],
+            tmp / "alertmanager.log",
+            port,
+        )
 
     def alerts(self) -> list[dict]:
         return requests.get(self.url + "/api/v2/alerts", timeout=5).json()
@@ -160,5 +188,9 @@ class Webhook(Receiver):
 
     def alerts(self, path: str | None = None) -> list[tuple[str, str, dict]]:
         """(receiver path, notification status, alert) of every alert in every notification."""
-        return [(p, body["status"], alert) for p, body in list(self.received) if path in (None, p)
-                for alert in body["alerts"]]
+        return [
+            (p, body["status"], alert)
+            for p, body in list(self.received)
+            if path in (None, p)
+            for alert in body["alerts"]
+        ]

@@ -1,6 +1,7 @@
 """The alert rules and the Alertmanager routing, checked by the real tools: promtool's rule unit
 tests (deploy/prometheus/alerts.test.yml), promtool's and amtool's config checks, and amtool's
 route tester. No services or network needed."""
+
 from __future__ import annotations
 
 import shutil
@@ -46,13 +47,20 @@ def test_every_rule_has_a_case_where_it_fires_and_one_where_it_does_not():
 # Each a plausible slip in alerts.yml: the unit tests must notice every one.
 BROKEN = {
     "a stopped service's absent() dropped": ('or absent(up{job="catalogue"})', ""),
-    "not ready alerting later": ("expr: kokeilu_ready == 0\n        for: 2m", "expr: kokeilu_ready == 0\n        for: 10m"),
+    "not ready alerting later": (
+        "expr: kokeilu_ready == 0\n        for: 2m",
+        "expr: kokeilu_ready == 0\n        for: 10m",
+    ),
     "the 5xx threshold raised": ("> 0.05", "> 0.10"),
-    "lag summed over instances": ("max by (service, group, topic) (kokeilu_consumer_lag)",
-                                  "sum by (service, group, topic) (kokeilu_consumer_lag)"),
+    "lag summed over instances": (
+        "max by (service, group, topic) (kokeilu_consumer_lag)",
+        "sum by (service, group, topic) (kokeilu_consumer_lag)",
+    ),
     "intake minimum volume dropped": (">= 10", ">= 1"),
-    "dead letters remembered longer": ("increase(kokeilu_dead_lettered_total[10m])",
-                                       "increase(kokeilu_dead_lettered_total[30m])"),
+    "dead letters remembered longer": (
+        "increase(kokeilu_dead_lettered_total[10m])",
+        "increase(kokeilu_dead_lettered_total[30m])",
+    ),
     "overdue summary text changed": ("went past their SLA in the last hour", "are overdue"),
 }
 
@@ -80,8 +88,16 @@ RECEIVERS = {"critical": "on-call", "warning": "operations-team"}
 @pytest.mark.parametrize("rule", rules(), ids=lambda rule: rule["alert"])
 def test_each_alert_reaches_the_receiver_of_its_severity(rule):
     severity = rule["labels"]["severity"]
-    result = run(tool("amtool"), "config", "routes", "test", f"--config.file={ALERTMANAGER_CONFIG}",
-                 f"--verify.receivers={RECEIVERS[severity]}", f"alertname={rule['alert']}", f"severity={severity}")
+    result = run(
+        tool("amtool"),
+        "config",
+        "routes",
+        "test",
+        f"--config.file={ALERTMANAGER_CONFIG}",
+        f"--verify.receivers={RECEIVERS[severity]}",
+        f"alertname={rule['alert']}",
+        f"severity={severity}",
+    )
     assert result.returncode == 0, f"{rule['alert']} ({severity}): {result.stdout}{result.stderr}"
 
 

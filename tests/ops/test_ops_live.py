@@ -9,12 +9,13 @@ the real broker, scraped by a real Prometheus that sends its alerts to a real Al
 - Then one service is stopped, and KokeiluServiceDown must reach the on-call receiver, by webhook
   and by e-mail, naming that service.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -38,11 +39,19 @@ VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h", "
 def ops(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ops")
     mailbox, webhook = Mailbox(), Webhook()
-    platform = Platform(tmp, extra_env={
-        "KOKEILU_TOKENS": TOKENS, "KOKEILU_SMTP_HOST": "127.0.0.1", "KOKEILU_SMTP_PORT": str(mailbox.port),
-        # a failing subscriber gives up after two attempts; digests every 3 seconds
-        "KOKEILU_DELIVERY_MAX_ATTEMPTS": "2", "KOKEILU_DELIVERY_RETRY_BASE_SECONDS": "0.2",
-        "KOKEILU_DELIVERY_RETRY_CAP_SECONDS": "0.5", "KOKEILU_DIGEST_WINDOW_SECONDS": "3"})
+    platform = Platform(
+        tmp,
+        extra_env={
+            "KOKEILU_TOKENS": TOKENS,
+            "KOKEILU_SMTP_HOST": "127.0.0.1",
+            "KOKEILU_SMTP_PORT": str(mailbox.port),
+            # a failing subscriber gives up after two attempts; digests every 3 seconds
+            "KOKEILU_DELIVERY_MAX_ATTEMPTS": "2",
+            "KOKEILU_DELIVERY_RETRY_BASE_SECONDS": "0.2",
+            "KOKEILU_DELIVERY_RETRY_CAP_SECONDS": "0.5",
+            "KOKEILU_DIGEST_WINDOW_SECONDS": "3",
+        },
+    )
     prometheus = alertmanager = None
     try:
         platform.start(*SERVICES)
@@ -50,8 +59,11 @@ def ops(tmp_path_factory):
         prometheus = Prometheus(tmp, {name: platform.ports[name] for name in SERVICES}, alertmanager.port)
         alertmanager.wait_ready()
         prometheus.wait_ready()
-        wait_until(lambda: sorted(s["metric"]["job"] for s in prometheus.query("up == 1")["result"]) == sorted(SERVICES),
-                   timeout=30, what="Prometheus to scrape all four services")
+        wait_until(
+            lambda: sorted(s["metric"]["job"] for s in prometheus.query("up == 1")["result"]) == sorted(SERVICES),
+            timeout=30,
+            what="Prometheus to scrape all four services",
+        )
         assert prometheus.load_rules() == len(rules())
         yield platform, prometheus, alertmanager, webhook, mailbox
     finally:
@@ -69,8 +81,12 @@ def ops(tmp_path_factory):
 def score(platform, pid, value):
     view = platform.get("evaluation", f"/v1/evaluations/{pid}", headers=MANAGER).json()
     for name in [a["evaluator"] for a in view["evaluation"]["assignments"] if not a["recused"]]:
-        assert platform.post("evaluation", f"/v1/evaluations/{pid}/conflict", {"conflict": False},
-                             headers=auth(name)).status_code == 200
+        assert (
+            platform.post(
+                "evaluation", f"/v1/evaluations/{pid}/conflict", {"conflict": False}, headers=auth(name)
+            ).status_code
+            == 200
+        )
         sheet = {c: value for c in ("strategy_fit", "feasibility", "impact", "sustainability", "reuse_scalability")}
         scored = platform.post("evaluation", f"/v1/evaluations/{pid}/scores", {"scores": sheet}, headers=auth(name))
         assert scored.status_code == 200, scored.text
@@ -82,6 +98,7 @@ def wait_status(platform, pid, status):
     def reached():
         seen.append(platform.get("proposals", f"/v1/proposals/{pid}", headers=MANAGER).json()["status"])
         return seen[-1] == status
+
     wait_until(reached, timeout=60, what=f"{pid} to be {status} (is {seen[-1:]})")
 
 
@@ -92,10 +109,19 @@ def run_the_programme(platform, mailbox, probe) -> None:
     try:
         for body in (
             {"subscriber": "Mobility department", "channel": "webhook", "url": good.url},
-            {"subscriber": "A department whose endpoint fails", "channel": "webhook", "url": failing.url,
-             "filter": {"types": [T + "result.published"]}},
-            {"subscriber": "Education department", "channel": "email", "email": f"digest-{tag}@espoo.example",
-             "mode": "daily_digest", "language": "en"},
+            {
+                "subscriber": "A department whose endpoint fails",
+                "channel": "webhook",
+                "url": failing.url,
+                "filter": {"types": [T + "result.published"]},
+            },
+            {
+                "subscriber": "Education department",
+                "channel": "email",
+                "email": f"digest-{tag}@espoo.example",
+                "mode": "daily_digest",
+                "language": "en",
+            },
         ):
             created = platform.post("notifications", "/v1/subscriptions", body)
             assert created.status_code == 201, created.text
@@ -104,34 +130,53 @@ def run_the_programme(platform, mailbox, probe) -> None:
         pids = []
         for _n in range(2):
             # titles apart, or screening fails the second as a near-duplicate of the first
-            created = platform.post("proposals", "/v1/proposals", submission(title=f"Ops pilot {uuid.uuid4().hex}"),
-                                    headers=MANAGER)
+            created = platform.post(
+                "proposals", "/v1/proposals", submission(title=f"Ops pilot {uuid.uuid4().hex}"), headers=MANAGER
+            )
             assert created.status_code == 201, created.text
             pids.append(created.json()["id"])
         intake = platform.topic(topics.INTAKE)
-        probe.send(intake, cloudevent(T + "intake.proposal", submission(title=f"Ops intake {uuid.uuid4().hex}"),
-                                      source="e-services-portal"), key=tag)
+        probe.send(
+            intake,
+            cloudevent(
+                T + "intake.proposal", submission(title=f"Ops intake {uuid.uuid4().hex}"), source="e-services-portal"
+            ),
+            key=tag,
+        )
         probe.send(intake, b"{not json", key=tag)
-        probe.send(intake, cloudevent(T + "intake.proposal", {"title": "no more than a title"},
-                                      source="e-services-portal"), key=tag)
+        probe.send(
+            intake,
+            cloudevent(T + "intake.proposal", {"title": "no more than a title"}, source="e-services-portal"),
+            key=tag,
+        )
 
         for pid in pids:
             wait_status(platform, pid, "in_evaluation")
-        score(platform, pids[0], 4)          # approved
-        score(platform, pids[1], 3)          # revision requested
+        score(platform, pids[0], 4)  # approved
+        score(platform, pids[1], 3)  # revision requested
         wait_status(platform, pids[0], "approved")
         wait_status(platform, pids[1], "revision_requested")
-        assert platform.post("proposals", f"/v1/proposals/{pids[0]}/pilot/start", {}, headers=MANAGER).status_code == 200
-        completed = platform.post("proposals", f"/v1/proposals/{pids[0]}/pilot/complete", {
-            "outcome": "scale_up", "actual_kpis": [], "lessons_learned": "Worth it."}, headers=MANAGER)
+        assert (
+            platform.post("proposals", f"/v1/proposals/{pids[0]}/pilot/start", {}, headers=MANAGER).status_code == 200
+        )
+        completed = platform.post(
+            "proposals",
+            f"/v1/proposals/{pids[0]}/pilot/complete",
+            {"outcome": "scale_up", "actual_kpis": [], "lessons_learned": "Worth it."},
+            headers=MANAGER,
+        )
         assert completed.status_code == 200, completed.text
 
         wait_until(lambda: len(good.received) >= 10, timeout=60, what="webhooks to the working subscriber")
-        wait_until(lambda: platform.get("notifications", "/v1/deliveries?status=dead_lettered").json()["items"],
-                   timeout=60, what="the failing subscriber's delivery to be given up")
+        wait_until(
+            lambda: platform.get("notifications", "/v1/deliveries?status=dead_lettered").json()["items"],
+            timeout=60,
+            what="the failing subscriber's delivery to be given up",
+        )
         wait_until(lambda: mailbox.to(f"digest-{tag}@espoo.example"), timeout=60, what="a digest")
-        wait_until(lambda: mailbox.to(submission()["proposer"]["contact_email"]), timeout=60,
-                   what="an e-mail to a proposer")
+        wait_until(
+            lambda: mailbox.to(submission()["proposer"]["contact_email"]), timeout=60, what="an e-mail to a proposer"
+        )
     finally:
         good.close()
         failing.close()
@@ -175,8 +220,12 @@ def test_every_dashboard_panel_shows_the_work_the_platform_has_done(ops, probe):
     run_the_programme(platform, mailbox, probe)
 
     def empty():
-        return [f"{dashboard} / {title} [{ref}]: {expr}" for dashboard, title, ref, expr in queries
-                if not shows_something(prometheus.query(expr))]
+        return [
+            f"{dashboard} / {title} [{ref}]: {expr}"
+            for dashboard, title, ref, expr in queries
+            if not shows_something(prometheus.query(expr))
+        ]
+
     # Counters and histograms need two scrapes after the work to show a rate: wait for those.
     missing = empty()
     try:
@@ -191,24 +240,33 @@ def test_every_dashboard_panel_shows_the_work_the_platform_has_done(ops, probe):
 
 def test_a_stopped_service_reaches_the_on_call_receiver_by_webhook_and_email(ops):
     platform, prometheus, alertmanager, webhook, mailbox = ops
-    assert prometheus.query('ALERTS{alertname="KokeiluServiceDown"}')["result"] == [], \
+    assert prometheus.query('ALERTS{alertname="KokeiluServiceDown"}')["result"] == [], (
         "KokeiluServiceDown while every service runs"
+    )
     assert not [a for _, _, a in webhook.alerts() if a["labels"]["alertname"] == "KokeiluServiceDown"]
 
-    stopped_at = datetime.now(timezone.utc)
+    stopped_at = datetime.now(UTC)
     assert platform.stop("catalogue") == {"catalogue": 0}
 
     def notified():  # a firing KokeiluServiceDown that began after the stop
-        return [(path, status, alert) for path, status, alert in webhook.alerts()
-                if alert["labels"]["alertname"] == "KokeiluServiceDown" and alert["status"] == "firing"
-                and datetime.fromisoformat(alert["startsAt"][:26].rstrip("Z") + "+00:00") > stopped_at]
+        return [
+            (path, status, alert)
+            for path, status, alert in webhook.alerts()
+            if alert["labels"]["alertname"] == "KokeiluServiceDown"
+            and alert["status"] == "firing"
+            and datetime.fromisoformat(alert["startsAt"][:26].rstrip("Z") + "+00:00") > stopped_at
+        ]
+
     try:
-        [(path, status, alert), *_] = wait_until(notified, timeout=60, interval=0.5,
-                                                 what="Alertmanager to notify KokeiluServiceDown")
+        [(path, status, alert), *_] = wait_until(
+            notified, timeout=60, interval=0.5, what="Alertmanager to notify KokeiluServiceDown"
+        )
     except AssertionError as exc:
-        raise AssertionError(f"{exc}; stopped at {stopped_at.isoformat()}; Prometheus' alerts: "
-                             f"{prometheus.query('ALERTS')['result']}; Prometheus' notifier: {prometheus.notifier()}; "
-                             f"Alertmanager's alerts: {alertmanager.alerts()}; the webhook got: {webhook.received}") from None
+        raise AssertionError(
+            f"{exc}; stopped at {stopped_at.isoformat()}; Prometheus' alerts: "
+            f"{prometheus.query('ALERTS')['result']}; Prometheus' notifier: {prometheus.notifier()}; "
+            f"Alertmanager's alerts: {alertmanager.alerts()}; the webhook got: {webhook.received}"
+        ) from None
     assert path == "/on-call", "a critical alert goes to the on-call receiver"
     assert alert["labels"]["job"] == "catalogue" and alert["labels"]["severity"] == "critical"
     assert alert["labels"]["instance"] == f"127.0.0.1:{platform.ports['catalogue']}"
@@ -216,7 +274,6 @@ def test_a_stopped_service_reaches_the_on_call_receiver_by_webhook_and_email(ops
     assert alert["annotations"]["runbook"] == "docs/operations.md#kokeiluservicedown"
     assert {p for p, _, a in notified()} == {"/on-call"}, "not to the operations team's receiver"
 
-    [mail, *_] = wait_until(lambda: mailbox.to("kokeilu-on-call@espoo.example"), timeout=30,
-                            what="the on-call e-mail")
+    [mail, *_] = wait_until(lambda: mailbox.to("kokeilu-on-call@espoo.example"), timeout=30, what="the on-call e-mail")
     assert "KokeiluServiceDown" in mail["Subject"] and "catalogue" in mail["Subject"]
     assert not [m for m in mailbox.to("kokeilu-operations@espoo.example") if "KokeiluServiceDown" in m["Subject"]]

@@ -1,5 +1,6 @@
 """The real Prometheus tools the ops tests run: Debian's `prometheus` (prometheus, promtool) and
 `prometheus-alertmanager` (prometheus-alertmanager, amtool) packages, which .ci/run installs."""
+
 from __future__ import annotations
 
 import shutil
@@ -15,16 +16,22 @@ ALERT_TESTS = PROMETHEUS_DIR / "alerts.test.yml"
 ALERTMANAGER_CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 DASHBOARDS = ROOT / "deploy" / "grafana" / "dashboards"
 
-PACKAGES = {"promtool": "prometheus", "prometheus": "prometheus", "amtool": "prometheus-alertmanager",
-            "prometheus-alertmanager": "prometheus-alertmanager"}
+PACKAGES = {
+    "promtool": "prometheus",
+    "prometheus": "prometheus",
+    "amtool": "prometheus-alertmanager",
+    "prometheus-alertmanager": "prometheus-alertmanager",
+}
 
 
 def tool(name: str) -> str:
     """The path of a Prometheus tool; the test fails (not skips) when it is missing."""
     path = shutil.which(name)
     if path is None:
-        pytest.fail(f"{name} is not installed: `apt-get install {PACKAGES[name]}` (Debian's package; .ci/run "
-                    f"installs it), so that the alert rules and dashboards are checked against the real thing")
+        pytest.fail(
+            f"{name} is not installed: `apt-get install {PACKAGES[name]}` (Debian's package; .ci/run "
+            f"installs it), so that the alert rules and dashboards are checked against the real thing"
+        )
     return path
 
 

@@ -1,9 +1,10 @@
 """Builders of valid example messages for unit tests: each gives a sensible default that a test
 overrides only where the behaviour under test cares."""
+
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from kokeilu.contracts import CloudEvent, new_event
 from kokeilu.contracts import catalog as types
@@ -11,7 +12,7 @@ from kokeilu.contracts.evaluation import RuleFailure, ScreeningCompleted
 from kokeilu.contracts.proposals import ProposalSubmitted, Submission
 
 CONTACT_EMAIL = "pilot.lead@example-mobility.fi"
-WHEN = datetime(2025, 3, 1, 9, 30, tzinfo=timezone.utc)
+WHEN = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
 
 
 def submission_body(**overrides) -> dict:
@@ -39,26 +40,41 @@ def a_submission(**overrides) -> Submission:
 def a_proposal_submitted(proposal_id: str | None = None, **overrides) -> ProposalSubmitted:
     body = submission_body()
     body.pop("proposer")
-    body.update(proposal_id=proposal_id or str(uuid.uuid4()),
-                proposer={"organisation": "Example Mobility Oy", "kind": "company"},
-                submitted_at=WHEN)
+    body.update(
+        proposal_id=proposal_id or str(uuid.uuid4()),
+        proposer={"organisation": "Example Mobility Oy", "kind": "company"},
+        submitted_at=WHEN,
+    )
     body.update(overrides)
     return ProposalSubmitted.model_validate(body)
 
 
-def a_screening(proposal_id: str, passed: bool = True, failures: list[RuleFailure] | None = None,
-                focus_area: str | None = None) -> ScreeningCompleted:
+def a_screening(
+    proposal_id: str, passed: bool = True, failures: list[RuleFailure] | None = None, focus_area: str | None = None
+) -> ScreeningCompleted:
     if failures is None:
         failures = [] if passed else [RuleFailure(rule="budget_cap", reason="over the cap")]
-    return ScreeningCompleted(proposal_id=proposal_id, passed=passed, failed_rules=failures, screened_at=WHEN,
-                              focus_area=focus_area)
+    return ScreeningCompleted(
+        proposal_id=proposal_id, passed=passed, failed_rules=failures, screened_at=WHEN, focus_area=focus_area
+    )
 
 
-def an_event(event_type: types.EventType, data, *, source: str = "test/source", event_id: str | None = None,
-             subject: str | None = None) -> CloudEvent:
+def an_event(
+    event_type: types.EventType,
+    data,
+    *,
+    source: str = "test/source",
+    event_id: str | None = None,
+    subject: str | None = None,
+) -> CloudEvent:
     """An event as a consumer would receive it, with a chosen source and id (for redelivery tests)."""
-    event = new_event(event_type.name, data, source=source, subject=subject or getattr(data, "proposal_id", "subject"),
-                      dataschema=event_type.dataschema)
+    event = new_event(
+        event_type.name,
+        data,
+        source=source,
+        subject=subject or getattr(data, "proposal_id", "subject"),
+        dataschema=event_type.dataschema,
+    )
     if event_id is not None:
         event = event.model_copy(update={"id": event_id})
     return event

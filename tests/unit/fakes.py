@@ -5,12 +5,13 @@ and their transaction semantics: everything done inside `with uow:` -- repositor
 published events, inbox records -- takes effect only when the block calls `commit()` and
 leaves without an exception; otherwise it is rolled back.
 """
+
 from __future__ import annotations
 
 import copy
 import re
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 from kokeilu.contracts import CloudEvent, new_event, service_source
@@ -40,8 +41,8 @@ class FakeUnitOfWork:
     source: str | None = None  # the service's, as on its real unit of work
 
     def __init__(self):
-        self.outbox: list[Published] = []          # committed, in order
-        self.inbox: set[tuple[str, str]] = set()   # committed (consumer, source#id)
+        self.outbox: list[Published] = []  # committed, in order
+        self.inbox: set[tuple[str, str]] = set()  # committed (consumer, source#id)
         self.commits = 0
         self.rollbacks = 0
         self.locks_taken: list[str] = []
@@ -100,15 +101,32 @@ class FakeUnitOfWork:
         self.locks_taken.append(name)
 
     # outbox ---------------------------------------------------------------------------
-    def emit(self, event_type, data, subject: str, cause: CloudEvent | None = None, *,
-             correlationid: str | None = None, traceparent: str | None = None) -> None:
+    def emit(
+        self,
+        event_type,
+        data,
+        subject: str,
+        cause: CloudEvent | None = None,
+        *,
+        correlationid: str | None = None,
+        traceparent: str | None = None,
+    ) -> None:
         """As kokeilu.store.UnitOfWork.emit (without the flow the real one puts the event in)."""
         assert self.source, f"{type(self).__name__} has no source"
-        self.publish(new_event(event_type.name, data, source=self.source, subject=subject,
-                               dataschema=event_type.dataschema, cause=cause, correlationid=correlationid,
-                               traceparent=traceparent))
+        self.publish(
+            new_event(
+                event_type.name,
+                data,
+                source=self.source,
+                subject=subject,
+                dataschema=event_type.dataschema,
+                cause=cause,
+                correlationid=correlationid,
+                traceparent=traceparent,
+            )
+        )
 
-    def sharing(self, cls) -> "FakeUnitOfWork":
+    def sharing(self, cls) -> FakeUnitOfWork:
         return self
 
     def publish(self, event: CloudEvent, key: str | None = None) -> None:
@@ -160,9 +178,16 @@ class FakeProposalRepository:
     def get(self, proposal_id: str):
         return self.rows.get(proposal_id)
 
-    def list(self, status: str | None = None, limit: int = 50, after: str | None = None, focus_area: str | None = None,
-             environment: str | None = None, submitted_from: datetime | None = None,
-             submitted_to: datetime | None = None) -> list:
+    def list(
+        self,
+        status: str | None = None,
+        limit: int = 50,
+        after: str | None = None,
+        focus_area: str | None = None,
+        environment: str | None = None,
+        submitted_from: datetime | None = None,
+        submitted_to: datetime | None = None,
+    ) -> list:
         ordered = sorted(self.rows.values(), key=lambda p: (p.submitted_at, p.id), reverse=True)
         if status:
             ordered = [p for p in ordered if p.status.value == status]
@@ -210,8 +235,9 @@ class FakeIdempotencyRepository:
     def add(self, principal: str, key: str, route: str, now: datetime) -> None:
         if (principal, key) in self.rows:
             raise KeyError(f"duplicate idempotency key {key!r} of {principal}")
-        self.rows[(principal, key)] = SimpleNamespace(principal=principal, key=key, route=route, status=0,
-                                                      body=None, created_at=now)
+        self.rows[(principal, key)] = SimpleNamespace(
+            principal=principal, key=key, route=route, status=0, body=None, created_at=now
+        )
 
     def complete(self, principal: str, key: str, status: int, body) -> None:
         row = self.rows[(principal, key)]
@@ -239,8 +265,9 @@ class FakeScreeningRepository:
 
     def add(self, s: ScreeningCompleted, focus_area: str, title: str, submitted_at, revision: int = 1) -> None:
         """The latest screening of a proposal (a revision replaces the one before)."""
-        self.rows[s.proposal_id] = dict(outcome=s, focus_area=focus_area, title=title, submitted_at=submitted_at,
-                                        revision=revision)
+        self.rows[s.proposal_id] = dict(
+            outcome=s, focus_area=focus_area, title=title, submitted_at=submitted_at, revision=revision
+        )
 
     def get(self, proposal_id: str) -> dict | None:
         row = self.rows.get(proposal_id)
@@ -248,7 +275,9 @@ class FakeScreeningRepository:
             return None
         s: ScreeningCompleted = row["outcome"]
         return {
-            "proposal_id": s.proposal_id, "title": row["title"], "focus_area": row["focus_area"],
+            "proposal_id": s.proposal_id,
+            "title": row["title"],
+            "focus_area": row["focus_area"],
             "revision": row["revision"],
             "screening": {
                 "passed": s.passed,
@@ -272,7 +301,9 @@ class FakeKnownProposalRepository:
 
     def near_duplicate_candidates(self, title: str) -> list[tuple[str, str]]:
         keys = set(title_keys(title))
-        return [(pid, r["title"]) for pid, r in self.rows.items() if r["is_open"] and keys & set(title_keys(r["title"]))]
+        return [
+            (pid, r["title"]) for pid, r in self.rows.items() if r["is_open"] and keys & set(title_keys(r["title"]))
+        ]
 
 
 class FakeEvaluationRepository:
@@ -320,8 +351,11 @@ class FakeEvaluationRepository:
         return self.workload()
 
     def queue(self, evaluator: str) -> list[Evaluation]:
-        mine = [e for e in self.rows.values() if e.status == "open"
-                and any(a.evaluator == evaluator and not a.recused for a in e.assignments)]
+        mine = [
+            e
+            for e in self.rows.values()
+            if e.status == "open" and any(a.evaluator == evaluator and not a.recused for a in e.assignments)
+        ]
         return sorted(mine, key=lambda e: e.due_at)
 
     def counts(self) -> dict[str, int]:
@@ -361,8 +395,11 @@ class FakeEntryRepository:
         self.rows[e.proposal_id] = e
 
     def _newest_first(self) -> list[Result]:
-        return sorted((e.result for e in self.rows.values() if e.result is not None),
-                      key=lambda r: (r.published_at, r.result_id), reverse=True)
+        return sorted(
+            (e.result for e in self.rows.values() if e.result is not None),
+            key=lambda r: (r.published_at, r.result_id),
+            reverse=True,
+        )
 
     def search(self, query: SearchQuery) -> SearchPage:
         """The filters, facets and orders of the real search; full text as "every word of `q` is a
@@ -389,7 +426,7 @@ class FakeEntryRepository:
         if query.order == "title":
             found.sort(key=lambda r: (r.title, r.result_id))
         offset = int(decode_cursor(query.cursor).get("o", 0)) if query.cursor else 0
-        page = found[offset:offset + query.limit]
+        page = found[offset : offset + query.limit]
         more = offset + query.limit < len(found)
         return SearchPage(page, len(found), facets, encode_cursor({"o": offset + len(page)}) if more else None)
 
@@ -397,8 +434,11 @@ class FakeEntryRepository:
         return self._newest_first()
 
     def languages(self) -> dict[str, str]:
-        return {e.result.result_id: e.proposal.language.value for e in self.rows.values()
-                if e.result is not None and e.proposal is not None}
+        return {
+            e.result.result_id: e.proposal.language.value
+            for e in self.rows.values()
+            if e.result is not None and e.proposal is not None
+        }
 
     def count_entries(self) -> int:
         return len(self.rows)
@@ -408,23 +448,32 @@ class FakeEntryRepository:
 
     def record_measurement(self, result_id, kpi, value, measured_at) -> None:
         from services.catalogue.domain import DailyKpi
+
         days = self.days.setdefault((result_id, kpi), {})
-        day = measured_at.astimezone(timezone.utc).date()
+        day = measured_at.astimezone(UTC).date()
         d, at = days.get(day, (None, None))
         if d is None:
             days[day] = (DailyKpi(day, 1, value, value, value, value), measured_at)
         else:
             later = measured_at >= at
-            days[day] = (DailyKpi(day, d.count + 1, d.total + value, min(d.min, value), max(d.max, value),
-                                  value if later else d.last), measured_at if later else at)
+            days[day] = (
+                DailyKpi(
+                    day, d.count + 1, d.total + value, min(d.min, value), max(d.max, value), value if later else d.last
+                ),
+                measured_at if later else at,
+            )
 
     def daily(self, result_id) -> dict:
-        return {kpi: [d for _, (d, _) in sorted(days.items())]
-                for (rid, kpi), days in sorted(self.days.items()) if rid == result_id}
+        return {
+            kpi: [d for _, (d, _) in sorted(days.items())]
+            for (rid, kpi), days in sorted(self.days.items())
+            if rid == result_id
+        }
 
     def series(self, result_id, kpis: int = 1) -> dict:
         from kokeilu.contracts.results import series_budget
         from services.catalogue.domain import series_points
+
         return {kpi: series_points(days, series_budget(kpis)) for kpi, days in self.daily(result_id).items()}
 
 
@@ -440,8 +489,8 @@ class FakeCatalogueUnitOfWork(FakeUnitOfWork):
 # notifications ----------------------------------------------------------------------------
 class FakeSubscriptionRepository:
     def __init__(self):
-        self.rows: dict = {}          # id -> Subscription, in creation order
-        self.deleted: dict = {}       # id -> deleted_at
+        self.rows: dict = {}  # id -> Subscription, in creation order
+        self.deleted: dict = {}  # id -> deleted_at
         self.proposals: dict[str, dict] = {}  # proposal id -> what notifications knows of it
 
     def add(self, s) -> None:
@@ -465,12 +514,22 @@ class FakeSubscriptionRepository:
         self.deleted[subscription_id] = now
         return True
 
-    def remember_proposal(self, proposal_id: str, focus_area: str, environment: str, language: str, title: str,
-                          contact_email: str | None, resident_name: str | None = None,
-                          content: bool = False) -> None:
+    def remember_proposal(
+        self,
+        proposal_id: str,
+        focus_area: str,
+        environment: str,
+        language: str,
+        title: str,
+        contact_email: str | None,
+        resident_name: str | None = None,
+        content: bool = False,
+    ) -> None:
         """The latest facts of a proposal; a revision (which has no address) keeps the address known."""
-        row = self.proposals.setdefault(proposal_id, dict(proposal_id=proposal_id, contact_email=None,
-                                                          resident_name=None, proposer_opted_out_at=None))
+        row = self.proposals.setdefault(
+            proposal_id,
+            dict(proposal_id=proposal_id, contact_email=None, resident_name=None, proposer_opted_out_at=None),
+        )
         row.update(focus_area=focus_area, environment=environment, language=language, title=title)
         if contact_email:
             row["contact_email"] = contact_email
@@ -485,9 +544,19 @@ class FakeSubscriptionRepository:
         return (self.proposal(proposal_id) or {}).get("focus_area")
 
     def opt_out_proposer(self, proposal_id: str, now: datetime) -> bool:
-        row = self.proposals.setdefault(proposal_id, dict(
-            proposal_id=proposal_id, focus_area="", environment=None, language=None, title=None,
-            contact_email=None, resident_name=None, proposer_opted_out_at=None))
+        row = self.proposals.setdefault(
+            proposal_id,
+            dict(
+                proposal_id=proposal_id,
+                focus_area="",
+                environment=None,
+                language=None,
+                title=None,
+                contact_email=None,
+                resident_name=None,
+                proposer_opted_out_at=None,
+            ),
+        )
         if row["proposer_opted_out_at"] is not None:
             return False
         row["proposer_opted_out_at"] = now
@@ -523,57 +592,124 @@ class FakeDeliveryRepository:
         self.subscriptions = subscriptions
         self.rows: dict[str, FakeDelivery] = {}
 
-    def add(self, delivery_id, subscription_id, event_id, event_type, payload: bytes, now, kind: str = "event",
-            channel: str | None = None, recipient: str | None = None, language: str | None = None,
-            correlation_id: str | None = None, traceparent: str | None = None) -> None:
+    def add(
+        self,
+        delivery_id,
+        subscription_id,
+        event_id,
+        event_type,
+        payload: bytes,
+        now,
+        kind: str = "event",
+        channel: str | None = None,
+        recipient: str | None = None,
+        language: str | None = None,
+        correlation_id: str | None = None,
+        traceparent: str | None = None,
+    ) -> None:
         if delivery_id in self.rows:
             raise KeyError(f"duplicate delivery id {delivery_id}")
         if any(d.subscription_id == subscription_id and d.event_id == event_id for d in self.rows.values()):
             raise KeyError(f"a delivery of {event_id} to {subscription_id} exists")  # uq_delivery_per_event
-        self.rows[delivery_id] = FakeDelivery(delivery_id, subscription_id, event_id, event_type, payload,
-                                              "pending", 0, now, now, now, kind, channel, recipient, language,
-                                              correlation_id, traceparent)
+        self.rows[delivery_id] = FakeDelivery(
+            delivery_id,
+            subscription_id,
+            event_id,
+            event_type,
+            payload,
+            "pending",
+            0,
+            now,
+            now,
+            now,
+            kind,
+            channel,
+            recipient,
+            language,
+            correlation_id,
+            traceparent,
+        )
 
     def _channel(self, d: FakeDelivery) -> str | None:
         sub = self.subscriptions.rows.get(d.subscription_id)
         return d.channel or (sub.channel if sub else None)
 
     def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list:
-        opted_out = {f"proposer:{pid}" for pid, p in self.subscriptions.proposals.items()
-                     if p.get("proposer_opted_out_at") is not None}
-        due = sorted((d for d in self.rows.values()
-                      if d.status == "pending" and d.next_attempt_at <= now
-                      and d.subscription_id not in self.subscriptions.deleted
-                      and d.subscription_id not in opted_out
-                      and (d.locked_until is None or d.locked_until < now)),
-                     key=lambda d: d.next_attempt_at)[:limit]
+        opted_out = {
+            f"proposer:{pid}"
+            for pid, p in self.subscriptions.proposals.items()
+            if p.get("proposer_opted_out_at") is not None
+        }
+        due = sorted(
+            (
+                d
+                for d in self.rows.values()
+                if d.status == "pending"
+                and d.next_attempt_at <= now
+                and d.subscription_id not in self.subscriptions.deleted
+                and d.subscription_id not in opted_out
+                and (d.locked_until is None or d.locked_until < now)
+            ),
+            key=lambda d: d.next_attempt_at,
+        )[:limit]
         out = []
         for d in due:
             d.locked_until = now + lease
             sub = self.subscriptions.rows.get(d.subscription_id)  # none for a proposer's e-mail
-            out.append(SimpleNamespace(
-                id=d.id, attempts=d.attempts, payload=d.payload, event_id=d.event_id, event_type=d.event_type,
-                subscription_id=d.subscription_id, kind=d.kind, language=d.language, channel=self._channel(d),
-                url=d.recipient or (sub.email if sub else None) or (sub.url if sub else None),
-                secret=sub.secret if sub else None, subscriber=sub.subscriber if sub else None,
-                subscription_language=sub.language if sub else None, correlation_id=d.correlation_id,
-                traceparent=d.traceparent))
+            out.append(
+                SimpleNamespace(
+                    id=d.id,
+                    attempts=d.attempts,
+                    payload=d.payload,
+                    event_id=d.event_id,
+                    event_type=d.event_type,
+                    subscription_id=d.subscription_id,
+                    kind=d.kind,
+                    language=d.language,
+                    channel=self._channel(d),
+                    url=d.recipient or (sub.email if sub else None) or (sub.url if sub else None),
+                    secret=sub.secret if sub else None,
+                    subscriber=sub.subscriber if sub else None,
+                    subscription_language=sub.language if sub else None,
+                    correlation_id=d.correlation_id,
+                    traceparent=d.traceparent,
+                )
+            )
         return out
 
     def record_attempt(self, delivery_id, attempt, at, status_code, latency, error, status, next_attempt_at) -> None:
         d = self.rows[delivery_id]
-        d.tries.append({"attempt": attempt, "at": at.isoformat(), "status_code": status_code,
-                        "latency_seconds": round(latency, 4), "error": error})
+        d.tries.append(
+            {
+                "attempt": attempt,
+                "at": at.isoformat(),
+                "status_code": status_code,
+                "latency_seconds": round(latency, 4),
+                "error": error,
+            }
+        )
         d.attempts, d.status, d.next_attempt_at, d.locked_until = attempt, status.value, next_attempt_at, None
         d.last_status_code, d.last_error, d.updated_at = status_code, error, at
 
-    def list(self, subscription_id: str | None, status: str | None, limit: int, channel: str | None = None,
-             event_type: str | None = None, kind: str | None = None, owner: str | None = None) -> list[dict]:
+    def list(
+        self,
+        subscription_id: str | None,
+        status: str | None,
+        limit: int,
+        channel: str | None = None,
+        event_type: str | None = None,
+        kind: str | None = None,
+        owner: str | None = None,
+    ) -> list[dict]:
         rows = sorted(self.rows.values(), key=lambda d: d.id)
         rows = sorted(rows, key=lambda d: d.created_at, reverse=True)
         if owner is not None:
-            rows = [d for d in rows if d.subscription_id in self.subscriptions.rows
-                    and self.subscriptions.rows[d.subscription_id].owner == owner]
+            rows = [
+                d
+                for d in rows
+                if d.subscription_id in self.subscriptions.rows
+                and self.subscriptions.rows[d.subscription_id].owner == owner
+            ]
         if subscription_id:
             rows = [d for d in rows if d.subscription_id == subscription_id]
         if status == "dead_lettered":  # every delivery that failed for good waits in the dead-letter list
@@ -586,13 +722,25 @@ class FakeDeliveryRepository:
             rows = [d for d in rows if d.event_type == event_type]
         if kind:
             rows = [d for d in rows if d.kind == kind]
-        return [{
-            "id": d.id, "subscription_id": d.subscription_id, "event_id": d.event_id, "event_type": d.event_type,
-            "status": d.status, "dead_lettered": d.status == "failed", "channel": self._channel(d), "kind": d.kind,
-            "attempts": list(d.tries),
-            "next_attempt_at": d.next_attempt_at.isoformat() if d.next_attempt_at and d.status == "pending" else None,
-            "created_at": d.created_at.isoformat(), "updated_at": d.updated_at.isoformat(),
-        } for d in rows[:limit]]
+        return [
+            {
+                "id": d.id,
+                "subscription_id": d.subscription_id,
+                "event_id": d.event_id,
+                "event_type": d.event_type,
+                "status": d.status,
+                "dead_lettered": d.status == "failed",
+                "channel": self._channel(d),
+                "kind": d.kind,
+                "attempts": list(d.tries),
+                "next_attempt_at": d.next_attempt_at.isoformat()
+                if d.next_attempt_at and d.status == "pending"
+                else None,
+                "created_at": d.created_at.isoformat(),
+                "updated_at": d.updated_at.isoformat(),
+            }
+            for d in rows[:limit]
+        ]
 
 
 class FakeDigestRepository:
@@ -605,8 +753,15 @@ class FakeDigestRepository:
         if any(i["subscription_id"] == subscription_id and i["event_id"] == event_id for i in self.items.values()):
             raise KeyError(f"{event_id} is queued for {subscription_id} already")  # uq_digest_item_per_event
         item_id = max(self.items, default=0) + 1
-        self.items[item_id] = dict(id=item_id, subscription_id=subscription_id, event_id=event_id,
-                                   event_type=event_type, payload=payload, created_at=now, digest_id=None)
+        self.items[item_id] = dict(
+            id=item_id,
+            subscription_id=subscription_id,
+            event_id=event_id,
+            event_type=event_type,
+            payload=payload,
+            created_at=now,
+            digest_id=None,
+        )
 
     def claim_window(self, end: datetime, now: datetime) -> bool:
         if end in self.runs:
@@ -619,10 +774,19 @@ class FakeDigestRepository:
         for i in sorted(self.items.values(), key=lambda i: (i["created_at"], i["id"])):
             sub = self.subscriptions.get(i["subscription_id"])
             if i["digest_id"] is None and i["created_at"] < before and sub is not None:
-                out.append(SimpleNamespace(id=i["id"], subscription_id=i["subscription_id"], event_id=i["event_id"],
-                                           event_type=i["event_type"], payload=i["payload"],
-                                           subscriber=sub.subscriber, email=sub.email, language=sub.language,
-                                           owner=sub.owner))
+                out.append(
+                    SimpleNamespace(
+                        id=i["id"],
+                        subscription_id=i["subscription_id"],
+                        event_id=i["event_id"],
+                        event_type=i["event_type"],
+                        payload=i["payload"],
+                        subscriber=sub.subscriber,
+                        email=sub.email,
+                        language=sub.language,
+                        owner=sub.owner,
+                    )
+                )
         return out
 
     def subscriptions_of(self, digest_id: str) -> list[str]:
@@ -653,7 +817,7 @@ class FakeClock:
     """A clock that moves only when told; install it where a module reads `utcnow`."""
 
     def __init__(self, start: datetime | None = None):
-        self.now = start or datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
+        self.now = start or datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
     def __call__(self) -> datetime:
         return self.now

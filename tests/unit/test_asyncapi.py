@@ -1,6 +1,7 @@
 """schemas/asyncapi.json: the official parser (@asyncapi/parser, tools/asyncapi/) accepts it, and it
 says what the platform does: servers, who sends and who receives each topic, each message's key,
 the dead letter's headers."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,13 @@ def parse(path) -> dict:
         pytest.fail("the AsyncAPI parser is not installed: run `make install` (npm ci in tools/asyncapi)")
     node = shutil.which("node") or shutil.which("nodejs")
     assert node, "Node.js is needed to run the AsyncAPI parser (.ci/run installs it)"
-    out = subprocess.run([node, str(TOOL / "validate.js"), str(path)], capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "NO_UPDATE_NOTIFIER": "1"})
+    out = subprocess.run(
+        [node, str(TOOL / "validate.js"), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NO_UPDATE_NOTIFIER": "1"},
+    )
     assert out.returncode in (0, 1), out.stderr or out.stdout
     return json.loads(out.stdout)
 
@@ -45,7 +51,9 @@ def test_the_official_parser_accepts_the_checked_in_document():
     result = parse(DOCUMENT)
     for level in ("warnings", "infos"):
         for d in result[level]:
-            warnings.warn(f"AsyncAPI parser {level[:-1]} {d['code']} at {d['path']}: {d['message']}", UserWarning, stacklevel=1)
+            warnings.warn(
+                f"AsyncAPI parser {level[:-1]} {d['code']} at {d['path']}: {d['message']}", UserWarning, stacklevel=1
+            )
     assert result["parsed"], result["errors"]
     assert result["errors"] == [], json.dumps(result["errors"], indent=2)
     assert result["asyncapi"] == "3.0.0"
@@ -95,8 +103,9 @@ def test_every_channel_describes_its_messages_and_every_operation_lists_them(doc
         assert set(messages) == expected
     for op in document["operations"].values():
         channel = op["channel"]["$ref"]
-        assert {m["$ref"] for m in op["messages"]} == {f"{channel}/messages/{m}"
-                                                      for m in document["channels"][channel.rsplit("/", 1)[-1]]["messages"]}
+        assert {m["$ref"] for m in op["messages"]} == {
+            f"{channel}/messages/{m}" for m in document["channels"][channel.rsplit("/", 1)[-1]]["messages"]
+        }
 
 
 def key_of(document, event_type) -> str:
@@ -127,18 +136,61 @@ def dead_letter_headers(document):
     return Draft7Validator(document["components"]["messages"]["dead_letter"]["headers"])
 
 
-@pytest.mark.parametrize("letter", [
-    dead_letter(b'{"not": "an event"}', b"k-1", "invalid", "not a valid CloudEvent", "proposals",
-                topic=topics.INTAKE, partition=3, offset=1187, consumer_group="kokeilu.proposals"),
-    dead_letter(b"x" * 600_000, None, "unparseable", "too large", "catalogue",
-                topic=topics.PROPOSALS, partition=0, offset=9, consumer_group="p.kokeilu.catalogue"),
-    dead_letter(b"{}", "pid", "unpublishable", "MessageSizeTooLargeError", "evaluation",
-                original={"content-type": "application/cloudevents+json"}, topic=topics.EVALUATIONS, outbox_id=42),
-    dead_letter(b"{}", "k", "failed", "IllegalTransition", "proposals",
-                original=[("content-type", b"application/cloudevents+json"), ("traceparent", b"00-ab-cd-01"),
-                          ("kokeilu.service", b"spoofed"), ("binary", b"\xff\x00")],
-                topic=topics.EVALUATIONS, partition=1, offset=2, consumer_group="kokeilu.proposals.workflow"),
-], ids=["consumer", "truncated", "relay", "original-headers"])
+@pytest.mark.parametrize(
+    "letter",
+    [
+        dead_letter(
+            b'{"not": "an event"}',
+            b"k-1",
+            "invalid",
+            "not a valid CloudEvent",
+            "proposals",
+            topic=topics.INTAKE,
+            partition=3,
+            offset=1187,
+            consumer_group="kokeilu.proposals",
+        ),
+        dead_letter(
+            b"x" * 600_000,
+            None,
+            "unparseable",
+            "too large",
+            "catalogue",
+            topic=topics.PROPOSALS,
+            partition=0,
+            offset=9,
+            consumer_group="p.kokeilu.catalogue",
+        ),
+        dead_letter(
+            b"{}",
+            "pid",
+            "unpublishable",
+            "MessageSizeTooLargeError",
+            "evaluation",
+            original={"content-type": "application/cloudevents+json"},
+            topic=topics.EVALUATIONS,
+            outbox_id=42,
+        ),
+        dead_letter(
+            b"{}",
+            "k",
+            "failed",
+            "IllegalTransition",
+            "proposals",
+            original=[
+                ("content-type", b"application/cloudevents+json"),
+                ("traceparent", b"00-ab-cd-01"),
+                ("kokeilu.service", b"spoofed"),
+                ("binary", b"\xff\x00"),
+            ],
+            topic=topics.EVALUATIONS,
+            partition=1,
+            offset=2,
+            consumer_group="kokeilu.proposals.workflow",
+        ),
+    ],
+    ids=["consumer", "truncated", "relay", "original-headers"],
+)
 def test_the_dead_letters_the_code_builds_fit_the_documented_headers(dead_letter_headers, letter):
     assert letter.topic == topics.DEADLETTER
     assert list(dead_letter_headers.iter_errors(letter.headers)) == []

@@ -1,4 +1,5 @@
 """Bearer tokens with scopes: configured hashed, and an admin token with every scope."""
+
 from __future__ import annotations
 
 import hashlib
@@ -15,8 +16,13 @@ ADMIN_SECRET = "admin-secret"
 
 def settings(tokens: list[dict] | None = None, admin: str | None = ADMIN_SECRET) -> Settings:
     if tokens is None:
-        tokens = [{"name": "reader", "sha256": hashlib.sha256(READER_SECRET.encode()).hexdigest(),
-                   "scopes": ["proposals:read", "catalogue:read"]}]
+        tokens = [
+            {
+                "name": "reader",
+                "sha256": hashlib.sha256(READER_SECRET.encode()).hexdigest(),
+                "scopes": ["proposals:read", "catalogue:read"],
+            }
+        ]
     return Settings(kokeilu_tokens=json.dumps(tokens), kokeilu_tokens_file=None, kokeilu_admin_token=admin)
 
 
@@ -41,8 +47,9 @@ def test_a_request_without_an_authorization_header_is_unauthenticated(registry, 
         registry.authorize(header, "proposals:read")
 
 
-@pytest.mark.parametrize("header", [f"Basic {READER_SECRET}", f"Token {READER_SECRET}", READER_SECRET, "Bearer",
-                                    "Bearer    "])
+@pytest.mark.parametrize(
+    "header", [f"Basic {READER_SECRET}", f"Token {READER_SECRET}", READER_SECRET, "Bearer", "Bearer    "]
+)
 def test_a_header_that_is_not_a_bearer_token_is_unauthenticated(registry, header):
     with pytest.raises(Unauthenticated, match="must be 'Bearer <token>'"):
         registry.authorize(header, "proposals:read")
@@ -74,8 +81,9 @@ def test_the_admin_token_has_every_scope(registry, scope):
 
 
 def test_a_token_with_the_admin_scope_has_every_scope():
-    registry = TokenRegistry.from_settings(settings(
-        [{"name": "ops", "sha256": token_hash("ops-secret"), "scopes": ["admin"]}], admin=None))
+    registry = TokenRegistry.from_settings(
+        settings([{"name": "ops", "sha256": token_hash("ops-secret"), "scopes": ["admin"]}], admin=None)
+    )
     for scope in SCOPES:
         assert registry.authorize("Bearer ops-secret", scope).name == "ops"
 
@@ -89,20 +97,23 @@ def test_without_an_admin_token_configured_no_secret_has_admin_rights():
 
 
 def test_a_hash_configured_in_upper_case_still_matches():
-    registry = TokenRegistry.from_settings(settings(
-        [{"name": "writer", "sha256": token_hash("w").upper(), "scopes": ["proposals:write"]}]))
+    registry = TokenRegistry.from_settings(
+        settings([{"name": "writer", "sha256": token_hash("w").upper(), "scopes": ["proposals:write"]}])
+    )
     assert registry.authorize("Bearer w", "proposals:write").name == "writer"
 
 
 def test_a_configured_unknown_scope_is_refused_at_start_naming_it():
     with pytest.raises(ValueError, match="proposals:delete"):
-        TokenRegistry.from_settings(settings(
-            [{"name": "bad", "sha256": token_hash("b"), "scopes": ["proposals:read", "proposals:delete"]}]))
+        TokenRegistry.from_settings(
+            settings([{"name": "bad", "sha256": token_hash("b"), "scopes": ["proposals:read", "proposals:delete"]}])
+        )
 
 
 def test_tokens_are_configured_by_hash_never_by_secret():
     # A secret put where its hash belongs does not become a working token.
-    registry = TokenRegistry.from_settings(settings([{"name": "oops", "sha256": "plain", "scopes": ["admin"]}],
-                                                    admin=None))
+    registry = TokenRegistry.from_settings(
+        settings([{"name": "oops", "sha256": "plain", "scopes": ["admin"]}], admin=None)
+    )
     with pytest.raises(Unauthenticated):
         registry.authorize("Bearer plain", None)

@@ -1,4 +1,5 @@
 """The catalogue service: assembling an entry from events in any order, and what it publishes."""
+
 from __future__ import annotations
 
 import json
@@ -17,9 +18,16 @@ from services.catalogue import handlers
 from services.catalogue.domain import Entry
 from services.catalogue.search import SearchQuery
 from services.proposals.domain import Proposal
-
-from tests.unit.examples import (WHEN, a_proposal_submitted, a_screening, a_submission, an_event, leaf_strings,
-                                 redelivery_of, submission_body)
+from tests.unit.examples import (
+    WHEN,
+    a_proposal_submitted,
+    a_screening,
+    a_submission,
+    an_event,
+    leaf_strings,
+    redelivery_of,
+    submission_body,
+)
 from tests.unit.fakes import FakeCatalogueUnitOfWork
 
 CONTACT_UNIT = "City of Espoo, experimentation programme"
@@ -50,8 +58,12 @@ def published(entry: Entry):
 
 def test_an_entry_is_published_only_with_its_proposal_and_a_passed_screening():
     entry = Entry("p-1")
-    for unready in (entry, entry.with_proposal(a_proposal_submitted("p-1")), entry.with_screening(True),
-                    entry.with_proposal(a_proposal_submitted("p-1")).with_screening(False)):
+    for unready in (
+        entry,
+        entry.with_proposal(a_proposal_submitted("p-1")),
+        entry.with_screening(True),
+        entry.with_proposal(a_proposal_submitted("p-1")).with_screening(False),
+    ):
         assert unready.reconcile(CONTACT_UNIT) == (unready, None)
     ready = entry.with_screening(True).with_proposal(a_proposal_submitted("p-1"))
     done, change = ready.reconcile(CONTACT_UNIT)
@@ -65,8 +77,9 @@ def test_a_published_result_says_what_the_catalogue_shows():
     assert (result.result_id, result.proposal_id) == ("p-1", "p-1")
     assert (result.title, result.summary, result.hypothesis) == (p.title, p.summary, p.hypothesis)
     assert (result.focus_area, result.environment) == (p.focus_area, p.environment)
-    assert [(k.name, k.unit, k.baseline, k.target) for k in result.kpis] == \
-        [(k.name, k.unit, k.baseline, k.target) for k in p.kpis]
+    assert [(k.name, k.unit, k.baseline, k.target) for k in result.kpis] == [
+        (k.name, k.unit, k.baseline, k.target) for k in p.kpis
+    ]
     assert result.organisation == "Example Mobility Oy"
     assert result.proposer_kind is ProposerKind.company
     assert result.status is ResultStatus.in_evaluation
@@ -164,9 +177,14 @@ def submissions(draw):
     kind = draw(st.sampled_from(list(ProposerKind)))
     # "Org:" marks the organisation so it cannot coincide with the free text (which has no ':').
     # No '@': a word with an '@' and a dot after it is redacted as a possible address (kokeilu.privacy).
-    organisation = "Org:" + draw(st.text(st.characters(codec="utf-8", exclude_characters="\x00@"), min_size=1, max_size=80).filter(lambda s: s.strip()))
+    organisation = "Org:" + draw(
+        st.text(st.characters(codec="utf-8", exclude_characters="\x00@"), min_size=1, max_size=80).filter(
+            lambda s: s.strip()
+        )
+    )
     body = submission_body(
-        title=draw(PLAIN), summary=draw(PLAIN) + " a pilot of the city programme",
+        title=draw(PLAIN),
+        summary=draw(PLAIN) + " a pilot of the city programme",
         hypothesis=draw(st.none() | PLAIN),
         focus_area=draw(st.sampled_from(list(FocusArea))).value,
         environment=draw(st.sampled_from(list(Environment))).value,
@@ -207,21 +225,42 @@ def test_a_published_result_never_contains_contact_details_or_a_residents_name(s
 def real_uow(tmp_path):
     from services.catalogue.store import CatalogueUnitOfWork
     from tests.unit.workflow.support import database
+
     db = database(tmp_path, "catalogue")
     yield lambda: CatalogueUnitOfWork(db)
     db.dispose()
 
 
-@pytest.mark.parametrize("query", [
-    {}, {"focus_area": "learning"}, {"environment": "kera,school"}, {"q": "shuttle"}, {"q": "reading buddies"},
-    {"sort": "title"}, {"status": "in_evaluation", "limit": 1}, {"year": "2025"}, {"q": "nothing-matches-this"},
-], ids=lambda q: json.dumps(q))
+@pytest.mark.parametrize(
+    "query",
+    [
+        {},
+        {"focus_area": "learning"},
+        {"environment": "kera,school"},
+        {"q": "shuttle"},
+        {"q": "reading buddies"},
+        {"sort": "title"},
+        {"status": "in_evaluation", "limit": 1},
+        {"year": "2025"},
+        {"q": "nothing-matches-this"},
+    ],
+    ids=lambda q: json.dumps(q),
+)
 def test_the_fake_search_answers_as_the_real_one(uow, real_uow, query):
-    bodies = [dict(title="Autonomous shuttle feeder for Kera station", focus_area="smart_mobility", environment="kera"),
-              dict(title="Reading buddies at Kera school", focus_area="learning", environment="school",
-                   summary="Older pupils read with younger ones twice a week, logging progress."),
-              dict(title="Bike lanes on the Waterfront Walkway", focus_area="sustainable_development",
-                   environment="waterfront_walkway")]
+    bodies = [
+        dict(title="Autonomous shuttle feeder for Kera station", focus_area="smart_mobility", environment="kera"),
+        dict(
+            title="Reading buddies at Kera school",
+            focus_area="learning",
+            environment="school",
+            summary="Older pupils read with younger ones twice a week, logging progress.",
+        ),
+        dict(
+            title="Bike lanes on the Waterfront Walkway",
+            focus_area="sustainable_development",
+            environment="waterfront_walkway",
+        ),
+    ]
     for n, body in enumerate(bodies):
         data = a_proposal_submitted(f"7f0c6d9e-0000-4000-8000-00000000000{n}", **body)
         for event in (proposal_event(data), screening_event(data.proposal_id)):
@@ -245,6 +284,9 @@ def test_the_catalogue_declares_to_its_consumer_exactly_the_events_it_applies():
 
     from kokeilu.contracts import catalog, topics
     from services.catalogue import handlers
+
     read = [t for t in catalog.ALL if t.topic in (topics.PROPOSALS, topics.EVALUATIONS)]
-    applied = {t.name for t in read if handlers._fact(SimpleNamespace(time=None), t.model.model_construct()) is not None}
+    applied = {
+        t.name for t in read if handlers._fact(SimpleNamespace(time=None), t.model.model_construct()) is not None
+    }
     assert applied == {t.name for t in handlers.HANDLED}

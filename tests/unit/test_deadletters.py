@@ -1,17 +1,19 @@
 """Dead letters keep the original headers; the dead-letter tool (kokeilu.deadletters) reads,
 filters, plans and performs redrives as its contract says. With fakes for records and the
 producer: the real broker is tests/integration/test_deadletter_redrive.py."""
+
 from __future__ import annotations
 
 import io
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from kokeilu.config import Settings
-from kokeilu.contracts import deadletter as contract, topics
+from kokeilu.contracts import deadletter as contract
+from kokeilu.contracts import topics
 from kokeilu.deadletters import library
 from kokeilu.deadletters.__main__ import build_parser, main, run
 from kokeilu.deadletters.library import Filter, Letter, Redrive, ToolError
@@ -19,31 +21,50 @@ from kokeilu.kafka.deadletter import dead_letter, original_headers, redrive_of
 
 CE = b"application/cloudevents+json"
 PREFIX = "t1."
-T0 = datetime(2026, 11, 28, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 
 
 # -- the original headers a dead letter keeps ------------------------------------------------------
 def test_a_dead_letter_keeps_the_original_headers_unchanged_beside_ours():
-    letter = dead_letter(b"{}", b"pid", "failed", "boom", "proposals",
-                         original=[("content-type", CE), ("traceparent", b"00-4bf9-00f0-01")],
-                         topic="t1.kokeilu.evaluations.v1", partition=2, offset=7, consumer_group="g")
+    letter = dead_letter(
+        b"{}",
+        b"pid",
+        "failed",
+        "boom",
+        "proposals",
+        original=[("content-type", CE), ("traceparent", b"00-4bf9-00f0-01")],
+        topic="t1.kokeilu.evaluations.v1",
+        partition=2,
+        offset=7,
+        consumer_group="g",
+    )
     assert letter.headers["content-type"] == CE.decode()
     assert letter.headers["traceparent"] == "00-4bf9-00f0-01"
     assert letter.headers["kokeilu.service"] == "proposals" and contract.OMITTED not in letter.headers
 
 
 def test_an_original_kokeilu_header_never_overwrites_ours_and_is_named_as_omitted():
-    letter = dead_letter(b"{}", None, "failed", "boom", "proposals",
-                         original=[("kokeilu.service", b"spoofed"), ("kokeilu.reason", b"none"),
-                                   ("kokeilu.redrive.of", b"0:1")],
-                         topic="kokeilu.intake.v1", partition=0, offset=1, consumer_group="g")
+    letter = dead_letter(
+        b"{}",
+        None,
+        "failed",
+        "boom",
+        "proposals",
+        original=[("kokeilu.service", b"spoofed"), ("kokeilu.reason", b"none"), ("kokeilu.redrive.of", b"0:1")],
+        topic="kokeilu.intake.v1",
+        partition=0,
+        offset=1,
+        consumer_group="g",
+    )
     assert (letter.headers["kokeilu.service"], letter.headers["kokeilu.reason"]) == ("proposals", "failed")
     assert "kokeilu.redrive.of" not in letter.headers
     assert letter.headers[contract.OMITTED] == "kokeilu.service,kokeilu.reason,kokeilu.redrive.of"
 
 
-@pytest.mark.parametrize("name, value", [
-    ("binary", b"\xff\xfe"), ("nul", b"a\x00b"), ("long", b"x" * (contract.MAX_HEADER + 1)), ("null", None)])
+@pytest.mark.parametrize(
+    "name, value",
+    [("binary", b"\xff\xfe"), ("nul", b"a\x00b"), ("long", b"x" * (contract.MAX_HEADER + 1)), ("null", None)],
+)
 def test_an_original_header_that_cannot_be_kept_exactly_is_left_out_and_named(name, value):
     kept, omitted = original_headers([("content-type", CE), (name, value)])
     assert kept == {"content-type": CE.decode()} and omitted == [name]
@@ -61,8 +82,16 @@ def test_a_repeated_name_keeps_its_first_value_and_the_headers_stay_bounded():
 
 
 def test_the_relay_gives_its_outbox_headers_as_a_mapping():
-    letter = dead_letter(b"{}", "pid", "unpublishable", "too large", "evaluation",
-                         original={"content-type": CE.decode()}, topic=topics.EVALUATIONS, outbox_id=3)
+    letter = dead_letter(
+        b"{}",
+        "pid",
+        "unpublishable",
+        "too large",
+        "evaluation",
+        original={"content-type": CE.decode()},
+        topic=topics.EVALUATIONS,
+        outbox_id=3,
+    )
     assert letter.headers["content-type"] == CE.decode()
 
 
@@ -83,24 +112,58 @@ class Record:
     topic: str = PREFIX + topics.DEADLETTER
 
 
-def consumer_letter(partition=0, offset=0, *, service="proposals", reason="failed", topic=topics.EVALUATIONS,
-                    source_partition=1, source_offset=10, value=b'{"id": "e1"}', key=b"pid", at=T0,
-                    original=(("content-type", CE), ("traceparent", b"00-aa-bb-01"))) -> Letter:
-    built = dead_letter(value, key, reason, "IllegalTransition: screening -> approved", service,
-                        original=list(original), topic=PREFIX + topic, partition=source_partition,
-                        offset=source_offset, consumer_group=f"{PREFIX}kokeilu.{service}")
+def consumer_letter(
+    partition=0,
+    offset=0,
+    *,
+    service="proposals",
+    reason="failed",
+    topic=topics.EVALUATIONS,
+    source_partition=1,
+    source_offset=10,
+    value=b'{"id": "e1"}',
+    key=b"pid",
+    at=T0,
+    original=(("content-type", CE), ("traceparent", b"00-aa-bb-01")),
+) -> Letter:
+    built = dead_letter(
+        value,
+        key,
+        reason,
+        "IllegalTransition: screening -> approved",
+        service,
+        original=list(original),
+        topic=PREFIX + topic,
+        partition=source_partition,
+        offset=source_offset,
+        consumer_group=f"{PREFIX}kokeilu.{service}",
+    )
     return letter_of(built, partition, offset, at)
 
 
 def relay_letter(partition=0, offset=0, *, value=b'{"id": "r1"}', topic=topics.RESULTS, outbox_id=5, at=T0) -> Letter:
-    built = dead_letter(value, "rid", "unpublishable", "InvalidRecordError", "catalogue",
-                        original={"content-type": CE.decode()}, topic=topic, outbox_id=outbox_id)
+    built = dead_letter(
+        value,
+        "rid",
+        "unpublishable",
+        "InvalidRecordError",
+        "catalogue",
+        original={"content-type": CE.decode()},
+        topic=topic,
+        outbox_id=outbox_id,
+    )
     return letter_of(built, partition, offset, at)
 
 
 def letter_of(built, partition, offset, at) -> Letter:
-    record = Record(partition, offset, int(at.timestamp() * 1000), None if built.key is None else built.key.encode(),
-                    built.value, [(k, v.encode()) for k, v in built.headers.items()])
+    record = Record(
+        partition,
+        offset,
+        int(at.timestamp() * 1000),
+        None if built.key is None else built.key.encode(),
+        built.value,
+        [(k, v.encode()) for k, v in built.headers.items()],
+    )
     return Letter.from_record(record, PREFIX)
 
 
@@ -127,6 +190,7 @@ def test_filters_take_service_reason_topic_time_and_ids():
 
     def ids(f: Filter):
         return [x.id for x in everything if f.matches(x)]
+
     assert ids(Filter()) == ["0:1", "0:2", "1:0"] and Filter().empty
     assert ids(Filter(services=frozenset({"catalogue"}))) == ["0:2", "1:0"]
     assert ids(Filter(reasons=frozenset({"unpublishable", "invalid"}))) == ["0:2", "1:0"]
@@ -153,15 +217,36 @@ def test_times_are_iso_or_a_time_ago_and_ids_partition_and_offset():
 
 # -- planning a redrive ----------------------------------------------------------------------------
 def marker(letter: Letter, to_offset: int = 99) -> Redrive:
-    return Redrive(letter.id, letter.source, {"topic": letter.target_topic, "partition": 1, "offset": to_offset},
-                   letter.service, letter.reason, "2026-11-28T11:00:00Z", "ops@host")
+    return Redrive(
+        letter.id,
+        letter.source,
+        {"topic": letter.target_topic, "partition": 1, "offset": to_offset},
+        letter.service,
+        letter.reason,
+        "2026-11-28T11:00:00Z",
+        "ops@host",
+    )
 
 
 def test_a_redrive_skips_what_cannot_or_need_not_be_sent_and_says_why():
     fine = consumer_letter(0, 1, source_offset=12)
     earlier = consumer_letter(0, 2, source_offset=11)
-    truncated = letter_of(dead_letter(b"x" * 600_000, b"k", "unparseable", "too large", "proposals",
-                                      topic=PREFIX + topics.INTAKE, partition=0, offset=4, consumer_group="g"), 0, 3, T0)
+    truncated = letter_of(
+        dead_letter(
+            b"x" * 600_000,
+            b"k",
+            "unparseable",
+            "too large",
+            "proposals",
+            topic=PREFIX + topics.INTAKE,
+            partition=0,
+            offset=4,
+            consumer_group="g",
+        ),
+        0,
+        3,
+        T0,
+    )
     empty = consumer_letter(0, 4, value=None, source_offset=20)
     done = consumer_letter(0, 5, source_offset=30)
     # The same source record, set aside by two consumer groups: sent once.
@@ -171,8 +256,9 @@ def test_a_redrive_skips_what_cannot_or_need_not_be_sent_and_says_why():
     twin_done = consumer_letter(1, 3, service="notifications", topic=topics.EVALUATIONS, source_offset=30)
     stranger = consumer_letter(1, 4, topic=topics.DEADLETTER)
 
-    steps = library.plan([fine, earlier, truncated, empty, done, twin_a, twin_b, twin_done, stranger],
-                         {done.id: marker(done)})
+    steps = library.plan(
+        [fine, earlier, truncated, empty, done, twin_a, twin_b, twin_done, stranger], {done.id: marker(done)}
+    )
     why = {step.letter.id: step.skip for step in steps}
     sent = [step.letter.id for step in steps if not step.skip]
     assert sent == ["0:2", "0:1", "1:1"]  # in source order: offset 11 before 12
@@ -185,17 +271,33 @@ def test_a_redrive_skips_what_cannot_or_need_not_be_sent_and_says_why():
 
 
 def test_a_redriven_record_has_the_original_headers_and_names_its_dead_letter_and_no_other_of_ours():
-    letter = letter_of(dead_letter(b"{}", b"pid", "failed", "x", "proposals",
-                                   original=[("content-type", CE), ("kokeilu.error", b"spoofed")],
-                                   topic=PREFIX + topics.EVALUATIONS, partition=0, offset=1, consumer_group="g"),
-                       2, 8, T0)
+    letter = letter_of(
+        dead_letter(
+            b"{}",
+            b"pid",
+            "failed",
+            "x",
+            "proposals",
+            original=[("content-type", CE), ("kokeilu.error", b"spoofed")],
+            topic=PREFIX + topics.EVALUATIONS,
+            partition=0,
+            offset=1,
+            consumer_group="g",
+        ),
+        2,
+        8,
+        T0,
+    )
     assert library.redrive_headers(letter) == [("content-type", CE), (contract.REDRIVE_OF, b"2:8")]
 
 
 def test_the_latest_record_of_a_redrive_counts_and_a_tombstone_forgets_it():
     a, b = consumer_letter(0, 1), consumer_letter(0, 2)
-    records = [Record(0, 0, 0, b"0:1", marker(a).to_bytes(), []), Record(0, 1, 0, b"0:2", marker(b).to_bytes(), []),
-               Record(0, 2, 0, b"0:2", None, [])]
+    records = [
+        Record(0, 0, 0, b"0:1", marker(a).to_bytes(), []),
+        Record(0, 1, 0, b"0:2", marker(b).to_bytes(), []),
+        Record(0, 2, 0, b"0:2", None, []),
+    ]
     found = library.redrives_of(records)
     assert list(found) == ["0:1"] and found["0:1"].redriven_to["offset"] == 99
 
@@ -260,8 +362,9 @@ def test_a_record_the_brokers_do_not_acknowledge_is_reported_and_not_recorded_as
     assert [x.id for x, _ in report.failed] == ["0:0"] and [x.id for x, _ in report.redriven] == ["1:0"]
     assert [s[1] for s in sender.sent if s[0] == PREFIX + topics.REDRIVES] == [b"1:0"]
 
-    unrecorded = library.redrive(library.plan([consumer_letter()], {}), SETTINGS,
-                                 FakeSender(fail_topics={PREFIX + topics.REDRIVES}))
+    unrecorded = library.redrive(
+        library.plan([consumer_letter()], {}), SETTINGS, FakeSender(fail_topics={PREFIX + topics.REDRIVES})
+    )
     assert [x.id for x, _ in unrecorded.redriven] == ["0:0"] and [x.id for x, _ in unrecorded.unrecorded] == ["0:0"]
     assert "redriven but not recorded" in unrecorded.lines()[-1]
 

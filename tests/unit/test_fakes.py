@@ -1,4 +1,5 @@
 """The fakes keep the transaction semantics the handler tests rely on, and the stores' contract."""
+
 import inspect
 import re
 
@@ -10,9 +11,8 @@ from services.evaluation import store as evaluation_store
 from services.notifications import store as notifications_store
 from services.proposals import store as proposals_store
 from services.proposals.domain import Proposal
-
-from tests.unit.examples import WHEN, a_proposal_submitted, a_submission, an_event
 from tests.unit import fakes
+from tests.unit.examples import WHEN, a_proposal_submitted, a_submission, an_event
 from tests.unit.fakes import FakeProposalsUnitOfWork
 
 
@@ -57,26 +57,43 @@ def test_committed_work_stays_and_the_inbox_remembers_source_and_id():
 
 # the fakes keep the real stores' contract --------------------------------------------------
 REAL_AND_FAKE = [
-    (proposals_store.ProposalsUnitOfWork, fakes.FakeProposalsUnitOfWork, {
-        "proposals": (proposals_store.ProposalRepository, fakes.FakeProposalRepository),
-        "measurements": (proposals_store.MeasurementRepository, fakes.FakeMeasurementRepository),
-        "idempotency": (proposals_store.IdempotencyRepository, fakes.FakeIdempotencyRepository)}),
-    (evaluation_store.EvaluationUnitOfWork, fakes.FakeEvaluationUnitOfWork, {
-        "screenings": (evaluation_store.ScreeningRepository, fakes.FakeScreeningRepository),
-        "known": (evaluation_store.KnownProposalRepository, fakes.FakeKnownProposalRepository),
-        "evaluations": (evaluation_store.EvaluationRepository, fakes.FakeEvaluationRepository)}),
-    (catalogue_store.CatalogueUnitOfWork, fakes.FakeCatalogueUnitOfWork, {
-        "entries": (catalogue_store.EntryRepository, fakes.FakeEntryRepository)}),
-    (notifications_store.NotificationsUnitOfWork, fakes.FakeNotificationsUnitOfWork, {
-        "subscriptions": (notifications_store.SubscriptionRepository, fakes.FakeSubscriptionRepository),
-        "deliveries": (notifications_store.DeliveryRepository, fakes.FakeDeliveryRepository),
-        "digests": (notifications_store.DigestRepository, fakes.FakeDigestRepository)}),
+    (
+        proposals_store.ProposalsUnitOfWork,
+        fakes.FakeProposalsUnitOfWork,
+        {
+            "proposals": (proposals_store.ProposalRepository, fakes.FakeProposalRepository),
+            "measurements": (proposals_store.MeasurementRepository, fakes.FakeMeasurementRepository),
+            "idempotency": (proposals_store.IdempotencyRepository, fakes.FakeIdempotencyRepository),
+        },
+    ),
+    (
+        evaluation_store.EvaluationUnitOfWork,
+        fakes.FakeEvaluationUnitOfWork,
+        {
+            "screenings": (evaluation_store.ScreeningRepository, fakes.FakeScreeningRepository),
+            "known": (evaluation_store.KnownProposalRepository, fakes.FakeKnownProposalRepository),
+            "evaluations": (evaluation_store.EvaluationRepository, fakes.FakeEvaluationRepository),
+        },
+    ),
+    (
+        catalogue_store.CatalogueUnitOfWork,
+        fakes.FakeCatalogueUnitOfWork,
+        {"entries": (catalogue_store.EntryRepository, fakes.FakeEntryRepository)},
+    ),
+    (
+        notifications_store.NotificationsUnitOfWork,
+        fakes.FakeNotificationsUnitOfWork,
+        {
+            "subscriptions": (notifications_store.SubscriptionRepository, fakes.FakeSubscriptionRepository),
+            "deliveries": (notifications_store.DeliveryRepository, fakes.FakeDeliveryRepository),
+            "digests": (notifications_store.DigestRepository, fakes.FakeDigestRepository),
+        },
+    ),
 ]
 
 
 def _public_methods(cls) -> dict[str, inspect.Signature]:
-    return {name: inspect.signature(fn) for name, fn in vars(cls).items()
-            if callable(fn) and not name.startswith("_")}
+    return {name: inspect.signature(fn) for name, fn in vars(cls).items() if callable(fn) and not name.startswith("_")}
 
 
 @pytest.mark.parametrize("real_uow, fake_uow, repos", REAL_AND_FAKE, ids=lambda v: getattr(v, "__name__", ""))
@@ -89,8 +106,9 @@ def test_every_fake_unit_of_work_has_the_real_ones_repositories(real_uow, fake_u
         assert isinstance(getattr(fake, name), fake_repo)
 
 
-@pytest.mark.parametrize("real, fake", [pair for _, _, repos in REAL_AND_FAKE for pair in repos.values()],
-                         ids=lambda v: v.__name__)
+@pytest.mark.parametrize(
+    "real, fake", [pair for _, _, repos in REAL_AND_FAKE for pair in repos.values()], ids=lambda v: v.__name__
+)
 def test_every_fake_repository_has_the_real_ones_methods_and_parameters(real, fake):
     real_methods, fake_methods = _public_methods(real), _public_methods(fake)
     assert set(real_methods) <= set(fake_methods), f"{fake.__name__} lacks {set(real_methods) - set(fake_methods)}"

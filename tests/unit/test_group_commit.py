@@ -1,5 +1,6 @@
 """SQLite group commit (kokeilu.store.database.WalSync): a transaction that changed rows returns
 only after an fsync of the WAL that began after its COMMIT; reads and refusals wait for none."""
+
 from __future__ import annotations
 
 import os
@@ -28,6 +29,7 @@ def fsync_log(monkeypatch):
     def recording(fd):
         calls.append(fd)
         return real(fd)
+
     monkeypatch.setattr(db_module.os, "fsync", recording)
     return calls
 
@@ -44,6 +46,7 @@ def test_a_write_returns_after_an_fsync_begun_after_its_commit(db, monkeypatch):
     def spying(self):
         seen_at_fsync.append(count(db))  # what is committed when the fsync begins
         real_fsync(self)
+
     monkeypatch.setattr(WalSync, "_fsync", spying)
     with db.transaction() as conn:
         conn.exec_driver_sql("INSERT INTO t VALUES (1)")
@@ -77,6 +80,7 @@ def test_concurrent_writers_share_fsyncs_and_each_is_covered(db, monkeypatch):
     def slow(self):
         gate.wait(5)  # the first fsync waits until every writer has committed
         real_fsync(self)
+
     monkeypatch.setattr(WalSync, "_fsync", slow)
     tickets, errors = [], []
 
@@ -87,6 +91,7 @@ def test_concurrent_writers_share_fsyncs_and_each_is_covered(db, monkeypatch):
             tickets.append(db.wal_sync.synced)
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
+
     threads = [threading.Thread(target=write, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
@@ -97,8 +102,8 @@ def test_concurrent_writers_share_fsyncs_and_each_is_covered(db, monkeypatch):
         t.join(10)
     assert not errors
     assert count(db) == 8
-    assert db.wal_sync.synced == 8          # every commit is covered by an fsync that began after it
-    assert db.wal_sync.fsyncs <= 2          # the first writer's fsync, then one for all the others
+    assert db.wal_sync.synced == 8  # every commit is covered by an fsync that began after it
+    assert db.wal_sync.fsyncs <= 2  # the first writer's fsync, then one for all the others
 
 
 def test_a_failed_fsync_fails_the_transaction_and_the_next_one_syncs(db, monkeypatch):
@@ -109,6 +114,7 @@ def test_a_failed_fsync_fails_the_transaction_and_the_next_one_syncs(db, monkeyp
         if failures:
             raise failures.pop()
         real_fsync(self)
+
     monkeypatch.setattr(WalSync, "_fsync", flaky)
     with pytest.raises(OSError):
         with db.transaction() as conn:

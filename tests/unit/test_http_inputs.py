@@ -1,27 +1,34 @@
 """What the HTTP layer refuses at the door, and the contract bounds that keep every event carriable."""
+
 import json
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import OperationalError
+from werkzeug.datastructures import MultiDict
 
 from kokeilu.contracts.bounds import MAX_MAGNITUDE
 from kokeilu.contracts.envelope import MAX_EVENT_BYTES, new_event
-from kokeilu.contracts.proposals import (MAX_KPIS, MAX_PARTNERS, PilotCompleted, ProposalSubmitted, Submission)
+from kokeilu.contracts.proposals import MAX_KPIS, MAX_PARTNERS, PilotCompleted, ProposalSubmitted, Submission
 from kokeilu.contracts.results import MAX_SERIES_TOTAL, Result
 from kokeilu.http import ApiError, json_response
 from kokeilu.http.entrypoint import Api
-from kokeilu.http.inputs import (MAX_JSON_DEPTH, bad_text, check_event_size, check_request_text, json_depth,
-                                 parse_json_body)
+from kokeilu.http.inputs import (
+    MAX_JSON_DEPTH,
+    bad_text,
+    check_event_size,
+    check_request_text,
+    json_depth,
+    parse_json_body,
+)
 from services.catalogue.search import BadCursor, encode_cursor, read_cursor
 from services.evaluation.api import ScoresBody
 from services.proposals.api import CompletePilotBody, MeasurementBody
 from tests.support import submission
-from werkzeug.datastructures import MultiDict
 
-NOW = datetime(2026, 11, 28, 10, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 28, 10, tzinfo=UTC)
 # The costliest character in a JSON string: a control character is written as \u0001 (6 bytes).
 WORST = "\x01"
 
@@ -38,15 +45,21 @@ def test_json_depth_counts_brackets_outside_strings_only():
     assert json_depth(b"1") == 0
 
 
-@pytest.mark.parametrize("raw, status, field", [
-    (b"[" * 5000 + b"]" * 5000, 400, "(body)"),
-    (b'{"a":' * (MAX_JSON_DEPTH + 1) + b"1" + b"}" * (MAX_JSON_DEPTH + 1), 400, "(body)"),
-    (b"{nope", 400, "(body)"), (b"\xff\xfe", 400, "(body)"), (b"[1]", 400, "(body)"),
-    (b'{"n": ' + b"9" * 5000 + b"}", 400, "(body)"),
-    (b'{"title": "a\\u0000b"}', 422, "title"), (b'{"p": ["ok", "\\ud800"]}', 422, "p.1"),
-    (b'{"a": {"\\udc00": 1}}', 422, None),
-    (b" " * (1024 * 1024 + 1), 413, "(body)"),
-])
+@pytest.mark.parametrize(
+    "raw, status, field",
+    [
+        (b"[" * 5000 + b"]" * 5000, 400, "(body)"),
+        (b'{"a":' * (MAX_JSON_DEPTH + 1) + b"1" + b"}" * (MAX_JSON_DEPTH + 1), 400, "(body)"),
+        (b"{nope", 400, "(body)"),
+        (b"\xff\xfe", 400, "(body)"),
+        (b"[1]", 400, "(body)"),
+        (b'{"n": ' + b"9" * 5000 + b"}", 400, "(body)"),
+        (b'{"title": "a\\u0000b"}', 422, "title"),
+        (b'{"p": ["ok", "\\ud800"]}', 422, "p.1"),
+        (b'{"a": {"\\udc00": 1}}', 422, None),
+        (b" " * (1024 * 1024 + 1), 413, "(body)"),
+    ],
+)
 def test_a_body_is_refused_with_the_right_status_naming_the_field(raw, status, field):
     error = refused(lambda: parse_json_body(raw))
     assert error.status == status
@@ -61,7 +74,9 @@ def test_a_json_object_within_the_limits_is_parsed():
 
 def test_bad_text_names_each_field():
     assert bad_text({"a": "ok", "b": ["x", "y\x00"], "c": {"d": "\udfff"}}) == {
-        "b.1": "must not contain NUL characters", "c.d": "must not contain lone surrogates"}
+        "b.1": "must not contain NUL characters",
+        "c.d": "must not contain lone surrogates",
+    }
 
 
 def test_query_and_path_values_with_nul_or_too_long_are_refused():
@@ -81,38 +96,83 @@ def test_an_event_too_large_for_a_topic_is_a_413_naming_the_largest_field():
 
 
 def largest_submission() -> dict:
-    return submission(title=WORST * 200, summary=WORST * 5000, hypothesis=WORST * 5000,
-                      proposer={"organisation": WORST * 200, "kind": "company", "contact_email": "a@b.fi"},
-                      kpis=[{"name": WORST * 200, "unit": WORST * 50, "baseline": -MAX_MAGNITUDE,
-                             "target": MAX_MAGNITUDE}] * MAX_KPIS,
-                      partners=[WORST * 200] * MAX_PARTNERS, school_name=WORST * 200)
+    return submission(
+        title=WORST * 200,
+        summary=WORST * 5000,
+        hypothesis=WORST * 5000,
+        proposer={"organisation": WORST * 200, "kind": "company", "contact_email": "a@b.fi"},
+        kpis=[{"name": WORST * 200, "unit": WORST * 50, "baseline": -MAX_MAGNITUDE, "target": MAX_MAGNITUDE}]
+        * MAX_KPIS,
+        partners=[WORST * 200] * MAX_PARTNERS,
+        school_name=WORST * 200,
+    )
 
 
-SERIES_POINT = {"start": "2026-01-01", "end": "2026-12-31", "count": 10**12, "mean": -MAX_MAGNITUDE / 3,
-                "min": -MAX_MAGNITUDE, "max": MAX_MAGNITUDE, "last": -MAX_MAGNITUDE / 7}
+SERIES_POINT = {
+    "start": "2026-01-01",
+    "end": "2026-12-31",
+    "count": 10**12,
+    "mean": -MAX_MAGNITUDE / 3,
+    "min": -MAX_MAGNITUDE,
+    "max": MAX_MAGNITUDE,
+    "last": -MAX_MAGNITUDE / 7,
+}
 
 
 def test_the_largest_events_the_bounds_allow_fit_a_topic():
     s = Submission.model_validate(largest_submission())
     data = s.model_dump(exclude={"proposer"})
-    submitted = ProposalSubmitted(proposal_id="p" * 64, proposer={"organisation": s.proposer.organisation,
-                                                                 "kind": "company"},
-                                  submitted_at=NOW, **data)
-    body = CompletePilotBody(outcome="scale_up", lessons_learned=WORST * 10_000,
-                             actual_kpis=[{"name": WORST * 200, "actual": MAX_MAGNITUDE}] * MAX_KPIS)
+    submitted = ProposalSubmitted(
+        proposal_id="p" * 64,
+        proposer={"organisation": s.proposer.organisation, "kind": "company"},
+        submitted_at=NOW,
+        **data,
+    )
+    body = CompletePilotBody(
+        outcome="scale_up",
+        lessons_learned=WORST * 10_000,
+        actual_kpis=[{"name": WORST * 200, "actual": MAX_MAGNITUDE}] * MAX_KPIS,
+    )
     completed = PilotCompleted(proposal_id="p" * 64, completed_at=NOW, **body.model_dump())
-    result = Result(result_id="p" * 64, proposal_id="p" * 64, status="completed", proposer_kind="company",
-                    organisation=WORST * 200, contact_unit=WORST * 200, lessons_learned=WORST * 10_000,
-                    decision_rationale=WORST * 10_000, published_at=NOW, updated_at=NOW,
-                    kpis=[{**k.model_dump(), "actual": 1.0, "series": [SERIES_POINT] * (MAX_SERIES_TOTAL // MAX_KPIS)}
-                          for k in s.kpis],
-                    decision="approved", weighted_score=5,
-                    criterion_averages={f"{WORST * 60}{i:04}": 5.0 for i in range(50)},
-                    **s.model_dump(include={"title", "summary", "focus_area", "environment", "partners",
-                                            "hypothesis", "school_name", "budget_eur", "duration_weeks"}))
+    result = Result(
+        result_id="p" * 64,
+        proposal_id="p" * 64,
+        status="completed",
+        proposer_kind="company",
+        organisation=WORST * 200,
+        contact_unit=WORST * 200,
+        lessons_learned=WORST * 10_000,
+        decision_rationale=WORST * 10_000,
+        published_at=NOW,
+        updated_at=NOW,
+        kpis=[
+            {**k.model_dump(), "actual": 1.0, "series": [SERIES_POINT] * (MAX_SERIES_TOTAL // MAX_KPIS)} for k in s.kpis
+        ],
+        decision="approved",
+        weighted_score=5,
+        criterion_averages={f"{WORST * 60}{i:04}": 5.0 for i in range(50)},
+        **s.model_dump(
+            include={
+                "title",
+                "summary",
+                "focus_area",
+                "environment",
+                "partners",
+                "hypothesis",
+                "school_name",
+                "budget_eur",
+                "duration_weeks",
+            }
+        ),
+    )
     for data in (submitted, completed, result):
-        event = new_event("fi.espoo.kokeilu.x", data, source="kokeilu/" + "s" * 480, subject="p" * 200,
-                          dataschema="https://kokeilu.example/" + "d" * 200)
+        event = new_event(
+            "fi.espoo.kokeilu.x",
+            data,
+            source="kokeilu/" + "s" * 480,
+            subject="p" * 200,
+            dataschema="https://kokeilu.example/" + "d" * 200,
+        )
         assert len(event.to_bytes()) < MAX_EVENT_BYTES // 1.5, type(data).__name__
         check_event_size(data)
 
@@ -129,14 +189,15 @@ def test_numbers_that_become_stored_values_are_finite_and_bounded(value):
 
 def test_every_list_and_string_of_a_submission_is_bounded_item_by_item():
     with pytest.raises(ValidationError) as info:
-        Submission.model_validate(submission(partners=["ok", "x" * 201], kpis=[{"name": "k", "unit": "u",
-                                                                                "baseline": 0, "target": 1}] * 31))
+        Submission.model_validate(
+            submission(partners=["ok", "x" * 201], kpis=[{"name": "k", "unit": "u", "baseline": 0, "target": 1}] * 31)
+        )
     where = {".".join(map(str, e["loc"])) for e in info.value.errors()}
     assert where == {"partners.1", "kpis"}
     with pytest.raises(ValidationError):
         ScoresBody(scores={str(i): 1 for i in range(21)})
     with pytest.raises(ValidationError):
-        ScoresBody(scores={"impact": 10 ** 30})
+        ScoresBody(scores={"impact": 10**30})
 
 
 def test_json_responses_never_carry_nan():
@@ -152,12 +213,20 @@ def test_a_transient_store_failure_is_a_503_with_retry_after():
     assert Api("GET", "/x").response_from_exception(RuntimeError("bug")).status_code == 500
 
 
-@pytest.mark.parametrize("cursor, order", [
-    ("garbage!", "newest"), (encode_cursor({"o": -1}), "relevance"), (encode_cursor({"o": 1.5}), "relevance"),
-    (encode_cursor({"p": "yesterday", "id": "x"}), "newest"), (encode_cursor({"p": "2026-11-28T10:00:00", "id": "x"}), "newest"),
-    (encode_cursor({"t": ["x"], "id": "x"}), "title"), (encode_cursor({"t": "x\x00", "id": "x"}), "title"),
-    (encode_cursor({"t": "x", "id": "y"}), "newest"), ("ää", "newest"),
-])
+@pytest.mark.parametrize(
+    "cursor, order",
+    [
+        ("garbage!", "newest"),
+        (encode_cursor({"o": -1}), "relevance"),
+        (encode_cursor({"o": 1.5}), "relevance"),
+        (encode_cursor({"p": "yesterday", "id": "x"}), "newest"),
+        (encode_cursor({"p": "2026-11-28T10:00:00", "id": "x"}), "newest"),
+        (encode_cursor({"t": ["x"], "id": "x"}), "title"),
+        (encode_cursor({"t": "x\x00", "id": "x"}), "title"),
+        (encode_cursor({"t": "x", "id": "y"}), "newest"),
+        ("ää", "newest"),
+    ],
+)
 def test_a_cursor_this_api_did_not_give_out_is_refused(cursor, order):
     with pytest.raises(BadCursor):
         read_cursor(cursor, order)
@@ -188,6 +257,7 @@ def test_a_routes_signature_check_is_remembered_per_shape_and_a_bad_shape_still_
     def counting(self, args, kwargs):
         calls.append((args, kwargs))
         return real(self, args, kwargs)
+
     monkeypatch.setattr(Entrypoint, "check_signature", counting)
     entry.check_signature(("req", "p1"), {"body": 1})
     entry.check_signature(("req", "p2"), {"body": 2})

@@ -1,4 +1,5 @@
 """Log lines carry the work in hand (kokeilu/logs.py), in text and as JSON."""
+
 import io
 import json
 import logging
@@ -22,8 +23,15 @@ def logger_with(formatter) -> tuple[logging.Logger, io.StringIO]:
     return log, out
 
 
-EVENT = CloudEvent(specversion="1.0", id="e-1", source="tests", type="fi.espoo.kokeilu.proposal.submitted",
-                   time="2026-11-29T10:00:00Z", subject="p-1", correlationid="c-1")
+EVENT = CloudEvent(
+    specversion="1.0",
+    id="e-1",
+    source="tests",
+    type="fi.espoo.kokeilu.proposal.submitted",
+    time="2026-11-29T10:00:00Z",
+    subject="p-1",
+    correlationid="c-1",
+)
 
 
 def test_a_json_line_names_the_event_its_place_and_its_trace():
@@ -33,8 +41,13 @@ def test_a_json_line_names_the_event_its_place_and_its_trace():
     log.info("outside")
     inside, outside = (json.loads(line) for line in out.getvalue().splitlines())
     assert inside["message"] == "applied it" and inside["service"] == "svc"
-    assert (inside["correlation_id"], inside["event_id"], inside["topic"], inside["partition"], inside["offset"]) == \
-        ("c-1", "e-1", "kokeilu.proposals.v1", 2, 41)
+    assert (inside["correlation_id"], inside["event_id"], inside["topic"], inside["partition"], inside["offset"]) == (
+        "c-1",
+        "e-1",
+        "kokeilu.proposals.v1",
+        2,
+        41,
+    )
     assert inside["trace_id"] == f"{span.get_span_context().trace_id:032x}"
     assert outside["correlation_id"] is None and outside["trace_id"] is None
 

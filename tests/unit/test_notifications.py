@@ -1,4 +1,5 @@
 """The notifications service: subscriptions, matching, the retry policy and webhook deliveries."""
+
 from __future__ import annotations
 
 import json
@@ -15,9 +16,15 @@ from kokeilu.contracts import decode, topics
 from kokeilu.contracts.proposals import FocusArea, ProposalContact, ProposalRevised, ProposalStatusChanged
 from kokeilu.contracts.sources import service_source
 from services.notifications import handlers
-from services.notifications.domain import (Caller, DeliveryStatus, NewSubscription, RetryPolicy, Subscription,
-                                           SubscriptionFilter, verify_signature)
-
+from services.notifications.domain import (
+    Caller,
+    DeliveryStatus,
+    NewSubscription,
+    RetryPolicy,
+    Subscription,
+    SubscriptionFilter,
+    verify_signature,
+)
 from tests.unit.examples import WHEN, a_proposal_submitted, a_screening, an_event, redelivery_of
 from tests.unit.fakes import FakeClock, FakeNotificationsUnitOfWork, FakeSender
 
@@ -27,8 +34,14 @@ PUBLISHED = types.RESULT_PUBLISHED.name
 
 
 def subscription(types_=(), areas=()) -> Subscription:
-    return Subscription("s-1", "Education department", "webhook", "https://example.org/hooks",
-                        SubscriptionFilter(types=list(types_), focus_areas=list(areas)), WHEN)
+    return Subscription(
+        "s-1",
+        "Education department",
+        "webhook",
+        "https://example.org/hooks",
+        SubscriptionFilter(types=list(types_), focus_areas=list(areas)),
+        WHEN,
+    )
 
 
 # matching ----------------------------------------------------------------------------------
@@ -65,8 +78,12 @@ def test_an_event_must_pass_both_filters():
 
 # new subscriptions -------------------------------------------------------------------------
 def new_subscription(**overrides) -> NewSubscription:
-    body = {"subscriber": "Education department", "channel": "webhook", "url": "https://example.org/hooks/kokeilu",
-            "filter": {"types": [PUBLISHED], "focus_areas": ["learning"]}}
+    body = {
+        "subscriber": "Education department",
+        "channel": "webhook",
+        "url": "https://example.org/hooks/kokeilu",
+        "filter": {"types": [PUBLISHED], "focus_areas": ["learning"]},
+    }
     body.update(overrides)
     return NewSubscription.model_validate(body)
 
@@ -88,8 +105,10 @@ def test_a_subscription_to_an_unknown_focus_area_is_refused():
         new_subscription(filter={"focus_areas": ["space_travel"]})
 
 
-@pytest.mark.parametrize("url", ["ftp://example.org/hooks", "mailto:ops@example.org", "file:///etc/passwd",
-                                 "example.org/hooks", "not a url", ""])
+@pytest.mark.parametrize(
+    "url",
+    ["ftp://example.org/hooks", "mailto:ops@example.org", "file:///etc/passwd", "example.org/hooks", "not a url", ""],
+)
 def test_a_subscription_to_a_non_http_url_is_refused(url):
     with pytest.raises(ValidationError) as caught:
         new_subscription(url=url)
@@ -141,8 +160,7 @@ def test_the_same_seed_gives_the_same_schedule():
 
 
 @settings(max_examples=200, deadline=None)
-@given(seed=st.integers(0, 2**32), attempts=st.integers(1, 60),
-       base=st.floats(0.01, 30), cap=st.floats(1, 3600))
+@given(seed=st.integers(0, 2**32), attempts=st.integers(1, 60), base=st.floats(0.01, 30), cap=st.floats(1, 3600))
 def test_the_next_attempt_is_always_in_the_future_and_never_past_the_cap(seed, attempts, base, cap):
     rng = random.Random(seed)
     wait = (RetryPolicy(base_seconds=base, cap_seconds=cap).next_attempt(attempts, WHEN, rng) - WHEN).total_seconds()
@@ -161,8 +179,12 @@ def uow():
 
 
 def subscribe(uow, types_=(), areas=(), url="https://example.org/hooks"):
-    body = NewSubscription(subscriber="Dept", channel="webhook", url=url,
-                           filter=SubscriptionFilter(types=list(types_), focus_areas=list(areas)))
+    body = NewSubscription(
+        subscriber="Dept",
+        channel="webhook",
+        url=url,
+        filter=SubscriptionFilter(types=list(types_), focus_areas=list(areas)),
+    )
     return handlers.create_subscription(body, uow, DEPT)
 
 
@@ -247,8 +269,9 @@ def test_the_contact_event_is_remembered_and_never_forwarded_to_any_subscriber(u
     facts = uow.subscriptions.proposal(proposal.proposal_id)
     assert (facts["contact_email"], facts["language"], facts["focus_area"]) == (ADDRESS, "en", "learning")
     notify(uow, an_event(types.PROPOSAL_REVISED, a_revision(proposal)))
-    assert uow.subscriptions.proposal(proposal.proposal_id)["contact_email"] == ADDRESS, \
+    assert uow.subscriptions.proposal(proposal.proposal_id)["contact_email"] == ADDRESS, (
         "a revision (no address) keeps the known address"
+    )
 
 
 def test_the_proposer_is_emailed_about_later_status_changes_but_not_the_step_into_screening(uow, clock):
@@ -278,8 +301,11 @@ def test_the_proposer_is_emailed_about_later_status_changes_but_not_the_step_int
     assert mails[0][2] == delivery["id"], "the Message-ID is the delivery's, the same on every attempt"
     assert rendered == [("proposer", "in_evaluation", "en")], "in the language of the proposal"
     [(type_, outcome)] = outcomes(uow)
-    assert (type_, outcome.subscription_id, outcome.channel) == (types.DELIVERY_SUCCEEDED.name, f"proposer:{pid}",
-                                                                  "email")
+    assert (type_, outcome.subscription_id, outcome.channel) == (
+        types.DELIVERY_SUCCEEDED.name,
+        f"proposer:{pid}",
+        "email",
+    )
     assert ADDRESS not in uow.published[0].to_bytes().decode()
 
 
@@ -337,8 +363,9 @@ def queue_one(uow, url="https://example.org/hooks"):
 
 
 def run(uow, sender, observed=None):
-    return handlers.deliver_due(lambda: uow, sender, POLICY,
-                                observe=(lambda *a: observed.append(a)) if observed is not None else None)
+    return handlers.deliver_due(
+        lambda: uow, sender, POLICY, observe=(lambda *a: observed.append(a)) if observed is not None else None
+    )
 
 
 def outcomes(uow):
@@ -386,8 +413,9 @@ def test_a_5xx_answer_retries_later_until_the_last_attempt_then_fails(uow, clock
     [d] = uow.deliveries.list(None, None, 10)
     assert d["status"] == "failed"
     assert d["next_attempt_at"] is None
-    assert [(a["attempt"], a["status_code"], a["error"]) for a in d["attempts"]] == \
-        [(n, 500, "HTTP 500") for n in range(1, POLICY.max_attempts + 1)]
+    assert [(a["attempt"], a["status_code"], a["error"]) for a in d["attempts"]] == [
+        (n, 500, "HTTP 500") for n in range(1, POLICY.max_attempts + 1)
+    ]
     assert len(sender.calls) == POLICY.max_attempts
     [(type_, outcome)] = outcomes(uow)
     assert type_ == types.DELIVERY_FAILED.name
@@ -405,8 +433,11 @@ def test_a_retry_that_succeeds_ends_the_delivery(uow, clock):
         clock.advance(POLICY.cap_seconds)
     d = uow.deliveries.rows[delivery_id]
     assert d.status == "succeeded"
-    assert [(t["status_code"], t["error"]) for t in d.tries] == [(None, "timed out after 10s"), (503, "HTTP 503"),
-                                                                 (200, None)]
+    assert [(t["status_code"], t["error"]) for t in d.tries] == [
+        (None, "timed out after 10s"),
+        (503, "HTTP 503"),
+        (200, None),
+    ]
     [(type_, outcome)] = outcomes(uow)
     assert (type_, outcome.attempts) == (types.DELIVERY_SUCCEEDED.name, 3)
 
@@ -447,7 +478,8 @@ def test_the_delivery_list_shows_every_attempt_of_one_subscription(uow, clock):
 
 def test_an_evaluation_opened_event_with_a_plain_focus_area_is_matched(uow):
     learning = subscribe(uow, types_=[types.EVALUATION_OPENED.name], areas=[FocusArea.learning])
-    opened = types.EVALUATION_OPENED.model(proposal_id="p-1", focus_area="learning", evaluators=["eva"],
-                                           opened_at=WHEN, due_at=WHEN)
+    opened = types.EVALUATION_OPENED.model(
+        proposal_id="p-1", focus_area="learning", evaluators=["eva"], opened_at=WHEN, due_at=WHEN
+    )
     assert notify(uow, an_event(types.EVALUATION_OPENED, opened)) == "applied"
     assert queued(uow) == {learning.id: [types.EVALUATION_OPENED.name]}

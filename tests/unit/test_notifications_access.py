@@ -1,6 +1,7 @@
 """Notifications, least privilege: a subscription belongs to the token that made it, webhook URLs
 carry no credentials and are checked, and a subscriber without the personal-data scope receives
 residents' personal data redacted (issue 8, findings 4-6)."""
+
 from __future__ import annotations
 
 import json
@@ -9,12 +10,19 @@ import uuid
 import pytest
 from pydantic import ValidationError
 
-from kokeilu.contracts import decode, parse_envelope
 from kokeilu.contracts import catalog as types
+from kokeilu.contracts import decode, parse_envelope
 from kokeilu.privacy import REDACTED
 from services.notifications import handlers
-from services.notifications.domain import (ADDRESS_REFUSED, Caller, NewSubscription, RetryPolicy, SubscriptionChange,
-                                           public_url, redact_event_data)
+from services.notifications.domain import (
+    ADDRESS_REFUSED,
+    Caller,
+    NewSubscription,
+    RetryPolicy,
+    SubscriptionChange,
+    public_url,
+    redact_event_data,
+)
 from tests.unit.examples import leaf_strings
 from tests.unit.fakes import FakeNotificationsUnitOfWork, FakeSender
 from tests.unit.results import events as ev
@@ -86,15 +94,21 @@ def test_the_personal_data_flag_follows_the_owner_not_an_admin_who_edits(uow):
     assert (r.personal_data, a.personal_data) == (True, False)
     assert handlers.update_subscription(a.id, SubscriptionChange(subscriber="x"), uow, ADMIN).personal_data is False
     lost_scope = Caller("research")
-    assert handlers.update_subscription(r.id, SubscriptionChange(subscriber="x"), uow, lost_scope).personal_data is False
+    assert (
+        handlers.update_subscription(r.id, SubscriptionChange(subscriber="x"), uow, lost_scope).personal_data is False
+    )
 
 
 # webhook URLs (findings 4, 5) -------------------------------------------------------------------
-@pytest.mark.parametrize("url", ["https://user:secret@hooks.example.org/k", "https://token@hooks.example.org/k",
-                                 "http://:pw@hooks.example.org/"])
+@pytest.mark.parametrize(
+    "url",
+    ["https://user:secret@hooks.example.org/k", "https://token@hooks.example.org/k", "http://:pw@hooks.example.org/"],
+)
 def test_a_webhook_url_with_credentials_is_refused_naming_url(url):
-    for model, body in ((NewSubscription, {"subscriber": "x", "channel": "webhook", "url": url}),
-                        (SubscriptionChange, {"url": url})):
+    for model, body in (
+        (NewSubscription, {"subscriber": "x", "channel": "webhook", "url": url}),
+        (SubscriptionChange, {"url": url}),
+    ):
         with pytest.raises(ValidationError) as caught:
             model.model_validate(body)
         assert [e["loc"] for e in caught.value.errors()] == [("url",)]
@@ -113,14 +127,16 @@ def test_the_url_check_runs_when_subscribing_and_when_the_url_changes(uow):
         checked.append(url)
         if "127.0.0.1" in url:
             raise PermissionError("inward")
+
     body = NewSubscription(subscriber="x", channel="webhook", url="http://127.0.0.1:8001/")
     with pytest.raises(PermissionError):
         handlers.create_subscription(body, uow, DEPT_A, check_url=refuse_inward)
     assert uow.subscriptions.rows == {}
     sub = webhook(uow, DEPT_A)
     with pytest.raises(PermissionError):
-        handlers.update_subscription(sub.id, SubscriptionChange(url="http://127.0.0.1:8003/"), uow, DEPT_A,
-                                     check_url=refuse_inward)
+        handlers.update_subscription(
+            sub.id, SubscriptionChange(url="http://127.0.0.1:8003/"), uow, DEPT_A, check_url=refuse_inward
+        )
     assert uow.subscriptions.get(sub.id).url == "https://hooks.example.org/k"
     assert checked == ["http://127.0.0.1:8001/", "http://127.0.0.1:8003/"]
 
@@ -137,10 +153,15 @@ def test_a_delivery_the_guard_refuses_fails_at_once_with_a_neutral_reason(uow):
 # personal data (finding 6) ----------------------------------------------------------------------
 def resident_submission(pid: str) -> dict:
     return ev.submitted(
-        pid, title=f"Benches by {RESIDENT}", summary=f"I, {RESIDENT} ({RESIDENT_EMAIL}), propose benches on the walkway.",
-        proposer={"organisation": RESIDENT, "kind": "resident"}, hypothesis=f"Ask {RESIDENT.upper()} for details.",
-        partners=[f"{RESIDENT}'s neighbours", "Kera library"], school_name=f"{RESIDENT} home school",
-        kpis=[{"name": f"benches {RESIDENT} counts", "unit": "benches", "baseline": 0, "target": 5}])
+        pid,
+        title=f"Benches by {RESIDENT}",
+        summary=f"I, {RESIDENT} ({RESIDENT_EMAIL}), propose benches on the walkway.",
+        proposer={"organisation": RESIDENT, "kind": "resident"},
+        hypothesis=f"Ask {RESIDENT.upper()} for details.",
+        partners=[f"{RESIDENT}'s neighbours", "Kera library"],
+        school_name=f"{RESIDENT} home school",
+        kpis=[{"name": f"benches {RESIDENT} counts", "unit": "benches", "baseline": 0, "target": 5}],
+    )
 
 
 def leaks(value) -> list[str]:
@@ -162,12 +183,15 @@ def test_a_residents_submission_reaches_a_subscriber_without_the_scope_redacted(
     assert payload_for(uow, trusted)["data"]["proposer"]["organisation"] == RESIDENT, "the scope lifts it"
 
 
-@pytest.mark.parametrize("later", [
-    lambda pid: ev.completed(pid, lessons=f"{RESIDENT} says benches need backs; mail {RESIDENT_EMAIL}"),
-    lambda pid: ev.measured(pid, 3, kpi=f"benches {RESIDENT} counts"),
-    lambda pid: ev.status(pid, "in_evaluation", "withdrawn", reason=f"{RESIDENT} moved away"),
-    lambda pid: ev.decided(pid, rationale=f"Good idea from {RESIDENT}."),
-])
+@pytest.mark.parametrize(
+    "later",
+    [
+        lambda pid: ev.completed(pid, lessons=f"{RESIDENT} says benches need backs; mail {RESIDENT_EMAIL}"),
+        lambda pid: ev.measured(pid, 3, kpi=f"benches {RESIDENT} counts"),
+        lambda pid: ev.status(pid, "in_evaluation", "withdrawn", reason=f"{RESIDENT} moved away"),
+        lambda pid: ev.decided(pid, rationale=f"Good idea from {RESIDENT}."),
+    ],
+)
 def test_later_events_of_a_residents_proposal_are_redacted_too(uow, later):
     pid = str(uuid.uuid4())
     apply(uow, resident_submission(pid))
@@ -185,8 +209,12 @@ def test_a_screening_that_quotes_another_residents_title_is_redacted(uow):
     apply(uow, ev.submitted(pid))
     plain = webhook(uow, DEPT_A)
     screening = ev.screened(pid, passed=False)
-    screening["data"]["failed_rules"] = [{"rule": "duplicate", "reason": (
-        f"title is near-identical (93%) to open proposal {other} ('Benches by {RESIDENT}')")}]
+    screening["data"]["failed_rules"] = [
+        {
+            "rule": "duplicate",
+            "reason": (f"title is near-identical (93%) to open proposal {other} ('Benches by {RESIDENT}')"),
+        }
+    ]
     apply(uow, screening)
     assert leaks(payload_for(uow, plain)) == []
 
@@ -195,14 +223,17 @@ def test_email_subscribers_and_digests_get_redacted_text_but_the_proposer_gets_t
     pid = str(uuid.uuid4())
     apply(uow, ev.contact(pid, RESIDENT_EMAIL))
     apply(uow, resident_submission(pid))
-    mail = handlers.create_subscription(NewSubscription(subscriber="a", channel="email", email="a@espoo.example"),
-                                        uow, DEPT_A)
-    digest = handlers.create_subscription(NewSubscription(subscriber="a", channel="email", email="a@espoo.example",
-                                                          mode="daily_digest"), uow, DEPT_A)
+    mail = handlers.create_subscription(
+        NewSubscription(subscriber="a", channel="email", email="a@espoo.example"), uow, DEPT_A
+    )
+    digest = handlers.create_subscription(
+        NewSubscription(subscriber="a", channel="email", email="a@espoo.example", mode="daily_digest"), uow, DEPT_A
+    )
     apply(uow, ev.status(pid, "screening", "in_evaluation"))
     assert leaks(payload_for(uow, mail)) == []
-    assert [leaks(json.loads(i["payload"])) for i in uow.digests.items.values()
-            if i["subscription_id"] == digest.id] == [[]]
+    assert [
+        leaks(json.loads(i["payload"])) for i in uow.digests.items.values() if i["subscription_id"] == digest.id
+    ] == [[]]
     [proposer] = [d for d in uow.deliveries.rows.values() if d.kind == "proposer"]
     assert json.loads(proposer.payload)["proposal"]["title"] == f"Benches by {RESIDENT}", "unchanged"
 
@@ -214,18 +245,31 @@ def test_a_company_proposal_reaches_subscribers_as_it_was_published(uow):
 
 
 def test_evaluator_names_are_not_forwarded_without_the_scope():
-    data = {"proposal_id": "p", "focus_area": "learning", "evaluators": ["aino", "eero"],
-            "opened_at": "2026-03-02T10:00:00Z", "due_at": "2026-03-09T10:00:00Z"}
+    data = {
+        "proposal_id": "p",
+        "focus_area": "learning",
+        "evaluators": ["aino", "eero"],
+        "opened_at": "2026-03-02T10:00:00Z",
+        "due_at": "2026-03-09T10:00:00Z",
+    }
     redacted = redact_event_data(types.EVALUATION_OPENED.name, data)
     assert redacted["evaluators"] == [REDACTED, REDACTED] and data["evaluators"] == ["aino", "eero"]
-    assert {k: v for k, v in redacted.items() if k != "evaluators"} == {k: v for k, v in data.items()
-                                                                        if k != "evaluators"}
+    assert {k: v for k, v in redacted.items() if k != "evaluators"} == {
+        k: v for k, v in data.items() if k != "evaluators"
+    }
 
 
 def test_ids_codes_and_times_are_never_redacted():
     # A resident whose name is also a word in an id or a code: only free text changes.
-    data = {"proposal_id": "kera-1", "focus_area": "learning", "environment": "kera", "from_status": "approved",
-            "to_status": "withdrawn", "changed_at": "2026-03-02T10:00:00Z", "reason": "Kera said no"}
+    data = {
+        "proposal_id": "kera-1",
+        "focus_area": "learning",
+        "environment": "kera",
+        "from_status": "approved",
+        "to_status": "withdrawn",
+        "changed_at": "2026-03-02T10:00:00Z",
+        "reason": "Kera said no",
+    }
     redacted = redact_event_data(types.PROPOSAL_STATUS_CHANGED.name, data, ("Kera",))
     assert redacted == {**data, "reason": f"{REDACTED} said no"}
 
@@ -246,8 +290,13 @@ def test_smtp_errors_are_reported_without_the_servers_text():
     with sockets.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    message = compose("kokeilu@espoo.example", "x@espoo.example", Rendered("s", "b\n", "<p>b</p>\n", "fi"),
-                      domain="kokeilu.espoo.fi", message_id="d-1")
+    message = compose(
+        "kokeilu@espoo.example",
+        "x@espoo.example",
+        Rendered("s", "b\n", "<p>b</p>\n", "fi"),
+        domain="kokeilu.espoo.fi",
+        message_id="d-1",
+    )
     controller = Controller(Refusing(), hostname="127.0.0.1", port=port)
     controller.start()
     try:
@@ -255,5 +304,7 @@ def test_smtp_errors_are_reported_without_the_servers_text():
     finally:
         controller.stop()
     assert refused == (550, "recipient refused: SMTP 550")
-    assert send_mail(MailSettings(host="127.0.0.1", port=port, timeout_seconds=2), message) == \
-        (None, "connection refused")
+    assert send_mail(MailSettings(host="127.0.0.1", port=port, timeout_seconds=2), message) == (
+        None,
+        "connection refused",
+    )

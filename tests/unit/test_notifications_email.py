@@ -2,11 +2,12 @@
 (text and HTML), composed with their headers, written to bytes as smtplib writes them, and parsed
 back with Python's email package (policy=default) without a defect and with every word of the
 subject."""
+
 from __future__ import annotations
 
 import io
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email import policy
 from email.generator import BytesGenerator
 from email.parser import BytesParser
@@ -17,16 +18,17 @@ from hypothesis import strategies as st
 
 from services.notifications import emails
 from services.notifications.emails import Rendered, check_domain, clean_subject, compose, encode_subject, render
-
 from tests.unit.results import events as ev
 
 DOMAIN = "kokeilu.espoo.fi"
 LINK = "https://kokeilu.espoo.fi/v1/unsubscribe/czoxMjM0NTY3OC0xMjM0LTEyMzQtMTIzNC0xMjM0NTY3ODkwMTI.AbCdEf-_0123"
 TITLE = "Sähköpotkulautojenpysäköintialueet ja pyöräparkit Tapiolan keskustassa"
 # Subjects that CPython 3.11's folder (policy=default) writes so that a decoder loses a space.
-LOST_BY_THE_STDLIB = ["ja Sähköpotkulautojenpysäköintialueet –",
-                      "keskustassa keskustassa keskustassa buddies buddies – – Kokeilu: pyöräparkit Reading",
-                      "Kera at Tapiolan " + "A" * 83 + " at keskustassa ääni"]
+LOST_BY_THE_STDLIB = [
+    "ja Sähköpotkulautojenpysäköintialueet –",
+    "keskustassa keskustassa keskustassa buddies buddies – – Kokeilu: pyöräparkit Reading",
+    "Kera at Tapiolan " + "A" * 83 + " at keskustassa ääni",
+]
 
 
 def wire(message) -> bytes:
@@ -61,8 +63,11 @@ def status_payload(to_status="approved", title=TITLE, reason=None):
 
 
 def digest_payload(title=TITLE):
-    return {"subscriber": "Opetus & kasvatus", "window_end": "2026-11-29T00:00:00+00:00",
-            "items": [status_payload(title=title), status_payload("piloting", title=title)]}
+    return {
+        "subscriber": "Opetus & kasvatus",
+        "window_end": "2026-11-29T00:00:00+00:00",
+        "items": [status_payload(title=title), status_payload("piloting", title=title)],
+    }
 
 
 PAYLOADS = {"event": status_payload, "proposer": status_payload, "digest": digest_payload}
@@ -82,9 +87,18 @@ SUBJECTS = {
 @pytest.mark.parametrize("kind, language", sorted(SUBJECTS))
 def test_every_kind_and_language_arrives_with_its_headers_both_parts_and_every_word(kind, language):
     words = render(kind, PAYLOADS[kind](), language, LINK)
-    sent_at = datetime(2026, 11, 28, 10, 0, 5, tzinfo=timezone.utc)
-    raw, parsed = received(compose("kokeilu@espoo.example", "opetus@espoo.example", words, domain=DOMAIN,
-                                   message_id="0b8e7c9e-delivery", unsubscribe_url=LINK, now=sent_at))
+    sent_at = datetime(2026, 11, 28, 10, 0, 5, tzinfo=UTC)
+    raw, parsed = received(
+        compose(
+            "kokeilu@espoo.example",
+            "opetus@espoo.example",
+            words,
+            domain=DOMAIN,
+            message_id="0b8e7c9e-delivery",
+            unsubscribe_url=LINK,
+            now=sent_at,
+        )
+    )
     assert_parses_cleanly(parsed)
     raw.decode("ascii")  # 7-bit clean: no 8BITMIME needed
     assert parsed["Subject"] == SUBJECTS[(kind, language)]
@@ -126,27 +140,44 @@ def test_an_unknown_language_is_finnish_and_the_text_part_has_no_markup():
 
 
 def test_without_a_link_there_is_no_list_unsubscribe():
-    _, parsed = received(compose("kokeilu@espoo.example", "a@espoo.example", render("event", status_payload(), "en"),
-                                 domain=DOMAIN, message_id="d-2"))
+    _, parsed = received(
+        compose(
+            "kokeilu@espoo.example",
+            "a@espoo.example",
+            render("event", status_payload(), "en"),
+            domain=DOMAIN,
+            message_id="d-2",
+        )
+    )
     assert_parses_cleanly(parsed)
     assert "List-Unsubscribe" not in parsed and "List-Unsubscribe-Post" not in parsed
     assert parsed["Auto-Submitted"] == "auto-generated"
 
 
-@pytest.mark.parametrize("subject", [
-    TITLE,
-    "Ditt förslag utvärderas: Läsvänner på Kera skola och Sähköpotkulautojenpysäköintialueet",
-    "Kokeilu: proposal.status-changed – " + "Reading buddies at Kera school " * 4,
-    "A long English subject about an autonomous shuttle feeder for Kera station and the new housing blocks",
-    "Kokeilu: " + "Averyveryverylongwordwithoutanyspacethatcannotbefoldedatawhitespaceboundaryatall" * 2,
-    "Sähköpotkulautojenpysäköintialueet " * 6,
-    "=?utf-8?q?looks_encoded?= but is the proposer's own text",
-    "Emoji 🚲 and 日本語 and ääkköset",
-    *LOST_BY_THE_STDLIB,
-])
+@pytest.mark.parametrize(
+    "subject",
+    [
+        TITLE,
+        "Ditt förslag utvärderas: Läsvänner på Kera skola och Sähköpotkulautojenpysäköintialueet",
+        "Kokeilu: proposal.status-changed – " + "Reading buddies at Kera school " * 4,
+        "A long English subject about an autonomous shuttle feeder for Kera station and the new housing blocks",
+        "Kokeilu: " + "Averyveryverylongwordwithoutanyspacethatcannotbefoldedatawhitespaceboundaryatall" * 2,
+        "Sähköpotkulautojenpysäköintialueet " * 6,
+        "=?utf-8?q?looks_encoded?= but is the proposer's own text",
+        "Emoji 🚲 and 日本語 and ääkköset",
+        *LOST_BY_THE_STDLIB,
+    ],
+)
 def test_subjects_decode_to_exactly_their_words(subject):
-    raw, parsed = received(compose("k@espoo.example", "a@espoo.example", Rendered(subject, "x\n", "<p>x</p>\n", "en"),
-                                   domain=DOMAIN, message_id="d-3"))
+    raw, parsed = received(
+        compose(
+            "k@espoo.example",
+            "a@espoo.example",
+            Rendered(subject, "x\n", "<p>x</p>\n", "en"),
+            domain=DOMAIN,
+            message_id="d-3",
+        )
+    )
     assert_parses_cleanly(parsed)
     assert parsed["Subject"] == subject.strip(), "no word glued to the next, no leading space"
     assert all(len(line) <= 78 for line in header_lines(raw) if not line.startswith(b"List-Unsubscribe:"))
@@ -167,8 +198,15 @@ def test_a_non_ascii_subject_keeps_every_space_inside_its_encoded_words():
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=200))
 def test_any_subject_round_trips_through_the_wire(subject):
-    _, parsed = received(compose("k@espoo.example", "a@espoo.example", Rendered(subject, "x\n", "<p>x</p>\n", "en"),
-                                 domain=DOMAIN, message_id="d-4"))
+    _, parsed = received(
+        compose(
+            "k@espoo.example",
+            "a@espoo.example",
+            Rendered(subject, "x\n", "<p>x</p>\n", "en"),
+            domain=DOMAIN,
+            message_id="d-4",
+        )
+    )
     assert_parses_cleanly(parsed)
     assert parsed["Subject"] == clean_subject(subject)
 
@@ -182,26 +220,47 @@ def test_a_full_domain_name_is_a_mail_domain(domain):
     assert check_domain(domain) == domain.lower().rstrip(".")
 
 
-@pytest.mark.parametrize("domain", ["kokeilu", "localhost", "espoo.", "-espoo.fi", "espoo-.fi", "espoo..fi",
-                                    "kokeilu.espoo.123", "espoo.f", "kokeilu@espoo.fi", "kokeilu espoo.fi",
-                                    ("x" * 64) + ".fi", ""])
+@pytest.mark.parametrize(
+    "domain",
+    [
+        "kokeilu",
+        "localhost",
+        "espoo.",
+        "-espoo.fi",
+        "espoo-.fi",
+        "espoo..fi",
+        "kokeilu.espoo.123",
+        "espoo.f",
+        "kokeilu@espoo.fi",
+        "kokeilu espoo.fi",
+        ("x" * 64) + ".fi",
+        "",
+    ],
+)
 def test_anything_else_is_refused(domain):
     with pytest.raises(ValueError, match="not a full domain name"):
         check_domain(domain)
 
 
 def test_a_message_id_without_a_delivery_is_still_at_the_mail_domain():
-    _, parsed = received(compose("k@espoo.example", "a@espoo.example", Rendered("s", "x\n", "<p>x</p>\n", "en"),
-                                 domain=DOMAIN))
+    _, parsed = received(
+        compose("k@espoo.example", "a@espoo.example", Rendered("s", "x\n", "<p>x</p>\n", "en"), domain=DOMAIN)
+    )
     assert parsed["Message-ID"].endswith("@kokeilu.espoo.fi>")
 
 
-@pytest.mark.parametrize("url", ["javascript:alert(1)", "https://x.example/a b", "https://x.example/<x>",
-                                 "https://x.example/ä"])
+@pytest.mark.parametrize(
+    "url", ["javascript:alert(1)", "https://x.example/a b", "https://x.example/<x>", "https://x.example/ä"]
+)
 def test_an_unsubscribe_link_that_is_not_a_plain_http_url_is_refused(url):
     with pytest.raises(ValueError):
-        compose("k@espoo.example", "a@espoo.example", Rendered("s", "x\n", "<p>x</p>\n", "en"), domain=DOMAIN,
-                unsubscribe_url=url)
+        compose(
+            "k@espoo.example",
+            "a@espoo.example",
+            Rendered("s", "x\n", "<p>x</p>\n", "en"),
+            domain=DOMAIN,
+            unsubscribe_url=url,
+        )
 
 
 def test_the_module_writes_its_own_headers_as_they_are():

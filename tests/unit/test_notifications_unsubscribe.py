@@ -1,11 +1,12 @@
 """Unsubscribe links: signed tokens (made, checked, refused when forged), and what following one
 does on a real SQLite store: a subscription stops, a digest stops every subscription it gathered,
 a proposer's opt-out stops further e-mails about that proposal (queued ones too)."""
+
 from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,6 @@ import pytest
 from services.notifications import handlers
 from services.notifications.domain import Caller, NewSubscription, RetryPolicy
 from services.notifications.unsubscribe import InvalidToken, Links, Target, key_from
-
 from tests.unit.fakes import FakeSender
 from tests.unit.results import events as ev
 from tests.unit.workflow.support import apply_to_notifications, notifications_store
@@ -44,8 +44,12 @@ def test_a_token_made_with_another_key_or_altered_is_refused():
     token = links.token("s", SUB_ID)
     payload, signature = token.split(".")
     forged_payload = Links(KEY, BASE).token("s", "another-subscription").split(".")[0]
-    for bad in (other.token("s", SUB_ID), f"{forged_payload}.{signature}", f"{payload}.{signature[:-4]}",
-                f"{payload}.{signature[::-1]}"):
+    for bad in (
+        other.token("s", SUB_ID),
+        f"{forged_payload}.{signature}",
+        f"{payload}.{signature[:-4]}",
+        f"{payload}.{signature[::-1]}",
+    ):
         with pytest.raises(InvalidToken, match="signature does not match"):
             links.verify(bad)
 
@@ -71,14 +75,20 @@ def test_a_short_key_is_refused():
         Links(b"short", BASE)
 
 
-@pytest.mark.parametrize("variable, value", [("KOKEILU_UNSUBSCRIBE_SECRET", "too-short"),
-                                             ("KOKEILU_UNSUBSCRIBE_BASE_URL", "ftp://kokeilu.espoo.fi"),
-                                             ("KOKEILU_UNSUBSCRIBE_BASE_URL", "https://x.fi/?q=1"),
-                                             ("KOKEILU_MAIL_DOMAIN", "localhost")])
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("KOKEILU_UNSUBSCRIBE_SECRET", "too-short"),
+        ("KOKEILU_UNSUBSCRIBE_BASE_URL", "ftp://kokeilu.espoo.fi"),
+        ("KOKEILU_UNSUBSCRIBE_BASE_URL", "https://x.fi/?q=1"),
+        ("KOKEILU_MAIL_DOMAIN", "localhost"),
+    ],
+)
 def test_settings_that_would_make_broken_links_or_headers_are_refused(monkeypatch, variable, value):
     from pydantic import ValidationError
 
     from services.notifications.settings import NotificationSettings
+
     monkeypatch.setenv(variable, value)
     with pytest.raises(ValidationError):
         NotificationSettings()
@@ -86,6 +96,7 @@ def test_settings_that_would_make_broken_links_or_headers_are_refused(monkeypatc
 
 def test_the_default_link_base_is_this_process_own_address(monkeypatch):
     from services.notifications.settings import NotificationSettings
+
     monkeypatch.delenv("KOKEILU_UNSUBSCRIBE_BASE_URL", raising=False)
     monkeypatch.setenv("WEB_SERVER_ADDRESS", "0.0.0.0:8003")
     assert NotificationSettings().unsubscribe_base() == "http://127.0.0.1:8003"
@@ -106,7 +117,7 @@ class Outbox:
     """The mailer and renderer deliver_due is given: records who got what, with which link."""
 
     def __init__(self):
-        self.sent: list[tuple[str, str, str | None]] = []   # (to, kind, link)
+        self.sent: list[tuple[str, str, str | None]] = []  # (to, kind, link)
 
     def render(self, kind, payload, language, link):
         return kind
@@ -118,16 +129,32 @@ class Outbox:
 
 def deliver(uow_factory, links=None) -> Outbox:
     outbox = Outbox()
-    while handlers.deliver_due(uow_factory, FakeSender((204, None)), RetryPolicy(), mail=outbox.mail,
-                               render=outbox.render, links=links or Links(KEY, BASE).url):
+    while handlers.deliver_due(
+        uow_factory,
+        FakeSender((204, None)),
+        RetryPolicy(),
+        mail=outbox.mail,
+        render=outbox.render,
+        links=links or Links(KEY, BASE).url,
+    ):
         pass
     return outbox
 
 
 def email_subscription(uow_factory, address, mode="immediate"):
-    return handlers.create_subscription(NewSubscription.model_validate({
-        "subscriber": "Education", "channel": "email", "email": address, "mode": mode,
-        "filter": {"types": [STATUS]}}), uow_factory(), ADMIN)
+    return handlers.create_subscription(
+        NewSubscription.model_validate(
+            {
+                "subscriber": "Education",
+                "channel": "email",
+                "email": address,
+                "mode": mode,
+                "filter": {"types": [STATUS]},
+            }
+        ),
+        uow_factory(),
+        ADMIN,
+    )
 
 
 def follow(link: str, uow_factory):
@@ -152,7 +179,7 @@ def test_a_subscribers_link_stops_that_subscription_and_only_it_once_and_for_all
 def test_a_digests_link_stops_every_subscription_the_digest_gathered(uow_factory, monkeypatch):
     first = email_subscription(uow_factory, "edu@espoo.example", mode="daily_digest")
     second = email_subscription(uow_factory, "edu@espoo.example", mode="daily_digest")
-    day = datetime(2026, 3, 1, 9, tzinfo=timezone.utc)
+    day = datetime(2026, 3, 1, 9, tzinfo=UTC)
     monkeypatch.setattr(handlers, "utcnow", lambda: day)
     apply(uow_factory, ev.status("p-1", "in_evaluation", "approved"))
     assert handlers.build_digests(uow_factory, 86400, now=day + timedelta(days=1)) == [1]
@@ -179,8 +206,9 @@ def test_a_proposers_opt_out_stops_later_and_queued_emails_about_that_proposal_o
     apply(uow_factory, ev.status("p-1", "approved", "piloting"))
     apply(uow_factory, ev.status("p-2", "screening", "in_evaluation"))
     sent = deliver(uow_factory).sent
-    assert [(to, kind, Links(KEY, BASE).verify(link.rsplit("/", 1)[1]).id) for to, kind, link in sent] == \
-        [("maija@example.fi", "proposer", "p-2")], "her other proposal still reports to her"
+    assert [(to, kind, Links(KEY, BASE).verify(link.rsplit("/", 1)[1]).id) for to, kind, link in sent] == [
+        ("maija@example.fi", "proposer", "p-2")
+    ], "her other proposal still reports to her"
     with uow_factory() as uow:
         assert uow.subscriptions.proposal("p-1")["proposer_opted_out_at"] is not None
 
@@ -196,7 +224,16 @@ def test_an_opt_out_for_a_proposal_not_known_yet_holds_when_it_arrives(uow_facto
 
 def test_an_email_whose_target_no_link_can_name_still_goes_out_without_a_link(uow_factory):
     with uow_factory() as uow:
-        uow.deliveries.add("d-1", "proposer:not a plain id/..", "e-1", STATUS, json.dumps({}).encode(),
-                           datetime.now(timezone.utc), kind="proposer", channel="email", recipient="maija@example.fi")
+        uow.deliveries.add(
+            "d-1",
+            "proposer:not a plain id/..",
+            "e-1",
+            STATUS,
+            json.dumps({}).encode(),
+            datetime.now(UTC),
+            kind="proposer",
+            channel="email",
+            recipient="maija@example.fi",
+        )
         uow.commit()
     assert deliver(uow_factory).sent == [("maija@example.fi", "proposer", None)]

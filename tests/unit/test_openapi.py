@@ -1,6 +1,7 @@
 """The OpenAPI documents: valid OpenAPI 3.1, generated from the route tables (every `@api` route
 documented, with its scope, body and examples), and checked in (tests/unit/test_contracts.py
 fails when schemas/openapi/ is stale)."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,8 @@ from openapi_spec_validator import validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
 from kokeilu.contracts.schemas import SCHEMA_DIR
-from kokeilu.http.openapi import SERVICES, build, document, openapi_path, routes, service_class
 from kokeilu.http import api
+from kokeilu.http.openapi import SERVICES, build, document, openapi_path, routes, service_class
 from kokeilu.service_base import PlatformService
 from services.proposals.api import ProposalView
 from tests.support import submission
@@ -71,8 +72,12 @@ def test_paths_use_openapi_parameters():
     assert openapi_path("/v1/proposals/<proposal_id>/pilot/start") == "/v1/proposals/{proposal_id}/pilot/start"
     assert openapi_path("/a/<int:n>/<path:rest>") == "/a/{n}/{rest}"
     op = operations(document("proposals"))[("GET", "/v1/proposals/{proposal_id}")]
-    assert op["parameters"][0] == {"name": "proposal_id", "in": "path", "required": True,
-                                   "schema": {"type": "string", "minLength": 1, "maxLength": 200}}
+    assert op["parameters"][0] == {
+        "name": "proposal_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+    }
     assert "404" in op["responses"]
 
 
@@ -136,10 +141,10 @@ def test_a_new_route_is_picked_up_without_more_description():
 
 
 def test_a_proposal_answer_fits_the_documented_proposal():
-    from services.proposals.api import proposal_json
-    from services.proposals.domain import Proposal
     from kokeilu.contracts import utcnow
     from kokeilu.contracts.proposals import Submission
+    from services.proposals.api import proposal_json
+    from services.proposals.domain import Proposal
 
     now = utcnow()
     proposal = Proposal.submit("p-1", Submission.model_validate(submission()), now, "http").start_screening(now)

@@ -1,4 +1,5 @@
 """The proposals service: the proposal lifecycle and its use cases, on an in-memory store."""
+
 from __future__ import annotations
 
 import json
@@ -17,13 +18,13 @@ from kokeilu.contracts.sources import service_source
 from kokeilu.errors import PermanentError
 from services.proposals import handlers
 from services.proposals.domain import TRANSITIONS, IllegalTransition, Proposal, Status, UnknownProposal
-
-from tests.unit.examples import (CONTACT_EMAIL, WHEN, a_screening, a_submission, an_event, leaf_strings,
-                                 redelivery_of)
+from tests.unit.examples import CONTACT_EMAIL, WHEN, a_screening, a_submission, an_event, leaf_strings, redelivery_of
 from tests.unit.fakes import FakeProposalsUnitOfWork
 
-FAILURES = [RuleFailure(rule="completeness", reason="missing a hypothesis"),
-            RuleFailure(rule="budget_cap", reason="over the cap")]
+FAILURES = [
+    RuleFailure(rule="completeness", reason="missing a hypothesis"),
+    RuleFailure(rule="budget_cap", reason="over the cap"),
+]
 
 
 @pytest.fixture
@@ -40,7 +41,9 @@ def in_screening() -> Proposal:
 
 
 def screening_event(proposal_id: str, passed: bool, failures=None, **kw):
-    return an_event(types.SCREENING_COMPLETED, a_screening(proposal_id, passed, failures), source=service_source("evaluation"), **kw)
+    return an_event(
+        types.SCREENING_COMPLETED, a_screening(proposal_id, passed, failures), source=service_source("evaluation"), **kw
+    )
 
 
 def screen(uow, proposal_id: str, passed: bool, failures=None):
@@ -144,9 +147,11 @@ class ProposalLifecycle(RuleBasedStateMachine):
 
     @rule(passed=st.booleans(), failures=st.lists(st.sampled_from(FAILURES), max_size=2))
     def record_screening(self, passed, failures):
-        self._try("pass_screening" if passed else "fail_screening",
-                  lambda p, now: p.record_screening(passed, failures, now),
-                  screening_failures=() if passed else tuple(failures))
+        self._try(
+            "pass_screening" if passed else "fail_screening",
+            lambda p, now: p.record_screening(passed, failures, now),
+            screening_failures=() if passed else tuple(failures),
+        )
 
     @rule(reason=st.none() | st.just("found other funding"))
     def withdraw(self, reason):
@@ -166,8 +171,9 @@ def test_every_status_has_a_row_in_the_transition_table():
     # A status without a row would make allowed_actions() and every action on it raise KeyError.
     assert set(Status) - set(TRANSITIONS) == set()
     for status in Status:
-        assert Proposal("p-1", a_submission(), status, WHEN, WHEN, "http").allowed_actions() == \
-            sorted(TRANSITIONS[status])
+        assert Proposal("p-1", a_submission(), status, WHEN, WHEN, "http").allowed_actions() == sorted(
+            TRANSITIONS[status]
+        )
 
 
 def test_every_transition_leads_to_a_status_in_the_table():
@@ -175,8 +181,11 @@ def test_every_transition_leads_to_a_status_in_the_table():
 
 
 # use cases ---------------------------------------------------------------------------------
-NEW_PROPOSAL_EVENTS = [types.PROPOSAL_CONTACT_RECORDED.name, types.PROPOSAL_SUBMITTED.name,
-                       types.PROPOSAL_STATUS_CHANGED.name]
+NEW_PROPOSAL_EVENTS = [
+    types.PROPOSAL_CONTACT_RECORDED.name,
+    types.PROPOSAL_SUBMITTED.name,
+    types.PROPOSAL_STATUS_CHANGED.name,
+]
 
 
 def test_submitting_stores_a_proposal_that_went_straight_into_screening(uow):
@@ -198,8 +207,12 @@ def test_submitting_publishes_contact_submitted_and_the_move_to_screening_in_one
     assert event.dataschema == types.PROPOSAL_SUBMITTED.dataschema
     assert decode(event, topics.PROPOSALS).proposal_id == p.id
     moved = decode(change, topics.PROPOSALS)
-    assert (moved.from_status, moved.to_status, moved.action, moved.reason) == \
-        (Status.submitted, Status.screening, "start_screening", None)
+    assert (moved.from_status, moved.to_status, moved.action, moved.reason) == (
+        Status.submitted,
+        Status.screening,
+        "start_screening",
+        None,
+    )
     recorded = decode(contact, topics.PROPOSALS)
     assert (recorded.proposal_id, recorded.contact_email, recorded.language.value) == (p.id, CONTACT_EMAIL, "en")
 
@@ -224,8 +237,12 @@ def test_a_passed_screening_moves_the_proposal_into_evaluation_and_says_so(uow):
     changes = uow.published_of(types.PROPOSAL_STATUS_CHANGED)
     assert len(changes) == 2
     data = decode(changes[-1])
-    assert (data.from_status, data.to_status, data.action, data.reason) == \
-        (Status.screening, Status.in_evaluation, "pass_screening", None)
+    assert (data.from_status, data.to_status, data.action, data.reason) == (
+        Status.screening,
+        Status.in_evaluation,
+        "pass_screening",
+        None,
+    )
 
 
 def test_a_failed_screening_keeps_the_failures_and_gives_them_as_the_reason(uow):
@@ -303,9 +320,15 @@ def test_intake_events_with_the_same_id_from_different_sources_are_different_sub
 
 
 def decided(proposal_id: str, decision: Decision):
-    data = EvaluationDecided(proposal_id=proposal_id, decision=decision, weighted_score=3.0, threshold=3.5,
-                             criterion_averages={"impact": 3.0}, rationale="Promising; KPIs need baselines.",
-                             decided_at=WHEN)
+    data = EvaluationDecided(
+        proposal_id=proposal_id,
+        decision=decision,
+        weighted_score=3.0,
+        threshold=3.5,
+        criterion_averages={"impact": 3.0},
+        rationale="Promising; KPIs need baselines.",
+        decided_at=WHEN,
+    )
     return an_event(types.EVALUATION_DECIDED, data, source=service_source("evaluation"))
 
 
@@ -318,8 +341,11 @@ def test_a_revision_publishes_the_contact_then_the_revision_without_it(uow):
     revised = handlers.revise(p.id, a_submission(title="Shuttle feeder, second revision"), uow)
     assert (revised.status, revised.revision) == (Status.screening, 2)
     new = uow.published[before:]
-    assert [e.type for e in new] == [types.PROPOSAL_CONTACT_RECORDED.name, types.PROPOSAL_REVISED.name,
-                                     types.PROPOSAL_STATUS_CHANGED.name]
+    assert [e.type for e in new] == [
+        types.PROPOSAL_CONTACT_RECORDED.name,
+        types.PROPOSAL_REVISED.name,
+        types.PROPOSAL_STATUS_CHANGED.name,
+    ]
     assert decode(new[0]).contact_email == CONTACT_EMAIL
     for event in new[1:]:
         assert CONTACT_EMAIL not in event.to_bytes().decode()
@@ -329,8 +355,9 @@ def test_a_revision_publishes_the_contact_then_the_revision_without_it(uow):
 def test_listing_filters_by_status_newest_first(uow):
     first, second, third = (submitted(uow) for _ in range(3))
     screen(uow, second.id, passed=True)
-    assert [p.id for p in handlers.list_proposals(uow, "screening", 10, None)] == \
-        [p.id for p in sorted([first, third], key=lambda p: (p.submitted_at, p.id), reverse=True)]
+    assert [p.id for p in handlers.list_proposals(uow, "screening", 10, None)] == [
+        p.id for p in sorted([first, third], key=lambda p: (p.submitted_at, p.id), reverse=True)
+    ]
     assert handlers.list_proposals(uow, "submitted", 10, None) == [], "no proposal rests in submitted"
     assert [p.id for p in handlers.list_proposals(uow, "in_evaluation", 10, None)] == [second.id]
     assert handlers.get_proposal(second.id, uow).status is Status.in_evaluation

@@ -1,4 +1,5 @@
 """The evaluation service: screening rules and the screening use case."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,10 +13,18 @@ from kokeilu.contracts.proposals import Environment, FocusArea
 from kokeilu.contracts.sources import service_source
 from services.evaluation import handlers
 from services.evaluation.domain import UnknownEvaluation
-from services.evaluation.screening import (RULES, ScreeningPolicy, budget_cap, completeness, duplicate,
-                                           eligible_environment, normalise_title, screen, title_keys)
+from services.evaluation.screening import (
+    RULES,
+    ScreeningPolicy,
+    budget_cap,
+    completeness,
+    duplicate,
+    eligible_environment,
+    normalise_title,
+    screen,
+    title_keys,
+)
 from services.evaluation.settings import EvaluationSettings, Workflow
-
 from tests.unit.examples import a_proposal_submitted, an_event, redelivery_of
 from tests.unit.fakes import FakeEvaluationUnitOfWork
 
@@ -103,8 +112,10 @@ def test_the_environment_can_set_one_focus_areas_cap(monkeypatch):
     monkeypatch.setenv("KOKEILU_SCREENING_POLICY", '{"budget_cap_eur": {"sustainable_development": 90000}}')
     policy = EvaluationSettings().screening_policy
     assert policy.budget_cap_eur == {**CAPS, FocusArea.sustainable_development: 90_000}
-    assert budget_cap(a_proposal_submitted(focus_area="learning", budget_eur=CAPS[FocusArea.learning] + 1),
-                      policy) is not None
+    assert (
+        budget_cap(a_proposal_submitted(focus_area="learning", budget_eur=CAPS[FocusArea.learning] + 1), policy)
+        is not None
+    )
 
 
 def test_a_cap_for_an_unknown_focus_area_is_refused():
@@ -141,17 +152,25 @@ def test_screen_returns_every_failed_rule_not_just_the_first():
 
 
 @settings(max_examples=100, deadline=None)
-@given(hypothesis=st.sampled_from([None, "", "A shuttle raises rail use."]),
-       kpis=st.booleans(),
-       summary=st.sampled_from(["Too short.", LONG_SUMMARY]),
-       area=st.sampled_from(list(FocusArea)),
-       budget=st.floats(min_value=0, max_value=1_000_000, allow_nan=False),
-       env=st.sampled_from(list(Environment)),
-       open_envs=st.sets(st.sampled_from(list(Environment))))
+@given(
+    hypothesis=st.sampled_from([None, "", "A shuttle raises rail use."]),
+    kpis=st.booleans(),
+    summary=st.sampled_from(["Too short.", LONG_SUMMARY]),
+    area=st.sampled_from(list(FocusArea)),
+    budget=st.floats(min_value=0, max_value=1_000_000, allow_nan=False),
+    env=st.sampled_from(list(Environment)),
+    open_envs=st.sets(st.sampled_from(list(Environment))),
+)
 def test_screen_fails_exactly_the_rules_that_fail_on_their_own(hypothesis, kpis, summary, area, budget, env, open_envs):
     policy = ScreeningPolicy(eligible_environments=open_envs)
-    proposal = a_proposal_submitted(hypothesis=hypothesis, summary=summary, focus_area=area, budget_eur=budget,
-                                    environment=env, **({} if kpis else {"kpis": []}))
+    proposal = a_proposal_submitted(
+        hypothesis=hypothesis,
+        summary=summary,
+        focus_area=area,
+        budget_eur=budget,
+        environment=env,
+        **({} if kpis else {"kpis": []}),
+    )
     expected = [name for name, rule in RULES.items() if rule(proposal, policy)]
     assert failed_rules(proposal, policy) == expected
     assert ("budget_cap" in expected) == (budget > CAPS[area])
@@ -229,14 +248,22 @@ def test_no_evaluation_for_a_proposal_never_screened(uow):
 
 # The near-duplicate index (title_keys): the store looks candidates up by these keys ------------
 TITLES = [
-    "Autonomous shuttle feeder for Kera station", "Smart street lighting on the Waterfront Walkway",
-    "School meal waste tracking in Tapiola", "E-scooter parking hubs along the West Metro",
-    "Stormwater sensors in Leppävaara", "Älykäs katuvalaistus Matinkylässä asukkaille",
-    "Kouluruoan hävikin seuranta Espoonlahden kouluissa", "Library robot tutors for first graders",
-    "Snow-melt cycle lanes in Otaniemi", "Heat pump retrofit pilot for the Kera school",
-    "Demand responsive transit in Kalajärvi", "Air quality monitoring at metro stations",
-    "Harbour sauna rafts with local companies", "VR history lessons at Olari school",
-    "Robottibussi Keran asemalta uusille asuinalueille", "Green roof pilot on the Espoo cultural centre",
+    "Autonomous shuttle feeder for Kera station",
+    "Smart street lighting on the Waterfront Walkway",
+    "School meal waste tracking in Tapiola",
+    "E-scooter parking hubs along the West Metro",
+    "Stormwater sensors in Leppävaara",
+    "Älykäs katuvalaistus Matinkylässä asukkaille",
+    "Kouluruoan hävikin seuranta Espoonlahden kouluissa",
+    "Library robot tutors for first graders",
+    "Snow-melt cycle lanes in Otaniemi",
+    "Heat pump retrofit pilot for the Kera school",
+    "Demand responsive transit in Kalajärvi",
+    "Air quality monitoring at metro stations",
+    "Harbour sauna rafts with local companies",
+    "VR history lessons at Olari school",
+    "Robottibussi Keran asemalta uusille asuinalueille",
+    "Green roof pilot on the Espoo cultural centre",
 ]
 
 
@@ -246,14 +273,21 @@ def edits(title: str, rnd) -> list[str]:
     words = title.split()
     i, j = rnd.randrange(len(title)), rnd.randrange(len(title))
     w = rnd.randrange(len(words))
-    return [title[:i] + "x" + title[i + 1:], title + " 2027", " ".join(words[:w] + ["uusi"] + words[w:]),
-            " ".join(words[:w] + words[w + 1:]), " ".join(words[:w] + ["new"] + words[w + 1:]),
-            (title[:i] + "q" + title[i + 1:])[:j] + "z" + (title[:i] + "q" + title[i + 1:])[j + 1:],
-            title.upper() + "!", title.replace(" ", " - ", 1)]
+    return [
+        title[:i] + "x" + title[i + 1 :],
+        title + " 2027",
+        " ".join(words[:w] + ["uusi"] + words[w:]),
+        " ".join(words[:w] + words[w + 1 :]),
+        " ".join(words[:w] + ["new"] + words[w + 1 :]),
+        (title[:i] + "q" + title[i + 1 :])[:j] + "z" + (title[:i] + "q" + title[i + 1 :])[j + 1 :],
+        title.upper() + "!",
+        title.replace(" ", " - ", 1),
+    ]
 
 
 def test_a_resubmission_near_identical_to_an_open_title_shares_an_index_key():
     import random
+
     rnd = random.Random(20261128)
     checked = 0
     for title in TITLES:
@@ -271,12 +305,13 @@ def test_titles_identical_once_normalised_always_share_the_exact_key():
 
 
 def test_unrelated_titles_share_no_index_key():
-    shared = [(a, b) for n, a in enumerate(TITLES) for b in TITLES[n + 1:] if set(title_keys(a)) & set(title_keys(b))]
+    shared = [(a, b) for n, a in enumerate(TITLES) for b in TITLES[n + 1 :] if set(title_keys(a)) & set(title_keys(b))]
     assert shared == []
 
 
 def test_the_rule_finds_through_the_index_what_it_finds_among_every_open_proposal():
     import random
+
     rnd = random.Random(7)
     uow = FakeEvaluationUnitOfWork()
     with uow:
@@ -294,4 +329,5 @@ def test_the_rule_finds_through_the_index_what_it_finds_among_every_open_proposa
 
 def duplicate_ratio(a: str, b: str) -> float:
     from difflib import SequenceMatcher
+
     return SequenceMatcher(None, normalise_title(a), normalise_title(b)).ratio()

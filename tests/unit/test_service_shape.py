@@ -1,4 +1,5 @@
 """Every service has the same shape, is run the same way, and its modules import downward only."""
+
 from __future__ import annotations
 
 import ast
@@ -13,8 +14,11 @@ from tests.support import ROOT
 MODULES = ("service", "api", "handlers", "domain", "store", "settings", "metrics")
 # What each module may import from its own service (api: the domain, not the store or the use cases;
 # handlers: not the metrics, which the service counts with).
-FORBIDDEN = {"api": {"store", "handlers", "service"}, "handlers": {"metrics", "service", "api"},
-             "domain": {"store", "handlers", "service", "api", "metrics", "settings"}}
+FORBIDDEN = {
+    "api": {"store", "handlers", "service"},
+    "handlers": {"metrics", "service", "api"},
+    "domain": {"store", "handlers", "service", "api", "metrics", "settings"},
+}
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))

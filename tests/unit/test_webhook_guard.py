@@ -1,6 +1,7 @@
 """The webhook address guard (kokeilu.netguard) and the webhook sender built on it: inward
 addresses are refused in every notation, at subscription time and again right before connecting
 (the connection goes to the address that was checked), and failures say only a short category."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -19,20 +20,63 @@ LOCAL = AddressPolicy.parse("127.0.0.0/8,::1")
 
 # Every way of writing an inward destination that an HTTP client (or the resolver) accepts.
 INWARD_HOSTS = [
-    "127.0.0.1", "127.0.0.2", "localhost", "LOCALHOST.", "foo.localhost", "0.0.0.0", "0", "2130706433", "0x7f000001",
-    "0x7f.0.0.1", "0177.0.0.1", "127.1", "[::1]", "[::]", "[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "[::127.0.0.1]",
-    "169.254.169.254", "[::ffff:169.254.169.254]", "metadata.google.internal", "metadata", "printer.local",
-    "10.0.0.1", "172.16.5.4", "192.168.1.1", "100.64.0.1", "198.18.0.1", "224.0.0.1", "239.255.255.250",
-    "255.255.255.255", "240.0.0.1", "192.0.2.1", "[fe80::1]", "[fc00::1]", "[fd12:3456::1]", "[ff02::1]",
-    "[2002:7f00:1::]", "[2002:a9fe:a9fe::1]", "[2002:c0a8:101::]", "[64:ff9b::7f00:1]", "[64:ff9b::a9fe:a9fe]",
+    "127.0.0.1",
+    "127.0.0.2",
+    "localhost",
+    "LOCALHOST.",
+    "foo.localhost",
+    "0.0.0.0",
+    "0",
+    "2130706433",
+    "0x7f000001",
+    "0x7f.0.0.1",
+    "0177.0.0.1",
+    "127.1",
+    "[::1]",
+    "[::]",
+    "[::ffff:127.0.0.1]",
+    "[::ffff:7f00:1]",
+    "[::127.0.0.1]",
+    "169.254.169.254",
+    "[::ffff:169.254.169.254]",
+    "metadata.google.internal",
+    "metadata",
+    "printer.local",
+    "10.0.0.1",
+    "172.16.5.4",
+    "192.168.1.1",
+    "100.64.0.1",
+    "198.18.0.1",
+    "224.0.0.1",
+    "239.255.255.250",
+    "255.255.255.255",
+    "240.0.0.1",
+    "192.0.2.1",
+    "[fe80::1]",
+    "[fc00::1]",
+    "[fd12:3456::1]",
+    "[ff02::1]",
+    "[2002:7f00:1::]",
+    "[2002:a9fe:a9fe::1]",
+    "[2002:c0a8:101::]",
+    "[64:ff9b::7f00:1]",
+    "[64:ff9b::a9fe:a9fe]",
     "[2001:db8::1]",
 ]
-PUBLIC_ADDRESSES = ["93.184.216.34", "8.8.8.8", "1.1.1.1", "2001:4860:4860::8888", "2606:4700:4700::1111",
-                    "2002:808:808::1", "64:ff9b::808:808"]
+PUBLIC_ADDRESSES = [
+    "93.184.216.34",
+    "8.8.8.8",
+    "1.1.1.1",
+    "2001:4860:4860::8888",
+    "2606:4700:4700::1111",
+    "2002:808:808::1",
+    "64:ff9b::808:808",
+]
 
 
 def resolving(table: dict[str, list[str]]):
     """A getaddrinfo that answers from `table` (name -> addresses) and fails for anything else."""
+
     def getaddrinfo(host, port, family=0, type_=0, *args):
         if host not in table:
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
@@ -44,6 +88,7 @@ def resolving(table: dict[str, list[str]]):
             else:
                 out.append((socket.AF_INET6, socket.SOCK_STREAM, 6, "", (address, port, 0, 0)))
         return out
+
     return getaddrinfo
 
 
@@ -62,10 +107,14 @@ def test_public_addresses_are_allowed(address):
 
 
 def test_a_public_name_is_allowed_and_a_name_with_any_inward_address_is_not():
-    dns = resolving({"hooks.example.org": ["93.184.216.34", "2606:2800:220:1::1"],
-                     "split.example.org": ["93.184.216.34", "10.0.0.7"],
-                     "rebind.example.org": ["127.0.0.1"],
-                     "v6.example.org": ["::ffff:169.254.169.254"]})
+    dns = resolving(
+        {
+            "hooks.example.org": ["93.184.216.34", "2606:2800:220:1::1"],
+            "split.example.org": ["93.184.216.34", "10.0.0.7"],
+            "rebind.example.org": ["127.0.0.1"],
+            "v6.example.org": ["::ffff:169.254.169.254"],
+        }
+    )
     STRICT.check_url("https://hooks.example.org/kokeilu", getaddrinfo=dns)
     for name in ("split.example.org", "rebind.example.org", "v6.example.org"):
         with pytest.raises(AddressRefused):
@@ -96,8 +145,12 @@ def test_the_allow_list_admits_its_networks_and_names_and_nothing_else():
         policy.check_url(f"http://{host}:9000/hook")
     intranet = resolving({"hooks.intra.example": ["10.1.2.3"], "other.intra.example": ["10.1.2.4"]})
     policy.check_url("https://hooks.intra.example/hook", getaddrinfo=intranet)
-    for host, dns in (("10.0.0.1", socket.getaddrinfo), ("169.254.169.254", socket.getaddrinfo),
-                      ("other.intra.example", intranet), ("metadata.google.internal", socket.getaddrinfo)):
+    for host, dns in (
+        ("10.0.0.1", socket.getaddrinfo),
+        ("169.254.169.254", socket.getaddrinfo),
+        ("other.intra.example", intranet),
+        ("metadata.google.internal", socket.getaddrinfo),
+    ):
         with pytest.raises(AddressRefused):
             policy.check_url(f"http://{host}/hook", getaddrinfo=dns)
 
@@ -166,6 +219,7 @@ def test_a_name_whose_dns_answer_changed_since_the_subscription_is_refused_at_de
 
     def rebinding(host, port, *args):
         return resolving({host: next(answers)})(host, port)
+
     url = f"http://rebind.example.org:{receiver.port}/hook"
     STRICT.check_url(url, getaddrinfo=rebinding)  # passes at subscription time
     assert send(STRICT, url, rebinding) == (None, ADDRESS_REFUSED)
@@ -196,6 +250,7 @@ def test_a_peer_that_is_not_http_is_described_without_its_banner():
         conn.sendall(b"220 mail.internal.espoo ESMTP Postfix (Debian/GNU) secret-banner\r\n")
         conn.recv(65536)
         conn.close()
+
     threading.Thread(target=smtp_like, daemon=True).start()
     try:
         status, error = send(LOCAL, f"http://127.0.0.1:{port}/hook")
@@ -221,12 +276,32 @@ def tls_receiver(tmp_path):
     import shutil
     import ssl
     import subprocess
+
     if shutil.which("openssl") is None:
         pytest.skip("needs the openssl command to make a test certificate")
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "1", "-subj", "/CN=hooks.example.org", "-addext", "subjectAltName=DNS:hooks.example.org"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=hooks.example.org",
+            "-addext",
+            "subjectAltName=DNS:hooks.example.org",
+        ],
+        check=True,
+        capture_output=True,
+    )
     r = Receiver()
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
@@ -237,7 +312,8 @@ def tls_receiver(tmp_path):
 
 
 def test_a_tls_webhook_is_verified_against_its_host_name_though_the_connection_goes_to_the_checked_address(
-        tls_receiver):
+    tls_receiver,
+):
     dns = resolving({"hooks.example.org": ["127.0.0.1"], "other.example.org": ["127.0.0.1"]})
     session = guarded_session(LOCAL, getaddrinfo=dns)
     session.verify = tls_receiver.cert

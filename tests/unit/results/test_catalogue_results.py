@@ -1,5 +1,6 @@
 """The results catalogue's rules, on the domain and the use case with fakes: a result derived from
 facts in any order, its lifecycle on the public topic, and no personal data under any input."""
+
 from __future__ import annotations
 
 import itertools
@@ -29,8 +30,15 @@ def public(uow) -> list[tuple[str, dict]]:
 
 
 def lifecycle(pid):
-    return [ev.submitted(pid), ev.screened(pid), ev.decided(pid), ev.status(pid, "in_evaluation", "approved"),
-            ev.started(pid), ev.measured(pid, 70), ev.completed(pid)]
+    return [
+        ev.submitted(pid),
+        ev.screened(pid),
+        ev.decided(pid),
+        ev.status(pid, "in_evaluation", "approved"),
+        ev.started(pid),
+        ev.measured(pid, 70),
+        ev.completed(pid),
+    ]
 
 
 def test_a_result_is_published_then_updated_through_its_lifecycle():
@@ -76,8 +84,11 @@ def test_a_proposal_closed_before_it_was_ever_published_publishes_nothing():
 
 def test_a_pilot_stopped_midway_stays_with_its_lessons():
     uow = FakeCatalogueUnitOfWork()
-    for e in (*lifecycle("p-1")[:5], ev.completed("p-1", "stop", lessons="Too few riders in winter."),
-              ev.status("p-1", "piloting", "withdrawn", time="2026-09-01T00:00:00Z")):
+    for e in (
+        *lifecycle("p-1")[:5],
+        ev.completed("p-1", "stop", lessons="Too few riders in winter."),
+        ev.status("p-1", "piloting", "withdrawn", time="2026-09-01T00:00:00Z"),
+    ):
         deliver(uow, e)
     result = handlers.get_result("p-1", uow)
     assert result.outcome.value == "stop" and result.lessons_learned == "Too few riders in winter."
@@ -85,8 +96,11 @@ def test_a_pilot_stopped_midway_stays_with_its_lessons():
 
 def test_a_later_revision_updates_the_result_and_an_older_one_does_not():
     uow = FakeCatalogueUnitOfWork()
-    for e in (ev.submitted("p-1", revision=2, title="Second take"), ev.screened("p-1"),
-              ev.submitted("p-1", title="First take")):
+    for e in (
+        ev.submitted("p-1", revision=2, title="Second take"),
+        ev.screened("p-1"),
+        ev.submitted("p-1", title="First take"),
+    ):
         deliver(uow, e)
     assert handlers.get_result("p-1", uow).title == "Second take"
 
@@ -99,11 +113,14 @@ def test_an_id_the_catalogue_would_not_publish_is_refused_for_good():
 # property: nothing personal on kokeilu.results.v1, whatever the proposer wrote ---------------
 ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 # No NUL: the contracts refuse it (kokeilu/contracts/bounds.py), as no store can hold it.
-words = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",), exclude_characters="\x00"), max_size=60)
+words = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",), exclude_characters="\x00"), max_size=60
+)
 emails = st.from_regex(r"[a-z0-9._%+-]{1,20}@[a-z0-9-]{1,20}\.(fi|com|org)", fullmatch=True)
 # A resident's name: two capitalised words, so it cannot coincide with a field name or enum value.
-names = st.tuples(st.from_regex(r"[A-ZÄÖ][a-zäö]{2,10}", fullmatch=True),
-                  st.from_regex(r"[A-ZÄÖ][a-zäö]{2,12}", fullmatch=True)).map(" ".join)
+names = st.tuples(
+    st.from_regex(r"[A-ZÄÖ][a-zäö]{2,10}", fullmatch=True), st.from_regex(r"[A-ZÄÖ][a-zäö]{2,12}", fullmatch=True)
+).map(" ".join)
 
 
 @st.composite
@@ -119,10 +136,16 @@ def histories(draw):
     organisation = name if kind == "resident" else draw(free_text(name))[:200] or "Org"
     text = lambda: draw(free_text(name))  # noqa: E731
     events = [
-        ev.submitted("p-1", title=text(), summary=text(), hypothesis=text(), partners=[text()],
-                     proposer={"organisation": organisation, "kind": kind},
-                     kpis=[{"name": text()[:200], "unit": text()[:50] or "u", "baseline": 0, "target": 1}],
-                     school_name=text()),
+        ev.submitted(
+            "p-1",
+            title=text(),
+            summary=text(),
+            hypothesis=text(),
+            partners=[text()],
+            proposer={"organisation": organisation, "kind": kind},
+            kpis=[{"name": text()[:200], "unit": text()[:50] or "u", "baseline": 0, "target": 1}],
+            school_name=text(),
+        ),
         ev.screened("p-1"),
         ev.decided("p-1", draw(st.sampled_from(["approved", "rejected", "revision_requested"])), rationale=text()),
         ev.started("p-1"),

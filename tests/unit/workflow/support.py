@@ -1,10 +1,11 @@
 """Helpers of the workflow unit tests: the services' real stores on a SQLite file of the test's
 own (migrated by Alembic), and readers of what a unit of work recorded in the outbox."""
+
 from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -16,7 +17,7 @@ from kokeilu.store import INBOX, OUTBOX, Database
 from tests.support import submission as submission_body
 
 ROOT = Path(__file__).resolve().parents[3]
-WHEN = datetime(2026, 11, 28, 10, 0, tzinfo=timezone.utc)
+WHEN = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 
 
 def database(tmp_path: Path, service: str) -> Database:
@@ -28,6 +29,7 @@ def database(tmp_path: Path, service: str) -> Database:
 def notifications_store(tmp_path: Path):
     """A fixture body: units of work of the notifications service on a store of the test's own."""
     from services.notifications.store import NotificationsUnitOfWork
+
     db = database(tmp_path, "notifications")
     yield lambda: NotificationsUnitOfWork(db)
     db.dispose()
@@ -37,6 +39,7 @@ def apply_to_notifications(uow_factory, raw: dict) -> str:
     """A raw event (as on a topic) applied by the notifications service's handler."""
     from kokeilu.contracts import decode, parse_envelope
     from services.notifications import handlers
+
     event = parse_envelope(json.dumps(raw).encode())
     return handlers.on_event(event, decode(event), uow_factory())
 
@@ -57,11 +60,17 @@ def submission(**overrides) -> Submission:
     return Submission.model_validate(submission_body(**overrides))
 
 
-def event(type_short: str, data, source: str = "tests", event_id: str | None = None,
-          subject: str | None = None) -> CloudEvent:
+def event(
+    type_short: str, data, source: str = "tests", event_id: str | None = None, subject: str | None = None
+) -> CloudEvent:
     t = BY_NAME["fi.espoo.kokeilu." + type_short]
-    e = new_event(t.name, data, source=source, subject=subject or getattr(data, "proposal_id", None) or "x",
-                  dataschema=t.dataschema)
+    e = new_event(
+        t.name,
+        data,
+        source=source,
+        subject=subject or getattr(data, "proposal_id", None) or "x",
+        dataschema=t.dataschema,
+    )
     return e.model_copy(update={"id": event_id}) if event_id else e
 
 

@@ -1,4 +1,5 @@
 """Evaluation use cases on the real store: panels, conflicts, scores, decisions, SLA, revisions."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -34,13 +35,21 @@ def uow(db):
 
 def submitted(pid=None, title=None, **overrides):
     pid = pid or new_id()
-    data = {"proposal_id": pid, "title": title or f"Reading buddies {pid}",
-            "summary": "Older pupils read with younger ones twice a week, with a tablet app to log progress.",
-            "focus_area": "learning", "environment": "school", "proposer": {"organisation": "Kera school", "kind": "school"},
-            "hypothesis": "Reading buddies raise reading fluency.",
-            "kpis": [{"name": "words per minute", "unit": "wpm", "baseline": 60, "target": 80}],
-            "budget_eur": 20000, "duration_weeks": 20, "language": "fi", "submitted_at": WHEN,
-            "external_funding_sought": True}
+    data = {
+        "proposal_id": pid,
+        "title": title or f"Reading buddies {pid}",
+        "summary": "Older pupils read with younger ones twice a week, with a tablet app to log progress.",
+        "focus_area": "learning",
+        "environment": "school",
+        "proposer": {"organisation": "Kera school", "kind": "school"},
+        "hypothesis": "Reading buddies raise reading fluency.",
+        "kpis": [{"name": "words per minute", "unit": "wpm", "baseline": 60, "target": 80}],
+        "budget_eur": 20000,
+        "duration_weeks": 20,
+        "language": "fi",
+        "submitted_at": WHEN,
+        "external_funding_sought": True,
+    }
     data.update(overrides)
     return event("proposal.submitted", ProposalSubmitted.model_validate(data), source=service_source("proposals"))
 
@@ -81,9 +90,13 @@ def test_a_failing_proposal_gets_no_panel_and_a_duplicate_title_fails(db, uow):
 def test_a_closed_proposal_no_longer_counts_as_a_duplicate(db, uow):
     first = submitted(title="Solar benches on the walkway")
     screen(uow, first)
-    change = event("proposal.status-changed", ProposalStatusChanged(
-        proposal_id=first.subject, from_status="in_evaluation", to_status="withdrawn", changed_at=WHEN),
-        source=service_source("proposals"))
+    change = event(
+        "proposal.status-changed",
+        ProposalStatusChanged(
+            proposal_id=first.subject, from_status="in_evaluation", to_status="withdrawn", changed_at=WHEN
+        ),
+        source=service_source("proposals"),
+    )
     assert handlers.on_status_changed(change, decode(change), uow()) == "applied"
     assert handlers.get_evaluation(first.subject, uow(), manager=True)["evaluation"]["status"] == "closed"
     again = submitted(title="Solar benches on the walkway")
@@ -127,9 +140,13 @@ def test_a_revision_is_screened_again_and_evaluated_by_a_new_panel(db, uow):
     e = submitted()
     pid = e.subject
     screen(uow, e)
-    revised = event("proposal.revised", ProposalRevised.model_validate({
-        **decode(e).model_dump(exclude={"submitted_at"}), "revision": 2, "revised_at": WHEN}),
-        source=service_source("proposals"))
+    revised = event(
+        "proposal.revised",
+        ProposalRevised.model_validate(
+            {**decode(e).model_dump(exclude={"submitted_at"}), "revision": 2, "revised_at": WHEN}
+        ),
+        source=service_source("proposals"),
+    )
     assert handlers.on_proposal_revised(revised, decode(revised), uow(), POLICY, WF) == "applied"
     assert len(of(db, pid, "screening.completed")) == 2, "its own earlier title is no duplicate"
     assert of(db, pid, "screening.completed")[1].data["passed"] is True

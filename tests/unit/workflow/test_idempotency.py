@@ -1,5 +1,6 @@
 """Idempotency-Key: replay, refusal of reuse on another route, and the key written in the same
 transaction as its work (no crash can leave one without the other)."""
+
 from types import SimpleNamespace
 
 import pytest
@@ -12,8 +13,12 @@ from tests.unit.fakes import FakeProposalsUnitOfWork
 
 
 def request(key="k-1", path="/v1/proposals", method="POST"):
-    return SimpleNamespace(headers={"Idempotency-Key": key} if key else {}, method=method, path=path,
-                           principal=SimpleNamespace(name="portal"))
+    return SimpleNamespace(
+        headers={"Idempotency-Key": key} if key else {},
+        method=method,
+        path=path,
+        principal=SimpleNamespace(name="portal"),
+    )
 
 
 @pytest.fixture
@@ -54,6 +59,7 @@ def test_a_crash_before_the_commit_leaves_nothing_and_the_retry_runs_at_once(uow
     def crashing(u):
         submit(u)
         raise Crash()  # the process dies after the work, before the commit
+
     with pytest.raises(Crash):
         idempotent(request(), uow, crashing)
     assert shared.proposals.rows == {} and shared.idempotency.get("portal", "k-1") is None and not shared.outbox
@@ -71,6 +77,7 @@ def test_a_refused_request_keeps_no_key_and_changes_nothing(uow, shared):
     def refused(u):
         submit(u)
         raise Unprocessable("bad", {})
+
     with pytest.raises(Unprocessable):
         idempotent(request(), uow, refused)
     assert shared.idempotency.get("portal", "k-1") is None and shared.proposals.rows == {}

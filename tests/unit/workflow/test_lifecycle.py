@@ -1,4 +1,5 @@
 """The proposal lifecycle: one transition table, and no sequence of commands leaves it."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -9,8 +10,15 @@ from hypothesis import strategies as st
 
 from kokeilu.contracts.evaluation import Decision, RuleFailure
 from kokeilu.contracts.proposals import KpiActual, PilotOutcome
-from services.proposals.domain import (TERMINAL, TRANSITIONS, DecisionRecord, IllegalTransition, MeasurementRefused,
-                                       Proposal, Status)
+from services.proposals.domain import (
+    TERMINAL,
+    TRANSITIONS,
+    DecisionRecord,
+    IllegalTransition,
+    MeasurementRefused,
+    Proposal,
+    Status,
+)
 
 from .support import WHEN, submission
 
@@ -24,8 +32,11 @@ def apply(p: Proposal, action: str, now) -> Proposal:
     if action in ("pass_screening", "fail_screening"):
         return p.record_screening(action == "pass_screening", [RuleFailure(rule="completeness", reason="x")], now)
     if action in ("approve", "reject", "request_revision"):
-        decision = {"approve": Decision.approved, "reject": Decision.rejected,
-                    "request_revision": Decision.revision_requested}[action]
+        decision = {
+            "approve": Decision.approved,
+            "reject": Decision.rejected,
+            "request_revision": Decision.revision_requested,
+        }[action]
         return p.record_decision(DecisionRecord(decision, 3.0, "because", False, now), now)
     if action == "revise":
         return p.revise(submission(title="A revised shuttle feeder"), now)
@@ -50,7 +61,10 @@ def test_the_lifecycle_of_the_issue():
     assert TRANSITIONS[Status.screening]["pass_screening"] is Status.in_evaluation
     assert TRANSITIONS[Status.screening]["fail_screening"] is Status.screening_failed
     assert {TRANSITIONS[Status.in_evaluation][a] for a in ("approve", "reject", "request_revision")} == {
-        Status.approved, Status.rejected, Status.revision_requested}
+        Status.approved,
+        Status.rejected,
+        Status.revision_requested,
+    }
     assert TRANSITIONS[Status.revision_requested]["revise"] is Status.screening
     assert TRANSITIONS[Status.approved]["start_pilot"] is Status.piloting
     assert TRANSITIONS[Status.piloting]["complete_pilot"] is Status.completed

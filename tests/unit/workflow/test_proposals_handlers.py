@@ -1,4 +1,5 @@
 """Proposals use cases on the real store (a SQLite file of the test's own)."""
+
 from __future__ import annotations
 
 import json
@@ -31,16 +32,32 @@ def uow(db):
 
 
 def screened(pid, passed=True):
-    return event("screening.completed", ScreeningCompleted(
-        proposal_id=pid, passed=passed, screened_at=WHEN,
-        failed_rules=[] if passed else [RuleFailure(rule="budget_cap", reason="over")]), source=service_source("evaluation"))
+    return event(
+        "screening.completed",
+        ScreeningCompleted(
+            proposal_id=pid,
+            passed=passed,
+            screened_at=WHEN,
+            failed_rules=[] if passed else [RuleFailure(rule="budget_cap", reason="over")],
+        ),
+        source=service_source("evaluation"),
+    )
 
 
 def decided(pid, decision=Decision.approved):
-    return event("evaluation.decided", EvaluationDecided(
-        proposal_id=pid, decision=decision, weighted_score=4.0, threshold=3.5,
-        criterion_averages={"impact": 4.0}, rationale="Weighted score 4.00", decided_at=WHEN),
-        source=service_source("evaluation"))
+    return event(
+        "evaluation.decided",
+        EvaluationDecided(
+            proposal_id=pid,
+            decision=decision,
+            weighted_score=4.0,
+            threshold=3.5,
+            criterion_averages={"impact": 4.0},
+            rationale="Weighted score 4.00",
+            decided_at=WHEN,
+        ),
+        source=service_source("evaluation"),
+    )
 
 
 def mine(db, pid, type_=None):
@@ -57,6 +74,7 @@ def to_piloting(uow, figures=handlers.UNCOUNTED) -> str:
 
 def _data(e):
     from kokeilu.contracts import decode
+
     return decode(e)
 
 
@@ -72,8 +90,13 @@ def test_a_submission_goes_to_screening_in_the_same_transaction(db, uow):
     assert p.status is Status.screening
     events = mine(db, p.id)
     assert [e.type.rsplit(".", 1)[-1] for e in events] == ["contact-recorded", "submitted", "status-changed"]
-    assert events[2].data == {"proposal_id": p.id, "from_status": "submitted", "to_status": "screening",
-                              "action": "start_screening", "changed_at": events[2].data["changed_at"]}
+    assert events[2].data == {
+        "proposal_id": p.id,
+        "from_status": "submitted",
+        "to_status": "screening",
+        "action": "start_screening",
+        "changed_at": events[2].data["changed_at"],
+    }
     # The address travels only in the internal contact event, for notifications.
     assert "pilot@example.com" not in json.dumps([e.data for e in events[1:]])
 
@@ -81,13 +104,23 @@ def test_a_submission_goes_to_screening_in_the_same_transaction(db, uow):
 def test_the_whole_lifecycle_publishes_each_step(db, uow):
     pid = to_piloting(uow)
     handlers.record_measurement(pid, "daily riders", 120, WHEN, "http:tests", uow())
-    done = handlers.complete_pilot(pid, PilotOutcome.scale_up, [KpiActual(name="daily riders", actual=210)],
-                                   "Residents used it daily.", uow())
+    done = handlers.complete_pilot(
+        pid, PilotOutcome.scale_up, [KpiActual(name="daily riders", actual=210)], "Residents used it daily.", uow()
+    )
     assert done.status is Status.completed and done.pilot.outcome is PilotOutcome.scale_up
     kinds = [e.type.rsplit("kokeilu.", 1)[-1] for e in mine(db, pid)]
-    assert kinds == ["proposal.contact-recorded", "proposal.submitted", "proposal.status-changed", "proposal.status-changed",
-                     "proposal.status-changed", "pilot.started", "proposal.status-changed",
-                     "pilot.measurement-recorded", "pilot.completed", "proposal.status-changed"]
+    assert kinds == [
+        "proposal.contact-recorded",
+        "proposal.submitted",
+        "proposal.status-changed",
+        "proposal.status-changed",
+        "proposal.status-changed",
+        "pilot.started",
+        "proposal.status-changed",
+        "pilot.measurement-recorded",
+        "pilot.completed",
+        "proposal.status-changed",
+    ]
     actions = [e.data["action"] for e in mine(db, pid, "status-changed")]
     assert actions == ["start_screening", "pass_screening", "approve", "start_pilot", "complete_pilot"]
 
@@ -120,8 +153,13 @@ def test_withdrawing_then_a_late_decision_is_ignored(db, uow):
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(steps=st.lists(st.tuples(st.sampled_from(["pass", "fail", "approved", "rejected", "revision_requested"]),
-                                st.integers(1, 3)), min_size=1, max_size=6))
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(["pass", "fail", "approved", "rejected", "revision_requested"]), st.integers(1, 3)),
+        min_size=1,
+        max_size=6,
+    )
+)
 def test_a_redelivered_or_duplicated_event_changes_nothing(db, uow, steps):
     p = handlers.submit_proposal(submission(), uow())
     for kind, copies in steps:
@@ -139,8 +177,12 @@ def test_a_redelivered_or_duplicated_event_changes_nothing(db, uow, steps):
 
 # intake measurements -------------------------------------------------------------------------
 def measurement(pid, kpi="daily riders", source="sensors/kera", event_id=None):
-    return event("intake.measurement", IntakeMeasurement(proposal_id=pid, kpi=kpi, value=42, measured_at=WHEN),
-                 source=source, event_id=event_id)
+    return event(
+        "intake.measurement",
+        IntakeMeasurement(proposal_id=pid, kpi=kpi, value=42, measured_at=WHEN),
+        source=source,
+        event_id=event_id,
+    )
 
 
 def test_a_measurement_for_a_piloting_proposal_is_recorded_once(db, uow):
@@ -166,8 +208,9 @@ def test_a_measurement_that_cannot_apply_is_refused_permanently_and_changes_noth
     with pytest.raises(handlers.IntakeRefused) as caught:
         handlers.on_intake_measurement(e, _data(e), uow())
     assert isinstance(caught.value, PermanentError)
-    assert {"unknown proposal": "unknown proposal", "not piloting": "not piloting",
-            "unknown kpi": "no KPI named"}[case] in str(caught.value)
+    assert {"unknown proposal": "unknown proposal", "not piloting": "not piloting", "unknown kpi": "no KPI named"}[
+        case
+    ] in str(caught.value)
     assert outbox(db) == before and inbox_size(db) == inbox
 
 
@@ -184,10 +227,16 @@ def test_a_rejection_tells_the_source_once_keyed_by_the_intake_id(db, uow):
     assert rejected[0].data["intake_type"] == "fi.espoo.kokeilu.intake.measurement"
 
 
-@pytest.mark.parametrize("raw, told", [
-    (b"not json at all", False), (b"[1, 2]", False), (json.dumps({"id": "x"}).encode(), False),
-    (json.dumps({"id": "raw-1", "source": "portal", "type": "fi.espoo.kokeilu.intake.proposal"}).encode(), True),
-    (json.dumps({"id": 17, "source": "portal"}).encode(), True)])
+@pytest.mark.parametrize(
+    "raw, told",
+    [
+        (b"not json at all", False),
+        (b"[1, 2]", False),
+        (json.dumps({"id": "x"}).encode(), False),
+        (json.dumps({"id": "raw-1", "source": "portal", "type": "fi.espoo.kokeilu.intake.proposal"}).encode(), True),
+        (json.dumps({"id": 17, "source": "portal"}).encode(), True),
+    ],
+)
 def test_an_unparseable_record_is_answered_when_it_says_who_sent_it(db, uow, raw, told):
     before = len(outbox(db, "intake-rejected"))
     with uow() as u:
@@ -200,14 +249,20 @@ def test_each_state_a_proposal_leaves_is_timed_from_when_it_entered_it(db, uow):
     from services.proposals import metrics
 
     def count(state):
-        return metrics._registry.get_sample_value("kokeilu_proposal_state_seconds_count",
-                                                  {"service": "proposals", "state": state})
+        return metrics._registry.get_sample_value(
+            "kokeilu_proposal_state_seconds_count", {"service": "proposals", "state": state}
+        )
+
     # Every state that can be left is exported before any proposal leaves it (rate() sees the first).
     assert count("in_evaluation") is not None and count("completed") is None
     before = {s: count(s) for s in ("submitted", "screening", "in_evaluation", "approved")}
     to_piloting(uow, figures=metrics)  # what the service passes its use cases
-    assert {s: count(s) - before[s] for s in before} == {"submitted": 1, "screening": 1, "in_evaluation": 1,
-                                                          "approved": 1}
+    assert {s: count(s) - before[s] for s in before} == {
+        "submitted": 1,
+        "screening": 1,
+        "in_evaluation": 1,
+        "approved": 1,
+    }
     assert count("piloting") is not None
 
 
@@ -224,8 +279,11 @@ def test_every_event_about_a_proposal_stays_in_the_flow_its_submission_began(db,
             apply(e, uow)
     with tracing.serving("POST", "/v1/proposals/{id}/pilot/start", {"X-Correlation-Id": "manager-request"}):
         handlers.start_pilot(p.id, None, uow())
-    sensor = event("intake.measurement", IntakeMeasurement(proposal_id=p.id, kpi="daily riders", value=3,
-                                                            measured_at=WHEN), source="sensors/kera")
+    sensor = event(
+        "intake.measurement",
+        IntakeMeasurement(proposal_id=p.id, kpi="daily riders", value=3, measured_at=WHEN),
+        source="sensors/kera",
+    )
     sensor = sensor.model_copy(update={"correlationid": "sensor-batch", "traceparent": f"00-{'5' * 32}-{'6' * 16}-01"})
     with tracing.consuming(sensor, "kokeilu.intake.v1", 0, 2, "g"):
         handlers.on_intake_measurement(sensor, _data(sensor), uow())

@@ -1,4 +1,5 @@
 """The evaluation domain: rubric maths, decision rules, panel balance, conflicts, blind scores."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -8,8 +9,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kokeilu.contracts.evaluation import Decision
-from services.evaluation.domain import (CRITERIA, Evaluation, EvaluationRefused, InvalidScores, NotAssigned, Rubric,
-                                        assign, decide)
+from services.evaluation.domain import (
+    CRITERIA,
+    Evaluation,
+    EvaluationRefused,
+    InvalidScores,
+    NotAssigned,
+    Rubric,
+    assign,
+    decide,
+)
 
 from .support import WHEN
 
@@ -23,12 +32,18 @@ def sheet(*values) -> dict[str, int]:
 
 
 def test_the_weighted_score_uses_the_configured_weights():
-    rubric = Rubric(weights={"strategy_fit": 1, "feasibility": 0, "impact": 0, "sustainability": 0,
-                             "reuse_scalability": 1})
+    rubric = Rubric(
+        weights={"strategy_fit": 1, "feasibility": 0, "impact": 0, "sustainability": 0, "reuse_scalability": 1}
+    )
     outcome = decide([sheet(5, 0, 0, 0, 1)], rubric, 1000, False)
     assert outcome.weighted_score == 3.0
-    assert outcome.criterion_averages == {"strategy_fit": 5, "feasibility": 0, "impact": 0, "sustainability": 0,
-                                          "reuse_scalability": 1}
+    assert outcome.criterion_averages == {
+        "strategy_fit": 5,
+        "feasibility": 0,
+        "impact": 0,
+        "sustainability": 0,
+        "reuse_scalability": 1,
+    }
 
 
 def test_averages_are_per_criterion_over_the_panel():
@@ -37,9 +52,17 @@ def test_averages_are_per_criterion_over_the_panel():
     assert outcome.weighted_score == 4.0
 
 
-@pytest.mark.parametrize("score, decision", [
-    (5, Decision.approved), (3.5, Decision.approved), (3.4, Decision.revision_requested),
-    (2.5, Decision.revision_requested), (2.4, Decision.rejected), (0, Decision.rejected)])
+@pytest.mark.parametrize(
+    "score, decision",
+    [
+        (5, Decision.approved),
+        (3.5, Decision.approved),
+        (3.4, Decision.revision_requested),
+        (2.5, Decision.revision_requested),
+        (2.4, Decision.rejected),
+        (0, Decision.rejected),
+    ],
+)
 def test_the_threshold_decides(score, decision):
     # two evaluators whose averages land exactly on `score`
     low, high = int(score), int(score) + (1 if score != int(score) else 0)
@@ -94,8 +117,11 @@ def test_the_least_loaded_are_assigned_with_ties_by_name():
 
 
 @settings(max_examples=100, deadline=None)
-@given(panel=st.lists(st.sampled_from("abcdefgh"), min_size=1, max_size=8, unique=True),
-       n=st.integers(1, 5), proposals=st.integers(1, 40))
+@given(
+    panel=st.lists(st.sampled_from("abcdefgh"), min_size=1, max_size=8, unique=True),
+    n=st.integers(1, 5),
+    proposals=st.integers(1, 40),
+)
 def test_assignment_keeps_the_panel_balanced(panel, n, proposals):
     load = {m: 0 for m in panel}
     for _ in range(proposals):
@@ -138,10 +164,15 @@ def test_an_unassigned_evaluator_can_do_nothing():
         opened("helmi").declare("pekka", False, None, WHEN, None)
 
 
-@pytest.mark.parametrize("scores, field", [
-    ({**sheet(3), "impact": 6}, "impact"), ({**sheet(3), "impact": -1}, "impact"),
-    ({k: v for k, v in sheet(3).items() if k != "feasibility"}, "feasibility"),
-    ({**sheet(3), "beauty": 5}, "beauty")])
+@pytest.mark.parametrize(
+    "scores, field",
+    [
+        ({**sheet(3), "impact": 6}, "impact"),
+        ({**sheet(3), "impact": -1}, "impact"),
+        ({k: v for k, v in sheet(3).items() if k != "feasibility"}, "feasibility"),
+        ({**sheet(3), "beauty": 5}, "beauty"),
+    ],
+)
 def test_scores_outside_the_rubric_are_refused_naming_the_criterion(scores, field):
     e = opened("helmi").declare("helmi", False, None, WHEN, None)
     with pytest.raises(InvalidScores) as caught:
@@ -159,13 +190,17 @@ def test_scores_stay_blind_until_every_assigned_evaluator_has_scored():
     assert [a["scores"] for a in theirs["assignments"]] == [None]
     manager = e.view(manager=True)
     assert {a["evaluator"]: (a["scored"], a["scores"]) for a in manager["assignments"]} == {
-        "helmi": (True, None), "juha": (False, None)}
+        "helmi": (True, None),
+        "juha": (False, None),
+    }
     assert "assignments" not in e.view("someone else")
     e = e.declare("juha", False, None, WHEN, None).score("juha", sheet(2), None, WHEN)
     assert e.at_quorum
     revealed = e.view("juha")
     assert revealed["scores_revealed"] and {a["evaluator"]: a["scores"]["impact"] for a in revealed["assignments"]} == {
-        "helmi": 4, "juha": 2}
+        "helmi": 4,
+        "juha": 2,
+    }
 
 
 def test_quorum_counts_only_evaluators_not_recused():

@@ -3,6 +3,7 @@
 Revision ID: 0002
 Revises: 0001
 """
+
 import json
 
 import sqlalchemy as sa
@@ -37,33 +38,63 @@ def upgrade() -> None:
     )
     bind = op.get_bind()
     if bind.dialect.name == "sqlite":
-        op.execute("CREATE VIRTUAL TABLE results_fts USING fts5(result_id UNINDEXED, title, summary, lessons, "
-                   "tokenize = 'unicode61 remove_diacritics 2')")
+        op.execute(
+            "CREATE VIRTUAL TABLE results_fts USING fts5(result_id UNINDEXED, title, summary, lessons, "
+            "tokenize = 'unicode61 remove_diacritics 2')"
+        )
     else:
-        op.execute("CREATE INDEX ix_results_fulltext ON results USING GIN "
-                   "(to_tsvector('simple', title || ' ' || summary || ' ' || coalesce(lessons, '')))")
+        op.execute(
+            "CREATE INDEX ix_results_fulltext ON results USING GIN "
+            "(to_tsvector('simple', title || ' ' || summary || ' ' || coalesce(lessons, '')))"
+        )
     _backfill(bind)
 
 
 def _backfill(bind) -> None:
     """Results published by the first release go into the searchable table."""
-    results = sa.table("results", *(sa.column(c) for c in (
-        "result_id", "title", "summary", "lessons", "focus_area", "environment", "status", "outcome", "year",
-        "published_at", "updated_at")), sa.column("document", sa.JSON()))
+    results = sa.table(
+        "results",
+        *(
+            sa.column(c)
+            for c in (
+                "result_id",
+                "title",
+                "summary",
+                "lessons",
+                "focus_area",
+                "environment",
+                "status",
+                "outcome",
+                "year",
+                "published_at",
+                "updated_at",
+            )
+        ),
+        sa.column("document", sa.JSON()),
+    )
     rows = bind.execute(sa.text("SELECT proposal_id, result, published_at FROM entries WHERE result IS NOT NULL"))
     for proposal_id, result, published_at in rows:
         doc = json.loads(result) if isinstance(result, str) else result
-        values = dict(result_id=proposal_id, title=doc["title"], summary=doc["summary"],
-                      lessons=doc.get("lessons_learned"), focus_area=doc["focus_area"],
-                      environment=doc["environment"], status=doc["status"], outcome=doc.get("outcome"),
-                      year=int(doc["published_at"][:4]), published_at=published_at, updated_at=published_at,
-                      document=doc)
+        values = dict(
+            result_id=proposal_id,
+            title=doc["title"],
+            summary=doc["summary"],
+            lessons=doc.get("lessons_learned"),
+            focus_area=doc["focus_area"],
+            environment=doc["environment"],
+            status=doc["status"],
+            outcome=doc.get("outcome"),
+            year=int(doc["published_at"][:4]),
+            published_at=published_at,
+            updated_at=published_at,
+            document=doc,
+        )
         bind.execute(results.insert().values(**values))
         if bind.dialect.name == "sqlite":
-            bind.execute(sa.text("INSERT INTO results_fts (result_id, title, summary, lessons) "
-                                 "VALUES (:id, :t, :s, :l)"),
-                         {"id": proposal_id, "t": doc["title"], "s": doc["summary"],
-                          "l": doc.get("lessons_learned") or ""})
+            bind.execute(
+                sa.text("INSERT INTO results_fts (result_id, title, summary, lessons) VALUES (:id, :t, :s, :l)"),
+                {"id": proposal_id, "t": doc["title"], "s": doc["summary"], "l": doc.get("lessons_learned") or ""},
+            )
 
 
 def downgrade() -> None:

@@ -2,6 +2,7 @@
 
 Revision ID: 0003
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -21,7 +22,8 @@ def upgrade() -> None:
         "INSERT INTO evaluator_workload (evaluator, open_assignments) "
         "SELECT a.evaluator, count(*) FROM assignments a JOIN evaluations e "
         "ON e.proposal_id = a.proposal_id AND e.revision = a.revision "
-        "WHERE e.status = 'open' AND NOT a.recused AND a.scored_at IS NULL GROUP BY a.evaluator")
+        "WHERE e.status = 'open' AND NOT a.recused AND a.scored_at IS NULL GROUP BY a.evaluator"
+    )
 
 
 def downgrade() -> None:

@@ -2,6 +2,7 @@
 
 Revision ID: 0004
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -25,8 +26,11 @@ def upgrade() -> None:
     table = sa.table("title_keys", sa.column("key", sa.BigInteger()), sa.column("proposal_id", sa.String()))
     rows = bind.execute(sa.text("SELECT proposal_id, title FROM known_proposals WHERE is_open")).all()
     for start in range(0, len(rows), 1000):
-        batch = [{"key": k, "proposal_id": r.proposal_id} for r in rows[start:start + 1000]
-                 for k in sorted(set(title_keys(r.title)))]
+        batch = [
+            {"key": k, "proposal_id": r.proposal_id}
+            for r in rows[start : start + 1000]
+            for k in sorted(set(title_keys(r.title)))
+        ]
         if batch:
             bind.execute(table.insert(), batch)
 

@@ -2,6 +2,7 @@
 
 Revision ID: 0005
 """
+
 from alembic import op
 
 from kokeilu.store import create_flows_table

@@ -6,6 +6,7 @@ Revises: 0002
 Subscriptions made before owners existed belong to "admin" (only an admin token sees and manages
 them) and do not carry personal data (what they receive is redacted).
 """
+
 import sqlalchemy as sa
 from alembic import op
 

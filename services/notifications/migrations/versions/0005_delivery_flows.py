@@ -3,6 +3,7 @@ which its outcome event (delivery.succeeded / delivery.failed) joins (kokeilu/tr
 
 Revision ID: 0005
 """
+
 import sqlalchemy as sa
 from alembic import op
 

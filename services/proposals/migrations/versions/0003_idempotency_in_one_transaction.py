@@ -4,6 +4,7 @@ is served at once instead of being refused.
 
 Revision ID: 0003
 """
+
 from alembic import op
 
 revision = "0003"

@@ -2,6 +2,7 @@
 
 Revision ID: 0004
 """
+
 from alembic import op
 
 from kokeilu.store import create_flows_table
