@@ -59,16 +59,25 @@ class EventConsumer(Entrypoint):
     relay = OutboxRelay()
     monitor = KafkaMonitor()
 
-    def __init__(self, *topic_names: str, group: str | None = None, on_reject=None, types=None, **kwargs):
+    def __init__(self, *topic_names: str, group: str | None = None, on_reject=None, types=None, bulk=None, **kwargs):
         """`on_reject(raw_value, event_or_None, reason, uow)`, when given, runs inside the unit of
         work that dead-letters a record (so it can publish a rejection in the same transaction);
         `event` is the parsed envelope when the record got that far.
 
         `types`, when given, are the event types (kokeilu.contracts.catalog entries) the method
         handles: a valid event of another type is counted as ignored without a worker or a
-        savepoint (most of what some services read, e.g. contact records, is not theirs)."""
+        savepoint (most of what some services read, e.g. contact records, is not theirs).
+
+        `bulk`, when given, maps event types to the name of another method of the service that
+        applies a run of consecutive records of that type at once (records that stream in at
+        sensor rates, e.g. measurements): it gets a list of (event, data) and returns, for each
+        item in order, its outcome or the exception that refuses it. A refused record is
+        dead-lettered alone, as if the decorated method had raised that exception for it; a run
+        whose method fails as a whole is undone and applied again record by record through the
+        decorated method, so the bulk method only ever makes the common case cheaper."""
         self.topic_names = topic_names
         self.types = None if types is None else frozenset(t.name for t in types)
+        self.bulk = {t.name: method for t, method in (bulk or {}).items()}
         self.group_suffix = group
         self.on_reject = on_reject
         super().__init__(**kwargs)
@@ -259,28 +268,48 @@ class EventConsumer(Entrypoint):
         budget = self.settings.kokeilu_consumer_batch_seconds
         began = time.perf_counter()
         counted: list[tuple] = []
+        run: list[_Pending] = []  # consecutive records for a bulk method, not applied yet
         with self.store.database.transaction() as conn:
             batch = self.batch = Batch(conn)
             try:
                 for record in records:
-                    if counted and (self._stopping or time.perf_counter() - began > budget):
+                    if (counted or run) and (self._stopping or time.perf_counter() - began > budget):
                         break
                     started = time.perf_counter()
                     topic = self.settings.logical_topic(record.topic)
-                    outcome, event_type = self._apply(batch, record, topic)
-                    if redrive_of(record.headers):
-                        batch.redriven.append((topic, outcome or "applied"))
-                    counted.append((topic, known_type(event_type), outcome or "applied", time.perf_counter() - started))
-                    crash_point("consumer.applied")
+                    outcome, event, data = self._read(batch, record, topic)
+                    if outcome is None and event.type in self.bulk:
+                        if run and run[0].event.type != event.type:
+                            self._apply_run(batch, run, counted)
+                        run.append(_Pending(record, topic, event, data))
+                        continue
+                    if run:  # the run goes first: records are applied in the order polled
+                        self._apply_run(batch, run, counted)
+                        started = time.perf_counter()
+                    if outcome is None:
+                        outcome = self._apply_one(batch, record, topic, event, data)
+                    self._count(batch, counted, record, topic, event, outcome, time.perf_counter() - started)
+                if run:
+                    self._apply_run(batch, run, counted)
                 write_outbox(conn, batch.outbox)  # the whole batch's events, in one statement
             finally:
                 self.batch = None
         self._committed(batch, counted)
         return len(counted)
 
-    def _apply(self, batch: Batch, record, topic: str) -> tuple[str | None, str]:
-        """(outcome, event type) of one record, in a savepoint of the batch's transaction.
-        Raises only what is transient."""
+    def _count(self, batch: Batch, counted: list, record, topic: str, event, outcome: str | None, seconds: float):
+        """One record settled (in the batch's transaction; counted once it commits)."""
+        if redrive_of(record.headers):
+            batch.redriven.append((topic, outcome or "applied"))
+        event_type = event.type if event is not None else "unknown"
+        counted.append((topic, known_type(event_type), outcome or "applied", seconds))
+        crash_point("consumer.applied")
+
+    def _read(self, batch: Batch, record, topic: str):
+        """(outcome, event, data) of one record: the outcome is None when the record is for the
+        service method to apply, else it was settled here: dead-lettered because it does not
+        parse or is invalid (`event` is None, or the envelope when it got that far), or ignored
+        (a type the method does not handle). Raises only what is transient."""
         try:
             event = parse_envelope(record.value)
             data = decode(event, topic)
@@ -288,17 +317,65 @@ class EventConsumer(Entrypoint):
             outcome = self._dead_letter(
                 batch, record, "unparseable" if exc.event is None else "invalid", exc.reason, exc.event
             )
-            return outcome, exc.event.type if exc.event is not None else "unknown"
+            return outcome, exc.event, None
         except Exception as exc:  # anything else a hostile record makes the parser raise
             if is_transient(exc):
                 raise
-            return self._dead_letter(batch, record, "unparseable", f"{exc.__class__.__name__}: {exc}"), "unknown"
+            return self._dead_letter(batch, record, "unparseable", f"{exc.__class__.__name__}: {exc}"), None, None
         if self.types is not None and event.type not in self.types:
-            return "ignored", event.type
+            return "ignored", event, None
+        return None, event, data
+
+    def _apply_one(self, batch: Batch, record, topic: str, event, data) -> str | None:
+        """One record through the decorated method, in a savepoint of the batch's transaction."""
         with tracing.consuming(event, topic, record.partition, record.offset, self.group) as span:
             outcome = self._apply_event(batch, record, topic, event, data)
             span.set_attribute("kokeilu.outcome", outcome or "applied")
-            return outcome, event.type
+            return outcome
+
+    def _apply_run(self, batch: Batch, run: list[_Pending], counted: list) -> None:
+        """A run of records for a bulk method, applied at once in a savepoint of the batch's
+        transaction; the records it refuses are then dead-lettered one by one. When the method
+        fails as a whole (a bug, or another instance applying the same records), the savepoint
+        is undone and the run applied record by record instead. Empties `run`."""
+        started = time.perf_counter()
+        items, method = list(run), self.bulk[run[0].event.type]
+        run.clear()
+        savepoint, recorded = Savepoint(batch.conn), len(batch.outbox)
+        try:
+            results = self._run_worker([(p.event, p.data) for p in items], method=method)
+            if len(results) != len(items):
+                raise TypeError(f"{method} returned {len(results)} outcomes for {len(items)} records")
+            savepoint.commit()
+        except Exception as exc:
+            del batch.outbox[recorded:]
+            if savepoint.is_active:
+                savepoint.rollback()
+            if is_transient(exc):
+                raise
+            log.warning(
+                "%s failed for a run of %s (%s: %s); applying them one by one",
+                method,
+                len(items),
+                exc.__class__.__name__,
+                exc,
+            )
+            for p in items:
+                began = time.perf_counter()
+                outcome = self._apply_one(batch, p.record, p.topic, p.event, p.data)
+                self._count(batch, counted, p.record, p.topic, p.event, outcome, time.perf_counter() - began)
+            return
+        each = (time.perf_counter() - started) / len(items)
+        for p, result in zip(items, results, strict=True):
+            with tracing.consuming(p.event, p.topic, p.record.partition, p.record.offset, self.group) as span:
+                outcome = result
+                if isinstance(result, Exception):
+                    log.warning("event %s on %s refused: %s", p.event.id, p.topic, result)
+                    outcome = self._dead_letter(
+                        batch, p.record, "failed", f"{result.__class__.__name__}: {result}", p.event, str(result)
+                    )
+                span.set_attribute("kokeilu.outcome", outcome or "applied")
+            self._count(batch, counted, p.record, p.topic, p.event, outcome, each)
 
     def _apply_event(self, batch: Batch, record, topic: str, event, data) -> str | None:
         savepoint, recorded = Savepoint(batch.conn), len(batch.outbox)
@@ -315,13 +392,15 @@ class EventConsumer(Entrypoint):
             log.warning("event %s on %s failed permanently: %s", event.id, topic, exc)
             return self._dead_letter(batch, record, "failed", f"{exc.__class__.__name__}: {exc}", event, str(exc))
 
-    def _run_worker(self, event, data):
+    def _run_worker(self, *args, method: str | None = None):
         """Run the service method for one record as nameko's worker does (dependencies injected,
         worker hooks run), but here, in the consumer's green thread, not through the service's
         worker pool: the batch holds the store's lock, HTTP workers waiting for that lock can
         fill the pool (max_workers), and a pooled spawn would then wait for them while they
-        wait for the batch: a deadlock. Inline, a record needs no free worker."""
-        worker_ctx = WorkerContext(self.container, self.container.service_cls(), self, (event, data), {})
+        wait for the batch: a deadlock. Inline, a record needs no free worker. `method` names
+        another method of the service to run (a bulk method) instead of the decorated one."""
+        entrypoint = self if method is None else _Method(self, method)
+        worker_ctx = WorkerContext(self.container, self.container.service_cls(), entrypoint, args, {})
         outcome: dict = {}
         self.container._run_worker(worker_ctx, partial(_keep_result, outcome))  # nameko 2.14's own worker run
         if outcome["exc_info"] is not None:
@@ -432,6 +511,28 @@ class Batch:
     dead_lettered: list[tuple[str, str]] = field(default_factory=list)
     # Its records an operator redrove from the dead-letter topic: (topic, outcome).
     redriven: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class _Pending:
+    """A parsed record waiting in a run for its service's bulk method."""
+
+    record: object
+    topic: str
+    event: object
+    data: object
+
+
+class _Method:
+    """A consumer seen as the entrypoint of another method of its service (a bulk method), for
+    nameko's worker: everything but the method's name is the consumer's (its batch, for the
+    Store dependency; its container)."""
+
+    def __init__(self, consumer: EventConsumer, method_name: str):
+        self._consumer, self.method_name = consumer, method_name
+
+    def __getattr__(self, name: str):
+        return getattr(self._consumer, name)
 
 
 def _keep_result(outcome: dict, worker_ctx, result, exc_info):

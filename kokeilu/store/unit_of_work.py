@@ -4,7 +4,7 @@ publish (outbox) and the events applied (inbox), all or nothing."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -207,6 +207,13 @@ class UnitOfWork:
         if self.conn.execute(_INSERT_FLOW[self.conn.dialect.name], row).rowcount == 1:
             self._joined[subject] = (row["correlation_id"], row["traceparent"])
 
+    def join_flows(self, subjects: Iterable[str]) -> None:
+        """join_flow for several subjects at once (a run of events applied together)."""
+        wanted = list(dict.fromkeys(subjects))
+        for start in range(0, len(wanted), 500):
+            for row in self.conn.execute(_FLOWS_OF, {"subjects": wanted[start : start + 500]}):
+                self._joined[row.subject] = (row.correlation_id, row.traceparent)
+
     def join_flow(self, subject: str) -> None:
         """What this unit of work records about `subject` from here on joins its remembered flow
         (when it has one): an evaluator's score, a manager's pilot start, a timer, a sensor's
@@ -241,6 +248,35 @@ class UnitOfWork:
         Keyed on source + id, which is what makes a CloudEvent unique.
         """
         return self.first_time_key(consumer, f"{event.source}#{event.id}", event.type)
+
+    def first_times(self, consumer: str, events: Sequence[CloudEvent]) -> list[bool]:
+        """For a run of events applied together: whether each is new to `consumer` (not applied
+        before, nor earlier in the run). Writes nothing; `applied(consumer, events)` then records
+        the ones applied, in one statement. (Another instance applying the same events meanwhile
+        makes that insert fail, and the caller's run with it.)"""
+        keys = [f"{e.source}#{e.id}" for e in events]
+        seen: set[str] = set()
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            seen.update(self.conn.execute(_APPLIED_BEFORE, {"consumer": consumer, "keys": chunk}).scalars())
+        fresh = []
+        for key in keys:
+            fresh.append(key not in seen)
+            seen.add(key)
+        return fresh
+
+    def applied(self, consumer: str, events: Sequence[CloudEvent]) -> None:
+        """Record that `consumer` applied each of `events` (new to it: see first_times)."""
+        if events:
+            now = utcnow()
+            self.conn.execute(
+                _INSERT_APPLIED,
+                [
+                    {"consumer": consumer, "event_id": f"{e.source}#{e.id}", "event_type": e.type, "applied_at": now}
+                    for e in events
+                ],
+            )
 
     def first_time_key(self, consumer: str, key: str, kind: str) -> bool:
         """Record that `consumer` handled what `key` names; False when it already did."""
@@ -291,7 +327,16 @@ _INSERT_NEW = {
 }
 
 
+_APPLIED_BEFORE = sa.select(INBOX.c.event_id).where(
+    (INBOX.c.consumer == sa.bindparam("consumer")) & INBOX.c.event_id.in_(sa.bindparam("keys", expanding=True))
+)
+_INSERT_APPLIED = INBOX.insert()
+
+
 _FLOW_OF = sa.select(FLOWS.c.correlation_id, FLOWS.c.traceparent).where(FLOWS.c.subject == sa.bindparam("subject"))
+_FLOWS_OF = sa.select(FLOWS.c.subject, FLOWS.c.correlation_id, FLOWS.c.traceparent).where(
+    FLOWS.c.subject.in_(sa.bindparam("subjects", expanding=True))
+)
 _FLOW_COLUMNS = (
     "(subject, correlation_id, traceparent, created_at) VALUES (:subject, :correlation_id, :traceparent, :created_at)"
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Protocol
@@ -264,8 +265,17 @@ def start_pilot(proposal_id: str, planned_end: datetime | None, uow, figures: Fi
 
 
 def _record(
-    uow, proposal: Proposal, kpi: str, value: float, measured_at: datetime, source: str, cause: CloudEvent | None
+    uow,
+    proposal: Proposal,
+    kpi: str,
+    value: float,
+    measured_at: datetime,
+    source: str,
+    cause: CloudEvent | None,
+    store: bool = True,
 ) -> dict:
+    """A measurement of a running pilot, recorded with its event; `store=False` leaves storing
+    it to the caller (with others, at once)."""
     proposal.accept_measurement(kpi)
     measurement = dict(
         id=str(uuid.uuid4()),
@@ -276,7 +286,8 @@ def _record(
         source=source,
         recorded_at=utcnow(),
     )
-    uow.measurements.add(measurement)
+    if store:
+        uow.measurements.add(measurement)
     uow.emit(
         types.MEASUREMENT_RECORDED,
         MeasurementRecorded(
@@ -311,18 +322,73 @@ def on_intake_measurement(event: CloudEvent, data: IntakeMeasurement, uow, figur
         if proposal is None:
             raise IntakeRefused(f"unknown proposal {data.proposal_id}")
         uow.join_flow(proposal.id)  # the sensor's event is the cause; the proposal's flow goes on
-        try:
-            _record(uow, proposal, data.kpi, data.value, data.measured_at, event.source, event)
-        except IllegalTransition:
-            raise IntakeRefused(
-                f"proposal {proposal.id} is {proposal.status.value}, not piloting: "
-                "measurements are recorded only for a running pilot"
-            ) from None
-        except MeasurementRefused as exc:
-            raise IntakeRefused(str(exc)) from None
+        _measured(uow, proposal, data.kpi, data.value, data.measured_at, event.source, event)
         uow.commit()
     figures.count_intake(event.type, event.source, "accepted")
     return "applied"
+
+
+def on_intake_measurements(
+    items: Sequence[tuple[CloudEvent, IntakeMeasurement]], uow, figures: Figures = UNCOUNTED
+) -> list[str | IntakeRefused]:
+    """A run of `intake.measurement` events applied at once (the intake consumer's bulk method:
+    sensors stream them). The same rules and events as on_intake_measurement, record by
+    record, with one read of the proposals and one write of the inbox and of the measurements
+    for the whole run. For each item, in order: its outcome, or the refusal the consumer
+    dead-letters it with (a refused measurement is not recorded as applied, so it can be
+    redriven)."""
+    with uow:
+        events = [event for event, _ in items]
+        fresh = uow.first_times(CONSUMER, events)
+        proposals = uow.proposals.get_many(data.proposal_id for (_, data), new in zip(items, fresh, strict=True) if new)
+        uow.join_flows(proposals)  # each sensor's event is the cause; its proposal's flow goes on
+        results: list[str | IntakeRefused] = []
+        applied, rows = [], []
+        for (event, data), new in zip(items, fresh, strict=True):
+            if not new:
+                results.append("duplicate")
+                continue
+            proposal = proposals.get(data.proposal_id)
+            try:
+                if proposal is None:
+                    raise IntakeRefused(f"unknown proposal {data.proposal_id}")
+                rows.append(
+                    _measured(uow, proposal, data.kpi, data.value, data.measured_at, event.source, event, store=False)
+                )
+            except IntakeRefused as exc:
+                results.append(exc)
+                continue
+            applied.append(event)
+            results.append("applied")
+        uow.applied(CONSUMER, applied)
+        uow.measurements.add_many(rows)
+        uow.commit()
+    for (event, _), result in zip(items, results, strict=True):
+        if isinstance(result, str):
+            figures.count_intake(event.type, event.source, "accepted" if result == "applied" else result)
+    return results
+
+
+def _measured(
+    uow,
+    proposal: Proposal,
+    kpi: str,
+    value: float,
+    measured_at: datetime,
+    source: str,
+    cause: CloudEvent,
+    store: bool = True,
+) -> dict:
+    """_record for intake: the measurement and its event, or IntakeRefused."""
+    try:
+        return _record(uow, proposal, kpi, value, measured_at, source, cause, store)
+    except IllegalTransition:
+        raise IntakeRefused(
+            f"proposal {proposal.id} is {proposal.status.value}, not piloting: "
+            "measurements are recorded only for a running pilot"
+        ) from None
+    except MeasurementRefused as exc:
+        raise IntakeRefused(str(exc)) from None
 
 
 def complete_pilot(

@@ -171,6 +171,7 @@ class ProposalsService(service_base.PlatformService):
         on_reject=lambda raw, event, reason, uow: handlers.intake_rejected(
             raw, event, reason, uow.sharing(ProposalsUnitOfWork), metrics
         ),
+        bulk={types.INTAKE_MEASUREMENT: "on_measurements"},
     )
     def on_intake(self, event, data):
         if isinstance(data, IntakeMeasurement):
@@ -178,6 +179,10 @@ class ProposalsService(service_base.PlatformService):
         if isinstance(data, Submission):
             return handlers.on_intake(event, data, self.uow(), metrics)
         raise handlers.IntakeRefused(f"{event.type} is not an intake event")
+
+    def on_measurements(self, items):
+        """The intake consumer's bulk method: a run of consecutive `intake.measurement` records."""
+        return handlers.on_intake_measurements(items, self.uow(), metrics)
 
     # A group of its own (kokeilu.proposals.workflow): two consumers with different topics in one
     # group make every join of either a rebalance of both (seconds without progress at start).

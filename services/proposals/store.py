@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -125,6 +126,7 @@ def _row_to_proposal(row) -> Proposal:
 _INSERT_PROPOSAL = proposals.insert()
 _UPDATE_PROPOSAL = proposals.update().where(proposals.c.id == sa.bindparam("_id"))
 _SELECT_PROPOSAL = sa.select(proposals).where(proposals.c.id == sa.bindparam("_id"))
+_SELECT_PROPOSALS = sa.select(proposals).where(proposals.c.id.in_(sa.bindparam("_ids", expanding=True)))
 _INSERT_MEASUREMENT = measurements.insert()
 _KEY = (idempotency_keys.c.principal == sa.bindparam("_principal")) & (idempotency_keys.c.key == sa.bindparam("_key"))
 _SELECT_KEY = sa.select(idempotency_keys).where(_KEY)
@@ -165,6 +167,15 @@ class ProposalRepository:
         row = self.conn.execute(_SELECT_PROPOSAL, {"_id": proposal_id}).first()
         return _row_to_proposal(row) if row else None
 
+    def get_many(self, proposal_ids: Iterable[str]) -> dict[str, Proposal]:
+        """The stored proposals among `proposal_ids`, by id (those not stored are left out)."""
+        wanted = list(dict.fromkeys(proposal_ids))
+        found: dict[str, Proposal] = {}
+        for start in range(0, len(wanted), 500):
+            for row in self.conn.execute(_SELECT_PROPOSALS, {"_ids": wanted[start : start + 500]}):
+                found[row.id] = _row_to_proposal(row)
+        return found
+
     def list(
         self,
         status: str | None = None,
@@ -201,6 +212,10 @@ class MeasurementRepository:
 
     def add(self, m: dict) -> None:
         self.conn.execute(_INSERT_MEASUREMENT, m)
+
+    def add_many(self, ms: list[dict]) -> None:
+        if ms:
+            self.conn.execute(_INSERT_MEASUREMENT, ms)
 
     def for_proposal(self, proposal_id: str) -> list[dict]:
         rows = self.conn.execute(

@@ -148,3 +148,94 @@ def test_http_requests_beyond_the_worker_pool_do_not_deadlock_a_batch(platform, 
         list(pool.map(submit_until_consumed, range(30)))
     assert answers and set(answers) == {201}, [a for a in answers if a != 201][:5]
     assert consumed(platform, "applied") == len(good) and consumed(platform, "dead_lettered") == len(bad)
+
+
+def running_pilot(platform, probe) -> str:
+    """A proposal submitted over HTTP, passed and approved by evaluation's events (as the
+    evaluation service publishes them), and started: measurements apply to it."""
+    from bench.events import approval
+
+    pid = platform.post("proposals", "/v1/proposals", submission(title=f"Pilot {uuid.uuid4().hex}")).json()["id"]
+    for record in approval(pid):
+        probe.producer.send(platform.topic(record.topic), value=record.value, key=record.key)
+    probe.producer.flush(timeout=60)
+    wait_until(
+        lambda: platform.get("proposals", f"/v1/proposals/{pid}").json()["status"] == "approved",
+        timeout=60,
+        what="the seeded proposal to be approved",
+    )
+    assert platform.post("proposals", f"/v1/proposals/{pid}/pilot/start", {}).status_code == 200
+    return pid
+
+
+@pytest.mark.parametrize("point", ["consumer.applied@150", "consumer.committed@1"])
+def test_a_kill_during_a_batch_of_measurements_applies_each_exactly_once(platform, probe, point):
+    # Measurements stream in runs that the intake consumer applies at once (its bulk method);
+    # refused ones inside a run (an unknown proposal) are dead-lettered alone, and intake
+    # proposals between the runs are applied record by record, in the order polled.
+    platform.start("proposals")
+    pid = running_pilot(platform, probe)
+    platform.stop("proposals")
+
+    run = uuid.uuid4().hex[:6]
+    values, refused, titles = [], set(), set()
+    intake = platform.topic(topics.INTAKE)
+    for i in range(RECORDS):
+        if i % 50 == 25:
+            title = f"Between runs {run} {i:04d}"
+            titles.add(title)
+            event = cloudevent(T + "intake.proposal", submission(title=title), source="e-services-portal")
+        else:
+            unknown = i % BAD_EVERY == 0
+            body = {
+                "proposal_id": f"no-such-proposal-{i}" if unknown else pid,
+                "kpi": "daily riders",
+                "value": i,
+                "measured_at": "2026-12-01T08:00:00Z",
+            }
+            event = cloudevent(T + "intake.measurement", body, source="sensors/west-metro")
+            (refused.add(event["id"]) if unknown else values.append(i))
+        probe.producer.send(intake, value=json.dumps(event).encode(), key=f"k{i % 7}".encode())
+    probe.producer.flush(timeout=60)
+
+    platform.extra_env.update(
+        {"KOKEILU_CRASH_AT": point, "KOKEILU_CONSUMER_MAX_RECORDS": "500", "KOKEILU_CONSUMER_BATCH_SECONDS": "30"}
+    )
+    platform.start("proposals")
+    proc = platform.procs.pop("proposals")
+    assert proc.wait(timeout=120) == -signal.SIGKILL, platform.log_text("proposals")[-2000:]
+    del platform.extra_env["KOKEILU_CRASH_AT"]
+    platform.start("proposals")
+    wait_until(
+        lambda: (
+            consumed(platform, "applied") + consumed(platform, "dead_lettered") + consumed(platform, "duplicate")
+            >= RECORDS
+        ),
+        timeout=180,
+        what="the restarted service to consume the whole topic",
+    )
+
+    # Every good measurement is stored exactly once, and published once.
+    stored = platform.get("proposals", f"/v1/proposals/{pid}/measurements").json()["items"]
+    assert sorted(m["value"] for m in stored) == sorted(values)
+    recorded = probe.events(
+        platform.topic(topics.PROPOSALS),
+        T + "pilot.measurement-recorded",
+        count=len(values),
+        timeout=120,
+        where=lambda e: e["subject"] == pid,
+    )
+    assert sorted(e["data"]["value"] for e in recorded) == sorted(values)
+    # Every refused one is dead-lettered once, and its source told once.
+    letters = probe.records(
+        platform.topic(topics.DEADLETTER),
+        lambda r: headers_of(r).get("kokeilu.source.topic") == intake,
+        count=len(refused),
+        timeout=120,
+    )
+    assert sorted(json.loads(r.value)["id"] for r in letters) == sorted(refused)
+    # The intake proposals between the runs were applied too.
+    listed = platform.get("proposals", "/v1/proposals?limit=200").json()["items"]
+    assert titles <= {p["title"] for p in listed}
+    if point.startswith("consumer.committed"):
+        assert consumed(platform, "duplicate") > 0

@@ -149,8 +149,29 @@ class FakeUnitOfWork:
     def join_flow(self, subject: str) -> None:
         self.flows_joined.append(subject)
 
+    def join_flows(self, subjects) -> None:
+        for subject in dict.fromkeys(subjects):
+            self.join_flow(subject)
+
     def first_time(self, consumer: str, event: CloudEvent) -> bool:
         return self.first_time_key(consumer, f"{event.source}#{event.id}", event.type)
+
+    def first_times(self, consumer: str, events) -> list[bool]:
+        assert self._in_transaction, "first_times() outside `with uow:`"
+        seen = set(self.inbox) | self._pending_inbox
+        fresh = []
+        for e in events:
+            key = (consumer, f"{e.source}#{e.id}")
+            fresh.append(key not in seen)
+            seen.add(key)
+        return fresh
+
+    def applied(self, consumer: str, events) -> None:
+        for e in events:
+            key = (consumer, f"{e.source}#{e.id}")
+            if key in self.inbox or key in self._pending_inbox:
+                raise KeyError(f"inbox already has {key}")  # the primary key would refuse it
+            self._pending_inbox.add(key)
 
     def first_time_key(self, consumer: str, key: str, kind: str) -> bool:
         assert self._in_transaction, "first_time() outside `with uow:`"
@@ -177,6 +198,9 @@ class FakeProposalRepository:
 
     def get(self, proposal_id: str):
         return self.rows.get(proposal_id)
+
+    def get_many(self, proposal_ids) -> dict:
+        return {i: self.rows[i] for i in proposal_ids if i in self.rows}
 
     def list(
         self,
@@ -219,6 +243,10 @@ class FakeMeasurementRepository:
         if m["id"] in self.rows:
             raise KeyError(f"duplicate measurement id {m['id']}")
         self.rows[m["id"]] = dict(m)
+
+    def add_many(self, ms: list[dict]) -> None:
+        for m in ms:
+            self.add(m)
 
     def for_proposal(self, proposal_id: str) -> list[dict]:
         mine = [dict(m) for m in self.rows.values() if m["proposal_id"] == proposal_id]

@@ -1,0 +1,178 @@
+"""The intake consumer's runs (kokeilu/kafka/consumer.py, `bulk=`): consecutive records of a
+bulk type are applied at once by the service's bulk method, in the order polled with the records
+around them; a refused one is dead-lettered alone; a run whose bulk method fails as a whole is
+applied again record by record. On the proposals service's real store and handlers; only
+nameko's worker (which injects the unit of work) is replaced by a direct call."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import sqlalchemy as sa
+
+from kokeilu.config import Settings
+from kokeilu.contracts import catalog as types
+from kokeilu.contracts import topics
+from kokeilu.contracts.proposals import IntakeMeasurement
+from kokeilu.kafka.consumer import EventConsumer
+from kokeilu.store import OUTBOX
+from services.proposals import handlers
+from services.proposals.store import ProposalsUnitOfWork
+from tests.unit.workflow.support import WHEN, database, event, submission
+
+
+def to_piloting(uow) -> str:
+    from tests.unit.workflow.test_proposals_handlers import to_piloting as piloting
+
+    return piloting(uow)
+
+
+@pytest.fixture
+def db(tmp_path):
+    d = database(tmp_path, "proposals")
+    yield d
+    d.dispose()
+
+
+def consumer(db, bulk=handlers.on_intake_measurements):
+    """The proposals intake consumer, as ProposalsService declares it, without nameko."""
+    c = EventConsumer.__new__(EventConsumer)
+    c.topic_names, c.types, c.group, c._stopping = (topics.INTAKE,), None, "kokeilu.proposals", False
+    c.bulk = {types.INTAKE_MEASUREMENT.name: "on_measurements"}
+    c.on_reject = lambda raw, ev, reason, uow: handlers.intake_rejected(
+        raw, ev, reason, uow.sharing(ProposalsUnitOfWork)
+    )
+    c.settings = Settings(kokeilu_consumer_batch_seconds=60)
+    c.container = SimpleNamespace(service_name="proposals")
+    c.store = SimpleNamespace(database=db)
+    c.counted = []
+    c._committed = lambda batch, counted: c.counted.extend(counted)
+
+    def run_worker(*args, method=None):
+        uow = ProposalsUnitOfWork.joining(db, c.batch.conn, c.batch.outbox)
+        if method is None:
+            ev, data = args
+            if isinstance(data, IntakeMeasurement):
+                return handlers.on_intake_measurement(ev, data, uow)
+            return handlers.on_intake(ev, data, uow)
+        assert method == "on_measurements"
+        return bulk(args[0], uow)
+
+    c._run_worker = run_worker
+    return c
+
+
+def records(*events):
+    return [
+        SimpleNamespace(topic=topics.INTAKE, partition=0, offset=i, key=None, value=e.to_bytes(), headers=[])
+        for i, e in enumerate(events)
+    ]
+
+
+def measurement(pid, value, event_id=None):
+    return event(
+        "intake.measurement",
+        IntakeMeasurement(proposal_id=pid, kpi="daily riders", value=value, measured_at=WHEN),
+        source="sensors/kera",
+        event_id=event_id,
+    )
+
+
+def proposal(title):
+    return event("intake.proposal", submission(title=title), source="e-services-portal")
+
+
+def outbox_rows(db):
+    with db.transaction() as conn:
+        return list(conn.execute(sa.select(OUTBOX).order_by(OUTBOX.c.id)))
+
+
+def stream(pid):
+    first = measurement(pid, 1, "m-1")
+    return [
+        first,
+        measurement(pid, 2, "m-2"),
+        measurement(pid, 2, "m-2"),  # the same event twice in one run
+        proposal("Between the runs"),
+        measurement("no-such-proposal", 3, "m-3"),
+        measurement(pid, 4, "m-4"),
+        first,  # a redelivery of an applied one, in the next run
+        measurement(pid, 5, "m-5"),
+    ]
+
+
+def applied(db, pid, c, before: int):
+    """What a batch did: each record's outcome, the pilot's stored values, and the events it
+    recorded, in order per key (what Kafka keeps in order), the pilot's under "pilot"."""
+    uow = lambda: ProposalsUnitOfWork(db)  # noqa: E731
+    by_key: dict[str, list] = {}
+    for r in outbox_rows(db)[before:]:
+        key = "pilot" if r.key == pid else r.event_type.rsplit(".", 1)[-1]
+        by_key.setdefault(key, []).append(
+            (r.event_type.removeprefix("fi.espoo.kokeilu."), json.loads(r.value)["data"].get("value"))
+        )
+    return (
+        [o for _, _, o, _ in c.counted],
+        sorted(m["value"] for m in handlers.measurements_of(pid, uow())),
+        by_key,
+    )
+
+
+EXPECTED_OUTCOMES = ["applied", "applied", "duplicate", "applied", "dead_lettered", "applied", "duplicate", "applied"]
+# The events the batch recorded: the pilot's measurements in the order polled, the intake
+# proposal's three (keyed by the new proposal), the refused measurement's dead letter and the
+# rejection its source is told.
+EXPECTED_EVENTS = {
+    "pilot": [("pilot.measurement-recorded", v) for v in (1.0, 2.0, 4.0, 5.0)],
+    "contact-recorded": [("proposal.contact-recorded", None)],
+    "submitted": [("proposal.submitted", None)],
+    "status-changed": [("proposal.status-changed", None)],
+    "deadletter": [("deadletter", 3.0)],
+    "intake-rejected": [("proposal.intake-rejected", None)],
+}
+
+
+def test_runs_are_applied_at_once_in_the_order_polled_and_a_refused_record_alone(db):
+    uow = lambda: ProposalsUnitOfWork(db)  # noqa: E731
+    pid = to_piloting(uow)
+    c, before = consumer(db), len(outbox_rows(db))
+    assert c._try_batch(records(*stream(pid))) == 8
+    outcomes, values, events = applied(db, pid, c, before)
+    assert outcomes == EXPECTED_OUTCOMES
+    assert values == [1, 2, 4, 5]
+    assert events == EXPECTED_EVENTS
+
+
+def test_a_run_whose_bulk_method_fails_is_applied_record_by_record_with_the_same_effects(db):
+    uow = lambda: ProposalsUnitOfWork(db)  # noqa: E731
+    pid = to_piloting(uow)
+    calls = []
+
+    def broken(items, uow):
+        calls.append(len(items))
+        with uow:
+            uow.measurements.add_many([{"id": "half-done"}])  # fails in the store, after a write
+        raise AssertionError("not reached")
+
+    c, before = consumer(db, bulk=broken), len(outbox_rows(db))
+    assert c._try_batch(records(*stream(pid))) == 8
+    assert calls == [3, 4]  # both runs were tried at once first
+    outcomes, values, events = applied(db, pid, c, before)
+    assert outcomes == EXPECTED_OUTCOMES
+    assert values == [1, 2, 4, 5]
+    assert events == EXPECTED_EVENTS
+
+
+def test_a_bulk_method_that_answers_for_fewer_records_than_it_got_is_not_trusted(db):
+    uow = lambda: ProposalsUnitOfWork(db)  # noqa: E731
+    pid = to_piloting(uow)
+    c, before = (
+        consumer(db, bulk=lambda items, uow: handlers.on_intake_measurements(items, uow)[:-1]),
+        len(outbox_rows(db)),
+    )
+    assert c._try_batch(records(*stream(pid))) == 8
+    outcomes, values, events = applied(db, pid, c, before)
+    assert outcomes == EXPECTED_OUTCOMES and values == [1, 2, 4, 5]
+    assert events == EXPECTED_EVENTS
