@@ -17,6 +17,7 @@ from kokeilu.faults import crash_point
 
 from .database import Database
 from .locks import hold
+from .statements import insert_new
 from .tables import add_flows_table, add_messaging_tables
 
 _meta = sa.MetaData()
@@ -314,17 +315,8 @@ def write_outbox(conn: sa.Connection, rows: list[dict]) -> None:
         conn.execute(OUTBOX.insert(), rows)
 
 
-# The inbox row, unless it is there already (one statement: checked and written at once). As
-# text: the dialects' on_conflict_do_nothing() statements are not cached, and compiling one
-# costs more than the rest of the insert.
-_COLUMNS = "(consumer, event_id, event_type, applied_at) VALUES (:consumer, :event_id, :event_type, :applied_at)"
-_INSERT_NEW = {
-    dialect: sa.text(statement).bindparams(sa.bindparam("applied_at", type_=INBOX.c.applied_at.type))
-    for dialect, statement in (
-        ("sqlite", f"INSERT OR IGNORE INTO inbox {_COLUMNS}"),
-        ("postgresql", f"INSERT INTO inbox {_COLUMNS} ON CONFLICT DO NOTHING"),
-    )
-}
+# The inbox row, unless it is there already (one statement: checked and written at once).
+_INSERT_NEW = insert_new(INBOX)
 
 
 _APPLIED_BEFORE = sa.select(INBOX.c.event_id).where(
@@ -337,16 +329,7 @@ _FLOW_OF = sa.select(FLOWS.c.correlation_id, FLOWS.c.traceparent).where(FLOWS.c.
 _FLOWS_OF = sa.select(FLOWS.c.subject, FLOWS.c.correlation_id, FLOWS.c.traceparent).where(
     FLOWS.c.subject.in_(sa.bindparam("subjects", expanding=True))
 )
-_FLOW_COLUMNS = (
-    "(subject, correlation_id, traceparent, created_at) VALUES (:subject, :correlation_id, :traceparent, :created_at)"
-)
-_INSERT_FLOW = {
-    dialect: sa.text(statement).bindparams(sa.bindparam("created_at", type_=FLOWS.c.created_at.type))
-    for dialect, statement in (
-        ("sqlite", f"INSERT OR IGNORE INTO flows {_FLOW_COLUMNS}"),
-        ("postgresql", f"INSERT INTO flows {_FLOW_COLUMNS} ON CONFLICT DO NOTHING"),
-    )
-}
+_INSERT_FLOW = insert_new(FLOWS)
 
 
 @dataclass

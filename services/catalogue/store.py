@@ -17,6 +17,7 @@ from kokeilu.contracts.evaluation import Decision
 from kokeilu.contracts.proposals import PilotCompleted, ProposalSubmitted
 from kokeilu.contracts.results import Result, ResultWithdrawn, series_budget
 from kokeilu.store import UnitOfWork, UtcDateTime, add_messaging_tables
+from kokeilu.store.statements import precompiled
 
 from .domain import DailyKpi, Entry, Measurement, series_points
 from .search import SearchPage, SearchQuery, search
@@ -191,7 +192,8 @@ def _upsert_measurement(dialect: str):
     )
 
 
-_UPSERT = {name: _upsert_measurement(name) for name in ("sqlite", "postgresql")}
+# Not cached by SQLAlchemy (INSERT ... ON CONFLICT): compiled once (it runs for every measurement).
+_UPSERT = precompiled(_upsert_measurement)
 _SERIES = (
     sa.select(kpi_series)
     .where(kpi_series.c.result_id == sa.bindparam("id"))

@@ -6,14 +6,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from kokeilu.contracts import service_source
 from kokeilu.store import UnitOfWork, UtcDateTime, add_messaging_tables
+from kokeilu.store.statements import insert_new
 
 from .domain import DeliveryStatus, Subscription, SubscriptionFilter
-
-_INSERT_FOR = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 metadata = sa.MetaData()
 add_messaging_tables(metadata)
@@ -102,6 +100,8 @@ digest_runs = sa.Table(
     sa.Column("items", sa.Integer(), nullable=False),
     sa.Column("digests", sa.Integer(), nullable=False),
 )
+_CLAIM_WINDOW = insert_new(digest_runs)  # the run's row is the claim
+
 attempts = sa.Table(
     "delivery_attempts",
     metadata,
@@ -433,8 +433,8 @@ class DigestRepository:
         """True for the one job that builds the digests of the window ending at `end`: the run's
         row is the claim. Another instance's job for the same window waits for this transaction
         (the row's key) and then gets False, without an error."""
-        insert = _INSERT_FOR[self.conn.dialect.name](digest_runs).on_conflict_do_nothing()
-        return self.conn.execute(insert.values(window_end=end, ran_at=now, items=0, digests=0)).rowcount == 1
+        row = dict(window_end=end, ran_at=now, items=0, digests=0)
+        return self.conn.execute(_CLAIM_WINDOW[self.conn.dialect.name], row).rowcount == 1
 
     def pending(self, before: datetime) -> list:
         """Items not yet in a digest, recorded before `before`, with their subscription (still active)."""
