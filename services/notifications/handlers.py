@@ -245,9 +245,7 @@ def on_event(event: CloudEvent, data, uow) -> str:
         # A subscriber whose owner lacks the personal-data scope gets the event redacted.
         redacted = _redacted(event, names)
         flow = dict(correlation_id=event.correlationid or event.id, traceparent=event.traceparent)
-        for sub in uow.subscriptions.active():
-            if not sub.matches(event.type, area or None, env, proposal_id):
-                continue
+        for sub in uow.subscriptions.matching(event.type, area or None, env, proposal_id):
             sent, hidden = (event, None) if sub.personal_data else (redacted, names)
             if sub.mode == "daily_digest":
                 uow.digests.add_item(sub.id, event.id, event.type, _email_payload(sent, facts, hidden), now)

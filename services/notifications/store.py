@@ -3,6 +3,9 @@ filters on events that do not carry it), deliveries and every attempt."""
 
 from __future__ import annotations
 
+import uuid
+import weakref
+from collections import defaultdict
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -34,6 +37,14 @@ subscriptions = sa.Table(
     sa.Column("owner", sa.String(200), nullable=False, server_default="admin", index=True),
     # Whether the owner had the personal-data scope (otherwise what it receives is redacted).
     sa.Column("personal_data", sa.Boolean(), nullable=False, server_default=sa.false()),
+)
+# One row: a token that changes with every change to a subscription (in the same transaction), so
+# an instance knows whether the matching index it holds (SubscriptionIndex) is still the store's.
+subscription_changes = sa.Table(
+    "subscription_changes",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("version", sa.String(32), nullable=False),
 )
 # What notifications knows of each proposal: for filters, the e-mail language, and the proposer's
 # address (personal data; it stays in this store and never goes on a topic).
@@ -147,12 +158,62 @@ def _subscription_values(s: Subscription) -> dict:
     )
 
 
+class SubscriptionIndex:
+    """The active subscriptions by the filter values they name, so that the ones an event may
+    match are found by key, whatever the number of subscriptions: each is filed under every
+    (event type, focus area, proposal id) its filter allows, "*" for a part the filter leaves
+    open. The candidates are then checked with Subscription.matches (environments too)."""
+
+    def __init__(self, active: list[Subscription]):
+        self.by_key: dict[tuple[str, str, str], list[tuple[int, Subscription]]] = defaultdict(list)
+        for order, sub in enumerate(active):
+            f = sub.filter
+            for t in f.types or ["*"]:
+                for area in [a.value for a in f.focus_areas] or ["*"]:
+                    self.by_key[(t, area, f.proposal_id or "*")].append((order, sub))
+
+    def candidates(self, event_type: str, focus_area: str | None, proposal_id: str | None) -> list[Subscription]:
+        found: dict[int, Subscription] = {}
+        for t in (event_type, "*"):
+            for area in (focus_area, "*") if focus_area else ("*",):
+                for pid in (proposal_id, "*") if proposal_id else ("*",):
+                    found.update(self.by_key.get((t, area, pid), ()))
+        return [found[order] for order in sorted(found)]  # in the order they were made, as before
+
+
+# Each database's index, with the version of the subscriptions it was built from.
+_INDEXES: weakref.WeakKeyDictionary[sa.Engine, tuple[str, SubscriptionIndex]] = weakref.WeakKeyDictionary()
+_VERSION = sa.select(subscription_changes.c.version).where(subscription_changes.c.id == 1)
+_BUMP = subscription_changes.update().where(subscription_changes.c.id == 1).values(version=sa.bindparam("version"))
+
+
 class SubscriptionRepository:
     def __init__(self, conn):
         self.conn = conn
 
+    def _changed(self) -> None:
+        self.conn.execute(_BUMP, {"version": uuid.uuid4().hex})
+
+    def matching(
+        self, event_type: str, focus_area: str | None, environment: str | None, proposal_id: str | None
+    ) -> list[Subscription]:
+        """The active subscriptions whose filter matches, in the order they were made: found
+        through this process's SubscriptionIndex, rebuilt when a subscription changed since
+        (one key lookup per event otherwise, however many subscriptions there are)."""
+        version = self.conn.execute(_VERSION).scalar_one()
+        held = _INDEXES.get(self.conn.engine)
+        if held is None or held[0] != version:
+            held = version, SubscriptionIndex(self.active())
+            _INDEXES[self.conn.engine] = held
+        return [
+            s
+            for s in held[1].candidates(event_type, focus_area, proposal_id)
+            if s.matches(event_type, focus_area, environment, proposal_id)
+        ]
+
     def add(self, s: Subscription) -> None:
         self.conn.execute(subscriptions.insert().values(id=s.id, created_at=s.created_at, **_subscription_values(s)))
+        self._changed()
 
     def get(self, subscription_id: str) -> Subscription | None:
         row = self.conn.execute(
@@ -162,6 +223,7 @@ class SubscriptionRepository:
 
     def update(self, s: Subscription) -> None:
         self.conn.execute(subscriptions.update().where(subscriptions.c.id == s.id).values(**_subscription_values(s)))
+        self._changed()
 
     def active(self) -> list[Subscription]:
         rows = self.conn.execute(
@@ -170,7 +232,7 @@ class SubscriptionRepository:
         return [_subscription(r) for r in rows]
 
     def delete(self, subscription_id: str, now: datetime) -> bool:
-        return (
+        deleted = (
             self.conn.execute(
                 subscriptions.update()
                 .where(subscriptions.c.id == subscription_id, subscriptions.c.deleted_at.is_(None))
@@ -178,6 +240,9 @@ class SubscriptionRepository:
             ).rowcount
             > 0
         )
+        if deleted:
+            self._changed()
+        return deleted
 
     def remember_proposal(
         self,

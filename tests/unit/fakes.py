@@ -536,6 +536,9 @@ class FakeSubscriptionRepository:
     def active(self) -> list:
         return sorted((s for s in self.rows.values() if s.id not in self.deleted), key=lambda s: s.created_at)
 
+    def matching(self, event_type: str, focus_area, environment, proposal_id) -> list:
+        return [s for s in self.active() if s.matches(event_type, focus_area, environment, proposal_id)]
+
     def delete(self, subscription_id: str, now: datetime) -> bool:
         if subscription_id not in self.rows or subscription_id in self.deleted:
             return False

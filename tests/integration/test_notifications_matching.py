@@ -1,0 +1,137 @@
+"""Notifications finds the subscriptions an event matches through an index (SubscriptionIndex),
+not by checking every active subscription: on SQLite and PostgreSQL, the index's answer is the
+same as checking them all, in the same order, and a subscription made, changed or deleted by any
+instance is matched (or not) from the next event on."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from kokeilu.contracts.catalog import BY_NAME
+from kokeilu.contracts.proposals import Environment, FocusArea
+from kokeilu.store import Database
+from services.notifications.domain import Subscription, SubscriptionFilter
+from services.notifications.store import NotificationsUnitOfWork, SubscriptionIndex
+from tests.integration.test_store import ROOT
+
+WHEN = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
+TYPES = sorted(BY_NAME)
+AREAS = [a.value for a in FocusArea]
+ENVS = [e.value for e in Environment]
+PIDS = [f"p-{i}" for i in range(6)]
+
+
+@pytest.fixture
+def databases(database_url):  # noqa: F811
+    """Two instances' views of one store (each its own engine, so each its own index)."""
+    a = Database(database_url, ROOT / "services" / "notifications" / "migrations")
+    a.migrate()
+    b = Database(database_url, ROOT / "services" / "notifications" / "migrations")
+    yield a, b
+    a.dispose()
+    b.dispose()
+
+
+def random_subscription(rng: random.Random, i: int) -> Subscription:
+    def some(values, most=3):
+        return rng.sample(values, rng.choice([0, 0, 1, 1, 2, most]))
+
+    return Subscription(
+        f"s-{i:04d}",
+        f"Department {i}",
+        "webhook",
+        "https://example.org/hooks",
+        SubscriptionFilter(
+            types=some(TYPES),
+            focus_areas=some(AREAS),
+            environments=some(ENVS),
+            proposal_id=rng.choice([None, None, None, *PIDS]),
+        ),
+        WHEN + timedelta(seconds=i),
+    )
+
+
+def add(db: Database, *subs: Subscription) -> None:
+    with NotificationsUnitOfWork(db) as uow:
+        for s in subs:
+            uow.subscriptions.add(s)
+        uow.commit()
+
+
+def matching(db: Database, *event) -> list[str]:
+    with NotificationsUnitOfWork(db) as uow:
+        return [s.id for s in uow.subscriptions.matching(*event)]
+
+
+def every_active_checked(db: Database, *event) -> list[str]:
+    with NotificationsUnitOfWork(db) as uow:
+        return [s.id for s in uow.subscriptions.active() if s.matches(*event)]
+
+
+def test_the_index_finds_exactly_what_checking_every_subscription_finds(databases):
+    db, _ = databases
+    rng = random.Random(20261129)
+    add(db, *(random_subscription(rng, i) for i in range(300)))
+    events = [
+        (rng.choice(TYPES), rng.choice([None, *AREAS]), rng.choice([None, *ENVS]), rng.choice([None, *PIDS]))
+        for _ in range(400)
+    ]
+    found = 0
+    for event in events:
+        expected = every_active_checked(db, *event)
+        assert matching(db, *event) == expected, event
+        found += len(expected)
+    assert found > 400  # the events did match subscriptions: the comparison was not of empty lists
+
+
+def test_a_subscription_made_changed_or_deleted_by_another_instance_counts_from_the_next_event(databases):
+    a, b = databases
+    event = ("fi.espoo.kokeilu.proposal.submitted", "learning", "school", "p-1")
+    assert matching(a, *event) == [] and matching(b, *event) == []  # both instances hold an index now
+    learning = Subscription(
+        "s-learning",
+        "Education",
+        "webhook",
+        "https://example.org/h",
+        SubscriptionFilter(focus_areas=["learning"]),
+        WHEN,
+    )
+    add(b, learning)
+    assert matching(a, *event) == ["s-learning"]
+    with NotificationsUnitOfWork(b) as uow:
+        uow.subscriptions.update(
+            Subscription(
+                "s-learning",
+                "Education",
+                "webhook",
+                "https://example.org/h",
+                SubscriptionFilter(focus_areas=["smart_mobility"]),
+                WHEN,
+            )
+        )
+        uow.commit()
+    assert matching(a, *event) == []
+    assert matching(a, event[0], "smart_mobility", "school", "p-1") == ["s-learning"]
+    with NotificationsUnitOfWork(b) as uow:
+        assert uow.subscriptions.delete("s-learning", WHEN)
+        uow.commit()
+    assert matching(a, event[0], "smart_mobility", "school", "p-1") == []
+
+
+def test_a_change_rolled_back_is_not_matched():
+    index = SubscriptionIndex([])
+    assert index.candidates("t", "learning", None) == []
+
+
+def test_a_subscription_rolled_back_is_not_matched_by_its_own_instance(databases):
+    db, _ = databases
+    event = ("fi.espoo.kokeilu.proposal.submitted", "learning", None, None)
+    with NotificationsUnitOfWork(db) as uow:
+        uow.subscriptions.add(
+            Subscription("s-gone", "Education", "webhook", "https://example.org/h", SubscriptionFilter(), WHEN)
+        )
+        assert [s.id for s in uow.subscriptions.matching(*event)] == ["s-gone"]  # seen inside its transaction
+    assert matching(db, *event) == []  # rolled back: not matched after
