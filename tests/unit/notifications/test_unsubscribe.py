@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -18,7 +17,6 @@ from tests.unit.fakes import FakeSender
 from tests.unit.results import events as ev
 from tests.unit.workflow.support import apply_to_notifications, notifications_store
 
-ROOT = Path(__file__).resolve().parents[2]
 KEY = b"k" * 32
 BASE = "https://kokeilu.espoo.fi/notifications"
 ADMIN = Caller("admin", admin=True)

@@ -19,8 +19,7 @@ from services.evaluation.domain import (
     assign,
     decide,
 )
-
-from .support import WHEN
+from tests.unit.workflow.support import WHEN
 
 RUBRIC = Rubric()
 

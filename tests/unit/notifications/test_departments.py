@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -23,7 +22,6 @@ from services.notifications.domain import (
 from tests.unit.results import events as ev
 from tests.unit.workflow.support import apply_to_notifications, notifications_store
 
-ROOT = Path(__file__).resolve().parents[3]
 STATUS = "fi.espoo.kokeilu.proposal.status-changed"
 ADMIN = Caller("admin", admin=True)
 

@@ -14,8 +14,7 @@ from services.evaluation.domain import CRITERIA, NotAssigned
 from services.evaluation.screening import ScreeningPolicy
 from services.evaluation.settings import Workflow
 from services.evaluation.store import EvaluationUnitOfWork
-
-from .support import WHEN, database, event, new_id, outbox, redelivery
+from tests.unit.workflow.support import WHEN, database, event, new_id, outbox, redelivery
 
 WF = Workflow(panels={"learning": ["helmi", "juha", "kaisa", "pekka"]}, evaluators_per_proposal=3)
 POLICY = ScreeningPolicy()

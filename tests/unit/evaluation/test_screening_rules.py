@@ -6,8 +6,7 @@ import pytest
 
 from kokeilu.contracts.proposals import Environment, FocusArea, ProposalSubmitted
 from services.evaluation.screening import ScreeningPolicy, duplicate, normalise_title, screen
-
-from .support import WHEN
+from tests.unit.workflow.support import WHEN
 
 POLICY = ScreeningPolicy()
 

@@ -19,8 +19,7 @@ from services.proposals.domain import (
     Proposal,
     Status,
 )
-
-from .support import WHEN, submission
+from tests.unit.workflow.support import WHEN, submission
 
 ACTIONS = sorted({a for moves in TRANSITIONS.values() for a in moves})
 

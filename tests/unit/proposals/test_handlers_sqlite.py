@@ -15,8 +15,7 @@ from kokeilu.errors import PermanentError
 from services.proposals import handlers
 from services.proposals.domain import IllegalTransition, Status
 from services.proposals.store import ProposalsUnitOfWork
-
-from .support import WHEN, database, event, inbox_size, outbox, redelivery, submission
+from tests.unit.workflow.support import WHEN, database, event, inbox_size, outbox, redelivery, submission
 
 
 @pytest.fixture(scope="module")
