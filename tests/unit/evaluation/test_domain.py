@@ -19,7 +19,7 @@ from services.evaluation.domain import (
     assign,
     decide,
 )
-from tests.unit.workflow.support import WHEN
+from tests.builders import WHEN
 
 RUBRIC = Rubric()
 

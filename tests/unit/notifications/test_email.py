@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from services.notifications import emails
 from services.notifications.emails import Rendered, check_domain, clean_subject, compose, encode_subject, render
-from tests.unit.results import events as ev
+from tests import builders as ev
 
 DOMAIN = "kokeilu.espoo.fi"
 LINK = "https://kokeilu.espoo.fi/v1/unsubscribe/czoxMjM0NTY3OC0xMjM0LTEyMzQtMTIzNC0xMjM0NTY3ODkwMTI.AbCdEf-_0123"

@@ -25,7 +25,7 @@ from services.notifications.domain import (
     SubscriptionFilter,
     verify_signature,
 )
-from tests.unit.examples import WHEN, a_proposal_submitted, a_screening, an_event, redelivery_of
+from tests.builders import WHEN, a_proposal_submitted, a_screening, an_event, redelivery_of
 from tests.unit.fakes import FakeClock, FakeNotificationsUnitOfWork, FakeSender
 
 SUBMITTED = types.PROPOSAL_SUBMITTED.name

@@ -15,7 +15,7 @@ from kokeilu.http import api
 from kokeilu.http.openapi import SERVICES, build, document, openapi_path, routes, service_class
 from kokeilu.service_base import PlatformService
 from services.proposals.api import ProposalView
-from tests.support import submission
+from tests.builders import submission
 
 ALL = sorted(SERVICES)
 

@@ -1,186 +1,31 @@
-"""The proposals service: the proposal lifecycle and its use cases, on an in-memory store."""
+"""The proposals service's use cases, each run on both stores: the in-memory fake and the real
+store on a SQLite file of the test's own (migrated by Alembic)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
-from datetime import timedelta
 
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from kokeilu.contracts import catalog as types
 from kokeilu.contracts import decode, topics
-from kokeilu.contracts.evaluation import Decision, EvaluationDecided, RuleFailure
+from kokeilu.contracts.evaluation import Decision, EvaluationDecided, RuleFailure, ScreeningCompleted
+from kokeilu.contracts.proposals import IntakeMeasurement, KpiActual, PilotOutcome
 from kokeilu.contracts.sources import service_source
 from kokeilu.errors import PermanentError
 from services.proposals import handlers
-from services.proposals.domain import TRANSITIONS, IllegalTransition, Proposal, Status, UnknownProposal
-from tests.unit.examples import CONTACT_EMAIL, WHEN, a_screening, a_submission, an_event, leaf_strings, redelivery_of
+from services.proposals.domain import IllegalTransition, Proposal, Status, UnknownProposal
+from services.proposals.store import ProposalsUnitOfWork
+from tests.builders import CONTACT_EMAIL, WHEN, a_screening, a_submission, an_event, leaf_strings, redelivery_of
+from tests.support import Store
 from tests.unit.fakes import FakeProposalsUnitOfWork
 
 FAILURES = [
     RuleFailure(rule="completeness", reason="missing a hypothesis"),
     RuleFailure(rule="budget_cap", reason="over the cap"),
 ]
-
-
-@pytest.fixture
-def uow():
-    return FakeProposalsUnitOfWork()
-
-
-def submitted(uow, **overrides) -> Proposal:
-    return handlers.submit_proposal(a_submission(**overrides), uow)
-
-
-def in_screening() -> Proposal:
-    return Proposal.submit("p-1", a_submission(), WHEN, "http").start_screening(WHEN)
-
-
-def screening_event(proposal_id: str, passed: bool, failures=None, **kw):
-    return an_event(
-        types.SCREENING_COMPLETED, a_screening(proposal_id, passed, failures), source=service_source("evaluation"), **kw
-    )
-
-
-def screen(uow, proposal_id: str, passed: bool, failures=None):
-    event = screening_event(proposal_id, passed, failures)
-    return handlers.on_screening_completed(event, decode(event), uow)
-
-
-# domain ------------------------------------------------------------------------------------
-def test_a_new_proposal_is_submitted_and_may_only_start_screening_or_be_withdrawn():
-    p = Proposal.submit("p-1", a_submission(), WHEN, "http")
-    assert p.status is Status.submitted
-    assert p.allowed_actions() == sorted(TRANSITIONS[Status.submitted]) == ["start_screening", "withdraw"]
-    assert p.submitted_at == p.updated_at == WHEN
-    with pytest.raises(IllegalTransition):
-        p.record_screening(True, [], WHEN)
-
-
-def test_starting_screening_makes_a_proposal_wait_for_its_screening():
-    p = Proposal.submit("p-1", a_submission(), WHEN, "http")
-    moved = p.start_screening(WHEN + timedelta(seconds=1))
-    assert moved.status is Status.screening
-    assert {"fail_screening", "pass_screening"} <= set(moved.allowed_actions())
-    assert moved.allowed_actions() == sorted(TRANSITIONS[Status.screening])
-    assert moved.submitted_at == WHEN and moved.updated_at == WHEN + timedelta(seconds=1)
-
-
-def test_passing_screening_moves_a_proposal_into_evaluation():
-    p = in_screening()
-    moved = p.record_screening(True, [], WHEN + timedelta(minutes=5))
-    assert moved.status is Status.in_evaluation
-    assert moved.updated_at == WHEN + timedelta(minutes=5)
-    assert moved.screening_failures == ()
-    assert p.status is Status.screening, "the aggregate is immutable"
-
-
-def test_failing_screening_keeps_every_failure():
-    moved = in_screening().record_screening(False, FAILURES, WHEN)
-    assert moved.status is Status.screening_failed
-    assert moved.screening_failures == tuple(FAILURES)
-
-
-@pytest.mark.parametrize("first", [True, False])
-@pytest.mark.parametrize("second", [True, False])
-def test_a_second_screening_outcome_is_an_illegal_transition_saying_what_is_allowed(first, second):
-    moved = in_screening().record_screening(first, FAILURES, WHEN)
-    with pytest.raises(IllegalTransition) as caught:
-        moved.record_screening(second, FAILURES, WHEN)
-    assert caught.value.status is moved.status
-    assert caught.value.action == ("pass_screening" if second else "fail_screening")
-    assert caught.value.allowed == sorted(TRANSITIONS[moved.status])
-    assert caught.value.action not in caught.value.allowed
-    assert moved.status.value in str(caught.value)
-
-
-def test_the_submitted_event_carries_no_contact_details():
-    data = Proposal.submit("p-1", a_submission(), WHEN, "http").submitted_event()
-    body = data.model_dump(mode="json")
-    assert "contact_email" not in leaf_strings(body)
-    assert CONTACT_EMAIL not in json.dumps(body)
-    assert body["proposer"] == {"organisation": "Example Mobility Oy", "kind": "company"}
-
-
-def test_the_revised_event_carries_no_contact_details():
-    p = Proposal.submit("p-1", a_submission(), WHEN, "http")
-    revised = replace(p, status=Status.revision_requested).revise(a_submission(title="Second try"), WHEN)
-    body = revised.revised_event().model_dump(mode="json")
-    assert body["revision"] == 2 and body["title"] == "Second try"
-    assert "contact_email" not in leaf_strings(body)
-    assert CONTACT_EMAIL not in json.dumps(body)
-
-
-# state machine property ---------------------------------------------------------------------
-class ProposalLifecycle(RuleBasedStateMachine):
-    """Any sequence of screening commands keeps a proposal inside the TRANSITIONS table."""
-
-    def __init__(self):
-        super().__init__()
-        self.proposal = Proposal.submit("p-1", a_submission(), WHEN, "http")
-        self.clock = WHEN
-
-    def _try(self, action, command, **expected):
-        before = self.proposal
-        self.clock += timedelta(seconds=1)
-        try:
-            after = command(before, self.clock)
-        except IllegalTransition as exc:
-            assert action not in TRANSITIONS[before.status]
-            assert exc.allowed == sorted(TRANSITIONS[before.status])
-            assert self.proposal is before
-            return
-        assert action in TRANSITIONS[before.status], f"{action} from {before.status} is not in the table"
-        assert after.status is TRANSITIONS[before.status][action]
-        assert after.updated_at == self.clock
-        for name, value in expected.items():
-            assert getattr(after, name) == value
-        self.proposal = after
-
-    @rule()
-    def start_screening(self):
-        self._try("start_screening", lambda p, now: p.start_screening(now))
-
-    @rule(passed=st.booleans(), failures=st.lists(st.sampled_from(FAILURES), max_size=2))
-    def record_screening(self, passed, failures):
-        self._try(
-            "pass_screening" if passed else "fail_screening",
-            lambda p, now: p.record_screening(passed, failures, now),
-            screening_failures=() if passed else tuple(failures),
-        )
-
-    @rule(reason=st.none() | st.just("found other funding"))
-    def withdraw(self, reason):
-        self._try("withdraw", lambda p, now: p.withdraw(reason, now), withdrawn_reason=reason)
-
-    @invariant()
-    def status_is_in_the_table(self):
-        assert self.proposal.status in TRANSITIONS
-        assert self.proposal.allowed_actions() == sorted(TRANSITIONS[self.proposal.status])
-
-
-ProposalLifecycle.TestCase.settings = settings(max_examples=60, stateful_step_count=10, deadline=None)
-test_screening_outcomes_never_leave_the_transition_table = ProposalLifecycle.TestCase
-
-
-def test_every_status_has_a_row_in_the_transition_table():
-    # A status without a row would make allowed_actions() and every action on it raise KeyError.
-    assert set(Status) - set(TRANSITIONS) == set()
-    for status in Status:
-        assert Proposal("p-1", a_submission(), status, WHEN, WHEN, "http").allowed_actions() == sorted(
-            TRANSITIONS[status]
-        )
-
-
-def test_every_transition_leads_to_a_status_in_the_table():
-    assert all(target in TRANSITIONS for moves in TRANSITIONS.values() for target in moves.values())
-
-
-# use cases ---------------------------------------------------------------------------------
 NEW_PROPOSAL_EVENTS = [
     types.PROPOSAL_CONTACT_RECORDED.name,
     types.PROPOSAL_SUBMITTED.name,
@@ -188,38 +33,97 @@ NEW_PROPOSAL_EVENTS = [
 ]
 
 
-def test_submitting_stores_a_proposal_that_went_straight_into_screening(uow):
-    p = submitted(uow)
-    assert uow.proposals.get(p.id) == p
+@pytest.fixture(params=["fake", "sqlite"])
+def store(request, tmp_path):
+    s = Store(request.param, tmp_path, "proposals", FakeProposalsUnitOfWork, ProposalsUnitOfWork)
+    yield s
+    s.close()
+
+
+def submitted(store, figures=handlers.UNCOUNTED, **overrides) -> Proposal:
+    return handlers.submit_proposal(a_submission(**overrides), store.uow(), figures=figures)
+
+
+def get(store, proposal_id: str) -> Proposal:
+    return handlers.get_proposal(proposal_id, store.uow())
+
+
+def screening_event(proposal_id: str, passed: bool = True, failures=None, **kw):
+    return an_event(
+        types.SCREENING_COMPLETED, a_screening(proposal_id, passed, failures), source=service_source("evaluation"), **kw
+    )
+
+
+def decided_event(proposal_id: str, decision: Decision = Decision.approved):
+    data = EvaluationDecided(
+        proposal_id=proposal_id,
+        decision=decision,
+        weighted_score=4.0,
+        threshold=3.5,
+        criterion_averages={"impact": 4.0},
+        rationale="Weighted score 4.00",
+        decided_at=WHEN,
+    )
+    return an_event(types.EVALUATION_DECIDED, data, source=service_source("evaluation"))
+
+
+def apply(store, event, figures=handlers.UNCOUNTED) -> str:
+    """`event` (a screening outcome or a decision) as the consumer hands it to its use case."""
+    data = decode(event)
+    if isinstance(data, ScreeningCompleted):
+        return handlers.on_screening_completed(event, data, store.uow(), figures)
+    return handlers.on_evaluation_decided(event, data, store.uow(), figures)
+
+
+def screen(store, proposal_id: str, passed: bool, failures=None) -> str:
+    return apply(store, screening_event(proposal_id, passed, failures))
+
+
+def to_piloting(store, figures=handlers.UNCOUNTED) -> str:
+    p = submitted(store, figures)
+    for event in (screening_event(p.id), decided_event(p.id)):
+        apply(store, event, figures)
+    handlers.start_pilot(p.id, None, store.uow(), figures)
+    return p.id
+
+
+def mine(store, proposal_id: str, type_: str | None = None):
+    return [e for e in store.published(type_) if e.subject == proposal_id]
+
+
+# submitting ----------------------------------------------------------------------------------
+def test_submitting_stores_a_proposal_that_went_straight_into_screening(store):
+    p = submitted(store)
+    assert get(store, p.id) == p
     assert p.status is Status.screening
     assert p.source == "http"
     assert p.submitted_at == p.updated_at, "no time is spent in submitted"
-    assert uow.proposals.count_by_status() == {"screening": 1}
-    assert uow.commits == 1
+    assert store.read(lambda u: u.proposals.count_by_status()) == {"screening": 1}
 
 
-def test_submitting_publishes_contact_submitted_and_the_move_to_screening_in_one_transaction(uow):
-    p = submitted(uow)
-    assert uow.commits == 1
-    assert [e.type for e in uow.published] == NEW_PROPOSAL_EVENTS
-    assert {(o.topic, o.key, o.event.subject) for o in uow.outbox} == {(topics.PROPOSALS, p.id, p.id)}
-    contact, event, change = uow.published
+def test_submitting_publishes_contact_submitted_and_the_move_to_screening_in_one_transaction(store):
+    p = submitted(store)
+    if store.fake is not None:
+        assert store.fake.commits == 1
+    assert [e.type for e in store.published()] == NEW_PROPOSAL_EVENTS
+    assert {(topic, key, e.subject) for topic, key, e in store.records()} == {(topics.PROPOSALS, p.id, p.id)}
+    contact, event, change = store.published()
     assert event.dataschema == types.PROPOSAL_SUBMITTED.dataschema
     assert decode(event, topics.PROPOSALS).proposal_id == p.id
-    moved = decode(change, topics.PROPOSALS)
-    assert (moved.from_status, moved.to_status, moved.action, moved.reason) == (
-        Status.submitted,
-        Status.screening,
-        "start_screening",
-        None,
-    )
+    assert change.data == {
+        "proposal_id": p.id,
+        "from_status": "submitted",
+        "to_status": "screening",
+        "action": "start_screening",
+        "changed_at": change.data["changed_at"],
+    }
     recorded = decode(contact, topics.PROPOSALS)
     assert (recorded.proposal_id, recorded.contact_email, recorded.language.value) == (p.id, CONTACT_EMAIL, "en")
 
 
-def test_only_the_internal_contact_event_carries_the_contact_email(uow):
-    p = submitted(uow)
-    for event in uow.published:
+def test_only_the_internal_contact_event_carries_the_contact_email(store):
+    p = submitted(store)
+    for event in store.published():
         wire = event.to_bytes().decode()
         if event.type == types.PROPOSAL_CONTACT_RECORDED.name:
             assert CONTACT_EMAIL in wire
@@ -227,14 +131,15 @@ def test_only_the_internal_contact_event_carries_the_contact_email(uow):
         else:
             assert "contact_email" not in leaf_strings(json.loads(wire)), event.type
             assert CONTACT_EMAIL not in wire, event.type
-    assert uow.proposals.get(p.id).submission.proposer.contact_email == CONTACT_EMAIL, "it stays in the store"
+    assert get(store, p.id).submission.proposer.contact_email == CONTACT_EMAIL, "it stays in the store"
 
 
-def test_a_passed_screening_moves_the_proposal_into_evaluation_and_says_so(uow):
-    p = submitted(uow)
-    assert screen(uow, p.id, passed=True) == "applied"
-    assert uow.proposals.get(p.id).status is Status.in_evaluation
-    changes = uow.published_of(types.PROPOSAL_STATUS_CHANGED)
+# screening outcomes --------------------------------------------------------------------------
+def test_a_passed_screening_moves_the_proposal_into_evaluation_and_says_so(store):
+    p = submitted(store)
+    assert screen(store, p.id, passed=True) == "applied"
+    assert get(store, p.id).status is Status.in_evaluation
+    changes = store.published(types.PROPOSAL_STATUS_CHANGED.name)
     assert len(changes) == 2
     data = decode(changes[-1])
     assert (data.from_status, data.to_status, data.action, data.reason) == (
@@ -245,121 +150,289 @@ def test_a_passed_screening_moves_the_proposal_into_evaluation_and_says_so(uow):
     )
 
 
-def test_a_failed_screening_keeps_the_failures_and_gives_them_as_the_reason(uow):
-    p = submitted(uow)
+def test_a_failed_screening_keeps_the_failures_and_gives_them_as_the_reason(store):
+    p = submitted(store)
     event = screening_event(p.id, passed=False, failures=FAILURES)
-    handlers.on_screening_completed(event, decode(event), uow)
-    stored = uow.proposals.get(p.id)
+    assert apply(store, event) == "applied"
+    stored = get(store, p.id)
     assert stored.status is Status.screening_failed
     assert stored.screening_failures == tuple(FAILURES)
-    change = uow.published_of(types.PROPOSAL_STATUS_CHANGED)[-1]
+    change = store.published(types.PROPOSAL_STATUS_CHANGED.name)[-1]
     assert decode(change).reason == "completeness: missing a hypothesis; budget_cap: over the cap"
     assert change.causationid == event.id
     assert change.correlationid == event.correlationid
 
 
-def test_a_second_screening_outcome_on_a_moved_proposal_is_refused_and_changes_nothing(uow):
-    p = submitted(uow)
-    screen(uow, p.id, passed=False, failures=FAILURES)
-    published = list(uow.published)
+def test_a_second_screening_outcome_on_a_moved_proposal_is_refused_and_changes_nothing(store):
+    p = submitted(store)
+    screen(store, p.id, passed=False, failures=FAILURES)
+    published, inbox = store.published(), store.inbox_size()
     with pytest.raises(IllegalTransition) as caught:
-        screen(uow, p.id, passed=True)
+        screen(store, p.id, passed=True)
     assert "pass_screening" not in caught.value.allowed
-    assert uow.proposals.get(p.id).status is Status.screening_failed
-    assert uow.published == published
+    assert get(store, p.id).status is Status.screening_failed
+    assert store.published() == published and store.inbox_size() == inbox
 
 
-def test_a_screening_of_an_unknown_proposal_fails_permanently(uow):
+def test_a_screening_of_an_unknown_proposal_fails_permanently(store):
     with pytest.raises(PermanentError, match="unknown proposal"):
-        screen(uow, "no-such-proposal", passed=True)
-    assert uow.published == []
+        screen(store, "no-such-proposal", passed=True)
+    assert store.published() == []
 
 
-def test_a_redelivered_screening_outcome_is_a_duplicate_and_changes_nothing(uow):
-    p = submitted(uow)
-    event = screening_event(p.id, passed=True)
-    assert handlers.on_screening_completed(event, decode(event), uow) == "applied"
-    stored, published = uow.proposals.get(p.id), list(uow.published)
-    again = redelivery_of(event)
-    assert handlers.on_screening_completed(again, decode(again), uow) == "duplicate"
-    assert uow.proposals.get(p.id) == stored
-    assert uow.published == published
-
-
-def test_intake_submits_a_proposal_from_a_city_system(uow):
-    event = an_event(types.INTAKE_PROPOSAL, a_submission(), source="espoo/e-services", event_id="42")
-    assert handlers.on_intake(event, decode(event), uow) == "applied"
-    [proposal] = uow.proposals.list()
-    assert proposal.source == "espoo/e-services"
-    assert proposal.status is Status.screening
-    assert [e.type for e in uow.published] == NEW_PROPOSAL_EVENTS
-    for out in uow.published:
-        assert out.causationid == event.id
-        assert out.correlationid == event.correlationid
-    contact, public, change = uow.published
-    assert CONTACT_EMAIL not in public.to_bytes().decode()
-    assert CONTACT_EMAIL not in change.to_bytes().decode()
-
-
-def test_intake_is_idempotent_on_source_and_id(uow):
-    event = an_event(types.INTAKE_PROPOSAL, a_submission(), source="espoo/e-services", event_id="42")
-    assert handlers.on_intake(event, decode(event), uow) == "applied"
-    published = list(uow.published)
-    assert handlers.on_intake(redelivery_of(event), decode(event), uow) == "duplicate"
-    assert len(uow.proposals.list()) == 1
-    assert uow.published == published and len(published) == len(NEW_PROPOSAL_EVENTS)
-
-
-def test_intake_events_with_the_same_id_from_different_sources_are_different_submissions(uow):
-    a = an_event(types.INTAKE_PROPOSAL, a_submission(), source="espoo/e-services", event_id="42")
-    b = an_event(types.INTAKE_PROPOSAL, a_submission(), source="espoo/school-systems", event_id="42")
-    assert handlers.on_intake(a, decode(a), uow) == "applied"
-    assert handlers.on_intake(b, decode(b), uow) == "applied"
-    assert sorted(p.source for p in uow.proposals.list()) == ["espoo/e-services", "espoo/school-systems"]
-    assert [e.type for e in uow.published] == NEW_PROPOSAL_EVENTS * 2
-
-
-def decided(proposal_id: str, decision: Decision):
-    data = EvaluationDecided(
-        proposal_id=proposal_id,
-        decision=decision,
-        weighted_score=3.0,
-        threshold=3.5,
-        criterion_averages={"impact": 3.0},
-        rationale="Promising; KPIs need baselines.",
-        decided_at=WHEN,
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(["pass", "fail", "approved", "rejected", "revision_requested"]), st.integers(1, 3)),
+        min_size=1,
+        max_size=6,
     )
-    return an_event(types.EVALUATION_DECIDED, data, source=service_source("evaluation"))
+)
+def test_a_redelivered_or_duplicated_event_changes_nothing(store, steps):
+    p = submitted(store)
+    for kind, copies in steps:
+        e = screening_event(p.id, kind == "pass") if kind in ("pass", "fail") else decided_event(p.id, Decision(kind))
+        try:
+            assert apply(store, e) in ("applied", "ignored")
+        except (IllegalTransition, PermanentError):
+            continue  # refused: the consumer dead-letters it
+        state, published, inbox = get(store, p.id), store.published(), store.inbox_size()
+        for _ in range(copies):
+            assert apply(store, redelivery_of(e)) == "duplicate"
+        assert get(store, p.id) == state
+        assert store.published() == published and store.inbox_size() == inbox
 
 
-def test_a_revision_publishes_the_contact_then_the_revision_without_it(uow):
-    p = submitted(uow)
-    screen(uow, p.id, passed=True)
-    decision = decided(p.id, Decision.revision_requested)
-    assert handlers.on_evaluation_decided(decision, decode(decision), uow) == "applied"
-    before = len(uow.published)
-    revised = handlers.revise(p.id, a_submission(title="Shuttle feeder, second revision"), uow)
+# commands --------------------------------------------------------------------------------------
+def test_the_whole_lifecycle_publishes_each_step(store):
+    pid = to_piloting(store)
+    handlers.record_measurement(pid, "daily riders", 120, WHEN, "http:tests", store.uow())
+    done = handlers.complete_pilot(
+        pid,
+        PilotOutcome.scale_up,
+        [KpiActual(name="daily riders", actual=210)],
+        "Residents used it daily.",
+        store.uow(),
+    )
+    assert done.status is Status.completed and done.pilot.outcome is PilotOutcome.scale_up
+    kinds = [e.type.rsplit("kokeilu.", 1)[-1] for e in mine(store, pid)]
+    assert kinds == [
+        "proposal.contact-recorded",
+        "proposal.submitted",
+        "proposal.status-changed",
+        "proposal.status-changed",
+        "proposal.status-changed",
+        "pilot.started",
+        "proposal.status-changed",
+        "pilot.measurement-recorded",
+        "pilot.completed",
+        "proposal.status-changed",
+    ]
+    actions = [e.data["action"] for e in mine(store, pid, "status-changed")]
+    assert actions == ["start_screening", "pass_screening", "approve", "start_pilot", "complete_pilot"]
+
+
+def test_an_illegal_command_changes_nothing(store):
+    p = submitted(store)
+    before = store.published()
+    with pytest.raises(IllegalTransition) as caught:
+        handlers.start_pilot(p.id, None, store.uow())
+    assert caught.value.status is Status.screening
+    assert store.published() == before and get(store, p.id).status is Status.screening
+
+
+def test_withdrawing_then_a_late_decision_is_ignored(store):
+    p = submitted(store)
+    apply(store, screening_event(p.id))
+    handlers.withdraw(p.id, "found funding elsewhere", store.uow())
+    before = store.published()
+    assert apply(store, decided_event(p.id)) == "ignored"
+    assert get(store, p.id).status is Status.withdrawn
+    assert store.published() == before
+
+
+def test_a_revision_publishes_the_contact_then_the_revision_without_it(store):
+    p = submitted(store)
+    screen(store, p.id, passed=True)
+    assert apply(store, decided_event(p.id, Decision.revision_requested)) == "applied"
+    before = len(store.published())
+    revised = handlers.revise(p.id, a_submission(title="Shuttle feeder, second revision"), store.uow())
     assert (revised.status, revised.revision) == (Status.screening, 2)
-    new = uow.published[before:]
+    new = store.published()[before:]
     assert [e.type for e in new] == [
         types.PROPOSAL_CONTACT_RECORDED.name,
         types.PROPOSAL_REVISED.name,
         types.PROPOSAL_STATUS_CHANGED.name,
     ]
     assert decode(new[0]).contact_email == CONTACT_EMAIL
+    assert new[1].data["revision"] == 2
     for event in new[1:]:
         assert CONTACT_EMAIL not in event.to_bytes().decode()
         assert "contact_email" not in leaf_strings(json.loads(event.to_bytes()))
 
 
-def test_listing_filters_by_status_newest_first(uow):
-    first, second, third = (submitted(uow) for _ in range(3))
-    screen(uow, second.id, passed=True)
-    assert [p.id for p in handlers.list_proposals(uow, "screening", 10, None)] == [
+def test_listing_filters_by_status_newest_first(store):
+    first, second, third = (submitted(store) for _ in range(3))
+    screen(store, second.id, passed=True)
+    assert [p.id for p in handlers.list_proposals(store.uow(), "screening", 10, None)] == [
         p.id for p in sorted([first, third], key=lambda p: (p.submitted_at, p.id), reverse=True)
     ]
-    assert handlers.list_proposals(uow, "submitted", 10, None) == [], "no proposal rests in submitted"
-    assert [p.id for p in handlers.list_proposals(uow, "in_evaluation", 10, None)] == [second.id]
-    assert handlers.get_proposal(second.id, uow).status is Status.in_evaluation
+    assert handlers.list_proposals(store.uow(), "submitted", 10, None) == [], "no proposal rests in submitted"
+    assert [p.id for p in handlers.list_proposals(store.uow(), "in_evaluation", 10, None)] == [second.id]
+    assert get(store, second.id).status is Status.in_evaluation
     with pytest.raises(UnknownProposal):
-        handlers.get_proposal("nope", uow)
+        get(store, "nope")
+
+
+# intake from city systems ----------------------------------------------------------------------
+def intake(source: str = "espoo/e-services", event_id: str = "42"):
+    return an_event(types.INTAKE_PROPOSAL, a_submission(), source=source, event_id=event_id)
+
+
+def test_intake_submits_a_proposal_from_a_city_system(store):
+    event = intake()
+    assert handlers.on_intake(event, decode(event), store.uow()) == "applied"
+    [proposal] = handlers.list_proposals(store.uow(), None, 10, None)
+    assert proposal.source == "espoo/e-services"
+    assert proposal.status is Status.screening
+    assert [e.type for e in store.published()] == NEW_PROPOSAL_EVENTS
+    for out in store.published():
+        assert out.causationid == event.id
+        assert out.correlationid == event.correlationid
+    contact, public, change = store.published()
+    assert CONTACT_EMAIL not in public.to_bytes().decode()
+    assert CONTACT_EMAIL not in change.to_bytes().decode()
+
+
+def test_intake_is_idempotent_on_source_and_id(store):
+    event = intake()
+    assert handlers.on_intake(event, decode(event), store.uow()) == "applied"
+    published = store.published()
+    assert handlers.on_intake(redelivery_of(event), decode(event), store.uow()) == "duplicate"
+    assert len(handlers.list_proposals(store.uow(), None, 10, None)) == 1
+    assert store.published() == published and len(published) == len(NEW_PROPOSAL_EVENTS)
+
+
+def test_intake_events_with_the_same_id_from_different_sources_are_different_submissions(store):
+    a, b = intake("espoo/e-services"), intake("espoo/school-systems")
+    assert handlers.on_intake(a, decode(a), store.uow()) == "applied"
+    assert handlers.on_intake(b, decode(b), store.uow()) == "applied"
+    listed = handlers.list_proposals(store.uow(), None, 10, None)
+    assert sorted(p.source for p in listed) == ["espoo/e-services", "espoo/school-systems"]
+    assert [e.type for e in store.published()] == NEW_PROPOSAL_EVENTS * 2
+
+
+def measurement(pid, kpi="daily riders", source="sensors/kera", event_id=None):
+    return an_event(
+        types.INTAKE_MEASUREMENT,
+        IntakeMeasurement(proposal_id=pid, kpi=kpi, value=42, measured_at=WHEN),
+        source=source,
+        event_id=event_id,
+    )
+
+
+def test_a_measurement_for_a_piloting_proposal_is_recorded_once(store):
+    pid = to_piloting(store)
+    e = measurement(pid)
+    assert handlers.on_intake_measurement(e, decode(e), store.uow()) == "applied"
+    assert handlers.on_intake_measurement(redelivery_of(e), decode(e), store.uow()) == "duplicate"
+    [m] = handlers.measurements_of(pid, store.uow())
+    assert (m["kpi"], m["value"], m["source"]) == ("daily riders", 42, "sensors/kera")
+    [recorded] = mine(store, pid, "measurement-recorded")
+    assert recorded.causationid == e.id
+
+
+@pytest.mark.parametrize("case", ["unknown proposal", "not piloting", "unknown kpi"])
+def test_a_measurement_that_cannot_apply_is_refused_permanently_and_changes_nothing(store, case):
+    if case == "unknown proposal":
+        e = measurement("no-such-proposal")
+    elif case == "not piloting":
+        e = measurement(submitted(store).id)
+    else:
+        e = measurement(to_piloting(store), kpi="co2 saved")
+    before, inbox = store.published(), store.inbox_size()
+    with pytest.raises(handlers.IntakeRefused) as caught:
+        handlers.on_intake_measurement(e, decode(e), store.uow())
+    assert isinstance(caught.value, PermanentError)
+    assert {"unknown proposal": "unknown proposal", "not piloting": "not piloting", "unknown kpi": "no KPI named"}[
+        case
+    ] in str(caught.value)
+    assert store.published() == before and store.inbox_size() == inbox
+
+
+def test_a_rejection_tells_the_source_once_keyed_by_the_intake_id(store):
+    e = measurement("no-such-proposal", source="school-systems/espoo", event_id="school-77")
+    for _ in range(2):
+        with store.uow() as u:
+            handlers.intake_rejected(e.to_bytes(), e, "unknown proposal no-such-proposal", u)
+            u.commit()
+    [rejected] = [r for r in store.published("intake-rejected") if r.subject == "school-77"]
+    assert rejected.data["intake_source"] == "school-systems/espoo"
+    assert rejected.data["reason"] == "unknown proposal no-such-proposal"
+    assert rejected.data["intake_type"] == "fi.espoo.kokeilu.intake.measurement"
+
+
+@pytest.mark.parametrize(
+    "raw, told",
+    [
+        (b"not json at all", False),
+        (b"[1, 2]", False),
+        (json.dumps({"id": "x"}).encode(), False),
+        (json.dumps({"id": "raw-1", "source": "portal", "type": "fi.espoo.kokeilu.intake.proposal"}).encode(), True),
+        (json.dumps({"id": 17, "source": "portal"}).encode(), True),
+    ],
+)
+def test_an_unparseable_record_is_answered_when_it_says_who_sent_it(store, raw, told):
+    with store.uow() as u:
+        handlers.intake_rejected(raw, None, "not a valid CloudEvent", u)
+        u.commit()
+    assert len(store.published("intake-rejected")) == (1 if told else 0)
+
+
+# what a use case tells beyond its events ---------------------------------------------------------
+def test_each_state_a_proposal_leaves_is_timed_from_when_it_entered_it(store):
+    from services.proposals import metrics
+
+    def count(state):
+        return metrics._registry.get_sample_value(
+            "kokeilu_proposal_state_seconds_count", {"service": "proposals", "state": state}
+        )
+
+    # Every state that can be left is exported before any proposal leaves it (rate() sees the first).
+    assert count("in_evaluation") is not None and count("completed") is None
+    before = {s: count(s) for s in ("submitted", "screening", "in_evaluation", "approved")}
+    to_piloting(store, figures=metrics)  # what the service passes its use cases
+    assert {s: count(s) - before[s] for s in before} == {
+        "submitted": 1,
+        "screening": 1,
+        "in_evaluation": 1,
+        "approved": 1,
+    }
+    assert count("piloting") is not None
+
+
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)  # the flow of a proposal is kept by the real store
+def test_every_event_about_a_proposal_stays_in_the_flow_its_submission_began(store):
+    """One correlation id and one trace per proposal (kokeilu/tracing.py), whoever acts on it."""
+    from kokeilu import tracing
+
+    with tracing.serving("POST", "/v1/proposals", {"X-Correlation-Id": "case-7"}):
+        p = submitted(store)
+    began = mine(store, p.id)[0].traceparent
+    for e in (screening_event(p.id), decided_event(p.id)):
+        e = e.model_copy(update={"correlationid": "case-7", "traceparent": began})  # as evaluation publishes them
+        with tracing.consuming(e, "kokeilu.evaluations.v1", 0, 1, "g"):
+            apply(store, e)
+    with tracing.serving("POST", "/v1/proposals/{id}/pilot/start", {"X-Correlation-Id": "manager-request"}):
+        handlers.start_pilot(p.id, None, store.uow())
+    sensor = measurement(p.id).model_copy(
+        update={"correlationid": "sensor-batch", "traceparent": f"00-{'5' * 32}-{'6' * 16}-01"}
+    )
+    with tracing.consuming(sensor, "kokeilu.intake.v1", 0, 2, "g"):
+        handlers.on_intake_measurement(sensor, decode(sensor), store.uow())
+    events = mine(store, p.id)
+    assert len(events) == 8
+    assert {e.correlationid for e in events} == {"case-7"}
+    assert len({tracing.trace_id_of(e.traceparent) for e in events}) == 1
+    [measured] = [e for e in events if e.type.endswith("measurement-recorded")]
+    assert measured.causationid == sensor.id
