@@ -68,7 +68,7 @@ def test_the_key_is_the_secret_or_one_derived_from_the_admin_token_with_a_warnin
 
 
 def test_a_short_key_is_refused():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="an unsubscribe key has at least 32 bytes"):
         Links(b"short", BASE)
 
 
