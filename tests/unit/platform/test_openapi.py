@@ -1,5 +1,5 @@
 """The OpenAPI documents: valid OpenAPI 3.1, generated from the route tables (every `@api` route
-documented, with its scope, body and examples), and checked in (tests/unit/test_contracts.py
+documented, with its scope, body and examples), and checked in (tests/unit/platform/test_contracts.py
 fails when schemas/openapi/ is stale)."""
 
 from __future__ import annotations
