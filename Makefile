@@ -12,7 +12,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $(STAMP)
 
-# The official AsyncAPI parser, which tests/unit/test_asyncapi.py runs on schemas/asyncapi.json
+# The official AsyncAPI parser, which tests/unit/platform/test_asyncapi.py runs on schemas/asyncapi.json
 # (pinned in tools/asyncapi/package-lock.json; node_modules is not in git).
 ASYNCAPI := tools/asyncapi
 NPM_STAMP := $(ASYNCAPI)/node_modules/.installed

@@ -37,7 +37,8 @@ from kokeilu.contracts import new_event, utcnow
 from kokeilu.contracts.catalog import PROPOSAL_SUBMITTED
 from kokeilu.contracts.proposals import ProposalSubmitted
 from kokeilu.contracts.sources import service_source
-from tests.support import BOOTSTRAP, submission
+from tests.builders import submission
+from tests.support import BOOTSTRAP
 
 from .common import (
     HEADERS,

@@ -50,7 +50,8 @@ from kafka import KafkaConsumer, TopicPartition
 
 from kokeilu.contracts.catalog import RESULT_PUBLISHED
 from kokeilu.contracts.topics import RESULTS
-from tests.support import BOOTSTRAP, ROOT, Platform, submission, wait_until
+from tests.builders import submission
+from tests.support import BOOTSTRAP, ROOT, Platform, wait_until
 
 from . import ceiling
 from .common import (

@@ -41,7 +41,8 @@ from pathlib import Path
 
 from kokeilu.contracts import topics
 from kokeilu.contracts.sources import service_source
-from tests.support import BOOTSTRAP, ROOT, TOKEN, Platform, Probe, cloudevent, submission, wait_until
+from tests.builders import cloudevent, submission
+from tests.support import BOOTSTRAP, ROOT, TOKEN, Platform, Probe, wait_until
 
 OHA_VERSION = "1.16.0"
 OUT_DIR = ROOT / ".local" / "bench"

@@ -1,8 +1,9 @@
-"""Shared test utilities: real service processes, a probe on the real broker, waiting on conditions."""
+"""Shared test utilities: real service processes, a probe on the real broker, real mail and webhook
+servers, the services' real stores on a file of the test's own, waiting on conditions. Test data is
+built by tests/builders.py."""
 
 from __future__ import annotations
 
-import copy
 import email
 import email.policy
 import hashlib
@@ -19,11 +20,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
+import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 from chaos.platform import free_port  # noqa: F401  (the one way tests choose a port)
-from kokeilu.contracts.proposals import SUBMISSION_EXAMPLE
+from kokeilu.contracts import CloudEvent
+from kokeilu.store import INBOX, OUTBOX, Database
 from services import SERVICES, nameko_target
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,13 +62,6 @@ def wait_until(condition: Callable[[], object], timeout: float = 30, interval: f
     raise AssertionError(
         f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_error})" if last_error else "")
     )
-
-
-def submission(**overrides) -> dict:
-    """A complete, valid proposal body: the OpenAPI document's example, with `overrides`."""
-    body = copy.deepcopy(SUBMISSION_EXAMPLE)
-    body.update(overrides)
-    return body
 
 
 class Platform:
@@ -293,21 +289,6 @@ class Probe:
         self.producer.close()
 
 
-def cloudevent(
-    type_: str, data, subject: str | None = None, source: str = "tests/probe", event_id: str | None = None
-) -> dict:
-    return {
-        "specversion": "1.0",
-        "id": event_id or str(uuid.uuid4()),
-        "source": source,
-        "type": type_,
-        "time": "2026-11-28T10:00:00Z",
-        "subject": subject,
-        "datacontenttype": "application/json",
-        "data": data,
-    }
-
-
 def headers_of(record) -> dict[str, str]:
     return {k: v.decode() for k, v in record.headers}
 
@@ -376,3 +357,69 @@ class Receiver:
 
     def close(self):
         self.server.shutdown()
+
+
+# The services' real stores ----------------------------------------------------------------------
+def database(tmp_path: Path, service: str) -> Database:
+    """`service`'s store on a SQLite file in `tmp_path`, migrated by its Alembic migrations."""
+    db = Database(f"sqlite:///{tmp_path / service}.db", ROOT / "services" / service / "migrations")
+    db.migrate()
+    return db
+
+
+def outbox_records(db: Database) -> list[tuple[str, str | None, CloudEvent]]:
+    """What a store's units of work committed to publish, in order: (topic, key, event)."""
+    with db.transaction() as conn:
+        rows = list(conn.execute(sa.select(OUTBOX).order_by(OUTBOX.c.id)))
+    return [
+        (r.topic, r.key, CloudEvent.model_validate(json.loads(r.value))) for r in rows if r.event_type != "deadletter"
+    ]
+
+
+def outbox(db: Database, type_: str | None = None) -> list[CloudEvent]:
+    """The events a store's units of work recorded to publish (of `type_`, full or its last part)."""
+    events = [event for _, _, event in outbox_records(db)]
+    return [e for e in events if type_ is None or e.type == type_ or e.type.endswith("." + type_)]
+
+
+def inbox_size(db: Database) -> int:
+    with db.transaction() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(INBOX)).scalar_one()
+
+
+class Store:
+    """A service's store for its use-case tests, the in-memory fake (tests/unit/fakes.py) or the
+    real one on a SQLite file: `uow()` is what a use case is handed, `records()` what was committed
+    to publish, as (topic, key, event). `fake` is the fake unit of work, None on the real store."""
+
+    def __init__(self, kind: str, tmp_path: Path, service: str, fake_class, real_class):
+        self.kind = kind
+        self.db: Database | None = None
+        if kind == "fake":
+            self.fake = fake_class()
+            self.uow = lambda: self.fake
+        else:
+            self.fake = None
+            self.db = database(tmp_path, service)
+            self.uow = lambda: real_class(self.db)
+
+    def records(self) -> list[tuple[str, str | None, CloudEvent]]:
+        if self.fake is not None:
+            return [(p.topic, p.key, p.event) for p in self.fake.outbox]
+        return outbox_records(self.db)
+
+    def published(self, type_: str | None = None) -> list[CloudEvent]:
+        events = [event for _, _, event in self.records()]
+        return [e for e in events if type_ is None or e.type == type_ or e.type.endswith("." + type_)]
+
+    def inbox_size(self) -> int:
+        return len(self.fake.inbox) if self.fake is not None else inbox_size(self.db)
+
+    def read(self, query: Callable):
+        """`query(uow)` in a transaction of its own."""
+        with self.uow() as uow:
+            return query(uow)
+
+    def close(self) -> None:
+        if self.db is not None:
+            self.db.dispose()

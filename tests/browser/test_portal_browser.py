@@ -21,8 +21,9 @@ import uuid
 import pytest
 import requests
 
+from tests.builders import submission
 from tests.integration.workflow_support import TOKENS, auth
-from tests.support import ROOT, Platform, free_port, submission, wait_until
+from tests.support import ROOT, Platform, free_port, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.browser]
 

@@ -21,8 +21,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from kokeilu import tracing
 from kokeilu.contracts import topics
+from tests.builders import cloudevent, submission
 from tests.integration.workflow_support import TOKENS, auth, drain
-from tests.support import Platform, Receiver, cloudevent, submission, wait_until
+from tests.support import Platform, Receiver, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 

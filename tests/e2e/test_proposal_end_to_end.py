@@ -3,7 +3,8 @@
 import pytest
 
 from kokeilu.contracts import topics
-from tests.support import Mailbox, Receiver, submission, wait_until
+from tests.builders import submission
+from tests.support import Mailbox, Receiver, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 

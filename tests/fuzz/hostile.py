@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
-from tests.support import TOKEN, submission
+from tests.builders import submission
+from tests.support import TOKEN
 
 # Raw JSON tokens that json.dumps cannot write: placeholders are swapped for them after dumping.
 RAW_TOKENS = {

@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from tests.builders import submission
 from tests.fuzz.hostile import JSON_ROUTES_200, hostile_requests
-from tests.support import Platform, free_port, submission
+from tests.support import Platform, free_port
 
 pytestmark = pytest.mark.kafka
 

@@ -17,7 +17,8 @@ import pytest
 from kokeilu.config import Settings
 from kokeilu.contracts import topics
 from kokeilu.kafka.topics import ensure_topics
-from tests.support import BOOTSTRAP, cloudevent, headers_of, submission, wait_until
+from tests.builders import cloudevent, submission
+from tests.support import BOOTSTRAP, headers_of, wait_until
 
 pytestmark = pytest.mark.kafka
 

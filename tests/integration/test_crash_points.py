@@ -7,7 +7,8 @@ import uuid
 import pytest
 import requests
 
-from tests.support import AUTH, submission, wait_until
+from tests.builders import submission
+from tests.support import AUTH, wait_until
 
 pytestmark = pytest.mark.kafka
 

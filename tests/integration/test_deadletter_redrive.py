@@ -20,8 +20,9 @@ from kafka import KafkaConsumer, TopicPartition
 
 from kokeilu.contracts import deadletter as contract
 from kokeilu.contracts import service_source, topics
+from tests.builders import cloudevent, submission
 from tests.integration.workflow_support import drain
-from tests.support import BOOTSTRAP, cloudevent, deadletters, headers_of, submission, wait_until
+from tests.support import BOOTSTRAP, deadletters, headers_of, wait_until
 
 pytestmark = pytest.mark.kafka
 

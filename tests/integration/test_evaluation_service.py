@@ -7,7 +7,8 @@ import pytest
 
 from kokeilu.contracts import topics
 from kokeilu.contracts.sources import service_source
-from tests.support import cloudevent, headers_of
+from tests.builders import cloudevent
+from tests.support import headers_of
 
 pytestmark = pytest.mark.kafka
 

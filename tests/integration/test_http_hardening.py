@@ -11,7 +11,8 @@ import uuid
 import pytest
 import requests
 
-from tests.support import AUTH, Platform, submission, wait_until
+from tests.builders import submission
+from tests.support import AUTH, Platform, wait_until
 
 pytestmark = pytest.mark.kafka
 

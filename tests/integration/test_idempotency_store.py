@@ -11,7 +11,7 @@ from kokeilu.store import Database
 from services.proposals import handlers
 from services.proposals.idempotency import idempotent
 from services.proposals.store import ProposalsUnitOfWork
-from tests.unit.examples import a_submission
+from tests.builders import a_submission
 
 ROOT = Path(__file__).resolve().parents[2]
 

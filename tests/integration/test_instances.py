@@ -28,7 +28,8 @@ from kokeilu.contracts import topics
 from kokeilu.contracts.sources import service_source
 from services.evaluation.domain import assign
 from services.evaluation.settings import DEFAULT_PANELS
-from tests.support import AUTH, BOOTSTRAP, ROOT, Platform, cloudevent, submission, wait_until
+from tests.builders import cloudevent, submission
+from tests.support import AUTH, BOOTSTRAP, ROOT, Platform, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
@@ -438,7 +439,7 @@ def notifications(tmp_path_factory, databases, mailbox):
 def test_a_digest_window_is_sent_once_by_two_instances(notifications, at_once, mailbox):
     """Naive: each instance's digest job runs when the window closes and sends its own digest of
     the same items. Every event goes out in exactly one digest e-mail."""
-    from tests.unit.results import events as ev
+    from tests import builders as ev
 
     address = f"digest-{uuid.uuid4().hex[:8]}@espoo.example"
     response = notifications.post(

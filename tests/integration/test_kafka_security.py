@@ -35,7 +35,8 @@ from examples import results_consumer
 from kokeilu.config import Settings
 from kokeilu.contracts import topics
 from kokeilu.kafka import acls
-from tests.support import ROOT, Platform, cloudevent, free_port, submission, wait_until
+from tests.builders import cloudevent, submission
+from tests.support import ROOT, Platform, free_port, wait_until
 
 pytestmark = pytest.mark.kafka
 

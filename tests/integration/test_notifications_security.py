@@ -19,8 +19,8 @@ from kokeilu.store import Database
 from services.notifications import handlers
 from services.notifications.domain import ADDRESS_REFUSED, Caller, NewSubscription
 from services.notifications.store import NotificationsUnitOfWork
+from tests import builders as ev
 from tests.support import AUTH, READER_TOKENS, Platform, Receiver, wait_until
-from tests.unit.results import events as ev
 
 pytestmark = pytest.mark.kafka
 

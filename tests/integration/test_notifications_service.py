@@ -6,7 +6,8 @@ import pytest
 
 from kokeilu.contracts import topics
 from kokeilu.contracts.sources import service_source
-from tests.support import Receiver, cloudevent, wait_until
+from tests.builders import cloudevent
+from tests.support import Receiver, wait_until
 
 pytestmark = pytest.mark.kafka
 

@@ -11,8 +11,8 @@ import requests
 
 from kokeilu.contracts import topics
 from services.notifications.domain import verify_signature
+from tests import builders as ev
 from tests.support import AUTH, Platform, Receiver, send_events, wait_until
-from tests.unit.results import events as ev
 
 pytestmark = pytest.mark.kafka
 

@@ -17,8 +17,8 @@ from email.parser import BytesParser
 import pytest
 import requests
 
+from tests import builders as ev
 from tests.support import AUTH, Platform, send_events, wait_until
-from tests.unit.results import events as ev
 
 pytestmark = pytest.mark.kafka
 

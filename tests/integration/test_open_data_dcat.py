@@ -11,8 +11,8 @@ import pytest
 import requests
 
 from kokeilu.contracts import topics
+from tests import builders as ev
 from tests.support import AUTH, ROOT, Platform, send_events, wait_until
-from tests.unit.results import events as ev
 
 pytestmark = pytest.mark.kafka
 

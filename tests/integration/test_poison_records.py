@@ -17,7 +17,8 @@ from datetime import UTC
 import pytest
 
 from kokeilu.contracts import topics
-from tests.support import cloudevent, deadletters, headers_of, submission, wait_until
+from tests.builders import cloudevent, submission
+from tests.support import deadletters, headers_of, wait_until
 
 pytestmark = pytest.mark.kafka
 

@@ -6,7 +6,8 @@ import uuid
 import pytest
 
 from kokeilu.contracts import topics
-from tests.support import AUTH, READER, cloudevent, headers_of, submission, wait_until
+from tests.builders import cloudevent, submission
+from tests.support import AUTH, READER, headers_of, wait_until
 
 pytestmark = pytest.mark.kafka
 

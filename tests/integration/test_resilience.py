@@ -11,7 +11,8 @@ import pytest
 
 from kokeilu.contracts import topics
 from kokeilu.contracts.sources import service_source
-from tests.support import ROOT, Platform, Probe, cloudevent, free_port, submission, wait_until
+from tests.builders import cloudevent, submission
+from tests.support import ROOT, Platform, Probe, free_port, wait_until
 
 pytestmark = pytest.mark.kafka
 

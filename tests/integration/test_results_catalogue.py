@@ -14,8 +14,8 @@ import sqlalchemy as sa
 
 from kokeilu.contracts import topics
 from kokeilu.contracts.sources import service_source
+from tests import builders as ev
 from tests.support import ROOT, send_events, wait_until
-from tests.unit.results import events as ev
 
 pytestmark = pytest.mark.kafka
 

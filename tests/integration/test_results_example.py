@@ -10,7 +10,8 @@ from examples import results_consumer
 from kokeilu.config import Settings
 from kokeilu.contracts.sources import service_source
 from kokeilu.kafka.topics import ensure_topics
-from tests.support import BOOTSTRAP, cloudevent
+from tests.builders import cloudevent
+from tests.support import BOOTSTRAP
 
 pytestmark = pytest.mark.kafka
 

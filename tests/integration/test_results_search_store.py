@@ -9,8 +9,8 @@ from kokeilu.store import Database
 from services.catalogue import handlers
 from services.catalogue.search import SearchQuery
 from services.catalogue.store import CatalogueUnitOfWork
+from tests import builders as ev
 from tests.integration.test_store import ROOT  # the sqlite/postgres fixture database_url is in conftest.py
-from tests.unit.results import events as ev
 
 
 @pytest.fixture

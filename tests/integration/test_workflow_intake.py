@@ -11,8 +11,9 @@ import pytest
 
 from kokeilu.contracts import topics
 from kokeilu.contracts.envelope import MAX_EVENT_BYTES
+from tests.builders import cloudevent, submission
 from tests.integration.workflow_support import drain
-from tests.support import cloudevent, headers_of, submission, wait_until
+from tests.support import headers_of, wait_until
 
 pytestmark = pytest.mark.kafka
 

@@ -10,8 +10,9 @@ import uuid
 import pytest
 
 from kokeilu.contracts import topics
+from tests.builders import cloudevent, submission
 from tests.integration.workflow_support import EVALUATORS, TOKENS, auth, drain
-from tests.support import Platform, cloudevent, submission, wait_until
+from tests.support import Platform, wait_until
 
 pytestmark = pytest.mark.kafka
 

@@ -20,11 +20,11 @@ from datetime import UTC, datetime
 import pytest
 
 from kokeilu.contracts import topics
-from tests.integration.test_notifications_service import Receiver
+from tests.builders import cloudevent, submission
 from tests.integration.workflow_support import TOKENS, auth
 from tests.ops.live import Alertmanager, Prometheus, Webhook
 from tests.ops.tools import DASHBOARDS, rules
-from tests.support import Mailbox, Platform, cloudevent, submission, wait_until
+from tests.support import Mailbox, Platform, Receiver, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 

@@ -116,7 +116,7 @@ def test_a_failed_fsync_fails_the_transaction_and_the_next_one_syncs(db, monkeyp
         real_fsync(self)
 
     monkeypatch.setattr(WalSync, "_fsync", flaky)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="Input/output error"):
         with db.transaction() as conn:
             conn.exec_driver_sql("INSERT INTO t VALUES (1)")
     with db.transaction() as conn:

@@ -23,9 +23,9 @@ from services.notifications.domain import (
     public_url,
     redact_event_data,
 )
-from tests.unit.examples import leaf_strings
+from tests import builders as ev
+from tests.builders import leaf_strings
 from tests.unit.fakes import FakeNotificationsUnitOfWork, FakeSender
-from tests.unit.results import events as ev
 
 DEPT_A = Caller("dept-a")
 DEPT_B = Caller("dept-b")

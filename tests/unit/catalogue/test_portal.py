@@ -20,8 +20,8 @@ from services.catalogue import handlers, i18n, portal
 from services.catalogue.domain import DailyKpi, series_points
 from services.catalogue.search import SearchQuery
 from services.evaluation.domain import CRITERIA, Rubric, decide
+from tests import builders as ev
 from tests.unit.fakes import FakeCatalogueUnitOfWork
-from tests.unit.results import events as ev
 
 BASE = "https://open.example/kokeilu"
 

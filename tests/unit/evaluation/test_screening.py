@@ -1,4 +1,5 @@
-"""The evaluation service: screening rules and the screening use case."""
+"""The evaluation service's screening rules, each both ways, and the near-duplicate index the
+duplicate rule looks candidates up by (the screening use case is in test_handlers.py)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from kokeilu.contracts import catalog as types
-from kokeilu.contracts import decode, topics
 from kokeilu.contracts.proposals import Environment, FocusArea
-from kokeilu.contracts.sources import service_source
-from services.evaluation import handlers
-from services.evaluation.domain import UnknownEvaluation
 from services.evaluation.screening import (
     RULES,
     ScreeningPolicy,
@@ -24,8 +20,8 @@ from services.evaluation.screening import (
     screen,
     title_keys,
 )
-from services.evaluation.settings import EvaluationSettings, Workflow
-from tests.unit.examples import a_proposal_submitted, an_event, redelivery_of
+from services.evaluation.settings import EvaluationSettings
+from tests.builders import a_proposal_submitted
 from tests.unit.fakes import FakeEvaluationUnitOfWork
 
 POLICY = ScreeningPolicy()
@@ -145,10 +141,39 @@ def test_a_good_proposal_passes_every_rule():
 
 def test_screen_returns_every_failed_rule_not_just_the_first():
     policy = ScreeningPolicy(eligible_environments={Environment.school})
-    bad = a_proposal_submitted(hypothesis=None, focus_area="learning", budget_eur=1_000_000, environment="kera")
-    failures = screen(bad, policy)
-    assert [f.rule for f in failures] == ["completeness", "budget_cap", "eligible_environment"]
+    bad = a_proposal_submitted(
+        "p-1", hypothesis=None, focus_area="learning", budget_eur=1_000_000, environment="kera", title="Kera shuttle"
+    )
+    failures = screen(bad, policy, [("p-9", "Kera shuttle!")])
+    assert [f.rule for f in failures] == ["completeness", "budget_cap", "eligible_environment", "duplicate"]
     assert all(f.reason for f in failures)
+
+
+# duplicate ------------------------------------------------------------------------------------
+READING = "Reading buddies at Kera school"
+
+
+def test_a_near_identical_title_of_an_open_proposal_is_a_duplicate():
+    others = [("p-2", "Reading Buddies at Kera School!"), ("p-3", "Solar benches on the Waterfront Walkway")]
+    reason = duplicate(a_proposal_submitted("p-1", title=READING), POLICY, others)
+    assert "p-2" in reason and "p-3" not in reason
+
+
+def test_a_different_title_or_the_proposal_itself_is_no_duplicate():
+    proposal = a_proposal_submitted("p-1", title=READING)
+    assert duplicate(proposal, POLICY, [("p-2", "Solar benches on the Waterfront Walkway")]) is None
+    assert duplicate(proposal, POLICY, [("p-1", READING)]) is None
+    assert duplicate(proposal, ScreeningPolicy(duplicate_title_similarity=None), [("p-2", READING)]) is None
+
+
+def test_the_similarity_threshold_is_configurable():
+    proposal, others = a_proposal_submitted("p-1", title=READING), [("p-2", "Reading buddies at Espoo schools")]
+    assert duplicate(proposal, POLICY, others) is None
+    assert duplicate(proposal, ScreeningPolicy(duplicate_title_similarity=0.7), others) is not None
+
+
+def test_titles_are_normalised_before_comparing():
+    assert normalise_title("  Reading—BUDDIES,  at Kera   school. ") == "reading buddies at kera school"
 
 
 @settings(max_examples=100, deadline=None)
@@ -175,75 +200,6 @@ def test_screen_fails_exactly_the_rules_that_fail_on_their_own(hypothesis, kpis,
     assert failed_rules(proposal, policy) == expected
     assert ("budget_cap" in expected) == (budget > CAPS[area])
     assert ("eligible_environment" in expected) == (env not in open_envs)
-
-
-# use case ----------------------------------------------------------------------------------
-@pytest.fixture
-def uow():
-    return FakeEvaluationUnitOfWork()
-
-
-def submitted_event(**overrides):
-    data = a_proposal_submitted(**overrides)
-    return an_event(types.PROPOSAL_SUBMITTED, data, source=service_source("proposals")), data
-
-
-def test_a_passing_proposal_publishes_a_passed_screening_and_opens_its_evaluation(uow):
-    event, data = submitted_event()
-    assert handlers.on_proposal_submitted(event, data, uow, POLICY) == "applied"
-    assert uow.commits == 1, "screening and panel in one transaction"
-    screened, opened = uow.outbox
-    assert [p.topic for p in uow.outbox] == [topics.EVALUATIONS, topics.EVALUATIONS]
-    assert [p.key for p in uow.outbox] == [data.proposal_id, data.proposal_id]
-    assert [p.event.type for p in uow.outbox] == [types.SCREENING_COMPLETED.name, types.EVALUATION_OPENED.name]
-    outcome = decode(screened.event, topics.EVALUATIONS)
-    assert outcome.proposal_id == data.proposal_id
-    assert outcome.passed is True
-    assert outcome.failed_rules == []
-    assert screened.event.causationid == opened.event.causationid == event.id
-    panel = decode(opened.event, topics.EVALUATIONS)
-    assert panel.focus_area == data.focus_area.value
-    assert len(panel.evaluators) == Workflow().evaluators_per_proposal
-    assert set(panel.evaluators) <= set(Workflow().panels[data.focus_area.value])
-    assert uow.screenings.get(data.proposal_id)["screening"]["passed"] is True
-    assert uow.evaluations.current(data.proposal_id).evaluators == panel.evaluators
-
-
-def test_a_failing_proposal_publishes_a_screening_naming_the_failed_rules(uow):
-    event, data = submitted_event(hypothesis=None, focus_area="learning", budget_eur=500_000)
-    handlers.on_proposal_submitted(event, data, uow, POLICY)
-    [out] = uow.published_of(types.SCREENING_COMPLETED)
-    outcome = decode(out)
-    assert outcome.passed is False
-    assert [f.rule for f in outcome.failed_rules] == ["completeness", "budget_cap"]
-    assert "a hypothesis" in outcome.failed_rules[0].reason
-    stored = handlers.get_evaluation(data.proposal_id, uow)
-    assert [f["rule"] for f in stored["screening"]["failed_rules"]] == ["completeness", "budget_cap"]
-    assert stored["focus_area"] == "learning"
-    assert stored["evaluation"] is None, "a failed screening opens no evaluation"
-    assert uow.published_of(types.EVALUATION_OPENED) == []
-
-
-def test_screening_uses_the_policy_it_is_given(uow):
-    event, data = submitted_event(environment="west_metro")
-    handlers.on_proposal_submitted(event, data, uow, ScreeningPolicy(eligible_environments={Environment.kera}))
-    assert [f.rule for f in decode(uow.published[0]).failed_rules] == ["eligible_environment"]
-
-
-def test_a_redelivered_proposal_is_screened_once(uow):
-    event, data = submitted_event()
-    assert handlers.on_proposal_submitted(event, data, uow, POLICY) == "applied"
-    published = list(uow.published)
-    assert handlers.on_proposal_submitted(redelivery_of(event), data, uow, POLICY) == "duplicate"
-    assert uow.published == published
-    assert [e.type for e in published] == [types.SCREENING_COMPLETED.name, types.EVALUATION_OPENED.name]
-    assert len(uow.screenings.rows) == 1
-    assert len(uow.evaluations.rows) == 1
-
-
-def test_no_evaluation_for_a_proposal_never_screened(uow):
-    with pytest.raises(UnknownEvaluation):
-        handlers.get_evaluation("nope", uow)
 
 
 # The near-duplicate index (title_keys): the store looks candidates up by these keys ------------

@@ -26,7 +26,7 @@ from kokeilu.http.inputs import (
 from services.catalogue.search import BadCursor, encode_cursor, read_cursor
 from services.evaluation.api import ScoresBody
 from services.proposals.api import CompletePilotBody, MeasurementBody
-from tests.support import submission
+from tests.builders import submission
 
 NOW = datetime(2026, 11, 28, 10, tzinfo=UTC)
 # The costliest character in a JSON string: a control character is written as \u0001 (6 bytes).

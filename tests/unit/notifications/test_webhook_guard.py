@@ -7,13 +7,13 @@ from __future__ import annotations
 import ipaddress
 import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from kokeilu.netguard import AddressPolicy, AddressRefused, UnresolvedHost, is_public
 from services.notifications.domain import ADDRESS_REFUSED, RetryPolicy
 from services.notifications.webhook import guarded_session, post
+from tests.support import Receiver
 
 STRICT = AddressPolicy()
 LOCAL = AddressPolicy.parse("127.0.0.0/8,::1")
@@ -167,32 +167,7 @@ def test_a_malformed_allow_list_entry_is_an_error(bad):
         AddressPolicy.parse(bad)
 
 
-# sending ---------------------------------------------------------------------------------------
-class Receiver:
-    def __init__(self):
-        self.hits: list[dict] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.hits.append(dict(self.headers))
-                self.send_response(204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
+# sending (to tests.support.Receiver) ---------------------------------------------------------------------------------------
 @pytest.fixture
 def receiver():
     r = Receiver()
@@ -211,7 +186,7 @@ def send(policy, url, getaddrinfo=socket.getaddrinfo):
 @pytest.mark.parametrize("host", ["127.0.0.1", "2130706433", "0x7f000001", "127.1", "localhost"])
 def test_the_sender_refuses_an_inward_address_without_connecting(receiver, host):
     assert send(STRICT, f"http://{host}:{receiver.port}/hook") == (None, ADDRESS_REFUSED)
-    assert receiver.hits == []
+    assert receiver.received == []
 
 
 def test_a_name_whose_dns_answer_changed_since_the_subscription_is_refused_at_delivery(receiver):
@@ -223,14 +198,14 @@ def test_a_name_whose_dns_answer_changed_since_the_subscription_is_refused_at_de
     url = f"http://rebind.example.org:{receiver.port}/hook"
     STRICT.check_url(url, getaddrinfo=rebinding)  # passes at subscription time
     assert send(STRICT, url, rebinding) == (None, ADDRESS_REFUSED)
-    assert receiver.hits == []
+    assert receiver.received == []
     assert not RetryPolicy().retryable(None, "webhook", ADDRESS_REFUSED), "a refused delivery is final"
 
 
 def test_the_sender_connects_to_the_address_it_checked_and_keeps_the_host_name(receiver):
     dns = resolving({"hooks.example.org": ["127.0.0.1"]})
     assert send(LOCAL, f"http://hooks.example.org:{receiver.port}/hook", dns) == (204, None)
-    [headers] = receiver.hits
+    [(headers, _)] = receiver.received
     assert headers["Host"] == f"hooks.example.org:{receiver.port}"
 
 
@@ -324,4 +299,4 @@ def test_a_tls_webhook_is_verified_against_its_host_name_though_the_connection_g
         session.close()
     assert ok == (204, None)
     assert wrong_name == (None, "tls error")
-    assert len(tls_receiver.hits) == 1
+    assert len(tls_receiver.received) == 1

@@ -8,7 +8,7 @@ import pytest
 from kokeilu.http import Unprocessable
 from services.proposals import handlers
 from services.proposals.idempotency import idempotent
-from tests.unit.examples import a_submission
+from tests.builders import a_submission
 from tests.unit.fakes import FakeProposalsUnitOfWork
 
 

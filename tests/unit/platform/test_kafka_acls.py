@@ -90,7 +90,7 @@ def test_no_principal_gets_more_than_read_and_write_nor_any_cluster_grant():
 
 @pytest.mark.parametrize("name", ["proposals", "intake", "Bad Name", "", "x" * 80])
 def test_a_department_may_not_take_a_service_name_or_a_strange_one(name):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=f"department name {re.escape(repr(name))}: .* not a service's name"):
         acls.principals((name,))
 
 

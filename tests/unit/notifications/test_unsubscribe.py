@@ -7,18 +7,15 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from services.notifications import handlers
 from services.notifications.domain import Caller, NewSubscription, RetryPolicy
 from services.notifications.unsubscribe import InvalidToken, Links, Target, key_from
+from tests import builders as ev
 from tests.unit.fakes import FakeSender
-from tests.unit.results import events as ev
-from tests.unit.workflow.support import apply_to_notifications, notifications_store
 
-ROOT = Path(__file__).resolve().parents[2]
 KEY = b"k" * 32
 BASE = "https://kokeilu.espoo.fi/notifications"
 ADMIN = Caller("admin", admin=True)
@@ -71,7 +68,7 @@ def test_the_key_is_the_secret_or_one_derived_from_the_admin_token_with_a_warnin
 
 
 def test_a_short_key_is_refused():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="an unsubscribe key has at least 32 bytes"):
         Links(b"short", BASE)
 
 
@@ -105,12 +102,6 @@ def test_the_default_link_base_is_this_process_own_address(monkeypatch):
 
 
 # following a link, on a real store -------------------------------------------------------------
-@pytest.fixture
-def uow_factory(tmp_path):
-    yield from notifications_store(tmp_path)
-
-
-apply = apply_to_notifications
 
 
 class Outbox:
@@ -162,26 +153,26 @@ def follow(link: str, uow_factory):
     return handlers.unsubscribe(target.kind, target.id, uow_factory())
 
 
-def test_a_subscribers_link_stops_that_subscription_and_only_it_once_and_for_all(uow_factory):
+def test_a_subscribers_link_stops_that_subscription_and_only_it_once_and_for_all(uow_factory, apply):
     mine = email_subscription(uow_factory, "edu@espoo.example")
     other = email_subscription(uow_factory, "env@espoo.example")
-    apply(uow_factory, ev.status("p-1", "in_evaluation", "approved"))
+    apply(ev.status("p-1", "in_evaluation", "approved"))
     sent = deliver(uow_factory).sent
     [(_, _, link)] = [s for s in sent if s[0] == "edu@espoo.example"]
     assert Links(KEY, BASE).verify(link.rsplit("/", 1)[1]) == Target("subscription", mine.id)
     assert follow(link, uow_factory) == 1
     assert follow(link, uow_factory) == 0, "idempotent"
-    apply(uow_factory, ev.status("p-1", "approved", "piloting"))
+    apply(ev.status("p-1", "approved", "piloting"))
     assert [s[0] for s in deliver(uow_factory).sent] == ["env@espoo.example"]
     assert [s.id for s in handlers.list_subscriptions(uow_factory(), ADMIN)] == [other.id]
 
 
-def test_a_digests_link_stops_every_subscription_the_digest_gathered(uow_factory, monkeypatch):
+def test_a_digests_link_stops_every_subscription_the_digest_gathered(uow_factory, monkeypatch, apply):
     first = email_subscription(uow_factory, "edu@espoo.example", mode="daily_digest")
     second = email_subscription(uow_factory, "edu@espoo.example", mode="daily_digest")
     day = datetime(2026, 3, 1, 9, tzinfo=UTC)
     monkeypatch.setattr(handlers, "utcnow", lambda: day)
-    apply(uow_factory, ev.status("p-1", "in_evaluation", "approved"))
+    apply(ev.status("p-1", "in_evaluation", "approved"))
     assert handlers.build_digests(uow_factory, 86400, now=day + timedelta(days=1)) == [1]
     monkeypatch.setattr(handlers, "utcnow", lambda: day + timedelta(days=1))
     [(to, kind, link)] = deliver(uow_factory).sent
@@ -191,20 +182,20 @@ def test_a_digests_link_stops_every_subscription_the_digest_gathered(uow_factory
     assert {s.id for s in handlers.list_subscriptions(uow_factory(), ADMIN)}.isdisjoint({first.id, second.id})
 
 
-def test_a_proposers_opt_out_stops_later_and_queued_emails_about_that_proposal_only(uow_factory):
+def test_a_proposers_opt_out_stops_later_and_queued_emails_about_that_proposal_only(uow_factory, apply):
     for pid in ("p-1", "p-2"):
-        apply(uow_factory, ev.contact(pid, "maija@example.fi"))
-        apply(uow_factory, ev.submitted(pid))
-    apply(uow_factory, ev.status("p-1", "screening", "in_evaluation"))
+        apply(ev.contact(pid, "maija@example.fi"))
+        apply(ev.submitted(pid))
+    apply(ev.status("p-1", "screening", "in_evaluation"))
     [(to, kind, link)] = deliver(uow_factory).sent
     assert (to, kind) == ("maija@example.fi", "proposer")
     assert Links(KEY, BASE).verify(link.rsplit("/", 1)[1]) == Target("proposer", "p-1")
     # One more is queued before she follows the link: it does not go out either.
-    apply(uow_factory, ev.status("p-1", "in_evaluation", "approved"))
+    apply(ev.status("p-1", "in_evaluation", "approved"))
     assert follow(link, uow_factory) == 1
     assert follow(link, uow_factory) == 0, "idempotent"
-    apply(uow_factory, ev.status("p-1", "approved", "piloting"))
-    apply(uow_factory, ev.status("p-2", "screening", "in_evaluation"))
+    apply(ev.status("p-1", "approved", "piloting"))
+    apply(ev.status("p-2", "screening", "in_evaluation"))
     sent = deliver(uow_factory).sent
     assert [(to, kind, Links(KEY, BASE).verify(link.rsplit("/", 1)[1]).id) for to, kind, link in sent] == [
         ("maija@example.fi", "proposer", "p-2")
@@ -213,11 +204,11 @@ def test_a_proposers_opt_out_stops_later_and_queued_emails_about_that_proposal_o
         assert uow.subscriptions.proposal("p-1")["proposer_opted_out_at"] is not None
 
 
-def test_an_opt_out_for_a_proposal_not_known_yet_holds_when_it_arrives(uow_factory):
+def test_an_opt_out_for_a_proposal_not_known_yet_holds_when_it_arrives(uow_factory, apply):
     assert handlers.unsubscribe("proposer", "p-9", uow_factory()) == 1
-    apply(uow_factory, ev.contact("p-9", "maija@example.fi"))
-    apply(uow_factory, ev.submitted("p-9"))
-    apply(uow_factory, ev.status("p-9", "screening", "in_evaluation"))
+    apply(ev.contact("p-9", "maija@example.fi"))
+    apply(ev.submitted("p-9"))
+    apply(ev.status("p-9", "screening", "in_evaluation"))
     assert deliver(uow_factory).sent == []
     assert handlers.list_deliveries(uow_factory(), None, None, 10, kind="proposer", caller=ADMIN) == []
 

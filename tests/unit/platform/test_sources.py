@@ -15,8 +15,8 @@ from kokeilu.contracts import decode
 from kokeilu.contracts.sources import DEFAULT_SOURCE_BASE, SOURCE_BASE_VARIABLE, service_source, source_base
 from kokeilu.store import UnitOfWork
 from services.catalogue import handlers as catalogue
+from tests.builders import a_proposal_submitted, a_screening, an_event, redelivery_of
 from tests.support import ROOT, SERVICE_CLASSES
-from tests.unit.examples import a_proposal_submitted, a_screening, an_event, redelivery_of
 from tests.unit.fakes import FakeCatalogueUnitOfWork
 
 

@@ -11,8 +11,8 @@ from services.evaluation import store as evaluation_store
 from services.notifications import store as notifications_store
 from services.proposals import store as proposals_store
 from services.proposals.domain import Proposal
+from tests.builders import WHEN, a_proposal_submitted, a_submission, an_event
 from tests.unit import fakes
-from tests.unit.examples import WHEN, a_proposal_submitted, a_submission, an_event
 from tests.unit.fakes import FakeProposalsUnitOfWork
 
 

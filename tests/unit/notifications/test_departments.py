@@ -3,9 +3,7 @@ and one digest per subscriber per window (on a real SQLite store: grouping is a 
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -20,10 +18,8 @@ from services.notifications.domain import (
     verify_signature,
     window_end,
 )
-from tests.unit.results import events as ev
-from tests.unit.workflow.support import apply_to_notifications, notifications_store
+from tests import builders as ev
 
-ROOT = Path(__file__).resolve().parents[3]
 STATUS = "fi.espoo.kokeilu.proposal.status-changed"
 ADMIN = Caller("admin", admin=True)
 
@@ -116,15 +112,7 @@ def test_windows_are_aligned_and_the_last_closed_one_is_named():
     assert window_end(at, 3600) == datetime(2026, 3, 1, 12, tzinfo=UTC)
 
 
-@pytest.fixture
-def uow_factory(tmp_path):
-    yield from notifications_store(tmp_path)
-
-
-apply = apply_to_notifications
-
-
-def test_one_digest_per_subscriber_per_window_from_one_job(uow_factory, monkeypatch):
+def test_one_digest_per_subscriber_per_window_from_one_job(uow_factory, monkeypatch, apply):
     for address in ("edu@espoo.example", "env@espoo.example"):
         handlers.create_subscription(
             NewSubscription.model_validate(
@@ -142,21 +130,10 @@ def test_one_digest_per_subscriber_per_window_from_one_job(uow_factory, monkeypa
     day = datetime(2026, 3, 1, 9, tzinfo=UTC)
     monkeypatch.setattr(handlers, "utcnow", lambda: day)
     for n in range(3):
-        apply(uow_factory, ev.status(f"p-{n}", "in_evaluation", "approved"))
+        apply(ev.status(f"p-{n}", "in_evaluation", "approved"))
     later = day + timedelta(days=1)
     sizes = handlers.build_digests(uow_factory, 86400, now=later)
     assert sizes == [3, 3]
     assert handlers.build_digests(uow_factory, 86400, now=later + timedelta(minutes=5)) == []  # the window's job ran
     digests = handlers.list_deliveries(uow_factory(), None, "pending", 10, kind="digest", caller=ADMIN)
     assert len(digests) == 2 and {d["channel"] for d in digests} == {"email"}
-
-
-def test_a_proposer_is_emailed_about_status_changes_only_when_their_address_is_known(uow_factory):
-    apply(uow_factory, ev.submitted("p-1"))
-    apply(uow_factory, ev.status("p-1", "screening", "in_evaluation"))
-    assert handlers.list_deliveries(uow_factory(), None, None, 10, kind="proposer", caller=ADMIN) == []
-    apply(uow_factory, ev.contact("p-2", "maija@example.fi"))
-    apply(uow_factory, ev.submitted("p-2"))
-    apply(uow_factory, ev.status("p-2", "screening", "in_evaluation"))
-    [delivery] = handlers.list_deliveries(uow_factory(), None, None, 10, kind="proposer", caller=ADMIN)
-    assert delivery["channel"] == "email" and "maija" not in json.dumps(delivery)

@@ -15,7 +15,7 @@ from kokeilu.contracts import catalog as types
 from kokeilu.contracts.envelope import MAX_EVENT_BYTES, TYPE_PREFIX
 from kokeilu.contracts.evaluation import ScreeningCompleted
 from kokeilu.contracts.schemas import SCHEMA_DIR, stale
-from tests.unit.examples import WHEN, a_proposal_submitted, a_submission
+from tests.builders import WHEN, a_proposal_submitted, a_submission
 
 VALID = {
     "specversion": "1.0",

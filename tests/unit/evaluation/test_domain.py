@@ -19,8 +19,7 @@ from services.evaluation.domain import (
     assign,
     decide,
 )
-
-from .support import WHEN
+from tests.builders import WHEN
 
 RUBRIC = Rubric()
 
@@ -77,9 +76,9 @@ def test_the_thresholds_are_configurable():
     strict = Rubric(approve_at=4.5, revise_at=4.0)
     assert decide([sheet(4)], strict, 1000, False).decision is Decision.revision_requested
     assert decide([sheet(3)], strict, 1000, False).decision is Decision.rejected
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="revise_at must not exceed approve_at"):
         Rubric(approve_at=2, revise_at=3)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="weights must name exactly the criteria"):
         Rubric(weights={"impact": 1})
 
 

@@ -25,7 +25,7 @@ from services.notifications.domain import (
     SubscriptionFilter,
     verify_signature,
 )
-from tests.unit.examples import WHEN, a_proposal_submitted, a_screening, an_event, redelivery_of
+from tests.builders import WHEN, a_proposal_submitted, a_screening, an_event, redelivery_of
 from tests.unit.fakes import FakeClock, FakeNotificationsUnitOfWork, FakeSender
 
 SUBMITTED = types.PROPOSAL_SUBMITTED.name
@@ -259,12 +259,12 @@ def status_change(proposal_id: str, from_: str, to: str):
 
 
 def test_the_contact_event_is_remembered_and_never_forwarded_to_any_subscriber(uow):
-    subscribe(uow)  # everything
+    everything = subscribe(uow)
     subscribe(uow, types_=[types.PROPOSAL_CONTACT_RECORDED.name])
     proposal = a_proposal_submitted(focus_area="learning")
     assert notify(uow, contact_of(proposal.proposal_id)) == "applied"
     notify(uow, an_event(types.PROPOSAL_SUBMITTED, proposal))
-    assert all(types.PROPOSAL_CONTACT_RECORDED.name not in kinds for kinds in queued(uow).values())
+    assert queued(uow) == {everything.id: [types.PROPOSAL_SUBMITTED.name]}, "the submission only, to everything"
     assert not any(ADDRESS.encode() in d.payload for d in uow.deliveries.rows.values())
     facts = uow.subscriptions.proposal(proposal.proposal_id)
     assert (facts["contact_email"], facts["language"], facts["focus_area"]) == (ADDRESS, "en", "learning")

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from services.notifications import emails
 from services.notifications.emails import Rendered, check_domain, clean_subject, compose, encode_subject, render
-from tests.unit.results import events as ev
+from tests import builders as ev
 
 DOMAIN = "kokeilu.espoo.fi"
 LINK = "https://kokeilu.espoo.fi/v1/unsubscribe/czoxMjM0NTY3OC0xMjM0LTEyMzQtMTIzNC0xMjM0NTY3ODkwMTI.AbCdEf-_0123"
@@ -253,7 +253,7 @@ def test_a_message_id_without_a_delivery_is_still_at_the_mail_domain():
     "url", ["javascript:alert(1)", "https://x.example/a b", "https://x.example/<x>", "https://x.example/ä"]
 )
 def test_an_unsubscribe_link_that_is_not_a_plain_http_url_is_refused(url):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="an unsubscribe URL is an http"):
         compose(
             "k@espoo.example",
             "a@espoo.example",

@@ -1,5 +1,5 @@
 """The OpenAPI documents: valid OpenAPI 3.1, generated from the route tables (every `@api` route
-documented, with its scope, body and examples), and checked in (tests/unit/test_contracts.py
+documented, with its scope, body and examples), and checked in (tests/unit/platform/test_contracts.py
 fails when schemas/openapi/ is stale)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from kokeilu.http import api
 from kokeilu.http.openapi import SERVICES, build, document, openapi_path, routes, service_class
 from kokeilu.service_base import PlatformService
 from services.proposals.api import ProposalView
-from tests.support import submission
+from tests.builders import submission
 
 ALL = sorted(SERVICES)
 
@@ -142,10 +142,22 @@ def test_a_new_route_is_picked_up_without_more_description():
 
 def test_a_proposal_answer_fits_the_documented_proposal():
     from kokeilu.contracts import utcnow
+    from kokeilu.contracts.evaluation import Decision
     from kokeilu.contracts.proposals import Submission
     from services.proposals.api import proposal_json
-    from services.proposals.domain import Proposal
+    from services.proposals.domain import DecisionRecord, Proposal
 
     now = utcnow()
-    proposal = Proposal.submit("p-1", Submission.model_validate(submission()), now, "http").start_screening(now)
-    ProposalView.model_validate(proposal_json(proposal))
+    screening = Proposal.submit("p-1", Submission.model_validate(submission()), now, "http").start_screening(now)
+    piloting = (
+        screening.record_screening(True, [], now)
+        .record_decision(DecisionRecord(Decision.approved, 4.0, "fine", False, now), now)
+        .start_pilot(now, None)
+    )
+    for proposal in (screening, piloting):
+        body = proposal_json(proposal)
+        # Every documented field is answered and nothing undocumented (the model forbids extras).
+        assert set(body) == set(ProposalView.model_fields)
+        view = ProposalView.model_validate(body)
+        assert (view.id, view.status.value, view.revision) == ("p-1", proposal.status.value, 1)
+    assert body["decision"]["decision"] == "approved" and body["pilot"] is not None
