@@ -20,20 +20,22 @@ from kokeilu.kafka.consumer import EventConsumer
 from kokeilu.store import OUTBOX
 from services.proposals import handlers
 from services.proposals.store import ProposalsUnitOfWork
-from tests.unit.workflow.support import WHEN, database, event, submission
-
-
-def to_piloting(uow) -> str:
-    from tests.unit.workflow.test_proposals_handlers import to_piloting as piloting
-
-    return piloting(uow)
+from tests.builders import WHEN, a_submission, an_event
+from tests.support import Store
+from tests.unit.fakes import FakeProposalsUnitOfWork
+from tests.unit.proposals.test_handlers import to_piloting
 
 
 @pytest.fixture
-def db(tmp_path):
-    d = database(tmp_path, "proposals")
-    yield d
-    d.dispose()
+def store(tmp_path):
+    s = Store("sqlite", tmp_path, "proposals", FakeProposalsUnitOfWork, ProposalsUnitOfWork)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def db(store):
+    return store.db
 
 
 def consumer(db, bulk=handlers.on_intake_measurements):
@@ -72,8 +74,8 @@ def records(*events):
 
 
 def measurement(pid, value, event_id=None):
-    return event(
-        "intake.measurement",
+    return an_event(
+        types.INTAKE_MEASUREMENT,
         IntakeMeasurement(proposal_id=pid, kpi="daily riders", value=value, measured_at=WHEN),
         source="sensors/kera",
         event_id=event_id,
@@ -81,7 +83,7 @@ def measurement(pid, value, event_id=None):
 
 
 def proposal(title):
-    return event("intake.proposal", submission(title=title), source="e-services-portal")
+    return an_event(types.INTAKE_PROPOSAL, a_submission(title=title), source="e-services-portal")
 
 
 def outbox_rows(db):
@@ -134,9 +136,8 @@ EXPECTED_EVENTS = {
 }
 
 
-def test_runs_are_applied_at_once_in_the_order_polled_and_a_refused_record_alone(db):
-    uow = lambda: ProposalsUnitOfWork(db)  # noqa: E731
-    pid = to_piloting(uow)
+def test_runs_are_applied_at_once_in_the_order_polled_and_a_refused_record_alone(db, store):
+    pid = to_piloting(store)
     c, before = consumer(db), len(outbox_rows(db))
     assert c._try_batch(records(*stream(pid))) == 8
     outcomes, values, events = applied(db, pid, c, before)
@@ -145,9 +146,8 @@ def test_runs_are_applied_at_once_in_the_order_polled_and_a_refused_record_alone
     assert events == EXPECTED_EVENTS
 
 
-def test_a_run_whose_bulk_method_fails_is_applied_record_by_record_with_the_same_effects(db):
-    uow = lambda: ProposalsUnitOfWork(db)  # noqa: E731
-    pid = to_piloting(uow)
+def test_a_run_whose_bulk_method_fails_is_applied_record_by_record_with_the_same_effects(db, store):
+    pid = to_piloting(store)
     calls = []
 
     def broken(items, uow):
@@ -165,9 +165,8 @@ def test_a_run_whose_bulk_method_fails_is_applied_record_by_record_with_the_same
     assert events == EXPECTED_EVENTS
 
 
-def test_a_bulk_method_that_answers_for_fewer_records_than_it_got_is_not_trusted(db):
-    uow = lambda: ProposalsUnitOfWork(db)  # noqa: E731
-    pid = to_piloting(uow)
+def test_a_bulk_method_that_answers_for_fewer_records_than_it_got_is_not_trusted(db, store):
+    pid = to_piloting(store)
     c, before = (
         consumer(db, bulk=lambda items, uow: handlers.on_intake_measurements(items, uow)[:-1]),
         len(outbox_rows(db)),
