@@ -1,10 +1,14 @@
-"""nameko dependency providers that give a service its units of work and its health.
+"""nameko dependency providers that give a service its units of work, its figures and its health.
 
 A service declares `uow = Store(MyUnitOfWork)` and gets, in every worker, a factory of units of
 work; the outbox relay that publishes what they record starts and stops with the service.
+`figures = Figures(metrics)` gives its use cases the service's domain metrics.
 """
 
 from __future__ import annotations
+
+from functools import partial
+from typing import Any
 
 from nameko.extensions import DependencyProvider
 
@@ -32,6 +36,35 @@ class Store(DependencyProvider):
         if batch is not None:
             return lambda: uow_class.joining(database, batch.conn, batch.outbox)
         return lambda: uow_class(database, on_commit=relay.wake)
+
+
+class Figures(DependencyProvider):
+    """A service's domain figures (its metrics module, which its use cases take as their
+    `Figures` protocol). A worker that applies consumed records gets them deferred: each count
+    is kept with the poll batch and made once the batch has committed (kokeilu.kafka.consumer),
+    and dropped with a record undone in its savepoint, so a batch rolled back and retried is not
+    counted twice. An HTTP worker counts at once (its use case counts after its commit)."""
+
+    def __init__(self, figures: Any, **kwargs: Any):
+        self.figures = figures
+        super().__init__(**kwargs)
+
+    def get_dependency(self, worker_ctx: Any) -> Any:
+        batch = getattr(worker_ctx.entrypoint, "batch", None)
+        return self.figures if batch is None else Deferred(self.figures, batch.counts)
+
+
+class Deferred:
+    """`figures` whose calls are kept in `counts` (to be made later) instead of made now."""
+
+    def __init__(self, figures: Any, counts: list):
+        self._figures, self._counts = figures, counts
+
+    def __getattr__(self, name: str) -> Any:
+        return partial(self._keep, getattr(self._figures, name))
+
+    def _keep(self, count: Any, *args: Any, **kwargs: Any) -> None:
+        self._counts.append(partial(count, *args, **kwargs))
 
 
 class Health(DependencyProvider):

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -252,6 +253,11 @@ class EventConsumer(Entrypoint):
         """After a batch's commit: its events to the relay, its records to the metrics."""
         service = self.container.service_name
         self.relay.wake()
+        for count in batch.counts:
+            try:
+                count()
+            except Exception:  # a figure must not fail the batch it counts
+                log.exception("a domain count after a batch failed")
         for topic, event_type, outcome, seconds in counted:
             self.metrics.events_consumed.labels(service=service, topic=topic, type=event_type, outcome=outcome).inc()
             self.metrics.processing.labels(service=service, topic=topic).observe(seconds)
@@ -341,7 +347,7 @@ class EventConsumer(Entrypoint):
         started = time.perf_counter()
         items, method = list(run), self.bulk[run[0].event.type]
         run.clear()
-        savepoint, recorded = Savepoint(batch.conn), len(batch.outbox)
+        savepoint, recorded, counts = Savepoint(batch.conn), len(batch.outbox), len(batch.counts)
         try:
             results = self._run_worker([(p.event, p.data) for p in items], method=method)
             if len(results) != len(items):
@@ -349,6 +355,7 @@ class EventConsumer(Entrypoint):
             savepoint.commit()
         except Exception as exc:
             del batch.outbox[recorded:]
+            del batch.counts[counts:]
             if savepoint.is_active:
                 savepoint.rollback()
             if is_transient(exc):
@@ -378,13 +385,14 @@ class EventConsumer(Entrypoint):
             self._count(batch, counted, p.record, p.topic, p.event, outcome, each)
 
     def _apply_event(self, batch: Batch, record, topic: str, event, data) -> str | None:
-        savepoint, recorded = Savepoint(batch.conn), len(batch.outbox)
+        savepoint, recorded, counts = Savepoint(batch.conn), len(batch.outbox), len(batch.counts)
         try:
             outcome = self._run_worker(event, data)
             savepoint.commit()
             return outcome
         except Exception as exc:
             del batch.outbox[recorded:]  # the events it recorded go with the rest of its work
+            del batch.counts[counts:]  # and so do its counts
             if savepoint.is_active:  # not when releasing it failed: that fails the batch (below)
                 savepoint.rollback()  # raises if the connection itself is gone: transient, retried
             if is_transient(exc):
@@ -508,6 +516,8 @@ class Batch:
 
     conn: sa.Connection
     outbox: list[dict] = field(default_factory=list)
+    # Its use cases' domain counts (kokeilu.platform.Figures), made once it has committed.
+    counts: list[Callable[[], object]] = field(default_factory=list)
     dead_lettered: list[tuple[str, str]] = field(default_factory=list)
     # Its records an operator redrove from the dead-letter topic: (topic, outcome).
     redriven: list[tuple[str, str]] = field(default_factory=list)

@@ -27,3 +27,8 @@ catalogue_size = Gauge(
 def refresh(uow) -> None:
     with uow:
         catalogue_size.labels(service="catalogue").set(uow.entries.count_published())
+
+
+def count_result(event: str) -> None:
+    """A public result event (published, updated, withdrawn) went out with a change."""
+    results.labels(service="catalogue", event=event).inc()

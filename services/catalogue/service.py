@@ -12,7 +12,7 @@ from kokeilu.contracts import topics
 from kokeilu.contracts.results import Result
 from kokeilu.http import NotFound, Unprocessable, api
 from kokeilu.kafka.consumer import consume
-from kokeilu.platform import Store
+from kokeilu.platform import Figures, Store
 
 from . import handlers, metrics, opendata, portal
 from .api import ERRORS, query_args
@@ -24,6 +24,7 @@ from .store import CatalogueUnitOfWork
 class CatalogueService(service_base.PlatformService):
     name = "catalogue"
     uow = Store(CatalogueUnitOfWork)
+    figures = Figures(metrics)
     errors = ERRORS
 
     @api("GET", "/v1/results/<proposal_id>", scope="catalogue:read", response=Result)
@@ -179,12 +180,9 @@ class CatalogueService(service_base.PlatformService):
 
     @consume(topics.PROPOSALS, topics.EVALUATIONS, types=handlers.HANDLED)
     def on_workflow_event(self, event, data):
-        return self._counted(handlers.apply(event, data, self.uow(), settings().contact_unit))
-
-    @staticmethod
-    def _counted(outcome: str) -> str:
+        outcome = handlers.apply(event, data, self.uow(), settings().contact_unit)
         if outcome in ("published", "updated", "withdrawn"):
-            metrics.results.labels(service="catalogue", event=outcome).inc()
+            self.figures.count_result(outcome)
             return "applied"
         return outcome
 

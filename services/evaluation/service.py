@@ -10,7 +10,7 @@ from kokeilu.contracts import topics
 from kokeilu.contracts.proposals import ProposalRevised, ProposalStatusChanged, ProposalSubmitted
 from kokeilu.http import api
 from kokeilu.kafka.consumer import consume
-from kokeilu.platform import Store
+from kokeilu.platform import Figures, Store
 
 from . import handlers, metrics
 from .api import (
@@ -34,6 +34,7 @@ from .store import EvaluationUnitOfWork
 class EvaluationService(service_base.PlatformService):
     name = "evaluation"
     uow = Store(EvaluationUnitOfWork)
+    figures = Figures(metrics)
     errors = ERRORS
 
     @api("GET", "/v1/evaluations/queue", scope="evaluation:write", response=Queue)
@@ -64,7 +65,7 @@ class EvaluationService(service_base.PlatformService):
     def declare_conflict(self, request, proposal_id, body: ConflictBody):
         """Declare whether the token's evaluator has a conflict of interest (one who has is recused and replaced)."""
         e = handlers.declare_conflict(
-            proposal_id, request.principal.name, body.conflict, body.reason, self.uow(), workflow(), metrics
+            proposal_id, request.principal.name, body.conflict, body.reason, self.uow(), workflow(), self.figures
         )
         return e.view(request.principal.name, is_manager(request))
 
@@ -80,23 +81,23 @@ class EvaluationService(service_base.PlatformService):
     def submit_scores(self, request, proposal_id, body: ScoresBody):
         """Score a proposal on the rubric (0 to 5 per criterion); at quorum the panel decides."""
         e = handlers.submit_scores(
-            proposal_id, request.principal.name, body.scores, body.comment, self.uow(), workflow(), metrics
+            proposal_id, request.principal.name, body.scores, body.comment, self.uow(), workflow(), self.figures
         )
         return e.view(request.principal.name, is_manager(request))
 
     @consume(topics.PROPOSALS, types=(types.PROPOSAL_SUBMITTED, types.PROPOSAL_REVISED, types.PROPOSAL_STATUS_CHANGED))
     def on_proposal_event(self, event, data):
         if isinstance(data, ProposalSubmitted):
-            return handlers.on_proposal_submitted(event, data, self.uow(), policy(), workflow(), metrics)
+            return handlers.on_proposal_submitted(event, data, self.uow(), policy(), workflow(), self.figures)
         if isinstance(data, ProposalRevised):
-            return handlers.on_proposal_revised(event, data, self.uow(), policy(), workflow(), metrics)
+            return handlers.on_proposal_revised(event, data, self.uow(), policy(), workflow(), self.figures)
         if isinstance(data, ProposalStatusChanged):
             return handlers.on_status_changed(event, data, self.uow())
         return "ignored"
 
     @timer(interval=workflow().overdue_check_seconds)
     def check_overdue(self):
-        handlers.flag_overdue(self.uow(), figures=metrics)
+        handlers.flag_overdue(self.uow(), figures=self.figures)
 
     def refresh_metrics(self):
         metrics.refresh(self.uow(), workflow().panels)

@@ -9,7 +9,7 @@ from kokeilu.contracts.evaluation import EvaluationDecided, ScreeningCompleted
 from kokeilu.contracts.proposals import IntakeMeasurement, Submission
 from kokeilu.http import api
 from kokeilu.kafka.consumer import consume
-from kokeilu.platform import Store
+from kokeilu.platform import Figures, Store
 
 from . import handlers, metrics
 from .api import (
@@ -38,6 +38,7 @@ from .store import ProposalsUnitOfWork
 class ProposalsService(service_base.PlatformService):
     name = "proposals"
     uow = Store(ProposalsUnitOfWork)
+    figures = Figures(metrics)
     errors = ERRORS
 
     @api(
@@ -53,7 +54,9 @@ class ProposalsService(service_base.PlatformService):
     def submit(self, request, body: Submission):
         """Submit a proposal; it goes to screening."""
         return idempotent(
-            request, self.uow, lambda uow: (201, proposal_json(handlers.submit_proposal(body, uow, figures=metrics)))
+            request,
+            self.uow,
+            lambda uow: (201, proposal_json(handlers.submit_proposal(body, uow, figures=self.figures))),
         )
 
     @api("GET", "/v1/proposals/<proposal_id>", scope="proposals:read", response=ProposalView)
@@ -83,7 +86,7 @@ class ProposalsService(service_base.PlatformService):
     )
     def revise(self, request, proposal_id, body: Submission):
         """Revise a proposal whose revision was requested; it goes back to screening."""
-        return self._act(request, lambda uow: handlers.revise(proposal_id, body, uow, metrics))
+        return self._act(request, lambda uow: handlers.revise(proposal_id, body, uow, self.figures))
 
     @api(
         "POST",
@@ -97,7 +100,7 @@ class ProposalsService(service_base.PlatformService):
     )
     def withdraw(self, request, proposal_id, body: WithdrawBody):
         """Withdraw a proposal (from any open state but piloting)."""
-        return self._act(request, lambda uow: handlers.withdraw(proposal_id, body.reason, uow, metrics))
+        return self._act(request, lambda uow: handlers.withdraw(proposal_id, body.reason, uow, self.figures))
 
     @api(
         "POST",
@@ -111,7 +114,7 @@ class ProposalsService(service_base.PlatformService):
     )
     def start_pilot(self, request, proposal_id, body: StartPilotBody):
         """Start the pilot of an approved proposal."""
-        return self._act(request, lambda uow: handlers.start_pilot(proposal_id, body.planned_end, uow, metrics))
+        return self._act(request, lambda uow: handlers.start_pilot(proposal_id, body.planned_end, uow, self.figures))
 
     @api(
         "POST",
@@ -128,7 +131,7 @@ class ProposalsService(service_base.PlatformService):
         return self._act(
             request,
             lambda uow: handlers.complete_pilot(
-                proposal_id, body.outcome, body.actual_kpis, body.lessons_learned, uow, metrics
+                proposal_id, body.outcome, body.actual_kpis, body.lessons_learned, uow, self.figures
             ),
         )
 
@@ -175,23 +178,23 @@ class ProposalsService(service_base.PlatformService):
     )
     def on_intake(self, event, data):
         if isinstance(data, IntakeMeasurement):
-            return handlers.on_intake_measurement(event, data, self.uow(), metrics)
+            return handlers.on_intake_measurement(event, data, self.uow(), self.figures)
         if isinstance(data, Submission):
-            return handlers.on_intake(event, data, self.uow(), metrics)
+            return handlers.on_intake(event, data, self.uow(), self.figures)
         raise handlers.IntakeRefused(f"{event.type} is not an intake event")
 
     def on_measurements(self, items):
         """The intake consumer's bulk method: a run of consecutive `intake.measurement` records."""
-        return handlers.on_intake_measurements(items, self.uow(), metrics)
+        return handlers.on_intake_measurements(items, self.uow(), self.figures)
 
     # A group of its own (kokeilu.proposals.workflow): two consumers with different topics in one
     # group make every join of either a rebalance of both (seconds without progress at start).
     @consume(topics.EVALUATIONS, group="workflow", types=(types.SCREENING_COMPLETED, types.EVALUATION_DECIDED))
     def on_evaluation(self, event, data):
         if isinstance(data, ScreeningCompleted):
-            return handlers.on_screening_completed(event, data, self.uow(), metrics)
+            return handlers.on_screening_completed(event, data, self.uow(), self.figures)
         if isinstance(data, EvaluationDecided):
-            return handlers.on_evaluation_decided(event, data, self.uow(), metrics)
+            return handlers.on_evaluation_decided(event, data, self.uow(), self.figures)
         return "ignored"
 
     def refresh_metrics(self):

@@ -17,6 +17,8 @@ from kokeilu.contracts import catalog as types
 from kokeilu.contracts import topics
 from kokeilu.contracts.proposals import IntakeMeasurement
 from kokeilu.kafka.consumer import EventConsumer
+from kokeilu.metrics import metrics_for
+from kokeilu.platform import Deferred
 from kokeilu.store import OUTBOX
 from services.proposals import handlers
 from services.proposals.store import ProposalsUnitOfWork
@@ -38,8 +40,26 @@ def db(store):
     return store.db
 
 
+class Intake:
+    """The service's figures, as the batch makes them once it has committed: intake counts."""
+
+    def __init__(self):
+        self.counted: list[tuple[str, str]] = []
+
+    def count_intake(self, type_: str, source: str, outcome: str) -> None:
+        self.counted.append((type_.rsplit(".", 1)[-1], outcome))
+
+    def count_transition(self, *args, **kwargs) -> None:
+        pass
+
+    def observe_time_to_decision(self, *args) -> None:
+        pass
+
+
 def consumer(db, bulk=handlers.on_intake_measurements):
-    """The proposals intake consumer, as ProposalsService declares it, without nameko."""
+    """The proposals intake consumer, as ProposalsService declares it, without nameko: its
+    workers get units of work in the batch and the service's figures deferred to the batch's
+    commit, as kokeilu.platform's Store and Figures hand them out."""
     c = EventConsumer.__new__(EventConsumer)
     c.topic_names, c.types, c.group, c._stopping = (topics.INTAKE,), None, "kokeilu.proposals", False
     c.bulk = {types.INTAKE_MEASUREMENT.name: "on_measurements"}
@@ -49,18 +69,26 @@ def consumer(db, bulk=handlers.on_intake_measurements):
     c.settings = Settings(kokeilu_consumer_batch_seconds=60)
     c.container = SimpleNamespace(service_name="proposals")
     c.store = SimpleNamespace(database=db)
-    c.counted = []
-    c._committed = lambda batch, counted: c.counted.extend(counted)
+    c.metrics, c.relay = metrics_for("proposals"), SimpleNamespace(wake=lambda: None)
+    c.counted, c.figures = [], Intake()
+
+    def committed(batch, counted):
+        assert not c.figures.counted, "a figure was counted before its batch committed"
+        c.counted.extend(counted)
+        EventConsumer._committed(c, batch, counted)
+
+    c._committed = committed
 
     def run_worker(*args, method=None):
         uow = ProposalsUnitOfWork.joining(db, c.batch.conn, c.batch.outbox)
+        figures = Deferred(c.figures, c.batch.counts)
         if method is None:
             ev, data = args
             if isinstance(data, IntakeMeasurement):
-                return handlers.on_intake_measurement(ev, data, uow)
-            return handlers.on_intake(ev, data, uow)
+                return handlers.on_intake_measurement(ev, data, uow, figures)
+            return handlers.on_intake(ev, data, uow, figures)
         assert method == "on_measurements"
-        return bulk(args[0], uow)
+        return bulk(args[0], uow, figures)
 
     c._run_worker = run_worker
     return c
@@ -122,6 +150,16 @@ def applied(db, pid, c, before: int):
     )
 
 
+# Counted once the batch committed (the refused one is counted by intake_rejected: not here).
+EXPECTED_FIGURES = [
+    ("measurement", "accepted"),
+    ("measurement", "accepted"),
+    ("measurement", "duplicate"),
+    ("proposal", "accepted"),
+    ("measurement", "accepted"),
+    ("measurement", "duplicate"),
+    ("measurement", "accepted"),
+]
 EXPECTED_OUTCOMES = ["applied", "applied", "duplicate", "applied", "dead_lettered", "applied", "duplicate", "applied"]
 # The events the batch recorded: the pilot's measurements in the order polled, the intake
 # proposal's three (keyed by the new proposal), the refused measurement's dead letter and the
@@ -144,14 +182,16 @@ def test_runs_are_applied_at_once_in_the_order_polled_and_a_refused_record_alone
     assert outcomes == EXPECTED_OUTCOMES
     assert values == [1, 2, 4, 5]
     assert events == EXPECTED_EVENTS
+    assert sorted(c.figures.counted) == sorted(EXPECTED_FIGURES)
 
 
 def test_a_run_whose_bulk_method_fails_is_applied_record_by_record_with_the_same_effects(db, store):
     pid = to_piloting(store)
     calls = []
 
-    def broken(items, uow):
+    def broken(items, uow, figures):
         calls.append(len(items))
+        figures.count_intake("fi.espoo.kokeilu.intake.measurement", "sensors/kera", "accepted")  # undone with it
         with uow:
             uow.measurements.add_many([{"id": "half-done"}])  # fails in the store, after a write
         raise AssertionError("not reached")
@@ -163,15 +203,17 @@ def test_a_run_whose_bulk_method_fails_is_applied_record_by_record_with_the_same
     assert outcomes == EXPECTED_OUTCOMES
     assert values == [1, 2, 4, 5]
     assert events == EXPECTED_EVENTS
+    assert sorted(c.figures.counted) == sorted(EXPECTED_FIGURES)
 
 
 def test_a_bulk_method_that_answers_for_fewer_records_than_it_got_is_not_trusted(db, store):
     pid = to_piloting(store)
     c, before = (
-        consumer(db, bulk=lambda items, uow: handlers.on_intake_measurements(items, uow)[:-1]),
+        consumer(db, bulk=lambda items, uow, figures: handlers.on_intake_measurements(items, uow)[:-1]),
         len(outbox_rows(db)),
     )
     assert c._try_batch(records(*stream(pid))) == 8
     outcomes, values, events = applied(db, pid, c, before)
     assert outcomes == EXPECTED_OUTCOMES and values == [1, 2, 4, 5]
     assert events == EXPECTED_EVENTS
+    assert sorted(c.figures.counted) == sorted(EXPECTED_FIGURES)
