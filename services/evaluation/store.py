@@ -101,15 +101,65 @@ _ADD_WORKLOAD = sa.text(
 )
 
 
+# The statements a screening runs, built once: SQLAlchemy then only binds each call's values
+# (building one per call, with .where(col == value), costs it more than executing it).
+_DELETE_SCREENING = screenings.delete().where(screenings.c.proposal_id == sa.bindparam("_id"))
+_INSERT_SCREENING = screenings.insert()
+_SCREENING = sa.select(screenings).where(screenings.c.proposal_id == sa.bindparam("_id"))
+_DELETE_KNOWN = known_proposals.delete().where(known_proposals.c.proposal_id == sa.bindparam("_id"))
+_INSERT_KNOWN = known_proposals.insert()
+_CLOSE_KNOWN = (
+    known_proposals.update()
+    .where(known_proposals.c.proposal_id == sa.bindparam("_id"))
+    .values(is_open=False, updated_at=sa.bindparam("_now"))
+)
+_INSERT_KEYS = title_keys_table.insert()
+_INSERT_EVALUATION = evaluations.insert()
+_UPDATE_EVALUATION = evaluations.update().where(
+    (evaluations.c.proposal_id == sa.bindparam("_id")) & (evaluations.c.revision == sa.bindparam("_revision"))
+)
+_PENDING = (
+    sa.select(assignments.c.evaluator)
+    .join(
+        evaluations,
+        sa.and_(
+            evaluations.c.proposal_id == assignments.c.proposal_id,
+            evaluations.c.revision == assignments.c.revision,
+        ),
+    )
+    .where(
+        assignments.c.proposal_id == sa.bindparam("_id"),
+        assignments.c.revision == sa.bindparam("_revision"),
+        evaluations.c.status == "open",
+        assignments.c.recused.is_(False),
+        assignments.c.scored_at.is_(None),
+    )
+)
+_OF_EVALUATION = (assignments.c.proposal_id == sa.bindparam("_id")) & (
+    assignments.c.revision == sa.bindparam("_revision")
+)
+_DELETE_ASSIGNMENTS = assignments.delete().where(_OF_EVALUATION)
+_INSERT_ASSIGNMENTS = assignments.insert()
+_ASSIGNMENTS = sa.select(assignments).where(_OF_EVALUATION).order_by(assignments.c.position)
+_CURRENT = (
+    sa.select(evaluations)
+    .where(evaluations.c.proposal_id == sa.bindparam("_id"))
+    .order_by(evaluations.c.revision.desc())
+    .limit(1)
+)
+_CURRENT_FOR_UPDATE = _CURRENT.with_for_update()
+
+
 class ScreeningRepository:
     def __init__(self, conn: sa.Connection):
         self.conn = conn
 
     def add(self, s: ScreeningCompleted, focus_area: str, title: str, submitted_at, revision: int = 1) -> None:
         """The latest screening of a proposal (a revision replaces the one before)."""
-        self.conn.execute(screenings.delete().where(screenings.c.proposal_id == s.proposal_id))
+        self.conn.execute(_DELETE_SCREENING, {"_id": s.proposal_id})
         self.conn.execute(
-            screenings.insert().values(
+            _INSERT_SCREENING,
+            dict(
                 proposal_id=s.proposal_id,
                 focus_area=focus_area,
                 title=title,
@@ -118,11 +168,11 @@ class ScreeningRepository:
                 submitted_at=submitted_at,
                 screened_at=s.screened_at,
                 revision=revision,
-            )
+            ),
         )
 
     def get(self, proposal_id: str) -> dict | None:
-        row = self.conn.execute(sa.select(screenings).where(screenings.c.proposal_id == proposal_id)).first()
+        row = self.conn.execute(_SCREENING, {"_id": proposal_id}).first()
         if row is None:
             return None
         return {
@@ -163,23 +213,17 @@ class KnownProposalRepository:
     def upsert(self, proposal_id: str, title: str, is_open: bool, now: datetime) -> None:
         """Remember a proposal's title and whether it is open; an open one is indexed under its
         title's keys (a changed title replaces them)."""
-        self.conn.execute(known_proposals.delete().where(known_proposals.c.proposal_id == proposal_id))
-        self.conn.execute(
-            known_proposals.insert(), dict(proposal_id=proposal_id, title=title, is_open=is_open, updated_at=now)
-        )
+        self.conn.execute(_DELETE_KNOWN, {"_id": proposal_id})
+        self.conn.execute(_INSERT_KNOWN, dict(proposal_id=proposal_id, title=title, is_open=is_open, updated_at=now))
         self.conn.execute(_DELETE_KEYS, {"id": proposal_id})
         if is_open:
             self.conn.execute(
-                title_keys_table.insert(),
+                _INSERT_KEYS,
                 [{"key": k, "proposal_id": proposal_id} for k in sorted(set(title_keys(title)))],
             )
 
     def close(self, proposal_id: str, now: datetime) -> None:
-        self.conn.execute(
-            known_proposals.update()
-            .where(known_proposals.c.proposal_id == proposal_id)
-            .values(is_open=False, updated_at=now)
-        )
+        self.conn.execute(_CLOSE_KNOWN, {"_id": proposal_id, "_now": now})
         self.conn.execute(_DELETE_KEYS, {"id": proposal_id})
 
     def near_duplicate_candidates(self, title: str) -> list[tuple[str, str]]:
@@ -222,39 +266,17 @@ class EvaluationRepository:
         self.conn = conn
 
     def add(self, e: Evaluation) -> None:
-        self.conn.execute(
-            evaluations.insert(), {"proposal_id": e.proposal_id, "revision": e.revision, **self._values(e)}
-        )
+        self.conn.execute(_INSERT_EVALUATION, {"proposal_id": e.proposal_id, "revision": e.revision, **self._values(e)})
         self._write_assignments(e, Counter())
 
     def save(self, e: Evaluation) -> None:
         before = self._pending_assignments(e.proposal_id, e.revision)
-        self.conn.execute(
-            evaluations.update()
-            .where(evaluations.c.proposal_id == e.proposal_id, evaluations.c.revision == e.revision)
-            .values(**self._values(e))
-        )
+        self.conn.execute(_UPDATE_EVALUATION, {"_id": e.proposal_id, "_revision": e.revision, **self._values(e)})
         self._write_assignments(e, before)
 
     def _pending_assignments(self, proposal_id: str, revision: int) -> Counter:
         """What this evaluation, as stored, adds to each evaluator's workload."""
-        rows = self.conn.execute(
-            sa.select(assignments.c.evaluator)
-            .join(
-                evaluations,
-                sa.and_(
-                    evaluations.c.proposal_id == assignments.c.proposal_id,
-                    evaluations.c.revision == assignments.c.revision,
-                ),
-            )
-            .where(
-                assignments.c.proposal_id == proposal_id,
-                assignments.c.revision == revision,
-                evaluations.c.status == "open",
-                assignments.c.recused.is_(False),
-                assignments.c.scored_at.is_(None),
-            )
-        )
+        rows = self.conn.execute(_PENDING, {"_id": proposal_id, "_revision": revision})
         return Counter(r.evaluator for r in rows)
 
     @staticmethod
@@ -280,12 +302,10 @@ class EvaluationRepository:
             delta = after[evaluator] - before[evaluator]
             if delta:
                 self.conn.execute(_ADD_WORKLOAD, {"evaluator": evaluator, "delta": delta})
-        self.conn.execute(
-            assignments.delete().where(assignments.c.proposal_id == e.proposal_id, assignments.c.revision == e.revision)
-        )
+        self.conn.execute(_DELETE_ASSIGNMENTS, {"_id": e.proposal_id, "_revision": e.revision})
         if e.assignments:
             self.conn.execute(
-                assignments.insert(),
+                _INSERT_ASSIGNMENTS,
                 [
                     dict(
                         proposal_id=e.proposal_id,
@@ -306,11 +326,7 @@ class EvaluationRepository:
             )
 
     def _load(self, row) -> Evaluation:
-        rows = self.conn.execute(
-            sa.select(assignments)
-            .where(assignments.c.proposal_id == row.proposal_id, assignments.c.revision == row.revision)
-            .order_by(assignments.c.position)
-        )
+        rows = self.conn.execute(_ASSIGNMENTS, {"_id": row.proposal_id, "_revision": row.revision})
         return Evaluation(
             proposal_id=row.proposal_id,
             revision=row.revision,
@@ -343,15 +359,7 @@ class EvaluationRepository:
     def current(self, proposal_id: str, for_update: bool = False) -> Evaluation | None:
         """The evaluation of the proposal's latest revision; `for_update` locks it (PostgreSQL) so
         that two evaluators scoring at once do not overwrite each other."""
-        query = (
-            sa.select(evaluations)
-            .where(evaluations.c.proposal_id == proposal_id)
-            .order_by(evaluations.c.revision.desc())
-            .limit(1)
-        )
-        if for_update:
-            query = query.with_for_update()
-        row = self.conn.execute(query).first()
+        row = self.conn.execute(_CURRENT_FOR_UPDATE if for_update else _CURRENT, {"_id": proposal_id}).first()
         return self._load(row) if row else None
 
     def mark_overdue(self, e: Evaluation, now: datetime) -> bool:
