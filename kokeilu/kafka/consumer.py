@@ -47,7 +47,7 @@ from kokeilu.kafka.monitor import KafkaMonitor
 from kokeilu.kafka.relay import OutboxRelay
 from kokeilu.metrics import known_type, metrics_for
 from kokeilu.store import UnitOfWork
-from kokeilu.store.unit_of_work import Savepoint, write_outbox
+from kokeilu.store.unit_of_work import OutboxRow, Savepoint, write_outbox
 
 log = logging.getLogger(__name__)
 
@@ -428,7 +428,7 @@ class Batch:
     redriven records (topic, outcome), counted once it has committed."""
 
     conn: sa.Connection
-    outbox: list[dict] = field(default_factory=list)
+    outbox: list[OutboxRow] = field(default_factory=list)
     dead_lettered: list[tuple[str, str]] = field(default_factory=list)
     # Its records an operator redrove from the dead-letter topic: (topic, outcome).
     redriven: list[tuple[str, str]] = field(default_factory=list)

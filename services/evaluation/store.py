@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -105,7 +106,9 @@ class ScreeningRepository:
     def __init__(self, conn: sa.Connection):
         self.conn = conn
 
-    def add(self, s: ScreeningCompleted, focus_area: str, title: str, submitted_at, revision: int = 1) -> None:
+    def add(
+        self, s: ScreeningCompleted, focus_area: str, title: str, submitted_at: datetime, revision: int = 1
+    ) -> None:
         """The latest screening of a proposal (a revision replaces the one before)."""
         self.conn.execute(screenings.delete().where(screenings.c.proposal_id == s.proposal_id))
         self.conn.execute(
@@ -121,7 +124,7 @@ class ScreeningRepository:
             )
         )
 
-    def get(self, proposal_id: str) -> dict | None:
+    def get(self, proposal_id: str) -> dict[str, Any] | None:
         row = self.conn.execute(sa.select(screenings).where(screenings.c.proposal_id == proposal_id)).first()
         if row is None:
             return None
@@ -189,7 +192,7 @@ class KnownProposalRepository:
         return [(r.proposal_id, r.title) for r in rows if r.is_open]
 
 
-def _outcome_json(o: Outcome | None) -> dict | None:
+def _outcome_json(o: Outcome | None) -> dict[str, Any] | None:
     if o is None:
         return None
     return {
@@ -203,7 +206,7 @@ def _outcome_json(o: Outcome | None) -> dict | None:
     }
 
 
-def _outcome_of(j: dict | None) -> Outcome | None:
+def _outcome_of(j: dict[str, Any] | None) -> Outcome | None:
     if not j:
         return None
     return Outcome(
@@ -236,7 +239,7 @@ class EvaluationRepository:
         )
         self._write_assignments(e, before)
 
-    def _pending_assignments(self, proposal_id: str, revision: int) -> Counter:
+    def _pending_assignments(self, proposal_id: str, revision: int) -> Counter[str]:
         """What this evaluation, as stored, adds to each evaluator's workload."""
         rows = self.conn.execute(
             sa.select(assignments.c.evaluator)
@@ -258,7 +261,7 @@ class EvaluationRepository:
         return Counter(r.evaluator for r in rows)
 
     @staticmethod
-    def _values(e: Evaluation) -> dict:
+    def _values(e: Evaluation) -> dict[str, Any]:
         return dict(
             focus_area=e.focus_area,
             title=e.title,
@@ -272,7 +275,7 @@ class EvaluationRepository:
             outcome=_outcome_json(e.outcome),
         )
 
-    def _write_assignments(self, e: Evaluation, before: Counter) -> None:
+    def _write_assignments(self, e: Evaluation, before: Counter[str]) -> None:
         after = Counter(
             a.evaluator for a in e.assignments if e.status == "open" and not a.recused and a.scored_at is None
         )
@@ -305,7 +308,7 @@ class EvaluationRepository:
                 ],
             )
 
-    def _load(self, row) -> Evaluation:
+    def _load(self, row: sa.Row[Any]) -> Evaluation:
         rows = self.conn.execute(
             sa.select(assignments)
             .where(assignments.c.proposal_id == row.proposal_id, assignments.c.revision == row.revision)
@@ -431,7 +434,7 @@ SOURCE = service_source("evaluation")  # <KOKEILU_EVENT_SOURCE_BASE>services/eva
 class EvaluationUnitOfWork(UnitOfWork):
     source = SOURCE  # of every event this service publishes
 
-    def bind(self, conn):
+    def bind(self, conn: sa.Connection) -> None:
         self.screenings = ScreeningRepository(conn)
         self.known = KnownProposalRepository(conn)
         self.evaluations = EvaluationRepository(conn)
