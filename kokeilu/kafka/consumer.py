@@ -27,18 +27,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 from nameko.containers import WorkerContext
 from nameko.extensions import Entrypoint
+from pydantic import BaseModel
 
 from kokeilu import tracing
 from kokeilu.config import get_settings
-from kokeilu.contracts import InvalidEvent, decode, parse_envelope
+from kokeilu.contracts import CloudEvent, InvalidEvent, decode, parse_envelope
+from kokeilu.contracts.catalog import EventType
 from kokeilu.errors import is_transient
 from kokeilu.extensions import StoreExtension, TopicsExtension
 from kokeilu.faults import crash_point
@@ -51,6 +55,11 @@ from kokeilu.store.unit_of_work import OutboxRow, Savepoint, write_outbox
 
 log = logging.getLogger(__name__)
 
+# A record as kafka-python gives it (its ConsumerRecord: untyped).
+Record = Any
+# on_reject(raw value, the event when it parsed, reason, the unit of work dead-lettering it)
+OnReject = Callable[[bytes | None, CloudEvent | None, str, UnitOfWork], object]
+
 
 class EventConsumer(Entrypoint):
     store = StoreExtension()
@@ -59,7 +68,14 @@ class EventConsumer(Entrypoint):
     relay = OutboxRelay()
     monitor = KafkaMonitor()
 
-    def __init__(self, *topic_names: str, group: str | None = None, on_reject=None, types=None, **kwargs):
+    def __init__(
+        self,
+        *topic_names: str,
+        group: str | None = None,
+        on_reject: OnReject | None = None,
+        types: Iterable[EventType] | None = None,
+        **kwargs: Any,
+    ) -> None:
         """`on_reject(raw_value, event_or_None, reason, uow)`, when given, runs inside the unit of
         work that dead-letters a record (so it can publish a rejection in the same transaction);
         `event` is the parsed envelope when the record got that far.
@@ -73,7 +89,7 @@ class EventConsumer(Entrypoint):
         self.on_reject = on_reject
         super().__init__(**kwargs)
 
-    def setup(self):
+    def setup(self) -> None:
         self.settings = get_settings()
         service = self.container.service_name
         self.group = f"{self.settings.kokeilu_topic_prefix}kokeilu.{service}" + (
@@ -85,9 +101,9 @@ class EventConsumer(Entrypoint):
         self.consumer: KafkaConsumer | None = None
         # The open transaction of the poll batch being applied, for the workers it spawns
         # (kokeilu.platform.Store hands them units of work inside it); None between batches.
-        self.batch = None
+        self.batch: Batch | None = None
 
-    def start(self):
+    def start(self) -> None:
         self.monitor.watch(self.group, self.topic_names)
         # Exported at 0 from the start, so that increase() (KokeiluRecordsDeadLettered) sees the
         # first dead letter after a restart, and the dashboard shows 0 rather than no data.
@@ -96,12 +112,12 @@ class EventConsumer(Entrypoint):
                 self.metrics.dead_lettered.labels(service=self.container.service_name, topic=topic, reason=reason)
         self.container.spawn_managed_thread(self._run)
 
-    def stop(self):
+    def stop(self) -> None:
         self._stopping = True
         self._done.wait()
         super().stop()
 
-    def kill(self):
+    def kill(self) -> None:
         self._stopping = True
         if self.consumer is not None:
             self.consumer.close(autocommit=False)
@@ -136,17 +152,17 @@ class EventConsumer(Entrypoint):
         self.monitor.assigned(self.group, None, joining=True)
         return consumer
 
-    def _run(self):
+    def _run(self) -> None:
         delay = 0.2
         try:
             while not self._stopping:
                 try:
                     if self.consumer is None:
                         self.consumer = self._connect()
-                    self._poll_once()
+                    self._poll_once(self.consumer)
                     delay = 0.2
                 except Exception as exc:
-                    if self._stopping:
+                    if self._stop_asked():
                         break
                     self.metrics.retries.labels(service=self.container.service_name, stage="consume").inc()
                     log.warning(
@@ -163,7 +179,11 @@ class EventConsumer(Entrypoint):
             self._close(commit=False)
             self._done.set()
 
-    def _close(self, commit: bool):
+    def _stop_asked(self) -> bool:
+        """Whether stop() or kill() was called (read anew: another green thread sets it)."""
+        return self._stopping
+
+    def _close(self, commit: bool) -> None:
         self.monitor.assigned(self.group, None)
         if self.consumer is not None:
             try:
@@ -172,8 +192,8 @@ class EventConsumer(Entrypoint):
                 pass
             self.consumer = None
 
-    def _poll_once(self):
-        records = [r for rs in self.consumer.poll(timeout_ms=500).values() for r in rs]
+    def _poll_once(self, consumer: KafkaConsumer) -> None:
+        records: list[Record] = [r for rs in consumer.poll(timeout_ms=500).values() for r in rs]
         while records and not self._stopping:
             applied = self._apply_batch(records)
             if not applied:
@@ -182,10 +202,10 @@ class EventConsumer(Entrypoint):
             for record in records[:applied]:
                 done[TopicPartition(record.topic, record.partition)] = OffsetAndMetadata(record.offset + 1, "", -1)
             crash_point("consumer.committed")
-            self.consumer.commit(offsets=done)
+            consumer.commit(offsets=done)
             records = records[applied:]
 
-    def _apply_batch(self, records) -> int:
+    def _apply_batch(self, records: list[Record]) -> int:
         """Apply the leading records in one transaction; how many (0 only when stopping).
 
         A transient failure (store or broker briefly gone) rolls the whole transaction back and
@@ -230,7 +250,7 @@ class EventConsumer(Entrypoint):
                 time.sleep(delay)
                 delay = min(delay * 2, 10)
 
-    def _last_resort(self, record, error: str) -> int:
+    def _last_resort(self, record: Record, error: str) -> int:
         with self.store.database.transaction() as conn:
             batch = Batch(conn)
             self._store_dead_letter(batch, record, "failed", error, keep_value=False)
@@ -251,14 +271,14 @@ class EventConsumer(Entrypoint):
         for topic, outcome in batch.redriven:
             self.metrics.redriven.labels(service=service, topic=topic, outcome=outcome).inc()
 
-    def _try_batch(self, records) -> int:
+    def _try_batch(self, records: list[Record]) -> int:
         """One transaction: each record applied, or dead-lettered, in a savepoint of its own, so
         one bad record is undone alone; the batch ends after the time budget (a transaction
         holds SQLite's write lock, which the service's HTTP requests are waiting for). Metrics
         are counted once the transaction has committed."""
         budget = self.settings.kokeilu_consumer_batch_seconds
         began = time.perf_counter()
-        counted: list[tuple] = []
+        counted: list[tuple[str, str, str, float]] = []
         with self.store.database.transaction() as conn:
             batch = self.batch = Batch(conn)
             try:
@@ -278,14 +298,14 @@ class EventConsumer(Entrypoint):
         self._committed(batch, counted)
         return len(counted)
 
-    def _apply(self, batch: Batch, record, topic: str) -> tuple[str | None, str]:
+    def _apply(self, batch: Batch, record: Record, topic: str) -> tuple[str | None, str]:
         """(outcome, event type) of one record, in a savepoint of the batch's transaction.
         Raises only what is transient."""
         try:
             event = parse_envelope(record.value)
             data = decode(event, topic)
         except InvalidEvent as exc:
-            outcome = self._dead_letter(
+            outcome: str | None = self._dead_letter(
                 batch, record, "unparseable" if exc.event is None else "invalid", exc.reason, exc.event
             )
             return outcome, exc.event.type if exc.event is not None else "unknown"
@@ -300,7 +320,7 @@ class EventConsumer(Entrypoint):
             span.set_attribute("kokeilu.outcome", outcome or "applied")
             return outcome, event.type
 
-    def _apply_event(self, batch: Batch, record, topic: str, event, data) -> str | None:
+    def _apply_event(self, batch: Batch, record: Record, topic: str, event: CloudEvent, data: BaseModel) -> str | None:
         savepoint, recorded = Savepoint(batch.conn), len(batch.outbox)
         try:
             outcome = self._run_worker(event, data)
@@ -315,21 +335,28 @@ class EventConsumer(Entrypoint):
             log.warning("event %s on %s failed permanently: %s", event.id, topic, exc)
             return self._dead_letter(batch, record, "failed", f"{exc.__class__.__name__}: {exc}", event, str(exc))
 
-    def _run_worker(self, event, data):
+    def _run_worker(self, event: CloudEvent, data: BaseModel) -> str | None:
         """Run the service method for one record as nameko's worker does (dependencies injected,
         worker hooks run), but here, in the consumer's green thread, not through the service's
         worker pool: the batch holds the store's lock, HTTP workers waiting for that lock can
         fill the pool (max_workers), and a pooled spawn would then wait for them while they
         wait for the batch: a deadlock. Inline, a record needs no free worker."""
         worker_ctx = WorkerContext(self.container, self.container.service_cls(), self, (event, data), {})
-        outcome: dict = {}
+        outcome: dict[str, Any] = {}
         self.container._run_worker(worker_ctx, partial(_keep_result, outcome))  # nameko 2.14's own worker run
         if outcome["exc_info"] is not None:
             raise outcome["exc_info"][1]
-        return outcome["result"]
+        result: str | None = outcome["result"]  # the service method's: "applied", "duplicate" ... or None
+        return result
 
     def _dead_letter(
-        self, batch: Batch, record, reason: str, error: str, event=None, message: str | None = None
+        self,
+        batch: Batch,
+        record: Record,
+        reason: str,
+        error: str,
+        event: CloudEvent | None = None,
+        message: str | None = None,
     ) -> str:
         """Record the dead letter (and the rejection, if any) in the batch's transaction; the
         outcome: "dead_lettered", or "duplicate" for a record dead-lettered before. When even
@@ -357,10 +384,10 @@ class EventConsumer(Entrypoint):
     def _store_dead_letter(
         self,
         batch: Batch,
-        record,
+        record: Record,
         reason: str,
         error: str,
-        event=None,
+        event: CloudEvent | None = None,
         message: str | None = None,
         keep_value: bool = True,
     ) -> bool:
@@ -397,11 +424,14 @@ class EventConsumer(Entrypoint):
         )
         return True
 
-    def _reject(self, uow, record, event, reason: str) -> None:
+    def _reject(self, uow: UnitOfWork, record: Record, event: CloudEvent | None, reason: str) -> None:
+        on_reject = self.on_reject
+        if on_reject is None:
+            return
         # In a savepoint: a failing callback must not stop the dead letter (nor stall the partition).
         try:
             with uow.conn.begin_nested():
-                self.on_reject(record.value, event, reason, uow)
+                on_reject(record.value, event, reason, uow)
         except Exception as exc:
             if is_transient(exc):
                 raise
@@ -411,13 +441,13 @@ class EventConsumer(Entrypoint):
 class _Membership(ConsumerRebalanceListener):
     """Tells the monitor (readiness, metrics) when the group takes partitions away and gives them."""
 
-    def __init__(self, monitor: KafkaMonitor, group: str):
+    def __init__(self, monitor: KafkaMonitor, group: str) -> None:
         self.monitor, self.group = monitor, group
 
-    def on_partitions_revoked(self, revoked):
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         self.monitor.assigned(self.group, None, joining=True)
 
-    def on_partitions_assigned(self, assigned):
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self.monitor.assigned(self.group, len(assigned))
 
 
@@ -434,9 +464,15 @@ class Batch:
     redriven: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _keep_result(outcome: dict, worker_ctx, result, exc_info):
+def _keep_result(outcome: dict[str, Any], worker_ctx: WorkerContext, result: Any, exc_info: Any) -> tuple[Any, Any]:
     outcome["result"], outcome["exc_info"] = result, exc_info
     return result, exc_info
 
 
-consume = EventConsumer.decorator
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def consume(*topic_names: str, **options: Any) -> Callable[[_Method], _Method]:
+    """`@consume(topic, ...)`: the method applies the events of `topic` (EventConsumer's arguments)."""
+    decorate: Callable[[_Method], _Method] = EventConsumer.decorator(*topic_names, **options)  # nameko's (untyped)
+    return decorate
