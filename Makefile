@@ -56,8 +56,8 @@ postgres:
 	deploy/postgres.sh start
 
 # Static checks, configured in pyproject.toml: ruff's lint rules (isort included) and its
-# formatter on the whole tree, and mypy (strict, except on the modules pyproject.toml lists as
-# not yet clean).
+# formatter on the whole tree, and mypy (strict on kokeilu/ and services/, and on the unit tests'
+# fakes, which it checks against each service's unit-of-work Protocol).
 lint: $(STAMP)        ## ruff (lint + format check) and mypy (under a minute); `make test` runs it first
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .

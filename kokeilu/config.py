@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -72,9 +73,9 @@ class Settings(BaseSettings):
     def bootstrap_servers(self) -> list[str]:
         return self.kafka_bootstrap_servers.split(",")
 
-    def kafka_client_options(self) -> dict:
+    def kafka_client_options(self) -> dict[str, Any]:
         """Connection options for every Kafka client a service makes (consumer, producer, admin)."""
-        options: dict = {
+        options: dict[str, Any] = {
             "bootstrap_servers": self.bootstrap_servers,
             "security_protocol": self.kafka_security_protocol,
             "reconnect_backoff_max_ms": self.kafka_reconnect_backoff_max_ms,

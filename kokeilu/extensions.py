@@ -17,8 +17,11 @@ from kokeilu.store import Database
 log = logging.getLogger(__name__)
 
 
-def migrations_dir(service_cls) -> Path:
-    return Path(sys.modules[service_cls.__module__].__file__).resolve().parent / "migrations"
+def migrations_dir(service_cls: type) -> Path:
+    source = sys.modules[service_cls.__module__].__file__
+    if source is None:
+        raise RuntimeError(f"{service_cls.__module__} has no source file, and so no migrations beside it")
+    return Path(source).resolve().parent / "migrations"
 
 
 class StoreExtension(SharedExtension):
@@ -26,7 +29,7 @@ class StoreExtension(SharedExtension):
 
     database: Database
 
-    def setup(self):
+    def setup(self) -> None:
         settings = get_settings()
         url = settings.database_url_for(self.container.service_name)
         if url.startswith("postgresql"):
@@ -50,18 +53,18 @@ class StoreExtension(SharedExtension):
                 time.sleep(delay)
                 delay = min(delay * 2, 5)
 
-    def stop(self):
+    def stop(self) -> None:
         self.database.dispose()
 
 
 class TopicsExtension(SharedExtension):
     """Makes sure the platform's topics exist before the first consumer or producer uses them."""
 
-    def setup(self):
+    def setup(self) -> None:
         self._done = False
         self._lock = threading.Lock()
 
-    def ensure(self):
+    def ensure(self) -> None:
         with self._lock:
             if not self._done:
                 ensure_topics(get_settings())

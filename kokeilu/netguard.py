@@ -28,6 +28,7 @@ import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
 from requests.adapters import HTTPAdapter
@@ -37,7 +38,7 @@ from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConn
 from urllib3.util import connection as urllib3_connection
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-Resolver = Callable[..., list]  # socket.getaddrinfo's signature
+Resolver = Callable[..., list[Any]]  # socket.getaddrinfo's signature
 
 # Never a webhook's destination, besides what `ipaddress` calls private, reserved and so on
 # (some are missing from the tables of older Python releases).
@@ -132,13 +133,14 @@ def inward_name(host: str) -> bool:
 class AddressPolicy:
     """Which webhook destinations are allowed: public addresses, plus the explicit allow-list."""
 
-    networks: tuple = ()
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     hosts: frozenset[str] = field(default_factory=frozenset)
 
     @classmethod
     def parse(cls, raw: str | None) -> AddressPolicy:
         """From `KOKEILU_WEBHOOK_ALLOWLIST`: comma-separated CIDRs, addresses or host names."""
-        networks, hosts = [], set()
+        networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        hosts: set[str] = set()
         for item in (raw or "").split(","):
             item = item.strip()
             if not item:
@@ -162,7 +164,9 @@ class AddressPolicy:
     def allows_address(self, ip: IPAddress) -> bool:
         return is_public(ip) or self.listed(ip)
 
-    def resolve(self, host: str, port: int, getaddrinfo: Resolver = socket.getaddrinfo) -> list[tuple[int, tuple]]:
+    def resolve(
+        self, host: str, port: int, getaddrinfo: Resolver = socket.getaddrinfo
+    ) -> list[tuple[int, tuple[Any, ...]]]:
         """Every (family, sockaddr) `host` resolves to, when each of them is allowed.
 
         AddressRefused when one is not (a name with one public and one inward address is refused
@@ -210,13 +214,20 @@ class AddressPolicy:
             raise UnresolvedHost(f"the host {parts.hostname!r} does not resolve") from None
 
 
-class _GuardedConnectionMixin:
+# What the mixin is mixed into, for mypy (at run time it is a plain mixin).
+if TYPE_CHECKING:
+    _Connection = HTTPConnection
+else:
+    _Connection = object
+
+
+class _GuardedConnectionMixin(_Connection):
     """Resolves and checks the host, then connects to an address that was checked."""
 
     policy: AddressPolicy
     getaddrinfo: Resolver
 
-    def _new_conn(self):
+    def _new_conn(self) -> socket.socket:
         try:
             targets = self.policy.resolve(self._dns_host, self.port, self.getaddrinfo)
         except socket.gaierror as exc:
@@ -238,19 +249,21 @@ class _GuardedConnectionMixin:
             except OSError as exc:
                 error = NewConnectionError(self, f"Failed to establish a new connection: {exc}")
                 error.__cause__ = exc
-        raise error  # targets is never empty
+        if error is None:  # (targets is never empty)
+            raise AddressRefused("address not allowed")
+        raise error
 
 
 class GuardedAdapter(HTTPAdapter):
     """A requests adapter whose connections go only where `policy` allows (mount it for http:// and
     https://, and set `session.trust_env = False`: a proxy would connect on our behalf)."""
 
-    def __init__(self, policy: AddressPolicy, getaddrinfo: Resolver = socket.getaddrinfo, **kwargs):
+    def __init__(self, policy: AddressPolicy, getaddrinfo: Resolver = socket.getaddrinfo, **kwargs: Any) -> None:
         self.policy = policy
         self.getaddrinfo = getaddrinfo
         super().__init__(**kwargs)
 
-    def init_poolmanager(self, *args, **kwargs):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
         bound = {"policy": self.policy, "getaddrinfo": staticmethod(self.getaddrinfo)}
         http = type("GuardedHTTPConnection", (_GuardedConnectionMixin, HTTPConnection), bound)
@@ -260,5 +273,5 @@ class GuardedAdapter(HTTPAdapter):
             "https": type("GuardedHTTPSConnectionPool", (HTTPSConnectionPool,), {"ConnectionCls": https}),
         }
 
-    def proxy_manager_for(self, proxy, **proxy_kwargs):
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> NoReturn:
         raise AddressRefused("webhooks are not sent through a proxy")

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict
 from werkzeug.wrappers import Response
 
 from kokeilu.http import api, json_response
+from kokeilu.http.entrypoint import ApiRequest
 from kokeilu.http.openapi import served
 from kokeilu.metrics import CONTENT_TYPE_LATEST, metrics_for
 from kokeilu.platform import Health, Tracing
@@ -39,13 +40,13 @@ class PlatformService:
     tracing = Tracing()
 
     @api("GET", "/health/live", public=True, response=Live)
-    def health_live(self, request):
+    def health_live(self, request: ApiRequest) -> dict[str, str]:
         """Liveness: the process answers."""
         # GET is answered by kokeilu.http's WSGI app before any worker is taken; this serves HEAD.
         return {"status": "live", "service": self.name}
 
     @api("GET", "/health/ready", public=True, response=Ready, responses={503: Ready})
-    def health_ready(self, request):
+    def health_ready(self, request: ApiRequest) -> Response:
         """Readiness: 200 when the store answers, 503 when it does not."""
         checks = self.health.ready()
         ready = checks["store"] == "ok"
@@ -54,7 +55,7 @@ class PlatformService:
         )
 
     @api("GET", "/metrics", public=True, media_type="text/plain")
-    def metrics(self, request):
+    def metrics(self, request: ApiRequest) -> Response:
         """Prometheus metrics, in the text exposition format."""
         try:
             self.health.refresh_gauges()
@@ -64,11 +65,13 @@ class PlatformService:
         return Response(metrics_for(self.name).latest(), mimetype=CONTENT_TYPE_LATEST)
 
     @api("GET", "/openapi.json", public=True)
-    def openapi(self, request):
+    def openapi(self, request: ApiRequest) -> Response:
         """This service's OpenAPI 3.1 document.
 
         Generated from the service's route table and models; also checked in as schemas/openapi/<service>.json."""
-        return Response(served(type(self), self.name), mimetype="application/json")
+        # A plain `type`: mypy takes type[PlatformService] for unhashable (a false positive; a class is hashable).
+        cls: type = type(self)
+        return Response(served(cls, self.name), mimetype="application/json")
 
     def refresh_metrics(self) -> None:
         """Extension point: update gauges read from the store just before a scrape."""

@@ -31,10 +31,12 @@ import os
 import random
 import threading
 import uuid
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -42,6 +44,12 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import AttributeValue
+
+if TYPE_CHECKING:
+    from werkzeug.datastructures import Headers
+
+    from kokeilu.contracts import CloudEvent
 
 _propagator = TraceContextTextMapPropagator()
 _tracer: trace.Tracer | None = None
@@ -62,6 +70,9 @@ class Flow:
 
 
 _flow: ContextVar[Flow | None] = ContextVar("kokeilu_flow", default=None)
+
+# What `attach` returns and `detach` takes: the context's token and the flow's.
+Attached = tuple[Token[otel_context.Context], Token[Flow | None]]
 
 
 def configure(service: str) -> None:
@@ -160,9 +171,9 @@ def _within(
     kind: SpanKind,
     parent: trace.SpanContext | None,
     flow: Flow,
-    attributes: dict,
+    attributes: dict[str, AttributeValue],
     own_ids: bool = False,
-):
+) -> Iterator[trace.Span]:
     """`own_ids`: when nothing records spans, still give this one ids of its own (a request's
     answer names its span; a request without a traceparent starts a trace)."""
     if parent is not None:
@@ -179,7 +190,9 @@ def _within(
         _flow.reset(token)
 
 
-def consuming(event, topic: str, partition: int, offset: int, group: str):
+def consuming(
+    event: CloudEvent, topic: str, partition: int, offset: int, group: str
+) -> AbstractContextManager[trace.Span]:
     """Around applying one consumed event: a CONSUMER span, child of the span that produced it."""
     flow = Flow(
         correlation_id=event.correlationid or event.id,
@@ -188,7 +201,7 @@ def consuming(event, topic: str, partition: int, offset: int, group: str):
         partition=partition,
         offset=offset,
     )
-    attributes = {
+    attributes: dict[str, AttributeValue] = {
         "messaging.system": "kafka",
         "messaging.operation.type": "process",
         "messaging.destination.name": topic,
@@ -205,7 +218,7 @@ def consuming(event, topic: str, partition: int, offset: int, group: str):
     return _within(f"process {topic}", SpanKind.CONSUMER, parent, flow, attributes, own_ids=parent is None)
 
 
-def serving(method: str, route: str, headers):
+def serving(method: str, route: str, headers: Headers) -> AbstractContextManager[trace.Span]:
     """Around one HTTP request: a SERVER span, child of the caller's `traceparent` when it sent
     one; the correlation id is the caller's `X-Correlation-Id` when valid, else a new one."""
     correlation = valid_correlation(headers.get("X-Correlation-Id")) or str(uuid.uuid4())
@@ -219,20 +232,22 @@ def serving(method: str, route: str, headers):
     )
 
 
-def attach(span: trace.Span, flow: Flow):
+def attach(span: trace.Span, flow: Flow) -> Attached:
     """Make `span` and `flow` current in this green thread (an HTTP worker runs in another green
     thread than the one that began the request's span); returns what `detach` takes."""
     return otel_context.attach(trace.set_span_in_context(span)), _flow.set(flow)
 
 
-def detach(tokens) -> None:
+def detach(tokens: Attached) -> None:
     span_token, flow_token = tokens
     _flow.reset(flow_token)
     otel_context.detach(span_token)
 
 
 @contextmanager
-def span(name: str, kind: SpanKind = SpanKind.INTERNAL, **attributes):
+def span(
+    name: str, attributes: Mapping[str, AttributeValue] | None = None, kind: SpanKind = SpanKind.INTERNAL
+) -> Iterator[trace.Span]:
     """A child span of the current one (a store transaction, a consumer's batch); nothing when
     no span is current: a timer's routine work (claiming due deliveries twice a second) would
     otherwise start a trace of its own each time."""
@@ -243,7 +258,7 @@ def span(name: str, kind: SpanKind = SpanKind.INTERNAL, **attributes):
         yield current
 
 
-def producer_span(name: str, traceparent: str | None, **attributes) -> None:
+def producer_span(name: str, traceparent: str | None, **attributes: AttributeValue) -> None:
     """A PRODUCER span for one record sent, child of the span that produced the event (the
     relay sends later, in another green thread: the event says where it belongs)."""
     if not exporting():

@@ -11,6 +11,8 @@ tools/asyncapi/) validate it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from . import deadletter, flows, topics
 from .catalog import ALL, EventType
 from .envelope import CONTENT_TYPE, MAX_EVENT_BYTES
@@ -61,7 +63,7 @@ def subject_description(event_type: EventType) -> str:
     return event_type.subject + " Also the record key."
 
 
-def key_schema(event_type: EventType) -> dict:
+def key_schema(event_type: EventType) -> dict[str, Any]:
     if event_type.topic == topics.INTAKE:
         return {"type": ["string", "null"], "description": KEY_NOTES[topics.INTAKE]}
     description = f"The event's `subject`, i.e. {event_type.subject[0].lower()}{event_type.subject[1:]}"
@@ -70,7 +72,7 @@ def key_schema(event_type: EventType) -> dict:
     return {"type": "string", "minLength": 1, "maxLength": 200, "description": description}
 
 
-def event_message(event_type: EventType) -> dict:
+def event_message(event_type: EventType) -> dict[str, Any]:
     published_by_platform = event_type.topic != topics.INTAKE
     headers = {
         "type": "object",
@@ -108,10 +110,10 @@ def event_message(event_type: EventType) -> dict:
     }
 
 
-def dead_letter_message() -> dict:
+def dead_letter_message() -> dict[str, Any]:
     properties = {}
     for name, description in deadletter.HEADERS.items():
-        schema: dict = {"type": "string", "description": description}
+        schema: dict[str, Any] = {"type": "string", "description": description}
         if name in deadletter.NUMERIC:
             schema["pattern"] = "^[0-9]+$"
         elif name == "kokeilu.reason":
@@ -178,7 +180,7 @@ def dead_letter_message() -> dict:
     }
 
 
-def messages_of(topic: str) -> dict[str, dict]:
+def messages_of(topic: str) -> dict[str, dict[str, Any]]:
     if topic == topics.DEADLETTER:
         return {DEAD_LETTER: {"$ref": f"#/components/messages/{DEAD_LETTER}"}}
     return {message_name(t): {"$ref": f"#/components/messages/{message_name(t)}"} for t in ALL if t.topic == topic}
@@ -188,7 +190,7 @@ def _names(items: list[str]) -> str:
     return ", ".join(items[:-1]) + f" and {items[-1]}" if len(items) > 1 else "".join(items)
 
 
-def channel(topic: str) -> dict:
+def channel(topic: str) -> dict[str, Any]:
     publishers = flows.publishers(topic) + flows.outside(topic, "publishes")
     consumers = flows.consumers(topic) + flows.outside(topic, "consumes")
     who = f" Published by {_names(publishers)}; consumed by {_names(consumers) or 'no one inside the platform'}."
@@ -202,7 +204,7 @@ def channel(topic: str) -> dict:
     }
 
 
-def operations() -> dict[str, dict]:
+def operations() -> dict[str, dict[str, Any]]:
     out = {}
     for topic in topics.ALL:
         name = channel_name(topic)
@@ -252,7 +254,7 @@ def flow_table() -> str:
     return "\n".join(rows)
 
 
-def document() -> dict:
+def document() -> dict[str, Any]:
     description = f"""Every topic of the Kokeilu platform, from the platform's point of view: `send` operations for \
 what its services publish, `receive` operations for what they consume.
 

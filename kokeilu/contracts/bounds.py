@@ -10,7 +10,7 @@ With these bounds the largest possible event stays far under MAX_EVENT_BYTES (a 
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
@@ -27,7 +27,7 @@ def _printable(value: str) -> str:
     return value
 
 
-def text(max_length: int, min_length: int = 0):
+def text(max_length: int, min_length: int = 0) -> Any:  # an Annotated[str, ...], used as a type
     """A string type of at most `max_length` characters, without NUL or lone surrogates."""
     return Annotated[str, Field(min_length=min_length, max_length=max_length), AfterValidator(_printable)]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import Enum
+from typing import Self
 
 from pydantic import Field, model_validator
 
@@ -94,7 +95,7 @@ class Result(Frozen):
     updated_at: datetime
 
     @model_validator(mode="after")
-    def _series_bounded(self):
+    def _series_bounded(self) -> Self:
         if sum(len(k.series or ()) for k in self.kpis) > MAX_SERIES_TOTAL:
             raise ValueError(f"the KPIs' series have more than {MAX_SERIES_TOTAL} points together")
         return self

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from .asyncapi import document as asyncapi_document
 from .asyncapi import subject_description
@@ -22,7 +23,7 @@ from .catalog import ALL, EventType
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 
 
-def event_schema(event_type: EventType) -> dict:
+def event_schema(event_type: EventType) -> dict[str, Any]:
     data_schema = event_type.model.model_json_schema(mode="serialization")
     defs = data_schema.pop("$defs", {})
     schema = {
@@ -62,12 +63,12 @@ def event_schema(event_type: EventType) -> dict:
     return schema
 
 
-def asyncapi() -> dict:
+def asyncapi() -> dict[str, Any]:
     """The AsyncAPI 3.0 document: kokeilu/contracts/asyncapi.py."""
     return asyncapi_document()
 
 
-def openapi_documents() -> dict[Path, dict]:
+def openapi_documents() -> dict[Path, dict[str, Any]]:
     """One OpenAPI 3.1 document per service. Imported here, not at the top: the contract models
     themselves import no nameko, and only this reads the services' route tables."""
     from kokeilu.http import openapi

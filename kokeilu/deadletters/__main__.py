@@ -27,8 +27,10 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Sequence
+from typing import TextIO
 
-from kokeilu.config import get_settings
+from kokeilu.config import Settings, get_settings
 from kokeilu.contracts import deadletter as contract
 from kokeilu.contracts import topics
 from kokeilu.deadletters import library
@@ -74,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _filter(args) -> Filter:
+def _filter(args: argparse.Namespace) -> Filter:
     ids = frozenset(getattr(args, "ids", None) or ())
     for letter_id in ids:
         library.parse_id(letter_id)
@@ -88,7 +90,7 @@ def _filter(args) -> Filter:
     )
 
 
-def run(args, settings, out=sys.stdout) -> int:
+def run(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout) -> int:
     if args.command == "show":
         for letter_id in args.ids:
             library.parse_id(letter_id)
@@ -148,7 +150,7 @@ def run(args, settings, out=sys.stdout) -> int:
     return 1 if report.failed or report.unrecorded else 0
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.ERROR)

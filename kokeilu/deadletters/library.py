@@ -24,9 +24,11 @@ import json
 import re
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
+from typing import Any, Protocol
 
 from kokeilu.config import Settings
 from kokeilu.contracts import deadletter as contract
@@ -63,6 +65,10 @@ def parse_time(text: str, now: datetime | None = None) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+# A record as kafka-python gives it (its ConsumerRecord: untyped).
+Record = Any
+
+
 def _text(raw: bytes | None) -> str | None:
     return None if raw is None else raw.decode("utf-8", "replace")
 
@@ -80,7 +86,7 @@ class Letter:
     prefix: str = ""  # KOKEILU_TOPIC_PREFIX of the topics it names
 
     @classmethod
-    def from_record(cls, record, prefix: str = "") -> Letter:
+    def from_record(cls, record: Record, prefix: str = "") -> Letter:
         return cls(
             record.partition,
             record.offset,
@@ -102,7 +108,11 @@ class Letter:
     @cached_property
     def meta(self) -> dict[str, str]:
         """The platform's headers (kokeilu.*), as text."""
-        return {name: _text(value) for name, value in self.headers if name.startswith(contract.NAMESPACE)}
+        return {
+            name: value.decode("utf-8", "replace")
+            for name, value in self.headers
+            if name.startswith(contract.NAMESPACE)
+        }
 
     @property
     def original_headers(self) -> list[tuple[str, bytes]]:
@@ -157,7 +167,7 @@ class Letter:
         return self._int("kokeilu.value.truncated")
 
     @property
-    def source(self) -> dict:
+    def source(self) -> dict[str, Any]:
         """Where the original was, as a redrive record says it."""
         if self.unpublishable:
             return {"topic": self.source_topic, "service": self.service, "outbox_id": self._int("kokeilu.outbox.id")}
@@ -210,8 +220,8 @@ class Redrive:
     """The record of one redrive, on kokeilu.deadletter-redrives.v1 (contract.REDRIVE_RECORD)."""
 
     deadletter: str
-    source: dict
-    redriven_to: dict
+    source: dict[str, Any]
+    redriven_to: dict[str, Any]
     service: str
     reason: str
     at: str
@@ -233,7 +243,7 @@ class Redrive:
         return f"{s.get('topic')}[{s.get('partition')}]@{s.get('offset')}"
 
 
-def redrives_of(records) -> dict[str, Redrive]:
+def redrives_of(records: Iterable[Record]) -> dict[str, Redrive]:
     """The redrives recorded, by dead letter id: the latest record of each key; a tombstone (or a
     record that is not one of ours) forgets that id."""
     found: dict[str, Redrive] = {}
@@ -282,7 +292,7 @@ def skip_reason(letter: Letter) -> str | None:
     return None
 
 
-def plan(letters, redrives: dict[str, Redrive]) -> list[Step]:
+def plan(letters: Iterable[Letter], redrives: dict[str, Redrive]) -> list[Step]:
     """A redrive's steps, in the order of the source records (so one partition's records go back in
     their order). A dead letter redriven before is skipped, and so is a second dead letter of one
     source record (several consumer groups may set one record aside): it is sent once."""
@@ -302,7 +312,7 @@ def plan(letters, redrives: dict[str, Redrive]) -> list[Step]:
     return steps
 
 
-def _source_order(letter: Letter):
+def _source_order(letter: Letter) -> tuple[Any, ...]:
     s = letter.source
     return (
         s["topic"],
@@ -314,7 +324,7 @@ def _source_order(letter: Letter):
     )
 
 
-def _where(to: dict | None) -> str:
+def _where(to: dict[str, Any] | None) -> str:
     to = to or {}
     return f"{to.get('topic')}[{to.get('partition')}]@{to.get('offset')}"
 
@@ -334,7 +344,7 @@ def operator(settings: Settings) -> str:
 
 
 # -- formatting ------------------------------------------------------------------------------
-def summary(letter: Letter, redrives: dict[str, Redrive]) -> dict:
+def summary(letter: Letter, redrives: dict[str, Redrive]) -> dict[str, Any]:
     done = redrives.get(letter.id)
     return {
         "id": letter.id,
@@ -353,7 +363,7 @@ def summary(letter: Letter, redrives: dict[str, Redrive]) -> dict:
     }
 
 
-def detail(letter: Letter, redrives: dict[str, Redrive]) -> dict:
+def detail(letter: Letter, redrives: dict[str, Redrive]) -> dict[str, Any]:
     out = summary(letter, redrives)
     out["headers"] = [[name, _text(value)] for name, value in letter.headers]
     if letter.value is None:
@@ -371,7 +381,7 @@ def _cut(text: str | None, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def table(letters, redrives: dict[str, Redrive]) -> str:
+def table(letters: Iterable[Letter], redrives: dict[str, Redrive]) -> str:
     rows = [("ID", "TIME (UTC)", "SERVICE", "REASON", "SOURCE", "KEY", "REDRIVEN", "ERROR")]
     for letter in letters:
         s = letter.source
@@ -426,7 +436,7 @@ def show_text(letter: Letter, redrives: dict[str, Redrive]) -> str:
 
 
 # -- the brokers -----------------------------------------------------------------------------
-def _consumer(settings: Settings):
+def _consumer(settings: Settings) -> Any:  # a kafka-python KafkaConsumer (untyped)
     from kafka import KafkaConsumer
 
     return KafkaConsumer(
@@ -438,7 +448,7 @@ def _consumer(settings: Settings):
     )
 
 
-def read_topic(settings: Settings, physical: str, timeout: float = 60) -> list | None:
+def read_topic(settings: Settings, physical: str, timeout: float = 60) -> list[Record] | None:
     """Every record of `physical` from its beginning to its end as of now, without a consumer
     group (assign and seek); None when there is no such topic."""
     from kafka import TopicPartition
@@ -452,7 +462,7 @@ def read_topic(settings: Settings, physical: str, timeout: float = 60) -> list |
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
         end = consumer.end_offsets(parts)
-        found: list = []
+        found: list[Record] = []
         deadline = time.monotonic() + timeout
         while any(consumer.position(tp) < end[tp] for tp in parts):
             if time.monotonic() > deadline:
@@ -464,7 +474,7 @@ def read_topic(settings: Settings, physical: str, timeout: float = 60) -> list |
         consumer.close()
 
 
-def read_one(settings: Settings, physical: str, partition: int, offset: int, timeout: float = 30):
+def read_one(settings: Settings, physical: str, partition: int, offset: int, timeout: float = 30) -> Record:
     from kafka import TopicPartition
 
     consumer = _consumer(settings)
@@ -518,6 +528,14 @@ def redrives(settings: Settings) -> dict[str, Redrive]:
     return redrives_of(read_topic(settings, settings.physical_topic(topics.REDRIVES)) or [])
 
 
+class RecordSender(Protocol):
+    """What a redrive sends with: Sender, or a test's fake."""
+
+    def send(self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> Any: ...
+
+    def flush(self) -> None: ...
+
+
 class Sender:
     """An idempotent producer (acks=all), as the services' relays use."""
 
@@ -526,7 +544,8 @@ class Sender:
 
         self.producer = make_producer(settings, "kokeilu-deadletters")
 
-    def send(self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]):
+    def send(self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> Any:
+        """The record's future (kafka-python's FutureRecordMetadata)."""
         return self.producer.send(topic, key=key, value=value, headers=headers)
 
     def flush(self) -> None:
@@ -539,7 +558,7 @@ class Sender:
 @dataclass
 class Report:
     dry_run: bool = False
-    redriven: list[tuple[Letter, dict]] = field(default_factory=list)
+    redriven: list[tuple[Letter, dict[str, Any]]] = field(default_factory=list)
     skipped: list[tuple[Letter, str]] = field(default_factory=list)
     failed: list[tuple[Letter, str]] = field(default_factory=list)
     # Redriven, but the record of it could not be written: a later redrive sends it again.
@@ -567,7 +586,7 @@ class Report:
         )
         return out
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {
             "dry_run": self.dry_run,
             "redriven": [{"id": letter.id, "to": to} for letter, to in self.redriven],
@@ -578,7 +597,12 @@ class Report:
 
 
 def redrive(
-    steps: list[Step], settings: Settings, sender=None, dry_run: bool = False, by: str = "", timeout: float = 60
+    steps: list[Step],
+    settings: Settings,
+    sender: RecordSender | None = None,
+    dry_run: bool = False,
+    by: str = "",
+    timeout: float = 60,
 ) -> Report:
     """Perform `steps`: send each record, then record each one the brokers acknowledged."""
     report = Report(dry_run=dry_run)
@@ -587,11 +611,13 @@ def redrive(
     if dry_run or not todo:
         report.redriven = [(letter, {"topic": letter.target_topic}) for letter in todo] if dry_run else []
         return report
+    if sender is None:
+        raise ValueError("a redrive that sends records needs a sender")
     sent = [
         (letter, sender.send(letter.target_topic, letter.key, letter.value, redrive_headers(letter))) for letter in todo
     ]
     sender.flush()
-    marks = []
+    marks: list[tuple[Letter, Any]] = []
     redrives_topic = settings.physical_topic(topics.REDRIVES)
     for letter, future in sent:
         try:

@@ -22,19 +22,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import eventlet
 from nameko.web.handlers import HttpRequestHandler
 from nameko.web.server import WsgiApp
+from opentelemetry.trace import Span
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
 from kokeilu import tracing
-from kokeilu.auth import Forbidden, TokenRegistry, Unauthenticated
+from kokeilu.auth import Forbidden, Principal, TokenRegistry, Unauthenticated
 from kokeilu.config import get_settings
 from kokeilu.errors import is_transient
 from kokeilu.metrics import metrics_for
@@ -60,7 +61,7 @@ class RouteDoc:
     responses: dict[int, type[BaseModel]] = field(default_factory=dict)
     idempotent: bool = False
     media_type: str = "application/json"
-    example: dict | None = None
+    example: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -76,10 +77,19 @@ class Refusal:
     message: Callable[[Any], str] = str
     extra: Callable[[Any], dict[str, Any]] | None = None
 
-    def response(self, exc: Exception) -> Response:
+    def response(self, exc: BaseException) -> Response:
         fields = self.fields(exc) if callable(self.fields) else self.fields
         extra = self.extra(exc) if self.extra else {}
         return error_response(self.status, self.code, self.message(exc), fields, **extra)
+
+
+class ApiRequest(Request):
+    """A request as the routes get it: with the values of its path, the principal its token
+    names (None on a public route), and, while traced, its span and flow."""
+
+    path_values: dict[str, Any]
+    principal: Principal | None
+    kokeilu_trace: tuple[Span, tracing.Flow | None]
 
 
 class BodyTimeout(ApiError):
@@ -95,13 +105,13 @@ def http_error(exc: HTTPException) -> Response:
 
 
 class JsonWsgiApp(WsgiApp):
-    def __call__(self, environ, start_response):
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == LIVE_PATH and environ.get("REQUEST_METHOD") == "GET":
             # Liveness is answered here, before routing, auth and nameko's worker pool: busy
             # workers must not make a live process look dead.
             rv = Response(live_body(self.server.container.service_name), mimetype="application/json")
             return rv(environ, start_response)
-        request = Request(environ, shallow=True)
+        request = ApiRequest(environ, shallow=True)
         adapter = self.url_map.bind_to_environ(environ)
         try:
             provider, values = adapter.match()
@@ -116,7 +126,7 @@ class JsonWsgiApp(WsgiApp):
         return rv(environ, start_response)
 
 
-def _close_if_body_unread(environ) -> None:
+def _close_if_body_unread(environ: dict[str, Any]) -> None:
     """A body the route did not read is not read afterwards either (eventlet would, to reuse the
     connection, with no deadline): the connection closes after the answer instead."""
     body = environ.get("eventlet.input")
@@ -125,7 +135,7 @@ def _close_if_body_unread(environ) -> None:
 
 
 class JsonWebServer(HardenedWebServer):
-    def get_wsgi_app(self):
+    def get_wsgi_app(self) -> JsonWsgiApp:
         return JsonWsgiApp(self)
 
 
@@ -147,9 +157,9 @@ class Api(HttpRequestHandler):
         responses: dict[int, type[BaseModel]] | None = None,
         idempotent: bool = False,
         media_type: str = "application/json",
-        example: dict | None = None,
-        **kwargs,
-    ):
+        example: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.scope = scope
         self.public = public
         self.body_model = body
@@ -165,20 +175,22 @@ class Api(HttpRequestHandler):
             example=example,
         )
         kwargs.setdefault("expected_exceptions", (ApiError, ValidationError))
-        self.errors: dict[type[Exception], Refusal] = {}  # the service's, from setup()
+        self.errors: dict[type[BaseException], Refusal] = {}  # the service's, from setup()
         super().__init__(method, url, **kwargs)
 
-    def setup(self):
+    expected_exceptions: type[BaseException] | tuple[type[BaseException], ...]  # nameko's, then the service's too
+
+    def setup(self) -> None:
         super().setup()
         self.tokens = TokenRegistry.from_settings(get_settings())
         self.metrics = metrics_for(self.container.service_name)
-        self._signatures_ok: set[tuple] = set()
+        self._signatures_ok: set[tuple[int, tuple[str, ...]]] = set()
         # The service's domain exceptions and how each is answered (expected: logged as a warning).
         self.errors = dict(getattr(self.container.service_cls, "errors", None) or {})
         expected = self.expected_exceptions
         self.expected_exceptions = (expected if isinstance(expected, tuple) else (expected,)) + tuple(self.errors)
 
-    def check_signature(self, args, kwargs):
+    def check_signature(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """nameko binds the arguments to the method on every request (inspect.getcallargs); whether
         they bind depends only on how many there are and the keywords' names, which a route fixes.
         So each shape is checked once; a shape that does not bind is refused every time."""
@@ -187,7 +199,7 @@ class Api(HttpRequestHandler):
             super().check_signature(args, kwargs)
             self._signatures_ok.add(shape)
 
-    def get_entrypoint_parameters(self, request):
+    def get_entrypoint_parameters(self, request: ApiRequest) -> tuple[tuple[Any, ...], dict[str, Any]]:
         try:  # werkzeug decodes the query string as UTF-8 when it is first read, and raises otherwise
             request.query_string.decode("utf-8")
         except UnicodeDecodeError:
@@ -195,10 +207,10 @@ class Api(HttpRequestHandler):
         check_request_text(request.args, request.path_values)
         args, kwargs = super().get_entrypoint_parameters(request)
         if self.body_model is not None:
-            kwargs = dict(kwargs, body=self._parse_body(request))
+            kwargs = dict(kwargs, body=self._parse_body(request, self.body_model))
         return args, kwargs
 
-    def _parse_body(self, request) -> BaseModel:
+    def _parse_body(self, request: ApiRequest, model: type[BaseModel]) -> BaseModel:
         close = request.environ.get("kokeilu.close_connection", lambda: None)
         if request.headers.get("Transfer-Encoding"):
             close()
@@ -219,11 +231,11 @@ class Api(HttpRequestHandler):
                     f"the request body did not arrive within {timeout:g} seconds", {"(body)": "timed out"}
                 ) from None
             raise BodyTimeout(f"the request body could not be read: {exc}", {"(body)": "not received"}) from None
-        body = self.body_model.model_validate(parse_json_body(raw))
+        body = model.model_validate(parse_json_body(raw))
         check_event_size(body)
         return body
 
-    def handle_request(self, request):
+    def handle_request(self, request: ApiRequest) -> Response:
         if self.url.startswith(UNTRACED):
             return self._handle(request)
         with tracing.serving(request.method, self.url, request.headers) as span:
@@ -232,10 +244,12 @@ class Api(HttpRequestHandler):
             request.kokeilu_trace = (span, tracing.current_flow())
             response = self._handle(request)
             span.set_attribute("http.response.status_code", response.status_code)
-            response.headers["traceparent"] = tracing.traceparent_of(span.get_span_context())
+            traceparent = tracing.traceparent_of(span.get_span_context())
+            if traceparent is not None:  # (serving gives the span ids of its own)
+                response.headers["traceparent"] = traceparent
             return response
 
-    def _handle(self, request):
+    def _handle(self, request: ApiRequest) -> Response:
         started = time.perf_counter()
         response = self._authorized_response(request)
         labels = dict(service=self.container.service_name, route=self.url, method=request.method)
@@ -243,7 +257,7 @@ class Api(HttpRequestHandler):
         self.metrics.http_requests.labels(status=str(response.status_code), **labels).inc()
         return response
 
-    def _authorized_response(self, request):
+    def _authorized_response(self, request: ApiRequest) -> Response:
         if not self.public:
             try:
                 request.principal = self.tokens.authorize(request.headers.get("Authorization"), self.scope)
@@ -255,9 +269,9 @@ class Api(HttpRequestHandler):
                 return error_response(403, "forbidden", str(exc), required_scope=exc.scope)
         else:
             request.principal = None
-        return super().handle_request(request)
+        return cast(Response, super().handle_request(request))  # nameko's (untyped): response_from_*
 
-    def response_from_result(self, result):
+    def response_from_result(self, result: Any) -> Response:
         if isinstance(result, Response):
             return result
         if isinstance(result, tuple):
@@ -265,7 +279,7 @@ class Api(HttpRequestHandler):
             return Response(status=status) if body is None else json_response(body, status)
         return json_response(result)
 
-    def response_from_exception(self, exc):
+    def response_from_exception(self, exc: BaseException) -> Response:
         if isinstance(exc, ApiError):
             return error_response(exc.status, exc.code, exc.message, exc.fields, **exc.extra)
         if isinstance(exc, ValidationError):
@@ -286,7 +300,7 @@ class Api(HttpRequestHandler):
         log.error("unhandled error in %s %s", self.method, self.url, exc_info=exc)
         return error_response(500, "internal_error", "internal error; it has been logged")
 
-    def _refusal(self, exc: Exception) -> Refusal | None:
+    def _refusal(self, exc: BaseException) -> Refusal | None:
         """The service's answer to `exc`, by its class or the nearest base class the map names."""
         if self.errors:
             for cls in type(exc).__mro__:
@@ -296,4 +310,10 @@ class Api(HttpRequestHandler):
         return None
 
 
-api = Api.decorator
+_Route = TypeVar("_Route", bound=Callable[..., Any])
+
+
+def api(method: str, url: str, **options: Any) -> Callable[[_Route], _Route]:
+    """`@api("GET", "/v1/...", scope=..., ...)`: the method is an HTTP route (Api's arguments)."""
+    decorate: Callable[[_Route], _Route] = Api.decorator(method, url, **options)  # nameko's (untyped)
+    return decorate

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 from pydantic import ValidationError
 from werkzeug.wrappers import Response
@@ -13,7 +14,7 @@ class ApiError(Exception):
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str, fields: dict[str, str] | None = None, **extra):
+    def __init__(self, message: str, fields: dict[str, str] | None = None, **extra: Any) -> None:
         super().__init__(message)
         self.message = message
         self.fields = fields or {}
@@ -36,7 +37,7 @@ class PayloadTooLarge(ApiError):
     status, code = 413, "payload_too_large"
 
 
-def _finite(value):
+def _finite(value: Any) -> Any:
     """`value` with every NaN or infinity replaced by None: JSON has no such numbers."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
@@ -47,7 +48,7 @@ def _finite(value):
     return value
 
 
-def json_response(body, status: int = 200, headers: dict | None = None) -> Response:
+def json_response(body: Any, status: int = 200, headers: dict[str, Any] | None = None) -> Response:
     """Strict JSON: a non-finite number (which no request can store any more) is written as null."""
     try:
         text = json.dumps(body, default=str, allow_nan=False)
@@ -56,8 +57,10 @@ def json_response(body, status: int = 200, headers: dict | None = None) -> Respo
     return Response(text, status=status, headers=headers, mimetype="application/json")
 
 
-def error_response(status: int, code: str, message: str, fields: dict | None = None, **extra) -> Response:
-    error = {"code": code, "message": message, "fields": fields or {}}
+def error_response(
+    status: int, code: str, message: str, fields: dict[str, Any] | None = None, **extra: Any
+) -> Response:
+    error: dict[str, Any] = {"code": code, "message": message, "fields": fields or {}}
     error.update(extra)
     return json_response({"error": error}, status)
 

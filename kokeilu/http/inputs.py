@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from itertools import accumulate
+from typing import Any
 
 from pydantic import BaseModel
+from werkzeug.datastructures import MultiDict
 
 from kokeilu.contracts.envelope import MAX_EVENT_BYTES
 
@@ -40,10 +43,10 @@ def text_problem(value: str) -> str | None:
     return "must not contain NUL characters" if match.group() == "\x00" else "must not contain lone surrogates"
 
 
-def bad_text(value, where: str = "") -> dict[str, str]:
+def bad_text(value: Any, where: str = "") -> dict[str, str]:
     """Fields (dotted paths, list items by index) whose text, or key, has NUL or a lone surrogate."""
     found: dict[str, str] = {}
-    stack = [(where, value)]
+    stack: list[tuple[str, Any]] = [(where, value)]
     while stack:
         path, item = stack.pop()
         if isinstance(item, str):
@@ -63,7 +66,7 @@ def bad_text(value, where: str = "") -> dict[str, str]:
     return found
 
 
-def parse_json_body(raw: bytes) -> dict:
+def parse_json_body(raw: bytes) -> dict[str, Any]:
     """The body as a JSON object, or an ApiError: 413 too large, 400 not JSON or too deep, 422 bad text."""
     if len(raw) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"request body larger than {MAX_BODY_BYTES} bytes", {"(body)": "too large"})
@@ -84,9 +87,9 @@ def parse_json_body(raw: bytes) -> dict:
     return payload
 
 
-def check_request_text(args, path_values: dict) -> None:
+def check_request_text(args: MultiDict[str, str], path_values: Mapping[str, object]) -> None:
     """Query parameters and path segments: no NUL or lone surrogates, path segments bounded."""
-    fields = {}
+    fields: dict[str, str] = {}
     for key, values in args.lists():
         key_problem = text_problem(key)
         problem = key_problem or next(filter(None, map(text_problem, values)), None)
@@ -114,7 +117,7 @@ def check_event_size(body: BaseModel, limit: int = MAX_EVENT_BYTES) -> None:
         name: len(json.dumps(value, default=str, ensure_ascii=False).encode())
         for name, value in body.model_dump(mode="json").items()
     }
-    largest = sorted(sizes, key=sizes.get, reverse=True)[:3]
+    largest = sorted(sizes, key=lambda name: sizes[name], reverse=True)[:3]
     raise PayloadTooLarge(
         f"the event this request would produce is about {size} bytes, more than the {limit} bytes a topic carries",
         {name: f"{sizes[name]} bytes" for name in largest},

@@ -18,11 +18,13 @@ import importlib
 import inspect
 import json
 import re
+from collections.abc import Callable
 from functools import cache
+from typing import Any
 
 from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from kokeilu.auth import SCOPES
 
@@ -78,12 +80,12 @@ ERROR_SCHEMA = {
 }
 
 
-def _error(code: str, message: str, **more) -> dict:
+def _error(code: str, message: str, **more: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "fields": more.pop("fields", {}), **more}}
 
 
 # status: (component name, description, example, headers)
-ERRORS: dict[int, tuple[str, str, dict, dict]] = {
+ERRORS: dict[int, tuple[str, str, dict[str, Any], dict[str, Any]]] = {
     400: (
         "BadRequest",
         "The body is not a JSON object, or nests deeper than "
@@ -169,7 +171,8 @@ ERRORS: dict[int, tuple[str, str, dict, dict]] = {
 
 def service_class(service: str) -> type:
     module, _, name = SERVICES[service][0].partition(":")
-    return getattr(importlib.import_module(module), name)
+    cls: type = getattr(importlib.import_module(module), name)
+    return cls
 
 
 def routes(cls: type) -> list[tuple[str, Api]]:
@@ -190,7 +193,7 @@ def path_params(url: str) -> list[str]:
     return _PATH_PARAM.findall(url)
 
 
-def _summary(fn) -> tuple[str, str | None]:
+def _summary(fn: Callable[..., Any]) -> tuple[str, str | None]:
     doc = inspect.getdoc(fn)
     if not doc:
         return fn.__name__.replace("_", " ").capitalize(), None
@@ -198,7 +201,7 @@ def _summary(fn) -> tuple[str, str | None]:
     return " ".join(first.split()), (" ".join(rest.split()) or None)
 
 
-def _without_null(schema: dict) -> dict:
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
     """A query parameter's schema: `X | None = None` is just an optional X."""
     schema = dict(schema)
     options = schema.get("anyOf")
@@ -211,31 +214,41 @@ def _without_null(schema: dict) -> dict:
     return schema
 
 
-def _model_schemas(entrypoints: list[Api]) -> tuple[dict, dict]:
+# (model, "validation" or "serialization") -> its schema, or a $ref to it (pydantic's models_json_schema).
+Refs = dict[Any, dict[str, Any]]
+
+
+def _model_schemas(entrypoints: list[Api]) -> tuple[dict[str, Any], Refs]:
     """The component schemas of every model the routes use, and a ref (or schema) per (model, mode)."""
-    pairs: list[tuple[type[BaseModel], str]] = []
+    pairs: list[tuple[type[BaseModel], JsonSchemaMode]] = []
     for ep in entrypoints:
-        wanted = [(ep.body_model, "validation"), (ep.doc.query, "validation"), (ep.doc.response, "serialization")]
+        wanted: list[tuple[type[BaseModel] | None, JsonSchemaMode]] = [
+            (ep.body_model, "validation"),
+            (ep.doc.query, "validation"),
+            (ep.doc.response, "serialization"),
+        ]
         wanted += [(m, "serialization") for m in ep.doc.responses.values()]
         pairs += [(m, mode) for m, mode in wanted if m is not None and (m, mode) not in pairs]
     if not pairs:
         return {}, {}
     refs, defs = models_json_schema(pairs, ref_template=REF)
-    return defs.get("$defs", {}), refs
+    return defs.get("$defs", {}), dict(refs)
 
 
-def _error_ref(status: int) -> dict:
+def _error_ref(status: int) -> dict[str, Any]:
     return {"$ref": f"#/components/responses/{ERRORS[status][0]}"}
 
 
-def _json_content(schema: dict) -> dict:
+def _json_content(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
-def operation(method_name: str, fn, ep: Api, refs: dict, components: dict) -> dict:
+def operation(
+    method_name: str, fn: Callable[..., Any], ep: Api, refs: Refs, components: dict[str, Any]
+) -> dict[str, Any]:
     summary, description = _summary(fn)
     doc = ep.doc
-    op: dict = {"operationId": method_name, "summary": summary}
+    op: dict[str, Any] = {"operationId": method_name, "summary": summary}
     scope_text = (
         "Public: no token needed."
         if ep.public
@@ -286,8 +299,8 @@ def operation(method_name: str, fn, ep: Api, refs: dict, components: dict) -> di
             "content": {"application/json": media},
         }
 
-    responses: dict = {}
-    success: dict = {"description": "Success."}
+    responses: dict[str, Any] = {}
+    success: dict[str, Any] = {"description": "Success."}
     if doc.status != 204:
         if doc.response is not None:
             schema = refs[(doc.response, "serialization")]
@@ -329,7 +342,7 @@ def operation(method_name: str, fn, ep: Api, refs: dict, components: dict) -> di
     return op
 
 
-def _links(paths: dict) -> None:
+def _links(paths: dict[str, Any]) -> None:
     """A POST that creates something (201 with an `id`) links to every operation on the
     created item's own path (`<collection>/{param}...`), with the param taken from the answer."""
     for path, item in paths.items():
@@ -351,17 +364,17 @@ def _links(paths: dict) -> None:
             created["links"] = dict(sorted(links.items()))
 
 
-def document(service: str) -> dict:
+def document(service: str) -> dict[str, Any]:
     """The OpenAPI 3.1 document of `service`, from its class's route table."""
     return build(service_class(service), service)
 
 
 @cache
-def _built(cls: type, service: str) -> dict:
+def _built(cls: type, service: str) -> dict[str, Any]:
     found = routes(cls)
     entrypoints = [ep for _, ep in found]
     components, refs = _model_schemas(entrypoints)
-    paths: dict = {}
+    paths: dict[str, Any] = {}
     for method_name, ep in found:
         fn = getattr(cls, method_name)
         paths.setdefault(openapi_path(ep.url), {})[ep.method.lower()] = operation(method_name, fn, ep, refs, components)
@@ -374,7 +387,7 @@ def _built(cls: type, service: str) -> dict:
     }
     scope_lines = "\n".join(f"- `{s}`" for s in SCOPES)
     port = SERVICES.get(service, (None, None))[1]
-    doc = {
+    doc: dict[str, Any] = {
         "openapi": OPENAPI_VERSION,
         "info": {
             "title": f"Kokeilu {service}",
@@ -433,7 +446,7 @@ def _built(cls: type, service: str) -> dict:
     return doc
 
 
-def build(cls: type, service: str) -> dict:
+def build(cls: type, service: str) -> dict[str, Any]:
     """The document of service class `cls` (built once per class; a copy each call)."""
     return copy.deepcopy(_built(cls, service))
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 import json
 import logging
 import socket
+from collections.abc import Callable
 from functools import lru_cache, partial
+from typing import Any
 
 import eventlet
 from eventlet import wsgi
@@ -53,7 +55,12 @@ class HeaderTimeout(socket.timeout):
 
 
 def raw_error(
-    status: int, reason: str, code: str, message: str, fields: dict | None = None, headers: dict | None = None
+    status: int,
+    reason: str,
+    code: str,
+    message: str,
+    fields: dict[str, Any] | None = None,
+    headers: dict[str, Any] | None = None,
 ) -> bytes:
     """A whole HTTP/1.1 error response with the API's JSON body, closing the connection."""
     body = json.dumps({"error": {"code": code, "message": message, "fields": fields or {}}}).encode()
@@ -67,7 +74,7 @@ def raw_error(
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-def linger_close(sock, seconds: float = LINGER_SECONDS) -> None:
+def linger_close(sock: socket.socket, seconds: float = LINGER_SECONDS) -> None:
     """Half-close, read and drop what the client still sends (bounded in time and bytes), close."""
     try:
         sock.shutdown(socket.SHUT_WR)
@@ -93,9 +100,9 @@ class HardenedProtocol(HttpOnlyProtocol):
     JSON errors."""
 
     requests_seen = 0
-    _header_timer = None
+    _header_timer: eventlet.Timeout | None = None
 
-    def _read_request_line(self):
+    def _read_request_line(self) -> str:
         settings: HttpSettings = self.server.kokeilu_settings
         if self.requests_seen:
             # A kept-alive connection: wait (idle) for the next request's first byte.
@@ -109,7 +116,7 @@ class HardenedProtocol(HttpOnlyProtocol):
                 self.connection.settimeout(self.server.socket_timeout)
         self.requests_seen += 1
         self._header_timer = eventlet.Timeout(settings.header_timeout_seconds, HeaderTimeout)
-        line = super()._read_request_line()
+        line: str = super()._read_request_line()  # eventlet's (untyped)
         if len(line) >= self.server.url_length_limit:
             self._cancel_header_timer()
             self.wfile.write(
@@ -124,18 +131,18 @@ class HardenedProtocol(HttpOnlyProtocol):
             return ""
         return line
 
-    def _cancel_header_timer(self):
+    def _cancel_header_timer(self) -> None:
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
 
-    def handle_one_request(self):
+    def handle_one_request(self) -> None:
         try:
             super().handle_one_request()
         finally:
             self._cancel_header_timer()
 
-    def parse_request(self):
+    def parse_request(self) -> bool:
         try:
             if not super().parse_request():
                 return False
@@ -175,12 +182,12 @@ class HardenedProtocol(HttpOnlyProtocol):
             return False
         return True
 
-    def _refuse(self, status: int, reason: str, code: str, message: str, fields: dict | None = None):
+    def _refuse(self, status: int, reason: str, code: str, message: str, fields: dict[str, Any] | None = None) -> None:
         self.close_connection = True
         self.wfile.write(raw_error(status, reason, code, message, fields))
         self.wfile.flush()
 
-    def send_error(self, code, message=None, explain=None):
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """The stdlib's refusals (bad request line, bad version, too many headers) as JSON errors."""
         self.close_connection = True
         if code >= 500:  # 505 HTTP Version Not Supported: the client's doing, so a 4xx here
@@ -195,7 +202,7 @@ class HardenedProtocol(HttpOnlyProtocol):
         except OSError:
             pass
 
-    def finish(self):
+    def finish(self) -> None:
         """Flush, then a lingering close: the response is not lost to a reset when input is left
         unread (a refused or unread body), as it would be on a plain close."""
         try:
@@ -204,24 +211,30 @@ class HardenedProtocol(HttpOnlyProtocol):
             pass
         linger_close(self.connection)
 
-    def get_environ(self):
-        env = super().get_environ()
+    def get_environ(self) -> dict[str, Any]:
+        env: dict[str, Any] = super().get_environ()  # eventlet's (untyped)
         env["kokeilu.close_connection"] = self._close_after_response
         return env
 
-    def _close_after_response(self):
-        self.close_connection = 1
+    def _close_after_response(self) -> None:
+        self.close_connection = True
 
 
 class HardenedWebServer(WebServer):
     """nameko's WebServer with the limits above. Subclasses give the WSGI app (`get_wsgi_app`)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.open_connections = 0
         self.overflow_connections = 0
 
-    def get_wsgi_server(self, sock, wsgi_app, protocol=HardenedProtocol, debug=False):
+    def get_wsgi_server(
+        self,
+        sock: socket.socket,
+        wsgi_app: Callable[..., Any],
+        protocol: type[HardenedProtocol] = HardenedProtocol,
+        debug: bool = False,
+    ) -> wsgi.Server:
         settings = http_settings()
         server = wsgi.Server(
             sock,
@@ -236,7 +249,7 @@ class HardenedWebServer(WebServer):
         server.kokeilu_settings = settings
         return server
 
-    def run(self):
+    def run(self) -> None:
         settings: HttpSettings = self._serv.kokeilu_settings
         while self._is_accepting:
             try:
@@ -257,7 +270,7 @@ class HardenedWebServer(WebServer):
             else:
                 sock.close()  # far past the limit: not even a 503
 
-    def _serve(self, sock, addr):
+    def _serve(self, sock: socket.socket, addr: Any) -> None:
         try:
             self.process_request(sock, addr)
         except Exception as exc:  # a client's misbehaviour must never reach the container (it would kill it)
@@ -269,7 +282,7 @@ class HardenedWebServer(WebServer):
         finally:
             self.open_connections -= 1
 
-    def _overloaded(self, sock):
+    def _overloaded(self, sock: socket.socket) -> None:
         """One connection past the limit: answer `GET /health/live` (from a reserved, cheap path) and
         anything else with 503 and Retry-After, reading no more than the request head for one second."""
         try:

@@ -24,7 +24,9 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from kafka.admin import (
     ACL,
@@ -75,7 +77,7 @@ def department(name: str) -> Access:
     return Access(reads=flows.DEPARTMENTS.consumes, group=f"kokeilu.department.{name}")
 
 
-def principals(departments=DEFAULT_DEPARTMENTS) -> dict[str, Access]:
+def principals(departments: Iterable[str] = DEFAULT_DEPARTMENTS) -> dict[str, Access]:
     table = {**SERVICES, **CITY_SYSTEMS}
     for name in departments:
         if not DEPARTMENT_NAME.match(name) or name in table:
@@ -100,7 +102,7 @@ def _acl(
     )
 
 
-def bindings(settings: Settings, departments=DEFAULT_DEPARTMENTS) -> set[ACL]:
+def bindings(settings: Settings, departments: Iterable[str] = DEFAULT_DEPARTMENTS) -> set[ACL]:
     """Every ACL the table grants, on the physical names of KOKEILU_TOPIC_PREFIX."""
     acls = set()
     for user, access in principals(departments).items():
@@ -152,7 +154,9 @@ def current(admin: KafkaAdminClient) -> set[ACL]:
     return set(acls)
 
 
-def apply(settings: Settings, departments=DEFAULT_DEPARTMENTS, passwords: dict[str, str] | None = None) -> dict:
+def apply(
+    settings: Settings, departments: Iterable[str] = DEFAULT_DEPARTMENTS, passwords: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Topics, credentials and ACLs as the table says; returns what was created and deleted."""
     ensure_topics(settings)
     if passwords:
@@ -183,7 +187,7 @@ def apply(settings: Settings, departments=DEFAULT_DEPARTMENTS, passwords: dict[s
     return {"wanted": len(wanted), "created": missing, "deleted": stale}
 
 
-def describe_table(settings: Settings, departments=DEFAULT_DEPARTMENTS) -> str:
+def describe_table(settings: Settings, departments: Iterable[str] = DEFAULT_DEPARTMENTS) -> str:
     lines = []
     for user, access in principals(departments).items():
         group = settings.physical_topic(access.group) + "[.*]" if access.group else "-"
@@ -194,7 +198,7 @@ def describe_table(settings: Settings, departments=DEFAULT_DEPARTMENTS) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kokeilu.kafka.acls", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["apply", "show"])
     parser.add_argument(

@@ -27,19 +27,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 from nameko.containers import WorkerContext
 from nameko.extensions import Entrypoint
+from pydantic import BaseModel
 
 from kokeilu import tracing
 from kokeilu.config import get_settings
-from kokeilu.contracts import InvalidEvent, decode, parse_envelope
+from kokeilu.contracts import CloudEvent, InvalidEvent, decode, parse_envelope
+from kokeilu.contracts.catalog import EventType
 from kokeilu.errors import is_transient
 from kokeilu.extensions import StoreExtension, TopicsExtension
 from kokeilu.faults import crash_point
@@ -48,9 +51,14 @@ from kokeilu.kafka.monitor import KafkaMonitor
 from kokeilu.kafka.relay import OutboxRelay
 from kokeilu.metrics import known_type, metrics_for
 from kokeilu.store import UnitOfWork
-from kokeilu.store.unit_of_work import Savepoint, write_outbox
+from kokeilu.store.unit_of_work import OutboxRow, Savepoint, write_outbox
 
 log = logging.getLogger(__name__)
+
+# A record as kafka-python gives it (its ConsumerRecord: untyped).
+Record = Any
+# on_reject(raw value, the event when it parsed, reason, the unit of work dead-lettering it)
+OnReject = Callable[[bytes | None, CloudEvent | None, str, UnitOfWork], object]
 
 
 class EventConsumer(Entrypoint):
@@ -60,7 +68,15 @@ class EventConsumer(Entrypoint):
     relay = OutboxRelay()
     monitor = KafkaMonitor()
 
-    def __init__(self, *topic_names: str, group: str | None = None, on_reject=None, types=None, bulk=None, **kwargs):
+    def __init__(
+        self,
+        *topic_names: str,
+        group: str | None = None,
+        on_reject: OnReject | None = None,
+        types: Iterable[EventType] | None = None,
+        bulk: Mapping[EventType, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         """`on_reject(raw_value, event_or_None, reason, uow)`, when given, runs inside the unit of
         work that dead-letters a record (so it can publish a rejection in the same transaction);
         `event` is the parsed envelope when the record got that far.
@@ -83,7 +99,7 @@ class EventConsumer(Entrypoint):
         self.on_reject = on_reject
         super().__init__(**kwargs)
 
-    def setup(self):
+    def setup(self) -> None:
         self.settings = get_settings()
         service = self.container.service_name
         self.group = f"{self.settings.kokeilu_topic_prefix}kokeilu.{service}" + (
@@ -95,9 +111,9 @@ class EventConsumer(Entrypoint):
         self.consumer: KafkaConsumer | None = None
         # The open transaction of the poll batch being applied, for the workers it spawns
         # (kokeilu.platform.Store hands them units of work inside it); None between batches.
-        self.batch = None
+        self.batch: Batch | None = None
 
-    def start(self):
+    def start(self) -> None:
         self.monitor.watch(self.group, self.topic_names)
         # Exported at 0 from the start, so that increase() (KokeiluRecordsDeadLettered) sees the
         # first dead letter after a restart, and the dashboard shows 0 rather than no data.
@@ -106,12 +122,12 @@ class EventConsumer(Entrypoint):
                 self.metrics.dead_lettered.labels(service=self.container.service_name, topic=topic, reason=reason)
         self.container.spawn_managed_thread(self._run)
 
-    def stop(self):
+    def stop(self) -> None:
         self._stopping = True
         self._done.wait()
         super().stop()
 
-    def kill(self):
+    def kill(self) -> None:
         self._stopping = True
         if self.consumer is not None:
             self.consumer.close(autocommit=False)
@@ -146,17 +162,17 @@ class EventConsumer(Entrypoint):
         self.monitor.assigned(self.group, None, joining=True)
         return consumer
 
-    def _run(self):
+    def _run(self) -> None:
         delay = 0.2
         try:
             while not self._stopping:
                 try:
                     if self.consumer is None:
                         self.consumer = self._connect()
-                    self._poll_once()
+                    self._poll_once(self.consumer)
                     delay = 0.2
                 except Exception as exc:
-                    if self._stopping:
+                    if self._stop_asked():
                         break
                     self.metrics.retries.labels(service=self.container.service_name, stage="consume").inc()
                     log.warning(
@@ -173,7 +189,11 @@ class EventConsumer(Entrypoint):
             self._close(commit=False)
             self._done.set()
 
-    def _close(self, commit: bool):
+    def _stop_asked(self) -> bool:
+        """Whether stop() or kill() was called (read anew: another green thread sets it)."""
+        return self._stopping
+
+    def _close(self, commit: bool) -> None:
         self.monitor.assigned(self.group, None)
         if self.consumer is not None:
             try:
@@ -182,8 +202,8 @@ class EventConsumer(Entrypoint):
                 pass
             self.consumer = None
 
-    def _poll_once(self):
-        records = [r for rs in self.consumer.poll(timeout_ms=500).values() for r in rs]
+    def _poll_once(self, consumer: KafkaConsumer) -> None:
+        records: list[Record] = [r for rs in consumer.poll(timeout_ms=500).values() for r in rs]
         while records and not self._stopping:
             applied = self._apply_batch(records)
             if not applied:
@@ -192,10 +212,10 @@ class EventConsumer(Entrypoint):
             for record in records[:applied]:
                 done[TopicPartition(record.topic, record.partition)] = OffsetAndMetadata(record.offset + 1, "", -1)
             crash_point("consumer.committed")
-            self.consumer.commit(offsets=done)
+            consumer.commit(offsets=done)
             records = records[applied:]
 
-    def _apply_batch(self, records) -> int:
+    def _apply_batch(self, records: list[Record]) -> int:
         """Apply the leading records in one transaction; how many (0 only when stopping).
 
         A transient failure (store or broker briefly gone) rolls the whole transaction back and
@@ -240,7 +260,7 @@ class EventConsumer(Entrypoint):
                 time.sleep(delay)
                 delay = min(delay * 2, 10)
 
-    def _last_resort(self, record, error: str) -> int:
+    def _last_resort(self, record: Record, error: str) -> int:
         with self.store.database.transaction() as conn:
             batch = Batch(conn)
             self._store_dead_letter(batch, record, "failed", error, keep_value=False)
@@ -266,14 +286,14 @@ class EventConsumer(Entrypoint):
         for topic, outcome in batch.redriven:
             self.metrics.redriven.labels(service=service, topic=topic, outcome=outcome).inc()
 
-    def _try_batch(self, records) -> int:
+    def _try_batch(self, records: list[Record]) -> int:
         """One transaction: each record applied, or dead-lettered, in a savepoint of its own, so
         one bad record is undone alone; the batch ends after the time budget (a transaction
         holds SQLite's write lock, which the service's HTTP requests are waiting for). Metrics
         are counted once the transaction has committed."""
         budget = self.settings.kokeilu_consumer_batch_seconds
         began = time.perf_counter()
-        counted: list[tuple] = []
+        counted: list[tuple[str, str, str, float]] = []
         run: list[_Pending] = []  # consecutive records for a bulk method, not applied yet
         with self.store.database.transaction() as conn:
             batch = self.batch = Batch(conn)
@@ -284,7 +304,7 @@ class EventConsumer(Entrypoint):
                     started = time.perf_counter()
                     topic = self.settings.logical_topic(record.topic)
                     outcome, event, data = self._read(batch, record, topic)
-                    if outcome is None and event.type in self.bulk:
+                    if outcome is None and event is not None and event.type in self.bulk:
                         if run and run[0].event.type != event.type:
                             self._apply_run(batch, run, counted)
                         run.append(_Pending(record, topic, event, data))
@@ -292,7 +312,7 @@ class EventConsumer(Entrypoint):
                     if run:  # the run goes first: records are applied in the order polled
                         self._apply_run(batch, run, counted)
                         started = time.perf_counter()
-                    if outcome is None:
+                    if outcome is None and event is not None:
                         outcome = self._apply_one(batch, record, topic, event, data)
                     self._count(batch, counted, record, topic, event, outcome, time.perf_counter() - started)
                 if run:
@@ -303,7 +323,16 @@ class EventConsumer(Entrypoint):
         self._committed(batch, counted)
         return len(counted)
 
-    def _count(self, batch: Batch, counted: list, record, topic: str, event, outcome: str | None, seconds: float):
+    def _count(
+        self,
+        batch: Batch,
+        counted: list[tuple[str, str, str, float]],
+        record: Record,
+        topic: str,
+        event: CloudEvent | None,
+        outcome: str | None,
+        seconds: float,
+    ) -> None:
         """One record settled (in the batch's transaction; counted once it commits)."""
         if redrive_of(record.headers):
             batch.redriven.append((topic, outcome or "applied"))
@@ -311,7 +340,7 @@ class EventConsumer(Entrypoint):
         counted.append((topic, known_type(event_type), outcome or "applied", seconds))
         crash_point("consumer.applied")
 
-    def _read(self, batch: Batch, record, topic: str):
+    def _read(self, batch: Batch, record: Record, topic: str) -> tuple[str | None, CloudEvent | None, Any]:
         """(outcome, event, data) of one record: the outcome is None when the record is for the
         service method to apply, else it was settled here: dead-lettered because it does not
         parse or is invalid (`event` is None, or the envelope when it got that far), or ignored
@@ -320,7 +349,7 @@ class EventConsumer(Entrypoint):
             event = parse_envelope(record.value)
             data = decode(event, topic)
         except InvalidEvent as exc:
-            outcome = self._dead_letter(
+            outcome: str | None = self._dead_letter(
                 batch, record, "unparseable" if exc.event is None else "invalid", exc.reason, exc.event
             )
             return outcome, exc.event, None
@@ -332,14 +361,14 @@ class EventConsumer(Entrypoint):
             return "ignored", event, None
         return None, event, data
 
-    def _apply_one(self, batch: Batch, record, topic: str, event, data) -> str | None:
+    def _apply_one(self, batch: Batch, record: Record, topic: str, event: CloudEvent, data: BaseModel) -> str | None:
         """One record through the decorated method, in a savepoint of the batch's transaction."""
         with tracing.consuming(event, topic, record.partition, record.offset, self.group) as span:
             outcome = self._apply_event(batch, record, topic, event, data)
             span.set_attribute("kokeilu.outcome", outcome or "applied")
             return outcome
 
-    def _apply_run(self, batch: Batch, run: list[_Pending], counted: list) -> None:
+    def _apply_run(self, batch: Batch, run: list[_Pending], counted: list[tuple[str, str, str, float]]) -> None:
         """A run of records for a bulk method, applied at once in a savepoint of the batch's
         transaction; the records it refuses are then dead-lettered one by one. When the method
         fails as a whole (a bug, or another instance applying the same records), the savepoint
@@ -384,10 +413,10 @@ class EventConsumer(Entrypoint):
                 span.set_attribute("kokeilu.outcome", outcome or "applied")
             self._count(batch, counted, p.record, p.topic, p.event, outcome, each)
 
-    def _apply_event(self, batch: Batch, record, topic: str, event, data) -> str | None:
+    def _apply_event(self, batch: Batch, record: Record, topic: str, event: CloudEvent, data: BaseModel) -> str | None:
         savepoint, recorded, counts = Savepoint(batch.conn), len(batch.outbox), len(batch.counts)
         try:
-            outcome = self._run_worker(event, data)
+            outcome: str | None = self._run_worker(event, data)
             savepoint.commit()
             return outcome
         except Exception as exc:
@@ -400,23 +429,30 @@ class EventConsumer(Entrypoint):
             log.warning("event %s on %s failed permanently: %s", event.id, topic, exc)
             return self._dead_letter(batch, record, "failed", f"{exc.__class__.__name__}: {exc}", event, str(exc))
 
-    def _run_worker(self, *args, method: str | None = None):
+    def _run_worker(self, *args: Any, method: str | None = None) -> Any:
         """Run the service method for one record as nameko's worker does (dependencies injected,
         worker hooks run), but here, in the consumer's green thread, not through the service's
         worker pool: the batch holds the store's lock, HTTP workers waiting for that lock can
         fill the pool (max_workers), and a pooled spawn would then wait for them while they
         wait for the batch: a deadlock. Inline, a record needs no free worker. `method` names
         another method of the service to run (a bulk method) instead of the decorated one."""
-        entrypoint = self if method is None else _Method(self, method)
+        entrypoint = self if method is None else _BulkEntrypoint(self, method)
         worker_ctx = WorkerContext(self.container, self.container.service_cls(), entrypoint, args, {})
-        outcome: dict = {}
+        outcome: dict[str, Any] = {}
         self.container._run_worker(worker_ctx, partial(_keep_result, outcome))  # nameko 2.14's own worker run
         if outcome["exc_info"] is not None:
             raise outcome["exc_info"][1]
-        return outcome["result"]
+        result: str | None = outcome["result"]  # the service method's: "applied", "duplicate" ... or None
+        return result
 
     def _dead_letter(
-        self, batch: Batch, record, reason: str, error: str, event=None, message: str | None = None
+        self,
+        batch: Batch,
+        record: Record,
+        reason: str,
+        error: str,
+        event: CloudEvent | None = None,
+        message: str | None = None,
     ) -> str:
         """Record the dead letter (and the rejection, if any) in the batch's transaction; the
         outcome: "dead_lettered", or "duplicate" for a record dead-lettered before. When even
@@ -444,10 +480,10 @@ class EventConsumer(Entrypoint):
     def _store_dead_letter(
         self,
         batch: Batch,
-        record,
+        record: Record,
         reason: str,
         error: str,
-        event=None,
+        event: CloudEvent | None = None,
         message: str | None = None,
         keep_value: bool = True,
     ) -> bool:
@@ -484,11 +520,14 @@ class EventConsumer(Entrypoint):
         )
         return True
 
-    def _reject(self, uow, record, event, reason: str) -> None:
+    def _reject(self, uow: UnitOfWork, record: Record, event: CloudEvent | None, reason: str) -> None:
+        on_reject = self.on_reject
+        if on_reject is None:
+            return
         # In a savepoint: a failing callback must not stop the dead letter (nor stall the partition).
         try:
             with uow.conn.begin_nested():
-                self.on_reject(record.value, event, reason, uow)
+                on_reject(record.value, event, reason, uow)
         except Exception as exc:
             if is_transient(exc):
                 raise
@@ -498,13 +537,13 @@ class EventConsumer(Entrypoint):
 class _Membership(ConsumerRebalanceListener):
     """Tells the monitor (readiness, metrics) when the group takes partitions away and gives them."""
 
-    def __init__(self, monitor: KafkaMonitor, group: str):
+    def __init__(self, monitor: KafkaMonitor, group: str) -> None:
         self.monitor, self.group = monitor, group
 
-    def on_partitions_revoked(self, revoked):
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         self.monitor.assigned(self.group, None, joining=True)
 
-    def on_partitions_assigned(self, assigned):
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self.monitor.assigned(self.group, len(assigned))
 
 
@@ -515,7 +554,7 @@ class Batch:
     redriven records (topic, outcome), counted once it has committed."""
 
     conn: sa.Connection
-    outbox: list[dict] = field(default_factory=list)
+    outbox: list[OutboxRow] = field(default_factory=list)
     # Its use cases' domain counts (kokeilu.platform.Figures), made once it has committed.
     counts: list[Callable[[], object]] = field(default_factory=list)
     dead_lettered: list[tuple[str, str]] = field(default_factory=list)
@@ -527,13 +566,13 @@ class Batch:
 class _Pending:
     """A parsed record waiting in a run for its service's bulk method."""
 
-    record: object
+    record: Record
     topic: str
-    event: object
-    data: object
+    event: CloudEvent
+    data: Any
 
 
-class _Method:
+class _BulkEntrypoint:
     """A consumer seen as the entrypoint of another method of its service (a bulk method), for
     nameko's worker: everything but the method's name is the consumer's (its batch, for the
     Store dependency; its container)."""
@@ -541,13 +580,19 @@ class _Method:
     def __init__(self, consumer: EventConsumer, method_name: str):
         self._consumer, self.method_name = consumer, method_name
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._consumer, name)
 
 
-def _keep_result(outcome: dict, worker_ctx, result, exc_info):
+def _keep_result(outcome: dict[str, Any], worker_ctx: WorkerContext, result: Any, exc_info: Any) -> tuple[Any, Any]:
     outcome["result"], outcome["exc_info"] = result, exc_info
     return result, exc_info
 
 
-consume = EventConsumer.decorator
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def consume(*topic_names: str, **options: Any) -> Callable[[_Method], _Method]:
+    """`@consume(topic, ...)`: the method applies the events of `topic` (EventConsumer's arguments)."""
+    decorate: Callable[[_Method], _Method] = EventConsumer.decorator(*topic_names, **options)  # nameko's (untyped)
+    return decorate

@@ -15,6 +15,7 @@ structured mode says so in `content-type`) and a redrive can restore them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from kokeilu.contracts import deadletter as contract
@@ -68,11 +69,17 @@ def _text(raw: bytes | str | None) -> str | None:
     return raw
 
 
-def original_headers(headers) -> tuple[dict[str, str], list[str]]:
+# A record's headers as a consumer reads them ([(name, bytes)]), or an outbox row's ({name: text}).
+Headers = Iterable[tuple[str, bytes | str | None]] | Mapping[str, str] | None
+
+
+def original_headers(headers: Headers) -> tuple[dict[str, str], list[str]]:
     """The headers a dead letter keeps of the original record's, and the names it leaves out.
 
     `headers`: a consumer record's [(name, bytes)], or an outbox row's {name: text}."""
-    items = list(headers.items()) if isinstance(headers, dict) else list(headers or ())
+    items: list[tuple[str, bytes | str | None]] = (
+        list(headers.items()) if isinstance(headers, Mapping) else list(headers or ())
+    )
     kept: dict[str, str] = {}
     omitted: list[str] = []
     size = 0
@@ -85,7 +92,7 @@ def original_headers(headers) -> tuple[dict[str, str], list[str]]:
             and len(kept) < MAX_ORIGINAL_HEADERS
             and size + len(text_name.encode()) + len(value.encode()) <= MAX_ORIGINAL_HEADER_BYTES
         )
-        if not fits or text_name.startswith(NAMESPACE) or text_name in kept:
+        if not fits or text_name is None or value is None or text_name.startswith(NAMESPACE) or text_name in kept:
             omitted.append(clean(name if isinstance(name, str) else name.decode("utf-8", "replace"), 100))
             continue
         kept[text_name] = value
@@ -93,7 +100,7 @@ def original_headers(headers) -> tuple[dict[str, str], list[str]]:
     return kept, omitted
 
 
-def redrive_of(headers) -> str | None:
+def redrive_of(headers: Iterable[tuple[str, bytes | str]] | None) -> str | None:
     """The dead letter a consumed record was redriven from (`partition:offset`), if it was."""
     for name, raw in headers or ():
         if name == REDRIVE_OF:
@@ -107,7 +114,7 @@ def dead_letter(
     reason: str,
     error: str,
     service: str,
-    original=None,
+    original: Headers = None,
     **source: str | int,
 ) -> DeadLetter:
     """`source` names where the record was: topic, partition, offset, consumer_group, outbox_id.

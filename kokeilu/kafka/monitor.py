@@ -18,6 +18,7 @@ import threading
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 from nameko.extensions import SharedExtension
+from prometheus_client import Gauge
 
 from kokeilu.config import get_settings
 from kokeilu.metrics import metrics_for
@@ -29,15 +30,15 @@ TIMEOUT_MS = 4000
 
 
 class KafkaMonitor(SharedExtension):
-    def setup(self):
+    def setup(self) -> None:
         self.settings = get_settings()
         self.service = self.container.service_name
         self.metrics = metrics_for(self.service)
         self.groups: dict[str, tuple[str, ...]] = {}  # consumer group -> logical topics
         self.membership: dict[str, str] = {}  # consumer group (logical) -> where this instance's consumer stands
         self._stop = threading.Event()
-        self._admin = None
-        self._consumer = None
+        self._admin: KafkaAdminClient | None = None
+        self._consumer: KafkaConsumer | None = None
         self.connected = False
         self.metrics.kafka_connected.labels(service=self.service).set(0)
 
@@ -48,7 +49,7 @@ class KafkaMonitor(SharedExtension):
             self._lag(group, topic)
         self.assigned(group, None)
 
-    def _lag(self, group: str, topic: str):
+    def _lag(self, group: str, topic: str) -> Gauge:
         """The lag gauge of a (physical) group's topic: labelled with the group's logical name."""
         return self.metrics.consumer_lag.labels(
             service=self.service, group=self.settings.logical_topic(group), topic=topic
@@ -68,16 +69,16 @@ class KafkaMonitor(SharedExtension):
         if partitions is not None:
             assignments.inc()
 
-    def start(self):
+    def start(self) -> None:
         self.container.spawn_managed_thread(self._loop)
 
-    def stop(self):
+    def stop(self) -> None:
         self._stop.set()
         self._close()
 
     kill = stop
 
-    def _loop(self):
+    def _loop(self) -> None:
         while not self._stop.is_set():
             try:
                 self.probe()
@@ -90,7 +91,7 @@ class KafkaMonitor(SharedExtension):
             self.metrics.kafka_connected.labels(service=self.service).set(1 if self.connected else 0)
             self._stop.wait(INTERVAL_SECONDS)
 
-    def _clients(self):
+    def _clients(self) -> tuple[KafkaAdminClient, KafkaConsumer]:
         if self._admin is None:
             options = self.settings.kafka_client_options()
             self._admin = KafkaAdminClient(
@@ -131,7 +132,7 @@ class KafkaMonitor(SharedExtension):
             for topic, value in lag.items():
                 self._lag(group, topic).set(value)
 
-    def _close(self):
+    def _close(self) -> None:
         for client in (self._consumer, self._admin):
             if client is not None:
                 try:

@@ -7,7 +7,9 @@ import logging
 import threading
 import time
 from datetime import timedelta
+from typing import Any
 
+import sqlalchemy as sa
 from kafka import KafkaProducer
 from kafka.errors import (
     CorruptRecordError,
@@ -19,7 +21,7 @@ from kafka.errors import (
 from nameko.extensions import SharedExtension
 
 from kokeilu import tracing
-from kokeilu.config import get_settings
+from kokeilu.config import Settings, get_settings
 from kokeilu.contracts import topics
 from kokeilu.extensions import StoreExtension, TopicsExtension
 from kokeilu.faults import crash_point
@@ -44,7 +46,7 @@ UNSENDABLE = (
 KEEP_SENT = timedelta(days=1)
 
 
-def make_producer(settings, client_id: str) -> KafkaProducer:
+def make_producer(settings: Settings, client_id: str) -> KafkaProducer:
     return KafkaProducer(
         **settings.kafka_client_options(),
         client_id=client_id,
@@ -66,15 +68,15 @@ class OutboxRelay(SharedExtension):
     store = StoreExtension()
     topics = TopicsExtension()
 
-    def setup(self):
+    def setup(self) -> None:
         self.settings = get_settings()
         self.metrics = metrics_for(self.container.service_name)
         self._wakeup = threading.Event()
         self._running = False
         self._done = threading.Event()
-        self.producer = None
+        self.producer: KafkaProducer | None = None
 
-    def start(self):
+    def start(self) -> None:
         self._running = True
         self.reader = OutboxReader(self.store.database)
         self.container.spawn_managed_thread(self._loop)
@@ -89,13 +91,13 @@ class OutboxRelay(SharedExtension):
             self.producer = make_producer(self.settings, f"{self.container.service_name}-relay")
         return self.producer
 
-    def _publish(self, rows) -> Relayed:
+    def _publish(self, rows: list[sa.Row[Any]]) -> Relayed:
         """Send rows in order. A row that no retry can ever send (too large, refused as invalid)
         is parked: replaced by a dead letter, so it never blocks the rows behind it. A transient
         failure stops the batch there: what was acknowledged before it is kept, the rest retried."""
         producer = self._ensure_producer()
         result = Relayed()
-        pending: list = []
+        pending: list[tuple[sa.Row[Any], Any]] = []  # (row, its future or the error that refused it)
         for row in rows:
             try:
                 headers = [(k, v.encode()) for k, v in (row.headers or {}).items()]
@@ -144,7 +146,7 @@ class OutboxRelay(SharedExtension):
         crash_point("relay.published")
         return result
 
-    def _park(self, result: Relayed, row, exc: Exception) -> None:
+    def _park(self, result: Relayed, row: sa.Row[Any], exc: Exception) -> None:
         service = self.container.service_name
         error = f"{exc.__class__.__name__}: {exc}"
         log.error(
@@ -165,7 +167,7 @@ class OutboxRelay(SharedExtension):
     def relay_once(self) -> int:
         return self.reader.relay(BATCH, self._publish)
 
-    def _loop(self):
+    def _loop(self) -> None:
         service = self.container.service_name
         delay = 0.1
         last_housekeeping = 0.0
@@ -192,7 +194,7 @@ class OutboxRelay(SharedExtension):
         finally:
             self._done.set()
 
-    def _close_producer(self):
+    def _close_producer(self) -> None:
         if self.producer is not None:
             try:
                 self.producer.close(timeout=5)
@@ -200,7 +202,7 @@ class OutboxRelay(SharedExtension):
                 pass
             self.producer = None
 
-    def stop(self):
+    def stop(self) -> None:
         """Graceful: publish what is left (bounded), then close."""
         self._running = False
         self._wakeup.set()
@@ -213,7 +215,7 @@ class OutboxRelay(SharedExtension):
             log.warning("outbox not fully flushed at stop (%s); it is published on next start", exc)
         self._close_producer()
 
-    def kill(self):
+    def kill(self) -> None:
         self._running = False
         self._wakeup.set()
         self._close_producer()

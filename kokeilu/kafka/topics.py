@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from kafka.admin import KafkaAdminClient
 from kafka.errors import (
@@ -25,7 +26,7 @@ from kokeilu.contracts import topics
 log = logging.getLogger(__name__)
 
 
-def topic_specs(settings: Settings) -> dict[str, dict]:
+def topic_specs(settings: Settings) -> dict[str, dict[str, Any]]:
     specs = {}
     for name in topics.ALL + topics.OPERATIONS:
         configs = {"cleanup.policy": "compact"} if name in topics.COMPACTED else {}
@@ -41,7 +42,9 @@ def topic_specs(settings: Settings) -> dict[str, dict]:
     return specs
 
 
-def ensure_topics(settings: Settings, names: dict[str, dict] | None = None, deadline_seconds: float = 120) -> None:
+def ensure_topics(
+    settings: Settings, names: dict[str, dict[str, Any]] | None = None, deadline_seconds: float = 120
+) -> None:
     """Create missing topics, waiting for the broker up to `deadline_seconds`."""
     specs = names if names is not None else topic_specs(settings)
     deadline = time.monotonic() + deadline_seconds
@@ -65,7 +68,7 @@ def ensure_topics(settings: Settings, names: dict[str, dict] | None = None, dead
             delay = min(delay * 2, 5)
 
 
-def _create(admin: KafkaAdminClient, missing: dict[str, dict]) -> None:
+def _create(admin: KafkaAdminClient, missing: dict[str, dict[str, Any]]) -> None:
     result = admin.create_topics(missing, raise_errors=False)
     created, refused = [], []
     for topic in result["topics"]:

@@ -6,18 +6,22 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.engine.interfaces import DBAPIConnection
 
 from kokeilu import tracing
 
 from .locks import hold
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 # What the SQLite driver may wait for a lock by itself (blocking the process), in milliseconds.
 DRIVER_BUSY_MS = 20
@@ -28,7 +32,7 @@ def make_engine(url: str, busy_timeout_seconds: float = 10) -> sa.Engine:
         engine = sa.create_engine(url, connect_args={"timeout": busy_timeout_seconds, "check_same_thread": False})
 
         @sa.event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn, _record):
+        def _pragmas(dbapi_conn: DBAPIConnection, _record: object) -> None:
             cur = dbapi_conn.cursor()
             # WAL lets readers in other processes (the rebuild tool, a second instance) run beside the writer.
             cur.execute("PRAGMA journal_mode=WAL")
@@ -48,11 +52,11 @@ def make_engine(url: str, busy_timeout_seconds: float = 10) -> sa.Engine:
         # pysqlite's own transaction handling defers BEGIN; make it explicit and IMMEDIATE so a
         # write transaction takes the lock up front instead of failing half-way.
         @sa.event.listens_for(engine, "connect")
-        def _no_pysqlite_tx(dbapi_conn, _record):
+        def _no_pysqlite_tx(dbapi_conn: Any, _record: object) -> None:  # sqlite3.Connection
             dbapi_conn.isolation_level = None
 
         @sa.event.listens_for(engine, "begin")
-        def _begin(conn):
+        def _begin(conn: sa.Connection) -> None:
             if conn.get_execution_options().get("kokeilu_read_only"):
                 conn.exec_driver_sql("BEGIN")  # a reader: WAL never makes it wait for the writer
                 return
@@ -77,15 +81,15 @@ def eventlet_patched() -> bool:
         from eventlet import patcher
     except ImportError:
         return False
-    return patcher.is_monkey_patched("thread")
+    return bool(patcher.is_monkey_patched("thread"))
 
 
-def _blocking(fn):
+def _blocking(fn: Callable[[], _T]) -> _T:
     """Run `fn` (a disk wait) in a native thread under eventlet, so the other green threads go on."""
     if eventlet_patched():
         from eventlet import tpool
 
-        return tpool.execute(fn)
+        return cast(_T, tpool.execute(fn))  # eventlet is untyped: execute returns fn's answer
     return fn()
 
 
@@ -193,30 +197,32 @@ class Database:
             command.upgrade(cfg, revision)
 
     @contextmanager
-    def transaction(self):
+    def transaction(self) -> Iterator[sa.Connection]:
         """One transaction, committed when the block ends without an exception (a span of its
         own inside a traced request or record: kokeilu/tracing.py)."""
         with (
-            tracing.span("store transaction", **{"db.system.name": self.engine.dialect.name}),
+            tracing.span("store transaction", {"db.system.name": self.engine.dialect.name}),
             self._transaction() as conn,
         ):
             yield conn
 
     @contextmanager
-    def _transaction(self):
+    def _transaction(self) -> Iterator[sa.Connection]:
         if self.is_sqlite:
             ticket = None
+            wal_sync = self.wal_sync
             with self._lock:
                 with self.engine.begin() as conn:
                     raw = conn.connection.dbapi_connection
+                    assert raw is not None  # a connection in a transaction has its driver's
                     changes = raw.total_changes
                     yield conn
                 # Committed (an exception would not get here) or rolled back; a transaction that
                 # changed no row (a read, a replayed answer) has nothing to make durable.
-                if self.wal_sync is not None and raw.total_changes != changes:
-                    ticket = self.wal_sync.committed()
-            if ticket is not None:
-                self.wal_sync.wait(ticket)
+                if wal_sync is not None and raw.total_changes != changes:
+                    ticket = wal_sync.committed()
+            if wal_sync is not None and ticket is not None:
+                wal_sync.wait(ticket)
         else:
             with self.engine.begin() as conn:
                 yield conn

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any, TypeVar
+
 import sqlalchemy as sa
+
+_Row = TypeVar("_Row", bound=tuple[Any, ...])
 
 
 def newest_first_after(
-    conn: sa.Connection, query: sa.Select, time_col: sa.Column, id_col: sa.Column, after: str | None
-) -> sa.Select:
+    conn: sa.Connection,
+    query: sa.Select[_Row],
+    time_col: sa.ColumnElement[datetime],
+    id_col: sa.ColumnElement[str],
+    after: str | None,
+) -> sa.Select[_Row]:
     """Rows of `query` (ordered by `time_col` desc, `id_col` desc) strictly after the row whose id
     is `after`; stable under inserts, unlike an offset. An unknown cursor starts from the top."""
     if not after:

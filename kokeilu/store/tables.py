@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 import sqlalchemy.dialects.postgresql
@@ -10,18 +11,18 @@ import sqlalchemy.dialects.postgresql
 JSONB = sa.JSON().with_variant(sa.dialects.postgresql.JSONB(), "postgresql")
 
 
-class UtcDateTime(sa.types.TypeDecorator):
+class UtcDateTime(sa.types.TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on every backend (SQLite would hand back naive ones)."""
 
     impl = sa.DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value, dialect):
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("naive datetime given to a UtcDateTime column")
         return value.astimezone(UTC) if value is not None else None
 
-    def process_result_value(self, value, dialect):
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value
@@ -52,7 +53,7 @@ def add_messaging_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
     return outbox, inbox
 
 
-def create_messaging_tables(op) -> None:
+def create_messaging_tables(op: Any) -> None:  # alembic.op (a module of proxies)
     """For a service's first Alembic migration: create the outbox and inbox from the one definition above."""
     metadata = sa.MetaData()
     add_messaging_tables(metadata)
@@ -75,7 +76,7 @@ def add_flows_table(metadata: sa.MetaData) -> sa.Table:
     )
 
 
-def create_flows_table(op) -> None:
+def create_flows_table(op: Any) -> None:  # alembic.op
     """For the migration that adds the flows table, from the one definition above."""
     metadata = sa.MetaData()
     add_flows_table(metadata)

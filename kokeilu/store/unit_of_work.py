@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Protocol, Self, TypedDict, TypeVar
 
 import sqlalchemy as sa
+from pydantic import BaseModel
 
 from kokeilu import tracing
 from kokeilu.contracts import CONTENT_TYPE, CloudEvent, new_event, utcnow
-from kokeilu.contracts.catalog import BY_NAME
+from kokeilu.contracts.catalog import BY_NAME, EventType
 from kokeilu.faults import crash_point
 
 from .database import Database
@@ -23,6 +27,27 @@ from .tables import add_flows_table, add_messaging_tables
 _meta = sa.MetaData()
 OUTBOX, INBOX = add_messaging_tables(_meta)
 FLOWS = add_flows_table(_meta)
+
+
+class OutboxRow(TypedDict):
+    """An outbox row to write (its id and sent_at are the table's)."""
+
+    topic: str
+    key: str | None
+    value: bytes | None
+    headers: dict[str, str]
+    event_type: str
+    created_at: datetime
+
+
+@dataclass
+class _Level:
+    """One open level of a unit of work: its savepoint (None for the transaction itself),
+    whether its block called commit(), and how many outbox rows were pending when it began."""
+
+    savepoint: Savepoint | None
+    committed: bool
+    pending: int
 
 
 class UnitOfWork:
@@ -47,6 +72,7 @@ class UnitOfWork:
     """
 
     source: str | None = None  # the service's CloudEvents source (kokeilu.contracts.service_source)
+    conn: sa.Connection  # the open transaction's (set on entering, or by `joining`)
 
     def __init__(self, database: Database, on_commit: Callable[[], None] | None = None):
         self.database = database
@@ -54,12 +80,13 @@ class UnitOfWork:
         # Outbox rows recorded and not yet written: they are written together, in one statement,
         # just before the transaction commits. Each open level: [savepoint or None, committed,
         # how many rows were pending when it began].
-        self._outbox: list[dict] = []
-        self._levels: list[list] = []
+        self._outbox: list[OutboxRow] = []
+        self._levels: list[_Level] = []
         self._joined: dict[str, tuple[str, str | None]] = {}
+        self._cm: AbstractContextManager[sa.Connection] | None = None
 
     @classmethod
-    def joining(cls, database: Database, conn: sa.Connection, outbox: list[dict]) -> UnitOfWork:
+    def joining(cls, database: Database, conn: sa.Connection, outbox: list[OutboxRow]) -> Self:
         """A unit of work inside a transaction that its caller opened and will commit (a consumer
         applying a poll batch): every block of it is a savepoint of that transaction, whose
         commit() keeps its changes and whose failure undoes only them. The outbox rows it
@@ -68,29 +95,32 @@ class UnitOfWork:
         uow = cls(database)
         uow.conn = conn
         uow._outbox = outbox
-        uow._levels = [[None, True, len(outbox)]]  # the caller's level: never left through this object
+        uow._levels = [_Level(None, True, len(outbox))]  # the caller's level: never left through this object
         uow.bind(conn)
         return uow
 
     def bind(self, conn: sa.Connection) -> None:  # extension point
         """Create the service's repositories on this transaction's connection."""
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         if self._levels:
-            self._levels.append([Savepoint(self.conn), False, len(self._outbox)])
+            self._levels.append(_Level(Savepoint(self.conn), False, len(self._outbox)))
             return self
         self._cm = self.database.transaction()
         self.conn = self._cm.__enter__()
         self._outbox = []
-        self._levels.append([None, False, 0])
+        self._levels.append(_Level(None, False, 0))
         self.bind(self.conn)
         return self
 
     def commit(self) -> None:
-        self._levels[-1][1] = True
+        self._levels[-1].committed = True
 
-    def __exit__(self, exc_type, exc, tb):
-        savepoint, committed, pending = self._levels.pop()
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        level = self._levels.pop()
+        savepoint, committed, pending = level.savepoint, level.committed, level.pending
         keep = exc_type is None and committed
         if not keep:
             del self._outbox[pending:]
@@ -106,17 +136,21 @@ class UnitOfWork:
                 except Exception:  # the outer transaction rolls back anyway; keep the first error
                     pass
             return False
+        cm = self._cm
+        assert cm is not None, "the outermost level of a unit of work is entered, not joined"
         if exc_type is None and not committed:
             # Roll back: leaving the block without commit() means the work was not wanted.
-            self.conn.get_transaction().rollback()
+            transaction = self.conn.get_transaction()
+            assert transaction is not None  # the block's, begun on entering
+            transaction.rollback()
         published = len(self._outbox)
         if keep:
             try:
                 write_outbox(self.conn, self._outbox)
             except BaseException as error:
-                self._cm.__exit__(type(error), error, error.__traceback__)
+                cm.__exit__(type(error), error, error.__traceback__)
                 raise
-        result = self._cm.__exit__(exc_type, exc, tb)
+        result = cm.__exit__(exc_type, exc, tb)
         if keep:
             crash_point("uow.committed")
             if published and self._on_commit:
@@ -131,7 +165,7 @@ class UnitOfWork:
         the same work takes, so that two instances always lock in one order."""
         hold(self.conn, name)
 
-    def sharing(self, cls: type[UnitOfWork]) -> UnitOfWork:
+    def sharing(self, cls: type[_Shared]) -> _Shared:
         """This unit of work's open transaction and outbox as a `cls` (a service's own, with its
         repositories and source): for a callback the platform runs in a unit of work of its own
         (a consumer's on_reject). What it records goes with this one's work, all or nothing."""
@@ -140,8 +174,8 @@ class UnitOfWork:
     # outbox ---------------------------------------------------------------------------
     def emit(
         self,
-        event_type,
-        data,
+        event_type: EventType,
+        data: BaseModel,
         subject: str,
         cause: CloudEvent | None = None,
         *,
@@ -199,14 +233,15 @@ class UnitOfWork:
         flow = tracing.current_flow()
         if flow is None:
             return
+        traceparent = tracing.current_traceparent()
         row = {
             "subject": subject,
             "correlation_id": flow.correlation_id,
-            "traceparent": tracing.current_traceparent(),
+            "traceparent": traceparent,
             "created_at": utcnow(),
         }
         if self.conn.execute(_INSERT_FLOW[self.conn.dialect.name], row).rowcount == 1:
-            self._joined[subject] = (row["correlation_id"], row["traceparent"])
+            self._joined[subject] = (flow.correlation_id, traceparent)
 
     def join_flows(self, subjects: Iterable[str]) -> None:
         """join_flow for several subjects at once (a run of events applied together)."""
@@ -230,7 +265,7 @@ class UnitOfWork:
         trace (a consumer's span for the record that caused it), else a span made in the
         event's trace (tracing.continuing)."""
         correlation, traceparent = event.correlationid, event.traceparent
-        joined = self._joined.get(event.subject) if self._joined else None
+        joined = self._joined.get(event.subject) if self._joined and event.subject is not None else None
         if joined is not None:
             correlation, traceparent = joined
         elif event.causationid is None:
@@ -283,7 +318,10 @@ class UnitOfWork:
         """Record that `consumer` handled what `key` names; False when it already did."""
         insert = _INSERT_NEW[self.conn.dialect.name]
         row = {"consumer": consumer, "event_id": key, "event_type": kind, "applied_at": utcnow()}
-        return self.conn.execute(insert, row).rowcount == 1
+        return bool(self.conn.execute(insert, row).rowcount == 1)
+
+
+_Shared = TypeVar("_Shared", bound=UnitOfWork)
 
 
 class Savepoint:
@@ -309,7 +347,7 @@ class Savepoint:
         self.conn.exec_driver_sql(f"RELEASE SAVEPOINT {self.name}")
 
 
-def write_outbox(conn: sa.Connection, rows: list[dict]) -> None:
+def write_outbox(conn: sa.Connection, rows: list[OutboxRow]) -> None:
     """Write recorded outbox rows, in order, in one statement (ids follow the order given)."""
     if rows:
         conn.execute(OUTBOX.insert(), rows)
@@ -332,13 +370,28 @@ _FLOWS_OF = sa.select(FLOWS.c.subject, FLOWS.c.correlation_id, FLOWS.c.tracepare
 _INSERT_FLOW = insert_new(FLOWS)
 
 
+class Letter(Protocol):
+    """A record that replaces an outbox row the relay parks (kokeilu.kafka.deadletter.DeadLetter)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def key(self) -> str | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> dict[str, str]: ...
+    @property
+    def event_type(self) -> str: ...
+
+
 @dataclass
 class Relayed:
     """What one relay batch did: rows acknowledged by the brokers (in order), rows parked (with
     the dead letter that replaces each, or None), and the transient error that stopped it."""
 
     sent: list[int] = field(default_factory=list)
-    parked: dict[int, object] = field(default_factory=dict)
+    parked: dict[int, Letter | None] = field(default_factory=dict)
     error: Exception | None = None
 
 
@@ -348,7 +401,7 @@ class OutboxReader:
     def __init__(self, database: Database):
         self.database = database
 
-    def relay(self, limit: int, publish: Callable[[list[sa.Row]], Relayed]) -> int:
+    def relay(self, limit: int, publish: Callable[[list[sa.Row[Any]]], Relayed]) -> int:
         """Hand the oldest unsent rows to `publish`, then mark what it sent, and what it parked
         (recording the dead letter that replaces each), in one transaction. Raises the
         transient error that stopped `publish`, once that is done. Returns how many rows left
@@ -408,10 +461,12 @@ class OutboxReader:
 
     def backlog(self) -> int:
         with self.database.transaction() as conn:
-            return conn.execute(
-                sa.select(sa.func.count()).select_from(OUTBOX).where(OUTBOX.c.sent_at.is_(None))
-            ).scalar_one()
+            return int(
+                conn.execute(
+                    sa.select(sa.func.count()).select_from(OUTBOX).where(OUTBOX.c.sent_at.is_(None))
+                ).scalar_one()
+            )
 
     def prune(self, older_than: timedelta) -> int:
         with self.database.transaction() as conn:
-            return conn.execute(OUTBOX.delete().where(OUTBOX.c.sent_at < utcnow() - older_than)).rowcount
+            return int(conn.execute(OUTBOX.delete().where(OUTBOX.c.sent_at < utcnow() - older_than)).rowcount)

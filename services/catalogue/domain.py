@@ -224,9 +224,9 @@ class Entry:
     def view(self, contact_unit: str, series: dict[str, list[KpiPoint]] | None = None) -> Result | None:
         """The Result departments see, derived from the facts alone; None when not in the catalogue.
         `series`, by KPI name, are the KPIs' measurements over time (from the catalogue's store)."""
-        if not self.visible:
-            return None
         p = self.proposal
+        if not self.visible or p is None:  # (a visible entry has its proposal)
+            return None
         actual = {k.name: k.actual for k in self.completion.actual_kpis} if self.completion else {}
         # A resident's "organisation" is their own name: personal data stays out of the catalogue,
         # and so does the name where the resident wrote it into the text.
@@ -234,7 +234,7 @@ class Entry:
         names = (p.proposer.organisation,) if resident else ()
         organisation = None if resident else redact(p.proposer.organisation)
 
-        def text(value):
+        def text(value: str | None) -> str | None:
             return redact(value, names)
 
         kpis = []

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from pydantic import BaseModel
+
 from kokeilu.contracts import CloudEvent
 from kokeilu.contracts import catalog as types
 from kokeilu.contracts.evaluation import EvaluationDecided, ScreeningCompleted
@@ -13,9 +17,11 @@ from kokeilu.contracts.proposals import (
     ProposalStatusChanged,
     ProposalSubmitted,
 )
+from kokeilu.contracts.results import KpiPoint, Result, ResultWithdrawn
 from kokeilu.errors import PermanentError
 
-from .domain import SAFE_ID, Entry
+from .domain import SAFE_ID, DailyKpi, Entry
+from .ports import CatalogueUnitOfWork
 from .search import SearchPage, SearchQuery
 
 CONSUMER = "catalogue"
@@ -40,7 +46,23 @@ HANDLED = (
 )
 
 
-def _fact(event: CloudEvent, data):
+Change = Callable[[Entry], Entry]
+
+
+# The data of the events _fact handles (each about one proposal).
+FACTS = (
+    ProposalSubmitted,
+    ProposalRevised,
+    ScreeningCompleted,
+    EvaluationDecided,
+    ProposalStatusChanged,
+    PilotStarted,
+    MeasurementRecorded,
+    PilotCompleted,
+)
+
+
+def _fact(event: CloudEvent, data: BaseModel) -> Change | None:
     """How an event changes an entry, or None when the catalogue does not care about it."""
     at = event.time
     if isinstance(data, ProposalSubmitted):
@@ -62,35 +84,38 @@ def _fact(event: CloudEvent, data):
     return None
 
 
-def apply(event: CloudEvent, data, uow, contact_unit: str) -> str:
+def apply(event: CloudEvent, data: BaseModel, uow: CatalogueUnitOfWork, contact_unit: str) -> str:
     """Apply one workflow event once. Returns "published", "updated" or "withdrawn" when a public
     event went to the outbox with the change, else "applied", "duplicate" or "ignored"."""
     change = _fact(event, data)
     if change is None:
         return "ignored"
-    if not SAFE_ID.match(data.proposal_id):
-        raise PermanentError(f"proposal id {data.proposal_id[:80]!r} is not an id the catalogue publishes")
+    assert isinstance(data, FACTS)  # what _fact changes an entry for
+    proposal_id = data.proposal_id
+    if not SAFE_ID.match(proposal_id):
+        raise PermanentError(f"proposal id {proposal_id[:80]!r} is not an id the catalogue publishes")
     with uow:
         if not uow.first_time(CONSUMER, event):
             return "duplicate"
         if isinstance(data, MeasurementRecorded):  # its day of the KPI's series: one upsert, flat cost
             uow.entries.record_measurement(data.proposal_id, data.kpi, data.value, data.measured_at)
-        entry: Entry = change(uow.entries.get(data.proposal_id))
+        entry: Entry = change(uow.entries.get(proposal_id))
         # The series go into the published result from the pilot's completion on (one result.updated
         # with the whole series), not with every measurement; until then the API and portal read
         # them from the store (live_series).
         kpis = len(entry.proposal.kpis) if entry.proposal else 1
-        series = uow.entries.series(data.proposal_id, kpis) if entry.completion is not None else None
+        series = uow.entries.series(proposal_id, kpis) if entry.completion is not None else None
         entry, public = entry.reconcile(contact_unit, series)
         if public is not None:
-            body = entry.withdrawn if public == "withdrawn" else entry.result
+            body: Result | ResultWithdrawn | None = entry.withdrawn if public == "withdrawn" else entry.result
+            assert body is not None  # what reconcile() says is due, it has put in the entry
             uow.emit(PUBLIC_TYPES[public], body, body.result_id, event)
         uow.entries.save(entry)
         uow.commit()
     return public or "applied"
 
 
-def get_result(proposal_id: str, uow):
+def get_result(proposal_id: str, uow: CatalogueUnitOfWork) -> Result | None:
     """The published result, with its KPIs' series as they are now (a piloting result's series
     grow between its public events)."""
     with uow:
@@ -98,31 +123,31 @@ def get_result(proposal_id: str, uow):
         return None if result is None else live_series(result, uow.entries.series(proposal_id, len(result.kpis)))
 
 
-def live_series(result, series: dict):
+def live_series(result: Result, series: dict[str, list[KpiPoint]]) -> Result:
     if not series:
         return result
     kpis = [k.model_copy(update={"series": series.get(k.name) or k.series}) for k in result.kpis]
     return result.model_copy(update={"kpis": kpis})
 
 
-def kpi_days(proposal_id: str, uow):
+def kpi_days(proposal_id: str, uow: CatalogueUnitOfWork) -> tuple[Result | None, dict[str, list[DailyKpi]]]:
     """The published result and every KPI's days (for the CSV); (None, {}) when not published."""
     with uow:
         result = uow.entries.get(proposal_id).result
         return (None, {}) if result is None else (result, uow.entries.daily(proposal_id))
 
 
-def search_results(query: SearchQuery, uow) -> SearchPage:
+def search_results(query: SearchQuery, uow: CatalogueUnitOfWork) -> SearchPage:
     with uow:
         return uow.entries.search(query)
 
 
-def all_results(uow):
+def all_results(uow: CatalogueUnitOfWork) -> list[Result]:
     with uow:
         return uow.entries.all_results()
 
 
-def open_data(uow):
+def open_data(uow: CatalogueUnitOfWork) -> tuple[list[Result], dict[str, str]]:
     """Every published result, and the language of each one's title and summary (by result id)."""
     with uow:
         return uow.entries.all_results(), uow.entries.languages()

@@ -5,7 +5,7 @@ that none is missing in any language, and that every code of the contracts has a
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 
 LANGUAGES = ("fi", "sv", "en")
 Lang = Literal["fi", "sv", "en"]
@@ -484,11 +484,11 @@ class Translator:
         self.lang = lang if lang in LANGUAGES else DEFAULT
         self.messages = MESSAGES[self.lang]
 
-    def __call__(self, key: str, **values) -> str:
+    def __call__(self, key: str, **values: object) -> str:
         text = self.messages[key]
         return text.format(**values) if values else text
 
-    def code(self, kind: str, value) -> str:
+    def code(self, kind: str, value: Any) -> str:  # a code, or an enum of one
         value = getattr(value, "value", value)
         return CODES[kind][self.lang].get(value, str(value).replace("_", " "))
 

@@ -6,6 +6,8 @@ from prometheus_client import Counter, Gauge
 
 from kokeilu.metrics import metrics_for
 
+from .ports import CatalogueUnitOfWork
+
 _registry = metrics_for("catalogue").registry
 
 results = Counter(
@@ -24,7 +26,7 @@ catalogue_size = Gauge(
 )
 
 
-def refresh(uow) -> None:
+def refresh(uow: CatalogueUnitOfWork) -> None:
     with uow:
         catalogue_size.labels(service="catalogue").set(uow.entries.count_published())
 

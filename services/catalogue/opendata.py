@@ -16,6 +16,7 @@ import csv
 import io
 import json
 from datetime import datetime
+from typing import Any
 
 from kokeilu.contracts.results import Result
 
@@ -102,23 +103,23 @@ def catalog_url(base: str) -> str:
 
 
 # -- DCAT-AP 3 ----------------------------------------------------------------------------------
-def _date(value: datetime) -> dict:
+def _date(value: datetime) -> dict[str, Any]:
     return {"@value": value.isoformat(), "@type": "xsd:dateTime"}
 
 
-def _text(value: str, language: str | None) -> dict | str:
+def _text(value: str, language: str | None) -> dict[str, Any] | str:
     return {"@value": value, "@language": language} if language else value
 
 
-def _agent(name: str) -> dict:
+def _agent(name: str) -> dict[str, Any]:
     return {"@type": "foaf:Agent", "foaf:name": name, "dct:type": {"@id": PUBLISHER_TYPE}}
 
 
-def _contact(name: str, base: str) -> dict:
+def _contact(name: str, base: str) -> dict[str, Any]:
     return {"@type": ["vcard:Kind", "vcard:Organization"], "vcard:fn": name, "vcard:hasURL": {"@id": index_url(base)}}
 
 
-def _location(key: str, name: str) -> dict:
+def _location(key: str, name: str) -> dict[str, Any]:
     bbox, centroid = AREAS[key]
     return {
         "@type": "dct:Location",
@@ -128,7 +129,7 @@ def _location(key: str, name: str) -> dict:
     }
 
 
-def _period(r: Result) -> dict:
+def _period(r: Result) -> dict[str, Any]:
     """What the record covers: from the pilot's start (or, before it, the result's publication) to
     its end (or, while it goes on, the result's latest update)."""
     start = r.started_at or r.published_at
@@ -136,7 +137,7 @@ def _period(r: Result) -> dict:
     return {"@type": "dct:PeriodOfTime", "dcat:startDate": _date(start), "dcat:endDate": _date(end)}
 
 
-def _distribution(iri: str, kind: str, title: str, description: str, url: str, download: bool) -> dict:
+def _distribution(iri: str, kind: str, title: str, description: str, url: str, download: bool) -> dict[str, Any]:
     d = {
         "@id": iri,
         "@type": "dcat:Distribution",
@@ -153,7 +154,7 @@ def _distribution(iri: str, kind: str, title: str, description: str, url: str, d
     return d
 
 
-def dataset(r: Result, base: str, language: str | None = None) -> dict:
+def dataset(r: Result, base: str, language: str | None = None) -> dict[str, Any]:
     """One result as a dcat:Dataset; `language` is the one its title and summary are written in."""
     page = page_url(base, r)
     keywords = [r.focus_area.value.replace("_", " "), r.environment.value.replace("_", " "), r.status.value]
@@ -204,7 +205,7 @@ def dataset(r: Result, base: str, language: str | None = None) -> dict:
     return d
 
 
-def _concept(iri: str, label: str, scheme: str, *types: str) -> dict:
+def _concept(iri: str, label: str, scheme: str, *types: str) -> dict[str, Any]:
     return {
         "@id": iri,
         "@type": ["skos:Concept", *types],
@@ -213,11 +214,11 @@ def _concept(iri: str, label: str, scheme: str, *types: str) -> dict:
     }
 
 
-def _scheme(iri: str, title: str) -> dict:
+def _scheme(iri: str, title: str) -> dict[str, Any]:
     return {"@id": iri, "@type": "skos:ConceptScheme", "dct:title": _text(title, "en")}
 
 
-def vocabulary(base: str) -> list[dict]:
+def vocabulary(base: str) -> list[dict[str, Any]]:
     """The terms the catalogue uses, each with the class DCAT-AP expects of it, a label and its
     concept scheme (the EU vocabularies say the same; a validator without them needs it here)."""
     return [
@@ -256,7 +257,9 @@ def vocabulary(base: str) -> list[dict]:
     ]
 
 
-def catalog_jsonld(results: list[Result], base: str, publisher: str, languages: dict[str, str] | None = None) -> dict:
+def catalog_jsonld(
+    results: list[Result], base: str, publisher: str, languages: dict[str, str] | None = None
+) -> dict[str, Any]:
     """The catalogue as DCAT-AP 3 JSON-LD: the dcat:Catalog, then the vocabulary terms it uses.
     `languages` gives, by result id, the language of a result's title and summary."""
     languages = languages or {}
@@ -308,7 +311,7 @@ CSV_COLUMNS = (
 )
 
 
-def _cell(value) -> str:
+def _cell(value: object) -> str:
     if value is None:
         return ""
     text = str(value)
@@ -330,7 +333,7 @@ def results_csv(results: list[Result], base: str) -> str:
 
 
 # -- HTML and schema.org ------------------------------------------------------------------------
-def schema_org(r: Result, base: str) -> dict:
+def schema_org(r: Result, base: str) -> dict[str, Any]:
     page = page_url(base, r)
     return {
         "@context": "https://schema.org",

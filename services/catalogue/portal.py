@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 from jinja2 import Environment as Jinja
@@ -28,6 +30,7 @@ from kokeilu.contracts.proposals import Environment, FocusArea, PilotOutcome
 from kokeilu.contracts.results import Result, ResultStatus
 
 from . import chart, i18n, opendata
+from .domain import DailyKpi
 from .search import FACETS, SearchPage, SearchQuery
 
 PAGE_SIZE = 20
@@ -76,35 +79,35 @@ class BadRequest(ValueError):
 class Urls:
     base: str
 
-    def _u(self, path: str, **params) -> str:
+    def _u(self, path: str, **params: Any) -> str:
         query = urlencode([(k, v) for k, v in params.items() if v not in (None, "", [])], doseq=True)
         return f"{self.base.rstrip('/')}{path}" + (f"?{query}" if query else "")
 
-    def home(self, lang=None):
+    def home(self, lang: str | None = None) -> str:
         return self._u("/portal", lang=lang)
 
-    def results(self, lang=None, **filters):
+    def results(self, lang: str | None = None, **filters: Any) -> str:
         return self._u("/portal/results", lang=lang, **filters)
 
-    def open_data(self, lang=None):
+    def open_data(self, lang: str | None = None) -> str:
         return self._u("/portal/open-data", lang=lang)
 
-    def result(self, r_or_id, lang=None):
+    def result(self, r_or_id: Result | str, lang: str | None = None) -> str:
         rid = getattr(r_or_id, "result_id", r_or_id)
         return self._u(f"/results/{rid}", lang=lang)
 
-    def kpis_csv(self, r):
+    def kpis_csv(self, r: Result) -> str:
         return self._u(f"/results/{r.result_id}/kpis.csv")
 
-    def json(self, r):
+    def json(self, r: Result) -> str:
         return self._u(f"/results/{r.result_id}.json")
 
     @property
-    def catalog(self):
+    def catalog(self) -> str:
         return opendata.catalog_url(self.base)
 
     @property
-    def csv(self):
+    def csv(self) -> str:
         return self._u("/v1/results.csv")
 
 
@@ -114,7 +117,7 @@ def language(requested: str | None, accept_language: str | None, default: str = 
     return i18n.pick(requested, accept_language, default)
 
 
-def search_query(args: dict) -> tuple[SearchQuery, dict]:
+def search_query(args: dict[str, Any]) -> tuple[SearchQuery, dict[str, Any]]:
     """The SearchQuery for the portal's parameters, and the filters as given (for links); BadRequest
     naming the first parameter whose value is not one the catalogue knows."""
     filters = {name: args[name] for name in ("q", *FILTERS) if args.get(name)}
@@ -128,21 +131,21 @@ def search_query(args: dict) -> tuple[SearchQuery, dict]:
     return query, filters
 
 
-def _switch(lang: str, url_for) -> list[dict]:
+def _switch(lang: str, url_for: Callable[[str], str]) -> list[dict[str, Any]]:
     return [
         {"code": code, "name": i18n.NATIVE[code], "url": url_for(code), "current": code == lang}
         for code in i18n.LANGUAGES
     ]
 
 
-def _render(template: str, lang: str, base: str, switch, **context) -> str:
+def _render(template: str, lang: str, base: str, switch: Callable[[str], str], **context: Any) -> str:
     t = i18n.Translator(lang)
     return _templates.get_template(template).render(t=t, urls=Urls(base), langs=_switch(lang, switch), **context)
 
 
 def _facet_options(t: i18n.Translator, page: SearchPage) -> dict[str, list[tuple[str, str, int]]]:
     """Each facet's values with their human names and counts: (value, label, count)."""
-    out = {}
+    out: dict[str, list[tuple[str, str, int]]] = {}
     for name in FACETS:
         counts = page.facets.get(name, {})
         kind = CODE_KINDS.get(name)
@@ -158,7 +161,7 @@ def landing(page: SearchPage, lang: str, base: str) -> str:
     )
 
 
-def results_list(page: SearchPage, filters: dict, after: str | None, lang: str, base: str) -> str:
+def results_list(page: SearchPage, filters: dict[str, Any], after: str | None, lang: str, base: str) -> str:
     t = i18n.Translator(lang)
     urls = Urls(base)
     # every facet value a filter can take (the counts are over the current matches)
@@ -238,7 +241,7 @@ def error_page(status: int, title_key: str, message: str, lang: str, base: str) 
 KPI_CSV_COLUMNS = ("result_id", "kpi", "unit", "baseline", "target", "day", "count", "mean", "min", "max", "last")
 
 
-def kpis_csv(r: Result, days: dict) -> str:
+def kpis_csv(r: Result, days: dict[str, list[DailyKpi]]) -> str:
     """Every KPI's measurements per UTC day, with the KPI's baseline and target on each row."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")

@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
@@ -33,7 +35,12 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SOURCES = (topics.PROPOSALS, topics.EVALUATIONS)
 
 
-def rebuild(database_url: str, bootstrap: list[str] | None = None, progress=None, every: int = 500) -> dict:
+def rebuild(
+    database_url: str,
+    bootstrap: list[str] | None = None,
+    progress: Callable[[str], object] | None = None,
+    every: int = 500,
+) -> dict[str, int]:
     """Apply every event on the source topics to the store at `database_url`; returns counts."""
     settings = get_settings()
     contact_unit = catalogue_settings().contact_unit
@@ -81,7 +88,7 @@ def rebuild(database_url: str, bootstrap: list[str] | None = None, progress=None
         database.dispose()
 
 
-def _apply(record, topic: str, database: Database, contact_unit: str) -> str:
+def _apply(record: Any, topic: str, database: Database, contact_unit: str) -> str:
     try:
         event = parse_envelope(record.value)
         data = decode(event, topic)

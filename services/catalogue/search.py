@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -23,7 +23,7 @@ from kokeilu.contracts.results import Result, ResultStatus
 FACETS = ("focus_area", "environment", "status", "outcome", "year")
 
 
-def _split(value):
+def _split(value: Any) -> Any:
     if isinstance(value, str):
         return [v for v in (p.strip() for p in value.split(",")) if v]
     return value
@@ -46,12 +46,12 @@ class SearchQuery(BaseModel):
 
     @field_validator("focus_area", "environment", "outcome", "status", "year", mode="before")
     @classmethod
-    def _lists(cls, v):
+    def _lists(cls, v: Any) -> Any:
         return _split(v)
 
     @field_validator("q")
     @classmethod
-    def _blank_is_none(cls, v):
+    def _blank_is_none(cls, v: str | None) -> str | None:
         return v.strip() or None if v else None
 
     @property
@@ -104,14 +104,14 @@ class RelevanceCursor(_Cursor):
     o: int = Field(ge=0, le=1_000_000)
 
 
-CURSORS = {"newest": NewestCursor, "title": TitleCursor, "relevance": RelevanceCursor}
+CURSORS: dict[str, type[_Cursor]] = {"newest": NewestCursor, "title": TitleCursor, "relevance": RelevanceCursor}
 
 
-def encode_cursor(value: dict) -> str:
+def encode_cursor(value: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(value, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> dict:
+def decode_cursor(cursor: str) -> dict[str, Any]:
     try:
         value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         if not isinstance(value, dict):
@@ -126,7 +126,7 @@ def _fts_terms(q: str) -> str:
     return " ".join('"' + w.replace('"', '""') + '"' for w in q.split())
 
 
-def _text_match(conn, results: sa.Table, q: str):
+def _text_match(conn: sa.Connection, results: sa.Table, q: str) -> tuple[sa.ColumnElement[bool], sa.ColumnElement[Any]]:
     """(where clause, relevance expression; higher is better)."""
     if conn.dialect.name == "sqlite":
         hits = (
@@ -138,7 +138,7 @@ def _text_match(conn, results: sa.Table, q: str):
         rank = sa.select(-hits.c.score).where(hits.c.result_id == results.c.result_id).scalar_subquery()
         return results.c.result_id.in_(sa.select(hits.c.result_id)), rank
     # The same expression as the GIN index of migration 0002, so that the index serves it.
-    document = sa.literal_column(
+    document: sa.ColumnElement[Any] = sa.literal_column(
         "to_tsvector('simple', results.title || ' ' || results.summary || ' ' || coalesce(results.lessons, ''))"
     )
     tsquery = sa.func.plainto_tsquery("simple", q)
@@ -146,7 +146,7 @@ def _text_match(conn, results: sa.Table, q: str):
 
 
 def search(conn: sa.Connection, results: sa.Table, query: SearchQuery) -> SearchPage:
-    where = []
+    where: list[sa.ColumnElement[bool]] = []
     for name in ("focus_area", "environment", "outcome", "status"):
         values = getattr(query, name)
         if values:
@@ -159,13 +159,13 @@ def search(conn: sa.Connection, results: sa.Table, query: SearchQuery) -> Search
         where.append(match)
 
     total = conn.execute(sa.select(sa.func.count()).select_from(results).where(*where)).scalar_one()
-    facets = {}
+    facets: dict[str, dict[str, int]] = {}
     for name in FACETS:
         column = results.c[name]
-        rows = conn.execute(
+        counted = conn.execute(
             sa.select(column, sa.func.count()).where(*where, column.is_not(None)).group_by(column).order_by(column)
         )
-        facets[name] = {str(value): count for value, count in rows}
+        facets[name] = {str(value): count for value, count in counted}
 
     order = query.order if (query.order != "relevance" or rank is not None) else "newest"
     cursor = read_cursor(query.cursor, order) if query.cursor else None
@@ -173,21 +173,22 @@ def search(conn: sa.Connection, results: sa.Table, query: SearchQuery) -> Search
     offset = 0
     if order == "newest":
         select = select.order_by(results.c.published_at.desc(), results.c.result_id.desc())
-        if cursor:
+        if isinstance(cursor, NewestCursor):
             at, rid = cursor.p, cursor.id
             select = select.where(
                 sa.or_(results.c.published_at < at, sa.and_(results.c.published_at == at, results.c.result_id < rid))
             )
     elif order == "title":
         select = select.order_by(results.c.title, results.c.result_id)
-        if cursor:
+        if isinstance(cursor, TitleCursor):
             title, rid = cursor.t, cursor.id
             select = select.where(
                 sa.or_(results.c.title > title, sa.and_(results.c.title == title, results.c.result_id > rid))
             )
     else:
+        assert rank is not None  # relevance is the order only with a text query
         select = select.order_by(rank.desc(), results.c.published_at.desc(), results.c.result_id.desc())
-        offset = cursor.o if cursor else 0
+        offset = cursor.o if isinstance(cursor, RelevanceCursor) else 0
         select = select.offset(offset)
     rows = list(conn.execute(select.limit(query.limit + 1)))
     more, rows = len(rows) > query.limit, rows[: query.limit]

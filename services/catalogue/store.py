@@ -8,14 +8,15 @@ PostgreSQL's full-text search over the same columns. The repository hides the di
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from kokeilu.contracts import service_source
+from kokeilu.contracts import CloudEvent, service_source
 from kokeilu.contracts.evaluation import Decision
 from kokeilu.contracts.proposals import PilotCompleted, ProposalSubmitted
-from kokeilu.contracts.results import Result, ResultWithdrawn, series_budget
+from kokeilu.contracts.results import KpiPoint, Result, ResultWithdrawn, series_budget
 from kokeilu.store import UnitOfWork, UtcDateTime, add_messaging_tables
 from kokeilu.store.statements import precompiled
 
@@ -90,7 +91,7 @@ def _time(s: str | None) -> datetime | None:
     return datetime.fromisoformat(s) if s else None
 
 
-def entry_to_json(e: Entry) -> dict:
+def entry_to_json(e: Entry) -> dict[str, Any]:
     return {
         **{name: _iso(getattr(e, name)) for name in _TIMES},
         "screening_passed": e.screening_passed,
@@ -108,7 +109,7 @@ def entry_to_json(e: Entry) -> dict:
     }
 
 
-def entry_from_row(row) -> Entry:
+def entry_from_row(row: sa.Row[Any]) -> Entry:
     proposal = ProposalSubmitted.model_validate(row.proposal) if row.proposal else None
     result = Result.model_validate(row.result) if row.result else None
     withdrawn = ResultWithdrawn.model_validate(row.withdrawn) if row.withdrawn else None
@@ -146,7 +147,7 @@ def entry_from_row(row) -> Entry:
     )
 
 
-def result_row(r: Result) -> dict:
+def result_row(r: Result) -> dict[str, Any]:
     return dict(
         title=r.title,
         summary=r.summary,
@@ -173,7 +174,7 @@ _INSERT_FTS = sa.text(
 )
 
 
-def _upsert_measurement(dialect: str):
+def _upsert_measurement(dialect: str) -> sqlite.Insert | postgresql.Insert:
     """INSERT ... ON CONFLICT DO UPDATE (SQLite and PostgreSQL alike): the day's row is created or
     added to in one statement; `last` is the value measured latest (ties: the later arrival)."""
     insert = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(kpi_series)
@@ -263,10 +264,10 @@ class EntryRepository:
         """Every KPI's days, by KPI name, oldest first."""
         out: dict[str, list[DailyKpi]] = {}
         for r in self.conn.execute(_SERIES, {"id": result_id}):
-            out.setdefault(r.kpi, []).append(DailyKpi(r.day, r.count, r.total, r.min, r.max, r.last))
+            out.setdefault(r.kpi, []).append(DailyKpi(r.day, r._mapping["count"], r.total, r.min, r.max, r.last))
         return out
 
-    def series(self, result_id: str, kpis: int = 1) -> dict:
+    def series(self, result_id: str, kpis: int = 1) -> dict[str, list[KpiPoint]]:
         """Every KPI's series as a result of `kpis` KPIs carries it (contracts.results.series_budget)."""
         return {kpi: series_points(days, series_budget(kpis)) for kpi, days in self.daily(result_id).items()}
 
@@ -305,7 +306,7 @@ SOURCE = service_source("catalogue")  # <KOKEILU_EVENT_SOURCE_BASE>services/cata
 class CatalogueUnitOfWork(UnitOfWork):
     source = SOURCE  # of every event this service publishes
 
-    def bind(self, conn):
+    def bind(self, conn: sa.Connection) -> None:
         self.entries = EntryRepository(conn)
 
 
@@ -315,5 +316,5 @@ class RebuildUnitOfWork(CatalogueUnitOfWork):
 
     discarded = 0
 
-    def publish(self, event, key=None) -> None:
+    def publish(self, event: CloudEvent, key: str | None = None) -> None:
         RebuildUnitOfWork.discarded += 1

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kokeilu.contracts.bounds import Reason, text
 from kokeilu.contracts.evaluation import Decision, RuleFailure
-from kokeilu.http.entrypoint import Refusal
+from kokeilu.http.entrypoint import ApiRequest, Refusal
 
 from .domain import EvaluationRefused, InvalidScores, NotAssigned, UnknownEvaluation
 
@@ -138,5 +138,5 @@ ERRORS = {
 }
 
 
-def is_manager(request) -> bool:
+def is_manager(request: ApiRequest) -> bool:
     return request.principal is not None and request.principal.has(MANAGE)

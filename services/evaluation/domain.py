@@ -3,8 +3,10 @@ decision by the rubric. No infrastructure here."""
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any, Self
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -40,7 +42,7 @@ class Rubric(BaseModel):
     external_funding_min_budget_eur: float = 200_000
 
     @model_validator(mode="after")
-    def _check(self):
+    def _check(self) -> Self:
         if set(self.weights) != set(CRITERIA):
             raise ValueError(f"weights must name exactly the criteria {', '.join(CRITERIA)}")
         if any(w < 0 for w in self.weights.values()) or sum(self.weights.values()) <= 0:
@@ -70,7 +72,7 @@ class InvalidScores(ValueError):
         self.fields = fields
 
 
-def assign(panel: list[str], load: dict[str, int], n: int, exclude: set[str] = frozenset()) -> list[str]:
+def assign(panel: list[str], load: dict[str, int], n: int, exclude: AbstractSet[str] = frozenset()) -> list[str]:
     """The `n` least-loaded panel members not excluded; ties go by name, so the choice is deterministic."""
     candidates = sorted((m for m in dict.fromkeys(panel) if m not in exclude), key=lambda m: (load.get(m, 0), m))
     return candidates[: max(0, n)]
@@ -159,7 +161,15 @@ def decide(
     )
 
 
-def _rationale(decision, score, averages, n, rubric, spread_on, funding) -> str:
+def _rationale(
+    decision: Decision,
+    score: float,
+    averages: dict[str, float],
+    n: int,
+    rubric: Rubric,
+    spread_on: tuple[str, ...],
+    funding: bool,
+) -> str:
     verdict = {
         Decision.approved: f"approved (at least {rubric.approve_at})",
         Decision.revision_requested: f"revision requested (at least {rubric.revise_at}, below {rubric.approve_at})",
@@ -275,7 +285,12 @@ class Evaluation:
         self._open_check()
         if not self.at_quorum:
             raise EvaluationRefused("not every assigned evaluator has scored")
-        outcome = decide([a.scores for a in self.active], rubric, self.budget_eur, self.external_funding_sought)
+        outcome = decide(
+            [a.scores for a in self.active if a.scores is not None],
+            rubric,
+            self.budget_eur,
+            self.external_funding_sought,
+        )
         return replace(self, status="decided", decided_at=now, outcome=outcome)
 
     def close(self, now: datetime) -> Evaluation:
@@ -288,7 +303,7 @@ class Evaluation:
         return replace(self, overdue_at=now)
 
     # what each reader may see -------------------------------------------------------------------
-    def view(self, viewer: str | None = None, manager: bool = False) -> dict:
+    def view(self, viewer: str | None = None, manager: bool = False) -> dict[str, Any]:
         """Scores stay blind until quorum: before it, an evaluator sees only their own sheet and a
         manager sees who has scored, never the numbers."""
         revealed = self.at_quorum or self.status == "decided"
@@ -321,12 +336,12 @@ class Evaluation:
                 "disagreement": o.disagreement,
                 "external_funding_recommended": o.external_funding_recommended,
                 "rationale": o.rationale,
-                "decided_at": self.decided_at.isoformat(),
+                "decided_at": self.decided_at.isoformat() if self.decided_at is not None else None,
             }
         return body
 
     @staticmethod
-    def _assignment_view(a: Assignment, show_scores: bool) -> dict:
+    def _assignment_view(a: Assignment, show_scores: bool) -> dict[str, Any]:
         return {
             "evaluator": a.evaluator,
             "recused": a.recused,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from kokeilu.contracts import CloudEvent, utcnow
 from kokeilu.contracts import catalog as types
@@ -11,6 +11,7 @@ from kokeilu.contracts.evaluation import EvaluationDecided, EvaluationOpened, Ev
 from kokeilu.contracts.proposals import ProposalRevised, ProposalStatus, ProposalStatusChanged, ProposalSubmitted
 
 from .domain import Evaluation, UnknownEvaluation, assign
+from .ports import EvaluationUnitOfWork
 from .screening import ScreeningPolicy, screen
 from .settings import Workflow
 
@@ -61,7 +62,7 @@ UNCOUNTED: Figures = Uncounted()
 def on_proposal_submitted(
     event: CloudEvent,
     proposal: ProposalSubmitted,
-    uow,
+    uow: EvaluationUnitOfWork,
     policy: ScreeningPolicy,
     workflow: Workflow | None = None,
     figures: Figures = UNCOUNTED,
@@ -72,7 +73,7 @@ def on_proposal_submitted(
 def on_proposal_revised(
     event: CloudEvent,
     revised: ProposalRevised,
-    uow,
+    uow: EvaluationUnitOfWork,
     policy: ScreeningPolicy,
     workflow: Workflow | None = None,
     figures: Figures = UNCOUNTED,
@@ -83,7 +84,12 @@ def on_proposal_revised(
 
 
 def _screen_and_open(
-    event: CloudEvent, proposal: ProposalSubmitted, uow, policy: ScreeningPolicy, wf: Workflow, figures: Figures
+    event: CloudEvent,
+    proposal: ProposalSubmitted,
+    uow: EvaluationUnitOfWork,
+    policy: ScreeningPolicy,
+    wf: Workflow,
+    figures: Figures,
 ) -> str:
     now = utcnow()
     pid = proposal.proposal_id
@@ -144,7 +150,7 @@ def _screen_and_open(
     return "applied"
 
 
-def on_status_changed(event: CloudEvent, change: ProposalStatusChanged, uow) -> str:
+def on_status_changed(event: CloudEvent, change: ProposalStatusChanged, uow: EvaluationUnitOfWork) -> str:
     """A closed proposal stops counting for the duplicate rule; a withdrawn one's evaluation closes."""
     if change.to_status not in CLOSED:
         return "ignored"
@@ -162,7 +168,7 @@ def on_status_changed(event: CloudEvent, change: ProposalStatusChanged, uow) -> 
 
 
 # evaluators' actions -------------------------------------------------------------------------
-def _current(uow, proposal_id: str) -> Evaluation:
+def _current(uow: EvaluationUnitOfWork, proposal_id: str) -> Evaluation:
     """The evaluation an evaluator acts on; what the action publishes joins the proposal's flow."""
     evaluation = uow.evaluations.current(proposal_id, for_update=True)
     if evaluation is None:
@@ -171,11 +177,12 @@ def _current(uow, proposal_id: str) -> Evaluation:
     return evaluation
 
 
-def _conclude_if_quorum(uow, evaluation: Evaluation, wf: Workflow, now: datetime) -> Evaluation:
+def _conclude_if_quorum(uow: EvaluationUnitOfWork, evaluation: Evaluation, wf: Workflow, now: datetime) -> Evaluation:
     if evaluation.status != "open" or not evaluation.at_quorum:
         return evaluation
     decided = evaluation.conclude(wf.rubric, now)
     o = decided.outcome
+    assert o is not None  # a concluded evaluation has its outcome
     uow.emit(
         types.EVALUATION_DECIDED,
         EvaluationDecided(
@@ -197,7 +204,12 @@ def _conclude_if_quorum(uow, evaluation: Evaluation, wf: Workflow, now: datetime
 
 
 def _after(decided: Evaluation, before: Evaluation, figures: Figures) -> None:
-    if decided.status == "decided" and before.status == "open":
+    if (
+        decided.status == "decided"
+        and before.status == "open"
+        and decided.decided_at is not None  # set, with the outcome, by conclude()
+        and decided.outcome is not None
+    ):
         figures.observe_stage("evaluation", (decided.decided_at - decided.opened_at).total_seconds())
         figures.count_decision(decided.outcome.decision.value, decided.outcome.disagreement)
 
@@ -207,7 +219,7 @@ def declare_conflict(
     evaluator: str,
     conflict: bool,
     reason: str | None,
-    uow,
+    uow: EvaluationUnitOfWork,
     wf: Workflow,
     figures: Figures = UNCOUNTED,
 ) -> Evaluation:
@@ -234,7 +246,7 @@ def submit_scores(
     evaluator: str,
     scores: dict[str, int],
     comment: str | None,
-    uow,
+    uow: EvaluationUnitOfWork,
     wf: Workflow,
     figures: Figures = UNCOUNTED,
 ) -> Evaluation:
@@ -248,7 +260,7 @@ def submit_scores(
     return after
 
 
-def flag_overdue(uow, now: datetime | None = None, figures: Figures = UNCOUNTED) -> int:
+def flag_overdue(uow: EvaluationUnitOfWork, now: datetime | None = None, figures: Figures = UNCOUNTED) -> int:
     """Emit evaluation.overdue once for each open evaluation past its due time."""
     now = now or utcnow()
     flagged = 0
@@ -275,7 +287,9 @@ def flag_overdue(uow, now: datetime | None = None, figures: Figures = UNCOUNTED)
 
 
 # queries -------------------------------------------------------------------------------------
-def get_evaluation(proposal_id: str, uow, viewer: str | None = None, manager: bool = False) -> dict:
+def get_evaluation(
+    proposal_id: str, uow: EvaluationUnitOfWork, viewer: str | None = None, manager: bool = False
+) -> dict[str, Any]:
     """The proposal's screening and current evaluation; UnknownEvaluation when it has neither."""
     with uow:
         screening = uow.screenings.get(proposal_id)
@@ -287,13 +301,13 @@ def get_evaluation(proposal_id: str, uow, viewer: str | None = None, manager: bo
     return body
 
 
-def queue(evaluator: str, uow) -> list[dict]:
+def queue(evaluator: str, uow: EvaluationUnitOfWork) -> list[dict[str, Any]]:
     with uow:
         items = uow.evaluations.queue(evaluator)
     return [e.view(evaluator) for e in items]
 
 
-def open_evaluations(uow, overdue_only: bool = False) -> list[dict]:
+def open_evaluations(uow: EvaluationUnitOfWork, overdue_only: bool = False) -> list[dict[str, Any]]:
     with uow:
         items = uow.evaluations.open_ones()
     return [e.view(manager=True) for e in items if e.overdue_at is not None or not overdue_only]

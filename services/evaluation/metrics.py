@@ -7,6 +7,8 @@ from prometheus_client import Counter, Gauge, Histogram
 from kokeilu.contracts.evaluation import Decision
 from kokeilu.metrics import metrics_for
 
+from .ports import EvaluationUnitOfWork
+
 _registry = metrics_for("evaluation").registry
 _S = "evaluation"
 
@@ -63,7 +65,7 @@ def count_overdue(n: int) -> None:
         overdue.labels(service=_S).inc(n)
 
 
-def refresh(uow, panels: dict[str, list[str]]) -> None:
+def refresh(uow: EvaluationUnitOfWork, panels: dict[str, list[str]]) -> None:
     with uow:
         counts = uow.evaluations.counts()
         load = uow.evaluations.workload()

@@ -14,6 +14,7 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from difflib import SequenceMatcher
 from hashlib import blake2b
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field, field_validator
@@ -40,7 +41,7 @@ class ScreeningPolicy(BaseModel):
 
     @field_validator("budget_cap_eur", mode="before")
     @classmethod
-    def _keep_the_other_default_caps(cls, caps):
+    def _keep_the_other_default_caps(cls, caps: Any) -> Any:
         # Configuring the cap of one focus area must not leave the others without a cap.
         if not isinstance(caps, dict):
             return caps

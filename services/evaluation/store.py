@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -154,7 +155,9 @@ class ScreeningRepository:
     def __init__(self, conn: sa.Connection):
         self.conn = conn
 
-    def add(self, s: ScreeningCompleted, focus_area: str, title: str, submitted_at, revision: int = 1) -> None:
+    def add(
+        self, s: ScreeningCompleted, focus_area: str, title: str, submitted_at: datetime, revision: int = 1
+    ) -> None:
         """The latest screening of a proposal (a revision replaces the one before)."""
         self.conn.execute(_DELETE_SCREENING, {"_id": s.proposal_id})
         self.conn.execute(
@@ -171,7 +174,7 @@ class ScreeningRepository:
             ),
         )
 
-    def get(self, proposal_id: str) -> dict | None:
+    def get(self, proposal_id: str) -> dict[str, Any] | None:
         row = self.conn.execute(_SCREENING, {"_id": proposal_id}).first()
         if row is None:
             return None
@@ -233,7 +236,7 @@ class KnownProposalRepository:
         return [(r.proposal_id, r.title) for r in rows if r.is_open]
 
 
-def _outcome_json(o: Outcome | None) -> dict | None:
+def _outcome_json(o: Outcome | None) -> dict[str, Any] | None:
     if o is None:
         return None
     return {
@@ -247,7 +250,7 @@ def _outcome_json(o: Outcome | None) -> dict | None:
     }
 
 
-def _outcome_of(j: dict | None) -> Outcome | None:
+def _outcome_of(j: dict[str, Any] | None) -> Outcome | None:
     if not j:
         return None
     return Outcome(
@@ -274,13 +277,13 @@ class EvaluationRepository:
         self.conn.execute(_UPDATE_EVALUATION, {"_id": e.proposal_id, "_revision": e.revision, **self._values(e)})
         self._write_assignments(e, before)
 
-    def _pending_assignments(self, proposal_id: str, revision: int) -> Counter:
+    def _pending_assignments(self, proposal_id: str, revision: int) -> Counter[str]:
         """What this evaluation, as stored, adds to each evaluator's workload."""
         rows = self.conn.execute(_PENDING, {"_id": proposal_id, "_revision": revision})
         return Counter(r.evaluator for r in rows)
 
     @staticmethod
-    def _values(e: Evaluation) -> dict:
+    def _values(e: Evaluation) -> dict[str, Any]:
         return dict(
             focus_area=e.focus_area,
             title=e.title,
@@ -294,7 +297,7 @@ class EvaluationRepository:
             outcome=_outcome_json(e.outcome),
         )
 
-    def _write_assignments(self, e: Evaluation, before: Counter) -> None:
+    def _write_assignments(self, e: Evaluation, before: Counter[str]) -> None:
         after = Counter(
             a.evaluator for a in e.assignments if e.status == "open" and not a.recused and a.scored_at is None
         )
@@ -325,7 +328,7 @@ class EvaluationRepository:
                 ],
             )
 
-    def _load(self, row) -> Evaluation:
+    def _load(self, row: sa.Row[Any]) -> Evaluation:
         rows = self.conn.execute(_ASSIGNMENTS, {"_id": row.proposal_id, "_revision": row.revision})
         return Evaluation(
             proposal_id=row.proposal_id,
@@ -439,7 +442,7 @@ SOURCE = service_source("evaluation")  # <KOKEILU_EVENT_SOURCE_BASE>services/eva
 class EvaluationUnitOfWork(UnitOfWork):
     source = SOURCE  # of every event this service publishes
 
-    def bind(self, conn):
+    def bind(self, conn: sa.Connection) -> None:
         self.screenings = ScreeningRepository(conn)
         self.known = KnownProposalRepository(conn)
         self.evaluations = EvaluationRepository(conn)

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from kokeilu.http import Unprocessable
-from kokeilu.http.entrypoint import Refusal
+from kokeilu.http.entrypoint import ApiRequest, Refusal
 from kokeilu.netguard import AddressRefused, UnresolvedHost
 
 from .domain import Caller, InvalidChange, Mode, SubscriptionFilter, public_url
@@ -30,8 +30,9 @@ ERRORS = {
 }
 
 
-def caller(request: Any) -> Caller:  # a werkzeug Request the api entrypoint gave `principal`
+def caller(request: ApiRequest) -> Caller:
     principal = request.principal
+    assert principal is not None  # every route that asks is scoped: the request has its token's
     return Caller(principal.name, admin="admin" in principal.scopes, personal_data=principal.has(PERSONAL_DATA))
 
 

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import Any, Literal
+from typing import Any, Literal, Self
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
@@ -60,7 +60,7 @@ def public_url(url: str | None) -> str | None:
     return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
-def _check_channel(channel: str, url, email, mode: str) -> None:
+def _check_channel(channel: str, url: object, email: str | None, mode: str) -> None:
     if channel == "webhook" and url is None:
         raise ValueError("a webhook subscription needs a url")
     if channel == "email" and email is None:
@@ -86,7 +86,7 @@ class NewSubscription(BaseModel):
     _url_has_no_credentials = field_validator("url")(_no_credentials)
 
     @model_validator(mode="after")
-    def _channel_has_an_address(self):
+    def _channel_has_an_address(self) -> Self:
         _check_channel(self.channel, self.url, self.email, self.mode)
         return self
 

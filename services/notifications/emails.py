@@ -25,8 +25,10 @@ from email import policy as email_policy
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
+from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from nameko.containers import WorkerContext
 from nameko.extensions import DependencyProvider
 
 from .domain import check_domain
@@ -34,9 +36,16 @@ from .settings import MailSettings, mail_settings
 
 LANGUAGES = ("fi", "sv", "en")
 _loader = FileSystemLoader(Path(__file__).parent / "templates")
-_options = dict(loader=_loader, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-_text_env = Environment(autoescape=False, **_options)  # the subject and the text/plain part
-_html_env = Environment(autoescape=True, **_options)  # the text/html part: every value escaped
+
+
+def _environment(autoescape: bool) -> Environment:
+    return Environment(
+        autoescape=autoescape, loader=_loader, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True
+    )
+
+
+_text_env = _environment(autoescape=False)  # the subject and the text/plain part
+_html_env = _environment(autoescape=True)  # the text/html part: every value escaped
 _ADDRESS = re.compile(r"\S*@\S*")
 log = logging.getLogger(__name__)
 
@@ -78,7 +87,7 @@ def _clean_text(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n") + "\n"
 
 
-def render(kind: str, payload: dict, language: str, unsubscribe_url: str | None = None) -> Rendered:
+def render(kind: str, payload: dict[str, Any], language: str, unsubscribe_url: str | None = None) -> Rendered:
     """The e-mail of `kind` in `language` (fi when the language is unknown), with the link to
     unsubscribe (or, for a proposer, to opt out) when there is one."""
     language = language if language in LANGUAGES else "fi"
@@ -215,21 +224,23 @@ class MailSender(DependencyProvider):
     """Gives workers `render(kind, payload, language, unsubscribe_url) -> Rendered` and
     `send(to, rendered, message_id, unsubscribe_url) -> (code | None, error | None)`."""
 
-    def __init__(self, domain: str, **kwargs):
+    def __init__(self, domain: str, **kwargs: Any) -> None:
         self.domain = check_domain(domain)
         super().__init__(**kwargs)
 
-    def setup(self):
+    def setup(self) -> None:
         self.settings = mail_settings()
 
-    def get_dependency(self, worker_ctx):
+    def get_dependency(self, worker_ctx: WorkerContext) -> Any:
         settings, domain = self.settings, self.domain
 
         class Mail:
             render = staticmethod(render)
 
             @staticmethod
-            def send(to: str, mail: Rendered, message_id: str | None = None, unsubscribe_url: str | None = None):
+            def send(
+                to: str, mail: Rendered, message_id: str | None = None, unsubscribe_url: str | None = None
+            ) -> tuple[int | None, str | None]:
                 message = compose(
                     settings.sender, to, mail, domain=domain, message_id=message_id, unsubscribe_url=unsubscribe_url
                 )

@@ -7,8 +7,11 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel
 
 from kokeilu.contracts import CloudEvent, utcnow
 from kokeilu.contracts import catalog as types
@@ -29,6 +32,7 @@ from .domain import (
     signature,
     window_end,
 )
+from .ports import DigestItem, DueDelivery, NotificationsUnitOfWork
 
 CONSUMER = "notifications"
 LEASE = timedelta(seconds=60)
@@ -45,12 +49,12 @@ PROPOSER_STATUSES = {
 }
 
 # send(url, body, headers) -> (status code or None, error or None)
-Sender = Callable[[str, bytes, dict], "tuple[int | None, str | None]"]
+Sender = Callable[[str, bytes, dict[str, str]], tuple[int | None, str | None]]
 # mail(to, rendered, message_id, unsubscribe_url) -> (SMTP reply code or None, error or None); the
 # message id is the delivery's, the same on every attempt
-Mailer = Callable[[str, object, str, "str | None"], "tuple[int | None, str | None]"]
+Mailer = Callable[[str, Any, str, str | None], tuple[int | None, str | None]]
 # render(kind, payload: dict, language, unsubscribe_url) -> the e-mail's words (emails.Rendered)
-Renderer = Callable[[str, dict, str, "str | None"], object]
+Renderer = Callable[[str, dict[str, Any], str, str | None], Any]
 # unsubscribe_url(kind, id) -> the signed link that stops this mail (unsubscribe.Links.url): kind
 # "s" a subscription, "d" a digest delivery, "p" a proposer's e-mails about one proposal
 LinkMaker = Callable[[str, str], str]
@@ -62,7 +66,9 @@ def _no_check(url: str) -> None:
     return None
 
 
-def create_subscription(body: NewSubscription, uow, caller: Caller, check_url: UrlCheck = _no_check) -> Subscription:
+def create_subscription(
+    body: NewSubscription, uow: NotificationsUnitOfWork, caller: Caller, check_url: UrlCheck = _no_check
+) -> Subscription:
     """A new subscription owned by `caller`; a webhook gets its signing secret (shown to the caller
     once, at creation). `check_url` refuses a webhook URL that points inward (it raises)."""
     if body.url is not None:
@@ -89,7 +95,11 @@ def create_subscription(body: NewSubscription, uow, caller: Caller, check_url: U
 
 
 def update_subscription(
-    subscription_id: str, change: SubscriptionChange, uow, caller: Caller, check_url: UrlCheck = _no_check
+    subscription_id: str,
+    change: SubscriptionChange,
+    uow: NotificationsUnitOfWork,
+    caller: Caller,
+    check_url: UrlCheck = _no_check,
 ) -> Subscription | None:
     """The changed subscription; None when there is none that `caller` may manage; ValueError when
     the change makes it invalid. A change by the owner records whether they have the personal-data
@@ -108,12 +118,12 @@ def update_subscription(
     return sub
 
 
-def list_subscriptions(uow, caller: Caller) -> list[Subscription]:
+def list_subscriptions(uow: NotificationsUnitOfWork, caller: Caller) -> list[Subscription]:
     with uow:
         return [s for s in uow.subscriptions.active() if caller.owns(s)]
 
 
-def delete_subscription(subscription_id: str, uow, caller: Caller) -> bool:
+def delete_subscription(subscription_id: str, uow: NotificationsUnitOfWork, caller: Caller) -> bool:
     """False when there is no such subscription that `caller` may manage."""
     with uow:
         sub = uow.subscriptions.get(subscription_id)
@@ -124,7 +134,7 @@ def delete_subscription(subscription_id: str, uow, caller: Caller) -> bool:
     return deleted
 
 
-def unsubscribe_target(d) -> tuple[str, str]:
+def unsubscribe_target(d: DueDelivery) -> tuple[str, str]:
     """What an e-mail delivery's unsubscribe link stops: its subscription; for a digest, the
     digest (every subscription it gathered); for a proposer, e-mails about that proposal."""
     kind = getattr(d, "kind", "event")
@@ -135,7 +145,7 @@ def unsubscribe_target(d) -> tuple[str, str]:
     return "s", d.subscription_id
 
 
-def unsubscribe(kind: str, ident: str, uow) -> int:
+def unsubscribe(kind: str, ident: str, uow: NotificationsUnitOfWork) -> int:
     """Follow a (verified) unsubscribe link: `kind` subscription deactivates the subscription,
     digest every subscription whose items that digest carried, proposer records that the
     proposer of that proposal wants no more e-mails about it. Idempotent: what is already
@@ -155,8 +165,14 @@ def unsubscribe(kind: str, ident: str, uow) -> int:
 
 
 def list_deliveries(
-    uow, subscription_id: str | None, status: str | None, limit: int, *, caller: Caller, **filters
-) -> list[dict]:
+    uow: NotificationsUnitOfWork,
+    subscription_id: str | None,
+    status: str | None,
+    limit: int,
+    *,
+    caller: Caller,
+    **filters: Any,
+) -> list[dict[str, Any]]:
     """Deliveries of `caller`'s subscriptions (an admin: every delivery, proposer e-mails too)."""
     with uow:
         return uow.deliveries.list(
@@ -164,7 +180,7 @@ def list_deliveries(
         )
 
 
-def _remember(data, uow) -> None:
+def _remember(data: BaseModel, uow: NotificationsUnitOfWork) -> None:
     if isinstance(data, ProposalContact):
         known = uow.subscriptions.proposal(data.proposal_id)
         uow.subscriptions.remember_proposal(
@@ -188,7 +204,7 @@ def _remember(data, uow) -> None:
         )
 
 
-def _email_payload(event: CloudEvent, facts: dict | None, names: tuple[str, ...] | None = None) -> bytes:
+def _email_payload(event: CloudEvent, facts: dict[str, Any] | None, names: tuple[str, ...] | None = None) -> bytes:
     """What an e-mail is rendered from; with `names` (not None), redacted as for a subscriber
     without the personal-data scope."""
     title = facts.get("title") if facts else None
@@ -201,7 +217,7 @@ def _email_payload(event: CloudEvent, facts: dict | None, names: tuple[str, ...]
 _REFERENCED_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
-def _resident_names(data, facts: dict | None, uow) -> tuple[str, ...]:
+def _resident_names(data: BaseModel, facts: dict[str, Any] | None, uow: NotificationsUnitOfWork) -> tuple[str, ...]:
     """Resident names that may be in this event's text: its own proposal's resident, and for a
     screening that found a near-duplicate, the resident of the proposal whose title it quotes."""
     names = {n for n in ((facts or {}).get("resident_name"), resident_name(data)) if n}
@@ -218,11 +234,11 @@ def _redacted(event: CloudEvent, names: tuple[str, ...]) -> CloudEvent:
     return event.model_copy(update={"data": redact_event_data(event.type, event.data, names)})
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     return getattr(value, "value", value)
 
 
-def on_event(event: CloudEvent, data, uow) -> str:
+def on_event(event: CloudEvent, data: BaseModel, uow: NotificationsUnitOfWork) -> str:
     """Queue `event` for every active subscription whose filter matches (now, or for its digest),
     and for the proposer when it is a status change of their own proposal."""
     proposal_id = getattr(data, "proposal_id", None)
@@ -244,7 +260,7 @@ def on_event(event: CloudEvent, data, uow) -> str:
         names = _resident_names(data, facts, uow)
         # A subscriber whose owner lacks the personal-data scope gets the event redacted.
         redacted = _redacted(event, names)
-        flow = dict(correlation_id=event.correlationid or event.id, traceparent=event.traceparent)
+        correlation_id = event.correlationid or event.id  # the flow of the event delivered
         for sub in uow.subscriptions.matching(event.type, area or None, env, proposal_id):
             sent, hidden = (event, None) if sub.personal_data else (redacted, names)
             if sub.mode == "daily_digest":
@@ -259,10 +275,20 @@ def on_event(event: CloudEvent, data, uow) -> str:
                     now,
                     kind="event",
                     language=(facts or {}).get("language") or sub.language,
-                    **flow,
+                    correlation_id=correlation_id,
+                    traceparent=event.traceparent,
                 )
             else:
-                uow.deliveries.add(str(uuid.uuid4()), sub.id, event.id, event.type, sent.to_bytes(), now, **flow)
+                uow.deliveries.add(
+                    str(uuid.uuid4()),
+                    sub.id,
+                    event.id,
+                    event.type,
+                    sent.to_bytes(),
+                    now,
+                    correlation_id=correlation_id,
+                    traceparent=event.traceparent,
+                )
         if (
             isinstance(data, ProposalStatusChanged)
             and data.to_status.value in PROPOSER_STATUSES
@@ -281,13 +307,16 @@ def on_event(event: CloudEvent, data, uow) -> str:
                 channel="email",
                 recipient=facts["contact_email"],
                 language=facts.get("language") or "fi",
-                **flow,
+                correlation_id=correlation_id,
+                traceparent=event.traceparent,
             )
         uow.commit()
     return "applied"
 
 
-def build_digests(uow_factory, window_seconds: float, now: datetime | None = None) -> list[int]:
+def build_digests(
+    uow_factory: Callable[[], NotificationsUnitOfWork], window_seconds: float, now: datetime | None = None
+) -> list[int]:
     """The digest job: once per window (whichever instance claims it first), group the items
     recorded before the window closed into one e-mail per subscriber and address, queued as
     deliveries (sent, retried and logged like any other). Returns the size of each digest."""
@@ -297,13 +326,14 @@ def build_digests(uow_factory, window_seconds: float, now: datetime | None = Non
         if not uow.digests.claim_window(end, now):
             return []
         # One digest per owner, subscriber and address: never one owner's items in another's digest.
-        groups: dict[tuple[str, str, str], list] = {}
+        groups: dict[tuple[str, str, str | None], list[DigestItem]] = {}
         for item in uow.digests.pending(end):
             groups.setdefault((item.owner, item.subscriber, item.email), []).append(item)
-        sizes = []
+        sizes: list[int] = []
         for (_owner, subscriber, email), items in groups.items():
             digest_id = str(uuid.uuid4())
-            seen, entries = set(), []
+            seen: set[str] = set()
+            entries: list[Any] = []
             for item in items:
                 if item.event_id not in seen:  # one event matched by two subscriptions is listed once
                     seen.add(item.event_id)
@@ -328,8 +358,12 @@ def build_digests(uow_factory, window_seconds: float, now: datetime | None = Non
     return sizes
 
 
-def _send_one(d, send: Sender, mail: Mailer | None, render: Renderer | None, links: LinkMaker | None = None):
+def _send_one(
+    d: DueDelivery, send: Sender, mail: Mailer | None, render: Renderer | None, links: LinkMaker | None = None
+) -> tuple[int | None, str | None]:
     channel = d.channel
+    if d.url is None:  # neither the delivery nor its subscription has an address
+        return None, "no address to send to"
     if channel == "email":
         if mail is None or render is None:
             return None, "e-mail is not configured in this process"
@@ -362,7 +396,7 @@ def _send_one(d, send: Sender, mail: Mailer | None, render: Renderer | None, lin
 
 
 def deliver_due(
-    uow_factory,
+    uow_factory: Callable[[], NotificationsUnitOfWork],
     send: Sender,
     policy: RetryPolicy,
     limit: int = 50,
@@ -370,7 +404,9 @@ def deliver_due(
     mail: Mailer | None = None,
     render: Renderer | None = None,
     links: LinkMaker | None = None,
-    run_all: Callable = lambda fn, items: list(map(fn, items)),
+    run_all: Callable[[Callable[[DueDelivery], None], Sequence[DueDelivery]], object] = lambda fn, items: list(
+        map(fn, items)
+    ),
 ) -> int:
     """Send the deliveries that are due, outside any transaction, and record each attempt.
 
@@ -380,7 +416,10 @@ def deliver_due(
         due = uow.deliveries.claim_due(utcnow(), limit, LEASE)
         uow.commit()
 
-    def attempt_one(d):
+    def attempt_one(d: DueDelivery) -> None:
+        # A delivery has a channel (its own, or its subscription's); one without would be sent
+        # as a webhook (_send_one), and is reported as one.
+        channel = d.channel or "webhook"
         attempt = d.attempts + 1
         started = time.perf_counter()
         status_code, error = _send_one(d, send, mail, render, links)
@@ -389,7 +428,7 @@ def deliver_due(
         now = utcnow()
         if ok:
             status, next_at = DeliveryStatus.succeeded, None
-        elif policy.retryable(status_code, d.channel or "webhook", error) and attempt < policy.max_attempts:
+        elif policy.retryable(status_code, channel, error) and attempt < policy.max_attempts:
             status, next_at = DeliveryStatus.pending, policy.next_attempt(attempt, now)
         else:
             status, next_at = DeliveryStatus.failed, None
@@ -403,7 +442,7 @@ def deliver_due(
                     DeliveryOutcome(
                         delivery_id=d.id,
                         subscription_id=d.subscription_id,
-                        channel=d.channel,
+                        channel=channel,
                         event_id=d.event_id,
                         event_type=d.event_type,
                         attempts=attempt,
@@ -417,7 +456,7 @@ def deliver_due(
             uow.commit()
         if observe:
             observe(
-                d.channel,
+                channel,
                 "succeeded" if ok else ("retrying" if status is DeliveryStatus.pending else "dead_lettered"),
                 latency,
             )

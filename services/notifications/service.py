@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
 import eventlet
-from nameko.timer import timer
+from pydantic import BaseModel
 from werkzeug.wrappers import Response
 
 from kokeilu import service_base
-from kokeilu.contracts import topics
+from kokeilu.contracts import CloudEvent, topics
 from kokeilu.http import NotFound, api
+from kokeilu.http.entrypoint import ApiRequest
 from kokeilu.kafka.consumer import consume
-from kokeilu.platform import Store
+from kokeilu.platform import Store, timer
 
 from . import handlers, metrics
 from .api import (
@@ -43,7 +46,7 @@ DELIVERY_CONCURRENCY = 20
 
 class NotificationsService(service_base.PlatformService):
     name = "notifications"
-    uow = Store(NotificationsUnitOfWork)
+    uow: Callable[[], NotificationsUnitOfWork] = Store(NotificationsUnitOfWork)  # a factory, in a worker
     errors = ERRORS
     # Read when the class is defined (nameko's dependencies and timers take them then), through
     # the same cached accessors as everywhere else.
@@ -61,14 +64,14 @@ class NotificationsService(service_base.PlatformService):
         status=201,
         example=SUBSCRIPTION_EXAMPLE,
     )
-    def subscribe(self, request, body: NewSubscription):
+    def subscribe(self, request: ApiRequest, body: NewSubscription) -> tuple[int, dict[str, Any]]:
         """Subscribe a webhook or an e-mail address to events; the answer carries the signing secret, once."""
         sub = handlers.create_subscription(body, self.uow(), caller(request), check_url=check_webhook_url)
         return 201, subscription_json(sub, with_secret=True)
 
     # A subscription belongs to the token that made it: another token (but admin) gets 404 for it.
     @api("GET", "/v1/subscriptions", scope="subscriptions:write", response=SubscriptionList)
-    def subscriptions(self, request):
+    def subscriptions(self, request: ApiRequest) -> dict[str, Any]:
         """The token's subscriptions (admin: all)."""
         return {"items": [subscription_json(s) for s in handlers.list_subscriptions(self.uow(), caller(request))]}
 
@@ -80,7 +83,7 @@ class NotificationsService(service_base.PlatformService):
         response=SubscriptionView,
         example=CHANGE_EXAMPLE,
     )
-    def change(self, request, subscription_id, body: SubscriptionChange):
+    def change(self, request: ApiRequest, subscription_id: str, body: SubscriptionChange) -> dict[str, Any]:
         """Change a subscription (the channel stays)."""
         sub = handlers.update_subscription(
             subscription_id, body, self.uow(), caller(request), check_url=check_webhook_url
@@ -90,14 +93,14 @@ class NotificationsService(service_base.PlatformService):
         return subscription_json(sub)
 
     @api("DELETE", "/v1/subscriptions/<subscription_id>", scope="subscriptions:write", status=204)
-    def unsubscribe(self, request, subscription_id):
+    def unsubscribe(self, request: ApiRequest, subscription_id: str) -> tuple[int, None]:
         """Delete a subscription."""
         if not handlers.delete_subscription(subscription_id, self.uow(), caller(request)):
             raise NotFound(f"no subscription {subscription_id}", {"subscription_id": "unknown"})
         return 204, None
 
     @api("GET", "/v1/deliveries", scope="subscriptions:write", query=DeliveryQuery, response=DeliveryList)
-    def deliveries(self, request):
+    def deliveries(self, request: ApiRequest) -> dict[str, Any]:
         """Deliveries of the token's subscriptions with every attempt (admin: all, proposer e-mails too)."""
         q = DeliveryQuery.model_validate(request.args.to_dict())
         return {
@@ -115,7 +118,7 @@ class NotificationsService(service_base.PlatformService):
 
     # Unsubscribe links (every e-mail has one): no bearer token, the link's signature is the authority.
     @api("GET", "/v1/unsubscribe/<token>", public=True, media_type="text/html")
-    def unsubscribe_confirm_page(self, request, token):
+    def unsubscribe_confirm_page(self, request: ApiRequest, token: str) -> Response:
         """The page an e-mail's unsubscribe link opens, with a button that stops those e-mails.
 
         Opening it changes nothing (mail scanners open links). The link's signature is the
@@ -124,7 +127,7 @@ class NotificationsService(service_base.PlatformService):
         return Response(unsubscribe_page(self.links.verify(token).kind, done=False), mimetype="text/html")
 
     @api("POST", "/v1/unsubscribe/<token>", public=True, media_type="text/html")
-    def unsubscribe_one_click(self, request, token):
+    def unsubscribe_one_click(self, request: ApiRequest, token: str) -> Response:
         """One-click unsubscribe (RFC 8058): stop the e-mails the link came with.
 
         What mail programs POST (`List-Unsubscribe=One-Click`; the body is not read), and what the
@@ -137,11 +140,11 @@ class NotificationsService(service_base.PlatformService):
         return Response(unsubscribe_page(target.kind, done=True), mimetype="text/html")
 
     @consume(topics.PROPOSALS, topics.EVALUATIONS, topics.RESULTS)
-    def on_event(self, event, data):
+    def on_event(self, event: CloudEvent, data: BaseModel) -> str:
         return handlers.on_event(event, data, self.uow())
 
     @timer(interval=0.5)
-    def deliver(self):
+    def deliver(self) -> None:
         # Bounded, so that a stop is not held up for long; the timer comes back in half a second.
         deadline = time.monotonic() + 5
         pool = eventlet.GreenPool(DELIVERY_CONCURRENCY)
@@ -159,7 +162,7 @@ class NotificationsService(service_base.PlatformService):
                 break
 
     @timer(interval=max(0.5, min(settings().digest_window_seconds / 10, 60)))
-    def digests(self):
+    def digests(self) -> None:
         """One job per digest window: the first run after a window closes builds its digests."""
         for size in handlers.build_digests(self.uow, settings().digest_window_seconds):
             metrics.observe_digest(size)

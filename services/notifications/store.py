@@ -7,6 +7,7 @@ import uuid
 import weakref
 from collections import defaultdict
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -126,7 +127,7 @@ attempts = sa.Table(
 )
 
 
-def _subscription(row) -> Subscription:
+def _subscription(row: sa.Row[Any]) -> Subscription:
     return Subscription(
         row.id,
         row.subscriber,
@@ -143,7 +144,7 @@ def _subscription(row) -> Subscription:
     )
 
 
-def _subscription_values(s: Subscription) -> dict:
+def _subscription_values(s: Subscription) -> dict[str, Any]:
     return dict(
         subscriber=s.subscriber,
         channel=s.channel,
@@ -188,7 +189,7 @@ _BUMP = subscription_changes.update().where(subscription_changes.c.id == 1).valu
 
 
 class SubscriptionRepository:
-    def __init__(self, conn):
+    def __init__(self, conn: sa.Connection):
         self.conn = conn
 
     def _changed(self) -> None:
@@ -232,7 +233,7 @@ class SubscriptionRepository:
         return [_subscription(r) for r in rows]
 
     def delete(self, subscription_id: str, now: datetime) -> bool:
-        deleted = (
+        deleted = bool(
             self.conn.execute(
                 subscriptions.update()
                 .where(subscriptions.c.id == subscription_id, subscriptions.c.deleted_at.is_(None))
@@ -248,16 +249,18 @@ class SubscriptionRepository:
         self,
         proposal_id: str,
         focus_area: str,
-        environment: str,
+        environment: str | None,
         language: str,
-        title: str,
+        title: str | None,
         contact_email: str | None,
         resident_name: str | None = None,
         content: bool = False,
     ) -> None:
         """The latest facts of a proposal; a revision (which has no address) keeps the address known.
         `content`: the facts come from the proposal's content, which says who the resident is (if any)."""
-        values = dict(focus_area=focus_area, environment=environment, language=language, title=title)
+        values: dict[str, str | None] = dict(
+            focus_area=focus_area, environment=environment, language=language, title=title
+        )
         if contact_email:
             values["contact_email"] = contact_email
         if content:
@@ -266,7 +269,7 @@ class SubscriptionRepository:
         if self.conn.execute(update, {**values, "_id": proposal_id}).rowcount == 0:
             self.conn.execute(proposal_areas.insert(), {**values, "proposal_id": proposal_id})
 
-    def proposal(self, proposal_id: str | None) -> dict | None:
+    def proposal(self, proposal_id: str | None) -> dict[str, Any] | None:
         if not proposal_id:
             return None
         row = self.conn.execute(sa.select(proposal_areas).where(proposal_areas.c.proposal_id == proposal_id)).first()
@@ -295,18 +298,18 @@ class SubscriptionRepository:
 
 
 class DeliveryRepository:
-    def __init__(self, conn, is_sqlite: bool):
+    def __init__(self, conn: sa.Connection, is_sqlite: bool):
         self.conn = conn
         self.is_sqlite = is_sqlite
 
     def add(
         self,
-        delivery_id,
-        subscription_id,
-        event_id,
-        event_type,
+        delivery_id: str,
+        subscription_id: str,
+        event_id: str,
+        event_type: str,
         payload: bytes,
-        now,
+        now: datetime,
         kind: str = "event",
         channel: str | None = None,
         recipient: str | None = None,
@@ -338,7 +341,7 @@ class DeliveryRepository:
             ),
         )
 
-    def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list:
+    def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[sa.Row[Any]]:
         """Due deliveries, leased for `lease` so another instance does not send them too."""
         query = (
             sa.select(
@@ -385,7 +388,15 @@ class DeliveryRepository:
         return rows
 
     def record_attempt(
-        self, delivery_id, attempt, at, status_code, latency, error, status: DeliveryStatus, next_attempt_at
+        self,
+        delivery_id: str,
+        attempt: int,
+        at: datetime,
+        status_code: int | None,
+        latency: float,
+        error: str | None,
+        status: DeliveryStatus,
+        next_attempt_at: datetime | None,
     ) -> None:
         self.conn.execute(
             attempts.insert().values(
@@ -420,7 +431,7 @@ class DeliveryRepository:
         event_type: str | None = None,
         kind: str | None = None,
         owner: str | None = None,
-    ) -> list[dict]:
+    ) -> list[dict[str, Any]]:
         """Newest first; with `owner`, only deliveries of that principal's subscriptions."""
         query = (
             sa.select(deliveries, sa.func.coalesce(deliveries.c.channel, subscriptions.c.channel).label("via"))
@@ -443,7 +454,7 @@ class DeliveryRepository:
         if kind:
             query = query.where(deliveries.c.kind == kind)
         rows = list(self.conn.execute(query))
-        tries: dict[str, list] = {r.id: [] for r in rows}
+        tries: dict[str, list[dict[str, Any]]] = {r.id: [] for r in rows}
         if rows:
             for a in self.conn.execute(
                 sa.select(attempts).where(attempts.c.delivery_id.in_(list(tries))).order_by(attempts.c.attempt)
@@ -479,7 +490,7 @@ class DeliveryRepository:
 
 
 class DigestRepository:
-    def __init__(self, conn):
+    def __init__(self, conn: sa.Connection):
         self.conn = conn
 
     def add_item(self, subscription_id: str, event_id: str, event_type: str, payload: bytes, now: datetime) -> None:
@@ -499,9 +510,9 @@ class DigestRepository:
         row is the claim. Another instance's job for the same window waits for this transaction
         (the row's key) and then gets False, without an error."""
         row = dict(window_end=end, ran_at=now, items=0, digests=0)
-        return self.conn.execute(_CLAIM_WINDOW[self.conn.dialect.name], row).rowcount == 1
+        return bool(self.conn.execute(_CLAIM_WINDOW[self.conn.dialect.name], row).rowcount == 1)
 
-    def pending(self, before: datetime) -> list:
+    def pending(self, before: datetime) -> list[sa.Row[Any]]:
         """Items not yet in a digest, recorded before `before`, with their subscription (still active)."""
         return list(
             self.conn.execute(
@@ -549,7 +560,7 @@ SOURCE = service_source("notifications")  # <KOKEILU_EVENT_SOURCE_BASE>services/
 class NotificationsUnitOfWork(UnitOfWork):
     source = SOURCE  # of every event this service publishes
 
-    def bind(self, conn):
+    def bind(self, conn: sa.Connection) -> None:
         self.subscriptions = SubscriptionRepository(conn)
         self.deliveries = DeliveryRepository(conn, self.database.is_sqlite)
         self.digests = DigestRepository(conn)

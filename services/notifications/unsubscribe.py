@@ -19,7 +19,9 @@ import logging
 import re
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
+from nameko.containers import WorkerContext
 from nameko.extensions import DependencyProvider
 
 log = logging.getLogger(__name__)
@@ -117,14 +119,14 @@ def key_from(secret: str | None, admin_token: str | None) -> bytes:
 class UnsubscribeLinks(DependencyProvider):
     """Gives workers the service's `Links` (the key is made once, when the service starts)."""
 
-    def __init__(self, secret: str | None, base_url: str, **kwargs):
+    def __init__(self, secret: str | None, base_url: str, **kwargs: Any) -> None:
         self.secret, self.base_url = secret, base_url
         super().__init__(**kwargs)
 
-    def setup(self):
+    def setup(self) -> None:
         from kokeilu.config import get_settings
 
         self.links = Links(key_from(self.secret, get_settings().kokeilu_admin_token), self.base_url)
 
-    def get_dependency(self, worker_ctx):
+    def get_dependency(self, worker_ctx: WorkerContext) -> Links:
         return self.links

@@ -8,8 +8,12 @@ shown to subscribers); the detail goes to this service's log."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
 
 import requests
+from nameko.containers import WorkerContext
 from nameko.extensions import DependencyProvider
 from urllib3.exceptions import NameResolutionError, ProtocolError
 
@@ -20,7 +24,7 @@ from .domain import ADDRESS_REFUSED
 log = logging.getLogger(__name__)
 
 
-def guarded_session(policy: AddressPolicy, **adapter_kwargs) -> requests.Session:
+def guarded_session(policy: AddressPolicy, **adapter_kwargs: Any) -> requests.Session:
     """A session that sends only where `policy` allows: no proxies, no .netrc, no redirects followed."""
     session = requests.Session()
     session.trust_env = False
@@ -32,15 +36,16 @@ def guarded_session(policy: AddressPolicy, **adapter_kwargs) -> requests.Session
 
 def _caused_by(exc: BaseException, kind: type) -> bool:
     seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, kind):
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, kind):
             return True
-        for arg in getattr(exc, "args", ()):
+        for arg in getattr(current, "args", ()):
             if isinstance(arg, BaseException) and _caused_by(arg, kind):
                 return True
-        reason = getattr(exc, "reason", None)  # urllib3 errors keep their cause there (or a str)
-        exc = reason if isinstance(reason, BaseException) else (exc.__cause__ or exc.__context__)
+        reason = getattr(current, "reason", None)  # urllib3 errors keep their cause there (or a str)
+        current = reason if isinstance(reason, BaseException) else (current.__cause__ or current.__context__)
     return False
 
 
@@ -65,7 +70,9 @@ def error_category(exc: BaseException) -> str:
     return "request failed"
 
 
-def post(session: requests.Session, url: str, body: bytes, headers: dict, timeout: float):
+def post(
+    session: requests.Session, url: str, body: bytes, headers: dict[str, str], timeout: float
+) -> tuple[int | None, str | None]:
     """(status code, None), or (None, a category) when no HTTP answer came."""
     try:
         # stream: the body is never read (nothing of it is stored or shown, and it may be huge)
@@ -82,27 +89,29 @@ def post(session: requests.Session, url: str, body: bytes, headers: dict, timeou
 
 
 def _host_of(url: str) -> str:
-    return requests.utils.urlparse(url).hostname or "?"
+    return urlsplit(url).hostname or "?"
 
 
 class WebhookSender(DependencyProvider):
     """Gives workers `send(url, body, headers) -> (status_code | None, error | None)`."""
 
-    def __init__(self, timeout_seconds: float = 10.0, policy: AddressPolicy | None = None, **kwargs):
+    def __init__(self, timeout_seconds: float = 10.0, policy: AddressPolicy | None = None, **kwargs: Any) -> None:
         self.timeout = timeout_seconds
         self.policy = policy
         super().__init__(**kwargs)
 
-    def setup(self):
+    def setup(self) -> None:
         self.session = guarded_session(self.policy or AddressPolicy())
 
-    def stop(self):
+    def stop(self) -> None:
         self.session.close()
 
-    def get_dependency(self, worker_ctx):
+    def get_dependency(
+        self, worker_ctx: WorkerContext
+    ) -> Callable[[str, bytes, dict[str, str]], tuple[int | None, str | None]]:
         session, timeout = self.session, self.timeout
 
-        def send(url: str, body: bytes, headers: dict):
+        def send(url: str, body: bytes, headers: dict[str, str]) -> tuple[int | None, str | None]:
             return post(session, url, body, headers, timeout)
 
         return send

@@ -3,7 +3,9 @@ refusals are answered (ERRORS, read by the `api` entrypoint)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -24,7 +26,7 @@ from kokeilu.http.entrypoint import Refusal
 from .domain import IllegalTransition, MeasurementRefused, Proposal, UnknownProposal, pilot_json
 
 
-def proposal_json(p: Proposal) -> dict:
+def proposal_json(p: Proposal) -> dict[str, Any]:
     body = p.submission.model_dump(mode="json")
     body.update(
         id=p.id,
@@ -50,7 +52,7 @@ def proposal_json(p: Proposal) -> dict:
     return body
 
 
-def measurement_json(m: dict) -> dict:
+def measurement_json(m: Mapping[str, object]) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in m.items()}
 
 
@@ -65,7 +67,7 @@ class ListQuery(BaseModel):
     limit: int = Field(default=50, ge=1, le=200)
     cursor: str | None = Field(default=None, max_length=64)
 
-    def filters(self) -> dict:
+    def filters(self) -> dict[str, Any]:
         return dict(
             focus_area=self.focus_area and self.focus_area.value,
             environment=self.environment and self.environment.value,

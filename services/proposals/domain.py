@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any, TypedDict
 
 from kokeilu.contracts.evaluation import Decision, RuleFailure
 from kokeilu.contracts.proposals import (
@@ -79,7 +80,7 @@ class Pilot:
     completed_at: datetime | None = None
 
 
-def pilot_json(p: Pilot | None) -> dict | None:
+def pilot_json(p: Pilot | None) -> dict[str, Any] | None:
     """A pilot as JSON: how the store keeps it and the API shows it."""
     if p is None:
         return None
@@ -100,6 +101,18 @@ class DecisionRecord:
     rationale: str
     external_funding_recommended: bool
     decided_at: datetime
+
+
+class Measurement(TypedDict):
+    """A KPI's measured value in a pilot, as the proposal's measurements keep it."""
+
+    id: str
+    proposal_id: str
+    kpi: str
+    value: float
+    measured_at: datetime
+    source: str
+    recorded_at: datetime
 
 
 @dataclass(frozen=True)
@@ -130,7 +143,7 @@ class Proposal:
             raise IllegalTransition(self, action)
         return target
 
-    def _move(self, action: str, now: datetime, **changes) -> Proposal:
+    def _move(self, action: str, now: datetime, **changes: Any) -> Proposal:
         return replace(self, status=self.check(action), updated_at=now, **changes)
 
     # transitions ---------------------------------------------------------------------------
@@ -181,7 +194,7 @@ class Proposal:
         return replace(self, status=target, updated_at=now, pilot=pilot)
 
     # events --------------------------------------------------------------------------------
-    def _public_content(self) -> dict:
+    def _public_content(self) -> dict[str, Any]:
         s = self.submission
         return dict(
             proposal_id=self.id,

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from types import SimpleNamespace
-from typing import Protocol
+from typing import Any, Protocol
 
 from kokeilu.contracts import CloudEvent, utcnow
 from kokeilu.contracts import catalog as types
@@ -35,11 +34,13 @@ from .domain import (
     DECISION_ACTIONS,
     DecisionRecord,
     IllegalTransition,
+    Measurement,
     MeasurementRefused,
     Proposal,
     Status,
     UnknownProposal,
 )
+from .ports import ProposalsUnitOfWork
 
 CONSUMER = "proposals"
 # Inbox name of the intake-rejected events: one rejection per intake event (source + id).
@@ -86,13 +87,23 @@ class Uncounted:
 UNCOUNTED: Figures = Uncounted()
 
 
+# A change of state as `_count` reports it: the action, the new state, the state left and the
+# seconds spent in it.
+Move = tuple[str, Status, Status, float]
+
+
 class IntakeRefused(PermanentError):
     """An intake event that can never be applied; it is dead-lettered and the source is told why."""
 
 
 def _changed(
-    uow, before: Proposal, after: Proposal, action: str, cause: CloudEvent | None = None, reason: str | None = None
-) -> tuple[str, Status, Status, float]:
+    uow: ProposalsUnitOfWork,
+    before: Proposal,
+    after: Proposal,
+    action: str,
+    cause: CloudEvent | None = None,
+    reason: str | None = None,
+) -> Move:
     """The change event; returns what `_count` needs: the action, the new state, the state left
     and the seconds spent in it (a proposal's `updated_at` moves only when its state does)."""
     uow.emit(
@@ -111,12 +122,12 @@ def _changed(
     return action, after.status, before.status, (after.updated_at - before.updated_at).total_seconds()
 
 
-def _count(figures, *moves: tuple[str, Status, Status, float]) -> None:
+def _count(figures: Figures, *moves: Move) -> None:
     for action, status, left, seconds in moves:
         figures.count_transition(action, status, left, seconds)
 
 
-def _load(uow, proposal_id: str, acting: bool = True) -> Proposal:
+def _load(uow: ProposalsUnitOfWork, proposal_id: str, acting: bool = True) -> Proposal:
     """The proposal; when `acting` on it (a request, not a query), what follows joins its flow."""
     proposal = uow.proposals.get(proposal_id)
     if proposal is None:
@@ -127,7 +138,7 @@ def _load(uow, proposal_id: str, acting: bool = True) -> Proposal:
 
 
 # submission ----------------------------------------------------------------------------------
-def _record_contact(uow, proposal: Proposal, now: datetime, cause: CloudEvent | None) -> None:
+def _record_contact(uow: ProposalsUnitOfWork, proposal: Proposal, now: datetime, cause: CloudEvent | None) -> None:
     """The proposer's address, for notifications only (internal topic), just before the
     submission or revision event with the same key, so that it is known when those arrive."""
     s = proposal.submission
@@ -141,7 +152,9 @@ def _record_contact(uow, proposal: Proposal, now: datetime, cause: CloudEvent | 
     )
 
 
-def _enter(uow, submission: Submission, source: str, cause: CloudEvent | None) -> tuple[Proposal, tuple]:
+def _enter(
+    uow: ProposalsUnitOfWork, submission: Submission, source: str, cause: CloudEvent | None
+) -> tuple[Proposal, Move]:
     """A new proposal is submitted and goes to screening in the same transaction."""
     now = utcnow()
     submitted = Proposal.submit(str(uuid.uuid4()), submission, now, source)
@@ -154,7 +167,11 @@ def _enter(uow, submission: Submission, source: str, cause: CloudEvent | None) -
 
 
 def submit_proposal(
-    submission: Submission, uow, source: str = "http", cause: CloudEvent | None = None, figures: Figures = UNCOUNTED
+    submission: Submission,
+    uow: ProposalsUnitOfWork,
+    source: str = "http",
+    cause: CloudEvent | None = None,
+    figures: Figures = UNCOUNTED,
 ) -> Proposal:
     with uow:
         proposal, move = _enter(uow, submission, source, cause)
@@ -163,7 +180,7 @@ def submit_proposal(
     return proposal
 
 
-def on_intake(event: CloudEvent, submission: Submission, uow, figures: Figures = UNCOUNTED) -> str:
+def on_intake(event: CloudEvent, submission: Submission, uow: ProposalsUnitOfWork, figures: Figures = UNCOUNTED) -> str:
     """`intake.proposal` from a city system; idempotent on the event's source + id."""
     with uow:
         if not uow.first_time(CONSUMER, event):
@@ -176,7 +193,9 @@ def on_intake(event: CloudEvent, submission: Submission, uow, figures: Figures =
     return "applied"
 
 
-def revise(proposal_id: str, submission: Submission, uow, figures: Figures = UNCOUNTED) -> Proposal:
+def revise(
+    proposal_id: str, submission: Submission, uow: ProposalsUnitOfWork, figures: Figures = UNCOUNTED
+) -> Proposal:
     with uow:
         before = _load(uow, proposal_id)
         after = before.revise(submission, utcnow())
@@ -189,7 +208,7 @@ def revise(proposal_id: str, submission: Submission, uow, figures: Figures = UNC
     return after
 
 
-def withdraw(proposal_id: str, reason: str | None, uow, figures: Figures = UNCOUNTED) -> Proposal:
+def withdraw(proposal_id: str, reason: str | None, uow: ProposalsUnitOfWork, figures: Figures = UNCOUNTED) -> Proposal:
     with uow:
         before = _load(uow, proposal_id)
         after = before.withdraw(reason, utcnow())
@@ -201,7 +220,14 @@ def withdraw(proposal_id: str, reason: str | None, uow, figures: Figures = UNCOU
 
 
 # evaluation's events -------------------------------------------------------------------------
-def _follow(event: CloudEvent, proposal_id: str, what: str, uow, move, figures) -> tuple[str, Proposal | None]:
+def _follow(
+    event: CloudEvent,
+    proposal_id: str,
+    what: str,
+    uow: ProposalsUnitOfWork,
+    move: Callable[[Proposal], tuple[Proposal, str, str | None]],
+    figures: Figures,
+) -> tuple[str, Proposal | None]:
     """Apply one of evaluation's outcomes: `move(proposal)` gives (moved, action, reason).
     An outcome that crossed a withdrawal changes nothing."""
     with uow:
@@ -221,8 +247,10 @@ def _follow(event: CloudEvent, proposal_id: str, what: str, uow, move, figures) 
     return "applied", proposal
 
 
-def on_screening_completed(event: CloudEvent, data: ScreeningCompleted, uow, figures: Figures = UNCOUNTED) -> str:
-    def move(proposal: Proposal):
+def on_screening_completed(
+    event: CloudEvent, data: ScreeningCompleted, uow: ProposalsUnitOfWork, figures: Figures = UNCOUNTED
+) -> str:
+    def move(proposal: Proposal) -> tuple[Proposal, str, str | None]:
         reason = None if data.passed else "; ".join(f"{f.rule}: {f.reason}" for f in data.failed_rules)
         return (
             proposal.record_screening(data.passed, list(data.failed_rules), utcnow()),
@@ -233,8 +261,10 @@ def on_screening_completed(event: CloudEvent, data: ScreeningCompleted, uow, fig
     return _follow(event, data.proposal_id, "screening", uow, move, figures)[0]
 
 
-def on_evaluation_decided(event: CloudEvent, data: EvaluationDecided, uow, figures: Figures = UNCOUNTED) -> str:
-    def move(proposal: Proposal):
+def on_evaluation_decided(
+    event: CloudEvent, data: EvaluationDecided, uow: ProposalsUnitOfWork, figures: Figures = UNCOUNTED
+) -> str:
+    def move(proposal: Proposal) -> tuple[Proposal, str, str | None]:
         record = DecisionRecord(
             data.decision, data.weighted_score, data.rationale, data.external_funding_recommended, data.decided_at
         )
@@ -242,16 +272,19 @@ def on_evaluation_decided(event: CloudEvent, data: EvaluationDecided, uow, figur
         return moved, DECISION_ACTIONS[record.decision], data.rationale
 
     outcome, proposal = _follow(event, data.proposal_id, "decision", uow, move, figures)
-    if outcome == "applied":
+    if outcome == "applied" and proposal is not None:
         figures.observe_time_to_decision(data.decision.value, (data.decided_at - proposal.submitted_at).total_seconds())
     return outcome
 
 
 # pilots --------------------------------------------------------------------------------------
-def start_pilot(proposal_id: str, planned_end: datetime | None, uow, figures: Figures = UNCOUNTED) -> Proposal:
+def start_pilot(
+    proposal_id: str, planned_end: datetime | None, uow: ProposalsUnitOfWork, figures: Figures = UNCOUNTED
+) -> Proposal:
     with uow:
         before = _load(uow, proposal_id)
         after = before.start_pilot(utcnow(), planned_end)
+        assert after.pilot is not None  # a started pilot
         uow.proposals.save(after)
         uow.emit(
             types.PILOT_STARTED,
@@ -265,7 +298,7 @@ def start_pilot(proposal_id: str, planned_end: datetime | None, uow, figures: Fi
 
 
 def _record(
-    uow,
+    uow: ProposalsUnitOfWork,
     proposal: Proposal,
     kpi: str,
     value: float,
@@ -273,11 +306,11 @@ def _record(
     source: str,
     cause: CloudEvent | None,
     store: bool = True,
-) -> dict:
+) -> Measurement:
     """A measurement of a running pilot, recorded with its event; `store=False` leaves storing
     it to the caller (with others, at once)."""
     proposal.accept_measurement(kpi)
-    measurement = dict(
+    measurement = Measurement(
         id=str(uuid.uuid4()),
         proposal_id=proposal.id,
         kpi=kpi,
@@ -304,14 +337,18 @@ def _record(
     return measurement
 
 
-def record_measurement(proposal_id: str, kpi: str, value: float, measured_at: datetime, source: str, uow) -> dict:
+def record_measurement(
+    proposal_id: str, kpi: str, value: float, measured_at: datetime, source: str, uow: ProposalsUnitOfWork
+) -> Measurement:
     with uow:
         measurement = _record(uow, _load(uow, proposal_id), kpi, value, measured_at, source, None)
         uow.commit()
     return measurement
 
 
-def on_intake_measurement(event: CloudEvent, data: IntakeMeasurement, uow, figures: Figures = UNCOUNTED) -> str:
+def on_intake_measurement(
+    event: CloudEvent, data: IntakeMeasurement, uow: ProposalsUnitOfWork, figures: Figures = UNCOUNTED
+) -> str:
     """`intake.measurement`; a measurement that cannot be applied is refused permanently: the
     consumer dead-letters it and `intake_rejected` tells the source why."""
     with uow:
@@ -329,7 +366,7 @@ def on_intake_measurement(event: CloudEvent, data: IntakeMeasurement, uow, figur
 
 
 def on_intake_measurements(
-    items: Sequence[tuple[CloudEvent, IntakeMeasurement]], uow, figures: Figures = UNCOUNTED
+    items: Sequence[tuple[CloudEvent, IntakeMeasurement]], uow: ProposalsUnitOfWork, figures: Figures = UNCOUNTED
 ) -> list[str | IntakeRefused]:
     """A run of `intake.measurement` events applied at once (the intake consumer's bulk method:
     sensors stream them). The same rules and events as on_intake_measurement, record by
@@ -370,7 +407,7 @@ def on_intake_measurements(
 
 
 def _measured(
-    uow,
+    uow: ProposalsUnitOfWork,
     proposal: Proposal,
     kpi: str,
     value: float,
@@ -378,7 +415,7 @@ def _measured(
     source: str,
     cause: CloudEvent,
     store: bool = True,
-) -> dict:
+) -> Measurement:
     """_record for intake: the measurement and its event, or IntakeRefused."""
     try:
         return _record(uow, proposal, kpi, value, measured_at, source, cause, store)
@@ -392,11 +429,17 @@ def _measured(
 
 
 def complete_pilot(
-    proposal_id: str, outcome: PilotOutcome, actual: list[KpiActual], lessons: str, uow, figures: Figures = UNCOUNTED
+    proposal_id: str,
+    outcome: PilotOutcome,
+    actual: list[KpiActual],
+    lessons: str,
+    uow: ProposalsUnitOfWork,
+    figures: Figures = UNCOUNTED,
 ) -> Proposal:
     with uow:
         before = _load(uow, proposal_id)
         after = before.complete_pilot(outcome, actual, lessons, utcnow())
+        assert after.pilot is not None and after.pilot.completed_at is not None  # a completed pilot
         uow.proposals.save(after)
         uow.emit(
             types.PILOT_COMPLETED,
@@ -416,7 +459,7 @@ def complete_pilot(
 
 
 # rejected intake -----------------------------------------------------------------------------
-def _intake_identity(raw: bytes | None, event: CloudEvent | None):
+def _intake_identity(raw: bytes | None, event: CloudEvent | None) -> tuple[str, str, str | None] | None:
     """Source, id and type of an intake record, when it parsed far enough to have them."""
     if event is not None:
         return event.source, event.id, event.type
@@ -433,7 +476,7 @@ def _intake_identity(raw: bytes | None, event: CloudEvent | None):
 
 
 def intake_rejected(
-    raw: bytes | None, event: CloudEvent | None, reason: str, uow, figures: Figures = UNCOUNTED
+    raw: bytes | None, event: CloudEvent | None, reason: str, uow: ProposalsUnitOfWork, figures: Figures = UNCOUNTED
 ) -> None:
     """Called by the intake consumer inside the unit of work that dead-letters a record: tells
     the source system why (once per source + id), when the record says who sent it."""
@@ -442,7 +485,7 @@ def intake_rejected(
         figures.count_intake("unknown", "unknown", "rejected")
         return
     source, intake_id, type_ = identity
-    if not uow.first_time(REJECTIONS, SimpleNamespace(source=source[:190], id=intake_id, type=type_ or "unknown")):
+    if not uow.first_time_key(REJECTIONS, f"{source[:190]}#{intake_id}", type_ or "unknown"):
         return
     uow.emit(
         types.PROPOSAL_INTAKE_REJECTED,
@@ -456,17 +499,19 @@ def intake_rejected(
 
 
 # queries -------------------------------------------------------------------------------------
-def get_proposal(proposal_id: str, uow) -> Proposal:
+def get_proposal(proposal_id: str, uow: ProposalsUnitOfWork) -> Proposal:
     with uow:
         return _load(uow, proposal_id, acting=False)
 
 
-def list_proposals(uow, status: str | None, limit: int, after: str | None, **filters) -> list[Proposal]:
+def list_proposals(
+    uow: ProposalsUnitOfWork, status: str | None, limit: int, after: str | None, **filters: Any
+) -> list[Proposal]:
     with uow:
         return uow.proposals.list(status=status, limit=limit, after=after, **filters)
 
 
-def measurements_of(proposal_id: str, uow) -> list[dict]:
+def measurements_of(proposal_id: str, uow: ProposalsUnitOfWork) -> list[Measurement]:
     with uow:
         _load(uow, proposal_id, acting=False)
         return uow.measurements.for_proposal(proposal_id)

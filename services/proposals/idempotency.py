@@ -16,18 +16,41 @@ before the commit. So:
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, Protocol
 
 from sqlalchemy.exc import IntegrityError
+from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Response
 
+from kokeilu.auth import Principal
 from kokeilu.contracts import utcnow
 from kokeilu.http import Unprocessable, json_response
+
+from .ports import ProposalsUnitOfWork
+
+
+class Request(Protocol):
+    """What this needs of a request (kokeilu.http's entrypoint sets its principal)."""
+
+    @property
+    def headers(self) -> Headers: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def principal(self) -> Principal | None: ...
+
+
+# What a request's work answers: (status, JSON body); or a response already made (a replay).
+Answer = tuple[int, Any]
+Work = Callable[[ProposalsUnitOfWork], Answer]
 
 HEADER = "Idempotency-Key"
 MAX_KEY = 200
 
 
-def idempotent(request, uow_factory: Callable, work: Callable[[object], tuple[int, dict]]):
+def idempotent(request: Request, uow_factory: Callable[[], ProposalsUnitOfWork], work: Work) -> Answer | Response:
     """`work(uow)` does the request's work in the unit of work it is given and returns
     (status, body)."""
     key = request.headers.get(HEADER)
@@ -43,7 +66,7 @@ def idempotent(request, uow_factory: Callable, work: Callable[[object], tuple[in
         return _once(uow_factory(), principal, key, route, work)
 
 
-def _once(uow, principal: str, key: str, route: str, work):
+def _once(uow: ProposalsUnitOfWork, principal: str, key: str, route: str, work: Work) -> Answer | Response:
     with uow:
         stored = uow.idempotency.get(principal, key)
         if stored is not None:
@@ -60,7 +83,7 @@ def _once(uow, principal: str, key: str, route: str, work):
     return status, body
 
 
-def _replay(status: int, body) -> Response:
+def _replay(status: int, body: Any) -> Response:
     response = json_response(body, status) if body is not None else Response(status=status)
     response.headers["Idempotent-Replayed"] = "true"
     return response

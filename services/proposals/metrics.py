@@ -9,6 +9,7 @@ from kokeilu.contracts.proposals import ProposalStatus
 from kokeilu.metrics import BoundedValues, known_type, metrics_for
 
 from .domain import TERMINAL
+from .ports import ProposalsUnitOfWork
 
 _registry = metrics_for("proposals").registry
 
@@ -65,7 +66,7 @@ intake = Counter(
 )
 
 
-def refresh_state_gauge(uow) -> None:
+def refresh_state_gauge(uow: ProposalsUnitOfWork) -> None:
     with uow:
         counts = uow.proposals.count_by_status()
     for state in ProposalStatus:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any, cast
 
 import sqlalchemy as sa
 
@@ -13,7 +14,7 @@ from kokeilu.contracts.proposals import KpiActual, PilotOutcome, Submission
 from kokeilu.store import UnitOfWork, UtcDateTime, add_flows_table, add_messaging_tables
 from kokeilu.store.paging import newest_first_after
 
-from .domain import DecisionRecord, Pilot, Proposal, Status, pilot_json
+from .domain import DecisionRecord, Measurement, Pilot, Proposal, Status, pilot_json
 
 metadata = sa.MetaData()
 add_messaging_tables(metadata)
@@ -67,7 +68,7 @@ def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def _decision_json(d: DecisionRecord | None) -> dict | None:
+def _decision_json(d: DecisionRecord | None) -> dict[str, Any] | None:
     if d is None:
         return None
     return {
@@ -79,7 +80,7 @@ def _decision_json(d: DecisionRecord | None) -> dict | None:
     }
 
 
-def _decision_of(j: dict | None) -> DecisionRecord | None:
+def _decision_of(j: dict[str, Any] | None) -> DecisionRecord | None:
     if not j:
         return None
     return DecisionRecord(
@@ -87,15 +88,15 @@ def _decision_of(j: dict | None) -> DecisionRecord | None:
         j["weighted_score"],
         j["rationale"],
         j["external_funding_recommended"],
-        _dt(j["decided_at"]),
+        datetime.fromisoformat(j["decided_at"]),
     )
 
 
-def _pilot_of(j: dict | None) -> Pilot | None:
+def _pilot_of(j: dict[str, Any] | None) -> Pilot | None:
     if not j:
         return None
     return Pilot(
-        started_at=_dt(j["started_at"]),
+        started_at=datetime.fromisoformat(j["started_at"]),
         planned_end=_dt(j.get("planned_end")),
         outcome=PilotOutcome(j["outcome"]) if j.get("outcome") else None,
         actual_kpis=tuple(KpiActual.model_validate(a) for a in j.get("actual_kpis") or ()),
@@ -104,7 +105,7 @@ def _pilot_of(j: dict | None) -> Pilot | None:
     )
 
 
-def _row_to_proposal(row) -> Proposal:
+def _row_to_proposal(row: sa.Row[Any]) -> Proposal:
     return Proposal(
         id=row.id,
         submission=Submission.model_validate(row.submission),
@@ -146,7 +147,7 @@ class ProposalRepository:
         self.conn.execute(_UPDATE_PROPOSAL, dict(self._values(p), _id=p.id))
 
     @staticmethod
-    def _values(p: Proposal) -> dict:
+    def _values(p: Proposal) -> dict[str, Any]:
         return dict(
             status=p.status.value,
             focus_area=p.submission.focus_area.value,
@@ -210,27 +211,27 @@ class MeasurementRepository:
     def __init__(self, conn: sa.Connection):
         self.conn = conn
 
-    def add(self, m: dict) -> None:
-        self.conn.execute(_INSERT_MEASUREMENT, m)
+    def add(self, m: Measurement) -> None:
+        self.conn.execute(_INSERT_MEASUREMENT, dict(m))
 
-    def add_many(self, ms: list[dict]) -> None:
+    def add_many(self, ms: list[Measurement]) -> None:
         if ms:
             self.conn.execute(_INSERT_MEASUREMENT, ms)
 
-    def for_proposal(self, proposal_id: str) -> list[dict]:
+    def for_proposal(self, proposal_id: str) -> list[Measurement]:
         rows = self.conn.execute(
             sa.select(measurements)
             .where(measurements.c.proposal_id == proposal_id)
             .order_by(measurements.c.measured_at, measurements.c.id)
         )
-        return [dict(r._mapping) for r in rows]
+        return [cast(Measurement, dict(r._mapping)) for r in rows]  # the table's columns are the keys
 
 
 class IdempotencyRepository:
     def __init__(self, conn: sa.Connection):
         self.conn = conn
 
-    def get(self, principal: str, key: str):
+    def get(self, principal: str, key: str) -> sa.Row[Any] | None:
         return self.conn.execute(_SELECT_KEY, {"_principal": principal, "_key": key}).first()
 
     def add(self, principal: str, key: str, route: str, now: datetime) -> None:
@@ -239,7 +240,7 @@ class IdempotencyRepository:
             _INSERT_KEY, dict(principal=principal, key=key, route=route, status=0, body=None, created_at=now)
         )
 
-    def complete(self, principal: str, key: str, status: int, body) -> None:
+    def complete(self, principal: str, key: str, status: int, body: Any) -> None:
         self.conn.execute(_COMPLETE_KEY, {"_principal": principal, "_key": key, "_status": status, "_body": body})
 
     def release(self, principal: str, key: str) -> None:
@@ -252,7 +253,7 @@ SOURCE = service_source("proposals")  # <KOKEILU_EVENT_SOURCE_BASE>services/prop
 class ProposalsUnitOfWork(UnitOfWork):
     source = SOURCE  # of every event this service publishes
 
-    def bind(self, conn):
+    def bind(self, conn: sa.Connection) -> None:
         self.proposals = ProposalRepository(conn)
         self.measurements = MeasurementRepository(conn)
         self.idempotency = IdempotencyRepository(conn)

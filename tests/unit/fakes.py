@@ -10,18 +10,37 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
+from datetime import UTC, date, datetime, timedelta
+from types import TracebackType
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel
 
 from kokeilu.contracts import CloudEvent, new_event, service_source
-from kokeilu.contracts.catalog import BY_NAME
+from kokeilu.contracts.catalog import BY_NAME, EventType
 from kokeilu.contracts.evaluation import RuleFailure, ScreeningCompleted
-from kokeilu.contracts.results import Result
-from services.catalogue.domain import Entry
+from kokeilu.contracts.results import KpiPoint, Result
+from kokeilu.store import Database
+from services.catalogue import ports as catalogue_ports
+from services.catalogue import store as catalogue_store
+from services.catalogue.domain import DailyKpi, Entry
 from services.catalogue.search import FACETS, SearchPage, SearchQuery, decode_cursor, encode_cursor
+from services.evaluation import ports as evaluation_ports
+from services.evaluation import store as evaluation_store
 from services.evaluation.domain import Evaluation
 from services.evaluation.screening import title_keys
+from services.notifications import ports as notifications_ports
+from services.notifications import store as notifications_store
+from services.notifications.domain import DeliveryStatus, Subscription
+from services.proposals import ports as proposals_ports
+from services.proposals import store as proposals_store
+from services.proposals.domain import Measurement, Proposal
+
+# A savepoint's (or the transaction's) snapshot: every repository's state, the pending outbox's
+# length, the pending inbox and whether the level outside had committed.
+_Level = tuple[dict[str, dict[str, Any]], int, set[tuple[str, str]], bool]
 
 
 @dataclass(frozen=True)
@@ -40,7 +59,7 @@ class FakeUnitOfWork:
     repositories: tuple[str, ...] = ()
     source: str | None = None  # the service's, as on its real unit of work
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.outbox: list[Published] = []  # committed, in order
         self.inbox: set[tuple[str, str]] = set()  # committed (consumer, source#id)
         self.commits = 0
@@ -50,9 +69,13 @@ class FakeUnitOfWork:
         self.flows_remembered: list[str] = []
         self.flows_joined: list[str] = []
         self._in_transaction = False
+        self._levels: list[_Level] = []
+        self._pending: list[Published] = []
+        self._pending_inbox: set[tuple[str, str]] = set()
+        self._committed = False
 
     # transaction ----------------------------------------------------------------------
-    def __enter__(self):
+    def __enter__(self) -> Self:
         # Nested: a savepoint, as in the real unit of work (its commit keeps its changes for the
         # outer one; leaving without commit undoes only them).
         repos = [getattr(self, name) for name in self.repositories]
@@ -63,8 +86,8 @@ class FakeUnitOfWork:
             self._levels.append((snapshot, len(self._pending), set(self._pending_inbox), self._committed))
         else:
             self._levels = [(snapshot, 0, set(), False)]
-            self._pending: list[Published] = []
-            self._pending_inbox: set[tuple[str, str]] = set()
+            self._pending = []
+            self._pending_inbox = set()
         self._committed = False
         self._in_transaction = True
         return self
@@ -73,7 +96,9 @@ class FakeUnitOfWork:
         assert self._in_transaction, "commit() outside `with uow:`"
         self._committed = True
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> Literal[False]:
         snapshot, pending, pending_inbox, outer_committed = self._levels.pop()
         keep = exc_type is None and self._committed
         if not keep:
@@ -103,8 +128,8 @@ class FakeUnitOfWork:
     # outbox ---------------------------------------------------------------------------
     def emit(
         self,
-        event_type,
-        data,
+        event_type: EventType,
+        data: BaseModel,
         subject: str,
         cause: CloudEvent | None = None,
         *,
@@ -126,7 +151,7 @@ class FakeUnitOfWork:
             )
         )
 
-    def sharing(self, cls) -> FakeUnitOfWork:
+    def sharing(self, cls: type[Any]) -> Self:
         return self
 
     def publish(self, event: CloudEvent, key: str | None = None) -> None:
@@ -138,7 +163,7 @@ class FakeUnitOfWork:
     def published(self) -> list[CloudEvent]:
         return [p.event for p in self.outbox]
 
-    def published_of(self, event_type) -> list[CloudEvent]:
+    def published_of(self, event_type: EventType | str) -> list[CloudEvent]:
         name = getattr(event_type, "name", event_type)
         return [e for e in self.published if e.type == name]
 
@@ -149,14 +174,14 @@ class FakeUnitOfWork:
     def join_flow(self, subject: str) -> None:
         self.flows_joined.append(subject)
 
-    def join_flows(self, subjects) -> None:
+    def join_flows(self, subjects: Iterable[str]) -> None:
         for subject in dict.fromkeys(subjects):
             self.join_flow(subject)
 
     def first_time(self, consumer: str, event: CloudEvent) -> bool:
         return self.first_time_key(consumer, f"{event.source}#{event.id}", event.type)
 
-    def first_times(self, consumer: str, events) -> list[bool]:
+    def first_times(self, consumer: str, events: Sequence[CloudEvent]) -> list[bool]:
         assert self._in_transaction, "first_times() outside `with uow:`"
         seen = set(self.inbox) | self._pending_inbox
         fresh = []
@@ -166,7 +191,7 @@ class FakeUnitOfWork:
             seen.add(key)
         return fresh
 
-    def applied(self, consumer: str, events) -> None:
+    def applied(self, consumer: str, events: Sequence[CloudEvent]) -> None:
         for e in events:
             key = (consumer, f"{e.source}#{e.id}")
             if key in self.inbox or key in self._pending_inbox:
@@ -175,31 +200,31 @@ class FakeUnitOfWork:
 
     def first_time_key(self, consumer: str, key: str, kind: str) -> bool:
         assert self._in_transaction, "first_time() outside `with uow:`"
-        key = (consumer, key)
-        if key in self.inbox or key in self._pending_inbox:
+        entry = (consumer, key)
+        if entry in self.inbox or entry in self._pending_inbox:
             return False
-        self._pending_inbox.add(key)
+        self._pending_inbox.add(entry)
         return True
 
 
 # proposals --------------------------------------------------------------------------------
 class FakeProposalRepository:
-    def __init__(self):
-        self.rows: dict = {}
+    def __init__(self) -> None:
+        self.rows: dict[str, Proposal] = {}
 
-    def add(self, p) -> None:
+    def add(self, p: Proposal) -> None:
         if p.id in self.rows:
             raise KeyError(f"duplicate proposal id {p.id}")  # the primary key would refuse it
         self.rows[p.id] = p
 
-    def save(self, p) -> None:
+    def save(self, p: Proposal) -> None:
         assert p.id in self.rows, f"save() of a proposal never added: {p.id}"
         self.rows[p.id] = p
 
-    def get(self, proposal_id: str):
+    def get(self, proposal_id: str) -> Proposal | None:
         return self.rows.get(proposal_id)
 
-    def get_many(self, proposal_ids) -> dict:
+    def get_many(self, proposal_ids: Iterable[str]) -> dict[str, Proposal]:
         return {i: self.rows[i] for i in proposal_ids if i in self.rows}
 
     def list(
@@ -211,7 +236,7 @@ class FakeProposalRepository:
         environment: str | None = None,
         submitted_from: datetime | None = None,
         submitted_to: datetime | None = None,
-    ) -> list:
+    ) -> list[Proposal]:
         ordered = sorted(self.rows.values(), key=lambda p: (p.submitted_at, p.id), reverse=True)
         if status:
             ordered = [p for p in ordered if p.status.value == status]
@@ -236,38 +261,46 @@ class FakeProposalRepository:
 
 
 class FakeMeasurementRepository:
-    def __init__(self):
-        self.rows: dict[str, dict] = {}
+    def __init__(self) -> None:
+        self.rows: dict[str, Measurement] = {}
 
-    def add(self, m: dict) -> None:
+    def add(self, m: Measurement) -> None:
         if m["id"] in self.rows:
             raise KeyError(f"duplicate measurement id {m['id']}")
-        self.rows[m["id"]] = dict(m)
+        self.rows[m["id"]] = m.copy()
 
-    def add_many(self, ms: list[dict]) -> None:
+    def add_many(self, ms: list[Measurement]) -> None:
         for m in ms:
             self.add(m)
 
-    def for_proposal(self, proposal_id: str) -> list[dict]:
-        mine = [dict(m) for m in self.rows.values() if m["proposal_id"] == proposal_id]
+    def for_proposal(self, proposal_id: str) -> list[Measurement]:
+        mine = [m.copy() for m in self.rows.values() if m["proposal_id"] == proposal_id]
         return sorted(mine, key=lambda m: (m["measured_at"], m["id"]))
 
 
-class FakeIdempotencyRepository:
-    def __init__(self):
-        self.rows: dict[tuple[str, str], SimpleNamespace] = {}
+@dataclass
+class FakeStoredAnswer:
+    principal: str
+    key: str
+    route: str
+    status: int
+    body: Any
+    created_at: datetime
 
-    def get(self, principal: str, key: str):
+
+class FakeIdempotencyRepository:
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], FakeStoredAnswer] = {}
+
+    def get(self, principal: str, key: str) -> FakeStoredAnswer | None:
         return self.rows.get((principal, key))
 
     def add(self, principal: str, key: str, route: str, now: datetime) -> None:
         if (principal, key) in self.rows:
             raise KeyError(f"duplicate idempotency key {key!r} of {principal}")
-        self.rows[(principal, key)] = SimpleNamespace(
-            principal=principal, key=key, route=route, status=0, body=None, created_at=now
-        )
+        self.rows[(principal, key)] = FakeStoredAnswer(principal, key, route, 0, None, now)
 
-    def complete(self, principal: str, key: str, status: int, body) -> None:
+    def complete(self, principal: str, key: str, status: int, body: Any) -> None:
         row = self.rows[(principal, key)]
         row.status, row.body = status, copy.deepcopy(body)
 
@@ -279,7 +312,7 @@ class FakeProposalsUnitOfWork(FakeUnitOfWork):
     source = service_source("proposals")
     repositories = ("proposals", "measurements", "idempotency")
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.proposals = FakeProposalRepository()
         self.measurements = FakeMeasurementRepository()
@@ -288,16 +321,18 @@ class FakeProposalsUnitOfWork(FakeUnitOfWork):
 
 # evaluation -------------------------------------------------------------------------------
 class FakeScreeningRepository:
-    def __init__(self):
-        self.rows: dict[str, dict] = {}
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, Any]] = {}
 
-    def add(self, s: ScreeningCompleted, focus_area: str, title: str, submitted_at, revision: int = 1) -> None:
+    def add(
+        self, s: ScreeningCompleted, focus_area: str, title: str, submitted_at: datetime, revision: int = 1
+    ) -> None:
         """The latest screening of a proposal (a revision replaces the one before)."""
         self.rows[s.proposal_id] = dict(
             outcome=s, focus_area=focus_area, title=title, submitted_at=submitted_at, revision=revision
         )
 
-    def get(self, proposal_id: str) -> dict | None:
+    def get(self, proposal_id: str) -> dict[str, Any] | None:
         row = self.rows.get(proposal_id)
         if row is None:
             return None
@@ -317,8 +352,8 @@ class FakeScreeningRepository:
 
 
 class FakeKnownProposalRepository:
-    def __init__(self):
-        self.rows: dict[str, dict] = {}
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, Any]] = {}
 
     def upsert(self, proposal_id: str, title: str, is_open: bool, now: datetime) -> None:
         self.rows[proposal_id] = dict(title=title, is_open=is_open, updated_at=now)
@@ -335,7 +370,7 @@ class FakeKnownProposalRepository:
 
 
 class FakeEvaluationRepository:
-    def __init__(self):
+    def __init__(self) -> None:
         self.rows: dict[tuple[str, int], Evaluation] = {}
 
     def add(self, e: Evaluation) -> None:
@@ -399,7 +434,7 @@ class FakeEvaluationUnitOfWork(FakeUnitOfWork):
     source = service_source("evaluation")
     repositories = ("screenings", "known", "evaluations")
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.screenings = FakeScreeningRepository()
         self.known = FakeKnownProposalRepository()
@@ -412,14 +447,15 @@ def _words(text: str | None) -> set[str]:
 
 
 class FakeEntryRepository:
-    def __init__(self):
-        self.rows: dict = {}
-        self.days: dict = {}  # (result id, kpi) -> {day: (DailyKpi, last measured at)}
+    def __init__(self) -> None:
+        self.rows: dict[str, Entry] = {}
+        # (result id, kpi) -> {day: (DailyKpi, last measured at)}
+        self.days: dict[tuple[str, str], dict[date, tuple[DailyKpi, datetime]]] = {}
 
     def get(self, proposal_id: str) -> Entry:
         return self.rows.get(proposal_id) or Entry(proposal_id)
 
-    def save(self, e) -> None:
+    def save(self, e: Entry) -> None:
         self.rows[e.proposal_id] = e
 
     def _newest_first(self) -> list[Result]:
@@ -474,15 +510,14 @@ class FakeEntryRepository:
     def count_published(self) -> int:
         return sum(1 for e in self.rows.values() if e.result is not None)
 
-    def record_measurement(self, result_id, kpi, value, measured_at) -> None:
-        from services.catalogue.domain import DailyKpi
-
+    def record_measurement(self, result_id: str, kpi: str, value: float, measured_at: datetime) -> None:
         days = self.days.setdefault((result_id, kpi), {})
         day = measured_at.astimezone(UTC).date()
-        d, at = days.get(day, (None, None))
-        if d is None:
+        found = days.get(day)
+        if found is None:
             days[day] = (DailyKpi(day, 1, value, value, value, value), measured_at)
         else:
+            d, at = found
             later = measured_at >= at
             days[day] = (
                 DailyKpi(
@@ -491,14 +526,14 @@ class FakeEntryRepository:
                 measured_at if later else at,
             )
 
-    def daily(self, result_id) -> dict:
+    def daily(self, result_id: str) -> dict[str, list[DailyKpi]]:
         return {
             kpi: [d for _, (d, _) in sorted(days.items())]
             for (rid, kpi), days in sorted(self.days.items())
             if rid == result_id
         }
 
-    def series(self, result_id, kpis: int = 1) -> dict:
+    def series(self, result_id: str, kpis: int = 1) -> dict[str, list[KpiPoint]]:
         from kokeilu.contracts.results import series_budget
         from services.catalogue.domain import series_points
 
@@ -509,34 +544,36 @@ class FakeCatalogueUnitOfWork(FakeUnitOfWork):
     source = service_source("catalogue")
     repositories = ("entries",)
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.entries = FakeEntryRepository()
 
 
 # notifications ----------------------------------------------------------------------------
 class FakeSubscriptionRepository:
-    def __init__(self):
-        self.rows: dict = {}  # id -> Subscription, in creation order
-        self.deleted: dict = {}  # id -> deleted_at
-        self.proposals: dict[str, dict] = {}  # proposal id -> what notifications knows of it
+    def __init__(self) -> None:
+        self.rows: dict[str, Subscription] = {}  # in creation order
+        self.deleted: dict[str, datetime] = {}  # id -> deleted_at
+        self.proposals: dict[str, dict[str, Any]] = {}  # proposal id -> what notifications knows of it
 
-    def add(self, s) -> None:
+    def add(self, s: Subscription) -> None:
         if s.id in self.rows:
             raise KeyError(f"duplicate subscription id {s.id}")
         self.rows[s.id] = s
 
-    def get(self, subscription_id: str):
+    def get(self, subscription_id: str) -> Subscription | None:
         return None if subscription_id in self.deleted else self.rows.get(subscription_id)
 
-    def update(self, s) -> None:
+    def update(self, s: Subscription) -> None:
         if s.id in self.rows:
             self.rows[s.id] = s
 
-    def active(self) -> list:
+    def active(self) -> list[Subscription]:
         return sorted((s for s in self.rows.values() if s.id not in self.deleted), key=lambda s: s.created_at)
 
-    def matching(self, event_type: str, focus_area, environment, proposal_id) -> list:
+    def matching(
+        self, event_type: str, focus_area: str | None, environment: str | None, proposal_id: str | None
+    ) -> list[Subscription]:
         return [s for s in self.active() if s.matches(event_type, focus_area, environment, proposal_id)]
 
     def delete(self, subscription_id: str, now: datetime) -> bool:
@@ -549,9 +586,9 @@ class FakeSubscriptionRepository:
         self,
         proposal_id: str,
         focus_area: str,
-        environment: str,
+        environment: str | None,
         language: str,
-        title: str,
+        title: str | None,
         contact_email: str | None,
         resident_name: str | None = None,
         content: bool = False,
@@ -567,7 +604,7 @@ class FakeSubscriptionRepository:
         if content:
             row["resident_name"] = resident_name
 
-    def proposal(self, proposal_id: str | None) -> dict | None:
+    def proposal(self, proposal_id: str | None) -> dict[str, Any] | None:
         row = self.proposals.get(proposal_id) if proposal_id else None
         return dict(row) if row else None
 
@@ -615,22 +652,56 @@ class FakeDelivery:
     locked_until: datetime | None = None
     last_status_code: int | None = None
     last_error: str | None = None
-    tries: list[dict] = field(default_factory=list)
+    tries: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FakeDueDelivery:
+    """A claimed delivery, with its subscription's address (the real store's row)."""
+
+    id: str
+    attempts: int
+    payload: bytes
+    event_id: str
+    event_type: str
+    subscription_id: str
+    kind: str
+    language: str | None
+    channel: str | None
+    url: str | None
+    secret: str | None
+    subscriber: str | None
+    subscription_language: str | None
+    correlation_id: str | None
+    traceparent: str | None
+
+
+@dataclass(frozen=True)
+class FakeDigestItem:
+    id: int
+    subscription_id: str
+    event_id: str
+    event_type: str
+    payload: bytes
+    subscriber: str
+    email: str | None
+    language: str
+    owner: str
 
 
 class FakeDeliveryRepository:
-    def __init__(self, subscriptions: FakeSubscriptionRepository):
+    def __init__(self, subscriptions: FakeSubscriptionRepository) -> None:
         self.subscriptions = subscriptions
         self.rows: dict[str, FakeDelivery] = {}
 
     def add(
         self,
-        delivery_id,
-        subscription_id,
-        event_id,
-        event_type,
+        delivery_id: str,
+        subscription_id: str,
+        event_id: str,
+        event_type: str,
         payload: bytes,
-        now,
+        now: datetime,
         kind: str = "event",
         channel: str | None = None,
         recipient: str | None = None,
@@ -665,7 +736,7 @@ class FakeDeliveryRepository:
         sub = self.subscriptions.rows.get(d.subscription_id)
         return d.channel or (sub.channel if sub else None)
 
-    def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list:
+    def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[FakeDueDelivery]:
         opted_out = {
             f"proposer:{pid}"
             for pid, p in self.subscriptions.proposals.items()
@@ -676,19 +747,20 @@ class FakeDeliveryRepository:
                 d
                 for d in self.rows.values()
                 if d.status == "pending"
+                and d.next_attempt_at is not None
                 and d.next_attempt_at <= now
                 and d.subscription_id not in self.subscriptions.deleted
                 and d.subscription_id not in opted_out
                 and (d.locked_until is None or d.locked_until < now)
             ),
-            key=lambda d: d.next_attempt_at,
+            key=lambda d: d.next_attempt_at or now,
         )[:limit]
         out = []
         for d in due:
             d.locked_until = now + lease
             sub = self.subscriptions.rows.get(d.subscription_id)  # none for a proposer's e-mail
             out.append(
-                SimpleNamespace(
+                FakeDueDelivery(
                     id=d.id,
                     attempts=d.attempts,
                     payload=d.payload,
@@ -708,7 +780,17 @@ class FakeDeliveryRepository:
             )
         return out
 
-    def record_attempt(self, delivery_id, attempt, at, status_code, latency, error, status, next_attempt_at) -> None:
+    def record_attempt(
+        self,
+        delivery_id: str,
+        attempt: int,
+        at: datetime,
+        status_code: int | None,
+        latency: float,
+        error: str | None,
+        status: DeliveryStatus,
+        next_attempt_at: datetime | None,
+    ) -> None:
         d = self.rows[delivery_id]
         d.tries.append(
             {
@@ -731,7 +813,7 @@ class FakeDeliveryRepository:
         event_type: str | None = None,
         kind: str | None = None,
         owner: str | None = None,
-    ) -> list[dict]:
+    ) -> list[dict[str, Any]]:
         rows = sorted(self.rows.values(), key=lambda d: d.id)
         rows = sorted(rows, key=lambda d: d.created_at, reverse=True)
         if owner is not None:
@@ -775,10 +857,10 @@ class FakeDeliveryRepository:
 
 
 class FakeDigestRepository:
-    def __init__(self, subscriptions: FakeSubscriptionRepository):
+    def __init__(self, subscriptions: FakeSubscriptionRepository) -> None:
         self.subscriptions = subscriptions
-        self.items: dict[int, dict] = {}
-        self.runs: dict[datetime, dict] = {}
+        self.items: dict[int, dict[str, Any]] = {}
+        self.runs: dict[datetime, dict[str, Any]] = {}
 
     def add_item(self, subscription_id: str, event_id: str, event_type: str, payload: bytes, now: datetime) -> None:
         if any(i["subscription_id"] == subscription_id and i["event_id"] == event_id for i in self.items.values()):
@@ -800,13 +882,13 @@ class FakeDigestRepository:
         self.runs[end] = dict(ran_at=now, items=0, digests=0)
         return True
 
-    def pending(self, before: datetime) -> list:
+    def pending(self, before: datetime) -> list[FakeDigestItem]:
         out = []
         for i in sorted(self.items.values(), key=lambda i: (i["created_at"], i["id"])):
             sub = self.subscriptions.get(i["subscription_id"])
             if i["digest_id"] is None and i["created_at"] < before and sub is not None:
                 out.append(
-                    SimpleNamespace(
+                    FakeDigestItem(
                         id=i["id"],
                         subscription_id=i["subscription_id"],
                         event_id=i["event_id"],
@@ -836,7 +918,7 @@ class FakeNotificationsUnitOfWork(FakeUnitOfWork):
     source = service_source("notifications")
     repositories = ("subscriptions", "deliveries", "digests")
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.subscriptions = FakeSubscriptionRepository()
         self.deliveries = FakeDeliveryRepository(self.subscriptions)
@@ -847,7 +929,7 @@ class FakeNotificationsUnitOfWork(FakeUnitOfWork):
 class FakeClock:
     """A clock that moves only when told; install it where a module reads `utcnow`."""
 
-    def __init__(self, start: datetime | None = None):
+    def __init__(self, start: datetime | None = None) -> None:
         self.now = start or datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
     def __call__(self) -> datetime:
@@ -860,12 +942,30 @@ class FakeClock:
 class FakeSender:
     """The webhook sender: answers from a script of (status code, error) and records every call."""
 
-    def __init__(self, *answers: tuple[int | None, str | None]):
+    def __init__(self, *answers: tuple[int | None, str | None]) -> None:
         self.answers = list(answers)
-        self.calls: list[tuple[str, bytes, dict]] = []
+        self.calls: list[tuple[str, bytes, dict[str, str]]] = []
 
-    def __call__(self, url: str, body: bytes, headers: dict):
+    def __call__(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int | None, str | None]:
         self.calls.append((url, body, headers))
         if len(self.answers) > 1:
             return self.answers.pop(0)
         return self.answers[0]  # the last answer repeats
+
+
+# What mypy checks (tests/unit/fakes.py is in its `files`): each fake unit of work, like the real
+# one, is structurally the Protocol its service's handlers take -- a fake without one of the
+# methods, or with another signature, fails `make lint`. Never called.
+def _stores_are_units_of_work(database: Database) -> None:
+    _proposals: proposals_ports.ProposalsUnitOfWork = proposals_store.ProposalsUnitOfWork(database)
+    _evaluation: evaluation_ports.EvaluationUnitOfWork = evaluation_store.EvaluationUnitOfWork(database)
+    _catalogue: catalogue_ports.CatalogueUnitOfWork = catalogue_store.CatalogueUnitOfWork(database)
+    _rebuild: catalogue_ports.CatalogueUnitOfWork = catalogue_store.RebuildUnitOfWork(database)
+    _notifications: notifications_ports.NotificationsUnitOfWork = notifications_store.NotificationsUnitOfWork(database)
+
+
+def _fakes_are_units_of_work() -> None:
+    _proposals: proposals_ports.ProposalsUnitOfWork = FakeProposalsUnitOfWork()
+    _evaluation: evaluation_ports.EvaluationUnitOfWork = FakeEvaluationUnitOfWork()
+    _catalogue: catalogue_ports.CatalogueUnitOfWork = FakeCatalogueUnitOfWork()
+    _notifications: notifications_ports.NotificationsUnitOfWork = FakeNotificationsUnitOfWork()
