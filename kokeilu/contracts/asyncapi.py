@@ -5,7 +5,7 @@ publish, a `receive` operation for each topic they consume (kokeilu/contracts/fl
 who does which). Messages: one per event type of the catalogue (payload: the checked-in JSON
 Schema of the whole CloudEvent), and the dead letter (kokeilu/contracts/deadletter.py).
 
-schemas.py writes it; tests/unit/test_asyncapi.py has the official parser (@asyncapi/parser,
+schemas.py writes it; tests/unit/platform/test_asyncapi.py has the official parser (@asyncapi/parser,
 tools/asyncapi/) validate it.
 """
 

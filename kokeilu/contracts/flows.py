@@ -3,7 +3,7 @@
 The Kafka ACLs (kokeilu/kafka/acls.py) grant exactly this, and the AsyncAPI document
 (kokeilu/contracts/asyncapi.py) describes it: a `send` operation for each topic the platform's
 services publish, a `receive` operation for each topic they consume. A unit test checks the
-services' rows against their `@consume` entrypoints (tests/unit/test_kafka_acls.py).
+services' rows against their `@consume` entrypoints (tests/unit/platform/test_kafka_acls.py).
 """
 
 from __future__ import annotations

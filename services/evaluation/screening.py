@@ -102,7 +102,7 @@ def normalise_title(title: str) -> str:
 # 0.99999 at J = 0.8 (one typo in a 30-letter title), 0.987 at J = 0.67 (two typos in it),
 # 0.91 at J = 0.6. A word added, dropped or changed keeps J higher still in titles of municipal
 # length. A pair that reaches ratio 0.9 with many scattered one-letter changes can have J near
-# 0.5 and be missed (0.61 found): the index trades that for cost. tests/unit/test_screening.py
+# 0.5 and be missed (0.61 found): the index trades that for cost. tests/unit/evaluation/test_screening.py
 # checks 2,265 generated resubmissions (ratio >= 0.9): every one shares a key. Unrelated titles
 # share one with probability 0.002 at J = 0.15, so candidates stay few.
 KEY_BANDS, KEY_ROWS = 30, 5
