@@ -7,8 +7,7 @@ import pytest
 
 from kokeilu.contracts import topics
 from kokeilu.contracts.sources import service_source
-from tests.builders import cloudevent
-from tests.integration.test_evaluation_service import submitted
+from tests.builders import cloudevent, submitted
 from tests.support import wait_until
 
 pytestmark = pytest.mark.kafka

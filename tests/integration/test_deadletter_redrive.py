@@ -190,7 +190,9 @@ def test_a_dead_letter_is_listed_redriven_and_then_applied_once(platform, probe)
 
     # Recorded: list says so, and a second redrive sends nothing.
     listed = json.loads(deadletters(platform, "list", "--json", "--topic", topics.EVALUATIONS).stdout)
-    assert all(x["redriven"] and x["redriven"]["to"]["topic"] == evaluations for x in listed if x["id"] in ids)
+    recorded = [x for x in listed if x["id"] in ids]
+    assert sorted(x["id"] for x in recorded) == ids
+    assert all(x["redriven"] and x["redriven"]["to"]["topic"] == evaluations for x in recorded)
     after = end_offsets(evaluations)
     again = json.loads(deadletters(platform, "redrive", *ids, "--json").stdout)
     assert again["redriven"] == [] and sorted(x["id"] for x in again["skipped"]) == ids
