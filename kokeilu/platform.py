@@ -37,7 +37,7 @@ class Store(DependencyProvider):
         # (kokeilu.kafka.consumer): its units of work are savepoints of that one transaction.
         batch = getattr(worker_ctx.entrypoint, "batch", None)
         if batch is not None:
-            return lambda: uow_class.joining(database, batch.conn, batch.outbox)
+            return lambda: uow_class.joining(database, batch.conn, batch.outbox, batch.record)
         return lambda: uow_class(database, on_commit=relay.wake)
 
 

@@ -27,9 +27,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -51,7 +51,7 @@ from kokeilu.kafka.monitor import KafkaMonitor
 from kokeilu.kafka.relay import OutboxRelay
 from kokeilu.metrics import known_type, metrics_for
 from kokeilu.store import UnitOfWork
-from kokeilu.store.unit_of_work import OutboxRow, Savepoint, write_outbox
+from kokeilu.store.unit_of_work import OutboxRow, RecordSavepoint, Savepoint, write_outbox
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,7 @@ class EventConsumer(Entrypoint):
         self._stopping = False
         self._done = threading.Event()
         self.consumer: KafkaConsumer | None = None
+        self._worker: _BatchWorker | None = None  # the nameko worker of the batch being applied
         # The open transaction of the poll batch being applied, for the workers it spawns
         # (kokeilu.platform.Store hands them units of work inside it); None between batches.
         self.batch: Batch | None = None
@@ -278,9 +279,17 @@ class EventConsumer(Entrypoint):
                 count()
             except Exception:  # a figure must not fail the batch it counts
                 log.exception("a domain count after a batch failed")
-        for topic, event_type, outcome, seconds in counted:
-            self.metrics.events_consumed.labels(service=service, topic=topic, type=event_type, outcome=outcome).inc()
-            self.metrics.processing.labels(service=service, topic=topic).observe(seconds)
+        # One count per kind of record, and each histogram's child looked up once per topic: a
+        # labels() lookup costs more than the count itself, once per record.
+        kinds = Counter((topic, event_type, outcome) for topic, event_type, outcome, _ in counted)
+        for (topic, event_type, outcome), n in kinds.items():
+            self.metrics.events_consumed.labels(service=service, topic=topic, type=event_type, outcome=outcome).inc(n)
+        timers: dict[str, Any] = {}
+        for topic, _, _, seconds in counted:
+            timer = timers.get(topic)
+            if timer is None:
+                timer = timers[topic] = self.metrics.processing.labels(service=service, topic=topic)
+            timer.observe(seconds)
         for topic, reason in batch.dead_lettered:
             self.metrics.dead_lettered.labels(service=service, topic=topic, reason=reason).inc()
         for topic, outcome in batch.redriven:
@@ -297,6 +306,7 @@ class EventConsumer(Entrypoint):
         run: list[_Pending] = []  # consecutive records for a bulk method, not applied yet
         with self.store.database.transaction() as conn:
             batch = self.batch = Batch(conn)
+            self._worker = None  # made for the batch's first record that needs it
             try:
                 for record in records:
                     if (counted or run) and (self._stopping or time.perf_counter() - began > budget):
@@ -320,6 +330,7 @@ class EventConsumer(Entrypoint):
                 write_outbox(conn, batch.outbox)  # the whole batch's events, in one statement
             finally:
                 self.batch = None
+                self._close_worker()
         self._committed(batch, counted)
         return len(counted)
 
@@ -377,12 +388,15 @@ class EventConsumer(Entrypoint):
         items, method = list(run), self.bulk[run[0].event.type]
         run.clear()
         savepoint, recorded, counts = Savepoint(batch.conn), len(batch.outbox), len(batch.counts)
+        batch.record.savepoint = savepoint
         try:
             results = self._run_worker([(p.event, p.data) for p in items], method=method)
+            batch.record.savepoint = None
             if len(results) != len(items):
                 raise TypeError(f"{method} returned {len(results)} outcomes for {len(items)} records")
             savepoint.commit()
         except Exception as exc:
+            batch.record.savepoint = None
             del batch.outbox[recorded:]
             del batch.counts[counts:]
             if savepoint.is_active:
@@ -415,11 +429,14 @@ class EventConsumer(Entrypoint):
 
     def _apply_event(self, batch: Batch, record: Record, topic: str, event: CloudEvent, data: BaseModel) -> str | None:
         savepoint, recorded, counts = Savepoint(batch.conn), len(batch.outbox), len(batch.counts)
+        batch.record.savepoint = savepoint
         try:
             outcome: str | None = self._run_worker(event, data)
+            batch.record.savepoint = None
             savepoint.commit()
             return outcome
         except Exception as exc:
+            batch.record.savepoint = None
             del batch.outbox[recorded:]  # the events it recorded go with the rest of its work
             del batch.counts[counts:]  # and so do its counts
             if savepoint.is_active:  # not when releasing it failed: that fails the batch (below)
@@ -429,21 +446,23 @@ class EventConsumer(Entrypoint):
             log.warning("event %s on %s failed permanently: %s", event.id, topic, exc)
             return self._dead_letter(batch, record, "failed", f"{exc.__class__.__name__}: {exc}", event, str(exc))
 
+    def _close_worker(self) -> None:
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.close()
+
     def _run_worker(self, *args: Any, method: str | None = None) -> Any:
-        """Run the service method for one record as nameko's worker does (dependencies injected,
-        worker hooks run), but here, in the consumer's green thread, not through the service's
-        worker pool: the batch holds the store's lock, HTTP workers waiting for that lock can
-        fill the pool (max_workers), and a pooled spawn would then wait for them while they
-        wait for the batch: a deadlock. Inline, a record needs no free worker. `method` names
-        another method of the service to run (a bulk method) instead of the decorated one."""
-        entrypoint = self if method is None else _BulkEntrypoint(self, method)
-        worker_ctx = WorkerContext(self.container, self.container.service_cls(), entrypoint, args, {})
-        outcome: dict[str, Any] = {}
-        self.container._run_worker(worker_ctx, partial(_keep_result, outcome))  # nameko 2.14's own worker run
-        if outcome["exc_info"] is not None:
-            raise outcome["exc_info"][1]
-        result: str | None = outcome["result"]  # the service method's: "applied", "duplicate" ... or None
-        return result
+        """Run the service method (or `method`, another method of the service: a bulk method)
+        for a record, in the batch's nameko worker: one per batch, made with its dependencies
+        injected (units of work and figures inside the batch) and its hooks run as nameko's own
+        worker run does, and closed when the batch ends. The worker runs here, in the
+        consumer's green thread, not through the service's worker pool: the batch holds the
+        store's lock, HTTP workers waiting for that lock can fill the pool (max_workers), and a
+        pooled spawn would then wait for them while they wait for the batch: a deadlock."""
+        worker = self._worker
+        if worker is None:
+            worker = self._worker = _BatchWorker(self)
+        return getattr(worker.service, method or self.method_name)(*args)
 
     def _dead_letter(
         self,
@@ -555,6 +574,8 @@ class Batch:
 
     conn: sa.Connection
     outbox: list[OutboxRow] = field(default_factory=list)
+    # The savepoint around the record being applied, offered to its first unit of work block.
+    record: RecordSavepoint = field(default_factory=RecordSavepoint)
     # Its use cases' domain counts (kokeilu.platform.Figures), made once it has committed.
     counts: list[Callable[[], object]] = field(default_factory=list)
     dead_lettered: list[tuple[str, str]] = field(default_factory=list)
@@ -572,21 +593,21 @@ class _Pending:
     data: Any
 
 
-class _BulkEntrypoint:
-    """A consumer seen as the entrypoint of another method of its service (a bulk method), for
-    nameko's worker: everything but the method's name is the consumer's (its batch, for the
-    Store dependency; its container)."""
+class _BatchWorker:
+    """A nameko worker for a poll batch: the service instance, its dependencies injected once
+    (each record's method is called on it), and the worker hooks run around the batch, as
+    nameko's ServiceContainer._run_worker runs them around one call (nameko 2.14)."""
 
-    def __init__(self, consumer: EventConsumer, method_name: str):
-        self._consumer, self.method_name = consumer, method_name
+    def __init__(self, consumer: EventConsumer):
+        self.container = consumer.container
+        self.ctx = WorkerContext(self.container, self.container.service_cls(), consumer, (), {})
+        self.container._inject_dependencies(self.ctx)
+        self.container._worker_setup(self.ctx)
+        self.service = self.ctx.service
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._consumer, name)
-
-
-def _keep_result(outcome: dict[str, Any], worker_ctx: WorkerContext, result: Any, exc_info: Any) -> tuple[Any, Any]:
-    outcome["result"], outcome["exc_info"] = result, exc_info
-    return result, exc_info
+    def close(self) -> None:
+        self.container._worker_result(self.ctx, None, None)
+        self.container._worker_teardown(self.ctx)
 
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])

@@ -48,6 +48,18 @@ class _Level:
     savepoint: Savepoint | None
     committed: bool
     pending: int
+    # The savepoint is its caller's (RecordSavepoint): leaving the block without commit undoes
+    # its work and keeps the savepoint; keeping the work leaves releasing it to the caller.
+    shared: bool = False
+
+
+class RecordSavepoint:
+    """The savepoint a consumer takes around one record, offered to the record's first unit of
+    work block, which uses it as its own instead of nesting a savepoint in it (two statements
+    fewer per record). `savepoint` is None once a block has taken it, or between records."""
+
+    def __init__(self) -> None:
+        self.savepoint: Savepoint | None = None
 
 
 class UnitOfWork:
@@ -84,15 +96,20 @@ class UnitOfWork:
         self._levels: list[_Level] = []
         self._joined: dict[str, tuple[str, str | None]] = {}
         self._cm: AbstractContextManager[sa.Connection] | None = None
+        self._record: RecordSavepoint | None = None
 
     @classmethod
-    def joining(cls, database: Database, conn: sa.Connection, outbox: list[OutboxRow]) -> Self:
+    def joining(
+        cls, database: Database, conn: sa.Connection, outbox: list[OutboxRow], record: RecordSavepoint | None = None
+    ) -> Self:
         """A unit of work inside a transaction that its caller opened and will commit (a consumer
         applying a poll batch): every block of it is a savepoint of that transaction, whose
         commit() keeps its changes and whose failure undoes only them. The outbox rows it
         records go to `outbox`, which the caller writes (`write_outbox`) before it commits.
-        Nothing is durable, and no event is published, until the caller commits."""
+        Nothing is durable, and no event is published, until the caller commits. `record`, when
+        given, offers the caller's savepoint around the work to the first block entered."""
         uow = cls(database)
+        uow._record = record
         uow.conn = conn
         uow._outbox = outbox
         uow._levels = [_Level(None, True, len(outbox))]  # the caller's level: never left through this object
@@ -104,7 +121,13 @@ class UnitOfWork:
 
     def __enter__(self) -> Self:
         if self._levels:
-            self._levels.append(_Level(Savepoint(self.conn), False, len(self._outbox)))
+            record = self._record if len(self._levels) == 1 else None
+            offered = record.savepoint if record is not None else None
+            if record is not None and offered is not None:
+                record.savepoint = None  # taken: later blocks nest savepoints of their own
+                self._levels.append(_Level(offered, False, len(self._outbox), shared=True))
+            else:
+                self._levels.append(_Level(Savepoint(self.conn), False, len(self._outbox)))
             return self
         self._cm = self.database.transaction()
         self.conn = self._cm.__enter__()
@@ -125,6 +148,10 @@ class UnitOfWork:
         if not keep:
             del self._outbox[pending:]
             self._joined.clear()  # what it stored of flows may be undone with it
+        if savepoint is not None and level.shared:
+            if not keep:
+                savepoint.undo()  # raises if the connection is gone: the caller's batch is retried
+            return False
         if savepoint is not None:
             if keep:
                 savepoint.commit()
@@ -340,6 +367,11 @@ class Savepoint:
     def commit(self) -> None:
         self.is_active = False
         self.conn.exec_driver_sql(f"RELEASE SAVEPOINT {self.name}")
+
+    def undo(self) -> None:
+        """Undo the work done since the savepoint, and keep it (for more work, then commit() or
+        rollback())."""
+        self.conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {self.name}")
 
     def rollback(self) -> None:
         self.is_active = False

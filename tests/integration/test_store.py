@@ -13,6 +13,7 @@ from kokeilu.contracts import catalog as types
 from kokeilu.contracts.evaluation import ScreeningCompleted
 from kokeilu.kafka.deadletter import dead_letter
 from kokeilu.store import OUTBOX, Database, OutboxReader, Relayed, UnitOfWork
+from kokeilu.store.unit_of_work import RecordSavepoint, Savepoint
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ["proposals", "evaluation", "notifications", "catalogue"]
@@ -513,3 +514,46 @@ def test_an_event_caused_by_another_carries_the_cause_on_and_a_remembered_flow_i
     assert tracing.trace_id_of(event.traceparent) == f"{span.get_span_context().trace_id:032x}" == "a" * 32
     with database.transaction() as conn:
         assert [r.subject for r in conn.execute(sa.text("SELECT subject FROM flows"))] == ["p-4"]
+
+
+def _inbox_keys(database) -> list[str]:
+    with database.transaction() as conn:
+        return sorted(conn.execute(sa.text("SELECT event_id FROM inbox")).scalars())
+
+
+def test_a_records_savepoint_is_its_first_blocks_own_and_later_blocks_nest_their_own(database):
+    # A consumer offers the savepoint it takes around a record to the record's first block
+    # (RecordSavepoint): that block neither opens nor releases one of its own.
+    with database.transaction() as conn:
+        record, outbox = RecordSavepoint(), []
+        around = record.savepoint = Savepoint(conn)
+        uow = UnitOfWork.joining(database, conn, outbox, record)
+        with uow:  # takes it; left without commit: its work is undone, the savepoint stays
+            assert uow.first_time_key("c", "undone", "k")
+        assert record.savepoint is None and around.is_active
+        with pytest.raises(RuntimeError), uow:  # a later block nests its own: a failure undoes only it
+            assert uow.first_time_key("c", "failed", "k")
+            raise RuntimeError("boom")
+        with uow:
+            assert uow.first_time_key("c", "kept", "k")
+            uow.commit()
+        around.commit()  # the consumer releases it: what was kept stays
+    assert _inbox_keys(database) == ["kept"]
+
+
+def test_a_record_whose_first_block_fails_is_undone_whole_by_its_consumer(database):
+    with database.transaction() as conn:
+        record = RecordSavepoint()
+        around = record.savepoint = Savepoint(conn)
+        uow = UnitOfWork.joining(database, conn, [], record)
+        with pytest.raises(RuntimeError), uow:
+            assert uow.first_time_key("c", "failed", "k")
+            raise RuntimeError("boom")
+        with uow:  # work the record did after it (e.g. outside its first block) ...
+            uow.first_time_key("c", "after", "k")
+            uow.commit()
+        around.rollback()  # ... goes with the record when the consumer undoes it
+        with UnitOfWork.joining(database, conn, []) as other:  # the batch's next record
+            assert other.first_time_key("c", "next", "k")
+            other.commit()
+    assert _inbox_keys(database) == ["next"]

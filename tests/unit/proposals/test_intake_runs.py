@@ -80,7 +80,7 @@ def consumer(db, bulk=handlers.on_intake_measurements):
     c._committed = committed
 
     def run_worker(*args, method=None):
-        uow = ProposalsUnitOfWork.joining(db, c.batch.conn, c.batch.outbox)
+        uow = ProposalsUnitOfWork.joining(db, c.batch.conn, c.batch.outbox, c.batch.record)
         figures = Deferred(c.figures, c.batch.counts)
         if method is None:
             ev, data = args
