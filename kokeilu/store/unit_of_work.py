@@ -21,7 +21,7 @@ from kokeilu.faults import crash_point
 
 from .database import Database
 from .locks import hold
-from .statements import insert_new
+from .statements import insert_new, insert_rows
 from .tables import add_flows_table, add_messaging_tables
 
 _meta = sa.MetaData()
@@ -333,8 +333,9 @@ class UnitOfWork:
         """Record that `consumer` applied each of `events` (new to it: see first_times)."""
         if events:
             now = utcnow()
-            self.conn.execute(
-                _INSERT_APPLIED,
+            insert_rows(
+                self.conn,
+                INBOX,
                 [
                     {"consumer": consumer, "event_id": f"{e.source}#{e.id}", "event_type": e.type, "applied_at": now}
                     for e in events
@@ -381,8 +382,7 @@ class Savepoint:
 
 def write_outbox(conn: sa.Connection, rows: list[OutboxRow]) -> None:
     """Write recorded outbox rows, in order, in one statement (ids follow the order given)."""
-    if rows:
-        conn.execute(OUTBOX.insert(), rows)
+    insert_rows(conn, OUTBOX, rows)
 
 
 # The inbox row, unless it is there already (one statement: checked and written at once).
@@ -392,7 +392,6 @@ _INSERT_NEW = insert_new(INBOX)
 _APPLIED_BEFORE = sa.select(INBOX.c.event_id).where(
     (INBOX.c.consumer == sa.bindparam("consumer")) & INBOX.c.event_id.in_(sa.bindparam("keys", expanding=True))
 )
-_INSERT_APPLIED = INBOX.insert()
 
 
 _FLOW_OF = sa.select(FLOWS.c.correlation_id, FLOWS.c.traceparent).where(FLOWS.c.subject == sa.bindparam("subject"))

@@ -13,6 +13,7 @@ from kokeilu.contracts.evaluation import Decision, RuleFailure
 from kokeilu.contracts.proposals import KpiActual, PilotOutcome, Submission
 from kokeilu.store import UnitOfWork, UtcDateTime, add_flows_table, add_messaging_tables
 from kokeilu.store.paging import newest_first_after
+from kokeilu.store.statements import insert_rows
 
 from .domain import DecisionRecord, Measurement, Pilot, Proposal, Status, pilot_json
 
@@ -215,8 +216,7 @@ class MeasurementRepository:
         self.conn.execute(_INSERT_MEASUREMENT, dict(m))
 
     def add_many(self, ms: list[Measurement]) -> None:
-        if ms:
-            self.conn.execute(_INSERT_MEASUREMENT, ms)
+        insert_rows(self.conn, measurements, ms)
 
     def for_proposal(self, proposal_id: str) -> list[Measurement]:
         rows = self.conn.execute(

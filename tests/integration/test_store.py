@@ -13,6 +13,7 @@ from kokeilu.contracts import catalog as types
 from kokeilu.contracts.evaluation import ScreeningCompleted
 from kokeilu.kafka.deadletter import dead_letter
 from kokeilu.store import OUTBOX, Database, OutboxReader, Relayed, UnitOfWork
+from kokeilu.store.statements import insert_rows
 from kokeilu.store.unit_of_work import RecordSavepoint, Savepoint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -557,3 +558,32 @@ def test_a_record_whose_first_block_fails_is_undone_whole_by_its_consumer(databa
             assert other.first_time_key("c", "next", "k")
             other.commit()
     assert _inbox_keys(database) == ["next"]
+
+
+def test_rows_inserted_in_bulk_read_back_as_core_inserts_them(database):
+    # insert_rows binds values itself on SQLite (each column type's own processor): the rows must
+    # be the ones SQLAlchemy's insert would have written, byte for byte once read back.
+    when = datetime(2026, 11, 29, 7, 0, 0, 123456, tzinfo=UTC)
+    rows = [
+        {
+            "topic": "t",
+            "key": f"k{i}" if i else None,
+            "value": bytes([i, 0, 255]) if i != 1 else None,
+            "headers": {"content-type": "application/cloudevents+json", "n": str(i), "ä": "ö"},
+            "event_type": "e",
+            "created_at": when,
+        }
+        for i in range(3)
+    ]
+    with database.transaction() as conn:
+        insert_rows(conn, OUTBOX, rows)
+        conn.execute(OUTBOX.insert(), rows)
+    with database.transaction() as conn:
+        read = [
+            {k: v for k, v in r._mapping.items() if k != "id"}
+            for r in conn.execute(sa.select(OUTBOX).order_by(OUTBOX.c.id))
+        ]
+    assert read[:3] == read[3:] == [dict(r, sent_at=None) for r in rows]
+    with database.transaction() as conn:  # and the same text in the file, not only equal values
+        raw = list(conn.exec_driver_sql("SELECT headers, created_at FROM outbox ORDER BY id"))
+    assert raw[:3] == raw[3:]
