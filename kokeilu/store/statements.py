@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
@@ -46,6 +47,20 @@ def precompiled(build: Callable[[str], sa.ClauseElement]) -> dict[str, sa.TextCl
         ]
         texts[name] = sa.text(compiled.string).bindparams(*binds)
     return texts
+
+
+def one_of(dialect: str, column: str, parameter: str) -> str:
+    """SQL saying `column` is one of the values of the list bound as `parameter` (see as_list):
+    one parameter however long the list, so the statement's text is the same every time (an
+    expanding IN renders, and SQLAlchemy processes, a placeholder per value on every call)."""
+    if dialect == "sqlite":
+        return f"{column} IN (SELECT value FROM json_each(:{parameter}))"
+    return f"{column} = ANY(:{parameter})"
+
+
+def as_list(dialect: str, values: Sequence[str]) -> str | list[str]:
+    """`values` bound for one_of: a JSON array on SQLite, an array on PostgreSQL."""
+    return json.dumps(list(values)) if dialect == "sqlite" else list(values)
 
 
 def insert_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -21,7 +21,7 @@ from kokeilu.faults import crash_point
 
 from .database import Database
 from .locks import hold
-from .statements import insert_new, insert_rows
+from .statements import as_list, insert_new, insert_rows, one_of
 from .tables import add_flows_table, add_messaging_tables
 
 _meta = sa.MetaData()
@@ -320,9 +320,12 @@ class UnitOfWork:
         keys = [f"{e.source}#{e.id}" for e in events]
         seen: set[str] = set()
         unique = list(dict.fromkeys(keys))
-        for start in range(0, len(unique), 500):
-            chunk = unique[start : start + 500]
-            seen.update(self.conn.execute(_APPLIED_BEFORE, {"consumer": consumer, "keys": chunk}).scalars())
+        dialect = self.conn.dialect.name
+        seen.update(
+            self.conn.execute(
+                _APPLIED_BEFORE[dialect], {"consumer": consumer, "keys": as_list(dialect, unique)}
+            ).scalars()
+        )
         fresh = []
         for key in keys:
             fresh.append(key not in seen)
@@ -389,9 +392,10 @@ def write_outbox(conn: sa.Connection, rows: list[OutboxRow]) -> None:
 _INSERT_NEW = insert_new(INBOX)
 
 
-_APPLIED_BEFORE = sa.select(INBOX.c.event_id).where(
-    (INBOX.c.consumer == sa.bindparam("consumer")) & INBOX.c.event_id.in_(sa.bindparam("keys", expanding=True))
-)
+_APPLIED_BEFORE = {
+    dialect: sa.text(f"SELECT event_id FROM inbox WHERE consumer = :consumer AND {one_of(dialect, 'event_id', 'keys')}")
+    for dialect in ("sqlite", "postgresql")
+}
 
 
 _FLOW_OF = sa.select(FLOWS.c.correlation_id, FLOWS.c.traceparent).where(FLOWS.c.subject == sa.bindparam("subject"))

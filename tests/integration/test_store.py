@@ -587,3 +587,18 @@ def test_rows_inserted_in_bulk_read_back_as_core_inserts_them(database):
     with database.transaction() as conn:  # and the same text in the file, not only equal values
         raw = list(conn.exec_driver_sql("SELECT headers, created_at FROM outbox ORDER BY id"))
     assert raw[:3] == raw[3:]
+
+
+def test_first_times_says_which_events_of_a_run_are_new_and_applied_records_them(database):
+    e0, e1, e2, e3 = (screening_event(f"run-{i}") for i in range(4))
+    with UnitOfWork(database) as uow:
+        assert uow.first_time("c", e0)
+        uow.commit()
+    with UnitOfWork(database) as uow:
+        assert uow.first_times("c", [e0, e1, e1, e2]) == [False, True, False, True]  # a twin in the run too
+        uow.applied("c", [e1, e2])
+        uow.commit()
+    with UnitOfWork(database) as uow:
+        assert uow.first_times("c", [e1, e2, e3]) == [False, False, True]
+        assert uow.first_times("another consumer", [e1]) == [True]
+        assert uow.first_times("c", []) == []
