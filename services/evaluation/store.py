@@ -119,14 +119,15 @@ _INSERT_EVALUATION = evaluations.insert()
 _UPDATE_EVALUATION = evaluations.update().where(
     (evaluations.c.proposal_id == sa.bindparam("_id")) & (evaluations.c.revision == sa.bindparam("_revision"))
 )
+# An evaluation and its assignments (the join condition).
+_ASSIGNED = (evaluations.c.proposal_id == assignments.c.proposal_id) & (
+    evaluations.c.revision == assignments.c.revision
+)
 _PENDING = (
     sa.select(assignments.c.evaluator)
     .join(
         evaluations,
-        sa.and_(
-            evaluations.c.proposal_id == assignments.c.proposal_id,
-            evaluations.c.revision == assignments.c.revision,
-        ),
+        _ASSIGNED,
     )
     .where(
         assignments.c.proposal_id == sa.bindparam("_id"),
@@ -395,10 +396,7 @@ class EvaluationRepository:
             sa.select(assignments.c.evaluator, sa.func.count())
             .join(
                 evaluations,
-                sa.and_(
-                    evaluations.c.proposal_id == assignments.c.proposal_id,
-                    evaluations.c.revision == assignments.c.revision,
-                ),
+                _ASSIGNED,
             )
             .where(evaluations.c.status == "open", assignments.c.recused.is_(False), assignments.c.scored_at.is_(None))
             .group_by(assignments.c.evaluator)
@@ -410,10 +408,7 @@ class EvaluationRepository:
             sa.select(evaluations)
             .join(
                 assignments,
-                sa.and_(
-                    evaluations.c.proposal_id == assignments.c.proposal_id,
-                    evaluations.c.revision == assignments.c.revision,
-                ),
+                _ASSIGNED,
             )
             .where(
                 evaluations.c.status == "open", assignments.c.evaluator == evaluator, assignments.c.recused.is_(False)

@@ -59,9 +59,9 @@ def consumed(platform, outcome: str) -> float:
     return total
 
 
-@pytest.mark.parametrize("point", ["consumer.applied@150", "consumer.committed@1"])
-def test_a_kill_during_a_batch_applies_every_record_exactly_once(platform, probe, point):
-    good, bad = fill_intake(platform, probe)
+def crash_and_restart(platform, point: str) -> None:
+    """proposals started on the filled topic with whole-poll batches, killed at `point` (SIGKILL,
+    by itself), restarted, and waited for until it has consumed the whole topic."""
     platform.extra_env.update(
         {"KOKEILU_CRASH_AT": point, "KOKEILU_CONSUMER_MAX_RECORDS": "500", "KOKEILU_CONSUMER_BATCH_SECONDS": "30"}
     )
@@ -69,7 +69,6 @@ def test_a_kill_during_a_batch_applies_every_record_exactly_once(platform, probe
     proc = platform.procs.pop("proposals")
     assert proc.wait(timeout=120) == -signal.SIGKILL, platform.log_text("proposals")[-2000:]
     assert f"crash point {point.split('@')[0]}" in platform.log_text("proposals")
-
     del platform.extra_env["KOKEILU_CRASH_AT"]
     platform.start("proposals")
     wait_until(
@@ -80,6 +79,12 @@ def test_a_kill_during_a_batch_applies_every_record_exactly_once(platform, probe
         timeout=180,
         what="the restarted service to consume the whole topic",
     )
+
+
+@pytest.mark.parametrize("point", ["consumer.applied@150", "consumer.committed@1"])
+def test_a_kill_during_a_batch_applies_every_record_exactly_once(platform, probe, point):
+    good, bad = fill_intake(platform, probe)
+    crash_and_restart(platform, point)
 
     # Every good record became exactly one proposal, and exactly one proposal.submitted event.
     def stored():
@@ -199,22 +204,7 @@ def test_a_kill_during_a_batch_of_measurements_applies_each_exactly_once(platfor
         probe.producer.send(intake, value=json.dumps(event).encode(), key=f"k{i % 7}".encode())
     probe.producer.flush(timeout=60)
 
-    platform.extra_env.update(
-        {"KOKEILU_CRASH_AT": point, "KOKEILU_CONSUMER_MAX_RECORDS": "500", "KOKEILU_CONSUMER_BATCH_SECONDS": "30"}
-    )
-    platform.start("proposals")
-    proc = platform.procs.pop("proposals")
-    assert proc.wait(timeout=120) == -signal.SIGKILL, platform.log_text("proposals")[-2000:]
-    del platform.extra_env["KOKEILU_CRASH_AT"]
-    platform.start("proposals")
-    wait_until(
-        lambda: (
-            consumed(platform, "applied") + consumed(platform, "dead_lettered") + consumed(platform, "duplicate")
-            >= RECORDS
-        ),
-        timeout=180,
-        what="the restarted service to consume the whole topic",
-    )
+    crash_and_restart(platform, point)
 
     # Every good measurement is stored exactly once, and published once.
     stored = platform.get("proposals", f"/v1/proposals/{pid}/measurements").json()["items"]
