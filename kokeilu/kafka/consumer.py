@@ -17,7 +17,8 @@ the inbox makes the redelivery change nothing. A transient failure (store or bro
 gone) rolls the batch back and retries it with backoff. Per-record metrics (count, outcome,
 processing time) are counted once the batch has committed.
 
-Records of one partition are applied in offset order, as before. A batch ends early after
+Records of one key are applied in offset order (records of a bulk type may wait in a run while
+records of other keys are applied: see _Run). A batch ends early after
 `KOKEILU_CONSUMER_BATCH_SECONDS`: on SQLite its transaction holds the store's write lock,
 which the service's HTTP requests wait for.
 """
@@ -303,7 +304,7 @@ class EventConsumer(Entrypoint):
         budget = self.settings.kokeilu_consumer_batch_seconds
         began = time.perf_counter()
         counted: list[tuple[str, str, str, float]] = []
-        run: list[_Pending] = []  # consecutive records for a bulk method, not applied yet
+        run = _Run()  # records for a bulk method, not applied yet
         with self.store.database.transaction() as conn:
             batch = self.batch = Batch(conn)
             self._worker = None  # made for the batch's first record that needs it
@@ -315,18 +316,18 @@ class EventConsumer(Entrypoint):
                     topic = self.settings.logical_topic(record.topic)
                     outcome, event, data = self._read(batch, record, topic)
                     if outcome is None and event is not None and event.type in self.bulk:
-                        if run and run[0].event.type != event.type:
-                            self._apply_run(batch, run, counted)
-                        run.append(_Pending(record, topic, event, data))
+                        if run and run.type != event.type:
+                            self._apply_run(batch, run.take(), counted)
+                        run.add(_Pending(record, topic, event, data))
                         continue
-                    if run:  # the run goes first: records are applied in the order polled
-                        self._apply_run(batch, run, counted)
+                    if run and run.before(record):  # the run goes first: a key's records in order
+                        self._apply_run(batch, run.take(), counted)
                         started = time.perf_counter()
                     if outcome is None and event is not None:
                         outcome = self._apply_one(batch, record, topic, event, data)
                     self._count(batch, counted, record, topic, event, outcome, time.perf_counter() - started)
                 if run:
-                    self._apply_run(batch, run, counted)
+                    self._apply_run(batch, run.take(), counted)
                 write_outbox(conn, batch.outbox)  # the whole batch's events, in one statement
             finally:
                 self.batch = None
@@ -379,14 +380,13 @@ class EventConsumer(Entrypoint):
             span.set_attribute("kokeilu.outcome", outcome or "applied")
             return outcome
 
-    def _apply_run(self, batch: Batch, run: list[_Pending], counted: list[tuple[str, str, str, float]]) -> None:
+    def _apply_run(self, batch: Batch, items: list[_Pending], counted: list[tuple[str, str, str, float]]) -> None:
         """A run of records for a bulk method, applied at once in a savepoint of the batch's
         transaction; the records it refuses are then dead-lettered one by one. When the method
         fails as a whole (a bug, or another instance applying the same records), the savepoint
-        is undone and the run applied record by record instead. Empties `run`."""
+        is undone and the run applied record by record instead."""
         started = time.perf_counter()
-        items, method = list(run), self.bulk[run[0].event.type]
-        run.clear()
+        method = self.bulk[items[0].event.type]
         savepoint, recorded, counts = Savepoint(batch.conn), len(batch.outbox), len(batch.counts)
         batch.record.savepoint = savepoint
         try:
@@ -591,6 +591,39 @@ class _Pending:
     topic: str
     event: CloudEvent
     data: Any
+
+
+class _Run:
+    """Records of one bulk type waiting for their bulk method, in offset order, and their keys.
+
+    A record of another type is applied at once, before the run, unless it has the key of a
+    record in the run (or no key, so no order can be told): then the run is applied first.
+    Records of one key so stay in offset order, the order Kafka keeps (per partition, and so per
+    key) and the only one consumers rely on, while a stream of measurements mixed with other
+    intake still goes to the bulk method in long runs."""
+
+    def __init__(self) -> None:
+        self.items: list[_Pending] = []
+        self.keys: set[bytes | None] = set()
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    @property
+    def type(self) -> str:
+        return self.items[0].event.type
+
+    def add(self, pending: _Pending) -> None:
+        self.items.append(pending)
+        self.keys.add(pending.record.key)
+
+    def before(self, record: Record) -> bool:
+        """Whether the run must be applied before `record`."""
+        return record.key is None or record.key in self.keys
+
+    def take(self) -> list[_Pending]:
+        items, self.items, self.keys = self.items, [], set()
+        return items
 
 
 class _BatchWorker:

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from kokeilu.config import Settings
 from kokeilu.contracts import catalog as types
-from kokeilu.contracts import topics
+from kokeilu.contracts import decode, topics
 from kokeilu.contracts.proposals import IntakeMeasurement
 from kokeilu.kafka.consumer import EventConsumer
 from kokeilu.metrics import metrics_for
@@ -94,9 +94,17 @@ def consumer(db, bulk=handlers.on_intake_measurements):
     return c
 
 
-def records(*events):
+def records(*events, keyed=False):
+    """The events as polled records of one partition: without keys, or (`keyed`) keyed as city
+    systems key them, a measurement by its proposal and anything else by its own id."""
+
+    def key(e):
+        return (getattr(decode(e), "proposal_id", None) if e.type == types.INTAKE_MEASUREMENT.name else e.id).encode()
+
     return [
-        SimpleNamespace(topic=topics.INTAKE, partition=0, offset=i, key=None, value=e.to_bytes(), headers=[])
+        SimpleNamespace(
+            topic=topics.INTAKE, partition=0, offset=i, key=key(e) if keyed else None, value=e.to_bytes(), headers=[]
+        )
         for i, e in enumerate(events)
     ]
 
@@ -204,6 +212,32 @@ def test_a_run_whose_bulk_method_fails_is_applied_record_by_record_with_the_same
     assert values == [1, 2, 4, 5]
     assert events == EXPECTED_EVENTS
     assert sorted(c.figures.counted) == sorted(EXPECTED_FIGURES)
+
+
+def test_records_of_other_keys_do_not_break_a_run_and_each_keys_order_is_kept(db, store):
+    # Keyed as city systems key them, the intake proposal and the refused measurement (keys of
+    # their own) are applied while the pilot's measurements go on collecting: one run of seven.
+    pid = to_piloting(store)
+    calls = []
+
+    def counting(items, uow, figures):
+        calls.append(len(items))
+        return handlers.on_intake_measurements(items, uow, figures)
+
+    c, before = consumer(db, bulk=counting), len(outbox_rows(db))
+    assert c._try_batch(records(*stream(pid), keyed=True)) == 8
+    assert calls == [7]
+    outcomes, values, events = applied(db, pid, c, before)
+    assert sorted(outcomes) == sorted(EXPECTED_OUTCOMES) and values == [1, 2, 4, 5]
+    assert events == EXPECTED_EVENTS  # in order per key
+    # A record with the key of a waiting measurement is applied after the run.
+    c, calls[:] = consumer(db, bulk=counting), []
+    later = [measurement(pid, 6), measurement(pid, 7)]
+    withdraw = an_event(types.INTAKE_PROPOSAL, a_submission(title="Keyed like the pilot"), source="portal")
+    polled = records(later[0], withdraw, later[1], keyed=True)
+    polled[1].key = pid.encode()
+    assert c._try_batch(polled) == 3
+    assert calls == [1, 1]
 
 
 def test_a_bulk_method_that_answers_for_fewer_records_than_it_got_is_not_trusted(db, store):
