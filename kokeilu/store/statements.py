@@ -23,9 +23,27 @@ def dialect_insert(dialect: str, table: sa.Table) -> sqlite.Insert | postgresql.
     return _INSERTS[dialect](table)
 
 
-def insert_new(table: sa.Table) -> dict[str, sa.TextClause]:
-    """INSERT of a row unless one with its key is there already (rowcount 0 then), per dialect."""
-    return precompiled(lambda dialect: dialect_insert(dialect, table).on_conflict_do_nothing())
+def insert_new(conn: sa.Connection, table: sa.Table, row: Mapping[str, Any]) -> bool:
+    """Insert `row` unless a row with its key is there already (ON CONFLICT DO NOTHING): True
+    when it was inserted. One statement checks and writes: how the inboxes, the flows and the
+    digest claim record "first time". On SQLite bound as insert_rows binds; on PostgreSQL the
+    dialect's statement, compiled once."""
+    names = tuple(row)
+    if conn.dialect.name == "sqlite":
+        sql, processors = _sqlite_insert(table, names, conn.dialect, " ON CONFLICT DO NOTHING")
+        values = tuple([v if p is None else p(v) for v, p in zip(row.values(), processors, strict=True)])
+        return conn.exec_driver_sql(sql, values).rowcount == 1
+    statement = _NEW.get((table, names))
+    if statement is None:
+        statement = _NEW[(table, names)] = precompiled(
+            lambda dialect: (
+                dialect_insert(dialect, table).values({n: sa.bindparam(n) for n in names}).on_conflict_do_nothing()
+            )
+        )["postgresql"]
+    return conn.execute(statement, row).rowcount == 1
+
+
+_NEW: dict[tuple[sa.Table, tuple[str, ...]], sa.TextClause] = {}
 
 
 def precompiled(build: Callable[[str], sa.ClauseElement]) -> dict[str, sa.TextClause]:
@@ -76,7 +94,7 @@ def insert_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str
         conn.execute(table.insert(), list(rows))
         return
     names = tuple(rows[0])
-    sql, processors = _sqlite_insert(table, names, conn.dialect)
+    sql, processors = _sqlite_insert(table, names, conn.dialect, "")
     pairs = list(zip(names, processors, strict=True))
     conn.exec_driver_sql(
         sql,
@@ -87,18 +105,21 @@ def insert_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str
     )
 
 
-_PREPARED: dict[tuple[sa.Table, tuple[str, ...]], tuple[str, list[Callable[[Any], Any] | None]]] = {}
+_PREPARED: dict[tuple[sa.Table, tuple[str, ...], str], tuple[str, list[Callable[[Any], Any] | None]]] = {}
 
 
 def _sqlite_insert(
-    table: sa.Table, names: tuple[str, ...], dialect: sa.Dialect
+    table: sa.Table, names: tuple[str, ...], dialect: sa.Dialect, suffix: str
 ) -> tuple[str, list[Callable[[Any], Any] | None]]:
-    prepared = _PREPARED.get((table, names))
+    prepared = _PREPARED.get((table, names, suffix))
     if prepared is None:
         quote = dialect.identifier_preparer.quote
         sql = (
             f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
-            f"VALUES ({', '.join('?' for _ in names)})"
+            f"VALUES ({', '.join('?' for _ in names)}){suffix}"
         )
-        prepared = _PREPARED[(table, names)] = (sql, [table.c[n].type._cached_bind_processor(dialect) for n in names])
+        prepared = _PREPARED[(table, names, suffix)] = (
+            sql,
+            [table.c[n].type._cached_bind_processor(dialect) for n in names],
+        )
     return prepared

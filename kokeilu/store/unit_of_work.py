@@ -267,7 +267,7 @@ class UnitOfWork:
             "traceparent": traceparent,
             "created_at": utcnow(),
         }
-        if self.conn.execute(_INSERT_FLOW[self.conn.dialect.name], row).rowcount == 1:
+        if insert_new(self.conn, FLOWS, row):
             self._joined[subject] = (flow.correlation_id, traceparent)
 
     def join_flows(self, subjects: Iterable[str]) -> None:
@@ -347,9 +347,8 @@ class UnitOfWork:
 
     def first_time_key(self, consumer: str, key: str, kind: str) -> bool:
         """Record that `consumer` handled what `key` names; False when it already did."""
-        insert = _INSERT_NEW[self.conn.dialect.name]
         row = {"consumer": consumer, "event_id": key, "event_type": kind, "applied_at": utcnow()}
-        return bool(self.conn.execute(insert, row).rowcount == 1)
+        return insert_new(self.conn, INBOX, row)
 
 
 _Shared = TypeVar("_Shared", bound=UnitOfWork)
@@ -389,7 +388,6 @@ def write_outbox(conn: sa.Connection, rows: list[OutboxRow]) -> None:
 
 
 # The inbox row, unless it is there already (one statement: checked and written at once).
-_INSERT_NEW = insert_new(INBOX)
 
 
 _APPLIED_BEFORE = {
@@ -402,7 +400,6 @@ _FLOW_OF = sa.select(FLOWS.c.correlation_id, FLOWS.c.traceparent).where(FLOWS.c.
 _FLOWS_OF = sa.select(FLOWS.c.subject, FLOWS.c.correlation_id, FLOWS.c.traceparent).where(
     FLOWS.c.subject.in_(sa.bindparam("subjects", expanding=True))
 )
-_INSERT_FLOW = insert_new(FLOWS)
 
 
 class Letter(Protocol):

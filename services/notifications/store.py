@@ -112,7 +112,6 @@ digest_runs = sa.Table(
     sa.Column("items", sa.Integer(), nullable=False),
     sa.Column("digests", sa.Integer(), nullable=False),
 )
-_CLAIM_WINDOW = insert_new(digest_runs)  # the run's row is the claim
 
 attempts = sa.Table(
     "delivery_attempts",
@@ -510,7 +509,7 @@ class DigestRepository:
         row is the claim. Another instance's job for the same window waits for this transaction
         (the row's key) and then gets False, without an error."""
         row = dict(window_end=end, ran_at=now, items=0, digests=0)
-        return bool(self.conn.execute(_CLAIM_WINDOW[self.conn.dialect.name], row).rowcount == 1)
+        return insert_new(self.conn, digest_runs, row)  # the run's row is the claim
 
     def pending(self, before: datetime) -> list[sa.Row[Any]]:
         """Items not yet in a digest, recorded before `before`, with their subscription (still active)."""
