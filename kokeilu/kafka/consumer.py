@@ -59,7 +59,6 @@ log = logging.getLogger(__name__)
 # A record as kafka-python gives it (its ConsumerRecord: untyped).
 Record = Any
 # on_reject(raw value, the event when it parsed, reason, the unit of work dead-lettering it)
-OnReject = Callable[[bytes | None, CloudEvent | None, str, UnitOfWork], object]
 
 
 class EventConsumer(Entrypoint):
@@ -73,14 +72,16 @@ class EventConsumer(Entrypoint):
         self,
         *topic_names: str,
         group: str | None = None,
-        on_reject: OnReject | None = None,
+        on_reject: str | None = None,
         types: Iterable[EventType] | None = None,
         bulk: Mapping[EventType, str] | None = None,
         **kwargs: Any,
     ) -> None:
-        """`on_reject(raw_value, event_or_None, reason, uow)`, when given, runs inside the unit of
-        work that dead-letters a record (so it can publish a rejection in the same transaction);
-        `event` is the parsed envelope when the record got that far.
+        """`on_reject`, when given, names a method of the service, `method(raw_value, event_or_None,
+        reason)`, run in the batch's worker inside the unit of work that dead-letters a record:
+        its units of work join that one (so it can publish a rejection in the same transaction,
+        all or nothing) and its figures count once the batch has committed. `event` is the
+        parsed envelope when the record got that far.
 
         `types`, when given, are the event types (kokeilu.contracts.catalog entries) the method
         handles: a valid event of another type is counted as ignored without a worker or a
@@ -540,13 +541,12 @@ class EventConsumer(Entrypoint):
         return True
 
     def _reject(self, uow: UnitOfWork, record: Record, event: CloudEvent | None, reason: str) -> None:
-        on_reject = self.on_reject
-        if on_reject is None:
+        if self.on_reject is None:
             return
         # In a savepoint: a failing callback must not stop the dead letter (nor stall the partition).
         try:
             with uow.conn.begin_nested():
-                on_reject(record.value, event, reason, uow)
+                self._run_worker(record.value, event, reason, method=self.on_reject)
         except Exception as exc:
             if is_transient(exc):
                 raise

@@ -9,7 +9,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Protocol, Self, TypedDict, TypeVar
+from typing import Any, Protocol, Self, TypedDict
 
 import sqlalchemy as sa
 from pydantic import BaseModel
@@ -192,12 +192,6 @@ class UnitOfWork:
         the same work takes, so that two instances always lock in one order."""
         hold(self.conn, name)
 
-    def sharing(self, cls: type[_Shared]) -> _Shared:
-        """This unit of work's open transaction and outbox as a `cls` (a service's own, with its
-        repositories and source): for a callback the platform runs in a unit of work of its own
-        (a consumer's on_reject). What it records goes with this one's work, all or nothing."""
-        return cls.joining(self.database, self.conn, self._outbox)
-
     # outbox ---------------------------------------------------------------------------
     def emit(
         self,
@@ -349,9 +343,6 @@ class UnitOfWork:
         """Record that `consumer` handled what `key` names; False when it already did."""
         row = {"consumer": consumer, "event_id": key, "event_type": kind, "applied_at": utcnow()}
         return insert_new(self.conn, INBOX, row)
-
-
-_Shared = TypeVar("_Shared", bound=UnitOfWork)
 
 
 class Savepoint:

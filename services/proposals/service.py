@@ -181,9 +181,7 @@ class ProposalsService(service_base.PlatformService):
 
     @consume(
         topics.INTAKE,
-        on_reject=lambda raw, event, reason, uow: handlers.intake_rejected(
-            raw, event, reason, uow.sharing(ProposalsUnitOfWork), metrics
-        ),
+        on_reject="intake_rejected",
         bulk={types.INTAKE_MEASUREMENT: "on_measurements"},
     )
     def on_intake(self, event: CloudEvent, data: BaseModel) -> str:
@@ -192,6 +190,10 @@ class ProposalsService(service_base.PlatformService):
         if isinstance(data, Submission):
             return handlers.on_intake(event, data, self.uow(), self.figures)
         raise handlers.IntakeRefused(f"{event.type} is not an intake event")
+
+    def intake_rejected(self, raw: bytes | None, event: CloudEvent | None, reason: str) -> None:
+        """The intake consumer's on_reject: tells the source system why its record was refused."""
+        handlers.intake_rejected(raw, event, reason, self.uow(), self.figures)
 
     def on_measurements(
         self, items: Sequence[tuple[CloudEvent, IntakeMeasurement]]
