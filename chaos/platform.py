@@ -39,16 +39,27 @@ class HarnessError(RuntimeError):
 LISTEN_PORTS = range(20000, 32768)
 
 
+# Every port handed out by this process: never handed out twice. Checking that a port is free
+# does not reserve it, and the services listen with SO_REUSEPORT (eventlet's default), so two
+# instances given the same port both bind it and the kernel splits connections between them
+# (seen once: a proposals instance's requests answered 404 by an evaluation instance).
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on now, outside the ephemeral range."""
+    """A port on 127.0.0.1 that nothing listens on now, outside the ephemeral range, and that
+    this process has not handed out before."""
     for _ in range(200):
         port = random.choice(LISTEN_PORTS)
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
+        _HANDED_OUT.add(port)
+        return port
     raise HarnessError(f"no free port in {LISTEN_PORTS.start}-{LISTEN_PORTS.stop - 1} after 200 tries")
 
 
