@@ -31,8 +31,7 @@ def insert_new(conn: sa.Connection, table: sa.Table, row: Mapping[str, Any]) -> 
     names = tuple(row)
     if conn.dialect.name == "sqlite":
         sql, processors = _sqlite_insert(table, names, conn.dialect, " ON CONFLICT DO NOTHING")
-        values = tuple([v if p is None else p(v) for v, p in zip(row.values(), processors, strict=True)])
-        return conn.exec_driver_sql(sql, values).rowcount == 1
+        return conn.exec_driver_sql(sql, _bound(row, names, processors)).rowcount == 1
     statement = _NEW.get((table, names))
     if statement is None:
         statement = _NEW[(table, names)] = precompiled(
@@ -95,14 +94,14 @@ def insert_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str
         return
     names = tuple(rows[0])
     sql, processors = _sqlite_insert(table, names, conn.dialect, "")
-    pairs = list(zip(names, processors, strict=True))
-    conn.exec_driver_sql(
-        sql,
-        [
-            tuple([value if process is None else process(value) for name, process in pairs for value in (row[name],)])
-            for row in rows
-        ],
-    )
+    conn.exec_driver_sql(sql, [_bound(row, names, processors) for row in rows])
+
+
+def _bound(
+    row: Mapping[str, Any], names: tuple[str, ...], processors: list[Callable[[Any], Any] | None]
+) -> tuple[Any, ...]:
+    """A row's values in the order of `names`, each converted as its column type binds it."""
+    return tuple([row[n] if p is None else p(row[n]) for n, p in zip(names, processors, strict=True)])
 
 
 _PREPARED: dict[tuple[sa.Table, tuple[str, ...], str], tuple[str, list[Callable[[Any], Any] | None]]] = {}

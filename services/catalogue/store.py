@@ -18,7 +18,7 @@ from kokeilu.contracts.evaluation import Decision
 from kokeilu.contracts.proposals import PilotCompleted, ProposalSubmitted
 from kokeilu.contracts.results import KpiPoint, Result, ResultWithdrawn, series_budget
 from kokeilu.store import UnitOfWork, UtcDateTime, add_messaging_tables
-from kokeilu.store.statements import precompiled
+from kokeilu.store.statements import dialect_insert, precompiled
 
 from .domain import DailyKpi, Entry, Measurement, series_points
 from .search import SearchPage, SearchQuery, search
@@ -177,7 +177,7 @@ _INSERT_FTS = sa.text(
 def _upsert_measurement(dialect: str) -> sqlite.Insert | postgresql.Insert:
     """INSERT ... ON CONFLICT DO UPDATE (SQLite and PostgreSQL alike): the day's row is created or
     added to in one statement; `last` is the value measured latest (ties: the later arrival)."""
-    insert = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(kpi_series)
+    insert = dialect_insert(dialect, kpi_series)
     new, old = insert.excluded, kpi_series.c
     later = new.last_at >= old.last_at
     return insert.on_conflict_do_update(

@@ -305,10 +305,9 @@ def _record(
     measured_at: datetime,
     source: str,
     cause: CloudEvent | None,
-    store: bool = True,
 ) -> Measurement:
-    """A measurement of a running pilot, recorded with its event; `store=False` leaves storing
-    it to the caller (with others, at once)."""
+    """A measurement of a running pilot and its event; the caller stores the measurement (alone,
+    or with others of a run at once)."""
     proposal.accept_measurement(kpi)
     measurement = Measurement(
         id=str(uuid.uuid4()),
@@ -319,8 +318,6 @@ def _record(
         source=source,
         recorded_at=utcnow(),
     )
-    if store:
-        uow.measurements.add(measurement)
     uow.emit(
         types.MEASUREMENT_RECORDED,
         MeasurementRecorded(
@@ -342,6 +339,7 @@ def record_measurement(
 ) -> Measurement:
     with uow:
         measurement = _record(uow, _load(uow, proposal_id), kpi, value, measured_at, source, None)
+        uow.measurements.add(measurement)
         uow.commit()
     return measurement
 
@@ -359,7 +357,7 @@ def on_intake_measurement(
         if proposal is None:
             raise IntakeRefused(f"unknown proposal {data.proposal_id}")
         uow.join_flow(proposal.id)  # the sensor's event is the cause; the proposal's flow goes on
-        _measured(uow, proposal, data.kpi, data.value, data.measured_at, event.source, event)
+        uow.measurements.add(_measured(uow, proposal, data.kpi, data.value, data.measured_at, event.source, event))
         uow.commit()
     figures.count_intake(event.type, event.source, "accepted")
     return "applied"
@@ -389,9 +387,7 @@ def on_intake_measurements(
             try:
                 if proposal is None:
                     raise IntakeRefused(f"unknown proposal {data.proposal_id}")
-                rows.append(
-                    _measured(uow, proposal, data.kpi, data.value, data.measured_at, event.source, event, store=False)
-                )
+                rows.append(_measured(uow, proposal, data.kpi, data.value, data.measured_at, event.source, event))
             except IntakeRefused as exc:
                 results.append(exc)
                 continue
@@ -414,11 +410,10 @@ def _measured(
     measured_at: datetime,
     source: str,
     cause: CloudEvent,
-    store: bool = True,
 ) -> Measurement:
-    """_record for intake: the measurement and its event, or IntakeRefused."""
+    """_record for intake: the measurement (to store) and its event, or IntakeRefused."""
     try:
-        return _record(uow, proposal, kpi, value, measured_at, source, cause, store)
+        return _record(uow, proposal, kpi, value, measured_at, source, cause)
     except IllegalTransition:
         raise IntakeRefused(
             f"proposal {proposal.id} is {proposal.status.value}, not piloting: "
