@@ -1,8 +1,29 @@
 import os
+import time
 
 import pytest
 
 from tests.support import Platform, Probe
+
+STARTED = pytest.StashKey[float]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    item.stash[STARTED] = time.time()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing test that ran services shows the end of their logs (a CI run keeps no files):
+    every platform with a log written since the test began."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and report.when in ("setup", "call"):
+        began = item.stash.get(STARTED, 0.0)
+        for platform in list(Platform.launched):
+            if platform.wrote_since(began):
+                report.sections.append((f"service logs ({platform.prefix})", platform.log_tails()))
 
 
 @pytest.fixture

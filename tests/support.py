@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -67,6 +68,9 @@ def wait_until(condition: Callable[[], object], timeout: float = 30, interval: f
 class Platform:
     """Services of one test, each a real `nameko run` process, on topics of their own (prefix)."""
 
+    # Every platform that launched a service; a failing test's report shows their logs (conftest).
+    launched: weakref.WeakSet[Platform] = weakref.WeakSet()
+
     def __init__(
         self,
         tmp: Path,
@@ -118,6 +122,7 @@ class Platform:
         """Start `instance` without waiting for it to be ready (on `port`, or a free one)."""
         service = instance.split("@")[0]
         port = port or free_port()
+        Platform.launched.add(self)
         log = open(self.tmp / f"{instance}.log", "ab")
         self.procs[instance] = subprocess.Popen(
             [
@@ -194,6 +199,17 @@ class Platform:
 
     def log_text(self, service: str) -> str:
         return self.log(service).read_text(errors="replace")
+
+    def wrote_since(self, when: float) -> bool:
+        return any(path.stat().st_mtime >= when for path in self.tmp.glob("*.log"))
+
+    def log_tails(self, lines: int = 40) -> str:
+        """The last `lines` lines of each instance's log, for a failing test's report."""
+        parts = []
+        for path in sorted(self.tmp.glob("*.log")):
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+            parts.append(f"--- {path} (last {len(tail)} lines) ---\n" + "\n".join(tail))
+        return "\n".join(parts)
 
     def topic(self, logical: str) -> str:
         return self.prefix + logical
