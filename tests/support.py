@@ -200,13 +200,23 @@ class Platform:
     def log_text(self, service: str) -> str:
         return self.log(service).read_text(errors="replace")
 
+    def _last_health(self, service: str) -> None:
+        """Note beside the service's log what it said of itself (store, Kafka, each consumer group's
+        state) just before it was stopped: a failing test's report shows it."""
+        try:
+            body = requests.get(self.url(service, "/health/ready"), timeout=2).text
+        except requests.RequestException as exc:
+            body = f"no answer ({exc.__class__.__name__})"
+        with open(self.tmp / f"{service}.health", "a") as notes:
+            notes.write(f"/health/ready before stopping: {body}\n")
+
     def wrote_since(self, when: float) -> bool:
         return any(path.stat().st_mtime >= when for path in self.tmp.glob("*.log"))
 
     def log_tails(self, lines: int = 40) -> str:
         """The last `lines` lines of each instance's log, for a failing test's report."""
         parts = []
-        for path in sorted(self.tmp.glob("*.log")):
+        for path in sorted([*self.tmp.glob("*.log"), *self.tmp.glob("*.health")]):
             tail = path.read_text(errors="replace").splitlines()[-lines:]
             parts.append(f"--- {path} (last {len(tail)} lines) ---\n" + "\n".join(tail))
         return "\n".join(parts)
@@ -220,6 +230,7 @@ class Platform:
             proc = self.procs.pop(service, None)
             if proc is None:
                 continue
+            self._last_health(service)
             proc.send_signal(signal.SIGTERM)
             try:
                 codes[service] = proc.wait(timeout=timeout)

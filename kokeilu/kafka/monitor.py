@@ -59,9 +59,10 @@ class KafkaMonitor(SharedExtension):
         """A consumer says where it stands in its group: `partitions` held once it has joined;
         None while it connects, or (`joining`) while the group rebalances."""
         logical = self.settings.logical_topic(group)
-        self.membership[logical] = (
-            f"{partitions} partitions" if partitions is not None else "joining" if joining else "connecting"
-        )
+        state = f"{partitions} partitions" if partitions is not None else "joining" if joining else "connecting"
+        if self.membership.get(logical) != state:  # an operator (and a failing test) sees the group move
+            log.info("consumer group %s: %s", logical, state)
+        self.membership[logical] = state
         labels = dict(service=self.service, group=logical)
         self.metrics.consumer_partitions.labels(**labels).set(partitions or 0)
         self.metrics.consumer_joined.labels(**labels).set(partitions is not None)
