@@ -88,8 +88,9 @@ class EventConsumer(Entrypoint):
         savepoint (most of what some services read, e.g. contact records, is not theirs).
 
         `bulk`, when given, maps event types to the name of another method of the service that
-        applies a run of consecutive records of that type at once (records that stream in at
-        sensor rates, e.g. measurements): it gets a list of (event, data) and returns, for each
+        applies a run of consecutive records of those types at once (records that stream in at
+        sensor rates, e.g. measurements; types mapped to one method share its runs): it gets a
+        list of (event, data) and returns, for each
         item in order, its outcome or the exception that refuses it. A refused record is
         dead-lettered alone, as if the decorated method had raised that exception for it; a run
         whose method fails as a whole is undone and applied again record by record through the
@@ -317,7 +318,7 @@ class EventConsumer(Entrypoint):
                     topic = self.settings.logical_topic(record.topic)
                     outcome, event, data = self._read(batch, record, topic)
                     if outcome is None and event is not None and event.type in self.bulk:
-                        if run and run.type != event.type:
+                        if run and self.bulk[run.type] != self.bulk[event.type]:
                             self._apply_run(batch, run.take(), counted)
                         run.add(_Pending(record, topic, event, data))
                         continue
@@ -594,9 +595,9 @@ class _Pending:
 
 
 class _Run:
-    """Records of one bulk type waiting for their bulk method, in offset order, and their keys.
+    """Records for one bulk method waiting for it, in offset order, and their keys.
 
-    A record of another type is applied at once, before the run, unless it has the key of a
+    A record for no bulk method is applied at once, before the run, unless it has the key of a
     record in the run (or no key, so no order can be told): then the run is applied first.
     Records of one key so stay in offset order, the order Kafka keeps (per partition, and so per
     key) and the only one consumers rely on, while a stream of measurements mixed with other

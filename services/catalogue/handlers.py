@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from pydantic import BaseModel
 
@@ -50,15 +50,15 @@ Change = Callable[[Entry], Entry]
 
 
 # The data of the events _fact handles (each about one proposal).
-FACTS = (
-    ProposalSubmitted,
-    ProposalRevised,
-    ScreeningCompleted,
-    EvaluationDecided,
-    ProposalStatusChanged,
-    PilotStarted,
-    MeasurementRecorded,
-    PilotCompleted,
+Fact = (
+    ProposalSubmitted
+    | ProposalRevised
+    | ScreeningCompleted
+    | EvaluationDecided
+    | ProposalStatusChanged
+    | PilotStarted
+    | MeasurementRecorded
+    | PilotCompleted
 )
 
 
@@ -87,32 +87,67 @@ def _fact(event: CloudEvent, data: BaseModel) -> Change | None:
 def apply(event: CloudEvent, data: BaseModel, uow: CatalogueUnitOfWork, contact_unit: str) -> str:
     """Apply one workflow event once. Returns "published", "updated" or "withdrawn" when a public
     event went to the outbox with the change, else "applied", "duplicate" or "ignored"."""
-    change = _fact(event, data)
-    if change is None:
-        return "ignored"
-    assert isinstance(data, FACTS)  # what _fact changes an entry for
-    proposal_id = data.proposal_id
-    if not SAFE_ID.match(proposal_id):
-        raise PermanentError(f"proposal id {proposal_id[:80]!r} is not an id the catalogue publishes")
+    [outcome] = apply_many([(event, data)], uow, contact_unit)
+    if isinstance(outcome, PermanentError):
+        raise outcome
+    return outcome
+
+
+def apply_many(
+    items: Sequence[tuple[CloudEvent, BaseModel]], uow: CatalogueUnitOfWork, contact_unit: str
+) -> list[str | PermanentError]:
+    """Apply a run of workflow events, each once and in order (the consumer's bulk method: one
+    read of the run's entries, one write of each entry it changed and of the inbox). For each
+    item: what `apply` returns for it, or the PermanentError that refuses it (not recorded as
+    applied, so it can be redriven)."""
+    outcomes: list[str | PermanentError] = []
+    facts: list[tuple[int, CloudEvent, Fact, Change]] = []
+    for event, data in items:
+        change = _fact(event, data)
+        if change is None:
+            outcomes.append("ignored")
+            continue
+        assert isinstance(data, Fact)  # what _fact changes an entry for
+        if not SAFE_ID.match(data.proposal_id):
+            outcomes.append(
+                PermanentError(f"proposal id {data.proposal_id[:80]!r} is not an id the catalogue publishes")
+            )
+            continue
+        facts.append((len(outcomes), event, data, change))
+        outcomes.append("applied")
+    if not facts:
+        return outcomes
     with uow:
-        if not uow.first_time(CONSUMER, event):
-            return "duplicate"
-        if isinstance(data, MeasurementRecorded):  # its day of the KPI's series: one upsert, flat cost
-            uow.entries.record_measurement(data.proposal_id, data.kpi, data.value, data.measured_at)
-        entry: Entry = change(uow.entries.get(proposal_id))
-        # The series go into the published result from the pilot's completion on (one result.updated
-        # with the whole series), not with every measurement; until then the API and portal read
-        # them from the store (live_series).
-        kpis = len(entry.proposal.kpis) if entry.proposal else 1
-        series = uow.entries.series(proposal_id, kpis) if entry.completion is not None else None
-        entry, public = entry.reconcile(contact_unit, series)
-        if public is not None:
-            body: Result | ResultWithdrawn | None = entry.withdrawn if public == "withdrawn" else entry.result
-            assert body is not None  # what reconcile() says is due, it has put in the entry
-            uow.emit(PUBLIC_TYPES[public], body, body.result_id, event)
-        uow.entries.save(entry)
+        fresh = uow.first_times(CONSUMER, [event for _, event, _, _ in facts])
+        new = [fact for fact, first in zip(facts, fresh, strict=True) if first]
+        for (i, *_), first in zip(facts, fresh, strict=True):
+            if not first:
+                outcomes[i] = "duplicate"
+        before = uow.entries.get_many({data.proposal_id for _, _, data, _ in new})
+        entries = dict(before)
+        for i, event, data, change in new:
+            proposal_id = data.proposal_id
+            if isinstance(data, MeasurementRecorded):  # its day of the KPI's series: one upsert, flat cost
+                uow.entries.record_measurement(proposal_id, data.kpi, data.value, data.measured_at)
+            entry = change(entries[proposal_id])
+            # The series go into the published result from the pilot's completion on (one
+            # result.updated with the whole series), not with every measurement; until then the
+            # API and portal read them from the store (live_series).
+            kpis = len(entry.proposal.kpis) if entry.proposal else 1
+            series = uow.entries.series(proposal_id, kpis) if entry.completion is not None else None
+            entry, public = entry.reconcile(contact_unit, series)
+            if public is not None:
+                body: Result | ResultWithdrawn | None = entry.withdrawn if public == "withdrawn" else entry.result
+                assert body is not None  # what reconcile() says is due, it has put in the entry
+                uow.emit(PUBLIC_TYPES[public], body, body.result_id, event)
+                outcomes[i] = public
+            entries[proposal_id] = entry
+        for proposal_id, entry in entries.items():
+            if entry != before[proposal_id]:  # a fact already known (an older screening, say) changes nothing
+                uow.entries.save(entry, before[proposal_id])
+        uow.applied(CONSUMER, [event for _, event, _, _ in new])
         uow.commit()
-    return public or "applied"
+    return outcomes
 
 
 def get_result(proposal_id: str, uow: CatalogueUnitOfWork) -> Result | None:

@@ -4,6 +4,7 @@ the repository it binds. services/catalogue/store.py has them, and so do the uni
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Protocol
 
@@ -19,7 +20,14 @@ class EntryRepository(Protocol):
         """The proposal's entry; a new, empty one when the catalogue has none yet."""
         ...
 
-    def save(self, e: Entry) -> None: ...
+    def get_many(self, proposal_ids: Iterable[str]) -> dict[str, Entry]:
+        """`get` of each proposal, in one read."""
+        ...
+
+    def save(self, e: Entry, before: Entry | None = None) -> None:
+        """Store `e`; `before`: the entry as `get` returned it in this unit of work (its published
+        result is then known to be the one stored)."""
+        ...
 
     def record_measurement(self, result_id: str, kpi: str, value: float, measured_at: datetime) -> None:
         """Count a measurement in its day of the KPI's series."""

@@ -4,7 +4,7 @@ public results topic."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -13,6 +13,7 @@ from werkzeug.wrappers import Response
 from kokeilu import service_base
 from kokeilu.contracts import CloudEvent, topics
 from kokeilu.contracts.results import Result
+from kokeilu.errors import PermanentError
 from kokeilu.http import NotFound, Unprocessable, api
 from kokeilu.http.entrypoint import ApiRequest
 from kokeilu.kafka.consumer import consume
@@ -182,10 +183,23 @@ class CatalogueService(service_base.PlatformService):
             raise NotFound(f"no result for proposal {proposal_id}", {"proposal_id": "unknown"})
         return result
 
-    @consume(topics.PROPOSALS, topics.EVALUATIONS, types=handlers.HANDLED)
+    # Every record goes to on_workflow_events in runs (one read and one write of each entry a run
+    # changes); on_workflow_event applies one record when a run fails as a whole.
+    @consume(
+        topics.PROPOSALS,
+        topics.EVALUATIONS,
+        types=handlers.HANDLED,
+        bulk=dict.fromkeys(handlers.HANDLED, "on_workflow_events"),
+    )
     def on_workflow_event(self, event: CloudEvent, data: BaseModel) -> str:
-        outcome = handlers.apply(event, data, self.uow(), settings().contact_unit)
-        if outcome in ("published", "updated", "withdrawn"):
+        return self._counted(handlers.apply(event, data, self.uow(), settings().contact_unit))
+
+    def on_workflow_events(self, items: Sequence[tuple[CloudEvent, BaseModel]]) -> Sequence[str | PermanentError]:
+        outcomes = handlers.apply_many(items, self.uow(), settings().contact_unit)
+        return [o if isinstance(o, PermanentError) else self._counted(o) for o in outcomes]
+
+    def _counted(self, outcome: str) -> str:
+        if outcome in handlers.PUBLIC_TYPES:  # published, updated or withdrawn
             self.figures.count_result(outcome)
             return "applied"
         return outcome

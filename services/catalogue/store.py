@@ -7,6 +7,7 @@ PostgreSQL's full-text search over the same columns. The repository hides the di
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -166,6 +167,7 @@ def result_row(r: Result) -> dict[str, Any]:
 # Statements built once: SQLAlchemy then only binds each call's values (a consumed event runs them all).
 _UPDATE_ENTRY = entries.update().where(entries.c.proposal_id == sa.bindparam("_id"))
 _ENTRY = sa.select(entries).where(entries.c.proposal_id == sa.bindparam("id"))
+_ENTRIES = sa.select(entries).where(entries.c.proposal_id.in_(sa.bindparam("ids", expanding=True)))
 _DOCUMENT = sa.select(results.c.document).where(results.c.result_id == sa.bindparam("id"))
 _DELETE_RESULT = results.delete().where(results.c.result_id == sa.bindparam("id"))
 _DELETE_FTS = sa.text("DELETE FROM results_fts WHERE result_id = :id")
@@ -211,7 +213,14 @@ class EntryRepository:
         row = self.conn.execute(_ENTRY, {"id": proposal_id}).first()
         return Entry(proposal_id) if row is None else entry_from_row(row)
 
-    def save(self, e: Entry) -> None:
+    def get_many(self, proposal_ids: Iterable[str]) -> dict[str, Entry]:
+        wanted = {proposal_id: Entry(proposal_id) for proposal_id in proposal_ids}
+        if wanted:
+            for row in self.conn.execute(_ENTRIES, {"ids": list(wanted)}):
+                wanted[row.proposal_id] = entry_from_row(row)
+        return wanted
+
+    def save(self, e: Entry, before: Entry | None = None) -> None:
         values = dict(
             proposal=e.proposal.model_dump(mode="json") if e.proposal else None,
             screening_passed=e.screening_passed,
@@ -223,7 +232,10 @@ class EntryRepository:
         updated = self.conn.execute(_UPDATE_ENTRY, {**values, "_id": e.proposal_id})
         if updated.rowcount == 0:
             self.conn.execute(entries.insert(), {**values, "proposal_id": e.proposal_id})
-        self._index(e.proposal_id, e.result)
+        # `results` is written with the entry, in the same transaction: when the published result
+        # is the one `get` read, the index holds it already (most facts change no public field).
+        if before is None or before.result != e.result:
+            self._index(e.proposal_id, e.result)
 
     def _index(self, result_id: str, r: Result | None) -> None:
         """Keep `results` (and, on SQLite, its FTS5 index) in step with the entry, in the same transaction."""

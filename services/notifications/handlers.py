@@ -257,12 +257,18 @@ def on_event(event: CloudEvent, data: BaseModel, uow: NotificationsUnitOfWork) -
         area = focus_area if focus_area is not None else (facts or {}).get("focus_area")
         env = environment if environment is not None else (facts or {}).get("environment")
         now = utcnow()
-        names = _resident_names(data, facts, uow)
-        # A subscriber whose owner lacks the personal-data scope gets the event redacted.
-        redacted = _redacted(event, names)
+        # A subscriber whose owner lacks the personal-data scope gets the event redacted (made
+        # once, for the first such subscriber).
+        hiding: tuple[CloudEvent, tuple[str, ...]] | None = None
         correlation_id = event.correlationid or event.id  # the flow of the event delivered
         for sub in uow.subscriptions.matching(event.type, area or None, env, proposal_id):
-            sent, hidden = (event, None) if sub.personal_data else (redacted, names)
+            if sub.personal_data:
+                sent, hidden = event, None
+            else:
+                if hiding is None:
+                    names = _resident_names(data, facts, uow)
+                    hiding = (_redacted(event, names), names)
+                sent, hidden = hiding
             if sub.mode == "daily_digest":
                 uow.digests.add_item(sub.id, event.id, event.type, _email_payload(sent, facts, hidden), now)
             elif sub.channel == "email":

@@ -183,6 +183,12 @@ class SubscriptionIndex:
 
 # Each database's index, with the version of the subscriptions it was built from.
 _INDEXES: weakref.WeakKeyDictionary[sa.Engine, tuple[str, SubscriptionIndex]] = weakref.WeakKeyDictionary()
+# Statements of the consume path (every event), built once: building one costs more than running it.
+_PROPOSAL = sa.select(proposal_areas).where(proposal_areas.c.proposal_id == sa.bindparam("id"))
+_UPDATE_PROPOSAL = proposal_areas.update().where(proposal_areas.c.proposal_id == sa.bindparam("_id"))
+_INSERT_PROPOSAL = proposal_areas.insert()
+_INSERT_DELIVERY = deliveries.insert()
+_INSERT_DIGEST_ITEM = digest_items.insert()
 _VERSION = sa.select(subscription_changes.c.version).where(subscription_changes.c.id == 1)
 _BUMP = subscription_changes.update().where(subscription_changes.c.id == 1).values(version=sa.bindparam("version"))
 
@@ -264,14 +270,13 @@ class SubscriptionRepository:
             values["contact_email"] = contact_email
         if content:
             values["resident_name"] = resident_name
-        update = proposal_areas.update().where(proposal_areas.c.proposal_id == sa.bindparam("_id"))
-        if self.conn.execute(update, {**values, "_id": proposal_id}).rowcount == 0:
-            self.conn.execute(proposal_areas.insert(), {**values, "proposal_id": proposal_id})
+        if self.conn.execute(_UPDATE_PROPOSAL, {**values, "_id": proposal_id}).rowcount == 0:
+            self.conn.execute(_INSERT_PROPOSAL, {**values, "proposal_id": proposal_id})
 
     def proposal(self, proposal_id: str | None) -> dict[str, Any] | None:
         if not proposal_id:
             return None
-        row = self.conn.execute(sa.select(proposal_areas).where(proposal_areas.c.proposal_id == proposal_id)).first()
+        row = self.conn.execute(_PROPOSAL, {"id": proposal_id}).first()
         return dict(row._mapping) if row else None
 
     def focus_area_of(self, proposal_id: str | None) -> str | None:
@@ -319,7 +324,7 @@ class DeliveryRepository:
         """A delivery to a subscription; `channel`/`recipient` for one that has no subscription (the
         proposer); `correlation_id`/`traceparent`: the flow of the event it delivers."""
         self.conn.execute(
-            deliveries.insert(),
+            _INSERT_DELIVERY,
             dict(
                 id=delivery_id,
                 subscription_id=subscription_id,
@@ -494,7 +499,7 @@ class DigestRepository:
 
     def add_item(self, subscription_id: str, event_id: str, event_type: str, payload: bytes, now: datetime) -> None:
         self.conn.execute(
-            digest_items.insert(),
+            _INSERT_DIGEST_ITEM,
             dict(
                 subscription_id=subscription_id,
                 event_id=event_id,

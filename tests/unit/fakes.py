@@ -455,7 +455,10 @@ class FakeEntryRepository:
     def get(self, proposal_id: str) -> Entry:
         return self.rows.get(proposal_id) or Entry(proposal_id)
 
-    def save(self, e: Entry) -> None:
+    def get_many(self, proposal_ids: Iterable[str]) -> dict[str, Entry]:
+        return {proposal_id: self.get(proposal_id) for proposal_id in proposal_ids}
+
+    def save(self, e: Entry, before: Entry | None = None) -> None:
         self.rows[e.proposal_id] = e
 
     def _newest_first(self) -> list[Result]:

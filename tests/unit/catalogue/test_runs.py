@@ -1,0 +1,135 @@
+"""The catalogue's bulk method (`handlers.apply_many`, the consumer's runs): a run of workflow
+events leaves the store, the public events and the outcomes exactly as applying them one by
+one does, on the fake and on the real store; a refused event is refused alone."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kokeilu.contracts import decode, parse_envelope
+from kokeilu.errors import PermanentError
+from services.catalogue import handlers
+from services.catalogue.store import CatalogueUnitOfWork
+from tests import builders as ev
+from tests.support import Store
+from tests.unit.fakes import FakeCatalogueUnitOfWork
+
+CONTACT_UNIT = "City of Espoo, experimentation programme"
+
+
+def parsed(raw: dict):
+    event = parse_envelope(json.dumps(raw).encode())
+    return event, decode(event)
+
+
+def lifecycle(pid: str) -> list[dict]:
+    return [
+        ev.submitted(pid),
+        ev.screened(pid),
+        ev.decided(pid),
+        ev.status(pid, "in_evaluation", "approved"),
+        ev.started(pid),
+        ev.measured(pid, 70),
+        ev.measured(pid, 75, time="2026-06-02T08:00:00Z"),
+        ev.completed(pid),
+    ]
+
+
+def interleaved(*histories: list[dict]) -> list[dict]:
+    """The histories' events taken in turn (each history keeps its own order)."""
+    out = []
+    for i in range(max(len(h) for h in histories)):
+        out.extend(h[i] for h in histories if i < len(h))
+    return out
+
+
+def stream() -> list[dict]:
+    events = interleaved(lifecycle("p-1"), lifecycle("p-2"), [ev.submitted("p-3"), ev.screened("p-3", passed=False)])
+    events.insert(5, events[2])  # a redelivery inside the run
+    events.insert(7, ev.submitted("x@example.com"))  # an id the catalogue refuses
+    return events
+
+
+def outcome(o) -> str:
+    return f"refused: {o}" if isinstance(o, PermanentError) else o
+
+
+def one_by_one(uow_of, raws) -> list[str]:
+    outcomes = []
+    for raw in raws:
+        event, data = parsed(raw)
+        try:
+            outcomes.append(handlers.apply(event, data, uow_of(), CONTACT_UNIT))
+        except PermanentError as exc:
+            outcomes.append(outcome(exc))
+    return outcomes
+
+
+def in_runs(uow_of, raws, cuts) -> list[str]:
+    """`raws` applied as runs, cut before each index in `cuts`."""
+    outcomes = []
+    bounds = [0, *sorted(set(cuts)), len(raws)]
+    for start, end in zip(bounds, bounds[1:], strict=False):
+        if start < end:
+            items = [parsed(raw) for raw in raws[start:end]]
+            outcomes.extend(outcome(o) for o in handlers.apply_many(items, uow_of(), CONTACT_UNIT))
+    return outcomes
+
+
+def state(store: Store, pids) -> tuple:
+    published = [(e.type, e.subject, e.data) for e in store.published()]
+    results = {pid: store.read(lambda uow, pid=pid: handlers.get_result(pid, uow)) for pid in pids}
+    return published, results, store.inbox_size()
+
+
+@pytest.fixture(params=["fake", "sqlite"])
+def stores(request, tmp_path):
+    made = []
+
+    def make(name: str) -> Store:
+        s = Store(request.param, tmp_path / name, "catalogue", FakeCatalogueUnitOfWork, CatalogueUnitOfWork)
+        made.append(s)
+        return s
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    yield make
+    for s in made:
+        s.close()
+
+
+def test_one_run_does_what_the_events_one_by_one_do(stores):
+    raws = stream()
+    alone, run = stores("a"), stores("b")
+    expected = one_by_one(alone.uow, raws)
+    assert "duplicate" in expected and any(o.startswith("refused") for o in expected)
+    assert expected.count("published") == 2 and "withdrawn" not in expected
+    assert in_runs(run.uow, raws, []) == expected
+    assert state(run, ["p-1", "p-2", "p-3"]) == state(alone, ["p-1", "p-2", "p-3"])
+    # a refused event is not recorded as applied: redelivered (after a fix, say), it is refused again
+    assert in_runs(run.uow, [ev.submitted("x@example.com")], []) == [expected[7]]
+
+
+def test_a_run_of_events_already_applied_changes_nothing(stores):
+    store = stores("a")
+    raws = lifecycle("p-1")
+    in_runs(store.uow, raws, [])
+    before = state(store, ["p-1"])
+    assert in_runs(store.uow, raws, [3]) == ["duplicate"] * len(raws)
+    assert state(store, ["p-1"]) == before
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cuts=st.lists(st.integers(min_value=1, max_value=len(stream()) - 1), max_size=6))
+def test_wherever_the_runs_are_cut_the_outcome_is_the_same(cuts):
+    raws = stream()
+    alone, runs = FakeCatalogueUnitOfWork(), FakeCatalogueUnitOfWork()
+    expected = one_by_one(lambda: alone, raws)
+    assert in_runs(lambda: runs, raws, cuts) == expected
+    assert [(o.event.type, o.event.subject, o.event.data) for o in runs.outbox] == [
+        (o.event.type, o.event.subject, o.event.data) for o in alone.outbox
+    ]
