@@ -50,11 +50,15 @@ from kokeilu.faults import crash_point
 from kokeilu.kafka.deadletter import dead_letter, redrive_of
 from kokeilu.kafka.monitor import KafkaMonitor
 from kokeilu.kafka.relay import OutboxRelay
+from kokeilu.kafka.topics import partitions_of
 from kokeilu.metrics import known_type, metrics_for
 from kokeilu.store import UnitOfWork
 from kokeilu.store.unit_of_work import OutboxRow, RecordSavepoint, Savepoint, write_outbox
 
 log = logging.getLogger(__name__)
+
+# How long an offset commit may wait for the group coordinator's answer.
+COMMIT_TIMEOUT_MS = 30000
 
 # A record as kafka-python gives it (its ConsumerRecord: untyped).
 Record = Any
@@ -157,7 +161,7 @@ class EventConsumer(Entrypoint):
         # joins before (topics just created by another service) is assigned nothing for them,
         # and would idle until its next metadata refresh.
         deadline = time.monotonic() + 60
-        while not all(consumer.partitions_for_topic(name) for name in names):
+        while not self._know_partitions(consumer, names):
             if time.monotonic() > deadline:
                 consumer.close(autocommit=False)
                 raise TimeoutError(f"no partition metadata for {names} after 60 s")
@@ -165,6 +169,14 @@ class EventConsumer(Entrypoint):
         consumer.subscribe(names, listener=_Membership(self.monitor, self.group))
         self.monitor.assigned(self.group, None, joining=True)
         return consumer
+
+    @staticmethod
+    def _know_partitions(consumer: KafkaConsumer, names: list[str]) -> bool:
+        try:
+            return all(partitions_of(consumer, name) for name in names)
+        except TimeoutError as exc:
+            log.warning("%s; asking again", exc)
+            return False
 
     def _run(self) -> None:
         delay = 0.2
@@ -216,7 +228,9 @@ class EventConsumer(Entrypoint):
             for record in records[:applied]:
                 done[TopicPartition(record.topic, record.partition)] = OffsetAndMetadata(record.offset + 1, "", -1)
             crash_point("consumer.committed")
-            consumer.commit(offsets=done)
+            # Bounded (kafka-python waits for the answer without a timeout otherwise): a commit
+            # that times out reconnects, and the inbox makes the records redelivered change nothing.
+            consumer.commit(offsets=done, timeout_ms=COMMIT_TIMEOUT_MS)
             records = records[applied:]
 
     def _apply_batch(self, records: list[Record]) -> int:

@@ -21,6 +21,7 @@ from nameko.extensions import SharedExtension
 from prometheus_client import Gauge
 
 from kokeilu.config import get_settings
+from kokeilu.kafka.topics import partitions_of
 from kokeilu.metrics import metrics_for
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ class KafkaMonitor(SharedExtension):
             partitions = [
                 TopicPartition(self.settings.physical_topic(t), p)
                 for t in topics
-                for p in sorted(consumer.partitions_for_topic(self.settings.physical_topic(t)) or ())
+                for p in sorted(partitions_of(consumer, self.settings.physical_topic(t), TIMEOUT_MS / 1000))
             ]
             if not partitions:
                 continue

@@ -10,6 +10,8 @@ import logging
 import time
 from typing import Any
 
+import eventlet
+from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient
 from kafka.errors import (
     ClusterAuthorizationFailedError,
@@ -24,6 +26,16 @@ from kokeilu.config import Settings
 from kokeilu.contracts import topics
 
 log = logging.getLogger(__name__)
+
+
+def partitions_of(consumer: KafkaConsumer, topic: str, seconds: float = 10) -> set[int]:
+    """`consumer.partitions_for_topic(topic)` (empty when the topic is not known), waiting at most
+    `seconds` for the brokers; TimeoutError after that. kafka-python 3.0 waits for that metadata
+    answer without a timeout, and an answer that never came held a consumer in its start for
+    good: it consumed nothing, and said nothing. (The wait is a green thread's, which
+    eventlet.Timeout interrupts; outside eventlet it is not bounded.)"""
+    with eventlet.Timeout(seconds, TimeoutError(f"no metadata for {topic} after {seconds:g} s")):
+        return set(consumer.partitions_for_topic(topic) or ())
 
 
 def topic_specs(settings: Settings) -> dict[str, dict[str, Any]]:
