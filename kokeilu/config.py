@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     # A batch's transaction commits after at most this long (on SQLite it holds the write lock,
     # which HTTP requests wait for); the rest of the poll goes into the next transaction.
     kokeilu_consumer_batch_seconds: float = 0.1
+    # A consumer that has been joining its group this long without being given partitions
+    # starts over as a new member (kafka-python 3.0 was seen waiting on a rejoin for good).
+    kokeilu_consumer_rejoin_seconds: float = 60
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

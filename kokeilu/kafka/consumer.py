@@ -116,6 +116,7 @@ class EventConsumer(Entrypoint):
         self._stopping = False
         self._done = threading.Event()
         self.consumer: KafkaConsumer | None = None
+        self.membership: _Membership | None = None  # the connected consumer's
         self._worker: _BatchWorker | None = None  # the nameko worker of the batch being applied
         # The open transaction of the poll batch being applied, for the workers it spawns
         # (kokeilu.platform.Store hands them units of work inside it); None between batches.
@@ -166,8 +167,8 @@ class EventConsumer(Entrypoint):
                 consumer.close(autocommit=False)
                 raise TimeoutError(f"no partition metadata for {names} after 60 s")
             time.sleep(0.2)
-        consumer.subscribe(names, listener=_Membership(self.monitor, self.group))
-        self.monitor.assigned(self.group, None, joining=True)
+        self.membership = _Membership(self.monitor, self.group)
+        consumer.subscribe(names, listener=self.membership)
         return consumer
 
     @staticmethod
@@ -220,6 +221,11 @@ class EventConsumer(Entrypoint):
 
     def _poll_once(self, consumer: KafkaConsumer) -> None:
         records: list[Record] = [r for rs in consumer.poll(timeout_ms=500).values() for r in rs]
+        waited = self.membership.joining_for() if self.membership is not None else 0.0
+        if waited > self.settings.kokeilu_consumer_rejoin_seconds:
+            # Given no partitions for that long: start over as a new member (the caller closes
+            # this consumer and connects again), rather than wait on a join that may never end.
+            raise TimeoutError(f"joining group {self.group} for {waited:.0f} s without partitions")
         while records and not self._stopping:
             applied = self._apply_batch(records)
             if not applied:
@@ -569,15 +575,26 @@ class EventConsumer(Entrypoint):
 
 
 class _Membership(ConsumerRebalanceListener):
-    """Tells the monitor (readiness, metrics) when the group takes partitions away and gives them."""
+    """Tells the monitor (readiness, metrics) when the group takes partitions away and gives them,
+    and knows since when this member has been joining (without partitions)."""
 
-    def __init__(self, monitor: KafkaMonitor, group: str) -> None:
-        self.monitor, self.group = monitor, group
+    def __init__(self, monitor: KafkaMonitor, group: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self.monitor, self.group, self.clock = monitor, group, clock
+        self.joining_since: float | None = clock()  # subscribed: joining until partitions come
+        monitor.assigned(group, None, joining=True)
+
+    def joining_for(self) -> float:
+        """Seconds since this member began (re)joining its group; 0 while it holds its partitions."""
+        since = self.joining_since
+        return 0.0 if since is None else self.clock() - since
 
     def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        if self.joining_since is None:
+            self.joining_since = self.clock()
         self.monitor.assigned(self.group, None, joining=True)
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.joining_since = None
         self.monitor.assigned(self.group, len(assigned))
 
 
