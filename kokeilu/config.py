@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     kokeilu_consumer_batch_seconds: float = 0.1
     # A consumer that has been joining its group this long without being given partitions
     # starts over as a new member (kafka-python 3.0 was seen waiting on a rejoin for good).
-    kokeilu_consumer_rejoin_seconds: float = 60
+    kokeilu_consumer_rejoin_seconds: float = 30
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod
