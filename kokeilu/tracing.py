@@ -251,8 +251,14 @@ def span(
     """A child span of the current one (a store transaction, a consumer's batch); nothing when
     no span is current: a timer's routine work (claiming due deliveries twice a second) would
     otherwise start a trace of its own each time."""
-    if not trace.get_current_span().get_span_context().is_valid:
+    current = trace.get_current_span()
+    if not current.get_span_context().is_valid:
         yield trace.INVALID_SPAN
+        return
+    if not exporting():
+        # Nothing records spans: the no-op tracer's child would be the current span's ids again,
+        # made and attached for nothing (every store transaction of a request asked for one).
+        yield current
         return
     with tracer().start_as_current_span(name, kind=kind, attributes=attributes) as current:
         yield current
