@@ -210,23 +210,32 @@ class UnitOfWork:
         flow in hand). Then `publish` puts it in its subject's joined flow, if any."""
         if self.source is None:
             raise TypeError(f"{type(self).__name__} has no source: a service's unit of work names it")
-        self.publish(
+        if cause is not None:  # what new_event(cause=...) carries on
+            correlationid = cause.correlationid or cause.id
+            traceparent = traceparent or cause.traceparent
+        # Made in its flow at once (what publish's _in_flow gives), not made and then copied.
+        correlationid, traceparent = self._flow_of(subject, correlationid, traceparent, cause is not None)
+        self.record(
             new_event(
                 event_type.name,
                 data,
                 source=self.source,
                 subject=subject,
                 dataschema=event_type.dataschema,
-                cause=cause,
                 correlationid=correlationid,
                 traceparent=traceparent,
+                causationid=cause.id if cause is not None else None,
             )
         )
 
     def publish(self, event: CloudEvent, key: str | None = None) -> None:
         """Record an event to be published after commit, on the topic its type belongs to, in
         the flow in hand."""
-        event = self._in_flow(event)
+        self.record(self._in_flow(event), key)
+
+    def record(self, event: CloudEvent, key: str | None = None) -> None:
+        """The outbox row of an event already in its flow: where emit and publish end (a unit
+        of work that publishes nothing, the catalogue's rebuild, overrides it)."""
         topic = BY_NAME[event.type].topic
         headers = {"content-type": CONTENT_TYPE}
         if event.traceparent:  # also as a record header, where Kafka tooling looks for it
@@ -285,18 +294,27 @@ class UnitOfWork:
         no event caused it. Its parent span is the current one when that is in the event's
         trace (a consumer's span for the record that caused it), else a span made in the
         event's trace (tracing.continuing)."""
-        correlation, traceparent = event.correlationid, event.traceparent
-        joined = self._joined.get(event.subject) if self._joined and event.subject is not None else None
+        correlation, traceparent = self._flow_of(
+            event.subject, event.correlationid, event.traceparent, event.causationid is not None
+        )
+        if (correlation, traceparent) == (event.correlationid, event.traceparent):
+            return event
+        return event.model_copy(update={"correlationid": correlation, "traceparent": traceparent})
+
+    def _flow_of(
+        self, subject: str | None, correlation: str | None, traceparent: str | None, caused: bool
+    ) -> tuple[str | None, str | None]:
+        """The correlation id and traceparent of an event about `subject` that would carry
+        `correlation` and `traceparent` (those of its cause, when `caused`): see _in_flow."""
+        joined = self._joined.get(subject) if self._joined and subject is not None else None
         if joined is not None:
             correlation, traceparent = joined
-        elif event.causationid is None:
+        elif not caused:
             flow = tracing.current_flow()
             if flow is not None:
                 correlation = flow.correlation_id
         traceparent = tracing.continuing(traceparent) if traceparent else tracing.current_traceparent()
-        if (correlation, traceparent) == (event.correlationid, event.traceparent):
-            return event
-        return event.model_copy(update={"correlationid": correlation, "traceparent": traceparent})
+        return correlation, traceparent
 
     # inbox ----------------------------------------------------------------------------
     def first_time(self, consumer: str, event: CloudEvent) -> bool:
