@@ -3,7 +3,9 @@ publish (outbox) and the events applied (inbox), all or nothing."""
 
 from __future__ import annotations
 
+import functools
 import itertools
+import json
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -405,6 +407,27 @@ _APPLIED_BEFORE = {
 }
 
 
+@functools.lru_cache(maxsize=8)
+def _unsent(limit: int) -> sa.Select[Any]:
+    """The relay's read, built once per limit: the oldest unsent rows, with what sending them
+    takes (not their times, which it would convert for nothing)."""
+    return (
+        sa.select(OUTBOX.c.id, OUTBOX.c.topic, OUTBOX.c.key, OUTBOX.c.value, OUTBOX.c.headers, OUTBOX.c.event_type)
+        .where(OUTBOX.c.sent_at.is_(None))
+        .order_by(OUTBOX.c.id)
+        .limit(limit)
+    )
+
+
+# Marks a relay batch sent: the ids as one list parameter (an expanding IN is rendered per call).
+_MARK_SENT = {
+    dialect: sa.text(f"UPDATE outbox SET sent_at = :now WHERE {one_of(dialect, 'id', 'ids')}").bindparams(
+        sa.bindparam("now", type_=OUTBOX.c.sent_at.type)
+    )
+    for dialect in ("sqlite", "postgresql")
+}
+
+
 _FLOW_OF = sa.select(FLOWS.c.correlation_id, FLOWS.c.traceparent).where(FLOWS.c.subject == sa.bindparam("subject"))
 _FLOWS_OF = sa.select(FLOWS.c.subject, FLOWS.c.correlation_id, FLOWS.c.traceparent).where(
     FLOWS.c.subject.in_(sa.bindparam("subjects", expanding=True))
@@ -458,7 +481,7 @@ class OutboxReader:
         SQLite has one writer process, and a transaction must not be held across network IO
         there, so it reads, publishes outside the transaction and then marks.
         """
-        query = sa.select(OUTBOX).where(OUTBOX.c.sent_at.is_(None)).order_by(OUTBOX.c.id).limit(limit)
+        query = _unsent(limit)
         if self.database.is_sqlite:
             with self.database.transaction() as conn:
                 rows = list(conn.execute(query))
@@ -484,7 +507,9 @@ class OutboxReader:
         now = utcnow()
         done = result.sent + list(result.parked)
         if done:
-            conn.execute(OUTBOX.update().where(OUTBOX.c.id.in_(done)).values(sent_at=now))
+            dialect = conn.dialect.name
+            ids: str | list[int] = json.dumps(done) if dialect == "sqlite" else done  # see one_of
+            conn.execute(_MARK_SENT[dialect], {"now": now, "ids": ids})
         write_outbox(
             conn,
             [
