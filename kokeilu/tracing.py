@@ -279,12 +279,15 @@ def continuing(traceparent: str | None) -> str | None:
     current span's when it is in that trace already; otherwise a new span in that trace (a child
     of where the flow began, linked to the current span), so the aggregate stays one trace even
     when an evaluator's request or a timer, in traces of their own, acts on it."""
-    parent = _parent(traceparent)
     here = trace.get_current_span().get_span_context()
+    mine = traceparent_of(here)
+    if traceparent is not None and traceparent == mine:
+        return mine  # the flow began in the current span (a request's new proposal): nothing to parse
+    parent = _parent(traceparent)
     if parent is None:
-        return traceparent_of(here)
+        return mine
     if here.is_valid and here.trace_id == parent.trace_id:
-        return traceparent_of(here)
+        return mine
     if not exporting():
         return traceparent_of(_new_span(parent.trace_id).get_span_context())
     links = [Link(here)] if here.is_valid else None
