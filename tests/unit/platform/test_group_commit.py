@@ -161,3 +161,18 @@ def test_a_lock_held_past_the_deadline_fails_the_transaction_as_transient(tmp_pa
     other.rollback()
     other.close()
     d.dispose()
+
+
+def test_a_ping_reads_while_another_connection_holds_the_write_lock(tmp_path):
+    d = Database(f"sqlite:///{tmp_path / 'store.db'}", busy_timeout_seconds=0.2)
+    d.ping()  # the WAL is set up by the first connection
+    other = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    d.ping()  # a reader: never waits for (nor fails on) the writer's lock
+    with pytest.raises(sa.exc.OperationalError, match="locked"), d.transaction():
+        pass  # a writer does
+    other.rollback()
+    with d.transaction() as conn:  # and the reader's mark did not stay on the pooled connection
+        conn.exec_driver_sql("CREATE TABLE u (x INTEGER)")
+    other.close()
+    d.dispose()
