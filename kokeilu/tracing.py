@@ -184,8 +184,19 @@ def _within(
         context = trace.set_span_in_context(_new_span(parent.trace_id if parent is not None else None))
     token = _flow.set(flow)
     try:
-        with tracer().start_as_current_span(span_name, context=context, kind=kind, attributes=attributes) as span:
-            yield span
+        made = tracer()
+        if exporting():
+            with made.start_as_current_span(span_name, context=context, kind=kind, attributes=attributes) as span:
+                yield span
+        else:
+            # What the no-op tracer's start_as_current_span does, without its machinery (per
+            # request and per consumed record): the span `context` holds is made current.
+            span = trace.get_current_span(context)
+            attached = otel_context.attach(trace.set_span_in_context(span))
+            try:
+                yield span
+            finally:
+                otel_context.detach(attached)
     finally:
         _flow.reset(token)
 
