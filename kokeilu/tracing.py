@@ -184,8 +184,19 @@ def _within(
         context = trace.set_span_in_context(_new_span(parent.trace_id if parent is not None else None))
     token = _flow.set(flow)
     try:
-        with tracer().start_as_current_span(span_name, context=context, kind=kind, attributes=attributes) as span:
-            yield span
+        made = tracer()
+        if exporting():
+            with made.start_as_current_span(span_name, context=context, kind=kind, attributes=attributes) as span:
+                yield span
+        else:
+            # What the no-op tracer's start_as_current_span does, without its machinery (per
+            # request and per consumed record): the span `context` holds is made current.
+            span = trace.get_current_span(context)
+            attached = otel_context.attach(trace.set_span_in_context(span))
+            try:
+                yield span
+            finally:
+                otel_context.detach(attached)
     finally:
         _flow.reset(token)
 
@@ -251,8 +262,14 @@ def span(
     """A child span of the current one (a store transaction, a consumer's batch); nothing when
     no span is current: a timer's routine work (claiming due deliveries twice a second) would
     otherwise start a trace of its own each time."""
-    if not trace.get_current_span().get_span_context().is_valid:
+    current = trace.get_current_span()
+    if not current.get_span_context().is_valid:
         yield trace.INVALID_SPAN
+        return
+    if not exporting():
+        # Nothing records spans: the no-op tracer's child would be the current span's ids again,
+        # made and attached for nothing (every store transaction of a request asked for one).
+        yield current
         return
     with tracer().start_as_current_span(name, kind=kind, attributes=attributes) as current:
         yield current
@@ -273,12 +290,15 @@ def continuing(traceparent: str | None) -> str | None:
     current span's when it is in that trace already; otherwise a new span in that trace (a child
     of where the flow began, linked to the current span), so the aggregate stays one trace even
     when an evaluator's request or a timer, in traces of their own, acts on it."""
-    parent = _parent(traceparent)
     here = trace.get_current_span().get_span_context()
+    mine = traceparent_of(here)
+    if traceparent is not None and traceparent == mine:
+        return mine  # the flow began in the current span (a request's new proposal): nothing to parse
+    parent = _parent(traceparent)
     if parent is None:
-        return traceparent_of(here)
+        return mine
     if here.is_valid and here.trace_id == parent.trace_id:
-        return traceparent_of(here)
+        return mine
     if not exporting():
         return traceparent_of(_new_span(parent.trace_id).get_span_context())
     links = [Link(here)] if here.is_valid else None

@@ -94,10 +94,11 @@ def new_event(
     cause: CloudEvent | None = None,
     correlationid: str | None = None,
     traceparent: str | None = None,
+    causationid: str | None = None,
 ) -> CloudEvent:
     """A new event; `cause` carries the correlation id and trace on and names itself as the
-    causation. (A unit of work puts the event in the flow in hand when it records it:
-    kokeilu/tracing.py.)"""
+    causation (without one, `causationid` names it). (A unit of work puts the event in the flow
+    in hand when it records it: kokeilu/tracing.py.)"""
     event_id = str(uuid.uuid4())
     if cause is not None:
         correlationid = cause.correlationid or cause.id
@@ -112,6 +113,6 @@ def new_event(
         dataschema=dataschema,
         data=data.model_dump(mode="json", exclude_none=True),
         correlationid=correlationid or event_id,
-        causationid=cause.id if cause is not None else None,
+        causationid=cause.id if cause is not None else causationid,
         traceparent=traceparent,
     )

@@ -19,6 +19,7 @@ from kafka.errors import (
     RecordListTooLargeError,
 )
 from nameko.extensions import SharedExtension
+from prometheus_client import Counter
 
 from kokeilu import tracing
 from kokeilu.config import Settings, get_settings
@@ -75,6 +76,7 @@ class OutboxRelay(SharedExtension):
         self._running = False
         self._done = threading.Event()
         self.producer: KafkaProducer | None = None
+        self._published_counts: dict[tuple[str, str], Counter] = {}
 
     def start(self) -> None:
         self._running = True
@@ -140,11 +142,18 @@ class OutboxRelay(SharedExtension):
                     "messaging.destination.name": row.topic,
                 },
             )
-            self.metrics.events_published.labels(
-                service=self.container.service_name, topic=row.topic, type=row.event_type
-            ).inc()
+            self._published(row.topic, row.event_type).inc()
         crash_point("relay.published")
         return result
+
+    def _published(self, topic: str, event_type: str) -> Counter:
+        """The published-events count of a topic and type, looked up once (not per record)."""
+        counter = self._published_counts.get((topic, event_type))
+        if counter is None:
+            counter = self._published_counts[(topic, event_type)] = self.metrics.events_published.labels(
+                service=self.container.service_name, topic=topic, type=event_type
+            )
+        return counter
 
     def _park(self, result: Relayed, row: sa.Row[Any], exc: Exception) -> None:
         service = self.container.service_name

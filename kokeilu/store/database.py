@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,7 +15,10 @@ from typing import Any, TypeVar, cast
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.dialects import registry
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.pool import PoolProxiedConnection
 
 from kokeilu import tracing
 
@@ -29,7 +33,13 @@ DRIVER_BUSY_MS = 20
 
 def make_engine(url: str, busy_timeout_seconds: float = 10) -> sa.Engine:
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": busy_timeout_seconds, "check_same_thread": False})
+        # The pysqlite dialect with Kokeilu's BEGIN (KokeiluSQLite; its name is still "sqlite").
+        engine = sa.create_engine(
+            sa.make_url(url).set(drivername="sqlite+kokeilu"),
+            connect_args={"timeout": busy_timeout_seconds, "check_same_thread": False},
+        )
+        assert isinstance(engine.dialect, KokeiluSQLite)
+        engine.dialect.busy_timeout_seconds = busy_timeout_seconds
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: DBAPIConnection, _record: object) -> None:
@@ -45,7 +55,7 @@ def make_engine(url: str, busy_timeout_seconds: float = 10) -> sa.Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             # The driver's own busy handler sleeps inside C: under eventlet that stalls every green
             # thread of the process (liveness, unrelated requests). It only covers brief contention
-            # here; waiting for the write lock is done in _begin, where the sleep is green.
+            # here; waiting for the write lock is done in KokeiluSQLite.do_begin, where the sleep is green.
             cur.execute(f"PRAGMA busy_timeout={DRIVER_BUSY_MS}")
             cur.close()
 
@@ -55,25 +65,49 @@ def make_engine(url: str, busy_timeout_seconds: float = 10) -> sa.Engine:
         def _no_pysqlite_tx(dbapi_conn: Any, _record: object) -> None:  # sqlite3.Connection
             dbapi_conn.isolation_level = None
 
-        @sa.event.listens_for(engine, "begin")
-        def _begin(conn: sa.Connection) -> None:
-            if conn.get_execution_options().get("kokeilu_read_only"):
-                conn.exec_driver_sql("BEGIN")  # a reader: WAL never makes it wait for the writer
-                return
-            deadline = time.monotonic() + busy_timeout_seconds
-            delay = 0.005
-            while True:
-                try:
-                    conn.exec_driver_sql("BEGIN IMMEDIATE")
-                    return
-                except sa.exc.OperationalError as exc:
-                    if "locked" not in str(exc.orig) or time.monotonic() + delay > deadline:
-                        raise
-                time.sleep(delay)  # green under eventlet: the rest of the process goes on
-                delay = min(delay * 2, 0.1)
-
         return engine
     return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+# Set in a pooled connection's info by a reader (Database.ping) for its next transaction.
+READER = "kokeilu_reader"
+
+
+class KokeiluSQLite(SQLiteDialect_pysqlite):
+    """pysqlite, beginning each transaction itself (make_engine turns pysqlite's own deferred
+    BEGIN off): BEGIN IMMEDIATE, so a write transaction takes the lock up front instead of
+    failing half-way, waiting for it in green sleeps up to `busy_timeout_seconds`; a reader's
+    plain BEGIN (WAL never makes it wait for the writer) on a connection marked READER.
+
+    This is the dialect's own step (do_begin), not a "begin" event listener: a listener on the
+    engine makes SQLAlchemy dispatch its connection events on every statement of every
+    transaction (a third of what a short transaction cost it). BEGIN goes to the driver itself,
+    and SQLAlchemy wraps what it raises as before (a lock held past the deadline is its
+    OperationalError)."""
+
+    busy_timeout_seconds: float = 10
+    supports_statement_cache = True  # what it compiles is pysqlite's (without this, SQLAlchemy caches nothing)
+
+    def do_begin(self, dbapi_connection: PoolProxiedConnection) -> None:
+        driver = dbapi_connection.driver_connection
+        assert driver is not None  # a connection being begun has its driver's
+        if dbapi_connection.info.get(READER):
+            driver.execute("BEGIN")
+            return
+        deadline = time.monotonic() + self.busy_timeout_seconds
+        delay = 0.005
+        while True:
+            try:
+                driver.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                    raise
+            time.sleep(delay)  # green under eventlet: the rest of the process goes on
+            delay = min(delay * 2, 0.1)
+
+
+registry.register("sqlite.kokeilu", __name__, "KokeiluSQLite")
 
 
 def eventlet_patched() -> bool:
@@ -230,9 +264,12 @@ class Database:
     def ping(self) -> None:
         """Raises unless the store answers a read (not queued behind this process's writers)."""
         with self.engine.connect() as conn:
-            conn.execution_options(kokeilu_read_only=True)
             if self.is_sqlite:
-                conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar_one()
+                conn.connection.info[READER] = True
+                try:
+                    conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar_one()
+                finally:
+                    conn.connection.info.pop(READER, None)
             else:
                 conn.exec_driver_sql("SELECT 1").scalar_one()
 

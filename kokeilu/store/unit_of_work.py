@@ -3,7 +3,9 @@ publish (outbox) and the events applied (inbox), all or nothing."""
 
 from __future__ import annotations
 
+import functools
 import itertools
+import json
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -210,23 +212,32 @@ class UnitOfWork:
         flow in hand). Then `publish` puts it in its subject's joined flow, if any."""
         if self.source is None:
             raise TypeError(f"{type(self).__name__} has no source: a service's unit of work names it")
-        self.publish(
+        if cause is not None:  # what new_event(cause=...) carries on
+            correlationid = cause.correlationid or cause.id
+            traceparent = traceparent or cause.traceparent
+        # Made in its flow at once (what publish's _in_flow gives), not made and then copied.
+        correlationid, traceparent = self._flow_of(subject, correlationid, traceparent, cause is not None)
+        self.record(
             new_event(
                 event_type.name,
                 data,
                 source=self.source,
                 subject=subject,
                 dataschema=event_type.dataschema,
-                cause=cause,
                 correlationid=correlationid,
                 traceparent=traceparent,
+                causationid=cause.id if cause is not None else None,
             )
         )
 
     def publish(self, event: CloudEvent, key: str | None = None) -> None:
         """Record an event to be published after commit, on the topic its type belongs to, in
         the flow in hand."""
-        event = self._in_flow(event)
+        self.record(self._in_flow(event), key)
+
+    def record(self, event: CloudEvent, key: str | None = None) -> None:
+        """The outbox row of an event already in its flow: where emit and publish end (a unit
+        of work that publishes nothing, the catalogue's rebuild, overrides it)."""
         topic = BY_NAME[event.type].topic
         headers = {"content-type": CONTENT_TYPE}
         if event.traceparent:  # also as a record header, where Kafka tooling looks for it
@@ -285,18 +296,27 @@ class UnitOfWork:
         no event caused it. Its parent span is the current one when that is in the event's
         trace (a consumer's span for the record that caused it), else a span made in the
         event's trace (tracing.continuing)."""
-        correlation, traceparent = event.correlationid, event.traceparent
-        joined = self._joined.get(event.subject) if self._joined and event.subject is not None else None
+        correlation, traceparent = self._flow_of(
+            event.subject, event.correlationid, event.traceparent, event.causationid is not None
+        )
+        if (correlation, traceparent) == (event.correlationid, event.traceparent):
+            return event
+        return event.model_copy(update={"correlationid": correlation, "traceparent": traceparent})
+
+    def _flow_of(
+        self, subject: str | None, correlation: str | None, traceparent: str | None, caused: bool
+    ) -> tuple[str | None, str | None]:
+        """The correlation id and traceparent of an event about `subject` that would carry
+        `correlation` and `traceparent` (those of its cause, when `caused`): see _in_flow."""
+        joined = self._joined.get(subject) if self._joined and subject is not None else None
         if joined is not None:
             correlation, traceparent = joined
-        elif event.causationid is None:
+        elif not caused:
             flow = tracing.current_flow()
             if flow is not None:
                 correlation = flow.correlation_id
         traceparent = tracing.continuing(traceparent) if traceparent else tracing.current_traceparent()
-        if (correlation, traceparent) == (event.correlationid, event.traceparent):
-            return event
-        return event.model_copy(update={"correlationid": correlation, "traceparent": traceparent})
+        return correlation, traceparent
 
     # inbox ----------------------------------------------------------------------------
     def first_time(self, consumer: str, event: CloudEvent) -> bool:
@@ -387,6 +407,27 @@ _APPLIED_BEFORE = {
 }
 
 
+@functools.lru_cache(maxsize=8)
+def _unsent(limit: int) -> sa.Select[Any]:
+    """The relay's read, built once per limit: the oldest unsent rows, with what sending them
+    takes (not their times, which it would convert for nothing)."""
+    return (
+        sa.select(OUTBOX.c.id, OUTBOX.c.topic, OUTBOX.c.key, OUTBOX.c.value, OUTBOX.c.headers, OUTBOX.c.event_type)
+        .where(OUTBOX.c.sent_at.is_(None))
+        .order_by(OUTBOX.c.id)
+        .limit(limit)
+    )
+
+
+# Marks a relay batch sent: the ids as one list parameter (an expanding IN is rendered per call).
+_MARK_SENT = {
+    dialect: sa.text(f"UPDATE outbox SET sent_at = :now WHERE {one_of(dialect, 'id', 'ids')}").bindparams(
+        sa.bindparam("now", type_=OUTBOX.c.sent_at.type)
+    )
+    for dialect in ("sqlite", "postgresql")
+}
+
+
 _FLOW_OF = sa.select(FLOWS.c.correlation_id, FLOWS.c.traceparent).where(FLOWS.c.subject == sa.bindparam("subject"))
 _FLOWS_OF = sa.select(FLOWS.c.subject, FLOWS.c.correlation_id, FLOWS.c.traceparent).where(
     FLOWS.c.subject.in_(sa.bindparam("subjects", expanding=True))
@@ -440,7 +481,7 @@ class OutboxReader:
         SQLite has one writer process, and a transaction must not be held across network IO
         there, so it reads, publishes outside the transaction and then marks.
         """
-        query = sa.select(OUTBOX).where(OUTBOX.c.sent_at.is_(None)).order_by(OUTBOX.c.id).limit(limit)
+        query = _unsent(limit)
         if self.database.is_sqlite:
             with self.database.transaction() as conn:
                 rows = list(conn.execute(query))
@@ -466,7 +507,9 @@ class OutboxReader:
         now = utcnow()
         done = result.sent + list(result.parked)
         if done:
-            conn.execute(OUTBOX.update().where(OUTBOX.c.id.in_(done)).values(sent_at=now))
+            dialect = conn.dialect.name
+            ids: str | list[int] = json.dumps(done) if dialect == "sqlite" else done  # see one_of
+            conn.execute(_MARK_SENT[dialect], {"now": now, "ids": ids})
         write_outbox(
             conn,
             [

@@ -328,5 +328,5 @@ class RebuildUnitOfWork(CatalogueUnitOfWork):
 
     discarded = 0
 
-    def publish(self, event: CloudEvent, key: str | None = None) -> None:
+    def record(self, event: CloudEvent, key: str | None = None) -> None:  # emit and publish end here
         RebuildUnitOfWork.discarded += 1

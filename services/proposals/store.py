@@ -125,7 +125,6 @@ def _row_to_proposal(row: sa.Row[Any]) -> Proposal:
 # The write path's statements are built once and executed with parameters: building a statement
 # with .values(...) or .where(col == value) per call costs SQLAlchemy several times the execution
 # itself (a new statement object, its cache key, coercing every value), on every request.
-_INSERT_PROPOSAL = proposals.insert()
 _UPDATE_PROPOSAL = proposals.update().where(proposals.c.id == sa.bindparam("_id"))
 _SELECT_PROPOSAL = sa.select(proposals).where(proposals.c.id == sa.bindparam("_id"))
 _SELECT_PROPOSALS = sa.select(proposals).where(proposals.c.id.in_(sa.bindparam("_ids", expanding=True)))
@@ -142,7 +141,9 @@ class ProposalRepository:
         self.conn = conn
 
     def add(self, p: Proposal) -> None:
-        self.conn.execute(_INSERT_PROPOSAL, dict(self._values(p), id=p.id))
+        # Bound by the columns' own processors and run by the driver on SQLite (insert_rows):
+        # SQLAlchemy's execution of the Core insert was a tenth of a submit's CPU.
+        insert_rows(self.conn, proposals, [dict(self._values(p), id=p.id)])
 
     def save(self, p: Proposal) -> None:
         self.conn.execute(_UPDATE_PROPOSAL, dict(self._values(p), _id=p.id))

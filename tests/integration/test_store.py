@@ -517,6 +517,70 @@ def test_an_event_caused_by_another_carries_the_cause_on_and_a_remembered_flow_i
         assert [r.subject for r in conn.execute(sa.text("SELECT subject FROM flows"))] == ["p-4"]
 
 
+class Emitting(UnitOfWork):
+    source = "tests"
+
+
+def screening(pid: str) -> ScreeningCompleted:
+    return ScreeningCompleted(proposal_id=pid, passed=True, screened_at=datetime.now(UTC))
+
+
+def test_emit_puts_an_event_in_the_flow_publish_would(database):
+    # emit makes the event in its flow at once; publish(new_event(...)) makes it and then moves
+    # it into the flow. Both must say the same correlation, causation and trace: without a
+    # cause (the request's flow), with a cause (its flow) and for a subject with a remembered flow.
+    cause = screening_event("q-2").model_copy(
+        update={"correlationid": "upstream", "traceparent": f"00-{'c' * 32}-{'d' * 16}-01"}
+    )
+    with tracing.serving("POST", "/v1/test", {}) as first:
+        with Emitting(database) as uow:
+            uow.remember_flow("q-3")
+            uow.commit()
+    with tracing.serving("POST", "/v1/test", {"X-Correlation-Id": "req-1"}):
+        with Emitting(database) as uow:
+            uow.join_flow("q-3")
+            for pid, by in (("q-1", None), ("q-2", cause), ("q-3", None), ("q-3", cause)):
+                data = screening(pid)
+                uow.emit(types.SCREENING_COMPLETED, data, pid, by)
+                made = new_event(
+                    types.SCREENING_COMPLETED.name,
+                    data,
+                    source="tests",
+                    subject=pid,
+                    dataschema=types.SCREENING_COMPLETED.dataschema,
+                    cause=by,
+                )
+                uow.publish(made)
+            uow.commit()
+    events = recorded(database)
+    pairs = list(zip(events[::2], events[1::2], strict=True))
+    for emitted, published in pairs:
+        assert emitted.correlationid == published.correlationid
+        assert emitted.causationid == published.causationid
+        assert emitted.dataschema == published.dataschema and emitted.data == published.data
+        assert tracing.trace_id_of(emitted.traceparent) == tracing.trace_id_of(published.traceparent)
+    (request, _), (caused, _), (joined, _), (joined_caused, _) = pairs
+    assert request.correlationid == "req-1" and request.causationid is None
+    assert caused.correlationid == "upstream" and caused.causationid == cause.id
+    assert tracing.trace_id_of(caused.traceparent) == "c" * 32
+    first_trace = f"{first.get_span_context().trace_id:032x}"
+    assert joined.correlationid == joined_caused.correlationid != "req-1"
+    assert tracing.trace_id_of(joined.traceparent) == tracing.trace_id_of(joined_caused.traceparent) == first_trace
+
+
+def test_the_catalogue_rebuild_records_nothing_to_publish(database_url):
+    from services.catalogue.store import RebuildUnitOfWork
+
+    db = Database(database_url, ROOT / "services" / "catalogue" / "migrations")
+    db.migrate()
+    with RebuildUnitOfWork(db) as uow:
+        uow.emit(types.SCREENING_COMPLETED, screening("r-1"), "r-1")
+        uow.publish(screening_event("r-1"))
+        uow.commit()
+    assert recorded(db) == []
+    db.dispose()
+
+
 def _inbox_keys(database) -> list[str]:
     with database.transaction() as conn:
         return sorted(conn.execute(sa.text("SELECT event_id FROM inbox")).scalars())

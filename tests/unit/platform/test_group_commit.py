@@ -4,10 +4,13 @@ only after an fsync of the WAL that began after its COMMIT; reads and refusals w
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 
 import pytest
+import sqlalchemy as sa
 
+from kokeilu.errors import is_transient
 from kokeilu.store import database as db_module
 from kokeilu.store.database import Database, WalSync
 
@@ -126,3 +129,50 @@ def test_a_failed_fsync_fails_the_transaction_and_the_next_one_syncs(db, monkeyp
 
 def test_an_in_memory_database_has_no_wal_sync(tmp_path):
     assert Database("sqlite://").wal_sync is None
+
+
+# BEGIN IMMEDIATE: a write transaction waits (in short sleeps) for the write lock another
+# connection holds, and past its deadline fails with SQLAlchemy's OperationalError (transient).
+def test_a_write_transaction_waits_for_the_lock_another_connection_holds(tmp_path):
+    d = Database(f"sqlite:///{tmp_path / 'store.db'}", busy_timeout_seconds=5)
+    with d.engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+    other = sqlite3.connect(tmp_path / "store.db", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    releaser = threading.Timer(0.3, other.rollback)
+    releaser.start()
+    with d.transaction() as conn:
+        conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+    releaser.join()
+    assert count(d) == 1
+    other.close()
+    d.dispose()
+
+
+def test_a_lock_held_past_the_deadline_fails_the_transaction_as_transient(tmp_path):
+    d = Database(f"sqlite:///{tmp_path / 'store.db'}", busy_timeout_seconds=0.2)
+    other = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+    other.execute("PRAGMA journal_mode=WAL")
+    other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(sa.exc.OperationalError, match="locked") as raised:
+        with d.transaction():
+            pass
+    assert is_transient(raised.value)
+    other.rollback()
+    other.close()
+    d.dispose()
+
+
+def test_a_ping_reads_while_another_connection_holds_the_write_lock(tmp_path):
+    d = Database(f"sqlite:///{tmp_path / 'store.db'}", busy_timeout_seconds=0.2)
+    d.ping()  # the WAL is set up by the first connection
+    other = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    d.ping()  # a reader: never waits for (nor fails on) the writer's lock
+    with pytest.raises(sa.exc.OperationalError, match="locked"), d.transaction():
+        pass  # a writer does
+    other.rollback()
+    with d.transaction() as conn:  # and the reader's mark did not stay on the pooled connection
+        conn.exec_driver_sql("CREATE TABLE u (x INTEGER)")
+    other.close()
+    d.dispose()

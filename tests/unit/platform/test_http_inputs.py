@@ -57,6 +57,13 @@ def test_json_depth_counts_brackets_outside_strings_only():
         (b'{"title": "a\\u0000b"}', 422, "title"),
         (b'{"p": ["ok", "\\ud800"]}', 422, "p.1"),
         (b'{"a": {"\\udc00": 1}}', 422, None),
+        # Not escaped: a surrogate encoded in UTF-8, NUL or an escape in a UTF-16 or UTF-32 body.
+        (b'{"title": "a\xed\xa0\x80b"}', 422, "title"),
+        (b'{"t": {"k\xed\xbf\xbf": 1}}', 422, None),
+        ('{"title": "a\\u0000b"}'.encode("utf-16-le"), 422, "title"),
+        ('{"title": "a\\ud800b"}'.encode("utf-16"), 422, "title"),
+        ('{"p": ["\\udfff"]}'.encode("utf-32"), 422, "p.0"),
+        ('{"title": "a\udc00b"}'.encode("utf-16-le", "surrogatepass"), 422, "title"),
         (b" " * (1024 * 1024 + 1), 413, "(body)"),
     ],
 )
@@ -70,6 +77,11 @@ def test_a_body_is_refused_with_the_right_status_naming_the_field(raw, status, f
 
 def test_a_json_object_within_the_limits_is_parsed():
     assert parse_json_body(b'{"a": [1, {"b": "[[["}]}') == {"a": [1, {"b": "[[["}]}
+    # More brackets than the depth limit, but inside strings: not nested, so accepted.
+    text = "[" * (MAX_JSON_DEPTH + 1)
+    assert parse_json_body(json.dumps({"a": text}).encode()) == {"a": text}
+    # Text outside ASCII, with no escapes, is read as it is.
+    assert parse_json_body('{"title": "Leppävaara ☂"}'.encode()) == {"title": "Leppävaara ☂"}
 
 
 def test_bad_text_names_each_field():
