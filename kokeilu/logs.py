@@ -10,6 +10,7 @@ for an event its id, topic, partition and offset (`ContextFilter`, from kokeilu/
 from __future__ import annotations
 
 import logging
+import threading
 
 from opentelemetry import trace
 
@@ -18,8 +19,33 @@ from kokeilu import tracing
 FIELDS = ("correlation_id", "trace_id", "span_id", "event_id", "topic", "partition", "offset")
 
 
+def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    """An exception that ends a thread, as one record in the service's format (the default hook
+    prints a raw traceback to stderr, which breaks one-JSON-object-per-line). kafka-python's IO
+    threads end so when a client is closed while they wait on its sockets (eventlet's IOClosed):
+    expected at shutdown, so a warning; anything else is an error."""
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    closed = args.exc_type.__name__ == "IOClosed"
+    logging.getLogger("kokeilu.threads").log(
+        logging.WARNING if closed else logging.ERROR,
+        "thread %s ended: %s: %s",
+        name,
+        args.exc_type.__name__,
+        args.exc_value,
+        exc_info=None if closed or args.exc_value is None else args.exc_value,
+    )
+
+
 class ContextFilter(logging.Filter):
-    """Adds the work in hand to every record: the FIELDS above (None when not known)."""
+    """Adds the work in hand to every record: the FIELDS above (None when not known). Every
+    service's logging configuration makes one at start; it also routes exceptions that end a
+    thread into the log (_log_thread_exception)."""
+
+    def __init__(self, name: str = "") -> None:
+        super().__init__(name)
+        threading.excepthook = _log_thread_exception
 
     def filter(self, record: logging.LogRecord) -> bool:
         flow = tracing.current_flow()

@@ -3,6 +3,7 @@
 import io
 import json
 import logging
+import threading
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -70,3 +71,31 @@ def test_a_caller_correlation_id_is_taken_only_when_it_is_sensible_text():
     assert tracing.valid_correlation("bad\nline") is None
     with tracing.serving("GET", "/x", {"X-Correlation-Id": "bad\nline"}):
         assert tracing.current_flow().correlation_id != "bad\nline"
+
+
+class IOClosed(OSError):
+    """Named as eventlet's: what a kafka-python IO thread ends with when its client is closed."""
+
+
+def test_an_exception_that_ends_a_thread_is_logged_as_a_record_not_printed(caplog):
+    ContextFilter()  # a service's logging configuration makes one at start
+
+    def fail(exc):
+        def run():
+            raise exc
+
+        thread = threading.Thread(target=run, name="kafka-io-test")
+        thread.start()
+        thread.join()
+
+    with caplog.at_level(logging.WARNING, logger="kokeilu.threads"):
+        fail(RuntimeError("selector broke"))
+        fail(IOClosed(107, "Operation on closed file"))
+    [error, closed] = [r for r in caplog.records if r.name == "kokeilu.threads"]
+    assert (error.levelno, error.getMessage()) == (
+        logging.ERROR,
+        "thread kafka-io-test ended: RuntimeError: selector broke",
+    )
+    assert error.exc_info is not None and error.exc_info[1].args == ("selector broke",)
+    assert (closed.levelno, closed.exc_info) == (logging.WARNING, None)
+    assert closed.getMessage().startswith("thread kafka-io-test ended: IOClosed")
