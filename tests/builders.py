@@ -240,6 +240,19 @@ def completed(
     )
 
 
+def pilot_lifecycle(pid: str) -> list[dict]:
+    """A proposal's workflow events from submission to a completed pilot, in order."""
+    return [
+        submitted(pid),
+        screened(pid),
+        decided(pid),
+        status(pid, "in_evaluation", "approved"),
+        started(pid),
+        measured(pid, 70),
+        completed(pid),
+    ]
+
+
 def _at(event: dict, time: str) -> dict:
     event["time"] = time
     return event

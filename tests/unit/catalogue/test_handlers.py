@@ -236,16 +236,7 @@ def public(uow) -> list[tuple[str, dict]]:
     return [(o.event.type.rsplit(".", 1)[1], json.loads(o.event.to_bytes())["data"]) for o in uow.outbox]
 
 
-def lifecycle(pid):
-    return [
-        ev.submitted(pid),
-        ev.screened(pid),
-        ev.decided(pid),
-        ev.status(pid, "in_evaluation", "approved"),
-        ev.started(pid),
-        ev.measured(pid, 70),
-        ev.completed(pid),
-    ]
+lifecycle = ev.pilot_lifecycle
 
 
 def test_a_result_is_published_then_updated_through_its_lifecycle():

@@ -27,16 +27,10 @@ def parsed(raw: dict):
 
 
 def lifecycle(pid: str) -> list[dict]:
-    return [
-        ev.submitted(pid),
-        ev.screened(pid),
-        ev.decided(pid),
-        ev.status(pid, "in_evaluation", "approved"),
-        ev.started(pid),
-        ev.measured(pid, 70),
-        ev.measured(pid, 75, time="2026-06-02T08:00:00Z"),
-        ev.completed(pid),
-    ]
+    """A pilot's history with two measurements (on two days) before its completion."""
+    events = ev.pilot_lifecycle(pid)
+    events.insert(-1, ev.measured(pid, 75, time="2026-06-02T08:00:00Z"))
+    return events
 
 
 def interleaved(*histories: list[dict]) -> list[dict]:
