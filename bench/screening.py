@@ -6,7 +6,7 @@ Method
    (SQLite in a temporary directory; with --postgres URL also a fresh PostgreSQL database on that
    server) is migrated to head and seeded with that many open known proposals in bulk inserts on
    the store's own tables (`known_proposals` and the duplicate rule's `title_keys` index, with
-   the values the repository would write).
+   the rows the repository would write: screening.index_rows).
 2. Titles are municipal pilot titles built from Finnish and English words (place, topic, kind of
    pilot, a qualifier); about 3% of the measured proposals are a stored title with a small edit,
    so the duplicate rule fires as it would in real use.
@@ -43,7 +43,7 @@ from kokeilu.contracts import new_event  # noqa: E402
 from kokeilu.contracts.proposals import ProposalSubmitted  # noqa: E402
 from kokeilu.store import Database  # noqa: E402
 from services.evaluation import handlers, store  # noqa: E402
-from services.evaluation.screening import ScreeningPolicy, title_keys  # noqa: E402
+from services.evaluation.screening import ScreeningPolicy, index_rows  # noqa: E402
 
 MIGRATIONS = ROOT / "services" / "evaluation" / "migrations"
 
@@ -314,7 +314,7 @@ def seed(db: Database, n: int, rng: random.Random) -> list[str]:
             for title in titles[i : i + batch]:
                 pid = str(uuid.uuid4())
                 rows.append(dict(proposal_id=pid, title=title, is_open=True, updated_at=now))
-                keys.extend(dict(key=k, proposal_id=pid) for k in sorted(set(title_keys(title))))
+                keys.extend(index_rows(pid, title))  # what KnownProposalRepository.upsert writes
             conn.execute(store.known_proposals.insert(), rows)
             conn.execute(store.title_keys_table.insert(), keys)
     if db.engine.dialect.name == "postgresql":

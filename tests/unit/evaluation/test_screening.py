@@ -3,8 +3,10 @@ duplicate rule looks candidates up by (the screening use case is in test_handler
 
 from __future__ import annotations
 
+from difflib import SequenceMatcher
+
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -19,6 +21,8 @@ from services.evaluation.screening import (
     normalise_title,
     screen,
     title_keys,
+    title_profile,
+    within_reach,
 )
 from services.evaluation.settings import EvaluationSettings
 from tests.builders import a_proposal_submitted
@@ -279,8 +283,60 @@ def test_the_rule_finds_through_the_index_what_it_finds_among_every_open_proposa
         for edited in edits(title, rnd):
             proposal = a_proposal_submitted(title=edited)
             with uow:
-                found = duplicate(proposal, POLICY, uow.known.near_duplicate_candidates(edited))
-            assert found == duplicate(proposal, POLICY, every), edited
+                candidates = uow.known.near_duplicate_candidates(edited, POLICY.duplicate_title_similarity)
+            assert duplicate(proposal, POLICY, candidates) == duplicate(proposal, POLICY, every), edited
+
+
+# within_reach: the candidates the profiles rule out before their titles are read ------------
+def within(a: str, b: str, similarity: float) -> bool:
+    return within_reach(title_profile(a), [title_profile(b)], similarity) == [True]
+
+
+# Titles with a few letters edited (to reach high ratios), long repetitive ones (letter counts
+# of 255 and more), letters outside a-z, digits and punctuation.
+title_text = st.builds(
+    lambda part, times: part * times, st.text(alphabet="aaeikst ÄäöÅß0ﬃ,-", max_size=40), st.integers(1, 15)
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(title=title_text, edits=st.lists(st.tuples(st.integers(0, 600), st.sampled_from("aqäö 1-")), max_size=6))
+@example(title="a" * 300, edits=[])
+@example(title="Kera " + "ö" * 260, edits=[(3, "q")])
+def test_the_profiles_never_rule_out_a_title_as_similar_as_difflib_finds_it(title, edits):
+    edited = title
+    for at, char in edits:
+        edited = edited[:at] + char + edited[at + 1 :]
+    # quick_ratio (letters in common, unjunked) is never below the ratio: the bound must not be
+    # below either.
+    a, b = normalise_title(title), normalise_title(edited)
+    assert within(title, edited, SequenceMatcher(None, a, b).quick_ratio())
+    assert within(edited, title, SequenceMatcher(None, b, a).quick_ratio())
+
+
+def test_the_profiles_never_rule_out_a_resubmission():
+    import random
+
+    rnd = random.Random(20261128)
+    for title in TITLES:
+        for _ in range(20):
+            for edited in edits(title, rnd):
+                assert within(title, edited, duplicate_ratio(title, edited)), (title, edited)
+
+
+def test_the_profiles_rule_out_titles_of_other_lengths_or_letters():
+    title = "Autonomous shuttle feeder for Kera station"
+    assert not within(title, title + " and the new housing blocks", 0.9)  # lengths alone
+    assert not within(title, "Autonomous shuttle feeder: Kivenlahti, Soukka", 0.9)  # letters
+    assert within(title, "Autonomous shuttle feeder: Kivenlahti, Soukka", 0.8)
+    assert within("", "", 1.0)  # two empty titles are identical for difflib (ratio 1)
+
+
+def test_within_reach_answers_for_each_candidate_in_order():
+    title = "Stormwater sensors in Leppävaara"
+    others = [title_profile(t) for t in ("Stormwater sensors in Leppavaara", "Library robot tutors", title)]
+    assert within_reach(title_profile(title), others, 0.9) == [True, False, True]
+    assert within_reach(title_profile(title), [], 0.9) == []
 
 
 def duplicate_ratio(a: str, b: str) -> float:
