@@ -203,15 +203,22 @@ def duplicate(p: ProposalSubmitted, policy: ScreeningPolicy, open_proposals: Ite
     if policy.duplicate_title_similarity is None:
         return None
     threshold = policy.duplicate_title_similarity
+    title = normalise_title(p.title)
     matcher = SequenceMatcher(None)
-    matcher.set_seq2(normalise_title(p.title))  # difflib caches what it learns about seq2
+    matcher.set_seq2(title)  # difflib caches what it learns about seq2
+    subsequence = CommonSubsequences(title)
     best = None
     for other_id, other_title in open_proposals:
         if other_id == p.proposal_id:
             continue
-        matcher.set_seq1(normalise_title(other_title))
-        # The quick upper bounds skip most titles without the full (quadratic) comparison.
+        other = normalise_title(other_title)
+        matcher.set_seq1(other)
+        # Upper bounds of the ratio skip most titles without the full comparison: difflib's quick
+        # ones (lengths, letters in common), then the longest common subsequence (difflib's
+        # matching blocks are a common subsequence), about a seventh of the cost of ratio().
         if matcher.real_quick_ratio() < threshold or matcher.quick_ratio() < threshold:
+            continue
+        if 2.0 * subsequence.longest_with(other) / (len(title) + len(other)) < threshold:
             continue
         ratio = matcher.ratio()
         if ratio >= threshold and (best is None or ratio > best[0]):
@@ -219,6 +226,26 @@ def duplicate(p: ProposalSubmitted, policy: ScreeningPolicy, open_proposals: Ite
     if best is None:
         return None
     return f"title is near-identical ({best[0]:.0%}) to open proposal {best[1]} ({best[2]!r})"
+
+
+class CommonSubsequences:
+    """Lengths of the longest common subsequences of one string with others, bit-parallel over
+    the string's positions (Allison and Dix 1986; Hyyrö 2004): one pass over the other string,
+    a few integer operations per letter; each bit of V cleared is one more letter in common."""
+
+    def __init__(self, text: str):
+        self.length = len(text)
+        self.masks: dict[str, int] = {}
+        for i, char in enumerate(text):
+            self.masks[char] = self.masks.get(char, 0) | (1 << i)
+
+    def longest_with(self, other: str) -> int:
+        all_ones = (1 << self.length) - 1
+        v = all_ones
+        for char in other:
+            u = v & self.masks.get(char, 0)
+            v = (v + u) | (v - u)
+        return self.length - (v & all_ones).bit_count()
 
 
 def screen(

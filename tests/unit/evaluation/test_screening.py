@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from kokeilu.contracts.proposals import Environment, FocusArea
 from services.evaluation.screening import (
     RULES,
+    CommonSubsequences,
     ScreeningPolicy,
     budget_cap,
     completeness,
@@ -343,3 +344,30 @@ def duplicate_ratio(a: str, b: str) -> float:
     from difflib import SequenceMatcher
 
     return SequenceMatcher(None, normalise_title(a), normalise_title(b)).ratio()
+
+
+# The longest common subsequence, the bound `duplicate` checks before difflib's ratio ----------
+def longest_common_subsequence(a: str, b: str) -> int:
+    row = [0] * (len(b) + 1)
+    for x in a:
+        diagonal, row[0] = 0, 0
+        for j, y in enumerate(b, 1):
+            diagonal, row[j] = row[j], diagonal + 1 if x == y else max(row[j], row[j - 1])
+    return row[-1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(a=st.text(alphabet="abcä ", max_size=80), b=st.text(alphabet="abcä ", max_size=80))
+def test_the_bit_parallel_subsequence_is_the_longest_common_one(a, b):
+    assert CommonSubsequences(b).longest_with(a) == longest_common_subsequence(a, b)
+
+
+@settings(max_examples=300, deadline=None)
+@given(title=title_text, edits=st.lists(st.tuples(st.integers(0, 600), st.sampled_from("aqäö 1-")), max_size=6))
+def test_the_subsequence_bound_is_never_below_difflibs_ratio(title, edits):
+    edited = title
+    for at, char in edits:
+        edited = edited[:at] + char + edited[at + 1 :]
+    a, b = normalise_title(edited), normalise_title(title)
+    if a or b:
+        assert 2.0 * CommonSubsequences(b).longest_with(a) / (len(a) + len(b)) >= duplicate_ratio(edited, title)
