@@ -8,10 +8,11 @@ the candidates the store finds by `title_keys` and `within_reach` (below), not e
 
 from __future__ import annotations
 
+import math
 import random
 import re
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from difflib import SequenceMatcher
 from hashlib import blake2b
 from typing import Any
@@ -166,21 +167,39 @@ def _profile(normalised: str) -> tuple[int, bytes]:
     return len(normalised), bytes(min(c, _FULL) for c in counts)
 
 
-def within_reach(profile: tuple[int, bytes], others: list[tuple[int, bytes]], similarity: float) -> list[bool]:
+def lengths_within_reach(length: int, similarity: float) -> tuple[int, int]:
+    """(shortest, longest) normalised length a title may have and still reach `similarity` with
+    a title of `length` (difflib's real_quick_ratio, 2 * shorter / both lengths), a letter wider
+    on each side than exact arithmetic says."""
+    if similarity <= 0:
+        return 0, _LONGEST
+    longest = length * (2 - similarity) / similarity
+    return (
+        max(0, math.floor(similarity * length / (2 - similarity)) - 1),
+        _LONGEST if longest >= _LONGEST else math.ceil(longest) + 1,
+    )
+
+
+_LONGEST = (1 << 31) - 1  # no title is longer (and a 32-bit INTEGER column holds it)
+
+
+def within_reach(profile: tuple[int, bytes], others: Sequence[tuple[int, bytes]], similarity: float) -> list[bool]:
     """For each of `others` (title_profile of each), whether its title may reach `similarity`
     (difflib ratio of the normalised titles) with the title of `profile`; False only when it
     cannot: 2 * (letters in common, counted per class) / (both lengths) is below `similarity`."""
     if not others:
         return []
     length, counts = profile
-    theirs = np.frombuffer(b"".join(c for _, c in others), dtype=np.uint8).reshape(len(others), PROFILE_BUCKETS)
+    theirs = np.frombuffer(b"".join([c for _, c in others]), dtype=np.uint8).reshape(len(others), PROFILE_BUCKETS)
     mine = np.frombuffer(counts, dtype=np.uint8)
-    # A full count is unknown above 255: taken as unbounded, its class bounds nothing.
-    unbounded = 1 << 30
-    common = np.minimum(
-        np.where(theirs == _FULL, unbounded, theirs.astype(np.int64)),
-        np.where(mine == _FULL, unbounded, mine.astype(np.int64)),
-    ).sum(axis=1)
+    if mine.max() < _FULL and theirs.max() < _FULL:
+        common = np.minimum(theirs, mine).sum(axis=1, dtype=np.int64)
+    else:  # a full count is unknown above 255: taken as unbounded, its class bounds nothing
+        unbounded = 1 << 30
+        common = np.minimum(
+            np.where(theirs == _FULL, unbounded, theirs.astype(np.int64)),
+            np.where(mine == _FULL, unbounded, mine.astype(np.int64)),
+        ).sum(axis=1)
     total = np.array([n for n, _ in others], dtype=np.int64) + length
     # difflib's ratio is 2.0 * matches / total (1.0 for two empty titles): the same sum here.
     bound = np.where(total > 0, 2.0 * common / np.maximum(total, 1), 1.0)

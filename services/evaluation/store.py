@@ -15,7 +15,7 @@ from kokeilu.store import UnitOfWork, UtcDateTime, add_flows_table, add_messagin
 from kokeilu.store.statements import as_list, insert_rows, one_of
 
 from .domain import Assignment, Evaluation, Outcome
-from .screening import index_rows, title_keys, title_profile, within_reach
+from .screening import index_rows, lengths_within_reach, title_keys, title_profile, within_reach
 
 metadata = sa.MetaData()
 add_messaging_tables(metadata)
@@ -206,7 +206,10 @@ _DELETE_KEYS = title_keys_table.delete().where(title_keys_table.c.proposal_id ==
 # with the keys as one parameter: the hundreds of rows come back without SQLAlchemy's typed
 # result processing (profile is bytes on SQLite, a memoryview from psycopg2).
 _UNDER_KEYS = {
-    dialect: sa.text(f"SELECT proposal_id, length, profile FROM title_keys WHERE {one_of(dialect, 'key', 'keys')}")
+    dialect: sa.text(
+        f"SELECT proposal_id, length, profile FROM title_keys WHERE {one_of(dialect, 'key', 'keys')} "
+        "AND length BETWEEN :shortest AND :longest"
+    )
     for dialect in ("sqlite", "postgresql")
 }
 # No condition on is_open here: with one, SQLite's planner may start from every open proposal
@@ -241,10 +244,13 @@ class KnownProposalRepository:
         rule may find near-identical (screening.title_keys says how likely a miss is; the
         profiles miss nothing)."""
         dialect = self.conn.dialect.name
-        rows = self.conn.execute(_UNDER_KEYS[dialect], {"keys": as_list(dialect, title_keys(title))}).all()
-        reach = within_reach(
-            title_profile(title), [(length, bytes(profile)) for _, length, profile in rows], similarity
-        )
+        profile = title_profile(title)
+        shortest, longest = lengths_within_reach(profile[0], similarity)
+        rows = self.conn.execute(
+            _UNDER_KEYS[dialect],
+            {"keys": as_list(dialect, title_keys(title)), "shortest": shortest, "longest": longest},
+        ).all()
+        reach = within_reach(profile, [(r[1], bytes(r[2])) for r in rows], similarity)
         ids = list(dict.fromkeys(r[0] for r, ok in zip(rows, reach, strict=True) if ok))
         if not ids:
             return []

@@ -19,6 +19,7 @@ from services.evaluation.screening import (
     completeness,
     duplicate,
     eligible_environment,
+    lengths_within_reach,
     normalise_title,
     screen,
     title_keys,
@@ -331,6 +332,24 @@ def test_the_profiles_rule_out_titles_of_other_lengths_or_letters():
     assert not within(title, "Autonomous shuttle feeder: Kivenlahti, Soukka", 0.9)  # letters
     assert within(title, "Autonomous shuttle feeder: Kivenlahti, Soukka", 0.8)
     assert within("", "", 1.0)  # two empty titles are identical for difflib (ratio 1)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    length=st.integers(0, 600),
+    other=st.integers(0, 600),
+    similarity=st.floats(0, 1) | st.sampled_from([0.9, 0.5, 1.0, 0.0]),
+)
+def test_the_lengths_within_reach_keep_every_length_difflibs_real_quick_ratio_keeps(length, other, similarity):
+    shortest, longest = lengths_within_reach(length, similarity)
+    total = length + other
+    real_quick_ratio = 2.0 * min(length, other) / total if total else 1.0
+    assert (shortest <= other <= longest) or real_quick_ratio < similarity
+
+
+def test_the_lengths_within_reach_leave_out_what_cannot_reach():
+    assert lengths_within_reach(100, 0.9) == (80, 124)  # exactly 81.8 and 122.2
+    assert lengths_within_reach(100, 0.0) == (0, 2**31 - 1)
 
 
 def test_within_reach_answers_for_each_candidate_in_order():
