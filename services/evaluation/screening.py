@@ -110,13 +110,16 @@ def normalise_title(title: str) -> str:
 # Sharing a band is not rare among titles that are merely alike: titles built on the same
 # pattern (topic, kind of pilot, place, partner) have J of 0.3-0.5 and share one with
 # probability 0.07-0.6, so their number grows with the open proposals (about 180 per screening
-# with 100,000 open in bench/screening.py, whose titles are such). Each key row therefore also
-# holds its title's normalised length and letter counts (`title_profile`), and `within_reach`
-# drops, before any title is read, the candidates whose counts prove the ratio below the
-# threshold: difflib's ratio is 2 * matches / (both lengths), and matches never exceed the
-# letters the two titles have in common (difflib's own quick_ratio bound; here counted in
-# PROFILE_BUCKETS classes, which can only count more in common). The bound drops no duplicate,
-# so the rule finds what it finds without it; about 3 of the 180 remain.
+# with 100,000 open in bench/screening.py, whose titles are such; no band scheme of sensible
+# size separates them from the resubmissions above, down to J = 0.67). Each key row therefore
+# also holds its title's normalised length and letter counts (`title_profile`): the store
+# leaves in the database the rows of titles too short or too long (`lengths_within_reach`),
+# and `within_reach` drops, before any title is read, the candidates whose counts prove the
+# ratio below the threshold: difflib's ratio is 2 * matches / (both lengths), and matches never
+# exceed the letters the two titles have in common (difflib's own quick_ratio bound; here
+# counted in PROFILE_BUCKETS classes, which can only count more in common). Neither drops a
+# duplicate, so the rule finds what it found without them; about 3 of the 180 remain, and
+# `duplicate` bounds those by their longest common subsequence before difflib's ratio.
 KEY_BANDS, KEY_ROWS = 30, 5
 _P = np.uint64(4294967311)  # a prime above 2**32: (a*x + b) mod P are independent permutations
 _seeds = random.Random(20261128)
