@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -75,8 +75,11 @@ def one_of(dialect: str, column: str, parameter: str) -> str:
     return f"{column} = ANY(:{parameter})"
 
 
-def as_list(dialect: str, values: Sequence[str]) -> str | list[str]:
-    """`values` bound for one_of: a JSON array on SQLite, an array on PostgreSQL."""
+_Value = TypeVar("_Value", str, int)
+
+
+def as_list(dialect: str, values: Sequence[_Value]) -> str | list[_Value]:
+    """`values` (strings or integers) bound for one_of: a JSON array on SQLite, an array on PostgreSQL."""
     return json.dumps(list(values)) if dialect == "sqlite" else list(values)
 
 

@@ -102,8 +102,9 @@ def _screen_and_open(
         # chosen from one workload.
         uow.lock(SCREENING_LOCK)
         uow.remember_flow(pid)  # for the evaluators' actions and the overdue clock later (a row: after the lock)
-        # Only the open proposals the store's index finds similar enough to matter: flat, however many are open.
-        candidates = uow.known.near_duplicate_candidates(proposal.title) if policy.duplicate_title_similarity else []
+        # Only the open proposals the store's index finds similar enough to matter (not every open one).
+        similarity = policy.duplicate_title_similarity
+        candidates = uow.known.near_duplicate_candidates(proposal.title, similarity) if similarity else []
         failures = screen(proposal, policy, candidates)
         outcome = ScreeningCompleted(
             proposal_id=pid,

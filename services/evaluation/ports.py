@@ -30,8 +30,9 @@ class KnownProposalRepository(Protocol):
 
     def close(self, proposal_id: str, now: datetime) -> None: ...
 
-    def near_duplicate_candidates(self, title: str) -> list[tuple[str, str]]:
-        """(id, title) of the open proposals whose titles share a key with `title`."""
+    def near_duplicate_candidates(self, title: str, similarity: float = 0.0) -> list[tuple[str, str]]:
+        """(id, title) of the open proposals whose titles share a key with `title` and may reach
+        `similarity` with it (screening.within_reach)."""
         ...
 
 

@@ -3,15 +3,16 @@
 Rules are plain functions of (proposal, policy) -> failure reason or None, so a new rule is a
 new function in RULES; the policy (caps, eligible environments) comes from configuration. The
 duplicate rule also looks at the other open proposals, so it takes them as a third argument:
-the candidates the store finds by `title_keys` (below), not every open proposal.
+the candidates the store finds by `title_keys` and `within_reach` (below), not every open proposal.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import re
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from difflib import SequenceMatcher
 from hashlib import blake2b
 from typing import Any
@@ -89,13 +90,14 @@ def normalise_title(title: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text).split())
 
 
-# Near-duplicate candidates: MinHash LSH over the character trigrams of the normalised title.
+# Near-duplicate candidates: MinHash LSH over the character trigrams of the normalised title,
+# then an exact bound on difflib's ratio from each candidate's letter counts.
 #
 # Comparing a new title with every open one costs O(open proposals) per screening (about 200 ms
 # each with 10,000 open). Instead each open title is stored under KEY_BANDS + 1 keys: one per
 # band of KEY_ROWS MinHash values of its trigram set, and one of the whole normalised title.
-# A new title looks up its own keys and the exact rule (`duplicate`) judges only the titles that
-# share one, so screening costs the same with 100 or 100,000 open proposals.
+# A new title looks up its own keys; the exact rule (`duplicate`) judges only the titles that
+# share one and that `within_reach` cannot rule out.
 #
 # Titles identical once normalised always share the exact key. Two titles whose trigram sets
 # have Jaccard similarity J share a band with probability 1 - (1 - J**KEY_ROWS)**KEY_BANDS:
@@ -103,8 +105,21 @@ def normalise_title(title: str) -> str:
 # 0.91 at J = 0.6. A word added, dropped or changed keeps J higher still in titles of municipal
 # length. A pair that reaches ratio 0.9 with many scattered one-letter changes can have J near
 # 0.5 and be missed (0.61 found): the index trades that for cost. tests/unit/evaluation/test_screening.py
-# checks 2,265 generated resubmissions (ratio >= 0.9): every one shares a key. Unrelated titles
-# share one with probability 0.002 at J = 0.15, so candidates stay few.
+# checks 2,265 generated resubmissions (ratio >= 0.9): every one shares a key.
+#
+# Sharing a band is not rare among titles that are merely alike: titles built on the same
+# pattern (topic, kind of pilot, place, partner) have J of 0.3-0.5 and share one with
+# probability 0.07-0.6, so their number grows with the open proposals (about 180 per screening
+# with 100,000 open in bench/screening.py, whose titles are such; no band scheme of sensible
+# size separates them from the resubmissions above, down to J = 0.67). Each key row therefore
+# also holds its title's normalised length and letter counts (`title_profile`): the store
+# leaves in the database the rows of titles too short or too long (`lengths_within_reach`),
+# and `within_reach` drops, before any title is read, the candidates whose counts prove the
+# ratio below the threshold: difflib's ratio is 2 * matches / (both lengths), and matches never
+# exceed the letters the two titles have in common (difflib's own quick_ratio bound; here
+# counted in PROFILE_BUCKETS classes, which can only count more in common). Neither drops a
+# duplicate, so the rule finds what it found without them; about 3 of the 180 remain, and
+# `duplicate` bounds those by their longest common subsequence before difflib's ratio.
 KEY_BANDS, KEY_ROWS = 30, 5
 _P = np.uint64(4294967311)  # a prime above 2**32: (a*x + b) mod P are independent permutations
 _seeds = random.Random(20261128)
@@ -119,8 +134,11 @@ def _hash63(data: bytes, salt: int) -> int:
 def title_keys(title: str) -> list[int]:
     """The index keys of a title (positive 63-bit integers): one per LSH band, then the exact key.
     Changing KEY_BANDS, KEY_ROWS or the seeds changes every key: the stored ones must then be
-    rebuilt (as migration 0004 builds them)."""
-    normalised = normalise_title(title)
+    rebuilt (as migration 0006 rebuilds them)."""
+    return _keys(normalise_title(title))
+
+
+def _keys(normalised: str) -> list[int]:
     grams = {normalised[i : i + 3] for i in range(max(1, len(normalised) - 2))}
     x = np.array([int.from_bytes(blake2b(g.encode(), digest_size=4).digest(), "big") for g in grams], dtype=np.uint64)
     signature = ((_A * x[None, :] + _B) % _P).min(axis=1).reshape(KEY_BANDS, KEY_ROWS)
@@ -129,20 +147,100 @@ def title_keys(title: str) -> list[int]:
     return keys
 
 
+# A normalised title's letters in classes: a space, a to z, ä, ö, å, a digit, anything else.
+PROFILE_BUCKETS = 32
+_FULL = 255  # a count stored as 255 is "255 or more"
+_BUCKET = {" ": 0, "ä": 27, "ö": 28, "å": 29} | {chr(96 + i): i for i in range(1, 27)}
+
+
+def _bucket(char: str) -> int:
+    return _BUCKET.get(char, 30 if char.isdigit() else 31)
+
+
+def title_profile(title: str) -> tuple[int, bytes]:
+    """(length, letter counts) of the normalised title: what `within_reach` bounds the ratio by.
+    The counts are PROFILE_BUCKETS bytes, each at most 255 (a full one means 255 or more)."""
+    return _profile(normalise_title(title))
+
+
+def _profile(normalised: str) -> tuple[int, bytes]:
+    counts = [0] * PROFILE_BUCKETS
+    for char in normalised:
+        counts[_bucket(char)] += 1
+    return len(normalised), bytes(min(c, _FULL) for c in counts)
+
+
+def lengths_within_reach(length: int, similarity: float) -> tuple[int, int]:
+    """(shortest, longest) normalised length a title may have and still reach `similarity` with
+    a title of `length` (difflib's real_quick_ratio, 2 * shorter / both lengths), a letter wider
+    on each side than exact arithmetic says."""
+    if similarity <= 0:
+        return 0, _LONGEST
+    longest = length * (2 - similarity) / similarity
+    return (
+        max(0, math.floor(similarity * length / (2 - similarity)) - 1),
+        _LONGEST if longest >= _LONGEST else math.ceil(longest) + 1,
+    )
+
+
+_LONGEST = (1 << 31) - 1  # no title is longer (and a 32-bit INTEGER column holds it)
+
+
+def within_reach(profile: tuple[int, bytes], others: Sequence[tuple[int, bytes]], similarity: float) -> list[bool]:
+    """For each of `others` (title_profile of each), whether its title may reach `similarity`
+    (difflib ratio of the normalised titles) with the title of `profile`; False only when it
+    cannot: 2 * (letters in common, counted per class) / (both lengths) is below `similarity`."""
+    if not others:
+        return []
+    length, counts = profile
+    theirs = np.frombuffer(b"".join([c for _, c in others]), dtype=np.uint8).reshape(len(others), PROFILE_BUCKETS)
+    mine = np.frombuffer(counts, dtype=np.uint8)
+    if mine.max() < _FULL and theirs.max() < _FULL:
+        common = np.minimum(theirs, mine).sum(axis=1, dtype=np.int64)
+    else:  # a full count is unknown above 255: taken as unbounded, its class bounds nothing
+        unbounded = 1 << 30
+        common = np.minimum(
+            np.where(theirs == _FULL, unbounded, theirs.astype(np.int64)),
+            np.where(mine == _FULL, unbounded, mine.astype(np.int64)),
+        ).sum(axis=1)
+    total = np.array([n for n, _ in others], dtype=np.int64) + length
+    # difflib's ratio is 2.0 * matches / total (1.0 for two empty titles): the same sum here.
+    bound = np.where(total > 0, 2.0 * common / np.maximum(total, 1), 1.0)
+    return [bool(b) for b in bound >= similarity]
+
+
+def index_rows(proposal_id: str, title: str) -> list[dict[str, Any]]:
+    """The rows that index an open proposal's title (the store's title_keys table): one per
+    distinct key, each with the title's profile."""
+    normalised = normalise_title(title)
+    length, counts = _profile(normalised)
+    return [
+        {"key": k, "proposal_id": proposal_id, "length": length, "profile": counts}
+        for k in sorted(set(_keys(normalised)))
+    ]
+
+
 def duplicate(p: ProposalSubmitted, policy: ScreeningPolicy, open_proposals: Iterable[tuple[str, str]]) -> str | None:
     """Near-identical title to an open proposal (id, title) other than this one."""
     if policy.duplicate_title_similarity is None:
         return None
     threshold = policy.duplicate_title_similarity
+    title = normalise_title(p.title)
     matcher = SequenceMatcher(None)
-    matcher.set_seq2(normalise_title(p.title))  # difflib caches what it learns about seq2
+    matcher.set_seq2(title)  # difflib caches what it learns about seq2
+    subsequence = CommonSubsequences(title)
     best = None
     for other_id, other_title in open_proposals:
         if other_id == p.proposal_id:
             continue
-        matcher.set_seq1(normalise_title(other_title))
-        # The quick upper bounds skip most titles without the full (quadratic) comparison.
+        other = normalise_title(other_title)
+        matcher.set_seq1(other)
+        # Upper bounds of the ratio skip most titles without the full comparison: difflib's quick
+        # ones (lengths, letters in common), then the longest common subsequence (difflib's
+        # matching blocks are a common subsequence), about a seventh of the cost of ratio().
         if matcher.real_quick_ratio() < threshold or matcher.quick_ratio() < threshold:
+            continue
+        if 2.0 * subsequence.longest_with(other) / (len(title) + len(other)) < threshold:
             continue
         ratio = matcher.ratio()
         if ratio >= threshold and (best is None or ratio > best[0]):
@@ -150,6 +248,26 @@ def duplicate(p: ProposalSubmitted, policy: ScreeningPolicy, open_proposals: Ite
     if best is None:
         return None
     return f"title is near-identical ({best[0]:.0%}) to open proposal {best[1]} ({best[2]!r})"
+
+
+class CommonSubsequences:
+    """Lengths of the longest common subsequences of one string with others, bit-parallel over
+    the string's positions (Allison and Dix 1986; Hyyrö 2004): one pass over the other string,
+    a few integer operations per letter; each bit of V cleared is one more letter in common."""
+
+    def __init__(self, text: str):
+        self.length = len(text)
+        self.masks: dict[str, int] = {}
+        for i, char in enumerate(text):
+            self.masks[char] = self.masks.get(char, 0) | (1 << i)
+
+    def longest_with(self, other: str) -> int:
+        all_ones = (1 << self.length) - 1
+        v = all_ones
+        for char in other:
+            u = v & self.masks.get(char, 0)
+            v = (v + u) | (v - u)
+        return self.length - (v & all_ones).bit_count()
 
 
 def screen(

@@ -12,9 +12,10 @@ import sqlalchemy as sa
 from kokeilu.contracts import service_source
 from kokeilu.contracts.evaluation import Decision, RuleFailure, ScreeningCompleted
 from kokeilu.store import UnitOfWork, UtcDateTime, add_flows_table, add_messaging_tables
+from kokeilu.store.statements import as_list, insert_rows, one_of
 
 from .domain import Assignment, Evaluation, Outcome
-from .screening import title_keys
+from .screening import index_rows, lengths_within_reach, title_keys, title_profile, within_reach
 
 metadata = sa.MetaData()
 add_messaging_tables(metadata)
@@ -42,13 +43,20 @@ known_proposals = sa.Table(
     sa.Column("updated_at", UtcDateTime(), nullable=False),
 )
 
-# The near-duplicate index (0004): each OPEN known proposal under its screening.title_keys, kept
-# in step with known_proposals in the same transaction (a closed proposal has no keys).
+# The near-duplicate index (0004, rebuilt by 0006): each OPEN known proposal under its
+# screening.title_keys, each row with its title's screening.title_profile (what within_reach
+# needs, so candidates are ruled out without reading their titles), kept in step with
+# known_proposals in the same transaction (a closed proposal has no keys). Without a rowid on
+# SQLite: the table is its primary key's B-tree, so a key's rows are read from the pages the
+# key leads to and a new proposal writes one B-tree fewer.
 title_keys_table = sa.Table(
     "title_keys",
     metadata,
     sa.Column("key", sa.BigInteger(), primary_key=True, autoincrement=False),
     sa.Column("proposal_id", sa.String(64), primary_key=True),
+    sa.Column("length", sa.Integer(), nullable=False),  # 0006
+    sa.Column("profile", sa.LargeBinary(), nullable=False),  # 0006
+    sqlite_with_rowid=False,
 )
 sa.Index("ix_title_keys_proposal", title_keys_table.c.proposal_id)
 
@@ -114,7 +122,6 @@ _CLOSE_KNOWN = (
     .where(known_proposals.c.proposal_id == sa.bindparam("_id"))
     .values(is_open=False, updated_at=sa.bindparam("_now"))
 )
-_INSERT_KEYS = title_keys_table.insert()
 _INSERT_EVALUATION = evaluations.insert()
 _UPDATE_EVALUATION = evaluations.update().where(
     (evaluations.c.proposal_id == sa.bindparam("_id")) & (evaluations.c.revision == sa.bindparam("_revision"))
@@ -194,18 +201,22 @@ class ScreeningRepository:
 
 
 _DELETE_KEYS = title_keys_table.delete().where(title_keys_table.c.proposal_id == sa.bindparam("id"))
-# Keys first (their primary key index), then those proposals by theirs. No condition on is_open
-# here: with one, SQLite's planner may start from every open proposal (is_open is indexed) and
-# the cost grows with them. Only open proposals have keys; the caller checks is_open anyway.
-_CANDIDATES = (
-    sa.select(known_proposals.c.proposal_id, known_proposals.c.title, known_proposals.c.is_open)
-    .where(
-        known_proposals.c.proposal_id.in_(
-            sa.select(title_keys_table.c.proposal_id)
-            .where(title_keys_table.c.key.in_(sa.bindparam("keys", expanding=True)))
-            .scalar_subquery()
-        )
+# The index rows under a title's keys (each key's rows are together in the primary key); only
+# open proposals have keys, and a proposal sharing several keys comes back once per key. Text
+# with the keys as one parameter: the hundreds of rows come back without SQLAlchemy's typed
+# result processing (profile is bytes on SQLite, a memoryview from psycopg2).
+_UNDER_KEYS = {
+    dialect: sa.text(
+        f"SELECT proposal_id, length, profile FROM title_keys WHERE {one_of(dialect, 'key', 'keys')} "
+        "AND length BETWEEN :shortest AND :longest"
     )
+    for dialect in ("sqlite", "postgresql")
+}
+# No condition on is_open here: with one, SQLite's planner may start from every open proposal
+# (is_open is indexed) and the cost grows with them. The caller checks is_open anyway.
+_TITLES = (
+    sa.select(known_proposals.c.proposal_id, known_proposals.c.title, known_proposals.c.is_open)
+    .where(known_proposals.c.proposal_id.in_(sa.bindparam("ids", expanding=True)))
     .order_by(known_proposals.c.proposal_id)
 )
 
@@ -221,20 +232,30 @@ class KnownProposalRepository:
         self.conn.execute(_INSERT_KNOWN, dict(proposal_id=proposal_id, title=title, is_open=is_open, updated_at=now))
         self.conn.execute(_DELETE_KEYS, {"id": proposal_id})
         if is_open:
-            self.conn.execute(
-                _INSERT_KEYS,
-                [{"key": k, "proposal_id": proposal_id} for k in sorted(set(title_keys(title)))],
-            )
+            insert_rows(self.conn, title_keys_table, index_rows(proposal_id, title))
 
     def close(self, proposal_id: str, now: datetime) -> None:
         self.conn.execute(_CLOSE_KNOWN, {"_id": proposal_id, "_now": now})
         self.conn.execute(_DELETE_KEYS, {"id": proposal_id})
 
-    def near_duplicate_candidates(self, title: str) -> list[tuple[str, str]]:
-        """Open proposals (id, title) that share an index key with `title`: those the duplicate
-        rule may find near-identical (screening.title_keys says how likely a miss is)."""
-        rows = self.conn.execute(_CANDIDATES, {"keys": title_keys(title)})
-        return [(r.proposal_id, r.title) for r in rows if r.is_open]
+    def near_duplicate_candidates(self, title: str, similarity: float = 0.0) -> list[tuple[str, str]]:
+        """Open proposals (id, title) that share an index key with `title` and whose titles'
+        profiles do not rule out a difflib ratio of `similarity` with it: those the duplicate
+        rule may find near-identical (screening.title_keys says how likely a miss is; the
+        profiles miss nothing)."""
+        dialect = self.conn.dialect.name
+        profile = title_profile(title)
+        shortest, longest = lengths_within_reach(profile[0], similarity)
+        rows = self.conn.execute(
+            _UNDER_KEYS[dialect],
+            {"keys": as_list(dialect, title_keys(title)), "shortest": shortest, "longest": longest},
+        ).all()
+        reach = within_reach(profile, [(r[1], bytes(r[2])) for r in rows], similarity)
+        ids = list(dict.fromkeys(r[0] for r, ok in zip(rows, reach, strict=True) if ok))
+        if not ids:
+            return []
+        titles = self.conn.execute(_TITLES, {"ids": ids})
+        return [(r.proposal_id, r.title) for r in titles if r.is_open]
 
 
 def _outcome_json(o: Outcome | None) -> dict[str, Any] | None:

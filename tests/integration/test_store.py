@@ -419,6 +419,26 @@ def test_the_near_duplicate_index_follows_open_proposals_and_their_titles(databa
         assert uow.known.near_duplicate_candidates("Snow-melt cycle lanes in Otaniemi") == []
 
 
+def test_the_index_rules_out_by_profile_what_cannot_reach_the_similarity(database_url):
+    from services.evaluation.store import EvaluationUnitOfWork
+
+    db = Database(database_url, ROOT / "services" / "evaluation" / "migrations")
+    db.migrate()
+    now = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+    title = "Autonomous shuttle feeder for Kera station"
+    longer = title + " and the new housing blocks"  # shares a key, too long to reach 0.9
+    with EvaluationUnitOfWork(db) as uow:
+        uow.known.upsert("p1", title, True, now)
+        uow.known.upsert("p2", longer, True, now)
+        uow.commit()
+    with EvaluationUnitOfWork(db) as uow:
+        assert uow.known.near_duplicate_candidates(title) == [("p1", title), ("p2", longer)]
+        assert uow.known.near_duplicate_candidates(title, 0.7) == [("p1", title), ("p2", longer)]
+        assert uow.known.near_duplicate_candidates(title, 0.9) == [("p1", title)]
+        assert uow.known.near_duplicate_candidates(title + " 2027", 0.9) == [("p1", title)]
+    db.dispose()
+
+
 def test_the_index_migration_indexes_the_proposals_already_open(database_url):
     from services.evaluation.store import EvaluationUnitOfWork
 
@@ -441,6 +461,29 @@ def test_the_index_migration_indexes_the_proposals_already_open(database_url):
         assert uow.known.near_duplicate_candidates("Stormwater sensors in Leppavaara") == [
             ("p1", "Stormwater sensors in Leppävaara")
         ]
+
+
+def test_the_profile_migration_indexes_again_the_proposals_already_open(database_url):
+    from services.evaluation.store import EvaluationUnitOfWork
+
+    db = Database(database_url, ROOT / "services" / "evaluation" / "migrations")
+    db.migrate("0005")  # keys without profiles
+    now = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+    title = "Stormwater sensors in Leppävaara"
+    with db.engine.begin() as conn:
+        for pid, is_open in (("p1", True), ("p2", False)):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO known_proposals (proposal_id, title, is_open, updated_at) VALUES (:p, :t, :o, :now)"
+                ),
+                {"p": pid, "t": title, "o": is_open, "now": now},
+            )
+    db.migrate()
+    with EvaluationUnitOfWork(db) as uow:
+        assert uow.known.near_duplicate_candidates("Stormwater sensors in Leppavaara", 0.9) == [("p1", title)]
+        uow.known.upsert("p3", title, True, now)  # the rows the repository writes sit beside the migrated ones
+        assert uow.known.near_duplicate_candidates(title, 0.9) == [("p1", title), ("p3", title)]
+    db.dispose()
 
 
 # flows (kokeilu/tracing.py): one correlation id and one trace per aggregate -------------------

@@ -30,7 +30,7 @@ from services.catalogue.search import FACETS, SearchPage, SearchQuery, decode_cu
 from services.evaluation import ports as evaluation_ports
 from services.evaluation import store as evaluation_store
 from services.evaluation.domain import Evaluation
-from services.evaluation.screening import title_keys
+from services.evaluation.screening import title_keys, title_profile, within_reach
 from services.notifications import ports as notifications_ports
 from services.notifications import store as notifications_store
 from services.notifications.domain import DeliveryStatus, Subscription
@@ -362,11 +362,13 @@ class FakeKnownProposalRepository:
         if proposal_id in self.rows:
             self.rows[proposal_id].update(is_open=False, updated_at=now)
 
-    def near_duplicate_candidates(self, title: str) -> list[tuple[str, str]]:
+    def near_duplicate_candidates(self, title: str, similarity: float = 0.0) -> list[tuple[str, str]]:
         keys = set(title_keys(title))
-        return [
+        shared = [
             (pid, r["title"]) for pid, r in self.rows.items() if r["is_open"] and keys & set(title_keys(r["title"]))
         ]
+        reach = within_reach(title_profile(title), [title_profile(t) for _, t in shared], similarity)
+        return [c for c, ok in zip(shared, reach, strict=True) if ok]
 
 
 class FakeEvaluationRepository:

@@ -3,22 +3,28 @@ duplicate rule looks candidates up by (the screening use case is in test_handler
 
 from __future__ import annotations
 
+from difflib import SequenceMatcher
+
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from kokeilu.contracts.proposals import Environment, FocusArea
 from services.evaluation.screening import (
     RULES,
+    CommonSubsequences,
     ScreeningPolicy,
     budget_cap,
     completeness,
     duplicate,
     eligible_environment,
+    lengths_within_reach,
     normalise_title,
     screen,
     title_keys,
+    title_profile,
+    within_reach,
 )
 from services.evaluation.settings import EvaluationSettings
 from tests.builders import a_proposal_submitted
@@ -279,11 +285,108 @@ def test_the_rule_finds_through_the_index_what_it_finds_among_every_open_proposa
         for edited in edits(title, rnd):
             proposal = a_proposal_submitted(title=edited)
             with uow:
-                found = duplicate(proposal, POLICY, uow.known.near_duplicate_candidates(edited))
-            assert found == duplicate(proposal, POLICY, every), edited
+                candidates = uow.known.near_duplicate_candidates(edited, POLICY.duplicate_title_similarity)
+            assert duplicate(proposal, POLICY, candidates) == duplicate(proposal, POLICY, every), edited
+
+
+# within_reach: the candidates the profiles rule out before their titles are read ------------
+def within(a: str, b: str, similarity: float) -> bool:
+    return within_reach(title_profile(a), [title_profile(b)], similarity) == [True]
+
+
+# Titles with a few letters edited (to reach high ratios), long repetitive ones (letter counts
+# of 255 and more), letters outside a-z, digits and punctuation.
+title_text = st.builds(
+    lambda part, times: part * times, st.text(alphabet="aaeikst ÄäöÅß0ﬃ,-", max_size=40), st.integers(1, 15)
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(title=title_text, edits=st.lists(st.tuples(st.integers(0, 600), st.sampled_from("aqäö 1-")), max_size=6))
+@example(title="a" * 300, edits=[])
+@example(title="Kera " + "ö" * 260, edits=[(3, "q")])
+def test_the_profiles_never_rule_out_a_title_as_similar_as_difflib_finds_it(title, edits):
+    edited = title
+    for at, char in edits:
+        edited = edited[:at] + char + edited[at + 1 :]
+    # quick_ratio (letters in common, unjunked) is never below the ratio: the bound must not be
+    # below either.
+    a, b = normalise_title(title), normalise_title(edited)
+    assert within(title, edited, SequenceMatcher(None, a, b).quick_ratio())
+    assert within(edited, title, SequenceMatcher(None, b, a).quick_ratio())
+
+
+def test_the_profiles_never_rule_out_a_resubmission():
+    import random
+
+    rnd = random.Random(20261128)
+    for title in TITLES:
+        for _ in range(20):
+            for edited in edits(title, rnd):
+                assert within(title, edited, duplicate_ratio(title, edited)), (title, edited)
+
+
+def test_the_profiles_rule_out_titles_of_other_lengths_or_letters():
+    title = "Autonomous shuttle feeder for Kera station"
+    assert not within(title, title + " and the new housing blocks", 0.9)  # lengths alone
+    assert not within(title, "Autonomous shuttle feeder: Kivenlahti, Soukka", 0.9)  # letters
+    assert within(title, "Autonomous shuttle feeder: Kivenlahti, Soukka", 0.8)
+    assert within("", "", 1.0)  # two empty titles are identical for difflib (ratio 1)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    length=st.integers(0, 600),
+    other=st.integers(0, 600),
+    similarity=st.floats(0, 1) | st.sampled_from([0.9, 0.5, 1.0, 0.0]),
+)
+def test_the_lengths_within_reach_keep_every_length_difflibs_real_quick_ratio_keeps(length, other, similarity):
+    shortest, longest = lengths_within_reach(length, similarity)
+    total = length + other
+    real_quick_ratio = 2.0 * min(length, other) / total if total else 1.0
+    assert (shortest <= other <= longest) or real_quick_ratio < similarity
+
+
+def test_the_lengths_within_reach_leave_out_what_cannot_reach():
+    assert lengths_within_reach(100, 0.9) == (80, 124)  # exactly 81.8 and 122.2
+    assert lengths_within_reach(100, 0.0) == (0, 2**31 - 1)
+
+
+def test_within_reach_answers_for_each_candidate_in_order():
+    title = "Stormwater sensors in Leppävaara"
+    others = [title_profile(t) for t in ("Stormwater sensors in Leppavaara", "Library robot tutors", title)]
+    assert within_reach(title_profile(title), others, 0.9) == [True, False, True]
+    assert within_reach(title_profile(title), [], 0.9) == []
 
 
 def duplicate_ratio(a: str, b: str) -> float:
     from difflib import SequenceMatcher
 
     return SequenceMatcher(None, normalise_title(a), normalise_title(b)).ratio()
+
+
+# The longest common subsequence, the bound `duplicate` checks before difflib's ratio ----------
+def longest_common_subsequence(a: str, b: str) -> int:
+    row = [0] * (len(b) + 1)
+    for x in a:
+        diagonal, row[0] = 0, 0
+        for j, y in enumerate(b, 1):
+            diagonal, row[j] = row[j], diagonal + 1 if x == y else max(row[j], row[j - 1])
+    return row[-1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(a=st.text(alphabet="abcä ", max_size=80), b=st.text(alphabet="abcä ", max_size=80))
+def test_the_bit_parallel_subsequence_is_the_longest_common_one(a, b):
+    assert CommonSubsequences(b).longest_with(a) == longest_common_subsequence(a, b)
+
+
+@settings(max_examples=300, deadline=None)
+@given(title=title_text, edits=st.lists(st.tuples(st.integers(0, 600), st.sampled_from("aqäö 1-")), max_size=6))
+def test_the_subsequence_bound_is_never_below_difflibs_ratio(title, edits):
+    edited = title
+    for at, char in edits:
+        edited = edited[:at] + char + edited[at + 1 :]
+    a, b = normalise_title(edited), normalise_title(title)
+    if a or b:
+        assert 2.0 * CommonSubsequences(b).longest_with(a) / (len(a) + len(b)) >= duplicate_ratio(edited, title)
