@@ -54,8 +54,9 @@ title_keys_table = sa.Table(
     metadata,
     sa.Column("key", sa.BigInteger(), primary_key=True, autoincrement=False),
     sa.Column("proposal_id", sa.String(64), primary_key=True),
-    sa.Column("length", sa.Integer(), nullable=False),  # 0006
-    sa.Column("profile", sa.LargeBinary(), nullable=False),  # 0006
+    # 0006; null in a row an instance of the release before wrote (a rolling upgrade)
+    sa.Column("length", sa.Integer(), nullable=True),
+    sa.Column("profile", sa.LargeBinary(), nullable=True),
     sqlite_with_rowid=False,
 )
 sa.Index("ix_title_keys_proposal", title_keys_table.c.proposal_id)
@@ -208,7 +209,7 @@ _DELETE_KEYS = title_keys_table.delete().where(title_keys_table.c.proposal_id ==
 _UNDER_KEYS = {
     dialect: sa.text(
         f"SELECT proposal_id, length, profile FROM title_keys WHERE {one_of(dialect, 'key', 'keys')} "
-        "AND length BETWEEN :shortest AND :longest"
+        "AND (length BETWEEN :shortest AND :longest OR length IS NULL)"
     )
     for dialect in ("sqlite", "postgresql")
 }
@@ -250,8 +251,11 @@ class KnownProposalRepository:
             _UNDER_KEYS[dialect],
             {"keys": as_list(dialect, title_keys(title)), "shortest": shortest, "longest": longest},
         ).all()
-        reach = within_reach(profile, [(r[1], bytes(r[2])) for r in rows], similarity)
-        ids = list(dict.fromkeys(r[0] for r, ok in zip(rows, reach, strict=True) if ok))
+        # A row without a profile (written by the release before 0006) cannot be ruled out.
+        profiled = [r for r in rows if r[2] is not None]
+        reach = within_reach(profile, [(r[1], bytes(r[2])) for r in profiled], similarity)
+        out = {r[0] for r, ok in zip(profiled, reach, strict=True) if not ok}
+        ids = list(dict.fromkeys(r[0] for r in rows if r[0] not in out or r[2] is None))
         if not ids:
             return []
         titles = self.conn.execute(_TITLES, {"ids": ids})

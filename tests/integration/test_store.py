@@ -486,6 +486,28 @@ def test_the_profile_migration_indexes_again_the_proposals_already_open(database
     db.dispose()
 
 
+def test_key_rows_an_instance_of_the_release_before_writes_are_candidates_still(database_url):
+    """A rolling upgrade: 0006 has run, and an instance of the release before (keys only) indexes a title."""
+    from services.evaluation.screening import title_keys
+    from services.evaluation.store import EvaluationUnitOfWork
+
+    db = Database(database_url, ROOT / "services" / "evaluation" / "migrations")
+    db.migrate()
+    now = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+    title = "Stormwater sensors in Leppävaara"
+    with db.engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO known_proposals (proposal_id, title, is_open, updated_at) VALUES ('old', :t, :o, :n)"),
+            {"t": title, "o": True, "n": now},
+        )
+        for key in sorted(set(title_keys(title))):
+            conn.execute(sa.text("INSERT INTO title_keys (key, proposal_id) VALUES (:k, 'old')"), {"k": key})
+    with EvaluationUnitOfWork(db) as uow:
+        uow.known.upsert("new", title + " and the new housing blocks", True, now)  # too long to reach 0.9
+        assert uow.known.near_duplicate_candidates("Stormwater sensors in Leppavaara", 0.9) == [("old", title)]
+    db.dispose()
+
+
 # flows (kokeilu/tracing.py): one correlation id and one trace per aggregate -------------------
 def recorded(database) -> list[CloudEvent]:
     with database.transaction() as conn:

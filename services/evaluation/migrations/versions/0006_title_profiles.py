@@ -30,8 +30,10 @@ def upgrade() -> None:
         "title_keys",
         sa.Column("key", sa.BigInteger(), primary_key=True, autoincrement=False),
         sa.Column("proposal_id", sa.String(64), primary_key=True),
-        sa.Column("length", sa.Integer(), nullable=False),
-        sa.Column("profile", sa.LargeBinary(), nullable=False),
+        # Nullable: during a rolling upgrade an instance of the release before writes key rows
+        # without them, and such a row is always a candidate (the repository's query).
+        sa.Column("length", sa.Integer(), nullable=True),
+        sa.Column("profile", sa.LargeBinary(), nullable=True),
         sqlite_with_rowid=False,
     )
     op.create_index("ix_title_keys_proposal", "title_keys", ["proposal_id"])
