@@ -125,10 +125,14 @@ class EventConsumer(Entrypoint):
     def start(self) -> None:
         self.monitor.watch(self.group, self.topic_names)
         # Exported at 0 from the start, so that increase() (KokeiluRecordsDeadLettered) sees the
-        # first dead letter after a restart, and the dashboard shows 0 rather than no data.
+        # first dead letter after a restart, and the dashboard shows 0 rather than no data; and
+        # so that the processing-time histogram's rate() sees its first batch: a series that
+        # first appears with every observation it will get has no rate to show.
+        service = self.container.service_name
         for topic in self.topic_names:
             for reason in ("unparseable", "invalid", "failed"):
-                self.metrics.dead_lettered.labels(service=self.container.service_name, topic=topic, reason=reason)
+                self.metrics.dead_lettered.labels(service=service, topic=topic, reason=reason)
+            self.metrics.processing.labels(service=service, topic=topic)
         self.container.spawn_managed_thread(self._run)
 
     def stop(self) -> None:
