@@ -439,23 +439,26 @@ def test_the_index_rules_out_by_profile_what_cannot_reach_the_similarity(databas
     db.dispose()
 
 
-def test_the_index_migration_indexes_the_proposals_already_open(database_url):
-    from services.evaluation.store import EvaluationUnitOfWork
-
-    db = Database(database_url, ROOT / "services" / "evaluation" / "migrations")
-    db.migrate("0003")  # the schema of the release before
-    now = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+def known_as_stored(db: Database, now: datetime, *proposals: tuple[str, str, bool]) -> None:
+    """Rows of evaluation's known_proposals written in SQL, as a release before this one left them."""
     with db.engine.begin() as conn:
-        for pid, title, is_open in (
-            ("p1", "Stormwater sensors in Leppävaara", True),
-            ("p2", "Stormwater sensors in Leppävaara", False),
-        ):
+        for pid, title, is_open in proposals:
             conn.execute(
                 sa.text(
                     "INSERT INTO known_proposals (proposal_id, title, is_open, updated_at) VALUES (:p, :t, :o, :now)"
                 ),
                 {"p": pid, "t": title, "o": is_open, "now": now},
             )
+
+
+def test_the_index_migration_indexes_the_proposals_already_open(database_url):
+    from services.evaluation.store import EvaluationUnitOfWork
+
+    db = Database(database_url, ROOT / "services" / "evaluation" / "migrations")
+    db.migrate("0003")  # the schema of the release before
+    now = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+    known_as_stored(db, now, ("p1", "Stormwater sensors in Leppävaara", True))
+    known_as_stored(db, now, ("p2", "Stormwater sensors in Leppävaara", False))
     db.migrate()
     with EvaluationUnitOfWork(db) as uow:
         assert uow.known.near_duplicate_candidates("Stormwater sensors in Leppavaara") == [
@@ -470,14 +473,7 @@ def test_the_profile_migration_indexes_again_the_proposals_already_open(database
     db.migrate("0005")  # keys without profiles
     now = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
     title = "Stormwater sensors in Leppävaara"
-    with db.engine.begin() as conn:
-        for pid, is_open in (("p1", True), ("p2", False)):
-            conn.execute(
-                sa.text(
-                    "INSERT INTO known_proposals (proposal_id, title, is_open, updated_at) VALUES (:p, :t, :o, :now)"
-                ),
-                {"p": pid, "t": title, "o": is_open, "now": now},
-            )
+    known_as_stored(db, now, ("p1", title, True), ("p2", title, False))
     db.migrate()
     with EvaluationUnitOfWork(db) as uow:
         assert uow.known.near_duplicate_candidates("Stormwater sensors in Leppavaara", 0.9) == [("p1", title)]
@@ -495,11 +491,8 @@ def test_key_rows_an_instance_of_the_release_before_writes_are_candidates_still(
     db.migrate()
     now = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
     title = "Stormwater sensors in Leppävaara"
+    known_as_stored(db, now, ("old", title, True))
     with db.engine.begin() as conn:
-        conn.execute(
-            sa.text("INSERT INTO known_proposals (proposal_id, title, is_open, updated_at) VALUES ('old', :t, :o, :n)"),
-            {"t": title, "o": True, "n": now},
-        )
         for key in sorted(set(title_keys(title))):
             conn.execute(sa.text("INSERT INTO title_keys (key, proposal_id) VALUES (:k, 'old')"), {"k": key})
     with EvaluationUnitOfWork(db) as uow:
