@@ -84,6 +84,16 @@ def parse_envelope(raw: bytes | None) -> CloudEvent:
         raise InvalidEvent(f"not a valid CloudEvent: {describe_validation_error(exc)}") from None
 
 
+def carried(
+    cause: CloudEvent | None, correlationid: str | None, traceparent: str | None
+) -> tuple[str | None, str | None]:
+    """The correlation id and traceparent of an event `cause` caused: the cause's correlation (or
+    its id), and its trace unless one is given."""
+    if cause is None:
+        return correlationid, traceparent
+    return cause.correlationid or cause.id, traceparent or cause.traceparent
+
+
 def new_event(
     type_: str,
     data: BaseModel,
@@ -100,9 +110,7 @@ def new_event(
     causation (without one, `causationid` names it). (A unit of work puts the event in the flow
     in hand when it records it: kokeilu/tracing.py.)"""
     event_id = str(uuid.uuid4())
-    if cause is not None:
-        correlationid = cause.correlationid or cause.id
-        traceparent = traceparent or cause.traceparent
+    correlationid, traceparent = carried(cause, correlationid, traceparent)
     return CloudEvent(
         specversion="1.0",
         id=event_id,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import json
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from pydantic import BaseModel
 from kokeilu import tracing
 from kokeilu.contracts import CONTENT_TYPE, CloudEvent, new_event, utcnow
 from kokeilu.contracts.catalog import BY_NAME, EventType
+from kokeilu.contracts.envelope import carried
 from kokeilu.faults import crash_point
 
 from .database import Database
@@ -212,9 +212,7 @@ class UnitOfWork:
         flow in hand). Then `publish` puts it in its subject's joined flow, if any."""
         if self.source is None:
             raise TypeError(f"{type(self).__name__} has no source: a service's unit of work names it")
-        if cause is not None:  # what new_event(cause=...) carries on
-            correlationid = cause.correlationid or cause.id
-            traceparent = traceparent or cause.traceparent
+        correlationid, traceparent = carried(cause, correlationid, traceparent)
         # Made in its flow at once (what publish's _in_flow gives), not made and then copied.
         correlationid, traceparent = self._flow_of(subject, correlationid, traceparent, cause is not None)
         self.record(
@@ -508,8 +506,7 @@ class OutboxReader:
         done = result.sent + list(result.parked)
         if done:
             dialect = conn.dialect.name
-            ids: str | list[int] = json.dumps(done) if dialect == "sqlite" else done  # see one_of
-            conn.execute(_MARK_SENT[dialect], {"now": now, "ids": ids})
+            conn.execute(_MARK_SENT[dialect], {"now": now, "ids": as_list(dialect, done)})
         write_outbox(
             conn,
             [
