@@ -346,7 +346,9 @@ class EventConsumer(Entrypoint):
                             self._apply_run(batch, run.take(), counted)
                         run.add(_Pending(record, topic, event, data))
                         continue
-                    if run and run.before(record):  # the run goes first: a key's records in order
+                    # The run goes first when the record changes something and has a key in it (a
+                    # key's records in order); one of a type the service ignores changes nothing.
+                    if run and outcome != "ignored" and run.before(record):
                         self._apply_run(batch, run.take(), counted)
                         started = time.perf_counter()
                     if outcome is None and event is not None:
@@ -633,8 +635,8 @@ class _Run:
     """Records for one bulk method waiting for it, in offset order, and their keys.
 
     A record for no bulk method is applied at once, before the run, unless it has the key of a
-    record in the run (or no key, so no order can be told): then the run is applied first.
-    Records of one key so stay in offset order, the order Kafka keeps (per partition, and so per
+    record in the run (or no key, so no order can be told): then the run is applied first (not
+    for a record of a type the service ignores: it changes nothing). Records of one key so stay in offset order, the order Kafka keeps (per partition, and so per
     key) and the only one consumers rely on, while a stream of measurements mixed with other
     intake still goes to the bulk method in long runs."""
 

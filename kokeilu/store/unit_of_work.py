@@ -19,6 +19,7 @@ from kokeilu import tracing
 from kokeilu.contracts import CONTENT_TYPE, CloudEvent, new_event, utcnow
 from kokeilu.contracts.catalog import BY_NAME, EventType
 from kokeilu.contracts.envelope import carried
+from kokeilu.errors import TransientError
 from kokeilu.faults import crash_point
 
 from .database import Database
@@ -123,6 +124,7 @@ class UnitOfWork:
 
     def __enter__(self) -> Self:
         if self._levels:
+            self.flush()  # what the levels outside hold goes before this one's savepoint
             record = self._record if len(self._levels) == 1 else None
             offered = record.savepoint if record is not None else None
             if record is not None and offered is not None:
@@ -139,7 +141,15 @@ class UnitOfWork:
         return self
 
     def commit(self) -> None:
+        self.flush()
         self._levels[-1].committed = True
+
+    def flush(self) -> None:  # extension point
+        """Write what the repositories hold back (a service whose repositories write a run of
+        work in a few statements at commit overrides this and `forget`)."""
+
+    def forget(self) -> None:  # extension point
+        """Drop what the repositories hold back: the level that recorded it is undone."""
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -150,6 +160,7 @@ class UnitOfWork:
         if not keep:
             del self._outbox[pending:]
             self._joined.clear()  # what it stored of flows may be undone with it
+            self.forget()
         if savepoint is not None and level.shared:
             if not keep:
                 savepoint.undo()  # raises if the connection is gone: the caller's batch is retried
@@ -257,21 +268,26 @@ class UnitOfWork:
         )
 
     # flows ----------------------------------------------------------------------------
-    def remember_flow(self, subject: str) -> None:
+    def remember_flow(self, subject: str, cause: CloudEvent | None = None) -> None:
         """A new aggregate: keep the flow in hand (the request's or the consumed event's) as its
-        flow, unless it has one already (a replay)."""
-        flow = tracing.current_flow()
-        if flow is None:
-            return
-        traceparent = tracing.current_traceparent()
+        flow, unless it has one already (a replay). `cause`, the consumed event that creates it,
+        names the flow itself: a run of events applied together has no flow in hand."""
+        if cause is not None:
+            correlation: str = cause.correlationid or cause.id
+            traceparent = tracing.continuing(cause.traceparent) if cause.traceparent else tracing.current_traceparent()
+        else:
+            flow = tracing.current_flow()
+            if flow is None:
+                return
+            correlation, traceparent = flow.correlation_id, tracing.current_traceparent()
         row = {
             "subject": subject,
-            "correlation_id": flow.correlation_id,
+            "correlation_id": correlation,
             "traceparent": traceparent,
             "created_at": utcnow(),
         }
         if insert_new(self.conn, FLOWS, row):
-            self._joined[subject] = (flow.correlation_id, traceparent)
+            self._joined[subject] = (correlation, traceparent)
 
     def join_flows(self, subjects: Iterable[str]) -> None:
         """join_flow for several subjects at once (a run of events applied together)."""
@@ -348,14 +364,24 @@ class UnitOfWork:
         """Record that `consumer` applied each of `events` (new to it: see first_times)."""
         if events:
             now = utcnow()
-            insert_rows(
-                self.conn,
-                INBOX,
-                [
-                    {"consumer": consumer, "event_id": f"{e.source}#{e.id}", "event_type": e.type, "applied_at": now}
-                    for e in events
-                ],
-            )
+            try:
+                insert_rows(
+                    self.conn,
+                    INBOX,
+                    [
+                        {
+                            "consumer": consumer,
+                            "event_id": f"{e.source}#{e.id}",
+                            "event_type": e.type,
+                            "applied_at": now,
+                        }
+                        for e in events
+                    ],
+                )
+            except sa.exc.IntegrityError as exc:
+                # first_times found them new: another instance applied one meanwhile (a consumer
+                # whose partitions moved while it worked). Retried, the run finds it applied.
+                raise TransientError(f"{consumer}: an event of the run was applied meanwhile ({exc.orig})") from exc
 
     def first_time_key(self, consumer: str, key: str, kind: str) -> bool:
         """Record that `consumer` handled what `key` names; False when it already did."""

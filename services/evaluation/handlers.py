@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -59,6 +60,9 @@ UNCOUNTED: Figures = Uncounted()
 
 
 # proposals' events ---------------------------------------------------------------------------
+ProposalEvent = ProposalSubmitted | ProposalRevised | ProposalStatusChanged
+
+
 def on_proposal_submitted(
     event: CloudEvent,
     proposal: ProposalSubmitted,
@@ -67,7 +71,7 @@ def on_proposal_submitted(
     workflow: Workflow | None = None,
     figures: Figures = UNCOUNTED,
 ) -> str:
-    return _screen_and_open(event, proposal, uow, policy, workflow or Workflow(), figures)
+    return on_proposal_events([(event, proposal)], uow, policy, workflow, figures)[0]
 
 
 def on_proposal_revised(
@@ -79,8 +83,76 @@ def on_proposal_revised(
     figures: Figures = UNCOUNTED,
 ) -> str:
     """A revision is screened again and, when it passes, evaluated by a new panel."""
-    content = ProposalSubmitted(**revised.model_dump(exclude={"revised_at"}), submitted_at=revised.revised_at)
-    return _screen_and_open(event, content, uow, policy, workflow or Workflow(), figures)
+    return on_proposal_events([(event, revised)], uow, policy, workflow, figures)[0]
+
+
+def on_status_changed(event: CloudEvent, change: ProposalStatusChanged, uow: EvaluationUnitOfWork) -> str:
+    """A closed proposal stops counting for the duplicate rule; a withdrawn one's evaluation closes."""
+    return on_proposal_events([(event, change)], uow, None)[0]
+
+
+def on_proposal_events(
+    items: Sequence[tuple[CloudEvent, ProposalEvent]],
+    uow: EvaluationUnitOfWork,
+    policy: ScreeningPolicy | None,
+    workflow: Workflow | None = None,
+    figures: Figures = UNCOUNTED,
+) -> list[str]:
+    """A run of proposals' events applied in order, each once, in one unit of work (the
+    consumer's bulk method): a submission or revision is screened and, when it passes, given a
+    panel; a proposal that closes stops counting for the duplicate rule (a withdrawn one's
+    evaluation closes). One read of the inbox, of the evaluators' workload, and one write of
+    each table for the whole run (the store's repositories hold their writes until commit, and
+    answer later reads in the run as if written). `policy` may be None only for a run without
+    submissions or revisions. What each returns: "applied", "duplicate" or "ignored" (a status
+    change that does not close the proposal)."""
+    wf = workflow or Workflow()
+    outcomes = ["ignored"] * len(items)
+    todo = [
+        i
+        for i, (_, data) in enumerate(items)
+        if not isinstance(data, ProposalStatusChanged) or data.to_status in CLOSED
+    ]
+    if not todo:
+        return outcomes
+    now = utcnow()
+    screened: list[float] = []
+    with uow:
+        fresh = uow.first_times(CONSUMER, [items[i][0] for i in todo])
+        new = [i for i, first in zip(todo, fresh, strict=True) if first]
+        for i, first in zip(todo, fresh, strict=True):
+            outcomes[i] = "applied" if first else "duplicate"
+        if any(not isinstance(items[i][1], ProposalStatusChanged) for i in new):
+            # The duplicate rule and the panel's workload read what other screenings write:
+            # instances screening at the same moment take turns, or twins would both pass and
+            # two panels be chosen from one workload. Taken before any row lock of the run.
+            uow.lock(SCREENING_LOCK)
+        for i in new:
+            event, data = items[i]
+            if isinstance(data, ProposalStatusChanged):
+                _close(uow, data, now)
+                continue
+            if policy is None:
+                raise TypeError("a run with submissions or revisions needs the screening policy")
+            if isinstance(data, ProposalRevised):
+                content = ProposalSubmitted(**data.model_dump(exclude={"revised_at"}), submitted_at=data.revised_at)
+            else:
+                content = data
+            _screen_and_open(event, content, uow, policy, wf, now)
+            screened.append((now - content.submitted_at).total_seconds())
+        uow.applied(CONSUMER, [items[i][0] for i in new])
+        uow.commit()
+    for seconds in screened:
+        figures.observe_stage("screening", seconds)
+    return outcomes
+
+
+def _close(uow: EvaluationUnitOfWork, change: ProposalStatusChanged, now: datetime) -> None:
+    uow.known.close(change.proposal_id, now)
+    if change.to_status is ProposalStatus.withdrawn:
+        current = uow.evaluations.current(change.proposal_id, for_update=True)
+        if current is not None and current.status == "open":
+            uow.evaluations.save(current.close(now))
 
 
 def _screen_and_open(
@@ -89,83 +161,59 @@ def _screen_and_open(
     uow: EvaluationUnitOfWork,
     policy: ScreeningPolicy,
     wf: Workflow,
-    figures: Figures,
-) -> str:
-    now = utcnow()
+    now: datetime,
+) -> None:
+    """One submission or revision screened, and given a panel when it passes (in the caller's
+    unit of work, which holds the screening lock)."""
     pid = proposal.proposal_id
-    opened = None
-    with uow:
-        if not uow.first_time(CONSUMER, event):
-            return "duplicate"
-        # The duplicate rule and the panel's workload read what other screenings write: instances
-        # screening at the same moment take turns, or twins would both pass and two panels be
-        # chosen from one workload.
-        uow.lock(SCREENING_LOCK)
-        uow.remember_flow(pid)  # for the evaluators' actions and the overdue clock later (a row: after the lock)
-        # Only the open proposals the store's index finds similar enough to matter (not every open one).
-        similarity = policy.duplicate_title_similarity
-        candidates = uow.known.near_duplicate_candidates(proposal.title, similarity) if similarity else []
-        failures = screen(proposal, policy, candidates)
-        outcome = ScreeningCompleted(
+    uow.remember_flow(pid, event)  # for the evaluators' actions and the overdue clock later (a row: after the lock)
+    # Only the open proposals the store's index finds similar enough to matter (not every open one).
+    similarity = policy.duplicate_title_similarity
+    candidates = uow.known.near_duplicate_candidates(proposal.title, similarity) if similarity else []
+    failures = screen(proposal, policy, candidates)
+    outcome = ScreeningCompleted(
+        proposal_id=pid,
+        passed=not failures,
+        failed_rules=failures,
+        screened_at=now,
+        focus_area=proposal.focus_area.value,
+    )
+    uow.screenings.add(outcome, proposal.focus_area.value, proposal.title, proposal.submitted_at, proposal.revision)
+    uow.known.upsert(pid, proposal.title, not failures, now)
+    uow.emit(types.SCREENING_COMPLETED, outcome, pid, event)
+    if failures:
+        return
+    current = uow.evaluations.current(pid)
+    if current is not None and current.revision >= proposal.revision:
+        return
+    if current is not None:
+        uow.evaluations.save(current.close(now))
+    panel = wf.panels.get(proposal.focus_area.value, [])
+    evaluators = assign(panel, uow.evaluations.workload(), wf.evaluators_per_proposal)
+    opened = Evaluation.open(
+        pid,
+        proposal.revision,
+        proposal.focus_area.value,
+        proposal.title,
+        proposal.budget_eur,
+        proposal.external_funding_sought,
+        evaluators,
+        now,
+        now + timedelta(hours=wf.evaluation_sla_hours),
+    )
+    uow.evaluations.add(opened)
+    uow.emit(
+        types.EVALUATION_OPENED,
+        EvaluationOpened(
             proposal_id=pid,
-            passed=not failures,
-            failed_rules=failures,
-            screened_at=now,
-            focus_area=proposal.focus_area.value,
-        )
-        uow.screenings.add(outcome, proposal.focus_area.value, proposal.title, proposal.submitted_at, proposal.revision)
-        uow.known.upsert(pid, proposal.title, not failures, now)
-        uow.emit(types.SCREENING_COMPLETED, outcome, pid, event)
-        current = uow.evaluations.current(pid)
-        if not failures and (current is None or current.revision < proposal.revision):
-            if current is not None:
-                uow.evaluations.save(current.close(now))
-            panel = wf.panels.get(proposal.focus_area.value, [])
-            evaluators = assign(panel, uow.evaluations.workload(), wf.evaluators_per_proposal)
-            opened = Evaluation.open(
-                pid,
-                proposal.revision,
-                proposal.focus_area.value,
-                proposal.title,
-                proposal.budget_eur,
-                proposal.external_funding_sought,
-                evaluators,
-                now,
-                now + timedelta(hours=wf.evaluation_sla_hours),
-            )
-            uow.evaluations.add(opened)
-            uow.emit(
-                types.EVALUATION_OPENED,
-                EvaluationOpened(
-                    proposal_id=pid,
-                    focus_area=opened.focus_area,
-                    evaluators=evaluators,
-                    opened_at=now,
-                    due_at=opened.due_at,
-                ),
-                pid,
-                event,
-            )
-        uow.commit()
-    figures.observe_stage("screening", (now - proposal.submitted_at).total_seconds())
-    return "applied"
-
-
-def on_status_changed(event: CloudEvent, change: ProposalStatusChanged, uow: EvaluationUnitOfWork) -> str:
-    """A closed proposal stops counting for the duplicate rule; a withdrawn one's evaluation closes."""
-    if change.to_status not in CLOSED:
-        return "ignored"
-    now = utcnow()
-    with uow:
-        if not uow.first_time(CONSUMER, event):
-            return "duplicate"
-        uow.known.close(change.proposal_id, now)
-        if change.to_status is ProposalStatus.withdrawn:
-            current = uow.evaluations.current(change.proposal_id, for_update=True)
-            if current is not None and current.status == "open":
-                uow.evaluations.save(current.close(now))
-        uow.commit()
-    return "applied"
+            focus_area=opened.focus_area,
+            evaluators=evaluators,
+            opened_at=now,
+            due_at=opened.due_at,
+        ),
+        pid,
+        event,
+    )
 
 
 # evaluators' actions -------------------------------------------------------------------------

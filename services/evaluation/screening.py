@@ -135,10 +135,11 @@ def title_keys(title: str) -> list[int]:
     """The index keys of a title (positive 63-bit integers): one per LSH band, then the exact key.
     Changing KEY_BANDS, KEY_ROWS or the seeds changes every key: the stored ones must then be
     rebuilt (as migration 0006 rebuilds them)."""
-    return _keys(normalise_title(title))
+    return keys_of(normalise_title(title))
 
 
-def _keys(normalised: str) -> list[int]:
+def keys_of(normalised: str) -> list[int]:
+    """title_keys of a title already normalised."""
     grams = {normalised[i : i + 3] for i in range(max(1, len(normalised) - 2))}
     x = np.array([int.from_bytes(blake2b(g.encode(), digest_size=4).digest(), "big") for g in grams], dtype=np.uint64)
     signature = ((_A * x[None, :] + _B) % _P).min(axis=1).reshape(KEY_BANDS, KEY_ROWS)
@@ -160,10 +161,11 @@ def _bucket(char: str) -> int:
 def title_profile(title: str) -> tuple[int, bytes]:
     """(length, letter counts) of the normalised title: what `within_reach` bounds the ratio by.
     The counts are PROFILE_BUCKETS bytes, each at most 255 (a full one means 255 or more)."""
-    return _profile(normalise_title(title))
+    return profile_of(normalise_title(title))
 
 
-def _profile(normalised: str) -> tuple[int, bytes]:
+def profile_of(normalised: str) -> tuple[int, bytes]:
+    """title_profile of a title already normalised."""
     counts = [0] * PROFILE_BUCKETS
     for char in normalised:
         counts[_bucket(char)] += 1
@@ -213,11 +215,13 @@ def index_rows(proposal_id: str, title: str) -> list[dict[str, Any]]:
     """The rows that index an open proposal's title (the store's title_keys table): one per
     distinct key, each with the title's profile."""
     normalised = normalise_title(title)
-    length, counts = _profile(normalised)
-    return [
-        {"key": k, "proposal_id": proposal_id, "length": length, "profile": counts}
-        for k in sorted(set(_keys(normalised)))
-    ]
+    length, counts = profile_of(normalised)
+    return index_rows_of(proposal_id, length, counts, keys_of(normalised))
+
+
+def index_rows_of(proposal_id: str, length: int, counts: bytes, keys: Iterable[int]) -> list[dict[str, Any]]:
+    """index_rows of a title whose profile and keys are known."""
+    return [{"key": k, "proposal_id": proposal_id, "length": length, "profile": counts} for k in sorted(set(keys))]
 
 
 def duplicate(p: ProposalSubmitted, policy: ScreeningPolicy, open_proposals: Iterable[tuple[str, str]]) -> str | None:

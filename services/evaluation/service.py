@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -33,6 +33,8 @@ from .api import (
 )
 from .settings import policy, workflow
 from .store import EvaluationUnitOfWork
+
+PROPOSAL_EVENTS = (types.PROPOSAL_SUBMITTED, types.PROPOSAL_REVISED, types.PROPOSAL_STATUS_CHANGED)
 
 
 def _evaluator(request: ApiRequest) -> str:
@@ -96,8 +98,9 @@ class EvaluationService(service_base.PlatformService):
         )
         return e.view(_evaluator(request), is_manager(request))
 
-    @consume(topics.PROPOSALS, types=(types.PROPOSAL_SUBMITTED, types.PROPOSAL_REVISED, types.PROPOSAL_STATUS_CHANGED))
+    @consume(topics.PROPOSALS, types=PROPOSAL_EVENTS, bulk=dict.fromkeys(PROPOSAL_EVENTS, "on_proposal_events"))
     def on_proposal_event(self, event: CloudEvent, data: BaseModel) -> str:
+        """One record at a time: what the consumer falls back to when a run fails as a whole."""
         if isinstance(data, ProposalSubmitted):
             return handlers.on_proposal_submitted(event, data, self.uow(), policy(), workflow(), self.figures)
         if isinstance(data, ProposalRevised):
@@ -105,6 +108,10 @@ class EvaluationService(service_base.PlatformService):
         if isinstance(data, ProposalStatusChanged):
             return handlers.on_status_changed(event, data, self.uow())
         return "ignored"
+
+    def on_proposal_events(self, items: Sequence[tuple[CloudEvent, handlers.ProposalEvent]]) -> list[str]:
+        """The consumer's bulk method: a run of the proposals' events, applied in order at once."""
+        return handlers.on_proposal_events(items, self.uow(), policy(), workflow(), self.figures)
 
     @timer(interval=workflow().overdue_check_seconds)
     def check_overdue(self) -> None:

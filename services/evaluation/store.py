@@ -4,6 +4,7 @@ evaluations and their assignments (panel, conflict declarations, score sheets)."
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +16,7 @@ from kokeilu.store import UnitOfWork, UtcDateTime, add_flows_table, add_messagin
 from kokeilu.store.statements import as_list, insert_rows, one_of
 
 from .domain import Assignment, Evaluation, Outcome
-from .screening import index_rows, lengths_within_reach, title_keys, title_profile, within_reach
+from .screening import index_rows_of, keys_of, lengths_within_reach, normalise_title, profile_of, within_reach
 
 metadata = sa.MetaData()
 add_messaging_tables(metadata)
@@ -161,29 +162,38 @@ _CURRENT_FOR_UPDATE = _CURRENT.with_for_update()
 
 
 class ScreeningRepository:
+    """Screenings are written when the unit of work commits (`flush`): a run of proposals
+    screened together writes them in two statements, not two per proposal."""
+
     def __init__(self, conn: sa.Connection):
         self.conn = conn
+        self._pending: dict[str, dict[str, Any]] = {}  # proposal id -> its latest screening's row
 
     def add(
         self, s: ScreeningCompleted, focus_area: str, title: str, submitted_at: datetime, revision: int = 1
     ) -> None:
         """The latest screening of a proposal (a revision replaces the one before)."""
-        self.conn.execute(_DELETE_SCREENING, {"_id": s.proposal_id})
-        self.conn.execute(
-            _INSERT_SCREENING,
-            dict(
-                proposal_id=s.proposal_id,
-                focus_area=focus_area,
-                title=title,
-                passed=s.passed,
-                failed_rules=[f.model_dump(mode="json") for f in s.failed_rules],
-                submitted_at=submitted_at,
-                screened_at=s.screened_at,
-                revision=revision,
-            ),
+        self._pending.pop(s.proposal_id, None)  # a later one goes after the others, as it would be written
+        self._pending[s.proposal_id] = dict(
+            proposal_id=s.proposal_id,
+            focus_area=focus_area,
+            title=title,
+            passed=s.passed,
+            failed_rules=[f.model_dump(mode="json") for f in s.failed_rules],
+            submitted_at=submitted_at,
+            screened_at=s.screened_at,
+            revision=revision,
         )
 
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        rows, self._pending = list(self._pending.values()), {}
+        self.conn.execute(_DELETE_SCREENING, [{"_id": r["proposal_id"]} for r in rows])
+        self.conn.execute(_INSERT_SCREENING, rows)
+
     def get(self, proposal_id: str) -> dict[str, Any] | None:
+        self.flush()
         row = self.conn.execute(_SCREENING, {"_id": proposal_id}).first()
         if row is None:
             return None
@@ -222,22 +232,73 @@ _TITLES = (
 )
 
 
+@dataclass(frozen=True)
+class _Known:
+    """A proposal as this unit of work last wrote it (not yet in the store): its title (None
+    when it was only closed, so the stored title stays), whether it is open and since when."""
+
+    title: str | None
+    is_open: bool
+    at: datetime
+
+
 class KnownProposalRepository:
+    """The proposals the duplicate rule compares with, and their titles' index.
+
+    What a unit of work writes here is held until it commits (`flush`, in a few statements for
+    a whole run of proposals), and its reads see it: `near_duplicate_candidates` answers from
+    the store for the proposals this unit of work has not touched and from what it holds for
+    the others, exactly as if each write had gone to the store at once."""
+
     def __init__(self, conn: sa.Connection):
         self.conn = conn
+        self._pending: dict[str, _Known] = {}
+        self._titles: dict[str, tuple[tuple[int, bytes], list[int]]] = {}  # title -> profile, keys
+
+    def _indexed(self, title: str) -> tuple[tuple[int, bytes], list[int]]:
+        """A title's profile and index keys, worked out once per unit of work (a screening asks
+        for the candidates of a title, then indexes the same title)."""
+        known = self._titles.get(title)
+        if known is None:
+            normalised = normalise_title(title)
+            known = self._titles[title] = (profile_of(normalised), keys_of(normalised))
+        return known
 
     def upsert(self, proposal_id: str, title: str, is_open: bool, now: datetime) -> None:
         """Remember a proposal's title and whether it is open; an open one is indexed under its
         title's keys (a changed title replaces them)."""
-        self.conn.execute(_DELETE_KNOWN, {"_id": proposal_id})
-        self.conn.execute(_INSERT_KNOWN, dict(proposal_id=proposal_id, title=title, is_open=is_open, updated_at=now))
-        self.conn.execute(_DELETE_KEYS, {"id": proposal_id})
-        if is_open:
-            insert_rows(self.conn, title_keys_table, index_rows(proposal_id, title))
+        self._pending[proposal_id] = _Known(title, is_open, now)
 
     def close(self, proposal_id: str, now: datetime) -> None:
-        self.conn.execute(_CLOSE_KNOWN, {"_id": proposal_id, "_now": now})
-        self.conn.execute(_DELETE_KEYS, {"id": proposal_id})
+        held = self._pending.get(proposal_id)
+        self._pending[proposal_id] = _Known(held.title if held is not None else None, False, now)
+
+    def flush(self) -> None:
+        """Write what this unit of work holds: replaced rows and their keys in four statements,
+        closed ones in two."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, {}
+        written = [(pid, k) for pid, k in pending.items() if k.title is not None]
+        closed = [{"_id": pid, "_now": k.at} for pid, k in pending.items() if k.title is None]
+        if written:
+            ids = [{"_id": pid} for pid, _ in written]
+            self.conn.execute(_DELETE_KNOWN, ids)
+            self.conn.execute(
+                _INSERT_KNOWN,
+                [dict(proposal_id=pid, title=k.title, is_open=k.is_open, updated_at=k.at) for pid, k in written],
+            )
+            self.conn.execute(_DELETE_KEYS, [{"id": pid} for pid, _ in written])
+            keys = []
+            for pid, k in written:
+                if k.is_open:
+                    assert k.title is not None  # written rows have their title
+                    (length, counts), title_keys = self._indexed(k.title)
+                    keys += index_rows_of(pid, length, counts, title_keys)
+            insert_rows(self.conn, title_keys_table, keys)
+        if closed:
+            self.conn.execute(_CLOSE_KNOWN, closed)
+            self.conn.execute(_DELETE_KEYS, [{"id": c["_id"]} for c in closed])
 
     def near_duplicate_candidates(self, title: str, similarity: float = 0.0) -> list[tuple[str, str]]:
         """Open proposals (id, title) that share an index key with `title` and whose titles'
@@ -245,21 +306,36 @@ class KnownProposalRepository:
         rule may find near-identical (screening.title_keys says how likely a miss is; the
         profiles miss nothing)."""
         dialect = self.conn.dialect.name
-        profile = title_profile(title)
+        profile, keys = self._indexed(title)
         shortest, longest = lengths_within_reach(profile[0], similarity)
-        rows = self.conn.execute(
-            _UNDER_KEYS[dialect],
-            {"keys": as_list(dialect, title_keys(title)), "shortest": shortest, "longest": longest},
-        ).all()
+        rows = [
+            r
+            for r in self.conn.execute(
+                _UNDER_KEYS[dialect], {"keys": as_list(dialect, keys), "shortest": shortest, "longest": longest}
+            ).all()
+            if r[0] not in self._pending  # what this unit of work wrote of it is below
+        ]
         # A row without a profile (written by the release before 0006) cannot be ruled out.
         profiled = [r for r in rows if r[2] is not None]
         reach = within_reach(profile, [(r[1], bytes(r[2])) for r in profiled], similarity)
         out = {r[0] for r, ok in zip(profiled, reach, strict=True) if not ok}
         ids = list(dict.fromkeys(r[0] for r in rows if r[0] not in out or r[2] is None))
-        if not ids:
-            return []
-        titles = self.conn.execute(_TITLES, {"ids": ids})
-        return [(r.proposal_id, r.title) for r in titles if r.is_open]
+        found = [(r.proposal_id, r.title) for r in self.conn.execute(_TITLES, {"ids": ids}) if r.is_open] if ids else []
+        held = self._held_candidates(set(keys), profile, shortest, longest, similarity)
+        return sorted(found + held) if held else found
+
+    def _held_candidates(
+        self, keys: set[int], profile: tuple[int, bytes], shortest: int, longest: int, similarity: float
+    ) -> list[tuple[str, str]]:
+        """The open proposals this unit of work wrote that the store's query would find."""
+        shared = []
+        for pid, k in self._pending.items():
+            if k.is_open and k.title is not None:
+                theirs, their_keys = self._indexed(k.title)
+                if shortest <= theirs[0] <= longest and keys.intersection(their_keys):
+                    shared.append((pid, k.title, theirs))
+        reach = within_reach(profile, [p for _, _, p in shared], similarity)
+        return [(pid, title) for (pid, title, _), ok in zip(shared, reach, strict=True) if ok]
 
 
 def _outcome_json(o: Outcome | None) -> dict[str, Any] | None:
@@ -290,15 +366,65 @@ def _outcome_of(j: dict[str, Any] | None) -> Outcome | None:
     )
 
 
+def _open_assignments(e: Evaluation) -> Counter[str]:
+    """What an evaluation adds to each evaluator's workload: its open, unscored, unrecused places."""
+    return Counter(a.evaluator for a in e.assignments if e.status == "open" and not a.recused and a.scored_at is None)
+
+
+def _assignment_rows(e: Evaluation) -> list[dict[str, Any]]:
+    return [
+        dict(
+            proposal_id=e.proposal_id,
+            revision=e.revision,
+            evaluator=a.evaluator,
+            position=i,
+            assigned_at=a.assigned_at,
+            recused=a.recused,
+            conflict=a.conflict,
+            conflict_reason=a.conflict_reason,
+            declared_at=a.declared_at,
+            scores=a.scores,
+            comment=a.comment,
+            scored_at=a.scored_at,
+        )
+        for i, a in enumerate(e.assignments)
+    ]
+
+
 class EvaluationRepository:
+    """New evaluations are written when the unit of work commits (`flush`: a run of proposals'
+    panels in a few statements); every other read or write writes them first, except the
+    evaluators' workload, which this unit of work keeps up to date from what it opened."""
+
     def __init__(self, conn: sa.Connection):
         self.conn = conn
+        self._new: list[Evaluation] = []
+        self._workload: Counter[str] | None = None  # as the store would answer, once read
 
     def add(self, e: Evaluation) -> None:
-        self.conn.execute(_INSERT_EVALUATION, {"proposal_id": e.proposal_id, "revision": e.revision, **self._values(e)})
-        self._write_assignments(e, Counter())
+        self._new.append(e)
+        if self._workload is not None:
+            self._workload.update(_open_assignments(e))
+
+    def flush(self) -> None:
+        if not self._new:
+            return
+        new, self._new = self._new, []
+        self.conn.execute(
+            _INSERT_EVALUATION, [{"proposal_id": e.proposal_id, "revision": e.revision, **self._values(e)} for e in new]
+        )
+        added: Counter[str] = Counter()
+        for e in new:
+            added.update(_open_assignments(e))
+        self._add_workload(added)  # what the new ones add, as _write_assignments would add it
+        self.conn.execute(_DELETE_ASSIGNMENTS, [{"_id": e.proposal_id, "_revision": e.revision} for e in new])
+        rows = [row for e in new for row in _assignment_rows(e)]
+        if rows:
+            self.conn.execute(_INSERT_ASSIGNMENTS, rows)
 
     def save(self, e: Evaluation) -> None:
+        self.flush()
+        self._workload = None
         before = self._pending_assignments(e.proposal_id, e.revision)
         self.conn.execute(_UPDATE_EVALUATION, {"_id": e.proposal_id, "_revision": e.revision, **self._values(e)})
         self._write_assignments(e, before)
@@ -324,35 +450,19 @@ class EvaluationRepository:
         )
 
     def _write_assignments(self, e: Evaluation, before: Counter[str]) -> None:
-        after = Counter(
-            a.evaluator for a in e.assignments if e.status == "open" and not a.recused and a.scored_at is None
-        )
-        for evaluator in sorted(set(before) | set(after)):  # sorted: instances lock rows in one order
-            delta = after[evaluator] - before[evaluator]
-            if delta:
-                self.conn.execute(_ADD_WORKLOAD, {"evaluator": evaluator, "delta": delta})
+        after = _open_assignments(e)
+        self._add_workload(Counter({ev: after[ev] - before[ev] for ev in set(before) | set(after)}))
         self.conn.execute(_DELETE_ASSIGNMENTS, {"_id": e.proposal_id, "_revision": e.revision})
-        if e.assignments:
-            self.conn.execute(
-                _INSERT_ASSIGNMENTS,
-                [
-                    dict(
-                        proposal_id=e.proposal_id,
-                        revision=e.revision,
-                        evaluator=a.evaluator,
-                        position=i,
-                        assigned_at=a.assigned_at,
-                        recused=a.recused,
-                        conflict=a.conflict,
-                        conflict_reason=a.conflict_reason,
-                        declared_at=a.declared_at,
-                        scores=a.scores,
-                        comment=a.comment,
-                        scored_at=a.scored_at,
-                    )
-                    for i, a in enumerate(e.assignments)
-                ],
-            )
+        rows = _assignment_rows(e)
+        if rows:
+            self.conn.execute(_INSERT_ASSIGNMENTS, rows)
+
+    def _add_workload(self, delta: Counter[str]) -> None:
+        changes = [
+            {"evaluator": ev, "delta": n} for ev, n in sorted(delta.items()) if n
+        ]  # sorted: instances lock rows in one order
+        if changes:
+            self.conn.execute(_ADD_WORKLOAD, changes)
 
     def _load(self, row: sa.Row[Any]) -> Evaluation:
         rows = self.conn.execute(_ASSIGNMENTS, {"_id": row.proposal_id, "_revision": row.revision})
@@ -388,11 +498,14 @@ class EvaluationRepository:
     def current(self, proposal_id: str, for_update: bool = False) -> Evaluation | None:
         """The evaluation of the proposal's latest revision; `for_update` locks it (PostgreSQL) so
         that two evaluators scoring at once do not overwrite each other."""
+        if any(e.proposal_id == proposal_id for e in self._new):
+            self.flush()
         row = self.conn.execute(_CURRENT_FOR_UPDATE if for_update else _CURRENT, {"_id": proposal_id}).first()
         return self._load(row) if row else None
 
     def mark_overdue(self, e: Evaluation, now: datetime) -> bool:
         """Set the overdue flag unless it is set already; True when this call set it."""
+        self.flush()
         result = self.conn.execute(
             evaluations.update()
             .where(
@@ -405,18 +518,24 @@ class EvaluationRepository:
         return result.rowcount == 1
 
     def open_ones(self, due_before: datetime | None = None) -> list[Evaluation]:
+        self.flush()
         query = sa.select(evaluations).where(evaluations.c.status == "open")
         if due_before is not None:
             query = query.where(evaluations.c.due_at <= due_before, evaluations.c.overdue_at.is_(None))
         return [self._load(r) for r in self.conn.execute(query.order_by(evaluations.c.opened_at))]
 
     def workload(self) -> dict[str, int]:
-        """Open assignments not yet scored, per evaluator."""
-        query = sa.select(evaluator_workload).where(evaluator_workload.c.open_assignments > 0)
-        return {r.evaluator: r.open_assignments for r in self.conn.execute(query)}
+        """Open assignments not yet scored, per evaluator (read once per unit of work, then kept
+        up to date by what it adds)."""
+        if self._workload is None:
+            self.flush()
+            query = sa.select(evaluator_workload).where(evaluator_workload.c.open_assignments > 0)
+            self._workload = Counter({r.evaluator: r.open_assignments for r in self.conn.execute(query)})
+        return {name: n for name, n in self._workload.items() if n > 0}
 
     def counted_workload(self) -> dict[str, int]:
         """The same, counted from the assignments themselves (what the kept counts must equal)."""
+        self.flush()
         query = (
             sa.select(assignments.c.evaluator, sa.func.count())
             .join(
@@ -429,6 +548,7 @@ class EvaluationRepository:
         return {name: n for name, n in self.conn.execute(query)}
 
     def queue(self, evaluator: str) -> list[Evaluation]:
+        self.flush()
         query = (
             sa.select(evaluations)
             .join(
@@ -443,6 +563,7 @@ class EvaluationRepository:
         return [self._load(r) for r in self.conn.execute(query)]
 
     def counts(self) -> dict[str, int]:
+        self.flush()
         rows = self.conn.execute(
             sa.select(
                 evaluations.c.status, (evaluations.c.overdue_at.is_not(None)).label("late"), sa.func.count()
@@ -466,3 +587,12 @@ class EvaluationUnitOfWork(UnitOfWork):
         self.screenings = ScreeningRepository(conn)
         self.known = KnownProposalRepository(conn)
         self.evaluations = EvaluationRepository(conn)
+
+    def flush(self) -> None:
+        """What the repositories hold back until commit, written (UnitOfWork.flush)."""
+        self.screenings.flush()
+        self.known.flush()
+        self.evaluations.flush()
+
+    def forget(self) -> None:
+        self.bind(self.conn)

@@ -294,30 +294,44 @@ def test_work_moves_between_instances_as_they_join_and_die_and_is_applied_once(t
     """A second instance joins while the first is applying batches (a rebalance in the middle of
     a batch), then the first is killed with -9 (its uncommitted batch is redelivered to the
     survivor). Naive: offsets committed before the store, or no inbox: events lost or applied
-    twice. Every proposal is screened exactly once, by one instance or the other."""
+    twice. Every proposal is screened exactly once, by one instance or the other.
+
+    Submissions keep coming until after the kill (a fixed number would all be screened before
+    the second instance has joined: a run of them is screened in milliseconds)."""
     url = databases()
     p = Platform(
         tmp_path_factory.mktemp("moves"),
         extra_env={"KOKEILU_TOPIC_PARTITIONS": str(PARTITIONS), "KOKEILU_PANELS": json.dumps({})},
         service_env={"evaluation": {"DATABASE_URL": url}},
     )
+    topic, ours, stop = p.topic(topics.PROPOSALS), [], threading.Event()
+
+    def submit() -> None:  # about 500 a second, in bursts, until told to stop
+        while not stop.is_set():
+            for _ in range(50):
+                pid = str(uuid.uuid4())
+                send_to(
+                    at_once,
+                    topic,
+                    proposal_submitted(pid, f"Pilot {uuid.uuid4().hex} {uuid.uuid4().hex}"),
+                    len(ours) % PARTITIONS,
+                )
+                ours.append(pid)
+            at_once.flush(timeout=60)
+            time.sleep(0.1)
+
+    submitter = threading.Thread(target=submit, daemon=True)
     try:
         p.start("evaluation")
-        # Enough that the first instance is still at it when the second has started (about 10 s later).
-        topic, ours = p.topic(topics.PROPOSALS), [str(uuid.uuid4()) for _ in range(2400)]
-        for n, pid in enumerate(ours):
-            send_to(
-                at_once, topic, proposal_submitted(pid, f"Pilot {uuid.uuid4().hex} {uuid.uuid4().hex}"), n % PARTITIONS
-            )
-        at_once.flush(timeout=60)
-
+        submitter.start()
         wait_until(lambda: outbox_count(url, "screening.completed"), timeout=60, what="the first instance at work")
         p.start("evaluation@2")
         wait_until(lambda: consumed(p, "evaluation@2") > 0, timeout=120, what="the second instance at work")
-        before_kill = outbox_count(url, "screening.completed")
         p.procs["evaluation"].kill()  # -9: no graceful stop, a batch may be half applied
         p.procs["evaluation"].wait()
-        assert before_kill < len(ours), "all was done before the kill: the test needs more work to move"
+        time.sleep(1)  # the survivor takes the dead one's partitions while submissions still come
+        stop.set()
+        submitter.join(timeout=60)
         wait_until(
             lambda: outbox_count(url, "screening.completed") >= len(ours),
             timeout=180,
@@ -330,6 +344,7 @@ def test_work_moves_between_instances_as_they_join_and_die_and_is_applied_once(t
         assert {pid: n for pid, n in done.items() if n != 1} == {}
         assert set(done) == set(ours)
     finally:
+        stop.set()
         p.stop()
 
 

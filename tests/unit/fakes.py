@@ -168,7 +168,7 @@ class FakeUnitOfWork:
         return [e for e in self.published if e.type == name]
 
     # inbox ----------------------------------------------------------------------------
-    def remember_flow(self, subject: str) -> None:
+    def remember_flow(self, subject: str, cause: CloudEvent | None = None) -> None:
         self.flows_remembered.append(subject)
 
     def join_flow(self, subject: str) -> None:
@@ -321,6 +321,9 @@ class FakeProposalsUnitOfWork(FakeUnitOfWork):
 
 # evaluation -------------------------------------------------------------------------------
 class FakeScreeningRepository:
+    def flush(self) -> None:
+        """Nothing is held back: the fake writes at once."""
+
     def __init__(self) -> None:
         self.rows: dict[str, dict[str, Any]] = {}
 
@@ -352,6 +355,9 @@ class FakeScreeningRepository:
 
 
 class FakeKnownProposalRepository:
+    def flush(self) -> None:
+        """Nothing is held back: the fake writes at once."""
+
     def __init__(self) -> None:
         self.rows: dict[str, dict[str, Any]] = {}
 
@@ -372,6 +378,9 @@ class FakeKnownProposalRepository:
 
 
 class FakeEvaluationRepository:
+    def flush(self) -> None:
+        """Nothing is held back: the fake writes at once."""
+
     def __init__(self) -> None:
         self.rows: dict[tuple[str, int], Evaluation] = {}
 
