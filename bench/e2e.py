@@ -12,7 +12,9 @@ Method
 3. Warm-up: one proposal goes end to end before the clock starts and is not counted, so the
    consumer groups own their partitions and the producers know their topics.
 4. N proposals are submitted with `POST /v1/proposals` from C worker threads, each stamped just
-   before its POST. The wait for their results is bounded by --deadline (from the first submit).
+   before its POST; or, with `--rate R`, at R proposals a second (open loop: proposal i is due
+   i/R seconds after the first, stamped when it was due, so a submitter that falls behind
+   shows as latency, not as a slower offered rate). The wait for their results is bounded by --deadline (from the first submit).
 5. End-to-end latency = result event observed - submit stamp. Wall time = first submit -> last
    result observed; throughput = N / wall time.
 6. `GET /v1/results/{id}` must answer 200 for a sample of ids; each service's /metrics is
@@ -177,6 +179,23 @@ def submit_all(platform: Platform, n: int, concurrency: int) -> list[Submitted]:
         return list(pool.map(lambda i: submit_one(platform, f"bench {i} {uuid.uuid4().hex}"), range(n)))
 
 
+def submit_at_rate(platform: Platform, n: int, concurrency: int, rate: float) -> list[Submitted]:
+    """Proposal i submitted i/rate seconds after the first (by whichever of the threads is free),
+    its latency counted from then."""
+    start = time.perf_counter() + 0.05
+
+    def one(i: int) -> Submitted:
+        due = start + i / rate
+        wait = due - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        s = submit_one(platform, f"bench {i} {uuid.uuid4().hex}")
+        return Submitted(s.proposal_id, min(due, s.submitted_at), s.answered_at)
+
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="submit") as pool:
+        return list(pool.map(one, range(n)))
+
+
 def warm_up(platform: Platform, watcher: ResultWatcher, timeout: float = 120) -> None:
     first = submit_one(platform, "bench warm-up")
     if watcher.wait_for([first.proposal_id], timeout) != 1:
@@ -220,13 +239,17 @@ def platform_figures(submitted: list[Submitted], arrivals: dict[str, float]) -> 
     return figures
 
 
-def measure_platform(platform: Platform, n: int, concurrency: int, deadline: float, sample: int) -> dict:
+def measure_platform(
+    platform: Platform, n: int, concurrency: int, deadline: float, sample: int, rate: float | None = None
+) -> dict:
     platform.start(*SERVICES)
     watcher = ResultWatcher(platform.topic(RESULTS)).start()
     try:
         warm_up(platform, watcher)
         first_submit = time.monotonic()
-        submitted = submit_all(platform, n, concurrency)
+        submitted = (
+            submit_all(platform, n, concurrency) if rate is None else submit_at_rate(platform, n, concurrency, rate)
+        )
         ids = [s.proposal_id for s in submitted]
         watcher.wait_for(ids, deadline - (time.monotonic() - first_submit))
         if watcher.error:
@@ -236,6 +259,7 @@ def measure_platform(platform: Platform, n: int, concurrency: int, deadline: flo
         watcher.stop()
     figures = platform_figures(submitted, arrivals)
     figures["concurrency"] = concurrency
+    figures["rate"] = rate
     figures["deadline_seconds"] = deadline
     figures["catalogue_sample"] = check_catalogue(platform, [i for i in ids if i in arrivals], sample)
     return figures
@@ -258,7 +282,10 @@ def print_report(report: dict) -> None:
         ),
         ("", ""),
         ("platform", "proposals -> evaluation -> catalogue (notifications not started)"),
-        ("  proposals (concurrency)", f"{p['proposals']} ({p['concurrency']})"),
+        (
+            "  proposals (concurrency)",
+            f"{p['proposals']} ({p['concurrency']})" + (f", offered at {p['rate']:g}/s" if p.get("rate") else ""),
+        ),
         ("  results arrived", f"{p['arrived']} / {p['proposals']}"),
         ("  wall time", f"{p['wall_seconds']:.2f} s, first submit -> last result" if "wall_seconds" in p else "-"),
         ("  throughput", f"{p['throughput_per_s']:.1f} proposals/s" if "throughput_per_s" in p else "-"),
@@ -317,6 +344,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=300,
         help="seconds from the first submit to wait for every result (default 300)",
     )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="submit at this many proposals a second (open loop; latency from when each was due) "
+        "instead of as fast as the threads can",
+    )
     parser.add_argument("--sample", type=int, default=20, help="ids checked on the catalogue API (default 20)")
     parser.add_argument(
         "--bare-messages",
@@ -336,6 +369,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.proposals < 1 or args.concurrency < 1:
         parser.error("--proposals and --concurrency must be at least 1")
+    if args.rate is not None and args.rate <= 0:
+        parser.error("--rate must be above 0")
     return args
 
 
@@ -346,11 +381,12 @@ def run_metadata(args: argparse.Namespace, started: datetime) -> dict:
         **machine(),
         "proposals": args.proposals,
         "concurrency": args.concurrency,
+        "rate": args.rate,
         "partitions": PARTITIONS,
     }
 
 
-def run_platform(n: int, concurrency: int, deadline: float, sample: int) -> dict:
+def run_platform(n: int, concurrency: int, deadline: float, sample: int, rate: float | None = None) -> dict:
     """The platform part: {"platform": figures, "metrics": each service's /metrics, "ok": bool}.
     The services are stopped and their topics deleted before it returns."""
     tmp = Path(tempfile.mkdtemp(prefix="kokeilu-bench-"))
@@ -358,7 +394,7 @@ def run_platform(n: int, concurrency: int, deadline: float, sample: int) -> dict
     out: dict = {"ok": False}
     try:
         print(f"starting {', '.join(SERVICES)} (prefix {platform.prefix}) ...", file=sys.stderr)
-        out["platform"] = measure_platform(platform, n, concurrency, deadline, sample)
+        out["platform"] = measure_platform(platform, n, concurrency, deadline, sample, rate)
         out["metrics"] = {s: scrape_or_error(platform, s) for s in SERVICES}
         out["ok"] = succeeded(out)
     finally:
@@ -377,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     clean_up_on_sigterm()
     started = datetime.now(UTC)
     report: dict = {"run": run_metadata(args, started)}
-    measured = run_platform(args.proposals, args.concurrency, args.deadline, args.sample)
+    measured = run_platform(args.proposals, args.concurrency, args.deadline, args.sample, args.rate)
     ok = measured.pop("ok")
     report.update(measured)
     if ok:
