@@ -48,12 +48,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import requests
 from kafka import KafkaConsumer, TopicPartition
 
 from kokeilu.contracts.catalog import RESULT_PUBLISHED
 from kokeilu.contracts.topics import RESULTS
 from tests.builders import submission
-from tests.support import BOOTSTRAP, ROOT, Platform, wait_until
+from tests.support import AUTH, BOOTSTRAP, ROOT, Platform, wait_until
 
 from . import ceiling
 from .common import (
@@ -163,10 +164,18 @@ class ResultWatcher:
                 self._changed.notify_all()
 
 
+_sessions = threading.local()
+
+
 def submit_one(platform: Platform, title: str) -> Submitted:
+    """One POST, on the submitting thread's own keep-alive connection (as a city system's HTTP
+    client pools its connections, and as oha does in bench/http_submit.py)."""
     body = submission(title=title)
+    session = getattr(_sessions, "session", None)
+    if session is None:
+        session = _sessions.session = requests.Session()
     started = time.perf_counter()
-    response = platform.post("proposals", "/v1/proposals", body)
+    response = session.post(platform.url("proposals", "/v1/proposals"), json=body, headers=AUTH, timeout=10)
     answered = time.perf_counter()
     if response.status_code != 201:
         raise RuntimeError(f"POST /v1/proposals answered {response.status_code}: {response.text[:500]}")
