@@ -36,8 +36,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -60,6 +62,7 @@ from . import ceiling
 from .common import (
     PARTITIONS,
     clean_up_on_sigterm,
+    cpu_seconds,
     delete_prefixed_topics,
     git_revision,
     machine,
@@ -205,6 +208,16 @@ def submit_at_rate(platform: Platform, n: int, concurrency: int, rate: float) ->
         return list(pool.map(one, range(n)))
 
 
+def _processes(platform: Platform) -> dict[str, int]:
+    """The pids whose CPU a run uses: the services, the broker (a local one) and this process."""
+    out = {service: platform.procs[service].pid for service in SERVICES}
+    broker = subprocess.run(["pgrep", "-f", "kafka.Kafka"], capture_output=True, text=True).stdout.split()
+    if len(broker) == 1:
+        out["broker"] = int(broker[0])
+    out["benchmark"] = os.getpid()
+    return out
+
+
 def warm_up(platform: Platform, watcher: ResultWatcher, timeout: float = 120) -> None:
     first = submit_one(platform, "bench warm-up")
     if watcher.wait_for([first.proposal_id], timeout) != 1:
@@ -255,6 +268,8 @@ def measure_platform(
     watcher = ResultWatcher(platform.topic(RESULTS)).start()
     try:
         warm_up(platform, watcher)
+        processes = _processes(platform)
+        cpu_before = {name: cpu_seconds(pid) for name, pid in processes.items()}
         first_submit = time.monotonic()
         submitted = (
             submit_all(platform, n, concurrency) if rate is None else submit_at_rate(platform, n, concurrency, rate)
@@ -264,9 +279,17 @@ def measure_platform(
         if watcher.error:
             raise RuntimeError(f"result watcher failed: {watcher.error!r}")
         arrivals = watcher.snapshot()
+        cpu_after = {name: cpu_seconds(pid) for name, pid in processes.items()}
     finally:
         watcher.stop()
     figures = platform_figures(submitted, arrivals)
+    # Where a proposal's CPU goes, per process (the broker and this benchmark's submitters and
+    # watcher included: on 2 cores they all share the same CPUs as the services).
+    figures["cpu_ms_per_proposal"] = {
+        name: round(1000 * (cpu_after[name] - before) / n, 2)
+        for name, before in cpu_before.items()
+        if before is not None and cpu_after.get(name) is not None
+    }
     figures["concurrency"] = concurrency
     figures["rate"] = rate
     figures["deadline_seconds"] = deadline
@@ -302,6 +325,14 @@ def print_report(report: dict) -> None:
         ("  POST p50/p95/max", "/".join(ms(http, k) for k in ("p50", "p95", "max")) + " ms"),
         ("  catalogue GET sample", f"{p['catalogue_sample']['ok']} / {p['catalogue_sample']['checked']} answered 200"),
     ]
+    if p.get("cpu_ms_per_proposal"):
+        cpu = p["cpu_ms_per_proposal"]
+        rows.append(
+            (
+                "  CPU ms per proposal",
+                ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()) + f"; total {sum(cpu.values()):.2f}",
+            )
+        )
     if bare:
         rows += [
             ("", ""),
