@@ -97,6 +97,9 @@ class UnitOfWork:
         self._outbox: list[OutboxRow] = []
         self._levels: list[_Level] = []
         self._joined: dict[str, tuple[str, str | None]] = {}
+        # Flows of aggregates made by a run of consumed events (remember_flows): the events
+        # about each are made in its cause's span, as they would be inside that span.
+        self._spans: dict[str, tuple[str, str | None]] = {}
         self._cm: AbstractContextManager[sa.Connection] | None = None
         self._record: RecordSavepoint | None = None
 
@@ -150,6 +153,7 @@ class UnitOfWork:
         if not keep:
             del self._outbox[pending:]
             self._joined.clear()  # what it stored of flows may be undone with it
+            self._spans.clear()
         if savepoint is not None and level.shared:
             if not keep:
                 savepoint.undo()  # raises if the connection is gone: the caller's batch is retried
@@ -273,6 +277,22 @@ class UnitOfWork:
         if insert_new(self.conn, FLOWS, row):
             self._joined[subject] = (flow.correlation_id, traceparent)
 
+    def remember_flows(self, causes: Sequence[tuple[str, CloudEvent]]) -> None:
+        """remember_flow for new aggregates made by a run of consumed events applied together,
+        outside each event's own span: each `(subject, event)` keeps the flow that the span the
+        consumer applies the event in alone would have given it (tracing.span_of), and the events
+        this unit of work records about the subject are made in that span. The subjects are new
+        (fresh ids): one insert writes them all, and one remembered before fails it, and with it
+        the caller's run (which the consumer then applies record by record, with remember_flow)."""
+        if not causes:
+            return
+        now = utcnow()
+        rows = []
+        for subject, event in causes:
+            flow = self._spans[subject] = (event.correlationid or event.id, tracing.span_of(event))
+            rows.append({"subject": subject, "correlation_id": flow[0], "traceparent": flow[1], "created_at": now})
+        insert_rows(self.conn, FLOWS, rows)
+
     def join_flows(self, subjects: Iterable[str]) -> None:
         """join_flow for several subjects at once (a run of events applied together)."""
         wanted = list(dict.fromkeys(subjects))
@@ -306,6 +326,10 @@ class UnitOfWork:
     ) -> tuple[str | None, str | None]:
         """The correlation id and traceparent of an event about `subject` that would carry
         `correlation` and `traceparent` (those of its cause, when `caused`): see _in_flow."""
+        if self._spans and subject is not None:
+            made = self._spans.get(subject)
+            if made is not None:
+                return made
         joined = self._joined.get(subject) if self._joined and subject is not None else None
         if joined is not None:
             correlation, traceparent = joined
