@@ -8,14 +8,13 @@ goes nowhere).
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from kokeilu.contracts import CloudEvent, utcnow
+from kokeilu.contracts import CloudEvent, new_id, utcnow
 from kokeilu.contracts import catalog as types
 from kokeilu.contracts.evaluation import EvaluationDecided, ScreeningCompleted
 from kokeilu.contracts.proposals import (
@@ -158,7 +157,7 @@ def _enter(
     uow: ProposalsUnitOfWork, submission: Submission, source: str, cause: CloudEvent | None
 ) -> tuple[Proposal, Move]:
     """A new proposal is submitted and goes to screening in the same transaction."""
-    proposal_id = str(uuid.uuid4())
+    proposal_id = new_id()
     uow.remember_flow(proposal_id)  # the submission's flow is the proposal's from now on
     screening, move = _entered(uow, proposal_id, submission, source, cause)
     uow.proposals.add(screening)
@@ -322,7 +321,7 @@ def _record(
     or with others of a run at once)."""
     proposal.accept_measurement(kpi)
     measurement = Measurement(
-        id=str(uuid.uuid4()),
+        id=new_id(),
         proposal_id=proposal.id,
         kpi=kpi,
         value=value,
@@ -398,7 +397,7 @@ def on_intake_run(
         # The new proposals' ids, and their flows (each its intake event's), before any event
         # about them is recorded: what _enter does for one.
         entering = {
-            i: str(uuid.uuid4())
+            i: new_id()
             for i, ((_, data), new) in enumerate(zip(items, fresh, strict=True))
             if new and isinstance(data, Submission)
         }
