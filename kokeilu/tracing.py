@@ -229,6 +229,20 @@ def consuming(
     return _within(f"process {topic}", SpanKind.CONSUMER, parent, flow, attributes, own_ids=parent is None)
 
 
+def span_of(event: CloudEvent) -> str | None:
+    """The traceparent of the span `consuming` applies `event` in, for work done for it outside
+    that span (a run of events applied together): when nothing records spans, the ids
+    `consuming` makes current (the event's own span, or a new trace when it has none); else a
+    span recorded as a child of the event's."""
+    parent = _parent(getattr(event, "traceparent", None))
+    if not exporting():
+        return traceparent_of(parent if parent is not None else _new_span(None).get_span_context())
+    context = trace.set_span_in_context(NonRecordingSpan(parent)) if parent is not None else otel_context.Context()
+    started = tracer().start_span(f"process {event.type}", context=context, kind=SpanKind.CONSUMER)
+    started.end()
+    return traceparent_of(started.get_span_context())
+
+
 def serving(method: str, route: str, headers: Headers) -> AbstractContextManager[trace.Span]:
     """Around one HTTP request: a SERVER span, child of the caller's `traceparent` when it sent
     one; the correlation id is the caller's `X-Correlation-Id` when valid, else a new one."""

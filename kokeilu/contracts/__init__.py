@@ -3,7 +3,7 @@
 from . import catalog, topics
 from .catalog import ALL as EVENT_TYPES
 from .catalog import BY_NAME, EventType, decode
-from .envelope import CONTENT_TYPE, CloudEvent, InvalidEvent, new_event, parse_envelope, utcnow
+from .envelope import CONTENT_TYPE, CloudEvent, InvalidEvent, new_event, new_id, parse_envelope, utcnow
 from .sources import service_source
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "CloudEvent",
     "InvalidEvent",
     "new_event",
+    "new_id",
     "parse_envelope",
     "utcnow",
     "service_source",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import uuid
+import os
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -16,6 +16,16 @@ MAX_EVENT_BYTES = 512 * 1024
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def new_id() -> str:
+    """A random UUID (version 4) as text: what str(uuid.uuid4()) gives, at less than half its
+    cost (made for every event, and for every new aggregate; its UUID object is never used)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # the RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class Frozen(BaseModel):
@@ -109,7 +119,7 @@ def new_event(
     """A new event; `cause` carries the correlation id and trace on and names itself as the
     causation (without one, `causationid` names it). (A unit of work puts the event in the flow
     in hand when it records it: kokeilu/tracing.py.)"""
-    event_id = str(uuid.uuid4())
+    event_id = new_id()
     correlationid, traceparent = carried(cause, correlationid, traceparent)
     return CloudEvent(
         specversion="1.0",

@@ -98,6 +98,9 @@ class UnitOfWork:
         self._outbox: list[OutboxRow] = []
         self._levels: list[_Level] = []
         self._joined: dict[str, tuple[str, str | None]] = {}
+        # Flows of aggregates made by a run of consumed events (remember_flows): the events
+        # about each are made in its cause's span, as they would be inside that span.
+        self._spans: dict[str, tuple[str, str | None]] = {}
         self._cm: AbstractContextManager[sa.Connection] | None = None
         self._record: RecordSavepoint | None = None
 
@@ -160,6 +163,7 @@ class UnitOfWork:
         if not keep:
             del self._outbox[pending:]
             self._joined.clear()  # what it stored of flows may be undone with it
+            self._spans.clear()
             self.forget()
         if savepoint is not None and level.shared:
             if not keep:
@@ -268,26 +272,46 @@ class UnitOfWork:
         )
 
     # flows ----------------------------------------------------------------------------
-    def remember_flow(self, subject: str, cause: CloudEvent | None = None) -> None:
+    def remember_flow(self, subject: str) -> None:
         """A new aggregate: keep the flow in hand (the request's or the consumed event's) as its
-        flow, unless it has one already (a replay). `cause`, the consumed event that creates it,
-        names the flow itself: a run of events applied together has no flow in hand."""
-        if cause is not None:
-            correlation: str = cause.correlationid or cause.id
-            traceparent = tracing.continuing(cause.traceparent) if cause.traceparent else tracing.current_traceparent()
-        else:
-            flow = tracing.current_flow()
-            if flow is None:
-                return
-            correlation, traceparent = flow.correlation_id, tracing.current_traceparent()
+        flow, unless it has one already (a replay)."""
+        flow = tracing.current_flow()
+        if flow is None:
+            return
+        traceparent = tracing.current_traceparent()
         row = {
             "subject": subject,
-            "correlation_id": correlation,
+            "correlation_id": flow.correlation_id,
             "traceparent": traceparent,
             "created_at": utcnow(),
         }
         if insert_new(self.conn, FLOWS, row):
-            self._joined[subject] = (correlation, traceparent)
+            self._joined[subject] = (flow.correlation_id, traceparent)
+
+    def remember_flows(self, causes: Sequence[tuple[str, CloudEvent]]) -> None:
+        """remember_flow for aggregates made or acted on by a run of consumed events applied
+        together, outside each event's own span: each `(subject, event)` gets the flow that the
+        span the consumer applies the event in alone would have given it (tracing.span_of), and
+        the events this unit of work records about the subject are made in that span. A subject
+        with a flow already (a revision, a replay) keeps it in the store, as with remember_flow;
+        the others are written in one insert."""
+        if not causes:
+            return
+        now = utcnow()
+        rows: dict[str, dict[str, Any]] = {}
+        for subject, event in causes:
+            flow = self._spans[subject] = (event.correlationid or event.id, tracing.span_of(event))
+            rows.setdefault(
+                subject, {"subject": subject, "correlation_id": flow[0], "traceparent": flow[1], "created_at": now}
+            )
+        wanted = list(rows)
+        for start in range(0, len(wanted), 500):
+            for row in self.conn.execute(_FLOWS_OF, {"subjects": wanted[start : start + 500]}):
+                del rows[row.subject]
+        try:
+            insert_rows(self.conn, FLOWS, list(rows.values()))
+        except sa.exc.IntegrityError as exc:  # another instance remembered one meanwhile: retried
+            raise TransientError(f"a flow of the run was remembered meanwhile ({exc.orig})") from exc
 
     def join_flows(self, subjects: Iterable[str]) -> None:
         """join_flow for several subjects at once (a run of events applied together)."""
@@ -322,6 +346,10 @@ class UnitOfWork:
     ) -> tuple[str | None, str | None]:
         """The correlation id and traceparent of an event about `subject` that would carry
         `correlation` and `traceparent` (those of its cause, when `caused`): see _in_flow."""
+        if self._spans and subject is not None:
+            made = self._spans.get(subject)
+            if made is not None:
+                return made
         joined = self._joined.get(subject) if self._joined and subject is not None else None
         if joined is not None:
             correlation, traceparent = joined

@@ -127,6 +127,11 @@ def on_proposal_events(
             # instances screening at the same moment take turns, or twins would both pass and
             # two panels be chosen from one workload. Taken before any row lock of the run.
             uow.lock(SCREENING_LOCK)
+        # Each proposal's flow, for the evaluators' actions and the overdue clock later (rows:
+        # after the lock); what the run records about it is made in its event's span.
+        uow.remember_flows(
+            [(items[i][1].proposal_id, items[i][0]) for i in new if not isinstance(items[i][1], ProposalStatusChanged)]
+        )
         for i in new:
             event, data = items[i]
             if isinstance(data, ProposalStatusChanged):
@@ -166,7 +171,6 @@ def _screen_and_open(
     """One submission or revision screened, and given a panel when it passes (in the caller's
     unit of work, which holds the screening lock)."""
     pid = proposal.proposal_id
-    uow.remember_flow(pid, event)  # for the evaluators' actions and the overdue clock later (a row: after the lock)
     # Only the open proposals the store's index finds similar enough to matter (not every open one).
     similarity = policy.duplicate_title_similarity
     candidates = uow.known.near_duplicate_candidates(proposal.title, similarity) if similarity else []

@@ -8,12 +8,13 @@ goes nowhere).
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from kokeilu.contracts import CloudEvent, utcnow
+from pydantic import BaseModel
+
+from kokeilu.contracts import CloudEvent, new_id, utcnow
 from kokeilu.contracts import catalog as types
 from kokeilu.contracts.evaluation import EvaluationDecided, ScreeningCompleted
 from kokeilu.contracts.proposals import (
@@ -156,11 +157,21 @@ def _enter(
     uow: ProposalsUnitOfWork, submission: Submission, source: str, cause: CloudEvent | None
 ) -> tuple[Proposal, Move]:
     """A new proposal is submitted and goes to screening in the same transaction."""
-    now = utcnow()
-    submitted = Proposal.submit(str(uuid.uuid4()), submission, now, source)
-    screening = submitted.start_screening(now)
+    proposal_id = new_id()
+    uow.remember_flow(proposal_id)  # the submission's flow is the proposal's from now on
+    screening, move = _entered(uow, proposal_id, submission, source, cause)
     uow.proposals.add(screening)
-    uow.remember_flow(submitted.id)  # the submission's flow is the proposal's from now on
+    return screening, move
+
+
+def _entered(
+    uow: ProposalsUnitOfWork, proposal_id: str, submission: Submission, source: str, cause: CloudEvent | None
+) -> tuple[Proposal, Move]:
+    """_enter's proposal in screening (for the caller to store, alone or with others of a run)
+    and its events: its flow is remembered already."""
+    now = utcnow()
+    submitted = Proposal.submit(proposal_id, submission, now, source)
+    screening = submitted.start_screening(now)
     _record_contact(uow, submitted, now, cause)
     uow.emit(types.PROPOSAL_SUBMITTED, submitted.submitted_event(), submitted.id, cause)
     return screening, _changed(uow, submitted, screening, "start_screening", cause)
@@ -310,7 +321,7 @@ def _record(
     or with others of a run at once)."""
     proposal.accept_measurement(kpi)
     measurement = Measurement(
-        id=str(uuid.uuid4()),
+        id=new_id(),
         proposal_id=proposal.id,
         kpi=kpi,
         value=value,
@@ -366,36 +377,68 @@ def on_intake_measurement(
 def on_intake_measurements(
     items: Sequence[tuple[CloudEvent, IntakeMeasurement]], uow: ProposalsUnitOfWork, figures: Figures = UNCOUNTED
 ) -> list[str | IntakeRefused]:
-    """A run of `intake.measurement` events applied at once (the intake consumer's bulk method:
-    sensors stream them). The same rules and events as on_intake_measurement, record by
-    record, with one read of the proposals and one write of the inbox and of the measurements
-    for the whole run. For each item, in order: its outcome, or the refusal the consumer
-    dead-letters it with (a refused measurement is not recorded as applied, so it can be
-    redriven)."""
+    """A run of `intake.measurement` events applied at once: on_intake_run for measurements."""
+    return on_intake_run(items, uow, figures)
+
+
+def on_intake_run(
+    items: Sequence[tuple[CloudEvent, BaseModel]], uow: ProposalsUnitOfWork, figures: Figures = UNCOUNTED
+) -> list[str | IntakeRefused]:
+    """A run of consecutive intake events (`intake.proposal` and `intake.measurement`) applied at
+    once: the intake consumer's bulk method. The same rules and events as on_intake and
+    on_intake_measurement, record by record and in the order given, with one read of the inbox
+    and of the proposals measured, and one write of the inbox, the flows, the new proposals and
+    the measurements for the whole run. For each item, in order: its outcome, or the refusal the
+    consumer dead-letters it with (a refused event is not recorded as applied, so it can be
+    redriven). Figures are counted once it has committed, as one by one."""
     with uow:
         events = [event for event, _ in items]
         fresh = uow.first_times(CONSUMER, events)
-        proposals = uow.proposals.get_many(data.proposal_id for (_, data), new in zip(items, fresh, strict=True) if new)
-        uow.join_flows(proposals)  # each sensor's event is the cause; its proposal's flow goes on
+        # The new proposals' ids, and their flows (each its intake event's), before any event
+        # about them is recorded: what _enter does for one.
+        entering = {
+            i: new_id()
+            for i, ((_, data), new) in enumerate(zip(items, fresh, strict=True))
+            if new and isinstance(data, Submission)
+        }
+        uow.remember_flows([(pid, items[i][0]) for i, pid in entering.items()])
+        measured = uow.proposals.get_many(
+            data.proposal_id
+            for (_, data), new in zip(items, fresh, strict=True)
+            if new and isinstance(data, IntakeMeasurement)
+        )
+        uow.join_flows(measured)  # each sensor's event is the cause; its proposal's flow goes on
         results: list[str | IntakeRefused] = []
-        applied, rows = [], []
-        for (event, data), new in zip(items, fresh, strict=True):
+        applied: list[CloudEvent] = []
+        rows: list[Measurement] = []
+        entered: list[Proposal] = []
+        moves: list[Move] = []
+        for i, ((event, data), new) in enumerate(zip(items, fresh, strict=True)):
             if not new:
                 results.append("duplicate")
                 continue
-            proposal = proposals.get(data.proposal_id)
             try:
-                if proposal is None:
-                    raise IntakeRefused(f"unknown proposal {data.proposal_id}")
-                rows.append(_measured(uow, proposal, data.kpi, data.value, data.measured_at, event.source, event))
+                if isinstance(data, Submission):
+                    proposal, move = _entered(uow, entering[i], data, event.source, event)
+                    entered.append(proposal)
+                    moves.append(move)
+                elif isinstance(data, IntakeMeasurement):
+                    pilot = measured.get(data.proposal_id)
+                    if pilot is None:
+                        raise IntakeRefused(f"unknown proposal {data.proposal_id}")
+                    rows.append(_measured(uow, pilot, data.kpi, data.value, data.measured_at, event.source, event))
+                else:
+                    raise IntakeRefused(f"{event.type} is not an intake event")
             except IntakeRefused as exc:
                 results.append(exc)
                 continue
             applied.append(event)
             results.append("applied")
         uow.applied(CONSUMER, applied)
+        uow.proposals.add_many(entered)
         uow.measurements.add_many(rows)
         uow.commit()
+    _count(figures, *moves)
     for (event, _), result in zip(items, results, strict=True):
         if isinstance(result, str):
             figures.count_intake(event.type, event.source, "accepted" if result == "applied" else result)

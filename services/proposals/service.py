@@ -182,7 +182,7 @@ class ProposalsService(service_base.PlatformService):
     @consume(
         topics.INTAKE,
         on_reject="intake_rejected",
-        bulk={types.INTAKE_MEASUREMENT: "on_measurements"},
+        bulk={types.INTAKE_MEASUREMENT: "on_intake_run", types.INTAKE_PROPOSAL: "on_intake_run"},
     )
     def on_intake(self, event: CloudEvent, data: BaseModel) -> str:
         if isinstance(data, IntakeMeasurement):
@@ -195,11 +195,10 @@ class ProposalsService(service_base.PlatformService):
         """The intake consumer's on_reject: tells the source system why its record was refused."""
         handlers.intake_rejected(raw, event, reason, self.uow(), self.figures)
 
-    def on_measurements(
-        self, items: Sequence[tuple[CloudEvent, IntakeMeasurement]]
-    ) -> Sequence[str | handlers.IntakeRefused]:
-        """The intake consumer's bulk method: a run of consecutive `intake.measurement` records."""
-        return handlers.on_intake_measurements(items, self.uow(), self.figures)
+    def on_intake_run(self, items: Sequence[tuple[CloudEvent, BaseModel]]) -> Sequence[str | handlers.IntakeRefused]:
+        """The intake consumer's bulk method: a run of consecutive `intake.proposal` and
+        `intake.measurement` records."""
+        return handlers.on_intake_run(items, self.uow(), self.figures)
 
     # A group of its own (kokeilu.proposals.workflow): two consumers with different topics in one
     # group make every join of either a rebalance of both (seconds without progress at start).

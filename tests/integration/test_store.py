@@ -579,6 +579,50 @@ class Emitting(UnitOfWork):
     source = "tests"
 
 
+def test_remember_flows_gives_a_runs_new_subjects_the_flows_their_causes_spans_would(database):
+    """A run of consumed events applied together, outside their spans: each new subject's events
+    and stored flow are those remember_flow gives it inside the consumer's span for its cause."""
+    traced = screening_event("r-1").model_copy(
+        update={"correlationid": "upstream", "traceparent": f"00-{'e' * 32}-{'f' * 16}-01"}
+    )
+    untraced = screening_event("r-2").model_copy(update={"traceparent": None})
+    with Emitting(database) as uow:
+        with uow:  # undone: its flows rows, and the flows its events would be made in, go with it
+            uow.remember_flows([("r-0", traced)])
+        uow.remember_flows([("r-1", traced), ("r-2", untraced)])
+        for pid, cause in (("r-1", traced), ("r-2", untraced), ("r-0", traced)):
+            uow.emit(types.SCREENING_COMPLETED, screening(pid), pid, cause)
+        uow.commit()
+    one, two, zero = recorded(database)
+    assert (one.correlationid, one.traceparent, one.causationid) == ("upstream", traced.traceparent, traced.id)
+    assert two.correlationid == untraced.id and two.traceparent is not None  # a trace of its own
+    assert zero.correlationid == "upstream" and zero.traceparent != traced.traceparent  # no flow kept
+    with tracing.serving("POST", "/v1/test", {"X-Correlation-Id": "later"}):
+        with Emitting(database) as uow:
+            uow.join_flow("r-1")
+            uow.join_flow("r-2")
+            uow.emit(types.SCREENING_COMPLETED, screening("r-1"), "r-1")
+            uow.emit(types.SCREENING_COMPLETED, screening("r-2"), "r-2")
+            uow.commit()
+    later_one, later_two = recorded(database)[3:]
+    assert later_one.correlationid == "upstream" and tracing.trace_id_of(later_one.traceparent) == "e" * 32
+    assert later_two.correlationid == untraced.id
+    assert tracing.trace_id_of(later_two.traceparent) == tracing.trace_id_of(two.traceparent)
+    with database.transaction() as conn:
+        assert sorted(r.subject for r in conn.execute(sa.text("SELECT subject FROM flows"))) == ["r-1", "r-2"]
+    # A subject remembered before (a revision) keeps its stored flow, as with remember_flow,
+    # and this unit of work's events about it are made in its cause's span all the same.
+    revision = screening_event("r-1").model_copy(update={"correlationid": "revised", "traceparent": None})
+    with Emitting(database) as uow:
+        uow.remember_flows([("r-1", revision), ("r-3", revision)])
+        uow.emit(types.SCREENING_COMPLETED, screening("r-1"), "r-1", revision)
+        uow.commit()
+    assert recorded(database)[5].correlationid == "revised"
+    with database.transaction() as conn:
+        rows = {r.subject: r.correlation_id for r in conn.execute(sa.text("SELECT subject, correlation_id FROM flows"))}
+    assert rows == {"r-1": "upstream", "r-2": untraced.id, "r-3": "revised"}
+
+
 def screening(pid: str) -> ScreeningCompleted:
     return ScreeningCompleted(proposal_id=pid, passed=True, screened_at=datetime.now(UTC))
 

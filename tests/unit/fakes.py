@@ -168,8 +168,11 @@ class FakeUnitOfWork:
         return [e for e in self.published if e.type == name]
 
     # inbox ----------------------------------------------------------------------------
-    def remember_flow(self, subject: str, cause: CloudEvent | None = None) -> None:
+    def remember_flow(self, subject: str) -> None:
         self.flows_remembered.append(subject)
+
+    def remember_flows(self, causes: Sequence[tuple[str, CloudEvent]]) -> None:
+        self.flows_remembered.extend(subject for subject, _ in causes)
 
     def join_flow(self, subject: str) -> None:
         self.flows_joined.append(subject)
@@ -216,6 +219,10 @@ class FakeProposalRepository:
         if p.id in self.rows:
             raise KeyError(f"duplicate proposal id {p.id}")  # the primary key would refuse it
         self.rows[p.id] = p
+
+    def add_many(self, ps: list[Proposal]) -> None:
+        for p in ps:
+            self.add(p)
 
     def save(self, p: Proposal) -> None:
         assert p.id in self.rows, f"save() of a proposal never added: {p.id}"

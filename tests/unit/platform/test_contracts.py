@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import datetime
 
 import pytest
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from kokeilu.contracts import EVENT_TYPES, CloudEvent, InvalidEvent, decode, new_event, parse_envelope, topics
+from kokeilu.contracts import EVENT_TYPES, CloudEvent, InvalidEvent, decode, new_event, new_id, parse_envelope, topics
 from kokeilu.contracts import catalog as types
 from kokeilu.contracts.envelope import MAX_EVENT_BYTES, TYPE_PREFIX
 from kokeilu.contracts.evaluation import ScreeningCompleted
@@ -422,3 +423,11 @@ def test_replicated_topics_need_two_replicas_in_sync_and_one_node_topics_set_not
         for spec in topic_specs(Settings(kokeilu_topic_replication=2)).values()
     } == {"1"}
     assert all("min.insync.replicas" not in spec["configs"] for spec in topic_specs(Settings()).values())
+
+
+def test_new_ids_are_random_version_4_uuids_as_uuid4_writes_them():
+    ids = [new_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for made in ids:
+        parsed = uuid.UUID(made)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, made)

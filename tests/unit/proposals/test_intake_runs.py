@@ -56,13 +56,13 @@ class Intake:
         pass
 
 
-def consumer(db, bulk=handlers.on_intake_measurements):
+def consumer(db, bulk=handlers.on_intake_measurements, bulk_types=(types.INTAKE_MEASUREMENT,)):
     """The proposals intake consumer, as ProposalsService declares it, without nameko: its
     workers get units of work in the batch and the service's figures deferred to the batch's
     commit, as kokeilu.platform's Store and Figures hand them out."""
     c = EventConsumer.__new__(EventConsumer)
     c.topic_names, c.types, c.group, c._stopping = (topics.INTAKE,), None, "kokeilu.proposals", False
-    c.bulk = {types.INTAKE_MEASUREMENT.name: "on_measurements"}
+    c.bulk = {t.name: "on_measurements" for t in bulk_types}
     c.on_reject = "intake_rejected"
     c.settings = Settings(kokeilu_consumer_batch_seconds=60)
     c.container = SimpleNamespace(service_name="proposals")
@@ -248,6 +248,26 @@ def test_a_bulk_method_that_answers_for_fewer_records_than_it_got_is_not_trusted
         len(outbox_rows(db)),
     )
     assert c._try_batch(records(*stream(pid))) == 8
+    outcomes, values, events = applied(db, pid, c, before)
+    assert outcomes == EXPECTED_OUTCOMES and values == [1, 2, 4, 5]
+    assert events == EXPECTED_EVENTS
+    assert sorted(c.figures.counted) == sorted(EXPECTED_FIGURES)
+
+
+def test_the_services_runs_take_intake_proposals_and_measurements_together(db, store):
+    # As ProposalsService declares it: both intake types go to handlers.on_intake_run, so the
+    # whole stream is one run, with the same outcomes, events, dead letter and rejection.
+    pid = to_piloting(store)
+    calls = []
+
+    def counting(items, uow, figures):
+        calls.append(len(items))
+        return handlers.on_intake_run(items, uow, figures)
+
+    c = consumer(db, bulk=counting, bulk_types=(types.INTAKE_MEASUREMENT, types.INTAKE_PROPOSAL))
+    before = len(outbox_rows(db))
+    assert c._try_batch(records(*stream(pid))) == 8
+    assert calls == [8]
     outcomes, values, events = applied(db, pid, c, before)
     assert outcomes == EXPECTED_OUTCOMES and values == [1, 2, 4, 5]
     assert events == EXPECTED_EVENTS
