@@ -268,3 +268,9 @@ def leaf_strings(value) -> list[str]:
     if isinstance(value, list):
         return [s for v in value for s in leaf_strings(v)]
     return []
+
+
+def cut_at(items: list, cuts) -> list[list]:
+    """`items` in consecutive runs, cut before each index in `cuts` (a bulk method's runs)."""
+    bounds = [0, *sorted(set(cuts)), len(items)]
+    return [items[start:end] for start, end in zip(bounds, bounds[1:], strict=False) if start < end]

@@ -4,7 +4,7 @@ evaluations and their assignments (panel, conflict declarations, score sheets)."
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -371,22 +371,13 @@ def _open_assignments(e: Evaluation) -> Counter[str]:
     return Counter(a.evaluator for a in e.assignments if e.status == "open" and not a.recused and a.scored_at is None)
 
 
+_ASSIGNMENT_FIELDS = tuple(f.name for f in fields(Assignment))  # each a column of `assignments`
+
+
 def _assignment_rows(e: Evaluation) -> list[dict[str, Any]]:
     return [
-        dict(
-            proposal_id=e.proposal_id,
-            revision=e.revision,
-            evaluator=a.evaluator,
-            position=i,
-            assigned_at=a.assigned_at,
-            recused=a.recused,
-            conflict=a.conflict,
-            conflict_reason=a.conflict_reason,
-            declared_at=a.declared_at,
-            scores=a.scores,
-            comment=a.comment,
-            scored_at=a.scored_at,
-        )
+        {"proposal_id": e.proposal_id, "revision": e.revision, "position": i}
+        | {name: getattr(a, name) for name in _ASSIGNMENT_FIELDS}
         for i, a in enumerate(e.assignments)
     ]
 
@@ -479,20 +470,7 @@ class EvaluationRepository:
             overdue_at=row.overdue_at,
             decided_at=row.decided_at,
             outcome=_outcome_of(row.outcome),
-            assignments=tuple(
-                Assignment(
-                    evaluator=a.evaluator,
-                    assigned_at=a.assigned_at,
-                    recused=a.recused,
-                    conflict=a.conflict,
-                    conflict_reason=a.conflict_reason,
-                    declared_at=a.declared_at,
-                    scores=a.scores,
-                    comment=a.comment,
-                    scored_at=a.scored_at,
-                )
-                for a in rows
-            ),
+            assignments=tuple(Assignment(**{name: a._mapping[name] for name in _ASSIGNMENT_FIELDS}) for a in rows),
         )
 
     def current(self, proposal_id: str, for_update: bool = False) -> Evaluation | None:

@@ -66,11 +66,8 @@ def one_by_one(uow_of, raws) -> list[str]:
 def in_runs(uow_of, raws, cuts) -> list[str]:
     """`raws` applied as runs, cut before each index in `cuts`."""
     outcomes = []
-    bounds = [0, *sorted(set(cuts)), len(raws)]
-    for start, end in zip(bounds, bounds[1:], strict=False):
-        if start < end:
-            items = [parsed(raw) for raw in raws[start:end]]
-            outcomes.extend(outcome(o) for o in handlers.apply_many(items, uow_of(), CONTACT_UNIT))
+    for run in ev.cut_at(raws, cuts):
+        outcomes.extend(outcome(o) for o in handlers.apply_many([parsed(r) for r in run], uow_of(), CONTACT_UNIT))
     return outcomes
 
 

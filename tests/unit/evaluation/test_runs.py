@@ -73,10 +73,8 @@ def one_by_one(uow_of, raws) -> list[str]:
 def in_runs(uow_of, raws, cuts) -> list[str]:
     """`raws` applied as runs, cut before each index in `cuts`."""
     out = []
-    bounds = [0, *sorted(set(cuts)), len(raws)]
-    for start, end in zip(bounds, bounds[1:], strict=False):
-        if start < end:
-            out += handlers.on_proposal_events([parsed(r) for r in raws[start:end]], uow_of(), POLICY, WORKFLOW)
+    for run in ev.cut_at(raws, cuts):
+        out += handlers.on_proposal_events([parsed(r) for r in run], uow_of(), POLICY, WORKFLOW)
     return out
 
 
