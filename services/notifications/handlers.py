@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -417,10 +419,14 @@ def deliver_due(
     """Send the deliveries that are due, outside any transaction, and record each attempt.
 
     `run_all(fn, deliveries)` runs the attempts: the service passes a green pool, so that one slow
-    receiver does not hold up the others."""
+    receiver does not hold up the others. An attempt is recorded once it was made (a delivery is
+    done only after it was sent): attempts that end while others are being recorded are recorded
+    together, in the next transaction (_Attempts). What was sent but not recorded (a crash, the
+    store gone) is sent again when its lease ends, with the same delivery id."""
     with uow_factory() as uow:
         due = uow.deliveries.claim_due(utcnow(), limit, LEASE)
         uow.commit()
+    recorded = _Attempts(uow_factory)
 
     def attempt_one(d: DueDelivery) -> None:
         # A delivery has a channel (its own, or its subscription's); one without would be sent
@@ -439,27 +445,7 @@ def deliver_due(
         else:
             status, next_at = DeliveryStatus.failed, None
         error = error or (None if ok else f"HTTP {status_code}")
-        with uow_factory() as uow:
-            uow.deliveries.record_attempt(d.id, attempt, now, status_code, latency, error, status, next_at)
-            if status is not DeliveryStatus.pending:
-                outcome = types.DELIVERY_SUCCEEDED if ok else types.DELIVERY_FAILED
-                uow.emit(
-                    outcome,
-                    DeliveryOutcome(
-                        delivery_id=d.id,
-                        subscription_id=d.subscription_id,
-                        channel=channel,
-                        event_id=d.event_id,
-                        event_type=d.event_type,
-                        attempts=attempt,
-                        status_code=status_code,
-                        error=error,
-                    ),
-                    d.subscription_id,
-                    correlationid=d.correlation_id,
-                    traceparent=d.traceparent,
-                )  # the delivered event's flow
-            uow.commit()
+        recorded.add(_Attempt(d, channel, attempt, now, status_code, latency, error, status, next_at, ok))
         if observe:
             observe(
                 channel,
@@ -468,4 +454,91 @@ def deliver_due(
             )
 
     run_all(attempt_one, due)
+    recorded.flush()
     return len(due)
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """One attempt made, to be recorded."""
+
+    delivery: DueDelivery
+    channel: str
+    attempt: int
+    at: datetime
+    status_code: int | None
+    latency: float
+    error: str | None
+    status: DeliveryStatus
+    next_at: datetime | None
+    ok: bool
+
+
+class _Attempts:
+    """Attempts made and not yet recorded. The attempt that finds no one recording records every
+    attempt waiting, one transaction a turn, until none waits; attempts that end meanwhile (the
+    others in the pool, while that transaction commits) are only added, and recorded in its next
+    turn: a run of attempts costs a few transactions, not one each."""
+
+    def __init__(self, uow_factory: Callable[[], NotificationsUnitOfWork]) -> None:
+        self.uow_factory = uow_factory
+        self.waiting: list[_Attempt] = []
+        self.recording = False
+        self.lock = threading.Lock()
+
+    def add(self, attempt: _Attempt) -> None:
+        with self.lock:
+            self.waiting.append(attempt)
+            if self.recording:
+                return  # the one recording takes it in its next turn
+            self.recording = True
+        self._record_waiting()
+
+    def flush(self) -> None:
+        """Record whatever still waits (nothing, unless a turn failed)."""
+        with self.lock:
+            if self.recording:
+                return
+            self.recording = True
+        self._record_waiting()
+
+    def _record_waiting(self) -> None:
+        try:
+            while True:
+                with self.lock:
+                    turn, self.waiting = self.waiting, []
+                    if not turn:
+                        self.recording = False
+                        return
+                self._record(turn)
+        except BaseException:
+            with self.lock:
+                self.recording = False
+            raise
+
+    def _record(self, turn: list[_Attempt]) -> None:
+        with self.uow_factory() as uow:
+            for a in turn:
+                d = a.delivery
+                uow.deliveries.record_attempt(
+                    d.id, a.attempt, a.at, a.status_code, a.latency, a.error, a.status, a.next_at
+                )
+                if a.status is not DeliveryStatus.pending:
+                    outcome = types.DELIVERY_SUCCEEDED if a.ok else types.DELIVERY_FAILED
+                    uow.emit(
+                        outcome,
+                        DeliveryOutcome(
+                            delivery_id=d.id,
+                            subscription_id=d.subscription_id,
+                            channel=a.channel,
+                            event_id=d.event_id,
+                            event_type=d.event_type,
+                            attempts=a.attempt,
+                            status_code=a.status_code,
+                            error=a.error,
+                        ),
+                        d.subscription_id,
+                        correlationid=d.correlation_id,
+                        traceparent=d.traceparent,
+                    )  # the delivered event's flow
+            uow.commit()

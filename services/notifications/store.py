@@ -190,6 +190,8 @@ _INSERT_PROPOSAL = proposal_areas.insert()
 _INSERT_DELIVERY = deliveries.insert()
 _INSERT_DIGEST_ITEM = digest_items.insert()
 _VERSION = sa.select(subscription_changes.c.version).where(subscription_changes.c.id == 1)
+_INSERT_ATTEMPT = attempts.insert()
+_RECORD_ATTEMPT = deliveries.update().where(deliveries.c.id == sa.bindparam("_id"))
 _BUMP = subscription_changes.update().where(subscription_changes.c.id == 1).values(version=sa.bindparam("version"))
 
 
@@ -403,19 +405,20 @@ class DeliveryRepository:
         next_attempt_at: datetime | None,
     ) -> None:
         self.conn.execute(
-            attempts.insert().values(
+            _INSERT_ATTEMPT,
+            dict(
                 delivery_id=delivery_id,
                 attempt=attempt,
                 at=at,
                 status_code=status_code,
                 latency_seconds=latency,
                 error=error,
-            )
+            ),
         )
         self.conn.execute(
-            deliveries.update()
-            .where(deliveries.c.id == delivery_id)
-            .values(
+            _RECORD_ATTEMPT,
+            dict(
+                _id=delivery_id,
                 attempts=attempt,
                 status=status.value,
                 next_attempt_at=next_attempt_at,
@@ -423,7 +426,7 @@ class DeliveryRepository:
                 last_status_code=status_code,
                 last_error=error,
                 updated_at=at,
-            )
+            ),
         )
 
     def list(

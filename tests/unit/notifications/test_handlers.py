@@ -483,3 +483,51 @@ def test_an_evaluation_opened_event_with_a_plain_focus_area_is_matched(uow):
     )
     assert notify(uow, an_event(types.EVALUATION_OPENED, opened)) == "applied"
     assert queued(uow) == {learning.id: [types.EVALUATION_OPENED.name]}
+
+
+def test_attempts_that_end_while_others_are_recorded_are_recorded_together(uow, clock):
+    subs = [subscribe(uow, url=f"https://example.org/hooks/{i}") for i in range(5)]
+    notify(uow, an_event(types.PROPOSAL_SUBMITTED, a_proposal_submitted()))
+    assert len(uow.deliveries.rows) == len(subs)
+    record, pool = uow.deliveries.record_attempt, []
+
+    def recording(*args):
+        # While the first attempt is being recorded, the others (in the pool) end.
+        while pool:
+            pool.pop(0)()
+        return record(*args)
+
+    uow.deliveries.record_attempt = recording
+
+    def run_all(fn, items):
+        pool.extend(lambda d=d: fn(d) for d in items[1:])
+        fn(items[0])
+
+    commits = uow.commits
+    assert handlers.deliver_due(lambda: uow, FakeSender(*[(204, None)] * 5), POLICY, run_all=run_all) == 5
+    assert uow.commits - commits == 1 + 2, "the claim, the first attempt, then the four that ended meanwhile"
+    assert {d["status"] for d in uow.deliveries.list(None, None, 10)} == {"succeeded"}
+    assert sorted(o.subscription_id for _t, o in outcomes(uow)) == sorted(s.id for s in subs)
+
+
+def test_an_attempt_whose_recording_failed_is_sent_again_once_its_lease_ends(uow, clock):
+    _sub, _event, delivery_id = queue_one(uow)
+    sender = FakeSender((204, None), (204, None))
+    record = uow.deliveries.record_attempt
+
+    def failing(*args):
+        raise ConnectionError("the store went away")
+
+    uow.deliveries.record_attempt = failing
+    with pytest.raises(ConnectionError):
+        run(uow, sender)
+    uow.deliveries.record_attempt = record
+    assert run(uow, sender) == 0, "leased: not sent again at once"
+    clock.advance(handlers.LEASE.total_seconds() + 1)
+    assert run(uow, sender) == 1
+    headers = [h for _url, _body, h in sender.calls]
+    assert [h["Kokeilu-Delivery-Id"] for h in headers] == [delivery_id, delivery_id], (
+        "the same id: the receiver dedupes"
+    )
+    [d] = uow.deliveries.list(None, None, 10)
+    assert d["status"] == "succeeded" and [a["attempt"] for a in d["attempts"]] == [1]
