@@ -34,7 +34,7 @@ from .domain import (
     signature,
     window_end,
 )
-from .ports import DigestItem, DueDelivery, NotificationsUnitOfWork
+from .ports import DigestItem, DueDelivery, NewDelivery, NewDigestItem, NotificationsUnitOfWork
 
 CONSUMER = "notifications"
 LEASE = timedelta(seconds=60)
@@ -243,51 +243,95 @@ def _plain(value: Any) -> Any:
 def on_event(event: CloudEvent, data: BaseModel, uow: NotificationsUnitOfWork) -> str:
     """Queue `event` for every active subscription whose filter matches (now, or for its digest),
     and for the proposer when it is a status change of their own proposal."""
+    with uow:
+        if not uow.first_time(CONSUMER, event):
+            return "duplicate"
+        _queue(event, data, uow, lambda d: uow.deliveries.add(*d), lambda i: uow.digests.add_item(*i))
+        uow.commit()
+    return "applied"
+
+
+def on_events(items: Sequence[tuple[CloudEvent, BaseModel]], uow: NotificationsUnitOfWork) -> list[str]:
+    """A run of events, each applied once and in order as on_event applies it (the consumer's
+    bulk method): one read and one write of the inbox for the run, and the deliveries and digest
+    items it queues written together at its end (nothing in the run reads them). For each item:
+    "applied", or "duplicate" (applied before, or earlier in the run)."""
+    deliveries: list[NewDelivery] = []
+    digest_items: list[NewDigestItem] = []
+    with uow:
+        fresh = uow.first_times(CONSUMER, [event for event, _ in items])
+        for (event, data), first in zip(items, fresh, strict=True):
+            if first:
+                _queue(event, data, uow, deliveries.append, digest_items.append)
+        uow.deliveries.add_many(deliveries)
+        uow.digests.add_items(digest_items)
+        uow.applied(CONSUMER, [event for (event, _), first in zip(items, fresh, strict=True) if first])
+        uow.commit()
+    return ["applied" if first else "duplicate" for first in fresh]
+
+
+def _queue(
+    event: CloudEvent,
+    data: BaseModel,
+    uow: NotificationsUnitOfWork,
+    deliver: Callable[[NewDelivery], object],
+    digest: Callable[[NewDigestItem], object],
+) -> None:
+    """What an event new to this service does: its facts remembered, then `deliver` each delivery
+    and `digest` each digest item it queues."""
+    if isinstance(data, ProposalContact):
+        _remember(data, uow)
+        return  # personal data: remembered, never forwarded to a subscriber
     proposal_id = getattr(data, "proposal_id", None)
     # Enums on proposal and result events, plain strings on evaluation events.
     focus_area = _plain(getattr(data, "focus_area", None))
     environment = _plain(getattr(data, "environment", None))
-    with uow:
-        if not uow.first_time(CONSUMER, event):
-            return "duplicate"
-        if isinstance(data, ProposalContact):
-            _remember(data, uow)
-            uow.commit()
-            return "applied"  # personal data: remembered, never forwarded to a subscriber
-        _remember(data, uow)
-        facts = uow.subscriptions.proposal(proposal_id)
-        area = focus_area if focus_area is not None else (facts or {}).get("focus_area")
-        env = environment if environment is not None else (facts or {}).get("environment")
-        now = utcnow()
-        # A subscriber whose owner lacks the personal-data scope gets the event redacted (made
-        # once, for the first such subscriber).
-        hiding: tuple[CloudEvent, tuple[str, ...]] | None = None
-        correlation_id = event.correlationid or event.id  # the flow of the event delivered
-        for sub in uow.subscriptions.matching(event.type, area or None, env, proposal_id):
-            if sub.personal_data:
-                sent, hidden = event, None
-            else:
-                if hiding is None:
-                    names = _resident_names(data, facts, uow)
-                    hiding = (_redacted(event, names), names)
-                sent, hidden = hiding
-            if sub.mode == "daily_digest":
-                uow.digests.add_item(sub.id, event.id, event.type, _email_payload(sent, facts, hidden), now)
-            elif sub.channel == "email":
-                uow.deliveries.add(
+    _remember(data, uow)
+    facts = uow.subscriptions.proposal(proposal_id)
+    area = focus_area if focus_area is not None else (facts or {}).get("focus_area")
+    env = environment if environment is not None else (facts or {}).get("environment")
+    now = utcnow()
+    # A subscriber whose owner lacks the personal-data scope gets the event redacted (made
+    # once, for the first such subscriber).
+    hiding: tuple[CloudEvent, tuple[str, ...]] | None = None
+    # The e-mail payload of the event as it is (key None) and as redacted (key the names hidden),
+    # made once each.
+    payloads: dict[tuple[str, ...] | None, bytes] = {}
+
+    def email_payload(sent: CloudEvent, hidden: tuple[str, ...] | None) -> bytes:
+        if hidden not in payloads:
+            payloads[hidden] = _email_payload(sent, facts, hidden)
+        return payloads[hidden]
+
+    correlation_id = event.correlationid or event.id  # the flow of the event delivered
+    for sub in uow.subscriptions.matching(event.type, area or None, env, proposal_id):
+        if sub.personal_data:
+            sent, hidden = event, None
+        else:
+            if hiding is None:
+                names = _resident_names(data, facts, uow)
+                hiding = (_redacted(event, names), names)
+            sent, hidden = hiding
+        if sub.mode == "daily_digest":
+            digest(NewDigestItem(sub.id, event.id, event.type, email_payload(sent, hidden), now))
+        elif sub.channel == "email":
+            deliver(
+                NewDelivery(
                     str(uuid.uuid4()),
                     sub.id,
                     event.id,
                     event.type,
-                    _email_payload(sent, facts, hidden),
+                    email_payload(sent, hidden),
                     now,
                     kind="event",
                     language=(facts or {}).get("language") or sub.language,
                     correlation_id=correlation_id,
                     traceparent=event.traceparent,
                 )
-            else:
-                uow.deliveries.add(
+            )
+        else:
+            deliver(
+                NewDelivery(
                     str(uuid.uuid4()),
                     sub.id,
                     event.id,
@@ -297,14 +341,16 @@ def on_event(event: CloudEvent, data: BaseModel, uow: NotificationsUnitOfWork) -
                     correlation_id=correlation_id,
                     traceparent=event.traceparent,
                 )
-        if (
-            isinstance(data, ProposalStatusChanged)
-            and data.to_status.value in PROPOSER_STATUSES
-            and facts
-            and facts.get("contact_email")
-            and not facts.get("proposer_opted_out_at")
-        ):
-            uow.deliveries.add(
+            )
+    if (
+        isinstance(data, ProposalStatusChanged)
+        and data.to_status.value in PROPOSER_STATUSES
+        and facts
+        and facts.get("contact_email")
+        and not facts.get("proposer_opted_out_at")
+    ):
+        deliver(
+            NewDelivery(
                 str(uuid.uuid4()),
                 f"proposer:{proposal_id}",
                 event.id,
@@ -318,8 +364,7 @@ def on_event(event: CloudEvent, data: BaseModel, uow: NotificationsUnitOfWork) -
                 correlation_id=correlation_id,
                 traceparent=event.traceparent,
             )
-        uow.commit()
-    return "applied"
+        )
 
 
 def build_digests(

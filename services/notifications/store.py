@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 import weakref
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,6 +17,7 @@ from kokeilu.store import UnitOfWork, UtcDateTime, add_messaging_tables
 from kokeilu.store.statements import insert_new
 
 from .domain import DeliveryStatus, Subscription, SubscriptionFilter
+from .ports import NewDelivery, NewDigestItem
 
 metadata = sa.MetaData()
 add_messaging_tables(metadata)
@@ -325,26 +327,53 @@ class DeliveryRepository:
     ) -> None:
         """A delivery to a subscription; `channel`/`recipient` for one that has no subscription (the
         proposer); `correlation_id`/`traceparent`: the flow of the event it delivers."""
+        self.add_many(
+            [
+                NewDelivery(
+                    delivery_id,
+                    subscription_id,
+                    event_id,
+                    event_type,
+                    payload,
+                    now,
+                    kind,
+                    channel,
+                    recipient,
+                    language,
+                    correlation_id,
+                    traceparent,
+                )
+            ]
+        )
+
+    def add_many(self, deliveries: Sequence[NewDelivery]) -> None:
+        """Each of `deliveries` as add() queues it, in one statement (executemany)."""
+        if not deliveries:
+            return
+        pending = DeliveryStatus.pending.value
         self.conn.execute(
             _INSERT_DELIVERY,
-            dict(
-                id=delivery_id,
-                subscription_id=subscription_id,
-                event_id=event_id,
-                event_type=event_type,
-                payload=payload,
-                status=DeliveryStatus.pending.value,
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-                updated_at=now,
-                kind=kind,
-                channel=channel,
-                recipient=recipient,
-                language=language,
-                correlation_id=correlation_id,
-                traceparent=traceparent,
-            ),
+            [
+                dict(
+                    id=d.delivery_id,
+                    subscription_id=d.subscription_id,
+                    event_id=d.event_id,
+                    event_type=d.event_type,
+                    payload=d.payload,
+                    status=pending,
+                    attempts=0,
+                    next_attempt_at=d.now,
+                    created_at=d.now,
+                    updated_at=d.now,
+                    kind=d.kind,
+                    channel=d.channel,
+                    recipient=d.recipient,
+                    language=d.language,
+                    correlation_id=d.correlation_id,
+                    traceparent=d.traceparent,
+                )
+                for d in deliveries
+            ],
         )
 
     def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[sa.Row[Any]]:
@@ -501,15 +530,24 @@ class DigestRepository:
         self.conn = conn
 
     def add_item(self, subscription_id: str, event_id: str, event_type: str, payload: bytes, now: datetime) -> None:
+        self.add_items([NewDigestItem(subscription_id, event_id, event_type, payload, now)])
+
+    def add_items(self, items: Sequence[NewDigestItem]) -> None:
+        """Each of `items` as add_item() records it, in one statement (executemany)."""
+        if not items:
+            return
         self.conn.execute(
             _INSERT_DIGEST_ITEM,
-            dict(
-                subscription_id=subscription_id,
-                event_id=event_id,
-                event_type=event_type,
-                payload=payload,
-                created_at=now,
-            ),
+            [
+                dict(
+                    subscription_id=i.subscription_id,
+                    event_id=i.event_id,
+                    event_type=i.event_type,
+                    payload=i.payload,
+                    created_at=i.now,
+                )
+                for i in items
+            ],
         )
 
     def claim_window(self, end: datetime, now: datetime) -> bool:

@@ -737,6 +737,10 @@ class FakeDeliveryRepository:
             traceparent,
         )
 
+    def add_many(self, deliveries: Sequence[notifications_ports.NewDelivery]) -> None:
+        for d in deliveries:
+            self.add(*d)
+
     def _channel(self, d: FakeDelivery) -> str | None:
         sub = self.subscriptions.rows.get(d.subscription_id)
         return d.channel or (sub.channel if sub else None)
@@ -880,6 +884,10 @@ class FakeDigestRepository:
             created_at=now,
             digest_id=None,
         )
+
+    def add_items(self, items: Sequence[notifications_ports.NewDigestItem]) -> None:
+        for item in items:
+            self.add_item(*item)
 
     def claim_window(self, end: datetime, now: datetime) -> bool:
         if end in self.runs:
