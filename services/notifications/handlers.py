@@ -213,7 +213,9 @@ def _email_payload(event: CloudEvent, facts: dict[str, Any] | None, names: tuple
     if names is not None:
         title = redact(title, names)
     proposal = {"proposal_id": event.subject, "title": title}
-    return json.dumps({"event": json.loads(event.to_bytes()), "proposal": proposal}).encode()
+    # {"event": <the event's JSON>, "proposal": ...}: the event's JSON as it is written, not parsed
+    # and written again (what reads the payload parses it: the same JSON value either way).
+    return b'{"event": ' + event.to_bytes() + b', "proposal": ' + json.dumps(proposal).encode() + b"}"
 
 
 _REFERENCED_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")

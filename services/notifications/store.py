@@ -200,8 +200,12 @@ _BUMP = subscription_changes.update().where(subscription_changes.c.id == 1).valu
 class SubscriptionRepository:
     def __init__(self, conn: sa.Connection):
         self.conn = conn
+        # The subscriptions' version as this transaction read it (matching): read once for a
+        # run of events applied together, again after this transaction changed a subscription.
+        self._version: str | None = None
 
     def _changed(self) -> None:
+        self._version = None
         self.conn.execute(_BUMP, {"version": uuid.uuid4().hex})
 
     def matching(
@@ -210,7 +214,9 @@ class SubscriptionRepository:
         """The active subscriptions whose filter matches, in the order they were made: found
         through this process's SubscriptionIndex, rebuilt when a subscription changed since
         (one key lookup per event otherwise, however many subscriptions there are)."""
-        version = self.conn.execute(_VERSION).scalar_one()
+        version = self._version
+        if version is None:
+            version = self._version = self.conn.execute(_VERSION).scalar_one()
         held = _INDEXES.get(self.conn.engine)
         if held is None or held[0] != version:
             held = version, SubscriptionIndex(self.active())

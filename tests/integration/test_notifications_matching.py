@@ -135,3 +135,32 @@ def test_a_subscription_rolled_back_is_not_matched_by_its_own_instance(databases
         )
         assert [s.id for s in uow.subscriptions.matching(*event)] == ["s-gone"]  # seen inside its transaction
     assert matching(db, *event) == []  # rolled back: not matched after
+
+
+def test_a_run_of_events_in_one_transaction_reads_the_subscriptions_version_once(databases):
+    from sqlalchemy import event as sa_event
+
+    db, _ = databases
+    add(db, Subscription("s-all", "Everyone", "webhook", "https://example.org/h", SubscriptionFilter(), WHEN))
+    read: list[str] = []
+
+    def seen(conn, cursor, statement, *args):
+        if "subscription_changes" in statement and statement.lstrip().upper().startswith("SELECT"):
+            read.append(statement)
+
+    sa_event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        event = ("fi.espoo.kokeilu.proposal.submitted", "learning", None, None)
+        with NotificationsUnitOfWork(db) as uow:
+            for _ in range(5):
+                assert [s.id for s in uow.subscriptions.matching(*event)] == ["s-all"]
+            assert len(read) == 1
+            uow.subscriptions.add(
+                Subscription("s-new", "New", "webhook", "https://example.org/h", SubscriptionFilter(), WHEN)
+            )
+            assert [s.id for s in uow.subscriptions.matching(*event)] == ["s-all", "s-new"], "its own change counts"
+            assert len(read) == 2
+        assert matching(db, *event) == ["s-all"]  # rolled back
+        assert len(read) == 3, "every transaction reads it anew"
+    finally:
+        sa_event.remove(db.engine, "before_cursor_execute", seen)

@@ -603,3 +603,15 @@ def test_a_run_with_an_event_applied_before_applies_it_no_more(uow, clock):
     items = [(e, decode(e)) for e in (event, other, redelivery_of(other))]
     assert handlers.on_events(items, uow) == ["duplicate", "applied", "duplicate"]
     assert sorted(queued(uow).values()) == [[SUBMITTED, SUBMITTED]]
+
+
+def test_an_emails_payload_is_the_event_as_it_is_written_and_the_proposals_title():
+    proposal = a_proposal_submitted(title="Pyöräparkki – ääni")
+    event = an_event(types.PROPOSAL_SUBMITTED, proposal)
+    facts = {"title": proposal.title, "resident_name": None}
+    assert json.loads(handlers._email_payload(event, facts)) == {
+        "event": json.loads(event.to_bytes()),
+        "proposal": {"proposal_id": event.subject, "title": "Pyöräparkki – ääni"},
+    }
+    hidden = json.loads(handlers._email_payload(event, {"title": "Penkit, Maija Meikäläinen"}, ("Maija Meikäläinen",)))
+    assert "Maija" not in hidden["proposal"]["title"]
