@@ -103,6 +103,16 @@ def _clean_text(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n") + "\n"
 
 
+def compile_templates() -> int:
+    """Compile every template now (both environments), rather than on the first e-mail that
+    needs each; how many. The service does it as it starts."""
+    names = _loader.list_templates()
+    for env in (_text_env, _html_env):
+        for name in names:
+            env.get_template(name)
+    return len(names)
+
+
 def render(kind: str, payload: dict[str, Any], language: str, unsubscribe_url: str | None = None) -> Rendered:
     """The e-mail of `kind` in `language` (fi when the language is unknown), with the link to
     unsubscribe (or, for a proposer, to opt out) when there is one."""
@@ -474,6 +484,7 @@ class MailSender(DependencyProvider):
     def setup(self) -> None:
         self.settings = mail_settings()
         self.connections = SmtpConnections(self.settings)
+        compile_templates()  # once, as the service starts: not in the first deliveries' time
 
     def stop(self) -> None:
         self.connections.close()

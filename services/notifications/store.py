@@ -203,6 +203,9 @@ class SubscriptionRepository:
         # The subscriptions' version as this transaction read it (matching): read once for a
         # run of events applied together, again after this transaction changed a subscription.
         self._version: str | None = None
+        # The proposals' facts this transaction read (proposal): an event of a proposal read
+        # before in the run reads them from here; what this repository writes drops them.
+        self._facts: dict[str, dict[str, Any] | None] = {}
 
     def _changed(self) -> None:
         self._version = None
@@ -280,14 +283,19 @@ class SubscriptionRepository:
             values["contact_email"] = contact_email
         if content:
             values["resident_name"] = resident_name
+        self._facts.pop(proposal_id, None)
         if self.conn.execute(_UPDATE_PROPOSAL, {**values, "_id": proposal_id}).rowcount == 0:
             self.conn.execute(_INSERT_PROPOSAL, {**values, "proposal_id": proposal_id})
 
     def proposal(self, proposal_id: str | None) -> dict[str, Any] | None:
         if not proposal_id:
             return None
-        row = self.conn.execute(_PROPOSAL, {"id": proposal_id}).first()
-        return dict(row._mapping) if row else None
+        if proposal_id in self._facts:
+            known = self._facts[proposal_id]
+        else:
+            row = self.conn.execute(_PROPOSAL, {"id": proposal_id}).first()
+            known = self._facts[proposal_id] = dict(row._mapping) if row else None
+        return dict(known) if known is not None else None
 
     def focus_area_of(self, proposal_id: str | None) -> str | None:
         return (self.proposal(proposal_id) or {}).get("focus_area")
@@ -295,6 +303,7 @@ class SubscriptionRepository:
     def opt_out_proposer(self, proposal_id: str, now: datetime) -> bool:
         """Record that the proposer of `proposal_id` wants no more e-mails about it (the first time
         counts). False when they had opted out already."""
+        self._facts.pop(proposal_id, None)
         update = (
             proposal_areas.update()
             .where(proposal_areas.c.proposal_id == proposal_id, proposal_areas.c.proposer_opted_out_at.is_(None))
@@ -308,6 +317,7 @@ class SubscriptionRepository:
         self.conn.execute(
             proposal_areas.insert(), dict(proposal_id=proposal_id, focus_area="", proposer_opted_out_at=now)
         )
+        self._facts.pop(proposal_id, None)  # read as unknown just above
         return True
 
 

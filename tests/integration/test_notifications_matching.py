@@ -164,3 +164,44 @@ def test_a_run_of_events_in_one_transaction_reads_the_subscriptions_version_once
         assert len(read) == 3, "every transaction reads it anew"
     finally:
         sa_event.remove(db.engine, "before_cursor_execute", seen)
+
+
+def test_a_proposals_facts_are_read_once_per_transaction_and_again_after_its_own_writes(databases):
+    from sqlalchemy import event as sa_event
+
+    db, _ = databases
+    read: list[str] = []
+
+    def seen(conn, cursor, statement, *args):
+        if "FROM proposal_areas" in statement and statement.lstrip().upper().startswith("SELECT"):
+            read.append(statement)
+
+    sa_event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        with NotificationsUnitOfWork(db) as uow:
+            facts = uow.subscriptions
+            assert facts.proposal("p-1") is None and facts.proposal("p-1") is None
+            assert len(read) == 1
+            facts.remember_proposal("p-1", "learning", "school", "fi", "Penkit", "a@espoo.example")
+            assert facts.proposal("p-1")["title"] == "Penkit"
+            facts.proposal("p-1")["title"] = "changed by a caller"  # a copy: the next read is not
+            assert facts.proposal("p-1")["title"] == "Penkit"
+            assert len(read) == 2
+            facts.remember_proposal("p-1", "learning", "school", "fi", "Penkit 2", None)
+            assert (facts.proposal("p-1")["title"], facts.proposal("p-1")["contact_email"]) == (
+                "Penkit 2",
+                "a@espoo.example",
+            )
+            assert facts.opt_out_proposer("p-1", WHEN)
+            assert facts.proposal("p-1")["proposer_opted_out_at"] == WHEN
+            assert len(read) == 4
+            assert facts.proposal("p-2") is None
+            assert facts.opt_out_proposer("p-2", WHEN), "not known yet: remembered as opted out"
+            assert facts.proposal("p-2")["proposer_opted_out_at"] == WHEN
+            assert len(read) == 7
+            uow.commit()
+        with NotificationsUnitOfWork(db) as uow:
+            assert uow.subscriptions.proposal("p-1")["title"] == "Penkit 2"
+        assert len(read) == 8, "every transaction reads them anew"
+    finally:
+        sa_event.remove(db.engine, "before_cursor_execute", seen)

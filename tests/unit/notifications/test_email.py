@@ -356,3 +356,22 @@ def test_each_template_is_compiled_once_per_process():
             render("event", status_payload(), "en", LINK)
     assert loads == []
     assert emails._text_env.auto_reload is False and emails._html_env.auto_reload is False
+
+
+def test_every_template_can_be_compiled_up_front_and_is_then_not_loaded_again():
+    from jinja2 import loaders
+
+    assert emails.compile_templates() == len(emails._loader.list_templates()) >= 9 + 3
+    loads = []
+    original = loaders.FileSystemLoader.load
+
+    def counted(self, environment, name, globals=None):
+        loads.append(name)
+        return original(self, environment, name, globals)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(loaders.FileSystemLoader, "load", counted)
+        for kind, language in SUBJECTS:
+            render(kind, PAYLOADS[kind](), language, LINK)
+        emails.unsubscribe_page("subscription", done=False)
+    assert loads == []
