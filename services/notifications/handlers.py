@@ -34,7 +34,7 @@ from .domain import (
     signature,
     window_end,
 )
-from .ports import DigestItem, DueDelivery, NewDelivery, NewDigestItem, NotificationsUnitOfWork
+from .ports import AttemptMade, DigestItem, DueDelivery, NewDelivery, NewDigestItem, NotificationsUnitOfWork
 
 CONSUMER = "notifications"
 LEASE = timedelta(seconds=60)
@@ -565,11 +565,14 @@ class _Attempts:
 
     def _record(self, turn: list[_Attempt]) -> None:
         with self.uow_factory() as uow:
+            uow.deliveries.record_attempts(
+                [
+                    AttemptMade(a.delivery.id, a.attempt, a.at, a.status_code, a.latency, a.error, a.status, a.next_at)
+                    for a in turn
+                ]
+            )
             for a in turn:
                 d = a.delivery
-                uow.deliveries.record_attempt(
-                    d.id, a.attempt, a.at, a.status_code, a.latency, a.error, a.status, a.next_at
-                )
                 if a.status is not DeliveryStatus.pending:
                     outcome = types.DELIVERY_SUCCEEDED if a.ok else types.DELIVERY_FAILED
                     uow.emit(

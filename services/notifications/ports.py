@@ -123,6 +123,19 @@ class NewDigestItem(NamedTuple):
     now: datetime
 
 
+class AttemptMade(NamedTuple):
+    """An attempt to record: DeliveryRepository.record_attempt's arguments, in its order."""
+
+    delivery_id: str
+    attempt: int
+    at: datetime
+    status_code: int | None
+    latency: float
+    error: str | None
+    status: DeliveryStatus
+    next_attempt_at: datetime | None
+
+
 class DeliveryRepository(Protocol):
     def add(
         self,
@@ -159,6 +172,11 @@ class DeliveryRepository(Protocol):
         status: DeliveryStatus,
         next_attempt_at: datetime | None,
     ) -> None: ...
+
+    def record_attempts(self, attempts: Sequence[AttemptMade]) -> None:
+        """Each of `attempts` as record_attempt() records it, in one statement for the attempts'
+        rows and one for their deliveries."""
+        ...
 
     def list(
         self,

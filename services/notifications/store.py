@@ -17,7 +17,7 @@ from kokeilu.store import UnitOfWork, UtcDateTime, add_messaging_tables
 from kokeilu.store.statements import insert_new
 
 from .domain import DeliveryStatus, Subscription, SubscriptionFilter
-from .ports import NewDelivery, NewDigestItem
+from .ports import AttemptMade, NewDelivery, NewDigestItem
 
 metadata = sa.MetaData()
 add_messaging_tables(metadata)
@@ -449,29 +449,44 @@ class DeliveryRepository:
         status: DeliveryStatus,
         next_attempt_at: datetime | None,
     ) -> None:
+        self.record_attempts(
+            [AttemptMade(delivery_id, attempt, at, status_code, latency, error, status, next_attempt_at)]
+        )
+
+    def record_attempts(self, attempts: Sequence[AttemptMade]) -> None:
+        """Each of `attempts` as record_attempt() records it: its row, and its delivery's status,
+        in one statement (executemany) each."""
+        if not attempts:
+            return
         self.conn.execute(
             _INSERT_ATTEMPT,
-            dict(
-                delivery_id=delivery_id,
-                attempt=attempt,
-                at=at,
-                status_code=status_code,
-                latency_seconds=latency,
-                error=error,
-            ),
+            [
+                dict(
+                    delivery_id=a.delivery_id,
+                    attempt=a.attempt,
+                    at=a.at,
+                    status_code=a.status_code,
+                    latency_seconds=a.latency,
+                    error=a.error,
+                )
+                for a in attempts
+            ],
         )
         self.conn.execute(
             _RECORD_ATTEMPT,
-            dict(
-                _id=delivery_id,
-                attempts=attempt,
-                status=status.value,
-                next_attempt_at=next_attempt_at,
-                locked_until=None,
-                last_status_code=status_code,
-                last_error=error,
-                updated_at=at,
-            ),
+            [
+                dict(
+                    _id=a.delivery_id,
+                    attempts=a.attempt,
+                    status=a.status.value,
+                    next_attempt_at=a.next_attempt_at,
+                    locked_until=None,
+                    last_status_code=a.status_code,
+                    last_error=a.error,
+                    updated_at=a.at,
+                )
+                for a in attempts
+            ],
         )
 
     def list(

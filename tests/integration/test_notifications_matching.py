@@ -1,7 +1,9 @@
 """Notifications finds the subscriptions an event matches through an index (SubscriptionIndex),
 not by checking every active subscription: on SQLite and PostgreSQL, the index's answer is the
 same as checking them all, in the same order, and a subscription made, changed or deleted by any
-instance is matched (or not) from the next event on."""
+instance is matched (or not) from the next event on. Also what the consume and delivery paths
+ask of the store in bulk: the subscriptions' version and a proposal's facts read once per
+transaction, deliveries, digest items and attempts written together as they are one by one."""
 
 from __future__ import annotations
 
@@ -205,3 +207,49 @@ def test_a_proposals_facts_are_read_once_per_transaction_and_again_after_its_own
         assert len(read) == 8, "every transaction reads them anew"
     finally:
         sa_event.remove(db.engine, "before_cursor_execute", seen)
+
+
+def test_deliveries_digest_items_and_attempts_written_together_are_as_written_one_by_one(databases):
+    from datetime import timedelta
+
+    from services.notifications.domain import DeliveryStatus
+    from services.notifications.ports import AttemptMade, NewDelivery, NewDigestItem
+
+    db, _ = databases
+    add(db, Subscription("s-1", "One", "webhook", "https://example.org/h", SubscriptionFilter(), WHEN))
+    queued = [
+        NewDelivery(f"d-{i}", "s-1", f"e-{i}", "fi.espoo.kokeilu.proposal.submitted", b"{}", WHEN) for i in range(4)
+    ]
+    queued.append(
+        NewDelivery(
+            "d-p", "proposer:p-1", "e-0", "t", b"{}", WHEN, "proposer", "email", "a@espoo.example", "sv", "c", "tp"
+        )
+    )
+    with NotificationsUnitOfWork(db) as uow:
+        uow.deliveries.add_many(queued)
+        uow.digests.add_items([NewDigestItem("s-1", f"e-{i}", "t", b"{}", WHEN) for i in range(3)])
+        uow.commit()
+    later = WHEN + timedelta(seconds=5)
+    with NotificationsUnitOfWork(db) as uow:
+        uow.deliveries.record_attempts(
+            [
+                AttemptMade("d-0", 1, later, 204, 0.01, None, DeliveryStatus.succeeded, None),
+                AttemptMade(
+                    "d-1", 1, later, 503, 0.02, "HTTP 503", DeliveryStatus.pending, later + timedelta(seconds=9)
+                ),
+                AttemptMade("d-p", 1, later, None, 0.03, "timeout", DeliveryStatus.failed, None),
+            ]
+        )
+        uow.commit()
+    with NotificationsUnitOfWork(db) as uow:
+        listed = {d["id"]: d for d in uow.deliveries.list(None, None, 10)}
+        assert len(uow.digests.pending(later)) == 3
+    assert {i: (d["status"], [(a["status_code"], a["error"]) for a in d["attempts"]]) for i, d in listed.items()} == {
+        "d-0": ("succeeded", [(204, None)]),
+        "d-1": ("pending", [(503, "HTTP 503")]),
+        "d-2": ("pending", []),
+        "d-3": ("pending", []),
+        "d-p": ("failed", [(None, "timeout")]),
+    }
+    assert listed["d-1"]["next_attempt_at"] == (later + timedelta(seconds=9)).isoformat()
+    assert (listed["d-p"]["kind"], listed["d-p"]["channel"]) == ("proposer", "email")

@@ -813,6 +813,10 @@ class FakeDeliveryRepository:
         d.attempts, d.status, d.next_attempt_at, d.locked_until = attempt, status.value, next_attempt_at, None
         d.last_status_code, d.last_error, d.updated_at = status_code, error, at
 
+    def record_attempts(self, attempts: Sequence[notifications_ports.AttemptMade]) -> None:
+        for a in attempts:
+            self.record_attempt(*a)
+
     def list(
         self,
         subscription_id: str | None,
