@@ -1,7 +1,8 @@
 """Notifications finds the subscriptions an event matches through an index (SubscriptionIndex),
 not by checking every active subscription: on SQLite and PostgreSQL, the index's answer is the
 same as checking them all, in the same order, and a subscription made, changed or deleted by any
-instance is matched (or not) from the next event on. Also what the consume and delivery paths
+instance is matched (or not) from the next event on (applied in a transaction of its own; in a
+run of events applied together, from the next run). Also what the consume and delivery paths
 ask of the store in bulk: the subscriptions' version and a proposal's facts read once per
 transaction, deliveries, digest items and attempts written together as they are one by one."""
 
