@@ -441,12 +441,15 @@ class SmtpConnections:
         with self._lock:
             self._idle.append((smtp, self.clock()))
 
-    def close(self) -> None:
-        """Close every idle connection (QUIT)."""
+    def close(self, polite: bool = True) -> None:
+        """Close every idle connection: with QUIT, or (not `polite`) without a word."""
         with self._lock:
             idle, self._idle = self._idle, []
         for smtp, _since in idle:
-            _quit(smtp)
+            if polite:
+                _quit(smtp)
+            else:
+                _close(smtp)
 
 
 def _quit(smtp: smtplib.SMTP) -> None:
@@ -490,7 +493,7 @@ class MailSender(DependencyProvider):
         self.connections.close()
 
     def kill(self) -> None:
-        self.connections.close()
+        self.connections.close(polite=False)  # no waiting on the relay's answer to QUIT
 
     def get_dependency(self, worker_ctx: WorkerContext) -> Any:
         settings, domain, connections = self.settings, self.domain, self.connections

@@ -217,3 +217,13 @@ def test_what_is_not_the_server_going_away_is_not_tried_again(error):
     connections._give_back(Refusing())
     assert send(connections) == (550, "recipient refused: SMTP 550")
     assert len(calls) == 1
+
+
+def test_closing_without_a_word_just_closes_the_sockets():
+    with Server() as server:
+        connections = SmtpConnections(settings(server.port))
+        assert send(connections) == (250, None)
+        ((smtp, _since),) = connections._idle
+        smtp.quit = None  # not called
+        connections.close(polite=False)
+        assert connections._idle == [] and smtp.sock is None
