@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,7 +34,7 @@ from .domain import (
     signature,
     window_end,
 )
-from .ports import DigestItem, DueDelivery, NotificationsUnitOfWork
+from .ports import AttemptMade, DigestItem, DueDelivery, NewDelivery, NewDigestItem, NotificationsUnitOfWork
 
 CONSUMER = "notifications"
 LEASE = timedelta(seconds=60)
@@ -211,7 +213,9 @@ def _email_payload(event: CloudEvent, facts: dict[str, Any] | None, names: tuple
     if names is not None:
         title = redact(title, names)
     proposal = {"proposal_id": event.subject, "title": title}
-    return json.dumps({"event": json.loads(event.to_bytes()), "proposal": proposal}).encode()
+    # {"event": <the event's JSON>, "proposal": ...}: the event's JSON as it is written, not parsed
+    # and written again (what reads the payload parses it: the same JSON value either way).
+    return b'{"event": ' + event.to_bytes() + b', "proposal": ' + json.dumps(proposal).encode() + b"}"
 
 
 _REFERENCED_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -241,51 +245,95 @@ def _plain(value: Any) -> Any:
 def on_event(event: CloudEvent, data: BaseModel, uow: NotificationsUnitOfWork) -> str:
     """Queue `event` for every active subscription whose filter matches (now, or for its digest),
     and for the proposer when it is a status change of their own proposal."""
+    with uow:
+        if not uow.first_time(CONSUMER, event):
+            return "duplicate"
+        _queue(event, data, uow, lambda d: uow.deliveries.add(*d), lambda i: uow.digests.add_item(*i))
+        uow.commit()
+    return "applied"
+
+
+def on_events(items: Sequence[tuple[CloudEvent, BaseModel]], uow: NotificationsUnitOfWork) -> list[str]:
+    """A run of events, each applied once and in order as on_event applies it (the consumer's
+    bulk method): one read and one write of the inbox for the run, and the deliveries and digest
+    items it queues written together at its end (nothing in the run reads them). For each item:
+    "applied", or "duplicate" (applied before, or earlier in the run)."""
+    deliveries: list[NewDelivery] = []
+    digest_items: list[NewDigestItem] = []
+    with uow:
+        fresh = uow.first_times(CONSUMER, [event for event, _ in items])
+        for (event, data), first in zip(items, fresh, strict=True):
+            if first:
+                _queue(event, data, uow, deliveries.append, digest_items.append)
+        uow.deliveries.add_many(deliveries)
+        uow.digests.add_items(digest_items)
+        uow.applied(CONSUMER, [event for (event, _), first in zip(items, fresh, strict=True) if first])
+        uow.commit()
+    return ["applied" if first else "duplicate" for first in fresh]
+
+
+def _queue(
+    event: CloudEvent,
+    data: BaseModel,
+    uow: NotificationsUnitOfWork,
+    deliver: Callable[[NewDelivery], object],
+    digest: Callable[[NewDigestItem], object],
+) -> None:
+    """What an event new to this service does: its facts remembered, then `deliver` each delivery
+    and `digest` each digest item it queues."""
+    if isinstance(data, ProposalContact):
+        _remember(data, uow)
+        return  # personal data: remembered, never forwarded to a subscriber
     proposal_id = getattr(data, "proposal_id", None)
     # Enums on proposal and result events, plain strings on evaluation events.
     focus_area = _plain(getattr(data, "focus_area", None))
     environment = _plain(getattr(data, "environment", None))
-    with uow:
-        if not uow.first_time(CONSUMER, event):
-            return "duplicate"
-        if isinstance(data, ProposalContact):
-            _remember(data, uow)
-            uow.commit()
-            return "applied"  # personal data: remembered, never forwarded to a subscriber
-        _remember(data, uow)
-        facts = uow.subscriptions.proposal(proposal_id)
-        area = focus_area if focus_area is not None else (facts or {}).get("focus_area")
-        env = environment if environment is not None else (facts or {}).get("environment")
-        now = utcnow()
-        # A subscriber whose owner lacks the personal-data scope gets the event redacted (made
-        # once, for the first such subscriber).
-        hiding: tuple[CloudEvent, tuple[str, ...]] | None = None
-        correlation_id = event.correlationid or event.id  # the flow of the event delivered
-        for sub in uow.subscriptions.matching(event.type, area or None, env, proposal_id):
-            if sub.personal_data:
-                sent, hidden = event, None
-            else:
-                if hiding is None:
-                    names = _resident_names(data, facts, uow)
-                    hiding = (_redacted(event, names), names)
-                sent, hidden = hiding
-            if sub.mode == "daily_digest":
-                uow.digests.add_item(sub.id, event.id, event.type, _email_payload(sent, facts, hidden), now)
-            elif sub.channel == "email":
-                uow.deliveries.add(
+    _remember(data, uow)
+    facts = uow.subscriptions.proposal(proposal_id)
+    area = focus_area if focus_area is not None else (facts or {}).get("focus_area")
+    env = environment if environment is not None else (facts or {}).get("environment")
+    now = utcnow()
+    # A subscriber whose owner lacks the personal-data scope gets the event redacted (made
+    # once, for the first such subscriber).
+    hiding: tuple[CloudEvent, tuple[str, ...]] | None = None
+    # The e-mail payload of the event as it is (key None) and as redacted (key the names hidden),
+    # made once each.
+    payloads: dict[tuple[str, ...] | None, bytes] = {}
+
+    def email_payload(sent: CloudEvent, hidden: tuple[str, ...] | None) -> bytes:
+        if hidden not in payloads:
+            payloads[hidden] = _email_payload(sent, facts, hidden)
+        return payloads[hidden]
+
+    correlation_id = event.correlationid or event.id  # the flow of the event delivered
+    for sub in uow.subscriptions.matching(event.type, area or None, env, proposal_id):
+        if sub.personal_data:
+            sent, hidden = event, None
+        else:
+            if hiding is None:
+                names = _resident_names(data, facts, uow)
+                hiding = (_redacted(event, names), names)
+            sent, hidden = hiding
+        if sub.mode == "daily_digest":
+            digest(NewDigestItem(sub.id, event.id, event.type, email_payload(sent, hidden), now))
+        elif sub.channel == "email":
+            deliver(
+                NewDelivery(
                     str(uuid.uuid4()),
                     sub.id,
                     event.id,
                     event.type,
-                    _email_payload(sent, facts, hidden),
+                    email_payload(sent, hidden),
                     now,
                     kind="event",
                     language=(facts or {}).get("language") or sub.language,
                     correlation_id=correlation_id,
                     traceparent=event.traceparent,
                 )
-            else:
-                uow.deliveries.add(
+            )
+        else:
+            deliver(
+                NewDelivery(
                     str(uuid.uuid4()),
                     sub.id,
                     event.id,
@@ -295,14 +343,16 @@ def on_event(event: CloudEvent, data: BaseModel, uow: NotificationsUnitOfWork) -
                     correlation_id=correlation_id,
                     traceparent=event.traceparent,
                 )
-        if (
-            isinstance(data, ProposalStatusChanged)
-            and data.to_status.value in PROPOSER_STATUSES
-            and facts
-            and facts.get("contact_email")
-            and not facts.get("proposer_opted_out_at")
-        ):
-            uow.deliveries.add(
+            )
+    if (
+        isinstance(data, ProposalStatusChanged)
+        and data.to_status.value in PROPOSER_STATUSES
+        and facts
+        and facts.get("contact_email")
+        and not facts.get("proposer_opted_out_at")
+    ):
+        deliver(
+            NewDelivery(
                 str(uuid.uuid4()),
                 f"proposer:{proposal_id}",
                 event.id,
@@ -316,8 +366,7 @@ def on_event(event: CloudEvent, data: BaseModel, uow: NotificationsUnitOfWork) -
                 correlation_id=correlation_id,
                 traceparent=event.traceparent,
             )
-        uow.commit()
-    return "applied"
+        )
 
 
 def build_digests(
@@ -417,10 +466,14 @@ def deliver_due(
     """Send the deliveries that are due, outside any transaction, and record each attempt.
 
     `run_all(fn, deliveries)` runs the attempts: the service passes a green pool, so that one slow
-    receiver does not hold up the others."""
+    receiver does not hold up the others. An attempt is recorded once it was made (a delivery is
+    done only after it was sent): attempts that end while others are being recorded are recorded
+    together, in the next transaction (_Attempts). What was sent but not recorded (a crash, the
+    store gone) is sent again when its lease ends, with the same delivery id."""
     with uow_factory() as uow:
         due = uow.deliveries.claim_due(utcnow(), limit, LEASE)
         uow.commit()
+    recorded = _Attempts(uow_factory)
 
     def attempt_one(d: DueDelivery) -> None:
         # A delivery has a channel (its own, or its subscription's); one without would be sent
@@ -439,27 +492,7 @@ def deliver_due(
         else:
             status, next_at = DeliveryStatus.failed, None
         error = error or (None if ok else f"HTTP {status_code}")
-        with uow_factory() as uow:
-            uow.deliveries.record_attempt(d.id, attempt, now, status_code, latency, error, status, next_at)
-            if status is not DeliveryStatus.pending:
-                outcome = types.DELIVERY_SUCCEEDED if ok else types.DELIVERY_FAILED
-                uow.emit(
-                    outcome,
-                    DeliveryOutcome(
-                        delivery_id=d.id,
-                        subscription_id=d.subscription_id,
-                        channel=channel,
-                        event_id=d.event_id,
-                        event_type=d.event_type,
-                        attempts=attempt,
-                        status_code=status_code,
-                        error=error,
-                    ),
-                    d.subscription_id,
-                    correlationid=d.correlation_id,
-                    traceparent=d.traceparent,
-                )  # the delivered event's flow
-            uow.commit()
+        recorded.add(_Attempt(d, channel, attempt, now, status_code, latency, error, status, next_at, ok))
         if observe:
             observe(
                 channel,
@@ -468,4 +501,94 @@ def deliver_due(
             )
 
     run_all(attempt_one, due)
+    recorded.flush()
     return len(due)
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """One attempt made, to be recorded."""
+
+    delivery: DueDelivery
+    channel: str
+    attempt: int
+    at: datetime
+    status_code: int | None
+    latency: float
+    error: str | None
+    status: DeliveryStatus
+    next_at: datetime | None
+    ok: bool
+
+
+class _Attempts:
+    """Attempts made and not yet recorded. The attempt that finds no one recording records every
+    attempt waiting, one transaction a turn, until none waits; attempts that end meanwhile (the
+    others in the pool, while that transaction commits) are only added, and recorded in its next
+    turn: a run of attempts costs a few transactions, not one each."""
+
+    def __init__(self, uow_factory: Callable[[], NotificationsUnitOfWork]) -> None:
+        self.uow_factory = uow_factory
+        self.waiting: list[_Attempt] = []
+        self.recording = False
+        self.lock = threading.Lock()
+
+    def add(self, attempt: _Attempt) -> None:
+        with self.lock:
+            self.waiting.append(attempt)
+            if self.recording:
+                return  # the one recording takes it in its next turn
+            self.recording = True
+        self._record_waiting()
+
+    def flush(self) -> None:
+        """Record whatever still waits (nothing, unless a turn failed)."""
+        with self.lock:
+            if self.recording:
+                return
+            self.recording = True
+        self._record_waiting()
+
+    def _record_waiting(self) -> None:
+        try:
+            while True:
+                with self.lock:
+                    turn, self.waiting = self.waiting, []
+                    if not turn:
+                        self.recording = False
+                        return
+                self._record(turn)
+        except BaseException:
+            with self.lock:
+                self.recording = False
+            raise
+
+    def _record(self, turn: list[_Attempt]) -> None:
+        with self.uow_factory() as uow:
+            uow.deliveries.record_attempts(
+                [
+                    AttemptMade(a.delivery.id, a.attempt, a.at, a.status_code, a.latency, a.error, a.status, a.next_at)
+                    for a in turn
+                ]
+            )
+            for a in turn:
+                d = a.delivery
+                if a.status is not DeliveryStatus.pending:
+                    outcome = types.DELIVERY_SUCCEEDED if a.ok else types.DELIVERY_FAILED
+                    uow.emit(
+                        outcome,
+                        DeliveryOutcome(
+                            delivery_id=d.id,
+                            subscription_id=d.subscription_id,
+                            channel=a.channel,
+                            event_id=d.event_id,
+                            event_type=d.event_type,
+                            attempts=a.attempt,
+                            status_code=a.status_code,
+                            error=a.error,
+                        ),
+                        d.subscription_id,
+                        correlationid=d.correlation_id,
+                        traceparent=d.traceparent,
+                    )  # the delivered event's flow
+            uow.commit()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from kokeilu import ports
 
@@ -96,6 +96,46 @@ class DueDelivery(Protocol):
     def traceparent(self) -> str | None: ...
 
 
+class NewDelivery(NamedTuple):
+    """A delivery to queue: DeliveryRepository.add's arguments, in its order."""
+
+    delivery_id: str
+    subscription_id: str
+    event_id: str
+    event_type: str
+    payload: bytes
+    now: datetime
+    kind: str = "event"
+    channel: str | None = None
+    recipient: str | None = None
+    language: str | None = None
+    correlation_id: str | None = None
+    traceparent: str | None = None
+
+
+class NewDigestItem(NamedTuple):
+    """An event for a subscription's next digest: DigestRepository.add_item's arguments, in its order."""
+
+    subscription_id: str
+    event_id: str
+    event_type: str
+    payload: bytes
+    now: datetime
+
+
+class AttemptMade(NamedTuple):
+    """An attempt to record: DeliveryRepository.record_attempt's arguments, in its order."""
+
+    delivery_id: str
+    attempt: int
+    at: datetime
+    status_code: int | None
+    latency: float
+    error: str | None
+    status: DeliveryStatus
+    next_attempt_at: datetime | None
+
+
 class DeliveryRepository(Protocol):
     def add(
         self,
@@ -113,6 +153,10 @@ class DeliveryRepository(Protocol):
         traceparent: str | None = None,
     ) -> None: ...
 
+    def add_many(self, deliveries: Sequence[NewDelivery]) -> None:
+        """Each of `deliveries` as add() queues it, in one statement."""
+        ...
+
     def claim_due(self, now: datetime, limit: int, lease: timedelta) -> Sequence[DueDelivery]:
         """Due deliveries, leased for `lease` so that another instance does not send them too."""
         ...
@@ -128,6 +172,11 @@ class DeliveryRepository(Protocol):
         status: DeliveryStatus,
         next_attempt_at: datetime | None,
     ) -> None: ...
+
+    def record_attempts(self, attempts: Sequence[AttemptMade]) -> None:
+        """Each of `attempts` as record_attempt() records it, in one statement for the attempts'
+        rows and one for their deliveries."""
+        ...
 
     def list(
         self,
@@ -168,6 +217,10 @@ class DigestItem(Protocol):
 
 class DigestRepository(Protocol):
     def add_item(self, subscription_id: str, event_id: str, event_type: str, payload: bytes, now: datetime) -> None: ...
+
+    def add_items(self, items: Sequence[NewDigestItem]) -> None:
+        """Each of `items` as add_item() records it, in one statement."""
+        ...
 
     def claim_window(self, end: datetime, now: datetime) -> bool:
         """True for the one job that builds the digests of the window ending at `end`."""

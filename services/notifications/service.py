@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import eventlet
@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from werkzeug.wrappers import Response
 
 from kokeilu import service_base
-from kokeilu.contracts import CloudEvent, topics
+from kokeilu.contracts import CloudEvent, catalog, topics
 from kokeilu.http import NotFound, api
 from kokeilu.http.entrypoint import ApiRequest
 from kokeilu.kafka.consumer import consume
@@ -40,6 +40,8 @@ from .unsubscribe import UnsubscribeLinks
 from .webhook import WebhookSender
 
 log = logging.getLogger(__name__)
+# The event types of the topics it reads: all of them go to the bulk method.
+CONSUMED = tuple(t for t in catalog.ALL if t.topic in (topics.PROPOSALS, topics.EVALUATIONS, topics.RESULTS))
 # Attempts in flight at once: a slow receiver holds up only its own deliveries.
 DELIVERY_CONCURRENCY = 20
 
@@ -139,9 +141,14 @@ class NotificationsService(service_base.PlatformService):
         log.info("unsubscribe link followed: %s %s (%d stopped now)", target.kind, target.id, stopped)
         return Response(unsubscribe_page(target.kind, done=True), mimetype="text/html")
 
-    @consume(topics.PROPOSALS, topics.EVALUATIONS, topics.RESULTS)
+    # Every record goes to on_events in runs (one inbox read and write, and one write of the
+    # deliveries and digest items, for a run); on_event applies one record when a run fails as a whole.
+    @consume(topics.PROPOSALS, topics.EVALUATIONS, topics.RESULTS, bulk=dict.fromkeys(CONSUMED, "on_events"))
     def on_event(self, event: CloudEvent, data: BaseModel) -> str:
         return handlers.on_event(event, data, self.uow())
+
+    def on_events(self, items: Sequence[tuple[CloudEvent, BaseModel]]) -> list[str]:
+        return handlers.on_events(items, self.uow())
 
     @timer(interval=0.5)
     def deliver(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 import weakref
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,6 +17,7 @@ from kokeilu.store import UnitOfWork, UtcDateTime, add_messaging_tables
 from kokeilu.store.statements import insert_new
 
 from .domain import DeliveryStatus, Subscription, SubscriptionFilter
+from .ports import AttemptMade, NewDelivery, NewDigestItem
 
 metadata = sa.MetaData()
 add_messaging_tables(metadata)
@@ -190,14 +192,23 @@ _INSERT_PROPOSAL = proposal_areas.insert()
 _INSERT_DELIVERY = deliveries.insert()
 _INSERT_DIGEST_ITEM = digest_items.insert()
 _VERSION = sa.select(subscription_changes.c.version).where(subscription_changes.c.id == 1)
+_INSERT_ATTEMPT = attempts.insert()
+_RECORD_ATTEMPT = deliveries.update().where(deliveries.c.id == sa.bindparam("_id"))
 _BUMP = subscription_changes.update().where(subscription_changes.c.id == 1).values(version=sa.bindparam("version"))
 
 
 class SubscriptionRepository:
     def __init__(self, conn: sa.Connection):
         self.conn = conn
+        # The subscriptions' version as this transaction read it (matching): read once for a
+        # run of events applied together, again after this transaction changed a subscription.
+        self._version: str | None = None
+        # The proposals' facts this transaction read (proposal): an event of a proposal read
+        # before in the run reads them from here; what this repository writes drops them.
+        self._facts: dict[str, dict[str, Any] | None] = {}
 
     def _changed(self) -> None:
+        self._version = None
         self.conn.execute(_BUMP, {"version": uuid.uuid4().hex})
 
     def matching(
@@ -206,7 +217,9 @@ class SubscriptionRepository:
         """The active subscriptions whose filter matches, in the order they were made: found
         through this process's SubscriptionIndex, rebuilt when a subscription changed since
         (one key lookup per event otherwise, however many subscriptions there are)."""
-        version = self.conn.execute(_VERSION).scalar_one()
+        version = self._version
+        if version is None:
+            version = self._version = self.conn.execute(_VERSION).scalar_one()
         held = _INDEXES.get(self.conn.engine)
         if held is None or held[0] != version:
             held = version, SubscriptionIndex(self.active())
@@ -270,14 +283,19 @@ class SubscriptionRepository:
             values["contact_email"] = contact_email
         if content:
             values["resident_name"] = resident_name
+        self._facts.pop(proposal_id, None)
         if self.conn.execute(_UPDATE_PROPOSAL, {**values, "_id": proposal_id}).rowcount == 0:
             self.conn.execute(_INSERT_PROPOSAL, {**values, "proposal_id": proposal_id})
 
     def proposal(self, proposal_id: str | None) -> dict[str, Any] | None:
         if not proposal_id:
             return None
-        row = self.conn.execute(_PROPOSAL, {"id": proposal_id}).first()
-        return dict(row._mapping) if row else None
+        if proposal_id in self._facts:
+            known = self._facts[proposal_id]
+        else:
+            row = self.conn.execute(_PROPOSAL, {"id": proposal_id}).first()
+            known = self._facts[proposal_id] = dict(row._mapping) if row else None
+        return dict(known) if known is not None else None
 
     def focus_area_of(self, proposal_id: str | None) -> str | None:
         return (self.proposal(proposal_id) or {}).get("focus_area")
@@ -285,6 +303,7 @@ class SubscriptionRepository:
     def opt_out_proposer(self, proposal_id: str, now: datetime) -> bool:
         """Record that the proposer of `proposal_id` wants no more e-mails about it (the first time
         counts). False when they had opted out already."""
+        self._facts.pop(proposal_id, None)
         update = (
             proposal_areas.update()
             .where(proposal_areas.c.proposal_id == proposal_id, proposal_areas.c.proposer_opted_out_at.is_(None))
@@ -298,6 +317,7 @@ class SubscriptionRepository:
         self.conn.execute(
             proposal_areas.insert(), dict(proposal_id=proposal_id, focus_area="", proposer_opted_out_at=now)
         )
+        self._facts.pop(proposal_id, None)  # read as unknown just above
         return True
 
 
@@ -323,26 +343,53 @@ class DeliveryRepository:
     ) -> None:
         """A delivery to a subscription; `channel`/`recipient` for one that has no subscription (the
         proposer); `correlation_id`/`traceparent`: the flow of the event it delivers."""
+        self.add_many(
+            [
+                NewDelivery(
+                    delivery_id,
+                    subscription_id,
+                    event_id,
+                    event_type,
+                    payload,
+                    now,
+                    kind,
+                    channel,
+                    recipient,
+                    language,
+                    correlation_id,
+                    traceparent,
+                )
+            ]
+        )
+
+    def add_many(self, deliveries: Sequence[NewDelivery]) -> None:
+        """Each of `deliveries` as add() queues it, in one statement (executemany)."""
+        if not deliveries:
+            return
+        pending = DeliveryStatus.pending.value
         self.conn.execute(
             _INSERT_DELIVERY,
-            dict(
-                id=delivery_id,
-                subscription_id=subscription_id,
-                event_id=event_id,
-                event_type=event_type,
-                payload=payload,
-                status=DeliveryStatus.pending.value,
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-                updated_at=now,
-                kind=kind,
-                channel=channel,
-                recipient=recipient,
-                language=language,
-                correlation_id=correlation_id,
-                traceparent=traceparent,
-            ),
+            [
+                dict(
+                    id=d.delivery_id,
+                    subscription_id=d.subscription_id,
+                    event_id=d.event_id,
+                    event_type=d.event_type,
+                    payload=d.payload,
+                    status=pending,
+                    attempts=0,
+                    next_attempt_at=d.now,
+                    created_at=d.now,
+                    updated_at=d.now,
+                    kind=d.kind,
+                    channel=d.channel,
+                    recipient=d.recipient,
+                    language=d.language,
+                    correlation_id=d.correlation_id,
+                    traceparent=d.traceparent,
+                )
+                for d in deliveries
+            ],
         )
 
     def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[sa.Row[Any]]:
@@ -402,28 +449,44 @@ class DeliveryRepository:
         status: DeliveryStatus,
         next_attempt_at: datetime | None,
     ) -> None:
+        self.record_attempts(
+            [AttemptMade(delivery_id, attempt, at, status_code, latency, error, status, next_attempt_at)]
+        )
+
+    def record_attempts(self, attempts: Sequence[AttemptMade]) -> None:
+        """Each of `attempts` as record_attempt() records it: its row, and its delivery's status,
+        in one statement (executemany) each."""
+        if not attempts:
+            return
         self.conn.execute(
-            attempts.insert().values(
-                delivery_id=delivery_id,
-                attempt=attempt,
-                at=at,
-                status_code=status_code,
-                latency_seconds=latency,
-                error=error,
-            )
+            _INSERT_ATTEMPT,
+            [
+                dict(
+                    delivery_id=a.delivery_id,
+                    attempt=a.attempt,
+                    at=a.at,
+                    status_code=a.status_code,
+                    latency_seconds=a.latency,
+                    error=a.error,
+                )
+                for a in attempts
+            ],
         )
         self.conn.execute(
-            deliveries.update()
-            .where(deliveries.c.id == delivery_id)
-            .values(
-                attempts=attempt,
-                status=status.value,
-                next_attempt_at=next_attempt_at,
-                locked_until=None,
-                last_status_code=status_code,
-                last_error=error,
-                updated_at=at,
-            )
+            _RECORD_ATTEMPT,
+            [
+                dict(
+                    _id=a.delivery_id,
+                    attempts=a.attempt,
+                    status=a.status.value,
+                    next_attempt_at=a.next_attempt_at,
+                    locked_until=None,
+                    last_status_code=a.status_code,
+                    last_error=a.error,
+                    updated_at=a.at,
+                )
+                for a in attempts
+            ],
         )
 
     def list(
@@ -498,15 +561,24 @@ class DigestRepository:
         self.conn = conn
 
     def add_item(self, subscription_id: str, event_id: str, event_type: str, payload: bytes, now: datetime) -> None:
+        self.add_items([NewDigestItem(subscription_id, event_id, event_type, payload, now)])
+
+    def add_items(self, items: Sequence[NewDigestItem]) -> None:
+        """Each of `items` as add_item() records it, in one statement (executemany)."""
+        if not items:
+            return
         self.conn.execute(
             _INSERT_DIGEST_ITEM,
-            dict(
-                subscription_id=subscription_id,
-                event_id=event_id,
-                event_type=event_type,
-                payload=payload,
-                created_at=now,
-            ),
+            [
+                dict(
+                    subscription_id=i.subscription_id,
+                    event_id=i.event_id,
+                    event_type=i.event_type,
+                    payload=i.payload,
+                    created_at=i.now,
+                )
+                for i in items
+            ],
         )
 
     def claim_window(self, end: datetime, now: datetime) -> bool:

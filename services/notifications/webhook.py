@@ -77,7 +77,7 @@ def post(
     try:
         # stream: the body is never read (nothing of it is stored or shown, and it may be huge)
         response = session.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False, stream=True)
-        response.close()
+        _release(response)
         return response.status_code, None
     except Exception as exc:  # noqa: BLE001 - whatever went wrong, the attempt is recorded, not lost
         try:
@@ -86,6 +86,19 @@ def post(
             category = "request failed"
         log.warning("webhook delivery to %s failed: %s (%s: %s)", _host_of(url), category, exc.__class__.__name__, exc)
         return None, category
+
+
+def _release(response: requests.Response) -> None:
+    """Done with `response`. An answer without a body (204, 304, Content-Length: 0) is read to its
+    end (nothing to wait for), which gives its connection back to the session's pool for the next
+    POST to that host; closing an unread answer would close the connection. One with a body is
+    closed unread, as before (it may be huge, or slow)."""
+    try:
+        if response.status_code in (204, 304) or response.headers.get("Content-Length") == "0":
+            response.raw.read()  # b"": the connection goes back to the pool
+    except Exception:  # noqa: BLE001 - the answer's status is what counts; the connection is closed below
+        pass
+    response.close()
 
 
 def _host_of(url: str) -> str:

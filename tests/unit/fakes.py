@@ -753,6 +753,10 @@ class FakeDeliveryRepository:
             traceparent,
         )
 
+    def add_many(self, deliveries: Sequence[notifications_ports.NewDelivery]) -> None:
+        for d in deliveries:
+            self.add(*d)
+
     def _channel(self, d: FakeDelivery) -> str | None:
         sub = self.subscriptions.rows.get(d.subscription_id)
         return d.channel or (sub.channel if sub else None)
@@ -825,6 +829,10 @@ class FakeDeliveryRepository:
         d.attempts, d.status, d.next_attempt_at, d.locked_until = attempt, status.value, next_attempt_at, None
         d.last_status_code, d.last_error, d.updated_at = status_code, error, at
 
+    def record_attempts(self, attempts: Sequence[notifications_ports.AttemptMade]) -> None:
+        for a in attempts:
+            self.record_attempt(*a)
+
     def list(
         self,
         subscription_id: str | None,
@@ -896,6 +904,10 @@ class FakeDigestRepository:
             created_at=now,
             digest_id=None,
         )
+
+    def add_items(self, items: Sequence[notifications_ports.NewDigestItem]) -> None:
+        for item in items:
+            self.add_item(*item)
 
     def claim_window(self, end: datetime, now: datetime) -> bool:
         if end in self.runs:

@@ -265,3 +265,113 @@ def test_an_unsubscribe_link_that_is_not_a_plain_http_url_is_refused(url):
 
 def test_the_module_writes_its_own_headers_as_they_are():
     assert emails.POLICY.refold_source == "none"
+
+
+# the message written directly is the email package's, byte for byte ------------------------------
+BOUNDARY = "===============0123456789012345678=="
+_ANY_BOUNDARY = re.compile(rb"={15}\d{19}==")
+
+
+def same_boundary(raw: bytes) -> bytes:
+    return _ANY_BOUNDARY.sub(BOUNDARY.encode(), raw)
+
+
+def written_both_ways(sender, to, words, **options):
+    """(the email package's bytes, wire_message's), with the generator's random boundary made one."""
+    expected = same_boundary(emails.wire(compose(sender, to, words, domain=DOMAIN, **options)))
+    return expected, emails.wire_message(sender, to, words, domain=DOMAIN, boundary=BOUNDARY, **options)
+
+
+@pytest.mark.parametrize("kind, language", sorted(SUBJECTS))
+@pytest.mark.parametrize("link", [LINK, None])
+def test_every_kind_and_language_is_written_directly_as_the_email_package_writes_it(kind, language, link):
+    words = render(kind, PAYLOADS[kind](), language, link)
+    expected, direct = written_both_ways(
+        "Kokeilu <kokeilu@espoo.example>",
+        "opetus.kasvatus@espoo.example",
+        words,
+        message_id="0b8e7c9e-delivery",
+        unsubscribe_url=link,
+        now=datetime(2026, 11, 28, 10, 0, 5, tzinfo=UTC),
+    )
+    assert direct == expected
+
+
+_TEXT = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=300)
+# Lines that the generator changes (From at a line start, a dot alone, long lines, trailing blanks).
+_LINES = st.lists(st.sampled_from(["From here", ".", "-- ", "a" * 90, "x =3D y\t", "", "ä" * 40, "\r"]), max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    subject=_TEXT,
+    text=st.one_of(_TEXT, _LINES.map("\n".join)),
+    html=st.one_of(_TEXT, _LINES.map("\r\n".join)),
+    language=st.sampled_from(["fi", "sv", "en"]),
+    sender=st.sampled_from(["kokeilu@espoo.example", "Kokeilu <k@espoo.example>", "Espoon kaupunki, Kokeilu <k@e.fi>"]),
+    to=st.from_regex(emails._PLAIN_ADDRESS, fullmatch=True).filter(emails.plain_address),
+    message_id=st.one_of(st.none(), st.uuids().map(str)),
+    link=st.one_of(st.none(), st.just(LINK), st.just("https://x.example/" + "u" * 200)),
+)
+def test_any_words_are_written_directly_as_the_email_package_writes_them(
+    subject, text, html, language, sender, to, message_id, link
+):
+    words = Rendered(subject, text, html, language)
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    if message_id is None:  # make_msgid is random: the same one both ways
+        message_id = "fixed-for-the-test"
+    expected, direct = written_both_ways(sender, to, words, message_id=message_id, unsubscribe_url=link, now=now)
+    assert direct == expected
+
+
+@pytest.mark.parametrize(
+    "to", ["Anna <a@espoo.example>", "a..b@espoo.example", "ä@espoo.example", '"a b"@espoo.example', "x" * 70 + "@e.fi"]
+)
+def test_an_address_that_is_not_plain_is_left_to_the_email_package(to):
+    assert not emails.plain_address(to)
+    with pytest.raises(ValueError, match="plain addresses"):
+        emails.wire_message("k@espoo.example", to, Rendered("s", "x\n", "<p>x</p>\n", "en"), domain=DOMAIN)
+
+
+def test_the_envelope_sender_is_the_from_headers_address():
+    assert emails.envelope_sender("Kokeilu <kokeilu@espoo.example>") == "kokeilu@espoo.example"
+    assert emails.envelope_sender("kokeilu@espoo.example") == "kokeilu@espoo.example"
+    assert emails.envelope_sender("Kokeilu <kokeilu@espöo.example>") is None  # SMTPUTF8: send_message's way
+
+
+def test_each_template_is_compiled_once_per_process():
+    from jinja2 import loaders
+
+    render("event", status_payload(), "en", LINK)  # compiled by now, whatever ran before
+    loads = []
+    original = loaders.FileSystemLoader.load
+
+    def counted(self, environment, name, globals=None):
+        loads.append(name)
+        return original(self, environment, name, globals)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(loaders.FileSystemLoader, "load", counted)
+        for _ in range(3):
+            render("event", status_payload(), "en", LINK)
+    assert loads == []
+    assert emails._text_env.auto_reload is False and emails._html_env.auto_reload is False
+
+
+def test_every_template_can_be_compiled_up_front_and_is_then_not_loaded_again():
+    from jinja2 import loaders
+
+    assert emails.compile_templates() == len(emails._loader.list_templates()) >= 9 + 3
+    loads = []
+    original = loaders.FileSystemLoader.load
+
+    def counted(self, environment, name, globals=None):
+        loads.append(name)
+        return original(self, environment, name, globals)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(loaders.FileSystemLoader, "load", counted)
+        for kind, language in SUBJECTS:
+            render(kind, PAYLOADS[kind](), language, LINK)
+        emails.unsubscribe_page("subscription", done=False)
+    assert loads == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 from datetime import timedelta
@@ -483,3 +484,134 @@ def test_an_evaluation_opened_event_with_a_plain_focus_area_is_matched(uow):
     )
     assert notify(uow, an_event(types.EVALUATION_OPENED, opened)) == "applied"
     assert queued(uow) == {learning.id: [types.EVALUATION_OPENED.name]}
+
+
+def test_attempts_that_end_while_others_are_recorded_are_recorded_together(uow, clock):
+    subs = [subscribe(uow, url=f"https://example.org/hooks/{i}") for i in range(5)]
+    notify(uow, an_event(types.PROPOSAL_SUBMITTED, a_proposal_submitted()))
+    assert len(uow.deliveries.rows) == len(subs)
+    record, pool = uow.deliveries.record_attempt, []
+
+    def recording(*args):
+        # While the first attempt is being recorded, the others (in the pool) end.
+        while pool:
+            pool.pop(0)()
+        return record(*args)
+
+    uow.deliveries.record_attempt = recording
+
+    def run_all(fn, items):
+        pool.extend(lambda d=d: fn(d) for d in items[1:])
+        fn(items[0])
+
+    commits = uow.commits
+    assert handlers.deliver_due(lambda: uow, FakeSender(*[(204, None)] * 5), POLICY, run_all=run_all) == 5
+    assert uow.commits - commits == 1 + 2, "the claim, the first attempt, then the four that ended meanwhile"
+    assert {d["status"] for d in uow.deliveries.list(None, None, 10)} == {"succeeded"}
+    assert sorted(o.subscription_id for _t, o in outcomes(uow)) == sorted(s.id for s in subs)
+
+
+def test_an_attempt_whose_recording_failed_is_sent_again_once_its_lease_ends(uow, clock):
+    _sub, _event, delivery_id = queue_one(uow)
+    sender = FakeSender((204, None), (204, None))
+    record = uow.deliveries.record_attempt
+
+    def failing(*args):
+        raise ConnectionError("the store went away")
+
+    uow.deliveries.record_attempt = failing
+    with pytest.raises(ConnectionError):
+        run(uow, sender)
+    uow.deliveries.record_attempt = record
+    assert run(uow, sender) == 0, "leased: not sent again at once"
+    clock.advance(handlers.LEASE.total_seconds() + 1)
+    assert run(uow, sender) == 1
+    headers = [h for _url, _body, h in sender.calls]
+    assert [h["Kokeilu-Delivery-Id"] for h in headers] == [delivery_id, delivery_id], (
+        "the same id: the receiver dedupes"
+    )
+    [d] = uow.deliveries.list(None, None, 10)
+    assert d["status"] == "succeeded" and [a["attempt"] for a in d["attempts"]] == [1]
+
+
+# on_events: the consumer's bulk method ----------------------------------------------------------
+def a_stream():
+    """Two proposals' histories as notifications reads them, with a redelivery in the middle."""
+    events = []
+    for area in ("learning", "smart_mobility"):
+        proposal = a_proposal_submitted(focus_area=area)
+        pid = proposal.proposal_id
+        events += [
+            contact_of(pid, "en"),
+            an_event(types.PROPOSAL_SUBMITTED, proposal),
+            status_change(pid, "submitted", "screening"),
+            an_event(types.SCREENING_COMPLETED, a_screening(pid, focus_area=area)),
+            status_change(pid, "screening", "in_evaluation"),
+        ]
+    events.insert(6, redelivery_of(events[3]))
+    events.append(status_change(pid, "in_evaluation", "approved"))
+    return events
+
+
+def with_every_kind_of_subscription(uow):
+    subscribe(uow)  # a webhook, without the personal-data scope: redacted
+    subscribe(uow, areas=[FocusArea.learning])
+    for mode, caller in (("immediate", ADMIN), ("daily_digest", DEPT), ("immediate", DEPT)):
+        body = NewSubscription(subscriber="Dept", channel="email", email="dept@espoo.example", mode=mode)
+        handlers.create_subscription(body, uow, caller)
+    return uow
+
+
+def stored(uow):
+    """What the events left in the store, but the delivery ids (random)."""
+    deliveries = sorted(
+        (d.subscription_id, d.event_id, d.event_type, d.payload, d.kind, d.channel, d.recipient, d.language)
+        + (d.correlation_id, d.traceparent, d.status, d.next_attempt_at)
+        for d in uow.deliveries.rows.values()
+    )
+    items = sorted(tuple(sorted(i.items())) for i in uow.digests.items.values())
+    return deliveries, items, uow.subscriptions.proposals, uow.inbox, uow.commits
+
+
+@pytest.mark.parametrize("runs", [[100], [1] * 20, [3, 1, 5, 2, 100], [6, 100]])
+def test_a_run_applied_at_once_leaves_what_its_events_applied_one_by_one_leave(clock, runs):
+    one_by_one = with_every_kind_of_subscription(FakeNotificationsUnitOfWork())
+    at_once = copy.deepcopy(one_by_one)  # the same subscriptions
+    commits = at_once.commits
+    stream = a_stream()
+    expected = [notify(one_by_one, e) for e in stream]
+    assert expected.count("duplicate") == 1
+    outcomes, rest, applied = [], list(stream), 0
+    while rest:
+        size, runs = runs[0], runs[1:]
+        run_, rest = rest[:size], rest[size:]
+        outcomes += handlers.on_events([(e, decode(e)) for e in run_], at_once)
+        applied += 1
+    assert outcomes == expected
+    mine, theirs = stored(at_once), stored(one_by_one)
+    assert mine[:4] == theirs[:4]
+    assert len(mine[0]) > 10 and mine[1], "deliveries of every kind and digest items were queued"
+    assert {d[4] for d in mine[0]} == {"event", "proposer"}
+    assert at_once.commits - commits == applied, "one transaction a run"
+
+
+def test_a_run_with_an_event_applied_before_applies_it_no_more(uow, clock):
+    subscribe(uow)
+    event = an_event(types.PROPOSAL_SUBMITTED, a_proposal_submitted())
+    assert notify(uow, event) == "applied"
+    other = an_event(types.PROPOSAL_SUBMITTED, a_proposal_submitted())
+    items = [(e, decode(e)) for e in (event, other, redelivery_of(other))]
+    assert handlers.on_events(items, uow) == ["duplicate", "applied", "duplicate"]
+    assert sorted(queued(uow).values()) == [[SUBMITTED, SUBMITTED]]
+
+
+def test_an_emails_payload_is_the_event_as_it_is_written_and_the_proposals_title():
+    proposal = a_proposal_submitted(title="Pyöräparkki – ääni")
+    event = an_event(types.PROPOSAL_SUBMITTED, proposal)
+    facts = {"title": proposal.title, "resident_name": None}
+    assert json.loads(handlers._email_payload(event, facts)) == {
+        "event": json.loads(event.to_bytes()),
+        "proposal": {"proposal_id": event.subject, "title": "Pyöräparkki – ääni"},
+    }
+    hidden = json.loads(handlers._email_payload(event, {"title": "Penkit, Maija Meikäläinen"}, ("Maija Meikäläinen",)))
+    assert "Maija" not in hidden["proposal"]["title"]

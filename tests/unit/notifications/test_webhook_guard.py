@@ -300,3 +300,63 @@ def test_a_tls_webhook_is_verified_against_its_host_name_though_the_connection_g
     assert ok == (204, None)
     assert wrong_name == (None, "tls error")
     assert len(tls_receiver.received) == 1
+
+
+# connections kept between POSTs ------------------------------------------------------------------
+class Answering:
+    """An HTTP/1.1 server (keep-alive) answering every POST with `status` and `body`; counts the
+    connections it accepted."""
+
+    def __init__(self, status: int, body: bytes = b"", length: int | None = None):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.connections = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self):
+                outer.connections += 1
+                super().setup()
+
+            def do_POST(self):  # noqa: N802
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(status)
+                if status != 204:
+                    self.send_header("Content-Length", str(len(body) if length is None else length))
+                self.end_headers()
+                if body:
+                    try:
+                        self.wfile.write(body)
+                    except OSError:  # the client closed an answer it did not read
+                        pass
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize(
+    "status, body, kept",
+    [(204, b"", True), (200, b"", True), (202, b"accepted", False), (200, b"x" * 5_000_000, False)],
+)
+def test_an_answer_without_a_body_keeps_its_connection_for_the_next_post(status, body, kept):
+    server = Answering(status, body)
+    session = guarded_session(AddressPolicy.parse("127.0.0.1"))
+    try:
+        url = f"http://127.0.0.1:{server.port}/hook"
+        for _ in range(3):
+            assert post(session, url, b"{}", {"Content-Type": "application/json"}, timeout=5) == (status, None)
+    finally:
+        session.close()
+        server.close()
+    assert server.connections == (1 if kept else 3)
