@@ -170,6 +170,11 @@ def print_table(report: dict) -> None:
             )
     for name, r in report["stages"].items():
         outcomes = ", ".join(f"{k} {v}" for k, v in sorted(r.get("by_outcome", {}).items()))
+        if r.get("settled_seconds") is not None:
+            outcomes += (
+                f"; all delivered after {r['settled_seconds']:.1f} s, "
+                f"cpu {fmt(r.get('cpu_ms_per_event_settled'), '.2f')} ms/ev with the deliveries"
+            )
         if r.get("retries_by_stage"):
             outcomes += "; retries " + ", ".join(f"{k} {v}" for k, v in sorted(r["retries_by_stage"].items()))
         if name == "e2e" and r.get("metrics"):
