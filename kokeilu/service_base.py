@@ -12,7 +12,7 @@ from kokeilu.http import api, json_response
 from kokeilu.http.entrypoint import ApiRequest
 from kokeilu.http.openapi import served
 from kokeilu.metrics import CONTENT_TYPE_LATEST, metrics_for
-from kokeilu.platform import Health, Tracing
+from kokeilu.platform import FrozenHeap, Health, Tracing
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ class PlatformService:
     name = "kokeilu"
     health = Health()
     tracing = Tracing()
+    heap = FrozenHeap()  # startup's objects out of full garbage collections (kokeilu/platform.py)
 
     @api("GET", "/health/live", public=True, response=Live)
     def health_live(self, request: ApiRequest) -> dict[str, str]:

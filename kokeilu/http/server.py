@@ -27,6 +27,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 log = logging.getLogger(__name__)
 
 LIVE_PATH = "/health/live"
+# eventlet's server logs a line per request here at INFO (and its own errors, above INFO).
+ACCESS_LOG = "nameko.web.server"
 # Connections past the limit that still get an answer (503, or the live probe's 200), each
 # for at most a second: a greenthread and a socket each, no worker.
 OVERFLOW_FACTOR = 4
@@ -236,16 +238,22 @@ class HardenedWebServer(WebServer):
         debug: bool = False,
     ) -> wsgi.Server:
         settings = http_settings()
+        access_log = logging.getLogger(ACCESS_LOG)
         server = wsgi.Server(
             sock,
             sock.getsockname(),
             wsgi_app,
             protocol=protocol,
             debug=debug,
-            log=logging.getLogger("nameko.web.server"),
+            log=access_log,
             keepalive=settings.idle_timeout_seconds,
             socket_timeout=settings.socket_timeout_seconds,
         )
+        # eventlet formats each request's access line (time, client, request line, status, size)
+        # before handing it to the logger, which may drop it: it is only made when the logger
+        # writes INFO (KOKEILU_ACCESS_LOG_LEVEL in a service's config.yaml). The server's errors
+        # still go to the same logger either way.
+        server.log_output = access_log.isEnabledFor(logging.INFO)
         server.kokeilu_settings = settings
         return server
 
