@@ -214,7 +214,19 @@ def start_profiler(pid: int, out: Path) -> subprocess.Popen:
     if not spy.exists():
         raise StageFailed(f"--py-spy needs {spy} (pip install py-spy)")
     return subprocess.Popen(
-        [str(spy), "record", "--nonblocking", "--pid", str(pid), "--rate", "200", "--format", "raw", "--output", str(out)],
+        [
+            str(spy),
+            "record",
+            "--nonblocking",
+            "--pid",
+            str(pid),
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
