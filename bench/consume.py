@@ -77,6 +77,10 @@ class Stage:
     setup: Callable[[dict], None] | None = None  # before any start (e.g. sinks)
     # Work the service does after it has consumed (notifications' deliveries): True once done.
     settled: Callable[[Platform], bool] | None = None
+    # Whether what the consumed events cause is published through the outbox (the stage then
+    # ends when it is); notifications' consume path publishes nothing (its deliveries' outcomes
+    # are events, which `settled` waits for with the deliveries).
+    publishes: bool = True
     teardown: Callable[[dict], None] | None = None
 
 
@@ -295,7 +299,11 @@ def run_stage(stage: Stage, n: int, deadline: float, keep_logs: bool = False, pr
         proc = platform.procs[stage.service]
         # Drained is not done: what the events caused must be published too (the bare loop's
         # produce and flush are inside its time). The store's outbox, read beside the service.
-        published_at = wait_published(tmp / "data" / f"{stage.service}.db", deadline) if finished else None
+        published_at = (
+            (wait_published(tmp / "data" / f"{stage.service}.db", deadline) if stage.publishes else watcher.done_at)
+            if finished
+            else None
+        )
         rss = rss_kib(proc.pid)
         cpu_end = cpu_seconds(proc.pid)
         final = parse_metrics(platform.get(stage.service, "/metrics").text)
@@ -504,6 +512,7 @@ STAGES = {
         lambda n, ctx: events.workflow_stream(WORKFLOW, n),
         seed=seed_subscriptions,
         settled=deliveries_done,
+        publishes=False,
         setup=notification_sinks,
         teardown=stop_sinks,
         extra_env=lambda ctx: {"KOKEILU_SMTP_HOST": "127.0.0.1", "KOKEILU_SMTP_PORT": str(ctx["smtp"].port)},
