@@ -16,7 +16,8 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -450,3 +451,21 @@ class Store:
     def close(self) -> None:
         if self.db is not None:
             self.db.dispose()
+
+
+@contextmanager
+def stores_of(kind: str, tmp_path: Path, service: str, fake_class, real_class) -> Iterator[Callable[[str], Store]]:
+    """`make(name)`: a new Store of `kind` for `service` in tmp_path/name (several to compare:
+    the same events applied one way and another), each closed at the end."""
+    made: list[Store] = []
+
+    def make(name: str) -> Store:
+        (tmp_path / name).mkdir(exist_ok=True)
+        made.append(Store(kind, tmp_path / name, service, fake_class, real_class))
+        return made[-1]
+
+    try:
+        yield make
+    finally:
+        for s in made:
+            s.close()

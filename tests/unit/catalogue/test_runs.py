@@ -15,7 +15,7 @@ from kokeilu.errors import PermanentError
 from services.catalogue import handlers
 from services.catalogue.store import CatalogueUnitOfWork
 from tests import builders as ev
-from tests.support import Store
+from tests.support import Store, stores_of
 from tests.unit.fakes import FakeCatalogueUnitOfWork
 
 CONTACT_UNIT = "City of Espoo, experimentation programme"
@@ -79,18 +79,8 @@ def state(store: Store, pids) -> tuple:
 
 @pytest.fixture(params=["fake", "sqlite"])
 def stores(request, tmp_path):
-    made = []
-
-    def make(name: str) -> Store:
-        s = Store(request.param, tmp_path / name, "catalogue", FakeCatalogueUnitOfWork, CatalogueUnitOfWork)
-        made.append(s)
-        return s
-
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    yield make
-    for s in made:
-        s.close()
+    with stores_of(request.param, tmp_path, "catalogue", FakeCatalogueUnitOfWork, CatalogueUnitOfWork) as make:
+        yield make
 
 
 def test_one_run_does_what_the_events_one_by_one_do(stores):

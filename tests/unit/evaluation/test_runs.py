@@ -19,7 +19,7 @@ from services.evaluation.screening import ScreeningPolicy
 from services.evaluation.settings import Workflow
 from services.evaluation.store import EvaluationUnitOfWork
 from tests import builders as ev
-from tests.support import Store
+from tests.support import Store, stores_of
 from tests.unit.fakes import FakeEvaluationUnitOfWork
 
 POLICY = ScreeningPolicy()
@@ -108,17 +108,8 @@ def _screening(s) -> object:
 
 @pytest.fixture(params=["fake", "sqlite"])
 def stores(request, tmp_path):
-    made = []
-
-    def make(name: str) -> Store:
-        (tmp_path / name).mkdir()
-        s = Store(request.param, tmp_path / name, "evaluation", FakeEvaluationUnitOfWork, EvaluationUnitOfWork)
-        made.append(s)
-        return s
-
-    yield make
-    for s in made:
-        s.close()
+    with stores_of(request.param, tmp_path, "evaluation", FakeEvaluationUnitOfWork, EvaluationUnitOfWork) as make:
+        yield make
 
 
 def test_one_run_does_what_the_events_one_by_one_do(stores):
