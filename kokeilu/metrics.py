@@ -5,12 +5,29 @@ Names are prefixed `kokeilu_`, in base units; labels are of low cardinality (nev
 
 from __future__ import annotations
 
+from typing import Any, TypeVar, cast
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from kokeilu.contracts.catalog import BY_NAME
 
 __all__ = ["ServiceMetrics", "metrics_for", "CONTENT_TYPE_LATEST", "known_type", "BoundedValues"]
+
+
+M = TypeVar("M", Counter, Gauge, Histogram)
+_CHILDREN: dict[tuple[object, tuple[tuple[str, str], ...]], Any] = {}
+
+
+def child(metric: M, **labels: str) -> M:
+    """`metric.labels(**labels)`, looked up once per process: labels() checks and hashes its
+    values on every call, which costs more than the count itself on a per-record or per-request
+    path. The label values must come from bounded sets (BoundedValues for outside ones)."""
+    key = (metric, tuple(labels.items()))
+    found = _CHILDREN.get(key)
+    if found is None:
+        found = _CHILDREN[key] = metric.labels(**labels)
+    return cast(M, found)
 
 
 def known_type(event_type: str) -> str:

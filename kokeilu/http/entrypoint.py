@@ -30,7 +30,6 @@ import eventlet
 from nameko.web.handlers import HttpRequestHandler
 from nameko.web.server import WsgiApp
 from opentelemetry.trace import Span
-from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
@@ -39,7 +38,7 @@ from kokeilu import tracing
 from kokeilu.auth import Forbidden, Principal, TokenRegistry, Unauthenticated
 from kokeilu.config import get_settings
 from kokeilu.errors import is_transient
-from kokeilu.metrics import metrics_for
+from kokeilu.metrics import child, metrics_for
 
 from .errors import ApiError, PayloadTooLarge, error_response, json_response, validation_fields
 from .inputs import MAX_BODY_BYTES, check_event_size, check_request_text, parse_json_body
@@ -186,7 +185,6 @@ class Api(HttpRequestHandler):
         self.tokens = TokenRegistry.from_settings(get_settings())
         self.metrics = metrics_for(self.container.service_name)
         self._signatures_ok: set[tuple[int, tuple[str, ...]]] = set()
-        self._by_outcome: dict[tuple[str, int], tuple[Histogram, Counter]] = {}
         # The service's domain exceptions and how each is answered (expected: logged as a warning).
         self.errors = dict(getattr(self.container.service_cls, "errors", None) or {})
         expected = self.expected_exceptions
@@ -254,22 +252,10 @@ class Api(HttpRequestHandler):
     def _handle(self, request: ApiRequest) -> Response:
         started = time.perf_counter()
         response = self._authorized_response(request)
-        duration, count = self._measures(request.method, response.status_code)
-        duration.observe(time.perf_counter() - started)
-        count.inc()
+        labels = dict(service=self.container.service_name, route=self.url, method=request.method)
+        child(self.metrics.http_duration, **labels).observe(time.perf_counter() - started)
+        child(self.metrics.http_requests, status=str(response.status_code), **labels).inc()
         return response
-
-    def _measures(self, method: str, status: int) -> tuple[Histogram, Counter]:
-        """The route's request duration and count for `method` and `status`, looked up once
-        (a metric's labels() checks and hashes its label values on every call)."""
-        measures = self._by_outcome.get((method, status))
-        if measures is None:
-            labels = dict(service=self.container.service_name, route=self.url, method=method)
-            measures = self._by_outcome[(method, status)] = (
-                self.metrics.http_duration.labels(**labels),
-                self.metrics.http_requests.labels(status=str(status), **labels),
-            )
-        return measures
 
     def _authorized_response(self, request: ApiRequest) -> Response:
         if not self.public:

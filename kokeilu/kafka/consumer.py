@@ -642,9 +642,10 @@ class _Run:
 
     A record for no bulk method is applied at once, before the run, unless it has the key of a
     record in the run (or no key, so no order can be told): then the run is applied first (not
-    for a record of a type the service ignores: it changes nothing). Records of one key so stay in offset order, the order Kafka keeps (per partition, and so per
-    key) and the only one consumers rely on, while a stream of measurements mixed with other
-    intake still goes to the bulk method in long runs."""
+    for a record of a type the service ignores: it changes nothing). Records of one key so stay
+    in offset order, the order Kafka keeps (per partition, and so per key) and the only one
+    consumers rely on, while a stream of measurements mixed with other intake still goes to the
+    bulk method in long runs."""
 
     def __init__(self) -> None:
         self.items: list[_Pending] = []

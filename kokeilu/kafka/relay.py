@@ -19,7 +19,6 @@ from kafka.errors import (
     RecordListTooLargeError,
 )
 from nameko.extensions import SharedExtension
-from prometheus_client import Counter
 
 from kokeilu import tracing
 from kokeilu.config import Settings, get_settings
@@ -27,7 +26,7 @@ from kokeilu.contracts import topics
 from kokeilu.extensions import StoreExtension, TopicsExtension
 from kokeilu.faults import crash_point
 from kokeilu.kafka.deadletter import dead_letter
-from kokeilu.metrics import metrics_for
+from kokeilu.metrics import child, metrics_for
 from kokeilu.store import OutboxReader, Relayed
 
 log = logging.getLogger(__name__)
@@ -76,7 +75,6 @@ class OutboxRelay(SharedExtension):
         self._running = False
         self._done = threading.Event()
         self.producer: KafkaProducer | None = None
-        self._published_counts: dict[tuple[str, str], Counter] = {}
 
     def start(self) -> None:
         self._running = True
@@ -142,18 +140,11 @@ class OutboxRelay(SharedExtension):
                     "messaging.destination.name": row.topic,
                 },
             )
-            self._published(row.topic, row.event_type).inc()
+            child(
+                self.metrics.events_published, service=self.container.service_name, topic=row.topic, type=row.event_type
+            ).inc()
         crash_point("relay.published")
         return result
-
-    def _published(self, topic: str, event_type: str) -> Counter:
-        """The published-events count of a topic and type, looked up once (not per record)."""
-        counter = self._published_counts.get((topic, event_type))
-        if counter is None:
-            counter = self._published_counts[(topic, event_type)] = self.metrics.events_published.labels(
-                service=self.container.service_name, topic=topic, type=event_type
-            )
-        return counter
 
     def _park(self, result: Relayed, row: sa.Row[Any], exc: Exception) -> None:
         service = self.container.service_name

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -304,21 +304,20 @@ class UnitOfWork:
             rows.setdefault(
                 subject, {"subject": subject, "correlation_id": flow[0], "traceparent": flow[1], "created_at": now}
             )
-        wanted = list(rows)
+        for row in self._stored_flows(rows):
+            del rows[row.subject]
+        _insert_run(self.conn, FLOWS, list(rows.values()), "a flow of the run was remembered")
+
+    def _stored_flows(self, subjects: Iterable[str]) -> Iterator[sa.Row[Any]]:
+        """The flows the store has for `subjects` (asked 500 at a time)."""
+        wanted = list(dict.fromkeys(subjects))
         for start in range(0, len(wanted), 500):
-            for row in self.conn.execute(_FLOWS_OF, {"subjects": wanted[start : start + 500]}):
-                del rows[row.subject]
-        try:
-            insert_rows(self.conn, FLOWS, list(rows.values()))
-        except sa.exc.IntegrityError as exc:  # another instance remembered one meanwhile: retried
-            raise TransientError(f"a flow of the run was remembered meanwhile ({exc.orig})") from exc
+            yield from self.conn.execute(_FLOWS_OF, {"subjects": wanted[start : start + 500]})
 
     def join_flows(self, subjects: Iterable[str]) -> None:
         """join_flow for several subjects at once (a run of events applied together)."""
-        wanted = list(dict.fromkeys(subjects))
-        for start in range(0, len(wanted), 500):
-            for row in self.conn.execute(_FLOWS_OF, {"subjects": wanted[start : start + 500]}):
-                self._joined[row.subject] = (row.correlation_id, row.traceparent)
+        for row in self._stored_flows(subjects):
+            self._joined[row.subject] = (row.correlation_id, row.traceparent)
 
     def join_flow(self, subject: str) -> None:
         """What this unit of work records about `subject` from here on joins its remembered flow
@@ -392,29 +391,28 @@ class UnitOfWork:
         """Record that `consumer` applied each of `events` (new to it: see first_times)."""
         if events:
             now = utcnow()
-            try:
-                insert_rows(
-                    self.conn,
-                    INBOX,
-                    [
-                        {
-                            "consumer": consumer,
-                            "event_id": f"{e.source}#{e.id}",
-                            "event_type": e.type,
-                            "applied_at": now,
-                        }
-                        for e in events
-                    ],
-                )
-            except sa.exc.IntegrityError as exc:
-                # first_times found them new: another instance applied one meanwhile (a consumer
-                # whose partitions moved while it worked). Retried, the run finds it applied.
-                raise TransientError(f"{consumer}: an event of the run was applied meanwhile ({exc.orig})") from exc
+            rows = [
+                {"consumer": consumer, "event_id": f"{e.source}#{e.id}", "event_type": e.type, "applied_at": now}
+                for e in events
+            ]
+            # first_times found them new: another instance applied one meanwhile (a consumer
+            # whose partitions moved while it worked).
+            _insert_run(self.conn, INBOX, rows, f"{consumer}: an event of the run was applied")
 
     def first_time_key(self, consumer: str, key: str, kind: str) -> bool:
         """Record that `consumer` handled what `key` names; False when it already did."""
         row = {"consumer": consumer, "event_id": key, "event_type": kind, "applied_at": utcnow()}
         return insert_new(self.conn, INBOX, row)
+
+
+def _insert_run(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], meanwhile: str) -> None:
+    """insert_rows for rows a run found new: a primary key another instance wrote since (its
+    own run of the same records) is a transient error, so the batch is retried and the retry
+    finds them written."""
+    try:
+        insert_rows(conn, table, rows)
+    except sa.exc.IntegrityError as exc:
+        raise TransientError(f"{meanwhile} meanwhile ({exc.orig})") from exc
 
 
 class Savepoint:

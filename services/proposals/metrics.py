@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from functools import cache
-
 from prometheus_client import Counter, Gauge, Histogram
 
 from kokeilu.contracts.evaluation import Decision
 from kokeilu.contracts.proposals import ProposalStatus
-from kokeilu.metrics import BoundedValues, known_type, metrics_for
+from kokeilu.metrics import BoundedValues, child, known_type, metrics_for
 
 from .domain import TERMINAL
 from .ports import ProposalsUnitOfWork
@@ -82,26 +80,9 @@ def count_transition(
     seconds_in_state: float | None = None,
 ) -> None:
     """One change of state; with `from_state`, how long the proposal had been in it."""
-    _transitions(action, to_state).inc()
+    child(transitions, service="proposals", action=action, to_state=to_state.value).inc()
     if from_state is not None and seconds_in_state is not None:
-        _state_seconds(from_state).observe(max(0.0, seconds_in_state))
-
-
-# Each series' child looked up once: labels() costs more than the count itself, and an intake
-# run counts for every record. (Their label values are closed lists, or bounded: _sources.)
-@cache
-def _transitions(action: str, to_state: ProposalStatus) -> Counter:
-    return transitions.labels(service="proposals", action=action, to_state=to_state.value)
-
-
-@cache
-def _state_seconds(state: ProposalStatus) -> Histogram:
-    return state_seconds.labels(service="proposals", state=state.value)
-
-
-@cache
-def _intake(type_: str, source: str, outcome: str) -> Counter:
-    return intake.labels(service="proposals", type=type_, source=source, outcome=outcome)
+        child(state_seconds, service="proposals", state=from_state.value).observe(max(0.0, seconds_in_state))
 
 
 # Intake sources are the city's systems: a handful. A flood of invented ones counts as `other`.
@@ -109,7 +90,9 @@ _sources = BoundedValues(limit=50)
 
 
 def count_intake(type_: str, source: str, outcome: str) -> None:
-    _intake(known_type(type_).rsplit(".", 1)[-1], _sources(source), outcome).inc()
+    child(
+        intake, service="proposals", type=known_type(type_).rsplit(".", 1)[-1], source=_sources(source), outcome=outcome
+    ).inc()
 
 
 def observe_time_to_decision(decision: str, seconds: float) -> None:
