@@ -6,7 +6,8 @@
 
 Stages (comma-separated): `ceiling` (bench/ceiling.py), `consume` (every service's consume
 path, bench/consume.py) or `consume:<service>` for one, `intake` (measurement intake through
-proposals), `e2e` (bench/e2e.py). Every figure is given as a ratio to the tuned kafka-python
+proposals), `e2e` (bench/e2e.py). Each consume and intake stage runs `--stage-repeats` times, in rounds
+over the stages, and its median run counts, as the ceiling's median does. Every figure is given as a ratio to the tuned kafka-python
 loop measured in the same run (and to the confluent-kafka loop). The ceiling's rounds are split
 around the other stages (half before, half after), so a machine that got busier or quieter
 during the run shows as a spread in its runs. The exit status is 1 when a stage failed (events
@@ -63,12 +64,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="messages per ceiling run (default 10000: a few seconds each)",
     )
     p.add_argument("--repeats", type=int, default=3, help="ceiling runs per loop; the median counts (default 3)")
+    p.add_argument(
+        "--stage-repeats",
+        type=int,
+        default=3,
+        help="runs of each consume and intake stage, in rounds over the stages; the median counts (default 3)",
+    )
     p.add_argument("--e2e-proposals", type=int, default=200, help="proposals of the e2e stage (default 200)")
     p.add_argument("--concurrency", "-c", type=int, default=4, help="submitting threads of the e2e stage (default 4)")
     p.add_argument("--deadline", type=float, default=300, help="seconds each stage may take (default 300)")
     args = p.parse_args(argv)
-    if args.events < 1 or args.e2e_proposals < 1 or args.repeats < 1:
-        p.error("-n, --e2e-proposals and --repeats must be at least 1")
+    if args.events < 1 or args.e2e_proposals < 1 or args.repeats < 1 or args.stage_repeats < 1:
+        p.error("-n, --e2e-proposals, --repeats and --stage-repeats must be at least 1")
     return args
 
 
@@ -91,28 +98,34 @@ def run(args: argparse.Namespace) -> dict:
         "stages": {},
     }
     runs: dict = {}
+    runs_of: dict[str, list[dict]] = {}  # each consume and intake stage's runs, in order
     with_ceiling = "ceiling" in args.stages
     others = [s for s in args.stages if s != "ceiling"]
     before = (args.repeats + 1) // 2 if others else args.repeats
     if with_ceiling:
         ceiling.ceiling_runs(args.ceiling_messages, before, runs)
-    for stage in others:
-        print(f"stage {stage} ...", file=sys.stderr)
-        if stage == "e2e":
-            out = e2e.run_platform(args.e2e_proposals, args.concurrency, args.deadline, sample=20)
-            p = out.get("platform", {})
-            out.update(
-                stage="e2e",
-                service="proposals -> evaluation -> catalogue",
-                events=args.e2e_proposals,
-                throughput_per_s=p.get("throughput_per_s"),
-            )
-            if not out["ok"]:
-                out["failure"] = f"{p.get('arrived')} of {args.e2e_proposals} results arrived"
-            report["stages"][stage] = out
-        else:
+    consumed = [s for s in others if s != "e2e"]
+    for round_ in range(args.stage_repeats):
+        for stage in consumed:
+            print(f"stage {stage} (run {round_ + 1} of {args.stage_repeats}) ...", file=sys.stderr)
             definition = consume.INTAKE_STAGE if stage == "intake" else consume.STAGES[stage.split(":", 1)[1]]
-            report["stages"][stage] = consume.run_stage(definition, args.events, args.deadline)
+            runs_of.setdefault(stage, []).append(consume.run_stage(definition, args.events, args.deadline))
+    for stage in others:
+        if stage != "e2e":
+            report["stages"][stage] = median_run(runs_of[stage])
+            continue
+        print(f"stage {stage} ...", file=sys.stderr)
+        out = e2e.run_platform(args.e2e_proposals, args.concurrency, args.deadline, sample=20)
+        p = out.get("platform", {})
+        out.update(
+            stage="e2e",
+            service="proposals -> evaluation -> catalogue",
+            events=args.e2e_proposals,
+            throughput_per_s=p.get("throughput_per_s"),
+        )
+        if not out["ok"]:
+            out["failure"] = f"{p.get('arrived')} of {args.e2e_proposals} results arrived"
+        report["stages"][stage] = out
     if with_ceiling and args.repeats - before > 0:
         ceiling.ceiling_runs(args.ceiling_messages, args.repeats - before, runs)
     report["run"]["loadavg_end"] = machine()["loadavg"]
@@ -129,6 +142,18 @@ def run(args: argparse.Namespace) -> dict:
             report["stages"]["intake"]["target_met"] = report["stages"]["intake"]["ratio"] >= INTAKE_TARGET
     report["ok"] = all(r.get("ok") for r in report["stages"].values())
     return report
+
+
+def median_run(results: list[dict]) -> dict:
+    """The run that counts of a stage run several times: a failed one if any failed, else the
+    median by throughput (the slower of the two middle runs for an even count), with every
+    run's throughput beside it (`runs_per_s`, in the order run), as the ceiling gives its runs."""
+    failed = [r for r in results if not r.get("ok")]
+    if failed:
+        chosen = failed[0]
+    else:
+        chosen = sorted(results, key=lambda r: r.get("throughput_per_s") or 0)[(len(results) - 1) // 2]
+    return {**chosen, "runs_per_s": [round(r.get("throughput_per_s") or 0, 1) for r in results]}
 
 
 # -- the table ------------------------------------------------------------------------------
@@ -175,6 +200,8 @@ def print_table(report: dict) -> None:
                 f"; all delivered after {r['settled_seconds']:.1f} s, "
                 f"cpu {fmt(r.get('cpu_ms_per_event_settled'), '.2f')} ms/ev with the deliveries"
             )
+        if len(r.get("runs_per_s", [])) > 1:
+            outcomes += f"; runs {r['runs_per_s']}"
         if r.get("retries_by_stage"):
             outcomes += "; retries " + ", ".join(f"{k} {v}" for k, v in sorted(r["retries_by_stage"].items()))
         if name == "e2e" and r.get("metrics"):

@@ -16,9 +16,9 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 
 from kokeilu import tracing
-from kokeilu.contracts import CONTENT_TYPE, CloudEvent, new_event, utcnow
+from kokeilu.contracts import CONTENT_TYPE, CloudEvent, utcnow
 from kokeilu.contracts.catalog import BY_NAME, EventType
-from kokeilu.contracts.envelope import carried
+from kokeilu.contracts.envelope import carried, new_event_json
 from kokeilu.errors import TransientError
 from kokeilu.faults import crash_point
 
@@ -230,32 +230,31 @@ class UnitOfWork:
         correlationid, traceparent = carried(cause, correlationid, traceparent)
         # Made in its flow at once (what publish's _in_flow gives), not made and then copied.
         correlationid, traceparent = self._flow_of(subject, correlationid, traceparent, cause is not None)
-        self.record(
-            new_event(
-                event_type.name,
-                data,
-                source=self.source,
-                subject=subject,
-                dataschema=event_type.dataschema,
-                correlationid=correlationid,
-                traceparent=traceparent,
-                causationid=cause.id if cause is not None else None,
-            )
+        value = new_event_json(
+            event_type.name,
+            data,
+            source=self.source,
+            subject=subject,
+            dataschema=event_type.dataschema,
+            correlationid=correlationid,
+            traceparent=traceparent,
+            causationid=cause.id if cause is not None else None,
         )
+        self.record_json(event_type.name, subject, value, traceparent)
 
     def publish(self, event: CloudEvent, key: str | None = None) -> None:
         """Record an event to be published after commit, on the topic its type belongs to, in
         the flow in hand."""
-        self.record(self._in_flow(event), key)
+        event = self._in_flow(event)
+        self.record_json(event.type, key or event.subject, event.to_bytes(), event.traceparent)
 
-    def record(self, event: CloudEvent, key: str | None = None) -> None:
-        """The outbox row of an event already in its flow: where emit and publish end (a unit
-        of work that publishes nothing, the catalogue's rebuild, overrides it)."""
-        topic = BY_NAME[event.type].topic
+    def record_json(self, event_type: str, key: str | None, value: bytes, traceparent: str | None) -> None:
+        """The outbox row of an event already in its flow, as JSON: where emit and publish end
+        (a unit of work that publishes nothing, the catalogue's rebuild, overrides it)."""
         headers = {"content-type": CONTENT_TYPE}
-        if event.traceparent:  # also as a record header, where Kafka tooling looks for it
-            headers["traceparent"] = event.traceparent
-        self.add_outbox(topic, key or event.subject, event.to_bytes(), headers, event.type)
+        if traceparent:  # also as a record header, where Kafka tooling looks for it
+            headers["traceparent"] = traceparent
+        self.add_outbox(BY_NAME[event_type].topic, key, value, headers, event_type)
 
     def add_outbox(
         self, topic: str, key: str | None, value: bytes | None, headers: dict[str, str], event_type: str

@@ -328,5 +328,6 @@ class RebuildUnitOfWork(CatalogueUnitOfWork):
 
     discarded = 0
 
-    def record(self, event: CloudEvent, key: str | None = None) -> None:  # emit and publish end here
+    def record_json(self, event_type: str, key: str | None, value: bytes, traceparent: str | None) -> None:
+        # emit and publish end here
         RebuildUnitOfWork.discarded += 1

@@ -13,7 +13,7 @@ from jsonschema import Draft202012Validator
 
 from kokeilu.contracts import EVENT_TYPES, CloudEvent, InvalidEvent, decode, new_event, new_id, parse_envelope, topics
 from kokeilu.contracts import catalog as types
-from kokeilu.contracts.envelope import MAX_EVENT_BYTES, TYPE_PREFIX
+from kokeilu.contracts.envelope import MAX_EVENT_BYTES, TYPE_PREFIX, new_event_json
 from kokeilu.contracts.evaluation import ScreeningCompleted
 from kokeilu.contracts.schemas import SCHEMA_DIR, stale
 from tests.builders import WHEN, a_proposal_submitted, a_submission
@@ -367,6 +367,30 @@ def test_every_checked_in_event_schema_accepts_a_real_event(event_type):
     assert errors == [], [e.message for e in errors]
     # ... and the record value exactly as it goes on the wire
     assert list(Draft202012Validator(schema).iter_errors(json.loads(event.to_bytes()))) == []
+
+
+@pytest.mark.parametrize("event_type", EVENT_TYPES, ids=lambda t: t.short)
+@pytest.mark.parametrize("caused", [False, True], ids=["new", "caused"])
+def test_an_emitted_events_json_is_what_new_event_writes(event_type, caused):
+    """new_event_json (how a unit of work's emit writes an event) gives the bytes new_event's
+    event gives, field for field and in the same order: only the id and time are its own."""
+    fields = dict(
+        source="kokeilu/test",
+        subject="s",
+        dataschema=event_type.dataschema,
+        correlationid="c-1" if caused else None,
+        traceparent=f"00-{'1' * 32}-{'2' * 16}-01" if caused else None,
+        causationid="cause-1" if caused else None,
+    )
+    data = example_data(event_type)
+    written = new_event_json(event_type.name, data, **fields)
+    parsed = parse_envelope(written)
+    made = new_event(event_type.name, data, **fields)
+    expected = made.model_copy(update={"id": parsed.id, "time": parsed.time})
+    if not caused:  # a new flow's correlation id is the event's own id
+        expected = expected.model_copy(update={"correlationid": parsed.id})
+    assert written == expected.to_bytes()
+    assert list(Draft202012Validator(schema_of(event_type)).iter_errors(json.loads(written))) == []
 
 
 @pytest.mark.parametrize("event_type", EVENT_TYPES, ids=lambda t: t.short)
