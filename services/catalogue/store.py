@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from kokeilu.contracts import CloudEvent, service_source
+from kokeilu.contracts import service_source
 from kokeilu.contracts.evaluation import Decision
 from kokeilu.contracts.proposals import PilotCompleted, ProposalSubmitted
 from kokeilu.contracts.results import KpiPoint, Result, ResultWithdrawn, series_budget

@@ -390,7 +390,7 @@ def on_intake_run(
     and of the proposals measured, and one write of the inbox, the flows, the new proposals and
     the measurements for the whole run. For each item, in order: its outcome, or the refusal the
     consumer dead-letters it with (a refused event is not recorded as applied, so it can be
-    redriven). Figures are counted once it has committed, as one by one."""
+    redriven, and its twin later in the run is refused too). Figures are counted once it has committed, as one by one."""
     with uow:
         events = [event for event, _ in items]
         fresh = uow.first_times(CONSUMER, events)
@@ -413,9 +413,13 @@ def on_intake_run(
         rows: list[Measurement] = []
         entered: list[Proposal] = []
         moves: list[Move] = []
+        # Events refused earlier in the run: a twin of one is refused again, not a duplicate
+        # (a refusal is not recorded as applied), as it would be applied one by one.
+        refused: dict[tuple[str, str], IntakeRefused] = {}
         for i, ((event, data), new) in enumerate(zip(items, fresh, strict=True)):
             if not new:
-                results.append("duplicate")
+                twin = refused.get((event.source, event.id))
+                results.append("duplicate" if twin is None else IntakeRefused(str(twin)))
                 continue
             try:
                 if isinstance(data, Submission):
@@ -430,6 +434,7 @@ def on_intake_run(
                 else:
                     raise IntakeRefused(f"{event.type} is not an intake event")
             except IntakeRefused as exc:
+                refused[event.source, event.id] = exc
                 results.append(exc)
                 continue
             applied.append(event)

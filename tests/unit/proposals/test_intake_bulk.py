@@ -64,7 +64,8 @@ def measurement(pid, value, event_id, kpi="daily riders"):
 
 def stream(pid: str) -> list[CloudEvent]:
     """Proposals and measurements mixed, with duplicates inside the run (the same event twice,
-    and a redelivery) and refused records in the middle (an unknown proposal, an unknown KPI)."""
+    and a redelivery) and refused records in the middle (an unknown proposal, twice, and an
+    unknown KPI)."""
     first = proposal("First from the portal", "p-1")
     return [
         first,
@@ -72,6 +73,7 @@ def stream(pid: str) -> list[CloudEvent]:
         proposal("Second from the portal", "p-2"),
         redelivery_of(first),  # the same event again, inside the run
         measurement("no-such-proposal", 2, "m-2"),  # refused
+        measurement("no-such-proposal", 2, "m-2"),  # refused again: a refused record is not applied
         proposal("From the school systems", "p-1", source="school-systems"),  # same id, other source
         measurement(pid, 3, "m-3", kpi="co2 saved"),  # refused: the pilot has no such KPI
         measurement(pid, 4, "m-4"),
@@ -145,6 +147,7 @@ def test_a_run_does_what_applying_its_records_one_by_one_does(kind, tmp_path):
         "applied",
         "duplicate",
         "IntakeRefused",
+        "IntakeRefused",
         "applied",
         "IntakeRefused",
         "applied",
@@ -185,6 +188,7 @@ def test_a_redelivered_run_changes_nothing(kind, tmp_path):
         "duplicate",
         "duplicate",
         "refused",  # refusals are not in the inbox: refused again
+        "refused",
         "duplicate",
         "refused",
         "duplicate",
