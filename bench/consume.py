@@ -213,7 +213,8 @@ def end_offsets(names: list[str]) -> dict:
 
 
 def start_profiler(pid: int, out: Path) -> subprocess.Popen:
-    """py-spy sampling the service (diagnostic only: it takes CPU from the service it watches)."""
+    """py-spy sampling the service (diagnostic only: it takes CPU from the service it watches),
+    the thread holding the GIL only (--gil): where the process's CPU goes, not its idle waits."""
     spy = Path(sys.executable).parent / "py-spy"
     if not spy.exists():
         raise StageFailed(f"--py-spy needs {spy} (pip install py-spy)")
@@ -222,6 +223,7 @@ def start_profiler(pid: int, out: Path) -> subprocess.Popen:
             str(spy),
             "record",
             "--nonblocking",
+            "--gil",
             "--pid",
             str(pid),
             "--rate",

@@ -15,6 +15,7 @@ from typing import Any, TypeVar, cast
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from pydantic_core import to_json
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
@@ -31,12 +32,20 @@ _T = TypeVar("_T")
 DRIVER_BUSY_MS = 20
 
 
+def json_text(value: Any) -> str:
+    """The text of a JSON column's value: pydantic-core's serialiser, compact and in UTF-8. It
+    reads back as the value json.dumps would have written (a test holds the two to that), at a
+    fifth of the cost: a proposal's submission, every outbox row's headers."""
+    return to_json(value).decode()
+
+
 def make_engine(url: str, busy_timeout_seconds: float = 10) -> sa.Engine:
     if url.startswith("sqlite"):
         # The pysqlite dialect with Kokeilu's BEGIN (KokeiluSQLite; its name is still "sqlite").
         engine = sa.create_engine(
             sa.make_url(url).set(drivername="sqlite+kokeilu"),
             connect_args={"timeout": busy_timeout_seconds, "check_same_thread": False},
+            json_serializer=json_text,
         )
         assert isinstance(engine.dialect, KokeiluSQLite)
         engine.dialect.busy_timeout_seconds = busy_timeout_seconds
@@ -66,7 +75,7 @@ def make_engine(url: str, busy_timeout_seconds: float = 10) -> sa.Engine:
             dbapi_conn.isolation_level = None
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, json_serializer=json_text)
 
 
 # Set in a pooled connection's info by a reader (Database.ping) for its next transaction.
