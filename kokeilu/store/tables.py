@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +22,24 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
         if value is not None and value.tzinfo is None:
             raise ValueError("naive datetime given to a UtcDateTime column")
         return value.astimezone(UTC) if value is not None else None
+
+    def bind_processor(self, dialect: sa.Dialect) -> Callable[[datetime | None], Any] | None:
+        """On SQLite, the text SQLAlchemy's DATETIME would store for process_bind_param's value
+        ("YYYY-MM-DD HH:MM:SS.ffffff", in UTC), written by datetime.isoformat at half the cost
+        of the two steps (every row has a time or two); a test holds the two to the same text."""
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        def process(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is not UTC:
+                if value.tzinfo is None:
+                    raise ValueError("naive datetime given to a UtcDateTime column")
+                value = value.astimezone(UTC)
+            return value.isoformat(" ", "microseconds")[:26]
+
+        return process
 
     def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
         if value is not None and value.tzinfo is None:
