@@ -81,6 +81,10 @@ def parse_envelope(raw: bytes | None) -> CloudEvent:
         raise InvalidEvent("empty record value (tombstone) where an event was expected")
     if len(raw) > MAX_EVENT_BYTES:
         raise InvalidEvent(f"event of {len(raw)} bytes exceeds the limit of {MAX_EVENT_BYTES}")
+    try:  # a well-formed event: parsed and validated in one pass (pydantic-core's JSON parser)
+        return CloudEvent.model_validate_json(raw)
+    except ValueError:  # ValidationError; json.loads and model_validate below say what is wrong
+        pass
     try:
         body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

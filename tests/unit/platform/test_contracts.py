@@ -122,6 +122,28 @@ def test_arbitrary_bytes_either_parse_or_fail_with_a_reason(value):
         assert isinstance(event, CloudEvent)
 
 
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=JSON_VALUES, extra=st.dictionaries(st.sampled_from(["subject", "partnerid", "tracestate"]), st.text()))
+def test_an_event_parses_in_one_pass_to_what_json_and_the_model_give(data, extra):
+    """parse_envelope's one-pass parse (pydantic-core's) gives what json.loads and model_validate
+    give; a record it refuses goes to them for the reason."""
+    value = json.dumps({**VALID, "data": data, **extra}).encode()
+    try:
+        expected = CloudEvent.model_validate(json.loads(value))
+    except ValueError:
+        with pytest.raises(InvalidEvent):
+            parse_envelope(value)
+        return
+    assert parse_envelope(value) == expected
+
+
 # decode ----------------------------------------------------------------------------------
 def test_decode_gives_the_typed_data_of_a_known_type():
     event = new_event(types.INTAKE_PROPOSAL.name, a_submission(), source="x", subject="s")
