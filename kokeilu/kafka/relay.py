@@ -152,6 +152,8 @@ class OutboxRelay(SharedExtension):
             producer.flush(timeout=60)
         except Exception:  # each record's own outcome says what happened to it, below
             pass
+        published: dict[tuple[str, str], int] = {}
+        spans = tracing.exporting()
         for row, future in pending:
             try:
                 if isinstance(future, Exception):
@@ -164,18 +166,21 @@ class OutboxRelay(SharedExtension):
                 result.error = exc
                 break
             result.sent.append(row.id)
-            tracing.producer_span(
-                f"send {row.topic}",
-                (row.headers or {}).get("traceparent"),
-                **{
-                    "messaging.system": "kafka",
-                    "messaging.operation.type": "send",
-                    "messaging.destination.name": row.topic,
-                },
+            published[row.topic, row.event_type] = published.get((row.topic, row.event_type), 0) + 1
+            if spans:
+                tracing.producer_span(
+                    f"send {row.topic}",
+                    (row.headers or {}).get("traceparent"),
+                    **{
+                        "messaging.system": "kafka",
+                        "messaging.operation.type": "send",
+                        "messaging.destination.name": row.topic,
+                    },
+                )
+        for (topic, event_type), count in published.items():  # counted once per topic and type
+            child(self.metrics.events_published, service=self.container.service_name, topic=topic, type=event_type).inc(
+                count
             )
-            child(
-                self.metrics.events_published, service=self.container.service_name, topic=row.topic, type=row.event_type
-            ).inc()
         crash_point("relay.published")
         return result
 

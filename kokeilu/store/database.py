@@ -15,7 +15,7 @@ from typing import Any, TypeVar, cast
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from pydantic_core import to_json
+from pydantic_core import from_json, to_json
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
@@ -39,6 +39,12 @@ def json_text(value: Any) -> str:
     return to_json(value).decode()
 
 
+def json_value(text: str | bytes) -> Any:
+    """A JSON column's value from its text: pydantic-core's parser (what json.loads gives, for
+    text json_text or json.dumps wrote)."""
+    return from_json(text)
+
+
 def make_engine(url: str, busy_timeout_seconds: float = 10) -> sa.Engine:
     if url.startswith("sqlite"):
         # The pysqlite dialect with Kokeilu's BEGIN (KokeiluSQLite; its name is still "sqlite").
@@ -46,6 +52,7 @@ def make_engine(url: str, busy_timeout_seconds: float = 10) -> sa.Engine:
             sa.make_url(url).set(drivername="sqlite+kokeilu"),
             connect_args={"timeout": busy_timeout_seconds, "check_same_thread": False},
             json_serializer=json_text,
+            json_deserializer=json_value,
         )
         assert isinstance(engine.dialect, KokeiluSQLite)
         engine.dialect.busy_timeout_seconds = busy_timeout_seconds
@@ -75,7 +82,9 @@ def make_engine(url: str, busy_timeout_seconds: float = 10) -> sa.Engine:
             dbapi_conn.isolation_level = None
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, json_serializer=json_text)
+    return sa.create_engine(
+        url, pool_pre_ping=True, pool_size=5, max_overflow=5, json_serializer=json_text, json_deserializer=json_value
+    )
 
 
 # Set in a pooled connection's info by a reader (Database.ping) for its next transaction.

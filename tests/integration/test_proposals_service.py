@@ -4,6 +4,7 @@ import json
 import uuid
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from kokeilu.contracts import topics
 from tests.builders import cloudevent, submission
@@ -172,3 +173,33 @@ def test_unknown_proposal_is_404_json(proposals):
     response = proposals.get("proposals", "/v1/proposals/does-not-exist")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+def published_counts(proposals) -> dict[str, float]:
+    """kokeilu_events_published_total of the proposals service, by event type."""
+    families = text_string_to_metric_families(proposals.get("proposals", "/metrics", headers={}).text)
+    counts: dict[str, float] = {}
+    for family in families:
+        if family.name == "kokeilu_events_published":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    counts[sample.labels["type"]] = counts.get(sample.labels["type"], 0) + sample.value
+    return counts
+
+
+def test_every_event_published_is_counted_once_by_type(proposals, probe):
+    before = published_counts(proposals)
+    ids = [proposals.post("proposals", "/v1/proposals", submission()).json()["id"] for _ in range(3)]
+    for pid in ids:  # contact recorded, submitted, status changed: three records a proposal
+        probe.records(proposals.topic(topics.PROPOSALS), lambda r, pid=pid: r.key == pid.encode(), count=3)
+
+    def grown() -> dict[str, float]:
+        now = published_counts(proposals)
+        return {t: now[t] - before.get(t, 0) for t in now if now[t] != before.get(t, 0)}
+
+    wait_until(lambda: sum(grown().values()) >= 9, timeout=10)
+    assert grown() == {
+        "fi.espoo.kokeilu.proposal.contact-recorded": 3,
+        SUBMITTED: 3,
+        "fi.espoo.kokeilu.proposal.status-changed": 3,
+    }

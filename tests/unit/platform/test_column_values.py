@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.dialects import sqlite
 
-from kokeilu.store.database import json_text
+from kokeilu.store.database import json_text, json_value
 from kokeilu.store.tables import UtcDateTime
 
 SCALARS = st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**63 - 1) | st.floats() | st.text()
@@ -39,6 +39,13 @@ def same(a, b) -> bool:
 @given(VALUES)
 def test_a_value_reads_back_as_json_dumps_would_have_stored_it(value):
     assert same(json.loads(json_text(value)), json.loads(json.dumps(value)))
+
+
+@settings(max_examples=500, deadline=None)
+@given(VALUES)
+def test_stored_text_reads_back_as_json_loads_reads_it(value):
+    for text in (json.dumps(value), json_text(value)):  # rows from before, and from now on
+        assert same(json_value(text), json.loads(text))
 
 
 def test_text_is_stored_as_utf_8_and_compact():
