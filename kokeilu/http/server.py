@@ -12,11 +12,15 @@
 
 from __future__ import annotations
 
+import email.parser
+import http.client
 import json
 import logging
+import re
 import socket
 from collections.abc import Callable
 from functools import lru_cache, partial
+from http import HTTPStatus
 from typing import Any
 
 import eventlet
@@ -93,6 +97,43 @@ def linger_close(sock: socket.socket, seconds: float = LINGER_SECONDS) -> None:
         sock.close()
 
 
+# A header line the fast path reads itself: a field name (printable ASCII, no colon, no space:
+# what the email parser takes for a name too) and a value on one line. Anything else (a folded
+# line, a line that is not a header) goes to the stdlib's email parser, as before.
+_SIMPLE_HEADER = re.compile(rb"[\x21-\x39\x3b-\x7e]+:[^\r\n]*\r?\n")
+
+
+def parse_header_lines(lines: list[bytes], message_class: type[http.client.HTTPMessage]) -> http.client.HTTPMessage:
+    """The headers that http.client.parse_headers makes of `lines` (each with its line end, the
+    empty line that ends them last): the same message, made directly when every line is a
+    simple `Name: value` (a request's headers nearly always are), else by the email parser, as
+    http.client does (the email parser was about 5 % of the CPU a submission took)."""
+    fields = lines[:-1] if lines and lines[-1] in (b"\r\n", b"\n", b"") else lines
+    if all(_SIMPLE_HEADER.fullmatch(line) for line in fields):
+        message = message_class()
+        for line in fields:
+            name, _, value = line.decode("iso-8859-1").partition(":")
+            message.set_raw(name, value.lstrip(" \t").rstrip("\r\n"))  # what compat32 parses it to
+        message.set_payload("")
+        return message
+    return email.parser.Parser(_class=message_class).parsestr(b"".join(lines).decode("iso-8859-1"))
+
+
+def read_header_lines(rfile: Any) -> list[bytes]:
+    """What http.client reads as a request's header lines (its limits: a line of 65,536 bytes,
+    100 lines), the empty line that ends them included."""
+    lines: list[bytes] = []
+    while True:
+        line = rfile.readline(65537)
+        if len(line) > 65536:
+            raise http.client.LineTooLong("header line")
+        lines.append(line)
+        if len(lines) > 100:
+            raise http.client.HTTPException("got more than 100 headers")
+        if line in (b"\r\n", b"\n", b""):
+            return lines
+
+
 def live_body(service: str) -> bytes:
     return json.dumps({"status": "live", "service": service}).encode()
 
@@ -146,7 +187,7 @@ class HardenedProtocol(HttpOnlyProtocol):
 
     def parse_request(self) -> bool:
         try:
-            if not super().parse_request():
+            if not self._parse_request_line_and_headers():
                 return False
         except (wsgi.HeaderLineTooLong, wsgi.HeadersTooLarge):
             self._refuse(431, "Request Header Fields Too Large", "headers_too_large", "request headers too large")
@@ -182,6 +223,75 @@ class HardenedProtocol(HttpOnlyProtocol):
                 {"Transfer-Encoding": "not supported here"},
             )
             return False
+        return True
+
+    def _parse_request_line_and_headers(self) -> bool:
+        """The stdlib's BaseHTTPRequestHandler.parse_request (Python 3.11), step for step, with
+        the headers read by read_header_lines and made by parse_header_lines: the same request
+        line checks and answers, the same headers, without the email parser for plain ones."""
+        self.command = None
+        self.request_version = version = self.default_request_version
+        self.close_connection = True
+        requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        self.requestline = requestline
+        words = requestline.split()
+        if len(words) == 0:
+            return False
+        if len(words) >= 3:
+            version = words[-1]
+            try:
+                if not version.startswith("HTTP/"):
+                    raise ValueError
+                base_version_number = version.split("/", 1)[1]
+                parts = base_version_number.split(".")
+                if len(parts) != 2:
+                    raise ValueError
+                if any(not part.isdigit() for part in parts):
+                    raise ValueError("non digit in http version")
+                if any(len(part) > 10 for part in parts):
+                    raise ValueError("unreasonable length http version")
+                version_number = int(parts[0]), int(parts[1])
+            except (ValueError, IndexError):
+                self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request version ({version!r})")
+                return False
+            if version_number >= (1, 1) and self.protocol_version >= "HTTP/1.1":
+                self.close_connection = False
+            if version_number >= (2, 0):
+                self.send_error(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, f"Invalid HTTP version ({base_version_number})")
+                return False
+            self.request_version = version
+        if not 2 <= len(words) <= 3:
+            self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request syntax ({requestline!r})")
+            return False
+        command, path = words[:2]
+        if len(words) == 2:
+            self.close_connection = True
+            if command != "GET":
+                self.send_error(HTTPStatus.BAD_REQUEST, f"Bad HTTP/0.9 request type ({command!r})")
+                return False
+        self.command, self.path = command, path
+        if self.path.startswith("//"):
+            self.path = "/" + self.path.lstrip("/")
+        try:
+            self.headers = parse_header_lines(read_header_lines(self.rfile), self.MessageClass)
+        except http.client.LineTooLong as err:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long", str(err))
+            return False
+        except http.client.HTTPException as err:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers", str(err))
+            return False
+        conntype = self.headers.get("Connection", "")
+        if conntype.lower() == "close":
+            self.close_connection = True
+        elif conntype.lower() == "keep-alive" and self.protocol_version >= "HTTP/1.1":
+            self.close_connection = False
+        expect = self.headers.get("Expect", "")
+        if (
+            expect.lower() == "100-continue"
+            and self.protocol_version >= "HTTP/1.1"
+            and self.request_version >= "HTTP/1.1"
+        ):
+            return bool(self.handle_expect_100())
         return True
 
     def _refuse(self, status: int, reason: str, code: str, message: str, fields: dict[str, Any] | None = None) -> None:

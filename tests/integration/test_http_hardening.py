@@ -238,6 +238,32 @@ def test_duplicated_or_conflicting_content_length_is_a_400(services, headers):
     assert "error" in strict_json(got.split(b"\r\n\r\n", 1)[1])
 
 
+@pytest.mark.parametrize(
+    "request_line, says",
+    [
+        (b"POST /v1/proposals HTTP/2.0", "unsupported HTTP version"),
+        (b"POST /v1/proposals HTTP/1.x", "Bad request version"),
+        (b"POST /v1/proposals", "Bad HTTP/0.9 request type"),
+        (b"POST / v1/proposals HTTP/1.1", "Bad request syntax"),
+    ],
+)
+def test_a_malformed_request_line_is_a_400_saying_what_is_wrong(services, request_line, says):
+    got = raw_exchange(services, "proposals", request_line + b"\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+    assert got.startswith(b"HTTP/1.1 400"), got
+    assert says in strict_json(got.split(b"\r\n\r\n", 1)[1])["error"]["message"]
+
+
+def test_folded_and_plain_headers_are_read_alike(services):
+    """A folded header line (obsolete, but HTTP/1.1 servers read it) goes the email parser's way."""
+    for folded in (b"", b"X-Note: one\r\n two\r\n"):
+        got = raw_exchange(
+            services,
+            "proposals",
+            b"GET /health/live HTTP/1.1\r\nHost: x\r\n" + folded + b"Connection: close\r\n\r\n",
+        )
+        assert got.startswith(b"HTTP/1.1 200"), got
+
+
 def test_live_answers_with_many_idle_connections_open_and_excess_connections_get_a_fast_503(services):
     port = services.ports["proposals"]
     idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(60)]  # the limit is 20
