@@ -217,6 +217,16 @@ def test_json_responses_never_carry_nan():
     assert json.loads(response.get_data(), parse_constant=lambda c: pytest.fail(c)) == {"a": None, "b": [None, 1.5]}
 
 
+def test_json_responses_are_utf_8_and_write_what_json_has_no_form_for_as_its_text():
+    class Odd:
+        def __str__(self) -> str:
+            return "odd"
+
+    response = json_response({"title": "Kävelyreitti", "odd": Odd()}, 201)
+    assert response.status_code == 201 and response.mimetype == "application/json"
+    assert response.get_data() == '{"title":"Kävelyreitti","odd":"odd"}'.encode()
+
+
 def test_a_transient_store_failure_is_a_503_with_retry_after():
     locked = OperationalError("INSERT ...", {}, Exception("database is locked"))
     response = Api("GET", "/x").response_from_exception(locked)
