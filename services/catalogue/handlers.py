@@ -142,9 +142,10 @@ def apply_many(
                 uow.emit(PUBLIC_TYPES[public], body, body.result_id, event)
                 outcomes[i] = public
             entries[proposal_id] = entry
-        for proposal_id, entry in entries.items():
-            if entry != before[proposal_id]:  # a fact already known (an older screening, say) changes nothing
-                uow.entries.save(entry, before[proposal_id])
+        # A fact already known (an older screening, say) changes nothing.
+        uow.entries.save_many(
+            [(entry, before[proposal_id]) for proposal_id, entry in entries.items() if entry != before[proposal_id]]
+        )
         uow.applied(CONSUMER, [event for _, event, _, _ in new])
         uow.commit()
     return outcomes

@@ -4,7 +4,7 @@ the repository it binds. services/catalogue/store.py has them, and so do the uni
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -24,9 +24,9 @@ class EntryRepository(Protocol):
         """`get` of each proposal, in one read."""
         ...
 
-    def save(self, e: Entry, before: Entry | None = None) -> None:
-        """Store `e`; `before`: the entry as `get` returned it in this unit of work (its published
-        result is then known to be the one stored)."""
+    def save_many(self, changes: Sequence[tuple[Entry, Entry | None]]) -> None:
+        """Store each changed entry, given with the entry as `get_many` returned it in this unit
+        of work (its published result is then known to be the one stored), or None."""
         ...
 
     def record_measurement(self, result_id: str, kpi: str, value: float, measured_at: datetime) -> None:

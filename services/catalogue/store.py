@@ -7,7 +7,7 @@ PostgreSQL's full-text search over the same columns. The repository hides the di
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -168,7 +168,9 @@ def result_row(r: Result) -> dict[str, Any]:
 _UPDATE_ENTRY = entries.update().where(entries.c.proposal_id == sa.bindparam("_id"))
 _ENTRY = sa.select(entries).where(entries.c.proposal_id == sa.bindparam("id"))
 _ENTRIES = sa.select(entries).where(entries.c.proposal_id.in_(sa.bindparam("ids", expanding=True)))
-_DOCUMENT = sa.select(results.c.document).where(results.c.result_id == sa.bindparam("id"))
+_DOCUMENTS = sa.select(results.c.result_id, results.c.document).where(
+    results.c.result_id.in_(sa.bindparam("ids", expanding=True))
+)
 _DELETE_RESULT = results.delete().where(results.c.result_id == sa.bindparam("id"))
 _DELETE_FTS = sa.text("DELETE FROM results_fts WHERE result_id = :id")
 _INSERT_FTS = sa.text(
@@ -208,6 +210,7 @@ class EntryRepository:
     def __init__(self, conn: sa.Connection):
         self.conn = conn
         self.is_sqlite = conn.dialect.name == "sqlite"
+        self._stored: set[str] = set()  # the entries this unit of work found or wrote
 
     def get(self, proposal_id: str) -> Entry:
         row = self.conn.execute(_ENTRY, {"id": proposal_id}).first()
@@ -218,40 +221,61 @@ class EntryRepository:
         if wanted:
             for row in self.conn.execute(_ENTRIES, {"ids": list(wanted)}):
                 wanted[row.proposal_id] = entry_from_row(row)
+                self._stored.add(row.proposal_id)
         return wanted
 
-    def save(self, e: Entry, before: Entry | None = None) -> None:
-        values = dict(
-            proposal=e.proposal.model_dump(mode="json") if e.proposal else None,
-            screening_passed=e.screening_passed,
-            result=e.result.model_dump(mode="json") if e.result else None,
-            published_at=e.result.published_at if e.result else None,
-            facts=entry_to_json(e),
-            withdrawn=e.withdrawn.model_dump(mode="json") if e.withdrawn else None,
-        )
-        updated = self.conn.execute(_UPDATE_ENTRY, {**values, "_id": e.proposal_id})
-        if updated.rowcount == 0:
-            self.conn.execute(entries.insert(), {**values, "proposal_id": e.proposal_id})
-        # `results` is written with the entry, in the same transaction: when the published result
-        # is the one `get` read, the index holds it already (most facts change no public field).
-        if before is None or before.result != e.result:
-            self._index(e.proposal_id, e.result)
-
-    def _index(self, result_id: str, r: Result | None) -> None:
-        """Keep `results` (and, on SQLite, its FTS5 index) in step with the entry, in the same transaction."""
-        existing = self.conn.execute(_DOCUMENT, {"id": result_id}).first()
-        if r is not None and existing is not None and existing.document == r.model_dump(mode="json"):
+    def save_many(self, changes: Sequence[tuple[Entry, Entry | None]]) -> None:
+        """Store each changed entry, given with the entry as `get_many` returned it in this unit
+        of work (or None), in one statement per kind of write for them all: the entries that
+        `get_many` found (or this unit of work wrote) are updated, the others inserted. The
+        published results that changed are written to `results` (and, on SQLite, its FTS5 index)
+        in the same transaction: when a result is the one `get_many` read, the index holds it
+        already (most facts change no public field)."""
+        if not changes:
             return
-        if existing is not None:
-            self.conn.execute(_DELETE_RESULT, {"id": result_id})
+        updates: list[dict[str, Any]] = []
+        inserts: list[dict[str, Any]] = []
+        for e, _ in changes:
+            values = dict(
+                proposal=e.proposal.model_dump(mode="json") if e.proposal else None,
+                screening_passed=e.screening_passed,
+                result=e.result.model_dump(mode="json") if e.result else None,
+                published_at=e.result.published_at if e.result else None,
+                facts=entry_to_json(e),
+                withdrawn=e.withdrawn.model_dump(mode="json") if e.withdrawn else None,
+            )
+            if e.proposal_id in self._stored:
+                updates.append({**values, "_id": e.proposal_id})
+            else:
+                inserts.append({**values, "proposal_id": e.proposal_id})
+                self._stored.add(e.proposal_id)
+        if updates:
+            self.conn.execute(_UPDATE_ENTRY, updates)
+        if inserts:
+            self.conn.execute(entries.insert(), inserts)
+        self._index({e.proposal_id: e.result for e, before in changes if before is None or before.result != e.result})
+
+    def _index(self, changed: dict[str, Result | None]) -> None:
+        """Keep `results` (and, on SQLite, its FTS5 index) in step with the entries' results."""
+        if not changed:
+            return
+        stored = {row.result_id: row.document for row in self.conn.execute(_DOCUMENTS, {"ids": list(changed)})}
+        written = {rid: r for rid, r in changed.items() if r is None or stored.get(rid) != r.model_dump(mode="json")}
+        gone = [{"id": rid} for rid in written if rid in stored]
+        new = {rid: r for rid, r in written.items() if r is not None}
+        if gone:
+            self.conn.execute(_DELETE_RESULT, gone)
             if self.is_sqlite:
-                self.conn.execute(_DELETE_FTS, {"id": result_id})
-        if r is not None:
-            self.conn.execute(results.insert(), {**result_row(r), "result_id": result_id})
+                self.conn.execute(_DELETE_FTS, gone)
+        if new:
+            self.conn.execute(results.insert(), [{**result_row(r), "result_id": rid} for rid, r in new.items()])
             if self.is_sqlite:
                 self.conn.execute(
                     _INSERT_FTS,
-                    {"id": result_id, "title": r.title, "summary": r.summary, "lessons": r.lessons_learned or ""},
+                    [
+                        {"id": rid, "title": r.title, "summary": r.summary, "lessons": r.lessons_learned or ""}
+                        for rid, r in new.items()
+                    ],
                 )
 
     def record_measurement(self, result_id: str, kpi: str, value: float, measured_at: datetime) -> None:
@@ -320,6 +344,10 @@ class CatalogueUnitOfWork(UnitOfWork):
 
     def bind(self, conn: sa.Connection) -> None:
         self.entries = EntryRepository(conn)
+
+    def forget(self) -> None:
+        """A level undone: what the repository knew of stored entries may be undone with it."""
+        self.bind(self.conn)
 
 
 class RebuildUnitOfWork(CatalogueUnitOfWork):

@@ -476,8 +476,9 @@ class FakeEntryRepository:
     def get_many(self, proposal_ids: Iterable[str]) -> dict[str, Entry]:
         return {proposal_id: self.get(proposal_id) for proposal_id in proposal_ids}
 
-    def save(self, e: Entry, before: Entry | None = None) -> None:
-        self.rows[e.proposal_id] = e
+    def save_many(self, changes: Sequence[tuple[Entry, Entry | None]]) -> None:
+        for e, _ in changes:
+            self.rows[e.proposal_id] = e
 
     def _newest_first(self) -> list[Result]:
         return sorted(

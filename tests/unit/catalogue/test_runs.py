@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from kokeilu.contracts import decode, parse_envelope
 from kokeilu.errors import PermanentError
 from services.catalogue import handlers
+from services.catalogue.search import SearchQuery
 from services.catalogue.store import CatalogueUnitOfWork
 from tests import builders as ev
 from tests.support import Store, stores_of
@@ -74,7 +75,10 @@ def in_runs(uow_of, raws, cuts) -> list[str]:
 def state(store: Store, pids) -> tuple:
     published = [(e.type, e.subject, e.data) for e in store.published()]
     results = {pid: store.read(lambda uow, pid=pid: handlers.get_result(pid, uow)) for pid in pids}
-    return published, results, store.inbox_size()
+    # ... and the results index the public search reads (its full-text part too)
+    index = store.read(lambda uow: [r.model_dump(mode="json") for r in uow.entries.all_results()])
+    found = store.read(lambda uow: [r.result_id for r in uow.entries.search(SearchQuery(q="reading")).items])
+    return published, results, index, sorted(found), store.inbox_size()
 
 
 @pytest.fixture(params=["fake", "sqlite"])
@@ -114,3 +118,29 @@ def test_wherever_the_runs_are_cut_the_outcome_is_the_same(cuts):
     assert [(o.event.type, o.event.subject, o.event.data) for o in runs.outbox] == [
         (o.event.type, o.event.subject, o.event.data) for o in alone.outbox
     ]
+
+
+def test_the_search_index_holds_what_a_run_published(stores):
+    store = stores("run")
+    in_runs(store.uow, stream(), [])
+    _, results, index, found, _ = state(store, ["p-1", "p-2", "p-3"])
+    assert sorted(found) == sorted(r["result_id"] for r in index) and found  # every published result is found
+
+
+def test_a_run_undone_and_applied_again_stores_its_entries(stores):
+    """What the store knew of stored entries goes with an undone level: a run applied again in
+    the same unit of work writes (inserts) its new entries, it does not take them for stored."""
+
+    class Undone(Exception):
+        pass
+
+    store = stores("run")
+    uow = store.uow()
+    events = [parsed(r) for r in lifecycle("p-9")]
+    with uow:
+        with pytest.raises(Undone), uow:  # a level (savepoint) around the run, undone
+            handlers.apply_many(events, uow, CONTACT_UNIT)
+            raise Undone
+        handlers.apply_many(events, uow, CONTACT_UNIT)
+        uow.commit()
+    assert store.read(lambda u: handlers.get_result("p-9", u)) is not None
