@@ -8,7 +8,7 @@ goes nowhere).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -231,61 +231,106 @@ def withdraw(proposal_id: str, reason: str | None, uow: ProposalsUnitOfWork, fig
 
 
 # evaluation's events -------------------------------------------------------------------------
-def _follow(
-    event: CloudEvent,
-    proposal_id: str,
-    what: str,
-    uow: ProposalsUnitOfWork,
-    move: Callable[[Proposal], tuple[Proposal, str, str | None]],
-    figures: Figures,
-) -> tuple[str, Proposal | None]:
-    """Apply one of evaluation's outcomes: `move(proposal)` gives (moved, action, reason).
-    An outcome that crossed a withdrawal changes nothing."""
+class UnknownProposalOutcome(PermanentError):
+    """An outcome of evaluation about a proposal this service does not have: dead-lettered."""
+
+
+def _screened(proposal: Proposal, data: ScreeningCompleted) -> tuple[Proposal, str, str | None]:
+    reason = None if data.passed else "; ".join(f"{f.rule}: {f.reason}" for f in data.failed_rules)
+    return (
+        proposal.record_screening(data.passed, list(data.failed_rules), utcnow()),
+        "pass_screening" if data.passed else "fail_screening",
+        reason,
+    )
+
+
+def _decided(proposal: Proposal, data: EvaluationDecided) -> tuple[Proposal, str, str | None]:
+    record = DecisionRecord(
+        data.decision, data.weighted_score, data.rationale, data.external_funding_recommended, data.decided_at
+    )
+    return proposal.record_decision(record, utcnow()), DECISION_ACTIONS[record.decision], data.rationale
+
+
+def on_evaluation_run(
+    items: Sequence[tuple[CloudEvent, BaseModel]], uow: ProposalsUnitOfWork, figures: Figures = UNCOUNTED
+) -> list[str | Exception]:
+    """A run of evaluation's outcomes (`screening.completed`, `evaluation.decided`) applied at
+    once, record by record and in the order given: the workflow consumer's bulk method, which
+    the single-event handlers call with one. Each moves its proposal and says so (an outcome
+    that crossed a withdrawal changes nothing: "ignored"); one read of the inbox and of the
+    proposals, one write of the inbox and of the proposals moved, for the whole run. For each
+    item: its outcome, or the refusal the consumer dead-letters it with (an outcome about an
+    unknown proposal, or one its proposal's state does not allow: IllegalTransition; a refusal
+    is not recorded as applied, and its twin later in the run is refused too). Figures are
+    counted once it has committed."""
     with uow:
-        if not uow.first_time(CONSUMER, event):
-            return "duplicate", None
-        proposal = uow.proposals.get(proposal_id)
-        if proposal is None:
-            raise PermanentError(f"{what} for unknown proposal {proposal_id}")
-        if proposal.status is Status.withdrawn:
-            uow.commit()
-            return "ignored", proposal
-        moved, action, reason = move(proposal)
-        uow.proposals.save(moved)
-        change = _changed(uow, proposal, moved, action, event, reason)
+        fresh = uow.first_times(CONSUMER, [event for event, _ in items])
+        proposals = uow.proposals.get_many(
+            getattr(data, "proposal_id", "") for (_, data), new in zip(items, fresh, strict=True) if new
+        )
+        results: list[str | Exception] = []
+        applied: list[CloudEvent] = []
+        moved: dict[str, Proposal] = {}
+        moves: list[Move] = []
+        decisions: list[tuple[str, float]] = []
+        refused: dict[tuple[str, str], Exception] = {}
+        for (event, data), new in zip(items, fresh, strict=True):
+            if not new:
+                results.append(refused.get((event.source, event.id), "duplicate"))
+                continue
+            if not isinstance(data, (ScreeningCompleted, EvaluationDecided)):
+                raise TypeError(f"{event.type} is not an outcome of evaluation")
+            what = "screening" if isinstance(data, ScreeningCompleted) else "decision"
+            proposal = proposals.get(data.proposal_id)
+            if proposal is None:
+                refused[event.source, event.id] = refusal = UnknownProposalOutcome(
+                    f"{what} for unknown proposal {data.proposal_id}"
+                )
+                results.append(refusal)
+                continue
+            if proposal.status is Status.withdrawn:
+                applied.append(event)
+                results.append("ignored")
+                continue
+            try:
+                after, action, reason = (
+                    _screened(proposal, data) if isinstance(data, ScreeningCompleted) else _decided(proposal, data)
+                )
+            except IllegalTransition as exc:  # an outcome the proposal's state does not allow
+                refused[event.source, event.id] = exc
+                results.append(exc)
+                continue
+            applied.append(event)
+            moves.append(_changed(uow, proposal, after, action, event, reason))
+            proposals[after.id] = moved[after.id] = after
+            if isinstance(data, EvaluationDecided):
+                decisions.append((data.decision.value, (data.decided_at - proposal.submitted_at).total_seconds()))
+            results.append("applied")
+        uow.applied(CONSUMER, applied)
+        uow.proposals.save_many(moved.values())
         uow.commit()
-    _count(figures, change)
-    return "applied", proposal
+    _count(figures, *moves)
+    for decision, seconds in decisions:
+        figures.observe_time_to_decision(decision, seconds)
+    return results
+
+
+def _one(result: str | Exception) -> str:
+    if isinstance(result, Exception):
+        raise result
+    return result
 
 
 def on_screening_completed(
     event: CloudEvent, data: ScreeningCompleted, uow: ProposalsUnitOfWork, figures: Figures = UNCOUNTED
 ) -> str:
-    def move(proposal: Proposal) -> tuple[Proposal, str, str | None]:
-        reason = None if data.passed else "; ".join(f"{f.rule}: {f.reason}" for f in data.failed_rules)
-        return (
-            proposal.record_screening(data.passed, list(data.failed_rules), utcnow()),
-            "pass_screening" if data.passed else "fail_screening",
-            reason,
-        )
-
-    return _follow(event, data.proposal_id, "screening", uow, move, figures)[0]
+    return _one(on_evaluation_run([(event, data)], uow, figures)[0])
 
 
 def on_evaluation_decided(
     event: CloudEvent, data: EvaluationDecided, uow: ProposalsUnitOfWork, figures: Figures = UNCOUNTED
 ) -> str:
-    def move(proposal: Proposal) -> tuple[Proposal, str, str | None]:
-        record = DecisionRecord(
-            data.decision, data.weighted_score, data.rationale, data.external_funding_recommended, data.decided_at
-        )
-        moved = proposal.record_decision(record, utcnow())
-        return moved, DECISION_ACTIONS[record.decision], data.rationale
-
-    outcome, proposal = _follow(event, data.proposal_id, "decision", uow, move, figures)
-    if outcome == "applied" and proposal is not None:
-        figures.observe_time_to_decision(data.decision.value, (data.decided_at - proposal.submitted_at).total_seconds())
-    return outcome
+    return _one(on_evaluation_run([(event, data)], uow, figures)[0])
 
 
 # pilots --------------------------------------------------------------------------------------

@@ -202,13 +202,22 @@ class ProposalsService(service_base.PlatformService):
 
     # A group of its own (kokeilu.proposals.workflow): two consumers with different topics in one
     # group make every join of either a rebalance of both (seconds without progress at start).
-    @consume(topics.EVALUATIONS, group="workflow", types=(types.SCREENING_COMPLETED, types.EVALUATION_DECIDED))
+    @consume(
+        topics.EVALUATIONS,
+        group="workflow",
+        types=(types.SCREENING_COMPLETED, types.EVALUATION_DECIDED),
+        bulk={types.SCREENING_COMPLETED: "on_evaluation_run", types.EVALUATION_DECIDED: "on_evaluation_run"},
+    )
     def on_evaluation(self, event: CloudEvent, data: BaseModel) -> str:
         if isinstance(data, ScreeningCompleted):
             return handlers.on_screening_completed(event, data, self.uow(), self.figures)
         if isinstance(data, EvaluationDecided):
             return handlers.on_evaluation_decided(event, data, self.uow(), self.figures)
         return "ignored"
+
+    def on_evaluation_run(self, items: Sequence[tuple[CloudEvent, BaseModel]]) -> Sequence[str | Exception]:
+        """The workflow consumer's bulk method: a run of evaluation's outcomes."""
+        return handlers.on_evaluation_run(items, self.uow(), self.figures)
 
     def refresh_metrics(self) -> None:
         metrics.refresh_state_gauge(self.uow())

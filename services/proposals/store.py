@@ -152,6 +152,12 @@ class ProposalRepository:
     def save(self, p: Proposal) -> None:
         self.conn.execute(_UPDATE_PROPOSAL, dict(self._values(p), _id=p.id))
 
+    def save_many(self, ps: Iterable[Proposal]) -> None:
+        """`save` of each, in one statement."""
+        rows = [dict(self._values(p), _id=p.id) for p in ps]
+        if rows:
+            self.conn.execute(_UPDATE_PROPOSAL, rows)
+
     @staticmethod
     def _values(p: Proposal) -> dict[str, Any]:
         return dict(

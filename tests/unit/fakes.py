@@ -228,6 +228,10 @@ class FakeProposalRepository:
         assert p.id in self.rows, f"save() of a proposal never added: {p.id}"
         self.rows[p.id] = p
 
+    def save_many(self, ps: Iterable[Proposal]) -> None:
+        for p in ps:
+            self.save(p)
+
     def get(self, proposal_id: str) -> Proposal | None:
         return self.rows.get(proposal_id)
 
