@@ -7,7 +7,10 @@
 - no more than `KOKEILU_HTTP_MAX_CONNECTIONS` connections are served at once: one more gets a fast
   503 with `Retry-After` (but `GET /health/live`, which is still answered);
 - a request with more than one `Content-Length`, or a malformed one, or one beside
-  `Transfer-Encoding`, gets 400; every error the server itself writes is JSON in the API's shape.
+  `Transfer-Encoding`, gets 400; every error the server itself writes is JSON in the API's shape;
+- the request line is checked as the stdlib checks it (400 JSON saying what is wrong, and
+  HTTP/2 or later refused), and the headers are the message http.client would make of them:
+  plain `Name: value` lines read directly, anything else by the stdlib's email parser.
 """
 
 from __future__ import annotations
