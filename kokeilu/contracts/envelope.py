@@ -121,23 +121,21 @@ def new_event(
     traceparent: str | None = None,
     causationid: str | None = None,
 ) -> CloudEvent:
-    """A new event; `cause` carries the correlation id and trace on and names itself as the
-    causation (without one, `causationid` names it). (A unit of work puts the event in the flow
-    in hand when it records it: kokeilu/tracing.py.)"""
-    event_id = new_id()
+    """A new event, as new_event_json writes it; `cause` carries the correlation id and trace on
+    and names itself as the causation (without one, `causationid` names it). (A unit of work
+    puts the event in the flow in hand when it records it: kokeilu/tracing.py.)"""
     correlationid, traceparent = carried(cause, correlationid, traceparent)
-    return CloudEvent(
-        specversion="1.0",
-        id=event_id,
-        source=source,
-        type=type_,
-        time=utcnow(),
-        subject=subject,
-        dataschema=dataschema,
-        data=data.model_dump(mode="json", exclude_none=True),
-        correlationid=correlationid or event_id,
-        causationid=cause.id if cause is not None else causationid,
-        traceparent=traceparent,
+    return CloudEvent.model_validate_json(
+        new_event_json(
+            type_,
+            data,
+            source=source,
+            subject=subject,
+            dataschema=dataschema,
+            correlationid=correlationid,
+            traceparent=traceparent,
+            causationid=cause.id if cause is not None else causationid,
+        )
     )
 
 
@@ -152,10 +150,9 @@ def new_event_json(
     traceparent: str | None = None,
     causationid: str | None = None,
 ) -> bytes:
-    """`new_event(...).to_bytes()` for a new event that no one reads before it is published
-    (what a unit of work's emit records): the same JSON, written in one pass from `data`
-    instead of dumping it, validating the envelope and dumping that. Its fields are the ones
-    new_event fills, and a test holds the two to the same output."""
+    """A new event's JSON (structured CloudEvents), written in one pass from `data`: what a unit
+    of work's emit records, and what new_event parses into a CloudEvent. Its id is new, its
+    correlation id `correlationid` or else its own id (a new flow)."""
     event_id = new_id()
     envelope: dict[str, Any] = {
         "specversion": "1.0",

@@ -394,8 +394,9 @@ def test_every_checked_in_event_schema_accepts_a_real_event(event_type):
 @pytest.mark.parametrize("event_type", EVENT_TYPES, ids=lambda t: t.short)
 @pytest.mark.parametrize("caused", [False, True], ids=["new", "caused"])
 def test_an_emitted_events_json_is_what_new_event_writes(event_type, caused):
-    """new_event_json (how a unit of work's emit writes an event) gives the bytes new_event's
-    event gives, field for field and in the same order: only the id and time are its own."""
+    """new_event_json (how a unit of work's emit writes an event) writes exactly what the
+    CloudEvent it parses into (new_event's) writes again, field for field and in order, for
+    every event type: a record read back and republished (a redrive) is the same bytes."""
     fields = dict(
         source="kokeilu/test",
         subject="s",
