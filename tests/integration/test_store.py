@@ -501,6 +501,22 @@ def test_key_rows_an_instance_of_the_release_before_writes_are_candidates_still(
     db.dispose()
 
 
+def test_the_index_rows_are_read_from_the_primary_key_alone(database_url):
+    """What near_duplicate_candidates reads of a key row (its length and profile) is in the
+    primary key's B-tree: on SQLite the table has no rowid (0006), on PostgreSQL the primary
+    key's index includes them (0007), so an index-only scan answers without the heap."""
+    db = Database(database_url, ROOT / "services" / "evaluation" / "migrations")
+    db.migrate()
+    with db.engine.connect() as conn:
+        if db.is_sqlite:
+            sql = conn.execute(sa.text("SELECT sql FROM sqlite_master WHERE name = 'title_keys'")).scalar_one()
+            assert "WITHOUT ROWID" in sql.upper()
+        else:
+            definition = conn.execute(sa.text("SELECT pg_get_indexdef('title_keys_pkey'::regclass)")).scalar_one()
+            assert definition.endswith("(key, proposal_id) INCLUDE (length, profile)")
+    db.dispose()
+
+
 # flows (kokeilu/tracing.py): one correlation id and one trace per aggregate -------------------
 def recorded(database) -> list[CloudEvent]:
     with database.transaction() as conn:
