@@ -150,7 +150,7 @@ def keys_of(normalised: str) -> list[int]:
 
 # A normalised title's letters in classes: a space, a to z, ä, ö, å, a digit, anything else.
 PROFILE_BUCKETS = 32
-FULL_COUNT = 255  # a count stored as 255 is "255 or more"
+_FULL = 255  # a count stored as 255 is "255 or more"
 _BUCKET = {" ": 0, "ä": 27, "ö": 28, "å": 29} | {chr(96 + i): i for i in range(1, 27)}
 
 
@@ -169,7 +169,7 @@ def profile_of(normalised: str) -> tuple[int, bytes]:
     counts = [0] * PROFILE_BUCKETS
     for char in normalised:
         counts[_bucket(char)] += 1
-    return len(normalised), bytes(min(c, FULL_COUNT) for c in counts)
+    return len(normalised), bytes(min(c, _FULL) for c in counts)
 
 
 def lengths_within_reach(length: int, similarity: float) -> tuple[int, int]:
@@ -197,13 +197,13 @@ def within_reach(profile: tuple[int, bytes], others: Sequence[tuple[int, bytes]]
     length, counts = profile
     theirs = np.frombuffer(b"".join([c for _, c in others]), dtype=np.uint8).reshape(len(others), PROFILE_BUCKETS)
     mine = np.frombuffer(counts, dtype=np.uint8)
-    if mine.max() < FULL_COUNT and theirs.max() < FULL_COUNT:
+    if mine.max() < _FULL and theirs.max() < _FULL:
         common = np.minimum(theirs, mine).sum(axis=1, dtype=np.int64)
     else:  # a full count is unknown above 255: taken as unbounded, its class bounds nothing
         unbounded = 1 << 30
         common = np.minimum(
-            np.where(theirs == FULL_COUNT, unbounded, theirs.astype(np.int64)),
-            np.where(mine == FULL_COUNT, unbounded, mine.astype(np.int64)),
+            np.where(theirs == _FULL, unbounded, theirs.astype(np.int64)),
+            np.where(mine == _FULL, unbounded, mine.astype(np.int64)),
         ).sum(axis=1)
     total = np.array([n for n, _ in others], dtype=np.int64) + length
     # difflib's ratio is 2.0 * matches / total (1.0 for two empty titles): the same sum here.

@@ -16,16 +16,7 @@ from kokeilu.store import UnitOfWork, UtcDateTime, add_flows_table, add_messagin
 from kokeilu.store.statements import as_list, insert_rows, one_of
 
 from .domain import Assignment, Evaluation, Outcome
-from .screening import (
-    FULL_COUNT,
-    PROFILE_BUCKETS,
-    index_rows_of,
-    keys_of,
-    lengths_within_reach,
-    normalise_title,
-    profile_of,
-    within_reach,
-)
+from .screening import index_rows_of, keys_of, lengths_within_reach, normalise_title, profile_of, within_reach
 
 metadata = sa.MetaData()
 add_messaging_tables(metadata)
@@ -224,35 +215,16 @@ class ScreeningRepository:
 
 
 _DELETE_KEYS = title_keys_table.delete().where(title_keys_table.c.proposal_id == sa.bindparam("id"))
-# The near-duplicate candidates of a title: the index rows under its keys (each key's rows are
-# together in the primary key) whose lengths may reach the similarity (lengths_within_reach),
-# as (proposal_id, length, profile, title). Only open proposals have keys. Text with the keys
-# as one parameter: the rows come back without SQLAlchemy's typed result processing (profile
-# is bytes on SQLite, a memoryview from psycopg2).
-#
-# On PostgreSQL each statement is a round trip to the server, and with 100,000 open proposals
-# about 200 rows share a key with a title: there the statement also applies within_reach's
-# bound to each row's letter counts (the same arithmetic in double precision, so it drops only
-# rows within_reach drops; :unbounded, when the title has a full count, turns it off), and
-# reads the few remaining rows' titles (open ones; each proposal once), so one round trip
-# brings back the few candidates. On SQLite (in process; SQL there cannot read a blob's bytes
-# cheaply) the title is NULL: within_reach rules the rows out and _TITLES reads the rest.
-_COMMON = " + ".join(f"least(get_byte(t.profile, {i}), :c{i})" for i in range(PROFILE_BUCKETS))
+# The index rows under a title's keys (each key's rows are together in the primary key); only
+# open proposals have keys, and a proposal sharing several keys comes back once per key. Text
+# with the keys as one parameter: the hundreds of rows come back without SQLAlchemy's typed
+# result processing (profile is bytes on SQLite, a memoryview from psycopg2).
 _UNDER_KEYS = {
-    "sqlite": sa.text(
-        f"SELECT proposal_id, length, profile, NULL AS title FROM title_keys WHERE {one_of('sqlite', 'key', 'keys')} "
+    dialect: sa.text(
+        f"SELECT proposal_id, length, profile FROM title_keys WHERE {one_of(dialect, 'key', 'keys')} "
         "AND (length BETWEEN :shortest AND :longest OR length IS NULL)"
-    ),
-    "postgresql": sa.text(
-        "SELECT k.proposal_id, t.length, t.profile, k.title FROM known_proposals AS k "
-        "JOIN (SELECT DISTINCT ON (proposal_id) proposal_id, length, profile FROM title_keys AS t "
-        f"WHERE {one_of('postgresql', 't.key', 'keys')} AND (t.length IS NULL "
-        "OR t.length BETWEEN :shortest AND :longest AND (t.profile IS NULL OR :unbounded "
-        "OR t.length + :length = 0 "
-        f"OR CAST(2 * ({_COMMON}) AS DOUBLE PRECISION) / GREATEST(t.length + :length, 1) >= :similarity)) "
-        "ORDER BY proposal_id) AS t ON t.proposal_id = k.proposal_id "
-        "WHERE k.is_open ORDER BY k.proposal_id"
-    ),
+    )
+    for dialect in ("sqlite", "postgresql")
 }
 # No condition on is_open here: with one, SQLite's planner may start from every open proposal
 # (is_open is indexed) and the cost grows with them. The caller checks is_open anyway.
@@ -339,25 +311,19 @@ class KnownProposalRepository:
         dialect = self.conn.dialect.name
         profile, keys = self._indexed(title)
         shortest, longest = lengths_within_reach(profile[0], similarity)
-        length, counts = profile
-        params = {"keys": as_list(dialect, keys), "shortest": shortest, "longest": longest}
-        if dialect == "postgresql":
-            params |= {f"c{i}": c for i, c in enumerate(counts)}
-            params |= {"length": length, "unbounded": FULL_COUNT in counts, "similarity": float(similarity)}
         rows = [
             r
-            for r in self.conn.execute(_UNDER_KEYS[dialect], params).all()
+            for r in self.conn.execute(
+                _UNDER_KEYS[dialect], {"keys": as_list(dialect, keys), "shortest": shortest, "longest": longest}
+            ).all()
             if r[0] not in self._pending  # what this unit of work wrote of it is below
         ]
         # A row without a profile (written by the release before 0006) cannot be ruled out.
         profiled = [r for r in rows if r[2] is not None]
         reach = within_reach(profile, [(r[1], bytes(r[2])) for r in profiled], similarity)
         out = {r[0] for r, ok in zip(profiled, reach, strict=True) if not ok}
-        kept = [r for r in rows if r[0] not in out or r[2] is None]
-        found = [(r[0], r[3]) for r in kept if r[3] is not None]  # titles the query read (PostgreSQL)
-        ids = list(dict.fromkeys(r[0] for r in kept if r[3] is None))
-        if ids:
-            found += [(r.proposal_id, r.title) for r in self.conn.execute(_TITLES, {"ids": ids}) if r.is_open]
+        ids = list(dict.fromkeys(r[0] for r in rows if r[0] not in out or r[2] is None))
+        found = [(r.proposal_id, r.title) for r in self.conn.execute(_TITLES, {"ids": ids}) if r.is_open] if ids else []
         held = self._held_candidates(set(keys), profile, shortest, longest, similarity)
         return sorted(found + held) if held else found
 

@@ -503,8 +503,7 @@ def test_key_rows_an_instance_of_the_release_before_writes_are_candidates_still(
 
 def test_the_index_answers_the_candidates_within_reach_among_titles_alike(database_url):
     """Titles built on the same patterns share keys by the hundred (bench/screening.py's): the
-    store answers exactly the open ones sharing a key that within_reach keeps (on PostgreSQL
-    the query applies its bound in SQL, and reads the titles in the same statement)."""
+    store answers exactly the open ones sharing a key that within_reach keeps."""
     import random
 
     from bench.screening import a_title, near_duplicate
@@ -547,8 +546,9 @@ def test_the_index_answers_the_candidates_within_reach_among_titles_alike(databa
 
 
 def test_a_title_with_a_full_letter_count_still_finds_its_near_twin(database_url):
-    """A count stored as 255 means 255 or more: such a class bounds nothing (within_reach), and
-    PostgreSQL's query then leaves the profile bound to within_reach rather than read 255 as 255."""
+    """A count stored as 255 means 255 or more: such a class bounds nothing (within_reach), so a
+    title with more than 255 of one letter still finds its near twin (a bound that read 255 as
+    255 would rule it out)."""
     from services.evaluation.store import EvaluationUnitOfWork
 
     db = Database(database_url, ROOT / "services" / "evaluation" / "migrations")
