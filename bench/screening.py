@@ -16,9 +16,12 @@ Method
    row, known-proposal upsert, outbox, evaluation and panel), one transaction each, in sequence.
 4. Throughput = measured proposals / wall time. The figure to compare is the ratio of the
    largest size's throughput to the smallest's (1.0 is flat). Timings are noisy on a shared
-   machine; each size is measured --repeat times and the best run is kept.
+   machine; each size is measured --repeat times and the best run is kept. With --alternate,
+   every size's store is seeded first and the sizes are then measured in turn, --repeat rounds
+   (ABBA), so that they share the machine's quiet and busy stretches; the median round counts.
 
-`python -m bench.screening [--sizes 100,10000,100000] [--measure 300] [--postgres URL]`
+`python -m bench.screening [--sizes 100,10000,100000] [--measure 300] [--postgres URL]
+[--stores sqlite,postgresql] [--alternate --repeat 6]`
 """
 
 from __future__ import annotations
@@ -319,9 +322,6 @@ def seed(db: Database, n: int, rng: random.Random) -> list[str]:
                 keys.extend(index_rows(pid, title))  # what KnownProposalRepository.upsert writes
             conn.execute(store.known_proposals.insert(), rows)
             conn.execute(store.title_keys_table.insert(), keys)
-    if db.engine.dialect.name == "postgresql":
-        with db.engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT").execute(sa.text("ANALYZE"))
     return titles
 
 
@@ -329,7 +329,14 @@ def settle(db: Database) -> None:
     """Put the seed's writes on disk before the clock starts: a bulk seed of 100,000 proposals
     leaves hundreds of MB to checkpoint and write back, which would otherwise land on the
     measured screenings' commits and fsyncs (a store that grew one proposal at a time has no
-    such backlog)."""
+    such backlog).
+
+    On PostgreSQL the seed is also vacuumed (VACUUM ANALYZE; until 2026-11-29 ANALYZE alone):
+    a store that grew one proposal at a time has been vacuumed by autovacuum as it grew, so its
+    rows' hint bits are set and its pages all-visible. A bulk-seeded table that was never
+    vacuumed instead has the first screenings that read each heap page set its hint bits (and
+    dirty it), and autovacuum starts on its 3 million index rows at some point of the next
+    minutes (insert-triggered, throttled), possibly while the clock runs."""
     if db.is_sqlite:
         raw = db.engine.raw_connection()  # outside a transaction, which the checkpoint needs
         try:
@@ -338,13 +345,18 @@ def settle(db: Database) -> None:
             raw.close()
     else:
         with db.engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT").execute(sa.text("CHECKPOINT"))
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn.execute(sa.text("VACUUM (ANALYZE)"))
+            conn.execute(sa.text("CHECKPOINT"))
     os.sync()
 
 
-def screen_many(db: Database, proposals: list[ProposalSubmitted], policy: ScreeningPolicy) -> tuple[float, int]:
-    """(seconds, duplicates found) to screen `proposals` one by one through the real handler."""
+def screen_many(db: Database, proposals: list[ProposalSubmitted], policy: ScreeningPolicy) -> tuple[float, int, float]:
+    """(seconds, duplicates found, CPU seconds) to screen `proposals` one by one through the
+    real handler. The CPU is this process's and, on a PostgreSQL server on this machine, that of
+    the database's backends (read from /proc; without them, the server's share is missing)."""
     duplicates = 0
+    cpu = time.process_time() + server_cpu(db)
     started = time.perf_counter()
     for p in proposals:
         event = new_event(
@@ -356,13 +368,31 @@ def screen_many(db: Database, proposals: list[ProposalSubmitted], policy: Screen
         )
         handlers.on_proposal_submitted(event, p, store.EvaluationUnitOfWork(db), policy)
     elapsed = time.perf_counter() - started
+    cpu = time.process_time() + server_cpu(db) - cpu
     with db.engine.connect() as conn:
         ids = [p.proposal_id for p in proposals]
         for row in conn.execute(
             sa.select(store.screenings.c.failed_rules).where(store.screenings.c.proposal_id.in_(ids))
         ):
             duplicates += any(f["rule"] == "duplicate" for f in row.failed_rules)
-    return elapsed, duplicates
+    return elapsed, duplicates, cpu
+
+
+def server_cpu(db: Database) -> float:
+    """CPU seconds the PostgreSQL backends of `db`'s database have used so far, when they are
+    processes of this machine (0 on SQLite, or for a server elsewhere)."""
+    if db.is_sqlite:
+        return 0.0
+    with db.engine.connect() as conn:
+        pids = conn.execute(sa.text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")).scalars()
+        ticks = 0
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def fresh_database(kind: str, tmp: Path, size: int, postgres: str | None) -> tuple[Database, callable]:
@@ -385,6 +415,50 @@ def fresh_database(kind: str, tmp: Path, size: int, postgres: str | None) -> tup
     return db, drop
 
 
+def _prepared(kind: str, tmp: Path, size: int, postgres: str | None, seed_value: int):
+    """A fresh store of `kind` seeded with `size` open proposals and settled: (db, drop, the
+    stored titles, rng for the titles to screen, seconds the seed took)."""
+    rng = random.Random(seed_value)
+    db, drop = fresh_database(kind, tmp, size, postgres)
+    try:
+        db.migrate()
+        t0 = time.perf_counter()
+        stored = seed(db, size, rng)
+        seeded = time.perf_counter() - t0
+        settle(db)
+    except BaseException:
+        drop()
+        raise
+    return db, drop, stored, rng, seeded
+
+
+def _screen_fresh(
+    db: Database, stored: list[str], rng: random.Random, warmup: int, measure_n: int, policy: ScreeningPolicy
+) -> tuple[float, int, float]:
+    """(seconds, duplicates, CPU seconds) for `measure_n` fresh proposals after `warmup` unclocked ones."""
+    now = datetime.now(UTC)
+    titles = [
+        near_duplicate(rng, rng.choice(stored)) if rng.random() < 0.03 else a_title(rng)
+        for _ in range(warmup + measure_n)
+    ]
+    proposals = [a_proposal(t, now) for t in titles]
+    screen_many(db, proposals[:warmup], policy)
+    return screen_many(db, proposals[warmup:], policy)
+
+
+def _run(size: int, measure_n: int, elapsed: float, dups: int, cpu: float, seeded: float, **more: object) -> dict:
+    return {
+        "open_proposals": size,
+        "seconds": round(elapsed, 3),
+        "per_second": round(measure_n / elapsed, 1),
+        "ms_per_proposal": round(1000 * elapsed / measure_n, 3),
+        "cpu_ms_per_proposal": round(1000 * cpu / measure_n, 3),
+        "duplicates_found": dups,
+        "seed_seconds": round(seeded, 1),
+        **more,
+    }
+
+
 def measure(
     sizes: list[int],
     measure_n: int = 300,
@@ -393,56 +467,110 @@ def measure(
     postgres: str | None = None,
     seed_value: int = 7,
     log=print,
+    stores: list[str] | None = None,
+    alternate: bool = False,
 ) -> dict:
     """Figures: for each store kind and size, proposals screened per second; and the ratio of the
-    largest size's throughput to the smallest's."""
+    largest size's throughput to the smallest's.
+
+    Sequential (the default): each size in turn gets `repeat` fresh stores, and its best run
+    counts. Alternating: one store per size, all seeded first, then `repeat` rounds, each
+    screening `warmup` + `measure_n` fresh proposals on every store in turn (the order reversed
+    every other round: ABBA), so that the sizes share the same stretches of a noisy machine; a
+    size's figure is the median of its rounds, and the ratio of each round is reported too. The
+    stores keep what earlier rounds screened (`warmup` + `measure_n` more open proposals a round)."""
     policy = ScreeningPolicy()
-    figures: dict = {"sizes": sizes, "measured_per_size": measure_n, "stores": {}}
-    kinds = ["sqlite"] + (["postgresql"] if postgres else [])
+    figures: dict = {
+        "sizes": sizes,
+        "measured_per_size": measure_n,
+        "mode": "alternate" if alternate else "sequential",
+        "stores": {},
+    }
+    kinds = stores or (["sqlite"] + (["postgresql"] if postgres else []))
     with tempfile.TemporaryDirectory(prefix="bench-screening-") as tmpdir:
         for kind in kinds:
-            per_size = {}
-            for size in sizes:
-                best = None
-                for _ in range(repeat):
-                    rng = random.Random(seed_value)
-                    db, drop = fresh_database(kind, Path(tmpdir), size, postgres)
-                    try:
-                        db.migrate()
-                        t0 = time.perf_counter()
-                        stored = seed(db, size, rng)
-                        seeded = time.perf_counter() - t0
-                        settle(db)
-                        now = datetime.now(UTC)
-                        titles = [
-                            near_duplicate(rng, rng.choice(stored)) if rng.random() < 0.03 else a_title(rng)
-                            for _ in range(warmup + measure_n)
-                        ]
-                        proposals = [a_proposal(t, now) for t in titles]
-                        screen_many(db, proposals[:warmup], policy)
-                        elapsed, dups = screen_many(db, proposals[warmup:], policy)
-                    finally:
-                        drop()
-                    run = {
-                        "open_proposals": size,
-                        "seconds": round(elapsed, 3),
-                        "per_second": round(measure_n / elapsed, 1),
-                        "ms_per_proposal": round(1000 * elapsed / measure_n, 3),
-                        "duplicates_found": dups,
-                        "seed_seconds": round(seeded, 1),
-                    }
-                    log(
-                        f"{kind:10} {size:>7} open: {run['per_second']:8.1f}/s "
-                        f"({run['ms_per_proposal']} ms each, {dups} duplicates, seeded in {run['seed_seconds']} s)"
-                    )
-                    if best is None or run["per_second"] > best["per_second"]:
-                        best = run
-                per_size[str(size)] = best
+            if alternate:
+                per_size, pair_ratios = _alternating(
+                    kind, Path(tmpdir), sizes, measure_n, warmup, repeat, postgres, seed_value, policy, log
+                )
+            else:
+                per_size = _sequential(
+                    kind, Path(tmpdir), sizes, measure_n, warmup, repeat, postgres, seed_value, policy, log
+                )
             small, large = per_size[str(min(sizes))], per_size[str(max(sizes))]
             ratio = round(large["per_second"] / small["per_second"], 3)
-            figures["stores"][kind] = {"by_size": per_size, f"ratio_{max(sizes)}_to_{min(sizes)}": ratio}
-            log(f"{kind}: throughput at {max(sizes):,} open / at {min(sizes):,} open = {ratio}")
+            cpu_ratio = round(small["cpu_ms_per_proposal"] / large["cpu_ms_per_proposal"], 3)
+            figures["stores"][kind] = {
+                "by_size": per_size,
+                f"ratio_{max(sizes)}_to_{min(sizes)}": ratio,
+                f"cpu_ratio_{max(sizes)}_to_{min(sizes)}": cpu_ratio,
+            }
+            log(
+                f"{kind}: throughput at {max(sizes):,} open / at {min(sizes):,} open = {ratio} "
+                f"(by CPU per screening: {cpu_ratio})"
+            )
+            if alternate:
+                figures["stores"][kind]["round_ratios"] = pair_ratios
+                log(f"{kind}: ratio per round {pair_ratios}")
     return figures
+
+
+def _sequential(kind, tmp, sizes, measure_n, warmup, repeat, postgres, seed_value, policy, log) -> dict:
+    per_size = {}
+    for size in sizes:
+        best = None
+        for _ in range(repeat):
+            db, drop, stored, rng, seeded = _prepared(kind, tmp, size, postgres, seed_value)
+            try:
+                elapsed, dups, cpu = _screen_fresh(db, stored, rng, warmup, measure_n, policy)
+            finally:
+                drop()
+            run = _run(size, measure_n, elapsed, dups, cpu, seeded)
+            log(
+                f"{kind:10} {size:>7} open: {run['per_second']:8.1f}/s "
+                f"({run['ms_per_proposal']} ms each, CPU {run['cpu_ms_per_proposal']} ms, {dups} duplicates, "
+                f"seeded in {run['seed_seconds']} s)"
+            )
+            if best is None or run["per_second"] > best["per_second"]:
+                best = run
+        per_size[str(size)] = best
+    return per_size
+
+
+def _alternating(
+    kind, tmp, sizes, measure_n, warmup, repeat, postgres, seed_value, policy, log
+) -> tuple[dict, list[float]]:
+    prepared = {}
+    runs: dict[int, list[dict]] = {size: [] for size in sizes}
+    try:
+        for size in sizes:
+            prepared[size] = _prepared(kind, tmp, size, postgres, seed_value)
+        for r in range(repeat):
+            for size in sizes if r % 2 == 0 else list(reversed(sizes)):
+                db, _, stored, rng, seeded = prepared[size]
+                elapsed, dups, cpu = _screen_fresh(db, stored, rng, warmup, measure_n, policy)
+                run = _run(size, measure_n, elapsed, dups, cpu, seeded, round=r + 1)
+                runs[size].append(run)
+                log(
+                    f"{kind:10} round {r + 1} {size:>7} open: {run['per_second']:8.1f}/s "
+                    f"({run['ms_per_proposal']} ms each, CPU {run['cpu_ms_per_proposal']} ms, {dups} duplicates)"
+                )
+    finally:
+        for _db, drop, *_ in prepared.values():
+            drop()
+    per_size = {}
+    for size in sizes:
+        ordered = sorted(runs[size], key=lambda run: run["per_second"])
+        cpu = sorted(run["cpu_ms_per_proposal"] for run in runs[size])
+        per_size[str(size)] = dict(
+            ordered[(len(ordered) - 1) // 2],
+            rounds=[run["per_second"] for run in runs[size]],
+            cpu_ms_rounds=[run["cpu_ms_per_proposal"] for run in runs[size]],
+            cpu_ms_per_proposal=cpu[len(cpu) // 2],  # the upper middle: the median's CPU side
+        )
+    small, large = runs[min(sizes)], runs[max(sizes)]
+    pair_ratios = [round(b["per_second"] / a["per_second"], 3) for a, b in zip(small, large, strict=True)]
+    return per_size, pair_ratios
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -452,7 +580,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--measure", type=int, default=300, help="fresh proposals screened per size")
     parser.add_argument("--warmup", type=int, default=30, help="proposals screened before the clock starts")
-    parser.add_argument("--repeat", type=int, default=1, help="runs per size (the best is kept)")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs per size (the best is kept); with --alternate, rounds (the median)"
+    )
+    parser.add_argument(
+        "--alternate",
+        action="store_true",
+        help="seed one store per size first, then measure the sizes in turn, --repeat rounds (ABBA order)",
+    )
+    parser.add_argument(
+        "--stores", help="comma separated: sqlite, postgresql (default: sqlite, and postgresql with --postgres)"
+    )
     parser.add_argument("--postgres", metavar="URL", help="also measure on PostgreSQL (a database is created there)")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     return parser.parse_args(argv)
@@ -461,7 +599,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = sorted(int(s) for s in args.sizes.split(","))
-    figures = measure(sizes, args.measure, args.warmup, args.repeat, args.postgres)
+    stores = args.stores.split(",") if args.stores else None
+    if stores and ("postgresql" in stores) != bool(args.postgres):
+        raise SystemExit("--stores postgresql goes with --postgres URL")
+    figures = measure(
+        sizes, args.measure, args.warmup, args.repeat, args.postgres, stores=stores, alternate=args.alternate
+    )
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(figures, indent=2))

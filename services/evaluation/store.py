@@ -49,15 +49,18 @@ known_proposals = sa.Table(
 # needs, so candidates are ruled out without reading their titles), kept in step with
 # known_proposals in the same transaction (a closed proposal has no keys). Without a rowid on
 # SQLite: the table is its primary key's B-tree, so a key's rows are read from the pages the
-# key leads to and a new proposal writes one B-tree fewer.
+# key leads to and a new proposal writes one B-tree fewer. On PostgreSQL the primary key's
+# index includes the profile (0007), so a key's rows are read from its leaf pages alone (an
+# index-only scan) rather than each from a heap page of its own.
 title_keys_table = sa.Table(
     "title_keys",
     metadata,
-    sa.Column("key", sa.BigInteger(), primary_key=True, autoincrement=False),
-    sa.Column("proposal_id", sa.String(64), primary_key=True),
+    sa.Column("key", sa.BigInteger(), autoincrement=False),
+    sa.Column("proposal_id", sa.String(64)),
     # 0006; null in a row an instance of the release before wrote (a rolling upgrade)
     sa.Column("length", sa.Integer(), nullable=True),
     sa.Column("profile", sa.LargeBinary(), nullable=True),
+    sa.PrimaryKeyConstraint("key", "proposal_id", postgresql_include=["length", "profile"]),
     sqlite_with_rowid=False,
 )
 sa.Index("ix_title_keys_proposal", title_keys_table.c.proposal_id)

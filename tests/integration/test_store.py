@@ -501,6 +501,84 @@ def test_key_rows_an_instance_of_the_release_before_writes_are_candidates_still(
     db.dispose()
 
 
+def test_the_index_answers_the_candidates_within_reach_among_titles_alike(database_url):
+    """Titles built on the same patterns share keys by the hundred (bench/screening.py's): the
+    store answers exactly the open ones sharing a key that within_reach keeps."""
+    import random
+
+    from bench.screening import a_title, near_duplicate
+    from services.evaluation.screening import title_keys, title_profile, within_reach
+    from services.evaluation.store import EvaluationUnitOfWork
+
+    db = Database(database_url, ROOT / "services" / "evaluation" / "migrations")
+    db.migrate()
+    now = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
+    rng = random.Random(11)
+    stored = {f"p{n:04}": a_title(rng) for n in range(1500)}
+    closed = {pid for pid in stored if rng.random() < 0.1}
+    with EvaluationUnitOfWork(db) as uow:
+        for pid, title in stored.items():
+            uow.known.upsert(pid, title, True, now)
+        uow.commit()
+    with EvaluationUnitOfWork(db) as uow:
+        for pid in closed:
+            uow.known.close(pid, now)
+        uow.commit()
+    keys = {pid: set(title_keys(t)) for pid, t in stored.items() if pid not in closed}
+
+    def expected(title: str, similarity: float) -> list[tuple[str, str]]:
+        mine = set(title_keys(title))
+        shared = sorted((pid, stored[pid]) for pid, k in keys.items() if k & mine)
+        reach = within_reach(title_profile(title), [title_profile(t) for _, t in shared], similarity)
+        return [c for c, ok in zip(shared, reach, strict=True) if ok]
+
+    titles = list(stored.values())
+    queries = [near_duplicate(rng, rng.choice(titles)) for _ in range(60)] + [a_title(rng) for _ in range(60)]
+    sharing = kept = 0
+    with EvaluationUnitOfWork(db) as uow:
+        for title in queries:
+            for similarity in (0.9, 0.6):
+                assert uow.known.near_duplicate_candidates(title, similarity) == expected(title, similarity), title
+            sharing += len(expected(title, 0.0))
+            kept += len(expected(title, 0.9))
+    assert sharing > 5 * kept > 0  # most titles sharing a key are ruled out by their profiles
+    db.dispose()
+
+
+def test_a_title_with_a_full_letter_count_still_finds_its_near_twin(database_url):
+    """A count stored as 255 means 255 or more: such a class bounds nothing (within_reach), so a
+    title with more than 255 of one letter still finds its near twin (a bound that read 255 as
+    255 would rule it out)."""
+    from services.evaluation.store import EvaluationUnitOfWork
+
+    db = Database(database_url, ROOT / "services" / "evaluation" / "migrations")
+    db.migrate()
+    now = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
+    title = "ß" * 150 + " kera shuttle feeder"  # normalised: "ss" * 150 ..., 300 letters s
+    with EvaluationUnitOfWork(db) as uow:
+        uow.known.upsert("p1", title, True, now)
+        uow.commit()
+    with EvaluationUnitOfWork(db) as uow:
+        assert uow.known.near_duplicate_candidates("ß" * 160 + " kera shuttle feeder", 0.9) == [("p1", title)]
+    db.dispose()
+
+
+def test_the_index_rows_are_read_from_the_primary_key_alone(database_url):
+    """What near_duplicate_candidates reads of a key row (its length and profile) is in the
+    primary key's B-tree: on SQLite the table has no rowid (0006), on PostgreSQL the primary
+    key's index includes them (0007), so an index-only scan answers without the heap."""
+    db = Database(database_url, ROOT / "services" / "evaluation" / "migrations")
+    db.migrate()
+    with db.engine.connect() as conn:
+        if db.is_sqlite:
+            sql = conn.execute(sa.text("SELECT sql FROM sqlite_master WHERE name = 'title_keys'")).scalar_one()
+            assert "WITHOUT ROWID" in sql.upper()
+        else:
+            definition = conn.execute(sa.text("SELECT pg_get_indexdef('title_keys_pkey'::regclass)")).scalar_one()
+            assert definition.endswith("(key, proposal_id) INCLUDE (length, profile)")
+    db.dispose()
+
+
 # flows (kokeilu/tracing.py): one correlation id and one trace per aggregate -------------------
 def recorded(database) -> list[CloudEvent]:
     with database.transaction() as conn:
