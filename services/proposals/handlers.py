@@ -261,7 +261,7 @@ def on_evaluation_run(
     proposals, one write of the inbox and of the proposals moved, for the whole run. For each
     item: its outcome, or the refusal the consumer dead-letters it with (an outcome about an
     unknown proposal, or one its proposal's state does not allow: IllegalTransition; a refusal
-    is not recorded as applied, and its twin later in the run is refused too). Figures are
+    is not recorded as applied, so its twin later in the run is applied afresh). Figures are
     counted once it has committed."""
     with uow:
         fresh = uow.first_times(CONSUMER, [event for event, _ in items])
@@ -273,20 +273,22 @@ def on_evaluation_run(
         moved: dict[str, Proposal] = {}
         moves: list[Move] = []
         decisions: list[tuple[str, float]] = []
-        refused: dict[tuple[str, str], Exception] = {}
+        # Events refused earlier in the run and not applied since: a twin of one is applied
+        # afresh (the run may have moved its proposal meanwhile), as it would be one by one.
+        refused: set[tuple[str, str]] = set()
         for (event, data), new in zip(items, fresh, strict=True):
-            if not new:
-                results.append(refused.get((event.source, event.id), "duplicate"))
+            key = (event.source, event.id)
+            if not new and key not in refused:
+                results.append("duplicate")
                 continue
+            refused.discard(key)
             if not isinstance(data, (ScreeningCompleted, EvaluationDecided)):
                 raise TypeError(f"{event.type} is not an outcome of evaluation")
             what = "screening" if isinstance(data, ScreeningCompleted) else "decision"
             proposal = proposals.get(data.proposal_id)
             if proposal is None:
-                refused[event.source, event.id] = refusal = UnknownProposalOutcome(
-                    f"{what} for unknown proposal {data.proposal_id}"
-                )
-                results.append(refusal)
+                refused.add(key)
+                results.append(UnknownProposalOutcome(f"{what} for unknown proposal {data.proposal_id}"))
                 continue
             if proposal.status is Status.withdrawn:
                 applied.append(event)
@@ -297,7 +299,7 @@ def on_evaluation_run(
                     _screened(proposal, data) if isinstance(data, ScreeningCompleted) else _decided(proposal, data)
                 )
             except IllegalTransition as exc:  # an outcome the proposal's state does not allow
-                refused[event.source, event.id] = exc
+                refused.add(key)
                 results.append(exc)
                 continue
             applied.append(event)

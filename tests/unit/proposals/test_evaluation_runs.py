@@ -32,6 +32,7 @@ def setup(store) -> dict[str, str]:
 def stream(ids: dict[str, str]) -> list:
     screened_a = screening_event(ids["a"], passed=True)
     unknown = screening_event("no-such-proposal", passed=True)
+    early = decided_event(ids["e"], Decision.approved)
     return [
         screened_a,
         screening_event(ids["b"], passed=False, failures=FAILURES),
@@ -43,7 +44,10 @@ def stream(ids: dict[str, str]) -> list:
         decided_event(ids["d"], Decision.approved),  # ignored: withdrawn
         screening_event(ids["c"], passed=True),
         decided_event(ids["c"], Decision.rejected),
+        early,  # refused: e is still in screening
         screening_event(ids["e"], passed=True),
+        early,  # its twin, after e's screening: applied now, as one by one
+        early,  # and a third time: a duplicate
     ]
 
 
@@ -113,12 +117,19 @@ def test_a_run_does_what_applying_its_outcomes_one_by_one_does(kind, tmp_path):
         "ignored",
         "applied",
         "applied",
+        "IllegalTransition",
         "applied",
+        "applied",
+        "duplicate",
     ]
     assert state(run_store, run_ids, run_since, run_items) == state(
         single_store, single_ids, single_since, single_items
     )
     assert figures(run_figures) == figures(single_figures)
-    assert [args[0] for what, args in sorted(run_figures.calls) if what == "decision"] == ["approved", "rejected"]
+    assert [args[0] for what, args in sorted(run_figures.calls) if what == "decision"] == [
+        "approved",
+        "approved",
+        "rejected",
+    ]
     if kind == "fake":
         assert run_store.fake.commits == single_store.fake.commits - len(singly) + 1  # the run in one transaction
