@@ -166,9 +166,18 @@ def drive(oha: str, url: str, body_file: Path, args, label: str) -> dict:
     """Saturation, then the fixed rates: 250/s and half of what saturation reached."""
     print(f"  {label}: warm-up {args.warmup:g} s", file=sys.stderr, flush=True)
     run_oha(oha_cmd(oha, url, body_file, args.warmup, args.connections))
-    print(f"  {label}: saturation {args.duration:g} s, {args.connections} connections", file=sys.stderr, flush=True)
-    saturation = run_oha(oha_cmd(oha, url, body_file, args.duration, args.connections))
-    figures = {"saturation": saturation, "fixed": {}}
+    runs = []
+    for i in range(args.repeats):
+        print(
+            f"  {label}: saturation {args.duration:g} s, {args.connections} connections (run {i + 1} of {args.repeats})",
+            file=sys.stderr,
+            flush=True,
+        )
+        runs.append(run_oha(oha_cmd(oha, url, body_file, args.duration, args.connections)))
+    # The median run counts (the slower middle one of an even count), as bench's other figures.
+    saturation = sorted(runs, key=lambda r: r["requests_per_s"])[(len(runs) - 1) // 2]
+    saturation["runs_per_s"] = [round(r["requests_per_s"], 1) for r in runs]
+    figures = {"saturation": saturation, "saturation_runs": runs, "fixed": {}}
     rates = sorted({float(r) for r in args.rates} | {round(saturation["requests_per_s"] / 2)})
     for rate in rates:
         if rate <= 0:
@@ -331,7 +340,8 @@ def run(args) -> dict:
 def all_runs(figures: dict):
     for route in ("submit", "measurements"):
         if route in figures:
-            yield route, "saturation", figures[route]["saturation"]
+            for i, r in enumerate(figures[route].get("saturation_runs") or [figures[route]["saturation"]]):
+                yield route, f"saturation run {i + 1}", r
             for rate, r in figures[route]["fixed"].items():
                 yield route, f"{rate}/s", r
             wrk = figures[route].get("idempotency_key_saturation")
@@ -368,6 +378,7 @@ def report(figures: dict) -> str:
             f"p50/p99 {s['latency_ms'].get('p50')}/{s['latency_ms'].get('p99')} ms   "
             f"answered {s['answered']}, non-2xx {s['non_2xx']}, errors {s['error_count']}, "
             f"service CPU {s['service_cpu_ms_per_request']} ms/req"
+            + (f"; median of runs {s['runs_per_s']}" if len(s.get("runs_per_s", [])) > 1 else "")
         )
         for rate, r in f["fixed"].items():
             tag = " (half saturation)" if r.get("half_saturation") else ""
@@ -400,6 +411,9 @@ def parser() -> argparse.ArgumentParser:
         default=64,
         help="connections available at a fixed rate (default 64; enough that the rate is kept)",
     )
+    p.add_argument(
+        "--repeats", type=int, default=3, help="saturation runs; the median counts, every run is listed (default 3)"
+    )
     p.add_argument("--rates", type=float, nargs="*", default=[250], help="fixed rates besides half saturation")
     p.add_argument("--bodies", type=int, default=20000, help="distinct bodies oha picks from (default 20000)")
     p.add_argument("--no-measurements", dest="measurements", action="store_false", help="skip the measurements route")
@@ -418,6 +432,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.repeats < 1:
+        parser().error("--repeats must be at least 1")
     try:
         figures = run(args)
     except RuntimeError as exc:
