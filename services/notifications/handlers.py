@@ -492,7 +492,8 @@ def deliver_due(
         else:
             status, next_at = DeliveryStatus.failed, None
         error = error or (None if ok else f"HTTP {status_code}")
-        recorded.add(_Attempt(d, channel, attempt, now, status_code, latency, error, status, next_at, ok))
+        made = AttemptMade(d.id, attempt, now, status_code, latency, error, status, next_at)
+        recorded.add(_Attempt(d, channel, made, ok))
         if observe:
             observe(
                 channel,
@@ -507,17 +508,11 @@ def deliver_due(
 
 @dataclass(frozen=True)
 class _Attempt:
-    """One attempt made, to be recorded."""
+    """One attempt made, to be recorded (`made`), with what its outcome event says besides."""
 
     delivery: DueDelivery
     channel: str
-    attempt: int
-    at: datetime
-    status_code: int | None
-    latency: float
-    error: str | None
-    status: DeliveryStatus
-    next_at: datetime | None
+    made: AttemptMade
     ok: bool
 
 
@@ -565,15 +560,10 @@ class _Attempts:
 
     def _record(self, turn: list[_Attempt]) -> None:
         with self.uow_factory() as uow:
-            uow.deliveries.record_attempts(
-                [
-                    AttemptMade(a.delivery.id, a.attempt, a.at, a.status_code, a.latency, a.error, a.status, a.next_at)
-                    for a in turn
-                ]
-            )
+            uow.deliveries.record_attempts([a.made for a in turn])
             for a in turn:
-                d = a.delivery
-                if a.status is not DeliveryStatus.pending:
+                d, made = a.delivery, a.made
+                if made.status is not DeliveryStatus.pending:
                     outcome = types.DELIVERY_SUCCEEDED if a.ok else types.DELIVERY_FAILED
                     uow.emit(
                         outcome,
@@ -583,9 +573,9 @@ class _Attempts:
                             channel=a.channel,
                             event_id=d.event_id,
                             event_type=d.event_type,
-                            attempts=a.attempt,
-                            status_code=a.status_code,
-                            error=a.error,
+                            attempts=made.attempt,
+                            status_code=made.status_code,
+                            error=made.error,
                         ),
                         d.subscription_id,
                         correlationid=d.correlation_id,

@@ -150,7 +150,7 @@ class ProposalRepository:
         insert_rows(self.conn, proposals, [dict(self._values(p), id=p.id) for p in ps])
 
     def save(self, p: Proposal) -> None:
-        self.conn.execute(_UPDATE_PROPOSAL, dict(self._values(p), _id=p.id))
+        self.save_many([p])
 
     def save_many(self, ps: Iterable[Proposal]) -> None:
         """`save` of each, in one statement."""

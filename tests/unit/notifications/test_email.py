@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import re
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from email import policy
 from email.generator import BytesGenerator
@@ -339,11 +340,12 @@ def test_the_envelope_sender_is_the_from_headers_address():
     assert emails.envelope_sender("Kokeilu <kokeilu@espöo.example>") is None  # SMTPUTF8: send_message's way
 
 
-def test_each_template_is_compiled_once_per_process():
+@contextmanager
+def template_loads():
+    """The names of the templates jinja2's loader loads inside the block."""
     from jinja2 import loaders
 
-    render("event", status_payload(), "en", LINK)  # compiled by now, whatever ran before
-    loads = []
+    loads: list[str] = []
     original = loaders.FileSystemLoader.load
 
     def counted(self, environment, name, globals=None):
@@ -352,6 +354,12 @@ def test_each_template_is_compiled_once_per_process():
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(loaders.FileSystemLoader, "load", counted)
+        yield loads
+
+
+def test_each_template_is_compiled_once_per_process():
+    render("event", status_payload(), "en", LINK)  # compiled by now, whatever ran before
+    with template_loads() as loads:
         for _ in range(3):
             render("event", status_payload(), "en", LINK)
     assert loads == []
@@ -359,18 +367,8 @@ def test_each_template_is_compiled_once_per_process():
 
 
 def test_every_template_can_be_compiled_up_front_and_is_then_not_loaded_again():
-    from jinja2 import loaders
-
     assert emails.compile_templates() == len(emails._loader.list_templates()) >= 9 + 3
-    loads = []
-    original = loaders.FileSystemLoader.load
-
-    def counted(self, environment, name, globals=None):
-        loads.append(name)
-        return original(self, environment, name, globals)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(loaders.FileSystemLoader, "load", counted)
+    with template_loads() as loads:
         for kind, language in SUBJECTS:
             render(kind, PAYLOADS[kind](), language, LINK)
         emails.unsubscribe_page("subscription", done=False)
