@@ -30,6 +30,10 @@ _T = TypeVar("_T")
 
 # What the SQLite driver may wait for a lock by itself (blocking the process), in milliseconds.
 DRIVER_BUSY_MS = 20
+# WAL frames (pages) after which a writer's COMMIT checkpoints by itself (SQLite's automatic
+# checkpoint). Checkpoints are the WalCheckpointer's work, off the commit path; this only bounds
+# the WAL should it fall behind (SQLite's own default is 1,000).
+WRITER_CHECKPOINT_FRAMES = 16_000
 
 
 def json_text(value: Any) -> str:
@@ -68,6 +72,11 @@ def make_engine(url: str, busy_timeout_seconds: float = 10) -> sa.Engine:
             # which is what FULL gives, without an fsync per transaction under the write lock.
             # Checkpoints sync the WAL before and the database file after, in NORMAL as in FULL.
             cur.execute("PRAGMA synchronous=NORMAL")
+            # Checkpoints run in WalCheckpointer's thread, not in the COMMIT of whichever
+            # transaction filled the WAL: with a large store (a near-duplicate index of 100,000
+            # titles) a checkpoint copies ~1,000 pages to random places of the file and syncs it,
+            # and the transaction that ran it waited for that.
+            cur.execute(f"PRAGMA wal_autocheckpoint={WRITER_CHECKPOINT_FRAMES}")
             cur.execute("PRAGMA foreign_keys=ON")
             # The driver's own busy handler sleeps inside C: under eventlet that stalls every green
             # thread of the process (liveness, unrelated requests). It only covers brief contention
@@ -217,6 +226,85 @@ class WalSync:
             self._wal_inode = inode
 
 
+def _native_threading() -> Any:
+    """The threading module with OS threads and locks, also in a process eventlet has patched."""
+    if eventlet_patched():
+        from eventlet import patcher
+
+        return patcher.original("threading")
+    return threading
+
+
+class WalCheckpointer:
+    """Checkpoints a SQLite database in WAL mode in an OS thread of its own, so that no
+    transaction waits for a checkpoint (writers' own automatic checkpoints are set far off:
+    WRITER_CHECKPOINT_FRAMES).
+
+    Woken by the commits that changed something (`nudge`), at most once every `interval`
+    seconds it copies what the WAL holds into the database file: PASSIVE checkpoints, which wait
+    for no one and hold no one back (SQLite syncs the WAL before and the file after, as
+    synchronous=NORMAL requires). The next writer after a checkpoint that copied the whole WAL
+    starts the WAL again from its beginning; what was committed while a copy ran is copied right
+    after (`passes`), so that happens even while the writers go on."""
+
+    def __init__(self, database_path: str, interval: float = 0.2, passes: int = 3):
+        self.path = database_path
+        self.interval = interval
+        self.passes = passes
+        native = _native_threading()
+        self._native = native
+        self._wake = native.Event()
+        self._stop = native.Event()
+        self._start_lock = native.Lock()
+        self._thread: Any = None
+        self.checkpoints = 0  # PASSIVE checkpoints run (tests, curiosity)
+        self.last: tuple[int, int, int] | None = None  # (busy, WAL frames, frames copied) of the last
+
+    def nudge(self) -> None:
+        """A transaction changed the database: checkpoint soon."""
+        if self._thread is None:
+            with self._start_lock:
+                if self._thread is None and not self._stop.is_set():
+                    self._thread = self._native.Thread(target=self._run, name="sqlite-checkpointer", daemon=True)
+                    self._thread.start()
+        self._wake.set()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the thread (after the checkpoint it is running, if any)."""
+        self._stop.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
+    def _run(self) -> None:
+        conn = None
+        try:
+            while not self._stop.is_set():
+                self._wake.wait()
+                self._wake.clear()
+                if self._stop.is_set():
+                    break
+                try:
+                    if conn is None:
+                        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                        conn.execute("PRAGMA synchronous=NORMAL")
+                    self._checkpoint(conn)
+                except sqlite3.Error:
+                    log.warning("checkpoint of %s failed; the next commit tries again", self.path, exc_info=True)
+                self._stop.wait(self.interval)
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        for _ in range(self.passes):
+            busy, frames, copied = self.last = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            self.checkpoints += 1
+            if busy or copied >= frames:
+                return
+
+
 class Database:
     """One engine per service process.
 
@@ -232,7 +320,9 @@ class Database:
         self.migrations = migrations
         self._lock = threading.RLock()
         path = self.engine.url.database if self.is_sqlite else None
-        self.wal_sync = WalSync(os.path.abspath(path)) if path and path != ":memory:" else None
+        file = os.path.abspath(path) if path and path != ":memory:" else None
+        self.wal_sync = WalSync(file) if file else None
+        self.checkpointer = WalCheckpointer(file) if file else None
 
     def migrate(self, revision: str = "head") -> None:
         """Upgrade the schema to `revision` (tests stop at an older one to check a migration)."""
@@ -275,6 +365,8 @@ class Database:
                     ticket = wal_sync.committed()
             if wal_sync is not None and ticket is not None:
                 wal_sync.wait(ticket)
+                if self.checkpointer is not None:
+                    self.checkpointer.nudge()
         else:
             with self.engine.begin() as conn:
                 yield conn
@@ -292,4 +384,6 @@ class Database:
                 conn.exec_driver_sql("SELECT 1").scalar_one()
 
     def dispose(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.close()
         self.engine.dispose()

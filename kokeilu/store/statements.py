@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
@@ -125,3 +126,30 @@ def _sqlite_insert(
             [table.c[n].type._cached_bind_processor(dialect) for n in names],
         )
     return prepared
+
+
+_NAMED = re.compile(r"(?<![:\w]):(\w+)")
+_DRIVER_SQL: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {}
+
+
+def driver_rows(conn: sa.Connection, sql: str, parameters: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """The rows of a read as the driver returns them (tuples), for a query run often whose
+    hundreds of rows SQLAlchemy's result rows would cost more than the query itself (a third of
+    it for the duplicate rule's index rows). `sql` names its parameters as sa.text does
+    (`:name`); each is bound as given, unconverted (plain integers, strings, as_list lists)."""
+    dialect = conn.dialect
+    prepared = _DRIVER_SQL.get((dialect.name, sql))
+    if prepared is None:
+        names = tuple(_NAMED.findall(sql))
+        if dialect.paramstyle == "qmark":
+            prepared = (_NAMED.sub("?", sql), names)
+        else:  # psycopg2: pyformat
+            prepared = (_NAMED.sub(lambda m: f"%({m.group(1)})s", sql.replace("%", "%%")), ())
+        _DRIVER_SQL[(dialect.name, sql)] = prepared
+    text, order = prepared
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]  # a connection in use has its driver's
+    try:
+        cursor.execute(text, tuple(parameters[n] for n in order) if order else parameters)
+        return cast(list[tuple[Any, ...]], cursor.fetchall())
+    finally:
+        cursor.close()

@@ -239,10 +239,12 @@ def duplicate(p: ProposalSubmitted, policy: ScreeningPolicy, open_proposals: Ite
             continue
         other = normalise_title(other_title)
         matcher.set_seq1(other)
-        # Upper bounds of the ratio skip most titles without the full comparison: difflib's quick
-        # ones (lengths, letters in common), then the longest common subsequence (difflib's
-        # matching blocks are a common subsequence), about a seventh of the cost of ratio().
-        if matcher.real_quick_ratio() < threshold or matcher.quick_ratio() < threshold:
+        # Upper bounds of the ratio skip most titles without the full comparison: difflib's
+        # quickest (lengths), then the longest common subsequence (difflib's matching blocks are
+        # a common subsequence), about a seventh of the cost of ratio(). The subsequence is
+        # never longer than the letters in common, so difflib's quick_ratio (which counts
+        # those, at the same cost) would rule out nothing more.
+        if matcher.real_quick_ratio() < threshold:
             continue
         if 2.0 * subsequence.longest_with(other) / (len(title) + len(other)) < threshold:
             continue

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from kokeilu.contracts import service_source
 from kokeilu.contracts.evaluation import Decision, RuleFailure, ScreeningCompleted
 from kokeilu.store import UnitOfWork, UtcDateTime, add_flows_table, add_messaging_tables
-from kokeilu.store.statements import as_list, insert_rows, one_of
+from kokeilu.store.statements import as_list, driver_rows, insert_rows, one_of
 
 from .domain import Assignment, Evaluation, Outcome
 from .screening import index_rows_of, keys_of, lengths_within_reach, normalise_title, profile_of, within_reach
@@ -216,14 +216,13 @@ class ScreeningRepository:
 
 _DELETE_KEYS = title_keys_table.delete().where(title_keys_table.c.proposal_id == sa.bindparam("id"))
 # The index rows under a title's keys (each key's rows are together in the primary key); only
-# open proposals have keys, and a proposal sharing several keys comes back once per key. Text
-# with the keys as one parameter: the hundreds of rows come back without SQLAlchemy's typed
-# result processing (profile is bytes on SQLite, a memoryview from psycopg2).
+# open proposals have keys, and a proposal sharing several keys comes back once per key. The
+# keys are one parameter, and the hundreds of rows come back as the driver's tuples
+# (driver_rows), without SQLAlchemy's result rows (profile is bytes on SQLite, a memoryview
+# from psycopg2).
 _UNDER_KEYS = {
-    dialect: sa.text(
-        f"SELECT proposal_id, length, profile FROM title_keys WHERE {one_of(dialect, 'key', 'keys')} "
-        "AND (length BETWEEN :shortest AND :longest OR length IS NULL)"
-    )
+    dialect: f"SELECT proposal_id, length, profile FROM title_keys WHERE {one_of(dialect, 'key', 'keys')} "
+    "AND (length BETWEEN :shortest AND :longest OR length IS NULL)"
     for dialect in ("sqlite", "postgresql")
 }
 # No condition on is_open here: with one, SQLite's planner may start from every open proposal
@@ -313,9 +312,11 @@ class KnownProposalRepository:
         shortest, longest = lengths_within_reach(profile[0], similarity)
         rows = [
             r
-            for r in self.conn.execute(
-                _UNDER_KEYS[dialect], {"keys": as_list(dialect, keys), "shortest": shortest, "longest": longest}
-            ).all()
+            for r in driver_rows(
+                self.conn,
+                _UNDER_KEYS[dialect],
+                {"keys": as_list(dialect, keys), "shortest": shortest, "longest": longest},
+            )
             if r[0] not in self._pending  # what this unit of work wrote of it is below
         ]
         # A row without a profile (written by the release before 0006) cannot be ruled out.

@@ -1,0 +1,118 @@
+"""SQLite checkpoints off the commit path (kokeilu.store.database.WalCheckpointer): writers leave
+the copying of the WAL into the database file to a thread of the process's own; it copies what
+was committed, the WAL starts again from its beginning afterwards, and it stops with the store."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import time
+
+import pytest
+
+from kokeilu.store import database as db_module
+from kokeilu.store.database import WRITER_CHECKPOINT_FRAMES, Database, WalCheckpointer
+
+BLOB = 4000  # about a page a row
+
+
+@pytest.fixture
+def db(tmp_path):
+    d = Database(f"sqlite:///{tmp_path / 'store.db'}")
+    with d.engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x INTEGER, pad BLOB)")
+    probe = sqlite3.connect(tmp_path / "store.db")
+    probe.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the table is in the database file
+    probe.close()
+    yield d
+    d.dispose()
+
+
+def write(db: Database, first: int, n: int) -> None:
+    for x in range(first, first + n):
+        with db.transaction() as conn:
+            conn.exec_driver_sql("INSERT INTO t VALUES (?, randomblob(?))", (x, BLOB))
+
+
+def rows_in_the_database_file_alone(db: Database, tmp_path) -> int | None:
+    """The rows a copy of the database file holds without its WAL: what checkpoints copied
+    (None when the copy was taken while a checkpoint was writing the file)."""
+    copy = tmp_path / "file-alone.db"
+    shutil.copyfile(db.engine.url.database, copy)
+    conn = sqlite3.connect(copy)
+    try:
+        return conn.execute("SELECT count(*) FROM t").fetchone()[0]
+    except sqlite3.DatabaseError:
+        return None
+    finally:
+        conn.close()
+
+
+def wait_until(condition, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "not within the deadline"
+        time.sleep(0.01)
+
+
+def test_writers_leave_checkpoints_to_the_checkpointer(db):
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == WRITER_CHECKPOINT_FRAMES
+
+
+def test_what_was_committed_is_copied_into_the_database_file(db, tmp_path):
+    write(db, 0, 50)
+    wait_until(lambda: rows_in_the_database_file_alone(db, tmp_path) == 50)
+    assert db.checkpointer.checkpoints >= 1
+
+
+def test_a_commit_does_not_checkpoint_by_itself(db, tmp_path, monkeypatch):
+    monkeypatch.setattr(WalCheckpointer, "nudge", lambda self: None)  # the checkpointer is never woken
+    write(db, 0, 1200)  # more pages than SQLite's own automatic checkpoint (1,000) lets the WAL hold
+    assert rows_in_the_database_file_alone(db, tmp_path) == 0
+    assert db.checkpointer._thread is None
+
+
+def test_the_wal_starts_again_from_its_beginning_once_copied(db, tmp_path):
+    # Were it never started again, each round would add its pages to the WAL's end (eight rounds,
+    # eight times the first's size). A writer that begins while a checkpoint is being made does
+    # not start it again (it tries at the next wholly copied WAL), so a round may add to the last.
+    wal = db.wal_sync.wal_path
+    sizes = []
+    for round_ in range(8):
+        write(db, 300 * round_, 300)
+        wait_until(lambda total=300 * (round_ + 1): rows_in_the_database_file_alone(db, tmp_path) == total)
+        sizes.append(os.path.getsize(wal))
+    assert max(sizes) <= 3 * sizes[0], sizes
+
+
+def test_disposing_of_the_store_stops_the_checkpointer(db):
+    write(db, 0, 1)
+    thread = db.checkpointer._thread
+    assert thread is not None and thread.is_alive()
+    db.dispose()
+    assert not thread.is_alive()
+
+
+def test_a_failed_checkpoint_is_logged_and_the_next_commit_tries_again(db, monkeypatch, caplog):
+    real = WalCheckpointer._checkpoint
+    calls = []
+
+    def failing_once(self, conn):
+        calls.append(1)
+        if len(calls) == 1:
+            raise sqlite3.OperationalError("disk I/O error")
+        real(self, conn)
+
+    monkeypatch.setattr(WalCheckpointer, "_checkpoint", failing_once)
+    monkeypatch.setattr(db.checkpointer, "interval", 0.0)
+    write(db, 0, 1)
+    wait_until(lambda: len(calls) == 1)
+    write(db, 1, 1)
+    wait_until(lambda: db.checkpointer.last is not None and db.checkpointer.last[2] >= 2)
+    assert any("checkpoint of" in r.getMessage() for r in caplog.records if r.name == db_module.__name__)
+
+
+def test_an_in_memory_database_has_no_checkpointer():
+    assert Database("sqlite://").checkpointer is None
