@@ -19,7 +19,9 @@ def conn(tmp_path):
 
 
 def test_rows_come_back_as_the_drivers_tuples_with_parameters_bound_by_name(conn):
-    sql = f"SELECT k, name, data FROM t WHERE {one_of('sqlite', 'k', 'keys')} AND k >= :low AND k <= :low + 5 ORDER BY k"
+    sql = (
+        f"SELECT k, name, data FROM t WHERE {one_of('sqlite', 'k', 'keys')} AND k >= :low AND k <= :low + 5 ORDER BY k"
+    )
     rows = driver_rows(conn, sql, {"low": 2, "keys": as_list("sqlite", [1, 2, 3])})
     assert rows == [(2, "b%", b"\x02"), (3, "c", None)]
     assert all(type(r) is tuple for r in rows)
