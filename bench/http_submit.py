@@ -39,6 +39,7 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bench.common import cpu_seconds, median_run
 from kokeilu.contracts import topics
 from kokeilu.contracts.sources import service_source
 from tests.builders import cloudevent, submission
@@ -116,24 +117,13 @@ def oha_cmd(
     return cmd + [url]
 
 
-def cpu_seconds(pid: int | None) -> float | None:
-    """User + system CPU time of a process so far (Linux /proc), or None."""
-    if pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 SERVICE_PID: int | None = None
 
 
 def run_oha(cmd: list[str]) -> dict:
-    cpu_before = cpu_seconds(SERVICE_PID)
+    cpu_before = cpu_seconds(SERVICE_PID) if SERVICE_PID is not None else None
     proc = subprocess.run(cmd, capture_output=True, text=True)
-    cpu_after = cpu_seconds(SERVICE_PID)
+    cpu_after = cpu_seconds(SERVICE_PID) if SERVICE_PID is not None else None
     if proc.returncode != 0:
         raise RuntimeError(f"oha failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
     raw = json.loads(proc.stdout)
@@ -175,7 +165,7 @@ def drive(oha: str, url: str, body_file: Path, args, label: str) -> dict:
         )
         runs.append(run_oha(oha_cmd(oha, url, body_file, args.duration, args.connections)))
     # The median run counts (the slower middle one of an even count), as bench's other figures.
-    saturation = sorted(runs, key=lambda r: r["requests_per_s"])[(len(runs) - 1) // 2]
+    saturation = median_run(runs, "requests_per_s")
     saturation["runs_per_s"] = [round(r["requests_per_s"], 1) for r in runs]
     figures = {"saturation": saturation, "saturation_runs": runs, "fixed": {}}
     rates = sorted({float(r) for r in args.rates} | {round(saturation["requests_per_s"] / 2)})

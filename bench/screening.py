@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.common import cpu_seconds, median_run  # noqa: E402
 from kokeilu.contracts import catalog as types  # noqa: E402
 from kokeilu.contracts import new_event  # noqa: E402
 from kokeilu.contracts.proposals import ProposalSubmitted  # noqa: E402
@@ -385,14 +386,7 @@ def server_cpu(db: Database) -> float:
         return 0.0
     with db.engine.connect() as conn:
         pids = conn.execute(sa.text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")).scalars()
-        ticks = 0
-        for pid in pids:
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+        return sum(cpu_seconds(pid) or 0.0 for pid in pids)
 
 
 def fresh_database(kind: str, tmp: Path, size: int, postgres: str | None) -> tuple[Database, callable]:
@@ -444,6 +438,13 @@ def _screen_fresh(
     proposals = [a_proposal(t, now) for t in titles]
     screen_many(db, proposals[:warmup], policy)
     return screen_many(db, proposals[warmup:], policy)
+
+
+def _described(kind: str, run: dict, label: str = "", more: str = "") -> str:
+    return (
+        f"{kind:10} {label}{run['open_proposals']:>7} open: {run['per_second']:8.1f}/s "
+        f"({run['ms_per_proposal']} ms each, CPU {run['cpu_ms_per_proposal']} ms, {run['duplicates_found']} duplicates{more})"
+    )
 
 
 def _run(size: int, measure_n: int, elapsed: float, dups: int, cpu: float, seeded: float, **more: object) -> dict:
@@ -526,11 +527,7 @@ def _sequential(kind, tmp, sizes, measure_n, warmup, repeat, postgres, seed_valu
             finally:
                 drop()
             run = _run(size, measure_n, elapsed, dups, cpu, seeded)
-            log(
-                f"{kind:10} {size:>7} open: {run['per_second']:8.1f}/s "
-                f"({run['ms_per_proposal']} ms each, CPU {run['cpu_ms_per_proposal']} ms, {dups} duplicates, "
-                f"seeded in {run['seed_seconds']} s)"
-            )
+            log(_described(kind, run, more=f", seeded in {run['seed_seconds']} s"))
             if best is None or run["per_second"] > best["per_second"]:
                 best = run
         per_size[str(size)] = best
@@ -551,19 +548,15 @@ def _alternating(
                 elapsed, dups, cpu = _screen_fresh(db, stored, rng, warmup, measure_n, policy)
                 run = _run(size, measure_n, elapsed, dups, cpu, seeded, round=r + 1)
                 runs[size].append(run)
-                log(
-                    f"{kind:10} round {r + 1} {size:>7} open: {run['per_second']:8.1f}/s "
-                    f"({run['ms_per_proposal']} ms each, CPU {run['cpu_ms_per_proposal']} ms, {dups} duplicates)"
-                )
+                log(_described(kind, run, label=f"round {r + 1} "))
     finally:
         for _db, drop, *_ in prepared.values():
             drop()
     per_size = {}
     for size in sizes:
-        ordered = sorted(runs[size], key=lambda run: run["per_second"])
         cpu = sorted(run["cpu_ms_per_proposal"] for run in runs[size])
         per_size[str(size)] = dict(
-            ordered[(len(ordered) - 1) // 2],
+            median_run(runs[size], "per_second"),
             rounds=[run["per_second"] for run in runs[size]],
             cpu_ms_rounds=[run["cpu_ms_per_proposal"] for run in runs[size]],
             cpu_ms_per_proposal=cpu[len(cpu) // 2],  # the upper middle: the median's CPU side
