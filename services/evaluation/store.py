@@ -16,7 +16,15 @@ from kokeilu.store import UnitOfWork, UtcDateTime, add_flows_table, add_messagin
 from kokeilu.store.statements import as_list, driver_rows, insert_rows, one_of
 
 from .domain import Assignment, Evaluation, Outcome
-from .screening import index_rows_of, keys_of, lengths_within_reach, normalise_title, profile_of, within_reach
+from .screening import (
+    index_rows_of,
+    keys_of,
+    lengths_within_reach,
+    normalise_title,
+    profile_of,
+    reachable,
+    within_reach,
+)
 
 metadata = sa.MetaData()
 add_messaging_tables(metadata)
@@ -227,11 +235,11 @@ _UNDER_KEYS = {
 }
 # No condition on is_open here: with one, SQLite's planner may start from every open proposal
 # (is_open is indexed) and the cost grows with them. The caller checks is_open anyway.
-_TITLES = (
-    sa.select(known_proposals.c.proposal_id, known_proposals.c.title, known_proposals.c.is_open)
-    .where(known_proposals.c.proposal_id.in_(sa.bindparam("ids", expanding=True)))
-    .order_by(known_proposals.c.proposal_id)
-)
+_TITLES = {
+    dialect: "SELECT proposal_id, title, is_open FROM known_proposals "
+    f"WHERE {one_of(dialect, 'proposal_id', 'ids')} ORDER BY proposal_id"
+    for dialect in ("sqlite", "postgresql")
+}
 
 
 @dataclass(frozen=True)
@@ -310,21 +318,23 @@ class KnownProposalRepository:
         dialect = self.conn.dialect.name
         profile, keys = self._indexed(title)
         shortest, longest = lengths_within_reach(profile[0], similarity)
-        rows = [
-            r
-            for r in driver_rows(
-                self.conn,
-                _UNDER_KEYS[dialect],
-                {"keys": as_list(dialect, keys), "shortest": shortest, "longest": longest},
-            )
-            if r[0] not in self._pending  # what this unit of work wrote of it is below
-        ]
-        # A row without a profile (written by the release before 0006) cannot be ruled out.
-        profiled = [r for r in rows if r[2] is not None]
-        reach = within_reach(profile, [(r[1], bytes(r[2])) for r in profiled], similarity)
-        out = {r[0] for r, ok in zip(profiled, reach, strict=True) if not ok}
-        ids = list(dict.fromkeys(r[0] for r in rows if r[0] not in out or r[2] is None))
-        found = [(r.proposal_id, r.title) for r in self.conn.execute(_TITLES, {"ids": ids}) if r.is_open] if ids else []
+        rows = driver_rows(
+            self.conn,
+            _UNDER_KEYS[dialect],
+            {"keys": as_list(dialect, keys), "shortest": shortest, "longest": longest},
+        )
+        if self._pending:  # what this unit of work wrote of those is below
+            rows = [r for r in rows if r[0] not in self._pending]
+        ids = _reachable_ids(profile, rows, similarity)
+        found = []
+        if ids:
+            found = [
+                (pid, their_title)
+                for pid, their_title, is_open in driver_rows(
+                    self.conn, _TITLES[dialect], {"ids": as_list(dialect, ids)}
+                )
+                if is_open
+            ]
         held = self._held_candidates(set(keys), profile, shortest, longest, similarity)
         return sorted(found + held) if held else found
 
@@ -340,6 +350,23 @@ class KnownProposalRepository:
                     shared.append((pid, k.title, theirs))
         reach = within_reach(profile, [p for _, _, p in shared], similarity)
         return [(pid, title) for (pid, title, _), ok in zip(shared, reach, strict=True) if ok]
+
+
+def _reachable_ids(profile: tuple[int, bytes], rows: list[tuple[Any, ...]], similarity: float) -> list[str]:
+    """The proposal ids of index rows (proposal_id, length, profile) whose titles' profiles do
+    not rule out `similarity` with the title of `profile`, each once, in the rows' order."""
+    if not rows:
+        return []
+    ids, lengths, counts = zip(*rows, strict=True)
+    if None in counts:  # a row written by the release before 0006 has no profile: it cannot be ruled out
+        known = [i for i, c in enumerate(counts) if c is not None]
+        keep = [True] * len(ids)
+        ok = reachable(profile, [lengths[i] for i in known], b"".join([counts[i] for i in known]), similarity)
+        for i, reach in zip(known, ok.tolist(), strict=True):
+            keep[i] = reach
+    else:  # profile is bytes on SQLite, a memoryview from psycopg2: join takes both
+        keep = reachable(profile, lengths, b"".join(counts), similarity).tolist()
+    return list(dict.fromkeys(pid for pid, k in zip(ids, keep, strict=True) if k))
 
 
 def _outcome_json(o: Outcome | None) -> dict[str, Any] | None:

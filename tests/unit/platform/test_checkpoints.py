@@ -87,6 +87,33 @@ def test_the_wal_starts_again_from_its_beginning_once_copied(db, tmp_path):
     assert max(sizes) <= 3 * sizes[0], sizes
 
 
+def wal_restarts(db: Database) -> int:
+    """The WAL header's checkpoint sequence number: one more each time the WAL starts again."""
+    with open(db.wal_sync.wal_path, "rb") as wal:
+        return int.from_bytes(wal.read(16)[12:16], "big")
+
+
+def test_the_wal_starts_again_while_a_writer_commits_back_to_back(db):
+    # A writer that always has a transaction open across the thread's copy: the copy alone never
+    # leaves the WAL wholly copied when a writer begins, so without the writers' completion the
+    # WAL would only start again at WRITER_CHECKPOINT_FRAMES pages (16,000; these 2,000 commits
+    # of a page or two make about 6,000 frames).
+    write(db, 0, 1)
+    before = wal_restarts(db)
+    write(db, 1, 2000)
+    assert db.checkpointer.completions >= 3
+    assert wal_restarts(db) - before >= 3
+
+
+def test_the_writers_completion_leaves_the_database_file_with_every_commit(db, tmp_path, monkeypatch):
+    monkeypatch.setattr(WalCheckpointer, "nudge", lambda self: None)  # the thread never copies
+    write(db, 0, 30)
+    db.checkpointer.wants_completion = True  # as the thread asks after a copy
+    write(db, 30, 1)  # this writer completes: after its commit, under the write lock
+    assert db.checkpointer.completions == 1 and not db.checkpointer.wants_completion
+    assert rows_in_the_database_file_alone(db, tmp_path) == 31
+
+
 def test_disposing_of_the_store_stops_the_checkpointer(db):
     write(db, 0, 1)
     thread = db.checkpointer._thread
