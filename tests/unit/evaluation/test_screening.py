@@ -391,3 +391,22 @@ def test_the_subsequence_bound_is_never_below_difflibs_ratio(title, edits):
     a, b = normalise_title(edited), normalise_title(title)
     if a or b:
         assert 2.0 * LCSseq.similarity(b, a) / (len(a) + len(b)) >= duplicate_ratio(edited, title)
+
+
+def test_index_rows_without_a_profile_stay_candidates_beside_rows_ruled_out():
+    # What the store does with the rows under a title's keys: a row written by the release
+    # before 0006 (no profile) is kept, one whose profile rules it out is not, each id once.
+    from services.evaluation.store import _reachable_ids
+
+    title = "Stormwater sensors in Leppävaara"
+    mine = title_profile(title)
+    alike, far = title_profile("Stormwater sensors in Leppavaara"), title_profile("Library robot tutors")
+    rows = [
+        ("alike", alike[0], alike[1]),
+        ("far", far[0], far[1]),
+        ("old", None, None),
+        ("alike", alike[0], memoryview(alike[1])),  # psycopg2's bytea, under a second key
+    ]
+    assert _reachable_ids(mine, rows, 0.9) == ["alike", "old"]
+    assert _reachable_ids(mine, [r for r in rows if r[0] != "old"], 0.9) == ["alike"]
+    assert _reachable_ids(mine, [], 0.9) == []
