@@ -34,6 +34,10 @@ DRIVER_BUSY_MS = 20
 # checkpoint). Checkpoints are the WalCheckpointer's work (its thread copies, a writer finishes);
 # this only bounds the WAL should it fall behind (SQLite's own default is 1,000).
 WRITER_CHECKPOINT_FRAMES = 16_000
+# WAL frames from which WalCheckpointer has the WAL started again (syncs the file, then the
+# writers finish): about 16 MB of 4 KiB pages. Below it, its copies leave the pages they wrote
+# to the system's write-back, as a burst's commits then wait for no sync of the file at all.
+RESTART_FRAMES = 4_000
 
 
 def json_text(value: Any) -> str:
@@ -251,7 +255,8 @@ class WalCheckpointer:
     WAL grew until WRITER_CHECKPOINT_FRAMES, and the COMMIT that reached it synced every page the
     thread had copied since (about 80 ms at 100,000 open proposals; bench/README.md). So:
 
-    - after its copy the thread syncs the database file itself (fdatasync: the pages it copied
+    - once the WAL holds `restart_frames` pages (below that its copies only copy), after its
+      copy the thread syncs the database file itself (fdatasync: the pages it copied
       go to disk while no one waits for them), copies what was committed meanwhile and syncs
       that too (`rounds` in all, each shorter than the one before), then asks the writers to
       finish (`wants_completion`);
@@ -262,13 +267,17 @@ class WalCheckpointer:
       copied; the next writer starts it again from its beginning.
 
     What the writers wait for is the copy of those few commits and their pages' sync (about
-    5 ms at 100,000 open proposals, once a cycle), instead of everything at once.
+    5 ms at 100,000 open proposals, once every `restart_frames` pages of WAL), instead of
+    everything at once.
     """
 
-    def __init__(self, database_path: str, interval: float = 0.2, rounds: int = 2):
+    def __init__(
+        self, database_path: str, interval: float = 0.2, rounds: int = 2, restart_frames: int = RESTART_FRAMES
+    ):
         self.path = database_path
         self.interval = interval
         self.rounds = rounds
+        self.restart_frames = restart_frames
         native = _native_threading()
         self._native = native
         self._wake = native.Event()
@@ -336,11 +345,13 @@ class WalCheckpointer:
                 conn.close()
 
     def _checkpoint(self, conn: sqlite3.Connection) -> None:
-        for _ in range(self.rounds):
+        for round_ in range(self.rounds):
             busy, frames, copied = self.last = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             self.checkpoints += 1
             if busy or frames <= 0:
                 return  # another checkpoint is running, or there was nothing to copy
+            if round_ == 0 and frames < self.restart_frames:
+                return  # a small WAL: the file is written back by the system meanwhile
             # SQLite synced the file only if no commit came in during the copy; the pages it
             # wrote go to disk now either way, while no one waits for them.
             _fdatasync(self.path)
