@@ -120,10 +120,15 @@ def oha_cmd(
 SERVICE_PID: int | None = None
 
 
+def service_cpu() -> float | None:
+    """CPU seconds the proposals service has used so far (None without one)."""
+    return cpu_seconds(SERVICE_PID) if SERVICE_PID is not None else None
+
+
 def run_oha(cmd: list[str]) -> dict:
-    cpu_before = cpu_seconds(SERVICE_PID) if SERVICE_PID is not None else None
+    cpu_before = service_cpu()
     proc = subprocess.run(cmd, capture_output=True, text=True)
-    cpu_after = cpu_seconds(SERVICE_PID) if SERVICE_PID is not None else None
+    cpu_after = service_cpu()
     if proc.returncode != 0:
         raise RuntimeError(f"oha failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
     raw = json.loads(proc.stdout)

@@ -255,11 +255,11 @@ class WalCheckpointer:
     WAL grew until WRITER_CHECKPOINT_FRAMES, and the COMMIT that reached it synced every page the
     thread had copied since (about 80 ms at 100,000 open proposals; bench/README.md). So:
 
-    - once the WAL holds `restart_frames` pages (below that its copies only copy), after its
-      copy the thread syncs the database file itself (fdatasync: the pages it copied
-      go to disk while no one waits for them), copies what was committed meanwhile and syncs
-      that too (`rounds` in all, each shorter than the one before), then asks the writers to
-      finish (`wants_completion`);
+    - once the WAL holds `restart_frames` pages (below that its copies only copy), the thread
+      syncs the database file itself after its copy (fdatasync: the pages it copied go to disk
+      while no one waits for them), copies what was committed meanwhile and syncs that too
+      (`rounds` in all, each shorter than the one before), then asks the writers to finish
+      (`wants_completion`);
     - the next writer, after its own commit is durable, takes the process's write lock again
       and runs `complete()`: a PASSIVE checkpoint that copies what was committed since the
       thread's last copy (a few commits) and, since no commit of this process can come in
