@@ -19,6 +19,12 @@ Method
    machine; each size is measured --repeat times and the best run is kept. With --alternate,
    every size's store is seeded first and the sizes are then measured in turn, --repeat rounds
    (ABBA), so that they share the machine's quiet and busy stretches; the median round counts.
+   After each round, with the clock stopped, the proposals it screened are withdrawn again
+   through the real handler (their index keys deleted, as a withdrawal does) and the store is
+   settled, so that every round starts from the store's own size and with nothing of the round
+   before (its checkpoint, its write-back) left to land on the next one. Without that, the
+   smallest store would not stay small: 24 rounds of 130 proposals would leave it with 3,220
+   open instead of 100.
 
 `python -m bench.screening [--sizes 100,10000,100000] [--measure 300] [--postgres URL]
 [--stores sqlite,postgresql] [--alternate --repeat 6]`
@@ -46,7 +52,7 @@ if str(ROOT) not in sys.path:
 from bench.common import cpu_seconds, median_run  # noqa: E402
 from kokeilu.contracts import catalog as types  # noqa: E402
 from kokeilu.contracts import new_event  # noqa: E402
-from kokeilu.contracts.proposals import ProposalSubmitted  # noqa: E402
+from kokeilu.contracts.proposals import ProposalStatus, ProposalStatusChanged, ProposalSubmitted  # noqa: E402
 from kokeilu.store import Database  # noqa: E402
 from services.evaluation import handlers, store  # noqa: E402
 from services.evaluation.screening import ScreeningPolicy, index_rows  # noqa: E402
@@ -427,9 +433,16 @@ def _prepared(kind: str, tmp: Path, size: int, postgres: str | None, seed_value:
 
 
 def _screen_fresh(
-    db: Database, stored: list[str], rng: random.Random, warmup: int, measure_n: int, policy: ScreeningPolicy
+    db: Database,
+    stored: list[str],
+    rng: random.Random,
+    warmup: int,
+    measure_n: int,
+    policy: ScreeningPolicy,
+    withdraw_after: bool = False,
 ) -> tuple[float, int, float]:
-    """(seconds, duplicates, CPU seconds) for `measure_n` fresh proposals after `warmup` unclocked ones."""
+    """(seconds, duplicates, CPU seconds) for `measure_n` fresh proposals after `warmup` unclocked
+    ones; with `withdraw_after`, all of them are then withdrawn and the store settled (unclocked)."""
     now = datetime.now(UTC)
     titles = [
         near_duplicate(rng, rng.choice(stored)) if rng.random() < 0.03 else a_title(rng)
@@ -437,7 +450,34 @@ def _screen_fresh(
     ]
     proposals = [a_proposal(t, now) for t in titles]
     screen_many(db, proposals[:warmup], policy)
-    return screen_many(db, proposals[warmup:], policy)
+    figures = screen_many(db, proposals[warmup:], policy)
+    if withdraw_after:
+        withdraw(db, proposals)
+        settle(db)
+    return figures
+
+
+def withdraw(db: Database, proposals: list[ProposalSubmitted]) -> None:
+    """Withdraw `proposals` through the real handler, in one unit of work (as the consumer applies
+    a batch): each stops counting for the duplicate rule and its index keys are deleted."""
+    now = datetime.now(UTC)
+    events = []
+    for p in proposals:
+        change = ProposalStatusChanged(
+            proposal_id=p.proposal_id,
+            from_status=ProposalStatus.in_evaluation,
+            to_status=ProposalStatus.withdrawn,
+            changed_at=now,
+        )
+        event = new_event(
+            types.PROPOSAL_STATUS_CHANGED.name,
+            change,
+            source="bench/screening",
+            subject=p.proposal_id,
+            dataschema=types.PROPOSAL_STATUS_CHANGED.dataschema,
+        )
+        events.append((event, change))
+    handlers.on_proposal_events(events, store.EvaluationUnitOfWork(db), None)
 
 
 def _described(kind: str, run: dict, label: str = "", more: str = "") -> str:
@@ -478,8 +518,9 @@ def measure(
     counts. Alternating: one store per size, all seeded first, then `repeat` rounds, each
     screening `warmup` + `measure_n` fresh proposals on every store in turn (the order reversed
     every other round: ABBA), so that the sizes share the same stretches of a noisy machine; a
-    size's figure is the median of its rounds, and the ratio of each round is reported too. The
-    stores keep what earlier rounds screened (`warmup` + `measure_n` more open proposals a round)."""
+    size's figure is the median of its rounds, and the ratio of each round is reported too. After
+    each round the proposals it screened are withdrawn and the store settled, unclocked: every
+    round starts from the store's own size."""
     policy = ScreeningPolicy()
     figures: dict = {
         "sizes": sizes,
@@ -545,7 +586,7 @@ def _alternating(
         for r in range(repeat):
             for size in sizes if r % 2 == 0 else list(reversed(sizes)):
                 db, _, stored, rng, seeded = prepared[size]
-                elapsed, dups, cpu = _screen_fresh(db, stored, rng, warmup, measure_n, policy)
+                elapsed, dups, cpu = _screen_fresh(db, stored, rng, warmup, measure_n, policy, withdraw_after=True)
                 run = _run(size, measure_n, elapsed, dups, cpu, seeded, round=r + 1)
                 runs[size].append(run)
                 log(_described(kind, run, label=f"round {r + 1} "))
