@@ -110,8 +110,11 @@ start() {
   echo $! > "$PIDFILE"
   for _ in $(seq 1 120); do
     if ! running_pid >/dev/null; then log "broker exited; see $DIR/logs/"; tail -n 30 "$DIR/logs/stdout.log" >&2; exit 1; fi
-    if port_open "$PORT" && tail -c "+$log_from" "$DIR/logs/server.log" 2>/dev/null \
-        | grep -q "Kafka Server started\|KafkaRaftServer.*started"; then
+    # grep reads from a process substitution, not a pipe: under pipefail, `tail | grep -q` fails
+    # when grep stops at the match while tail still has more than a pipe's buffer to write
+    # (SIGPIPE), which a broker recovering hundreds of partitions logs; it then never looked ready.
+    if port_open "$PORT" \
+        && grep -q "Kafka Server started\|KafkaRaftServer.*started" < <(tail -c "+$log_from" "$DIR/logs/server.log" 2>/dev/null); then
       log "ready"; return 0
     fi
     sleep 0.5
