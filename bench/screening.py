@@ -30,7 +30,7 @@ Method
 [--stores sqlite,postgresql] [--alternate --repeat 6]`
 
 The ratio of issue 9 (bench/README.md): `python -m bench.screening --sizes 100,100000 --measure
-2000 --stores sqlite --alternate --repeat 6`. Short rounds flatter the large store: the
+2000 --stores sqlite --alternate --repeat 6`. Short rounds would flatter the large store: the
 settling after a round cuts off what the round left for the checkpoint thread (up to one WAL
 cycle, ~55 screenings at 100,000 open), a large part of a short round's background work.
 """
