@@ -55,8 +55,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.common import cpu_seconds, median_run  # noqa: E402
+from kokeilu.contracts import CloudEvent, new_event  # noqa: E402
 from kokeilu.contracts import catalog as types  # noqa: E402
-from kokeilu.contracts import new_event  # noqa: E402
 from kokeilu.contracts.proposals import ProposalStatus, ProposalStatusChanged, ProposalSubmitted  # noqa: E402
 from kokeilu.store import Database  # noqa: E402
 from services.evaluation import handlers, store  # noqa: E402
@@ -363,6 +363,13 @@ def settle(db: Database) -> None:
     os.sync()
 
 
+def _event(event_type: types.EventType, data: ProposalSubmitted | ProposalStatusChanged) -> CloudEvent:
+    """The event the evaluation service would consume for `data`, about its proposal."""
+    return new_event(
+        event_type.name, data, source="bench/screening", subject=data.proposal_id, dataschema=event_type.dataschema
+    )
+
+
 def screen_many(db: Database, proposals: list[ProposalSubmitted], policy: ScreeningPolicy) -> tuple[float, int, float]:
     """(seconds, duplicates found, CPU seconds) to screen `proposals` one by one through the
     real handler. The CPU is this process's and, on a PostgreSQL server on this machine, that of
@@ -371,14 +378,7 @@ def screen_many(db: Database, proposals: list[ProposalSubmitted], policy: Screen
     cpu = time.process_time() + server_cpu(db)
     started = time.perf_counter()
     for p in proposals:
-        event = new_event(
-            types.PROPOSAL_SUBMITTED.name,
-            p,
-            source="bench/screening",
-            subject=p.proposal_id,
-            dataschema=types.PROPOSAL_SUBMITTED.dataschema,
-        )
-        handlers.on_proposal_submitted(event, p, store.EvaluationUnitOfWork(db), policy)
+        handlers.on_proposal_submitted(_event(types.PROPOSAL_SUBMITTED, p), p, store.EvaluationUnitOfWork(db), policy)
     elapsed = time.perf_counter() - started
     cpu = time.process_time() + server_cpu(db) - cpu
     with db.engine.connect() as conn:
@@ -466,22 +466,16 @@ def withdraw(db: Database, proposals: list[ProposalSubmitted]) -> None:
     """Withdraw `proposals` through the real handler, in one unit of work (as the consumer applies
     a batch): each stops counting for the duplicate rule and its index keys are deleted."""
     now = datetime.now(UTC)
-    events = []
-    for p in proposals:
-        change = ProposalStatusChanged(
+    changes = [
+        ProposalStatusChanged(
             proposal_id=p.proposal_id,
             from_status=ProposalStatus.in_evaluation,
             to_status=ProposalStatus.withdrawn,
             changed_at=now,
         )
-        event = new_event(
-            types.PROPOSAL_STATUS_CHANGED.name,
-            change,
-            source="bench/screening",
-            subject=p.proposal_id,
-            dataschema=types.PROPOSAL_STATUS_CHANGED.dataschema,
-        )
-        events.append((event, change))
+        for p in proposals
+    ]
+    events = [(_event(types.PROPOSAL_STATUS_CHANGED, change), change) for change in changes]
     handlers.on_proposal_events(events, store.EvaluationUnitOfWork(db), None)
 
 
