@@ -69,7 +69,7 @@ def make_engine(url: str, busy_timeout_seconds: float = 10) -> sa.Engine:
         def _pragmas(dbapi_conn: DBAPIConnection, _record: object) -> None:
             cur = dbapi_conn.cursor()
             # WAL lets readers in other processes (the rebuild tool, a second instance) run beside the writer.
-            cur.execute("PRAGMA journal_mode=WAL")
+            _journal_mode_wal(cur, busy_timeout_seconds)
             # NORMAL: a COMMIT writes the WAL without waiting for the disk. Durability is not given
             # up: Database.transaction returns only after the WAL has been fsynced since the
             # commit (WalSync, a group commit: one fsync for every commit that waits meanwhile),
@@ -98,6 +98,22 @@ def make_engine(url: str, busy_timeout_seconds: float = 10) -> sa.Engine:
     return sa.create_engine(
         url, pool_pre_ping=True, pool_size=5, max_overflow=5, json_serializer=json_text, json_deserializer=json_value
     )
+
+
+def _journal_mode_wal(cur: Any, busy_timeout_seconds: float) -> None:
+    """Put the store in WAL mode (a no-op once it is). Turning a new store's file to WAL takes
+    it exclusively, and SQLite refuses at once ("database is locked"), without its busy handler,
+    while another process holds the file: instances started together on a new store race here.
+    So: again in short sleeps (green under eventlet) until the busy deadline."""
+    deadline = time.monotonic() + busy_timeout_seconds
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.01)
 
 
 # Set in a pooled connection's info by a reader (Database.ping) for its next transaction.
@@ -388,6 +404,7 @@ class Database:
         self._lock = threading.RLock()
         path = self.engine.url.database if self.is_sqlite else None
         file = os.path.abspath(path) if path and path != ":memory:" else None
+        self.file = file  # the SQLite store's file (None: PostgreSQL, or SQLite in memory)
         self.wal_sync = WalSync(file) if file else None
         self.checkpointer = WalCheckpointer(file) if file else None
 

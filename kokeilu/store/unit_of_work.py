@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -23,7 +23,7 @@ from kokeilu.errors import TransientError
 from kokeilu.faults import crash_point
 
 from .database import Database
-from .locks import hold
+from .locks import file_lock, hold
 from .statements import as_list, insert_new, insert_rows, one_of
 from .tables import add_flows_table, add_messaging_tables
 
@@ -527,18 +527,22 @@ class OutboxReader:
         published beside the one before it). Rows are read in id order, and one key's rows get
         their ids in the order of its changes: they are written when a transaction commits, and
         two transactions that change the same aggregate are serialised by its row lock.
-        SQLite has one writer process, and a transaction must not be held across network IO
-        there, so it reads, publishes outside the transaction and then marks.
+        On SQLite a transaction holds the whole file, so it must not be held across network IO:
+        the relay reads, publishes outside any transaction and then marks, and one relay at a
+        time does the three, holding a file lock beside the store: instances on one host that
+        share a SQLite store take turns as on PostgreSQL.
         """
         query = _unsent(limit)
         if self.database.is_sqlite:
-            with self.database.transaction() as conn:
-                rows = list(conn.execute(query))
-            if not rows:
-                return 0
-            result = publish(rows)
-            with self.database.transaction() as conn:
-                self._settle(conn, result)
+            path = self.database.file
+            with file_lock(path + ".relay.lock") if path else nullcontext():
+                with self.database.transaction() as conn:
+                    rows = list(conn.execute(query))
+                if not rows:
+                    return 0
+                result = publish(rows)
+                with self.database.transaction() as conn:
+                    self._settle(conn, result)
         else:
             with self.database.transaction() as conn:
                 hold(conn, "kokeilu.outbox-relay")

@@ -1,7 +1,7 @@
-"""Two instances of a service sharing one PostgreSQL store and one consumer group, as on a
-cluster (docs/operations.md, "Several instances"). Each test runs two real `nameko run`
-processes against a real PostgreSQL and the real broker, and each would fail on the naive
-implementation named in its docstring.
+"""Two instances of a service sharing one store and one consumer group (docs/operations.md,
+"Several instances"): on PostgreSQL, as on a cluster, and on one SQLite file, as on one host.
+Each test runs two real `nameko run` processes against the real store and the real broker, once
+per store, and each would fail on the naive implementation named in its docstring.
 
 What these tests read back is mostly the store's outbox: it holds, in commit order, every event an
 instance decided to publish, so it shows what each instance did and in which order.
@@ -37,9 +37,15 @@ PARTITIONS = 3
 T = "fi.espoo.kokeilu."
 
 
-@pytest.fixture(scope="module")
-def databases(postgres_url):
-    """A fresh PostgreSQL database per call, dropped at the end of the module."""
+@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
+def databases(request, tmp_path_factory):
+    """A fresh store per call: a PostgreSQL database (dropped at the end of the module), or a
+    SQLite file that instances on one host share. Every test of this module runs on both."""
+    if request.param == "sqlite":
+        folder = tmp_path_factory.mktemp("stores")
+        yield lambda: f"sqlite:///{folder / f't_{uuid.uuid4().hex[:12]}.db'}"
+        return
+    postgres_url = request.getfixturevalue("postgres_url")
     admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
     made: list[str] = []
 
@@ -55,6 +61,16 @@ def databases(postgres_url):
         for name in made:
             conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+def store_env(url: str) -> dict:
+    """A service's environment for the store at `url`. On SQLite, a write transaction of one
+    instance waits for the other's (a batch of screenings can hold the file for a second or
+    more): the default deadline of 10 s, not the tests' usual 1 s."""
+    env = {"DATABASE_URL": url}
+    if url.startswith("sqlite"):
+        env["KOKEILU_SQLITE_BUSY_TIMEOUT_SECONDS"] = "10"
+    return env
 
 
 def outbox(url: str, event_type: str) -> list[dict]:
@@ -105,7 +121,7 @@ def at_once():
 
 
 def two_instances(tmp_path_factory, service: str, url: str, **env) -> Platform:
-    platform = Platform(tmp_path_factory.mktemp(service), extra_env=env, service_env={service: {"DATABASE_URL": url}})
+    platform = Platform(tmp_path_factory.mktemp(service), extra_env=env, service_env={service: store_env(url)})
     # Both at once on an empty store: the migrations race, as when a Deployment's pods start.
     platform.start(service, f"{service}@2")
     platform.wait_for_members(service, 2)
@@ -302,7 +318,7 @@ def test_work_moves_between_instances_as_they_join_and_die_and_is_applied_once(t
     p = Platform(
         tmp_path_factory.mktemp("moves"),
         extra_env={"KOKEILU_TOPIC_PARTITIONS": str(PARTITIONS), "KOKEILU_PANELS": json.dumps({})},
-        service_env={"evaluation": {"DATABASE_URL": url}},
+        service_env={"evaluation": store_env(url)},
     )
     topic, ours, stop = p.topic(topics.PROPOSALS), [], threading.Event()
 

@@ -1,5 +1,6 @@
 """The store layer on SQLite and on a real PostgreSQL server: migrations, unit of work, outbox, inbox."""
 
+import threading
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,6 +91,47 @@ def test_the_relay_hands_rows_over_in_order_and_marks_them_sent(database):
 def sent(seen: list, rows) -> Relayed:
     seen.extend(r.key for r in rows)
     return Relayed(sent=[r.id for r in rows])
+
+
+def test_two_relays_on_one_store_take_turns_and_publish_each_row_once(database, database_url):
+    """Two instances' relays on one store (PostgreSQL: an advisory lock; SQLite: a file lock
+    beside the store, since its relay reads, publishes and marks in three steps). Naive: the
+    second reads the rows the first is still publishing, and publishes them again."""
+    pids = [str(uuid.uuid4()) for _ in range(5)]
+    for pid in pids:
+        with UnitOfWork(database) as uow:
+            uow.publish(screening_event(pid))
+            uow.commit()
+    other = Database(database_url)
+    first_inside, release, second_published = threading.Event(), threading.Event(), threading.Event()
+    seen_first: list = []
+    seen_second: list = []
+
+    def publish_first(rows) -> Relayed:
+        first_inside.set()
+        assert release.wait(30)
+        return sent(seen_first, rows)
+
+    def publish_second(rows) -> Relayed:
+        second_published.set()
+        return sent(seen_second, rows)
+
+    first = threading.Thread(target=OutboxReader(database).relay, args=(100, publish_first))
+    second = threading.Thread(target=OutboxReader(other).relay, args=(100, publish_second))
+    first.start()
+    try:
+        assert first_inside.wait(10)
+        second.start()
+        assert not second_published.wait(0.5), "the second relay published while the first was publishing"
+    finally:
+        release.set()
+        first.join(30)
+        if second.ident is not None:  # started
+            second.join(30)
+    other.dispose()
+    assert seen_first == pids
+    assert seen_second == []
+    assert OutboxReader(database).backlog() == 0
 
 
 def test_a_row_that_can_never_be_sent_is_parked_as_a_dead_letter_and_the_rest_go_on(database):

@@ -176,3 +176,28 @@ def test_a_ping_reads_while_another_connection_holds_the_write_lock(tmp_path):
         conn.exec_driver_sql("CREATE TABLE u (x INTEGER)")
     other.close()
     d.dispose()
+
+
+def test_a_new_store_turned_to_wal_while_another_process_writes_it_waits_instead_of_failing(tmp_path):
+    """Instances started together on a new store race to turn its file to WAL. SQLite refuses
+    that at once, without its busy handler, while another connection reads and another writes
+    the file in its first journal mode: the first connection of an instance failed with
+    "database is locked" (seen in test_instances' migrations race on SQLite)."""
+    path = tmp_path / "store.db"
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("CREATE TABLE t (x INTEGER)")
+    reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    reader.execute("BEGIN")
+    reader.execute("SELECT * FROM t").fetchall()
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO t VALUES (1)")
+    releaser = threading.Timer(0.3, lambda: (reader.execute("COMMIT"), writer.execute("COMMIT")))
+    releaser.start()
+    d = Database(f"sqlite:///{path}", busy_timeout_seconds=5)
+    with d.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    releaser.join()
+    assert count(d) == 1
+    for c in (reader, writer):
+        c.close()
+    d.dispose()
