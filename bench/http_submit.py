@@ -1,11 +1,14 @@
-"""HTTP submit benchmark: `POST /v1/proposals` and `POST /v1/proposals/{id}/measurements` on one
+"""HTTP submit benchmark: `POST /v1/proposals` and `POST /v1/proposals/{id}/measurements` on the
 proposals service, driven by an established load generator (oha), not by a Python loop.
 
 Method
 ------
-1. Start the proposals service as a real `nameko run` process (`tests.support.Platform`: the
+1. Start the proposals service as real `nameko run` processes (`tests.support.Platform`: the
    test configuration, a SQLite store in a temporary directory, topics with a random prefix of
-   their own on the local broker, outbox relay on). No other service is started.
+   their own on the local broker, outbox relay on): `--instances N` of them (default 1), on one
+   port (each listens with SO_REUSEPORT, as eventlet does by default, and the kernel shares the
+   connections out) and one store, as several instances on one host run. No other service is
+   started.
 2. Write N distinct request bodies, one JSON object a line (distinct titles; distinct values and
    times for measurements); oha sends a line chosen at random for each request (`-Z`).
 3. Warm up (a short saturating run, not counted).
@@ -117,12 +120,42 @@ def oha_cmd(
     return cmd + [url]
 
 
-SERVICE_PID: int | None = None
+SERVICE_PIDS: list[int] = []
 
 
 def service_cpu() -> float | None:
-    """CPU seconds the proposals service has used so far (None without one)."""
-    return cpu_seconds(SERVICE_PID) if SERVICE_PID is not None else None
+    """CPU seconds the proposals instances have used so far, together (None without one)."""
+    used = [cpu_seconds(pid) for pid in SERVICE_PIDS]
+    return None if not used or None in used else sum(u for u in used if u is not None)
+
+
+def listening_pids(port: int) -> set[int]:
+    """The processes with a socket listening on 127.0.0.1:`port` (from `ss`)."""
+    out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True).stdout
+    return {int(pid) for pid in re.findall(r"pid=(\d+)", out)}
+
+
+def start_instances(platform: Platform, count: int) -> list[int]:
+    """`count` proposals instances on one port and one store; returns their process ids once
+    each listens and the service answers ready."""
+    names = ["proposals"] + [f"proposals@{n}" for n in range(2, count + 1)]
+    port: int | None = None
+    for name in names:
+        proc = platform.launch(name, port)
+        port = platform.ports[name]
+        _wait_listening(proc, port, name)
+        platform.wait_ready(name)  # raises if it exited; ready: the service (an instance of it) answers
+    return [platform.procs[name].pid for name in names]
+
+
+def _wait_listening(proc: subprocess.Popen, port: int, name: str) -> None:
+    # /health/ready on the shared port may be answered by an instance already up: this one is
+    # in the kernel's share of the connections once its own socket listens.
+    wait_until(
+        lambda: proc.pid in listening_pids(port) or proc.poll() is not None,
+        timeout=90,
+        what=f"{name} to listen on port {port}",
+    )
 
 
 def run_oha(cmd: list[str]) -> dict:
@@ -292,15 +325,14 @@ def run(args) -> dict:
         "python": host.python_version(),
         "broker": BOOTSTRAP,
         "load_generator": f"oha {oha_version(oha)}",
+        "instances": args.instances,
         "duration_s": args.duration,
         "connections": args.connections,
         "rate_connections": args.rate_connections,
     }
     ok = False
     try:
-        platform.start("proposals")
-        global SERVICE_PID
-        SERVICE_PID = platform.procs["proposals"].pid
+        SERVICE_PIDS[:] = start_instances(platform, args.instances)
         run_id = os.urandom(4).hex()
         bodies = tmp / "submissions.jsonl"
         bodies.write_text("\n".join(submission_lines(args.bodies, run_id)) + "\n")
@@ -359,7 +391,8 @@ def failures(figures: dict) -> list[str]:
 def report(figures: dict) -> str:
     lines = [
         f"Kokeilu HTTP submit benchmark  {figures['started']}, {figures['commit']}, {figures['cpus']} CPUs, "
-        f"{figures['load_generator']}, broker {figures['broker']}",
+        f"{figures['load_generator']}, broker {figures['broker']}, "
+        f"{figures.get('instances', 1)} proposals instance(s) on one port and store",
         "",
     ]
     for route, title in (("submit", "POST /v1/proposals"), ("measurements", "POST /v1/proposals/{id}/measurements")):
@@ -421,6 +454,12 @@ def parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="extra environment for the service (e.g. KOKEILU_RELAY_INTERVAL_SECONDS=0.5)",
     )
+    p.add_argument(
+        "--instances",
+        type=int,
+        default=1,
+        help="proposals instances on one port and one SQLite store (default 1; service CPU is their sum)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the service's log and store")
     return p
 
@@ -429,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.repeats < 1:
         parser().error("--repeats must be at least 1")
+    if args.instances < 1:
+        parser().error("--instances must be at least 1")
     try:
         figures = run(args)
     except RuntimeError as exc:
