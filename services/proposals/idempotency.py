@@ -8,7 +8,8 @@ before the commit. So:
 - a crash at any moment leaves either nothing (the retry does the work, at once) or the work
   together with its answer (the retry gets the first answer); never the work without the key;
 - two requests racing with the same key cannot both do the work: the second one's insert waits
-  for the first transaction (PostgreSQL: the unique key; SQLite: the one writer) and then
+  for the first transaction (PostgreSQL: the unique key; SQLite: the file's write lock, which
+  one transaction of any instance holds at a time) and then
   replays its answer, or, if the first was refused and rolled back, does the work itself;
 - a refused request (an exception: 4xx or otherwise) changes nothing and keeps no key.
 """
