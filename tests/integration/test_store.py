@@ -31,6 +31,16 @@ def screening_event(pid: str | None = None) -> CloudEvent:
     )
 
 
+def screenings_recorded(database: Database, count: int) -> list[str]:
+    """`count` screening events recorded, each in a transaction of its own; their subjects."""
+    pids = [str(uuid.uuid4()) for _ in range(count)]
+    for pid in pids:
+        with UnitOfWork(database) as uow:
+            uow.publish(screening_event(pid))
+            uow.commit()
+    return pids
+
+
 @pytest.mark.parametrize("service", SERVICES)
 def test_each_service_migrates_to_head_and_again_without_change(database_url, service):
     db = Database(database_url, ROOT / "services" / service / "migrations")
@@ -75,11 +85,7 @@ def test_the_inbox_says_first_time_once_per_consumer(database):
 
 
 def test_the_relay_hands_rows_over_in_order_and_marks_them_sent(database):
-    pids = [str(uuid.uuid4()) for _ in range(5)]
-    for pid in pids:
-        with UnitOfWork(database) as uow:
-            uow.publish(screening_event(pid))
-            uow.commit()
+    pids = screenings_recorded(database, 5)
     reader = OutboxReader(database)
     seen = []
     assert reader.relay(3, lambda rows: sent(seen, rows)) == 3
@@ -97,11 +103,7 @@ def test_two_relays_on_one_store_take_turns_and_publish_each_row_once(database, 
     """Two instances' relays on one store (PostgreSQL: an advisory lock; SQLite: a file lock
     beside the store, since its relay reads, publishes and marks in three steps). Naive: the
     second reads the rows the first is still publishing, and publishes them again."""
-    pids = [str(uuid.uuid4()) for _ in range(5)]
-    for pid in pids:
-        with UnitOfWork(database) as uow:
-            uow.publish(screening_event(pid))
-            uow.commit()
+    pids = screenings_recorded(database, 5)
     other = Database(database_url)
     first_inside, release, second_published = threading.Event(), threading.Event(), threading.Event()
     seen_first: list = []
@@ -135,11 +137,7 @@ def test_two_relays_on_one_store_take_turns_and_publish_each_row_once(database, 
 
 
 def test_a_row_that_can_never_be_sent_is_parked_as_a_dead_letter_and_the_rest_go_on(database):
-    pids = [str(uuid.uuid4()) for _ in range(3)]
-    for pid in pids:
-        with UnitOfWork(database) as uow:
-            uow.publish(screening_event(pid))
-            uow.commit()
+    pids = screenings_recorded(database, 3)
     reader = OutboxReader(database)
 
     def middle_too_large(rows):
