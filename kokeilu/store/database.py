@@ -69,7 +69,10 @@ def make_engine(url: str, busy_timeout_seconds: float = 10) -> sa.Engine:
         def _pragmas(dbapi_conn: DBAPIConnection, _record: object) -> None:
             cur = dbapi_conn.cursor()
             # WAL lets readers in other processes (the rebuild tool, a second instance) run beside the writer.
-            _journal_mode_wal(cur, busy_timeout_seconds)
+            # Turning a new store's file to WAL takes it exclusively, and SQLite refuses at once
+            # ("database is locked", its busy handler not asked) while another process holds the
+            # file: instances started together on a new store race here.
+            _while_locked(cur.execute, "PRAGMA journal_mode=WAL", busy_timeout_seconds)
             # NORMAL: a COMMIT writes the WAL without waiting for the disk. Durability is not given
             # up: Database.transaction returns only after the WAL has been fsynced since the
             # commit (WalSync, a group commit: one fsync for every commit that waits meanwhile),
@@ -100,20 +103,23 @@ def make_engine(url: str, busy_timeout_seconds: float = 10) -> sa.Engine:
     )
 
 
-def _journal_mode_wal(cur: Any, busy_timeout_seconds: float) -> None:
-    """Put the store in WAL mode (a no-op once it is). Turning a new store's file to WAL takes
-    it exclusively, and SQLite refuses at once ("database is locked"), without its busy handler,
-    while another process holds the file: instances started together on a new store race here.
-    So: again in short sleeps (green under eventlet) until the busy deadline."""
-    deadline = time.monotonic() + busy_timeout_seconds
+def _while_locked(execute: Callable[[str], object], statement: str, timeout: float) -> None:
+    """`execute(statement)`, a statement that takes the store's file lock; while another
+    connection (of this process or another) holds it, again in sleeps of 5 ms doubling to
+    100 ms, green under eventlet (the rest of the process goes on), until `timeout` seconds have
+    passed. Then, or on any other error, what SQLite raised (SQLAlchemy wraps it as
+    OperationalError: transient)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
     while True:
         try:
-            cur.execute("PRAGMA journal_mode=WAL")
+            execute(statement)
             return
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
                 raise
-        time.sleep(0.01)
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
 
 
 # Set in a pooled connection's info by a reader (Database.ping) for its next transaction.
@@ -141,17 +147,7 @@ class KokeiluSQLite(SQLiteDialect_pysqlite):
         if dbapi_connection.info.get(READER):
             driver.execute("BEGIN")
             return
-        deadline = time.monotonic() + self.busy_timeout_seconds
-        delay = 0.005
-        while True:
-            try:
-                driver.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() + delay > deadline:
-                    raise
-            time.sleep(delay)  # green under eventlet: the rest of the process goes on
-            delay = min(delay * 2, 0.1)
+        _while_locked(driver.execute, "BEGIN IMMEDIATE", self.busy_timeout_seconds)
 
 
 registry.register("sqlite.kokeilu", __name__, "KokeiluSQLite")

@@ -80,7 +80,7 @@ def wholly_copied(db: Database) -> bool:
     (a u32 at byte 16) equals the checkpoint's nBackfill (at byte 96), native byte order
     (sqlite.org/walformat.html). Rows can show in the file before that: the checkpoint writes
     the pages, syncs the file, and only then records nBackfill."""
-    with open(db.engine.url.database + "-shm", "rb") as shm:
+    with open(db.file + "-shm", "rb") as shm:
         head = shm.read(100)
     return int.from_bytes(head[16:20], sys.byteorder) == int.from_bytes(head[96:100], sys.byteorder)
 
